@@ -1,0 +1,93 @@
+#!/usr/bin/python3
+"""PyTorch side of Brisk's MLP throughput benchmarks.
+
+Trains the same MLP as bench_mlp (Linear layers with ReLU, softmax cross-entropy, Adam) on
+synthetic uint8 data normalised per batch, and prints one JSON line with samples/s and the
+OpenBLAS kernel that PyTorch's BLAS actually ran. The caller sets OPENBLAS_CORETYPE and
+OPENBLAS_NUM_THREADS in the environment before this process starts (OpenBLAS reads them once,
+at load time); --threads sets PyTorch's own intra-op pool to the same count.
+"""
+import argparse
+import ctypes
+import ctypes.util
+import json
+import os
+import sys
+import time
+
+
+def openblas_corename():
+    # PyTorch calls sgemm through libblas.so.3; on Debian that is OpenBLAS when it is the
+    # selected alternative. Ask the library that is already mapped into this process.
+    for name in ("libblas.so.3", "libopenblas.so.0"):
+        try:
+            lib = ctypes.CDLL(name)
+            fn = lib.openblas_get_corename
+        except (OSError, AttributeError):
+            continue
+        fn.restype = ctypes.c_char_p
+        return fn().decode()
+    return "unknown (BLAS is not OpenBLAS)"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="784-256-128-10", help="layer widths (default %(default)s)")
+    ap.add_argument("--batch", type=int, default=128, help="batch size (default %(default)s)")
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default %(default)s)")
+    ap.add_argument("--steps", type=int, default=200, help="timed steps (default %(default)s)")
+    ap.add_argument("--warmup", type=int, default=20, help="untimed steps first (default %(default)s)")
+    ap.add_argument("--seed", type=int, default=1, help="seed (default %(default)s)")
+    a = ap.parse_args()
+
+    import torch
+    import torch.nn as nn
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    widths = [int(w) for w in a.model.split("-")]
+    layers = []
+    for i in range(len(widths) - 1):
+        layers.append(nn.Linear(widths[i], widths[i + 1]))
+        if i + 2 < len(widths):
+            layers.append(nn.ReLU())
+    model = nn.Sequential(*layers)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    n = 16 * a.batch
+    g = torch.Generator().manual_seed(a.seed)
+    x8 = torch.randint(0, 256, (n, widths[0]), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, widths[-1], (n,), generator=g)
+
+    def step(i):
+        lo = (i * a.batch) % n
+        xb = x8[lo:lo + a.batch].float().mul_(1.0 / 255.0)
+        yb = y[lo:lo + a.batch]
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for i in range(a.warmup):
+        step(i)
+    t0 = time.perf_counter()
+    for i in range(a.steps):
+        loss = step(i)
+    float(loss)
+    dt = time.perf_counter() - t0
+    print(json.dumps({
+        "impl": "pytorch",
+        "torch": torch.__version__,
+        "model": a.model,
+        "batch": a.batch,
+        "threads": a.threads,
+        "openblas_threads_env": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "kernel": openblas_corename(),
+        "samples_per_second": a.steps * a.batch / dt,
+    }))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

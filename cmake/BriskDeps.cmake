@@ -1,0 +1,37 @@
+# Finds Brisk's dependencies. A missing one stops configure with the Debian package to install.
+find_package(PkgConfig)
+if(NOT PKG_CONFIG_FOUND)
+  message(FATAL_ERROR "pkg-config not found: install it with 'apt-get install pkg-config'")
+endif()
+
+macro(brisk_require_pkg var module package)
+  pkg_check_modules(${var} IMPORTED_TARGET ${module})
+  if(NOT ${var}_FOUND)
+    message(FATAL_ERROR "${module} not found: install it with 'apt-get install ${package}'")
+  endif()
+endmacro()
+
+find_package(OpenMP COMPONENTS C)
+if(NOT OpenMP_C_FOUND)
+  message(FATAL_ERROR "OpenMP for C not found: install gcc's libgomp with 'apt-get install gcc libgomp1'")
+endif()
+
+# OpenBLAS specifically: Brisk calls openblas_get_corename() and openblas_set_num_threads().
+brisk_require_pkg(OPENBLAS openblas libopenblas-dev)
+
+find_package(ZLIB)
+if(NOT ZLIB_FOUND)
+  message(FATAL_ERROR "zlib not found: install it with 'apt-get install zlib1g-dev'")
+endif()
+
+brisk_require_pkg(PROTOBUF_C libprotobuf-c libprotobuf-c-dev)
+find_program(BRISK_PROTOC_C protoc-c)
+if(NOT BRISK_PROTOC_C)
+  message(FATAL_ERROR "protoc-c not found: install it with 'apt-get install protobuf-c-compiler'")
+endif()
+
+if(BRISK_BUILD_TESTS)
+  brisk_require_pkg(CMOCKA cmocka libcmocka-dev)
+endif()
+
+find_library(BRISK_LIBM m)

@@ -1,0 +1,108 @@
+#include "brisk/optim.h"
+
+#include <math.h>
+#include <string.h>
+
+brisk_optim_config brisk_optim_defaults(brisk_optim_kind kind)
+{
+    brisk_optim_config c = {kind, 0.9f, 0.999f, 1e-8f, 0.9f, 0.0f};
+    if (kind == BRISK_OPTIM_ADAMW)
+        c.weight_decay = 0.01f;
+    return c;
+}
+
+void brisk_optim_update(const brisk_optim_config *c, int64_t step, float lr, float grad_scale,
+                        float *restrict params, const float *restrict grads, float *restrict m,
+                        float *restrict v, size_t begin, size_t end)
+{
+    const float wd = c->weight_decay;
+    if (c->kind == BRISK_OPTIM_SGD) {
+        /* g += wd p; buf = momentum buf + g; p -= lr buf (buf starts at 0, so step 1 gives
+         * buf = g exactly as torch's clone). */
+        const float mom = c->momentum;
+        for (size_t i = begin; i < end; i++) {
+            float g = grads[i] * grad_scale + wd * params[i];
+            m[i] = mom * m[i] + g;
+            params[i] -= lr * m[i];
+        }
+        return;
+    }
+    /* Adam (Kingma & Ba, 2015) in torch's order: step_size = lr / (1 - b1^t),
+     * denom = sqrt(v) / sqrt(1 - b2^t) + eps, p -= step_size m / denom.
+     * AdamW (Loshchilov & Hutter, 2019) first decays p by (1 - lr wd). */
+    const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
+    const double bc1 = 1.0 - pow((double)b1, (double)step);
+    const double bc2 = 1.0 - pow((double)b2, (double)step);
+    const float step_size = (float)(lr / bc1);
+    const float inv_bc2_sqrt = (float)(1.0 / sqrt(bc2));
+    const float decay = c->kind == BRISK_OPTIM_ADAMW ? 1.0f - lr * wd : 1.0f;
+    const float l2 = c->kind == BRISK_OPTIM_ADAM ? wd : 0.0f;
+    for (size_t i = begin; i < end; i++) {
+        float p = params[i] * decay;
+        float g = grads[i] * grad_scale + l2 * p;
+        float mi = m[i] * b1 + (1.0f - b1) * g;
+        float vi = v[i] * b2 + (1.0f - b2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        params[i] = p - step_size * mi / (sqrtf(vi) * inv_bc2_sqrt + eps);
+    }
+}
+
+double brisk_sum_squares(const float *g, size_t begin, size_t end)
+{
+    double s = 0.0;
+    for (size_t i = begin; i < end; i++)
+        s += (double)g[i] * (double)g[i];
+    return s;
+}
+
+float brisk_clip_scale(double global_norm, float max_norm)
+{
+    if (max_norm <= 0.0f)
+        return 1.0f;
+    double s = (double)max_norm / (global_norm + 1e-6);
+    return s < 1.0 ? (float)s : 1.0f;
+}
+
+float brisk_schedule_lr(const brisk_schedule *sch, int64_t s)
+{
+    switch (sch->kind) {
+    case BRISK_SCHEDULE_CONSTANT:
+        break;
+    case BRISK_SCHEDULE_STEP:
+        return (float)(sch->lr * pow((double)sch->gamma, (double)(s / sch->step_size)));
+    case BRISK_SCHEDULE_COSINE:
+        if (s < sch->warmup)
+            return (float)((double)sch->lr * (double)(s + 1) / (double)sch->warmup);
+        if (s >= sch->total || sch->total <= sch->warmup)
+            return sch->min_lr;
+        {
+            const double pi = 3.14159265358979323846;
+            double t = (double)(s - sch->warmup) / (double)(sch->total - sch->warmup);
+            return (float)(sch->min_lr + (sch->lr - sch->min_lr) * 0.5 * (1.0 + cos(pi * t)));
+        }
+    }
+    return sch->lr;
+}
+
+static const char *const optim_names[] = {"adam", "adamw", "sgd"};
+static const char *const schedule_names[] = {"constant", "step", "cosine"};
+
+const char *brisk_optim_name(brisk_optim_kind k) { return optim_names[k]; }
+const char *brisk_schedule_name(brisk_schedule_kind k) { return schedule_names[k]; }
+
+int brisk_optim_parse(const char *s)
+{
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, optim_names[i]))
+            return i;
+    return -1;
+}
+
+int brisk_schedule_parse(const char *s)
+{
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, schedule_names[i]))
+            return i;
+    return -1;
+}
