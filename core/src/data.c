@@ -1,6 +1,7 @@
 #include "brisk/data.h"
 #include "brisk/error.h"
 #include "brisk/rng.h"
+#include "core_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -129,6 +130,7 @@ void brisk_dataset_stats(const brisk_dataset *ds, const int32_t *idx, int64_t n,
     *std = var > 1e-12 ? (float)sqrt(var) : 1.0f;
 }
 
+BRISK_MULTIVERSION
 void brisk_dataset_gather(const brisk_dataset *ds, const int32_t *idx, int n, float mean,
                           float std, float *x_out, uint8_t *y_out)
 {

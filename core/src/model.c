@@ -2,6 +2,7 @@
 
 #include "brisk/error.h"
 #include "brisk/rng.h"
+#include "core_internal.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -234,7 +235,7 @@ const float *brisk_workspace_output(const brisk_workspace *ws, int layer)
 }
 
 /* Activation forward, a = f(z), over n values. */
-static void act_forward(brisk_act act, const float *z, float *a, size_t n)
+BRISK_MULTIVERSION static void act_forward(brisk_act act, const float *z, float *a, size_t n)
 {
     switch (act) {
     case BRISK_ACT_RELU:
@@ -257,7 +258,7 @@ static void act_forward(brisk_act act, const float *z, float *a, size_t n)
 }
 
 /* Activation backward in place: d <- d * f'(z), using a = f(z) where that is cheaper. */
-static void act_backward(brisk_act act, const float *z, const float *a, float *d, size_t n)
+BRISK_MULTIVERSION static void act_backward(brisk_act act, const float *z, const float *a, float *d, size_t n)
 {
     switch (act) {
     case BRISK_ACT_RELU:
@@ -410,16 +411,10 @@ const char *brisk_loss_name(brisk_loss l) { return loss_names[l]; }
 
 int brisk_act_parse(const char *s)
 {
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(s, act_names[i]))
-            return i;
-    return -1;
+    return brisk__name_index(act_names, 4, s);
 }
 
 int brisk_loss_parse(const char *s)
 {
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(s, loss_names[i]))
-            return i;
-    return -1;
+    return brisk__name_index(loss_names, 3, s);
 }

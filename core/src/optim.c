@@ -1,5 +1,7 @@
 #include "brisk/optim.h"
 
+#include "core_internal.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -11,6 +13,7 @@ brisk_optim_config brisk_optim_defaults(brisk_optim_kind kind)
     return c;
 }
 
+BRISK_MULTIVERSION
 void brisk_optim_update(const brisk_optim_config *c, int64_t step, float lr, float grad_scale,
                         float *restrict params, const float *restrict grads, float *restrict m,
                         float *restrict v, size_t begin, size_t end)
@@ -48,12 +51,19 @@ void brisk_optim_update(const brisk_optim_config *c, int64_t step, float lr, flo
     }
 }
 
+BRISK_MULTIVERSION
 double brisk_sum_squares(const float *g, size_t begin, size_t end)
 {
-    double s = 0.0;
-    for (size_t i = begin; i < end; i++)
-        s += (double)g[i] * (double)g[i];
-    return s;
+    /* Eight interleaved accumulators in a fixed pattern, combined in a fixed order: the
+     * result depends only on [begin, end), and the loop vectorises. */
+    double acc[8] = {0};
+    size_t i = begin;
+    for (; i + 8 <= end; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += (double)g[i + k] * (double)g[i + k];
+    for (int k = 0; i < end; i++, k++)
+        acc[k] += (double)g[i] * (double)g[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 float brisk_clip_scale(double global_norm, float max_norm)
@@ -93,16 +103,10 @@ const char *brisk_schedule_name(brisk_schedule_kind k) { return schedule_names[k
 
 int brisk_optim_parse(const char *s)
 {
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(s, optim_names[i]))
-            return i;
-    return -1;
+    return brisk__name_index(optim_names, 3, s);
 }
 
 int brisk_schedule_parse(const char *s)
 {
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(s, schedule_names[i]))
-            return i;
-    return -1;
+    return brisk__name_index(schedule_names, 3, s);
 }

@@ -12,6 +12,8 @@
 #ifndef BRISK_MODEL_H
 #define BRISK_MODEL_H
 
+#include "brisk/error.h"
+
 #include <stddef.h>
 #include <stdint.h>
 

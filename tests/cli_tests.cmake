@@ -1,0 +1,6 @@
+foreach(case help bad-values missing-data wrong-width json text diverge)
+  add_test(NAME cli_${case}
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh $<TARGET_FILE:brisk-train> ${case}
+                   ${PROJECT_SOURCE_DIR}/apps/brisk-train.c)
+  set_tests_properties(cli_${case} PROPERTIES LABELS "app" TIMEOUT 120)
+endforeach()

@@ -1,0 +1,31 @@
+/* Helpers shared by Brisk's CMocka tests. */
+#ifndef BRISK_TEST_UTIL_H
+#define BRISK_TEST_UTIL_H
+
+#include <setjmp.h> /* cmocka.h needs these first */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+
+/* Fails with both values when |got - want| > atol + rtol |want|. */
+#define assert_close(got, want, rtol, atol)                                                    \
+    do {                                                                                       \
+        double g_ = (double)(got), w_ = (double)(want);                                        \
+        if (!(fabs(g_ - w_) <= (atol) + (rtol) * fabs(w_))) {                                  \
+            print_error("%s = %.9g, expected %s = %.9g (rtol %g, atol %g)\n", #got, g_, #want, \
+                        w_, (double)(rtol), (double)(atol));                                   \
+            fail();                                                                            \
+        }                                                                                      \
+    } while (0)
+
+/* A fresh directory under $TMPDIR (or /tmp) for one test; removed by test_rmdir. */
+char *test_mkdtemp(void);
+void test_rmdir(char *dir); /* removes the files in dir, dir itself, and frees the string */
+/* Writes len bytes to dir/name and returns the path (malloc'd). */
+char *test_write_file(const char *dir, const char *name, const void *data, size_t len);
+
+#endif
