@@ -115,6 +115,7 @@ static void test_split_and_shuffle(void **state)
     assert_int_equal(n_train, 900);
     assert_int_equal(brisk_split(n, 0.1, SEED, &order2, &n_train), BRISK_OK);
     assert_memory_equal(order, order2, (size_t)n * sizeof *order);
+    free(order2);
     /* A permutation of [0, n) whose two parts are sorted. */
     char *seen = calloc((size_t)n, 1);
     for (int64_t i = 0; i < n; i++) {

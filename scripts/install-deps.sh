@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs everything Brisk needs to build, test and train on Debian 12, from Debian's archive.
+# Runs apt-get directly as root, through sudo otherwise.
+set -eu
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+PACKAGES="build-essential cmake pkg-config libopenblas-dev zlib1g-dev libprotobuf-c-dev
+protobuf-c-compiler libcmocka-dev dataset-fashion-mnist"
+missing=
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "install-deps: installing$missing"
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
