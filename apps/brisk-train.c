@@ -7,6 +7,7 @@
 #include "brisk/error.h"
 #include "brisk/model.h"
 #include "brisk/optim.h"
+#include "brisk/pool.h"
 #include "brisk/trainer.h"
 
 #include <errno.h>
@@ -26,17 +27,18 @@ typedef struct options {
     const char *model, *act, *loss, *optimizer, *schedule, *init, *data;
     double lr, weight_decay, clip_norm, val_split, gamma, min_lr, momentum, noise;
     int weight_decay_set;
-    int epochs, batch, micro_batch, step_size, json;
+    int epochs, batch, micro_batch, threads, step_size, json;
     long long warmup, synthetic_n, synthetic_test_n;
     unsigned long long seed;
 } options;
 
 static const options defaults = {
     .model = "784-256-128-10", .act = "relu", .loss = "ce", .optimizer = "adam",
-    .schedule = "constant", .init = "auto", .data = DEFAULT_DATA,
+    .schedule = "cosine", .init = "auto", .data = DEFAULT_DATA,
     .lr = 1e-3, .weight_decay = 0.0, .clip_norm = 0.0, .val_split = 0.1, .gamma = 0.5,
     .min_lr = 0.0, .momentum = 0.9, .noise = 80.0,
-    .epochs = 10, .batch = 128, .micro_batch = 0, .step_size = 5,
+    .epochs = 10, .batch = 128, .micro_batch = BRISK_DEFAULT_MICRO_BATCH, .threads = 0,
+    .step_size = 5,
     .warmup = 0, .synthetic_n = 20000, .synthetic_test_n = 5000, .seed = 42,
 };
 
@@ -72,7 +74,10 @@ static void usage(FILE *f)
 "Training:\n"
 "  --epochs N            passes over the training set (default %d)\n"
 "  --batch B             samples per optimizer step (default %d)\n"
-"  --micro-batch M       samples per micro-shard; 0 = the whole batch (default %d)\n"
+"  --micro-batch M       samples per micro-shard; a batch of B is cut into ceil(B / M)\n"
+"                        shards (default %d, or B if smaller); results depend on B and M,\n"
+"                        never on --threads\n"
+"  --threads T           worker threads (default: the CPUs this process may use, here %d)\n"
 "  --seed S              seed for init, split and shuffling (default %llu)\n"
 "Data:\n"
 "  --data DIR|synthetic  a directory with train-/t10k-{images-idx3,labels-idx1}-ubyte[.gz]\n"
@@ -95,7 +100,7 @@ static void usage(FILE *f)
 "set, brisk-train re-runs itself once with OPENBLAS_CORETYPE set to the best one.\n",
         d->model, d->act, d->loss, d->init, d->optimizer, d->lr, d->weight_decay, d->momentum,
         d->clip_norm, d->schedule, d->step_size, d->gamma, d->warmup, d->min_lr, d->epochs,
-        d->batch, d->micro_batch, d->seed, d->data, d->val_split, d->synthetic_n,
+        d->batch, d->micro_batch, brisk_cpu_count(), d->seed, d->data, d->val_split, d->synthetic_n,
         d->synthetic_test_n, d->noise);
 }
 
@@ -162,7 +167,7 @@ static double now_seconds(void)
 enum {
     OPT_MODEL = 256, OPT_ACT, OPT_LOSS, OPT_INIT, OPT_OPTIMIZER, OPT_LR, OPT_WD, OPT_MOMENTUM,
     OPT_CLIP, OPT_SCHEDULE, OPT_STEP_SIZE, OPT_GAMMA, OPT_WARMUP, OPT_MIN_LR, OPT_EPOCHS,
-    OPT_BATCH, OPT_MICRO, OPT_SEED, OPT_DATA, OPT_VAL, OPT_SYN_N, OPT_SYN_TEST_N, OPT_NOISE,
+    OPT_BATCH, OPT_MICRO, OPT_THREADS, OPT_SEED, OPT_DATA, OPT_VAL, OPT_SYN_N, OPT_SYN_TEST_N, OPT_NOISE,
     OPT_JSON
 };
 
@@ -184,6 +189,7 @@ static const struct option long_opts[] = {
     {"epochs", required_argument, 0, OPT_EPOCHS},
     {"batch", required_argument, 0, OPT_BATCH},
     {"micro-batch", required_argument, 0, OPT_MICRO},
+    {"threads", required_argument, 0, OPT_THREADS},
     {"seed", required_argument, 0, OPT_SEED},
     {"data", required_argument, 0, OPT_DATA},
     {"val-split", required_argument, 0, OPT_VAL},
@@ -231,7 +237,8 @@ static void parse_args(int argc, char **argv, options *o)
         case OPT_MIN_LR: o->min_lr = parse_double(flag, optarg, 0, 1e6); break;
         case OPT_EPOCHS: o->epochs = (int)parse_int(flag, optarg, 1, 1000000); break;
         case OPT_BATCH: o->batch = (int)parse_int(flag, optarg, 1, 1 << 20); break;
-        case OPT_MICRO: o->micro_batch = (int)parse_int(flag, optarg, 0, 1 << 20); break;
+        case OPT_MICRO: o->micro_batch = (int)parse_int(flag, optarg, 1, 1 << 20); break;
+        case OPT_THREADS: o->threads = (int)parse_int(flag, optarg, 1, 1024); break;
         case OPT_SEED: o->seed = (unsigned long long)parse_int(flag, optarg, 0, INT64_MAX); break;
         case OPT_DATA: o->data = optarg; break;
         case OPT_VAL: o->val_split = parse_double(flag, optarg, 0, 0.99); break;
@@ -286,6 +293,7 @@ static brisk_trainer_config make_config(const options *o, const brisk_dataset *t
     c.clip_norm = (float)o->clip_norm;
     c.batch = o->batch;
     c.micro_batch = o->micro_batch;
+    c.threads = o->threads;
     c.seed = o->seed;
     return c;
 }
@@ -368,10 +376,11 @@ int main(int argc, char **argv)
     brisk_dataset_stats(&train, order, n_train, &mean, &std);
 
     if (!o.json)
-        printf("brisk-train: model %s (%zu parameters), %s, %s lr %g, batch %d; data %s: %lld "
-               "train, %lld validation, %lld test samples; OpenBLAS kernel %s\n",
+        printf("brisk-train: model %s (%zu parameters), %s, %s lr %g, batch %d (micro-batch "
+               "%d), %d threads; data %s: %lld train, %lld validation, %lld test samples; "
+               "OpenBLAS kernel %s\n",
                o.model, brisk_model_num_params(brisk_trainer_model(t)), o.act, o.optimizer, o.lr,
-               o.batch, o.data, (long long)n_train, (long long)n_val, (long long)test.n,
+               o.batch, brisk_trainer_micro_batch(t), brisk_trainer_threads(t), o.data, (long long)n_train, (long long)n_val, (long long)test.n,
                brisk_blas_kernel());
     fflush(stdout);
     const double t_start = now_seconds();
@@ -395,8 +404,11 @@ int main(int argc, char **argv)
         if (status)
             break;
         const double train_s = now_seconds() - t0;
-        if (n_val)
-            brisk_trainer_evaluate(t, &train, val_idx, n_val, mean, std, &val_m);
+        if (brisk_trainer_evaluate(t, &train, val_idx, n_val, mean, std, &val_m) < 0) {
+            fprintf(stderr, "brisk-train: %s\n", brisk_error_detail());
+            status = 1;
+            break;
+        }
         const double sps = (double)n_train / train_s, elapsed = now_seconds() - t_start;
         if (o.json) {
             printf("{\"epoch\": %d", epoch);
@@ -415,7 +427,11 @@ int main(int argc, char **argv)
     }
     if (status == 0) {
         brisk_metrics test_m;
-        brisk_trainer_evaluate(t, &test, test_idx, test.n, mean, std, &test_m);
+        if (brisk_trainer_evaluate(t, &test, test_idx, test.n, mean, std, &test_m) < 0) {
+            fprintf(stderr, "brisk-train: %s\n", brisk_error_detail());
+            status = 1;
+            goto free_test;
+        }
         const double elapsed = now_seconds() - t_start;
         if (o.json)
             printf("{\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"elapsed_seconds\": %.3f}\n",
@@ -425,6 +441,7 @@ int main(int argc, char **argv)
                    brisk_metrics_loss(&test_m), 100 * brisk_metrics_accuracy(&test_m), o.epochs,
                    elapsed);
     }
+free_test:
     free(test_idx);
 done:
     free(epoch_idx);

@@ -23,6 +23,7 @@ static brisk_trainer_config small_config(int batch, int micro)
     c.clip_norm = 1.0f;
     c.batch = batch;
     c.micro_batch = micro;
+    c.threads = 1;
     c.seed = SEED;
     return c;
 }
@@ -187,7 +188,7 @@ static void test_micro_shards_sum_to_the_batch_gradient(void **state)
     /* Same math, different summation order: 4 micro-shards agree with 1 shard to rounding. */
     brisk_dataset ds;
     assert_int_equal(brisk_dataset_synthetic(256, 64, 4, 60.0f, SEED, 0, &ds), BRISK_OK);
-    brisk_trainer_config c1 = small_config(32, 0), c4 = small_config(32, 8);
+    brisk_trainer_config c1 = small_config(32, 32), c4 = small_config(32, 8);
     brisk_trainer *a, *b;
     assert_int_equal(brisk_trainer_create(&c1, &a), BRISK_OK);
     assert_int_equal(brisk_trainer_create(&c4, &b), BRISK_OK);
@@ -245,7 +246,7 @@ static void test_synthetic_task_trains(void **state)
     float mean, std;
     brisk_dataset_stats(&train, order, n_train, &mean, &std);
     brisk_metrics before, after;
-    brisk_trainer_evaluate(t, &test, test_idx, 1000, mean, std, &before);
+    assert_int_equal(brisk_trainer_evaluate(t, &test, test_idx, 1000, mean, std, &before), BRISK_OK);
     for (uint32_t epoch = 1; epoch <= 3; epoch++) {
         brisk_shuffle(order, epoch_idx, n_train, SEED, epoch);
         for (int64_t lo = 0; lo < n_train; lo += 32) {
@@ -255,7 +256,7 @@ static void test_synthetic_task_trains(void **state)
                              BRISK_OK);
         }
     }
-    brisk_trainer_evaluate(t, &test, test_idx, 1000, mean, std, &after);
+    assert_int_equal(brisk_trainer_evaluate(t, &test, test_idx, 1000, mean, std, &after), BRISK_OK);
     print_message("synthetic task: test accuracy %.3f before, %.3f after 3 epochs\n",
                   brisk_metrics_accuracy(&before), brisk_metrics_accuracy(&after));
     assert_true(brisk_metrics_accuracy(&after) >= 0.90);

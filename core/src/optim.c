@@ -7,7 +7,7 @@
 
 brisk_optim_config brisk_optim_defaults(brisk_optim_kind kind)
 {
-    brisk_optim_config c = {kind, 0.9f, 0.999f, 1e-8f, 0.9f, 0.0f};
+    brisk_optim_config c = {kind, 0.9, 0.999, 1e-8, 0.9f, 0.0f};
     if (kind == BRISK_OPTIM_ADAMW)
         c.weight_decay = 0.01f;
     return c;
@@ -33,9 +33,10 @@ void brisk_optim_update(const brisk_optim_config *c, int64_t step, float lr, flo
     /* Adam (Kingma & Ba, 2015) in torch's order: step_size = lr / (1 - b1^t),
      * denom = sqrt(v) / sqrt(1 - b2^t) + eps, p -= step_size m / denom.
      * AdamW (Loshchilov & Hutter, 2019) first decays p by (1 - lr wd). */
-    const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
-    const double bc1 = 1.0 - pow((double)b1, (double)step);
-    const double bc2 = 1.0 - pow((double)b2, (double)step);
+    const float b1 = (float)c->beta1, b2 = (float)c->beta2, eps = (float)c->eps;
+    const float omb1 = (float)(1.0 - c->beta1), omb2 = (float)(1.0 - c->beta2);
+    const double bc1 = 1.0 - pow(c->beta1, (double)step);
+    const double bc2 = 1.0 - pow(c->beta2, (double)step);
     const float step_size = (float)(lr / bc1);
     const float inv_bc2_sqrt = (float)(1.0 / sqrt(bc2));
     const float decay = c->kind == BRISK_OPTIM_ADAMW ? 1.0f - lr * wd : 1.0f;
@@ -43,8 +44,8 @@ void brisk_optim_update(const brisk_optim_config *c, int64_t step, float lr, flo
     for (size_t i = begin; i < end; i++) {
         float p = params[i] * decay;
         float g = grads[i] * grad_scale + l2 * p;
-        float mi = m[i] * b1 + (1.0f - b1) * g;
-        float vi = v[i] * b2 + (1.0f - b2) * g * g;
+        float mi = m[i] * b1 + omb1 * g;
+        float vi = v[i] * b2 + omb2 * g * g;
         m[i] = mi;
         v[i] = vi;
         params[i] = p - step_size * mi / (sqrtf(vi) * inv_bc2_sqrt + eps);

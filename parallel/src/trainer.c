@@ -2,29 +2,55 @@
 
 #include "brisk/blas.h"
 #include "brisk/error.h"
+#include "brisk/pool.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The gradient norm is summed per block of this many floats, then over blocks in order, so
- * its value does not depend on how the slab is sliced among workers. */
-#define NORM_BLOCK 4096
+/* Parameters are owned by workers in blocks of this many floats (4 KiB, so slices are 64-byte
+ * aligned and never share a cache line). The gradient norm is summed per block, then over
+ * blocks in order, so its value does not depend on how blocks are dealt out. */
+#define BLOCK 1024
 
+/* Who touches what, between the barriers of one step (see step_job):
+ *   phase A: worker t writes shard_grads[s] and shard_metrics[s] for the shards s it takes,
+ *            and its own ws[t], labels[t]; everyone reads params.
+ *   phase B: worker t writes grads and block_sq for its own blocks; reads all shard_grads.
+ *   phase C: worker t reads all block_sq and shard_metrics, and writes params, opt_m and opt_v
+ *            in its own blocks only.
+ * The caller touches nothing while a job runs. */
 struct brisk_trainer {
     brisk_trainer_config cfg;
     brisk_model *model;
-    float *params;         /* (P) the one copy of the parameters */
-    float *grads;          /* (P) reduced gradient of the batch mean */
-    float *opt_m, *opt_v;  /* (P) Adam moments, or SGD momentum in opt_m */
-    float **shard_grads;   /* S_max slabs; shard_grads[0] == grads when S_max == 1 */
-    int max_shards;        /* S for a full batch */
-    double *block_sq;      /* sum of squares per NORM_BLOCK block */
+    brisk_pool *pool;
+    int T;
+    float *params;            /* (P) the one copy of the parameters */
+    float *grads;             /* (P) reduced gradient of the batch mean */
+    float *opt_m, *opt_v;     /* (P) Adam moments, or SGD momentum in opt_m */
+    float **shard_grads;      /* S_max slabs; shard_grads[0] == grads when S_max == 1 */
+    brisk_metrics *shard_metrics; /* (S_max) */
+    int max_shards;           /* S for a full batch */
+    double *block_sq;         /* (n_blocks) sum of squares per block */
     size_t n_blocks;
-    brisk_workspace *ws;   /* activations for one micro-shard */
-    uint8_t *labels;       /* (micro_batch) labels of the shard in flight */
+    brisk_workspace **ws;     /* (T) activations, one micro-shard per worker */
+    uint8_t **labels;         /* (T, micro_batch) labels of the shard in flight */
     int64_t steps_done;
 };
+
+/* Arguments of one step or evaluation job. */
+typedef struct job {
+    brisk_trainer *tr;
+    const brisk_dataset *ds;
+    const int32_t *idx;
+    int64_t n;                /* samples */
+    int chunks;               /* S for a step; chunks of micro_batch for an evaluation */
+    float mean, std;
+    float lr;
+    brisk_metrics *chunk_metrics; /* (chunks) for an evaluation */
+    int finite;               /* step: set by thread 0 in phase C */
+    double grad_norm;         /* step: set by thread 0 in phase C */
+} job;
 
 int brisk_trainer_num_shards(const brisk_trainer *t, int n)
 {
@@ -40,24 +66,29 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     if (!t)
         return brisk_error_set(BRISK_ENOMEM, "trainer: out of memory");
     t->cfg = *cfg;
-    if (t->cfg.micro_batch <= 0 || t->cfg.micro_batch > cfg->batch)
+    if (t->cfg.micro_batch <= 0)
+        t->cfg.micro_batch = BRISK_DEFAULT_MICRO_BATCH;
+    if (t->cfg.micro_batch > cfg->batch)
         t->cfg.micro_batch = cfg->batch;
+    t->T = cfg->threads > 0 ? cfg->threads : brisk_cpu_count();
+    t->cfg.threads = t->T;
     int err = brisk_model_create(&cfg->model, &t->model);
-    if (err < 0)
+    if (err < 0 || (err = brisk_pool_create(t->T, &t->pool)) < 0)
         goto fail;
     const size_t len = brisk_model_slab_len(t->model);
     t->max_shards = brisk_trainer_num_shards(t, cfg->batch);
-    t->n_blocks = (len + NORM_BLOCK - 1) / NORM_BLOCK;
+    t->n_blocks = (len + BLOCK - 1) / BLOCK;
     t->params = brisk_slab_alloc(t->model);
     t->grads = brisk_slab_alloc(t->model);
     t->opt_m = brisk_slab_alloc(t->model);
     t->opt_v = brisk_slab_alloc(t->model);
     t->shard_grads = calloc((size_t)t->max_shards, sizeof *t->shard_grads);
+    t->shard_metrics = calloc((size_t)t->max_shards, sizeof *t->shard_metrics);
     t->block_sq = calloc(t->n_blocks ? t->n_blocks : 1, sizeof *t->block_sq);
-    t->labels = malloc((size_t)t->cfg.micro_batch);
-    err = BRISK_ENOMEM;
-    if (!t->params || !t->grads || !t->opt_m || !t->opt_v || !t->shard_grads || !t->block_sq ||
-        !t->labels)
+    t->ws = calloc((size_t)t->T, sizeof *t->ws);
+    t->labels = calloc((size_t)t->T, sizeof *t->labels);
+    if (!t->params || !t->grads || !t->opt_m || !t->opt_v || !t->shard_grads ||
+        !t->shard_metrics || !t->block_sq || !t->ws || !t->labels)
         goto fail_nomem;
     if (t->max_shards == 1) {
         t->shard_grads[0] = t->grads;
@@ -66,14 +97,18 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
             if (!(t->shard_grads[s] = brisk_slab_alloc(t->model)))
                 goto fail_nomem;
     }
-    if ((err = brisk_workspace_create(t->model, t->cfg.micro_batch, &t->ws)) < 0)
-        goto fail;
+    for (int w = 0; w < t->T; w++) {
+        if ((err = brisk_workspace_create(t->model, t->cfg.micro_batch, &t->ws[w])) < 0)
+            goto fail;
+        if (!(t->labels[w] = malloc((size_t)t->cfg.micro_batch)))
+            goto fail_nomem;
+    }
     brisk_model_init_params(t->model, cfg->seed, t->params);
     *out = t;
     return BRISK_OK;
 fail_nomem:
-    err = brisk_error_set(BRISK_ENOMEM, "trainer: out of memory for %d shard buffers of %zu "
-                          "floats", t->max_shards, brisk_model_slab_len(t->model));
+    err = brisk_error_set(BRISK_ENOMEM, "trainer: out of memory (%d threads, %d shard buffers "
+                          "of %zu floats)", t->T, t->max_shards, brisk_model_slab_len(t->model));
 fail:
     brisk_trainer_destroy(t);
     return err;
@@ -83,100 +118,152 @@ void brisk_trainer_destroy(brisk_trainer *t)
 {
     if (!t)
         return;
+    brisk_pool_destroy(t->pool);
     if (t->shard_grads && t->max_shards > 1)
         for (int s = 0; s < t->max_shards; s++)
             brisk_slab_free(t->shard_grads[s]);
     free(t->shard_grads);
+    free(t->shard_metrics);
     brisk_slab_free(t->params);
     brisk_slab_free(t->grads);
     brisk_slab_free(t->opt_m);
     brisk_slab_free(t->opt_v);
     free(t->block_sq);
+    for (int w = 0; t->ws && w < t->T; w++)
+        brisk_workspace_destroy(t->ws[w]);
+    for (int w = 0; t->labels && w < t->T; w++)
+        free(t->labels[w]);
+    free(t->ws);
     free(t->labels);
-    brisk_workspace_destroy(t->ws);
     brisk_model_destroy(t->model);
     free(t);
 }
 
-/* Forward, loss and backward of shard s (rows [s mb, min(n, (s + 1) mb)) of the batch). */
-static void shard_gradient(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
-                           int s, float mean, float std, brisk_metrics *part)
+/* Gathers and runs forward (and loss) for chunk c of the job on worker w's workspace.
+ * grad_scale 0: evaluation only. Returns the rows in the chunk. */
+static int chunk_forward(const job *j, int w, int c, float grad_scale, brisk_metrics *m)
 {
-    const int mb = t->cfg.micro_batch, lo = s * mb, rows = n - lo < mb ? n - lo : mb;
-    brisk_dataset_gather(ds, idx + lo, rows, mean, std, brisk_workspace_input(t->ws), t->labels);
-    brisk_model_forward(t->model, t->params, t->ws, rows);
-    brisk_model_loss(t->model, t->ws, t->labels, rows, 1.0f / (float)n, part);
-    brisk_model_backward(t->model, t->params, t->ws, rows, t->shard_grads[s]);
+    brisk_trainer *tr = j->tr;
+    const int mb = tr->cfg.micro_batch;
+    const int64_t lo = (int64_t)c * mb;
+    const int rows = j->n - lo < mb ? (int)(j->n - lo) : mb;
+    brisk_dataset_gather(j->ds, j->idx + lo, rows, j->mean, j->std,
+                         brisk_workspace_input(tr->ws[w]), tr->labels[w]);
+    brisk_model_forward(tr->model, tr->params, tr->ws[w], rows);
+    memset(m, 0, sizeof *m);
+    brisk_model_loss(tr->model, tr->ws[w], tr->labels[w], rows, grad_scale, m);
+    return rows;
 }
 
-/* grads[begin, end) = sum over shards in shard order; with one shard grads is the buffer. */
-static void reduce_slice(brisk_trainer *t, int S, size_t begin, size_t end)
+/* This worker's blocks [*b0, *b1): an even split of the blocks over T. */
+static void my_blocks(const brisk_trainer *tr, int w, int T, size_t *b0, size_t *b1)
 {
-    if (S == 1 && t->shard_grads[0] == t->grads)
-        return;
-    float *g = t->grads;
-    memcpy(g + begin, t->shard_grads[0] + begin, (end - begin) * sizeof *g);
-    for (int s = 1; s < S; s++) {
-        const float *src = t->shard_grads[s];
-        for (size_t i = begin; i < end; i++)
-            g[i] += src[i];
+    *b0 = tr->n_blocks * (size_t)w / (size_t)T;
+    *b1 = tr->n_blocks * (size_t)(w + 1) / (size_t)T;
+}
+
+static void step_job(void *arg, int w, int T)
+{
+    job *j = arg;
+    brisk_trainer *tr = j->tr;
+    const int S = j->chunks;
+    const size_t len = brisk_model_slab_len(tr->model);
+
+    /* Phase A: parallelize over micro-shards, dealt round-robin. */
+    for (int s = w; s < S; s += T) {
+        const int rows = chunk_forward(j, w, s, 1.0f / (float)j->n, &tr->shard_metrics[s]);
+        brisk_model_backward(tr->model, tr->params, tr->ws[w], rows, tr->shard_grads[s]);
     }
+    brisk_pool_barrier(tr->pool);
+
+    /* Phase B: parallelize over parameter blocks; sum shard gradients in shard order. */
+    size_t b0, b1;
+    my_blocks(tr, w, T, &b0, &b1);
+    const size_t lo = b0 * BLOCK, hi = b1 * BLOCK < len ? b1 * BLOCK : len;
+    float *g = tr->grads;
+    if (S > 1 || tr->shard_grads[0] != g) {
+        memcpy(g + lo, tr->shard_grads[0] + lo, (hi - lo) * sizeof *g);
+        for (int s = 1; s < S; s++) {
+            const float *src = tr->shard_grads[s];
+            for (size_t i = lo; i < hi; i++)
+                g[i] += src[i];
+        }
+    }
+    for (size_t b = b0; b < b1; b++)
+        tr->block_sq[b] = brisk_sum_squares(g, b * BLOCK, (b + 1) * BLOCK < len ? (b + 1) * BLOCK : len);
+    brisk_pool_barrier(tr->pool);
+
+    /* Phase C: every worker derives the same norm and loss in the same order, then updates
+     * its own blocks of parameters, m and v. */
+    double sq = 0.0, loss = 0.0;
+    for (size_t b = 0; b < tr->n_blocks; b++)
+        sq += tr->block_sq[b];
+    for (int s = 0; s < S; s++)
+        loss += tr->shard_metrics[s].loss_sum;
+    const double norm = sqrt(sq);
+    const int finite = isfinite(norm) && isfinite(loss);
+    if (w == 0) {
+        j->grad_norm = norm;
+        j->finite = finite;
+    }
+    if (!finite)
+        return;
+    const float scale = brisk_clip_scale(norm, tr->cfg.clip_norm);
+    brisk_optim_update(&tr->cfg.optim, tr->steps_done + 1, j->lr, scale, tr->params, g,
+                       tr->opt_m, tr->opt_v, lo, hi);
 }
 
 int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
                        float mean, float std, brisk_step_stats *out)
 {
     BRISK_ASSERT(n >= 1 && n <= t->cfg.batch);
-    const int S = brisk_trainer_num_shards(t, n);
-    const size_t len = brisk_model_slab_len(t->model);
+    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = brisk_trainer_num_shards(t, n),
+             .mean = mean, .std = std, .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done)};
     const int blas_threads = brisk_blas_set_threads(1);
+    brisk_pool_run(t->pool, step_job, &j);
+    brisk_blas_set_threads(blas_threads);
     memset(out, 0, sizeof *out);
-    /* Shard partials are merged in shard order, so metrics do not depend on who ran what. */
-    for (int s = 0; s < S; s++) {
-        brisk_metrics part = {0};
-        shard_gradient(t, ds, idx, n, s, mean, std, &part);
-        brisk_metrics_add(&out->metrics, &part);
-    }
-    double sq = 0.0;
-    for (size_t b = 0; b < t->n_blocks; b++) {
-        const size_t lo = b * NORM_BLOCK, hi = lo + NORM_BLOCK < len ? lo + NORM_BLOCK : len;
-        reduce_slice(t, S, lo, hi);
-        t->block_sq[b] = brisk_sum_squares(t->grads, lo, hi);
-    }
-    for (size_t b = 0; b < t->n_blocks; b++)
-        sq += t->block_sq[b];
-    out->grad_norm = sqrt(sq);
-    out->lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done);
-    if (!isfinite(out->metrics.loss_sum) || !isfinite(out->grad_norm)) {
-        brisk_blas_set_threads(blas_threads);
+    for (int s = 0; s < j.chunks; s++)
+        brisk_metrics_add(&out->metrics, &t->shard_metrics[s]);
+    out->grad_norm = j.grad_norm;
+    out->lr = j.lr;
+    if (!j.finite)
         return brisk_error_set(BRISK_ENONFINITE, "step %lld: %s is not finite",
                                (long long)t->steps_done + 1,
                                isfinite(out->metrics.loss_sum) ? "the gradient" : "the loss");
-    }
-    const float scale = brisk_clip_scale(out->grad_norm, t->cfg.clip_norm);
     t->steps_done++;
-    brisk_optim_update(&t->cfg.optim, t->steps_done, out->lr, scale, t->params, t->grads,
-                       t->opt_m, t->opt_v, 0, len);
-    brisk_blas_set_threads(blas_threads);
     return BRISK_OK;
 }
 
-void brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
-                            int64_t n, float mean, float std, brisk_metrics *out)
+static void eval_job(void *arg, int w, int T)
 {
-    const int mb = t->cfg.micro_batch;
-    const int blas_threads = brisk_blas_set_threads(1);
+    job *j = arg;
+    /* Parallelize over chunks of micro_batch samples, dealt round-robin. */
+    for (int c = w; c < j->chunks; c += T)
+        chunk_forward(j, w, c, 0.0f, &j->chunk_metrics[c]);
+}
+
+int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
+                           int64_t n, float mean, float std, brisk_metrics *out)
+{
     memset(out, 0, sizeof *out);
-    for (int64_t lo = 0; lo < n; lo += mb) {
-        const int rows = n - lo < mb ? (int)(n - lo) : mb;
-        brisk_metrics part = {0};
-        brisk_dataset_gather(ds, idx + lo, rows, mean, std, brisk_workspace_input(t->ws),
-                             t->labels);
-        brisk_model_forward(t->model, t->params, t->ws, rows);
-        brisk_model_loss(t->model, t->ws, t->labels, rows, 0.0f, &part);
-        brisk_metrics_add(out, &part);
-    }
+    if (n <= 0)
+        return BRISK_OK;
+    const int64_t chunks = (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch;
+    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = (int)chunks, .mean = mean,
+             .std = std};
+    j.chunk_metrics = malloc((size_t)chunks * sizeof *j.chunk_metrics);
+    if (!j.chunk_metrics)
+        return brisk_error_set(BRISK_ENOMEM, "evaluate: out of memory for %lld chunks",
+                               (long long)chunks);
+    const int blas_threads = brisk_blas_set_threads(1);
+    brisk_pool_run(t->pool, eval_job, &j);
     brisk_blas_set_threads(blas_threads);
+    /* Merged in chunk order, so metrics do not depend on T. */
+    for (int64_t c = 0; c < chunks; c++)
+        brisk_metrics_add(out, &j.chunk_metrics[c]);
+    free(j.chunk_metrics);
+    return BRISK_OK;
 }
 
 const brisk_model *brisk_trainer_model(const brisk_trainer *t) { return t->model; }
@@ -184,3 +271,5 @@ float *brisk_trainer_params(brisk_trainer *t) { return t->params; }
 float *brisk_trainer_opt_m(brisk_trainer *t) { return t->opt_m; }
 float *brisk_trainer_opt_v(brisk_trainer *t) { return t->opt_v; }
 int64_t brisk_trainer_steps_done(const brisk_trainer *t) { return t->steps_done; }
+int brisk_trainer_micro_batch(const brisk_trainer *t) { return t->cfg.micro_batch; }
+int brisk_trainer_threads(const brisk_trainer *t) { return t->T; }

@@ -19,7 +19,8 @@ typedef enum brisk_optim_kind {
 
 typedef struct brisk_optim_config {
     brisk_optim_kind kind;
-    float beta1, beta2, eps; /* Adam/AdamW */
+    double beta1, beta2, eps; /* Adam/AdamW; double like PyTorch's Python floats, so that
+                               * 1 - beta rounds as it does there */
     float momentum;          /* SGD */
     float weight_decay;
 } brisk_optim_config;

@@ -2,10 +2,12 @@
  *
  * The global batch of B samples is cut into S = ceil(B / micro_batch) micro-shards (S depends
  * only on B and the micro-batch, never on the thread count). Each micro-shard's gradient is
- * computed into its own buffer; the buffers are summed in shard order, the global gradient
- * norm is taken in a fixed order, and the optimizer updates parameters, m and v in place:
- * there is one copy of each. This version runs the plan on the calling thread; the worker
- * pool that spreads shards and parameter slices over T threads builds on the same plan.
+ * computed into its own buffer by whichever of the T worker threads takes it. After a barrier,
+ * worker t owns a 64-byte-aligned slice of the flat parameter vector: it sums the S shard
+ * gradients for its slice in shard order, adds its blocks to the global gradient norm (summed
+ * block by block in a fixed order), and applies the optimizer update to its slice of the
+ * parameters, m and v in place. There is one copy of each, and because no order depends on T,
+ * the result is bitwise identical for any number of threads.
  */
 #ifndef BRISK_TRAINER_H
 #define BRISK_TRAINER_H
@@ -16,13 +18,17 @@
 
 #include <stdint.h>
 
+/* Large enough for efficient GEMMs, small enough that a batch of 128 feeds 2 threads. */
+#define BRISK_DEFAULT_MICRO_BATCH 64
+
 typedef struct brisk_trainer_config {
     brisk_model_config model;
     brisk_optim_config optim;
     brisk_schedule schedule;
     float clip_norm;  /* clip by global norm; <= 0 turns clipping off */
     int batch;        /* B, the largest batch a step takes */
-    int micro_batch;  /* micro-shard size; <= 0 means B (one shard) */
+    int micro_batch;  /* micro-shard size; <= 0 means min(B, BRISK_DEFAULT_MICRO_BATCH) */
+    int threads;      /* T worker threads; <= 0 means brisk_cpu_count() */
     uint64_t seed;    /* parameter init */
 } brisk_trainer_config;
 
@@ -46,8 +52,9 @@ void brisk_trainer_destroy(brisk_trainer *t); /* accepts NULL */
 int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
                        float mean, float std, brisk_step_stats *out);
 
-/* Loss and accuracy over samples idx[0, n) without changing anything. */
-void brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
+/* Loss and accuracy over samples idx[0, n) without changing anything, on all workers.
+ * Returns BRISK_OK or BRISK_ENOMEM. */
+int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
                             int64_t n, float mean, float std, brisk_metrics *out);
 
 const brisk_model *brisk_trainer_model(const brisk_trainer *t);
@@ -56,5 +63,7 @@ float *brisk_trainer_opt_m(brisk_trainer *t);        /* slab; owned by the train
 float *brisk_trainer_opt_v(brisk_trainer *t);        /* slab; owned by the trainer */
 int64_t brisk_trainer_steps_done(const brisk_trainer *t);
 int brisk_trainer_num_shards(const brisk_trainer *t, int n); /* S for a batch of n */
+int brisk_trainer_micro_batch(const brisk_trainer *t);
+int brisk_trainer_threads(const brisk_trainer *t);            /* T */
 
 #endif

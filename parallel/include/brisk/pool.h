@@ -1,0 +1,40 @@
+/* brisk/pool.h: a persistent pool of worker threads and the barrier they share.
+ *
+ * brisk_pool_run(pool, fn, arg) runs fn(arg, t, T) once on each of the T threads (the caller
+ * is thread 0) and returns when all have finished. Inside fn, brisk_pool_barrier separates
+ * phases. Threads are created once, in brisk_pool_create; kernels never create threads.
+ *
+ * Why pthreads and not OpenMP: the step needs barriers in the middle of one parallel job and
+ * a spin-then-sleep policy that suits both dedicated cores and oversubscribed test machines;
+ * and ThreadSanitizer understands C11 atomics and futexes, but not an uninstrumented libgomp,
+ * so the tsan preset can check this pool.
+ */
+#ifndef BRISK_POOL_H
+#define BRISK_POOL_H
+
+typedef struct brisk_pool brisk_pool;
+
+/* A job: called once per thread with its index t in [0, T). */
+typedef void (*brisk_pool_fn)(void *arg, int t, int T);
+
+/* Creates a pool of T threads in all (T - 1 workers plus the caller); T >= 1. *out is owned by
+ * the caller. Returns BRISK_OK, BRISK_EINVAL or BRISK_ENOMEM (threads that could not start). */
+int brisk_pool_create(int T, brisk_pool **out);
+
+/* Stops and joins the workers. Accepts NULL. Not to be called from inside a job. */
+void brisk_pool_destroy(brisk_pool *pool);
+
+int brisk_pool_size(const brisk_pool *pool);
+
+/* Runs fn on every thread and waits for all. Only one thread may call it at a time. Every
+ * write made by any thread inside the job is visible to the caller when it returns. */
+void brisk_pool_run(brisk_pool *pool, brisk_pool_fn fn, void *arg);
+
+/* Inside a job: waits until all T threads have reached it; writes before it on any thread
+ * are visible after it on every thread. Every thread must call it the same number of times. */
+void brisk_pool_barrier(brisk_pool *pool);
+
+/* The number of CPUs this process may run on (sched_getaffinity), at least 1. */
+int brisk_cpu_count(void);
+
+#endif

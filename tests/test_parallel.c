@@ -1,0 +1,281 @@
+/* The worker pool and the data-parallel step: T = 1, 2, 3, 4 and 8 threads give bitwise
+ * identical parameters, m and v, which also agree with a plain serial implementation of the
+ * same math written independently here (no BLAS, no shards, no slabs). */
+#include "test_util.h"
+
+#include "brisk/data.h"
+#include "brisk/pool.h"
+#include "brisk/trainer.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the pool ---- */
+
+typedef struct pool_check {
+    brisk_pool *pool;
+    atomic_int arrived[3];
+    int seen_wrong;       /* written by any thread that sees a phase out of order */
+    int slot[64];         /* slot[t] written by thread t before a barrier, read by all after */
+} pool_check;
+
+static void pool_check_job(void *arg, int t, int T)
+{
+    pool_check *c = arg;
+    for (int phase = 0; phase < 3; phase++) {
+        c->slot[t] = phase * 100 + t;
+        atomic_fetch_add(&c->arrived[phase], 1);
+        brisk_pool_barrier(c->pool);
+        /* Everyone has arrived, and every slot write before the barrier is visible. */
+        if (atomic_load(&c->arrived[phase]) != T)
+            c->seen_wrong = 1;
+        for (int u = 0; u < T; u++)
+            if (c->slot[u] != phase * 100 + u)
+                c->seen_wrong = 1;
+        brisk_pool_barrier(c->pool);
+    }
+}
+
+static void test_pool_barrier_and_jobs(void **state)
+{
+    (void)state;
+    const int sizes[] = {1, 2, 3, 8};
+    for (int k = 0; k < 4; k++) {
+        pool_check c;
+        memset(&c, 0, sizeof c);
+        assert_int_equal(brisk_pool_create(sizes[k], &c.pool), BRISK_OK);
+        assert_int_equal(brisk_pool_size(c.pool), sizes[k]);
+        for (int rep = 0; rep < 200; rep++) {
+            for (int p = 0; p < 3; p++)
+                atomic_store(&c.arrived[p], 0);
+            brisk_pool_run(c.pool, pool_check_job, &c);
+            for (int p = 0; p < 3; p++)
+                assert_int_equal(atomic_load(&c.arrived[p]), sizes[k]);
+        }
+        assert_int_equal(c.seen_wrong, 0);
+        brisk_pool_destroy(c.pool);
+    }
+    brisk_pool *p;
+    assert_int_equal(brisk_pool_create(0, &p), BRISK_EINVAL);
+    assert_true(brisk_cpu_count() >= 1);
+}
+
+/* ---- the serial reference ---- */
+
+#define D 20
+#define H1 16
+#define H2 12
+#define C 5
+#define B 48
+#define MB 8
+#define STEPS 20
+#define CLIP 0.5f
+#define LR 3e-3f
+
+typedef struct ref_mlp {
+    float w1[H1][D], b1[H1], w2[H2][H1], b2[H2], w3[C][H2], b3[C];
+} ref_mlp;
+
+/* Copies between the trainer's slab layout and the reference struct. */
+static void slab_to_ref(const brisk_model *m, const float *slab, ref_mlp *r)
+{
+    float *dst[6] = {&r->w1[0][0], r->b1, &r->w2[0][0], r->b2, &r->w3[0][0], r->b3};
+    for (int t = 0; t < 6; t++) {
+        const brisk_tensor_view *v = brisk_model_tensor(m, t);
+        memcpy(dst[t], slab + v->offset, sizeof(float) * (size_t)v->rows * (size_t)v->cols);
+    }
+}
+
+/* Gradient of the batch-mean softmax cross-entropy of a tanh MLP, in plain loops. */
+static void ref_gradient(const ref_mlp *p, const float x[B][D], const uint8_t *y, ref_mlp *g)
+{
+    memset(g, 0, sizeof *g);
+    for (int i = 0; i < B; i++) {
+        float h1[H1], h2[H2], z[C], d3[C], d2[H2], d1[H1];
+        for (int a = 0; a < H1; a++) {
+            float s = p->b1[a];
+            for (int k = 0; k < D; k++)
+                s += p->w1[a][k] * x[i][k];
+            h1[a] = tanhf(s);
+        }
+        for (int a = 0; a < H2; a++) {
+            float s = p->b2[a];
+            for (int k = 0; k < H1; k++)
+                s += p->w2[a][k] * h1[k];
+            h2[a] = tanhf(s);
+        }
+        float zmax = -INFINITY, sum = 0;
+        for (int a = 0; a < C; a++) {
+            float s = p->b3[a];
+            for (int k = 0; k < H2; k++)
+                s += p->w3[a][k] * h2[k];
+            z[a] = s;
+            zmax = s > zmax ? s : zmax;
+        }
+        for (int a = 0; a < C; a++)
+            sum += expf(z[a] - zmax);
+        for (int a = 0; a < C; a++)
+            d3[a] = (expf(z[a] - zmax) / sum - (a == y[i])) / B;
+        for (int k = 0; k < H2; k++) {
+            float s = 0;
+            for (int a = 0; a < C; a++) {
+                g->w3[a][k] += d3[a] * h2[k];
+                s += d3[a] * p->w3[a][k];
+            }
+            d2[k] = s * (1 - h2[k] * h2[k]);
+        }
+        for (int a = 0; a < C; a++)
+            g->b3[a] += d3[a];
+        for (int k = 0; k < H1; k++) {
+            float s = 0;
+            for (int a = 0; a < H2; a++) {
+                g->w2[a][k] += d2[a] * h1[k];
+                s += d2[a] * p->w2[a][k];
+            }
+            d1[k] = s * (1 - h1[k] * h1[k]);
+        }
+        for (int a = 0; a < H2; a++)
+            g->b2[a] += d2[a];
+        for (int a = 0; a < H1; a++) {
+            for (int k = 0; k < D; k++)
+                g->w1[a][k] += d1[a] * x[i][k];
+            g->b1[a] += d1[a];
+        }
+    }
+}
+
+/* Adam (Kingma & Ba) with clipping by global norm, over the struct as a flat array. */
+static void ref_adam(ref_mlp *p, ref_mlp *m, ref_mlp *v, const ref_mlp *g, int step)
+{
+    const int n = (int)(sizeof(ref_mlp) / sizeof(float));
+    float *pp = (float *)p, *mm = (float *)m, *vv = (float *)v;
+    const float *gg = (const float *)g;
+    double sq = 0;
+    for (int i = 0; i < n; i++)
+        sq += (double)gg[i] * gg[i];
+    const double norm = sqrt(sq);
+    const float clip = norm > CLIP ? (float)(CLIP / (norm + 1e-6)) : 1.0f;
+    const float bc1 = 1.0f - powf(0.9f, (float)step), bc2 = 1.0f - powf(0.999f, (float)step);
+    for (int i = 0; i < n; i++) {
+        const float gi = gg[i] * clip;
+        mm[i] = 0.9f * mm[i] + 0.1f * gi;
+        vv[i] = 0.999f * vv[i] + 0.001f * gi * gi;
+        pp[i] -= LR * (mm[i] / bc1) / (sqrtf(vv[i] / bc2) + 1e-8f);
+    }
+}
+
+/* Relative agreement as a vector, ||got - ref|| / ||ref|| <= 1e-5: elementwise ratios are
+ * meaningless for entries near zero, where Adam's normalised step turns float rounding of a
+ * tiny gradient into a visible relative change. */
+static void assert_ref_close(const brisk_model *model, const float *slab, const ref_mlp *r,
+                             const char *what)
+{
+    ref_mlp got;
+    slab_to_ref(model, slab, &got);
+    const float *a = (const float *)&got, *b = (const float *)r;
+    double diff = 0, ref = 0, worst = 0;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < sizeof(ref_mlp) / sizeof(float); i++) {
+        const double d = fabs((double)a[i] - b[i]);
+        diff += d * d;
+        ref += (double)b[i] * b[i];
+        if (d > worst) {
+            worst = d;
+            worst_i = i;
+        }
+    }
+    const double rel = sqrt(diff) / sqrt(ref);
+    print_message("%s: relative difference to the serial reference %.3g (largest at [%zu]: "
+                  "%.9g vs %.9g)\n", what, rel, worst_i, (double)a[worst_i], (double)b[worst_i]);
+    assert_true(ref > 0);
+    assert_true(rel <= 1e-5);
+}
+
+static void test_threads_bitwise_identical_and_match_reference(void **state)
+{
+    (void)state;
+    brisk_dataset ds;
+    assert_int_equal(brisk_dataset_synthetic(B * 4, D, C, 70.0f, 99, 0, &ds), BRISK_OK);
+    int32_t idx[B * 4];
+    for (int i = 0; i < B * 4; i++)
+        idx[i] = i;
+    const float mean = 127.0f, std = 64.0f;
+
+    brisk_trainer_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    assert_int_equal(brisk_model_parse_widths("20-16-12-5", &cfg.model), BRISK_OK);
+    cfg.model.act = BRISK_ACT_TANH;
+    cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
+    cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
+    cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, LR, 0, 0, 0, 0, 0};
+    cfg.clip_norm = CLIP;
+    cfg.batch = B;
+    cfg.micro_batch = MB;
+    cfg.seed = 5;
+
+    const int threads[] = {1, 2, 3, 4, 8};
+    brisk_trainer *tr[5];
+    int clipped = 0;
+    for (int k = 0; k < 5; k++) {
+        cfg.threads = threads[k];
+        assert_int_equal(brisk_trainer_create(&cfg, &tr[k]), BRISK_OK);
+        assert_int_equal(brisk_trainer_threads(tr[k]), threads[k]);
+        assert_int_equal(brisk_trainer_num_shards(tr[k], B), B / MB);
+    }
+    /* The serial reference starts from the same initial parameters. */
+    const brisk_model *model = brisk_trainer_model(tr[0]);
+    ref_mlp p, m, v, g;
+    memset(&m, 0, sizeof m);
+    memset(&v, 0, sizeof v);
+    slab_to_ref(model, brisk_trainer_params(tr[0]), &p);
+
+    for (int s = 0; s < STEPS; s++) {
+        const int32_t *bidx = idx + (s % 4) * B;
+        brisk_step_stats st[5];
+        for (int k = 0; k < 5; k++)
+            assert_int_equal(brisk_trainer_step(tr[k], &ds, bidx, B, mean, std, &st[k]), BRISK_OK);
+        for (int k = 1; k < 5; k++) {
+            assert_true(st[k].grad_norm == st[0].grad_norm);
+            assert_true(st[k].metrics.loss_sum == st[0].metrics.loss_sum);
+            assert_int_equal(st[k].metrics.correct, st[0].metrics.correct);
+        }
+        clipped += st[0].grad_norm > CLIP;
+        float x[B][D];
+        uint8_t y[B];
+        brisk_dataset_gather(&ds, bidx, B, mean, std, &x[0][0], y);
+        ref_gradient(&p, (const float(*)[D])x, y, &g);
+        ref_adam(&p, &m, &v, &g, s + 1);
+    }
+    assert_true(clipped > 0); /* clipping was exercised */
+    const size_t bytes = brisk_model_slab_len(model) * sizeof(float);
+    for (int k = 1; k < 5; k++) {
+        assert_memory_equal(brisk_trainer_params(tr[k]), brisk_trainer_params(tr[0]), bytes);
+        assert_memory_equal(brisk_trainer_opt_m(tr[k]), brisk_trainer_opt_m(tr[0]), bytes);
+        assert_memory_equal(brisk_trainer_opt_v(tr[k]), brisk_trainer_opt_v(tr[0]), bytes);
+    }
+    assert_ref_close(model, brisk_trainer_params(tr[0]), &p, "params");
+    assert_ref_close(model, brisk_trainer_opt_m(tr[0]), &m, "m");
+    assert_ref_close(model, brisk_trainer_opt_v(tr[0]), &v, "v");
+
+    /* Evaluation is T-independent too. */
+    brisk_metrics e0, ek;
+    assert_int_equal(brisk_trainer_evaluate(tr[0], &ds, idx, B * 4, mean, std, &e0), BRISK_OK);
+    for (int k = 1; k < 5; k++) {
+        assert_int_equal(brisk_trainer_evaluate(tr[k], &ds, idx, B * 4, mean, std, &ek), BRISK_OK);
+        assert_true(ek.loss_sum == e0.loss_sum);
+        assert_int_equal(ek.correct, e0.correct);
+    }
+    for (int k = 0; k < 5; k++)
+        brisk_trainer_destroy(tr[k]);
+    brisk_dataset_free(&ds);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pool_barrier_and_jobs),
+        cmocka_unit_test(test_threads_bitwise_identical_and_match_reference),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
