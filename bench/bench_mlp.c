@@ -1,4 +1,4 @@
-/* bench_mlp: training throughput of one Brisk worker on synthetic data.
+/* bench_mlp: training throughput of Brisk on synthetic data.
  *
  * Trains an MLP (ReLU, softmax cross-entropy, Adam) on uint8 samples normalised per batch,
  * exactly the work of brisk-train's inner loop, and prints samples/s and the OpenBLAS kernel
@@ -23,17 +23,18 @@ static double now_seconds(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: bench_mlp [--model WIDTHS] [--batch B] [--micro-batch M] [--steps N] "
-               "[--warmup N] [--json]\n"
-               "Defaults: --model 784-256-128-10 --batch 128 --micro-batch 0 (= batch) "
-               "--steps 300 --warmup 30\n");
+    fprintf(f, "Usage: bench_mlp [--model WIDTHS] [--batch B] [--threads T] [--micro-batch M] "
+               "[--steps N] [--warmup N] [--json]\n"
+               "Defaults: --model 784-256-128-10 --batch 128 --threads 1 --steps 300 --warmup 30;\n"
+               "--micro-batch defaults to min(%d, ceil(B / T)) so that every thread has a shard.\n",
+            BRISK_DEFAULT_MICRO_BATCH);
 }
 
 int main(int argc, char **argv)
 {
     brisk_blas_ensure_best_kernel(argv);
     const char *model = "784-256-128-10";
-    int batch = 128, micro = 0, steps = 300, warmup = 30, json = 0;
+    int batch = 128, micro = 0, threads = 1, steps = 300, warmup = 30, json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_value = i + 1 < argc;
@@ -46,6 +47,8 @@ int main(int argc, char **argv)
             model = argv[++i];
         else if (has_value && !strcmp(a, "--batch"))
             batch = atoi(argv[++i]);
+        else if (has_value && !strcmp(a, "--threads"))
+            threads = atoi(argv[++i]);
         else if (has_value && !strcmp(a, "--micro-batch"))
             micro = atoi(argv[++i]);
         else if (has_value && !strcmp(a, "--steps"))
@@ -58,10 +61,15 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (batch < 1 || steps < 1 || warmup < 0 || micro < 0) {
-        fprintf(stderr, "bench_mlp: --batch and --steps must be >= 1, --warmup and "
+    if (batch < 1 || steps < 1 || threads < 1 || warmup < 0 || micro < 0) {
+        fprintf(stderr, "bench_mlp: --batch, --threads and --steps must be >= 1, --warmup and "
                         "--micro-batch >= 0\n");
         return 2;
+    }
+    if (micro == 0) {
+        micro = (batch + threads - 1) / threads;
+        if (micro > BRISK_DEFAULT_MICRO_BATCH)
+            micro = BRISK_DEFAULT_MICRO_BATCH;
     }
     brisk_trainer_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -76,6 +84,7 @@ int main(int argc, char **argv)
     cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
     cfg.batch = batch;
     cfg.micro_batch = micro;
+    cfg.threads = threads;
     cfg.seed = 1;
     brisk_dataset ds;
     brisk_trainer *t = NULL;
@@ -105,11 +114,11 @@ int main(int argc, char **argv)
     const double sps = (double)steps * batch / (now_seconds() - t0);
     if (json)
         printf("{\"impl\": \"brisk\", \"model\": \"%s\", \"batch\": %d, \"micro_batch\": %d, "
-               "\"threads\": 1, \"kernel\": \"%s\", \"samples_per_second\": %.1f}\n",
-               model, batch, micro ? micro : batch, brisk_blas_kernel(), sps);
+               "\"threads\": %d, \"kernel\": \"%s\", \"samples_per_second\": %.1f}\n",
+               model, batch, micro, threads, brisk_blas_kernel(), sps);
     else
-        printf("brisk %s batch %d: %.0f samples/s (1 worker, OpenBLAS kernel %s)\n", model, batch,
-               sps, brisk_blas_kernel());
+        printf("brisk %s batch %d micro-batch %d: %.0f samples/s (%d threads, OpenBLAS kernel "
+               "%s)\n", model, batch, micro, sps, threads, brisk_blas_kernel());
     free(idx);
     brisk_trainer_destroy(t);
     brisk_dataset_free(&ds);

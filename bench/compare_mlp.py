@@ -1,13 +1,13 @@
 #!/usr/bin/python3
-"""Brisk vs PyTorch MLP training throughput, side by side in one run.
+"""Brisk vs PyTorch MLP training throughput over thread counts, side by side in one run.
 
-For each model and batch size, runs bench_mlp (Brisk, one worker) and torch_mlp.py (PyTorch,
-torch.set_num_threads(1) and OPENBLAS_NUM_THREADS=1) alternately, --repeats times each, and
-prints a Markdown table of the medians with the OpenBLAS kernel each one ran. Both use the
-best OpenBLAS kernel the CPU supports: Brisk picks it itself, and PyTorch gets the same
-OPENBLAS_CORETYPE in its environment (unless you set one yourself).
+For each model, batch and thread count T, runs bench_mlp (Brisk, T worker threads) and
+torch_mlp.py (PyTorch: torch.set_num_threads(T) and OPENBLAS_NUM_THREADS=T, since Debian's
+PyTorch otherwise lets OpenBLAS use every core) alternately, --repeats times each, and prints
+Markdown tables of the medians with the OpenBLAS kernel each ran. Both use the best OpenBLAS
+kernel the CPU supports: Brisk picks it itself, PyTorch gets the same OPENBLAS_CORETYPE.
 
-Usage: bench/compare_mlp.py [--brisk build/bench/bench_mlp] [--repeats 3]
+Usage: bench/compare_mlp.py [--brisk build/release/bench/bench_mlp] [--threads 1,2] [--repeats 3]
 """
 import argparse
 import json
@@ -17,7 +17,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIGS = [("784-256-128-10", 128)]
+# model, batch, timed steps per run (about two seconds each on one core)
+CONFIGS = [("784-256-128-10", 128, 300), ("784-1024-1024-10", 256, 40)]
 
 
 def run_json(cmd, env):
@@ -27,39 +28,46 @@ def run_json(cmd, env):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--brisk", default="build/bench/bench_mlp", help="bench_mlp binary (default %(default)s)")
+    ap.add_argument("--brisk", default="build/release/bench/bench_mlp",
+                    help="bench_mlp binary (default %(default)s)")
+    ap.add_argument("--threads", default=",".join(str(t) for t in range(1, os.cpu_count() + 1)),
+                    help="comma-separated thread counts (default 1..CPUs)")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each side (default %(default)s)")
-    ap.add_argument("--steps", type=int, default=300, help="timed steps per run (default %(default)s)")
-    ap.add_argument("--config", action="append", metavar="MODEL:BATCH",
-                    help="model and batch (repeatable; default 784-256-128-10:128)")
+    ap.add_argument("--config", action="append", metavar="MODEL:BATCH:STEPS",
+                    help="repeatable; default 784-256-128-10:128:300 and 784-1024-1024-10:256:40")
     a = ap.parse_args()
-    configs = [(c.split(":")[0], int(c.split(":")[1])) for c in a.config] if a.config else CONFIGS
+    configs = ([(c.split(":")[0], int(c.split(":")[1]), int(c.split(":")[2])) for c in a.config]
+               if a.config else CONFIGS)
+    threads = [int(t) for t in a.threads.split(",")]
 
-    env = dict(os.environ)
-    rows = []
-    for model, batch in configs:
-        brisk, torch = [], []
-        bk = tk = None
-        for _ in range(a.repeats):
-            r = run_json([a.brisk, "--model", model, "--batch", str(batch), "--steps", str(a.steps), "--json"], env)
-            brisk.append(r["samples_per_second"])
-            bk = r["kernel"]
-            tenv = dict(env)
-            tenv.setdefault("OPENBLAS_CORETYPE", bk)
-            tenv["OPENBLAS_NUM_THREADS"] = "1"
-            r = run_json([sys.executable, os.path.join(HERE, "torch_mlp.py"), "--model", model,
-                          "--batch", str(batch), "--threads", "1", "--steps", str(a.steps)], tenv)
-            torch.append(r["samples_per_second"])
-            tk = r["kernel"]
-        b, t = statistics.median(brisk), statistics.median(torch)
-        rows.append((model, batch, b, bk, t, tk, b / t))
-
-    print("| model | batch | Brisk samples/s (1 worker) | kernel | PyTorch samples/s (1 thread) | kernel | Brisk / PyTorch |")
-    print("|---|---|---|---|---|---|---|")
-    for model, batch, b, bk, t, tk, ratio in rows:
-        print(f"| {model} | {batch} | {b:,.0f} | {bk} | {t:,.0f} | {tk} | {ratio:.2f}x |")
-    print(f"\nmedians of {a.repeats} alternating runs of {a.steps} steps each; Adam, ReLU, softmax "
-          f"cross-entropy, synthetic uint8 data normalised per batch")
+    for model, batch, steps in configs:
+        rows = []
+        for T in threads:
+            brisk, torch = [], []
+            for _ in range(a.repeats):
+                r = run_json([a.brisk, "--model", model, "--batch", str(batch), "--threads", str(T),
+                              "--steps", str(steps), "--warmup", str(max(3, steps // 10)), "--json"],
+                             dict(os.environ))
+                brisk.append(r["samples_per_second"])
+                bk, mb = r["kernel"], r["micro_batch"]
+                env = dict(os.environ)
+                env.setdefault("OPENBLAS_CORETYPE", bk)
+                env["OPENBLAS_NUM_THREADS"] = str(T)
+                r = run_json([sys.executable, os.path.join(HERE, "torch_mlp.py"), "--model", model,
+                              "--batch", str(batch), "--threads", str(T), "--steps", str(steps),
+                              "--warmup", str(max(3, steps // 10))], env)
+                torch.append(r["samples_per_second"])
+                tk = r["kernel"]
+            rows.append((T, mb, statistics.median(brisk), bk, statistics.median(torch), tk))
+        b1 = rows[0][2]
+        tbest = max(r[4] for r in rows)
+        print(f"\n{model}, batch {batch} (medians of {a.repeats} alternating runs of {steps} steps)\n")
+        print("| threads | micro-batch | Brisk samples/s | Brisk kernel | Brisk vs its 1 thread "
+              "| PyTorch samples/s | PyTorch kernel | Brisk / PyTorch (same T) | Brisk / PyTorch best |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for T, mb, b, bk, t, tk in rows:
+            print(f"| {T} | {mb} | {b:,.0f} | {bk} | {b / b1:.2f}x | {t:,.0f} | {tk} | {b / t:.2f}x "
+                  f"| {b / tbest:.2f}x |")
 
 
 if __name__ == "__main__":

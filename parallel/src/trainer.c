@@ -176,21 +176,25 @@ static void step_job(void *arg, int w, int T)
     }
     brisk_pool_barrier(tr->pool);
 
-    /* Phase B: parallelize over parameter blocks; sum shard gradients in shard order. */
+    /* Phase B: parallelize over parameter blocks; sum shard gradients in shard order, one
+     * block at a time so that its sum of squares reads it from L1. */
     size_t b0, b1;
     my_blocks(tr, w, T, &b0, &b1);
     const size_t lo = b0 * BLOCK, hi = b1 * BLOCK < len ? b1 * BLOCK : len;
     float *g = tr->grads;
-    if (S > 1 || tr->shard_grads[0] != g) {
-        memcpy(g + lo, tr->shard_grads[0] + lo, (hi - lo) * sizeof *g);
-        for (int s = 1; s < S; s++) {
-            const float *src = tr->shard_grads[s];
-            for (size_t i = lo; i < hi; i++)
-                g[i] += src[i];
+    const int reduce = S > 1 || tr->shard_grads[0] != g;
+    for (size_t b = b0; b < b1; b++) {
+        const size_t blo = b * BLOCK, bhi = blo + BLOCK < len ? blo + BLOCK : len;
+        if (reduce) {
+            memcpy(g + blo, tr->shard_grads[0] + blo, (bhi - blo) * sizeof *g);
+            for (int s = 1; s < S; s++) {
+                const float *src = tr->shard_grads[s];
+                for (size_t i = blo; i < bhi; i++)
+                    g[i] += src[i];
+            }
         }
+        tr->block_sq[b] = brisk_sum_squares(g, blo, bhi);
     }
-    for (size_t b = b0; b < b1; b++)
-        tr->block_sq[b] = brisk_sum_squares(g, b * BLOCK, (b + 1) * BLOCK < len ? (b + 1) * BLOCK : len);
     brisk_pool_barrier(tr->pool);
 
     /* Phase C: every worker derives the same norm and loss in the same order, then updates
