@@ -90,8 +90,8 @@ static void usage(FILE *f)
 "  --synthetic-test-n N  synthetic test samples (default %lld)\n"
 "  --noise SIGMA         synthetic noise in pixel units (default %g)\n"
 "Output:\n"
-"  --json                one JSON object per epoch and one with the test metrics, nothing else\n"
-"                        on stdout\n"
+"  --json                one JSON object per epoch and one with the test metrics and a\n"
+"                        checksum of the final weights, nothing else on stdout\n"
 "  -h, --help            show this help and exit\n"
 "\n"
 "Exit status: 0 success, 1 error (data, memory), 2 usage error, 3 training diverged (a loss or\n"
@@ -155,6 +155,18 @@ static int init_parse(const char *s)
 {
     return !strcmp(s, "auto") ? BRISK_INIT_AUTO : !strcmp(s, "he") ? BRISK_INIT_HE
                                               : !strcmp(s, "glorot") ? BRISK_INIT_GLOROT : -1;
+}
+
+/* FNV-1a over the parameter slab: equal checksums mean (for all practical purposes) bitwise
+ * equal weights, which is how runs with different --threads are compared. */
+static uint64_t params_checksum(brisk_trainer *t)
+{
+    const unsigned char *p = (const unsigned char *)brisk_trainer_params(t);
+    const size_t n = brisk_model_slab_len(brisk_trainer_model(t)) * sizeof(float);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
 }
 
 static double now_seconds(void)
@@ -433,13 +445,15 @@ int main(int argc, char **argv)
             goto free_test;
         }
         const double elapsed = now_seconds() - t_start;
+        const unsigned long long sum = (unsigned long long)params_checksum(t);
         if (o.json)
-            printf("{\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"elapsed_seconds\": %.3f}\n",
-                   brisk_metrics_loss(&test_m), brisk_metrics_accuracy(&test_m), elapsed);
+            printf("{\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"params_checksum\": "
+                   "\"%016llx\", \"elapsed_seconds\": %.3f}\n",
+                   brisk_metrics_loss(&test_m), brisk_metrics_accuracy(&test_m), sum, elapsed);
         else
-            printf("test  loss %.4f acc %6.2f%%  (%d epochs, %.1f s)\n",
+            printf("test  loss %.4f acc %6.2f%%  (%d epochs, %.1f s; weights checksum %016llx)\n",
                    brisk_metrics_loss(&test_m), 100 * brisk_metrics_accuracy(&test_m), o.epochs,
-                   elapsed);
+                   elapsed, sum);
     }
 free_test:
     free(test_idx);

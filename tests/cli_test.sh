@@ -72,6 +72,23 @@ text)
     expect_in "$out" "samples/s"
     expect_in "$out" "test  loss"
     ;;
+threads)
+    # Any thread count gives identical metrics and bitwise-identical final weights.
+    strip_times() { sed 's/"samples_per_second": [0-9.]*, "elapsed_seconds": [0-9.]*//; s/, "elapsed_seconds": [0-9.]*//' "$1"; }
+    run $syn --epochs 2 --batch 96 --micro-batch 16 --threads 1 --json
+    expect_status 0
+    expect_in "$out" params_checksum
+    strip_times "$out" >"$out.t1"
+    for t in 2 3; do
+        run $syn --epochs 2 --batch 96 --micro-batch 16 --threads $t --json
+        expect_status 0
+        strip_times "$out" | diff "$out.t1" - >/dev/null || { rm -f "$out.t1"; fail "--threads $t differs from --threads 1"; }
+    done
+    # A different micro-batch is different arithmetic: the checksum changes.
+    run $syn --epochs 2 --batch 96 --micro-batch 32 --threads 1 --json
+    strip_times "$out" | diff "$out.t1" - >/dev/null && { rm -f "$out.t1"; fail "checksum blind to the micro-batch"; }
+    rm -f "$out.t1"
+    ;;
 diverge)
     run $syn --epochs 3 --optimizer sgd --lr 1e6 --momentum 0.99
     expect_status 3

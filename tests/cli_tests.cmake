@@ -1,4 +1,4 @@
-foreach(case help bad-values missing-data wrong-width json text diverge)
+foreach(case help bad-values missing-data wrong-width json text threads diverge)
   add_test(NAME cli_${case}
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh $<TARGET_FILE:brisk-train> ${case}
                    ${PROJECT_SOURCE_DIR}/apps/brisk-train.c)
