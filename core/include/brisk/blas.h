@@ -21,7 +21,7 @@ const char *brisk_blas_best_kernel(void);
  * A user's OPENBLAS_CORETYPE is never overridden. Call first thing in main(). */
 void brisk_blas_ensure_best_kernel(char **argv);
 
-/* Sets OpenBLAS's own thread count (Brisk's workers call it with 1 threads so that BLAS
+/* Sets OpenBLAS's own thread count (Brisk's workers call it with 1 thread so that BLAS
  * never oversubscribes the cores) and returns the previous count. */
 int brisk_blas_set_threads(int n);
 
