@@ -86,11 +86,8 @@ void brisk_model_init_params(const brisk_model *m, uint64_t seed, float *params)
 typedef struct brisk_workspace brisk_workspace;
 int brisk_workspace_create(const brisk_model *m, int max_rows, brisk_workspace **out);
 void brisk_workspace_destroy(brisk_workspace *ws); /* accepts NULL */
-int brisk_workspace_max_rows(const brisk_workspace *ws);
 /* The (max_rows, D) input buffer that forward reads: fill rows [0, n) before forward. */
 float *brisk_workspace_input(brisk_workspace *ws);
-/* Layer l's activation output (n, widths[l+1]) of the last forward; logits for the last. */
-const float *brisk_workspace_output(const brisk_workspace *ws, int layer);
 
 /* Running sums of a pass; brisk_metrics_add merges partials (in a fixed order if you need
  * bitwise reproducibility). */
