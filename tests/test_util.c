@@ -15,7 +15,7 @@ char *test_mkdtemp(void)
     return dir;
 }
 
-void test_rmdir(char *dir)
+static void rm_tree(const char *dir)
 {
     DIR *d = opendir(dir);
     if (d) {
@@ -24,11 +24,17 @@ void test_rmdir(char *dir)
         while ((e = readdir(d)))
             if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
                 snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-                unlink(path);
+                if (unlink(path) != 0)
+                    rm_tree(path); /* a directory */
             }
         closedir(d);
     }
     rmdir(dir);
+}
+
+void test_rmdir(char *dir)
+{
+    rm_tree(dir);
     free(dir);
 }
 

@@ -24,7 +24,7 @@
 
 /* A fresh directory under $TMPDIR (or /tmp) for one test; removed by test_rmdir. */
 char *test_mkdtemp(void);
-void test_rmdir(char *dir); /* removes the files in dir, dir itself, and frees the string */
+void test_rmdir(char *dir); /* removes dir and everything in it, and frees the string */
 /* Writes len bytes to dir/name and returns the path (malloc'd). */
 char *test_write_file(const char *dir, const char *name, const void *data, size_t len);
 

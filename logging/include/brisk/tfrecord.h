@@ -28,4 +28,16 @@ uint32_t brisk_crc32c_mask(uint32_t crc);
  * the caller) and returns the bytes written. */
 size_t brisk_tfrecord_frame(const void *data, size_t n, uint8_t *out);
 
+/* Frames in place: rec[12, 12 + n) already holds the data; fills the length and both CRCs
+ * around it (rec must have n + BRISK_TFRECORD_OVERHEAD bytes). Returns n + 16. */
+size_t brisk_tfrecord_seal(uint8_t *rec, size_t n);
+
+/* Reads the record at buf[*off, len): on success points *data at its n = *n bytes, advances
+ * *off past it and returns 1; returns 0 at a clean end (*off == len). Errors leave *off at the
+ * record: BRISK_ETRUNCATED when the file ends inside the record (a torn last record, which
+ * TensorBoard waits on), BRISK_EFORMAT when the length CRC or the data CRC does not match
+ * (the detail says which, with the offset). */
+int brisk_tfrecord_next(const uint8_t *buf, size_t len, size_t *off, const uint8_t **data,
+                        size_t *n);
+
 #endif

@@ -21,7 +21,9 @@
     X(EEMPTY, -7, "file is empty")                                             \
     X(EMISMATCH, -8, "files do not match")                                     \
     X(EOVERFLOW, -9, "size overflow")                                          \
-    X(ENONFINITE, -10, "non-finite value")
+    X(ENONFINITE, -10, "non-finite value")                                     \
+    X(EFULL, -11, "buffer full, record dropped")                               \
+    X(ESTATE, -12, "called in the wrong state")
 
 typedef enum brisk_err {
     BRISK_OK = 0,
