@@ -427,21 +427,24 @@ static void test_every_summary_kind_round_trips(void **state)
     test_rmdir(dir);
 }
 
-/* flush() returns only once everything pushed before it is in the file; two runs with the same
- * name in one second get two files; a new logger never appends. */
+/* flush() returns only once everything pushed before it is in the file; two writers of one
+ * run in the same second get two files; a new logger never appends. */
 static void test_flush_and_new_files(void **state)
 {
     (void)state;
     char *dir = test_mkdtemp();
-    brisk_logger *lg;
+    brisk_logger *lg, *lg2;
     assert_int_equal(brisk_logger_create(&(brisk_logger_config){.logdir = dir,
                                                                  .flush_secs = 3600},
                                          &lg),
                      BRISK_OK);
+    assert_int_equal(brisk_logger_create(&(brisk_logger_config){.logdir = dir}, &lg2), BRISK_OK);
     int run, run2;
     assert_int_equal(brisk_logger_add_run(lg, "train", 0, &run), BRISK_OK);
-    assert_int_equal(brisk_logger_add_run(lg, "train", 0, &run2), BRISK_OK);
-    assert_string_not_equal(brisk_logger_run_path(lg, run), brisk_logger_run_path(lg, run2));
+    assert_int_equal(brisk_logger_add_run(lg, "train", 0, &run2), BRISK_EINVAL); /* one writer */
+    assert_int_equal(brisk_logger_add_run(lg2, "train", 0, &run2), BRISK_OK);
+    assert_string_not_equal(brisk_logger_run_path(lg, run), brisk_logger_run_path(lg2, run2));
+    brisk_logger_destroy(lg2);
     brisk_log_producer *p;
     assert_int_equal(brisk_logger_producer(lg, &p), BRISK_OK);
     for (int i = 0; i < 1000; i++)

@@ -34,6 +34,7 @@
 #define RUN_WRITE_BYTES ((size_t)1 << 20)
 
 typedef struct log_run {
+    char name[208];   /* as given to add_run */
     char *path;       /* the event file */
     int fd;           /* -1 once closed */
     log_buf buf;      /* framed records not yet written */
@@ -513,6 +514,11 @@ int brisk_logger_add_run(brisk_logger *lg, const char *name, int64_t first_step,
         err = brisk_error_set(BRISK_EINVAL, "run '%s': path too long", name);
         goto out;
     }
+    for (int i = 0; i < idx; i++)
+        if (strcmp(lg->runs[i].name, name) == 0) {
+            err = brisk_error_set(BRISK_EINVAL, "run '%s' is already open in this logger", name);
+            goto out;
+        }
     err = make_dirs(dir);
     if (err)
         goto out;
@@ -552,6 +558,7 @@ int brisk_logger_add_run(brisk_logger *lg, const char *name, int64_t first_step,
         goto out;
     }
     r->drop_step = INT64_MIN;
+    snprintf(r->name, sizeof r->name, "%s", name);
     err = log_encode_header(&r->buf, wall_now(), first_step);
     /* Written now, so that the file is valid (and its errors known) before any push. */
     for (size_t at = 0; !err && at < r->buf.len;) {

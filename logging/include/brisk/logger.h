@@ -62,8 +62,9 @@ int brisk_logger_create(const brisk_logger_config *cfg, brisk_logger **out);
  * new event file in it, named events.out.tfevents.<unix seconds>.<host>.<pid>.<counter> and
  * opened with O_EXCL (an existing file is never appended to). Writes the file_version and
  * source_metadata record and a SessionLog START at first_step, and puts them in the file
- * before returning. *run is the handle for pushes. Returns BRISK_OK, BRISK_EIO (path, errno),
- * BRISK_EINVAL (bad name, or BRISK_LOG_MAX_RUNS reached) or BRISK_ENOMEM. */
+ * before returning. *run is the handle for pushes. One writer per run: a name already open in
+ * this logger is refused. Returns BRISK_OK, BRISK_EIO (path, errno), BRISK_EINVAL (bad or
+ * duplicate name, or BRISK_LOG_MAX_RUNS reached) or BRISK_ENOMEM. */
 int brisk_logger_add_run(brisk_logger *lg, const char *name, int64_t first_step, int *run);
 
 /* Path of the event file of a run (owned by the logger), or NULL for a bad handle. */
