@@ -25,6 +25,8 @@ if(NOT ZLIB_FOUND)
 endif()
 
 brisk_require_pkg(PROTOBUF_C libprotobuf-c libprotobuf-c-dev)
+# Checkpoint headers (safetensors' JSON) are parsed with a maintained library, not by hand.
+brisk_require_pkg(CJSON libcjson libcjson-dev)
 find_program(BRISK_PROTOC_C protoc-c)
 if(NOT BRISK_PROTOC_C)
   message(FATAL_ERROR "protoc-c not found: install it with 'apt-get install protobuf-c-compiler'")

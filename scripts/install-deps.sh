@@ -5,7 +5,7 @@ set -eu
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 PACKAGES="build-essential cmake pkg-config libopenblas-dev zlib1g-dev libprotobuf-c-dev
-protobuf-c-compiler libcmocka-dev dataset-fashion-mnist"
+protobuf-c-compiler libcjson-dev libcmocka-dev python3-numpy dataset-fashion-mnist"
 missing=
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

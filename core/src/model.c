@@ -227,6 +227,12 @@ void brisk_workspace_destroy(brisk_workspace *ws)
 
 float *brisk_workspace_input(brisk_workspace *ws) { return ws->input; }
 
+const float *brisk_workspace_output(const brisk_workspace *ws, int layer)
+{
+    BRISK_ASSERT(layer >= 0 && layer < ws->model->cfg.n_layers);
+    return ws->a[layer];
+}
+
 /* Activation forward, a = f(z), over n values. */
 BRISK_MULTIVERSION static void act_forward(brisk_act act, const float *z, float *a, size_t n)
 {

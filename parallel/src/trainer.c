@@ -231,10 +231,25 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
         brisk_metrics_add(&out->metrics, &t->shard_metrics[s]);
     out->grad_norm = j.grad_norm;
     out->lr = j.lr;
-    if (!j.finite)
-        return brisk_error_set(BRISK_ENONFINITE, "step %lld: %s is not finite",
+    if (!j.finite) {
+        /* Name the first layer whose gradient is not finite (input side first). */
+        const char *where = "no tensor";
+        for (int k = 0; k < brisk_model_num_tensors(t->model) && where[0] == 'n'; k++) {
+            const brisk_tensor_view *v = brisk_model_tensor(t->model, k);
+            const float *g = t->grads + v->offset;
+            for (size_t i = 0; i < (size_t)v->rows * (size_t)v->cols; i++)
+                if (!isfinite(g[i])) {
+                    where = v->name;
+                    break;
+                }
+        }
+        return brisk_error_set(BRISK_ENONFINITE,
+                               "step %lld: the %s is not finite (loss %g; first non-finite "
+                               "gradient: %s)",
                                (long long)t->steps_done + 1,
-                               isfinite(out->metrics.loss_sum) ? "the gradient" : "the loss");
+                               isfinite(out->metrics.loss_sum) ? "gradient" : "loss",
+                               out->metrics.loss_sum / (double)n, where);
+    }
     t->steps_done++;
     return BRISK_OK;
 }
@@ -270,6 +285,105 @@ int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int3
     return BRISK_OK;
 }
 
+/* Per chunk: sums of each layer's outputs and of their squares (fixed-size, L entries). */
+typedef struct inspect_job {
+    job base;
+    int32_t *pred;
+    double *sums; /* (chunks, 2 L) */
+} inspect_job;
+
+static void inspect_chunk(void *arg, int w, int T)
+{
+    inspect_job *ij = arg;
+    job *j = &ij->base;
+    brisk_trainer *tr = j->tr;
+    const brisk_model_config *mc = brisk_model_get_config(tr->model);
+    const int L = mc->n_layers, C = mc->widths[L];
+    /* Parallelize over chunks of micro_batch samples, dealt round-robin. */
+    for (int c = w; c < j->chunks; c += T) {
+        brisk_metrics m;
+        const int rows = chunk_forward(j, w, c, 0.0f, &m);
+        const int64_t lo = (int64_t)c * tr->cfg.micro_batch;
+        double *sums = ij->sums + (size_t)c * 2 * (size_t)L;
+        for (int l = 0; l < L; l++) {
+            const float *a = brisk_workspace_output(tr->ws[w], l);
+            const size_t k = (size_t)rows * (size_t)mc->widths[l + 1];
+            double s = 0, sq = 0;
+            for (size_t i = 0; i < k; i++) {
+                s += a[i];
+                sq += (double)a[i] * a[i];
+            }
+            sums[2 * l] = s;
+            sums[2 * l + 1] = sq;
+        }
+        if (ij->pred) {
+            const float *z = brisk_workspace_output(tr->ws[w], L - 1);
+            for (int i = 0; i < rows; i++) {
+                const float *zi = z + (size_t)i * C;
+                int best = 0;
+                if (C == 1) {
+                    best = zi[0] > 0.0f;
+                } else {
+                    for (int k = 1; k < C; k++)
+                        if (zi[k] > zi[best])
+                            best = k;
+                }
+                ij->pred[lo + i] = best;
+            }
+        }
+    }
+}
+
+int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
+                          int64_t n, float mean, float std, int32_t *pred, double *act_mean,
+                          double *act_std)
+{
+    const brisk_model_config *mc = brisk_model_get_config(t->model);
+    const int L = mc->n_layers;
+    if (n <= 0) {
+        for (int l = 0; l < L; l++) {
+            if (act_mean)
+                act_mean[l] = 0;
+            if (act_std)
+                act_std[l] = 0;
+        }
+        return BRISK_OK;
+    }
+    const int64_t chunks = (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch;
+    inspect_job ij = {.base = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = (int)chunks,
+                               .mean = mean, .std = std},
+                      .pred = pred};
+    ij.sums = malloc((size_t)chunks * 2 * (size_t)L * sizeof *ij.sums);
+    if (!ij.sums)
+        return brisk_error_set(BRISK_ENOMEM, "inspect: out of memory for %lld chunks",
+                               (long long)chunks);
+    const int blas_threads = brisk_blas_set_threads(1);
+    brisk_pool_run(t->pool, inspect_chunk, &ij);
+    brisk_blas_set_threads(blas_threads);
+    for (int l = 0; l < L; l++) {
+        double s = 0, sq = 0; /* merged in chunk order: independent of T */
+        for (int64_t c = 0; c < chunks; c++) {
+            s += ij.sums[(size_t)c * 2 * (size_t)L + 2 * (size_t)l];
+            sq += ij.sums[(size_t)c * 2 * (size_t)L + 2 * (size_t)l + 1];
+        }
+        const double cnt = (double)n * mc->widths[l + 1], mu = s / cnt;
+        const double var = sq / cnt - mu * mu;
+        if (act_mean)
+            act_mean[l] = mu;
+        if (act_std)
+            act_std[l] = var > 0 ? sqrt(var) : 0.0;
+    }
+    free(ij.sums);
+    return BRISK_OK;
+}
+
+void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps)
+{
+    BRISK_ASSERT(steps >= 0);
+    t->steps_done = steps;
+}
+
+const float *brisk_trainer_grads(const brisk_trainer *t) { return t->grads; }
 const brisk_model *brisk_trainer_model(const brisk_trainer *t) { return t->model; }
 float *brisk_trainer_params(brisk_trainer *t) { return t->params; }
 float *brisk_trainer_opt_m(brisk_trainer *t) { return t->opt_m; }

@@ -88,6 +88,9 @@ int brisk_workspace_create(const brisk_model *m, int max_rows, brisk_workspace *
 void brisk_workspace_destroy(brisk_workspace *ws); /* accepts NULL */
 /* The (max_rows, D) input buffer that forward reads: fill rows [0, n) before forward. */
 float *brisk_workspace_input(brisk_workspace *ws);
+/* Layer l's output after the last forward: (n, widths[l + 1]), activation applied (the
+ * logits for the last layer). Owned by the workspace. */
+const float *brisk_workspace_output(const brisk_workspace *ws, int layer);
 
 /* Running sums of a pass; brisk_metrics_add merges partials (in a fixed order if you need
  * bitwise reproducibility). */

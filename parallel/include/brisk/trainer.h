@@ -48,7 +48,8 @@ void brisk_trainer_destroy(brisk_trainer *t); /* accepts NULL */
 
 /* One optimizer step on samples idx[0, n) of ds (1 <= n <= B), normalised with mean/std.
  * Returns BRISK_OK, or BRISK_ENONFINITE (parameters left unchanged) when the loss or the
- * gradient is NaN or infinite. */
+ * gradient is NaN or infinite; the detail names the step and the first tensor whose gradient
+ * is not finite. */
 int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
                        float mean, float std, brisk_step_stats *out);
 
@@ -57,10 +58,25 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
 int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
                             int64_t n, float mean, float std, brisk_metrics *out);
 
+/* What the network does with samples idx[0, n), for monitoring; changes nothing. Any output
+ * may be NULL. pred (n): the predicted class of each sample (argmax of the logits; for one
+ * output, logit > 0). act_mean and act_std (L each): mean and standard deviation over all
+ * samples and units of each layer's output (hidden layers after the activation, the last
+ * layer's logits). Deterministic for any T. Returns BRISK_OK or BRISK_ENOMEM. */
+int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
+                          int64_t n, float mean, float std, int32_t *pred, double *act_mean,
+                          double *act_std);
+
+/* Sets the optimizer step count (the schedule position and Adam's bias correction), to resume
+ * from a checkpoint together with the parameter and optimizer slabs. */
+void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps);
+
 const brisk_model *brisk_trainer_model(const brisk_trainer *t);
 float *brisk_trainer_params(brisk_trainer *t);       /* slab; owned by the trainer */
 float *brisk_trainer_opt_m(brisk_trainer *t);        /* slab; owned by the trainer */
 float *brisk_trainer_opt_v(brisk_trainer *t);        /* slab; owned by the trainer */
+/* The reduced gradient of the batch mean from the last step (slab; owned by the trainer). */
+const float *brisk_trainer_grads(const brisk_trainer *t);
 int64_t brisk_trainer_steps_done(const brisk_trainer *t);
 int brisk_trainer_num_shards(const brisk_trainer *t, int n); /* S for a batch of n */
 int brisk_trainer_micro_batch(const brisk_trainer *t);

@@ -1,0 +1,60 @@
+/* brisk/checkpoint.h: checkpoints as safetensors files.
+ *
+ * Layout (the published safetensors format): an 8-byte little-endian header size N, N bytes
+ * of JSON header (padded with spaces to a multiple of 8), then the raw little-endian tensors.
+ * The header maps each tensor name to {"dtype": "F32", "shape": [...], "data_offsets":
+ * [begin, end]} (offsets into the data section) and carries string metadata under
+ * "__metadata__". Python's safetensors and PyTorch load the weights directly.
+ *
+ * Brisk writes the parameters under their own names ("dense0.weight" (out, in),
+ * "dense0.bias" (out), ...), the optimizer moments as "optim.m.<name>" and "optim.v.<name>",
+ * and in the metadata: the model ("brisk.model", "brisk.act", "brisk.loss"), the training
+ * position (epoch, batch, steps, seed, the partial train metrics of the epoch in progress),
+ * the program's configuration as JSON ("brisk.config"), and a CRC-32C of the data section
+ * ("brisk.data_crc32c") so that a corrupted file is refused instead of loaded.
+ */
+#ifndef BRISK_CHECKPOINT_H
+#define BRISK_CHECKPOINT_H
+
+#include "brisk/model.h"
+
+#include <stdint.h>
+
+/* Largest JSON header accepted when loading. */
+#define BRISK_CKPT_MAX_HEADER ((uint64_t)16 << 20)
+
+/* Where training stands. */
+typedef struct brisk_ckpt_position {
+    int64_t epoch;       /* epochs completed; the one in progress is epoch + 1 */
+    int64_t batch;       /* batches done in the epoch in progress (0 at an epoch boundary) */
+    int64_t steps_done;  /* optimizer steps so far (schedule position, Adam's t) */
+    uint64_t seed;       /* init, validation split and the shuffle of every epoch */
+    brisk_metrics train; /* train metrics of the epoch in progress, so far */
+} brisk_ckpt_position;
+
+typedef struct brisk_checkpoint {
+    brisk_model_config model;
+    brisk_ckpt_position pos;
+    char *config;                  /* the program's configuration, JSON text (owned) */
+    brisk_model *layout;           /* owned */
+    float *params, *opt_m, *opt_v; /* slabs laid out by `layout` (owned) */
+} brisk_checkpoint;
+
+/* Writes a checkpoint atomically: a temporary file next to path, fsync, rename over path,
+ * fsync of the directory. A crash leaves the old file or the new one, never a mix.
+ * config_json may be NULL. Returns BRISK_OK or BRISK_EIO / BRISK_ENOMEM (detail: path and
+ * errno). */
+int brisk_checkpoint_save(const char *path, const brisk_model *m, const float *params,
+                          const float *opt_m, const float *opt_v, const brisk_ckpt_position *pos,
+                          const char *config_json);
+
+/* Reads and checks a checkpoint: sizes against the file before allocating, the JSON header,
+ * every tensor's dtype, shape and offsets against the model named in the metadata, and the
+ * data CRC. Returns BRISK_OK with *out (brisk_checkpoint_free), or BRISK_ENOENT, BRISK_EIO,
+ * BRISK_ETRUNCATED, BRISK_EFORMAT, BRISK_EMISMATCH or BRISK_ENOMEM with a detail naming the
+ * file and what is wrong. Never returns partly loaded data. */
+int brisk_checkpoint_load(const char *path, brisk_checkpoint **out);
+
+void brisk_checkpoint_free(brisk_checkpoint *c); /* accepts NULL */
+
+#endif

@@ -1,0 +1,452 @@
+#include "brisk/checkpoint.h"
+
+#include "brisk/error.h"
+#include "brisk/tfrecord.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "checkpoint.c writes tensors in host order, which must be little-endian"
+#endif
+
+enum { SLAB_PARAMS, SLAB_M, SLAB_V, N_SLABS };
+static const char *const slab_prefix[N_SLABS] = {"", "optim.m.", "optim.v."};
+
+static size_t view_count(const brisk_tensor_view *v)
+{
+    return (size_t)v->rows * (size_t)v->cols;
+}
+
+static int is_bias(const brisk_tensor_view *v)
+{
+    const size_t n = strlen(v->name);
+    return n > 5 && strcmp(v->name + n - 5, ".bias") == 0;
+}
+
+static void model_spec(const brisk_model_config *mc, char *buf, size_t size)
+{
+    size_t at = 0;
+    for (int i = 0; i <= mc->n_layers && at < size; i++)
+        at += (size_t)snprintf(buf + at, size - at, i ? "-%d" : "%d", mc->widths[i]);
+}
+
+/* The data section's CRC-32C, tensor by tensor in file order. */
+static uint32_t data_crc(const brisk_model *m, const float *const slabs[N_SLABS])
+{
+    uint32_t crc = 0;
+    for (int s = 0; s < N_SLABS; s++)
+        for (int k = 0; k < brisk_model_num_tensors(m); k++) {
+            const brisk_tensor_view *v = brisk_model_tensor(m, k);
+            crc = brisk_crc32c(crc, slabs[s] + v->offset, view_count(v) * sizeof(float));
+        }
+    return crc;
+}
+
+static int add_meta(cJSON *meta, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int add_meta(cJSON *meta, const char *key, const char *fmt, ...)
+{
+    char buf[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return cJSON_AddStringToObject(meta, key, buf) != NULL;
+}
+
+/* The JSON header, padded with spaces so that the data starts at a multiple of 8. */
+static char *build_header(const brisk_model *m, const float *const slabs[N_SLABS],
+                          const brisk_ckpt_position *pos, const char *config, size_t *len)
+{
+    const brisk_model_config *mc = brisk_model_get_config(m);
+    cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
+    char spec[BRISK_MAX_LAYERS * 8 + 8];
+    model_spec(mc, spec, sizeof spec);
+    int ok = root && meta && cJSON_AddItemToObject(root, "__metadata__", meta);
+    if (!ok)
+        cJSON_Delete(meta);
+    ok = ok && add_meta(meta, "format", "pt") && add_meta(meta, "brisk.version", "1") &&
+         add_meta(meta, "brisk.model", "%s", spec) &&
+         add_meta(meta, "brisk.act", "%s", brisk_act_name(mc->act)) &&
+         add_meta(meta, "brisk.loss", "%s", brisk_loss_name(mc->loss)) &&
+         add_meta(meta, "brisk.epoch", "%" PRId64, pos->epoch) &&
+         add_meta(meta, "brisk.batch", "%" PRId64, pos->batch) &&
+         add_meta(meta, "brisk.steps_done", "%" PRId64, pos->steps_done) &&
+         add_meta(meta, "brisk.seed", "%" PRIu64, pos->seed) &&
+         add_meta(meta, "brisk.train_loss_sum", "%.17g", pos->train.loss_sum) &&
+         add_meta(meta, "brisk.train_correct", "%" PRId64, pos->train.correct) &&
+         add_meta(meta, "brisk.train_count", "%" PRId64, pos->train.count) &&
+         add_meta(meta, "brisk.data_crc32c", "%08x", (unsigned)data_crc(m, slabs)) &&
+         (!config || cJSON_AddStringToObject(meta, "brisk.config", config));
+    size_t off = 0;
+    for (int s = 0; ok && s < N_SLABS; s++)
+        for (int k = 0; ok && k < brisk_model_num_tensors(m); k++) {
+            const brisk_tensor_view *v = brisk_model_tensor(m, k);
+            char name[64];
+            snprintf(name, sizeof name, "%s%s", slab_prefix[s], v->name);
+            const size_t bytes = view_count(v) * sizeof(float);
+            cJSON *t = cJSON_AddObjectToObject(root, name);
+            const double shape[2] = {v->rows, v->cols}, offs[2] = {(double)off, (double)(off + bytes)};
+            cJSON *sh = is_bias(v) ? cJSON_CreateDoubleArray(shape + 1, 1)
+                                   : cJSON_CreateDoubleArray(shape, 2);
+            cJSON *of = cJSON_CreateDoubleArray(offs, 2);
+            ok = t && sh && of && cJSON_AddStringToObject(t, "dtype", "F32");
+            ok = ok && cJSON_AddItemToObject(t, "shape", sh);
+            if (!ok)
+                cJSON_Delete(sh);
+            ok = ok && cJSON_AddItemToObject(t, "data_offsets", of);
+            if (!ok)
+                cJSON_Delete(of);
+            off += bytes;
+        }
+    char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!json)
+        return NULL;
+    const size_t n = strlen(json), padded = (n + 8 + 7) / 8 * 8 - 8;
+    char *out = realloc(json, padded + 1);
+    if (!out) {
+        free(json);
+        return NULL;
+    }
+    memset(out + n, ' ', padded - n);
+    out[padded] = '\0';
+    *len = padded;
+    return out;
+}
+
+int brisk_checkpoint_save(const char *path, const brisk_model *m, const float *params,
+                          const float *opt_m, const float *opt_v, const brisk_ckpt_position *pos,
+                          const char *config_json)
+{
+    const float *const slabs[N_SLABS] = {params, opt_m, opt_v};
+    size_t hlen;
+    char *header = build_header(m, slabs, pos, config_json, &hlen);
+    if (!header)
+        return brisk_error_set(BRISK_ENOMEM, "%s: out of memory for the header", path);
+    char tmp[PATH_MAX];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp) {
+        free(header);
+        return brisk_error_set(BRISK_EINVAL, "%s: path too long", path);
+    }
+    int err = BRISK_OK;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        free(header);
+        return brisk_error_set(BRISK_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    }
+    uint8_t size_le[8];
+    for (int i = 0; i < 8; i++)
+        size_le[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
+    int ok = fwrite(size_le, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
+    for (int s = 0; ok && s < N_SLABS; s++)
+        for (int k = 0; ok && k < brisk_model_num_tensors(m); k++) {
+            const brisk_tensor_view *v = brisk_model_tensor(m, k);
+            ok = fwrite(slabs[s] + v->offset, sizeof(float), view_count(v), f) == view_count(v);
+        }
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    const int saved_errno = errno;
+    if (fclose(f) != 0)
+        ok = 0;
+    free(header);
+    if (!ok) {
+        err = brisk_error_set(BRISK_EIO, "cannot write %s: %s", tmp,
+                              strerror(saved_errno ? saved_errno : errno));
+        unlink(tmp);
+        return err;
+    }
+    if (rename(tmp, path) != 0) {
+        err = brisk_error_set(BRISK_EIO, "cannot rename %s to %s: %s", tmp, path,
+                              strerror(errno));
+        unlink(tmp);
+        return err;
+    }
+    /* Make the rename itself durable. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    const int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return BRISK_OK;
+}
+
+void brisk_checkpoint_free(brisk_checkpoint *c)
+{
+    if (!c)
+        return;
+    free(c->config);
+    brisk_slab_free(c->params);
+    brisk_slab_free(c->opt_m);
+    brisk_slab_free(c->opt_v);
+    brisk_model_destroy(c->layout);
+    free(c);
+}
+
+static const char *meta_str(const cJSON *meta, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int meta_i64(const char *path, const cJSON *meta, const char *key, int64_t lo,
+                    int64_t *out)
+{
+    const char *s = meta_str(meta, key);
+    char *end;
+    errno = 0;
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    if (!s || end == s || *end || errno || v < lo)
+        return brisk_error_set(BRISK_EFORMAT, "%s: metadata %s is %s%s%s (expected an integer "
+                               ">= %lld)",
+                               path, key, s ? "'" : "missing", s ? s : "", s ? "'" : "",
+                               (long long)lo);
+    *out = v;
+    return BRISK_OK;
+}
+
+/* Checks one tensor entry of the header against the view; returns its data offset. */
+static int check_tensor(const char *path, const cJSON *root, const char *name,
+                        const brisk_tensor_view *v, uint64_t data_len, uint64_t *begin)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, name);
+    if (!cJSON_IsObject(t))
+        return brisk_error_set(BRISK_EMISMATCH, "%s: tensor %s is missing", path, name);
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(t, "dtype");
+    if (!cJSON_IsString(dt) || strcmp(dt->valuestring, "F32") != 0)
+        return brisk_error_set(BRISK_EMISMATCH, "%s: tensor %s has dtype %s, expected F32", path,
+                               name, cJSON_IsString(dt) ? dt->valuestring : "(none)");
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(t, "shape");
+    const int want_dims = is_bias(v) ? 1 : 2;
+    const double want[2] = {is_bias(v) ? v->cols : v->rows, v->cols};
+    int shape_ok = cJSON_IsArray(sh) && cJSON_GetArraySize(sh) == want_dims;
+    for (int i = 0; shape_ok && i < want_dims; i++) {
+        const cJSON *d = cJSON_GetArrayItem(sh, i);
+        shape_ok = cJSON_IsNumber(d) && d->valuedouble == want[i];
+    }
+    if (!shape_ok) {
+        char *got = sh ? cJSON_PrintUnformatted(sh) : NULL;
+        int err = want_dims == 1
+                      ? brisk_error_set(BRISK_EMISMATCH, "%s: tensor %s has shape %s, expected [%d]",
+                                        path, name, got ? got : "(none)", v->cols)
+                      : brisk_error_set(BRISK_EMISMATCH,
+                                        "%s: tensor %s has shape %s, expected [%d, %d]", path,
+                                        name, got ? got : "(none)", v->rows, v->cols);
+        free(got);
+        return err;
+    }
+    const cJSON *of = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
+    const cJSON *b = cJSON_IsArray(of) && cJSON_GetArraySize(of) == 2 ? cJSON_GetArrayItem(of, 0) : NULL;
+    const cJSON *e = b ? cJSON_GetArrayItem(of, 1) : NULL;
+    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(e) || b->valuedouble < 0 ||
+        e->valuedouble != b->valuedouble + (double)(view_count(v) * sizeof(float)) ||
+        fmod(b->valuedouble, 1.0) != 0)
+        return brisk_error_set(BRISK_EFORMAT, "%s: tensor %s has bad data_offsets (expected "
+                               "[begin, begin + %zu])",
+                               path, name, view_count(v) * sizeof(float));
+    if (e->valuedouble > (double)data_len)
+        return brisk_error_set(BRISK_ETRUNCATED, "%s: tensor %s ends at data byte %.0f but the "
+                               "file has %llu data bytes (truncated?)",
+                               path, name, e->valuedouble, (unsigned long long)data_len);
+    *begin = (uint64_t)b->valuedouble;
+    return BRISK_OK;
+}
+
+int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return brisk_error_set(errno == ENOENT ? BRISK_ENOENT : BRISK_EIO, "cannot open %s: %s",
+                               path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return brisk_error_set(BRISK_EIO, "%s: not a regular file", path);
+    }
+    const uint64_t size = (uint64_t)st.st_size;
+    uint8_t size_le[8];
+    if (size < 8 || fread(size_le, 1, 8, f) != 8) {
+        fclose(f);
+        return brisk_error_set(size == 0 ? BRISK_EEMPTY : BRISK_ETRUNCATED,
+                               "%s: %llu bytes, too short for the 8-byte header size", path,
+                               (unsigned long long)size);
+    }
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | size_le[i];
+    if (hlen == 0 || hlen > BRISK_CKPT_MAX_HEADER) {
+        fclose(f);
+        return brisk_error_set(BRISK_EFORMAT, "%s: header size %llu is not in [1, %llu] (not a "
+                               "safetensors file?)",
+                               path, (unsigned long long)hlen,
+                               (unsigned long long)BRISK_CKPT_MAX_HEADER);
+    }
+    if (hlen > size - 8) {
+        fclose(f);
+        return brisk_error_set(BRISK_ETRUNCATED, "%s: header of %llu bytes but only %llu bytes "
+                               "follow (truncated?)",
+                               path, (unsigned long long)hlen, (unsigned long long)(size - 8));
+    }
+    char *hdr = malloc(hlen + 1);
+    if (!hdr) {
+        fclose(f);
+        return brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
+    }
+    if (fread(hdr, 1, hlen, f) != hlen) {
+        free(hdr);
+        fclose(f);
+        return brisk_error_set(BRISK_EIO, "%s: read error in the header", path);
+    }
+    hdr[hlen] = '\0';
+    const uint64_t data_len = size - 8 - hlen;
+    int err = BRISK_OK;
+    brisk_checkpoint *c = NULL;
+    cJSON *root = cJSON_ParseWithLength(hdr, hlen);
+    if (!root || !cJSON_IsObject(root)) {
+        const char *at = cJSON_GetErrorPtr();
+        err = brisk_error_set(BRISK_EFORMAT, "%s: the header is not a JSON object (error near "
+                              "header byte %ld)",
+                              path, at && at >= hdr ? (long)(at - hdr) : -1L);
+        goto out;
+    }
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+    const char *spec = meta_str(meta, "brisk.model");
+    if (!spec) {
+        err = brisk_error_set(BRISK_EFORMAT, "%s: no brisk.model in the metadata (not a Brisk "
+                              "checkpoint)",
+                              path);
+        goto out;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    if (brisk_model_parse_widths(spec, &c->model) < 0) {
+        err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.model: %s", path,
+                              brisk_error_detail());
+        goto out;
+    }
+    const char *act = meta_str(meta, "brisk.act"), *loss = meta_str(meta, "brisk.loss");
+    const int a = act ? brisk_act_parse(act) : -1, l = loss ? brisk_loss_parse(loss) : -1;
+    if (a < 0 || l < 0) {
+        err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.act '%s' or brisk.loss '%s' is "
+                              "unknown",
+                              path, act ? act : "(none)", loss ? loss : "(none)");
+        goto out;
+    }
+    c->model.act = (brisk_act)a;
+    c->model.loss = (brisk_loss)l;
+    int64_t seed = 0;
+    if ((err = meta_i64(path, meta, "brisk.epoch", 0, &c->pos.epoch)) ||
+        (err = meta_i64(path, meta, "brisk.batch", 0, &c->pos.batch)) ||
+        (err = meta_i64(path, meta, "brisk.steps_done", 0, &c->pos.steps_done)) ||
+        (err = meta_i64(path, meta, "brisk.seed", 0, &seed)) ||
+        (err = meta_i64(path, meta, "brisk.train_correct", 0, &c->pos.train.correct)) ||
+        (err = meta_i64(path, meta, "brisk.train_count", 0, &c->pos.train.count)))
+        goto out;
+    c->pos.seed = (uint64_t)seed;
+    const char *ls = meta_str(meta, "brisk.train_loss_sum"), *crc_s = meta_str(meta, "brisk.data_crc32c");
+    char *end = NULL;
+    c->pos.train.loss_sum = ls ? strtod(ls, &end) : 0;
+    if (!ls || end == ls || *end) {
+        err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.train_loss_sum is missing or "
+                              "not a number",
+                              path);
+        goto out;
+    }
+    unsigned long want_crc = crc_s ? strtoul(crc_s, &end, 16) : 0;
+    if (!crc_s || end == crc_s || *end) {
+        err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.data_crc32c is missing", path);
+        goto out;
+    }
+    const char *config = meta_str(meta, "brisk.config");
+    if (config && !(c->config = strdup(config))) {
+        err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    if (brisk_model_create(&c->model, &c->layout) < 0) {
+        err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.model: %s", path,
+                              brisk_error_detail());
+        goto out;
+    }
+    /* Every tensor checked before anything is read or allocated for data. */
+    const int nt = brisk_model_num_tensors(c->layout);
+    uint64_t *begins = malloc((size_t)N_SLABS * (size_t)nt * sizeof *begins);
+    if (!begins) {
+        err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    for (int s = 0; s < N_SLABS && !err; s++)
+        for (int k = 0; k < nt && !err; k++) {
+            char name[64];
+            const brisk_tensor_view *v = brisk_model_tensor(c->layout, k);
+            snprintf(name, sizeof name, "%s%s", slab_prefix[s], v->name);
+            err = check_tensor(path, root, name, v, data_len, &begins[s * nt + k]);
+        }
+    /* Nothing unexpected either: an extra tensor means another model or a damaged file. */
+    if (!err && cJSON_GetArraySize(root) != 1 + N_SLABS * nt)
+        err = brisk_error_set(BRISK_EMISMATCH, "%s: %d tensors in the header, expected %d for "
+                              "model %s",
+                              path, cJSON_GetArraySize(root) - 1, N_SLABS * nt, spec);
+    size_t total = 0;
+    for (int k = 0; k < nt; k++)
+        total += N_SLABS * view_count(brisk_model_tensor(c->layout, k)) * sizeof(float);
+    if (!err && data_len != total)
+        err = brisk_error_set(BRISK_EFORMAT, "%s: %llu bytes after the last tensor", path,
+                              (unsigned long long)(data_len - total));
+    uint8_t *data = err ? NULL : malloc(data_len ? data_len : 1);
+    if (!err && !data)
+        err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory for %llu bytes", path,
+                              (unsigned long long)data_len);
+    if (!err && fread(data, 1, data_len, f) != data_len)
+        err = brisk_error_set(BRISK_EIO, "%s: read error in the data", path);
+    float **slabs[N_SLABS] = {&c->params, &c->opt_m, &c->opt_v};
+    for (int s = 0; s < N_SLABS && !err; s++)
+        if (!(*slabs[s] = brisk_slab_alloc(c->layout)))
+            err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
+    for (int s = 0; s < N_SLABS && !err; s++)
+        for (int k = 0; k < nt; k++) {
+            const brisk_tensor_view *v = brisk_model_tensor(c->layout, k);
+            memcpy(*slabs[s] + v->offset, data + begins[s * nt + k], view_count(v) * sizeof(float));
+        }
+    free(data);
+    free(begins);
+    if (!err) {
+        const float *const cs[N_SLABS] = {c->params, c->opt_m, c->opt_v};
+        const uint32_t got = data_crc(c->layout, cs);
+        if (got != (uint32_t)want_crc)
+            err = brisk_error_set(BRISK_EFORMAT, "%s: data CRC-32C is %08x, the header says %08lx "
+                                  "(the file is corrupted)",
+                                  path, (unsigned)got, want_crc);
+    }
+out:
+    cJSON_Delete(root);
+    free(hdr);
+    fclose(f);
+    if (err) {
+        brisk_checkpoint_free(c);
+        return err;
+    }
+    *out = c;
+    return BRISK_OK;
+}

@@ -1,0 +1,218 @@
+/* Checkpoints: a safetensors round trip that restores every bit, and every kind of damage
+ * refused with its own error naming the file: empty, truncated anywhere, absurd header size,
+ * header that is not JSON, not a Brisk file, wrong dtype, wrong shape, missing or extra
+ * tensor, flipped data bits. */
+#define _GNU_SOURCE /* memmem */
+#include "test_util.h"
+
+#include "brisk/checkpoint.h"
+#include "brisk/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct fixture {
+    char *dir, *path;
+    brisk_model *m;
+    float *p, *mo, *v;
+    uint8_t *bytes; /* the file as written */
+    size_t size;
+} fixture;
+
+static uint8_t *read_all(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *size = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(*size);
+    assert_int_equal(fread(b, 1, *size, f), *size);
+    fclose(f);
+    return b;
+}
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+    brisk_model_config mc;
+    assert_int_equal(brisk_model_parse_widths("12-7-3", &mc), BRISK_OK);
+    mc.act = BRISK_ACT_GELU;
+    mc.loss = BRISK_LOSS_SOFTMAX_CE;
+    mc.init = BRISK_INIT_AUTO;
+    assert_int_equal(brisk_model_create(&mc, &fx->m), BRISK_OK);
+    fx->p = brisk_slab_alloc(fx->m);
+    fx->mo = brisk_slab_alloc(fx->m);
+    fx->v = brisk_slab_alloc(fx->m);
+    brisk_model_init_params(fx->m, 7, fx->p);
+    for (int k = 0; k < brisk_model_num_tensors(fx->m); k++) { /* padding stays zero */
+        const brisk_tensor_view *tv = brisk_model_tensor(fx->m, k);
+        for (size_t i = tv->offset; i < tv->offset + (size_t)tv->rows * tv->cols; i++) {
+            fx->mo[i] = (float)i * 1e-3f - 0.01f;
+            fx->v[i] = (float)i * 1e-6f;
+        }
+    }
+    fx->dir = test_mkdtemp();
+    fx->path = malloc(4096);
+    snprintf(fx->path, 4096, "%s/a.safetensors", fx->dir);
+    const brisk_ckpt_position pos = {.epoch = 3, .batch = 17, .steps_done = 1234, .seed = 99,
+                                     .train = {.loss_sum = 0.1 + 0.2, .correct = 5, .count = 9}};
+    assert_int_equal(brisk_checkpoint_save(fx->path, fx->m, fx->p, fx->mo, fx->v, &pos,
+                                           "{\"lr\": 0.001}"),
+                     BRISK_OK);
+    fx->bytes = read_all(fx->path, &fx->size);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    brisk_slab_free(fx->p);
+    brisk_slab_free(fx->mo);
+    brisk_slab_free(fx->v);
+    brisk_model_destroy(fx->m);
+    free(fx->bytes);
+    free(fx->path);
+    test_rmdir(fx->dir);
+    free(fx);
+    return 0;
+}
+
+static void test_round_trip(void **state)
+{
+    fixture *fx = *state;
+    assert_int_equal((fx->bytes[0] + 8) % 8, 0); /* header padded: the data starts aligned */
+    brisk_checkpoint *c;
+    assert_int_equal(brisk_checkpoint_load(fx->path, &c), BRISK_OK);
+    assert_int_equal(c->model.n_layers, 2);
+    assert_int_equal(c->model.widths[1], 7);
+    assert_int_equal(c->model.act, BRISK_ACT_GELU);
+    const size_t bytes = brisk_model_slab_len(fx->m) * sizeof(float);
+    assert_memory_equal(c->params, fx->p, bytes);
+    assert_memory_equal(c->opt_m, fx->mo, bytes);
+    assert_memory_equal(c->opt_v, fx->v, bytes);
+    assert_int_equal(c->pos.epoch, 3);
+    assert_int_equal(c->pos.batch, 17);
+    assert_int_equal(c->pos.steps_done, 1234);
+    assert_int_equal(c->pos.seed, 99);
+    assert_true(c->pos.train.loss_sum == 0.1 + 0.2); /* exact, not close */
+    assert_int_equal(c->pos.train.correct, 5);
+    assert_int_equal(c->pos.train.count, 9);
+    assert_string_equal(c->config, "{\"lr\": 0.001}");
+    brisk_checkpoint_free(c);
+    /* The published layout, read by hand: size, then JSON naming F32 tensors. */
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        n = n << 8 | fx->bytes[i];
+    assert_true(n < fx->size);
+    assert_int_equal(fx->bytes[8], '{');
+    assert_non_null(memmem(fx->bytes + 8, n, "\"dense0.weight\":{\"dtype\":\"F32\",\"shape\":[7,12]",
+                           strlen("\"dense0.weight\":{\"dtype\":\"F32\",\"shape\":[7,12]")));
+    assert_non_null(memmem(fx->bytes + 8, n, "\"dense1.bias\":{\"dtype\":\"F32\",\"shape\":[3]",
+                           strlen("\"dense1.bias\":{\"dtype\":\"F32\",\"shape\":[3]")));
+    /* Saving over an existing file replaces it atomically (no temporary left behind). */
+    const brisk_ckpt_position pos = {.epoch = 4};
+    assert_int_equal(brisk_checkpoint_save(fx->path, fx->m, fx->p, fx->mo, fx->v, &pos, NULL),
+                     BRISK_OK);
+    assert_int_equal(brisk_checkpoint_load(fx->path, &c), BRISK_OK);
+    assert_int_equal(c->pos.epoch, 4);
+    assert_null(c->config);
+    brisk_checkpoint_free(c);
+}
+
+/* Writes bytes to a new file and expects load to fail with err and a detail containing what
+ * and the file name. */
+static void expect_bad(fixture *fx, const uint8_t *b, size_t n, int err, const char *what)
+{
+    char *p = test_write_file(fx->dir, "bad.safetensors", b, n);
+    brisk_checkpoint *c = (brisk_checkpoint *)1;
+    const int rc = brisk_checkpoint_load(p, &c);
+    if (rc != err || !strstr(brisk_error_detail(), what) || !strstr(brisk_error_detail(), p)) {
+        print_error("%zu bytes: got %d (%s), expected %d with '%s'\n", n, rc,
+                    brisk_error_detail(), err, what);
+        fail();
+    }
+    assert_null(c);
+    free(p);
+}
+
+static void replace_in_header(uint8_t *b, const char *from, const char *to)
+{
+    assert_int_equal(strlen(from), strlen(to));
+    uint8_t *at = memmem(b, 4096, from, strlen(from));
+    assert_non_null(at);
+    memcpy(at, to, strlen(to));
+}
+
+static void test_damage_is_refused(void **state)
+{
+    fixture *fx = *state;
+    uint8_t *b = malloc(fx->size + 64);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | fx->bytes[i];
+
+    expect_bad(fx, fx->bytes, 0, BRISK_EEMPTY, "too short");
+    expect_bad(fx, fx->bytes, 5, BRISK_ETRUNCATED, "too short");
+    /* Truncated anywhere: inside the header, or inside the data. */
+    for (size_t cut = 8; cut < fx->size; cut += (cut < 8 + hlen ? 97 : 13))
+        expect_bad(fx, fx->bytes, cut, BRISK_ETRUNCATED, "truncated");
+
+    memcpy(b, fx->bytes, fx->size);
+    b[7] = 0x40; /* header size 2^62 */
+    expect_bad(fx, b, fx->size, BRISK_EFORMAT, "header size");
+
+    memcpy(b, fx->bytes, fx->size);
+    b[8] = '[';
+    expect_bad(fx, b, fx->size, BRISK_EFORMAT, "not a JSON object");
+
+    memcpy(b, fx->bytes, fx->size);
+    replace_in_header(b, "brisk.model", "brisk.modes");
+    expect_bad(fx, b, fx->size, BRISK_EFORMAT, "not a Brisk checkpoint");
+
+    memcpy(b, fx->bytes, fx->size);
+    replace_in_header(b, "\"F32\",\"shape\":[7,12]", "\"F16\",\"shape\":[7,12]");
+    expect_bad(fx, b, fx->size, BRISK_EMISMATCH, "dtype F16");
+
+    memcpy(b, fx->bytes, fx->size);
+    replace_in_header(b, "\"shape\":[7,12]", "\"shape\":[12,7]");
+    expect_bad(fx, b, fx->size, BRISK_EMISMATCH, "expected [7, 12]");
+
+    memcpy(b, fx->bytes, fx->size);
+    replace_in_header(b, "\"optim.v.dense1.bias\"", "\"optim.v.dense1.bian\"");
+    expect_bad(fx, b, fx->size, BRISK_EMISMATCH, "optim.v.dense1.bias is missing");
+
+    memcpy(b, fx->bytes, fx->size);
+    replace_in_header(b, "\"brisk.model\":\"12-7-3\"", "\"brisk.model\":\"12-3-7\"");
+    expect_bad(fx, b, fx->size, BRISK_EMISMATCH, "shape");
+
+    /* One flipped bit in the optimizer state, the params and the last byte. */
+    const size_t flips[3] = {8 + hlen + 5, fx->size - 100, fx->size - 1};
+    for (int i = 0; i < 3; i++) {
+        memcpy(b, fx->bytes, fx->size);
+        b[flips[i]] ^= 0x04;
+        expect_bad(fx, b, fx->size, BRISK_EFORMAT, "corrupted");
+    }
+
+    /* Extra bytes after the last tensor are refused too (they mean another writer). */
+    memcpy(b, fx->bytes, fx->size);
+    memset(b + fx->size, 0, 64);
+    expect_bad(fx, b, fx->size + 64, BRISK_EFORMAT, "after the last tensor");
+
+    brisk_checkpoint *c;
+    char missing[4200];
+    snprintf(missing, sizeof missing, "%s/nope.safetensors", fx->dir);
+    assert_int_equal(brisk_checkpoint_load(missing, &c), BRISK_ENOENT);
+    assert_non_null(strstr(brisk_error_detail(), missing));
+    free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damage_is_refused, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
