@@ -1,33 +1,46 @@
 /* brisk-train: train a multilayer perceptron on Fashion-MNIST (or any IDX data set, or a
- * synthetic task) and report per-epoch train/validation metrics and the final test metrics.
+ * synthetic task) on every core, log train and validation curves to TensorBoard, save
+ * checkpoints, survive Ctrl-C and resume exactly.
  */
 #define _GNU_SOURCE
 #include "brisk/blas.h"
+#include "brisk/checkpoint.h"
 #include "brisk/data.h"
 #include "brisk/error.h"
 #include "brisk/model.h"
 #include "brisk/optim.h"
 #include "brisk/pool.h"
 #include "brisk/trainer.h"
+#include "train_tb.h"
 
+#include <cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 #define EXIT_USAGE 2
 #define EXIT_DIVERGED 3
+#define EXIT_INTERRUPTED 130
 
 typedef struct options {
     const char *model, *act, *loss, *optimizer, *schedule, *init, *data;
+    const char *logdir, *checkpoint_dir, *resume, *eval;
     double lr, weight_decay, clip_norm, val_split, gamma, min_lr, momentum, noise;
     int weight_decay_set;
-    int epochs, batch, micro_batch, threads, step_size, json;
+    int epochs, batch, micro_batch, threads, step_size, keep, log_every, histogram_every;
+    int json, quiet, resume_set;
     long long warmup, synthetic_n, synthetic_test_n;
     unsigned long long seed;
 } options;
@@ -38,7 +51,7 @@ static const options defaults = {
     .lr = 1e-3, .weight_decay = 0.0, .clip_norm = 0.0, .val_split = 0.1, .gamma = 0.5,
     .min_lr = 0.0, .momentum = 0.9, .noise = 80.0,
     .epochs = 10, .batch = 128, .micro_batch = BRISK_DEFAULT_MICRO_BATCH, .threads = 0,
-    .step_size = 5,
+    .step_size = 5, .keep = 3, .log_every = 10, .histogram_every = 1,
     .warmup = 0, .synthetic_n = 20000, .synthetic_test_n = 5000, .seed = 42,
 };
 
@@ -47,7 +60,8 @@ static void usage(FILE *f)
     const options *d = &defaults;
     fprintf(f,
 "Usage: brisk-train [OPTION]...\n"
-"Train a multilayer perceptron with Brisk and print train, validation and test metrics.\n"
+"Train a multilayer perceptron with Brisk on every core, print train, validation and test\n"
+"metrics, log them to TensorBoard and save checkpoints.\n"
 "\n"
 "Model:\n"
 "  --model WIDTHS        layer widths, input first, joined by '-' (default %s)\n"
@@ -89,19 +103,44 @@ static void usage(FILE *f)
 "  --synthetic-n N       synthetic training samples (default %lld)\n"
 "  --synthetic-test-n N  synthetic test samples (default %lld)\n"
 "  --noise SIGMA         synthetic noise in pixel units (default %g)\n"
+"TensorBoard logs (open with: tensorboard --logdir logs):\n"
+"  --logdir DIR|none     experiment directory, with runs DIR/train and DIR/validation\n"
+"                        (default logs/<model>-<date>-<time>; 'none' logs nothing)\n"
+"  --log-every N         batch_loss, batch_accuracy, learning_rate, grad_global_norm and\n"
+"                        samples_per_second every N steps (default %d)\n"
+"  --histogram-every N   weight and gradient histograms, activation statistics and images\n"
+"                        every N epochs; 0 = never (default %d)\n"
+"Checkpoints (safetensors files; PyTorch and Python's safetensors read them):\n"
+"  --checkpoint-dir DIR|none\n"
+"                        where a checkpoint is written after every epoch and on Ctrl-C\n"
+"                        (default LOGDIR/checkpoints; 'none' when --logdir is none)\n"
+"  --keep N              checkpoints kept, the newest ones (default %d)\n"
+"  --resume[=FILE|DIR]   continue exactly where a checkpoint left off: FILE, the newest in\n"
+"                        DIR, or the newest in --checkpoint-dir. The run keeps the settings\n"
+"                        it was started with; only --epochs, --threads, --data, --logdir,\n"
+"                        --checkpoint-dir, --keep, --log-every, --histogram-every, --json\n"
+"                        and --quiet may be given again\n"
+"  --eval FILE           evaluate a checkpoint on the test set and exit\n"
 "Output:\n"
 "  --json                one JSON object per epoch and one with the test metrics and a\n"
 "                        checksum of the final weights, nothing else on stdout\n"
+"  --quiet               only the final test line (and errors) on stdout\n"
 "  -h, --help            show this help and exit\n"
+"On a terminal a live progress line shows each epoch's percent, samples/s, loss and ETA.\n"
 "\n"
-"Exit status: 0 success, 1 error (data, memory), 2 usage error, 3 training diverged (a loss or\n"
-"gradient became NaN or infinite).\n"
+"Ctrl-C (SIGINT) or SIGTERM: the current step finishes, a checkpoint is written, the logs\n"
+"are flushed, and the command to resume is printed; a second Ctrl-C quits at once (the\n"
+"logs are still drained).\n"
+"Exit status: 0 success, 1 error (data, memory, files), 2 usage error, 3 training diverged\n"
+"(a loss or gradient became NaN or infinite; the message names the step and the layer),\n"
+"130 interrupted.\n"
 "OpenBLAS: if it picked a slower kernel than the CPU supports and OPENBLAS_CORETYPE is not\n"
 "set, brisk-train re-runs itself once with OPENBLAS_CORETYPE set to the best one.\n",
         d->model, d->act, d->loss, d->init, d->optimizer, d->lr, d->weight_decay, d->momentum,
         d->clip_norm, d->schedule, d->step_size, d->gamma, d->warmup, d->min_lr, d->epochs,
-        d->batch, d->micro_batch, brisk_cpu_count(), d->seed, d->data, d->val_split, d->synthetic_n,
-        d->synthetic_test_n, d->noise);
+        d->batch, d->micro_batch, brisk_cpu_count(), d->seed, d->data, d->val_split,
+        d->synthetic_n, d->synthetic_test_n, d->noise, d->log_every, d->histogram_every,
+        d->keep);
 }
 
 static void usage_error(const char *flag, const char *fmt, ...)
@@ -176,97 +215,6 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-enum {
-    OPT_MODEL = 256, OPT_ACT, OPT_LOSS, OPT_INIT, OPT_OPTIMIZER, OPT_LR, OPT_WD, OPT_MOMENTUM,
-    OPT_CLIP, OPT_SCHEDULE, OPT_STEP_SIZE, OPT_GAMMA, OPT_WARMUP, OPT_MIN_LR, OPT_EPOCHS,
-    OPT_BATCH, OPT_MICRO, OPT_THREADS, OPT_SEED, OPT_DATA, OPT_VAL, OPT_SYN_N, OPT_SYN_TEST_N, OPT_NOISE,
-    OPT_JSON
-};
-
-static const struct option long_opts[] = {
-    {"model", required_argument, 0, OPT_MODEL},
-    {"act", required_argument, 0, OPT_ACT},
-    {"loss", required_argument, 0, OPT_LOSS},
-    {"init", required_argument, 0, OPT_INIT},
-    {"optimizer", required_argument, 0, OPT_OPTIMIZER},
-    {"lr", required_argument, 0, OPT_LR},
-    {"weight-decay", required_argument, 0, OPT_WD},
-    {"momentum", required_argument, 0, OPT_MOMENTUM},
-    {"clip-norm", required_argument, 0, OPT_CLIP},
-    {"schedule", required_argument, 0, OPT_SCHEDULE},
-    {"step-size", required_argument, 0, OPT_STEP_SIZE},
-    {"gamma", required_argument, 0, OPT_GAMMA},
-    {"warmup", required_argument, 0, OPT_WARMUP},
-    {"min-lr", required_argument, 0, OPT_MIN_LR},
-    {"epochs", required_argument, 0, OPT_EPOCHS},
-    {"batch", required_argument, 0, OPT_BATCH},
-    {"micro-batch", required_argument, 0, OPT_MICRO},
-    {"threads", required_argument, 0, OPT_THREADS},
-    {"seed", required_argument, 0, OPT_SEED},
-    {"data", required_argument, 0, OPT_DATA},
-    {"val-split", required_argument, 0, OPT_VAL},
-    {"synthetic-n", required_argument, 0, OPT_SYN_N},
-    {"synthetic-test-n", required_argument, 0, OPT_SYN_TEST_N},
-    {"noise", required_argument, 0, OPT_NOISE},
-    {"json", no_argument, 0, OPT_JSON},
-    {"help", no_argument, 0, 'h'},
-    {0, 0, 0, 0},
-};
-
-static void parse_args(int argc, char **argv, options *o)
-{
-    *o = defaults;
-    opterr = 0;
-    for (;;) {
-        int longindex = -1;
-        int c = getopt_long(argc, argv, ":h", long_opts, &longindex);
-        if (c == -1)
-            break;
-        const char *flag = longindex >= 0 ? long_opts[longindex].name : argv[optind - 1];
-        char flagbuf[64];
-        if (longindex >= 0) {
-            snprintf(flagbuf, sizeof flagbuf, "--%s", flag);
-            flag = flagbuf;
-        }
-        switch (c) {
-        case 'h': usage(stdout); exit(0);
-        case OPT_MODEL: o->model = optarg; break;
-        case OPT_ACT: o->act = optarg; break;
-        case OPT_LOSS: o->loss = optarg; break;
-        case OPT_INIT: o->init = optarg; break;
-        case OPT_OPTIMIZER: o->optimizer = optarg; break;
-        case OPT_LR: o->lr = parse_double(flag, optarg, 1e-12, 1e6); break;
-        case OPT_WD:
-            o->weight_decay = parse_double(flag, optarg, 0, 1e3);
-            o->weight_decay_set = 1;
-            break;
-        case OPT_MOMENTUM: o->momentum = parse_double(flag, optarg, 0, 1); break;
-        case OPT_CLIP: o->clip_norm = parse_double(flag, optarg, 0, 1e30); break;
-        case OPT_SCHEDULE: o->schedule = optarg; break;
-        case OPT_STEP_SIZE: o->step_size = (int)parse_int(flag, optarg, 1, 1000000); break;
-        case OPT_GAMMA: o->gamma = parse_double(flag, optarg, 0, 1e3); break;
-        case OPT_WARMUP: o->warmup = parse_int(flag, optarg, 0, 1000000000); break;
-        case OPT_MIN_LR: o->min_lr = parse_double(flag, optarg, 0, 1e6); break;
-        case OPT_EPOCHS: o->epochs = (int)parse_int(flag, optarg, 1, 1000000); break;
-        case OPT_BATCH: o->batch = (int)parse_int(flag, optarg, 1, 1 << 20); break;
-        case OPT_MICRO: o->micro_batch = (int)parse_int(flag, optarg, 1, 1 << 20); break;
-        case OPT_THREADS: o->threads = (int)parse_int(flag, optarg, 1, 1024); break;
-        case OPT_SEED: o->seed = (unsigned long long)parse_int(flag, optarg, 0, INT64_MAX); break;
-        case OPT_DATA: o->data = optarg; break;
-        case OPT_VAL: o->val_split = parse_double(flag, optarg, 0, 0.99); break;
-        case OPT_SYN_N: o->synthetic_n = parse_int(flag, optarg, 1, 100000000); break;
-        case OPT_SYN_TEST_N: o->synthetic_test_n = parse_int(flag, optarg, 1, 100000000); break;
-        case OPT_NOISE: o->noise = parse_double(flag, optarg, 0, 1e4); break;
-        case OPT_JSON: o->json = 1; break;
-        case ':':
-            usage_error(argv[optind - 1], "needs a value");
-        default:
-            usage_error(argv[optind - 1], "unknown option");
-        }
-    }
-    if (optind < argc)
-        usage_error(argv[optind], "unexpected argument (all settings are --flags)");
-}
 
 /* Builds the trainer configuration from the options and the data's shape; usage errors for
  * combinations that cannot work. */
@@ -310,6 +258,7 @@ static brisk_trainer_config make_config(const options *o, const brisk_dataset *t
     return c;
 }
 
+
 static int load_data(const options *o, int D, int C, brisk_dataset *train, brisk_dataset *test)
 {
     int err;
@@ -338,6 +287,7 @@ static int load_data(const options *o, int D, int C, brisk_dataset *train, brisk
     return BRISK_OK;
 }
 
+
 static void print_json_metric(const char *name, const brisk_metrics *m, int valid)
 {
     if (valid)
@@ -347,121 +297,973 @@ static void print_json_metric(const char *name, const brisk_metrics *m, int vali
         printf(", \"%s_loss\": null, \"%s_accuracy\": null", name, name);
 }
 
-int main(int argc, char **argv)
+enum {
+    OPT_MODEL = 256, OPT_ACT, OPT_LOSS, OPT_INIT, OPT_OPTIMIZER, OPT_LR, OPT_WD, OPT_MOMENTUM,
+    OPT_CLIP, OPT_SCHEDULE, OPT_STEP_SIZE, OPT_GAMMA, OPT_WARMUP, OPT_MIN_LR, OPT_EPOCHS,
+    OPT_BATCH, OPT_MICRO, OPT_THREADS, OPT_SEED, OPT_DATA, OPT_VAL, OPT_SYN_N, OPT_SYN_TEST_N,
+    OPT_NOISE, OPT_LOGDIR, OPT_LOG_EVERY, OPT_HIST_EVERY, OPT_CKPT_DIR, OPT_KEEP, OPT_RESUME,
+    OPT_EVAL, OPT_JSON, OPT_QUIET, OPT_END
+};
+
+static const struct option long_opts[] = {
+    {"model", required_argument, 0, OPT_MODEL},
+    {"act", required_argument, 0, OPT_ACT},
+    {"loss", required_argument, 0, OPT_LOSS},
+    {"init", required_argument, 0, OPT_INIT},
+    {"optimizer", required_argument, 0, OPT_OPTIMIZER},
+    {"lr", required_argument, 0, OPT_LR},
+    {"weight-decay", required_argument, 0, OPT_WD},
+    {"momentum", required_argument, 0, OPT_MOMENTUM},
+    {"clip-norm", required_argument, 0, OPT_CLIP},
+    {"schedule", required_argument, 0, OPT_SCHEDULE},
+    {"step-size", required_argument, 0, OPT_STEP_SIZE},
+    {"gamma", required_argument, 0, OPT_GAMMA},
+    {"warmup", required_argument, 0, OPT_WARMUP},
+    {"min-lr", required_argument, 0, OPT_MIN_LR},
+    {"epochs", required_argument, 0, OPT_EPOCHS},
+    {"batch", required_argument, 0, OPT_BATCH},
+    {"micro-batch", required_argument, 0, OPT_MICRO},
+    {"threads", required_argument, 0, OPT_THREADS},
+    {"seed", required_argument, 0, OPT_SEED},
+    {"data", required_argument, 0, OPT_DATA},
+    {"val-split", required_argument, 0, OPT_VAL},
+    {"synthetic-n", required_argument, 0, OPT_SYN_N},
+    {"synthetic-test-n", required_argument, 0, OPT_SYN_TEST_N},
+    {"noise", required_argument, 0, OPT_NOISE},
+    {"logdir", required_argument, 0, OPT_LOGDIR},
+    {"log-every", required_argument, 0, OPT_LOG_EVERY},
+    {"histogram-every", required_argument, 0, OPT_HIST_EVERY},
+    {"checkpoint-dir", required_argument, 0, OPT_CKPT_DIR},
+    {"keep", required_argument, 0, OPT_KEEP},
+    {"resume", optional_argument, 0, OPT_RESUME},
+    {"eval", required_argument, 0, OPT_EVAL},
+    {"json", no_argument, 0, OPT_JSON},
+    {"quiet", no_argument, 0, OPT_QUIET},
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
+};
+
+/* The settings a checkpoint records (as JSON in its metadata), and whether a resumed run may
+ * change them. Everything else would make the continuation differ from an uninterrupted run. */
+typedef enum field_type { F_STR, F_DBL, F_INT, F_LL, F_ULL } field_type;
+
+typedef struct field {
+    const char *name; /* the flag without "--" */
+    int opt;          /* OPT_* (0: no flag of its own) */
+    field_type type;
+    size_t offset;
+    int may_change_on_resume;
+} field;
+
+#define FIELD(n, o, t, m, c) {n, o, t, offsetof(options, m), c}
+static const field fields[] = {
+    FIELD("model", OPT_MODEL, F_STR, model, 0),
+    FIELD("act", OPT_ACT, F_STR, act, 0),
+    FIELD("loss", OPT_LOSS, F_STR, loss, 0),
+    FIELD("init", OPT_INIT, F_STR, init, 0),
+    FIELD("optimizer", OPT_OPTIMIZER, F_STR, optimizer, 0),
+    FIELD("lr", OPT_LR, F_DBL, lr, 0),
+    FIELD("weight-decay", OPT_WD, F_DBL, weight_decay, 0),
+    FIELD("weight-decay-set", 0, F_INT, weight_decay_set, 0),
+    FIELD("momentum", OPT_MOMENTUM, F_DBL, momentum, 0),
+    FIELD("clip-norm", OPT_CLIP, F_DBL, clip_norm, 0),
+    FIELD("schedule", OPT_SCHEDULE, F_STR, schedule, 0),
+    FIELD("step-size", OPT_STEP_SIZE, F_INT, step_size, 0),
+    FIELD("gamma", OPT_GAMMA, F_DBL, gamma, 0),
+    FIELD("warmup", OPT_WARMUP, F_LL, warmup, 0),
+    FIELD("min-lr", OPT_MIN_LR, F_DBL, min_lr, 0),
+    FIELD("epochs", OPT_EPOCHS, F_INT, epochs, 1),
+    FIELD("batch", OPT_BATCH, F_INT, batch, 0),
+    FIELD("micro-batch", OPT_MICRO, F_INT, micro_batch, 0),
+    FIELD("threads", OPT_THREADS, F_INT, threads, 1),
+    FIELD("seed", OPT_SEED, F_ULL, seed, 0),
+    FIELD("data", OPT_DATA, F_STR, data, 1),
+    FIELD("val-split", OPT_VAL, F_DBL, val_split, 0),
+    FIELD("synthetic-n", OPT_SYN_N, F_LL, synthetic_n, 0),
+    FIELD("synthetic-test-n", OPT_SYN_TEST_N, F_LL, synthetic_test_n, 0),
+    FIELD("noise", OPT_NOISE, F_DBL, noise, 0),
+    FIELD("logdir", OPT_LOGDIR, F_STR, logdir, 1),
+    FIELD("log-every", OPT_LOG_EVERY, F_INT, log_every, 1),
+    FIELD("histogram-every", OPT_HIST_EVERY, F_INT, histogram_every, 1),
+    FIELD("checkpoint-dir", OPT_CKPT_DIR, F_STR, checkpoint_dir, 1),
+    FIELD("keep", OPT_KEEP, F_INT, keep, 1),
+};
+#define N_FIELDS (sizeof fields / sizeof fields[0])
+
+static void *field_ptr(options *o, const field *f)
 {
-    brisk_blas_ensure_best_kernel(argv);
+    return (char *)o + f->offset;
+}
+
+/* Which flags the command line set, by OPT_* id. */
+static unsigned char flag_set[OPT_END];
+
+static void parse_args(int argc, char **argv, options *o)
+{
+    *o = defaults;
+    opterr = 0;
+    for (;;) {
+        int longindex = -1;
+        int c = getopt_long(argc, argv, ":h", long_opts, &longindex);
+        if (c == -1)
+            break;
+        const char *flag = longindex >= 0 ? long_opts[longindex].name : argv[optind - 1];
+        char flagbuf[64];
+        if (longindex >= 0) {
+            snprintf(flagbuf, sizeof flagbuf, "--%s", flag);
+            flag = flagbuf;
+        }
+        if (c >= OPT_MODEL && c < OPT_END)
+            flag_set[c] = 1;
+        switch (c) {
+        case 'h': usage(stdout); exit(0);
+        case OPT_MODEL: o->model = optarg; break;
+        case OPT_ACT: o->act = optarg; break;
+        case OPT_LOSS: o->loss = optarg; break;
+        case OPT_INIT: o->init = optarg; break;
+        case OPT_OPTIMIZER: o->optimizer = optarg; break;
+        case OPT_LR: o->lr = parse_double(flag, optarg, 1e-12, 1e6); break;
+        case OPT_WD:
+            o->weight_decay = parse_double(flag, optarg, 0, 1e3);
+            o->weight_decay_set = 1;
+            break;
+        case OPT_MOMENTUM: o->momentum = parse_double(flag, optarg, 0, 1); break;
+        case OPT_CLIP: o->clip_norm = parse_double(flag, optarg, 0, 1e30); break;
+        case OPT_SCHEDULE: o->schedule = optarg; break;
+        case OPT_STEP_SIZE: o->step_size = (int)parse_int(flag, optarg, 1, 1000000); break;
+        case OPT_GAMMA: o->gamma = parse_double(flag, optarg, 0, 1e3); break;
+        case OPT_WARMUP: o->warmup = parse_int(flag, optarg, 0, 1000000000); break;
+        case OPT_MIN_LR: o->min_lr = parse_double(flag, optarg, 0, 1e6); break;
+        case OPT_EPOCHS: o->epochs = (int)parse_int(flag, optarg, 1, 1000000); break;
+        case OPT_BATCH: o->batch = (int)parse_int(flag, optarg, 1, 1 << 20); break;
+        case OPT_MICRO: o->micro_batch = (int)parse_int(flag, optarg, 1, 1 << 20); break;
+        case OPT_THREADS: o->threads = (int)parse_int(flag, optarg, 1, 1024); break;
+        case OPT_SEED: o->seed = (unsigned long long)parse_int(flag, optarg, 0, INT64_MAX); break;
+        case OPT_DATA: o->data = optarg; break;
+        case OPT_VAL: o->val_split = parse_double(flag, optarg, 0, 0.99); break;
+        case OPT_SYN_N: o->synthetic_n = parse_int(flag, optarg, 1, 100000000); break;
+        case OPT_SYN_TEST_N: o->synthetic_test_n = parse_int(flag, optarg, 1, 100000000); break;
+        case OPT_NOISE: o->noise = parse_double(flag, optarg, 0, 1e4); break;
+        case OPT_LOGDIR:
+            if (!*optarg)
+                usage_error(flag, "needs a directory (or 'none')");
+            o->logdir = optarg;
+            break;
+        case OPT_LOG_EVERY: o->log_every = (int)parse_int(flag, optarg, 1, 1000000000); break;
+        case OPT_HIST_EVERY: o->histogram_every = (int)parse_int(flag, optarg, 0, 1000000); break;
+        case OPT_CKPT_DIR:
+            if (!*optarg)
+                usage_error(flag, "needs a directory (or 'none')");
+            o->checkpoint_dir = optarg;
+            break;
+        case OPT_KEEP: o->keep = (int)parse_int(flag, optarg, 1, 1000000); break;
+        case OPT_RESUME:
+            o->resume_set = 1;
+            o->resume = optarg; /* NULL: the newest in --checkpoint-dir */
+            break;
+        case OPT_EVAL: o->eval = optarg; break;
+        case OPT_JSON: o->json = 1; break;
+        case OPT_QUIET: o->quiet = 1; break;
+        case ':':
+            usage_error(argv[optind - 1], "needs a value");
+        default:
+            usage_error(argv[optind - 1], "unknown option");
+        }
+    }
+    if (optind < argc)
+        usage_error(argv[optind], "unexpected argument (all settings are --flags)");
+    if (o->resume_set && o->eval)
+        usage_error("--eval", "cannot be combined with --resume");
+}
+
+/* The settings as a JSON object (owned by the caller), stored in every checkpoint. */
+static char *options_to_json(options *o)
+{
+    cJSON *root = cJSON_CreateObject();
+    for (size_t i = 0; root && i < N_FIELDS; i++) {
+        const field *f = &fields[i];
+        const void *p = field_ptr(o, f);
+        char num[64];
+        switch (f->type) {
+        case F_STR:
+            cJSON_AddStringToObject(root, f->name, *(const char *const *)p ? *(const char *const *)p : "");
+            break;
+        case F_DBL:
+            snprintf(num, sizeof num, "%.17g", *(const double *)p);
+            cJSON_AddRawToObject(root, f->name, num); /* every digit kept */
+            break;
+        case F_INT: cJSON_AddNumberToObject(root, f->name, *(const int *)p); break;
+        case F_LL: cJSON_AddNumberToObject(root, f->name, (double)*(const long long *)p); break;
+        case F_ULL:
+            snprintf(num, sizeof num, "%llu", *(const unsigned long long *)p);
+            cJSON_AddStringToObject(root, f->name, num); /* 64 bits do not fit a double */
+            break;
+        }
+    }
+    char *s = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return s;
+}
+
+static int values_equal(const field *f, const void *a, const void *b)
+{
+    switch (f->type) {
+    case F_STR: return strcmp(*(const char *const *)a, *(const char *const *)b) == 0;
+    case F_DBL: return *(const double *)a == *(const double *)b;
+    case F_INT: return *(const int *)a == *(const int *)b;
+    case F_LL: return *(const long long *)a == *(const long long *)b;
+    case F_ULL: return *(const unsigned long long *)a == *(const unsigned long long *)b;
+    }
+    return 0;
+}
+
+/* Replaces the settings with the checkpoint's, then applies the flags given again on the
+ * command line where that is allowed; refuses the others when they differ. `json` is kept
+ * alive by the caller while o points into it. */
+static void apply_checkpoint_config(options *o, const cJSON *json, const char *path)
+{
+    options cli = *o, saved = *o;
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        const field *f = &fields[i];
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(json, f->name);
+        void *p = field_ptr(&saved, f);
+        int ok = 1;
+        switch (f->type) {
+        case F_STR:
+            ok = cJSON_IsString(v);
+            if (ok)
+                *(const char **)p = v->valuestring;
+            break;
+        case F_ULL:
+            ok = cJSON_IsString(v);
+            if (ok)
+                *(unsigned long long *)p = strtoull(v->valuestring, NULL, 10);
+            break;
+        default:
+            ok = cJSON_IsNumber(v);
+            if (ok && f->type == F_DBL)
+                *(double *)p = v->valuedouble;
+            else if (ok && f->type == F_INT)
+                *(int *)p = (int)v->valuedouble;
+            else if (ok)
+                *(long long *)p = (long long)v->valuedouble;
+        }
+        if (!ok) {
+            fprintf(stderr, "brisk-train: %s: the configuration in the checkpoint has no valid "
+                            "'%s'\n",
+                    path, f->name);
+            exit(1);
+        }
+    }
+    *o = saved;
+    o->resume_set = cli.resume_set;
+    o->resume = cli.resume;
+    o->json = cli.json;
+    o->quiet = cli.quiet;
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        const field *f = &fields[i];
+        if (!f->opt || !flag_set[f->opt])
+            continue;
+        const void *given = field_ptr(&cli, f);
+        void *p = field_ptr(o, f);
+        if (f->may_change_on_resume) {
+            memcpy(p, given, f->type == F_STR ? sizeof(char *) : f->type == F_DBL ? sizeof(double)
+                             : f->type == F_INT ? sizeof(int) : sizeof(long long));
+        } else if (!values_equal(f, given, p)) {
+            char flag[64];
+            snprintf(flag, sizeof flag, "--%s", f->name);
+            usage_error(flag, "cannot change when resuming: %s was trained with other settings "
+                              "(start a new run to change them)",
+                        path);
+        }
+    }
+    /* --threads and --logdir are not part of what was trained. */
+    if (!flag_set[OPT_THREADS])
+        o->threads = 0;
+}
+
+/* mkdir -p; returns 0 or -1 with a message naming the directory. */
+static int make_dirs(const char *path)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        fprintf(stderr, "brisk-train: %s: path too long\n", path);
+        return -1;
+    }
+    for (char *s = buf + 1;; s++) {
+        const char c = *s;
+        if (c != '/' && c != '\0')
+            continue;
+        *s = '\0';
+        struct stat st;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "brisk-train: cannot create directory %s: %s\n", buf, strerror(errno));
+            return -1;
+        }
+        if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "brisk-train: cannot create directory %s: %s\n", buf,
+                    strerror(ENOTDIR));
+            return -1;
+        }
+        if (c == '\0')
+            return 0;
+        *s = c;
+    }
+}
+
+#define CKPT_PREFIX "ckpt-step"
+#define CKPT_SUFFIX ".safetensors"
+
+static int is_checkpoint_name(const char *name)
+{
+    const size_t n = strlen(name), np = strlen(CKPT_PREFIX), ns = strlen(CKPT_SUFFIX);
+    return n > np + ns && !strncmp(name, CKPT_PREFIX, np) && !strcmp(name + n - ns, CKPT_SUFFIX);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The checkpoint names in dir, sorted oldest first (names carry the zero-padded step). */
+static char **list_checkpoints(const char *dir, size_t *n)
+{
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    char **names = NULL;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!is_checkpoint_name(e->d_name))
+            continue;
+        char **grown = realloc(names, (*n + 1) * sizeof *names);
+        char *copy = strdup(e->d_name);
+        if (!grown || !copy) {
+            free(copy);
+            free(grown ? grown : names);
+            closedir(d);
+            *n = 0;
+            return NULL;
+        }
+        names = grown;
+        names[(*n)++] = copy;
+    }
+    closedir(d);
+    if (*n)
+        qsort(names, *n, sizeof *names, cmp_names);
+    return names;
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* Resolves --resume[=FILE|DIR] to a checkpoint file (malloc'd), or NULL with a message. */
+static char *resume_path(const options *o)
+{
+    const char *target = o->resume ? o->resume : o->checkpoint_dir;
+    if (!target || !strcmp(target, "none")) {
+        fprintf(stderr, "brisk-train: --resume: name a checkpoint (--resume=FILE), a directory "
+                        "(--resume=DIR) or pass --checkpoint-dir DIR\n");
+        return NULL;
+    }
+    struct stat st;
+    if (stat(target, &st) != 0) {
+        fprintf(stderr, "brisk-train: --resume: %s: %s\n", target, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISDIR(st.st_mode))
+        return strdup(target);
+    size_t n;
+    char **names = list_checkpoints(target, &n);
+    if (!n) {
+        fprintf(stderr, "brisk-train: --resume: no checkpoint (" CKPT_PREFIX "*" CKPT_SUFFIX
+                        ") in %s\n",
+                target);
+        free_names(names, n);
+        return NULL;
+    }
+    char *path = malloc(PATH_MAX);
+    if (path)
+        snprintf(path, PATH_MAX, "%s/%s", target, names[n - 1]);
+    free_names(names, n);
+    return path;
+}
+
+/* Ctrl-C: the first SIGINT or SIGTERM asks the loop to stop after the current step; a second
+ * one drains the logs from the handler and exits at once. */
+static volatile sig_atomic_t stop_signal;
+static brisk_logger *volatile signal_logger;
+
+static void on_signal(int sig)
+{
+    if (stop_signal) {
+        static const char msg[] = "\nbrisk-train: interrupted again: quitting now (logs drained, "
+                                  "no new checkpoint)\n";
+        if (signal_logger)
+            brisk_logger_close_from_signal(signal_logger, 5000);
+        if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+            /* nothing more can be done in a handler */
+        }
+        _exit(EXIT_INTERRUPTED);
+    }
+    stop_signal = sig;
+    static const char msg[] = "\nbrisk-train: interrupted: finishing the step, then writing a "
+                              "checkpoint and the logs (Ctrl-C again quits at once)\n";
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+        /* nothing more can be done in a handler */
+    }
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Everything one training process holds. */
+typedef struct run {
     options o;
-    parse_args(argc, argv, &o);
-
-    brisk_model_config peek;
-    if (brisk_model_parse_widths(o.model, &peek) < 0)
-        usage_error("--model", "%s", brisk_error_detail());
-    brisk_dataset train = {0}, test = {0};
-    int32_t *order = NULL, *epoch_idx = NULL;
-    brisk_trainer *t = NULL;
-    int status = 1;
-    if (load_data(&o, peek.widths[0], peek.widths[peek.n_layers], &train, &test) < 0)
-        goto done;
-    int64_t n_train = 0;
-    if (brisk_split(train.n, o.val_split, o.seed, &order, &n_train) < 0) {
-        fprintf(stderr, "brisk-train: %s\n", brisk_error_detail());
-        goto done;
-    }
-    const int64_t n_val = train.n - n_train;
-    const int32_t *val_idx = order + n_train;
-    const int64_t steps_per_epoch = (n_train + o.batch - 1) / o.batch;
-    brisk_trainer_config cfg = make_config(&o, &train, steps_per_epoch);
-    if (brisk_trainer_create(&cfg, &t) < 0) {
-        fprintf(stderr, "brisk-train: %s\n", brisk_error_detail());
-        goto done;
-    }
-    int32_t *test_idx = malloc((size_t)test.n * sizeof *test_idx);
-    epoch_idx = malloc((size_t)n_train * sizeof *epoch_idx);
-    if (!test_idx || !epoch_idx) {
-        free(test_idx);
-        fprintf(stderr, "brisk-train: out of memory\n");
-        goto done;
-    }
-    for (int64_t i = 0; i < test.n; i++)
-        test_idx[i] = (int32_t)i;
+    brisk_dataset train, test;
+    int32_t *order;          /* split: n_train training indices, then the validation ones */
+    int32_t *epoch_idx;      /* this epoch's shuffle of the training indices */
+    int32_t *test_idx, *pred;
+    int64_t n_train, n_val, steps_per_epoch;
     float mean, std;
-    brisk_dataset_stats(&train, order, n_train, &mean, &std);
+    brisk_trainer *t;
+    train_tb tb;
+    int logging;
+    char *config_json;       /* options_to_json, stored in checkpoints */
+    char last_ckpt[PATH_MAX];
+    int progress;            /* live progress line on a terminal */
+} run;
 
-    if (!o.json)
+static int fail(const char *what)
+{
+    fprintf(stderr, "brisk-train: %s%s%s\n", what ? what : "", what ? ": " : "",
+            brisk_error_detail());
+    return 1;
+}
+
+/* Writes a checkpoint of the current state and keeps the newest --keep. */
+static int save_checkpoint(run *r, int64_t epochs_done, int64_t batch, const brisk_metrics *train_m)
+{
+    const char *dir = r->o.checkpoint_dir;
+    if (!strcmp(dir, "none"))
+        return 0;
+    if (make_dirs(dir) != 0)
+        return -1;
+    char path[PATH_MAX];
+    const long long steps = (long long)brisk_trainer_steps_done(r->t);
+    snprintf(path, sizeof path, "%s/" CKPT_PREFIX "%010lld" CKPT_SUFFIX, dir, steps);
+    const brisk_ckpt_position pos = {.epoch = epochs_done, .batch = batch, .steps_done = steps,
+                                     .seed = r->o.seed, .train = *train_m};
+    if (brisk_checkpoint_save(path, brisk_trainer_model(r->t), brisk_trainer_params(r->t),
+                              brisk_trainer_opt_m(r->t), brisk_trainer_opt_v(r->t), &pos,
+                              r->config_json) < 0)
+        return fail("checkpoint");
+    snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", path);
+    size_t n;
+    char **names = list_checkpoints(dir, &n);
+    for (size_t i = 0; i + (size_t)r->o.keep < n; i++) {
+        char old[PATH_MAX];
+        snprintf(old, sizeof old, "%s/%s", dir, names[i]);
+        if (unlink(old) != 0)
+            fprintf(stderr, "brisk-train: warning: cannot remove old checkpoint %s: %s\n", old,
+                    strerror(errno));
+    }
+    free_names(names, n);
+    return 0;
+}
+
+static void progress_line(const run *r, int epoch, int64_t batch, double sps, double loss,
+                          double eta)
+{
+    printf("\r\033[Kepoch %d/%d %3.0f%%  %.0f samples/s  loss %.4f  ETA %.0fs", epoch, r->o.epochs,
+           100.0 * (double)batch / (double)r->steps_per_epoch, sps, loss, eta);
+    fflush(stdout);
+}
+
+/* Data, split, normalisation and the trainer, the same way for training, resuming and --eval. */
+static int setup(run *r)
+{
+    options *o = &r->o;
+    brisk_model_config peek;
+    if (brisk_model_parse_widths(o->model, &peek) < 0)
+        usage_error("--model", "%s", brisk_error_detail());
+    if (load_data(o, peek.widths[0], peek.widths[peek.n_layers], &r->train, &r->test) < 0)
+        return 1;
+    if (brisk_split(r->train.n, o->val_split, o->seed, &r->order, &r->n_train) < 0)
+        return fail(NULL);
+    r->n_val = r->train.n - r->n_train;
+    r->steps_per_epoch = (r->n_train + o->batch - 1) / o->batch;
+    brisk_trainer_config cfg = make_config(o, &r->train, r->steps_per_epoch);
+    if (brisk_trainer_create(&cfg, &r->t) < 0)
+        return fail(NULL);
+    r->test_idx = malloc((size_t)r->test.n * sizeof *r->test_idx);
+    r->epoch_idx = malloc((size_t)(r->n_train ? r->n_train : 1) * sizeof *r->epoch_idx);
+    r->pred = malloc((size_t)(r->n_val ? r->n_val : 1) * sizeof *r->pred);
+    if (!r->test_idx || !r->epoch_idx || !r->pred) {
+        fprintf(stderr, "brisk-train: out of memory\n");
+        return 1;
+    }
+    for (int64_t i = 0; i < r->test.n; i++)
+        r->test_idx[i] = (int32_t)i;
+    brisk_dataset_stats(&r->train, r->order, r->n_train, &r->mean, &r->std);
+    return 0;
+}
+
+static void teardown(run *r)
+{
+    free(r->pred);
+    free(r->test_idx);
+    free(r->epoch_idx);
+    free(r->order);
+    free(r->config_json);
+    brisk_trainer_destroy(r->t);
+    brisk_dataset_free(&r->train);
+    brisk_dataset_free(&r->test);
+}
+
+/* Copies a checkpoint's state into the trainer; refuses one of another model. */
+static int restore(run *r, const brisk_checkpoint *ck, const char *path)
+{
+    const brisk_model *m = brisk_trainer_model(r->t);
+    const brisk_model_config *mc = brisk_model_get_config(m);
+    int same = ck->model.n_layers == mc->n_layers && ck->model.act == mc->act &&
+               ck->model.loss == mc->loss;
+    for (int i = 0; same && i <= mc->n_layers; i++)
+        same = ck->model.widths[i] == mc->widths[i];
+    if (!same) {
+        fprintf(stderr, "brisk-train: %s holds another model (%s with %d layers) than --model %s "
+                        "--act %s --loss %s\n",
+                path, brisk_act_name(ck->model.act), ck->model.n_layers, r->o.model, r->o.act,
+                r->o.loss);
+        return 1;
+    }
+    const size_t bytes = brisk_model_slab_len(m) * sizeof(float);
+    memcpy(brisk_trainer_params(r->t), ck->params, bytes);
+    memcpy(brisk_trainer_opt_m(r->t), ck->opt_m, bytes);
+    memcpy(brisk_trainer_opt_v(r->t), ck->opt_v, bytes);
+    brisk_trainer_set_steps_done(r->t, ck->pos.steps_done);
+    return 0;
+}
+
+/* The text summary: every setting and the build, as a Markdown table. */
+static void log_config_text(run *r, int64_t step)
+{
+    char text[8192];
+    size_t at = 0;
+    at += (size_t)snprintf(text + at, sizeof text - at,
+                           "| setting | value |\n|---|---|\n| brisk | %s |\n| threads | %d |\n"
+                           "| micro-batch | %d |\n| OpenBLAS kernel | %s |\n| parameters | %zu |\n",
+                           BRISK_VERSION, brisk_trainer_threads(r->t),
+                           brisk_trainer_micro_batch(r->t), brisk_blas_kernel(),
+                           brisk_model_num_params(brisk_trainer_model(r->t)));
+    for (size_t i = 0; i < N_FIELDS && at < sizeof text; i++) {
+        const field *f = &fields[i];
+        const void *p = field_ptr(&r->o, f);
+        char v[PATH_MAX];
+        switch (f->type) {
+        case F_STR: snprintf(v, sizeof v, "%s", *(const char *const *)p); break;
+        case F_DBL: snprintf(v, sizeof v, "%g", *(const double *)p); break;
+        case F_INT: snprintf(v, sizeof v, "%d", *(const int *)p); break;
+        case F_LL: snprintf(v, sizeof v, "%lld", *(const long long *)p); break;
+        case F_ULL: snprintf(v, sizeof v, "%llu", *(const unsigned long long *)p); break;
+        }
+        at += (size_t)snprintf(text + at, sizeof text - at, "| --%s | %s |\n", f->name, v);
+    }
+    brisk_log_text(r->tb.p, r->tb.train, "config", step, text);
+}
+
+static void log_hparams_start(run *r)
+{
+    const options *o = &r->o;
+    const brisk_hparam hp[] = {
+        {.name = "model", .type = BRISK_HPARAM_STRING, .string = o->model},
+        {.name = "act", .type = BRISK_HPARAM_STRING, .string = o->act},
+        {.name = "optimizer", .type = BRISK_HPARAM_STRING, .string = o->optimizer},
+        {.name = "schedule", .type = BRISK_HPARAM_STRING, .string = o->schedule},
+        {.name = "lr", .type = BRISK_HPARAM_NUMBER, .number = o->lr},
+        {.name = "batch", .type = BRISK_HPARAM_NUMBER, .number = o->batch},
+        {.name = "micro_batch", .type = BRISK_HPARAM_NUMBER,
+         .number = brisk_trainer_micro_batch(r->t)},
+        {.name = "epochs", .type = BRISK_HPARAM_NUMBER, .number = o->epochs},
+        {.name = "weight_decay", .type = BRISK_HPARAM_NUMBER,
+         .number = brisk_optim_defaults(brisk_optim_parse(o->optimizer)).weight_decay *
+                       !o->weight_decay_set + o->weight_decay * o->weight_decay_set},
+        {.name = "clip_norm", .type = BRISK_HPARAM_NUMBER, .number = o->clip_norm},
+        {.name = "seed", .type = BRISK_HPARAM_NUMBER, .number = (double)o->seed},
+    };
+    const brisk_metric metrics[] = {{"validation", "epoch_accuracy"},
+                                    {"validation", "epoch_loss"},
+                                    {"validation", "test_accuracy"},
+                                    {"validation", "test_loss"}};
+    brisk_log_hparams(r->tb.p, r->tb.root, hp, sizeof hp / sizeof hp[0], metrics,
+                      sizeof metrics / sizeof metrics[0]);
+    const char *loss[] = {"^epoch_loss$"}, *acc[] = {"^epoch_accuracy$"};
+    const brisk_chart charts[] = {{"loss: train and validation", loss, 1},
+                                  {"accuracy: train and validation", acc, 1}};
+    brisk_log_custom_scalars(r->tb.p, r->tb.root, "Brisk", charts, 2);
+}
+
+/* Ring size: every histogram of an interval is pushed at once (weights and gradients, 2 P
+ * floats), plus images and scalars; the default drops nothing. */
+static size_t ring_bytes_for(const brisk_trainer *t)
+{
+    const double need = 2.0 * (double)brisk_model_num_params(brisk_trainer_model(t)) * 4 + (4 << 20);
+    size_t ring = (size_t)4 << 20;
+    while ((double)ring < need && ring < ((size_t)1 << 31))
+        ring *= 2;
+    return ring;
+}
+
+static int evaluate_checkpoint(options *o)
+{
+    brisk_checkpoint *ck;
+    if (brisk_checkpoint_load(o->eval, &ck) < 0)
+        return fail(NULL);
+    cJSON *json = ck->config ? cJSON_Parse(ck->config) : NULL;
+    if (!json) {
+        fprintf(stderr, "brisk-train: %s: no readable brisk.config in the metadata: not written "
+                        "by brisk-train\n",
+                o->eval);
+        brisk_checkpoint_free(ck);
+        return 1;
+    }
+    const char *eval = o->eval;
+    o->resume_set = 1; /* the same rules as a resume: only some flags may change */
+    apply_checkpoint_config(o, json, eval);
+    run r;
+    memset(&r, 0, sizeof r);
+    r.o = *o;
+    int status = setup(&r) || restore(&r, ck, eval);
+    brisk_metrics m;
+    if (!status && brisk_trainer_evaluate(r.t, &r.test, r.test_idx, r.test.n, r.mean, r.std, &m) < 0)
+        status = fail(NULL);
+    if (!status) {
+        const unsigned long long sum = (unsigned long long)params_checksum(r.t);
+        if (o->json)
+            printf("{\"checkpoint\": \"%s\", \"epoch\": %lld, \"step\": %lld, \"test_loss\": %.6f, "
+                   "\"test_accuracy\": %.6f, \"params_checksum\": \"%016llx\"}\n",
+                   eval, (long long)ck->pos.epoch, (long long)ck->pos.steps_done,
+                   brisk_metrics_loss(&m), brisk_metrics_accuracy(&m), sum);
+        else
+            printf("%s (epoch %lld, step %lld): test loss %.4f acc %6.2f%% on %lld samples "
+                   "(weights checksum %016llx)\n",
+                   eval, (long long)ck->pos.epoch, (long long)ck->pos.steps_done,
+                   brisk_metrics_loss(&m), 100 * brisk_metrics_accuracy(&m),
+                   (long long)r.test.n, sum);
+    }
+    teardown(&r);
+    cJSON_Delete(json);
+    brisk_checkpoint_free(ck);
+    return status;
+}
+
+/* Ends the logs: hparams session end (unless interrupted: the session goes on after a
+ * resume), then flush and close. */
+static void close_logs(run *r, int session_status)
+{
+    if (!r->logging)
+        return;
+    if (session_status)
+        brisk_log_hparams_end(r->tb.p, r->tb.root, (brisk_session_status)session_status);
+    signal_logger = NULL;
+    if (train_tb_close(&r->tb) < 0)
+        fprintf(stderr, "brisk-train: warning: TensorBoard logs incomplete: %s\n",
+                brisk_error_detail());
+    r->logging = 0;
+}
+
+static int train(run *r, const brisk_checkpoint *ck)
+{
+    options *o = &r->o;
+    const int64_t start_epoch = ck ? ck->pos.epoch + 1 : 1;
+    const int64_t start_batch = ck ? ck->pos.batch : 0;
+    if (!o->json && !o->quiet) {
         printf("brisk-train: model %s (%zu parameters), %s, %s lr %g, batch %d (micro-batch "
                "%d), %d threads; data %s: %lld train, %lld validation, %lld test samples; "
                "OpenBLAS kernel %s\n",
-               o.model, brisk_model_num_params(brisk_trainer_model(t)), o.act, o.optimizer, o.lr,
-               o.batch, brisk_trainer_micro_batch(t), brisk_trainer_threads(t), o.data, (long long)n_train, (long long)n_val, (long long)test.n,
+               o->model, brisk_model_num_params(brisk_trainer_model(r->t)), o->act, o->optimizer,
+               o->lr, o->batch, brisk_trainer_micro_batch(r->t), brisk_trainer_threads(r->t),
+               o->data, (long long)r->n_train, (long long)r->n_val, (long long)r->test.n,
                brisk_blas_kernel());
-    fflush(stdout);
+        if (ck)
+            printf("brisk-train: resuming at epoch %lld, step %lld\n", (long long)start_epoch,
+                   (long long)brisk_trainer_steps_done(r->t));
+        if (r->logging)
+            printf("brisk-train: TensorBoard logs in %s (tensorboard --logdir %s)\n", o->logdir,
+                   o->logdir);
+        fflush(stdout);
+    }
     const double t_start = now_seconds();
-    status = 0;
-    for (int epoch = 1; epoch <= o.epochs && status == 0; epoch++) {
-        brisk_shuffle(order, epoch_idx, n_train, o.seed, (uint32_t)epoch);
+    double t_log = t_start;
+    int64_t samples_since_log = 0;
+    const brisk_model_config *mc = brisk_model_get_config(brisk_trainer_model(r->t));
+    double *act_mean = calloc((size_t)mc->n_layers, sizeof *act_mean);
+    double *act_std = calloc((size_t)mc->n_layers, sizeof *act_std);
+    if (!act_mean || !act_std) {
+        free(act_mean);
+        free(act_std);
+        fprintf(stderr, "brisk-train: out of memory\n");
+        return 1;
+    }
+    int status = 0;
+    for (int64_t epoch = start_epoch; epoch <= o->epochs && status == 0; epoch++) {
+        brisk_shuffle(r->order, r->epoch_idx, r->n_train, o->seed, (uint32_t)epoch);
         brisk_metrics train_m = {0}, val_m = {0};
+        int64_t batch = 0;
+        if (epoch == start_epoch && ck) {
+            train_m = ck->pos.train;
+            batch = start_batch;
+        }
+        const int64_t first_batch = batch;
         const double t0 = now_seconds();
-        for (int64_t lo = 0; lo < n_train; lo += o.batch) {
-            const int n = n_train - lo < o.batch ? (int)(n_train - lo) : o.batch;
+        double t_progress = t0;
+        for (; batch < r->steps_per_epoch; batch++) {
+            const int64_t lo = batch * o->batch;
+            const int n = r->n_train - lo < o->batch ? (int)(r->n_train - lo) : o->batch;
             brisk_step_stats st;
-            if (brisk_trainer_step(t, &train, epoch_idx + lo, n, mean, std, &st) < 0) {
-                fprintf(stderr, "brisk-train: epoch %d: training diverged: %s (try a lower "
-                                "--lr or --clip-norm)\n",
-                        epoch, brisk_error_detail());
+            if (brisk_trainer_step(r->t, &r->train, r->epoch_idx + lo, n, r->mean, r->std, &st) < 0) {
+                if (r->progress)
+                    printf("\n");
+                fprintf(stderr, "brisk-train: training diverged in epoch %lld: %s\n",
+                        (long long)epoch, brisk_error_detail());
+                if (r->last_ckpt[0])
+                    fprintf(stderr, "brisk-train: the last good checkpoint is %s\n", r->last_ckpt);
+                else
+                    fprintf(stderr, "brisk-train: no checkpoint was written before (the first "
+                                    "comes at the end of epoch 1)\n");
+                fprintf(stderr, "brisk-train: try a lower --lr or --clip-norm\n");
                 status = EXIT_DIVERGED;
                 break;
             }
             brisk_metrics_add(&train_m, &st.metrics);
+            samples_since_log += n;
+            const int64_t step = brisk_trainer_steps_done(r->t);
+            if (r->logging && step % o->log_every == 0) {
+                const double now = now_seconds();
+                train_tb_step(&r->tb, step, &st, (double)samples_since_log / (now - t_log));
+                t_log = now;
+                samples_since_log = 0;
+            }
+            if (r->progress) {
+                const double now = now_seconds();
+                if (now - t_progress >= 0.25) {
+                    const double rate = (double)(batch + 1 - first_batch) / (now - t0);
+                    progress_line(r, (int)epoch, batch + 1, rate * o->batch,
+                                  brisk_metrics_loss(&train_m),
+                                  (double)(r->steps_per_epoch - batch - 1) / rate);
+                    t_progress = now;
+                }
+            }
+            if (stop_signal) {
+                batch++;
+                break;
+            }
         }
         if (status)
             break;
-        const double train_s = now_seconds() - t0;
-        if (brisk_trainer_evaluate(t, &train, val_idx, n_val, mean, std, &val_m) < 0) {
-            fprintf(stderr, "brisk-train: %s\n", brisk_error_detail());
-            status = 1;
+        if (stop_signal) {
+            if (r->progress)
+                printf("\n");
+            int saved = save_checkpoint(r, epoch - 1, batch, &train_m);
+            close_logs(r, 0);
+            if (saved == 0 && r->last_ckpt[0]) {
+                fprintf(stderr, "brisk-train: stopped in epoch %lld after step %lld; checkpoint "
+                                "%s\nbrisk-train: resume with: brisk-train --resume=%s\n",
+                        (long long)epoch, (long long)brisk_trainer_steps_done(r->t),
+                        r->last_ckpt, r->last_ckpt);
+                if (o->json)
+                    printf("{\"interrupted\": true, \"epoch\": %lld, \"step\": %lld, "
+                           "\"checkpoint\": \"%s\"}\n",
+                           (long long)epoch, (long long)brisk_trainer_steps_done(r->t),
+                           r->last_ckpt);
+            } else if (saved == 0) {
+                fprintf(stderr, "brisk-train: stopped in epoch %lld after step %lld; no "
+                                "checkpoint (--checkpoint-dir none)\n",
+                        (long long)epoch, (long long)brisk_trainer_steps_done(r->t));
+            }
+            status = EXIT_INTERRUPTED;
             break;
         }
-        const double sps = (double)n_train / train_s, elapsed = now_seconds() - t_start;
-        if (o.json) {
-            printf("{\"epoch\": %d", epoch);
+        const double train_s = now_seconds() - t0;
+        if (brisk_trainer_evaluate(r->t, &r->train, r->order + r->n_train, r->n_val, r->mean,
+                                   r->std, &val_m) < 0) {
+            status = fail(NULL);
+            break;
+        }
+        if (r->logging) {
+            train_tb_epoch(&r->tb, r->tb.train, epoch, &train_m);
+            if (r->n_val)
+                train_tb_epoch(&r->tb, r->tb.val, epoch, &val_m);
+            if (o->histogram_every && epoch % o->histogram_every == 0) {
+                /* Activations and the confusion matrix on the validation set (or, without
+                 * one, the first training samples). */
+                const int have_val = r->n_val > 0;
+                const int32_t *idx = have_val ? r->order + r->n_train : r->order;
+                const int64_t n = have_val ? r->n_val : (r->n_train < 1024 ? r->n_train : 1024);
+                if (brisk_trainer_inspect(r->t, &r->train, idx, n, r->mean, r->std,
+                                          have_val ? r->pred : NULL, act_mean, act_std) < 0) {
+                    status = fail(NULL);
+                    break;
+                }
+                train_tb_inspect(&r->tb, epoch, r->t, act_mean, act_std, &r->train,
+                                 have_val ? r->pred : NULL, idx, n);
+            }
+        }
+        const double sps = (double)((r->steps_per_epoch - first_batch) * o->batch) / train_s;
+        const double elapsed = now_seconds() - t_start;
+        if (r->progress)
+            printf("\r\033[K");
+        if (o->json) {
+            printf("{\"epoch\": %lld", (long long)epoch);
             print_json_metric("train", &train_m, 1);
-            print_json_metric("val", &val_m, n_val > 0);
+            print_json_metric("val", &val_m, r->n_val > 0);
             printf(", \"samples_per_second\": %.1f, \"elapsed_seconds\": %.3f}\n", sps, elapsed);
-        } else {
-            printf("epoch %*d/%d  train loss %.4f acc %6.2f%%", (int)log10(o.epochs) + 1, epoch,
-                   o.epochs, brisk_metrics_loss(&train_m), 100 * brisk_metrics_accuracy(&train_m));
-            if (n_val)
+        } else if (!o->quiet) {
+            printf("epoch %*lld/%d  train loss %.4f acc %6.2f%%", (int)log10(o->epochs) + 1,
+                   (long long)epoch, o->epochs, brisk_metrics_loss(&train_m),
+                   100 * brisk_metrics_accuracy(&train_m));
+            if (r->n_val)
                 printf("  val loss %.4f acc %6.2f%%", brisk_metrics_loss(&val_m),
                        100 * brisk_metrics_accuracy(&val_m));
             printf("  %.0f samples/s  %.1f s\n", sps, elapsed);
         }
         fflush(stdout);
-    }
-    if (status == 0) {
-        brisk_metrics test_m;
-        if (brisk_trainer_evaluate(t, &test, test_idx, test.n, mean, std, &test_m) < 0) {
-            fprintf(stderr, "brisk-train: %s\n", brisk_error_detail());
+        const brisk_metrics none = {0};
+        if (save_checkpoint(r, epoch, 0, &none) != 0) {
             status = 1;
-            goto free_test;
+            break;
         }
-        const double elapsed = now_seconds() - t_start;
-        const unsigned long long sum = (unsigned long long)params_checksum(t);
-        if (o.json)
-            printf("{\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"params_checksum\": "
-                   "\"%016llx\", \"elapsed_seconds\": %.3f}\n",
-                   brisk_metrics_loss(&test_m), brisk_metrics_accuracy(&test_m), sum, elapsed);
-        else
-            printf("test  loss %.4f acc %6.2f%%  (%d epochs, %.1f s; weights checksum %016llx)\n",
-                   brisk_metrics_loss(&test_m), 100 * brisk_metrics_accuracy(&test_m), o.epochs,
-                   elapsed, sum);
     }
-free_test:
-    free(test_idx);
-done:
-    free(epoch_idx);
-    free(order);
-    brisk_trainer_destroy(t);
-    brisk_dataset_free(&train);
-    brisk_dataset_free(&test);
+    free(act_mean);
+    free(act_std);
+    if (status == EXIT_DIVERGED || (status && status != EXIT_INTERRUPTED)) {
+        close_logs(r, BRISK_SESSION_FAILURE);
+        return status;
+    }
+    if (status)
+        return status;
+
+    brisk_metrics test_m;
+    if (brisk_trainer_evaluate(r->t, &r->test, r->test_idx, r->test.n, r->mean, r->std, &test_m) < 0) {
+        close_logs(r, BRISK_SESSION_FAILURE);
+        return fail(NULL);
+    }
+    if (r->logging) {
+        brisk_log_scalar(r->tb.p, r->tb.val, "test_loss", o->epochs, brisk_metrics_loss(&test_m));
+        brisk_log_scalar(r->tb.p, r->tb.val, "test_accuracy", o->epochs,
+                         brisk_metrics_accuracy(&test_m));
+    }
+    close_logs(r, BRISK_SESSION_SUCCESS);
+    const double elapsed = now_seconds() - t_start;
+    const unsigned long long sum = (unsigned long long)params_checksum(r->t);
+    if (o->json)
+        printf("{\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"params_checksum\": "
+               "\"%016llx\", \"elapsed_seconds\": %.3f}\n",
+               brisk_metrics_loss(&test_m), brisk_metrics_accuracy(&test_m), sum, elapsed);
+    else
+        printf("test  loss %.4f acc %6.2f%%  (%d epochs, %.1f s; weights checksum %016llx)\n",
+               brisk_metrics_loss(&test_m), 100 * brisk_metrics_accuracy(&test_m), o->epochs,
+               elapsed, sum);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    brisk_blas_ensure_best_kernel(argv);
+    options o;
+    parse_args(argc, argv, &o);
+    if (o.eval)
+        return evaluate_checkpoint(&o);
+
+    brisk_checkpoint *ck = NULL;
+    cJSON *ck_json = NULL;
+    char *ck_path = NULL;
+    if (o.resume_set) {
+        if (!(ck_path = resume_path(&o)))
+            return 1;
+        if (brisk_checkpoint_load(ck_path, &ck) < 0) {
+            free(ck_path);
+            return fail(NULL);
+        }
+        if (!ck->config || !(ck_json = cJSON_Parse(ck->config))) {
+            fprintf(stderr, "brisk-train: %s: no readable brisk.config in the metadata: not "
+                            "written by brisk-train\n",
+                    ck_path);
+            brisk_checkpoint_free(ck);
+            free(ck_path);
+            return 1;
+        }
+        apply_checkpoint_config(&o, ck_json, ck_path);
+    }
+    /* Default directories: logs/<model>-<date>-<time>, checkpoints inside it. */
+    char logdir[PATH_MAX], ckdir[PATH_MAX];
+    if (!o.logdir) {
+        const time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+        snprintf(logdir, sizeof logdir, "logs/%s-%s", o.model, stamp);
+        o.logdir = logdir;
+    }
+    if (!o.checkpoint_dir) {
+        if (!strcmp(o.logdir, "none"))
+            o.checkpoint_dir = "none";
+        else {
+            snprintf(ckdir, sizeof ckdir, "%s/checkpoints", o.logdir);
+            o.checkpoint_dir = ckdir;
+        }
+    }
+
+    run r;
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    int status = setup(&r);
+    if (!status && ck)
+        status = restore(&r, ck, ck_path);
+    if (!status && ck && ck->pos.epoch >= r.o.epochs && ck->pos.batch == 0 && !r.o.quiet &&
+        !r.o.json)
+        printf("brisk-train: %s already finished %lld epochs; pass --epochs N to train "
+               "further\n",
+               ck_path, (long long)ck->pos.epoch);
+    if (!status && !(r.config_json = options_to_json(&r.o))) {
+        fprintf(stderr, "brisk-train: out of memory\n");
+        status = 1;
+    }
+    if (!status && strcmp(r.o.logdir, "none")) {
+        const int64_t first_step = brisk_trainer_steps_done(r.t);
+        if (train_tb_open(&r.tb, r.o.logdir, first_step, ring_bytes_for(r.t)) < 0) {
+            status = fail("cannot open the TensorBoard logs");
+        } else {
+            r.logging = 1;
+            signal_logger = r.tb.lg;
+            log_config_text(&r, first_step);
+            if (!ck)
+                log_hparams_start(&r);
+        }
+    }
+    if (!status) {
+        r.progress = isatty(STDOUT_FILENO) && !r.o.json && !r.o.quiet;
+        install_signals();
+        status = train(&r, ck);
+    }
+    close_logs(&r, 0);
+    teardown(&r);
+    cJSON_Delete(ck_json);
+    brisk_checkpoint_free(ck);
+    free(ck_path);
     return status;
 }

@@ -1,19 +1,41 @@
 #!/bin/sh
-# The command-line contract of brisk-train. Usage: cli_test.sh PATH/TO/brisk-train CASE
-# Each case runs the program, then checks its exit status and what it printed.
+# The command-line contract of brisk-train.
+# Usage: cli_test.sh BRISK_TRAIN CASE BRISK_TRAIN_SOURCE BRISK_EVENTS TESTS_DIR
+# Each case runs the program, then checks its exit status, what it printed and what it wrote.
 set -u
 bin=$1
 case_name=$2
+events=${4:-}
+tests_dir=${5:-}
 out=$(mktemp)
 err=$(mktemp)
-trap 'rm -f "$out" "$err"' EXIT
+tmp=$(mktemp -d)
+trap 'rm -rf "$out" "$err" "$tmp"' EXIT
 
 run() { "$bin" "$@" >"$out" 2>"$err"; status=$?; }
 fail() { echo "FAIL [$case_name]: $*"; echo "--- stdout"; cat "$out"; echo "--- stderr"; cat "$err"; exit 1; }
 expect_status() { [ "$status" -eq "$1" ] || fail "exit status $status, expected $1"; }
 expect_in() { grep -q -- "$2" "$1" || fail "'$2' not in $(basename "$1")"; }
 
-syn="--data synthetic --model 32-16-4 --synthetic-n 2000 --synthetic-test-n 500"
+syn="--data synthetic --model 32-16-4 --synthetic-n 2000 --synthetic-test-n 500 --logdir none"
+# Slower: about 1 s per epoch here, so that a signal lands in the middle of an epoch.
+slow="--data synthetic --model 64-512-512-4 --synthetic-n 50000 --synthetic-test-n 500 --batch 64"
+strip_times() { sed 's/"samples_per_second": [0-9.]*, "elapsed_seconds": [0-9.]*//; s/, "elapsed_seconds": [0-9.]*//' "$1"; }
+# Starts brisk-train in the background; waits until its stdout has $1 lines.
+start_bg() {
+    want=$1
+    shift
+    "$bin" "$@" >"$out" 2>"$err" &
+    pid=$!
+    for _ in $(seq 1 600); do
+        [ "$(wc -l <"$out")" -ge "$want" ] && return 0
+        kill -0 "$pid" 2>/dev/null || fail "brisk-train ended before printing $want lines"
+        sleep 0.1
+    done
+    fail "no progress after 60 s"
+}
+events_ok() { "$events" "$1" >"$tmp/events.txt" 2>&1 || { cat "$tmp/events.txt"; fail "event files in $1 do not read cleanly"; }; }
+expect_tag() { grep -E -q "^$1 +$2 +$3 " "$tmp/events.txt" || { cat "$tmp/events.txt"; fail "no $3 tag '$2' in run $1"; }; }
 case $case_name in
 help)
     run --help
@@ -74,7 +96,6 @@ text)
     ;;
 threads)
     # Any thread count gives identical metrics and bitwise-identical final weights.
-    strip_times() { sed 's/"samples_per_second": [0-9.]*, "elapsed_seconds": [0-9.]*//; s/, "elapsed_seconds": [0-9.]*//' "$1"; }
     run $syn --epochs 2 --batch 96 --micro-batch 16 --threads 1 --json
     expect_status 0
     expect_in "$out" params_checksum
@@ -90,9 +111,160 @@ threads)
     rm -f "$out.t1"
     ;;
 diverge)
+    # At once: no checkpoint yet.
     run $syn --epochs 3 --optimizer sgd --lr 1e6 --momentum 0.99
     expect_status 3
-    expect_in "$err" "diverged"
+    expect_in "$err" "diverged in epoch 1: step [0-9]"
+    expect_in "$err" "no checkpoint"
+    # In epoch 4: the message names the step and the layer; the checkpoints stay.
+    run $syn --epochs 8 --loss mse --optimizer sgd --momentum 0.99 --lr 0.3 --logdir "$tmp/logs"
+    expect_status 3
+    expect_in "$err" "diverged in epoch 4: step [0-9]*:"
+    expect_in "$err" "dense[0-9].weight"
+    expect_in "$err" "last good checkpoint is $tmp/logs/checkpoints/ckpt-step"
+    # The logs are flushed and closed: every file reads, the session ended in failure.
+    events_ok "$tmp/logs"
+    expect_tag . _hparams_/session_end_info hparams
+    ;;
+logs)
+    # Train and validation carry the same epoch tags, so TensorBoard overlays them; plus
+    # batch scalars, histograms, activations, images, text, hparams and the chart layout.
+    run $syn --epochs 2 --log-every 5 --logdir "$tmp/logs"
+    expect_status 0
+    expect_in "$out" "TensorBoard logs in $tmp/logs"
+    events_ok "$tmp/logs"
+    for r in train validation; do
+        expect_tag $r epoch_loss scalar
+        expect_tag $r epoch_accuracy scalar
+    done
+    for t in batch_loss batch_accuracy learning_rate grad_global_norm samples_per_second \
+             activations/dense0/mean activations/dense1/std; do
+        expect_tag train "$t" scalar
+    done
+    expect_tag train weights/dense0.weight histogram
+    expect_tag train gradients/dense1.bias histogram
+    expect_tag train config text
+    expect_tag validation confusion_matrix image
+    expect_tag validation test_accuracy scalar
+    expect_tag . _hparams_/experiment hparams
+    expect_tag . _hparams_/session_start_info hparams
+    expect_tag . custom_scalars__config__ custom_scalars
+    grep -E -q "^train +epoch_loss +scalar +2 +1\.\.2 " "$tmp/events.txt" || fail "epoch_loss: 2 points at epochs 1..2"
+    grep -E -q "^train +batch_loss +scalar +6 +5\.\.30 " "$tmp/events.txt" || fail "batch_loss: every 5 steps"
+    # Three checkpoints kept by default; two epochs wrote two.
+    [ "$(ls "$tmp/logs/checkpoints" | wc -l)" -eq 2 ] || fail "expected 2 checkpoints"
+    # --logdir none writes nothing.
+    run $syn --epochs 1 --logdir none
+    expect_status 0
+    ;;
+resume)
+    # 2 epochs, then --resume for 2 more == 4 epochs straight: metrics and weights.
+    c="--data synthetic --model 32-16-4 --synthetic-n 2000 --synthetic-test-n 500 --schedule constant --json"
+    run $c --epochs 4 --logdir "$tmp/straight"
+    expect_status 0
+    strip_times "$out" >"$tmp/straight.txt"
+    run $c --epochs 2 --logdir "$tmp/split" --keep 1
+    expect_status 0
+    [ "$(ls "$tmp/split/checkpoints" | wc -l)" -eq 1 ] || fail "--keep 1 kept more"
+    run --resume="$tmp/split/checkpoints" --epochs 4 --json
+    expect_status 0
+    strip_times "$out" >"$tmp/resumed.txt"
+    tail -n 3 "$tmp/straight.txt" | diff - "$tmp/resumed.txt" || fail "resumed run differs from the straight one"
+    # The logs continue in new files that start at the resume step; nothing folds back.
+    events_ok "$tmp/split"
+    grep -q "START at step 30" "$tmp/events.txt" || fail "no START at the resume step"
+    grep -E -q "^train +epoch_loss +scalar +4 +1\.\.4 " "$tmp/events.txt" || fail "epoch_loss 1..4 over two files"
+    # A setting that would change the arithmetic is refused on resume.
+    run --resume="$tmp/split/checkpoints" --lr 0.5
+    expect_status 2
+    expect_in "$err" "--lr"
+    # --eval reproduces the final test metrics from the checkpoint alone.
+    ck=$(ls "$tmp/split/checkpoints"/ckpt-step*.safetensors | tail -n 1)
+    run --eval "$ck" --json
+    expect_status 0
+    grep -o '"test_loss": [0-9.]*, "test_accuracy": [0-9.]*, "params_checksum": "[0-9a-f]*"' "$out" >"$tmp/eval.txt"
+    grep -q -F "$(cat "$tmp/eval.txt")" "$tmp/resumed.txt" || fail "--eval differs from the training's test line"
+    ;;
+sigint)
+    # Ctrl-C in the middle of epoch 2 (cosine schedule): exit 130, a checkpoint, the resume
+    # command, complete logs; resuming gives the weights of an uninterrupted run.
+    run $slow --epochs 3 --json --logdir "$tmp/straight"
+    expect_status 0
+    tail -n 1 "$out" | grep -o '"params_checksum": "[0-9a-f]*"' >"$tmp/want.txt"
+    start_bg 1 $slow --epochs 3 --json --logdir "$tmp/int"
+    kill -INT "$pid"
+    wait "$pid"
+    status=$?
+    expect_status 130
+    expect_in "$err" "resume with: brisk-train --resume="
+    expect_in "$out" '"interrupted": true'
+    events_ok "$tmp/int"
+    expect_tag train epoch_loss scalar
+    ck=$(sed -n 's/.*"checkpoint": "\([^"]*\)".*/\1/p' "$out")
+    [ -f "$ck" ] || fail "no checkpoint file '$ck'"
+    run --eval "$ck"
+    expect_status 0
+    run --resume="$ck" --json
+    expect_status 0
+    grep -q -F "$(cat "$tmp/want.txt")" "$out" || fail "interrupted + resumed weights differ from a straight run"
+    ;;
+sigint-twice)
+    # A second Ctrl-C quits at once; the logs are still drained and read cleanly.
+    start_bg 1 $slow --epochs 50 --json --logdir "$tmp/int"
+    # Two different signals, so that both are pending at once (two SIGINTs would merge).
+    kill -INT "$pid"
+    kill -TERM "$pid"
+    wait "$pid"
+    status=$?
+    expect_status 130
+    expect_in "$err" "quitting now"
+    events_ok "$tmp/int"
+    expect_tag train epoch_loss scalar
+    ;;
+bad-checkpoint)
+    run $syn --epochs 1 --logdir "$tmp/logs"
+    expect_status 0
+    ck=$(ls "$tmp/logs/checkpoints"/ckpt-step*.safetensors | tail -n 1)
+    size=$(wc -c <"$ck")
+    head -c $((size / 2)) "$ck" >"$tmp/truncated.safetensors"
+    run --resume="$tmp/truncated.safetensors"
+    expect_status 1
+    expect_in "$err" "$tmp/truncated.safetensors"
+    expect_in "$err" "truncated"
+    printf 'not a checkpoint at all' >"$tmp/garbage.safetensors"
+    run --eval "$tmp/garbage.safetensors"
+    expect_status 1
+    expect_in "$err" "garbage.safetensors"
+    expect_in "$err" "header size"
+    cp "$ck" "$tmp/flipped.safetensors"
+    printf '\377' | dd of="$tmp/flipped.safetensors" bs=1 seek=$((size - 10)) conv=notrunc 2>/dev/null
+    run --resume="$tmp/flipped.safetensors"
+    expect_status 1
+    expect_in "$err" "corrupted"
+    run --resume="$ck" --model 32-8-4
+    expect_status 2
+    expect_in "$err" "--model"
+    run --resume="$tmp/empty-dir-that-does-not-exist"
+    expect_status 1
+    expect_in "$err" "empty-dir-that-does-not-exist"
+    mkdir "$tmp/empty"
+    run --resume="$tmp/empty"
+    expect_status 1
+    expect_in "$err" "no checkpoint"
+    ;;
+safetensors)
+    # A checkpoint parses with numpy from the published layout alone (no Brisk code).
+    # Debian's python3-numpy belongs to /usr/bin/python3, whatever else is on PATH.
+    py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    "$py" -c 'import numpy' 2>/dev/null || { echo "skip: no python3-numpy"; exit 77; }
+    run $syn --epochs 1 --logdir "$tmp/logs"
+    expect_status 0
+    ck=$(ls "$tmp/logs/checkpoints"/ckpt-step*.safetensors | tail -n 1)
+    "$py" "$tests_dir/check_safetensors.py" "$ck" >"$out" 2>"$err" || fail "check_safetensors.py failed"
+    expect_in "$out" "dense0.weight F32 (16, 32)"
+    expect_in "$out" "optim.v.dense1.bias F32 (4,)"
+    expect_in "$out" "crc32c ok"
     ;;
 *)
     fail "unknown case"

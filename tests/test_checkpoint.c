@@ -140,7 +140,10 @@ static void expect_bad(fixture *fx, const uint8_t *b, size_t n, int err, const c
 static void replace_in_header(uint8_t *b, const char *from, const char *to)
 {
     assert_int_equal(strlen(from), strlen(to));
-    uint8_t *at = memmem(b, 4096, from, strlen(from));
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | b[i];
+    uint8_t *at = memmem(b + 8, hlen, from, strlen(from));
     assert_non_null(at);
     memcpy(at, to, strlen(to));
 }

@@ -244,11 +244,14 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
                 }
         }
         return brisk_error_set(BRISK_ENONFINITE,
-                               "step %lld: the %s is not finite (loss %g; first non-finite "
+                               "step %lld: the %s is not finite (loss %s; first non-finite "
                                "gradient: %s)",
                                (long long)t->steps_done + 1,
                                isfinite(out->metrics.loss_sum) ? "gradient" : "loss",
-                               out->metrics.loss_sum / (double)n, where);
+                               isnan(out->metrics.loss_sum)   ? "NaN"
+                               : isinf(out->metrics.loss_sum) ? "infinite"
+                                                              : "finite",
+                               where);
     }
     t->steps_done++;
     return BRISK_OK;

@@ -1,0 +1,176 @@
+#include "train_tb.h"
+
+#include "brisk/error.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A push that fails for another reason than a full ring is a bug here: say so once. Drops are
+ * counted by brisk_log itself and reported at close. */
+static void pushed(train_tb *tb, int rc, const char *tag)
+{
+    if (rc == BRISK_OK || rc == BRISK_EFULL || rc == BRISK_EOVERFLOW || tb->failed)
+        return;
+    tb->failed = 1;
+    fprintf(stderr, "brisk-train: logging '%s' failed: %s\n", tag, brisk_error_detail());
+}
+
+int train_tb_open(train_tb *tb, const char *logdir, int64_t first_step, size_t ring_bytes)
+{
+    memset(tb, 0, sizeof *tb);
+    int err = brisk_logger_create(&(brisk_logger_config){.logdir = logdir, .ring_bytes = ring_bytes},
+                                  &tb->lg);
+    if (!err)
+        err = brisk_logger_add_run(tb->lg, "", first_step, &tb->root);
+    if (!err)
+        err = brisk_logger_add_run(tb->lg, "train", first_step, &tb->train);
+    if (!err)
+        err = brisk_logger_add_run(tb->lg, "validation", first_step, &tb->val);
+    if (!err)
+        err = brisk_logger_producer(tb->lg, &tb->p);
+    if (err) {
+        const char *detail = brisk_error_detail();
+        char copy[1024];
+        snprintf(copy, sizeof copy, "%s", detail);
+        brisk_logger_destroy(tb->lg);
+        tb->lg = NULL;
+        return brisk_error_set(err, "%s", copy);
+    }
+    return BRISK_OK;
+}
+
+void train_tb_step(train_tb *tb, int64_t step, const brisk_step_stats *st, double samples_per_s)
+{
+    pushed(tb, brisk_log_scalar(tb->p, tb->train, "batch_loss", step, brisk_metrics_loss(&st->metrics)),
+           "batch_loss");
+    pushed(tb, brisk_log_scalar(tb->p, tb->train, "batch_accuracy", step,
+                                brisk_metrics_accuracy(&st->metrics)),
+           "batch_accuracy");
+    pushed(tb, brisk_log_scalar(tb->p, tb->train, "learning_rate", step, st->lr), "learning_rate");
+    pushed(tb, brisk_log_scalar(tb->p, tb->train, "grad_global_norm", step, st->grad_norm),
+           "grad_global_norm");
+    if (samples_per_s > 0)
+        pushed(tb, brisk_log_scalar(tb->p, tb->train, "samples_per_second", step, samples_per_s),
+               "samples_per_second");
+}
+
+void train_tb_epoch(train_tb *tb, int run, int64_t epoch, const brisk_metrics *m)
+{
+    pushed(tb, brisk_log_scalar(tb->p, run, "epoch_loss", epoch, brisk_metrics_loss(m)),
+           "epoch_loss");
+    pushed(tb, brisk_log_scalar(tb->p, run, "epoch_accuracy", epoch, brisk_metrics_accuracy(m)),
+           "epoch_accuracy");
+}
+
+/* The first layer's weights as a grid of ih x iw tiles, one per hidden unit (up to 64), each
+ * scaled by its own largest magnitude: 128 is zero, 255 and 0 the extremes. */
+static void weight_tiles(train_tb *tb, int64_t epoch, const float *W, int out, int ih, int iw)
+{
+    const int n = out < 64 ? out : 64, cols = (int)ceil(sqrt((double)n));
+    const int rows = (n + cols - 1) / cols;
+    const int h = rows * (ih + 1) + 1, w = cols * (iw + 1) + 1;
+    uint8_t *img = malloc((size_t)h * (size_t)w);
+    if (!img)
+        return;
+    memset(img, 40, (size_t)h * (size_t)w); /* dark grid lines */
+    for (int u = 0; u < n; u++) {
+        const float *wu = W + (size_t)u * (size_t)ih * (size_t)iw;
+        float mx = 1e-12f;
+        for (int i = 0; i < ih * iw; i++)
+            mx = fabsf(wu[i]) > mx ? fabsf(wu[i]) : mx;
+        const int y0 = (u / cols) * (ih + 1) + 1, x0 = (u % cols) * (iw + 1) + 1;
+        for (int y = 0; y < ih; y++)
+            for (int x = 0; x < iw; x++)
+                img[(size_t)(y0 + y) * (size_t)w + (size_t)(x0 + x)] =
+                    (uint8_t)lrintf(127.5f + 127.5f * wu[y * iw + x] / mx);
+    }
+    pushed(tb, brisk_log_image(tb->p, tb->train, "weights/dense0.weight/tiles", epoch, img, h, w, 1),
+           "weights/dense0.weight/tiles");
+    free(img);
+}
+
+/* Rows: true class, columns: predicted; each row scaled to its own total (white = all). */
+static void confusion_image(train_tb *tb, int64_t epoch, const int32_t *pred,
+                            const uint8_t *labels, const int32_t *idx, int64_t n, int classes)
+{
+    if (classes < 2 || classes > 64)
+        return;
+    int64_t *cm = calloc((size_t)classes * (size_t)classes, sizeof *cm);
+    const int cell = classes <= 16 ? 24 : 8, side = classes * cell;
+    uint8_t *img = malloc((size_t)side * (size_t)side * 3);
+    if (!cm || !img) {
+        free(cm);
+        free(img);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const int y = labels[idx[i]], p = pred[i];
+        if (y < classes && p >= 0 && p < classes)
+            cm[(size_t)y * (size_t)classes + (size_t)p]++;
+    }
+    for (int y = 0; y < classes; y++) {
+        int64_t total = 0;
+        for (int p = 0; p < classes; p++)
+            total += cm[(size_t)y * (size_t)classes + (size_t)p];
+        for (int p = 0; p < classes; p++) {
+            const double f = total ? (double)cm[(size_t)y * (size_t)classes + (size_t)p] / (double)total : 0;
+            /* The diagonal in green, mistakes in red: brighter is more. */
+            const uint8_t v = (uint8_t)lrint(255 * sqrt(f));
+            const uint8_t rgb[3] = {y == p ? (uint8_t)0 : v, y == p ? v : (uint8_t)0, 0};
+            for (int dy = 0; dy < cell; dy++)
+                for (int dx = 0; dx < cell; dx++) {
+                    const int border = dy == 0 || dx == 0;
+                    uint8_t *px = img + 3 * ((size_t)(y * cell + dy) * (size_t)side + (size_t)(p * cell + dx));
+                    for (int c = 0; c < 3; c++)
+                        px[c] = border ? 60 : rgb[c];
+                }
+        }
+    }
+    pushed(tb, brisk_log_image(tb->p, tb->val, "confusion_matrix", epoch, img, side, side, 3),
+           "confusion_matrix");
+    free(cm);
+    free(img);
+}
+
+void train_tb_inspect(train_tb *tb, int64_t epoch, brisk_trainer *t, const double *act_mean,
+                      const double *act_std, const brisk_dataset *ds, const int32_t *pred,
+                      const int32_t *idx, int64_t n)
+{
+    const brisk_model *m = brisk_trainer_model(t);
+    const float *params = brisk_trainer_params(t), *grads = brisk_trainer_grads(t);
+    char tag[96];
+    for (int k = 0; k < brisk_model_num_tensors(m); k++) {
+        const brisk_tensor_view *v = brisk_model_tensor(m, k);
+        const size_t count = (size_t)v->rows * (size_t)v->cols;
+        snprintf(tag, sizeof tag, "weights/%s", v->name);
+        pushed(tb, brisk_log_histogram(tb->p, tb->train, tag, epoch, params + v->offset, count), tag);
+        snprintf(tag, sizeof tag, "gradients/%s", v->name);
+        pushed(tb, brisk_log_histogram(tb->p, tb->train, tag, epoch, grads + v->offset, count), tag);
+    }
+    const brisk_model_config *mc = brisk_model_get_config(m);
+    for (int l = 0; l < mc->n_layers; l++) {
+        snprintf(tag, sizeof tag, "activations/dense%d/mean", l);
+        pushed(tb, brisk_log_scalar(tb->p, tb->train, tag, epoch, act_mean[l]), tag);
+        snprintf(tag, sizeof tag, "activations/dense%d/std", l);
+        pushed(tb, brisk_log_scalar(tb->p, tb->train, tag, epoch, act_std[l]), tag);
+    }
+    if (ds->rows > 0 && ds->cols > 0 && ds->rows * ds->cols == mc->widths[0])
+        weight_tiles(tb, epoch, params + brisk_model_weight(m, 0)->offset, mc->widths[1],
+                     ds->rows, ds->cols);
+    if (pred)
+        confusion_image(tb, epoch, pred, ds->y, idx, n, ds->classes);
+}
+
+int train_tb_close(train_tb *tb)
+{
+    if (!tb->lg)
+        return BRISK_OK;
+    const int err = brisk_logger_close(tb->lg);
+    char copy[1024];
+    snprintf(copy, sizeof copy, "%s", brisk_error_detail());
+    brisk_logger_destroy(tb->lg);
+    tb->lg = NULL;
+    return err ? brisk_error_set(err, "%s", copy) : BRISK_OK;
+}

@@ -1,0 +1,48 @@
+/* What brisk-train logs to TensorBoard, on top of brisk_log. All calls push from the calling
+ * (coordinator) thread; the logging thread does the rest.
+ *
+ * Runs: <logdir> (hparams, the custom_scalars layout), <logdir>/train, <logdir>/validation.
+ * Tags: epoch_loss and epoch_accuracy in train and validation (they overlay); in train only,
+ * every --log-every steps: batch_loss, batch_accuracy, learning_rate, grad_global_norm,
+ * samples_per_second; every --histogram-every epochs: weights/<tensor> and
+ * gradients/<tensor> histograms, activations/<layer>/mean and /std, and for square inputs an
+ * image of the first layer's weights (weights/dense0.weight/tiles); in validation, the
+ * confusion matrix image and, at the end, test_loss and test_accuracy.
+ */
+#ifndef BRISK_TRAIN_TB_H
+#define BRISK_TRAIN_TB_H
+
+#include "brisk/data.h"
+#include "brisk/logger.h"
+#include "brisk/trainer.h"
+
+#include <stdint.h>
+
+typedef struct train_tb {
+    brisk_logger *lg;
+    brisk_log_producer *p;
+    int root, train, val;
+    int failed; /* a push returned an unexpected error (reported once) */
+} train_tb;
+
+/* Opens the logger and the three runs with START at first_step. ring_bytes is sized by the
+ * caller from the model. Returns BRISK_OK or an error (detail set). */
+int train_tb_open(train_tb *tb, const char *logdir, int64_t first_step, size_t ring_bytes);
+
+/* Scalars of one step (every --log-every steps). */
+void train_tb_step(train_tb *tb, int64_t step, const brisk_step_stats *st, double samples_per_s);
+
+/* epoch_loss and epoch_accuracy of one run at the epoch. */
+void train_tb_epoch(train_tb *tb, int run, int64_t epoch, const brisk_metrics *m);
+
+/* Histograms of every tensor's weights and gradients, activation statistics, the first
+ * layer's weights as tiles (when ds holds images) and, when pred is not NULL, the confusion
+ * matrix of pred[i] against ds's label of sample idx[i] (n samples). */
+void train_tb_inspect(train_tb *tb, int64_t epoch, brisk_trainer *t, const double *act_mean,
+                      const double *act_std, const brisk_dataset *ds, const int32_t *pred,
+                      const int32_t *idx, int64_t n);
+
+/* Flushes, then closes; returns the first write error (detail set) or BRISK_OK. */
+int train_tb_close(train_tb *tb);
+
+#endif
