@@ -1098,29 +1098,30 @@ static int train(run *r, const brisk_checkpoint *ck)
             break;
         }
         const double train_s = now_seconds() - t0;
-        if (brisk_trainer_evaluate(r->t, &r->train, r->order + r->n_train, r->n_val, r->mean,
-                                   r->std, &val_m) < 0) {
+        /* Validation; at a histogram interval the same forward pass also gives the activation
+         * statistics and the predictions for the confusion matrix (on the validation set, or
+         * without one, on the first training samples). */
+        const int inspect = r->logging && o->histogram_every && epoch % o->histogram_every == 0;
+        const int have_val = r->n_val > 0;
+        const int32_t *val_idx = r->order + r->n_train;
+        const int32_t *idx = have_val ? val_idx : r->order;
+        const int64_t n_inspect = have_val ? r->n_val : (r->n_train < 1024 ? r->n_train : 1024);
+        const int rc = !inspect ? brisk_trainer_evaluate(r->t, &r->train, val_idx, r->n_val,
+                                                         r->mean, r->std, &val_m)
+                       : brisk_trainer_inspect(r->t, &r->train, idx, n_inspect, r->mean, r->std,
+                                               have_val ? &val_m : NULL,
+                                               have_val ? r->pred : NULL, act_mean, act_std);
+        if (rc < 0) {
             status = fail(NULL);
             break;
         }
         if (r->logging) {
             train_tb_epoch(&r->tb, r->tb.train, epoch, &train_m);
-            if (r->n_val)
+            if (have_val)
                 train_tb_epoch(&r->tb, r->tb.val, epoch, &val_m);
-            if (o->histogram_every && epoch % o->histogram_every == 0) {
-                /* Activations and the confusion matrix on the validation set (or, without
-                 * one, the first training samples). */
-                const int have_val = r->n_val > 0;
-                const int32_t *idx = have_val ? r->order + r->n_train : r->order;
-                const int64_t n = have_val ? r->n_val : (r->n_train < 1024 ? r->n_train : 1024);
-                if (brisk_trainer_inspect(r->t, &r->train, idx, n, r->mean, r->std,
-                                          have_val ? r->pred : NULL, act_mean, act_std) < 0) {
-                    status = fail(NULL);
-                    break;
-                }
+            if (inspect)
                 train_tb_inspect(&r->tb, epoch, r->t, act_mean, act_std, &r->train,
-                                 have_val ? r->pred : NULL, idx, n);
-            }
+                                 have_val ? r->pred : NULL, idx, n_inspect);
         }
         const double sps = (double)((r->steps_per_epoch - first_batch) * o->batch) / train_s;
         const double elapsed = now_seconds() - t_start;
@@ -1171,8 +1172,9 @@ static int train(run *r, const brisk_checkpoint *ck)
     const unsigned long long sum = (unsigned long long)params_checksum(r->t);
     if (o->json)
         printf("{\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"params_checksum\": "
-               "\"%016llx\", \"elapsed_seconds\": %.3f}\n",
-               brisk_metrics_loss(&test_m), brisk_metrics_accuracy(&test_m), sum, elapsed);
+               "\"%016llx\", \"elapsed_seconds\": %.3f, \"openblas_kernel\": \"%s\"}\n",
+               brisk_metrics_loss(&test_m), brisk_metrics_accuracy(&test_m), sum, elapsed,
+               brisk_blas_kernel());
     else
         printf("test  loss %.4f acc %6.2f%%  (%d epochs, %.1f s; weights checksum %016llx)\n",
                brisk_metrics_loss(&test_m), 100 * brisk_metrics_accuracy(&test_m), o->epochs,

@@ -68,7 +68,25 @@ int log_encode_header(log_buf *out, double wall_time, int64_t first_step)
 /* TensorBoard's default edges: +-1e-12 * 1.1^k up to 1e20, DBL_MAX at both ends, and 0. */
 static double hist_edges[1600];
 static size_t hist_n;
+/* Bucketing by table: the top 16 bits of a float (sign, exponent, 7 mantissa bits) name a
+ * slice of at most 1/128 of an octave (0.8%). hist_first[K] is the first edge >= the
+ * smallest value of slice K. Edges are 10% apart, so at most one edge lies inside a slice
+ * and two branch-free comparisons finish the search. */
+static uint16_t hist_first[1 << 16];
 static pthread_once_t hist_once = PTHREAD_ONCE_INIT;
+
+static size_t lower_bound(double v)
+{
+    size_t lo = 0, hi = hist_n;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (hist_edges[mid] >= v)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
 
 static void hist_init(void)
 {
@@ -84,6 +102,17 @@ static void hist_init(void)
     for (size_t i = 0; i < np; i++)
         hist_edges[k++] = pos[i];
     hist_n = k;
+    for (uint32_t key = 0; key < (1u << 16); key++) {
+        /* The slice's smallest value: its lower end, or for negatives minus its upper end
+         * (a bound the slice does not reach, which the comparisons account for). */
+        const uint32_t mag = key & 0x7FFFu, lo_bits = mag << 16, hi_bits = (mag + 1) << 16;
+        float lo, hi;
+        memcpy(&lo, &lo_bits, sizeof lo);
+        memcpy(&hi, &hi_bits, sizeof hi);
+        const double smallest = key & 0x8000u ? -(double)hi : (double)lo;
+        size_t first = isnan(smallest) ? hist_n - 1 : lower_bound(smallest);
+        hist_first[key] = (uint16_t)(first < hist_n ? first : hist_n - 1);
+    }
 }
 
 const double *log_hist_edges(size_t *n)
@@ -93,38 +122,61 @@ const double *log_hist_edges(size_t *n)
     return hist_edges;
 }
 
-/* Index of the bucket holding v: the first edge >= v (bucket i is (edge[i-1], edge[i]]). */
-static size_t hist_bucket(const double *edges, size_t n, double v)
-{
-    size_t lo = 0, hi = n - 1; /* +inf lands in the last bucket */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (edges[mid] >= v)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return lo;
-}
-
 static int encode_histogram(Tensorboard__HistogramProto *h, const float *x, size_t n,
-                            double *counts, double **limits_out, double **buckets_out)
+                            uint32_t *counts, double **limits_out, double **buckets_out)
 {
     size_t ne;
     const double *edges = log_hist_edges(&ne);
-    memset(counts, 0, ne * sizeof *counts);
-    double mn = INFINITY, mx = -INFINITY, sum = 0, sumsq = 0, num = 0;
+    /* Counting into four interleaved tables, summed at the end: consecutive values often fall
+     * in the same bucket, and four tables keep those increments from waiting on each other.
+     * They live in the caller's scratch (4 ne uint32). */
+    memset(counts, 0, 4 * ne * sizeof *counts);
+    size_t nan = 0;
     for (size_t i = 0; i < n; i++) {
-        const double v = x[i];
-        if (isnan(v))
+        const float v = x[i];
+        if (v != v) {
+            nan++;
             continue;
-        counts[hist_bucket(edges, ne, v)] += 1;
-        mn = v < mn ? v : mn;
-        mx = v > mx ? v : mx;
-        sum += v;
-        sumsq += v * v;
-        num += 1;
+        }
+        uint32_t *cnt = counts + (i & 3) * ne;
+        if (isinf(v)) {
+            cnt[v > 0 ? ne - 1 : 0]++;
+            continue;
+        }
+        uint32_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        size_t c = hist_first[bits >> 16];
+        c += edges[c] < (double)v;
+        c += edges[c] < (double)v;
+        cnt[c]++;
     }
+    for (size_t b = 0; b < ne; b++)
+        counts[b] += counts[ne + b] + counts[2 * ne + b] + counts[3 * ne + b];
+    /* Statistics in four independent chains, unrolled by hand (measured: a third of the
+     * time of one chain, or of a loop the compiler unrolls); NaNs left out. */
+    double mn = INFINITY, mx = -INFINITY;
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0, q0 = 0, q1 = 0, q2 = 0, q3 = 0;
+    size_t i = 0;
+#define HIST_STATS(k, sk, qk)                                                                  \
+    do {                                                                                       \
+        const float v_ = x[i + (k)];                                                          \
+        const double d_ = v_ == v_ ? (double)v_ : 0.0;                                        \
+        mn = v_ == v_ && d_ < mn ? d_ : mn;                                                   \
+        mx = v_ == v_ && d_ > mx ? d_ : mx;                                                   \
+        sk += d_;                                                                             \
+        qk += d_ * d_;                                                                        \
+    } while (0)
+    for (; i + 4 <= n; i += 4) {
+        HIST_STATS(0, s0, q0);
+        HIST_STATS(1, s1, q1);
+        HIST_STATS(2, s2, q2);
+        HIST_STATS(3, s3, q3);
+    }
+    for (; i < n; i++)
+        HIST_STATS(0, s0, q0);
+#undef HIST_STATS
+    const double sum = (s0 + s1) + (s2 + s3), sumsq = (q0 + q1) + (q2 + q3);
+    const double num = (double)(n - nan);
     size_t first = 0, last = 0;
     if (num > 0) {
         while (counts[first] == 0)
@@ -134,7 +186,7 @@ static int encode_histogram(Tensorboard__HistogramProto *h, const float *x, size
             last--;
     } else {
         mn = mx = 0;
-        first = last = hist_bucket(edges, ne, 0.0);
+        first = last = (ne - 1) / 2; /* the 0 edge */
     }
     /* Non-empty buckets as they are; a run of empty ones collapses into one empty bucket that
      * ends where the run ends, so every range stays (limit[i-1], limit[i]]. */
@@ -146,11 +198,11 @@ static int encode_histogram(Tensorboard__HistogramProto *h, const float *x, size
         return brisk_error_set(BRISK_ENOMEM, "histogram: out of memory");
     }
     size_t k = 0;
-    for (size_t i = first; i <= last; i++) {
-        if (counts[i] == 0 && i < last && counts[i + 1] == 0)
+    for (size_t b = first; b <= last; b++) {
+        if (counts[b] == 0 && b < last && counts[b + 1] == 0)
             continue;
-        limits[k] = edges[i];
-        buckets[k] = counts[i];
+        limits[k] = edges[b];
+        buckets[k] = counts[b];
         k++;
     }
     h->min = mn;
@@ -339,7 +391,7 @@ done:
 }
 
 int log_encode_record(log_buf *out, const log_rec *rec, const char *tag, const uint8_t *body,
-                      double wall_time, double *hist_counts)
+                      double wall_time, uint32_t *hist_counts)
 {
     Tensorboard__Summary__Value v = TENSORBOARD__SUMMARY__VALUE__INIT;
     Tensorboard__Summary__Value *vp[1] = {&v};

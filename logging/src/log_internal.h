@@ -43,10 +43,10 @@ typedef struct log_buf {
 uint8_t *log_buf_reserve(log_buf *b, size_t n);
 
 /* Appends one framed Event for the record (tag and body as described above) to out.
- * scratch holds the histogram counts. Returns BRISK_OK or BRISK_ENOMEM / BRISK_EINVAL (a
+ * hist_counts is scratch for 4 uint32 counts per histogram bucket (log_hist_edges). Returns BRISK_OK or BRISK_ENOMEM / BRISK_EINVAL (a
  * malformed body, which the pushes never produce). */
 int log_encode_record(log_buf *out, const log_rec *rec, const char *tag, const uint8_t *body,
-                      double wall_time, double *hist_counts);
+                      double wall_time, uint32_t *hist_counts);
 
 /* Appends the framed opening records of a file: file_version with source_metadata, then
  * SessionLog START at first_step. */

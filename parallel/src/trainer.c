@@ -294,6 +294,7 @@ typedef struct inspect_job {
     int32_t *pred;
     double *sums; /* (chunks, 2 L) */
 } inspect_job;
+/* (The per-chunk metrics go to base.chunk_metrics, as in an evaluation.) */
 
 static void inspect_chunk(void *arg, int w, int T)
 {
@@ -304,8 +305,7 @@ static void inspect_chunk(void *arg, int w, int T)
     const int L = mc->n_layers, C = mc->widths[L];
     /* Parallelize over chunks of micro_batch samples, dealt round-robin. */
     for (int c = w; c < j->chunks; c += T) {
-        brisk_metrics m;
-        const int rows = chunk_forward(j, w, c, 0.0f, &m);
+        const int rows = chunk_forward(j, w, c, 0.0f, &j->chunk_metrics[c]);
         const int64_t lo = (int64_t)c * tr->cfg.micro_batch;
         double *sums = ij->sums + (size_t)c * 2 * (size_t)L;
         for (int l = 0; l < L; l++) {
@@ -338,11 +338,13 @@ static void inspect_chunk(void *arg, int w, int T)
 }
 
 int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
-                          int64_t n, float mean, float std, int32_t *pred, double *act_mean,
-                          double *act_std)
+                          int64_t n, float mean, float std, brisk_metrics *metrics,
+                          int32_t *pred, double *act_mean, double *act_std)
 {
     const brisk_model_config *mc = brisk_model_get_config(t->model);
     const int L = mc->n_layers;
+    if (metrics)
+        memset(metrics, 0, sizeof *metrics);
     if (n <= 0) {
         for (int l = 0; l < L; l++) {
             if (act_mean)
@@ -357,9 +359,13 @@ int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32
                                .mean = mean, .std = std},
                       .pred = pred};
     ij.sums = malloc((size_t)chunks * 2 * (size_t)L * sizeof *ij.sums);
-    if (!ij.sums)
+    ij.base.chunk_metrics = malloc((size_t)chunks * sizeof *ij.base.chunk_metrics);
+    if (!ij.sums || !ij.base.chunk_metrics) {
+        free(ij.sums);
+        free(ij.base.chunk_metrics);
         return brisk_error_set(BRISK_ENOMEM, "inspect: out of memory for %lld chunks",
                                (long long)chunks);
+    }
     const int blas_threads = brisk_blas_set_threads(1);
     brisk_pool_run(t->pool, inspect_chunk, &ij);
     brisk_blas_set_threads(blas_threads);
@@ -376,6 +382,10 @@ int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32
         if (act_std)
             act_std[l] = var > 0 ? sqrt(var) : 0.0;
     }
+    /* Merged in chunk order, exactly as brisk_trainer_evaluate does. */
+    for (int64_t c = 0; metrics && c < chunks; c++)
+        brisk_metrics_add(metrics, &ij.base.chunk_metrics[c]);
+    free(ij.base.chunk_metrics);
     free(ij.sums);
     return BRISK_OK;
 }

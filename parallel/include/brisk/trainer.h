@@ -58,14 +58,16 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
 int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
                             int64_t n, float mean, float std, brisk_metrics *out);
 
-/* What the network does with samples idx[0, n), for monitoring; changes nothing. Any output
- * may be NULL. pred (n): the predicted class of each sample (argmax of the logits; for one
- * output, logit > 0). act_mean and act_std (L each): mean and standard deviation over all
- * samples and units of each layer's output (hidden layers after the activation, the last
- * layer's logits). Deterministic for any T. Returns BRISK_OK or BRISK_ENOMEM. */
+/* brisk_trainer_evaluate plus what the network does with the samples, for monitoring, in
+ * the same forward pass; changes nothing. Any output may be NULL. metrics: bitwise what
+ * brisk_trainer_evaluate gives. pred (n): the predicted class of each sample (argmax of the
+ * logits; for one output, logit > 0). act_mean and act_std (L each): mean and standard
+ * deviation over all samples and units of each layer's output (hidden layers after the
+ * activation, the last layer's logits). Deterministic for any T. Returns BRISK_OK or
+ * BRISK_ENOMEM. */
 int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
-                          int64_t n, float mean, float std, int32_t *pred, double *act_mean,
-                          double *act_std);
+                          int64_t n, float mean, float std, brisk_metrics *metrics,
+                          int32_t *pred, double *act_mean, double *act_std);
 
 /* Sets the optimizer step count (the schedule position and Adam's bias correction), to resume
  * from a checkpoint together with the parameter and optimizer slabs. */
