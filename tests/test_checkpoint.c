@@ -19,19 +19,6 @@ typedef struct fixture {
     size_t size;
 } fixture;
 
-static uint8_t *read_all(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *size = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(*size);
-    assert_int_equal(fread(b, 1, *size, f), *size);
-    fclose(f);
-    return b;
-}
-
 static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
@@ -60,7 +47,7 @@ static int setup(void **state)
     assert_int_equal(brisk_checkpoint_save(fx->path, fx->m, fx->p, fx->mo, fx->v, &pos,
                                            "{\"lr\": 0.001}"),
                      BRISK_OK);
-    fx->bytes = read_all(fx->path, &fx->size);
+    fx->bytes = test_read_file(fx->path, &fx->size);
     *state = fx;
     return 0;
 }

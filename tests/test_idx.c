@@ -71,19 +71,6 @@ static char *write_gz(const char *name, const void *data, size_t len)
     return path;
 }
 
-static uint8_t *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(*len);
-    assert_int_equal(fread(b, 1, *len, f), *len);
-    fclose(f);
-    return b;
-}
-
 static char *good_labels(void)
 {
     uint8_t buf[64];
@@ -231,7 +218,7 @@ static void test_gzip_cut_short_and_corrupt(void **state)
     size_t il = make_images(img, 0x803, 80, ROWS, COLS, 80 * ROWS * COLS);
     char *gz = write_gz("full.gz", img, il);
     size_t len;
-    uint8_t *bytes = read_all(gz, &len);
+    uint8_t *bytes = test_read_file(gz, &len);
     char *cut = test_write_file(dir, "cut.gz", bytes, len / 2);
     expect_error(cut, lp, BRISK_ETRUNCATED, "gzip stream ends early");
     bytes[len - 6] ^= 0x55; /* the trailer's CRC-32 */

@@ -55,22 +55,6 @@ static void check_header(const tb_file *f, int64_t first_step)
     assert_int_equal(f->events[1]->step, first_step);
 }
 
-static size_t from_hex(const char *hex, uint8_t *out)
-{
-    size_t n = 0;
-    for (const char *p = hex; *p;) {
-        if (*p == ' ') {
-            p++;
-            continue;
-        }
-        unsigned v;
-        assert_int_equal(sscanf(p, "%2x", &v), 1);
-        out[n++] = (uint8_t)v;
-        p += 2;
-    }
-    return n;
-}
-
 /* The golden records of TENSORBOARD.md, encoded by protobuf-c from our .proto. */
 static void test_golden_records_from_proto(void **state)
 {
@@ -81,7 +65,7 @@ static void test_golden_records_from_proto(void **state)
     ev.what_case = TENSORBOARD__EVENT__WHAT_FILE_VERSION;
     ev.file_version = (char *)"brain.Event:2";
     size_t n = tensorboard__event__pack(&ev, payload);
-    size_t wn = from_hex("1800000000000000 a37f4b22 0900000040fc54d9411a0d627261696e2e4576656e"
+    size_t wn = test_from_hex("1800000000000000 a37f4b22 0900000040fc54d9411a0d627261696e2e4576656e"
                          "743a32 eced8f9d",
                          want);
     assert_int_equal(brisk_tfrecord_frame(payload, n, got), wn);
@@ -101,7 +85,7 @@ static void test_golden_records_from_proto(void **state)
     ev2.what_case = TENSORBOARD__EVENT__WHAT_SUMMARY;
     ev2.summary = &sum;
     n = tensorboard__event__pack(&ev2, payload);
-    wn = from_hex("1a00000000000000 129bd82d 0900004040fc54d94110012a0d0a0b0a046c6f7373150000003f"
+    wn = test_from_hex("1a00000000000000 129bd82d 0900004040fc54d94110012a0d0a0b0a046c6f7373150000003f"
                   " 97d67404",
                   want);
     assert_int_equal(brisk_tfrecord_frame(payload, n, got), wn);

@@ -7,22 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t from_hex(const char *hex, uint8_t *out)
-{
-    size_t n = 0;
-    for (const char *p = hex; p[0]; ) {
-        if (p[0] == ' ') {
-            p++;
-            continue;
-        }
-        unsigned v;
-        assert_int_equal(sscanf(p, "%2x", &v), 1);
-        out[n++] = (uint8_t)v;
-        p += 2;
-    }
-    return n;
-}
-
 static void test_crc_check_values(void **state)
 {
     (void)state;
@@ -56,8 +40,8 @@ static void golden(const char *len_hex, const char *lcrc_hex, const char *data_h
     uint8_t data[256], want[512], got[512];
     char all[1024];
     snprintf(all, sizeof all, "%s%s%s%s", len_hex, lcrc_hex, data_hex, dcrc_hex);
-    const size_t n = from_hex(data_hex, data);
-    const size_t wn = from_hex(all, want);
+    const size_t n = test_from_hex(data_hex, data);
+    const size_t wn = test_from_hex(all, want);
     assert_int_equal(brisk_tfrecord_frame(data, n, got), n + BRISK_TFRECORD_OVERHEAD);
     assert_int_equal(wn, n + BRISK_TFRECORD_OVERHEAD);
     assert_memory_equal(got, want, wn);

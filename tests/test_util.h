@@ -25,6 +25,10 @@
 /* A fresh directory under $TMPDIR (or /tmp) for one test; removed by test_rmdir. */
 char *test_mkdtemp(void);
 void test_rmdir(char *dir); /* removes dir and everything in it, and frees the string */
+/* The whole file (malloc'd) and its size in *len; fails the test when unreadable. */
+uint8_t *test_read_file(const char *path, size_t *len);
+/* Bytes from hex digits (spaces ignored) into out; returns how many. */
+size_t test_from_hex(const char *hex, uint8_t *out);
 /* Writes len bytes to dir/name and returns the path (malloc'd). */
 char *test_write_file(const char *dir, const char *name, const void *data, size_t len);
 

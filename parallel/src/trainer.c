@@ -233,15 +233,13 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
     out->lr = j.lr;
     if (!j.finite) {
         /* Name the first layer whose gradient is not finite (input side first). */
-        const char *where = "no tensor";
-        for (int k = 0; k < brisk_model_num_tensors(t->model) && where[0] == 'n'; k++) {
+        const char *where = NULL;
+        for (int k = 0; k < brisk_model_num_tensors(t->model) && !where; k++) {
             const brisk_tensor_view *v = brisk_model_tensor(t->model, k);
             const float *g = t->grads + v->offset;
-            for (size_t i = 0; i < (size_t)v->rows * (size_t)v->cols; i++)
-                if (!isfinite(g[i])) {
+            for (size_t i = 0; i < (size_t)v->rows * (size_t)v->cols && !where; i++)
+                if (!isfinite(g[i]))
                     where = v->name;
-                    break;
-                }
         }
         return brisk_error_set(BRISK_ENONFINITE,
                                "step %lld: the %s is not finite (loss %s; first non-finite "
@@ -251,7 +249,7 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
                                isnan(out->metrics.loss_sum)   ? "NaN"
                                : isinf(out->metrics.loss_sum) ? "infinite"
                                                               : "finite",
-                               where);
+                               where ? where : "none");
     }
     t->steps_done++;
     return BRISK_OK;
@@ -288,13 +286,13 @@ int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int3
     return BRISK_OK;
 }
 
-/* Per chunk: sums of each layer's outputs and of their squares (fixed-size, L entries). */
+/* An evaluation (per-chunk metrics in base.chunk_metrics) that also keeps, per chunk, the sum
+ * of each layer's outputs and of their squares, and the predictions. */
 typedef struct inspect_job {
     job base;
-    int32_t *pred;
-    double *sums; /* (chunks, 2 L) */
+    int32_t *pred; /* (n) or NULL */
+    double *sums;  /* (chunks, 2 L) */
 } inspect_job;
-/* (The per-chunk metrics go to base.chunk_metrics, as in an evaluation.) */
 
 static void inspect_chunk(void *arg, int w, int T)
 {
