@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "brisk/blas.h"
 #include "brisk/checkpoint.h"
+#include "brisk/comm.h"
 #include "brisk/data.h"
 #include "brisk/error.h"
 #include "brisk/model.h"
@@ -741,7 +742,11 @@ typedef struct run {
     float mean, std;
     brisk_trainer *t;
     train_tb tb;
-    int logging;
+    int logging;             /* this process writes the TensorBoard logs (rank 0) */
+    int log_enabled;         /* the job logs (--logdir is not none): the same on every rank */
+    brisk_comm *comm;        /* the job's processes; rank 0 prints, logs and saves */
+    int rank, nproc;
+    float *full_grads, *full_m, *full_v; /* rank 0, several processes: gathered slabs */
     char *config_json;       /* options_to_json, stored in checkpoints */
     char last_ckpt[PATH_MAX];
     int progress;            /* live progress line on a terminal */
@@ -754,35 +759,49 @@ static int fail(const char *what)
     return 1;
 }
 
-/* Writes a checkpoint of the current state and keeps the newest --keep. */
+/* Writes a checkpoint of the current state and keeps the newest --keep. Collective: every
+ * rank calls it (the optimizer state is gathered to rank 0, which writes); returns the same
+ * status on every rank. */
 static int save_checkpoint(run *r, int64_t epochs_done, int64_t batch, const brisk_metrics *train_m)
 {
     const char *dir = r->o.checkpoint_dir;
     if (!strcmp(dir, "none"))
         return 0;
-    if (make_dirs(dir) != 0)
-        return -1;
-    char path[PATH_MAX];
-    const long long steps = (long long)brisk_trainer_steps_done(r->t);
-    snprintf(path, sizeof path, "%s/" CKPT_PREFIX "%010lld" CKPT_SUFFIX, dir, steps);
-    const brisk_ckpt_position pos = {.epoch = epochs_done, .batch = batch, .steps_done = steps,
-                                     .seed = r->o.seed, .train = *train_m};
-    if (brisk_checkpoint_save(path, brisk_trainer_model(r->t), brisk_trainer_params(r->t),
-                              brisk_trainer_opt_m(r->t), brisk_trainer_opt_v(r->t), &pos,
-                              r->config_json) < 0)
-        return fail("checkpoint");
-    snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", path);
-    size_t n;
-    char **names = list_checkpoints(dir, &n);
-    for (size_t i = 0; i + (size_t)r->o.keep < n; i++) {
-        char old[PATH_MAX];
-        snprintf(old, sizeof old, "%s/%s", dir, names[i]);
-        if (unlink(old) != 0)
-            fprintf(stderr, "brisk-train: warning: cannot remove old checkpoint %s: %s\n", old,
-                    strerror(errno));
+    const float *m = brisk_trainer_opt_m(r->t), *v = brisk_trainer_opt_v(r->t);
+    if (r->nproc > 1) {
+        brisk_trainer_gather(r->t, BRISK_GATHER_MOMENTS, NULL, r->full_m, r->full_v);
+        m = r->full_m;
+        v = r->full_v;
     }
-    free_names(names, n);
-    return 0;
+    int status = 0;
+    if (r->rank == 0) {
+        char path[PATH_MAX];
+        const long long steps = (long long)brisk_trainer_steps_done(r->t);
+        snprintf(path, sizeof path, "%s/" CKPT_PREFIX "%010lld" CKPT_SUFFIX, dir, steps);
+        const brisk_ckpt_position pos = {.epoch = epochs_done, .batch = batch,
+                                         .steps_done = steps, .seed = r->o.seed,
+                                         .train = *train_m};
+        if (make_dirs(dir) != 0)
+            status = -1;
+        else if (brisk_checkpoint_save(path, brisk_trainer_model(r->t),
+                                       brisk_trainer_params(r->t), m, v, &pos,
+                                       r->config_json) < 0)
+            status = -fail("checkpoint");
+        if (status == 0) {
+            snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", path);
+            size_t n;
+            char **names = list_checkpoints(dir, &n);
+            for (size_t i = 0; i + (size_t)r->o.keep < n; i++) {
+                char old[PATH_MAX];
+                snprintf(old, sizeof old, "%s/%s", dir, names[i]);
+                if (unlink(old) != 0)
+                    fprintf(stderr, "brisk-train: warning: cannot remove old checkpoint %s: %s\n",
+                            old, strerror(errno));
+            }
+            free_names(names, n);
+        }
+    }
+    return -brisk_comm_max(r->comm, -status);
 }
 
 static void progress_line(const run *r, int epoch, int64_t batch, double sps, double loss,
@@ -807,8 +826,18 @@ static int setup(run *r)
     r->n_val = r->train.n - r->n_train;
     r->steps_per_epoch = (r->n_train + o->batch - 1) / o->batch;
     brisk_trainer_config cfg = make_config(o, &r->train, r->steps_per_epoch);
+    cfg.comm = r->comm;
     if (brisk_trainer_create(&cfg, &r->t) < 0)
         return fail(NULL);
+    if (r->nproc > 1 && r->rank == 0) {
+        r->full_grads = brisk_slab_alloc(brisk_trainer_model(r->t));
+        r->full_m = brisk_slab_alloc(brisk_trainer_model(r->t));
+        r->full_v = brisk_slab_alloc(brisk_trainer_model(r->t));
+        if (!r->full_grads || !r->full_m || !r->full_v) {
+            fprintf(stderr, "brisk-train: out of memory\n");
+            return 1;
+        }
+    }
     r->test_idx = malloc((size_t)r->test.n * sizeof *r->test_idx);
     r->epoch_idx = malloc((size_t)(r->n_train ? r->n_train : 1) * sizeof *r->epoch_idx);
     r->pred = malloc((size_t)(r->n_val ? r->n_val : 1) * sizeof *r->pred);
@@ -829,6 +858,9 @@ static void teardown(run *r)
     free(r->epoch_idx);
     free(r->order);
     free(r->config_json);
+    brisk_slab_free(r->full_grads);
+    brisk_slab_free(r->full_m);
+    brisk_slab_free(r->full_v);
     brisk_trainer_destroy(r->t);
     brisk_dataset_free(&r->train);
     brisk_dataset_free(&r->test);
@@ -850,11 +882,7 @@ static int restore(run *r, const brisk_checkpoint *ck, const char *path)
                 r->o.loss);
         return 1;
     }
-    const size_t bytes = brisk_model_slab_len(m) * sizeof(float);
-    memcpy(brisk_trainer_params(r->t), ck->params, bytes);
-    memcpy(brisk_trainer_opt_m(r->t), ck->opt_m, bytes);
-    memcpy(brisk_trainer_opt_v(r->t), ck->opt_v, bytes);
-    brisk_trainer_set_steps_done(r->t, ck->pos.steps_done);
+    brisk_trainer_load_state(r->t, ck->params, ck->opt_m, ck->opt_v, ck->pos.steps_done);
     return 0;
 }
 
@@ -927,7 +955,7 @@ static size_t ring_bytes_for(const brisk_trainer *t)
     return ring;
 }
 
-static int evaluate_checkpoint(options *o)
+static int evaluate_checkpoint(options *o, brisk_comm *comm)
 {
     brisk_checkpoint *ck;
     if (brisk_checkpoint_load(o->eval, &ck) < 0)
@@ -946,6 +974,9 @@ static int evaluate_checkpoint(options *o)
     run r;
     memset(&r, 0, sizeof r);
     r.o = *o;
+    r.comm = comm;
+    r.rank = brisk_comm_rank(comm);
+    r.nproc = brisk_comm_size(comm);
     int status = setup(&r) || restore(&r, ck, eval);
     brisk_metrics m;
     if (!status && brisk_trainer_evaluate(r.t, &r.test, r.test_idx, r.test.n, r.mean, r.std, &m) < 0)
@@ -991,13 +1022,16 @@ static int train(run *r, const brisk_checkpoint *ck)
     const int64_t start_epoch = ck ? ck->pos.epoch + 1 : 1;
     const int64_t start_batch = ck ? ck->pos.batch : 0;
     if (!o->json && !o->quiet) {
+        char procs[32] = "";
+        if (r->nproc > 1)
+            snprintf(procs, sizeof procs, "%d processes x ", r->nproc);
         printf("brisk-train: model %s (%zu parameters), %s, %s lr %g, batch %d (micro-batch "
-               "%d), %d threads; data %s: %lld train, %lld validation, %lld test samples; "
+               "%d), %s%d threads; data %s: %lld train, %lld validation, %lld test samples; "
                "OpenBLAS kernel %s\n",
                o->model, brisk_model_num_params(brisk_trainer_model(r->t)), o->act, o->optimizer,
-               o->lr, o->batch, brisk_trainer_micro_batch(r->t), brisk_trainer_threads(r->t),
-               o->data, (long long)r->n_train, (long long)r->n_val, (long long)r->test.n,
-               brisk_blas_kernel());
+               o->lr, o->batch, brisk_trainer_micro_batch(r->t), procs,
+               brisk_trainer_threads(r->t), o->data, (long long)r->n_train, (long long)r->n_val,
+               (long long)r->test.n, brisk_blas_kernel());
         if (ck)
             printf("brisk-train: resuming at epoch %lld, step %lld\n", (long long)start_epoch,
                    (long long)brisk_trainer_steps_done(r->t));
@@ -1067,7 +1101,10 @@ static int train(run *r, const brisk_checkpoint *ck)
                     t_progress = now;
                 }
             }
-            if (stop_signal) {
+            /* Every rank stops after the same step: a signal may reach only some of them. */
+            const int stop = r->nproc > 1 ? brisk_comm_any(r->comm, stop_signal) : stop_signal != 0;
+            if (stop) {
+                stop_signal = stop_signal ? stop_signal : SIGINT;
                 batch++;
                 break;
             }
@@ -1101,7 +1138,7 @@ static int train(run *r, const brisk_checkpoint *ck)
         /* Validation; at a histogram interval the same forward pass also gives the activation
          * statistics and the predictions for the confusion matrix (on the validation set, or
          * without one, on the first training samples). */
-        const int inspect = r->logging && o->histogram_every && epoch % o->histogram_every == 0;
+        const int inspect = r->log_enabled && o->histogram_every && epoch % o->histogram_every == 0;
         const int have_val = r->n_val > 0;
         const int32_t *val_idx = r->order + r->n_train;
         const int32_t *idx = have_val ? val_idx : r->order;
@@ -1119,8 +1156,16 @@ static int train(run *r, const brisk_checkpoint *ck)
             train_tb_epoch(&r->tb, r->tb.train, epoch, &train_m);
             if (have_val)
                 train_tb_epoch(&r->tb, r->tb.val, epoch, &val_m);
-            if (inspect)
-                train_tb_inspect(&r->tb, epoch, r->t, act_mean, act_std, &r->train,
+        }
+        if (inspect) {
+            /* With several processes each holds its slice of the gradient: gather it. */
+            const float *grads = brisk_trainer_grads(r->t);
+            if (r->nproc > 1) {
+                brisk_trainer_gather(r->t, BRISK_GATHER_GRADS, r->full_grads, NULL, NULL);
+                grads = r->full_grads;
+            }
+            if (r->logging)
+                train_tb_inspect(&r->tb, epoch, r->t, grads, act_mean, act_std, &r->train,
                                  have_val ? r->pred : NULL, idx, n_inspect);
         }
         const double sps = (double)((r->steps_per_epoch - first_batch) * o->batch) / train_s;
@@ -1182,13 +1227,31 @@ static int train(run *r, const brisk_checkpoint *ck)
     return 0;
 }
 
+static int run_main(int argc, char **argv, brisk_comm *comm);
+
 int main(int argc, char **argv)
 {
     brisk_blas_ensure_best_kernel(argv);
+    brisk_comm *comm;
+    if (brisk_comm_init(&argc, &argv, &comm) < 0)
+        return fail(NULL);
+    /* Rank 0 speaks for the job; the others print errors only. */
+    if (brisk_comm_rank(comm) != 0 && !freopen("/dev/null", "w", stdout))
+        return fail("cannot silence stdout");
+    const int status = run_main(argc, argv, comm);
+    /* A rank that fails alone would leave the others waiting in a collective: end them all. */
+    if (status != 0 && status != EXIT_USAGE && brisk_comm_size(comm) > 1)
+        brisk_comm_abort(comm, status);
+    brisk_comm_finalize(comm);
+    return status;
+}
+
+static int run_main(int argc, char **argv, brisk_comm *comm)
+{
     options o;
     parse_args(argc, argv, &o);
     if (o.eval)
-        return evaluate_checkpoint(&o);
+        return evaluate_checkpoint(&o, comm);
 
     brisk_checkpoint *ck = NULL;
     cJSON *ck_json = NULL;
@@ -1233,6 +1296,10 @@ int main(int argc, char **argv)
     run r;
     memset(&r, 0, sizeof r);
     r.o = o;
+    r.comm = comm;
+    r.rank = brisk_comm_rank(comm);
+    r.nproc = brisk_comm_size(comm);
+    r.log_enabled = strcmp(o.logdir, "none") != 0;
     int status = setup(&r);
     if (!status && ck)
         status = restore(&r, ck, ck_path);
@@ -1245,7 +1312,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "brisk-train: out of memory\n");
         status = 1;
     }
-    if (!status && strcmp(r.o.logdir, "none")) {
+    if (!status && r.log_enabled && r.rank == 0) {
         const int64_t first_step = brisk_trainer_steps_done(r.t);
         if (train_tb_open(&r.tb, r.o.logdir, first_step, ring_bytes_for(r.t)) < 0) {
             status = fail("cannot open the TensorBoard logs");

@@ -134,12 +134,12 @@ static void confusion_image(train_tb *tb, int64_t epoch, const int32_t *pred,
     free(img);
 }
 
-void train_tb_inspect(train_tb *tb, int64_t epoch, brisk_trainer *t, const double *act_mean,
-                      const double *act_std, const brisk_dataset *ds, const int32_t *pred,
-                      const int32_t *idx, int64_t n)
+void train_tb_inspect(train_tb *tb, int64_t epoch, brisk_trainer *t, const float *grads,
+                      const double *act_mean, const double *act_std, const brisk_dataset *ds,
+                      const int32_t *pred, const int32_t *idx, int64_t n)
 {
     const brisk_model *m = brisk_trainer_model(t);
-    const float *params = brisk_trainer_params(t), *grads = brisk_trainer_grads(t);
+    const float *params = brisk_trainer_params(t);
     char tag[96];
     for (int k = 0; k < brisk_model_num_tensors(m); k++) {
         const brisk_tensor_view *v = brisk_model_tensor(m, k);

@@ -35,12 +35,12 @@ void train_tb_step(train_tb *tb, int64_t step, const brisk_step_stats *st, doubl
 /* epoch_loss and epoch_accuracy of one run at the epoch. */
 void train_tb_epoch(train_tb *tb, int run, int64_t epoch, const brisk_metrics *m);
 
-/* Histograms of every tensor's weights and gradients, activation statistics, the first
- * layer's weights as tiles (when ds holds images) and, when pred is not NULL, the confusion
- * matrix of pred[i] against ds's label of sample idx[i] (n samples). */
-void train_tb_inspect(train_tb *tb, int64_t epoch, brisk_trainer *t, const double *act_mean,
-                      const double *act_std, const brisk_dataset *ds, const int32_t *pred,
-                      const int32_t *idx, int64_t n);
+/* Histograms of every tensor's weights and of the gradient slab `grads`, activation
+ * statistics, the first layer's weights as tiles (when ds holds images) and, when pred is not
+ * NULL, the confusion matrix of pred[i] against ds's label of sample idx[i] (n samples). */
+void train_tb_inspect(train_tb *tb, int64_t epoch, brisk_trainer *t, const float *grads,
+                      const double *act_mean, const double *act_std, const brisk_dataset *ds,
+                      const int32_t *pred, const int32_t *idx, int64_t n);
 
 /* Flushes, then closes; returns the first write error (detail set) or BRISK_OK. */
 int train_tb_close(train_tb *tb);

@@ -37,3 +37,10 @@ if(BRISK_BUILD_TESTS)
 endif()
 
 find_library(BRISK_LIBM m)
+
+# Open MPI for several processes (optional): BRISK_MPI defaults to ON when it is found.
+find_package(MPI COMPONENTS C QUIET)
+option(BRISK_MPI "Build the MPI backend (needs libopenmpi-dev)" ${MPI_C_FOUND})
+if(BRISK_MPI AND NOT MPI_C_FOUND)
+  message(FATAL_ERROR "BRISK_MPI=ON but MPI was not found: install it with 'apt-get install libopenmpi-dev openmpi-bin'")
+endif()

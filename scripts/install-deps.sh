@@ -5,7 +5,8 @@ set -eu
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 PACKAGES="build-essential cmake pkg-config libopenblas-dev zlib1g-dev libprotobuf-c-dev
-protobuf-c-compiler libcjson-dev libcmocka-dev python3-numpy dataset-fashion-mnist"
+protobuf-c-compiler libcjson-dev libcmocka-dev python3-numpy libopenmpi-dev openmpi-bin
+dataset-fashion-mnist"
 missing=
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -6,3 +6,17 @@ foreach(case help bad-values missing-data wrong-width json text threads diverge 
                    ${CMAKE_CURRENT_SOURCE_DIR})
   set_tests_properties(cli_${case} PROPERTIES LABELS "app" TIMEOUT 180 SKIP_RETURN_CODE 77)
 endforeach()
+
+# Several processes on loopback (BRISK_MPI builds with mpirun available).
+if(BRISK_MPI AND MPIEXEC_EXECUTABLE)
+  foreach(case identical resume kill)
+    add_test(NAME mpi_${case}
+             COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/mpi_test.sh ${MPIEXEC_EXECUTABLE}
+                     $<TARGET_FILE:brisk-train> ${case})
+    # Open MPI leaves allocations of its dynamically loaded components behind at
+    # MPI_Finalize; LeakSanitizer cannot tell them from ours, so leak checks are off for
+    # these tests (the address and undefined-behaviour checks stay on).
+    set_tests_properties(mpi_${case} PROPERTIES LABELS "app;mpi" TIMEOUT 180 RUN_SERIAL TRUE
+                         ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
+  endforeach()
+endif()

@@ -3,6 +3,7 @@
 #include "brisk/blas.h"
 #include "brisk/error.h"
 #include "brisk/pool.h"
+#include "comm_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -19,15 +20,23 @@
  *   phase B: worker t writes grads and block_sq for its own blocks; reads all shard_grads.
  *   phase C: worker t reads all block_sq and shard_metrics, and writes params, opt_m and opt_v
  *            in its own blocks only.
- * The caller touches nothing while a job runs. */
+ * The caller touches nothing while a job runs.
+ *
+ * Several processes (P > 1, step_mp): rank r owns the blocks [rank_b[r], rank_b[r + 1]) and
+ * keeps m and v for them only (ZeRO-1). Global shard s belongs to rank s % P. The calling
+ * thread does all MPI between pool jobs: after phase A it exchanges every shard's slice with
+ * the slice's owner (alltoallv), after phase B the block sums of squares and the shard
+ * metrics (allgatherv), after phase C the updated parameter slices (allgatherv). Sums run in
+ * shard order and block order exactly as in one process, so the result does not depend on
+ * P or T. */
 struct brisk_trainer {
     brisk_trainer_config cfg;
     brisk_model *model;
     brisk_pool *pool;
     int T;
     float *params;            /* (P) the one copy of the parameters */
-    float *grads;             /* (P) reduced gradient of the batch mean */
-    float *opt_m, *opt_v;     /* (P) Adam moments, or SGD momentum in opt_m */
+    float *grads;             /* (P) reduced gradient of the batch mean (P > 1: my slice) */
+    float *opt_m, *opt_v;     /* my slice [my_lo, my_hi) of Adam's moments (or SGD momentum) */
     float **shard_grads;      /* S_max slabs; shard_grads[0] == grads when S_max == 1 */
     brisk_metrics *shard_metrics; /* (S_max) */
     int max_shards;           /* S for a full batch */
@@ -36,6 +45,16 @@ struct brisk_trainer {
     brisk_workspace **ws;     /* (T) activations, one micro-shard per worker */
     uint8_t **labels;         /* (T, micro_batch) labels of the shard in flight */
     int64_t steps_done;
+    /* Processes. */
+    brisk_comm *comm;
+    int P, rank;
+    size_t *rank_b;           /* (P + 1) block boundaries of the ranks' slices */
+    size_t *rank_lo, *rank_len; /* (P) each rank's slice in floats */
+    size_t my_lo, my_hi;
+    float **worker_grads;     /* P > 1: (T) one gradient slab per worker */
+    float *sendbuf;           /* P > 1: (ceil(S_max / P), len) shard slices by destination */
+    float *recvbuf;           /* P > 1: (S_max, my slice) every shard's slice of my blocks */
+    brisk_metrics *local_metrics;  /* P > 1: (ceil(S_max / P)) my shards' metrics */
 };
 
 /* Arguments of one step or evaluation job. */
@@ -50,7 +69,16 @@ typedef struct job {
     brisk_metrics *chunk_metrics; /* (chunks) for an evaluation */
     int finite;               /* step: set by thread 0 in phase C */
     double grad_norm;         /* step: set by thread 0 in phase C */
+    /* Several processes: this rank's chunks are rank + k P for k < n_local. */
+    int n_local;
+    float scale;              /* phase C: the clipping factor */
 } job;
+
+/* Chunks (or shards) of a job of `chunks` that rank r takes: r, r + P, r + 2 P, ... */
+static int n_local(int chunks, int P, int r)
+{
+    return chunks > r ? (chunks - r + P - 1) / P : 0;
+}
 
 int brisk_trainer_num_shards(const brisk_trainer *t, int n)
 {
@@ -78,23 +106,61 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     const size_t len = brisk_model_slab_len(t->model);
     t->max_shards = brisk_trainer_num_shards(t, cfg->batch);
     t->n_blocks = (len + BLOCK - 1) / BLOCK;
+    t->comm = cfg->comm;
+    t->P = brisk_comm_size(cfg->comm);
+    t->rank = brisk_comm_rank(cfg->comm);
+    t->rank_b = calloc((size_t)t->P + 1, sizeof *t->rank_b);
+    t->rank_lo = calloc((size_t)t->P, sizeof *t->rank_lo);
+    t->rank_len = calloc((size_t)t->P, sizeof *t->rank_len);
+    if (!t->rank_b || !t->rank_lo || !t->rank_len)
+        goto fail_nomem;
+    for (int r = 0; r <= t->P; r++)
+        t->rank_b[r] = t->n_blocks * (size_t)r / (size_t)t->P;
+    for (int r = 0; r < t->P; r++) {
+        const size_t lo = t->rank_b[r] * BLOCK, hi = t->rank_b[r + 1] * BLOCK;
+        t->rank_lo[r] = lo < len ? lo : len;
+        t->rank_len[r] = (hi < len ? hi : len) - t->rank_lo[r];
+    }
+    t->my_lo = t->rank_lo[t->rank];
+    t->my_hi = t->my_lo + t->rank_len[t->rank];
     t->params = brisk_slab_alloc(t->model);
     t->grads = brisk_slab_alloc(t->model);
-    t->opt_m = brisk_slab_alloc(t->model);
-    t->opt_v = brisk_slab_alloc(t->model);
-    t->shard_grads = calloc((size_t)t->max_shards, sizeof *t->shard_grads);
     t->shard_metrics = calloc((size_t)t->max_shards, sizeof *t->shard_metrics);
     t->block_sq = calloc(t->n_blocks ? t->n_blocks : 1, sizeof *t->block_sq);
     t->ws = calloc((size_t)t->T, sizeof *t->ws);
     t->labels = calloc((size_t)t->T, sizeof *t->labels);
-    if (!t->params || !t->grads || !t->opt_m || !t->opt_v || !t->shard_grads ||
-        !t->shard_metrics || !t->block_sq || !t->ws || !t->labels)
+    if (!t->params || !t->grads || !t->shard_metrics || !t->block_sq || !t->ws || !t->labels)
         goto fail_nomem;
-    if (t->max_shards == 1) {
-        t->shard_grads[0] = t->grads;
+    if (t->P == 1) {
+        t->opt_m = brisk_slab_alloc(t->model);
+        t->opt_v = brisk_slab_alloc(t->model);
+        t->shard_grads = calloc((size_t)t->max_shards, sizeof *t->shard_grads);
+        if (!t->opt_m || !t->opt_v || !t->shard_grads)
+            goto fail_nomem;
+        if (t->max_shards == 1) {
+            t->shard_grads[0] = t->grads;
+        } else {
+            for (int s = 0; s < t->max_shards; s++)
+                if (!(t->shard_grads[s] = brisk_slab_alloc(t->model)))
+                    goto fail_nomem;
+        }
     } else {
-        for (int s = 0; s < t->max_shards; s++)
-            if (!(t->shard_grads[s] = brisk_slab_alloc(t->model)))
+        /* m and v for my slice only; one gradient slab per worker; exchange buffers. */
+        const size_t my_len = t->my_hi - t->my_lo, max_local = (size_t)n_local(t->max_shards, t->P, 0);
+        const size_t bytes = (my_len * sizeof(float) + 63) / 64 * 64 + 64;
+        t->opt_m = aligned_alloc(64, bytes);
+        t->opt_v = aligned_alloc(64, bytes);
+        t->worker_grads = calloc((size_t)t->T, sizeof *t->worker_grads);
+        t->sendbuf = malloc((max_local ? max_local : 1) * len * sizeof(float));
+        t->recvbuf = malloc(((size_t)t->max_shards * my_len + 1) * sizeof(float));
+        t->local_metrics = calloc(max_local ? max_local : 1, sizeof *t->local_metrics);
+        if (!t->opt_m || !t->opt_v || !t->worker_grads || !t->sendbuf || !t->recvbuf ||
+            !t->local_metrics)
+            goto fail_nomem;
+        memset(t->opt_m, 0, my_len * sizeof(float));
+        memset(t->opt_v, 0, my_len * sizeof(float));
+        for (int w = 0; w < t->T; w++)
+            if (!(t->worker_grads[w] = brisk_slab_alloc(t->model)))
                 goto fail_nomem;
     }
     for (int w = 0; w < t->T; w++) {
@@ -126,8 +192,22 @@ void brisk_trainer_destroy(brisk_trainer *t)
     free(t->shard_metrics);
     brisk_slab_free(t->params);
     brisk_slab_free(t->grads);
-    brisk_slab_free(t->opt_m);
-    brisk_slab_free(t->opt_v);
+    if (t->P > 1) {
+        free(t->opt_m);
+        free(t->opt_v);
+    } else {
+        brisk_slab_free(t->opt_m);
+        brisk_slab_free(t->opt_v);
+    }
+    for (int w = 0; t->worker_grads && w < t->T; w++)
+        brisk_slab_free(t->worker_grads[w]);
+    free(t->worker_grads);
+    free(t->sendbuf);
+    free(t->recvbuf);
+    free(t->local_metrics);
+    free(t->rank_b);
+    free(t->rank_lo);
+    free(t->rank_len);
     free(t->block_sq);
     for (int w = 0; t->ws && w < t->T; w++)
         brisk_workspace_destroy(t->ws[w]);
@@ -155,11 +235,12 @@ static int chunk_forward(const job *j, int w, int c, float grad_scale, brisk_met
     return rows;
 }
 
-/* This worker's blocks [*b0, *b1): an even split of the blocks over T. */
+/* This worker's blocks [*b0, *b1): an even split of this rank's blocks over T. */
 static void my_blocks(const brisk_trainer *tr, int w, int T, size_t *b0, size_t *b1)
 {
-    *b0 = tr->n_blocks * (size_t)w / (size_t)T;
-    *b1 = tr->n_blocks * (size_t)(w + 1) / (size_t)T;
+    const size_t rb0 = tr->rank_b[tr->rank], nb = tr->rank_b[tr->rank + 1] - rb0;
+    *b0 = rb0 + nb * (size_t)w / (size_t)T;
+    *b1 = rb0 + nb * (size_t)(w + 1) / (size_t)T;
 }
 
 static void step_job(void *arg, int w, int T)
@@ -217,10 +298,15 @@ static void step_job(void *arg, int w, int T)
                        tr->opt_m, tr->opt_v, lo, hi);
 }
 
+static int step_mp(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
+                   float mean, float std, brisk_step_stats *out);
+
 int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
                        float mean, float std, brisk_step_stats *out)
 {
     BRISK_ASSERT(n >= 1 && n <= t->cfg.batch);
+    if (t->P > 1)
+        return step_mp(t, ds, idx, n, mean, std, out);
     job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = brisk_trainer_num_shards(t, n),
              .mean = mean, .std = std, .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done)};
     const int blas_threads = brisk_blas_set_threads(1);
@@ -263,12 +349,17 @@ static void eval_job(void *arg, int w, int T)
         chunk_forward(j, w, c, 0.0f, &j->chunk_metrics[c]);
 }
 
+static int evaluate_mp(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
+                       int64_t n, float mean, float std, brisk_metrics *out);
+
 int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
                            int64_t n, float mean, float std, brisk_metrics *out)
 {
     memset(out, 0, sizeof *out);
     if (n <= 0)
         return BRISK_OK;
+    if (t->P > 1)
+        return evaluate_mp(t, ds, idx, n, mean, std, out);
     const int64_t chunks = (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch;
     job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = (int)chunks, .mean = mean,
              .std = std};
@@ -386,6 +477,216 @@ int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32
     free(ij.base.chunk_metrics);
     free(ij.sums);
     return BRISK_OK;
+}
+
+/* ---- Several processes ---------------------------------------------------------------- */
+
+/* Phase A: my shards' gradients, each packed at once into the send buffer by destination:
+ * for rank q, [my shard k][q's slice]. */
+static void mp_phase_a(void *arg, int w, int T)
+{
+    job *j = arg;
+    brisk_trainer *tr = j->tr;
+    float *g = tr->worker_grads[w];
+    for (int k = w; k < j->n_local; k += T) {
+        const int s = tr->rank + k * tr->P;
+        const int rows = chunk_forward(j, w, s, 1.0f / (float)j->n, &tr->local_metrics[k]);
+        brisk_model_backward(tr->model, tr->params, tr->ws[w], rows, g);
+        for (int q = 0; q < tr->P; q++)
+            memcpy(tr->sendbuf + (size_t)j->n_local * tr->rank_lo[q] + (size_t)k * tr->rank_len[q],
+                   g + tr->rank_lo[q], tr->rank_len[q] * sizeof *g);
+    }
+}
+
+/* Where shard s's slice of my blocks arrived: from rank s % P, its local shard s / P. */
+static const float *mp_shard_slice(const brisk_trainer *tr, int S, int s)
+{
+    const int r = s % tr->P, k = s / tr->P;
+    size_t before = 0;
+    for (int q = 0; q < r; q++)
+        before += (size_t)n_local(S, tr->P, q);
+    return tr->recvbuf + (before + (size_t)k) * (tr->my_hi - tr->my_lo);
+}
+
+/* Phase B: sum the S slices of my blocks in shard order, and each block's sum of squares. */
+static void mp_phase_b(void *arg, int w, int T)
+{
+    job *j = arg;
+    brisk_trainer *tr = j->tr;
+    const size_t len = brisk_model_slab_len(tr->model);
+    size_t b0, b1;
+    my_blocks(tr, w, T, &b0, &b1);
+    float *g = tr->grads;
+    for (size_t b = b0; b < b1; b++) {
+        const size_t blo = b * BLOCK, bhi = blo + BLOCK < len ? blo + BLOCK : len;
+        const size_t off = blo - tr->my_lo;
+        memcpy(g + blo, mp_shard_slice(tr, j->chunks, 0) + off, (bhi - blo) * sizeof *g);
+        for (int s = 1; s < j->chunks; s++) {
+            const float *src = mp_shard_slice(tr, j->chunks, s) + off;
+            for (size_t i = 0; i < bhi - blo; i++)
+                g[blo + i] += src[i];
+        }
+        tr->block_sq[b] = brisk_sum_squares(g, blo, bhi);
+    }
+}
+
+/* Phase C: the update of my blocks of parameters, m and v. */
+static void mp_phase_c(void *arg, int w, int T)
+{
+    job *j = arg;
+    brisk_trainer *tr = j->tr;
+    const size_t len = brisk_model_slab_len(tr->model);
+    size_t b0, b1;
+    my_blocks(tr, w, T, &b0, &b1);
+    const size_t lo = b0 * BLOCK, hi = b1 * BLOCK < len ? b1 * BLOCK : len;
+    if (lo >= hi)
+        return;
+    brisk_optim_update(&tr->cfg.optim, tr->steps_done + 1, j->lr, j->scale, tr->params + lo,
+                       tr->grads + lo, tr->opt_m + (lo - tr->my_lo), tr->opt_v + (lo - tr->my_lo),
+                       0, hi - lo);
+}
+
+/* Gathers per-rank metrics (rank r's n_local(chunks) entries, in its local order) into the
+ * global chunk order. */
+static void mp_gather_metrics(brisk_trainer *t, int chunks, const brisk_metrics *mine,
+                              brisk_metrics *out)
+{
+    size_t *counts = malloc(2 * (size_t)t->P * sizeof *counts);
+    brisk_metrics *seg = malloc(((size_t)chunks + 1) * sizeof *seg);
+    BRISK_ASSERT(counts && seg);
+    size_t *displs = counts + t->P, at = 0;
+    for (int r = 0; r < t->P; r++) {
+        counts[r] = (size_t)n_local(chunks, t->P, r) * sizeof *seg;
+        displs[r] = at;
+        at += counts[r];
+    }
+    memcpy((char *)seg + displs[t->rank], mine, counts[t->rank]);
+    brisk__comm_allgatherv_bytes(t->comm, seg, counts, displs);
+    for (int c = 0; c < chunks; c++)
+        out[c] = seg[displs[c % t->P] / sizeof *seg + (size_t)(c / t->P)];
+    free(seg);
+    free(counts);
+}
+
+static int step_mp(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
+                   float mean, float std, brisk_step_stats *out)
+{
+    const int S = brisk_trainer_num_shards(t, n), P = t->P;
+    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = S, .mean = mean, .std = std,
+             .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done),
+             .n_local = n_local(S, P, t->rank)};
+    const int blas_threads = brisk_blas_set_threads(1);
+    brisk_pool_run(t->pool, mp_phase_a, &j);
+
+    /* Every shard's slice to the slice's owner. */
+    size_t *v = malloc(4 * (size_t)P * sizeof *v);
+    BRISK_ASSERT(v);
+    size_t *sc = v, *sd = v + P, *rc = v + 2 * P, *rd = v + 3 * P, before = 0;
+    const size_t my_len = t->my_hi - t->my_lo;
+    for (int q = 0; q < P; q++) {
+        sc[q] = (size_t)j.n_local * t->rank_len[q];
+        sd[q] = (size_t)j.n_local * t->rank_lo[q];
+        rc[q] = (size_t)n_local(S, P, q) * my_len;
+        rd[q] = before * my_len;
+        before += (size_t)n_local(S, P, q);
+    }
+    brisk__comm_alltoallv(t->comm, t->sendbuf, sc, sd, t->recvbuf, rc, rd);
+    brisk_pool_run(t->pool, mp_phase_b, &j);
+
+    /* Everyone gets every block's sum of squares and every shard's metrics. */
+    for (int q = 0; q < P; q++) {
+        sc[q] = t->rank_b[q + 1] - t->rank_b[q];
+        sd[q] = t->rank_b[q];
+    }
+    brisk__comm_allgatherv_double(t->comm, t->block_sq, sc, sd);
+    free(v);
+    mp_gather_metrics(t, S, t->local_metrics, t->shard_metrics);
+    double sq = 0.0;
+    for (size_t b = 0; b < t->n_blocks; b++)
+        sq += t->block_sq[b];
+    memset(out, 0, sizeof *out);
+    for (int s = 0; s < S; s++)
+        brisk_metrics_add(&out->metrics, &t->shard_metrics[s]);
+    const double norm = sqrt(sq);
+    out->grad_norm = norm;
+    out->lr = j.lr;
+    if (!isfinite(norm) || !isfinite(out->metrics.loss_sum)) {
+        brisk_blas_set_threads(blas_threads);
+        return brisk_error_set(BRISK_ENONFINITE,
+                               "step %lld: the %s is not finite (loss %s)",
+                               (long long)t->steps_done + 1,
+                               isfinite(out->metrics.loss_sum) ? "gradient" : "loss",
+                               isnan(out->metrics.loss_sum)   ? "NaN"
+                               : isinf(out->metrics.loss_sum) ? "infinite"
+                                                              : "finite");
+    }
+    j.scale = brisk_clip_scale(norm, t->cfg.clip_norm);
+    brisk_pool_run(t->pool, mp_phase_c, &j);
+    brisk_blas_set_threads(blas_threads);
+    brisk__comm_allgatherv_float(t->comm, t->params, t->rank_len, t->rank_lo);
+    t->steps_done++;
+    return BRISK_OK;
+}
+
+static void mp_eval_job(void *arg, int w, int T)
+{
+    job *j = arg;
+    /* Parallelize over this rank's chunks (rank + k P), dealt round-robin. */
+    for (int k = w; k < j->n_local; k += T)
+        chunk_forward(j, w, j->tr->rank + k * j->tr->P, 0.0f, &j->chunk_metrics[k]);
+}
+
+static int evaluate_mp(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
+                       int64_t n, float mean, float std, brisk_metrics *out)
+{
+    const int64_t chunks = (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch;
+    BRISK_ASSERT(chunks <= INT32_MAX);
+    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = (int)chunks, .mean = mean,
+             .std = std, .n_local = n_local((int)chunks, t->P, t->rank)};
+    brisk_metrics *all = malloc((size_t)chunks * sizeof *all);
+    j.chunk_metrics = malloc(((size_t)j.n_local + 1) * sizeof *j.chunk_metrics);
+    if (!all || !j.chunk_metrics) {
+        free(all);
+        free(j.chunk_metrics);
+        return brisk_error_set(BRISK_ENOMEM, "evaluate: out of memory for %lld chunks",
+                               (long long)chunks);
+    }
+    const int blas_threads = brisk_blas_set_threads(1);
+    brisk_pool_run(t->pool, mp_eval_job, &j);
+    brisk_blas_set_threads(blas_threads);
+    mp_gather_metrics(t, (int)chunks, j.chunk_metrics, all);
+    for (int64_t c = 0; c < chunks; c++) /* chunk order, as in one process */
+        brisk_metrics_add(out, &all[c]);
+    free(all);
+    free(j.chunk_metrics);
+    return BRISK_OK;
+}
+
+void brisk_trainer_slice(const brisk_trainer *t, size_t *lo, size_t *hi)
+{
+    *lo = t->my_lo;
+    *hi = t->my_hi;
+}
+
+void brisk_trainer_load_state(brisk_trainer *t, const float *params, const float *opt_m,
+                              const float *opt_v, int64_t steps)
+{
+    BRISK_ASSERT(steps >= 0);
+    const size_t len = brisk_model_slab_len(t->model), my_len = t->my_hi - t->my_lo;
+    memcpy(t->params, params, len * sizeof *params);
+    memcpy(t->opt_m, opt_m + t->my_lo, my_len * sizeof *opt_m);
+    memcpy(t->opt_v, opt_v + t->my_lo, my_len * sizeof *opt_v);
+    t->steps_done = steps;
+}
+
+void brisk_trainer_gather(brisk_trainer *t, int what, float *grads, float *opt_m, float *opt_v)
+{
+    if (what & BRISK_GATHER_GRADS)
+        brisk__comm_gatherv_float(t->comm, t->grads + t->my_lo, grads, t->rank_len, t->rank_lo);
+    if (what & BRISK_GATHER_MOMENTS) {
+        brisk__comm_gatherv_float(t->comm, t->opt_m, opt_m, t->rank_len, t->rank_lo);
+        brisk__comm_gatherv_float(t->comm, t->opt_v, opt_v, t->rank_len, t->rank_lo);
+    }
 }
 
 void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps)

@@ -12,6 +12,7 @@
 #ifndef BRISK_TRAINER_H
 #define BRISK_TRAINER_H
 
+#include "brisk/comm.h"
 #include "brisk/data.h"
 #include "brisk/model.h"
 #include "brisk/optim.h"
@@ -30,6 +31,7 @@ typedef struct brisk_trainer_config {
     int micro_batch;  /* micro-shard size; <= 0 means min(B, BRISK_DEFAULT_MICRO_BATCH) */
     int threads;      /* T worker threads; <= 0 means brisk_cpu_count() */
     uint64_t seed;    /* parameter init */
+    brisk_comm *comm; /* the job's processes (not owned); NULL: this process alone */
 } brisk_trainer_config;
 
 /* What one step did. */
@@ -69,15 +71,35 @@ int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32
                           int64_t n, float mean, float std, brisk_metrics *metrics,
                           int32_t *pred, double *act_mean, double *act_std);
 
-/* Sets the optimizer step count (the schedule position and Adam's bias correction), to resume
- * from a checkpoint together with the parameter and optimizer slabs. */
+/* Sets the optimizer step count (the schedule position and Adam's bias correction). */
 void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps);
+
+/* Resumes from full slabs (every rank passes the same, e.g. read from one checkpoint): copies
+ * the parameters, keeps this rank's slice of m and v, sets the step count. */
+void brisk_trainer_load_state(brisk_trainer *t, const float *params, const float *opt_m,
+                              const float *opt_v, int64_t steps);
+
+/* What brisk_trainer_gather collects. */
+enum { BRISK_GATHER_GRADS = 1, BRISK_GATHER_MOMENTS = 2 };
+
+/* Collective (every rank calls it with the same `what`): gathers the last step's reduced
+ * gradient (BRISK_GATHER_GRADS) and/or the optimizer moments (BRISK_GATHER_MOMENTS) into full
+ * slabs on rank 0; the other ranks' pointers are not used and may be NULL. In a single
+ * process it copies. */
+void brisk_trainer_gather(brisk_trainer *t, int what, float *grads, float *opt_m, float *opt_v);
+
+/* This process's slice [*lo, *hi) of the flat parameter vector: the part of the gradient it
+ * reduces and of the optimizer state it keeps (the whole slab in a single process). */
+void brisk_trainer_slice(const brisk_trainer *t, size_t *lo, size_t *hi);
 
 const brisk_model *brisk_trainer_model(const brisk_trainer *t);
 float *brisk_trainer_params(brisk_trainer *t);       /* slab; owned by the trainer */
-float *brisk_trainer_opt_m(brisk_trainer *t);        /* slab; owned by the trainer */
-float *brisk_trainer_opt_v(brisk_trainer *t);        /* slab; owned by the trainer */
-/* The reduced gradient of the batch mean from the last step (slab; owned by the trainer). */
+/* The optimizer moments of this process's slice (brisk_trainer_slice): the whole slab in a
+ * single process; owned by the trainer. */
+float *brisk_trainer_opt_m(brisk_trainer *t);
+float *brisk_trainer_opt_v(brisk_trainer *t);
+/* The reduced gradient of the batch mean from the last step (slab; owned by the trainer; with
+ * several processes only this process's slice is filled). */
 const float *brisk_trainer_grads(const brisk_trainer *t);
 int64_t brisk_trainer_steps_done(const brisk_trainer *t);
 int brisk_trainer_num_shards(const brisk_trainer *t, int n); /* S for a batch of n */

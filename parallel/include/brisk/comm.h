@@ -1,0 +1,38 @@
+/* brisk/comm.h: the processes of one training job.
+ *
+ * Started by `mpirun -np P` (and built with MPI, BRISK_MPI), a program joins the MPI job: P
+ * processes, rank 0 to P - 1, each with its own worker threads. Started any other way it is a
+ * job of one. The trainer (brisk/trainer.h) takes the communicator and spreads micro-shards,
+ * the reduction and the optimizer state over the processes; results stay bitwise identical
+ * for every P x T at a fixed batch and micro-batch.
+ *
+ * MPI is only called from the thread that called brisk_comm_init (MPI_THREAD_FUNNELED).
+ */
+#ifndef BRISK_COMM_H
+#define BRISK_COMM_H
+
+typedef struct brisk_comm brisk_comm;
+
+/* Joins the MPI job when launched by mpirun and built with MPI, else makes a job of one.
+ * Returns BRISK_OK with *out (brisk_comm_finalize), or BRISK_EINVAL / BRISK_ENOMEM. */
+int brisk_comm_init(int *argc, char ***argv, brisk_comm **out);
+
+/* Leaves the job (MPI_Finalize) and frees; NULL is fine. Every rank must call it. */
+void brisk_comm_finalize(brisk_comm *c);
+
+int brisk_comm_rank(const brisk_comm *c); /* 0 for a job of one (and for NULL) */
+int brisk_comm_size(const brisk_comm *c); /* 1 for a job of one (and for NULL) */
+
+/* 1 if brisk_comm was built with MPI support. */
+int brisk_comm_have_mpi(void);
+
+/* Collective: 1 if any rank passes a nonzero flag (e.g. a Ctrl-C seen by one rank). */
+int brisk_comm_any(brisk_comm *c, int flag);
+
+/* Collective: the maximum of v over the ranks (e.g. an error status). */
+int brisk_comm_max(brisk_comm *c, int v);
+
+/* Ends every process of the job at once (MPI_Abort), or exit(code) for a job of one. */
+void brisk_comm_abort(brisk_comm *c, int code) __attribute__((noreturn));
+
+#endif
