@@ -61,6 +61,7 @@ static void usage(FILE *f)
     const options *d = &defaults;
     fprintf(f,
 "Usage: brisk-train [OPTION]...\n"
+"       mpirun -np P brisk-train [OPTION]...   (P processes; rank 0 prints, logs, saves)\n"
 "Train a multilayer perceptron with Brisk on every core, print train, validation and test\n"
 "metrics, log them to TensorBoard and save checkpoints.\n"
 "\n"
@@ -92,7 +93,8 @@ static void usage(FILE *f)
 "  --micro-batch M       samples per micro-shard; a batch of B is cut into ceil(B / M)\n"
 "                        shards (default %d, or B if smaller); results depend on B and M,\n"
 "                        never on --threads\n"
-"  --threads T           worker threads (default: the CPUs this process may use, here %d)\n"
+"  --threads T           worker threads (default: the CPUs this process may use, here %d,\n"
+"                        divided by the processes mpirun started on this machine)\n"
 "  --seed S              seed for init, split and shuffling (default %llu)\n"
 "Data:\n"
 "  --data DIR|synthetic  a directory with train-/t10k-{images-idx3,labels-idx1}-ubyte[.gz]\n"
@@ -827,6 +829,11 @@ static int setup(run *r)
     r->steps_per_epoch = (r->n_train + o->batch - 1) / o->batch;
     brisk_trainer_config cfg = make_config(o, &r->train, r->steps_per_epoch);
     cfg.comm = r->comm;
+    /* Processes on one machine share its cores: by default each takes its part. */
+    if (cfg.threads <= 0 && brisk_comm_local_size(r->comm) > 1) {
+        cfg.threads = brisk_cpu_count() / brisk_comm_local_size(r->comm);
+        cfg.threads = cfg.threads > 0 ? cfg.threads : 1;
+    }
     if (brisk_trainer_create(&cfg, &r->t) < 0)
         return fail(NULL);
     if (r->nproc > 1 && r->rank == 0) {

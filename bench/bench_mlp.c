@@ -5,6 +5,7 @@
  * that ran. bench/compare_mlp.py runs it side by side with PyTorch.
  */
 #include "brisk/blas.h"
+#include "brisk/comm.h"
 #include "brisk/data.h"
 #include "brisk/error.h"
 #include "brisk/trainer.h"
@@ -21,18 +22,33 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static int run(int argc, char **argv, brisk_comm *comm);
+
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: bench_mlp [--model WIDTHS] [--batch B] [--threads T] [--micro-batch M] "
                "[--steps N] [--warmup N] [--json]\n"
                "Defaults: --model 784-256-128-10 --batch 128 --threads 1 --steps 300 --warmup 30;\n"
-               "--micro-batch defaults to min(%d, ceil(B / T)) so that every thread has a shard.\n",
+               "--micro-batch defaults to min(%d, ceil(B / (P T))) so that every thread has a shard (P: processes under mpirun).\n",
             BRISK_DEFAULT_MICRO_BATCH);
 }
 
 int main(int argc, char **argv)
 {
     brisk_blas_ensure_best_kernel(argv);
+    /* Under mpirun: P processes share each batch (rank 0 reports). */
+    brisk_comm *comm;
+    if (brisk_comm_init(&argc, &argv, &comm) < 0) {
+        fprintf(stderr, "bench_mlp: %s\n", brisk_error_detail());
+        return 1;
+    }
+    const int status = run(argc, argv, comm);
+    brisk_comm_finalize(comm);
+    return status;
+}
+
+static int run(int argc, char **argv, brisk_comm *comm)
+{
     const char *model = "784-256-128-10";
     int batch = 128, micro = 0, threads = 1, steps = 300, warmup = 30, json = 0;
     for (int i = 1; i < argc; i++) {
@@ -67,7 +83,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (micro == 0) {
-        micro = (batch + threads - 1) / threads;
+        const int workers = threads * brisk_comm_size(comm);
+        micro = (batch + workers - 1) / workers;
         if (micro > BRISK_DEFAULT_MICRO_BATCH)
             micro = BRISK_DEFAULT_MICRO_BATCH;
     }
@@ -86,6 +103,7 @@ int main(int argc, char **argv)
     cfg.micro_batch = micro;
     cfg.threads = threads;
     cfg.seed = 1;
+    cfg.comm = comm;
     brisk_dataset ds;
     brisk_trainer *t = NULL;
     const int64_t n = 16 * (int64_t)batch;
@@ -112,13 +130,17 @@ int main(int argc, char **argv)
         }
     }
     const double sps = (double)steps * batch / (now_seconds() - t0);
-    if (json)
+    const int P = brisk_comm_size(comm);
+    if (brisk_comm_rank(comm) != 0) {
+        /* rank 0 reports */
+    } else if (json)
         printf("{\"impl\": \"brisk\", \"model\": \"%s\", \"batch\": %d, \"micro_batch\": %d, "
-               "\"threads\": %d, \"kernel\": \"%s\", \"samples_per_second\": %.1f}\n",
-               model, batch, micro, threads, brisk_blas_kernel(), sps);
+               "\"processes\": %d, \"threads\": %d, \"kernel\": \"%s\", "
+               "\"samples_per_second\": %.1f}\n",
+               model, batch, micro, P, threads, brisk_blas_kernel(), sps);
     else
-        printf("brisk %s batch %d micro-batch %d: %.0f samples/s (%d threads, OpenBLAS kernel "
-               "%s)\n", model, batch, micro, sps, threads, brisk_blas_kernel());
+        printf("brisk %s batch %d micro-batch %d: %.0f samples/s (%d processes x %d threads, "
+               "OpenBLAS kernel %s)\n", model, batch, micro, sps, P, threads, brisk_blas_kernel());
     free(idx);
     brisk_trainer_destroy(t);
     brisk_dataset_free(&ds);

@@ -12,7 +12,8 @@
 
 struct brisk_comm {
     int rank, size;
-    int mpi; /* this process called MPI_Init */
+    int local_size; /* processes of the job on this machine */
+    int mpi;        /* this process called MPI_Init */
 };
 
 int brisk_comm_have_mpi(void)
@@ -39,6 +40,7 @@ int brisk_comm_init(int *argc, char ***argv, brisk_comm **out)
     if (!c)
         return brisk_error_set(BRISK_ENOMEM, "comm: out of memory");
     c->size = 1;
+    c->local_size = 1;
 #ifdef BRISK_HAVE_MPI
     if (launched_by_mpirun()) {
         int provided = 0;
@@ -51,6 +53,10 @@ int brisk_comm_init(int *argc, char ***argv, brisk_comm **out)
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
         MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
         MPI_Comm_size(MPI_COMM_WORLD, &c->size);
+        MPI_Comm node;
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+        MPI_Comm_size(node, &c->local_size);
+        MPI_Comm_free(&node);
     }
 #else
     (void)argc;
@@ -80,6 +86,7 @@ void brisk_comm_finalize(brisk_comm *c)
 }
 
 int brisk_comm_rank(const brisk_comm *c) { return c ? c->rank : 0; }
+int brisk_comm_local_size(const brisk_comm *c) { return c ? c->local_size : 1; }
 int brisk_comm_size(const brisk_comm *c) { return c ? c->size : 1; }
 
 int brisk_comm_max(brisk_comm *c, int v)

@@ -22,6 +22,8 @@ void brisk_comm_finalize(brisk_comm *c);
 
 int brisk_comm_rank(const brisk_comm *c); /* 0 for a job of one (and for NULL) */
 int brisk_comm_size(const brisk_comm *c); /* 1 for a job of one (and for NULL) */
+/* Processes of the job on this machine (they share its cores). */
+int brisk_comm_local_size(const brisk_comm *c);
 
 /* 1 if brisk_comm was built with MPI support. */
 int brisk_comm_have_mpi(void);

@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""PyTorch DistributedDataParallel side of Brisk's multi-process benchmark.
+
+Starts P processes (torch.multiprocessing, gloo backend on loopback, one intra-op thread and
+OPENBLAS_NUM_THREADS=1 each), trains the same MLP as bench_mlp (ReLU, softmax cross-entropy,
+Adam lr 1e-3) on synthetic uint8 data, the global batch B split evenly over the ranks, and
+prints one JSON line with the global samples/s measured on rank 0 and the OpenBLAS kernel.
+The caller sets OPENBLAS_CORETYPE in the environment.
+
+Usage: torch_ddp.py --procs P [--model 784-1024-1024-10] [--batch 256] [--steps 40]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def worker(rank, a, port, out):
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    import torch
+    import torch.distributed as dist
+    import torch.nn as nn
+    from torch_mlp import openblas_corename
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=a.procs)
+    torch.manual_seed(a.seed)
+    widths = [int(w) for w in a.model.split("-")]
+    layers = []
+    for i in range(len(widths) - 1):
+        layers.append(nn.Linear(widths[i], widths[i + 1]))
+        if i + 2 < len(widths):
+            layers.append(nn.ReLU())
+    model = nn.parallel.DistributedDataParallel(nn.Sequential(*layers))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    local = a.batch // a.procs
+    n = 16 * a.batch
+    g = torch.Generator().manual_seed(a.seed)
+    x8 = torch.randint(0, 256, (n, widths[0]), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, widths[-1], (n,), generator=g)
+
+    def step(i):
+        lo = (i * a.batch + rank * local) % n
+        xb = x8[lo:lo + local].float().mul_(1.0 / 255.0)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), y[lo:lo + local])
+        loss.backward()
+        opt.step()
+        return loss
+
+    for i in range(a.warmup):
+        step(i)
+    dist.barrier()
+    t0 = time.perf_counter()
+    for i in range(a.steps):
+        loss = step(i)
+    float(loss)
+    dist.barrier()
+    dt = time.perf_counter() - t0
+    if rank == 0:
+        out.put({"impl": "torch-ddp", "model": a.model, "batch": a.batch, "processes": a.procs,
+                 "threads": 1, "kernel": openblas_corename(), "torch": torch.__version__,
+                 "samples_per_second": round(a.steps * a.batch / dt, 1)})
+    dist.destroy_process_group()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--procs", type=int, required=True)
+    ap.add_argument("--model", default="784-1024-1024-10")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--port", type=int, default=29517)
+    a = ap.parse_args()
+    if a.batch % a.procs:
+        sys.exit("torch_ddp.py: --batch must be a multiple of --procs")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = "1"
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch.multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    out = ctx.SimpleQueue()
+    procs = [ctx.Process(target=worker, args=(r, a, a.port, out)) for r in range(a.procs)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    if any(p.exitcode for p in procs):
+        sys.exit("torch_ddp.py: a rank failed")
+    print(json.dumps(out.get()))
+
+
+if __name__ == "__main__":
+    main()
