@@ -610,6 +610,44 @@ static void test_full_disk_is_reported_once(void **state)
     test_rmdir(dir);
 }
 
+/* The run's directory removed while logging: reported once, with the path; no crash. */
+static void test_vanished_directory(void **state)
+{
+    (void)state;
+    char *dir = test_mkdtemp();
+    char *logdir = path_join(dir, "exp");
+    brisk_logger *lg;
+    captured msgs = {.n = 0};
+    assert_int_equal(brisk_logger_create(&(brisk_logger_config){.logdir = logdir,
+                                                                 .message = capture,
+                                                                 .message_user = &msgs},
+                                         &lg),
+                     BRISK_OK);
+    int run;
+    assert_int_equal(brisk_logger_add_run(lg, "train", 0, &run), BRISK_OK);
+    brisk_log_producer *p;
+    assert_int_equal(brisk_logger_producer(lg, &p), BRISK_OK);
+    char *path = strdup(brisk_logger_run_path(lg, run));
+    assert_int_equal(unlink(path), 0);
+    char *train = path_join(logdir, "train");
+    assert_int_equal(rmdir(train), 0);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(brisk_log_scalar(p, run, "loss", i, 1.0), BRISK_OK);
+    assert_int_equal(brisk_logger_flush(lg), BRISK_EIO);
+    assert_non_null(strstr(brisk_error_detail(), path));
+    for (int i = 100; i < 200; i++)
+        assert_int_equal(brisk_log_scalar(p, run, "loss", i, 1.0), BRISK_OK);
+    assert_int_equal(brisk_logger_close(lg), BRISK_EIO);
+    assert_int_equal(msgs.n, 1);
+    assert_non_null(strstr(msgs.lines[0], "removed"));
+    assert_non_null(strstr(msgs.lines[0], path));
+    brisk_logger_destroy(lg);
+    free(path);
+    free(train);
+    free(logdir);
+    test_rmdir(dir);
+}
+
 /* SIGKILL mid-stream: every complete record before the kill reads back; a new writer starts a
  * new file with a START event. */
 static void test_sigkill_mid_stream(void **state)
@@ -778,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_drops_are_counted_and_reported),
         cmocka_unit_test(test_bad_directory_is_a_clear_error),
         cmocka_unit_test(test_full_disk_is_reported_once),
+        cmocka_unit_test(test_vanished_directory),
         cmocka_unit_test(test_sigkill_mid_stream),
         cmocka_unit_test(test_signal_handler_drains),
     };

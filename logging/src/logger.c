@@ -148,25 +148,40 @@ static int make_dirs(const char *path)
     return BRISK_OK;
 }
 
-/* Writes a run's buffered records. On the first failure the run is marked failed, reported
- * once, and everything for it is discarded from then on, so producers never stall. */
+/* Marks a run failed: reported once (with the path and errno), counted, remembered for
+ * close(); everything for the run is discarded from then on, so producers never stall. */
+static void run_fail(brisk_logger *lg, int idx, int err, const char *what)
+{
+    log_run *run = &lg->runs[idx];
+    if (run->failed)
+        return;
+    run->failed = err;
+    atomic_fetch_add_explicit(&lg->st_write_errors, 1, memory_order_relaxed);
+    log_message(lg, "%s %s: %s; later records for this run are discarded", what, run->path,
+                strerror(err));
+    if (lg->first_error_run < 0) {
+        lg->first_error_run = idx;
+        lg->first_error_errno = err;
+    }
+}
+
+/* Writes a run's buffered records. */
 static void run_write_out(brisk_logger *lg, int idx)
 {
     log_run *run = &lg->runs[idx];
+    struct stat st;
+    /* A removed file (its directory deleted under us) still takes writes that no one will
+     * ever read: say so instead. */
+    if (!run->failed && run->buf.len > 0 && run->fd >= 0 && fstat(run->fd, &st) == 0 &&
+        st.st_nlink == 0)
+        run_fail(lg, idx, ENOENT, "event file removed (with its directory?):");
     size_t at = 0;
     while (!run->failed && at < run->buf.len && run->fd >= 0) {
         ssize_t w = write(run->fd, run->buf.p + at, run->buf.len - at);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
-            run->failed = w < 0 ? errno : EIO;
-            atomic_fetch_add_explicit(&lg->st_write_errors, 1, memory_order_relaxed);
-            log_message(lg, "cannot write %s: %s; later records for this run are discarded",
-                        run->path, strerror(run->failed));
-            if (lg->first_error_run < 0) {
-                lg->first_error_run = idx;
-                lg->first_error_errno = run->failed;
-            }
+            run_fail(lg, idx, w < 0 ? errno : EIO, "cannot write");
             break;
         }
         at += (size_t)w;
@@ -181,15 +196,8 @@ static void run_sync(brisk_logger *lg, int idx, int data_only)
     run_write_out(lg, idx);
     if (run->fd < 0 || run->failed)
         return;
-    if ((data_only ? fdatasync(run->fd) : fsync(run->fd)) != 0 && errno != EINVAL) {
-        run->failed = errno;
-        atomic_fetch_add_explicit(&lg->st_write_errors, 1, memory_order_relaxed);
-        log_message(lg, "cannot sync %s: %s", run->path, strerror(run->failed));
-        if (lg->first_error_run < 0) {
-            lg->first_error_run = idx;
-            lg->first_error_errno = run->failed;
-        }
-    }
+    if ((data_only ? fdatasync(run->fd) : fsync(run->fd)) != 0 && errno != EINVAL)
+        run_fail(lg, idx, errno, "cannot sync");
 }
 
 static int run_error(const brisk_logger *lg)
@@ -199,6 +207,7 @@ static int run_error(const brisk_logger *lg)
     return brisk_error_set(BRISK_EIO, "cannot write %s: %s", lg->runs[lg->first_error_run].path,
                            strerror(lg->first_error_errno));
 }
+
 
 static void append_record(brisk_logger *lg, int idx, const log_rec *rec, const char *tag,
                           const uint8_t *body, double wall)
@@ -328,14 +337,8 @@ static void finish_files(brisk_logger *lg)
         write_drops(lg, 0, lg->last_step, np);
     sync_all(lg, 0);
     for (int i = 0; i < nr; i++) {
-        if (lg->runs[i].fd >= 0 && close(lg->runs[i].fd) != 0 && !lg->runs[i].failed) {
-            lg->runs[i].failed = errno;
-            log_message(lg, "cannot close %s: %s", lg->runs[i].path, strerror(errno));
-            if (lg->first_error_run < 0) {
-                lg->first_error_run = i;
-                lg->first_error_errno = errno;
-            }
-        }
+        if (lg->runs[i].fd >= 0 && close(lg->runs[i].fd) != 0)
+            run_fail(lg, i, errno, "cannot close");
         lg->runs[i].fd = -1;
     }
     atomic_store_explicit(&lg->files_closed, 1, memory_order_release);
