@@ -1123,7 +1123,9 @@ static int train(run *r, const brisk_checkpoint *ck)
                 printf("\n");
             int saved = save_checkpoint(r, epoch - 1, batch, &train_m);
             close_logs(r, 0);
-            if (saved == 0 && r->last_ckpt[0]) {
+            if (r->rank != 0) {
+                /* rank 0 reports */
+            } else if (saved == 0 && r->last_ckpt[0]) {
                 fprintf(stderr, "brisk-train: stopped in epoch %lld after step %lld; checkpoint "
                                 "%s\nbrisk-train: resume with: brisk-train --resume=%s\n",
                         (long long)epoch, (long long)brisk_trainer_steps_done(r->t),
@@ -1246,8 +1248,10 @@ int main(int argc, char **argv)
     if (brisk_comm_rank(comm) != 0 && !freopen("/dev/null", "w", stdout))
         return fail("cannot silence stdout");
     const int status = run_main(argc, argv, comm);
-    /* A rank that fails alone would leave the others waiting in a collective: end them all. */
-    if (status != 0 && status != EXIT_USAGE && brisk_comm_size(comm) > 1)
+    /* A rank that fails alone (a file error) would leave the others waiting in a collective:
+     * end them all. Usage errors, divergence and interrupts happen on every rank alike. */
+    if (status != 0 && status != EXIT_USAGE && status != EXIT_DIVERGED &&
+        status != EXIT_INTERRUPTED && brisk_comm_size(comm) > 1)
         brisk_comm_abort(comm, status);
     brisk_comm_finalize(comm);
     return status;
