@@ -64,6 +64,26 @@ kill)
     [ "$status" -ne 0 ] || fail "the job exited 0 after a rank died"
     echo "job ended $(( $(date +%s) - start )) s after the kill, status $status"
     ;;
+sigint)
+    # Ctrl-C to mpirun: every rank stops after the same step, rank 0 writes a checkpoint that
+    # then loads anywhere.
+    "$mpirun" --allow-run-as-root --oversubscribe -np 2 "$bin" --data synthetic --model 64-512-512-4 \
+        --synthetic-n 50000 --synthetic-test-n 500 --batch 64 --epochs 50 --threads 1 --json \
+        --logdir "$tmp/logs" >"$tmp/out" 2>"$tmp/err" &
+    job=$!
+    for _ in $(seq 1 600); do
+        [ -s "$tmp/out" ] && break
+        kill -0 "$job" 2>/dev/null || { cat "$tmp/err"; fail "the job ended before its first epoch"; }
+        sleep 0.1
+    done
+    kill -INT "$job"
+    wait "$job"
+    grep -q '"interrupted": true' "$tmp/out" || { cat "$tmp/out" "$tmp/err"; fail "no interrupted line"; }
+    ck=$(sed -n 's/.*"checkpoint": "\([^"]*\)".*/\1/p' "$tmp/out")
+    [ -f "$ck" ] || fail "no checkpoint '$ck'"
+    "$bin" --eval "$ck" >"$tmp/eval" 2>&1 || { cat "$tmp/eval"; fail "the checkpoint does not load"; }
+    grep -c "resume with" "$tmp/err" | grep -qx 1 || fail "rank 0 alone should print the resume command"
+    ;;
 *)
     fail "unknown case"
     ;;
