@@ -22,18 +22,13 @@ def worker(rank, a, port, out):
     import torch
     import torch.distributed as dist
     import torch.nn as nn
-    from torch_mlp import openblas_corename
+    from torch_mlp import build_mlp, openblas_corename
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=a.procs)
     torch.manual_seed(a.seed)
     widths = [int(w) for w in a.model.split("-")]
-    layers = []
-    for i in range(len(widths) - 1):
-        layers.append(nn.Linear(widths[i], widths[i + 1]))
-        if i + 2 < len(widths):
-            layers.append(nn.ReLU())
-    model = nn.parallel.DistributedDataParallel(nn.Sequential(*layers))
+    model = nn.parallel.DistributedDataParallel(build_mlp(widths))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     local = a.batch // a.procs

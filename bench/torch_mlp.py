@@ -30,6 +30,17 @@ def openblas_corename():
     return "unknown (BLAS is not OpenBLAS)"
 
 
+def build_mlp(widths):
+    """Linear layers of the given widths with ReLU between them, as bench_mlp's model."""
+    import torch.nn as nn
+    layers = []
+    for i in range(len(widths) - 1):
+        layers.append(nn.Linear(widths[i], widths[i + 1]))
+        if i + 2 < len(widths):
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="784-256-128-10", help="layer widths (default %(default)s)")
@@ -46,12 +57,7 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     widths = [int(w) for w in a.model.split("-")]
-    layers = []
-    for i in range(len(widths) - 1):
-        layers.append(nn.Linear(widths[i], widths[i + 1]))
-        if i + 2 < len(widths):
-            layers.append(nn.ReLU())
-    model = nn.Sequential(*layers)
+    model = build_mlp(widths)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
 
