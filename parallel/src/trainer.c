@@ -35,7 +35,8 @@ struct brisk_trainer {
     brisk_pool *pool;
     int T;
     float *params;            /* (P) the one copy of the parameters */
-    float *grads;             /* (P) reduced gradient of the batch mean (P > 1: my slice) */
+    float *grads;             /* reduced gradient of the batch mean: the slab, or with P > 1
+                               * only my slice [my_lo, my_hi) */
     float *opt_m, *opt_v;     /* my slice [my_lo, my_hi) of Adam's moments (or SGD momentum) */
     float **shard_grads;      /* S_max slabs; shard_grads[0] == grads when S_max == 1 */
     brisk_metrics *shard_metrics; /* (S_max) */
@@ -124,14 +125,16 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     t->my_lo = t->rank_lo[t->rank];
     t->my_hi = t->my_lo + t->rank_len[t->rank];
     t->params = brisk_slab_alloc(t->model);
-    t->grads = brisk_slab_alloc(t->model);
     t->shard_metrics = calloc((size_t)t->max_shards, sizeof *t->shard_metrics);
     t->block_sq = calloc(t->n_blocks ? t->n_blocks : 1, sizeof *t->block_sq);
     t->ws = calloc((size_t)t->T, sizeof *t->ws);
     t->labels = calloc((size_t)t->T, sizeof *t->labels);
-    if (!t->params || !t->grads || !t->shard_metrics || !t->block_sq || !t->ws || !t->labels)
+    if (!t->params || !t->shard_metrics || !t->block_sq || !t->ws || !t->labels)
         goto fail_nomem;
     if (t->P == 1) {
+        t->grads = brisk_slab_alloc(t->model);
+        if (!t->grads)
+            goto fail_nomem;
         t->opt_m = brisk_slab_alloc(t->model);
         t->opt_v = brisk_slab_alloc(t->model);
         t->shard_grads = calloc((size_t)t->max_shards, sizeof *t->shard_grads);
@@ -148,14 +151,15 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
         /* m and v for my slice only; one gradient slab per worker; exchange buffers. */
         const size_t my_len = t->my_hi - t->my_lo, max_local = (size_t)n_local(t->max_shards, t->P, 0);
         const size_t bytes = (my_len * sizeof(float) + 63) / 64 * 64 + 64;
+        t->grads = aligned_alloc(64, bytes);
         t->opt_m = aligned_alloc(64, bytes);
         t->opt_v = aligned_alloc(64, bytes);
         t->worker_grads = calloc((size_t)t->T, sizeof *t->worker_grads);
         t->sendbuf = malloc((max_local ? max_local : 1) * len * sizeof(float));
         t->recvbuf = malloc(((size_t)t->max_shards * my_len + 1) * sizeof(float));
         t->local_metrics = calloc(max_local ? max_local : 1, sizeof *t->local_metrics);
-        if (!t->opt_m || !t->opt_v || !t->worker_grads || !t->sendbuf || !t->recvbuf ||
-            !t->local_metrics)
+        if (!t->grads || !t->opt_m || !t->opt_v || !t->worker_grads || !t->sendbuf ||
+            !t->recvbuf || !t->local_metrics)
             goto fail_nomem;
         memset(t->opt_m, 0, my_len * sizeof(float));
         memset(t->opt_v, 0, my_len * sizeof(float));
@@ -191,11 +195,12 @@ void brisk_trainer_destroy(brisk_trainer *t)
     free(t->shard_grads);
     free(t->shard_metrics);
     brisk_slab_free(t->params);
-    brisk_slab_free(t->grads);
     if (t->P > 1) {
+        free(t->grads);
         free(t->opt_m);
         free(t->opt_v);
     } else {
+        brisk_slab_free(t->grads);
         brisk_slab_free(t->opt_m);
         brisk_slab_free(t->opt_v);
     }
@@ -516,17 +521,17 @@ static void mp_phase_b(void *arg, int w, int T)
     const size_t len = brisk_model_slab_len(tr->model);
     size_t b0, b1;
     my_blocks(tr, w, T, &b0, &b1);
-    float *g = tr->grads;
+    float *g = tr->grads; /* my slice: index i - my_lo */
     for (size_t b = b0; b < b1; b++) {
         const size_t blo = b * BLOCK, bhi = blo + BLOCK < len ? blo + BLOCK : len;
         const size_t off = blo - tr->my_lo;
-        memcpy(g + blo, mp_shard_slice(tr, j->chunks, 0) + off, (bhi - blo) * sizeof *g);
+        memcpy(g + off, mp_shard_slice(tr, j->chunks, 0) + off, (bhi - blo) * sizeof *g);
         for (int s = 1; s < j->chunks; s++) {
             const float *src = mp_shard_slice(tr, j->chunks, s) + off;
             for (size_t i = 0; i < bhi - blo; i++)
-                g[blo + i] += src[i];
+                g[off + i] += src[i];
         }
-        tr->block_sq[b] = brisk_sum_squares(g, blo, bhi);
+        tr->block_sq[b] = brisk_sum_squares(g, off, off + (bhi - blo));
     }
 }
 
@@ -541,9 +546,9 @@ static void mp_phase_c(void *arg, int w, int T)
     const size_t lo = b0 * BLOCK, hi = b1 * BLOCK < len ? b1 * BLOCK : len;
     if (lo >= hi)
         return;
+    const size_t off = lo - tr->my_lo;
     brisk_optim_update(&tr->cfg.optim, tr->steps_done + 1, j->lr, j->scale, tr->params + lo,
-                       tr->grads + lo, tr->opt_m + (lo - tr->my_lo), tr->opt_v + (lo - tr->my_lo),
-                       0, hi - lo);
+                       tr->grads + off, tr->opt_m + off, tr->opt_v + off, 0, hi - lo);
 }
 
 /* Gathers per-rank metrics (rank r's n_local(chunks) entries, in its local order) into the
@@ -681,8 +686,8 @@ void brisk_trainer_load_state(brisk_trainer *t, const float *params, const float
 
 void brisk_trainer_gather(brisk_trainer *t, int what, float *grads, float *opt_m, float *opt_v)
 {
-    if (what & BRISK_GATHER_GRADS)
-        brisk__comm_gatherv_float(t->comm, t->grads + t->my_lo, grads, t->rank_len, t->rank_lo);
+    if (what & BRISK_GATHER_GRADS) /* my_lo is 0 in a single process */
+        brisk__comm_gatherv_float(t->comm, t->grads, grads, t->rank_len, t->rank_lo);
     if (what & BRISK_GATHER_MOMENTS) {
         brisk__comm_gatherv_float(t->comm, t->opt_m, opt_m, t->rank_len, t->rank_lo);
         brisk__comm_gatherv_float(t->comm, t->opt_v, opt_v, t->rank_len, t->rank_lo);

@@ -98,8 +98,9 @@ float *brisk_trainer_params(brisk_trainer *t);       /* slab; owned by the train
  * single process; owned by the trainer. */
 float *brisk_trainer_opt_m(brisk_trainer *t);
 float *brisk_trainer_opt_v(brisk_trainer *t);
-/* The reduced gradient of the batch mean from the last step (slab; owned by the trainer; with
- * several processes only this process's slice is filled). */
+/* The reduced gradient of the batch mean from the last step, owned by the trainer: the slab
+ * in a single process; with several processes only this process's slice (brisk_trainer_slice),
+ * element i of the slab at index i - lo (brisk_trainer_gather collects the whole). */
 const float *brisk_trainer_grads(const brisk_trainer *t);
 int64_t brisk_trainer_steps_done(const brisk_trainer *t);
 int brisk_trainer_num_shards(const brisk_trainer *t, int n); /* S for a batch of n */
