@@ -584,7 +584,7 @@ static void test_full_disk_is_reported_once(void **state)
             int rc;
             const struct timespec pace = {0, 100000};
             while ((rc = brisk_log_scalar(p, run, "batch_loss", i, 1.0)) == BRISK_EFULL)
-                nanosleep(&pace, NULL); /* the logging thread has idle priority */
+                nanosleep(&pace, NULL); /* the logging thread runs at low priority */
             if (rc)
                 _exit(12);
         }

@@ -68,24 +68,37 @@ int log_encode_header(log_buf *out, double wall_time, int64_t first_step)
 /* TensorBoard's default edges: +-1e-12 * 1.1^k up to 1e20, DBL_MAX at both ends, and 0. */
 static double hist_edges[1600];
 static size_t hist_n;
-/* Bucketing by table: the top 16 bits of a float (sign, exponent, 7 mantissa bits) name a
- * slice of at most 1/128 of an octave (0.8%). hist_first[K] is the first edge >= the
- * smallest value of slice K. Edges are 10% apart, so at most one edge lies inside a slice
- * and two branch-free comparisons finish the search. */
-static uint16_t hist_first[1 << 16];
+/* Bucketing by table. The top 16 bits of a float (sign, exponent, 7 mantissa bits) name a
+ * slice of at most 1/128 of an octave (0.8%); edges are 10% apart, so a slice holds at most
+ * one bucket boundary. For each slice, `base` is the bucket of its smallest value and `split`
+ * the smallest value of the slice that falls in bucket base + 1 (infinity if none): a float
+ * compare and a table load place any value, exactly as a search of the edges would. */
+typedef struct hist_slice {
+    float split;
+    uint32_t base;
+} hist_slice;
+static hist_slice hist_tab[1 << 16];
 static pthread_once_t hist_once = PTHREAD_ONCE_INIT;
 
-static size_t lower_bound(double v)
+/* The bucket of v by binary search: the first edge >= v (bucket i is (edge[i-1], edge[i]]). */
+static uint32_t bucket_search(float v)
 {
     size_t lo = 0, hi = hist_n;
     while (lo < hi) {
         const size_t mid = lo + (hi - lo) / 2;
-        if (hist_edges[mid] >= v)
+        if (hist_edges[mid] >= (double)v)
             hi = mid;
         else
             lo = mid + 1;
     }
-    return lo;
+    return (uint32_t)(lo < hist_n ? lo : hist_n - 1);
+}
+
+static float float_of(uint32_t bits)
+{
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
 }
 
 static void hist_init(void)
@@ -103,15 +116,32 @@ static void hist_init(void)
         hist_edges[k++] = pos[i];
     hist_n = k;
     for (uint32_t key = 0; key < (1u << 16); key++) {
-        /* The slice's smallest value: its lower end, or for negatives minus its upper end
-         * (a bound the slice does not reach, which the comparisons account for). */
-        const uint32_t mag = key & 0x7FFFu, lo_bits = mag << 16, hi_bits = (mag + 1) << 16;
-        float lo, hi;
-        memcpy(&lo, &lo_bits, sizeof lo);
-        memcpy(&hi, &hi_bits, sizeof hi);
-        const double smallest = key & 0x8000u ? -(double)hi : (double)lo;
-        size_t first = isnan(smallest) ? hist_n - 1 : lower_bound(smallest);
-        hist_first[key] = (uint16_t)(first < hist_n ? first : hist_n - 1);
+        hist_slice *e = &hist_tab[key];
+        e->split = INFINITY;
+        e->base = 0;
+        if ((key & 0x7F80u) == 0x7F80u)
+            continue; /* infinities and NaNs: handled before the table */
+        /* Bit patterns [b_lo, b_hi]: increasing values for positive keys, decreasing for
+         * negative ones. */
+        const uint32_t b_lo = key << 16, b_hi = b_lo | 0xFFFFu;
+        const int neg = (key & 0x8000u) != 0;
+        const uint32_t b_min = neg ? b_hi : b_lo, b_max = neg ? b_lo : b_hi; /* by value */
+        const uint32_t first = bucket_search(float_of(b_min)), last = bucket_search(float_of(b_max));
+        BRISK_ASSERT(last <= first + 1);
+        e->base = first;
+        if (last == first)
+            continue;
+        /* Binary search over the bit patterns, in value order, for the first in `last`. */
+        uint32_t lo = 0, hi = 0xFFFFu; /* offsets from b_min towards b_max */
+        while (lo < hi) {
+            const uint32_t mid = lo + (hi - lo) / 2;
+            const uint32_t bits = neg ? b_min - mid : b_min + mid;
+            if (bucket_search(float_of(bits)) == last)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        e->split = float_of(neg ? b_min - lo : b_min + lo);
     }
 }
 
@@ -134,21 +164,18 @@ static int encode_histogram(Tensorboard__HistogramProto *h, const float *x, size
     size_t nan = 0;
     for (size_t i = 0; i < n; i++) {
         const float v = x[i];
-        if (v != v) {
-            nan++;
-            continue;
-        }
         uint32_t *cnt = counts + (i & 3) * ne;
-        if (isinf(v)) {
-            cnt[v > 0 ? ne - 1 : 0]++;
-            continue;
-        }
         uint32_t bits;
         memcpy(&bits, &v, sizeof bits);
-        size_t c = hist_first[bits >> 16];
-        c += edges[c] < (double)v;
-        c += edges[c] < (double)v;
-        cnt[c]++;
+        if ((bits & 0x7F800000u) == 0x7F800000u) { /* NaN: left out; infinity: an end bucket */
+            if (v != v)
+                nan++;
+            else
+                cnt[v > 0 ? ne - 1 : 0]++;
+            continue;
+        }
+        const hist_slice e = hist_tab[bits >> 16];
+        cnt[e.base + (v >= e.split)]++;
     }
     for (size_t b = 0; b < ne; b++)
         counts[b] += counts[ne + b] + counts[2 * ne + b] + counts[3 * ne + b];

@@ -47,9 +47,9 @@ typedef struct brisk_logger_config {
     size_t ring_bytes;      /* per producer, a power of two; 0 = BRISK_LOG_DEFAULT_RING_BYTES */
     double flush_secs;      /* periodic write to the files; 0 = BRISK_LOG_DEFAULT_FLUSH_SECS */
     int max_producers;      /* 0 = BRISK_LOG_DEFAULT_MAX_PRODUCERS */
-    /* 0: the logging thread runs at idle priority (SCHED_IDLE on Linux), on CPU time the
-     * compute threads leave, so that logging never slows them down; flush and close still
-     * finish promptly because the caller then waits. Nonzero: normal priority. */
+    /* 0: the logging thread runs at the lowest priority (nice 19, on Linux), on CPU time the
+     * compute threads leave, so that logging does not slow them down. Nonzero: normal
+     * priority. */
     int normal_priority;
     /* Receives each warning as one line without a newline (logging thread or caller).
      * NULL prints "brisk: <line>" on stderr. */
