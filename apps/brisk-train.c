@@ -570,6 +570,11 @@ static void apply_checkpoint_config(options *o, const cJSON *json, const char *p
         const void *given = field_ptr(&cli, f);
         void *p = field_ptr(o, f);
         if (f->may_change_on_resume) {
+            if (f->opt == OPT_EPOCHS && !values_equal(f, given, p) && !strcmp(o->schedule, "cosine"))
+                fprintf(stderr, "brisk-train: warning: the cosine schedule spans all epochs, so "
+                                "with --epochs %d instead of %d the rest of this run differs "
+                                "from an uninterrupted run of either length\n",
+                        *(const int *)given, *(const int *)p);
             memcpy(p, given, f->type == F_STR ? sizeof(char *) : f->type == F_DBL ? sizeof(double)
                              : f->type == F_INT ? sizeof(int) : sizeof(long long));
         } else if (!values_equal(f, given, p)) {
