@@ -1235,9 +1235,9 @@ static int train(run *r, const brisk_checkpoint *ck)
                brisk_metrics_loss(&test_m), brisk_metrics_accuracy(&test_m), sum, elapsed,
                brisk_blas_kernel());
     else
-        printf("test  loss %.4f acc %6.2f%%  (%d epochs, %.1f s; weights checksum %016llx)\n",
+        printf("test  loss %.4f acc %6.2f%%  (%d epoch%s, %.1f s; weights checksum %016llx)\n",
                brisk_metrics_loss(&test_m), 100 * brisk_metrics_accuracy(&test_m), o->epochs,
-               elapsed, sum);
+               o->epochs == 1 ? "" : "s", elapsed, sum);
     return 0;
 }
 
