@@ -156,6 +156,16 @@ logs)
     # --logdir none writes nothing.
     run $syn --epochs 1 --logdir none
     expect_status 0
+    # Directories that cannot be made: a clear error naming the path, exit 1.
+    echo x >"$tmp/file"
+    run $syn --epochs 1 --logdir "$tmp/file/logs"
+    expect_status 1
+    expect_in "$err" "$tmp/file"
+    expect_in "$err" "Not a directory"
+    run $syn --epochs 1 --logdir "$tmp/ok" --checkpoint-dir "$tmp/file/ck"
+    expect_status 1
+    expect_in "$err" "cannot create directory $tmp/file"
+    events_ok "$tmp/ok"
     ;;
 resume)
     # 2 epochs, then --resume for 2 more == 4 epochs straight: metrics and weights.
