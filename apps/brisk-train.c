@@ -8,6 +8,7 @@
 #include "brisk/comm.h"
 #include "brisk/data.h"
 #include "brisk/error.h"
+#include "brisk/fsutil.h"
 #include "brisk/model.h"
 #include "brisk/optim.h"
 #include "brisk/pool.h"
@@ -590,35 +591,6 @@ static void apply_checkpoint_config(options *o, const cJSON *json, const char *p
         o->threads = 0;
 }
 
-/* mkdir -p; returns 0 or -1 with a message naming the directory. */
-static int make_dirs(const char *path)
-{
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        fprintf(stderr, "brisk-train: %s: path too long\n", path);
-        return -1;
-    }
-    for (char *s = buf + 1;; s++) {
-        const char c = *s;
-        if (c != '/' && c != '\0')
-            continue;
-        *s = '\0';
-        struct stat st;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-            fprintf(stderr, "brisk-train: cannot create directory %s: %s\n", buf, strerror(errno));
-            return -1;
-        }
-        if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "brisk-train: cannot create directory %s: %s\n", buf,
-                    strerror(ENOTDIR));
-            return -1;
-        }
-        if (c == '\0')
-            return 0;
-        *s = c;
-    }
-}
-
 #define CKPT_PREFIX "ckpt-step"
 #define CKPT_SUFFIX ".safetensors"
 
@@ -788,8 +760,8 @@ static int save_checkpoint(run *r, int64_t epochs_done, int64_t batch, const bri
         const brisk_ckpt_position pos = {.epoch = epochs_done, .batch = batch,
                                          .steps_done = steps, .seed = r->o.seed,
                                          .train = *train_m};
-        if (make_dirs(dir) != 0)
-            status = -1;
+        if (brisk_make_dirs(dir) < 0)
+            status = -fail(NULL);
         else if (brisk_checkpoint_save(path, brisk_trainer_model(r->t),
                                        brisk_trainer_params(r->t), m, v, &pos,
                                        r->config_json) < 0)
@@ -808,7 +780,7 @@ static int save_checkpoint(run *r, int64_t epochs_done, int64_t batch, const bri
             free_names(names, n);
         }
     }
-    return -brisk_comm_max(r->comm, -status);
+    return brisk_comm_any(r->comm, status != 0) ? -1 : 0;
 }
 
 static void progress_line(const run *r, int epoch, int64_t batch, double sps, double loss,

@@ -13,6 +13,7 @@
 #include "brisk/logger.h"
 
 #include "brisk/error.h"
+#include "brisk/fsutil.h"
 #include "brisk/ring.h"
 #include "log_internal.h"
 
@@ -119,34 +120,6 @@ static double mono_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* mkdir -p: creates each missing component; an existing non-directory is an error. */
-static int make_dirs(const char *path)
-{
-    char buf[PATH_MAX];
-    const size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf)
-        return brisk_error_set(BRISK_EINVAL, "log directory '%s': empty or too long", path);
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        const char saved = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return brisk_error_set(BRISK_EIO, "cannot create log directory %s: %s", buf,
-                                   strerror(errno));
-        struct stat st;
-        if (stat(buf, &st) != 0)
-            return brisk_error_set(BRISK_EIO, "cannot create log directory %s: %s", buf,
-                                   strerror(errno));
-        if (!S_ISDIR(st.st_mode))
-            return brisk_error_set(BRISK_EIO, "cannot create log directory %s: %s", buf,
-                                   strerror(ENOTDIR));
-        buf[i] = saved;
-    }
-    return BRISK_OK;
 }
 
 /* Marks a run failed: reported once (with the path and errno), counted, remembered for
@@ -444,7 +417,7 @@ int brisk_logger_create(const brisk_logger_config *cfg, brisk_logger **out)
     const int maxp = cfg->max_producers > 0 ? cfg->max_producers : BRISK_LOG_DEFAULT_MAX_PRODUCERS;
     if (maxp > 4096)
         return brisk_error_set(BRISK_EINVAL, "logger: %d producers is more than 4096", maxp);
-    int err = make_dirs(cfg->logdir);
+    int err = brisk_make_dirs(cfg->logdir);
     if (err)
         return err;
 
@@ -536,7 +509,7 @@ int brisk_logger_add_run(brisk_logger *lg, const char *name, int64_t first_step,
             err = brisk_error_set(BRISK_EINVAL, "run '%s' is already open in this logger", name);
             goto out;
         }
-    err = make_dirs(dir);
+    err = brisk_make_dirs(dir);
     if (err)
         goto out;
     gethostname(host, sizeof host - 1);

@@ -89,7 +89,8 @@ int brisk_comm_rank(const brisk_comm *c) { return c ? c->rank : 0; }
 int brisk_comm_local_size(const brisk_comm *c) { return c ? c->local_size : 1; }
 int brisk_comm_size(const brisk_comm *c) { return c ? c->size : 1; }
 
-int brisk_comm_max(brisk_comm *c, int v)
+/* Collective: the maximum of v over the ranks. */
+static int comm_max(brisk_comm *c, int v)
 {
 #ifdef BRISK_HAVE_MPI
     if (c && c->size > 1) {
@@ -105,7 +106,7 @@ int brisk_comm_max(brisk_comm *c, int v)
 
 int brisk_comm_any(brisk_comm *c, int flag)
 {
-    return brisk_comm_max(c, flag != 0);
+    return comm_max(c, flag != 0);
 }
 
 void brisk_comm_abort(brisk_comm *c, int code)
@@ -152,49 +153,23 @@ void brisk__comm_alltoallv(brisk_comm *c, const float *send, const size_t *send_
     memcpy(recv + recv_displs[0], send + send_displs[0], send_counts[0] * sizeof *send);
 }
 
-#ifdef BRISK_HAVE_MPI
-static void allgatherv(brisk_comm *c, void *buf, const size_t *counts, const size_t *displs,
-                       MPI_Datatype type)
-{
-    const int n = c->size;
-    int *tmp = malloc(2 * (size_t)n * sizeof *tmp);
-    BRISK_ASSERT(tmp);
-    MPI_Allgatherv(MPI_IN_PLACE, 0, type, buf, to_int(counts, n, tmp), to_int(displs, n, tmp + n),
-                   type, MPI_COMM_WORLD);
-    free(tmp);
-}
-#endif
-
-void brisk__comm_allgatherv_float(brisk_comm *c, float *buf, const size_t *counts,
-                                  const size_t *displs)
+void brisk__comm_allgatherv(brisk_comm *c, void *buf, const size_t *counts, const size_t *displs,
+                            brisk__comm_type type)
 {
 #ifdef BRISK_HAVE_MPI
-    if (c->size > 1)
-        allgatherv(c, buf, counts, displs, MPI_FLOAT);
+    if (c->size > 1) {
+        const MPI_Datatype mpi_type = type == BRISK__COMM_FLOAT    ? MPI_FLOAT
+                                      : type == BRISK__COMM_DOUBLE ? MPI_DOUBLE
+                                                                   : MPI_BYTE;
+        const int n = c->size;
+        int *tmp = malloc(2 * (size_t)n * sizeof *tmp);
+        BRISK_ASSERT(tmp);
+        MPI_Allgatherv(MPI_IN_PLACE, 0, mpi_type, buf, to_int(counts, n, tmp),
+                       to_int(displs, n, tmp + n), mpi_type, MPI_COMM_WORLD);
+        free(tmp);
+    }
 #else
-    (void)c, (void)buf, (void)counts, (void)displs;
-#endif
-}
-
-void brisk__comm_allgatherv_double(brisk_comm *c, double *buf, const size_t *counts,
-                                   const size_t *displs)
-{
-#ifdef BRISK_HAVE_MPI
-    if (c->size > 1)
-        allgatherv(c, buf, counts, displs, MPI_DOUBLE);
-#else
-    (void)c, (void)buf, (void)counts, (void)displs;
-#endif
-}
-
-void brisk__comm_allgatherv_bytes(brisk_comm *c, void *buf, const size_t *counts,
-                                  const size_t *displs)
-{
-#ifdef BRISK_HAVE_MPI
-    if (c->size > 1)
-        allgatherv(c, buf, counts, displs, MPI_BYTE);
-#else
-    (void)c, (void)buf, (void)counts, (void)displs;
+    (void)c, (void)buf, (void)counts, (void)displs, (void)type;
 #endif
 }
 

@@ -13,15 +13,17 @@ void brisk__comm_alltoallv(brisk_comm *c, const float *send, const size_t *send_
                            const size_t *send_displs, float *recv, const size_t *recv_counts,
                            const size_t *recv_displs);
 
-/* Rank r contributes counts[r] elements, which land at buf + displs[r] on every rank (its own
- * part is already in place). */
-void brisk__comm_allgatherv_float(brisk_comm *c, float *buf, const size_t *counts,
-                                  const size_t *displs);
-void brisk__comm_allgatherv_double(brisk_comm *c, double *buf, const size_t *counts,
-                                   const size_t *displs);
-/* The same for raw bytes. */
-void brisk__comm_allgatherv_bytes(brisk_comm *c, void *buf, const size_t *counts,
-                                  const size_t *displs);
+/* What the elements of a collective are. */
+typedef enum brisk__comm_type {
+    BRISK__COMM_FLOAT,
+    BRISK__COMM_DOUBLE,
+    BRISK__COMM_BYTE,
+} brisk__comm_type;
+
+/* Rank r contributes counts[r] elements, which land at buf + displs[r] (in elements) on every
+ * rank (its own part is already in place). */
+void brisk__comm_allgatherv(brisk_comm *c, void *buf, const size_t *counts, const size_t *displs,
+                            brisk__comm_type type);
 
 /* Rank r's counts[r] floats at mine are gathered to buf + displs[r] on rank 0 (buf may be
  * NULL elsewhere). */

@@ -55,6 +55,7 @@ struct brisk_trainer {
     float **worker_grads;     /* P > 1: (T) one gradient slab per worker */
     float *sendbuf;           /* P > 1: (ceil(S_max / P), len) shard slices by destination */
     float *recvbuf;           /* P > 1: (S_max, my slice) every shard's slice of my blocks */
+    const float **shard_src;  /* P > 1: (S_max) where shard s's slice landed in recvbuf */
     brisk_metrics *local_metrics;  /* P > 1: (ceil(S_max / P)) my shards' metrics */
 };
 
@@ -158,8 +159,9 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
         t->sendbuf = malloc((max_local ? max_local : 1) * len * sizeof(float));
         t->recvbuf = malloc(((size_t)t->max_shards * my_len + 1) * sizeof(float));
         t->local_metrics = calloc(max_local ? max_local : 1, sizeof *t->local_metrics);
+        t->shard_src = calloc((size_t)t->max_shards, sizeof *t->shard_src);
         if (!t->grads || !t->opt_m || !t->opt_v || !t->worker_grads || !t->sendbuf ||
-            !t->recvbuf || !t->local_metrics)
+            !t->recvbuf || !t->local_metrics || !t->shard_src)
             goto fail_nomem;
         memset(t->opt_m, 0, my_len * sizeof(float));
         memset(t->opt_v, 0, my_len * sizeof(float));
@@ -210,6 +212,7 @@ void brisk_trainer_destroy(brisk_trainer *t)
     free(t->sendbuf);
     free(t->recvbuf);
     free(t->local_metrics);
+    free(t->shard_src);
     free(t->rank_b);
     free(t->rank_lo);
     free(t->rank_len);
@@ -503,16 +506,6 @@ static void mp_phase_a(void *arg, int w, int T)
     }
 }
 
-/* Where shard s's slice of my blocks arrived: from rank s % P, its local shard s / P. */
-static const float *mp_shard_slice(const brisk_trainer *tr, int S, int s)
-{
-    const int r = s % tr->P, k = s / tr->P;
-    size_t before = 0;
-    for (int q = 0; q < r; q++)
-        before += (size_t)n_local(S, tr->P, q);
-    return tr->recvbuf + (before + (size_t)k) * (tr->my_hi - tr->my_lo);
-}
-
 /* Phase B: sum the S slices of my blocks in shard order, and each block's sum of squares. */
 static void mp_phase_b(void *arg, int w, int T)
 {
@@ -525,9 +518,9 @@ static void mp_phase_b(void *arg, int w, int T)
     for (size_t b = b0; b < b1; b++) {
         const size_t blo = b * BLOCK, bhi = blo + BLOCK < len ? blo + BLOCK : len;
         const size_t off = blo - tr->my_lo;
-        memcpy(g + off, mp_shard_slice(tr, j->chunks, 0) + off, (bhi - blo) * sizeof *g);
+        memcpy(g + off, tr->shard_src[0] + off, (bhi - blo) * sizeof *g);
         for (int s = 1; s < j->chunks; s++) {
-            const float *src = mp_shard_slice(tr, j->chunks, s) + off;
+            const float *src = tr->shard_src[s] + off;
             for (size_t i = 0; i < bhi - blo; i++)
                 g[off + i] += src[i];
         }
@@ -566,7 +559,7 @@ static void mp_gather_metrics(brisk_trainer *t, int chunks, const brisk_metrics 
         at += counts[r];
     }
     memcpy((char *)seg + displs[t->rank], mine, counts[t->rank]);
-    brisk__comm_allgatherv_bytes(t->comm, seg, counts, displs);
+    brisk__comm_allgatherv(t->comm, seg, counts, displs, BRISK__COMM_BYTE);
     for (int c = 0; c < chunks; c++)
         out[c] = seg[displs[c % t->P] / sizeof *seg + (size_t)(c / t->P)];
     free(seg);
@@ -596,6 +589,9 @@ static int step_mp(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx
         before += (size_t)n_local(S, P, q);
     }
     brisk__comm_alltoallv(t->comm, t->sendbuf, sc, sd, t->recvbuf, rc, rd);
+    /* Shard s came from rank s % P as its local shard s / P. */
+    for (int s = 0; s < S; s++)
+        t->shard_src[s] = t->recvbuf + rd[s % P] + (size_t)(s / P) * my_len;
     brisk_pool_run(t->pool, mp_phase_b, &j);
 
     /* Everyone gets every block's sum of squares and every shard's metrics. */
@@ -603,7 +599,7 @@ static int step_mp(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx
         sc[q] = t->rank_b[q + 1] - t->rank_b[q];
         sd[q] = t->rank_b[q];
     }
-    brisk__comm_allgatherv_double(t->comm, t->block_sq, sc, sd);
+    brisk__comm_allgatherv(t->comm, t->block_sq, sc, sd, BRISK__COMM_DOUBLE);
     free(v);
     mp_gather_metrics(t, S, t->local_metrics, t->shard_metrics);
     double sq = 0.0;
@@ -628,7 +624,7 @@ static int step_mp(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx
     j.scale = brisk_clip_scale(norm, t->cfg.clip_norm);
     brisk_pool_run(t->pool, mp_phase_c, &j);
     brisk_blas_set_threads(blas_threads);
-    brisk__comm_allgatherv_float(t->comm, t->params, t->rank_len, t->rank_lo);
+    brisk__comm_allgatherv(t->comm, t->params, t->rank_len, t->rank_lo, BRISK__COMM_FLOAT);
     t->steps_done++;
     return BRISK_OK;
 }

@@ -31,9 +31,6 @@ int brisk_comm_have_mpi(void);
 /* Collective: 1 if any rank passes a nonzero flag (e.g. a Ctrl-C seen by one rank). */
 int brisk_comm_any(brisk_comm *c, int flag);
 
-/* Collective: the maximum of v over the ranks (e.g. an error status). */
-int brisk_comm_max(brisk_comm *c, int v);
-
 /* Ends every process of the job at once (MPI_Abort), or exit(code) for a job of one. */
 void brisk_comm_abort(brisk_comm *c, int code) __attribute__((noreturn));
 
