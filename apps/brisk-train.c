@@ -720,6 +720,7 @@ typedef struct run {
     int64_t n_train, n_val, steps_per_epoch;
     float mean, std;
     brisk_trainer *t;
+    brisk_trainer_config cfg; /* what the trainer was made with (defaults resolved) */
     train_tb tb;
     int logging;             /* this process writes the TensorBoard logs (rank 0) */
     int log_enabled;         /* the job logs (--logdir is not none): the same on every rank */
@@ -729,6 +730,7 @@ typedef struct run {
     char *config_json;       /* options_to_json, stored in checkpoints */
     char last_ckpt[PATH_MAX];
     int progress;            /* live progress line on a terminal */
+    double log_cpu_seconds;  /* the logging thread's CPU time, once closed */
 } run;
 
 static int fail(const char *what)
@@ -806,6 +808,7 @@ static int setup(run *r)
     r->steps_per_epoch = (r->n_train + o->batch - 1) / o->batch;
     brisk_trainer_config cfg = make_config(o, &r->train, r->steps_per_epoch);
     cfg.comm = r->comm;
+    r->cfg = cfg;
     /* Processes on one machine share its cores: by default each takes its part. */
     if (cfg.threads <= 0 && brisk_comm_local_size(r->comm) > 1) {
         cfg.threads = brisk_cpu_count() / brisk_comm_local_size(r->comm);
@@ -911,8 +914,7 @@ static void log_hparams_start(run *r)
          .number = brisk_trainer_micro_batch(r->t)},
         {.name = "epochs", .type = BRISK_HPARAM_NUMBER, .number = o->epochs},
         {.name = "weight_decay", .type = BRISK_HPARAM_NUMBER,
-         .number = brisk_optim_defaults(brisk_optim_parse(o->optimizer)).weight_decay *
-                       !o->weight_decay_set + o->weight_decay * o->weight_decay_set},
+         .number = r->cfg.optim.weight_decay},
         {.name = "clip_norm", .type = BRISK_HPARAM_NUMBER, .number = o->clip_norm},
         {.name = "seed", .type = BRISK_HPARAM_NUMBER, .number = (double)o->seed},
     };
@@ -994,7 +996,7 @@ static void close_logs(run *r, int session_status)
     if (session_status)
         brisk_log_hparams_end(r->tb.p, r->tb.root, (brisk_session_status)session_status);
     signal_logger = NULL;
-    if (train_tb_close(&r->tb) < 0)
+    if (train_tb_close(&r->tb, &r->log_cpu_seconds) < 0)
         fprintf(stderr, "brisk-train: warning: TensorBoard logs incomplete: %s\n",
                 brisk_error_detail());
     r->logging = 0;
@@ -1036,7 +1038,7 @@ static int train(run *r, const brisk_checkpoint *ck)
         fprintf(stderr, "brisk-train: out of memory\n");
         return 1;
     }
-    int status = 0;
+    int status = 0, stop = 0;
     for (int64_t epoch = start_epoch; epoch <= o->epochs && status == 0; epoch++) {
         brisk_shuffle(r->order, r->epoch_idx, r->n_train, o->seed, (uint32_t)epoch);
         brisk_metrics train_m = {0}, val_m = {0};
@@ -1086,16 +1088,15 @@ static int train(run *r, const brisk_checkpoint *ck)
                 }
             }
             /* Every rank stops after the same step: a signal may reach only some of them. */
-            const int stop = r->nproc > 1 ? brisk_comm_any(r->comm, stop_signal) : stop_signal != 0;
+            stop = r->nproc > 1 ? brisk_comm_any(r->comm, stop_signal) : stop_signal != 0;
             if (stop) {
-                stop_signal = stop_signal ? stop_signal : SIGINT;
                 batch++;
                 break;
             }
         }
         if (status)
             break;
-        if (stop_signal) {
+        if (stop) {
             if (r->progress)
                 printf("\n");
             int saved = save_checkpoint(r, epoch - 1, batch, &train_m);
@@ -1203,9 +1204,10 @@ static int train(run *r, const brisk_checkpoint *ck)
     const unsigned long long sum = (unsigned long long)params_checksum(r->t);
     if (o->json)
         printf("{\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"params_checksum\": "
-               "\"%016llx\", \"elapsed_seconds\": %.3f, \"openblas_kernel\": \"%s\"}\n",
+               "\"%016llx\", \"elapsed_seconds\": %.3f, \"openblas_kernel\": \"%s\", "
+               "\"logging_cpu_seconds\": %.3f}\n",
                brisk_metrics_loss(&test_m), brisk_metrics_accuracy(&test_m), sum, elapsed,
-               brisk_blas_kernel());
+               brisk_blas_kernel(), r->log_cpu_seconds);
     else
         printf("test  loss %.4f acc %6.2f%%  (%d epoch%s, %.1f s; weights checksum %016llx)\n",
                brisk_metrics_loss(&test_m), 100 * brisk_metrics_accuracy(&test_m), o->epochs,

@@ -163,13 +163,16 @@ void train_tb_inspect(train_tb *tb, int64_t epoch, brisk_trainer *t, const float
         confusion_image(tb, epoch, pred, ds->y, idx, n, ds->classes);
 }
 
-int train_tb_close(train_tb *tb)
+int train_tb_close(train_tb *tb, double *cpu_seconds)
 {
     if (!tb->lg)
         return BRISK_OK;
     const int err = brisk_logger_close(tb->lg);
     char copy[1024];
     snprintf(copy, sizeof copy, "%s", brisk_error_detail());
+    brisk_logger_stats st;
+    brisk_logger_get_stats(tb->lg, &st);
+    *cpu_seconds += st.cpu_seconds;
     brisk_logger_destroy(tb->lg);
     tb->lg = NULL;
     return err ? brisk_error_set(err, "%s", copy) : BRISK_OK;

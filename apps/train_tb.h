@@ -42,7 +42,8 @@ void train_tb_inspect(train_tb *tb, int64_t epoch, brisk_trainer *t, const float
                       const double *act_mean, const double *act_std, const brisk_dataset *ds,
                       const int32_t *pred, const int32_t *idx, int64_t n);
 
-/* Flushes, then closes; returns the first write error (detail set) or BRISK_OK. */
-int train_tb_close(train_tb *tb);
+/* Flushes, then closes; returns the first write error (detail set) or BRISK_OK. Adds the
+ * logging thread's CPU time to *cpu_seconds. */
+int train_tb_close(train_tb *tb, double *cpu_seconds);
 
 #endif

@@ -10,6 +10,8 @@
  *  2. Stalled consumer: the same push with a consumer that sleeps instead of popping.
  *  3. End to end: brisk_log_scalar into a real brisk_logger writing event files to a
  *     temporary directory (protobuf, CRC-32C, write()).
+ *  4. A large histogram snapshot: what the push costs the producer and what bucketing,
+ *     encoding and writing cost the logging thread per value.
  * Latency is measured per push with the time-stamp counter, calibrated against
  * CLOCK_MONOTONIC; the timer's own cost is printed and included in the figures. Rates and
  * drops come from a second pass without the timer.
@@ -18,6 +20,7 @@
 #include "brisk/logger.h"
 #include "brisk/ring.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -299,51 +302,122 @@ static void quiet(void *user, const char *line)
     (void)line; /* the drops are in the table */
 }
 
-static result run_logger(uint64_t n)
-{
-    char dir[] = "/tmp/brisk-bench-log-XXXXXX";
-    if (!mkdtemp(dir)) {
-        perror("bench_log: mkdtemp");
-        exit(1);
-    }
+/* A logger writing to a fresh temporary directory; bench_logger_close removes it. */
+typedef struct bench_logger {
+    char dir[64];
     brisk_logger *lg;
     int run;
     brisk_log_producer *p;
-    if (brisk_logger_create(&(brisk_logger_config){.logdir = dir, .message = quiet}, &lg) ||
-        brisk_logger_add_run(lg, "train", 0, &run) || brisk_logger_producer(lg, &p)) {
+} bench_logger;
+
+static void bench_logger_open(bench_logger *b, size_t ring_bytes)
+{
+    snprintf(b->dir, sizeof b->dir, "/tmp/brisk-bench-log-XXXXXX");
+    if (!mkdtemp(b->dir)) {
+        perror("bench_log: mkdtemp");
+        exit(1);
+    }
+    if (brisk_logger_create(&(brisk_logger_config){.logdir = b->dir, .ring_bytes = ring_bytes,
+                                                    .message = quiet},
+                            &b->lg) ||
+        brisk_logger_add_run(b->lg, "train", 0, &b->run) || brisk_logger_producer(b->lg, &b->p)) {
         fprintf(stderr, "bench_log: %s\n", brisk_error_detail());
         exit(1);
     }
+}
+
+static void bench_logger_close(bench_logger *b)
+{
+    if (brisk_logger_close(b->lg)) {
+        fprintf(stderr, "bench_log: %s\n", brisk_error_detail());
+        exit(1);
+    }
+}
+
+static void bench_logger_free(bench_logger *b)
+{
+    brisk_logger_destroy(b->lg);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", b->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench_log: could not remove %s\n", b->dir);
+}
+
+static result run_logger(uint64_t n)
+{
+    bench_logger b;
+    bench_logger_open(&b, 0);
     lat_hist h = {calloc(LAT_BUCKETS, sizeof(uint64_t)), 0};
     result r = {0};
     const double t0 = now_seconds();
     for (uint64_t i = 0; i < n; i++) {
         const uint64_t c0 = ticks();
-        const int rc = brisk_log_scalar(p, run, "batch_loss", (int64_t)i, 1.0 / (double)(i + 1));
+        const int rc = brisk_log_scalar(b.p, b.run, "batch_loss", (int64_t)i, 1.0 / (double)(i + 1));
         lat_add(&h, ticks() - c0);
         r.dropped += rc != BRISK_OK;
     }
     const double t1 = now_seconds();
-    if (brisk_logger_close(lg)) {
-        fprintf(stderr, "bench_log: %s\n", brisk_error_detail());
-        exit(1);
-    }
+    bench_logger_close(&b);
     const double t2 = now_seconds();
     brisk_logger_stats st;
-    brisk_logger_get_stats(lg, &st);
+    brisk_logger_get_stats(b.lg, &st);
     r.p50 = lat_pct(&h, 0.5);
     r.p99 = lat_pct(&h, 0.99);
     r.p999 = lat_pct(&h, 0.999);
     r.pushes_per_s = (double)n / (t1 - t0);
     r.delivered = st.events;
     r.delivered_per_s = (double)(n - r.dropped) / (t2 - t0);
-    brisk_logger_destroy(lg);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "bench_log: could not remove %s\n", dir);
+    bench_logger_free(&b);
     free(h.count);
     return r;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A histogram snapshot of n values (weights of a large layer) pushed, then flush(): the time
+ * the producer spends pushing, and per value what the logging thread spends bucketing,
+ * encoding and writing it. Medians of 5. */
+static void run_histogram(size_t n)
+{
+    float *x = malloc(n * sizeof *x);
+    if (!x) {
+        fprintf(stderr, "bench_log: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(sin((double)i * 0.37) * 0.05);
+    size_t ring = (size_t)4 << 20;
+    while (ring < n * sizeof *x + ((size_t)1 << 20))
+        ring *= 2;
+    bench_logger b;
+    bench_logger_open(&b, ring);
+    double push[5], total[5];
+    for (int k = 0; k < 5; k++) {
+        const double t0 = now_seconds();
+        if (brisk_log_histogram(b.p, b.run, "weights", k, x, n) != BRISK_OK) {
+            fprintf(stderr, "bench_log: histogram push failed\n");
+            exit(1);
+        }
+        const double t1 = now_seconds();
+        if (brisk_logger_flush(b.lg) != BRISK_OK) {
+            fprintf(stderr, "bench_log: %s\n", brisk_error_detail());
+            exit(1);
+        }
+        push[k] = t1 - t0;
+        total[k] = now_seconds() - t0;
+    }
+    bench_logger_close(&b);
+    bench_logger_free(&b);
+    qsort(push, 5, sizeof push[0], cmp_double);
+    qsort(total, 5, sizeof total[0], cmp_double);
+    printf("\nHistogram of %zu values (median of 5): push %.2f ms on the producer; pushed to "
+           "written and fdatasync'ed %.1f ms, %.2f ns per value on the logging thread.\n",
+           n, push[2] * 1e3, total[2] * 1e3, (total[2] - push[2]) * 1e9 / (double)n);
+    free(x);
 }
 
 static void print_row(const char *what, int producers, const result *r)
@@ -357,19 +431,24 @@ int main(int argc, char **argv)
 {
     uint64_t n = 10000000;
     int max_producers = 4;
+    long long hist_values = 3704000; /* the weights and gradients of 784-1024-1024-10, twice */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--records") && i + 1 < argc)
             n = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--max-producers") && i + 1 < argc)
             max_producers = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--histogram-values") && i + 1 < argc)
+            hist_values = atoll(argv[++i]);
         else {
             printf("Usage: bench_log [--records N per producer (10000000)] [--max-producers P "
-                   "(4, at most 64)]\n");
+                   "(4, at most 64)] [--histogram-values N (3704000)]\n");
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
     }
-    if (n == 0 || max_producers < 1 || max_producers > 64) {
-        fprintf(stderr, "bench_log: --records must be > 0 and --max-producers in 1..64\n");
+    if (n == 0 || max_producers < 1 || max_producers > 64 || hist_values < 1 ||
+        hist_values > 200000000) {
+        fprintf(stderr, "bench_log: --records must be > 0, --max-producers in 1..64, "
+                        "--histogram-values in 1..200000000\n");
         return 2;
     }
     calibrate();
@@ -404,5 +483,6 @@ int main(int argc, char **argv)
     print_row("brisk_log_scalar, event files", 1, &lg);
     printf("\nThe last row: push M/s while pushing; deliv M/s counts records written to the "
            "event file\nuntil close() returned; dropped are pushes refused by a full ring.\n");
+    run_histogram((size_t)hist_values);
     return 0;
 }

@@ -20,7 +20,7 @@ expect_in() { grep -q -- "$2" "$1" || fail "'$2' not in $(basename "$1")"; }
 syn="--data synthetic --model 32-16-4 --synthetic-n 2000 --synthetic-test-n 500 --logdir none"
 # Slower: about 1 s per epoch here, so that a signal lands in the middle of an epoch.
 slow="--data synthetic --model 64-512-512-4 --synthetic-n 50000 --synthetic-test-n 500 --batch 64"
-strip_times() { sed 's/"samples_per_second": [0-9.]*, "elapsed_seconds": [0-9.]*//; s/, "elapsed_seconds": [0-9.]*//' "$1"; }
+strip_times() { sed 's/"samples_per_second": [0-9.]*, "elapsed_seconds": [0-9.]*//; s/, "elapsed_seconds": [0-9.]*//; s/, "logging_cpu_seconds": [0-9.]*//' "$1"; }
 # Starts brisk-train in the background; waits until its stdout has $1 lines.
 start_bg() {
     want=$1
@@ -153,9 +153,15 @@ logs)
     grep -E -q "^train +batch_loss +scalar +6 +5\.\.30 " "$tmp/events.txt" || fail "batch_loss: every 5 steps"
     # Three checkpoints kept by default; two epochs wrote two.
     [ "$(ls "$tmp/logs/checkpoints" | wc -l)" -eq 2 ] || fail "expected 2 checkpoints"
-    # --logdir none writes nothing.
-    run $syn --epochs 1 --logdir none
+    # The logging thread's CPU time is reported; without logs there is none.
+    run $syn --epochs 1 --logdir "$tmp/cpu" --json
     expect_status 0
+    grep -q '"logging_cpu_seconds": 0.000' "$out" && fail "no CPU time for the logging thread"
+    expect_in "$out" '"logging_cpu_seconds": [0-9]'
+    # --logdir none writes nothing.
+    run $syn --epochs 1 --logdir none --json
+    expect_status 0
+    expect_in "$out" '"logging_cpu_seconds": 0.000'
     # Directories that cannot be made: a clear error naming the path, exit 1.
     echo x >"$tmp/file"
     run $syn --epochs 1 --logdir "$tmp/file/logs"

@@ -90,6 +90,7 @@ struct brisk_logger {
 
     _Atomic uint64_t st_records, st_events, st_bytes;
     _Atomic int st_write_errors;
+    double cpu_seconds; /* written by the logging thread as it ends, read after the join */
 };
 
 static void log_message(const brisk_logger *lg, const char *fmt, ...)
@@ -318,6 +319,14 @@ static void finish_files(brisk_logger *lg)
     atomic_store_explicit(&lg->files_closed, 1, memory_order_release);
 }
 
+/* The logging thread's CPU time so far. */
+static double thread_cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void *logger_main(void *arg)
 {
     brisk_logger *lg = arg;
@@ -336,6 +345,7 @@ static void *logger_main(void *arg)
         if (atomic_load_explicit(&lg->sig_close, memory_order_acquire)) {
             drain_to_now(lg);
             finish_files(lg);
+            lg->cpu_seconds = thread_cpu_seconds();
             return NULL;
         }
         const size_t got = drain_all(lg);
@@ -357,6 +367,7 @@ static void *logger_main(void *arg)
             snprintf(lg->flush_detail, sizeof lg->flush_detail, "%s", err ? brisk_error_detail() : "");
             pthread_cond_broadcast(&lg->done);
             pthread_mutex_unlock(&lg->mu);
+            lg->cpu_seconds = thread_cpu_seconds();
             return NULL;
         }
         if (req != lg->flush_done) {
@@ -831,6 +842,7 @@ void brisk_logger_get_stats(const brisk_logger *lg, brisk_logger_stats *out)
     out->events = atomic_load_explicit(&lg->st_events, memory_order_relaxed);
     out->bytes = atomic_load_explicit(&lg->st_bytes, memory_order_relaxed);
     out->write_errors = atomic_load_explicit(&lg->st_write_errors, memory_order_relaxed);
+    out->cpu_seconds = lg->thread_started ? 0.0 : lg->cpu_seconds;
     const int np = atomic_load_explicit(&lg->n_producers, memory_order_acquire);
     for (int i = 0; i < np; i++)
         out->dropped += brisk_ring_dropped(lg->producers[i].ring);

@@ -171,6 +171,7 @@ typedef struct brisk_logger_stats {
     uint64_t dropped;       /* records dropped by full rings, all producers */
     uint64_t bytes;         /* bytes written to files */
     int write_errors;       /* runs whose file failed */
+    double cpu_seconds;     /* CPU time the logging thread used (known once it has stopped) */
 } brisk_logger_stats;
 
 void brisk_logger_get_stats(const brisk_logger *lg, brisk_logger_stats *out);
