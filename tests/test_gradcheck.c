@@ -17,8 +17,8 @@ static double batch_loss(const brisk_model *m, const float *params, brisk_worksp
     const int D = brisk_model_get_config(m)->widths[0];
     memcpy(brisk_workspace_input(ws), x, sizeof(float) * ROWS * (size_t)D);
     brisk_metrics acc = {0};
-    brisk_model_forward(m, params, ws, ROWS);
-    brisk_model_loss(m, ws, y, ROWS, 0.0f, &acc);
+    brisk_model_forward(m, params, ws, ROWS, BRISK_PASS_EVAL, NULL);
+    brisk_model_loss(m, ws, y, ROWS, 0.0f, &acc, NULL);
     return acc.loss_sum / ROWS;
 }
 
@@ -48,9 +48,9 @@ static void gradcheck(brisk_act act, brisk_loss loss, int C)
 
     memcpy(brisk_workspace_input(ws), x, sizeof x);
     brisk_metrics acc = {0};
-    brisk_model_forward(m, p, ws, ROWS);
-    brisk_model_loss(m, ws, y, ROWS, 1.0f / ROWS, &acc);
-    brisk_model_backward(m, p, ws, ROWS, g);
+    brisk_model_forward(m, p, ws, ROWS, BRISK_PASS_TRAIN, NULL);
+    brisk_model_loss(m, ws, y, ROWS, 1.0f / ROWS, &acc, NULL);
+    brisk_model_backward(m, p, ws, ROWS, g, NULL);
 
     const float h = 2e-3f;
     int checked = 0;
@@ -119,8 +119,8 @@ static void test_loss_values(void **state)
         p[b->offset + 2] = 0.5f;
         memcpy(brisk_workspace_input(ws), logits_x, sizeof logits_x);
         brisk_metrics acc = {0};
-        brisk_model_forward(m, p, ws, 1);
-        brisk_model_loss(m, ws, &y, 1, 0.0f, &acc);
+        brisk_model_forward(m, p, ws, 1, BRISK_PASS_EVAL, NULL);
+        brisk_model_loss(m, ws, &y, 1, 0.0f, &acc, NULL);
         const double z[3] = {1, 2, 0.5}, t[3] = {0, 0, 1};
         double want = 0;
         if (loss == BRISK_LOSS_SOFTMAX_CE) {

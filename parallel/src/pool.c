@@ -10,7 +10,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Spin this many rounds before sleeping in the kernel: long enough to cover the gap between
@@ -27,10 +29,19 @@ typedef struct pool_barrier {
     unsigned n;
 } pool_barrier;
 
+/* Per-thread time accounting, each on its own cache line; written only by its thread. */
+typedef struct thread_times {
+    _Alignas(64) int64_t job_ns;
+    int64_t wait_ns;
+} thread_times;
+
 struct brisk_pool {
     int T;
     pthread_t *threads;      /* T - 1 workers */
     pool_barrier barrier;    /* the in-job barrier, also used to start and end jobs */
+    pool_barrier *teams;     /* (T) team barriers; the first R are in use */
+    int n_teams;             /* R, written by the caller between jobs */
+    thread_times *times;     /* (T) */
     brisk_pool_fn fn;        /* written by the caller before the start barrier */
     void *arg;
     int stop;                /* written by destroy before the start barrier */
@@ -58,6 +69,13 @@ static void futex_wake_all(atomic_uint *addr)
     syscall(SYS_futex, (void *)(uintptr_t)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void barrier_wait(pool_barrier *b)
 {
     const unsigned phase = atomic_load_explicit(&b->phase, memory_order_acquire);
@@ -81,16 +99,35 @@ static void barrier_wait(pool_barrier *b)
     atomic_fetch_sub(&b->sleepers, 1);
 }
 
+/* Thread index of the calling thread in its pool (0 for the caller of brisk_pool_run). */
+static _Thread_local int self_index;
+
+/* A barrier inside a job, with the time spent waiting charged to the calling thread. */
+static void timed_wait(brisk_pool *pool, pool_barrier *b)
+{
+    const int64_t t0 = now_ns();
+    barrier_wait(b);
+    pool->times[self_index].wait_ns += now_ns() - t0;
+}
+
+static void run_fn(brisk_pool *pool, int t)
+{
+    const int64_t t0 = now_ns();
+    pool->fn(pool->arg, t, pool->T);
+    pool->times[t].job_ns += now_ns() - t0;
+}
+
 static void *worker_main(void *p)
 {
     worker_arg wa = *(worker_arg *)p;
     free(p);
     brisk_pool *pool = wa.pool;
+    self_index = wa.t;
     for (;;) {
         barrier_wait(&pool->barrier); /* job start: fn, arg and stop are published */
         if (pool->stop)
             return NULL;
-        pool->fn(pool->arg, wa.t, pool->T);
+        run_fn(pool, wa.t);
         barrier_wait(&pool->barrier); /* job end */
     }
 }
@@ -106,10 +143,17 @@ int brisk_pool_create(int T, brisk_pool **out)
     pool->T = T;
     pool->barrier.n = (unsigned)T;
     pool->threads = calloc((size_t)T, sizeof *pool->threads);
-    if (!pool->threads) {
+    pool->teams = calloc((size_t)T, sizeof *pool->teams);
+    pool->times = aligned_alloc(64, (size_t)T * sizeof *pool->times);
+    if (!pool->threads || !pool->teams || !pool->times) {
+        free(pool->threads);
+        free(pool->teams);
+        free(pool->times);
         free(pool);
         return brisk_error_set(BRISK_ENOMEM, "pool: out of memory");
     }
+    memset(pool->times, 0, (size_t)T * sizeof *pool->times);
+    brisk_pool_set_teams(pool, 1);
     for (int t = 1; t < T; t++) {
         worker_arg *wa = malloc(sizeof *wa);
         int rc = wa ? 0 : -1;
@@ -141,6 +185,8 @@ void brisk_pool_destroy(brisk_pool *pool)
     for (int t = 1; t < pool->T; t++)
         pthread_join(pool->threads[t - 1], NULL);
     free(pool->threads);
+    free(pool->teams);
+    free(pool->times);
     free(pool);
 }
 
@@ -151,21 +197,60 @@ int brisk_pool_size(const brisk_pool *pool)
 
 void brisk_pool_run(brisk_pool *pool, brisk_pool_fn fn, void *arg)
 {
-    if (pool->T == 1) {
-        fn(arg, 0, 1);
-        return;
-    }
     pool->fn = fn;
     pool->arg = arg;
+    self_index = 0;
+    if (pool->T == 1) {
+        run_fn(pool, 0);
+        return;
+    }
     barrier_wait(&pool->barrier);
-    fn(arg, 0, pool->T);
+    run_fn(pool, 0);
+    /* Waiting for the last worker to finish is part of the caller's job time. */
+    const int64_t t0 = now_ns();
     barrier_wait(&pool->barrier);
+    const int64_t waited = now_ns() - t0;
+    pool->times[0].job_ns += waited;
+    pool->times[0].wait_ns += waited;
 }
 
 void brisk_pool_barrier(brisk_pool *pool)
 {
     if (pool->T > 1)
-        barrier_wait(&pool->barrier);
+        timed_wait(pool, &pool->barrier);
+}
+
+void brisk_pool_set_teams(brisk_pool *pool, int R)
+{
+    BRISK_ASSERT(R >= 1 && R <= pool->T);
+    pool->n_teams = R;
+    for (int r = 0; r < R; r++)
+        pool->teams[r].n = (unsigned)brisk_pool_team_size(pool, r);
+}
+
+int brisk_pool_team_size(const brisk_pool *pool, int team)
+{
+    BRISK_ASSERT(team >= 0 && team < pool->n_teams);
+    return (pool->T - team + pool->n_teams - 1) / pool->n_teams;
+}
+
+void brisk_pool_team_barrier(brisk_pool *pool, int team)
+{
+    pool_barrier *b = &pool->teams[team];
+    if (b->n > 1)
+        timed_wait(pool, b);
+}
+
+void brisk_pool_times(const brisk_pool *pool, int t, double *busy, double *waiting)
+{
+    BRISK_ASSERT(t >= 0 && t < pool->T);
+    *busy = 1e-9 * (double)pool->times[t].job_ns;
+    *waiting = 1e-9 * (double)pool->times[t].wait_ns;
+}
+
+void brisk_pool_reset_times(brisk_pool *pool)
+{
+    memset(pool->times, 0, (size_t)pool->T * sizeof *pool->times);
 }
 
 int brisk_cpu_count(void)

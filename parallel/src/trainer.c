@@ -1,11 +1,11 @@
 #include "brisk/trainer.h"
 
-#include "brisk/blas.h"
 #include "brisk/error.h"
 #include "brisk/pool.h"
 #include "comm_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,37 +14,52 @@
  * blocks in order, so its value does not depend on how blocks are dealt out. */
 #define BLOCK 1024
 
-/* Who touches what, between the barriers of one step (see step_job):
- *   phase A: worker t writes shard_grads[s] and shard_metrics[s] for the shards s it takes,
- *            and its own ws[t], labels[t]; everyone reads params.
- *   phase B: worker t writes grads and block_sq for its own blocks; reads all shard_grads.
- *   phase C: worker t reads all block_sq and shard_metrics, and writes params, opt_m and opt_v
- *            in its own blocks only.
- * The caller touches nothing while a job runs.
- *
- * Several processes (P > 1, step_mp): rank r owns the blocks [rank_b[r], rank_b[r + 1]) and
- * keeps m and v for them only (ZeRO-1). Global shard s belongs to rank s % P. The calling
- * thread does all MPI between pool jobs: after phase A it exchanges every shard's slice with
- * the slice's owner (alltoallv), after phase B the block sums of squares and the shard
- * metrics (allgatherv), after phase C the updated parameter slices (allgatherv). Sums run in
- * shard order and block order exactly as in one process, so the result does not depend on
- * P or T. */
+/* One step, in three pool jobs with the MPI exchanges (P > 1) between them on the calling
+ * thread. Who touches what:
+ *   phase A (shards): the S micro-shards are dealt out: shard s to rank s % P; inside a rank,
+ *     its shards go one per thread, round-robin, as long as every thread gets one; the last
+ *     R = (shards of this rank) mod T are each shared by a team of about T / R threads (team r:
+ *     threads r, r + R, ...), which split every layer's work between them (brisk/team.h).
+ *     A shard's gradient goes to its own slab (P = 1) or to its thread's or team's slab, from
+ *     which the slices of every rank are packed into sendbuf (P > 1). A solo thread t uses
+ *     ws[t] and labels[t]; team r uses ws[r] and labels[r], after a team barrier that makes
+ *     sure thread r has finished its own shards with them. Everyone reads params.
+ *   exchange (P > 1): every shard's slice goes to the slice's owner (alltoallv); shard_src[s]
+ *     points at shard s's part of my slice, wherever it landed.
+ *   phase B (reduce): worker t writes grads and block_sq for its own blocks of my slice,
+ *     summing the S shard sources in shard order; reads all of shard_src.
+ *   allgather (P > 1): every block's sum of squares and every shard's metrics.
+ *   phase C (update): worker t writes params, opt_m and opt_v in its own blocks only.
+ *   allgather (P > 1): every rank's slice of the parameters.
+ * The caller touches nothing while a job runs. No sum's order depends on T or P: shard
+ * gradients are sums in an order fixed per element (brisk/gemm.h), shards are added in shard
+ * order, block sums of squares in block order and metrics in shard order. */
+typedef struct team_ctx {
+    brisk_pool *pool;
+    int team;
+} team_ctx;
+
 struct brisk_trainer {
     brisk_trainer_config cfg;
     brisk_model *model;
     brisk_pool *pool;
     int T;
     float *params;            /* (P) the one copy of the parameters */
-    float *grads;             /* reduced gradient of the batch mean: the slab, or with P > 1
-                               * only my slice [my_lo, my_hi) */
-    float *opt_m, *opt_v;     /* my slice [my_lo, my_hi) of Adam's moments (or SGD momentum) */
-    float **shard_grads;      /* S_max slabs; shard_grads[0] == grads when S_max == 1 */
-    brisk_metrics *shard_metrics; /* (S_max) */
+    float *grads;             /* reduced gradient of the batch mean, my slice [my_lo, my_hi):
+                               * element i at i - my_lo (the whole slab when P = 1) */
+    float *opt_m, *opt_v;     /* my slice of Adam's moments (or SGD's momentum) */
+    float **shard_grads;      /* P = 1: (max_shards) slabs, shard_grads[0] == grads when
+                               * max_shards == 1; P > 1: (T) one slab per thread or team */
+    int n_shard_grads;
+    const float **shard_src;  /* (max_shards) shard s's gradient of my slice, at i - my_lo */
+    brisk_metrics *shard_metrics; /* (max_shards) every shard's metrics, shard order */
+    brisk_metrics *local_metrics; /* this rank's shards, local order (shard_metrics if P = 1) */
     int max_shards;           /* S for a full batch */
     double *block_sq;         /* (n_blocks) sum of squares per block */
     size_t n_blocks;
-    brisk_workspace **ws;     /* (T) activations, one micro-shard per worker */
-    uint8_t **labels;         /* (T, micro_batch) labels of the shard in flight */
+    brisk_workspace **ws;     /* (T) activations of the shard in flight */
+    uint8_t **labels;         /* (T, micro_batch) its labels */
+    team_ctx *teams;          /* (T) */
     int64_t steps_done;
     /* Processes. */
     brisk_comm *comm;
@@ -52,29 +67,31 @@ struct brisk_trainer {
     size_t *rank_b;           /* (P + 1) block boundaries of the ranks' slices */
     size_t *rank_lo, *rank_len; /* (P) each rank's slice in floats */
     size_t my_lo, my_hi;
-    float **worker_grads;     /* P > 1: (T) one gradient slab per worker */
     float *sendbuf;           /* P > 1: (ceil(S_max / P), len) shard slices by destination */
     float *recvbuf;           /* P > 1: (S_max, my slice) every shard's slice of my blocks */
-    const float **shard_src;  /* P > 1: (S_max) where shard s's slice landed in recvbuf */
-    brisk_metrics *local_metrics;  /* P > 1: (ceil(S_max / P)) my shards' metrics */
 };
 
-/* Arguments of one step or evaluation job. */
+/* One job over chunks (micro-shards of a step, or chunks of micro_batch samples of an
+ * evaluation). This rank's chunks are first + k * stride for k < n_mine; the first `full` of
+ * them go one per thread, the remaining n_teams are shared by teams. */
 typedef struct job {
     brisk_trainer *tr;
     const brisk_dataset *ds;
     const int32_t *idx;
     int64_t n;                /* samples */
-    int chunks;               /* S for a step; chunks of micro_batch for an evaluation */
     float mean, std;
-    float lr;
-    brisk_metrics *chunk_metrics; /* (chunks) for an evaluation */
-    int finite;               /* step: set by thread 0 in phase C */
-    double grad_norm;         /* step: set by thread 0 in phase C */
-    /* Several processes: this rank's chunks are rank + k P for k < n_local. */
-    int n_local;
-    float scale;              /* phase C: the clipping factor */
+    int chunks;               /* in the whole job */
+    int first, stride, n_mine, full, n_teams;
+    brisk_metrics *metrics;   /* (n_mine) per chunk of mine */
+    /* A step. */
+    float grad_scale;         /* 1 / n */
+    float lr, clip_scale;
+    /* An inspection (not distributed, so chunk k is chunk k): may be NULL. */
+    double *sums;             /* (chunks, 2 L) sums and sums of squares of each layer's output */
+    int32_t *pred;            /* (n) */
 } job;
+
+typedef void (*chunk_fn)(job *j, int k, const brisk_team *team, int slot);
 
 /* Chunks (or shards) of a job of `chunks` that rank r takes: r, r + P, r + 2 P, ... */
 static int n_local(int chunks, int P, int r)
@@ -82,28 +99,78 @@ static int n_local(int chunks, int P, int r)
     return chunks > r ? (chunks - r + P - 1) / P : 0;
 }
 
+static void team_barrier(void *ctx)
+{
+    team_ctx *c = ctx;
+    brisk_pool_team_barrier(c->pool, c->team);
+}
+
+/* Deals n_mine chunks: whole chunks one per thread while every thread gets one, then teams. */
+static void plan(job *j, int n_mine)
+{
+    const int T = j->tr->T;
+    j->n_mine = n_mine;
+    j->n_teams = n_mine % T;
+    j->full = n_mine - j->n_teams;
+    if (j->n_teams)
+        brisk_pool_set_teams(j->tr->pool, j->n_teams);
+}
+
+/* Runs fn on every chunk of the job that thread w works on. */
+static void for_my_chunks(job *j, int w, int T, chunk_fn fn)
+{
+    /* Parallelize over whole chunks, dealt round-robin. */
+    for (int k = w; k < j->full; k += T)
+        fn(j, k, NULL, w);
+    if (!j->n_teams)
+        return;
+    /* Then threads w, w + R, ... share chunk full + w % R. */
+    const int R = j->n_teams, r = w % R;
+    const brisk_team team = {.ith = w / R, .nth = brisk_pool_team_size(j->tr->pool, r),
+                             .barrier = team_barrier, .ctx = &j->tr->teams[r]};
+    brisk_team_barrier(&team); /* thread r is done with ws[r] */
+    fn(j, j->full + r, &team, r);
+}
+
 int brisk_trainer_num_shards(const brisk_trainer *t, int n)
 {
     return (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch;
 }
 
+static int check_config(const brisk_trainer_config *cfg)
+{
+    if (cfg->batch < 1 || cfg->batch > (1 << 24))
+        return brisk_error_set(BRISK_EINVAL, "trainer: batch %d out of 1..%d", cfg->batch,
+                               1 << 24);
+    if (cfg->micro_batch < 0)
+        return brisk_error_set(BRISK_EINVAL, "trainer: micro_batch %d < 0", cfg->micro_batch);
+    if (cfg->threads < 0 || cfg->threads > 4096)
+        return brisk_error_set(BRISK_EINVAL, "trainer: threads %d out of 0..4096 (0: all CPUs)",
+                               cfg->threads);
+    if (!isfinite(cfg->clip_norm))
+        return brisk_error_set(BRISK_EINVAL, "trainer: clip_norm %g is not finite",
+                               (double)cfg->clip_norm);
+    return BRISK_OK;
+}
+
 int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
 {
     *out = NULL;
-    if (cfg->batch < 1)
-        return brisk_error_set(BRISK_EINVAL, "trainer: batch %d < 1", cfg->batch);
+    int err = check_config(cfg);
+    if (err < 0)
+        return err;
     brisk_trainer *t = calloc(1, sizeof *t);
     if (!t)
         return brisk_error_set(BRISK_ENOMEM, "trainer: out of memory");
     t->cfg = *cfg;
-    if (t->cfg.micro_batch <= 0)
+    if (t->cfg.micro_batch == 0)
         t->cfg.micro_batch = BRISK_DEFAULT_MICRO_BATCH;
     if (t->cfg.micro_batch > cfg->batch)
         t->cfg.micro_batch = cfg->batch;
     t->T = cfg->threads > 0 ? cfg->threads : brisk_cpu_count();
     t->cfg.threads = t->T;
-    int err = brisk_model_create(&cfg->model, &t->model);
-    if (err < 0 || (err = brisk_pool_create(t->T, &t->pool)) < 0)
+    if ((err = brisk_model_create(&cfg->model, &t->model)) < 0 ||
+        (err = brisk_pool_create(t->T, &t->pool)) < 0)
         goto fail;
     const size_t len = brisk_model_slab_len(t->model);
     t->max_shards = brisk_trainer_num_shards(t, cfg->batch);
@@ -125,50 +192,53 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     }
     t->my_lo = t->rank_lo[t->rank];
     t->my_hi = t->my_lo + t->rank_len[t->rank];
+    const size_t my_len = t->my_hi - t->my_lo;
+    const size_t max_local = (size_t)n_local(t->max_shards, t->P, 0);
     t->params = brisk_slab_alloc(t->model);
     t->shard_metrics = calloc((size_t)t->max_shards, sizeof *t->shard_metrics);
+    t->shard_src = calloc((size_t)t->max_shards, sizeof *t->shard_src);
     t->block_sq = calloc(t->n_blocks ? t->n_blocks : 1, sizeof *t->block_sq);
     t->ws = calloc((size_t)t->T, sizeof *t->ws);
     t->labels = calloc((size_t)t->T, sizeof *t->labels);
-    if (!t->params || !t->shard_metrics || !t->block_sq || !t->ws || !t->labels)
+    t->teams = calloc((size_t)t->T, sizeof *t->teams);
+    if (!t->params || !t->shard_metrics || !t->shard_src || !t->block_sq || !t->ws ||
+        !t->labels || !t->teams)
         goto fail_nomem;
+    for (int r = 0; r < t->T; r++)
+        t->teams[r] = (team_ctx){t->pool, r};
+    /* The reduced gradient, m and v: my slice, 64-byte aligned (the slab when P = 1). */
+    const size_t slice_bytes = (my_len * sizeof(float) + 63) / 64 * 64 + 64;
+    t->grads = aligned_alloc(64, slice_bytes);
+    t->opt_m = aligned_alloc(64, slice_bytes);
+    t->opt_v = aligned_alloc(64, slice_bytes);
+    if (!t->grads || !t->opt_m || !t->opt_v)
+        goto fail_nomem;
+    memset(t->grads, 0, slice_bytes);
+    memset(t->opt_m, 0, slice_bytes);
+    memset(t->opt_v, 0, slice_bytes);
     if (t->P == 1) {
-        t->grads = brisk_slab_alloc(t->model);
-        if (!t->grads)
-            goto fail_nomem;
-        t->opt_m = brisk_slab_alloc(t->model);
-        t->opt_v = brisk_slab_alloc(t->model);
-        t->shard_grads = calloc((size_t)t->max_shards, sizeof *t->shard_grads);
-        if (!t->opt_m || !t->opt_v || !t->shard_grads)
-            goto fail_nomem;
-        if (t->max_shards == 1) {
-            t->shard_grads[0] = t->grads;
-        } else {
-            for (int s = 0; s < t->max_shards; s++)
-                if (!(t->shard_grads[s] = brisk_slab_alloc(t->model)))
-                    goto fail_nomem;
-        }
+        t->local_metrics = t->shard_metrics;
+        t->n_shard_grads = t->max_shards;
     } else {
-        /* m and v for my slice only; one gradient slab per worker; exchange buffers. */
-        const size_t my_len = t->my_hi - t->my_lo, max_local = (size_t)n_local(t->max_shards, t->P, 0);
-        const size_t bytes = (my_len * sizeof(float) + 63) / 64 * 64 + 64;
-        t->grads = aligned_alloc(64, bytes);
-        t->opt_m = aligned_alloc(64, bytes);
-        t->opt_v = aligned_alloc(64, bytes);
-        t->worker_grads = calloc((size_t)t->T, sizeof *t->worker_grads);
+        t->n_shard_grads = t->T;
+        t->local_metrics = calloc(max_local ? max_local : 1, sizeof *t->local_metrics);
         t->sendbuf = malloc((max_local ? max_local : 1) * len * sizeof(float));
         t->recvbuf = malloc(((size_t)t->max_shards * my_len + 1) * sizeof(float));
-        t->local_metrics = calloc(max_local ? max_local : 1, sizeof *t->local_metrics);
-        t->shard_src = calloc((size_t)t->max_shards, sizeof *t->shard_src);
-        if (!t->grads || !t->opt_m || !t->opt_v || !t->worker_grads || !t->sendbuf ||
-            !t->recvbuf || !t->local_metrics || !t->shard_src)
+        if (!t->local_metrics || !t->sendbuf || !t->recvbuf)
             goto fail_nomem;
-        memset(t->opt_m, 0, my_len * sizeof(float));
-        memset(t->opt_v, 0, my_len * sizeof(float));
-        for (int w = 0; w < t->T; w++)
-            if (!(t->worker_grads[w] = brisk_slab_alloc(t->model)))
-                goto fail_nomem;
     }
+    t->shard_grads = calloc((size_t)t->n_shard_grads, sizeof *t->shard_grads);
+    if (!t->shard_grads)
+        goto fail_nomem;
+    for (int s = 0; s < t->n_shard_grads; s++) {
+        if (t->P == 1 && t->max_shards == 1)
+            t->shard_grads[s] = t->grads; /* one shard: its gradient is the batch's */
+        else if (!(t->shard_grads[s] = brisk_slab_alloc(t->model)))
+            goto fail_nomem;
+    }
+    if (t->P == 1)
+        for (int s = 0; s < t->max_shards; s++)
+            t->shard_src[s] = t->shard_grads[s];
     for (int w = 0; w < t->T; w++) {
         if ((err = brisk_workspace_create(t->model, t->cfg.micro_batch, &t->ws[w])) < 0)
             goto fail;
@@ -191,28 +261,20 @@ void brisk_trainer_destroy(brisk_trainer *t)
     if (!t)
         return;
     brisk_pool_destroy(t->pool);
-    if (t->shard_grads && t->max_shards > 1)
-        for (int s = 0; s < t->max_shards; s++)
+    for (int s = 0; t->shard_grads && s < t->n_shard_grads; s++)
+        if (t->shard_grads[s] != t->grads)
             brisk_slab_free(t->shard_grads[s]);
     free(t->shard_grads);
+    free(t->shard_src);
+    if (t->local_metrics != t->shard_metrics)
+        free(t->local_metrics);
     free(t->shard_metrics);
     brisk_slab_free(t->params);
-    if (t->P > 1) {
-        free(t->grads);
-        free(t->opt_m);
-        free(t->opt_v);
-    } else {
-        brisk_slab_free(t->grads);
-        brisk_slab_free(t->opt_m);
-        brisk_slab_free(t->opt_v);
-    }
-    for (int w = 0; t->worker_grads && w < t->T; w++)
-        brisk_slab_free(t->worker_grads[w]);
-    free(t->worker_grads);
+    free(t->grads);
+    free(t->opt_m);
+    free(t->opt_v);
     free(t->sendbuf);
     free(t->recvbuf);
-    free(t->local_metrics);
-    free(t->shard_src);
     free(t->rank_b);
     free(t->rank_lo);
     free(t->rank_len);
@@ -223,24 +285,60 @@ void brisk_trainer_destroy(brisk_trainer *t)
         free(t->labels[w]);
     free(t->ws);
     free(t->labels);
+    free(t->teams);
     brisk_model_destroy(t->model);
     free(t);
 }
 
-/* Gathers and runs forward (and loss) for chunk c of the job on worker w's workspace.
- * grad_scale 0: evaluation only. Returns the rows in the chunk. */
-static int chunk_forward(const job *j, int w, int c, float grad_scale, brisk_metrics *m)
+/* Gathers chunk c's samples into workspace `slot` (the team splitting the rows), then
+ * forward and loss. Returns the rows in the chunk. */
+static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_pass pass,
+                         brisk_metrics *m)
 {
     brisk_trainer *tr = j->tr;
-    const int mb = tr->cfg.micro_batch;
+    const int mb = tr->cfg.micro_batch, D = j->ds->d;
     const int64_t lo = (int64_t)c * mb;
     const int rows = j->n - lo < mb ? (int)(j->n - lo) : mb;
-    brisk_dataset_gather(j->ds, j->idx + lo, rows, j->mean, j->std,
-                         brisk_workspace_input(tr->ws[w]), tr->labels[w]);
-    brisk_model_forward(tr->model, tr->params, tr->ws[w], rows);
-    memset(m, 0, sizeof *m);
-    brisk_model_loss(tr->model, tr->ws[w], tr->labels[w], rows, grad_scale, m);
+    long long r0, r1;
+    brisk_team_range(team, rows, &r0, &r1);
+    brisk_dataset_gather(j->ds, j->idx + lo + r0, (int)(r1 - r0), j->mean, j->std,
+                         brisk_workspace_input(tr->ws[slot]) + r0 * D, tr->labels[slot] + r0);
+    if (!team || team->ith == 0)
+        memset(m, 0, sizeof *m);
+    brisk_team_barrier(team);
+    brisk_model_forward(tr->model, tr->params, tr->ws[slot], rows, pass, team);
+    brisk_model_loss(tr->model, tr->ws[slot], tr->labels[slot], rows,
+                     pass == BRISK_PASS_TRAIN ? j->grad_scale : 0.0f, m, team);
     return rows;
+}
+
+/* Phase A, one shard: its gradient into its slab, or (P > 1) into the slot's slab and from
+ * there, slice by slice, into the send buffer: for rank q, [my shard k][q's slice]. */
+static void step_chunk(job *j, int k, const brisk_team *team, int slot)
+{
+    brisk_trainer *tr = j->tr;
+    const int s = j->first + k * j->stride;
+    const int rows = chunk_forward(j, s, team, slot, BRISK_PASS_TRAIN, &j->metrics[k]);
+    float *g = tr->shard_grads[tr->P == 1 ? s : slot];
+    brisk_model_backward(tr->model, tr->params, tr->ws[slot], rows, g, team);
+    if (tr->P == 1)
+        return;
+    brisk_team_barrier(team);
+    /* Parallelize the copy over the slab: my part [a, b) meets each rank's slice once. */
+    long long a, b;
+    brisk_team_range(team, (long long)brisk_model_slab_len(tr->model), &a, &b);
+    for (int q = 0; q < tr->P; q++) {
+        const size_t lo = tr->rank_lo[q], hi = lo + tr->rank_len[q];
+        const size_t x = (size_t)a > lo ? (size_t)a : lo, y = (size_t)b < hi ? (size_t)b : hi;
+        if (x < y)
+            memcpy(tr->sendbuf + (size_t)j->n_mine * lo + (size_t)k * tr->rank_len[q] + (x - lo),
+                   g + x, (y - x) * sizeof *g);
+    }
+}
+
+static void phase_a(void *arg, int w, int T)
+{
+    for_my_chunks(arg, w, T, step_chunk);
 }
 
 /* This worker's blocks [*b0, *b1): an even split of this rank's blocks over T. */
@@ -251,287 +349,36 @@ static void my_blocks(const brisk_trainer *tr, int w, int T, size_t *b0, size_t 
     *b1 = rb0 + nb * (size_t)(w + 1) / (size_t)T;
 }
 
-static void step_job(void *arg, int w, int T)
+/* Phase B: sum the S shard gradients of my blocks in shard order, one block at a time so that
+ * its sum of squares reads it from L1. */
+static void phase_b(void *arg, int w, int T)
 {
     job *j = arg;
     brisk_trainer *tr = j->tr;
     const int S = j->chunks;
     const size_t len = brisk_model_slab_len(tr->model);
-
-    /* Phase A: parallelize over micro-shards, dealt round-robin. */
-    for (int s = w; s < S; s += T) {
-        const int rows = chunk_forward(j, w, s, 1.0f / (float)j->n, &tr->shard_metrics[s]);
-        brisk_model_backward(tr->model, tr->params, tr->ws[w], rows, tr->shard_grads[s]);
-    }
-    brisk_pool_barrier(tr->pool);
-
-    /* Phase B: parallelize over parameter blocks; sum shard gradients in shard order, one
-     * block at a time so that its sum of squares reads it from L1. */
     size_t b0, b1;
     my_blocks(tr, w, T, &b0, &b1);
-    const size_t lo = b0 * BLOCK, hi = b1 * BLOCK < len ? b1 * BLOCK : len;
     float *g = tr->grads;
-    const int reduce = S > 1 || tr->shard_grads[0] != g;
+    const int reduce = S > 1 || tr->shard_src[0] != g;
     for (size_t b = b0; b < b1; b++) {
         const size_t blo = b * BLOCK, bhi = blo + BLOCK < len ? blo + BLOCK : len;
+        const size_t off = blo - tr->my_lo, cnt = bhi - blo;
         if (reduce) {
-            memcpy(g + blo, tr->shard_grads[0] + blo, (bhi - blo) * sizeof *g);
+            memcpy(g + off, tr->shard_src[0] + off, cnt * sizeof *g);
             for (int s = 1; s < S; s++) {
-                const float *src = tr->shard_grads[s];
-                for (size_t i = blo; i < bhi; i++)
-                    g[i] += src[i];
+                const float *src = tr->shard_src[s] + off;
+                for (size_t i = 0; i < cnt; i++)
+                    g[off + i] += src[i];
             }
         }
-        tr->block_sq[b] = brisk_sum_squares(g, blo, bhi);
-    }
-    brisk_pool_barrier(tr->pool);
-
-    /* Phase C: every worker derives the same norm and loss in the same order, then updates
-     * its own blocks of parameters, m and v. */
-    double sq = 0.0, loss = 0.0;
-    for (size_t b = 0; b < tr->n_blocks; b++)
-        sq += tr->block_sq[b];
-    for (int s = 0; s < S; s++)
-        loss += tr->shard_metrics[s].loss_sum;
-    const double norm = sqrt(sq);
-    const int finite = isfinite(norm) && isfinite(loss);
-    if (w == 0) {
-        j->grad_norm = norm;
-        j->finite = finite;
-    }
-    if (!finite)
-        return;
-    const float scale = brisk_clip_scale(norm, tr->cfg.clip_norm);
-    brisk_optim_update(&tr->cfg.optim, tr->steps_done + 1, j->lr, scale, tr->params, g,
-                       tr->opt_m, tr->opt_v, lo, hi);
-}
-
-static int step_mp(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
-                   float mean, float std, brisk_step_stats *out);
-
-int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
-                       float mean, float std, brisk_step_stats *out)
-{
-    BRISK_ASSERT(n >= 1 && n <= t->cfg.batch);
-    if (t->P > 1)
-        return step_mp(t, ds, idx, n, mean, std, out);
-    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = brisk_trainer_num_shards(t, n),
-             .mean = mean, .std = std, .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done)};
-    const int blas_threads = brisk_blas_set_threads(1);
-    brisk_pool_run(t->pool, step_job, &j);
-    brisk_blas_set_threads(blas_threads);
-    memset(out, 0, sizeof *out);
-    for (int s = 0; s < j.chunks; s++)
-        brisk_metrics_add(&out->metrics, &t->shard_metrics[s]);
-    out->grad_norm = j.grad_norm;
-    out->lr = j.lr;
-    if (!j.finite) {
-        /* Name the first layer whose gradient is not finite (input side first). */
-        const char *where = NULL;
-        for (int k = 0; k < brisk_model_num_tensors(t->model) && !where; k++) {
-            const brisk_tensor_view *v = brisk_model_tensor(t->model, k);
-            const float *g = t->grads + v->offset;
-            for (size_t i = 0; i < (size_t)v->rows * (size_t)v->cols && !where; i++)
-                if (!isfinite(g[i]))
-                    where = v->name;
-        }
-        return brisk_error_set(BRISK_ENONFINITE,
-                               "step %lld: the %s is not finite (loss %s; first non-finite "
-                               "gradient: %s)",
-                               (long long)t->steps_done + 1,
-                               isfinite(out->metrics.loss_sum) ? "gradient" : "loss",
-                               isnan(out->metrics.loss_sum)   ? "NaN"
-                               : isinf(out->metrics.loss_sum) ? "infinite"
-                                                              : "finite",
-                               where ? where : "none");
-    }
-    t->steps_done++;
-    return BRISK_OK;
-}
-
-static void eval_job(void *arg, int w, int T)
-{
-    job *j = arg;
-    /* Parallelize over chunks of micro_batch samples, dealt round-robin. */
-    for (int c = w; c < j->chunks; c += T)
-        chunk_forward(j, w, c, 0.0f, &j->chunk_metrics[c]);
-}
-
-static int evaluate_mp(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
-                       int64_t n, float mean, float std, brisk_metrics *out);
-
-int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
-                           int64_t n, float mean, float std, brisk_metrics *out)
-{
-    memset(out, 0, sizeof *out);
-    if (n <= 0)
-        return BRISK_OK;
-    if (t->P > 1)
-        return evaluate_mp(t, ds, idx, n, mean, std, out);
-    const int64_t chunks = (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch;
-    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = (int)chunks, .mean = mean,
-             .std = std};
-    j.chunk_metrics = malloc((size_t)chunks * sizeof *j.chunk_metrics);
-    if (!j.chunk_metrics)
-        return brisk_error_set(BRISK_ENOMEM, "evaluate: out of memory for %lld chunks",
-                               (long long)chunks);
-    const int blas_threads = brisk_blas_set_threads(1);
-    brisk_pool_run(t->pool, eval_job, &j);
-    brisk_blas_set_threads(blas_threads);
-    /* Merged in chunk order, so metrics do not depend on T. */
-    for (int64_t c = 0; c < chunks; c++)
-        brisk_metrics_add(out, &j.chunk_metrics[c]);
-    free(j.chunk_metrics);
-    return BRISK_OK;
-}
-
-/* An evaluation (per-chunk metrics in base.chunk_metrics) that also keeps, per chunk, the sum
- * of each layer's outputs and of their squares, and the predictions. */
-typedef struct inspect_job {
-    job base;
-    int32_t *pred; /* (n) or NULL */
-    double *sums;  /* (chunks, 2 L) */
-} inspect_job;
-
-static void inspect_chunk(void *arg, int w, int T)
-{
-    inspect_job *ij = arg;
-    job *j = &ij->base;
-    brisk_trainer *tr = j->tr;
-    const brisk_model_config *mc = brisk_model_get_config(tr->model);
-    const int L = mc->n_layers, C = mc->widths[L];
-    /* Parallelize over chunks of micro_batch samples, dealt round-robin. */
-    for (int c = w; c < j->chunks; c += T) {
-        const int rows = chunk_forward(j, w, c, 0.0f, &j->chunk_metrics[c]);
-        const int64_t lo = (int64_t)c * tr->cfg.micro_batch;
-        double *sums = ij->sums + (size_t)c * 2 * (size_t)L;
-        for (int l = 0; l < L; l++) {
-            const float *a = brisk_workspace_output(tr->ws[w], l);
-            const size_t k = (size_t)rows * (size_t)mc->widths[l + 1];
-            double s = 0, sq = 0;
-            for (size_t i = 0; i < k; i++) {
-                s += a[i];
-                sq += (double)a[i] * a[i];
-            }
-            sums[2 * l] = s;
-            sums[2 * l + 1] = sq;
-        }
-        if (ij->pred) {
-            const float *z = brisk_workspace_output(tr->ws[w], L - 1);
-            for (int i = 0; i < rows; i++) {
-                const float *zi = z + (size_t)i * C;
-                int best = 0;
-                if (C == 1) {
-                    best = zi[0] > 0.0f;
-                } else {
-                    for (int k = 1; k < C; k++)
-                        if (zi[k] > zi[best])
-                            best = k;
-                }
-                ij->pred[lo + i] = best;
-            }
-        }
-    }
-}
-
-int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
-                          int64_t n, float mean, float std, brisk_metrics *metrics,
-                          int32_t *pred, double *act_mean, double *act_std)
-{
-    const brisk_model_config *mc = brisk_model_get_config(t->model);
-    const int L = mc->n_layers;
-    if (metrics)
-        memset(metrics, 0, sizeof *metrics);
-    if (n <= 0) {
-        for (int l = 0; l < L; l++) {
-            if (act_mean)
-                act_mean[l] = 0;
-            if (act_std)
-                act_std[l] = 0;
-        }
-        return BRISK_OK;
-    }
-    const int64_t chunks = (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch;
-    inspect_job ij = {.base = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = (int)chunks,
-                               .mean = mean, .std = std},
-                      .pred = pred};
-    ij.sums = malloc((size_t)chunks * 2 * (size_t)L * sizeof *ij.sums);
-    ij.base.chunk_metrics = malloc((size_t)chunks * sizeof *ij.base.chunk_metrics);
-    if (!ij.sums || !ij.base.chunk_metrics) {
-        free(ij.sums);
-        free(ij.base.chunk_metrics);
-        return brisk_error_set(BRISK_ENOMEM, "inspect: out of memory for %lld chunks",
-                               (long long)chunks);
-    }
-    const int blas_threads = brisk_blas_set_threads(1);
-    brisk_pool_run(t->pool, inspect_chunk, &ij);
-    brisk_blas_set_threads(blas_threads);
-    for (int l = 0; l < L; l++) {
-        double s = 0, sq = 0; /* merged in chunk order: independent of T */
-        for (int64_t c = 0; c < chunks; c++) {
-            s += ij.sums[(size_t)c * 2 * (size_t)L + 2 * (size_t)l];
-            sq += ij.sums[(size_t)c * 2 * (size_t)L + 2 * (size_t)l + 1];
-        }
-        const double cnt = (double)n * mc->widths[l + 1], mu = s / cnt;
-        const double var = sq / cnt - mu * mu;
-        if (act_mean)
-            act_mean[l] = mu;
-        if (act_std)
-            act_std[l] = var > 0 ? sqrt(var) : 0.0;
-    }
-    /* Merged in chunk order, exactly as brisk_trainer_evaluate does. */
-    for (int64_t c = 0; metrics && c < chunks; c++)
-        brisk_metrics_add(metrics, &ij.base.chunk_metrics[c]);
-    free(ij.base.chunk_metrics);
-    free(ij.sums);
-    return BRISK_OK;
-}
-
-/* ---- Several processes ---------------------------------------------------------------- */
-
-/* Phase A: my shards' gradients, each packed at once into the send buffer by destination:
- * for rank q, [my shard k][q's slice]. */
-static void mp_phase_a(void *arg, int w, int T)
-{
-    job *j = arg;
-    brisk_trainer *tr = j->tr;
-    float *g = tr->worker_grads[w];
-    for (int k = w; k < j->n_local; k += T) {
-        const int s = tr->rank + k * tr->P;
-        const int rows = chunk_forward(j, w, s, 1.0f / (float)j->n, &tr->local_metrics[k]);
-        brisk_model_backward(tr->model, tr->params, tr->ws[w], rows, g);
-        for (int q = 0; q < tr->P; q++)
-            memcpy(tr->sendbuf + (size_t)j->n_local * tr->rank_lo[q] + (size_t)k * tr->rank_len[q],
-                   g + tr->rank_lo[q], tr->rank_len[q] * sizeof *g);
-    }
-}
-
-/* Phase B: sum the S slices of my blocks in shard order, and each block's sum of squares. */
-static void mp_phase_b(void *arg, int w, int T)
-{
-    job *j = arg;
-    brisk_trainer *tr = j->tr;
-    const size_t len = brisk_model_slab_len(tr->model);
-    size_t b0, b1;
-    my_blocks(tr, w, T, &b0, &b1);
-    float *g = tr->grads; /* my slice: index i - my_lo */
-    for (size_t b = b0; b < b1; b++) {
-        const size_t blo = b * BLOCK, bhi = blo + BLOCK < len ? blo + BLOCK : len;
-        const size_t off = blo - tr->my_lo;
-        memcpy(g + off, tr->shard_src[0] + off, (bhi - blo) * sizeof *g);
-        for (int s = 1; s < j->chunks; s++) {
-            const float *src = tr->shard_src[s] + off;
-            for (size_t i = 0; i < bhi - blo; i++)
-                g[off + i] += src[i];
-        }
-        tr->block_sq[b] = brisk_sum_squares(g, off, off + (bhi - blo));
+        tr->block_sq[b] = brisk_sum_squares(g, off, off + cnt);
     }
 }
 
 /* Phase C: the update of my blocks of parameters, m and v. */
-static void mp_phase_c(void *arg, int w, int T)
+static void update_blocks(job *j, int w, int T, float clip_scale)
 {
-    job *j = arg;
     brisk_trainer *tr = j->tr;
     const size_t len = brisk_model_slab_len(tr->model);
     size_t b0, b1;
@@ -540,18 +387,54 @@ static void mp_phase_c(void *arg, int w, int T)
     if (lo >= hi)
         return;
     const size_t off = lo - tr->my_lo;
-    brisk_optim_update(&tr->cfg.optim, tr->steps_done + 1, j->lr, j->scale, tr->params + lo,
+    brisk_optim_update(&tr->cfg.optim, tr->steps_done + 1, j->lr, clip_scale, tr->params + lo,
                        tr->grads + off, tr->opt_m + off, tr->opt_v + off, 0, hi - lo);
+}
+
+static void phase_c(void *arg, int w, int T)
+{
+    job *j = arg;
+    update_blocks(j, w, T, j->clip_scale);
+}
+
+/* The global gradient norm (blocks in order) and whether it and the loss (shards in order)
+ * are finite: every thread that calls it gets the same answer. */
+static int norm_and_check(const job *j, double *norm)
+{
+    double sq = 0.0, loss = 0.0;
+    for (size_t b = 0; b < j->tr->n_blocks; b++)
+        sq += j->tr->block_sq[b];
+    for (int s = 0; s < j->chunks; s++)
+        loss += j->tr->shard_metrics[s].loss_sum;
+    *norm = sqrt(sq);
+    return isfinite(*norm) && isfinite(loss);
+}
+
+/* One process: phases B and C in one job. After B's barrier every worker derives the same
+ * norm and the same verdict in the same order, and updates its own blocks. */
+static void phase_bc(void *arg, int w, int T)
+{
+    job *j = arg;
+    phase_b(j, w, T);
+    brisk_pool_barrier(j->tr->pool);
+    double norm;
+    if (norm_and_check(j, &norm))
+        update_blocks(j, w, T, brisk_clip_scale(norm, j->tr->cfg.clip_norm));
 }
 
 /* Gathers per-rank metrics (rank r's n_local(chunks) entries, in its local order) into the
  * global chunk order. */
-static void mp_gather_metrics(brisk_trainer *t, int chunks, const brisk_metrics *mine,
-                              brisk_metrics *out)
+static int mp_gather_metrics(brisk_trainer *t, int chunks, const brisk_metrics *mine,
+                             brisk_metrics *out)
 {
     size_t *counts = malloc(2 * (size_t)t->P * sizeof *counts);
     brisk_metrics *seg = malloc(((size_t)chunks + 1) * sizeof *seg);
-    BRISK_ASSERT(counts && seg);
+    if (!counts || !seg) {
+        free(counts);
+        free(seg);
+        return brisk_error_set(BRISK_ENOMEM, "trainer: out of memory for %d chunks' metrics",
+                               chunks);
+    }
     size_t *displs = counts + t->P, at = 0;
     for (int r = 0; r < t->P; r++) {
         counts[r] = (size_t)n_local(chunks, t->P, r) * sizeof *seg;
@@ -564,104 +447,241 @@ static void mp_gather_metrics(brisk_trainer *t, int chunks, const brisk_metrics 
         out[c] = seg[displs[c % t->P] / sizeof *seg + (size_t)(c / t->P)];
     free(seg);
     free(counts);
+    return BRISK_OK;
 }
 
-static int step_mp(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
-                   float mean, float std, brisk_step_stats *out)
+/* Every shard's slice to the slice's owner; then shard_src[s] is where shard s's part of my
+ * slice landed (it came from rank s % P as that rank's local shard s / P). */
+static void mp_exchange(brisk_trainer *t, int S, int n_mine, size_t *v)
 {
-    const int S = brisk_trainer_num_shards(t, n), P = t->P;
-    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = S, .mean = mean, .std = std,
-             .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done),
-             .n_local = n_local(S, P, t->rank)};
-    const int blas_threads = brisk_blas_set_threads(1);
-    brisk_pool_run(t->pool, mp_phase_a, &j);
-
-    /* Every shard's slice to the slice's owner. */
-    size_t *v = malloc(4 * (size_t)P * sizeof *v);
-    BRISK_ASSERT(v);
+    const int P = t->P;
     size_t *sc = v, *sd = v + P, *rc = v + 2 * P, *rd = v + 3 * P, before = 0;
     const size_t my_len = t->my_hi - t->my_lo;
     for (int q = 0; q < P; q++) {
-        sc[q] = (size_t)j.n_local * t->rank_len[q];
-        sd[q] = (size_t)j.n_local * t->rank_lo[q];
+        sc[q] = (size_t)n_mine * t->rank_len[q];
+        sd[q] = (size_t)n_mine * t->rank_lo[q];
         rc[q] = (size_t)n_local(S, P, q) * my_len;
         rd[q] = before * my_len;
         before += (size_t)n_local(S, P, q);
     }
     brisk__comm_alltoallv(t->comm, t->sendbuf, sc, sd, t->recvbuf, rc, rd);
-    /* Shard s came from rank s % P as its local shard s / P. */
     for (int s = 0; s < S; s++)
         t->shard_src[s] = t->recvbuf + rd[s % P] + (size_t)(s / P) * my_len;
-    brisk_pool_run(t->pool, mp_phase_b, &j);
+}
 
-    /* Everyone gets every block's sum of squares and every shard's metrics. */
-    for (int q = 0; q < P; q++) {
-        sc[q] = t->rank_b[q + 1] - t->rank_b[q];
-        sd[q] = t->rank_b[q];
+/* The first tensor (input side first) whose gradient has a non-finite entry in my slice. */
+static const char *first_nonfinite(const brisk_trainer *t)
+{
+    for (int k = 0; k < brisk_model_num_tensors(t->model); k++) {
+        const brisk_tensor_view *v = brisk_model_tensor(t->model, k);
+        const size_t lo = v->offset, hi = lo + (size_t)v->rows * (size_t)v->cols;
+        for (size_t i = lo > t->my_lo ? lo : t->my_lo; i < hi && i < t->my_hi; i++)
+            if (!isfinite(t->grads[i - t->my_lo]))
+                return v->name;
     }
-    brisk__comm_allgatherv(t->comm, t->block_sq, sc, sd, BRISK__COMM_DOUBLE);
-    free(v);
-    mp_gather_metrics(t, S, t->local_metrics, t->shard_metrics);
-    double sq = 0.0;
-    for (size_t b = 0; b < t->n_blocks; b++)
-        sq += t->block_sq[b];
+    return NULL;
+}
+
+int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
+                       float mean, float std, brisk_step_stats *out)
+{
     memset(out, 0, sizeof *out);
+    if (n < 1 || n > t->cfg.batch)
+        return brisk_error_set(BRISK_EINVAL, "step: %d samples (1..batch %d allowed)", n,
+                               t->cfg.batch);
+    if (ds->d != t->cfg.model.widths[0])
+        return brisk_error_set(BRISK_EINVAL, "step: samples have %d features, the model's "
+                               "input is %d wide", ds->d, t->cfg.model.widths[0]);
+    const int S = brisk_trainer_num_shards(t, n), P = t->P;
+    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .mean = mean, .std = std, .chunks = S,
+             .first = t->rank, .stride = P, .metrics = t->local_metrics,
+             .grad_scale = 1.0f / (float)n,
+             .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done)};
+    plan(&j, n_local(S, P, t->rank));
+    brisk_pool_run(t->pool, phase_a, &j);
+    size_t v[4 * 64], *vp = P <= 64 ? v : malloc(4 * (size_t)P * sizeof *vp);
+    if (!vp)
+        return brisk_error_set(BRISK_ENOMEM, "step: out of memory for %d ranks", P);
+    if (P > 1)
+        mp_exchange(t, S, j.n_mine, vp);
+    brisk_pool_run(t->pool, P == 1 ? phase_bc : phase_b, &j);
+    if (P > 1) {
+        /* Everyone gets every block's sum of squares and every shard's metrics. */
+        for (int q = 0; q < P; q++) {
+            vp[q] = t->rank_b[q + 1] - t->rank_b[q];
+            vp[P + q] = t->rank_b[q];
+        }
+        brisk__comm_allgatherv(t->comm, t->block_sq, vp, vp + P, BRISK__COMM_DOUBLE);
+        const int err = mp_gather_metrics(t, S, t->local_metrics, t->shard_metrics);
+        if (vp != v)
+            free(vp);
+        if (err < 0)
+            return err;
+    }
     for (int s = 0; s < S; s++)
         brisk_metrics_add(&out->metrics, &t->shard_metrics[s]);
-    const double norm = sqrt(sq);
+    double norm;
+    const int finite = norm_and_check(&j, &norm);
     out->grad_norm = norm;
     out->lr = j.lr;
-    if (!isfinite(norm) || !isfinite(out->metrics.loss_sum)) {
-        brisk_blas_set_threads(blas_threads);
+    if (!finite) {
+        const char *where = first_nonfinite(t);
         return brisk_error_set(BRISK_ENONFINITE,
-                               "step %lld: the %s is not finite (loss %s)",
+                               "step %lld: the %s is not finite (loss %s; first non-finite "
+                               "gradient%s: %s)",
                                (long long)t->steps_done + 1,
                                isfinite(out->metrics.loss_sum) ? "gradient" : "loss",
                                isnan(out->metrics.loss_sum)   ? "NaN"
                                : isinf(out->metrics.loss_sum) ? "infinite"
-                                                              : "finite");
+                                                              : "finite",
+                               P > 1 ? " in this process's slice" : "", where ? where : "none");
     }
-    j.scale = brisk_clip_scale(norm, t->cfg.clip_norm);
-    brisk_pool_run(t->pool, mp_phase_c, &j);
-    brisk_blas_set_threads(blas_threads);
-    brisk__comm_allgatherv(t->comm, t->params, t->rank_len, t->rank_lo, BRISK__COMM_FLOAT);
+    if (P > 1) {
+        j.clip_scale = brisk_clip_scale(norm, t->cfg.clip_norm);
+        brisk_pool_run(t->pool, phase_c, &j);
+        brisk__comm_allgatherv(t->comm, t->params, t->rank_len, t->rank_lo, BRISK__COMM_FLOAT);
+    }
     t->steps_done++;
     return BRISK_OK;
 }
 
-static void mp_eval_job(void *arg, int w, int T)
+/* ---- Evaluation ----------------------------------------------------------------------- */
+
+static void eval_chunk(job *j, int k, const brisk_team *team, int slot)
 {
-    job *j = arg;
-    /* Parallelize over this rank's chunks (rank + k P), dealt round-robin. */
-    for (int k = w; k < j->n_local; k += T)
-        chunk_forward(j, w, j->tr->rank + k * j->tr->P, 0.0f, &j->chunk_metrics[k]);
+    brisk_trainer *tr = j->tr;
+    const int c = j->first + k * j->stride;
+    const int rows = chunk_forward(j, c, team, slot, BRISK_PASS_EVAL, &j->metrics[k]);
+    if ((!j->sums && !j->pred) || (team && team->ith != 0))
+        return;
+    /* What the network does with the chunk, for monitoring: thread 0 of the team, after the
+     * loss's barrier. */
+    const brisk_model_config *mc = brisk_model_get_config(tr->model);
+    const int L = mc->n_layers, C = mc->widths[L], ld = brisk_workspace_ld(tr->ws[slot]);
+    if (j->sums) {
+        double *sums = j->sums + (size_t)c * 2 * (size_t)L;
+        for (int l = 0; l < L; l++) {
+            const float *a = brisk_workspace_output(tr->ws[slot], l);
+            double s = 0, sq = 0;
+            for (int u = 0; u < mc->widths[l + 1]; u++)
+                for (int i = 0; i < rows; i++) {
+                    const double x = a[(size_t)u * ld + i];
+                    s += x;
+                    sq += x * x;
+                }
+            sums[2 * l] = s;
+            sums[2 * l + 1] = sq;
+        }
+    }
+    if (j->pred) {
+        const float *z = brisk_workspace_output(tr->ws[slot], L - 1);
+        const int64_t lo = (int64_t)c * tr->cfg.micro_batch;
+        for (int i = 0; i < rows; i++) {
+            int best = 0;
+            if (C == 1) {
+                best = z[i] > 0.0f;
+            } else {
+                for (int u = 1; u < C; u++)
+                    if (z[(size_t)u * ld + i] > z[(size_t)best * ld + i])
+                        best = u;
+            }
+            j->pred[lo + i] = best;
+        }
+    }
 }
 
-static int evaluate_mp(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
-                       int64_t n, float mean, float std, brisk_metrics *out)
+static void eval_job(void *arg, int w, int T)
 {
+    for_my_chunks(arg, w, T, eval_chunk);
+}
+
+/* Forward passes over idx[0, n) in chunks of micro_batch; with `distribute`, each rank takes
+ * its share of chunks and the metrics are gathered. Per-chunk metrics are summed in chunk
+ * order. */
+static int run_eval(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int64_t n,
+                    float mean, float std, int distribute, double *sums, int32_t *pred,
+                    brisk_metrics *out)
+{
+    memset(out, 0, sizeof *out);
+    if (n <= 0)
+        return BRISK_OK;
+    if (ds->d != t->cfg.model.widths[0])
+        return brisk_error_set(BRISK_EINVAL, "evaluate: samples have %d features, the model's "
+                               "input is %d wide", ds->d, t->cfg.model.widths[0]);
     const int64_t chunks = (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch;
-    BRISK_ASSERT(chunks <= INT32_MAX);
-    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = (int)chunks, .mean = mean,
-             .std = std, .n_local = n_local((int)chunks, t->P, t->rank)};
+    if (chunks > INT32_MAX)
+        return brisk_error_set(BRISK_EINVAL, "evaluate: %lld samples is too many",
+                               (long long)n);
+    const int P = distribute ? t->P : 1, rank = distribute ? t->rank : 0;
+    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .mean = mean, .std = std,
+             .chunks = (int)chunks, .first = rank, .stride = P, .sums = sums, .pred = pred};
+    const int mine = n_local((int)chunks, P, rank);
     brisk_metrics *all = malloc((size_t)chunks * sizeof *all);
-    j.chunk_metrics = malloc(((size_t)j.n_local + 1) * sizeof *j.chunk_metrics);
-    if (!all || !j.chunk_metrics) {
+    j.metrics = P > 1 ? malloc(((size_t)mine + 1) * sizeof *j.metrics) : all;
+    if (!all || !j.metrics) {
         free(all);
-        free(j.chunk_metrics);
+        if (j.metrics != all)
+            free(j.metrics);
         return brisk_error_set(BRISK_ENOMEM, "evaluate: out of memory for %lld chunks",
                                (long long)chunks);
     }
-    const int blas_threads = brisk_blas_set_threads(1);
-    brisk_pool_run(t->pool, mp_eval_job, &j);
-    brisk_blas_set_threads(blas_threads);
-    mp_gather_metrics(t, (int)chunks, j.chunk_metrics, all);
-    for (int64_t c = 0; c < chunks; c++) /* chunk order, as in one process */
+    plan(&j, mine);
+    brisk_pool_run(t->pool, eval_job, &j);
+    int err = BRISK_OK;
+    if (P > 1) {
+        err = mp_gather_metrics(t, (int)chunks, j.metrics, all);
+        free(j.metrics);
+    }
+    for (int64_t c = 0; err == BRISK_OK && c < chunks; c++)
         brisk_metrics_add(out, &all[c]);
     free(all);
-    free(j.chunk_metrics);
+    return err;
+}
+
+int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
+                           int64_t n, float mean, float std, brisk_metrics *out)
+{
+    return run_eval(t, ds, idx, n, mean, std, 1, NULL, NULL, out);
+}
+
+int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
+                          int64_t n, float mean, float std, brisk_metrics *metrics,
+                          int32_t *pred, double *act_mean, double *act_std)
+{
+    const brisk_model_config *mc = brisk_model_get_config(t->model);
+    const int L = mc->n_layers;
+    const int64_t chunks = n > 0 ? (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch : 0;
+    double *sums = NULL;
+    if (chunks > 0 && (act_mean || act_std) &&
+        !(sums = malloc((size_t)chunks * 2 * (size_t)L * sizeof *sums)))
+        return brisk_error_set(BRISK_ENOMEM, "inspect: out of memory for %lld chunks",
+                               (long long)chunks);
+    brisk_metrics m;
+    const int err = run_eval(t, ds, idx, n, mean, std, 0, sums, pred, &m);
+    if (err < 0) {
+        free(sums);
+        return err;
+    }
+    if (metrics)
+        *metrics = m;
+    for (int l = 0; l < L; l++) {
+        double s = 0, sq = 0; /* merged in chunk order: independent of T */
+        for (int64_t c = 0; sums && c < chunks; c++) {
+            s += sums[(size_t)c * 2 * (size_t)L + 2 * (size_t)l];
+            sq += sums[(size_t)c * 2 * (size_t)L + 2 * (size_t)l + 1];
+        }
+        const double cnt = n > 0 ? (double)n * mc->widths[l + 1] : 1.0, mu = s / cnt;
+        const double var = sq / cnt - mu * mu;
+        if (act_mean)
+            act_mean[l] = mu;
+        if (act_std)
+            act_std[l] = var > 0 ? sqrt(var) : 0.0;
+    }
+    free(sums);
     return BRISK_OK;
 }
+
+/* ---- State ---------------------------------------------------------------------------- */
 
 void brisk_trainer_slice(const brisk_trainer *t, size_t *lo, size_t *hi)
 {
@@ -694,6 +714,44 @@ void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps)
 {
     BRISK_ASSERT(steps >= 0);
     t->steps_done = steps;
+}
+
+int brisk_trainer_describe_plan(const brisk_trainer *t, int n, char *buf, size_t size)
+{
+    const int S = brisk_trainer_num_shards(t, n), mine = n_local(S, t->P, t->rank);
+    const int T = t->T, R = mine % T, full = mine - R, mb = t->cfg.micro_batch;
+    int at = snprintf(buf, size, "%d shard%s of %d sample%s", S, S == 1 ? "" : "s", mb,
+                      mb == 1 ? "" : "s");
+#define ADD(...)                                                                           \
+    do {                                                                                   \
+        if (at >= 0 && (size_t)at < size)                                                  \
+            at += snprintf(buf + at, size - (size_t)at, __VA_ARGS__);                      \
+    } while (0)
+    if (t->P > 1)
+        ADD(" over %d processes; in this one, %d", t->P, mine);
+    if (full > 0)
+        ADD(", %d per thread on %d thread%s", full / T, T, T == 1 ? "" : "s");
+    if (R > 0) {
+        const int lo = T / R, hi = (T + R - 1) / R;
+        ADD("%s%s%d shard%s shared by %d%s%d threads each", full > 0 ? ", then " : ", ",
+            R == 1 && full == 0 && S == 1 ? "the " : "", R, R == 1 ? "" : "s", lo,
+            hi > lo ? "-" : "", hi > lo ? hi : lo);
+    }
+    if (mine == 0)
+        ADD(", none for this process");
+#undef ADD
+    return at;
+}
+
+void brisk_trainer_thread_times(const brisk_trainer *t, double *busy, double *waiting)
+{
+    for (int w = 0; w < t->T; w++)
+        brisk_pool_times(t->pool, w, &busy[w], &waiting[w]);
+}
+
+void brisk_trainer_reset_thread_times(brisk_trainer *t)
+{
+    brisk_pool_reset_times(t->pool);
 }
 
 const float *brisk_trainer_grads(const brisk_trainer *t) { return t->grads; }

@@ -13,6 +13,7 @@
 #define BRISK_MODEL_H
 
 #include "brisk/error.h"
+#include "brisk/team.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -82,15 +83,25 @@ void brisk_slab_free(float *slab); /* accepts NULL */
  * padding zero. The result depends on the seed only. */
 void brisk_model_init_params(const brisk_model *m, uint64_t seed, float *params);
 
-/* Per-worker activation memory for up to max_rows samples. Owned by the caller. */
+/* Activation memory for one micro-shard of up to max_rows samples, shared by the threads of
+ * the team that computes it. Owned by the caller.
+ *
+ * Layout: the input the caller fills is row-major, (max_rows, D). Everything the layers
+ * compute is feature-major, (width, ld) with ld = brisk_workspace_ld(): unit j of sample i at
+ * [j * ld + i], so that each matrix product reads the weights as they are stored (no packing)
+ * and streams the samples as contiguous rows. */
 typedef struct brisk_workspace brisk_workspace;
 int brisk_workspace_create(const brisk_model *m, int max_rows, brisk_workspace **out);
 void brisk_workspace_destroy(brisk_workspace *ws); /* accepts NULL */
-/* The (max_rows, D) input buffer that forward reads: fill rows [0, n) before forward. */
+/* The (max_rows, D) row-major input buffer that forward reads: fill rows [0, n) first. */
 float *brisk_workspace_input(brisk_workspace *ws);
-/* Layer l's output after the last forward: (n, widths[l + 1]), activation applied (the
- * logits for the last layer). Owned by the workspace. */
+/* Layer l's output after the last forward, feature-major (widths[l + 1], ld): unit j of
+ * sample i at [j * ld + i], activation applied (the logits for the last layer). Owned by the
+ * workspace. */
 const float *brisk_workspace_output(const brisk_workspace *ws, int layer);
+int brisk_workspace_ld(const brisk_workspace *ws);
+/* Bytes of activation memory a workspace of max_rows samples takes (for memory estimates). */
+size_t brisk_workspace_bytes(const brisk_model *m, int max_rows);
 
 /* Running sums of a pass; brisk_metrics_add merges partials (in a fixed order if you need
  * bitwise reproducibility). */
@@ -115,20 +126,31 @@ static inline double brisk_metrics_accuracy(const brisk_metrics *m)
     return m->count ? (double)m->correct / (double)m->count : 0.0;
 }
 
-/* Forward pass of rows [0, n) of the workspace input (n <= max_rows). Single-threaded BLAS
- * calls only; safe to run concurrently on different workspaces with shared params. */
-void brisk_model_forward(const brisk_model *m, const float *params, brisk_workspace *ws, int n);
+/* What a forward pass is for: BRISK_PASS_TRAIN keeps what backward needs. */
+typedef enum brisk_pass { BRISK_PASS_EVAL, BRISK_PASS_TRAIN } brisk_pass;
+
+/* The passes below are run by every thread of a team (NULL: one thread) on the same
+ * workspace, each computing its part; they return when the whole team is done. Each output
+ * element is computed by one thread in an order that does not depend on the team's size
+ * (brisk/gemm.h), so the results are bitwise the same for any team. Parameters are only
+ * read; safe to run concurrently on different workspaces with shared parameters. */
+
+/* Forward pass of rows [0, n) of the workspace input (1 <= n <= max_rows). */
+void brisk_model_forward(const brisk_model *m, const float *params, brisk_workspace *ws, int n,
+                         brisk_pass pass, const brisk_team *team);
 
 /* Loss and accuracy of the last forward against labels[0..n): adds to *acc (per-sample loss
- * summed). If grad_scale != 0, also stores grad_scale * dLoss_i/dlogits for backward, where
- * Loss_i is sample i's loss (pass 1/B to get the gradient of the batch mean). */
+ * summed, in sample order) on the team's thread 0 only. If grad_scale != 0, also stores
+ * grad_scale * dLoss_i/dlogits for backward, where Loss_i is sample i's loss (pass 1/B to get
+ * the gradient of the batch mean). Labels must be < the output width (< 2 for one output). */
 void brisk_model_loss(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels, int n,
-                      float grad_scale, brisk_metrics *acc);
+                      float grad_scale, brisk_metrics *acc, const brisk_team *team);
 
-/* Backward pass after forward and loss: overwrites grads (a slab) with the gradient of
+/* Backward pass after a BRISK_PASS_TRAIN forward and the loss: overwrites the tensors of
+ * grads (a slab; alignment padding is not touched) with the gradient of
  * sum_i grad_scale * Loss_i over the n rows. */
 void brisk_model_backward(const brisk_model *m, const float *params, brisk_workspace *ws, int n,
-                          float *grads);
+                          float *grads, const brisk_team *team);
 
 /* Names for flags and messages, and their inverses (-1 when unknown). */
 const char *brisk_act_name(brisk_act a);

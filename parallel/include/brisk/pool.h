@@ -34,6 +34,18 @@ void brisk_pool_run(brisk_pool *pool, brisk_pool_fn fn, void *arg);
  * are visible after it on every thread. Every thread must call it the same number of times. */
 void brisk_pool_barrier(brisk_pool *pool);
 
+/* Teams: between jobs, brisk_pool_set_teams(pool, R) groups the T threads into R teams
+ * (1 <= R <= T): thread t belongs to team t % R, as its member t / R. Inside a job,
+ * brisk_pool_team_barrier(pool, r) waits for the members of team r only. */
+void brisk_pool_set_teams(brisk_pool *pool, int R);
+int brisk_pool_team_size(const brisk_pool *pool, int team);
+void brisk_pool_team_barrier(brisk_pool *pool, int team);
+
+/* Seconds thread t has spent inside jobs in all (busy) and, of that, waiting at barriers
+ * (waiting), since the pool was created or brisk_pool_reset_times. Call between jobs. */
+void brisk_pool_times(const brisk_pool *pool, int t, double *busy, double *waiting);
+void brisk_pool_reset_times(brisk_pool *pool);
+
 /* The number of CPUs this process may run on (sched_getaffinity), at least 1. */
 int brisk_cpu_count(void);
 

@@ -1,13 +1,15 @@
 /* brisk/trainer.h: one training step and evaluation over a shard plan.
  *
  * The global batch of B samples is cut into S = ceil(B / micro_batch) micro-shards (S depends
- * only on B and the micro-batch, never on the thread count). Each micro-shard's gradient is
- * computed into its own buffer by whichever of the T worker threads takes it. After a barrier,
- * worker t owns a 64-byte-aligned slice of the flat parameter vector: it sums the S shard
- * gradients for its slice in shard order, adds its blocks to the global gradient norm (summed
- * block by block in a fixed order), and applies the optimizer update to its slice of the
- * parameters, m and v in place. There is one copy of each, and because no order depends on T,
- * the result is bitwise identical for any number of threads.
+ * only on B and the micro-batch, never on the thread count). The T worker threads take whole
+ * shards, one each, while there are at least T left; the rest are each shared by a team of
+ * threads that split every layer's work (brisk/team.h), so every core has work at any batch.
+ * Each shard's gradient is computed into its own buffer. Then worker t owns a 64-byte-aligned
+ * slice of the flat parameter vector: it sums the S shard gradients for its slice in shard
+ * order, adds its blocks to the global gradient norm (summed block by block in a fixed order),
+ * and applies the optimizer update to its slice of the parameters, m and v in place. There is
+ * one copy of each, and because no order depends on T (or on the number of processes), the
+ * result is bitwise identical for any number of threads and processes.
  */
 #ifndef BRISK_TRAINER_H
 #define BRISK_TRAINER_H
@@ -17,9 +19,12 @@
 #include "brisk/model.h"
 #include "brisk/optim.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
-/* Large enough for efficient GEMMs, small enough that a batch of 128 feeds 2 threads. */
+/* The default micro-shard size (see BRISK_DEFAULT_MICRO_BATCH's comment in README.md):
+ * large shards are faster products and fewer gradient buffers to add up; threads share a
+ * shard when there are fewer shards than threads. */
 #define BRISK_DEFAULT_MICRO_BATCH 64
 
 typedef struct brisk_trainer_config {
@@ -28,8 +33,8 @@ typedef struct brisk_trainer_config {
     brisk_schedule schedule;
     float clip_norm;  /* clip by global norm; <= 0 turns clipping off */
     int batch;        /* B, the largest batch a step takes */
-    int micro_batch;  /* micro-shard size; <= 0 means min(B, BRISK_DEFAULT_MICRO_BATCH) */
-    int threads;      /* T worker threads; <= 0 means brisk_cpu_count() */
+    int micro_batch;  /* micro-shard size; 0 means min(B, BRISK_DEFAULT_MICRO_BATCH) */
+    int threads;      /* T worker threads; 0 means brisk_cpu_count() */
     uint64_t seed;    /* parameter init */
     brisk_comm *comm; /* the job's processes (not owned); NULL: this process alone */
 } brisk_trainer_config;
@@ -49,9 +54,9 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out);
 void brisk_trainer_destroy(brisk_trainer *t); /* accepts NULL */
 
 /* One optimizer step on samples idx[0, n) of ds (1 <= n <= B), normalised with mean/std.
- * Returns BRISK_OK, or BRISK_ENONFINITE (parameters left unchanged) when the loss or the
- * gradient is NaN or infinite; the detail names the step and the first tensor whose gradient
- * is not finite. */
+ * Returns BRISK_OK; BRISK_EINVAL for n out of range or samples whose width is not the model's
+ * input; BRISK_ENONFINITE (parameters left unchanged) when the loss or the gradient is NaN or
+ * infinite, with a detail naming the step and the first tensor whose gradient is not finite. */
 int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
                        float mean, float std, brisk_step_stats *out);
 
@@ -104,6 +109,13 @@ float *brisk_trainer_opt_v(brisk_trainer *t);
 const float *brisk_trainer_grads(const brisk_trainer *t);
 int64_t brisk_trainer_steps_done(const brisk_trainer *t);
 int brisk_trainer_num_shards(const brisk_trainer *t, int n); /* S for a batch of n */
+/* Writes into buf (snprintf-style, returns what snprintf returns) how a batch of n is spread
+ * over this process's threads, e.g. "1 shard of 128 samples, shared by 2 threads each". */
+int brisk_trainer_describe_plan(const brisk_trainer *t, int n, char *buf, size_t size);
+/* Per worker thread (T entries each): seconds spent inside steps and evaluations, and of
+ * those, waiting for other threads at barriers (the rest is work). */
+void brisk_trainer_thread_times(const brisk_trainer *t, double *busy, double *waiting);
+void brisk_trainer_reset_thread_times(brisk_trainer *t);
 int brisk_trainer_micro_batch(const brisk_trainer *t);
 int brisk_trainer_threads(const brisk_trainer *t);            /* T */
 

@@ -1,0 +1,72 @@
+/* brisk/gemm.h: the matrix product every layer runs on, with results that do not depend on
+ * how the work is split between threads.
+ *
+ *     C(m, n) = init(m, n) + sum over k = 0 .. K-1 of A(m, k) B(k, n)
+ *
+ * Each element of C is one chain of fused multiply-adds in increasing k, starting from its
+ * initial value: c = init; c = fma(A(m,0), B(0,n), c); c = fma(A(m,1), B(1,n), c); ...
+ * Every code path (AVX-512, AVX2 + FMA, portable fmaf) computes exactly that chain, whatever
+ * block of C it is computing and however the K loop is blocked for the caches (storing a
+ * partial sum and loading it again is exact). So any split of C between threads, and any
+ * instruction set, gives the same bits: this is what lets several threads share one
+ * micro-shard without changing the result. An OpenBLAS sgemm gives no such promise: its
+ * K-blocking and its small-matrix kernels depend on the shape of the call, so splitting one
+ * call into several could change the rounding.
+ *
+ * No packing of A or B: A is read through two strides (so W and W^T are the same array), B
+ * row by row. Rows of B should be contiguous and, for speed, not a multiple of 4 KiB apart.
+ */
+#ifndef BRISK_GEMM_H
+#define BRISK_GEMM_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum brisk_gemm_init {
+    BRISK_GEMM_ZERO,    /* C = A B */
+    BRISK_GEMM_ACCUM,   /* C += A B (the chain starts from C's value) */
+    BRISK_GEMM_ROWBIAS  /* C(m, n) = bias[m] + (A B)(m, n) */
+} brisk_gemm_init;
+
+/* One product. Strides are in floats. The caller owns every pointer. */
+typedef struct brisk_gemm_args {
+    int M, N, K;                  /* C is (M, N); K >= 0 (K = 0 leaves C = init) */
+    const float *A;               /* A(m, k) = A[m * a_rs + k * a_ks] */
+    ptrdiff_t a_rs, a_ks;
+    const float *B;               /* B(k, n) = B[k * ldb + n] */
+    ptrdiff_t ldb;
+    float *C;                     /* C(m, n) = C[m * ldc + n] */
+    ptrdiff_t ldc;
+    const float *bias;            /* (M), for BRISK_GEMM_ROWBIAS */
+    brisk_gemm_init init;
+} brisk_gemm_args;
+
+/* Computes the block of C that thread ith of nth owns (0 <= ith < nth); the nth calls
+ * together compute all of C, each element exactly once, and the result is the same for any
+ * nth. Never creates threads. A thread with nothing to do returns at once. */
+void brisk_gemm(const brisk_gemm_args *g, int ith, int nth);
+
+/* Computes the block [m0, m1) x [n0, n1) of C. */
+void brisk_gemm_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1);
+
+/* The rows [*m0, *m1) and columns [*n0, *n1) of an (M, N) output that thread ith of nth
+ * computes in brisk_gemm (an empty block when it has none). Exposed so that a layer can apply
+ * its elementwise epilogue to exactly the block its thread computed. */
+void brisk_gemm_split(int M, int N, int ith, int nth, int *m0, int *m1, int *n0, int *n1);
+
+/* The code path in use: "avx512", "avx2" or "portable". */
+const char *brisk_gemm_isa(void);
+
+/* Chooses the code path (for tests and benchmarks): "avx512", "avx2", "portable", or NULL
+ * for the best the CPU supports. Returns 0, or -1 when the CPU cannot run it (nothing
+ * changes). Not thread-safe: call it while no product runs. */
+int brisk_gemm_set_isa(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

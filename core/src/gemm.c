@@ -1,0 +1,333 @@
+/* The split-invariant matrix product of brisk/gemm.h.
+ *
+ * A register-blocked kernel in the usual shape (a block of MR rows by up to NR columns of C
+ * held in vector registers while k runs; one element of A broadcast, one row of B loaded, MR
+ * x NR/width fused multiply-adds per k), in three versions chosen once at run time: AVX-512
+ * (6 x 64: 24 accumulators of 16 floats), AVX2 + FMA (6 x 16: 12 accumulators of 8 floats)
+ * and portable C with fmaf. Every version computes each element as the same chain of fmas in
+ * increasing k, so they agree bit for bit with each other and with any split of C.
+ *
+ * K is cut into blocks of KC so that the rows of B a block reads stay in L1 while MR-row
+ * blocks of A go past; between blocks the partial sums go through C, which is exact.
+ */
+#include "brisk/gemm.h"
+
+#include "brisk/error.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define BRISK_GEMM_X86 1
+#else
+#define BRISK_GEMM_X86 0
+#endif
+
+#define MR 6    /* rows of C per register block (every version) */
+#define KC 256  /* k per cache block */
+
+typedef void (*block_fn)(const brisk_gemm_args *g, int m0, int m1, int n0, int n1);
+
+/* The initial value of C(m, n) for a chain that starts at k = k0. */
+static inline float init_value(const brisk_gemm_args *g, int k0, int m, int n)
+{
+    if (k0 > 0 || g->init == BRISK_GEMM_ACCUM)
+        return g->C[(ptrdiff_t)m * g->ldc + n];
+    return g->init == BRISK_GEMM_ROWBIAS ? g->bias[m] : 0.0f;
+}
+
+/* ---- portable ------------------------------------------------------------------------- */
+
+static void block_portable(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
+{
+    for (int k0 = 0; k0 < g->K || k0 == 0; k0 += KC) {
+        const int k1 = g->K - k0 < KC ? g->K : k0 + KC;
+        for (int m = m0; m < m1; m++) {
+            float *c = g->C + (ptrdiff_t)m * g->ldc;
+            for (int n = n0; n < n1; n++)
+                c[n] = init_value(g, k0, m, n);
+            for (int k = k0; k < k1; k++) {
+                const float a = g->A[(ptrdiff_t)m * g->a_rs + (ptrdiff_t)k * g->a_ks];
+                const float *b = g->B + (ptrdiff_t)k * g->ldb;
+                for (int n = n0; n < n1; n++)
+                    c[n] = fmaf(a, b[n], c[n]);
+            }
+        }
+    }
+}
+
+#if BRISK_GEMM_X86
+
+/* ---- AVX-512: MR x (NV x 16) ----------------------------------------------------------- */
+
+#define T512 __attribute__((target("avx512f")))
+#define INLINE512 static inline __attribute__((target("avx512f"), always_inline))
+
+INLINE512 void micro512(const brisk_gemm_args *g, const int mr, const int nv, __mmask16 tail,
+                        int m, int n, int k0, int k1, int init)
+{
+    __m512 acc[MR][4];
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {
+            const __mmask16 mask = v == nv - 1 ? tail : (__mmask16)0xFFFF;
+            if (init == BRISK_GEMM_ACCUM)
+                acc[r][v] = _mm512_maskz_loadu_ps(mask, g->C + (ptrdiff_t)(m + r) * g->ldc +
+                                                            n + 16 * v);
+            else if (init == BRISK_GEMM_ROWBIAS)
+                acc[r][v] = _mm512_set1_ps(g->bias[m + r]);
+            else
+                acc[r][v] = _mm512_setzero_ps();
+        }
+    }
+    const ptrdiff_t a_rs = g->a_rs, a_ks = g->a_ks, ldb = g->ldb;
+    const float *a = g->A + (ptrdiff_t)m * a_rs + (ptrdiff_t)k0 * a_ks;
+    const float *b = g->B + (ptrdiff_t)k0 * ldb + n;
+    for (int k = k0; k < k1; k++) {
+        __m512 bv[4];
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+            bv[v] = v == nv - 1 ? _mm512_maskz_loadu_ps(tail, b + 16 * v)
+                                : _mm512_loadu_ps(b + 16 * v);
+        _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
+            const __m512 av = _mm512_set1_ps(a[r * a_rs]);
+            _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+                acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+        }
+        a += a_ks;
+        b += ldb;
+    }
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+            _mm512_mask_storeu_ps(g->C + (ptrdiff_t)(m + r) * g->ldc + n + 16 * v,
+                                  v == nv - 1 ? tail : (__mmask16)0xFFFF, acc[r][v]);
+}
+
+/* One instance per (rows, vectors), so that the accumulators live in registers. */
+#define M512(R, V)                                                                         \
+    T512 static void micro512_##R##_##V(const brisk_gemm_args *g, __mmask16 tail, int m,  \
+                                        int n, int k0, int k1, int init)                   \
+    {                                                                                      \
+        micro512(g, R, V, tail, m, n, k0, k1, init);                                       \
+    }
+#define M512_ROW(R) M512(R, 1) M512(R, 2) M512(R, 3) M512(R, 4)
+M512_ROW(1) M512_ROW(2) M512_ROW(3) M512_ROW(4) M512_ROW(5) M512_ROW(6)
+
+typedef void (*micro512_fn)(const brisk_gemm_args *, __mmask16, int, int, int, int, int);
+#define M512_REF(R) {micro512_##R##_1, micro512_##R##_2, micro512_##R##_3, micro512_##R##_4}
+static const micro512_fn micro512_table[MR][4] = {M512_REF(1), M512_REF(2), M512_REF(3),
+                                                  M512_REF(4), M512_REF(5), M512_REF(6)};
+
+T512 static void block_avx512(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
+{
+    for (int n = n0; n < n1; n += 64) {
+        const int nw = n1 - n < 64 ? n1 - n : 64, nv = (nw + 15) / 16;
+        const __mmask16 tail = (__mmask16)(0xFFFFu >> (16 * nv - nw));
+        for (int k0 = 0; k0 < g->K || k0 == 0; k0 += KC) {
+            const int k1 = g->K - k0 < KC ? g->K : k0 + KC;
+            const int init = k0 > 0 ? BRISK_GEMM_ACCUM : (int)g->init;
+            for (int m = m0; m < m1; m += MR) {
+                const int mr = m1 - m < MR ? m1 - m : MR;
+                micro512_table[mr - 1][nv - 1](g, tail, m, n, k0, k1, init);
+            }
+        }
+    }
+}
+
+/* ---- AVX2 + FMA: MR x (NV x 8) --------------------------------------------------------- */
+
+#define T256 __attribute__((target("avx2,fma")))
+#define INLINE256 static inline __attribute__((target("avx2,fma"), always_inline))
+
+INLINE256 __m256i mask256(int lanes)
+{
+    static const int bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(const void *)(bits + 8 - lanes));
+}
+
+INLINE256 void micro256(const brisk_gemm_args *g, const int mr, const int nv, int tail_lanes,
+                        int m, int n, int k0, int k1, int init)
+{
+    const __m256i full = mask256(8), tail = mask256(tail_lanes);
+    __m256 acc[MR][2];
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {
+            if (init == BRISK_GEMM_ACCUM)
+                acc[r][v] = _mm256_maskload_ps(g->C + (ptrdiff_t)(m + r) * g->ldc + n + 8 * v,
+                                               v == nv - 1 ? tail : full);
+            else if (init == BRISK_GEMM_ROWBIAS)
+                acc[r][v] = _mm256_set1_ps(g->bias[m + r]);
+            else
+                acc[r][v] = _mm256_setzero_ps();
+        }
+    }
+    const ptrdiff_t a_rs = g->a_rs, a_ks = g->a_ks, ldb = g->ldb;
+    const float *a = g->A + (ptrdiff_t)m * a_rs + (ptrdiff_t)k0 * a_ks;
+    const float *b = g->B + (ptrdiff_t)k0 * ldb + n;
+    for (int k = k0; k < k1; k++) {
+        __m256 bv[2];
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+            bv[v] = v == nv - 1 ? _mm256_maskload_ps(b + 8 * v, tail) : _mm256_loadu_ps(b + 8 * v);
+        _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
+            const __m256 av = _mm256_broadcast_ss(a + r * a_rs);
+            _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+                acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+        }
+        a += a_ks;
+        b += ldb;
+    }
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+            _mm256_maskstore_ps(g->C + (ptrdiff_t)(m + r) * g->ldc + n + 8 * v,
+                                v == nv - 1 ? tail : full, acc[r][v]);
+}
+
+#define M256(R, V)                                                                         \
+    T256 static void micro256_##R##_##V(const brisk_gemm_args *g, int tail, int m, int n,   \
+                                        int k0, int k1, int init)                          \
+    {                                                                                      \
+        micro256(g, R, V, tail, m, n, k0, k1, init);                                       \
+    }
+#define M256_ROW(R) M256(R, 1) M256(R, 2)
+M256_ROW(1) M256_ROW(2) M256_ROW(3) M256_ROW(4) M256_ROW(5) M256_ROW(6)
+
+typedef void (*micro256_fn)(const brisk_gemm_args *, int, int, int, int, int, int);
+#define M256_REF(R) {micro256_##R##_1, micro256_##R##_2}
+static const micro256_fn micro256_table[MR][2] = {M256_REF(1), M256_REF(2), M256_REF(3),
+                                                  M256_REF(4), M256_REF(5), M256_REF(6)};
+
+T256 static void block_avx2(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
+{
+    for (int n = n0; n < n1; n += 16) {
+        const int nw = n1 - n < 16 ? n1 - n : 16, nv = (nw + 7) / 8;
+        const int tail = nw - 8 * (nv - 1);
+        for (int k0 = 0; k0 < g->K || k0 == 0; k0 += KC) {
+            const int k1 = g->K - k0 < KC ? g->K : k0 + KC;
+            const int init = k0 > 0 ? BRISK_GEMM_ACCUM : (int)g->init;
+            for (int m = m0; m < m1; m += MR) {
+                const int mr = m1 - m < MR ? m1 - m : MR;
+                micro256_table[mr - 1][nv - 1](g, tail, m, n, k0, k1, init);
+            }
+        }
+    }
+}
+
+#endif /* BRISK_GEMM_X86 */
+
+/* ---- dispatch ------------------------------------------------------------------------- */
+
+static block_fn active_block;
+static const char *active_name;
+
+static int select_isa(const char *name)
+{
+#if BRISK_GEMM_X86
+    __builtin_cpu_init();
+    const int has512 = __builtin_cpu_supports("avx512f");
+    const int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if ((!name && has512) || (name && !strcmp(name, "avx512"))) {
+        if (!has512)
+            return -1;
+        active_block = block_avx512;
+        active_name = "avx512";
+        return 0;
+    }
+    if ((!name && has2) || (name && !strcmp(name, "avx2"))) {
+        if (!has2)
+            return -1;
+        active_block = block_avx2;
+        active_name = "avx2";
+        return 0;
+    }
+#endif
+    if (name && strcmp(name, "portable"))
+        return -1;
+    active_block = block_portable;
+    active_name = "portable";
+    return 0;
+}
+
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void select_default(void)
+{
+    select_isa(NULL);
+}
+
+static block_fn current_block(void)
+{
+    pthread_once(&default_once, select_default);
+    return active_block;
+}
+
+int brisk_gemm_set_isa(const char *name)
+{
+    pthread_once(&default_once, select_default);
+    block_fn before = active_block;
+    const char *before_name = active_name;
+    if (select_isa(name) < 0) {
+        active_block = before;
+        active_name = before_name;
+        return -1;
+    }
+    return 0;
+}
+
+const char *brisk_gemm_isa(void)
+{
+    current_block();
+    return active_name;
+}
+
+void brisk_gemm_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
+{
+    if (m0 >= m1 || n0 >= n1)
+        return;
+    current_block()(g, m0, m1, n0, n1);
+}
+
+void brisk_gemm_split(int M, int N, int ith, int nth, int *m0, int *m1, int *n0, int *n1)
+{
+    *m0 = 0, *m1 = M, *n0 = 0, *n1 = N;
+    if (nth <= 1)
+        return;
+    const int mu = (M + MR - 1) / MR; /* row units: whole register blocks */
+    if (mu >= nth) {
+        *m0 = (int)((long long)mu * ith / nth) * MR;
+        *m1 = (int)((long long)mu * (ith + 1) / nth) * MR;
+        if (*m1 > M)
+            *m1 = M;
+        return;
+    }
+    /* Too few rows: split columns in units of 64 (16 when that is not enough), and rows
+     * between groups of threads when there are rows to spare. */
+    const int cw = (N + 63) / 64 >= nth ? 64 : 16, nu = (N + cw - 1) / cw;
+    int pm = mu < 1 ? 1 : mu, pn = nth / pm;
+    if (pn > nu)
+        pn = nu;
+    if (pn < 1) {
+        pm = nth;
+        pn = 1;
+    }
+    if (ith >= pm * pn) {
+        *m0 = *m1 = *n0 = *n1 = 0;
+        return;
+    }
+    const int im = ith / pn, in = ith % pn;
+    *m0 = (int)((long long)mu * im / pm) * MR;
+    *m1 = (int)((long long)mu * (im + 1) / pm) * MR;
+    if (*m1 > M)
+        *m1 = M;
+    *n0 = (int)((long long)nu * in / pn) * cw;
+    *n1 = (int)((long long)nu * (in + 1) / pn) * cw;
+    if (*n1 > N)
+        *n1 = N;
+}
+
+void brisk_gemm(const brisk_gemm_args *g, int ith, int nth)
+{
+    BRISK_ASSERT(g && ith >= 0 && ith < nth && g->M >= 0 && g->N >= 0 && g->K >= 0);
+    int m0, m1, n0, n1;
+    brisk_gemm_split(g->M, g->N, ith, nth, &m0, &m1, &n0, &n1);
+    brisk_gemm_block(g, m0, m1, n0, n1);
+}
