@@ -3,11 +3,11 @@
  * checkpoints, survive Ctrl-C and resume exactly.
  */
 #define _GNU_SOURCE
-#include "brisk/blas.h"
 #include "brisk/checkpoint.h"
 #include "brisk/comm.h"
 #include "brisk/data.h"
 #include "brisk/error.h"
+#include "brisk/gemm.h"
 #include "brisk/fsutil.h"
 #include "brisk/model.h"
 #include "brisk/optim.h"
@@ -137,9 +137,7 @@ static void usage(FILE *f)
 "logs are still drained).\n"
 "Exit status: 0 success, 1 error (data, memory, files), 2 usage error, 3 training diverged\n"
 "(a loss or gradient became NaN or infinite; the message names the step and the layer),\n"
-"130 interrupted.\n"
-"OpenBLAS: if it picked a slower kernel than the CPU supports and OPENBLAS_CORETYPE is not\n"
-"set, brisk-train re-runs itself once with OPENBLAS_CORETYPE set to the best one.\n",
+"130 interrupted.\n",
         d->model, d->act, d->loss, d->init, d->optimizer, d->lr, d->weight_decay, d->momentum,
         d->clip_norm, d->schedule, d->step_size, d->gamma, d->warmup, d->min_lr, d->epochs,
         d->batch, d->micro_batch, brisk_cpu_count(), d->seed, d->data, d->val_split,
@@ -816,6 +814,13 @@ static int setup(run *r)
     }
     if (brisk_trainer_create(&cfg, &r->t) < 0)
         return fail(NULL);
+    const int shards = brisk_trainer_num_shards(r->t, o->batch);
+    if (shards < r->nproc && r->rank == 0)
+        fprintf(stderr, "brisk-train: warning: a batch of %d is %d micro-shard%s of %d, fewer "
+                "than the %d processes: %d of them will have no work; give --micro-batch %d or "
+                "less (the micro-batch, not the number of processes, decides the results)\n",
+                o->batch, shards, shards == 1 ? "" : "s", brisk_trainer_micro_batch(r->t),
+                r->nproc, r->nproc - shards, o->batch / r->nproc > 0 ? o->batch / r->nproc : 1);
     if (r->nproc > 1 && r->rank == 0) {
         r->full_grads = brisk_slab_alloc(brisk_trainer_model(r->t));
         r->full_m = brisk_slab_alloc(brisk_trainer_model(r->t));
@@ -876,13 +881,15 @@ static int restore(run *r, const brisk_checkpoint *ck, const char *path)
 /* The text summary: every setting and the build, as a Markdown table. */
 static void log_config_text(run *r, int64_t step)
 {
-    char text[8192];
+    char text[8192], plan[256];
     size_t at = 0;
+    brisk_trainer_describe_plan(r->t, r->o.batch, plan, sizeof plan);
     at += (size_t)snprintf(text + at, sizeof text - at,
                            "| setting | value |\n|---|---|\n| brisk | %s |\n| threads | %d |\n"
-                           "| micro-batch | %d |\n| OpenBLAS kernel | %s |\n| parameters | %zu |\n",
+                           "| micro-batch | %d |\n| a batch | %s |\n| matrix kernel | %s |\n"
+                           "| parameters | %zu |\n",
                            BRISK_VERSION, brisk_trainer_threads(r->t),
-                           brisk_trainer_micro_batch(r->t), brisk_blas_kernel(),
+                           brisk_trainer_micro_batch(r->t), plan, brisk_gemm_isa(),
                            brisk_model_num_params(brisk_trainer_model(r->t)));
     for (size_t i = 0; i < N_FIELDS && at < sizeof text; i++) {
         const field *f = &fields[i];
@@ -1013,11 +1020,14 @@ static int train(run *r, const brisk_checkpoint *ck)
             snprintf(procs, sizeof procs, "%d processes x ", r->nproc);
         printf("brisk-train: model %s (%zu parameters), %s, %s lr %g, batch %d (micro-batch "
                "%d), %s%d threads; data %s: %lld train, %lld validation, %lld test samples; "
-               "OpenBLAS kernel %s\n",
+               "%s kernels\n",
                o->model, brisk_model_num_params(brisk_trainer_model(r->t)), o->act, o->optimizer,
                o->lr, o->batch, brisk_trainer_micro_batch(r->t), procs,
                brisk_trainer_threads(r->t), o->data, (long long)r->n_train, (long long)r->n_val,
-               (long long)r->test.n, brisk_blas_kernel());
+               (long long)r->test.n, brisk_gemm_isa());
+        char plan[256];
+        brisk_trainer_describe_plan(r->t, o->batch, plan, sizeof plan);
+        printf("brisk-train: each batch: %s\n", plan);
         if (ck)
             printf("brisk-train: resuming at epoch %lld, step %lld\n", (long long)start_epoch,
                    (long long)brisk_trainer_steps_done(r->t));
@@ -1204,10 +1214,10 @@ static int train(run *r, const brisk_checkpoint *ck)
     const unsigned long long sum = (unsigned long long)params_checksum(r->t);
     if (o->json)
         printf("{\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"params_checksum\": "
-               "\"%016llx\", \"elapsed_seconds\": %.3f, \"openblas_kernel\": \"%s\", "
+               "\"%016llx\", \"elapsed_seconds\": %.3f, \"gemm_kernel\": \"%s\", "
                "\"logging_cpu_seconds\": %.3f}\n",
                brisk_metrics_loss(&test_m), brisk_metrics_accuracy(&test_m), sum, elapsed,
-               brisk_blas_kernel(), r->log_cpu_seconds);
+               brisk_gemm_isa(), r->log_cpu_seconds);
     else
         printf("test  loss %.4f acc %6.2f%%  (%d epoch%s, %.1f s; weights checksum %016llx)\n",
                brisk_metrics_loss(&test_m), 100 * brisk_metrics_accuracy(&test_m), o->epochs,
@@ -1219,7 +1229,6 @@ static int run_main(int argc, char **argv, brisk_comm *comm);
 
 int main(int argc, char **argv)
 {
-    brisk_blas_ensure_best_kernel(argv);
     brisk_comm *comm;
     if (brisk_comm_init(&argc, &argv, &comm) < 0)
         return fail(NULL);

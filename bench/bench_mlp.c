@@ -1,13 +1,15 @@
 /* bench_mlp: training throughput of Brisk on synthetic data.
  *
  * Trains an MLP (ReLU, softmax cross-entropy, Adam) on uint8 samples normalised per batch,
- * exactly the work of brisk-train's inner loop, and prints samples/s and the OpenBLAS kernel
- * that ran. bench/compare_mlp.py runs it side by side with PyTorch.
+ * exactly the work of brisk-train's inner loop, and prints samples/s, the matrix kernel that
+ * ran, how each batch was spread over the threads and how busy each thread was.
+ * bench/compare_mlp.py runs it side by side with PyTorch.
  */
-#include "brisk/blas.h"
 #include "brisk/comm.h"
 #include "brisk/data.h"
 #include "brisk/error.h"
+#include "brisk/gemm.h"
+#include "brisk/pool.h"
 #include "brisk/trainer.h"
 
 #include <stdio.h>
@@ -27,15 +29,17 @@ static int run(int argc, char **argv, brisk_comm *comm);
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: bench_mlp [--model WIDTHS] [--batch B] [--threads T] [--micro-batch M] "
-               "[--steps N] [--warmup N] [--json]\n"
-               "Defaults: --model 784-256-128-10 --batch 128 --threads 1 --steps 300 --warmup 30;\n"
-               "--micro-batch defaults to min(%d, ceil(B / (P T))) so that every thread has a shard (P: processes under mpirun).\n",
+               "[--steps N] [--warmup N] [--kernel avx512|avx2|portable] [--json]\n"
+               "Defaults: --model 784-256-128-10 --batch 128 --threads 1 --steps 300 --warmup 30,\n"
+               "--micro-batch %d (brisk-train's default; B if smaller), --kernel: the best the "
+               "CPU runs.\n"
+               "--json prints one object with samples/s and, per thread, the seconds it was busy "
+               "and waiting.\n",
             BRISK_DEFAULT_MICRO_BATCH);
 }
 
 int main(int argc, char **argv)
 {
-    brisk_blas_ensure_best_kernel(argv);
     /* Under mpirun: P processes share each batch (rank 0 reports). */
     brisk_comm *comm;
     if (brisk_comm_init(&argc, &argv, &comm) < 0) {
@@ -50,6 +54,7 @@ int main(int argc, char **argv)
 static int run(int argc, char **argv, brisk_comm *comm)
 {
     const char *model = "784-256-128-10";
+    const char *kernel = NULL;
     int batch = 128, micro = 0, threads = 1, steps = 300, warmup = 30, json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -71,6 +76,8 @@ static int run(int argc, char **argv, brisk_comm *comm)
             steps = atoi(argv[++i]);
         else if (has_value && !strcmp(a, "--warmup"))
             warmup = atoi(argv[++i]);
+        else if (has_value && !strcmp(a, "--kernel"))
+            kernel = argv[++i];
         else {
             fprintf(stderr, "bench_mlp: bad argument '%s'\n", a);
             usage(stderr);
@@ -82,11 +89,9 @@ static int run(int argc, char **argv, brisk_comm *comm)
                         "--micro-batch >= 0\n");
         return 2;
     }
-    if (micro == 0) {
-        const int workers = threads * brisk_comm_size(comm);
-        micro = (batch + workers - 1) / workers;
-        if (micro > BRISK_DEFAULT_MICRO_BATCH)
-            micro = BRISK_DEFAULT_MICRO_BATCH;
+    if (kernel && brisk_gemm_set_isa(kernel) < 0) {
+        fprintf(stderr, "bench_mlp: --kernel %s: unknown, or this CPU cannot run it\n", kernel);
+        return 2;
     }
     brisk_trainer_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -121,26 +126,48 @@ static int run(int argc, char **argv, brisk_comm *comm)
         idx[i] = (int32_t)i;
     double t0 = 0;
     for (int s = 0; s < warmup + steps; s++) {
-        if (s == warmup)
+        if (s == warmup) {
+            brisk_trainer_reset_thread_times(t);
             t0 = now_seconds();
+        }
         brisk_step_stats st;
         if (brisk_trainer_step(t, &ds, idx + (s % 16) * batch, batch, 127.5f, 60.0f, &st) < 0) {
             fprintf(stderr, "bench_mlp: %s\n", brisk_error_detail());
             return 1;
         }
     }
-    const double sps = (double)steps * batch / (now_seconds() - t0);
+    const double wall = now_seconds() - t0, sps = (double)steps * batch / wall;
     const int P = brisk_comm_size(comm);
+    micro = brisk_trainer_micro_batch(t);
+    char plan[256];
+    brisk_trainer_describe_plan(t, batch, plan, sizeof plan);
+    double *busy = calloc(2 * (size_t)threads, sizeof *busy), *wait = busy + threads;
+    if (!busy) {
+        fprintf(stderr, "bench_mlp: out of memory\n");
+        return 1;
+    }
+    brisk_trainer_thread_times(t, busy, wait);
     if (brisk_comm_rank(comm) != 0) {
         /* rank 0 reports */
-    } else if (json)
+    } else if (json) {
         printf("{\"impl\": \"brisk\", \"model\": \"%s\", \"batch\": %d, \"micro_batch\": %d, "
-               "\"processes\": %d, \"threads\": %d, \"kernel\": \"%s\", "
-               "\"samples_per_second\": %.1f}\n",
-               model, batch, micro, P, threads, brisk_blas_kernel(), sps);
-    else
+               "\"processes\": %d, \"threads\": %d, \"kernel\": \"%s\", \"plan\": \"%s\", "
+               "\"samples_per_second\": %.1f, \"seconds\": %.4f, \"thread_busy_seconds\": [",
+               model, batch, micro, P, threads, brisk_gemm_isa(), plan, sps, wall);
+        for (int w = 0; w < threads; w++)
+            printf("%s%.4f", w ? ", " : "", busy[w]);
+        printf("], \"thread_waiting_seconds\": [");
+        for (int w = 0; w < threads; w++)
+            printf("%s%.4f", w ? ", " : "", wait[w]);
+        printf("]}\n");
+    } else {
         printf("brisk %s batch %d micro-batch %d: %.0f samples/s (%d processes x %d threads, "
-               "OpenBLAS kernel %s)\n", model, batch, micro, sps, P, threads, brisk_blas_kernel());
+               "%s kernels; %s)\n", model, batch, micro, sps, P, threads, brisk_gemm_isa(), plan);
+        for (int w = 0; w < threads; w++)
+            printf("  thread %d: working %5.1f%% of the time, waiting for others %5.1f%%\n", w,
+                   100 * (busy[w] - wait[w]) / wall, 100 * wait[w] / wall);
+    }
+    free(busy);
     free(idx);
     brisk_trainer_destroy(t);
     brisk_dataset_free(&ds);

@@ -1,14 +1,16 @@
 #!/usr/bin/python3
 """Brisk across processes (mpirun, P processes x T threads) beside PyTorch
-DistributedDataParallel (gloo, one thread per rank) on the same model and global batch.
+DistributedDataParallel at its best on the same cores, model and global batch.
 
-For each P x T, runs `mpirun -np P bench_mlp --threads T` and torch_ddp.py with P x T ranks
-(the same number of cores), alternately, --repeats times each, and prints a Markdown table of
-the medians with the OpenBLAS kernel each side ran. Brisk's micro-batch is
-min(64, ceil(B / (P T))). Both sides get the same OPENBLAS_CORETYPE.
+For each P x T, runs `mpirun -np P bench_mlp --threads T` (Brisk at one fixed micro-batch,
+brisk-train's default or --micro-batch, so every row trains the same model) and torch_ddp.py
+at every sensible setting on P x T cores: one rank per process or one per core, each with
+1..(cores / ranks) intra-op and OpenBLAS threads, with and without OMP_WAIT_POLICY=PASSIVE
+(torch_settings.py). Runs alternate, --repeats times each; the table shows medians, PyTorch's
+best and the setting that won.
 
 Usage: bench/compare_mpi.py [--configs 1x2,2x1] [--repeats 3] [--model 784-1024-1024-10]
-                            [--batch 256] [--steps 40]
+                            [--batch 256] [--steps 40] [--micro-batch M] [--no-torch]
 """
 import argparse
 import json
@@ -19,11 +21,28 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import torch_settings  # noqa: E402
 
 
 def run_json(cmd, env):
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def ddp_settings(p, t, batch):
+    """(ranks, intra-op, OpenBLAS, wait) for DDP on p x t cores."""
+    cores, out = p * t, []
+    for ranks in sorted({p, cores}):
+        if batch % ranks:
+            continue
+        for i, o, w in torch_settings.settings(cores // ranks):
+            out.append((ranks, i, o, w))
+    return out
+
+
+def describe(s):
+    return "%d rank%s x (%s)" % (s[0], "" if s[0] == 1 else "s", torch_settings.describe(s[1:]))
 
 
 def main():
@@ -35,44 +54,48 @@ def main():
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--coretype", default="SkylakeX", help="OPENBLAS_CORETYPE for both sides")
+    ap.add_argument("--micro-batch", type=int, default=0,
+                    help="Brisk's micro-batch (default: brisk-train's default)")
     ap.add_argument("--no-torch", action="store_true")
     a = ap.parse_args()
-    env = dict(os.environ, OPENBLAS_CORETYPE=a.coretype)
+    env = torch_settings.coretype_env(os.environ)
     configs = [tuple(int(x) for x in c.split("x")) for c in a.configs.split(",")]
     rows = []
     for p, t in configs:
-        micro = max(1, min(64, -(-a.batch // (p * t))))
         cmd = [a.brisk, "--model", a.model, "--batch", str(a.batch), "--threads", str(t),
-               "--micro-batch", str(micro), "--steps", str(a.steps), "--warmup", "5", "--json"]
+               "--steps", str(a.steps), "--warmup", "5", "--json"]
+        if a.micro_batch:
+            cmd += ["--micro-batch", str(a.micro_batch)]
         if p > 1:
             cmd = [a.mpirun, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
                    "-np", str(p)] + cmd
-        brisk, torch = [], []
+        settings = [] if a.no_torch else ddp_settings(p, t, a.batch)
+        brisk, torch = [], {s: [] for s in settings}
         for _ in range(a.repeats):
-            b = run_json(cmd, env)
+            b = run_json(cmd, dict(os.environ))
             brisk.append(b["samples_per_second"])
-            bk = b["kernel"]
-            if not a.no_torch and (p * t) > 1 and a.batch % (p * t) == 0:
+            bk, micro, plan = b["kernel"], b["micro_batch"], b["plan"]
+            for s in settings:
                 r = run_json([sys.executable, os.path.join(HERE, "torch_ddp.py"), "--procs",
-                              str(p * t), "--model", a.model, "--batch", str(a.batch),
-                              "--steps", str(a.steps)], env)
-                torch.append(r["samples_per_second"])
+                              str(s[0]), "--threads", str(s[1]), "--openblas-threads", str(s[2]),
+                              "--model", a.model, "--batch", str(a.batch), "--steps",
+                              str(a.steps)], torch_settings.setting_env(env, s[2], s[3]))
+                torch[s].append(r["samples_per_second"])
                 tk = r["kernel"]
         bm = statistics.median(brisk)
-        tm = statistics.median(torch) if torch else None
-        rows.append((p, t, micro, bm, bk, tm, tk if torch else "-"))
-        print("  %dx%d: brisk %.0f, torch-ddp %s" % (p, t, bm, "%.0f" % tm if tm else "-"),
-              file=sys.stderr)
+        tmed = {s: statistics.median(v) for s, v in torch.items()}
+        best = max(tmed, key=tmed.get) if tmed else None
+        rows.append((p, t, micro, plan, bm, bk, best, tmed.get(best), tk if best else "-"))
+        print("  %dx%d: brisk %.0f, torch best %s" % (p, t, bm, tmed.get(best)), file=sys.stderr)
     print("%s, global batch %d, medians of %d alternating runs of %d steps\n"
           % (a.model, a.batch, a.repeats, a.steps))
-    print("| P x T | micro-batch | Brisk samples/s | Brisk kernel | PyTorch DDP ranks | DDP samples/s "
-          "| DDP kernel | Brisk / DDP |")
-    print("|---|---|---|---|---|---|---|---|")
-    for p, t, micro, bm, bk, tm, tk in rows:
-        print("| %dx%d | %d | %.0f | %s | %d | %s | %s | %s |"
-              % (p, t, micro, bm, bk, p * t, "%.0f" % tm if tm else "-", tk,
-                 "%.2fx" % (bm / tm) if tm else "-"))
+    print("| P x T | micro-batch | how a batch is spread | Brisk samples/s | Brisk kernels | "
+          "PyTorch DDP best setting | DDP samples/s | DDP kernel | Brisk / DDP |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for p, t, micro, plan, bm, bk, best, tm, tk in rows:
+        print("| %dx%d | %d | %s | %.0f | %s | %s | %s | %s | %s |"
+              % (p, t, micro, plan, bm, bk, describe(best) if best else "-",
+                 "%.0f" % tm if tm else "-", tk, "%.2fx" % (bm / tm) if tm else "-"))
     return 0
 
 

@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """PyTorch DistributedDataParallel side of Brisk's multi-process benchmark.
 
-Starts P processes (torch.multiprocessing, gloo backend on loopback, one intra-op thread and
-OPENBLAS_NUM_THREADS=1 each), trains the same MLP as bench_mlp (ReLU, softmax cross-entropy,
+Starts P processes (torch.multiprocessing, gloo backend on loopback, --threads intra-op and
+--openblas-threads OpenBLAS threads each, 1 and 1 by default), trains the same MLP as bench_mlp (ReLU, softmax cross-entropy,
 Adam lr 1e-3) on synthetic uint8 data, the global batch B split evenly over the ranks, and
 prints one JSON line with the global samples/s measured on rank 0 and the OpenBLAS kernel.
 The caller sets OPENBLAS_CORETYPE in the environment.
 
 Usage: torch_ddp.py --procs P [--model 784-1024-1024-10] [--batch 256] [--steps 40]
+                    [--threads I] [--openblas-threads O]
 """
 import argparse
 import json
@@ -22,9 +23,10 @@ def worker(rank, a, port, out):
     import torch
     import torch.distributed as dist
     import torch.nn as nn
-    from torch_mlp import build_mlp, openblas_corename
+    from torch_mlp import build_mlp
+    from torch_settings import openblas_kernel
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     dist.init_process_group("gloo", rank=rank, world_size=a.procs)
     torch.manual_seed(a.seed)
     widths = [int(w) for w in a.model.split("-")]
@@ -57,7 +59,8 @@ def worker(rank, a, port, out):
     dt = time.perf_counter() - t0
     if rank == 0:
         out.put({"impl": "torch-ddp", "model": a.model, "batch": a.batch, "processes": a.procs,
-                 "threads": 1, "kernel": openblas_corename(), "torch": torch.__version__,
+                 "threads": a.threads, "openblas_threads": os.environ["OPENBLAS_NUM_THREADS"],
+                 "kernel": openblas_kernel(), "torch": torch.__version__,
                  "samples_per_second": round(a.steps * a.batch / dt, 1)})
     dist.destroy_process_group()
 
@@ -71,11 +74,13 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--port", type=int, default=29517)
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads per rank")
+    ap.add_argument("--openblas-threads", type=int, default=1, help="OpenBLAS threads per rank")
     a = ap.parse_args()
     if a.batch % a.procs:
         sys.exit("torch_ddp.py: --batch must be a multiple of --procs")
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OPENBLAS_NUM_THREADS"] = str(a.openblas_threads)
+    os.environ["OMP_NUM_THREADS"] = str(a.threads)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import torch.multiprocessing as mp
     ctx = mp.get_context("spawn")

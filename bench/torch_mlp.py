@@ -8,26 +8,10 @@ OPENBLAS_NUM_THREADS in the environment before this process starts (OpenBLAS rea
 at load time); --threads sets PyTorch's own intra-op pool to the same count.
 """
 import argparse
-import ctypes
-import ctypes.util
 import json
 import os
 import sys
 import time
-
-
-def openblas_corename():
-    # PyTorch calls sgemm through libblas.so.3; on Debian that is OpenBLAS when it is the
-    # selected alternative. Ask the library that is already mapped into this process.
-    for name in ("libblas.so.3", "libopenblas.so.0"):
-        try:
-            lib = ctypes.CDLL(name)
-            fn = lib.openblas_get_corename
-        except (OSError, AttributeError):
-            continue
-        fn.restype = ctypes.c_char_p
-        return fn().decode()
-    return "unknown (BLAS is not OpenBLAS)"
 
 
 def build_mlp(widths):
@@ -53,6 +37,8 @@ def main():
 
     import torch
     import torch.nn as nn
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_settings import openblas_kernel
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -90,7 +76,8 @@ def main():
         "batch": a.batch,
         "threads": a.threads,
         "openblas_threads_env": os.environ.get("OPENBLAS_NUM_THREADS"),
-        "kernel": openblas_corename(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "kernel": openblas_kernel() or "unknown (BLAS is not OpenBLAS)",
         "samples_per_second": a.steps * a.batch / dt,
     }))
 

@@ -89,7 +89,8 @@ json)
 text)
     run $syn --epochs 2
     expect_status 0
-    expect_in "$out" "OpenBLAS kernel"
+    expect_in "$out" "kernels"
+    expect_in "$out" "each batch: "
     expect_in "$out" "epoch 2/2"
     expect_in "$out" "samples/s"
     expect_in "$out" "test  loss"

@@ -1,9 +1,12 @@
-/* The worker pool and the data-parallel step: T = 1, 2, 3, 4 and 8 threads give bitwise
+/* The worker pool and the data-parallel step: T = 1, 2, 3, 4, 8 and 16 threads give bitwise
  * identical parameters, m and v, which also agree with a plain serial implementation of the
- * same math written independently here (no BLAS, no shards, no slabs). */
+ * same math written independently here (no BLAS, no shards, no slabs); and so do both
+ * benchmark models at batches that are and are not multiples of the micro-batch, where
+ * threads take whole shards, share shards, or both, and every matrix-kernel code path. */
 #include "test_util.h"
 
 #include "brisk/data.h"
+#include "brisk/gemm.h"
 #include "brisk/pool.h"
 #include "brisk/trainer.h"
 
@@ -214,10 +217,11 @@ static void test_threads_bitwise_identical_and_match_reference(void **state)
     cfg.micro_batch = MB;
     cfg.seed = 5;
 
-    const int threads[] = {1, 2, 3, 4, 8};
-    brisk_trainer *tr[5];
+    const int threads[] = {1, 2, 3, 4, 8, 16};
+    enum { NT = 6 };
+    brisk_trainer *tr[NT];
     int clipped = 0;
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < NT; k++) {
         cfg.threads = threads[k];
         assert_int_equal(brisk_trainer_create(&cfg, &tr[k]), BRISK_OK);
         assert_int_equal(brisk_trainer_threads(tr[k]), threads[k]);
@@ -232,10 +236,10 @@ static void test_threads_bitwise_identical_and_match_reference(void **state)
 
     for (int s = 0; s < STEPS; s++) {
         const int32_t *bidx = idx + (s % 4) * B;
-        brisk_step_stats st[5];
-        for (int k = 0; k < 5; k++)
+        brisk_step_stats st[NT];
+        for (int k = 0; k < NT; k++)
             assert_int_equal(brisk_trainer_step(tr[k], &ds, bidx, B, mean, std, &st[k]), BRISK_OK);
-        for (int k = 1; k < 5; k++) {
+        for (int k = 1; k < NT; k++) {
             assert_true(st[k].grad_norm == st[0].grad_norm);
             assert_true(st[k].metrics.loss_sum == st[0].metrics.loss_sum);
             assert_int_equal(st[k].metrics.correct, st[0].metrics.correct);
@@ -249,7 +253,7 @@ static void test_threads_bitwise_identical_and_match_reference(void **state)
     }
     assert_true(clipped > 0); /* clipping was exercised */
     const size_t bytes = brisk_model_slab_len(model) * sizeof(float);
-    for (int k = 1; k < 5; k++) {
+    for (int k = 1; k < NT; k++) {
         assert_memory_equal(brisk_trainer_params(tr[k]), brisk_trainer_params(tr[0]), bytes);
         assert_memory_equal(brisk_trainer_opt_m(tr[k]), brisk_trainer_opt_m(tr[0]), bytes);
         assert_memory_equal(brisk_trainer_opt_v(tr[k]), brisk_trainer_opt_v(tr[0]), bytes);
@@ -261,13 +265,167 @@ static void test_threads_bitwise_identical_and_match_reference(void **state)
     /* Evaluation is T-independent too. */
     brisk_metrics e0, ek;
     assert_int_equal(brisk_trainer_evaluate(tr[0], &ds, idx, B * 4, mean, std, &e0), BRISK_OK);
-    for (int k = 1; k < 5; k++) {
+    for (int k = 1; k < NT; k++) {
         assert_int_equal(brisk_trainer_evaluate(tr[k], &ds, idx, B * 4, mean, std, &ek), BRISK_OK);
         assert_true(ek.loss_sum == e0.loss_sum);
         assert_int_equal(ek.correct, e0.correct);
     }
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < NT; k++)
         brisk_trainer_destroy(tr[k]);
+    brisk_dataset_free(&ds);
+}
+
+/* ---- the benchmark models, any T, any code path ---- */
+
+#ifdef __SANITIZE_THREAD__
+enum { BIG_STEPS = 1 }; /* ThreadSanitizer runs these products some 20 times slower */
+#else
+enum { BIG_STEPS = 2 };
+#endif
+
+/* Trains `steps` steps at each batch size on a copy of the model per thread count and checks
+ * that parameters, m and v and every step's loss and norm are bitwise the same for all. */
+static void check_model_any_threads(const char *widths, const int *batches, int n_batches,
+                                    int micro, int steps)
+{
+    brisk_trainer_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    assert_int_equal(brisk_model_parse_widths(widths, &cfg.model), BRISK_OK);
+    cfg.model.act = BRISK_ACT_RELU;
+    cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
+    cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
+    cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
+    cfg.micro_batch = micro;
+    cfg.seed = 3;
+    int max_batch = 0;
+    for (int b = 0; b < n_batches; b++)
+        max_batch = batches[b] > max_batch ? batches[b] : max_batch;
+    cfg.batch = max_batch;
+    brisk_dataset ds;
+    const int d_in = cfg.model.widths[0], classes = cfg.model.widths[cfg.model.n_layers];
+    assert_int_equal(brisk_dataset_synthetic(2 * max_batch, d_in, classes, 50.0f, 8, 0, &ds),
+                     BRISK_OK);
+    int32_t *idx = malloc(sizeof(int32_t) * 2 * (size_t)max_batch);
+    assert_non_null(idx);
+    for (int i = 0; i < 2 * max_batch; i++)
+        idx[i] = (2 * max_batch - 1 - i) * 7 % (2 * max_batch); /* not in storage order */
+    const int threads[] = {1, 2, 3, 4, 8, 16};
+    enum { NT = 6 };
+    brisk_trainer *tr[NT];
+    for (int k = 0; k < NT; k++) {
+        cfg.threads = threads[k];
+        assert_int_equal(brisk_trainer_create(&cfg, &tr[k]), BRISK_OK);
+    }
+    for (int b = 0; b < n_batches; b++) {
+        char plan[256];
+        brisk_trainer_describe_plan(tr[NT - 1], batches[b], plan, sizeof plan);
+        print_message("%s, batch %d, 16 threads: %s\n", widths, batches[b], plan);
+        for (int s = 0; s < steps; s++) {
+            brisk_step_stats st[NT];
+            for (int k = 0; k < NT; k++)
+                assert_int_equal(brisk_trainer_step(tr[k], &ds, idx + s % 2 * batches[b],
+                                                    batches[b], 120.0f, 70.0f, &st[k]),
+                                 BRISK_OK);
+            for (int k = 1; k < NT; k++) {
+                assert_true(st[k].grad_norm == st[0].grad_norm);
+                assert_true(st[k].metrics.loss_sum == st[0].metrics.loss_sum);
+            }
+        }
+    }
+    const size_t bytes = brisk_model_slab_len(brisk_trainer_model(tr[0])) * sizeof(float);
+    for (int k = 1; k < NT; k++) {
+        assert_memory_equal(brisk_trainer_params(tr[k]), brisk_trainer_params(tr[0]), bytes);
+        assert_memory_equal(brisk_trainer_opt_m(tr[k]), brisk_trainer_opt_m(tr[0]), bytes);
+        assert_memory_equal(brisk_trainer_opt_v(tr[k]), brisk_trainer_opt_v(tr[0]), bytes);
+    }
+    /* Monitoring (activation statistics, predictions) is T-independent too. */
+    const int L = cfg.model.n_layers;
+    double mean0[BRISK_MAX_LAYERS], std0[BRISK_MAX_LAYERS], mean1[BRISK_MAX_LAYERS],
+        std1[BRISK_MAX_LAYERS];
+    int32_t *pred0 = malloc(sizeof(int32_t) * 2 * (size_t)max_batch);
+    int32_t *pred1 = malloc(sizeof(int32_t) * 2 * (size_t)max_batch);
+    assert_true(pred0 && pred1);
+    brisk_metrics m0, m1;
+    assert_int_equal(brisk_trainer_inspect(tr[0], &ds, idx, max_batch + 7, 120.0f, 70.0f, &m0,
+                                           pred0, mean0, std0), BRISK_OK);
+    for (int k = 1; k < NT; k++) {
+        assert_int_equal(brisk_trainer_inspect(tr[k], &ds, idx, max_batch + 7, 120.0f, 70.0f,
+                                               &m1, pred1, mean1, std1), BRISK_OK);
+        assert_true(m1.loss_sum == m0.loss_sum);
+        assert_memory_equal(pred1, pred0, sizeof(int32_t) * (size_t)(max_batch + 7));
+        assert_memory_equal(mean1, mean0, sizeof(double) * (size_t)L);
+        assert_memory_equal(std1, std0, sizeof(double) * (size_t)L);
+    }
+    free(pred0);
+    free(pred1);
+    for (int k = 0; k < NT; k++)
+        brisk_trainer_destroy(tr[k]);
+    free(idx);
+    brisk_dataset_free(&ds);
+}
+
+static void test_small_model_any_threads(void **state)
+{
+    (void)state;
+    /* S = 2, 3 (the last one partial), 1 and 5 (partial) shards of 64. */
+    const int batches[] = {128, 150, 64, 300};
+    check_model_any_threads("784-256-128-10", batches, 4, 64, 3);
+}
+
+static void test_large_model_any_threads(void **state)
+{
+    (void)state;
+    const int batches[] = {256, 200};
+    check_model_any_threads("784-1024-1024-10", batches, 2, 64, BIG_STEPS);
+}
+
+/* Every code path of the matrix kernel trains the same bits. */
+static void test_kernels_same_training(void **state)
+{
+    (void)state;
+    static const char *const isas[] = {"avx512", "avx2", "portable"};
+    brisk_trainer_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    assert_int_equal(brisk_model_parse_widths("100-40-30-7", &cfg.model), BRISK_OK);
+    cfg.model.act = BRISK_ACT_GELU;
+    cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
+    cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAMW);
+    cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-2f, 0, 0, 0, 0, 0};
+    cfg.batch = 50;
+    cfg.micro_batch = 16;
+    cfg.threads = 2;
+    brisk_dataset ds;
+    assert_int_equal(brisk_dataset_synthetic(100, 100, 7, 50.0f, 9, 0, &ds), BRISK_OK);
+    int32_t idx[100];
+    for (int i = 0; i < 100; i++)
+        idx[i] = i;
+    float *first = NULL;
+    size_t bytes = 0;
+    int paths = 0;
+    for (int p = 0; p < 3; p++) {
+        if (brisk_gemm_set_isa(isas[p]) < 0)
+            continue;
+        brisk_trainer *t;
+        assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
+        for (int s = 0; s < 6; s++) {
+            brisk_step_stats st;
+            assert_int_equal(brisk_trainer_step(t, &ds, idx + s % 2 * 50, 50, 128, 64, &st),
+                             BRISK_OK);
+        }
+        bytes = brisk_model_slab_len(brisk_trainer_model(t)) * sizeof(float);
+        if (!first) {
+            first = malloc(bytes);
+            assert_non_null(first);
+            memcpy(first, brisk_trainer_params(t), bytes);
+        } else {
+            assert_memory_equal(brisk_trainer_params(t), first, bytes);
+        }
+        paths++;
+        brisk_trainer_destroy(t);
+    }
+    brisk_gemm_set_isa(NULL);
+    print_message("%d code paths trained the same weights\n", paths);
+    free(first);
     brisk_dataset_free(&ds);
 }
 
@@ -276,6 +434,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_barrier_and_jobs),
         cmocka_unit_test(test_threads_bitwise_identical_and_match_reference),
+        cmocka_unit_test(test_small_model_any_threads),
+        cmocka_unit_test(test_large_model_any_threads),
+        cmocka_unit_test(test_kernels_same_training),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

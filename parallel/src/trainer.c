@@ -729,13 +729,19 @@ int brisk_trainer_describe_plan(const brisk_trainer *t, int n, char *buf, size_t
     } while (0)
     if (t->P > 1)
         ADD(" over %d processes; in this one, %d", t->P, mine);
-    if (full > 0)
-        ADD(", %d per thread on %d thread%s", full / T, T, T == 1 ? "" : "s");
-    if (R > 0) {
+    if (T == 1 && mine > 0)
+        ADD(", %s on 1 thread", mine == 1 ? "all" : "one after another");
+    else if (full > 0)
+        ADD(", %d per thread on %d threads", full / T, T);
+    if (T > 1 && R > 0) {
         const int lo = T / R, hi = (T + R - 1) / R;
-        ADD("%s%s%d shard%s shared by %d%s%d threads each", full > 0 ? ", then " : ", ",
-            R == 1 && full == 0 && S == 1 ? "the " : "", R, R == 1 ? "" : "s", lo,
-            hi > lo ? "-" : "", hi > lo ? hi : lo);
+        if (full > 0)
+            ADD(", then the last %d", R);
+        ADD(",%s shared by ", R > 1 ? " each" : "");
+        if (hi > lo)
+            ADD("%d-%d threads", lo, hi);
+        else
+            ADD("%d threads", lo);
     }
     if (mine == 0)
         ADD(", none for this process");
