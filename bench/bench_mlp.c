@@ -147,6 +147,8 @@ static int run(int argc, char **argv, brisk_comm *comm)
         return 1;
     }
     brisk_trainer_thread_times(t, busy, wait);
+    double shard_s, update_s;
+    brisk_trainer_phase_times(t, &shard_s, &update_s);
     if (brisk_comm_rank(comm) != 0) {
         /* rank 0 reports */
     } else if (json) {
@@ -159,10 +161,12 @@ static int run(int argc, char **argv, brisk_comm *comm)
         printf("], \"thread_waiting_seconds\": [");
         for (int w = 0; w < threads; w++)
             printf("%s%.4f", w ? ", " : "", wait[w]);
-        printf("]}\n");
+        printf("], \"shard_seconds\": %.4f, \"update_seconds\": %.4f}\n", shard_s, update_s);
     } else {
         printf("brisk %s batch %d micro-batch %d: %.0f samples/s (%d processes x %d threads, "
                "%s kernels; %s)\n", model, batch, micro, sps, P, threads, brisk_gemm_isa(), plan);
+        printf("  forward and backward of the shards %.1f%% of the time, reduction and update "
+               "%.1f%%\n", 100 * shard_s / wall, 100 * update_s / wall);
         for (int w = 0; w < threads; w++)
             printf("  thread %d: working %5.1f%% of the time, waiting for others %5.1f%%\n", w,
                    100 * (busy[w] - wait[w]) / wall, 100 * wait[w] / wall);

@@ -3,7 +3,7 @@
 DistributedDataParallel at its best on the same cores, model and global batch.
 
 For each P x T, runs `mpirun -np P bench_mlp --threads T` (Brisk at one fixed micro-batch,
-brisk-train's default or --micro-batch, so every row trains the same model) and torch_ddp.py
+the batch over the largest P or --micro-batch, so every row trains the same model) and torch_ddp.py
 at every sensible setting on P x T cores: one rank per process or one per core, each with
 1..(cores / ranks) intra-op and OpenBLAS threads, with and without OMP_WAIT_POLICY=PASSIVE
 (torch_settings.py). Runs alternate, --repeats times each; the table shows medians, PyTorch's
@@ -55,17 +55,17 @@ def main():
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--micro-batch", type=int, default=0,
-                    help="Brisk's micro-batch (default: brisk-train's default)")
+                    help="Brisk's micro-batch, the same in every row (default: the batch over "
+                         "the largest P, so that every process has a shard)")
     ap.add_argument("--no-torch", action="store_true")
     a = ap.parse_args()
     env = torch_settings.coretype_env(os.environ)
     configs = [tuple(int(x) for x in c.split("x")) for c in a.configs.split(",")]
+    micro = a.micro_batch or max(1, a.batch // max(p for p, _ in configs))
     rows = []
     for p, t in configs:
         cmd = [a.brisk, "--model", a.model, "--batch", str(a.batch), "--threads", str(t),
-               "--steps", str(a.steps), "--warmup", "5", "--json"]
-        if a.micro_batch:
-            cmd += ["--micro-batch", str(a.micro_batch)]
+               "--steps", str(a.steps), "--warmup", "5", "--micro-batch", str(micro), "--json"]
         if p > 1:
             cmd = [a.mpirun, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
                    "-np", str(p)] + cmd

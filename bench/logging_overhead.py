@@ -40,10 +40,10 @@ def run(cmd):
     lines = [json.loads(l) for l in out.strip().splitlines()]
     epochs = [l for l in lines if "epoch" in l]
     final = lines[-1]
-    # Epoch 1 includes warm-up (page faults, OpenBLAS buffers): use the later epochs.
+    # Epoch 1 includes warm-up (page faults, first touches): use the later epochs.
     sps = statistics.median(e["samples_per_second"] for e in epochs[1:] or epochs)
     share = final.get("logging_cpu_seconds", 0.0) / (usage.ru_utime + usage.ru_stime)
-    return sps, final["elapsed_seconds"], final.get("openblas_kernel", "?"), share
+    return sps, final["elapsed_seconds"], final.get("gemm_kernel", "?"), share
 
 
 def main():
@@ -77,8 +77,8 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     med = {m: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
            for m, v in results.items()}
-    print("brisk-train %s, batch %d, %d threads, %d epochs of %d synthetic samples; OpenBLAS "
-          "kernel %s; medians of %d runs each\n" % (a.model, a.batch, a.threads, a.epochs,
+    print("brisk-train %s, batch %d, %d threads, %d epochs of %d synthetic samples; matrix "
+          "kernels %s; medians of %d runs each\n" % (a.model, a.batch, a.threads, a.epochs,
                                                     a.samples, kernel, a.repeats))
     print("| logging | samples/s (training loop) | wall time (whole run) |")
     print("|---|---|---|")

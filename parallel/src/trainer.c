@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Parameters are owned by workers in blocks of this many floats (4 KiB, so slices are 64-byte
  * aligned and never share a cache line). The gradient norm is summed per block, then over
@@ -61,6 +62,8 @@ struct brisk_trainer {
     uint8_t **labels;         /* (T, micro_batch) its labels */
     team_ctx *teams;          /* (T) */
     int64_t steps_done;
+    double shard_seconds;     /* wall time in phase A, summed over steps */
+    double update_seconds;    /* wall time in the reduction and update (and their MPI) */
     /* Processes. */
     brisk_comm *comm;
     int P, rank;
@@ -92,6 +95,13 @@ typedef struct job {
 } job;
 
 typedef void (*chunk_fn)(job *j, int k, const brisk_team *team, int slot);
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* Chunks (or shards) of a job of `chunks` that rank r takes: r, r + P, r + 2 P, ... */
 static int n_local(int chunks, int P, int r)
@@ -498,7 +508,10 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
              .grad_scale = 1.0f / (float)n,
              .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done)};
     plan(&j, n_local(S, P, t->rank));
+    const double t0 = now_seconds();
     brisk_pool_run(t->pool, phase_a, &j);
+    const double t1 = now_seconds();
+    t->shard_seconds += t1 - t0;
     size_t v[4 * 64], *vp = P <= 64 ? v : malloc(4 * (size_t)P * sizeof *vp);
     if (!vp)
         return brisk_error_set(BRISK_ENOMEM, "step: out of memory for %d ranks", P);
@@ -541,6 +554,7 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
         brisk_pool_run(t->pool, phase_c, &j);
         brisk__comm_allgatherv(t->comm, t->params, t->rank_len, t->rank_lo, BRISK__COMM_FLOAT);
     }
+    t->update_seconds += now_seconds() - t1;
     t->steps_done++;
     return BRISK_OK;
 }
@@ -758,6 +772,13 @@ void brisk_trainer_thread_times(const brisk_trainer *t, double *busy, double *wa
 void brisk_trainer_reset_thread_times(brisk_trainer *t)
 {
     brisk_pool_reset_times(t->pool);
+    t->shard_seconds = t->update_seconds = 0;
+}
+
+void brisk_trainer_phase_times(const brisk_trainer *t, double *shards, double *update)
+{
+    *shards = t->shard_seconds;
+    *update = t->update_seconds;
 }
 
 const float *brisk_trainer_grads(const brisk_trainer *t) { return t->grads; }

@@ -118,6 +118,10 @@ int brisk_trainer_describe_plan(const brisk_trainer *t, int n, char *buf, size_t
 /* Per worker thread (T entries each): seconds spent inside steps and evaluations, and of
  * those, waiting for other threads at barriers (the rest is work). */
 void brisk_trainer_thread_times(const brisk_trainer *t, double *busy, double *waiting);
+/* Wall time of all steps so far in computing the shards' gradients (forward and backward) and
+ * in reducing them and updating the parameters (with the MPI exchanges, when P > 1). */
+void brisk_trainer_phase_times(const brisk_trainer *t, double *shards, double *update);
+/* Sets the thread and phase times back to zero. */
 void brisk_trainer_reset_thread_times(brisk_trainer *t);
 int brisk_trainer_micro_batch(const brisk_trainer *t);
 int brisk_trainer_threads(const brisk_trainer *t);            /* T */
