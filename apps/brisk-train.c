@@ -805,6 +805,15 @@ static int setup(run *r)
     r->n_val = r->train.n - r->n_train;
     r->steps_per_epoch = (r->n_train + o->batch - 1) / o->batch;
     brisk_trainer_config cfg = make_config(o, &r->train, r->steps_per_epoch);
+    /* The test labels must fit the model's outputs too, checked now rather than when the test
+     * set is first evaluated, after all the training (make_config checked the training
+     * labels against --model: a usage error). */
+    char labels[PATH_MAX];
+    snprintf(labels, sizeof labels, "%s/t10k-labels-idx1-ubyte", o->data);
+    if (access(labels, F_OK) != 0)
+        strncat(labels, ".gz", sizeof labels - strlen(labels) - 1);
+    if (brisk_dataset_check_labels(&r->test, cfg.model.widths[cfg.model.n_layers], labels) < 0)
+        return fail(NULL);
     cfg.comm = r->comm;
     r->cfg = cfg;
     /* Processes on one machine share its cores: by default each takes its part. */

@@ -283,6 +283,31 @@ safetensors)
     expect_in "$out" "optim.v.dense1.bias F32 (4,)"
     expect_in "$out" "crc32c ok"
     ;;
+test-labels)
+    # Every split's labels are checked against the model's outputs when the data is loaded:
+    # a test label of 200 with 10 outputs is refused at once, naming the file.
+    py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    "$py" - "$tmp/data" <<'PY' || fail "cannot write the IDX files"
+import gzip, os, struct, sys
+d = sys.argv[1]
+os.makedirs(d)
+def write(name, magic, dims, data):
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", x) for x in dims) + bytes(data))
+for split, n, bad in (("train", 200, None), ("t10k", 50, 7)):
+    write(split + "-images-idx3-ubyte", 0x803, (n, 4, 4), [(i * 37) % 256 for i in range(n * 16)])
+    labels = [i % 10 for i in range(n)]
+    if bad is not None:
+        labels[bad] = 200
+    write(split + "-labels-idx1-ubyte", 0x801, (n,), labels)
+PY
+    run --data "$tmp/data" --model 16-8-10 --epochs 1 --logdir none
+    expect_status 1
+    expect_in "$err" "t10k-labels-idx1-ubyte"
+    expect_in "$err" "200"
+    expect_in "$err" "10 outputs"
+    ;;
 *)
     fail "unknown case"
     ;;

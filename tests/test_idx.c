@@ -231,6 +231,75 @@ static void test_gzip_cut_short_and_corrupt(void **state)
     free(lp);
 }
 
+/* A gzip member must end with its trailer (CRC-32 and length, 8 bytes), and nothing may
+ * follow the last member. Concatenated members are valid gzip and load. */
+static void test_gzip_trailer_and_trailing_bytes(void **state)
+{
+    (void)state;
+    /* Big enough (and random enough) that the compressed stream outgrows zlib's buffers, as
+     * Fashion-MNIST's files do: with small files a missing trailer happened to be noticed. */
+    enum { BIG = 400, SIDE = 28 };
+    uint8_t *img = malloc(16 + BIG * SIDE * SIDE), lab[8 + BIG];
+    assert_non_null(img);
+    const size_t il = make_images(img, 0x803, BIG, SIDE, SIDE, BIG * SIDE * SIDE);
+    for (size_t i = 16; i < il; i++)
+        img[i] = (uint8_t)((i * 2654435761u) >> 13);
+    char *lp = test_write_file(dir, "big-labels", lab, make_labels(lab, BIG, BIG));
+    char *gz = write_gz("whole.gz", img, il);
+    size_t len;
+    uint8_t *bytes = test_read_file(gz, &len);
+    for (size_t cut = 1; cut <= 9; cut++) {
+        char name[64];
+        snprintf(name, sizeof name, "cut%zu.gz", cut);
+        char *p = test_write_file(dir, name, bytes, len - cut);
+        expect_error(p, lp, BRISK_ETRUNCATED, "ends early");
+        free(p);
+    }
+    /* A corrupted data byte with the trailer cut: nothing left to catch it but the trailer. */
+    uint8_t *bad = malloc(len);
+    assert_non_null(bad);
+    memcpy(bad, bytes, len);
+    bad[len - 12] ^= 0x01;
+    char *p = test_write_file(dir, "corrupt-cut.gz", bad, len - 8);
+    brisk_dataset ds;
+    assert_true(brisk_idx_load(p, lp, &ds) < 0);
+    assert_null(ds.x);
+    free(p);
+    free(bad);
+    /* Garbage after the stream. */
+    uint8_t *more = malloc(len + 5);
+    assert_non_null(more);
+    memcpy(more, bytes, len);
+    memcpy(more + len, "junk!", 5);
+    p = test_write_file(dir, "trailing.gz", more, len + 5);
+    expect_error(p, lp, BRISK_EFORMAT, "after the gzip stream");
+    free(p);
+    /* Two members, the payload split between them: valid gzip, and it loads. */
+    char *a = write_gz("part1.gz", img, 10), *b = write_gz("part2.gz", img + 10, il - 10);
+    size_t la, lb;
+    uint8_t *ba = test_read_file(a, &la), *bb = test_read_file(b, &lb);
+    uint8_t *both = malloc(la + lb);
+    assert_non_null(both);
+    memcpy(both, ba, la);
+    memcpy(both + la, bb, lb);
+    p = test_write_file(dir, "two-members.gz", both, la + lb);
+    assert_int_equal(brisk_idx_load(p, lp, &ds), BRISK_OK);
+    assert_int_equal(ds.n, BIG);
+    assert_memory_equal(ds.x, img + 16, BIG * SIDE * SIDE);
+    brisk_dataset_free(&ds);
+    free(p);
+    free(a);
+    free(b);
+    free(ba);
+    free(bb);
+    free(both);
+    free(more);
+    free(bytes);
+    free(gz);
+    free(lp);
+    free(img);
+}
+
 static void test_empty_and_trailing(void **state)
 {
     (void)state;
@@ -284,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_count_mismatch),
         cmocka_unit_test(test_overflowing_and_absurd_dimensions),
         cmocka_unit_test(test_gzip_cut_short_and_corrupt),
+        cmocka_unit_test(test_gzip_trailer_and_trailing_bytes),
         cmocka_unit_test(test_empty_and_trailing),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_fashion_mnist_if_installed),

@@ -60,6 +60,18 @@ void brisk_dataset_free(brisk_dataset *ds)
     memset(ds, 0, sizeof *ds);
 }
 
+int brisk_dataset_check_labels(const brisk_dataset *ds, int outputs, const char *name)
+{
+    const int limit = outputs == 1 ? 2 : outputs;
+    for (int64_t i = 0; i < ds->n; i++)
+        if (ds->y[i] >= limit)
+            return brisk_error_set(BRISK_EINVAL, "%s: label %d of sample %lld is out of range "
+                                   "for a model with %d output%s (labels must be 0..%d)",
+                                   name, ds->y[i], (long long)i, outputs,
+                                   outputs == 1 ? "" : "s", limit - 1);
+    return BRISK_OK;
+}
+
 /* out = base[0, n) permuted by Fisher-Yates from the end; position i draws from counter i of
  * (stream, sub), so the permutation depends only on (seed, stream, sub). */
 static void permute(const int32_t *base, int32_t *out, int64_t n, uint64_t seed, uint32_t stream,

@@ -18,42 +18,118 @@
  * this many bytes of payload; a header that claims more is corrupt. */
 #define GZIP_MAX_RATIO 1032u
 
+/* An IDX file being read: plain bytes, or gzip inflated here with zlib's inflate (not gzread,
+ * which accepts a member without its trailer and ignores bytes after the stream). A gzip file
+ * is one or more members, each ending with its trailer (CRC-32 and length, checked by
+ * inflate), and nothing after the last. */
 typedef struct idx_file {
     const char *path;
-    gzFile gz;
+    FILE *fp;
     int is_gzip;
     long long file_size;
+    z_stream zs;
+    int z_ready;        /* inflateInit2 done */
+    int member_ended;   /* the last member's trailer has been read and checked */
+    int eof;            /* no more compressed input */
+    unsigned char in[1 << 16];
 } idx_file;
+
+/* More compressed input when the buffer is empty; sets eof at the end of the file. */
+static int gz_fill(idx_file *f)
+{
+    if (f->zs.avail_in || f->eof)
+        return BRISK_OK;
+    const size_t n = fread(f->in, 1, sizeof f->in, f->fp);
+    if (n == 0) {
+        if (ferror(f->fp))
+            return brisk_error_set(BRISK_EIO, "%s: read error: %s", f->path, strerror(errno));
+        f->eof = 1;
+    }
+    f->zs.next_in = f->in;
+    f->zs.avail_in = (uInt)n;
+    return BRISK_OK;
+}
+
+/* Inflates up to len bytes into buf (*got of them), crossing into the next member when one
+ * ends. Stops early only at the end of the file. */
+static int gz_read(idx_file *f, unsigned char *buf, size_t len, size_t *got)
+{
+    *got = 0;
+    while (*got < len) {
+        int err = gz_fill(f);
+        if (err < 0)
+            return err;
+        if (f->member_ended) {
+            if (!f->zs.avail_in)
+                return BRISK_OK; /* the end: the caller decides whether that is early */
+            if (f->zs.next_in[0] != 0x1f)
+                return brisk_error_set(BRISK_EFORMAT, "%s: bytes after the gzip stream that "
+                                       "are not another gzip member", f->path);
+            inflateReset(&f->zs);
+            f->member_ended = 0;
+        }
+        if (!f->zs.avail_in && f->eof)
+            return brisk_error_set(BRISK_ETRUNCATED, "%s: gzip stream ends early (the last "
+                                   "member has no trailer)", f->path);
+        const size_t want = len - *got < (1u << 30) ? len - *got : (1u << 30);
+        f->zs.next_out = buf + *got;
+        f->zs.avail_out = (uInt)want;
+        const int r = inflate(&f->zs, Z_NO_FLUSH);
+        *got += want - f->zs.avail_out;
+        if (r == Z_STREAM_END)
+            f->member_ended = 1;
+        else if (r == Z_DATA_ERROR || r == Z_NEED_DICT)
+            return brisk_error_set(BRISK_EFORMAT, "%s: corrupt gzip data: %s", f->path,
+                                   f->zs.msg ? f->zs.msg : "invalid stream");
+        else if (r == Z_MEM_ERROR)
+            return brisk_error_set(BRISK_ENOMEM, "%s: out of memory inflating", f->path);
+        else if (r != Z_OK && r != Z_BUF_ERROR)
+            return brisk_error_set(BRISK_EFORMAT, "%s: gzip error %d", f->path, r);
+    }
+    return BRISK_OK;
+}
 
 /* Reads exactly len bytes or reports how many it got and why it stopped. */
 static int idx_read(idx_file *f, void *buf, size_t len, const char *what, size_t *got_out)
 {
     size_t got = 0;
-    while (got < len) {
-        size_t chunk = len - got < (1u << 30) ? len - got : (1u << 30);
-        int r = gzread(f->gz, (char *)buf + got, (unsigned)chunk);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
+    int err = BRISK_OK;
+    if (f->is_gzip) {
+        err = gz_read(f, buf, len, &got);
+    } else {
+        got = fread(buf, 1, len, f->fp);
+        if (got < len && ferror(f->fp))
+            err = brisk_error_set(BRISK_EIO, "%s: read error in %s: %s", f->path, what,
+                                  strerror(errno));
     }
     if (got_out)
         *got_out = got;
-    if (got == len)
-        return BRISK_OK;
-    int zerr = 0;
-    const char *msg = gzerror(f->gz, &zerr);
-    if (zerr == Z_DATA_ERROR)
-        return brisk_error_set(BRISK_EFORMAT, "%s: corrupt gzip data while reading %s: %s",
-                               f->path, what, msg);
-    if (zerr == Z_ERRNO)
-        return brisk_error_set(BRISK_EIO, "%s: read error in %s: %s", f->path, what,
-                               strerror(errno));
-    if (f->is_gzip)
-        return brisk_error_set(BRISK_ETRUNCATED,
-                               "%s: gzip stream ends early: %s has %zu of %zu bytes", f->path,
-                               what, got, len);
-    return brisk_error_set(BRISK_ETRUNCATED, "%s: file ends early: %s has %zu of %zu bytes",
-                           f->path, what, got, len);
+    if (err < 0 || got == len)
+        return err;
+    return brisk_error_set(BRISK_ETRUNCATED, "%s: %s ends early: %s has %zu of %zu bytes",
+                           f->path, f->is_gzip ? "gzip stream" : "file", what, got, len);
+}
+
+/* After the payload: a gzip stream must end right there, with its trailer, and nothing may
+ * follow. */
+static int gz_finish(idx_file *f, size_t payload)
+{
+    unsigned char extra;
+    size_t got;
+    int err = gz_read(f, &extra, 1, &got);
+    if (err == BRISK_ETRUNCATED)
+        return err;
+    if (err == BRISK_OK && got > 0)
+        err = brisk_error_set(BRISK_EFORMAT, "%s: unexpected bytes after the %zu data bytes the "
+                              "header declares", f->path, payload);
+    if (err < 0)
+        return err;
+    if ((err = gz_fill(f)) < 0)
+        return err;
+    if (f->zs.avail_in)
+        return brisk_error_set(BRISK_EFORMAT, "%s: %u or more bytes after the gzip stream",
+                               f->path, f->zs.avail_in);
+    return BRISK_OK;
 }
 
 static uint32_t be32(const unsigned char *p)
@@ -67,37 +143,50 @@ static int idx_read_file(const char *path, int ndims, const char *kind, uint32_t
                          uint8_t **data)
 {
     *data = NULL;
-    idx_file f = {path, NULL, 0, 0};
+    /* The 64 KiB input buffer lives on the heap, not the stack. */
+    idx_file *f = calloc(1, sizeof *f);
+    if (!f)
+        return brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
+    f->path = path;
     FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return brisk_error_set(errno == ENOENT ? BRISK_ENOENT : BRISK_EIO, "%s: cannot open: %s",
-                               path, strerror(errno));
+    if (!fp) {
+        const int e = errno;
+        free(f);
+        return brisk_error_set(e == ENOENT ? BRISK_ENOENT : BRISK_EIO, "%s: cannot open: %s",
+                               path, strerror(e));
+    }
     struct stat st;
     unsigned char magic2[2] = {0, 0};
-    if (fstat(fileno(fp), &st) != 0) {
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(fp);
-        return brisk_error_set(BRISK_EIO, "%s: cannot stat: %s", path, strerror(errno));
+        free(f);
+        return brisk_error_set(BRISK_EIO, "%s: not a regular file", path);
     }
-    f.file_size = (long long)st.st_size;
-    if (f.file_size == 0) {
+    f->file_size = (long long)st.st_size;
+    if (f->file_size == 0) {
         fclose(fp);
+        free(f);
         return brisk_error_set(BRISK_EEMPTY, "%s: file is empty (expected an IDX %s file)", path,
                                kind);
     }
-    f.is_gzip = fread(magic2, 1, 2, fp) == 2 && magic2[0] == 0x1f && magic2[1] == 0x8b;
-    fclose(fp);
-
-    f.gz = gzopen(path, "rb");
-    if (!f.gz)
-        return brisk_error_set(BRISK_EIO, "%s: cannot open: %s", path, strerror(errno));
-    gzbuffer(f.gz, 1u << 17);
+    f->is_gzip = fread(magic2, 1, 2, fp) == 2 && magic2[0] == 0x1f && magic2[1] == 0x8b;
+    rewind(fp);
+    f->fp = fp;
+    if (f->is_gzip) {
+        /* 15 + 16: a gzip wrapper, whose trailer inflate checks. */
+        if (inflateInit2(&f->zs, 15 + 16) != Z_OK) {
+            fclose(fp);
+            return brisk_error_set(BRISK_ENOMEM, "%s: cannot start inflating", path);
+        }
+        f->z_ready = 1;
+    }
 
     int err;
     unsigned char hdr[16];
     size_t got = 0;
     const size_t hdr_len = 4 + 4 * (size_t)ndims;
-    if ((err = idx_read(&f, hdr, 4, "the magic number", &got)) < 0) {
-        if (err == BRISK_ETRUNCATED && got == 0 && f.is_gzip)
+    if ((err = idx_read(f, hdr, 4, "the magic number", &got)) < 0) {
+        if (err == BRISK_ETRUNCATED && got == 0 && f->is_gzip && f->member_ended)
             err = brisk_error_set(BRISK_EEMPTY, "%s: gzip stream holds no data (expected an "
                                   "IDX %s file)", path, kind);
         goto fail;
@@ -121,7 +210,7 @@ static int idx_read_file(const char *path, int ndims, const char *kind, uint32_t
                               hdr[3], ndims, kind);
         goto fail;
     }
-    if ((err = idx_read(&f, hdr + 4, hdr_len - 4, "the dimension sizes", NULL)) < 0)
+    if ((err = idx_read(f, hdr + 4, hdr_len - 4, "the dimension sizes", NULL)) < 0)
         goto fail;
     static const char *const dim_names[3] = {"count", "rows", "cols"};
     size_t payload = 1;
@@ -146,8 +235,8 @@ static int idx_read_file(const char *path, int ndims, const char *kind, uint32_t
         goto fail;
     }
     /* Size checks before allocating. */
-    if (!f.is_gzip) {
-        long long have = f.file_size - (long long)hdr_len;
+    if (!f->is_gzip) {
+        long long have = f->file_size - (long long)hdr_len;
         if ((unsigned long long)have < payload) {
             err = brisk_error_set(BRISK_ETRUNCATED,
                                   "%s: file ends early: the header declares %zu data bytes, "
@@ -162,11 +251,11 @@ static int idx_read_file(const char *path, int ndims, const char *kind, uint32_t
                                   path, have - (long long)payload, payload);
             goto fail;
         }
-    } else if (payload / GZIP_MAX_RATIO > (size_t)f.file_size) {
+    } else if (payload / GZIP_MAX_RATIO > (size_t)f->file_size) {
         err = brisk_error_set(BRISK_ETRUNCATED,
                               "%s: the header declares %zu data bytes, more than a %lld-byte "
                               "gzip file can hold",
-                              path, payload, f.file_size);
+                              path, payload, f->file_size);
         goto fail;
     }
     *data = malloc(payload);
@@ -174,37 +263,22 @@ static int idx_read_file(const char *path, int ndims, const char *kind, uint32_t
         err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory for %zu bytes", path, payload);
         goto fail;
     }
-    if ((err = idx_read(&f, *data, payload, "the data", NULL)) < 0)
+    if ((err = idx_read(f, *data, payload, "the data", NULL)) < 0)
         goto fail;
-    if (f.is_gzip) {
-        /* Reading past the end makes zlib check the gzip trailer's CRC and length. */
-        unsigned char extra;
-        int r = gzread(f.gz, &extra, 1);
-        int zerr = 0;
-        const char *msg = gzerror(f.gz, &zerr);
-        if (r > 0) {
-            err = brisk_error_set(BRISK_EFORMAT,
-                                  "%s: unexpected bytes after the %zu data bytes the header "
-                                  "declares",
-                                  path, payload);
-            goto fail;
-        }
-        if (zerr == Z_BUF_ERROR) {
-            err = brisk_error_set(BRISK_ETRUNCATED, "%s: gzip stream ends early (no trailer)",
-                                  path);
-            goto fail;
-        }
-        if (zerr != Z_OK) {
-            err = brisk_error_set(BRISK_EFORMAT, "%s: corrupt gzip data: %s", path, msg);
-            goto fail;
-        }
-    }
-    gzclose(f.gz);
+    if (f->is_gzip && (err = gz_finish(f, payload)) < 0)
+        goto fail;
+    if (f->z_ready)
+        inflateEnd(&f->zs);
+    fclose(f->fp);
+    free(f);
     return BRISK_OK;
 fail:
     free(*data);
     *data = NULL;
-    gzclose(f.gz);
+    if (f->z_ready)
+        inflateEnd(&f->zs);
+    fclose(f->fp);
+    free(f);
     return err;
 }
 

@@ -49,6 +49,11 @@ int brisk_split(int64_t n, double val_fraction, uint64_t seed, int32_t **order,
  * copy of base, so any epoch's order can be recomputed (for exact resume). */
 void brisk_shuffle(const int32_t *base, int32_t *out, int64_t n, uint64_t seed, uint32_t epoch);
 
+/* Checks that every label fits a model with `outputs` outputs: 0..outputs-1, or 0..1 for a
+ * single output (binary). Returns BRISK_OK or BRISK_EINVAL with a detail naming `name` (the
+ * labels' file, say), the first bad label and its sample. */
+int brisk_dataset_check_labels(const brisk_dataset *ds, int outputs, const char *name);
+
 /* Mean and standard deviation of all features of the samples idx[0, n), for normalisation. */
 void brisk_dataset_stats(const brisk_dataset *ds, const int32_t *idx, int64_t n, float *mean,
                          float *std);
