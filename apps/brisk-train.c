@@ -355,40 +355,42 @@ typedef struct field {
     field_type type;
     size_t offset;
     int may_change_on_resume;
+    double lo, hi;    /* numbers: the range the flag accepts, and a checkpoint may hold */
 } field;
 
-#define FIELD(n, o, t, m, c) {n, o, t, offsetof(options, m), c}
+#define FIELD(n, o, t, m, c, lo, hi) {n, o, t, offsetof(options, m), c, lo, hi}
+#define NAME(n, o, m, c) FIELD(n, o, F_STR, m, c, 0, 0)
 static const field fields[] = {
-    FIELD("model", OPT_MODEL, F_STR, model, 0),
-    FIELD("act", OPT_ACT, F_STR, act, 0),
-    FIELD("loss", OPT_LOSS, F_STR, loss, 0),
-    FIELD("init", OPT_INIT, F_STR, init, 0),
-    FIELD("optimizer", OPT_OPTIMIZER, F_STR, optimizer, 0),
-    FIELD("lr", OPT_LR, F_DBL, lr, 0),
-    FIELD("weight-decay", OPT_WD, F_DBL, weight_decay, 0),
-    FIELD("weight-decay-set", 0, F_INT, weight_decay_set, 0),
-    FIELD("momentum", OPT_MOMENTUM, F_DBL, momentum, 0),
-    FIELD("clip-norm", OPT_CLIP, F_DBL, clip_norm, 0),
-    FIELD("schedule", OPT_SCHEDULE, F_STR, schedule, 0),
-    FIELD("step-size", OPT_STEP_SIZE, F_INT, step_size, 0),
-    FIELD("gamma", OPT_GAMMA, F_DBL, gamma, 0),
-    FIELD("warmup", OPT_WARMUP, F_LL, warmup, 0),
-    FIELD("min-lr", OPT_MIN_LR, F_DBL, min_lr, 0),
-    FIELD("epochs", OPT_EPOCHS, F_INT, epochs, 1),
-    FIELD("batch", OPT_BATCH, F_INT, batch, 0),
-    FIELD("micro-batch", OPT_MICRO, F_INT, micro_batch, 0),
-    FIELD("threads", OPT_THREADS, F_INT, threads, 1),
-    FIELD("seed", OPT_SEED, F_ULL, seed, 0),
-    FIELD("data", OPT_DATA, F_STR, data, 1),
-    FIELD("val-split", OPT_VAL, F_DBL, val_split, 0),
-    FIELD("synthetic-n", OPT_SYN_N, F_LL, synthetic_n, 0),
-    FIELD("synthetic-test-n", OPT_SYN_TEST_N, F_LL, synthetic_test_n, 0),
-    FIELD("noise", OPT_NOISE, F_DBL, noise, 0),
-    FIELD("logdir", OPT_LOGDIR, F_STR, logdir, 1),
-    FIELD("log-every", OPT_LOG_EVERY, F_INT, log_every, 1),
-    FIELD("histogram-every", OPT_HIST_EVERY, F_INT, histogram_every, 1),
-    FIELD("checkpoint-dir", OPT_CKPT_DIR, F_STR, checkpoint_dir, 1),
-    FIELD("keep", OPT_KEEP, F_INT, keep, 1),
+    NAME("model", OPT_MODEL, model, 0),
+    NAME("act", OPT_ACT, act, 0),
+    NAME("loss", OPT_LOSS, loss, 0),
+    NAME("init", OPT_INIT, init, 0),
+    NAME("optimizer", OPT_OPTIMIZER, optimizer, 0),
+    FIELD("lr", OPT_LR, F_DBL, lr, 0, 1e-12, 1e6),
+    FIELD("weight-decay", OPT_WD, F_DBL, weight_decay, 0, 0, 1e3),
+    FIELD("weight-decay-set", 0, F_INT, weight_decay_set, 0, 0, 1),
+    FIELD("momentum", OPT_MOMENTUM, F_DBL, momentum, 0, 0, 1),
+    FIELD("clip-norm", OPT_CLIP, F_DBL, clip_norm, 0, 0, 1e30),
+    NAME("schedule", OPT_SCHEDULE, schedule, 0),
+    FIELD("step-size", OPT_STEP_SIZE, F_INT, step_size, 0, 1, 1e6),
+    FIELD("gamma", OPT_GAMMA, F_DBL, gamma, 0, 0, 1e3),
+    FIELD("warmup", OPT_WARMUP, F_LL, warmup, 0, 0, 1e9),
+    FIELD("min-lr", OPT_MIN_LR, F_DBL, min_lr, 0, 0, 1e6),
+    FIELD("epochs", OPT_EPOCHS, F_INT, epochs, 1, 1, 1e6),
+    FIELD("batch", OPT_BATCH, F_INT, batch, 0, 1, 1 << 20),
+    FIELD("micro-batch", OPT_MICRO, F_INT, micro_batch, 0, 1, 1 << 20),
+    FIELD("threads", OPT_THREADS, F_INT, threads, 1, 0, 4096),
+    FIELD("seed", OPT_SEED, F_ULL, seed, 0, 0, 9223372036854775807.0),
+    NAME("data", OPT_DATA, data, 1),
+    FIELD("val-split", OPT_VAL, F_DBL, val_split, 0, 0, 0.99),
+    FIELD("synthetic-n", OPT_SYN_N, F_LL, synthetic_n, 0, 1, 1e8),
+    FIELD("synthetic-test-n", OPT_SYN_TEST_N, F_LL, synthetic_test_n, 0, 1, 1e8),
+    FIELD("noise", OPT_NOISE, F_DBL, noise, 0, 0, 1e4),
+    NAME("logdir", OPT_LOGDIR, logdir, 1),
+    FIELD("log-every", OPT_LOG_EVERY, F_INT, log_every, 1, 1, 1e9),
+    FIELD("histogram-every", OPT_HIST_EVERY, F_INT, histogram_every, 1, 0, 1e6),
+    NAME("checkpoint-dir", OPT_CKPT_DIR, checkpoint_dir, 1),
+    FIELD("keep", OPT_KEEP, F_INT, keep, 1, 1, 1e6),
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
@@ -399,6 +401,30 @@ static void *field_ptr(options *o, const field *f)
 
 /* Which flags the command line set, by OPT_* id. */
 static unsigned char flag_set[OPT_END];
+
+static const field *field_of(int opt)
+{
+    for (size_t i = 0; i < N_FIELDS; i++)
+        if (fields[i].opt == opt)
+            return &fields[i];
+    return NULL;
+}
+
+/* A number flag, parsed and range-checked by its entry in the table. */
+static void parse_number(options *o, const field *f, const char *flag, const char *arg)
+{
+    void *p = field_ptr(o, f);
+    switch (f->type) {
+    case F_DBL: *(double *)p = parse_double(flag, arg, f->lo, f->hi); break;
+    case F_INT: *(int *)p = (int)parse_int(flag, arg, (long long)f->lo, (long long)f->hi); break;
+    case F_LL: *(long long *)p = parse_int(flag, arg, (long long)f->lo, (long long)f->hi); break;
+    case F_ULL:
+        *(unsigned long long *)p =
+            (unsigned long long)parse_int(flag, arg, (long long)f->lo, INT64_MAX);
+        break;
+    case F_STR: break;
+    }
+}
 
 static void parse_args(int argc, char **argv, options *o)
 {
@@ -424,41 +450,22 @@ static void parse_args(int argc, char **argv, options *o)
         case OPT_LOSS: o->loss = optarg; break;
         case OPT_INIT: o->init = optarg; break;
         case OPT_OPTIMIZER: o->optimizer = optarg; break;
-        case OPT_LR: o->lr = parse_double(flag, optarg, 1e-12, 1e6); break;
         case OPT_WD:
-            o->weight_decay = parse_double(flag, optarg, 0, 1e3);
+            parse_number(o, field_of(c), flag, optarg);
             o->weight_decay_set = 1;
             break;
-        case OPT_MOMENTUM: o->momentum = parse_double(flag, optarg, 0, 1); break;
-        case OPT_CLIP: o->clip_norm = parse_double(flag, optarg, 0, 1e30); break;
         case OPT_SCHEDULE: o->schedule = optarg; break;
-        case OPT_STEP_SIZE: o->step_size = (int)parse_int(flag, optarg, 1, 1000000); break;
-        case OPT_GAMMA: o->gamma = parse_double(flag, optarg, 0, 1e3); break;
-        case OPT_WARMUP: o->warmup = parse_int(flag, optarg, 0, 1000000000); break;
-        case OPT_MIN_LR: o->min_lr = parse_double(flag, optarg, 0, 1e6); break;
-        case OPT_EPOCHS: o->epochs = (int)parse_int(flag, optarg, 1, 1000000); break;
-        case OPT_BATCH: o->batch = (int)parse_int(flag, optarg, 1, 1 << 20); break;
-        case OPT_MICRO: o->micro_batch = (int)parse_int(flag, optarg, 1, 1 << 20); break;
-        case OPT_THREADS: o->threads = (int)parse_int(flag, optarg, 1, 1024); break;
-        case OPT_SEED: o->seed = (unsigned long long)parse_int(flag, optarg, 0, INT64_MAX); break;
         case OPT_DATA: o->data = optarg; break;
-        case OPT_VAL: o->val_split = parse_double(flag, optarg, 0, 0.99); break;
-        case OPT_SYN_N: o->synthetic_n = parse_int(flag, optarg, 1, 100000000); break;
-        case OPT_SYN_TEST_N: o->synthetic_test_n = parse_int(flag, optarg, 1, 100000000); break;
-        case OPT_NOISE: o->noise = parse_double(flag, optarg, 0, 1e4); break;
         case OPT_LOGDIR:
             if (!*optarg)
                 usage_error(flag, "needs a directory (or 'none')");
             o->logdir = optarg;
             break;
-        case OPT_LOG_EVERY: o->log_every = (int)parse_int(flag, optarg, 1, 1000000000); break;
-        case OPT_HIST_EVERY: o->histogram_every = (int)parse_int(flag, optarg, 0, 1000000); break;
         case OPT_CKPT_DIR:
             if (!*optarg)
                 usage_error(flag, "needs a directory (or 'none')");
             o->checkpoint_dir = optarg;
             break;
-        case OPT_KEEP: o->keep = (int)parse_int(flag, optarg, 1, 1000000); break;
         case OPT_RESUME:
             o->resume_set = 1;
             o->resume = optarg; /* NULL: the newest in --checkpoint-dir */
@@ -469,6 +476,10 @@ static void parse_args(int argc, char **argv, options *o)
         case ':':
             usage_error(argv[optind - 1], "needs a value");
         default:
+            if (c >= OPT_MODEL && c < OPT_END && field_of(c) && field_of(c)->type != F_STR) {
+                parse_number(o, field_of(c), flag, optarg);
+                break;
+            }
             usage_error(argv[optind - 1], "unknown option");
         }
     }
@@ -522,6 +533,56 @@ static int values_equal(const field *f, const void *a, const void *b)
 /* Replaces the settings with the checkpoint's, then applies the flags given again on the
  * command line where that is allowed; refuses the others when they differ. `json` is kept
  * alive by the caller while o points into it. */
+/* A setting read from a checkpoint that no flag could have given: the file is damaged or
+ * was edited. Exits 1 (a data error), naming the file and the setting. */
+static void bad_setting(const char *path, const char *name, const char *value, const char *why)
+    __attribute__((noreturn));
+
+static void bad_setting(const char *path, const char *name, const char *value, const char *why)
+{
+    fprintf(stderr, "brisk-train: %s: setting '%s' in the checkpoint is %s, %s: the file is "
+                    "damaged or was edited\n", path, name, value, why);
+    exit(1);
+}
+
+/* Checks one setting read from a checkpoint against what its flag accepts. */
+static void check_setting(const char *path, const field *f, const options *o)
+{
+    const void *p = (const char *)o + f->offset;
+    char v[512], why[160];
+    if (f->type == F_STR) {
+        const char *str = *(const char *const *)p;
+        snprintf(v, sizeof v, "'%s'", str);
+        brisk_model_config mc;
+        const int ok = !strcmp(f->name, "model")       ? brisk_model_parse_widths(str, &mc) == 0
+                       : !strcmp(f->name, "act")       ? brisk_act_parse(str) >= 0
+                       : !strcmp(f->name, "loss")      ? brisk_loss_parse(str) >= 0
+                       : !strcmp(f->name, "init")      ? init_parse(str) >= 0
+                       : !strcmp(f->name, "optimizer") ? brisk_optim_parse(str) >= 0
+                       : !strcmp(f->name, "schedule")  ? brisk_schedule_parse(str) >= 0
+                                                       : *str != '\0';
+        if (!ok)
+            bad_setting(path, f->name, v, "which --help does not list");
+        return;
+    }
+    double x;
+    switch (f->type) {
+    case F_DBL: x = *(const double *)p; break;
+    case F_INT: x = *(const int *)p; break;
+    case F_LL: x = (double)*(const long long *)p; break;
+    default: x = (double)*(const unsigned long long *)p; break;
+    }
+    snprintf(v, sizeof v, "%.17g", x);
+    snprintf(why, sizeof why, "outside the range %g..%g that --%s accepts", f->lo, f->hi,
+             f->name);
+    if (!(x >= f->lo && x <= f->hi))
+        bad_setting(path, f->name, v, why);
+}
+
+/* Replaces the settings with the checkpoint's, then applies the flags given again on the
+ * command line where that is allowed; refuses the others when they differ. Every value read
+ * is checked as its flag would be. `json` is kept alive by the caller while o points into
+ * it. */
 static void apply_checkpoint_config(options *o, const cJSON *json, const char *path)
 {
     options cli = *o, saved = *o;
@@ -536,19 +597,35 @@ static void apply_checkpoint_config(options *o, const cJSON *json, const char *p
             if (ok)
                 *(const char **)p = v->valuestring;
             break;
-        case F_ULL:
-            ok = cJSON_IsString(v);
+        case F_ULL: {
+            char *end = NULL;
+            errno = 0;
+            ok = cJSON_IsString(v) && v->valuestring[0] >= '0' && v->valuestring[0] <= '9';
+            const unsigned long long x = ok ? strtoull(v->valuestring, &end, 10) : 0;
+            if (ok && (*end || errno || x > (unsigned long long)f->hi))
+                bad_setting(path, f->name, v->valuestring, "not an integer the flag accepts");
             if (ok)
-                *(unsigned long long *)p = strtoull(v->valuestring, NULL, 10);
+                *(unsigned long long *)p = x;
             break;
-        default:
+        }
+        default: {
             ok = cJSON_IsNumber(v);
+            const double x = ok ? v->valuedouble : 0;
+            char val[64];
+            snprintf(val, sizeof val, "%.17g", x);
+            if (ok && f->type != F_DBL && (!(x >= f->lo && x <= f->hi) || x != floor(x))) {
+                char why[160];
+                snprintf(why, sizeof why, "not an integer in %g..%g as --%s accepts", f->lo,
+                         f->hi, f->name);
+                bad_setting(path, f->name, val, why);
+            }
             if (ok && f->type == F_DBL)
-                *(double *)p = v->valuedouble;
+                *(double *)p = x;
             else if (ok && f->type == F_INT)
-                *(int *)p = (int)v->valuedouble;
+                *(int *)p = (int)x;
             else if (ok)
-                *(long long *)p = (long long)v->valuedouble;
+                *(long long *)p = (long long)x;
+        }
         }
         if (!ok) {
             fprintf(stderr, "brisk-train: %s: the configuration in the checkpoint has no valid "
@@ -556,6 +633,7 @@ static void apply_checkpoint_config(options *o, const cJSON *json, const char *p
                     path, f->name);
             exit(1);
         }
+        check_setting(path, f, &saved);
     }
     *o = saved;
     o->resume_set = cli.resume_set;
@@ -867,6 +945,33 @@ static void teardown(run *r)
     brisk_dataset_free(&r->test);
 }
 
+/* The position a checkpoint records must be one this run's settings can reach: its step is
+ * the epochs and batches done, its partial metrics count those batches, its seed is the
+ * run's. Returns 0, or 1 with a message (the file is damaged or was edited). */
+static int check_position(const run *r, const brisk_checkpoint *ck, const char *path)
+{
+    const brisk_ckpt_position *p = &ck->pos;
+    const int64_t want = p->epoch * r->steps_per_epoch + p->batch;
+    const char *what = NULL;
+    if (p->seed != r->o.seed)
+        what = "its seed differs from the seed in its settings";
+    else if (p->batch >= r->steps_per_epoch)
+        what = "its batch is past the end of an epoch";
+    else if (p->steps_done != want)
+        what = "its step is not the epochs and batches done";
+    else if (p->train.count != p->batch * r->o.batch)
+        what = "its partial metrics do not count the batches done";
+    if (!what)
+        return 0;
+    fprintf(stderr, "brisk-train: %s: the position in the checkpoint (epoch %lld, batch %lld, "
+                    "step %lld, seed %llu) does not fit its settings (%lld batches of %d per "
+                    "epoch, seed %llu): %s; the file is damaged or was edited\n",
+            path, (long long)p->epoch, (long long)p->batch, (long long)p->steps_done,
+            (unsigned long long)p->seed, (long long)r->steps_per_epoch, r->o.batch,
+            (unsigned long long)r->o.seed, what);
+    return 1;
+}
+
 /* Copies a checkpoint's state into the trainer; refuses one of another model. */
 static int restore(run *r, const brisk_checkpoint *ck, const char *path)
 {
@@ -979,7 +1084,7 @@ static int evaluate_checkpoint(options *o, brisk_comm *comm)
     r.comm = comm;
     r.rank = brisk_comm_rank(comm);
     r.nproc = brisk_comm_size(comm);
-    int status = setup(&r) || restore(&r, ck, eval);
+    int status = setup(&r) || check_position(&r, ck, eval) || restore(&r, ck, eval);
     brisk_metrics m;
     if (!status && brisk_trainer_evaluate(r.t, &r.test, r.test_idx, r.test.n, r.mean, r.std, &m) < 0)
         status = fail(NULL);
@@ -1310,7 +1415,7 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
     r.log_enabled = strcmp(o.logdir, "none") != 0;
     int status = setup(&r);
     if (!status && ck)
-        status = restore(&r, ck, ck_path);
+        status = check_position(&r, ck, ck_path) || restore(&r, ck, ck_path);
     if (!status && ck && ck->pos.epoch >= r.o.epochs && ck->pos.batch == 0 && !r.o.quiet &&
         !r.o.json)
         printf("brisk-train: %s already finished %lld epochs; pass --epochs N to train "

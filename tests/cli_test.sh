@@ -308,6 +308,38 @@ PY
     expect_in "$err" "200"
     expect_in "$err" "10 outputs"
     ;;
+edited-checkpoint)
+    # Every value read from a checkpoint is validated with the range of the flag it came from
+    # (exit 1, the file and the setting named), even when its header CRC was fixed up; the
+    # position must agree with the settings; an edit without the CRC fixed is refused for it.
+    py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    run $syn --epochs 2 --logdir "$tmp/logs"
+    expect_status 0
+    ck=$(ls "$tmp/logs/checkpoints"/ckpt-*.safetensors | head -n 1)
+    "$py" "$tests_dir/edit_checkpoint.py" "$ck" "$tmp/same.safetensors" || fail "edit_checkpoint.py failed"
+    run --eval "$tmp/same.safetensors"
+    expect_status 0
+    for edit in config:log-every=0:log-every config:batch=0:batch config:step-size=0:step-size \
+                config:keep=0:keep config:lr=-1:lr config:epochs=1e18:epochs \
+                'config:seed="99999999999999999999":seed' config:micro-batch=0:micro-batch \
+                config:histogram-every=-1:histogram-every config:val-split=2:val-split \
+                config:warmup=-5:warmup 'config:act="swish":act' 'config:model="32-x-4":model' \
+                config:batch=64:step config:log-every=2.5:log-every \
+                meta:brisk.epoch=9223372036854775000:brisk.epoch meta:brisk.steps_done=5:step \
+                meta:brisk.seed=7:seed meta:brisk.batch=3:step; do
+        field=${edit##*:}
+        "$py" "$tests_dir/edit_checkpoint.py" "$ck" "$tmp/edited.safetensors" "${edit%:*}" || fail "edit $edit"
+        run --resume="$tmp/edited.safetensors"
+        expect_status 1
+        expect_in "$err" "edited.safetensors"
+        expect_in "$err" "$field"
+    done
+    "$py" "$tests_dir/edit_checkpoint.py" "$ck" "$tmp/edited.safetensors" --no-fix config:keep=5
+    run --resume="$tmp/edited.safetensors"
+    expect_status 1
+    expect_in "$err" "header CRC-32C"
+    ;;
 *)
     fail "unknown case"
     ;;

@@ -1,12 +1,14 @@
 /* Checkpoints: a safetensors round trip that restores every bit, and every kind of damage
  * refused with its own error naming the file: empty, truncated anywhere, absurd header size,
- * header that is not JSON, not a Brisk file, wrong dtype, wrong shape, missing or extra
- * tensor, flipped data bits. */
+ * any edit of the header (its CRC), and, with that CRC fixed up as a deliberate editor
+ * would: header that is not JSON, not a Brisk file, wrong dtype, wrong shape, missing or
+ * extra tensor, every position value out of range; flipped data bits. */
 #define _GNU_SOURCE /* memmem */
 #include "test_util.h"
 
 #include "brisk/checkpoint.h"
 #include "brisk/error.h"
+#include "brisk/tfrecord.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +137,37 @@ static void replace_in_header(uint8_t *b, const char *from, const char *to)
     memcpy(at, to, strlen(to));
 }
 
+/* Recomputes the header CRC the way the format documents it (brisk/checkpoint.h): CRC-32C
+ * of the size field and the header with the CRC's value read as eight zeros. */
+static void fix_header_crc(uint8_t *b)
+{
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | b[i];
+    static const char key[] = "\"brisk.header_crc32c\":\"";
+    uint8_t *at = memmem(b + 8, hlen, key, strlen(key));
+    assert_non_null(at);
+    at += strlen(key);
+    memcpy(at, "00000000", 8);
+    char hex[9];
+    snprintf(hex, sizeof hex, "%08x", (unsigned)brisk_crc32c(0, b, 8 + hlen));
+    memcpy(at, hex, 8);
+}
+
+/* An edit of the header is refused for its CRC; with the CRC fixed up, for what it is. */
+static void expect_edit_refused(fixture *fx, const char *from, const char *to, int err,
+                                const char *what)
+{
+    uint8_t *b = malloc(fx->size);
+    assert_non_null(b);
+    memcpy(b, fx->bytes, fx->size);
+    replace_in_header(b, from, to);
+    expect_bad(fx, b, fx->size, BRISK_EFORMAT, "header CRC-32C");
+    fix_header_crc(b);
+    expect_bad(fx, b, fx->size, err, what);
+    free(b);
+}
+
 static void test_damage_is_refused(void **state)
 {
     fixture *fx = *state;
@@ -155,27 +188,41 @@ static void test_damage_is_refused(void **state)
 
     memcpy(b, fx->bytes, fx->size);
     b[8] = '[';
+    expect_bad(fx, b, fx->size, BRISK_EFORMAT, "header CRC-32C");
+    fix_header_crc(b);
     expect_bad(fx, b, fx->size, BRISK_EFORMAT, "not a JSON object");
 
+    expect_edit_refused(fx, "brisk.model", "brisk.modes", BRISK_EFORMAT, "not a Brisk checkpoint");
+    expect_edit_refused(fx, "\"F32\",\"shape\":[7,12]", "\"F16\",\"shape\":[7,12]",
+                        BRISK_EMISMATCH, "dtype F16");
+    expect_edit_refused(fx, "\"shape\":[7,12]", "\"shape\":[12,7]", BRISK_EMISMATCH,
+                        "expected [7, 12]");
+    expect_edit_refused(fx, "\"optim.v.dense1.bias\"", "\"optim.v.dense1.bian\"",
+                        BRISK_EMISMATCH, "optim.v.dense1.bias is missing");
+    expect_edit_refused(fx, "\"brisk.model\":\"12-7-3\"", "\"brisk.model\":\"12-3-7\"",
+                        BRISK_EMISMATCH, "shape");
+    /* Every position value, one edit each, out of the range training can produce. */
+    expect_edit_refused(fx, "\"brisk.epoch\":\"3\"", "\"brisk.epoch\":\"-\"", BRISK_EFORMAT,
+                        "brisk.epoch");
+    expect_edit_refused(fx, "\"brisk.batch\":\"17\"", "\"brisk.batch\":\"-1\"",
+                        BRISK_EFORMAT, "brisk.batch");
+    expect_edit_refused(fx, "\"brisk.steps_done\":\"1234\"", "\"brisk.steps_done\":\"-234\"",
+                        BRISK_EFORMAT, "brisk.steps_done");
+    expect_edit_refused(fx, "\"brisk.seed\":\"99\"", "\"brisk.seed\":\"-9\"", BRISK_EFORMAT,
+                        "brisk.seed");
+    expect_edit_refused(fx, "\"brisk.train_correct\":\"5\"", "\"brisk.train_correct\":\"x\"",
+                        BRISK_EFORMAT, "brisk.train_correct");
+    expect_edit_refused(fx, "\"brisk.train_count\":\"9\"", "\"brisk.train_count\":\"1\"",
+                        BRISK_EFORMAT, "brisk.train_correct");
+    expect_edit_refused(fx, "\"brisk.train_loss_sum\":\"0.", "\"brisk.train_loss_sum\":\"-.",
+                        BRISK_EFORMAT, "brisk.train_loss_sum");
+    expect_edit_refused(fx, "\"brisk.data_crc32c\":\"", "\"brisk.data_crc32C\":\"",
+                        BRISK_EFORMAT, "brisk.data_crc32c is missing");
+    /* A file of the first format version (no header CRC) is refused by name. */
     memcpy(b, fx->bytes, fx->size);
-    replace_in_header(b, "brisk.model", "brisk.modes");
-    expect_bad(fx, b, fx->size, BRISK_EFORMAT, "not a Brisk checkpoint");
-
-    memcpy(b, fx->bytes, fx->size);
-    replace_in_header(b, "\"F32\",\"shape\":[7,12]", "\"F16\",\"shape\":[7,12]");
-    expect_bad(fx, b, fx->size, BRISK_EMISMATCH, "dtype F16");
-
-    memcpy(b, fx->bytes, fx->size);
-    replace_in_header(b, "\"shape\":[7,12]", "\"shape\":[12,7]");
-    expect_bad(fx, b, fx->size, BRISK_EMISMATCH, "expected [7, 12]");
-
-    memcpy(b, fx->bytes, fx->size);
-    replace_in_header(b, "\"optim.v.dense1.bias\"", "\"optim.v.dense1.bian\"");
-    expect_bad(fx, b, fx->size, BRISK_EMISMATCH, "optim.v.dense1.bias is missing");
-
-    memcpy(b, fx->bytes, fx->size);
-    replace_in_header(b, "\"brisk.model\":\"12-7-3\"", "\"brisk.model\":\"12-3-7\"");
-    expect_bad(fx, b, fx->size, BRISK_EMISMATCH, "shape");
+    replace_in_header(b, "\"brisk.version\":\"2\"", "\"brisk.version\":\"1\"");
+    replace_in_header(b, "\"brisk.header_crc32c\"", "\"brisk.header_crc32x\"");
+    expect_bad(fx, b, fx->size, BRISK_EFORMAT, "older Brisk");
 
     /* One flipped bit in the optimizer state, the params and the last byte. */
     const size_t flips[3] = {8 + hlen + 5, fx->size - 100, fx->size - 1};

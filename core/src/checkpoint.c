@@ -41,6 +41,20 @@ static void model_spec(const brisk_model_config *mc, char *buf, size_t size)
         at += (size_t)snprintf(buf + at, size - at, i ? "-%d" : "%d", mc->widths[i]);
 }
 
+/* The header is covered by its own CRC-32C: over the 8-byte size field and the JSON text with
+ * the CRC's 8 hex digits replaced by zeros. cJSON prints without spaces, so the key and its
+ * value appear exactly as HEADER_CRC_KEY "xxxxxxxx". */
+#define HEADER_CRC_KEY "\"brisk.header_crc32c\":\""
+#define HEADER_CRC_PLACEHOLDER "00000000"
+
+static uint32_t header_crc(const char *header, size_t len)
+{
+    uint8_t size_le[8];
+    for (int i = 0; i < 8; i++)
+        size_le[i] = (uint8_t)((uint64_t)len >> (8 * i));
+    return brisk_crc32c(brisk_crc32c(0, size_le, 8), header, len);
+}
+
 /* The data section's CRC-32C, tensor by tensor in file order. */
 static uint32_t data_crc(const brisk_model *m, const float *const slabs[N_SLABS])
 {
@@ -77,7 +91,8 @@ static char *build_header(const brisk_model *m, const float *const slabs[N_SLABS
     int ok = root && meta && cJSON_AddItemToObject(root, "__metadata__", meta);
     if (!ok)
         cJSON_Delete(meta);
-    ok = ok && add_meta(meta, "format", "pt") && add_meta(meta, "brisk.version", "1") &&
+    ok = ok && add_meta(meta, "format", "pt") && add_meta(meta, "brisk.version", "2") &&
+         add_meta(meta, "brisk.header_crc32c", HEADER_CRC_PLACEHOLDER) &&
          add_meta(meta, "brisk.model", "%s", spec) &&
          add_meta(meta, "brisk.act", "%s", brisk_act_name(mc->act)) &&
          add_meta(meta, "brisk.loss", "%s", brisk_loss_name(mc->loss)) &&
@@ -124,6 +139,17 @@ static char *build_header(const brisk_model *m, const float *const slabs[N_SLABS
     memset(out + n, ' ', padded - n);
     out[padded] = '\0';
     *len = padded;
+    /* The header's own CRC, over the size field and the header with the CRC's value zeroed,
+     * written into the placeholder (the same length, so nothing moves). */
+    char *slot = strstr(out, HEADER_CRC_KEY);
+    if (!slot) {
+        free(out);
+        return NULL;
+    }
+    slot += strlen(HEADER_CRC_KEY);
+    char hex[9];
+    snprintf(hex, sizeof hex, "%08x", (unsigned)header_crc(out, padded));
+    memcpy(slot, hex, 8);
     return out;
 }
 
@@ -208,18 +234,53 @@ static const char *meta_str(const cJSON *meta, const char *key)
 }
 
 static int meta_i64(const char *path, const cJSON *meta, const char *key, int64_t lo,
-                    int64_t *out)
+                    int64_t hi, int64_t *out)
 {
     const char *s = meta_str(meta, key);
     char *end;
     errno = 0;
     long long v = s ? strtoll(s, &end, 10) : 0;
-    if (!s || end == s || *end || errno || v < lo)
+    if (!s || end == s || *end || errno || v < lo || v > hi)
         return brisk_error_set(BRISK_EFORMAT, "%s: metadata %s is %s%s%s (expected an integer "
-                               ">= %lld)",
+                               "in %lld..%lld)",
                                path, key, s ? "'" : "missing", s ? s : "", s ? "'" : "",
-                               (long long)lo);
+                               (long long)lo, (long long)hi);
     *out = v;
+    return BRISK_OK;
+}
+
+/* Finds the header's CRC and checks it (before the JSON is even parsed: a damaged header is
+ * refused as damaged, whatever it now says). */
+static int check_header_crc(const char *path, char *hdr, size_t hlen)
+{
+    char *slot = strstr(hdr, HEADER_CRC_KEY);
+    if (!slot) {
+        if (strstr(hdr, "\"brisk.version\":\"1\""))
+            return brisk_error_set(BRISK_EFORMAT, "%s: written by an older Brisk whose "
+                                   "checkpoints have no header CRC; it cannot be checked, so it "
+                                   "is not loaded", path);
+        return brisk_error_set(BRISK_EFORMAT, "%s: no brisk.header_crc32c in the metadata (not "
+                               "a Brisk checkpoint, or its header was damaged)", path);
+    }
+    char *value = slot + strlen(HEADER_CRC_KEY);
+    if ((size_t)(value - hdr) + 9 > hlen || value[8] != '"' ||
+        strstr(value, HEADER_CRC_KEY))
+        return brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.header_crc32c is malformed",
+                               path);
+    char want[9], *end;
+    memcpy(want, value, 8);
+    want[8] = '\0';
+    const unsigned long w = strtoul(want, &end, 16);
+    memcpy(value, HEADER_CRC_PLACEHOLDER, 8);
+    const uint32_t got = header_crc(hdr, hlen);
+    memcpy(value, want, 8);
+    if (*end || end != want + 8)
+        return brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.header_crc32c '%s' is not 8 "
+                               "hex digits", path, want);
+    if (got != (uint32_t)w)
+        return brisk_error_set(BRISK_EFORMAT, "%s: header CRC-32C is %08x, the file says %s "
+                               "(the header is corrupted or was edited)", path, (unsigned)got,
+                               want);
     return BRISK_OK;
 }
 
@@ -320,7 +381,10 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
     const uint64_t data_len = size - 8 - hlen;
     int err = BRISK_OK;
     brisk_checkpoint *c = NULL;
-    cJSON *root = cJSON_ParseWithLength(hdr, hlen);
+    cJSON *root = NULL;
+    if ((err = check_header_crc(path, hdr, (size_t)hlen)) < 0)
+        goto out;
+    root = cJSON_ParseWithLength(hdr, hlen);
     if (!root || !cJSON_IsObject(root)) {
         const char *at = cJSON_GetErrorPtr();
         err = brisk_error_set(BRISK_EFORMAT, "%s: the header is not a JSON object (error near "
@@ -356,22 +420,27 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
     }
     c->model.act = (brisk_act)a;
     c->model.loss = (brisk_loss)l;
+    /* Every value within what training can produce: epochs as --epochs allows, steps far
+     * below overflow, metrics that are counts. */
     int64_t seed = 0;
-    if ((err = meta_i64(path, meta, "brisk.epoch", 0, &c->pos.epoch)) ||
-        (err = meta_i64(path, meta, "brisk.batch", 0, &c->pos.batch)) ||
-        (err = meta_i64(path, meta, "brisk.steps_done", 0, &c->pos.steps_done)) ||
-        (err = meta_i64(path, meta, "brisk.seed", 0, &seed)) ||
-        (err = meta_i64(path, meta, "brisk.train_correct", 0, &c->pos.train.correct)) ||
-        (err = meta_i64(path, meta, "brisk.train_count", 0, &c->pos.train.count)))
+    const int64_t big = (int64_t)1 << 53;
+    if ((err = meta_i64(path, meta, "brisk.epoch", 0, BRISK_CKPT_MAX_EPOCHS, &c->pos.epoch)) ||
+        (err = meta_i64(path, meta, "brisk.batch", 0, big, &c->pos.batch)) ||
+        (err = meta_i64(path, meta, "brisk.steps_done", 0, big, &c->pos.steps_done)) ||
+        (err = meta_i64(path, meta, "brisk.seed", 0, INT64_MAX, &seed)) ||
+        (err = meta_i64(path, meta, "brisk.train_count", 0, big, &c->pos.train.count)) ||
+        (err = meta_i64(path, meta, "brisk.train_correct", 0, c->pos.train.count,
+                        &c->pos.train.correct)))
         goto out;
     c->pos.seed = (uint64_t)seed;
     const char *ls = meta_str(meta, "brisk.train_loss_sum"), *crc_s = meta_str(meta, "brisk.data_crc32c");
     char *end = NULL;
     c->pos.train.loss_sum = ls ? strtod(ls, &end) : 0;
-    if (!ls || end == ls || *end) {
-        err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.train_loss_sum is missing or "
-                              "not a number",
-                              path);
+    if (!ls || end == ls || *end || !isfinite(c->pos.train.loss_sum) ||
+        c->pos.train.loss_sum < 0) {
+        err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.train_loss_sum is %s%s%s "
+                              "(expected a finite number >= 0)",
+                              path, ls ? "'" : "missing", ls ? ls : "", ls ? "'" : "");
         goto out;
     }
     unsigned long want_crc = crc_s ? strtoul(crc_s, &end, 16) : 0;

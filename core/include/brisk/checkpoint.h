@@ -10,8 +10,10 @@
  * "dense0.bias" (out), ...), the optimizer moments as "optim.m.<name>" and "optim.v.<name>",
  * and in the metadata: the model ("brisk.model", "brisk.act", "brisk.loss"), the training
  * position (epoch, batch, steps, seed, the partial train metrics of the epoch in progress),
- * the program's configuration as JSON ("brisk.config"), and a CRC-32C of the data section
- * ("brisk.data_crc32c") so that a corrupted file is refused instead of loaded.
+ * the program's configuration as JSON ("brisk.config"), a CRC-32C of the data section
+ * ("brisk.data_crc32c") and one of the header itself ("brisk.header_crc32c": over the 8-byte
+ * size and the header text with this value's 8 hex digits read as "00000000"), so that a
+ * corrupted or edited file is refused instead of loaded.
  */
 #ifndef BRISK_CHECKPOINT_H
 #define BRISK_CHECKPOINT_H
@@ -22,6 +24,8 @@
 
 /* Largest JSON header accepted when loading. */
 #define BRISK_CKPT_MAX_HEADER ((uint64_t)16 << 20)
+/* Largest epoch count a checkpoint may record (brisk-train's --epochs allows as many). */
+#define BRISK_CKPT_MAX_EPOCHS 1000000
 
 /* Where training stands. */
 typedef struct brisk_ckpt_position {
@@ -48,9 +52,9 @@ int brisk_checkpoint_save(const char *path, const brisk_model *m, const float *p
                           const float *opt_m, const float *opt_v, const brisk_ckpt_position *pos,
                           const char *config_json);
 
-/* Reads and checks a checkpoint: sizes against the file before allocating, the JSON header,
- * every tensor's dtype, shape and offsets against the model named in the metadata, and the
- * data CRC. Returns BRISK_OK with *out (brisk_checkpoint_free), or BRISK_ENOENT, BRISK_EIO,
+/* Reads and checks a checkpoint: sizes against the file before allocating, the header CRC,
+ * the JSON header, every position value's range, every tensor's dtype, shape and offsets
+ * against the model named in the metadata, and the data CRC. Returns BRISK_OK with *out (brisk_checkpoint_free), or BRISK_ENOENT, BRISK_EIO,
  * BRISK_ETRUNCATED, BRISK_EFORMAT, BRISK_EMISMATCH or BRISK_ENOMEM with a detail naming the
  * file and what is wrong. Never returns partly loaded data. */
 int brisk_checkpoint_load(const char *path, brisk_checkpoint **out);
