@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "brisk/checkpoint.h"
+#include "brisk/ckptdir.h"
 #include "brisk/comm.h"
 #include "brisk/data.h"
 #include "brisk/error.h"
@@ -39,6 +40,7 @@
 typedef struct options {
     const char *model, *act, *loss, *optimizer, *schedule, *init, *data;
     const char *logdir, *checkpoint_dir, *resume, *eval;
+    const char *run;          /* the run's id (brisk/ckptdir.h), kept across resumes */
     double lr, weight_decay, clip_norm, val_split, gamma, min_lr, momentum, noise;
     int weight_decay_set;
     int epochs, batch, micro_batch, threads, step_size, keep, log_every, histogram_every;
@@ -391,6 +393,7 @@ static const field fields[] = {
     FIELD("histogram-every", OPT_HIST_EVERY, F_INT, histogram_every, 1, 0, 1e6),
     NAME("checkpoint-dir", OPT_CKPT_DIR, checkpoint_dir, 1),
     FIELD("keep", OPT_KEEP, F_INT, keep, 1, 1, 1e6),
+    NAME("run", 0, run, 0),
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
@@ -560,6 +563,7 @@ static void check_setting(const char *path, const field *f, const options *o)
                        : !strcmp(f->name, "init")      ? init_parse(str) >= 0
                        : !strcmp(f->name, "optimizer") ? brisk_optim_parse(str) >= 0
                        : !strcmp(f->name, "schedule")  ? brisk_schedule_parse(str) >= 0
+                       : !strcmp(f->name, "run")       ? brisk_run_id_valid(str)
                                                        : *str != '\0';
         if (!ok)
             bad_setting(path, f->name, v, "which --help does not list");
@@ -667,57 +671,6 @@ static void apply_checkpoint_config(options *o, const cJSON *json, const char *p
         o->threads = 0;
 }
 
-#define CKPT_PREFIX "ckpt-step"
-#define CKPT_SUFFIX ".safetensors"
-
-static int is_checkpoint_name(const char *name)
-{
-    const size_t n = strlen(name), np = strlen(CKPT_PREFIX), ns = strlen(CKPT_SUFFIX);
-    return n > np + ns && !strncmp(name, CKPT_PREFIX, np) && !strcmp(name + n - ns, CKPT_SUFFIX);
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The checkpoint names in dir, sorted oldest first (names carry the zero-padded step). */
-static char **list_checkpoints(const char *dir, size_t *n)
-{
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d)
-        return NULL;
-    char **names = NULL;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!is_checkpoint_name(e->d_name))
-            continue;
-        char **grown = realloc(names, (*n + 1) * sizeof *names);
-        char *copy = strdup(e->d_name);
-        if (!grown || !copy) {
-            free(copy);
-            free(grown ? grown : names);
-            closedir(d);
-            *n = 0;
-            return NULL;
-        }
-        names = grown;
-        names[(*n)++] = copy;
-    }
-    closedir(d);
-    if (*n)
-        qsort(names, *n, sizeof *names, cmp_names);
-    return names;
-}
-
-static void free_names(char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-}
-
 /* Resolves --resume[=FILE|DIR] to a checkpoint file (malloc'd), or NULL with a message. */
 static char *resume_path(const options *o)
 {
@@ -734,20 +687,73 @@ static char *resume_path(const options *o)
     }
     if (!S_ISDIR(st.st_mode))
         return strdup(target);
-    size_t n;
-    char **names = list_checkpoints(target, &n);
-    if (!n) {
-        fprintf(stderr, "brisk-train: --resume: no checkpoint (" CKPT_PREFIX "*" CKPT_SUFFIX
-                        ") in %s\n",
-                target);
-        free_names(names, n);
+    /* The newest checkpoint of the one run that has checkpoints there (refused when there are
+     * several: which one to continue is the user's call). */
+    char *path = malloc(PATH_MAX);
+    if (!path) {
+        fprintf(stderr, "brisk-train: out of memory\n");
         return NULL;
     }
-    char *path = malloc(PATH_MAX);
-    if (path)
-        snprintf(path, PATH_MAX, "%s/%s", target, names[n - 1]);
-    free_names(names, n);
+    if (brisk_ckpt_newest(target, NULL, path, PATH_MAX) < 0) {
+        fprintf(stderr, "brisk-train: --resume: %s\n", brisk_error_detail());
+        free(path);
+        return NULL;
+    }
     return path;
+}
+
+/* A log directory belongs to one run: brisk-train writes the run's id into DIR/brisk-run and
+ * refuses to start in a directory whose marker names another run, or that holds event files
+ * without a marker (another program's, or another run's from before markers). Returns 0, or
+ * 1 with a message. */
+static int claim_logdir(const char *dir, const char *run)
+{
+    char marker[PATH_MAX], other[BRISK_RUN_ID_MAX + 2] = "";
+    snprintf(marker, sizeof marker, "%s/brisk-run", dir);
+    FILE *f = fopen(marker, "r");
+    if (f) {
+        if (!fgets(other, sizeof other, f))
+            other[0] = '\0';
+        fclose(f);
+        other[strcspn(other, "\r\n")] = '\0';
+        if (!strcmp(other, run))
+            return 0;
+    } else {
+        static const char *const subdirs[] = {"", "/train", "/validation"};
+        for (int i = 0; i < 3 && !other[0]; i++) {
+            char sub[PATH_MAX];
+            snprintf(sub, sizeof sub, "%s%s", dir, subdirs[i]);
+            DIR *d = opendir(sub);
+            struct dirent *e;
+            while (d && (e = readdir(d)))
+                if (strstr(e->d_name, "tfevents")) {
+                    snprintf(other, sizeof other, "unnamed");
+                    break;
+                }
+            if (d)
+                closedir(d);
+        }
+        if (!other[0]) {
+            if (brisk_make_dirs(dir) < 0) {
+                fprintf(stderr, "brisk-train: %s\n", brisk_error_detail());
+                return 1;
+            }
+            char tmp[PATH_MAX + 32];
+            snprintf(tmp, sizeof tmp, "%s.tmp.%ld", marker, (long)getpid());
+            f = fopen(tmp, "w");
+            const int ok = f && fprintf(f, "%s\n", run) > 0;
+            if ((f && fclose(f) != 0) || !ok || rename(tmp, marker) != 0) {
+                fprintf(stderr, "brisk-train: cannot write %s: %s\n", marker, strerror(errno));
+                unlink(tmp);
+                return 1;
+            }
+            return 0;
+        }
+    }
+    fprintf(stderr, "brisk-train: --logdir %s holds the logs of another run (%s); TensorBoard "
+                    "would merge the two. Choose a new directory, or continue that run with "
+                    "--resume\n", dir, other);
+    return 1;
 }
 
 /* Ctrl-C: the first SIGINT or SIGTERM asks the loop to stop after the current step; a second
@@ -834,7 +840,8 @@ static int save_checkpoint(run *r, int64_t epochs_done, int64_t batch, const bri
     if (r->rank == 0) {
         char path[PATH_MAX];
         const long long steps = (long long)brisk_trainer_steps_done(r->t);
-        snprintf(path, sizeof path, "%s/" CKPT_PREFIX "%010lld" CKPT_SUFFIX, dir, steps);
+        if (brisk_ckpt_path(path, sizeof path, dir, r->o.run, steps) < 0)
+            return -fail("checkpoint");
         const brisk_ckpt_position pos = {.epoch = epochs_done, .batch = batch,
                                          .steps_done = steps, .seed = r->o.seed,
                                          .train = *train_m};
@@ -846,16 +853,9 @@ static int save_checkpoint(run *r, int64_t epochs_done, int64_t batch, const bri
             status = -fail("checkpoint");
         if (status == 0) {
             snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", path);
-            size_t n;
-            char **names = list_checkpoints(dir, &n);
-            for (size_t i = 0; i + (size_t)r->o.keep < n; i++) {
-                char old[PATH_MAX];
-                snprintf(old, sizeof old, "%s/%s", dir, names[i]);
-                if (unlink(old) != 0)
-                    fprintf(stderr, "brisk-train: warning: cannot remove old checkpoint %s: %s\n",
-                            old, strerror(errno));
-            }
-            free_names(names, n);
+            /* This run's older checkpoints only, never the one just written. */
+            if (brisk_ckpt_prune(dir, r->o.run, r->o.keep, steps) < 0)
+                fprintf(stderr, "brisk-train: warning: %s\n", brisk_error_detail());
         }
     }
     return brisk_comm_any(r->comm, status != 0) ? -1 : 0;
@@ -1386,15 +1386,16 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
         }
         apply_checkpoint_config(&o, ck_json, ck_path);
     }
-    /* Default directories: logs/<model>-<date>-<time>, checkpoints inside it. */
-    char logdir[PATH_MAX], ckdir[PATH_MAX];
+    /* A new run gets its id (a resumed one keeps its own): logs/<model>-<run>, checkpoints
+     * inside it, by default. Every rank must agree on it: rank 0's is broadcast. */
+    char run_id[BRISK_RUN_ID_MAX], logdir[PATH_MAX], ckdir[PATH_MAX];
+    if (!o.run) {
+        brisk_run_id(run_id);
+        brisk_comm_bcast_bytes(comm, run_id, sizeof run_id);
+        o.run = run_id;
+    }
     if (!o.logdir) {
-        const time_t now = time(NULL);
-        struct tm tm;
-        localtime_r(&now, &tm);
-        char stamp[32];
-        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
-        snprintf(logdir, sizeof logdir, "logs/%s-%s", o.model, stamp);
+        snprintf(logdir, sizeof logdir, "logs/%s-%s", o.model, o.run);
         o.logdir = logdir;
     }
     if (!o.checkpoint_dir) {
@@ -1425,6 +1426,10 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
         fprintf(stderr, "brisk-train: out of memory\n");
         status = 1;
     }
+    if (!status && r.rank == 0 && strcmp(r.o.checkpoint_dir, "none"))
+        brisk_ckpt_clean_temps(r.o.checkpoint_dir);
+    if (!status && r.log_enabled && r.rank == 0)
+        status = claim_logdir(r.o.logdir, r.o.run);
     if (!status && r.log_enabled && r.rank == 0) {
         const int64_t first_step = brisk_trainer_steps_done(r.t);
         if (train_tb_open(&r.tb, r.o.logdir, first_step, ring_bytes_for(r.t)) < 0) {

@@ -122,7 +122,7 @@ diverge)
     expect_status 3
     expect_in "$err" "diverged in epoch 4: step [0-9]*:"
     expect_in "$err" "dense[0-9].weight"
-    expect_in "$err" "last good checkpoint is $tmp/logs/checkpoints/ckpt-step"
+    expect_in "$err" "last good checkpoint is $tmp/logs/checkpoints/ckpt-"
     # The logs are flushed and closed: every file reads, the session ended in failure.
     events_ok "$tmp/logs"
     expect_tag . _hparams_/session_end_info hparams
@@ -196,7 +196,7 @@ resume)
     expect_status 2
     expect_in "$err" "--lr"
     # --eval reproduces the final test metrics from the checkpoint alone.
-    ck=$(ls "$tmp/split/checkpoints"/ckpt-step*.safetensors | tail -n 1)
+    ck=$(ls "$tmp/split/checkpoints"/ckpt-*.safetensors | tail -n 1)
     run --eval "$ck" --json
     expect_status 0
     grep -o '"test_loss": [0-9.]*, "test_accuracy": [0-9.]*, "params_checksum": "[0-9a-f]*"' "$out" >"$tmp/eval.txt"
@@ -241,7 +241,7 @@ sigint-twice)
 bad-checkpoint)
     run $syn --epochs 1 --logdir "$tmp/logs"
     expect_status 0
-    ck=$(ls "$tmp/logs/checkpoints"/ckpt-step*.safetensors | tail -n 1)
+    ck=$(ls "$tmp/logs/checkpoints"/ckpt-*.safetensors | tail -n 1)
     size=$(wc -c <"$ck")
     head -c $((size / 2)) "$ck" >"$tmp/truncated.safetensors"
     run --resume="$tmp/truncated.safetensors"
@@ -277,7 +277,7 @@ safetensors)
     "$py" -c 'import numpy' 2>/dev/null || { echo "skip: no python3-numpy"; exit 77; }
     run $syn --epochs 1 --logdir "$tmp/logs"
     expect_status 0
-    ck=$(ls "$tmp/logs/checkpoints"/ckpt-step*.safetensors | tail -n 1)
+    ck=$(ls "$tmp/logs/checkpoints"/ckpt-*.safetensors | tail -n 1)
     "$py" "$tests_dir/check_safetensors.py" "$ck" >"$out" 2>"$err" || fail "check_safetensors.py failed"
     expect_in "$out" "dense0.weight F32 (16, 32)"
     expect_in "$out" "optim.v.dense1.bias F32 (4,)"
@@ -339,6 +339,51 @@ edited-checkpoint)
     run --resume="$tmp/edited.safetensors"
     expect_status 1
     expect_in "$err" "header CRC-32C"
+    ;;
+runs)
+    # A checkpoint belongs to its run: pruning removes only this run's older checkpoints,
+    # never another run's and never the one just written; --resume=DIR refuses a directory of
+    # several runs; stray temporary files of dead processes go; default log directories are
+    # unique even for runs started in the same second; an explicit --logdir that holds
+    # another run's logs is refused.
+    big="--data synthetic --model 32-16-4 --synthetic-n 4000 --synthetic-test-n 200 --logdir none"
+    run $big --epochs 3 --checkpoint-dir "$tmp/ck"
+    expect_status 0
+    ls "$tmp/ck" >"$tmp/run-a.txt"
+    [ "$(wc -l <"$tmp/run-a.txt")" -eq 3 ] || fail "run A: 3 checkpoints expected"
+    # A temporary file of a dead process on this host, and one of a live process.
+    host=$(hostname | tr -c 'A-Za-z0-9._\n-' _)
+    dead=999999
+    while kill -0 "$dead" 2>/dev/null; do dead=$((dead - 1)); done
+    echo x >"$tmp/ck/ckpt-x-step0000000001.safetensors.tmp.$host.$dead"
+    echo x >"$tmp/ck/ckpt-x-step0000000002.safetensors.tmp.$host.$$"
+    run $syn --epochs 1 --keep 1 --checkpoint-dir "$tmp/ck"
+    expect_status 0
+    while read -r f; do [ -f "$tmp/ck/$f" ] || fail "run B removed run A's $f"; done <"$tmp/run-a.txt"
+    [ "$(ls "$tmp/ck" | grep -v -F -f "$tmp/run-a.txt" | grep -c 'safetensors$')" -eq 1 ] || fail "run B's checkpoint is missing"
+    [ -e "$tmp/ck/ckpt-x-step0000000001.safetensors.tmp.$host.$dead" ] && fail "a dead process's temporary file is still there"
+    [ -e "$tmp/ck/ckpt-x-step0000000002.safetensors.tmp.$host.$$" ] || fail "a live process's temporary file was removed"
+    rm -f "$tmp/ck/ckpt-x-step0000000002.safetensors.tmp.$host.$$"
+    run --resume="$tmp/ck"
+    expect_status 1
+    expect_in "$err" "2 runs"
+    expect_in "$err" "--resume=$tmp/ck/ckpt-"
+    run --resume="$tmp/ck/$(tail -n 1 "$tmp/run-a.txt")" --epochs 4
+    expect_status 0
+    # Three runs started in the same second from one shell loop: three directories.
+    mkdir "$tmp/cwd"
+    ( cd "$tmp/cwd" && for i in 1 2 3; do
+        "$bin" --data synthetic --model 32-16-4 --synthetic-n 500 --synthetic-test-n 100 --epochs 1 --quiet &
+      done; wait )
+    [ "$(ls "$tmp/cwd/logs" | wc -l)" -eq 3 ] || { ls -l "$tmp/cwd/logs"; fail "3 runs did not get 3 log directories"; }
+    # An explicit --logdir that holds another run's logs is refused; its own run resumes.
+    d=$(ls -d "$tmp/cwd/logs"/* | head -n 1)
+    run --data synthetic --model 32-16-4 --synthetic-n 500 --synthetic-test-n 100 --epochs 1 --logdir "$d"
+    expect_status 1
+    expect_in "$err" "$d"
+    expect_in "$err" "another run"
+    run --resume="$d/checkpoints" --epochs 2
+    expect_status 0
     ;;
 *)
     fail "unknown case"

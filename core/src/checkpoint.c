@@ -1,5 +1,6 @@
 #include "brisk/checkpoint.h"
 
+#include "brisk/ckptdir.h"
 #include "brisk/error.h"
 #include "brisk/tfrecord.h"
 
@@ -162,8 +163,12 @@ int brisk_checkpoint_save(const char *path, const brisk_model *m, const float *p
     char *header = build_header(m, slabs, pos, config_json, &hlen);
     if (!header)
         return brisk_error_set(BRISK_ENOMEM, "%s: out of memory for the header", path);
-    char tmp[PATH_MAX];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp) {
+    /* The temporary file names its host and process, so that a later run can tell a dead
+     * writer's leftovers (brisk_ckpt_clean_temps) even in a directory shared by machines. */
+    char tmp[PATH_MAX], host[256];
+    brisk_host_tag(host, sizeof host);
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%s.%ld", path, host, (long)getpid()) >=
+        sizeof tmp) {
         free(header);
         return brisk_error_set(BRISK_EINVAL, "%s: path too long", path);
     }

@@ -109,6 +109,18 @@ int brisk_comm_any(brisk_comm *c, int flag)
     return comm_max(c, flag != 0);
 }
 
+void brisk_comm_bcast_bytes(brisk_comm *c, void *buf, size_t len)
+{
+#ifdef BRISK_HAVE_MPI
+    if (c && c->size > 1) {
+        BRISK_ASSERT(len <= INT32_MAX);
+        MPI_Bcast(buf, (int)len, MPI_BYTE, 0, MPI_COMM_WORLD);
+    }
+#else
+    (void)c, (void)buf, (void)len;
+#endif
+}
+
 void brisk_comm_abort(brisk_comm *c, int code)
 {
 #ifdef BRISK_HAVE_MPI

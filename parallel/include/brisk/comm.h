@@ -11,6 +11,8 @@
 #ifndef BRISK_COMM_H
 #define BRISK_COMM_H
 
+#include <stddef.h>
+
 typedef struct brisk_comm brisk_comm;
 
 /* Joins the MPI job when launched by mpirun and built with MPI, else makes a job of one.
@@ -30,6 +32,9 @@ int brisk_comm_have_mpi(void);
 
 /* Collective: 1 if any rank passes a nonzero flag (e.g. a Ctrl-C seen by one rank). */
 int brisk_comm_any(brisk_comm *c, int flag);
+
+/* Collective: rank 0's len bytes at buf, copied to every rank. */
+void brisk_comm_bcast_bytes(brisk_comm *c, void *buf, size_t len);
 
 /* Ends every process of the job at once (MPI_Abort), or exit(code) for a job of one. */
 void brisk_comm_abort(brisk_comm *c, int code) __attribute__((noreturn));
