@@ -41,7 +41,7 @@ typedef struct options {
     const char *model, *act, *loss, *optimizer, *schedule, *init, *data;
     const char *logdir, *checkpoint_dir, *resume, *eval;
     const char *run;          /* the run's id (brisk/ckptdir.h), kept across resumes */
-    double lr, weight_decay, clip_norm, val_split, gamma, min_lr, momentum, noise;
+    double lr, weight_decay, clip_norm, val_split, gamma, min_lr, momentum, noise, mpi_timeout;
     int weight_decay_set;
     int epochs, batch, micro_batch, threads, step_size, keep, log_every, histogram_every;
     int json, quiet, resume_set;
@@ -132,7 +132,12 @@ static void usage(FILE *f)
 "                        checksum of the final weights, nothing else on stdout\n"
 "  --quiet               only the final test line (and errors) on stdout\n"
 "  -h, --help            show this help and exit\n"
-"On a terminal a live progress line shows each epoch's percent, samples/s, loss and ETA.\n"
+"On a terminal a live progress line shows each epoch's percent, samples/s, loss and ETA\n"
+"(not under mpirun, which gives every process a terminal even when output goes to a file).\n"
+"Several processes (mpirun -np P brisk-train ...):\n"
+"  --mpi-timeout SECONDS how long a process waits for the others in one exchange before the\n"
+"                        job ends, naming the exchange and the process that did not come\n"
+"                        (default 0: the larger of 60 s and 20 times the median step time)\n"
 "\n"
 "Ctrl-C (SIGINT) or SIGTERM: the current step finishes, a checkpoint is written, the logs\n"
 "are flushed, and the command to resume is printed; a second Ctrl-C quits at once (the\n"
@@ -306,7 +311,7 @@ enum {
     OPT_CLIP, OPT_SCHEDULE, OPT_STEP_SIZE, OPT_GAMMA, OPT_WARMUP, OPT_MIN_LR, OPT_EPOCHS,
     OPT_BATCH, OPT_MICRO, OPT_THREADS, OPT_SEED, OPT_DATA, OPT_VAL, OPT_SYN_N, OPT_SYN_TEST_N,
     OPT_NOISE, OPT_LOGDIR, OPT_LOG_EVERY, OPT_HIST_EVERY, OPT_CKPT_DIR, OPT_KEEP, OPT_RESUME,
-    OPT_EVAL, OPT_JSON, OPT_QUIET, OPT_END
+    OPT_EVAL, OPT_JSON, OPT_QUIET, OPT_MPI_TIMEOUT, OPT_END
 };
 
 static const struct option long_opts[] = {
@@ -343,6 +348,7 @@ static const struct option long_opts[] = {
     {"eval", required_argument, 0, OPT_EVAL},
     {"json", no_argument, 0, OPT_JSON},
     {"quiet", no_argument, 0, OPT_QUIET},
+    {"mpi-timeout", required_argument, 0, OPT_MPI_TIMEOUT},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -394,6 +400,7 @@ static const field fields[] = {
     NAME("checkpoint-dir", OPT_CKPT_DIR, checkpoint_dir, 1),
     FIELD("keep", OPT_KEEP, F_INT, keep, 1, 1, 1e6),
     NAME("run", 0, run, 0),
+    FIELD("mpi-timeout", OPT_MPI_TIMEOUT, F_DBL, mpi_timeout, 1, 0, 1e6),
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
@@ -1363,6 +1370,7 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
 {
     options o;
     parse_args(argc, argv, &o);
+    brisk_comm_set_timeout(comm, o.mpi_timeout);
     if (o.eval)
         return evaluate_checkpoint(&o, comm);
 
@@ -1443,7 +1451,10 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
         }
     }
     if (!status) {
-        r.progress = isatty(STDOUT_FILENO) && !r.o.json && !r.o.quiet;
+        /* Under mpirun stdout is a pseudo-terminal even when it goes to a file: no progress
+         * line there. */
+        r.progress = isatty(STDOUT_FILENO) && !r.o.json && !r.o.quiet &&
+                     !brisk_comm_launched(comm);
         install_signals();
         status = train(&r, ck);
     }

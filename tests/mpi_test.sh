@@ -85,6 +85,57 @@ sigint)
     "$bin" --eval "$ck" >"$tmp/eval" 2>&1 || { cat "$tmp/eval"; fail "the checkpoint does not load"; }
     grep -c "resume with" "$tmp/err" | grep -qx 1 || fail "rank 0 alone should print the resume command"
     ;;
+hung)
+    # A stopped (hung) rank: the others wait at most --mpi-timeout seconds in a collective,
+    # sleeping rather than spinning, then the job ends with a message naming the collective
+    # and the rank that did not arrive.
+    "$mpirun" --allow-run-as-root --oversubscribe -np 2 "$bin" --data synthetic --model 64-512-512-4 \
+        --synthetic-n 50000 --synthetic-test-n 500 --batch 64 --micro-batch 32 --epochs 50 \
+        --threads 1 --json --logdir none --mpi-timeout 10 >"$tmp/out" 2>"$tmp/err" &
+    job=$!
+    for _ in $(seq 1 600); do
+        [ -s "$tmp/out" ] && break
+        kill -0 "$job" 2>/dev/null || { cat "$tmp/err"; fail "the job ended before its first epoch"; }
+        sleep 0.1
+    done
+    [ -s "$tmp/out" ] || fail "no first epoch after 60 s"
+    rank_pid() {
+        for p in $(pgrep -f "synthetic-n 50000 --synthetic-test-n 500 --batch 64 --micro-batch 32"); do
+            tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" && { echo "$p"; return; }
+        done
+    }
+    victim=$(rank_pid 1)
+    waiter=$(rank_pid 0)
+    [ -n "$victim" ] && [ -n "$waiter" ] || fail "cannot find the ranks' processes"
+    kill -STOP "$victim"
+    start=$(date +%s)
+    cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+    sleep 4
+    c0=$(cpu "$waiter")
+    sleep 4
+    c1=$(cpu "$waiter")
+    ticks=$(getconf CLK_TCK)
+    [ $((c1 - c0)) -le $((ticks * 2)) ] || { kill -9 "$victim"; fail "rank 0 used $((c1 - c0)) ticks of CPU in 4 s while waiting"; }
+    while kill -0 "$job" 2>/dev/null; do
+        [ $(( $(date +%s) - start )) -le 60 ] || { kill -9 "$victim" "$job"; fail "the job still runs 60 s after a rank hung"; }
+        sleep 0.2
+    done
+    wait "$job"
+    status=$?
+    kill -9 "$victim" 2>/dev/null
+    [ "$status" -ne 0 ] || fail "the job exited 0 after a rank hung"
+    grep -q "rank 1" "$tmp/err" || { cat "$tmp/err"; fail "the message does not name rank 1"; }
+    grep -q "did not arrive" "$tmp/err" || { cat "$tmp/err"; fail "the message does not say what waited"; }
+    echo "job ended $(( $(date +%s) - start )) s after the stop, status $status"
+    ;;
+escapes)
+    # Open MPI gives ranks a pseudo-terminal even when mpirun's output goes to a file: no
+    # progress line (escape codes) under mpirun.
+    mpi 2 --data synthetic --model 64-300-200-4 --synthetic-n 12800 --synthetic-test-n 300 \
+        --batch 64 --micro-batch 32 --epochs 2 --logdir none >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err"; fail "run failed"; }
+    grep -q "$(printf '\033')" "$tmp/out" && fail "escape codes in redirected output"
+    grep -q "epoch 2/2" "$tmp/out" || fail "no epoch lines"
+    ;;
 *)
     fail "unknown case"
     ;;

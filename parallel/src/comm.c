@@ -3,17 +3,42 @@
 #include "brisk/error.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef BRISK_HAVE_MPI
 #include <mpi.h>
 #endif
 
+/* The watchdog: every collective is started non-blocking and waited on here, MPI_Test in a
+ * loop, spinning for at most SPIN_SECONDS and then sleeping a millisecond between tests, so
+ * that a rank waiting for a hung one takes almost no CPU. Past the timeout the job ends with
+ * a message. To name the ranks that did not arrive, every rank tells rank 0 (a small
+ * non-blocking send, tag HEARTBEAT_TAG) the number of each collective it starts; rank 0
+ * reads them while it waits. Other ranks give rank 0 a few seconds more to say so first. */
+#define SPIN_SECONDS 1.0
+#define FLOOR_SECONDS 60.0
+#define STEP_MULTIPLE 20.0
+#define GRACE_SECONDS 5.0
+#define HEARTBEAT_TAG 7311
+#define STEP_WINDOW 32
+
 struct brisk_comm {
     int rank, size;
-    int local_size; /* processes of the job on this machine */
-    int mpi;        /* this process called MPI_Init */
+    int local_size;    /* processes of the job on this machine */
+    int mpi;           /* this process called MPI_Init */
+    int launched;      /* started by an MPI launcher (mpirun) */
+    double timeout;    /* > 0: fixed seconds per collective; 0: the default (see comm.h) */
+    double steps[STEP_WINDOW]; /* the latest step times, for the default */
+    int n_steps;
+    uint64_t seq;      /* collectives this rank has started */
+    uint64_t *arrived; /* rank 0: the latest collective each rank has started */
+#ifdef BRISK_HAVE_MPI
+    MPI_Request heartbeat;
+    uint64_t heartbeat_value;
+#endif
 };
 
 int brisk_comm_have_mpi(void)
@@ -41,7 +66,9 @@ int brisk_comm_init(int *argc, char ***argv, brisk_comm **out)
         return brisk_error_set(BRISK_ENOMEM, "comm: out of memory");
     c->size = 1;
     c->local_size = 1;
+    c->launched = launched_by_mpirun();
 #ifdef BRISK_HAVE_MPI
+    c->heartbeat = MPI_REQUEST_NULL;
     if (launched_by_mpirun()) {
         int provided = 0;
         if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
@@ -57,6 +84,11 @@ int brisk_comm_init(int *argc, char ***argv, brisk_comm **out)
         MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
         MPI_Comm_size(node, &c->local_size);
         MPI_Comm_free(&node);
+        if (c->rank == 0 && !(c->arrived = calloc((size_t)c->size, sizeof *c->arrived))) {
+            MPI_Finalize();
+            free(c);
+            return brisk_error_set(BRISK_ENOMEM, "comm: out of memory");
+        }
     }
 #else
     (void)argc;
@@ -79,15 +111,156 @@ void brisk_comm_finalize(brisk_comm *c)
     if (!c)
         return;
 #ifdef BRISK_HAVE_MPI
-    if (c->mpi)
+    if (c->mpi) {
+        if (c->heartbeat != MPI_REQUEST_NULL)
+            MPI_Wait(&c->heartbeat, MPI_STATUS_IGNORE);
+        /* Everyone has sent its last heartbeat: rank 0 reads what is left, so that no message
+         * is pending at MPI_Finalize. */
+        MPI_Barrier(MPI_COMM_WORLD);
+        if (c->rank == 0) {
+            int flag = 1;
+            while (flag) {
+                MPI_Iprobe(MPI_ANY_SOURCE, HEARTBEAT_TAG, MPI_COMM_WORLD, &flag,
+                           MPI_STATUS_IGNORE);
+                uint64_t v;
+                if (flag)
+                    MPI_Recv(&v, 1, MPI_UINT64_T, MPI_ANY_SOURCE, HEARTBEAT_TAG,
+                             MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            }
+        }
         MPI_Finalize();
+    }
 #endif
+    free(c->arrived);
     free(c);
+}
+
+int brisk_comm_launched(const brisk_comm *c) { return c ? c->launched : 0; }
+
+void brisk_comm_set_timeout(brisk_comm *c, double seconds)
+{
+    if (c)
+        c->timeout = seconds > 0 ? seconds : 0;
+}
+
+void brisk_comm_note_step(brisk_comm *c, double seconds)
+{
+    if (!c || !(seconds >= 0))
+        return;
+    c->steps[c->n_steps % STEP_WINDOW] = seconds;
+    c->n_steps++;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double brisk_comm_timeout(const brisk_comm *c)
+{
+    if (!c)
+        return 0;
+    if (c->timeout > 0)
+        return c->timeout;
+    double t = FLOOR_SECONDS;
+    const int n = c->n_steps < STEP_WINDOW ? c->n_steps : STEP_WINDOW;
+    if (n > 0) {
+        double v[STEP_WINDOW];
+        memcpy(v, c->steps, (size_t)n * sizeof *v);
+        qsort(v, (size_t)n, sizeof *v, cmp_double);
+        if (STEP_MULTIPLE * v[n / 2] > t)
+            t = STEP_MULTIPLE * v[n / 2];
+    }
+    return t;
 }
 
 int brisk_comm_rank(const brisk_comm *c) { return c ? c->rank : 0; }
 int brisk_comm_local_size(const brisk_comm *c) { return c ? c->local_size : 1; }
 int brisk_comm_size(const brisk_comm *c) { return c ? c->size : 1; }
+
+#ifdef BRISK_HAVE_MPI
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Rank 0: reads the heartbeats that have come in. */
+static void read_heartbeats(brisk_comm *c)
+{
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        MPI_Iprobe(MPI_ANY_SOURCE, HEARTBEAT_TAG, MPI_COMM_WORLD, &flag, &st);
+        if (!flag)
+            return;
+        uint64_t v;
+        MPI_Recv(&v, 1, MPI_UINT64_T, st.MPI_SOURCE, HEARTBEAT_TAG, MPI_COMM_WORLD,
+                 MPI_STATUS_IGNORE);
+        if (v > c->arrived[st.MPI_SOURCE])
+            c->arrived[st.MPI_SOURCE] = v;
+    }
+}
+
+/* A collective starts: count it, and tell rank 0. */
+static void begin(brisk_comm *c)
+{
+    c->seq++;
+    if (c->rank == 0) {
+        c->arrived[0] = c->seq;
+        return;
+    }
+    if (c->heartbeat != MPI_REQUEST_NULL)
+        MPI_Wait(&c->heartbeat, MPI_STATUS_IGNORE); /* one word, sent eagerly: done by now */
+    c->heartbeat_value = c->seq;
+    MPI_Isend(&c->heartbeat_value, 1, MPI_UINT64_T, 0, HEARTBEAT_TAG, MPI_COMM_WORLD,
+              &c->heartbeat);
+}
+
+/* Waits for a collective, within the timeout; past it, ends the job with a message. */
+static void finish(brisk_comm *c, MPI_Request *req, const char *what)
+{
+    const double t0 = now_seconds(), limit = brisk_comm_timeout(c);
+    const double deadline = limit + (c->rank == 0 ? 0 : GRACE_SECONDS);
+    for (;;) {
+        int done = 0;
+        MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (done)
+            return;
+        if (c->rank == 0)
+            read_heartbeats(c);
+        const double waited = now_seconds() - t0;
+        if (waited > deadline)
+            break;
+        if (waited > SPIN_SECONDS)
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    char missing[512] = "";
+    size_t at = 0;
+    int n_missing = 0;
+    for (int r = 0; c->rank == 0 && r < c->size && at < sizeof missing; r++)
+        if (c->arrived[r] < c->seq) {
+            at += (size_t)snprintf(missing + at, sizeof missing - at, "%s%d", n_missing ? ", " : "",
+                                   r);
+            n_missing++;
+        }
+    if (c->rank == 0)
+        fprintf(stderr, "brisk: rank 0: the %s (collective %llu) waited %.0f s: rank%s %s did "
+                        "not arrive (stopped or hung?); ending the job (the limit: "
+                        "--mpi-timeout, or brisk_comm_set_timeout)\n",
+                what, (unsigned long long)c->seq, limit, n_missing == 1 ? "" : "s",
+                n_missing ? missing : "(unknown)");
+    else
+        fprintf(stderr, "brisk: rank %d: the %s (collective %llu) waited %.0f s: a rank did not "
+                        "arrive (rank 0 names it, unless it is rank 0 that did not); ending the "
+                        "job\n",
+                c->rank, what, (unsigned long long)c->seq, deadline);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+}
+#endif
 
 /* Collective: the maximum of v over the ranks. */
 static int comm_max(brisk_comm *c, int v)
@@ -95,7 +268,10 @@ static int comm_max(brisk_comm *c, int v)
 #ifdef BRISK_HAVE_MPI
     if (c && c->size > 1) {
         int r = v;
-        MPI_Allreduce(&v, &r, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Request req;
+        begin(c);
+        MPI_Iallreduce(&v, &r, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &req);
+        finish(c, &req, "all-reduce of the stop flag");
         return r;
     }
 #else
@@ -114,7 +290,10 @@ void brisk_comm_bcast_bytes(brisk_comm *c, void *buf, size_t len)
 #ifdef BRISK_HAVE_MPI
     if (c && c->size > 1) {
         BRISK_ASSERT(len <= INT32_MAX);
-        MPI_Bcast(buf, (int)len, MPI_BYTE, 0, MPI_COMM_WORLD);
+        MPI_Request req;
+        begin(c);
+        MPI_Ibcast(buf, (int)len, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
+        finish(c, &req, "broadcast");
     }
 #else
     (void)c, (void)buf, (void)len;
@@ -153,9 +332,12 @@ void brisk__comm_alltoallv(brisk_comm *c, const float *send, const size_t *send_
         int *buf = malloc(4 * (size_t)c->size * sizeof *buf);
         BRISK_ASSERT(buf);
         const int n = c->size;
-        MPI_Alltoallv(send, to_int(send_counts, n, buf), to_int(send_displs, n, buf + n),
-                      MPI_FLOAT, recv, to_int(recv_counts, n, buf + 2 * n),
-                      to_int(recv_displs, n, buf + 3 * n), MPI_FLOAT, MPI_COMM_WORLD);
+        MPI_Request req;
+        begin(c);
+        MPI_Ialltoallv(send, to_int(send_counts, n, buf), to_int(send_displs, n, buf + n),
+                       MPI_FLOAT, recv, to_int(recv_counts, n, buf + 2 * n),
+                       to_int(recv_displs, n, buf + 3 * n), MPI_FLOAT, MPI_COMM_WORLD, &req);
+        finish(c, &req, "all-to-all of the gradient slices");
         free(buf);
         return;
     }
@@ -176,8 +358,13 @@ void brisk__comm_allgatherv(brisk_comm *c, void *buf, const size_t *counts, cons
         const int n = c->size;
         int *tmp = malloc(2 * (size_t)n * sizeof *tmp);
         BRISK_ASSERT(tmp);
-        MPI_Allgatherv(MPI_IN_PLACE, 0, mpi_type, buf, to_int(counts, n, tmp),
-                       to_int(displs, n, tmp + n), mpi_type, MPI_COMM_WORLD);
+        MPI_Request req;
+        begin(c);
+        MPI_Iallgatherv(MPI_IN_PLACE, 0, mpi_type, buf, to_int(counts, n, tmp),
+                        to_int(displs, n, tmp + n), mpi_type, MPI_COMM_WORLD, &req);
+        finish(c, &req, type == BRISK__COMM_FLOAT    ? "all-gather of the parameters"
+                        : type == BRISK__COMM_DOUBLE ? "all-gather of the gradient norms"
+                                                     : "all-gather of the metrics");
         free(tmp);
     }
 #else
@@ -193,8 +380,11 @@ void brisk__comm_gatherv_float(brisk_comm *c, const float *mine, float *buf,
         const int n = c->size;
         int *tmp = malloc(2 * (size_t)n * sizeof *tmp);
         BRISK_ASSERT(tmp);
-        MPI_Gatherv(mine, (int)counts[c->rank], MPI_FLOAT, buf, to_int(counts, n, tmp),
-                    to_int(displs, n, tmp + n), MPI_FLOAT, 0, MPI_COMM_WORLD);
+        MPI_Request req;
+        begin(c);
+        MPI_Igatherv(mine, (int)counts[c->rank], MPI_FLOAT, buf, to_int(counts, n, tmp),
+                     to_int(displs, n, tmp + n), MPI_FLOAT, 0, MPI_COMM_WORLD, &req);
+        finish(c, &req, "gather of the optimizer state to rank 0");
         free(tmp);
         return;
     }

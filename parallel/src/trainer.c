@@ -555,6 +555,7 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
         brisk__comm_allgatherv(t->comm, t->params, t->rank_len, t->rank_lo, BRISK__COMM_FLOAT);
     }
     t->update_seconds += now_seconds() - t1;
+    brisk_comm_note_step(t->comm, now_seconds() - t0);
     t->steps_done++;
     return BRISK_OK;
 }

@@ -33,6 +33,21 @@ int brisk_comm_have_mpi(void);
 /* Collective: 1 if any rank passes a nonzero flag (e.g. a Ctrl-C seen by one rank). */
 int brisk_comm_any(brisk_comm *c, int flag);
 
+/* 1 when an MPI launcher (mpirun) started this process, whether or not the job has several
+ * processes: the launcher then gives it a pseudo-terminal even when its output goes to a
+ * file, so isatty() cannot tell whether a person is watching. */
+int brisk_comm_launched(const brisk_comm *c);
+
+/* The watchdog. Every collective waits at most brisk_comm_timeout() seconds for all ranks;
+ * past that the job ends (MPI_Abort) with a message naming the collective, and on rank 0
+ * the ranks that did not arrive. A waiting rank spins for a second, then sleeps between
+ * checks. seconds > 0 sets a fixed limit; 0 restores the default: the larger of 60 s and 20
+ * times the median of the latest step times reported with brisk_comm_note_step (the trainer
+ * reports every step). */
+void brisk_comm_set_timeout(brisk_comm *c, double seconds);
+void brisk_comm_note_step(brisk_comm *c, double seconds);
+double brisk_comm_timeout(const brisk_comm *c);
+
 /* Collective: rank 0's len bytes at buf, copied to every rank. */
 void brisk_comm_bcast_bytes(brisk_comm *c, void *buf, size_t len);
 
