@@ -385,6 +385,16 @@ runs)
     run --resume="$d/checkpoints" --epochs 2
     expect_status 0
     ;;
+too-big)
+    # A model that cannot fit in memory is refused before anything is allocated, with the
+    # estimate and what the machine has (not killed by the OOM killer after minutes of swap).
+    start=$(date +%s)
+    run --data synthetic --model 784-65536-65536-10 --synthetic-n 1000 --synthetic-test-n 100 --logdir none
+    expect_status 1
+    expect_in "$err" "GB"
+    expect_in "$err" "available"
+    [ $(( $(date +%s) - start )) -le 20 ] || fail "took more than 20 s to refuse"
+    ;;
 *)
     fail "unknown case"
     ;;

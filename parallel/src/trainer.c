@@ -163,6 +163,47 @@ static int check_config(const brisk_trainer_config *cfg)
     return BRISK_OK;
 }
 
+size_t brisk_available_memory(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (size_t)kb * 1024;
+}
+
+/* The bytes brisk_trainer_create allocates for a model whose slabs have `len` floats. */
+static double memory_bytes(const brisk_trainer_config *cfg, const brisk_model *m, size_t len)
+{
+    const int micro = cfg->micro_batch > 0 && cfg->micro_batch < cfg->batch ? cfg->micro_batch
+                      : cfg->micro_batch > 0 ? cfg->batch
+                      : cfg->batch < BRISK_DEFAULT_MICRO_BATCH ? cfg->batch
+                                                               : BRISK_DEFAULT_MICRO_BATCH;
+    const double T = cfg->threads > 0 ? cfg->threads : brisk_cpu_count();
+    const double S = (double)((cfg->batch + micro - 1) / micro), P = brisk_comm_size(cfg->comm);
+    const double slab = 4.0 * (double)len;
+    double bytes = slab;                           /* parameters */
+    if (P == 1)
+        bytes += 3 * slab + (S > 1 ? S * slab : 0); /* gradient, m, v, shard gradients */
+    else
+        bytes += 3 * slab / P + T * slab + ceil(S / P) * slab + S * slab / P;
+    return bytes + T * (double)brisk_workspace_bytes(m, micro);
+}
+
+size_t brisk_trainer_memory_bytes(const brisk_trainer_config *cfg)
+{
+    brisk_model *m;
+    if (brisk_model_create(&cfg->model, &m) < 0)
+        return 0;
+    const double b = memory_bytes(cfg, m, brisk_model_slab_len(m));
+    brisk_model_destroy(m);
+    return b < (double)SIZE_MAX ? (size_t)b : SIZE_MAX;
+}
+
 int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
 {
     *out = NULL;
@@ -183,6 +224,18 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
         (err = brisk_pool_create(t->T, &t->pool)) < 0)
         goto fail;
     const size_t len = brisk_model_slab_len(t->model);
+    /* Refuse what cannot fit rather than touch it: filling slabs larger than memory would
+     * swap for minutes and then meet the OOM killer. */
+    const double need = memory_bytes(&t->cfg, t->model, len);
+    const size_t avail = brisk_available_memory();
+    if (avail && need > (double)avail) {
+        err = brisk_error_set(BRISK_ENOMEM, "trainer: this model and batch need about %.1f GB "
+                              "(%zu parameters: weights, gradients and optimizer state, plus "
+                              "activations for %d threads), but the machine has %.1f GB "
+                              "available", need / 1e9, brisk_model_num_params(t->model), t->T,
+                              (double)avail / 1e9);
+        goto fail;
+    }
     t->max_shards = brisk_trainer_num_shards(t, cfg->batch);
     t->n_blocks = (len + BLOCK - 1) / BLOCK;
     t->comm = cfg->comm;

@@ -51,8 +51,18 @@ typedef struct brisk_step_stats {
 
 typedef struct brisk_trainer brisk_trainer;
 
+/* About how many bytes brisk_trainer_create allocates for cfg: parameters, the reduced
+ * gradient, the optimizer moments, the shard gradients and every thread's activations (the
+ * formula in README.md). 0 for a model configuration that is not valid. */
+size_t brisk_trainer_memory_bytes(const brisk_trainer_config *cfg);
+
+/* The memory the machine has available now (MemAvailable of /proc/meminfo), 0 if unknown. */
+size_t brisk_available_memory(void);
+
 /* Creates the model, its parameters (initialised from cfg->seed), gradients, optimizer state
- * and workspaces. *out is owned by the caller. */
+ * and workspaces. *out is owned by the caller. BRISK_ENOMEM, before anything large is
+ * allocated, when brisk_trainer_memory_bytes exceeds brisk_available_memory (the detail says
+ * both). */
 int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out);
 void brisk_trainer_destroy(brisk_trainer *t); /* accepts NULL */
 
