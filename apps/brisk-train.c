@@ -1276,9 +1276,9 @@ static int train(run *r, const brisk_checkpoint *ck)
             break;
         }
         if (r->logging) {
-            train_tb_epoch(&r->tb, r->tb.train, epoch, &train_m);
+            train_tb_epoch(&r->tb, r->tb.train, brisk_trainer_steps_done(r->t), epoch, &train_m);
             if (have_val)
-                train_tb_epoch(&r->tb, r->tb.val, epoch, &val_m);
+                train_tb_epoch(&r->tb, r->tb.val, brisk_trainer_steps_done(r->t), epoch, &val_m);
         }
         if (inspect) {
             /* With several processes each holds its slice of the gradient: gather it. */
@@ -1288,7 +1288,8 @@ static int train(run *r, const brisk_checkpoint *ck)
                 grads = r->full_grads;
             }
             if (r->logging)
-                train_tb_inspect(&r->tb, epoch, r->t, grads, act_mean, act_std, &r->train,
+                train_tb_inspect(&r->tb, brisk_trainer_steps_done(r->t), r->t, grads, act_mean,
+                                 act_std, &r->train,
                                  have_val ? r->pred : NULL, idx, n_inspect);
         }
         const double sps = (double)((r->steps_per_epoch - first_batch) * o->batch) / train_s;
@@ -1331,8 +1332,9 @@ static int train(run *r, const brisk_checkpoint *ck)
         return fail(NULL);
     }
     if (r->logging) {
-        brisk_log_scalar(r->tb.p, r->tb.val, "test_loss", o->epochs, brisk_metrics_loss(&test_m));
-        brisk_log_scalar(r->tb.p, r->tb.val, "test_accuracy", o->epochs,
+        const int64_t step = brisk_trainer_steps_done(r->t);
+        brisk_log_scalar(r->tb.p, r->tb.val, "test_loss", step, brisk_metrics_loss(&test_m));
+        brisk_log_scalar(r->tb.p, r->tb.val, "test_accuracy", step,
                          brisk_metrics_accuracy(&test_m));
     }
     close_logs(r, BRISK_SESSION_SUCCESS);
@@ -1444,7 +1446,9 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
     if (!status && r.log_enabled && r.rank == 0)
         status = claim_logdir(r.o.logdir, r.o.run);
     if (!status && r.log_enabled && r.rank == 0) {
-        const int64_t first_step = brisk_trainer_steps_done(r.t);
+        /* START at the first step this process logs: everything at a later step in earlier
+         * files (an abandoned timeline, after a resume from an older checkpoint) is purged. */
+        const int64_t first_step = brisk_trainer_steps_done(r.t) + 1;
         if (train_tb_open(&r.tb, r.o.logdir, first_step, ring_bytes_for(r.t)) < 0) {
             status = fail("cannot open the TensorBoard logs");
         } else {

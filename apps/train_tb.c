@@ -56,17 +56,19 @@ void train_tb_step(train_tb *tb, int64_t step, const brisk_step_stats *st, doubl
                "samples_per_second");
 }
 
-void train_tb_epoch(train_tb *tb, int run, int64_t epoch, const brisk_metrics *m)
+void train_tb_epoch(train_tb *tb, int run, int64_t step, int64_t epoch, const brisk_metrics *m)
 {
-    pushed(tb, brisk_log_scalar(tb->p, run, "epoch_loss", epoch, brisk_metrics_loss(m)),
+    pushed(tb, brisk_log_scalar(tb->p, run, "epoch_loss", step, brisk_metrics_loss(m)),
            "epoch_loss");
-    pushed(tb, brisk_log_scalar(tb->p, run, "epoch_accuracy", epoch, brisk_metrics_accuracy(m)),
+    pushed(tb, brisk_log_scalar(tb->p, run, "epoch_accuracy", step, brisk_metrics_accuracy(m)),
            "epoch_accuracy");
+    if (run == tb->train)
+        pushed(tb, brisk_log_scalar(tb->p, run, "epoch", step, (double)epoch), "epoch");
 }
 
 /* The first layer's weights as a grid of ih x iw tiles, one per hidden unit (up to 64), each
  * scaled by its own largest magnitude: 128 is zero, 255 and 0 the extremes. */
-static void weight_tiles(train_tb *tb, int64_t epoch, const float *W, int out, int ih, int iw)
+static void weight_tiles(train_tb *tb, int64_t step, const float *W, int out, int ih, int iw)
 {
     const int n = out < 64 ? out : 64, cols = (int)ceil(sqrt((double)n));
     const int rows = (n + cols - 1) / cols;
@@ -86,13 +88,13 @@ static void weight_tiles(train_tb *tb, int64_t epoch, const float *W, int out, i
                 img[(size_t)(y0 + y) * (size_t)w + (size_t)(x0 + x)] =
                     (uint8_t)lrintf(127.5f + 127.5f * wu[y * iw + x] / mx);
     }
-    pushed(tb, brisk_log_image(tb->p, tb->train, "weights/dense0.weight/tiles", epoch, img, h, w, 1),
+    pushed(tb, brisk_log_image(tb->p, tb->train, "weights/dense0.weight/tiles", step, img, h, w, 1),
            "weights/dense0.weight/tiles");
     free(img);
 }
 
 /* Rows: true class, columns: predicted; each row scaled to its own total (white = all). */
-static void confusion_image(train_tb *tb, int64_t epoch, const int32_t *pred,
+static void confusion_image(train_tb *tb, int64_t step, const int32_t *pred,
                             const uint8_t *labels, const int32_t *idx, int64_t n, int classes)
 {
     if (classes < 2 || classes > 64)
@@ -128,13 +130,13 @@ static void confusion_image(train_tb *tb, int64_t epoch, const int32_t *pred,
                 }
         }
     }
-    pushed(tb, brisk_log_image(tb->p, tb->val, "confusion_matrix", epoch, img, side, side, 3),
+    pushed(tb, brisk_log_image(tb->p, tb->val, "confusion_matrix", step, img, side, side, 3),
            "confusion_matrix");
     free(cm);
     free(img);
 }
 
-void train_tb_inspect(train_tb *tb, int64_t epoch, brisk_trainer *t, const float *grads,
+void train_tb_inspect(train_tb *tb, int64_t step, brisk_trainer *t, const float *grads,
                       const double *act_mean, const double *act_std, const brisk_dataset *ds,
                       const int32_t *pred, const int32_t *idx, int64_t n)
 {
@@ -145,22 +147,22 @@ void train_tb_inspect(train_tb *tb, int64_t epoch, brisk_trainer *t, const float
         const brisk_tensor_view *v = brisk_model_tensor(m, k);
         const size_t count = (size_t)v->rows * (size_t)v->cols;
         snprintf(tag, sizeof tag, "weights/%s", v->name);
-        pushed(tb, brisk_log_histogram(tb->p, tb->train, tag, epoch, params + v->offset, count), tag);
+        pushed(tb, brisk_log_histogram(tb->p, tb->train, tag, step, params + v->offset, count), tag);
         snprintf(tag, sizeof tag, "gradients/%s", v->name);
-        pushed(tb, brisk_log_histogram(tb->p, tb->train, tag, epoch, grads + v->offset, count), tag);
+        pushed(tb, brisk_log_histogram(tb->p, tb->train, tag, step, grads + v->offset, count), tag);
     }
     const brisk_model_config *mc = brisk_model_get_config(m);
     for (int l = 0; l < mc->n_layers; l++) {
         snprintf(tag, sizeof tag, "activations/dense%d/mean", l);
-        pushed(tb, brisk_log_scalar(tb->p, tb->train, tag, epoch, act_mean[l]), tag);
+        pushed(tb, brisk_log_scalar(tb->p, tb->train, tag, step, act_mean[l]), tag);
         snprintf(tag, sizeof tag, "activations/dense%d/std", l);
-        pushed(tb, brisk_log_scalar(tb->p, tb->train, tag, epoch, act_std[l]), tag);
+        pushed(tb, brisk_log_scalar(tb->p, tb->train, tag, step, act_std[l]), tag);
     }
     if (ds->rows > 0 && ds->cols > 0 && ds->rows * ds->cols == mc->widths[0])
-        weight_tiles(tb, epoch, params + brisk_model_weight(m, 0)->offset, mc->widths[1],
+        weight_tiles(tb, step, params + brisk_model_weight(m, 0)->offset, mc->widths[1],
                      ds->rows, ds->cols);
     if (pred)
-        confusion_image(tb, epoch, pred, ds->y, idx, n, ds->classes);
+        confusion_image(tb, step, pred, ds->y, idx, n, ds->classes);
 }
 
 int train_tb_close(train_tb *tb, double *cpu_seconds)

@@ -2,7 +2,11 @@
  * (coordinator) thread; the logging thread does the rest.
  *
  * Runs: <logdir> (hparams, the custom_scalars layout), <logdir>/train, <logdir>/validation.
- * Tags: epoch_loss and epoch_accuracy in train and validation (they overlay); in train only,
+ * Every series is at the global step (the epoch-level ones at the step that ends the epoch),
+ * so that a resumed process's START at its first step purges everything the abandoned
+ * timeline logged after its checkpoint, and no curve folds back.
+ * Tags: epoch_loss and epoch_accuracy in train and validation (they overlay), and the epoch
+ * number as the scalar `epoch` in train; in train only,
  * every --log-every steps: batch_loss, batch_accuracy, learning_rate, grad_global_norm,
  * samples_per_second; every --histogram-every epochs: weights/<tensor> and
  * gradients/<tensor> histograms, activations/<layer>/mean and /std, and for square inputs an
@@ -25,20 +29,21 @@ typedef struct train_tb {
     int failed; /* a push returned an unexpected error (reported once) */
 } train_tb;
 
-/* Opens the logger and the three runs with START at first_step. ring_bytes is sized by the
- * caller from the model. Returns BRISK_OK or an error (detail set). */
+/* Opens the logger and the three runs with START at first_step (the first step this process
+ * will log: the checkpoint's step + 1 when resuming). ring_bytes is sized by the caller from
+ * the model. Returns BRISK_OK or an error (detail set). */
 int train_tb_open(train_tb *tb, const char *logdir, int64_t first_step, size_t ring_bytes);
 
 /* Scalars of one step (every --log-every steps). */
 void train_tb_step(train_tb *tb, int64_t step, const brisk_step_stats *st, double samples_per_s);
 
-/* epoch_loss and epoch_accuracy of one run at the epoch. */
-void train_tb_epoch(train_tb *tb, int run, int64_t epoch, const brisk_metrics *m);
+/* epoch_loss and epoch_accuracy of one run for the epoch that ended at the global step. */
+void train_tb_epoch(train_tb *tb, int run, int64_t step, int64_t epoch, const brisk_metrics *m);
 
 /* Histograms of every tensor's weights and of the gradient slab `grads`, activation
  * statistics, the first layer's weights as tiles (when ds holds images) and, when pred is not
  * NULL, the confusion matrix of pred[i] against ds's label of sample idx[i] (n samples). */
-void train_tb_inspect(train_tb *tb, int64_t epoch, brisk_trainer *t, const float *grads,
+void train_tb_inspect(train_tb *tb, int64_t step, brisk_trainer *t, const float *grads,
                       const double *act_mean, const double *act_std, const brisk_dataset *ds,
                       const int32_t *pred, const int32_t *idx, int64_t n);
 

@@ -150,7 +150,9 @@ logs)
     expect_tag . _hparams_/experiment hparams
     expect_tag . _hparams_/session_start_info hparams
     expect_tag . custom_scalars__config__ custom_scalars
-    grep -E -q "^train +epoch_loss +scalar +2 +1\.\.2 " "$tmp/events.txt" || fail "epoch_loss: 2 points at epochs 1..2"
+    # Epoch-level series at the global step that ends the epoch (15 steps of 128 per epoch).
+    grep -E -q "^train +epoch_loss +scalar +2 +15\.\.30 " "$tmp/events.txt" || fail "epoch_loss: 2 points at steps 15..30"
+    grep -E -q "^train +epoch +scalar +2 +15\.\.30 " "$tmp/events.txt" || fail "epoch: 2 points at steps 15..30"
     grep -E -q "^train +batch_loss +scalar +6 +5\.\.30 " "$tmp/events.txt" || fail "batch_loss: every 5 steps"
     # Three checkpoints kept by default; two epochs wrote two.
     [ "$(ls "$tmp/logs/checkpoints" | wc -l)" -eq 2 ] || fail "expected 2 checkpoints"
@@ -189,8 +191,8 @@ resume)
     tail -n 3 "$tmp/straight.txt" | diff - "$tmp/resumed.txt" || fail "resumed run differs from the straight one"
     # The logs continue in new files that start at the resume step; nothing folds back.
     events_ok "$tmp/split"
-    grep -q "START at step 30" "$tmp/events.txt" || fail "no START at the resume step"
-    grep -E -q "^train +epoch_loss +scalar +4 +1\.\.4 " "$tmp/events.txt" || fail "epoch_loss 1..4 over two files"
+    grep -q "START at step 31" "$tmp/events.txt" || fail "no START at the first step after the checkpoint"
+    grep -E -q "^train +epoch_loss +scalar +4 +15\.\.60 " "$tmp/events.txt" || fail "epoch_loss at steps 15..60 over two files"
     # A setting that would change the arithmetic is refused on resume.
     run --resume="$tmp/split/checkpoints" --lr 0.5
     expect_status 2
