@@ -1062,7 +1062,9 @@ static void log_hparams_start(run *r)
  * floats), plus images and scalars; the default drops nothing. */
 static size_t ring_bytes_for(const brisk_trainer *t)
 {
-    double need = 2.0 * (double)brisk_model_num_params(brisk_trainer_model(t)) * 4 + (4 << 20);
+    /* Histograms may use three quarters of the ring (the rest stays free for scalars). */
+    double need = 2.0 * (double)brisk_model_num_params(brisk_trainer_model(t)) * 4 * 4 / 3 +
+                  (4 << 20);
     /* For a model whose histograms would take a large share of memory, a smaller ring: the
      * histograms that do not fit are dropped (and counted), scalars keep their room. */
     const double cap = (double)brisk_available_memory() / 8;

@@ -192,6 +192,36 @@ static void *stress_producer(void *arg)
     return NULL;
 }
 
+/* Bulk records keep a reserve free behind them: with the consumer stalled, they stop while
+ * the reserve is still free, and small records fill it. */
+static void test_reserve_keeps_room_for_small_records(void **state)
+{
+    (void)state;
+    brisk_ring *r;
+    assert_int_equal(brisk_ring_create(4096, &r), BRISK_OK);
+    uint8_t big[496] = {0}, small[8] = {1};
+    const brisk_ring_iov bulk = {big, sizeof big}, one = {small, sizeof small};
+    int bulk_pushed = 0;
+    while (brisk_ring_pushv_reserve(r, &bulk, 1, 1024) == BRISK_OK)
+        bulk_pushed++;
+    /* 504-byte records: (4096 - 1024) / 504 = 6 fit with the reserve free behind them. */
+    assert_int_equal(bulk_pushed, 6);
+    assert_int_equal(brisk_ring_dropped(r), 1);
+    int small_pushed = 0;
+    while (brisk_ring_pushv(r, &one, 1) == BRISK_OK)
+        small_pushed++;
+    assert_int_equal(small_pushed, (4096 - 6 * 504) / 16);
+    /* A record that fits the ring but not with its reserve could never go in. */
+    uint8_t huge[3200];
+    const brisk_ring_iov h = {huge, sizeof huge};
+    brisk_ring *r2;
+    assert_int_equal(brisk_ring_create(4096, &r2), BRISK_OK);
+    assert_int_equal(brisk_ring_pushv_reserve(r2, &h, 1, 1024), BRISK_EOVERFLOW);
+    assert_int_equal(brisk_ring_pushv(r2, &h, 1), BRISK_OK);
+    brisk_ring_destroy(r2);
+    brisk_ring_destroy(r);
+}
+
 static void test_stress_8_producers(void **state)
 {
     (void)state;
@@ -272,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_wrap_at_every_offset),
         cmocka_unit_test(test_oversize_and_small_buffer),
         cmocka_unit_test(test_gathered_push),
+        cmocka_unit_test(test_reserve_keeps_room_for_small_records),
         cmocka_unit_test(test_stress_8_producers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

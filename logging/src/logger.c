@@ -639,7 +639,13 @@ static int push(brisk_log_producer *p, log_rec *rec, const char *tag, const void
     rec->body_len = (uint32_t)body_len;
     brisk_ring_iov iov[4] = {
         {rec, sizeof *rec}, {tag, tag_len}, {zeros, LOG_PAD8(tag_len) - tag_len}, {body, body_len}};
-    return brisk_ring_pushv(p->ring, iov, 4);
+    /* Histograms and images leave a quarter of the ring free behind them, so that however far
+     * the logging thread falls behind (starved by other processes, say), the scalars pushed
+     * after a snapshot still fit: under pressure snapshots are dropped (and counted), not
+     * scalars. */
+    const int bulk = rec->kind == LOG_HISTOGRAM || rec->kind == LOG_IMAGE;
+    return brisk_ring_pushv_reserve(p->ring, iov, 4,
+                                    bulk ? brisk_ring_capacity(p->ring) / 4 : 0);
 }
 
 static int check_run(int run)

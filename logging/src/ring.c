@@ -100,13 +100,20 @@ static int ring_drop(brisk_ring *r, int err)
 
 int brisk_ring_pushv(brisk_ring *r, const brisk_ring_iov *iov, int count)
 {
+    return brisk_ring_pushv_reserve(r, iov, count, 0);
+}
+
+int brisk_ring_pushv_reserve(brisk_ring *r, const brisk_ring_iov *iov, int count,
+                             size_t reserve)
+{
     size_t n = 0;
     for (int i = 0; i < count; i++)
         n += iov[i].n;
     const uint64_t cap = r->mask + 1;
-    if (n > cap || BRISK_RING_RECORD_BYTES(n) > cap)
+    if (n > cap || reserve > cap || BRISK_RING_RECORD_BYTES(n) > cap - reserve)
         return ring_drop(r, BRISK_EOVERFLOW);
-    const uint64_t need = BRISK_RING_RECORD_BYTES(n);
+    /* Room for the record and, behind it, the reserve. */
+    const uint64_t need = BRISK_RING_RECORD_BYTES(n) + reserve;
     const uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     if (head + need - r->tail_cache > cap) {
         r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire);
@@ -121,7 +128,7 @@ int brisk_ring_pushv(brisk_ring *r, const brisk_ring_iov *iov, int count)
         ring_write(r, pos, iov[i].data, iov[i].n);
         pos += iov[i].n;
     }
-    atomic_store_explicit(&r->head, head + need, memory_order_release);
+    atomic_store_explicit(&r->head, head + (need - reserve), memory_order_release);
     return BRISK_OK;
 }
 

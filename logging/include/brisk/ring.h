@@ -51,6 +51,13 @@ int brisk_ring_push(brisk_ring *r, const void *data, size_t n);
 /* The same with the payload gathered from `count` pieces, in order. */
 int brisk_ring_pushv(brisk_ring *r, const brisk_ring_iov *iov, int count);
 
+/* The same, but only when the ring would still have `reserve` free bytes after the record:
+ * bulk records (histograms, images) keep that much room for small ones pushed after them
+ * while the consumer is behind. BRISK_EOVERFLOW when the record and the reserve could never
+ * fit together. */
+int brisk_ring_pushv_reserve(brisk_ring *r, const brisk_ring_iov *iov, int count,
+                             size_t reserve);
+
 /* Records dropped so far (by the producer; any thread may read it). */
 uint64_t brisk_ring_dropped(const brisk_ring *r);
 
