@@ -766,6 +766,7 @@ static int claim_logdir(const char *dir, const char *run)
 /* Ctrl-C: the first SIGINT or SIGTERM asks the loop to stop after the current step; a second
  * one drains the logs from the handler and exits at once. */
 static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t final_evaluation; /* training is over: the test evaluation runs */
 static brisk_logger *volatile signal_logger;
 
 static void on_signal(int sig)
@@ -783,7 +784,13 @@ static void on_signal(int sig)
     stop_signal = sig;
     static const char msg[] = "\nbrisk-train: interrupted: finishing the step, then writing a "
                               "checkpoint and the logs (Ctrl-C again quits at once)\n";
-    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+    static const char msg_eval[] = "\nbrisk-train: interrupted during the final test "
+                                   "evaluation: training is complete and its last checkpoint "
+                                   "is written; finishing the evaluation (Ctrl-C again quits "
+                                   "at once)\n";
+    const int eval = final_evaluation;
+    if (write(STDERR_FILENO, eval ? msg_eval : msg, (eval ? sizeof msg_eval : sizeof msg) - 1) <
+        0) {
         /* nothing more can be done in a handler */
     }
 }
@@ -1329,6 +1336,7 @@ static int train(run *r, const brisk_checkpoint *ck)
         return status;
 
     brisk_metrics test_m;
+    final_evaluation = 1;
     if (brisk_trainer_evaluate(r->t, &r->test, r->test_idx, r->test.n, r->mean, r->std, &test_m) < 0) {
         close_logs(r, BRISK_SESSION_FAILURE);
         return fail(NULL);
@@ -1352,7 +1360,13 @@ static int train(run *r, const brisk_checkpoint *ck)
         printf("test  loss %.4f acc %6.2f%%  (%d epoch%s, %.1f s; weights checksum %016llx)\n",
                brisk_metrics_loss(&test_m), 100 * brisk_metrics_accuracy(&test_m), o->epochs,
                o->epochs == 1 ? "" : "s", elapsed, sum);
-    return 0;
+    if (stop_signal && r->rank == 0) {
+        fflush(stdout);
+        fprintf(stderr, "brisk-train: interrupted after training finished; the test metrics are "
+                        "above%s%s\n", r->last_ckpt[0] ? " and the trained model is in " : "",
+                r->last_ckpt);
+    }
+    return stop_signal ? EXIT_INTERRUPTED : 0;
 }
 
 static int run_main(int argc, char **argv, brisk_comm *comm);

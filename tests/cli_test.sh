@@ -397,6 +397,22 @@ too-big)
     expect_in "$err" "available"
     [ $(( $(date +%s) - start )) -le 20 ] || fail "took more than 20 s to refuse"
     ;;
+sigint-eval)
+    # Ctrl-C during the final test evaluation: training is complete and checkpointed; the
+    # message says so (not "writing a checkpoint"), the evaluation finishes, exit 130.
+    start_bg 1 --data synthetic --model 64-512-512-4 --synthetic-n 2000 --synthetic-test-n 400000 \
+        --epochs 1 --json --logdir "$tmp/logs"
+    sleep 0.3
+    kill -INT "$pid"
+    wait "$pid"
+    status=$?
+    expect_status 130
+    expect_in "$err" "final test evaluation"
+    grep -q "finishing the step" "$err" && fail "said it would write a checkpoint"
+    expect_in "$out" '"test_loss"'
+    ck=$(sed -n 's/.*trained model is in \(.*\)$/\1/p' "$err")
+    [ -f "$ck" ] || fail "no checkpoint file '$ck'"
+    ;;
 *)
     fail "unknown case"
     ;;
