@@ -11,44 +11,117 @@
 #include "tb_event.pb-c.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+/* One (run, tag): kept in order of first appearance, found through a hash table, so that a
+ * directory with many tags costs linear time. Run names are interned (a run has many tags). */
 typedef struct tag_stat {
-    char run[PATH_MAX];
-    char tag[256];
-    char kind[32]; /* a copy: the plugin name lives in the decoded event */
+    int run;           /* index into runs */
+    char *tag;         /* owned */
+    char kind[32];     /* a copy: the plugin name lives in the decoded event */
     long long count, first_step, last_step;
     double last_value;
 } tag_stat;
 
 static tag_stat *tags;
 static size_t n_tags, cap_tags;
+static size_t *table; /* open addressing: index + 1 into tags, 0 empty; size a power of 2 */
+static size_t table_size;
+static char **runs;
+static size_t n_runs;
 static int bad;
 
-static tag_stat *find_tag(const char *run, const char *tag, const char *kind)
+static void *checked(void *p)
 {
-    for (size_t i = 0; i < n_tags; i++)
-        if (!strcmp(tags[i].run, run) && !strcmp(tags[i].tag, tag))
-            return &tags[i];
+    if (!p) {
+        fprintf(stderr, "brisk-events: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static int run_index(const char *run)
+{
+    for (size_t i = 0; i < n_runs; i++) /* few runs: a list is fine */
+        if (!strcmp(runs[i], run))
+            return (int)i;
+    runs = checked(realloc(runs, (n_runs + 1) * sizeof *runs));
+    runs[n_runs] = checked(strdup(run));
+    return (int)n_runs++;
+}
+
+static uint64_t hash_key(int run, const char *tag)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)run;
+    for (const unsigned char *p = (const unsigned char *)tag; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h;
+}
+
+static void table_insert(size_t idx)
+{
+    size_t i = hash_key(tags[idx].run, tags[idx].tag) & (table_size - 1);
+    while (table[i])
+        i = (i + 1) & (table_size - 1);
+    table[i] = idx + 1;
+}
+
+static tag_stat *find_tag(const char *run_name, const char *tag, const char *kind)
+{
+    const int run = run_index(run_name);
+    if (table_size) {
+        for (size_t i = hash_key(run, tag) & (table_size - 1); table[i];
+             i = (i + 1) & (table_size - 1)) {
+            tag_stat *t = &tags[table[i] - 1];
+            if (t->run == run && !strcmp(t->tag, tag))
+                return t;
+        }
+    }
     if (n_tags == cap_tags) {
         cap_tags = cap_tags ? 2 * cap_tags : 64;
-        tag_stat *grown = realloc(tags, cap_tags * sizeof *tags);
-        if (!grown) {
-            fprintf(stderr, "brisk-events: out of memory\n");
-            exit(1);
-        }
-        tags = grown;
+        tags = checked(realloc(tags, cap_tags * sizeof *tags));
     }
-    tag_stat *t = &tags[n_tags++];
+    if (2 * (n_tags + 1) > table_size) { /* keep the table at most half full */
+        free(table);
+        table_size = table_size ? 2 * table_size : 256;
+        table = checked(calloc(table_size, sizeof *table));
+        for (size_t i = 0; i < n_tags; i++)
+            table_insert(i);
+    }
+    tag_stat *t = &tags[n_tags];
     memset(t, 0, sizeof *t);
-    snprintf(t->run, sizeof t->run, "%s", run);
-    snprintf(t->tag, sizeof t->tag, "%s", tag);
+    t->run = run;
+    t->tag = checked(strdup(tag));
     snprintf(t->kind, sizeof t->kind, "%s", kind);
+    table_insert(n_tags++);
     return t;
+}
+
+/* Files and directories already read, by device and inode: a symlink loop, or a file reached
+ * by two paths, is read once. */
+typedef struct seen_id {
+    dev_t dev;
+    ino_t ino;
+} seen_id;
+static seen_id *seen;
+static size_t n_seen;
+
+static int first_visit(const struct stat *st)
+{
+    for (size_t i = 0; i < n_seen; i++)
+        if (seen[i].dev == st->st_dev && seen[i].ino == st->st_ino)
+            return 0;
+    seen = checked(realloc(seen, (n_seen + 1) * sizeof *seen));
+    seen[n_seen++] = (seen_id){st->st_dev, st->st_ino};
+    return 1;
 }
 
 static const char *value_kind(const Tensorboard__Summary__Value *v)
@@ -64,26 +137,51 @@ static const char *value_kind(const Tensorboard__Summary__Value *v)
     }
 }
 
+/* Reads a whole regular file; anything else (a FIFO, a device, a pipe on stdin) is refused
+ * without blocking: it is opened non-blocking and checked before any read. */
+static uint8_t *load_file(const char *path, size_t *size)
+{
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "brisk-events: cannot open %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "brisk-events: %s: not a regular file (a FIFO, pipe or device?): "
+                        "skipped\n", path);
+        close(fd);
+        return NULL;
+    }
+    uint8_t *buf = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
+    size_t got = 0;
+    while (buf && got < (size_t)st.st_size) {
+        const ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!buf || got != (size_t)st.st_size) {
+        fprintf(stderr, "brisk-events: cannot read %s: %s\n", path,
+                buf ? "the file shrank while it was read" : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    *size = got;
+    return buf;
+}
+
 static void read_file(const char *path, const char *run)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "brisk-events: cannot open %s\n", path);
+    size_t size;
+    uint8_t *buf = load_file(path, &size);
+    if (!buf) {
         bad = 1;
         return;
     }
-    fseek(f, 0, SEEK_END);
-    const long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(size > 0 ? (size_t)size : 1);
-    if (!buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        fprintf(stderr, "brisk-events: cannot read %s\n", path);
-        free(buf);
-        fclose(f);
-        bad = 1;
-        return;
-    }
-    fclose(f);
     size_t off = 0, records = 0;
     const char *writer = "?";
     char writer_buf[64] = "?";
@@ -91,7 +189,7 @@ static void read_file(const char *path, const char *run)
     int rc;
     const uint8_t *data;
     size_t n;
-    while ((rc = brisk_tfrecord_next(buf, (size_t)size, &off, &data, &n)) == 1) {
+    while ((rc = brisk_tfrecord_next(buf, size, &off, &data, &n)) == 1) {
         records++;
         Tensorboard__Event *ev = tensorboard__event__unpack(NULL, n, data);
         if (!ev) {
@@ -139,7 +237,7 @@ static void walk(const char *dir, const char *root)
 {
     DIR *d = opendir(dir);
     if (!d) {
-        fprintf(stderr, "brisk-events: cannot open directory %s\n", dir);
+        fprintf(stderr, "brisk-events: cannot open directory %s: %s\n", dir, strerror(errno));
         bad = 1;
         return;
     }
@@ -148,11 +246,8 @@ static void walk(const char *dir, const char *root)
     struct dirent *e;
     while ((e = readdir(d)))
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            char **grown = realloc(names, (n + 1) * sizeof *names);
-            if (!grown)
-                break;
-            names = grown;
-            names[n++] = strdup(e->d_name);
+            names = checked(realloc(names, (n + 1) * sizeof *names));
+            names[n++] = checked(strdup(e->d_name));
         }
     closedir(d);
     if (n)
@@ -163,10 +258,15 @@ static void walk(const char *dir, const char *root)
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            walk(path, root);
-        else if (strstr(names[i], "tfevents"))
-            read_file(path, run);
+        /* Symlinks are followed (as TensorBoard does), but each directory and file is read
+         * once, whatever the paths to it. */
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            if (first_visit(&st))
+                walk(path, root);
+        } else if (strstr(names[i], "tfevents")) {
+            if (stat(path, &st) != 0 || first_visit(&st))
+                read_file(path, run);
+        }
         free(names[i]);
     }
     free(names);
@@ -191,10 +291,11 @@ int main(int argc, char **argv)
         while (len > 1 && root[len - 1] == '/')
             root[--len] = '\0';
         if (stat(root, &st) != 0) {
-            fprintf(stderr, "brisk-events: %s: no such file or directory\n", root);
+            fprintf(stderr, "brisk-events: %s: %s\n", root, strerror(errno));
             bad = 1;
         } else if (S_ISDIR(st.st_mode)) {
-            walk(root, root);
+            if (first_visit(&st))
+                walk(root, root);
         } else {
             read_file(root, ".");
         }
@@ -204,12 +305,18 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n_tags; i++) {
         char steps[48];
         snprintf(steps, sizeof steps, "%lld..%lld", tags[i].first_step, tags[i].last_step);
-        printf("%-12s %-40s %-14s %7lld %17s", tags[i].run, tags[i].tag, tags[i].kind,
+        printf("%-12s %-40s %-14s %7lld %17s", runs[tags[i].run], tags[i].tag, tags[i].kind,
                tags[i].count, steps);
         if (!strcmp(tags[i].kind, "scalar"))
             printf(" %12.6g", tags[i].last_value);
         printf("\n");
+        free(tags[i].tag);
     }
+    for (size_t i = 0; i < n_runs; i++)
+        free(runs[i]);
+    free(runs);
     free(tags);
+    free(table);
+    free(seen);
     return bad;
 }

@@ -1,6 +1,8 @@
-/* tb_demo LOGDIR: writes a small experiment with every summary kind brisk_log has, for
- * reading with TensorBoard itself (tests/tb_check.sh runs ../shared/tools/tb_read.py on it
- * where Python's tensorboard package is installed):
+/* tb_demo LOGDIR [--tags N]: writes a small experiment with every summary kind brisk_log has,
+ * for reading with TensorBoard itself (tests/tb_check.sh runs ../shared/tools/tb_read.py on
+ * it where Python's tensorboard package is installed); with --tags N, N more scalar tags
+ * (tag00000000 ...) of one point each in train (tests/events_test.sh times brisk-events on
+ * them):
  *   LOGDIR/            hparams (experiment, session start and end), custom_scalars layout
  *   LOGDIR/train       epoch_loss, epoch_accuracy, batch_loss, a histogram, text, an image
  *   LOGDIR/validation  epoch_loss, epoch_accuracy (the same tags: the curves overlay)
@@ -10,6 +12,8 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static int check(int rc, const char *what)
 {
@@ -22,8 +26,11 @@ static int check(int rc, const char *what)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "Usage: tb_demo LOGDIR\n");
+    long extra = 0;
+    if (argc == 4 && !strcmp(argv[2], "--tags"))
+        extra = atol(argv[3]);
+    else if (argc != 2) {
+        fprintf(stderr, "Usage: tb_demo LOGDIR [--tags N]\n");
         return 2;
     }
     brisk_logger *lg;
@@ -71,6 +78,13 @@ int main(int argc, char **argv)
         for (int i = 0; i < 28 * 28; i++)
             img[i] = (uint8_t)((i % 28 + i / 28 + e * 20) % 256);
         bad |= check(brisk_log_image(p, train, "dense0.weight/tiles", e, img, 28, 28, 1), "image");
+    }
+    for (long i = 0; i < extra; i++) {
+        char tag[32];
+        snprintf(tag, sizeof tag, "tag%08ld", i);
+        bad |= check(brisk_log_scalar(p, train, tag, 1, (double)i), "extra tag");
+        if (i % 1000 == 999) /* the ring holds a few thousand: let the thread write them */
+            bad |= check(brisk_logger_flush(lg), "flush");
     }
     bad |= check(brisk_log_hparams_end(p, root, BRISK_SESSION_SUCCESS), "hparams end");
     bad |= check(brisk_logger_close(lg), "close");
