@@ -5,7 +5,14 @@ if(BRISK_WERROR)
   list(APPEND BRISK_WARNINGS -Werror)
 endif()
 
-if(BRISK_SANITIZE STREQUAL "address")
+if(BRISK_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "BRISK_FUZZ needs clang (libFuzzer): use the fuzz preset, or CC=clang")
+  endif()
+  # Coverage for the fuzzer and the sanitizers in every library; the harnesses add libFuzzer.
+  set(BRISK_SAN_FLAGS -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+      -fno-omit-frame-pointer)
+elseif(BRISK_SANITIZE STREQUAL "address")
   set(BRISK_SAN_FLAGS -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
 elseif(BRISK_SANITIZE STREQUAL "thread")
   set(BRISK_SAN_FLAGS -fsanitize=thread -fno-omit-frame-pointer)

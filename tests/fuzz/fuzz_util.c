@@ -1,0 +1,56 @@
+#define _GNU_SOURCE /* memfd_create, memmem */
+#include "fuzz_util.h"
+
+#include "brisk/tfrecord.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int fuzz_memfile(const uint8_t *data, size_t size, char *path)
+{
+    const int fd = memfd_create("brisk-fuzz", MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t off = 0;
+    while (off < size) {
+        const ssize_t w = write(fd, data + off, size - off);
+        if (w <= 0) {
+            close(fd);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    snprintf(path, 64, "/proc/self/fd/%d", fd);
+    return fd;
+}
+
+static void set_hex(uint8_t *at, uint32_t v)
+{
+    char hex[9];
+    snprintf(hex, sizeof hex, "%08x", (unsigned)v);
+    memcpy(at, hex, 8);
+}
+
+void fuzz_fix_checkpoint_crcs(uint8_t *b, size_t size)
+{
+    if (size < 8)
+        return;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | b[i];
+    if (hlen > size - 8)
+        return;
+    static const char data_key[] = "\"brisk.data_crc32c\":\"";
+    static const char header_key[] = "\"brisk.header_crc32c\":\"";
+    uint8_t *d = memmem(b + 8, hlen, data_key, strlen(data_key));
+    if (d && d + strlen(data_key) + 8 <= b + 8 + hlen)
+        set_hex(d + strlen(data_key), brisk_crc32c(0, b + 8 + hlen, size - 8 - hlen));
+    uint8_t *h = memmem(b + 8, hlen, header_key, strlen(header_key));
+    if (h && h + strlen(header_key) + 8 <= b + 8 + hlen) {
+        h += strlen(header_key);
+        memcpy(h, "00000000", 8);
+        set_hex(h, brisk_crc32c(0, b, 8 + hlen));
+    }
+}

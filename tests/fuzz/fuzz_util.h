@@ -1,0 +1,17 @@
+/* Helpers of the libFuzzer harnesses: the input as a file (an anonymous memory file, named by
+ * /proc/self/fd), and the checkpoint CRC fix-up that lets the fuzzer past the CRCs. */
+#ifndef BRISK_FUZZ_UTIL_H
+#define BRISK_FUZZ_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Writes data to a fresh memory file; path receives its name (64 bytes). Returns the fd
+ * (close it when done), or -1. */
+int fuzz_memfile(const uint8_t *data, size_t size, char *path);
+
+/* In a copy of a checkpoint: sets brisk.data_crc32c to the CRC-32C of the data section and
+ * brisk.header_crc32c to the header's own (brisk/checkpoint.h), where they are found. */
+void fuzz_fix_checkpoint_crcs(uint8_t *b, size_t size);
+
+#endif
