@@ -1,5 +1,5 @@
-/* brisk-train: train a multilayer perceptron on Fashion-MNIST (or any IDX data set, or a
- * synthetic task) on every core, log train and validation curves to TensorBoard, save
+/* brisk-train: train a model (an MLP, a CNN, any layer list) on Fashion-MNIST (or any IDX
+ * data set, or a synthetic task) on every core, log train and validation curves to TensorBoard, save
  * checkpoints, survive Ctrl-C and resume exactly.
  */
 #define _GNU_SOURCE
@@ -44,7 +44,7 @@ typedef struct options {
     double lr, weight_decay, clip_norm, val_split, gamma, min_lr, momentum, noise, mpi_timeout;
     int weight_decay_set;
     int epochs, batch, micro_batch, threads, step_size, keep, log_every, histogram_every;
-    int json, quiet, resume_set;
+    int json, quiet, resume_set, summary;
     long long warmup, synthetic_n, synthetic_test_n;
     unsigned long long seed;
 } options;
@@ -65,12 +65,31 @@ static void usage(FILE *f)
     fprintf(f,
 "Usage: brisk-train [OPTION]...\n"
 "       mpirun -np P brisk-train [OPTION]...   (P processes; rank 0 prints, logs, saves)\n"
-"Train a multilayer perceptron with Brisk on every core, print train, validation and test\n"
+"Train a neural network with Brisk on every core, print train, validation and test\n"
 "metrics, log them to TensorBoard and save checkpoints.\n"
 "\n"
 "Model:\n"
-"  --model WIDTHS        layer widths, input first, joined by '-' (default %s)\n"
-"  --act NAME            hidden activation: relu, gelu, tanh, sigmoid (default %s)\n"
+"  --model MODEL         a layer list, the preset 'cnn', or the MLP shorthand of widths,\n"
+"                        input first, joined by '-' (default %s)\n"
+"                        A layer list is items separated by commas, options by ':':\n"
+"                          dense:N[:nobias]         fully connected, N outputs\n"
+"                          conv:OUT:K[:s<S>][:pad<P>][:nobias]\n"
+"                                                   K x K convolution, stride S (1),\n"
+"                                                   zero padding P (0)\n"
+"                          maxpool:K[:s<S>]  avgpool:K[:s<S>]   (stride K by default)\n"
+"                          gap                      global average pooling\n"
+"                          flatten                  image to vector\n"
+"                          relu  leaky_relu[:SLOPE]  gelu  tanh  sigmoid\n"
+"                          dropout:P                drop with probability P in training\n"
+"                          batchnorm  layernorm\n"
+"                        e.g. conv:32:3:pad1,relu,maxpool:2,flatten,dense:10. 'cnn' is\n"
+"                          conv:32:3:pad1,relu,maxpool:2,conv:64:3:pad1,relu,maxpool:2,\n"
+"                          flatten,dense:128,relu,dropout:0.3,dense:10\n"
+"                        The input shape comes from the data (1x28x28 for MNIST images).\n"
+"  --summary             print the model's layers, output shapes and parameter counts,\n"
+"                        and exit (the table is also printed before training)\n"
+"  --act NAME            hidden activation of the shorthand: relu, gelu, tanh, sigmoid\n"
+"                        (default %s)\n"
 "  --loss NAME           ce (softmax cross-entropy), bce (binary cross-entropy on logits,\n"
 "                        one-hot targets), mse (mean squared error, one-hot targets)\n"
 "                        (default %s)\n"
@@ -225,6 +244,82 @@ static double now_seconds(void)
 }
 
 
+/* 1 if the model is the MLP shorthand "784-256-10". */
+static int is_shorthand(const char *model)
+{
+    return strspn(model, "0123456789-") == strlen(model);
+}
+
+/* The library's message about a model, without its leading "model: " (the flag says it). */
+static const char *model_error(void)
+{
+    const char *e = brisk_error_detail();
+    return strncmp(e, "model: ", 7) ? e : e + 7;
+}
+
+/* A directory name for the model: the shorthand or preset as it is, a layer list with every
+ * run of other characters than letters, digits, '.' and '-' turned into one '-', at most 48
+ * characters ("conv-32-3-pad1-relu-maxpool-2-..."). */
+static void model_slug(const char *model, char *out, size_t size)
+{
+    size_t n = 0;
+    for (const char *p = model; *p && n + 1 < size && n < 48; p++) {
+        const int ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                       (*p >= '0' && *p <= '9') || *p == '.' || *p == '-';
+        if (ok)
+            out[n++] = *p;
+        else if (n > 0 && out[n - 1] != '-')
+            out[n++] = '-';
+    }
+    while (n > 0 && out[n - 1] == '-')
+        n--;
+    out[n] = 0;
+    if (!n)
+        snprintf(out, size, "model");
+}
+
+/* A sample's shape in the data: an image when it has rows and columns. */
+static brisk_shape data_shape(const brisk_dataset *ds)
+{
+    return ds->rows > 0 && ds->cols > 0 && ds->rows * ds->cols == ds->d
+               ? brisk_shape_img(1, ds->rows, ds->cols)
+               : brisk_shape_vec(ds->d);
+}
+
+/* The model configuration from --model, --act, --loss and --init for inputs of the given
+ * shape; usage errors name the flag (and the offending item of a layer list). */
+static brisk_model_config model_config(const options *o, brisk_shape input)
+{
+    brisk_model_config mc;
+    memset(&mc, 0, sizeof mc);
+    const int act = parse_name("--act", o->act, brisk_act_parse, "relu, gelu, tanh or sigmoid");
+    if (is_shorthand(o->model)) {
+        if (brisk_model_config_mlp(&mc, o->model, (brisk_act)act) < 0)
+            usage_error("--model", "%s", model_error());
+    } else {
+        if (strcmp(o->act, defaults.act))
+            usage_error("--act", "applies to the shorthand of widths (784-256-10) only; put the "
+                        "activations in the layer list");
+        if (brisk_model_config_set(&mc, o->model, input) < 0)
+            usage_error("--model", "%s", model_error());
+    }
+    mc.loss = parse_name("--loss", o->loss, brisk_loss_parse, "ce, bce or mse");
+    mc.init = parse_name("--init", o->init, init_parse, "auto, he or glorot");
+    return mc;
+}
+
+/* The model's output width; builds it to know (a usage error naming the layer that does not
+ * fit the input). */
+static int model_outputs(const brisk_model_config *mc)
+{
+    brisk_model *m;
+    if (brisk_model_create(mc, &m) < 0)
+        usage_error("--model", "%s", model_error());
+    const int C = brisk_model_outputs(m);
+    brisk_model_destroy(m);
+    return C;
+}
+
 /* Builds the trainer configuration from the options and the data's shape; usage errors for
  * combinations that cannot work. */
 static brisk_trainer_config make_config(const options *o, const brisk_dataset *train,
@@ -232,12 +327,8 @@ static brisk_trainer_config make_config(const options *o, const brisk_dataset *t
 {
     brisk_trainer_config c;
     memset(&c, 0, sizeof c);
-    if (brisk_model_parse_widths(o->model, &c.model) < 0)
-        usage_error("--model", "%s", brisk_error_detail());
-    c.model.act = parse_name("--act", o->act, brisk_act_parse, "relu, gelu, tanh or sigmoid");
-    c.model.loss = parse_name("--loss", o->loss, brisk_loss_parse, "ce, bce or mse");
-    c.model.init = parse_name("--init", o->init, init_parse, "auto, he or glorot");
-    const int D = c.model.widths[0], C = c.model.widths[c.model.n_layers];
+    c.model = model_config(o, data_shape(train));
+    const int D = (int)brisk_shape_size(c.model.input), C = model_outputs(&c.model);
     if (D != train->d)
         usage_error("--model", "input width %d does not match the data's %d features per "
                     "sample", D, train->d);
@@ -268,16 +359,22 @@ static brisk_trainer_config make_config(const options *o, const brisk_dataset *t
 }
 
 
-static int load_data(const options *o, int D, int C, brisk_dataset *train, brisk_dataset *test)
+/* Loads the data set: synthetic samples of the given shape and C classes, or IDX files. */
+static int load_data(const options *o, brisk_shape shape, int C, brisk_dataset *train,
+                     brisk_dataset *test)
 {
     int err;
     if (!strcmp(o->data, "synthetic")) {
-        const int classes = C < 2 ? 2 : C > 256 ? 256 : C;
+        const int classes = C < 2 ? 2 : C > 256 ? 256 : C, D = (int)brisk_shape_size(shape);
         if ((err = brisk_dataset_synthetic(o->synthetic_n, D, classes, (float)o->noise, o->seed,
                                            0, train)) < 0 ||
             (err = brisk_dataset_synthetic(o->synthetic_test_n, D, classes, (float)o->noise,
                                            o->seed, o->synthetic_n, test)) < 0)
             fprintf(stderr, "brisk-train: %s\n", brisk_error_detail());
+        if (!err && shape.rank == 3 && shape.c == 1) { /* images of one channel */
+            train->rows = test->rows = shape.h;
+            train->cols = test->cols = shape.w;
+        }
         return err;
     }
     if ((err = brisk_dataset_load_dir(o->data, "train", train)) < 0 ||
@@ -311,7 +408,7 @@ enum {
     OPT_CLIP, OPT_SCHEDULE, OPT_STEP_SIZE, OPT_GAMMA, OPT_WARMUP, OPT_MIN_LR, OPT_EPOCHS,
     OPT_BATCH, OPT_MICRO, OPT_THREADS, OPT_SEED, OPT_DATA, OPT_VAL, OPT_SYN_N, OPT_SYN_TEST_N,
     OPT_NOISE, OPT_LOGDIR, OPT_LOG_EVERY, OPT_HIST_EVERY, OPT_CKPT_DIR, OPT_KEEP, OPT_RESUME,
-    OPT_EVAL, OPT_JSON, OPT_QUIET, OPT_MPI_TIMEOUT, OPT_END
+    OPT_EVAL, OPT_JSON, OPT_QUIET, OPT_MPI_TIMEOUT, OPT_SUMMARY, OPT_END
 };
 
 static const struct option long_opts[] = {
@@ -349,6 +446,7 @@ static const struct option long_opts[] = {
     {"json", no_argument, 0, OPT_JSON},
     {"quiet", no_argument, 0, OPT_QUIET},
     {"mpi-timeout", required_argument, 0, OPT_MPI_TIMEOUT},
+    {"summary", no_argument, 0, OPT_SUMMARY},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -483,6 +581,7 @@ static void parse_args(int argc, char **argv, options *o)
         case OPT_EVAL: o->eval = optarg; break;
         case OPT_JSON: o->json = 1; break;
         case OPT_QUIET: o->quiet = 1; break;
+        case OPT_SUMMARY: o->summary = 1; break;
         case ':':
             usage_error(argv[optind - 1], "needs a value");
         default:
@@ -564,7 +663,12 @@ static void check_setting(const char *path, const field *f, const options *o)
         const char *str = *(const char *const *)p;
         snprintf(v, sizeof v, "'%s'", str);
         brisk_model_config mc;
-        const int ok = !strcmp(f->name, "model")       ? brisk_model_parse_widths(str, &mc) == 0
+        memset(&mc, 0, sizeof mc);
+        const int ok = !strcmp(f->name, "model")
+                           ? (is_shorthand(str)
+                                  ? brisk_model_config_mlp(&mc, str, BRISK_ACT_RELU) == 0
+                                  : brisk_model_config_set(&mc, str, brisk_shape_img(1, 28, 28)) ==
+                                        0)
                        : !strcmp(f->name, "act")       ? brisk_act_parse(str) >= 0
                        : !strcmp(f->name, "loss")      ? brisk_loss_parse(str) >= 0
                        : !strcmp(f->name, "init")      ? init_parse(str) >= 0
@@ -651,6 +755,7 @@ static void apply_checkpoint_config(options *o, const cJSON *json, const char *p
     o->resume = cli.resume;
     o->json = cli.json;
     o->quiet = cli.quiet;
+    o->summary = cli.summary;
     for (size_t i = 0; i < N_FIELDS; i++) {
         const field *f = &fields[i];
         if (!f->opt || !flag_set[f->opt])
@@ -827,6 +932,7 @@ typedef struct run {
     char last_ckpt[PATH_MAX];
     int progress;            /* live progress line on a terminal */
     double log_cpu_seconds;  /* the logging thread's CPU time, once closed */
+    int summary_only;        /* --summary: setup printed the table; nothing else to do */
 } run;
 
 static int fail(const char *what)
@@ -862,8 +968,8 @@ static int save_checkpoint(run *r, int64_t epochs_done, int64_t batch, const bri
         if (brisk_make_dirs(dir) < 0)
             status = -fail(NULL);
         else if (brisk_checkpoint_save(path, brisk_trainer_model(r->t),
-                                       brisk_trainer_params(r->t), m, v, &pos,
-                                       r->config_json) < 0)
+                                       brisk_trainer_params(r->t), m, v,
+                                       brisk_trainer_buffers(r->t), &pos, r->config_json) < 0)
             status = -fail("checkpoint");
         if (status == 0) {
             snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", path);
@@ -884,13 +990,42 @@ static void progress_line(const run *r, int epoch, int64_t batch, double sps, do
 }
 
 /* Data, split, normalisation and the trainer, the same way for training, resuming and --eval. */
+/* The model's table of layers (brisk_model_summary) and the memory the run will take. */
+static void print_summary(const brisk_trainer_config *cfg)
+{
+    brisk_model *m;
+    if (brisk_model_create(&cfg->model, &m) < 0)
+        usage_error("--model", "%s", model_error());
+    const int len = brisk_model_summary(m, NULL, 0);
+    char *buf = malloc((size_t)len + 1);
+    if (buf) {
+        brisk_model_summary(m, buf, (size_t)len + 1);
+        fputs(buf, stdout);
+        free(buf);
+    }
+    brisk_model_destroy(m);
+    const size_t mem = brisk_trainer_memory_bytes(cfg);
+    int micro = cfg->micro_batch > 0 ? cfg->micro_batch : BRISK_DEFAULT_MICRO_BATCH;
+    micro = micro < cfg->batch ? micro : cfg->batch;
+    if (mem)
+        printf("memory: about %.0f MiB with %d threads, batch %d, micro-batch %d\n",
+               (double)mem / (1 << 20), cfg->threads > 0 ? cfg->threads : brisk_cpu_count(),
+               cfg->batch, micro);
+}
+
 static int setup(run *r)
 {
     options *o = &r->o;
-    brisk_model_config peek;
-    if (brisk_model_parse_widths(o->model, &peek) < 0)
-        usage_error("--model", "%s", brisk_error_detail());
-    if (load_data(o, peek.widths[0], peek.widths[peek.n_layers], &r->train, &r->test) < 0)
+    /* The shape synthetic data takes: the shorthand's input width, else 28 x 28 images. */
+    brisk_shape syn = brisk_shape_img(1, 28, 28);
+    if (is_shorthand(o->model))
+        syn = model_config(o, brisk_shape_vec(1)).input;
+    int syn_outputs = 0;
+    if (!strcmp(o->data, "synthetic")) {
+        const brisk_model_config mc = model_config(o, syn);
+        syn_outputs = model_outputs(&mc);
+    }
+    if (load_data(o, syn, syn_outputs, &r->train, &r->test) < 0)
         return 1;
     if (brisk_split(r->train.n, o->val_split, o->seed, &r->order, &r->n_train) < 0)
         return fail(NULL);
@@ -904,7 +1039,7 @@ static int setup(run *r)
     snprintf(labels, sizeof labels, "%s/t10k-labels-idx1-ubyte", o->data);
     if (access(labels, F_OK) != 0)
         strncat(labels, ".gz", sizeof labels - strlen(labels) - 1);
-    if (brisk_dataset_check_labels(&r->test, cfg.model.widths[cfg.model.n_layers], labels) < 0)
+    if (brisk_dataset_check_labels(&r->test, model_outputs(&cfg.model), labels) < 0)
         return fail(NULL);
     cfg.comm = r->comm;
     r->cfg = cfg;
@@ -912,6 +1047,11 @@ static int setup(run *r)
     if (cfg.threads <= 0 && brisk_comm_local_size(r->comm) > 1) {
         cfg.threads = brisk_cpu_count() / brisk_comm_local_size(r->comm);
         cfg.threads = cfg.threads > 0 ? cfg.threads : 1;
+    }
+    if (o->summary) {
+        print_summary(&cfg);
+        r->summary_only = 1;
+        return 0;
     }
     if (brisk_trainer_create(&cfg, &r->t) < 0)
         return fail(NULL);
@@ -991,18 +1131,19 @@ static int restore(run *r, const brisk_checkpoint *ck, const char *path)
 {
     const brisk_model *m = brisk_trainer_model(r->t);
     const brisk_model_config *mc = brisk_model_get_config(m);
-    int same = ck->model.n_layers == mc->n_layers && ck->model.act == mc->act &&
-               ck->model.loss == mc->loss;
-    for (int i = 0; same && i <= mc->n_layers; i++)
-        same = ck->model.widths[i] == mc->widths[i];
-    if (!same) {
-        fprintf(stderr, "brisk-train: %s holds another model (%s with %d layers) than --model %s "
-                        "--act %s --loss %s\n",
-                path, brisk_act_name(ck->model.act), ck->model.n_layers, r->o.model, r->o.act,
-                r->o.loss);
+    char want[BRISK_MODEL_SPEC_MAX], have[BRISK_MODEL_SPEC_MAX];
+    brisk_model_describe(m, want, sizeof want);
+    brisk_model_describe(ck->layout, have, sizeof have);
+    if (strcmp(want, have) || ck->model.loss != mc->loss ||
+        brisk_shape_size(ck->model.input) != brisk_shape_size(mc->input)) {
+        fprintf(stderr, "brisk-train: %s holds another model (%s, loss %s) than --model %s "
+                        "--act %s --loss %s (%s)\n",
+                path, have, brisk_loss_name(ck->model.loss), r->o.model, r->o.act, r->o.loss,
+                want);
         return 1;
     }
-    brisk_trainer_load_state(r->t, ck->params, ck->opt_m, ck->opt_v, ck->pos.steps_done);
+    brisk_trainer_load_state(r->t, ck->params, ck->opt_m, ck->opt_v, ck->buffers,
+                             ck->pos.steps_done);
     return 0;
 }
 
@@ -1105,7 +1246,14 @@ static int evaluate_checkpoint(options *o, brisk_comm *comm)
     r.comm = comm;
     r.rank = brisk_comm_rank(comm);
     r.nproc = brisk_comm_size(comm);
-    int status = setup(&r) || check_position(&r, ck, eval) || restore(&r, ck, eval);
+    int status = setup(&r);
+    if (!status && r.summary_only) {
+        teardown(&r);
+        cJSON_Delete(json);
+        brisk_checkpoint_free(ck);
+        return 0;
+    }
+    status = status || check_position(&r, ck, eval) || restore(&r, ck, eval);
     brisk_metrics m;
     if (!status && brisk_trainer_evaluate(r.t, &r.test, r.test_idx, r.test.n, r.mean, r.std, &m) < 0)
         status = fail(NULL);
@@ -1153,10 +1301,14 @@ static int train(run *r, const brisk_checkpoint *ck)
         char procs[32] = "";
         if (r->nproc > 1)
             snprintf(procs, sizeof procs, "%d processes x ", r->nproc);
-        printf("brisk-train: model %s (%zu parameters), %s, %s lr %g, batch %d (micro-batch "
+        print_summary(&r->cfg);
+        char act[48] = "";
+        if (is_shorthand(o->model))
+            snprintf(act, sizeof act, ", %s", o->act);
+        printf("brisk-train: model %s (%zu parameters)%s, %s lr %g, batch %d (micro-batch "
                "%d), %s%d threads; data %s: %lld train, %lld validation, %lld test samples; "
                "%s kernels\n",
-               o->model, brisk_model_num_params(brisk_trainer_model(r->t)), o->act, o->optimizer,
+               o->model, brisk_model_num_params(brisk_trainer_model(r->t)), act, o->optimizer,
                o->lr, o->batch, brisk_trainer_micro_batch(r->t), procs,
                brisk_trainer_threads(r->t), o->data, (long long)r->n_train, (long long)r->n_val,
                (long long)r->test.n, brisk_gemm_isa());
@@ -1174,9 +1326,9 @@ static int train(run *r, const brisk_checkpoint *ck)
     const double t_start = now_seconds();
     double t_log = t_start;
     int64_t samples_since_log = 0;
-    const brisk_model_config *mc = brisk_model_get_config(brisk_trainer_model(r->t));
-    double *act_mean = calloc((size_t)mc->n_layers, sizeof *act_mean);
-    double *act_std = calloc((size_t)mc->n_layers, sizeof *act_std);
+    const int n_layers = brisk_model_num_layers(brisk_trainer_model(r->t));
+    double *act_mean = calloc((size_t)n_layers, sizeof *act_mean);
+    double *act_std = calloc((size_t)n_layers, sizeof *act_std);
     if (!act_mean || !act_std) {
         free(act_mean);
         free(act_std);
@@ -1426,7 +1578,9 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
         o.run = run_id;
     }
     if (!o.logdir) {
-        snprintf(logdir, sizeof logdir, "logs/%s-%s", o.model, o.run);
+        char slug[64];
+        model_slug(o.model, slug, sizeof slug);
+        snprintf(logdir, sizeof logdir, "logs/%s-%s", slug, o.run);
         o.logdir = logdir;
     }
     if (!o.checkpoint_dir) {
@@ -1446,6 +1600,13 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
     r.nproc = brisk_comm_size(comm);
     r.log_enabled = strcmp(o.logdir, "none") != 0;
     int status = setup(&r);
+    if (!status && r.summary_only) {
+        teardown(&r);
+        cJSON_Delete(ck_json);
+        brisk_checkpoint_free(ck);
+        free(ck_path);
+        return 0;
+    }
     if (!status && ck)
         status = check_position(&r, ck, ck_path) || restore(&r, ck, ck_path);
     if (!status && ck && ck->pos.epoch >= r.o.epochs && ck->pos.batch == 0 && !r.o.quiet &&

@@ -66,9 +66,11 @@ void train_tb_epoch(train_tb *tb, int run, int64_t step, int64_t epoch, const br
         pushed(tb, brisk_log_scalar(tb->p, run, "epoch", step, (double)epoch), "epoch");
 }
 
-/* The first layer's weights as a grid of ih x iw tiles, one per hidden unit (up to 64), each
- * scaled by its own largest magnitude: 128 is zero, 255 and 0 the extremes. */
-static void weight_tiles(train_tb *tb, int64_t step, const float *W, int out, int ih, int iw)
+/* The first layer's weights as a grid of ih x iw tiles, one per unit (up to 64; unit u's
+ * tile at W + u * stride), each scaled by its own largest magnitude: 128 is zero, 255 and 0
+ * the extremes. */
+static void weight_tiles(train_tb *tb, int64_t step, const char *tag, const float *W, int out,
+                         size_t stride, int ih, int iw)
 {
     const int n = out < 64 ? out : 64, cols = (int)ceil(sqrt((double)n));
     const int rows = (n + cols - 1) / cols;
@@ -78,7 +80,7 @@ static void weight_tiles(train_tb *tb, int64_t step, const float *W, int out, in
         return;
     memset(img, 40, (size_t)h * (size_t)w); /* dark grid lines */
     for (int u = 0; u < n; u++) {
-        const float *wu = W + (size_t)u * (size_t)ih * (size_t)iw;
+        const float *wu = W + (size_t)u * stride;
         float mx = 1e-12f;
         for (int i = 0; i < ih * iw; i++)
             mx = fabsf(wu[i]) > mx ? fabsf(wu[i]) : mx;
@@ -88,8 +90,7 @@ static void weight_tiles(train_tb *tb, int64_t step, const float *W, int out, in
                 img[(size_t)(y0 + y) * (size_t)w + (size_t)(x0 + x)] =
                     (uint8_t)lrintf(127.5f + 127.5f * wu[y * iw + x] / mx);
     }
-    pushed(tb, brisk_log_image(tb->p, tb->train, "weights/dense0.weight/tiles", step, img, h, w, 1),
-           "weights/dense0.weight/tiles");
+    pushed(tb, brisk_log_image(tb->p, tb->train, tag, step, img, h, w, 1), tag);
     free(img);
 }
 
@@ -145,22 +146,37 @@ void train_tb_inspect(train_tb *tb, int64_t step, brisk_trainer *t, const float 
     char tag[96];
     for (int k = 0; k < brisk_model_num_tensors(m); k++) {
         const brisk_tensor_view *v = brisk_model_tensor(m, k);
-        const size_t count = (size_t)v->rows * (size_t)v->cols;
+        const size_t count = v->count;
+        if (v->buffer)
+            continue;
         snprintf(tag, sizeof tag, "weights/%s", v->name);
         pushed(tb, brisk_log_histogram(tb->p, tb->train, tag, step, params + v->offset, count), tag);
         snprintf(tag, sizeof tag, "gradients/%s", v->name);
         pushed(tb, brisk_log_histogram(tb->p, tb->train, tag, step, grads + v->offset, count), tag);
     }
-    const brisk_model_config *mc = brisk_model_get_config(m);
-    for (int l = 0; l < mc->n_layers; l++) {
-        snprintf(tag, sizeof tag, "activations/dense%d/mean", l);
+    for (int l = 0; l < brisk_model_num_layers(m); l++) {
+        const brisk_layer *ly = brisk_model_layer(m, l);
+        if (ly->ops->flags & BRISK_LAYER_ALIAS)
+            continue; /* flatten: the same values as the layer before */
+        snprintf(tag, sizeof tag, "activations/%d.%s/mean", l, ly->ops->kind);
         pushed(tb, brisk_log_scalar(tb->p, tb->train, tag, step, act_mean[l]), tag);
-        snprintf(tag, sizeof tag, "activations/dense%d/std", l);
+        snprintf(tag, sizeof tag, "activations/%d.%s/std", l, ly->ops->kind);
         pushed(tb, brisk_log_scalar(tb->p, tb->train, tag, step, act_std[l]), tag);
     }
-    if (ds->rows > 0 && ds->cols > 0 && ds->rows * ds->cols == mc->widths[0])
-        weight_tiles(tb, step, params + brisk_model_weight(m, 0)->offset, mc->widths[1],
-                     ds->rows, ds->cols);
+    /* The first layer's weights as images: a dense layer's on image data (one tile per unit),
+     * a convolution's filters (their first input channel). */
+    const brisk_layer *first = brisk_model_layer(m, 0);
+    if (first->n_tensors) {
+        const brisk_tensor_view *w = brisk_layer_tensor(first, 0);
+        snprintf(tag, sizeof tag, "weights/%s/tiles", w->name);
+        if (!strcmp(first->ops->kind, "dense") && ds->rows > 0 && ds->cols > 0 &&
+            ds->rows * ds->cols == w->cols)
+            weight_tiles(tb, step, tag, params + w->offset, w->rows, (size_t)w->cols, ds->rows,
+                         ds->cols);
+        else if (!strcmp(first->ops->kind, "conv"))
+            weight_tiles(tb, step, tag, params + w->offset, w->shape[0], (size_t)w->cols,
+                         w->shape[2], w->shape[3]);
+    }
     if (pred)
         confusion_image(tb, step, pred, ds->y, idx, n, ds->classes);
 }

@@ -9,8 +9,9 @@
  * number as the scalar `epoch` in train; in train only,
  * every --log-every steps: batch_loss, batch_accuracy, learning_rate, grad_global_norm,
  * samples_per_second; every --histogram-every epochs: weights/<tensor> and
- * gradients/<tensor> histograms, activations/<layer>/mean and /std, and for square inputs an
- * image of the first layer's weights (weights/dense0.weight/tiles); in validation, the
+ * gradients/<tensor> histograms, activations/<index>.<kind>/mean and /std of every layer,
+ * and an image of the first layer's weights (weights/0.weight/tiles: a dense layer's units on
+ * image data, a convolution's filters); in validation, the
  * confusion matrix image and, at the end, test_loss and test_accuracy.
  */
 #ifndef BRISK_TRAIN_TB_H

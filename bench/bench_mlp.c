@@ -30,6 +30,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "Usage: bench_mlp [--model WIDTHS] [--batch B] [--threads T] [--micro-batch M] "
                "[--steps N] [--warmup N] [--kernel avx512|avx2|portable] [--json]\n"
+               "--model: layer widths (ReLU between them) or a layer list on 1x28x28 images, as\n"
+               "brisk-train --model takes (e.g. cnn).\n"
                "Defaults: --model 784-256-128-10 --batch 128 --threads 1 --steps 300 --warmup 30,\n"
                "--micro-batch %d (brisk-train's default; B if smaller), --kernel: the best the "
                "CPU runs.\n"
@@ -95,12 +97,13 @@ static int run(int argc, char **argv, brisk_comm *comm)
     }
     brisk_trainer_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    if (brisk_model_parse_widths(model, &cfg.model) < 0) {
+    /* The MLP shorthand (ReLU between the layers), or a layer list on 1x28x28 images. */
+    const int shorthand = strspn(model, "0123456789-") == strlen(model);
+    if ((shorthand ? brisk_model_config_mlp(&cfg.model, model, BRISK_ACT_RELU)
+                   : brisk_model_config_set(&cfg.model, model, brisk_shape_img(1, 28, 28))) < 0) {
         fprintf(stderr, "bench_mlp: %s\n", brisk_error_detail());
         return 2;
     }
-    const int D = cfg.model.widths[0], C = cfg.model.widths[cfg.model.n_layers];
-    cfg.model.act = BRISK_ACT_RELU;
     cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
     cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
     cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
@@ -112,8 +115,12 @@ static int run(int argc, char **argv, brisk_comm *comm)
     brisk_dataset ds;
     brisk_trainer *t = NULL;
     const int64_t n = 16 * (int64_t)batch;
-    if (brisk_dataset_synthetic(n, D, C < 2 ? 2 : C, 60.0f, 1, 0, &ds) < 0 ||
-        brisk_trainer_create(&cfg, &t) < 0) {
+    if (brisk_trainer_create(&cfg, &t) < 0) {
+        fprintf(stderr, "bench_mlp: %s\n", brisk_error_detail());
+        return 1;
+    }
+    const int D = (int)brisk_shape_size(cfg.model.input), C = brisk_model_outputs(brisk_trainer_model(t));
+    if (brisk_dataset_synthetic(n, D, C < 2 ? 2 : C, 60.0f, 1, 0, &ds) < 0) {
         fprintf(stderr, "bench_mlp: %s\n", brisk_error_detail());
         return 1;
     }

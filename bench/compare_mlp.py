@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Brisk vs PyTorch at its best: MLP training throughput, side by side in one run.
+"""Brisk vs PyTorch at its best: training throughput (MLP or CNN), side by side in one run.
 
 Brisk runs bench_mlp at T = 1..N threads with one fixed micro-batch (brisk-train's default,
 or --micro-batch), so its column is one model trained at different speeds. PyTorch runs
@@ -11,6 +11,8 @@ compares with PyTorch's best on the whole machine; the setting that won is print
 
 Usage: bench/compare_mlp.py [--brisk build/release/bench/bench_mlp] [--threads 1,2]
                             [--repeats 3] [--config MODEL:BATCH:STEPS ...] [--micro-batch M]
+MODEL is what bench_mlp and brisk-train take: widths, a layer list or a preset; the CNN:
+  bench/compare_mlp.py --config cnn:128:30
 """
 import argparse
 import json

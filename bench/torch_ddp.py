@@ -2,8 +2,8 @@
 """PyTorch DistributedDataParallel side of Brisk's multi-process benchmark.
 
 Starts P processes (torch.multiprocessing, gloo backend on loopback, --threads intra-op and
---openblas-threads OpenBLAS threads each, 1 and 1 by default), trains the same MLP as bench_mlp (ReLU, softmax cross-entropy,
-Adam lr 1e-3) on synthetic uint8 data, the global batch B split evenly over the ranks, and
+--openblas-threads OpenBLAS threads each, 1 and 1 by default), trains the same model as bench_mlp (widths with ReLU, or a layer list;
+softmax cross-entropy, Adam lr 1e-3) on synthetic uint8 data, the global batch B split evenly over the ranks, and
 prints one JSON line with the global samples/s measured on rank 0 and the OpenBLAS kernel.
 The caller sets OPENBLAS_CORETYPE in the environment.
 
@@ -23,21 +23,22 @@ def worker(rank, a, port, out):
     import torch
     import torch.distributed as dist
     import torch.nn as nn
-    from torch_mlp import build_mlp
+    import brisk_torch
     from torch_settings import openblas_kernel
 
     torch.set_num_threads(a.threads)
     dist.init_process_group("gloo", rank=rank, world_size=a.procs)
     torch.manual_seed(a.seed)
-    widths = [int(w) for w in a.model.split("-")]
-    model = nn.parallel.DistributedDataParallel(build_mlp(widths))
+    shape = brisk_torch.input_shape(a.model)
+    net, out_shape = brisk_torch.build(a.model, shape)
+    model = nn.parallel.DistributedDataParallel(net)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     local = a.batch // a.procs
     n = 16 * a.batch
     g = torch.Generator().manual_seed(a.seed)
-    x8 = torch.randint(0, 256, (n, widths[0]), dtype=torch.uint8, generator=g)
-    y = torch.randint(0, widths[-1], (n,), generator=g)
+    x8 = torch.randint(0, 256, (n,) + tuple(shape), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, out_shape[0], (n,), generator=g)
 
     def step(i):
         lo = (i * a.batch + rank * local) % n
@@ -81,7 +82,9 @@ def main():
         sys.exit("torch_ddp.py: --batch must be a multiple of --procs")
     os.environ["OPENBLAS_NUM_THREADS"] = str(a.openblas_threads)
     os.environ["OMP_NUM_THREADS"] = str(a.threads)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    sys.path.insert(0, os.path.join(here, "..", "tests"))
     import torch.multiprocessing as mp
     ctx = mp.get_context("spawn")
     out = ctx.SimpleQueue()

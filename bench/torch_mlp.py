@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""PyTorch side of Brisk's MLP throughput benchmarks.
+"""PyTorch side of Brisk's throughput benchmarks.
 
-Trains the same MLP as bench_mlp (Linear layers with ReLU, softmax cross-entropy, Adam) on
-synthetic uint8 data normalised per batch, and prints one JSON line with samples/s and the
+Trains the same model as bench_mlp (an MLP shorthand "784-256-10": Linear layers with ReLU; or
+a Brisk layer list or preset such as "cnn" on 1x28x28 images, built by tests/brisk_torch.py),
+with softmax cross-entropy and Adam, on synthetic uint8 data scaled to [0, 1], and prints one JSON line with samples/s and the
 OpenBLAS kernel that PyTorch's BLAS actually ran. The caller sets OPENBLAS_CORETYPE and
 OPENBLAS_NUM_THREADS in the environment before this process starts (OpenBLAS reads them once,
 at load time); --threads sets PyTorch's own intra-op pool to the same count.
@@ -14,20 +15,10 @@ import sys
 import time
 
 
-def build_mlp(widths):
-    """Linear layers of the given widths with ReLU between them, as bench_mlp's model."""
-    import torch.nn as nn
-    layers = []
-    for i in range(len(widths) - 1):
-        layers.append(nn.Linear(widths[i], widths[i + 1]))
-        if i + 2 < len(widths):
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="784-256-128-10", help="layer widths (default %(default)s)")
+    ap.add_argument("--model", default="784-256-128-10",
+                    help="widths, a layer list or a preset (default %(default)s)")
     ap.add_argument("--batch", type=int, default=128, help="batch size (default %(default)s)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default %(default)s)")
     ap.add_argument("--steps", type=int, default=200, help="timed steps (default %(default)s)")
@@ -37,20 +28,24 @@ def main():
 
     import torch
     import torch.nn as nn
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    sys.path.insert(0, os.path.join(here, "..", "tests"))
+    import brisk_torch
     from torch_settings import openblas_kernel
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    widths = [int(w) for w in a.model.split("-")]
-    model = build_mlp(widths)
+    shape = brisk_torch.input_shape(a.model)
+    model, out_shape = brisk_torch.build(a.model, shape)
+    model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
 
     n = 16 * a.batch
     g = torch.Generator().manual_seed(a.seed)
-    x8 = torch.randint(0, 256, (n, widths[0]), dtype=torch.uint8, generator=g)
-    y = torch.randint(0, widths[-1], (n,), generator=g)
+    x8 = torch.randint(0, 256, (n,) + tuple(shape), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, out_shape[0], (n,), generator=g)
 
     def step(i):
         lo = (i * a.batch) % n

@@ -2,9 +2,10 @@
 """Reads a Brisk checkpoint with numpy, using only the published safetensors layout:
 8-byte little-endian header size, JSON header, raw little-endian tensors. Checks that the
 tensors tile the data section exactly, that the shapes follow the model in the metadata
-(PyTorch's Linear layout: weight (out, in), bias (out,)), that every value is finite, and
-recomputes the CRC-32C the metadata records, with a table written here from the polynomial.
-Prints one line per tensor; exits 1 on any problem.
+(the layer list: dense:N gives weight (N, in) and bias (N,), as torch.nn.Linear; conv:OUT:K
+gives weight (OUT, in, K, K) as torch.nn.Conv2d), that every float is finite, and recomputes
+the CRC-32C of the data section that the metadata records, with a table written here from
+the polynomial. Prints one line per tensor; exits 1 on any problem.
 
 Usage: check_safetensors.py FILE
 """
@@ -28,6 +29,32 @@ def crc32c(data, crc=0):
     return c ^ 0xFFFFFFFF
 
 
+def expected_shapes(spec, input_shape):
+    """Weight and bias shapes of the dense and conv layers, by layer index."""
+    dims = [int(d) for d in input_shape.split("x")]
+    shapes = {}
+    for i, item in enumerate(spec.split(",")):
+        kind, *args = item.split(":")
+        if kind == "dense":
+            shapes[i] = ((int(args[0]), dims[0]), (int(args[0]),))
+            dims = [int(args[0])]
+        elif kind == "conv":
+            k, out = int(args[1]), int(args[0])
+            pad = next((int(a[3:]) for a in args[2:] if a.startswith("pad")), 0)
+            s = next((int(a[1:]) for a in args[2:] if a.startswith("s")), 1)
+            shapes[i] = ((out, dims[0], k, k), (out,))
+            dims = [out, (dims[1] + 2 * pad - k) // s + 1, (dims[2] + 2 * pad - k) // s + 1]
+        elif kind in ("maxpool", "avgpool"):
+            k = int(args[0])
+            s = int(args[1][1:]) if len(args) > 1 else k
+            dims = [dims[0], (dims[1] - k) // s + 1, (dims[2] - k) // s + 1]
+        elif kind == "gap":
+            dims = [dims[0], 1, 1]
+        elif kind == "flatten":
+            dims = [int(np.prod(dims))]
+    return shapes
+
+
 def main():
     path = sys.argv[1]
     blob = open(path, "rb").read()
@@ -35,28 +62,27 @@ def main():
     header = json.loads(blob[8:8 + n])
     data = blob[8 + n:]
     meta = header.pop("__metadata__")
-    widths = [int(w) for w in meta["brisk.model"].split("-")]
+    shapes = expected_shapes(meta["brisk.model"], meta["brisk.input"])
     spans = []
     for name, t in header.items():
-        assert t["dtype"] == "F32", (name, t["dtype"])
         begin, end = t["data_offsets"]
+        spans.append((begin, end))
+        if t["dtype"] == "I64":
+            assert name.endswith("num_batches_tracked") and t["shape"] == [], name
+            continue
+        assert t["dtype"] == "F32", (name, t["dtype"])
         arr = np.frombuffer(data[begin:end], dtype="<f4").reshape(t["shape"])
         assert np.all(np.isfinite(arr)), name
         base = name.split(".", 2)[-1] if name.startswith("optim.") else name
-        layer = int(base.split(".")[0][len("dense"):])
-        want = (widths[layer + 1], widths[layer]) if base.endswith("weight") else (widths[layer + 1],)
-        assert arr.shape == want, (name, arr.shape, want)
-        spans.append((begin, end))
+        layer, what = base.split(".", 1)
+        if int(layer) in shapes and what in ("weight", "bias"):
+            want = shapes[int(layer)][0 if what == "weight" else 1]
+            assert arr.shape == want, (name, arr.shape, want)
         print("%s F32 %s mean %.6g" % (name, arr.shape, float(arr.mean())))
     spans.sort()
     assert spans[0][0] == 0 and spans[-1][1] == len(data), "tensors do not cover the data"
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:])), "gaps or overlaps"
-    # Brisk's CRC runs over the tensors in its file order: parameters, then m, then v.
-    order = sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])
-    crc = 0
-    for _, t in order:
-        b, e = t["data_offsets"]
-        crc = crc32c(data[b:e], crc)
+    crc = crc32c(data)
     assert "%08x" % crc == meta["brisk.data_crc32c"], ("crc", "%08x" % crc, meta["brisk.data_crc32c"])
     print("crc32c ok (%s); epoch %s, step %s" % (meta["brisk.data_crc32c"], meta["brisk.epoch"],
                                                 meta["brisk.steps_done"]))

@@ -121,7 +121,7 @@ diverge)
     run $syn --epochs 8 --loss mse --optimizer sgd --momentum 0.99 --lr 0.3 --logdir "$tmp/logs"
     expect_status 3
     expect_in "$err" "diverged in epoch 4: step [0-9]*:"
-    expect_in "$err" "dense[0-9].weight"
+    expect_in "$err" "[0-9]*\.weight"
     expect_in "$err" "last good checkpoint is $tmp/logs/checkpoints/ckpt-"
     # The logs are flushed and closed: every file reads, the session ended in failure.
     events_ok "$tmp/logs"
@@ -139,11 +139,11 @@ logs)
         expect_tag $r epoch_accuracy scalar
     done
     for t in batch_loss batch_accuracy learning_rate grad_global_norm samples_per_second \
-             activations/dense0/mean activations/dense1/std; do
+             activations/0.dense/mean activations/1.relu/std activations/2.dense/mean; do
         expect_tag train "$t" scalar
     done
-    expect_tag train weights/dense0.weight histogram
-    expect_tag train gradients/dense1.bias histogram
+    expect_tag train weights/0.weight histogram
+    expect_tag train gradients/2.bias histogram
     expect_tag train config text
     expect_tag validation confusion_matrix image
     expect_tag validation test_accuracy scalar
@@ -281,8 +281,8 @@ safetensors)
     expect_status 0
     ck=$(ls "$tmp/logs/checkpoints"/ckpt-*.safetensors | tail -n 1)
     "$py" "$tests_dir/check_safetensors.py" "$ck" >"$out" 2>"$err" || fail "check_safetensors.py failed"
-    expect_in "$out" "dense0.weight F32 (16, 32)"
-    expect_in "$out" "optim.v.dense1.bias F32 (4,)"
+    expect_in "$out" "0.weight F32 (16, 32)"
+    expect_in "$out" "optim.v.2.bias F32 (4,)"
     expect_in "$out" "crc32c ok"
     ;;
 test-labels)

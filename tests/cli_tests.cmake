@@ -10,7 +10,7 @@ endforeach()
 
 # Several processes on loopback (BRISK_MPI builds with mpirun available).
 if(BRISK_MPI AND MPIEXEC_EXECUTABLE)
-  foreach(case identical resume kill sigint hung escapes)
+  foreach(case identical cnn resume kill sigint hung escapes)
     add_test(NAME mpi_${case}
              COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/mpi_test.sh ${MPIEXEC_EXECUTABLE}
                      $<TARGET_FILE:brisk-train> ${case})

@@ -25,15 +25,15 @@ static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
     brisk_model_config mc;
-    assert_int_equal(brisk_model_parse_widths("12-7-3", &mc), BRISK_OK);
-    mc.act = BRISK_ACT_GELU;
+    memset(&mc, 0, sizeof mc);
+    assert_int_equal(brisk_model_config_mlp(&mc, "12-7-3", BRISK_ACT_GELU), BRISK_OK);
     mc.loss = BRISK_LOSS_SOFTMAX_CE;
     mc.init = BRISK_INIT_AUTO;
     assert_int_equal(brisk_model_create(&mc, &fx->m), BRISK_OK);
     fx->p = brisk_slab_alloc(fx->m);
     fx->mo = brisk_slab_alloc(fx->m);
     fx->v = brisk_slab_alloc(fx->m);
-    brisk_model_init_params(fx->m, 7, fx->p);
+    brisk_model_init_params(fx->m, 7, fx->p, NULL);
     for (int k = 0; k < brisk_model_num_tensors(fx->m); k++) { /* padding stays zero */
         const brisk_tensor_view *tv = brisk_model_tensor(fx->m, k);
         for (size_t i = tv->offset; i < tv->offset + (size_t)tv->rows * tv->cols; i++) {
@@ -46,7 +46,7 @@ static int setup(void **state)
     snprintf(fx->path, 4096, "%s/a.safetensors", fx->dir);
     const brisk_ckpt_position pos = {.epoch = 3, .batch = 17, .steps_done = 1234, .seed = 99,
                                      .train = {.loss_sum = 0.1 + 0.2, .correct = 5, .count = 9}};
-    assert_int_equal(brisk_checkpoint_save(fx->path, fx->m, fx->p, fx->mo, fx->v, &pos,
+    assert_int_equal(brisk_checkpoint_save(fx->path, fx->m, fx->p, fx->mo, fx->v, NULL, &pos,
                                            "{\"lr\": 0.001}"),
                      BRISK_OK);
     fx->bytes = test_read_file(fx->path, &fx->size);
@@ -74,9 +74,8 @@ static void test_round_trip(void **state)
     assert_int_equal((fx->bytes[0] + 8) % 8, 0); /* header padded: the data starts aligned */
     brisk_checkpoint *c;
     assert_int_equal(brisk_checkpoint_load(fx->path, &c), BRISK_OK);
-    assert_int_equal(c->model.n_layers, 2);
-    assert_int_equal(c->model.widths[1], 7);
-    assert_int_equal(c->model.act, BRISK_ACT_GELU);
+    assert_string_equal(c->model.spec, "dense:7,gelu,dense:3");
+    assert_int_equal(c->model.input.c, 12);
     const size_t bytes = brisk_model_slab_len(fx->m) * sizeof(float);
     assert_memory_equal(c->params, fx->p, bytes);
     assert_memory_equal(c->opt_m, fx->mo, bytes);
@@ -96,13 +95,14 @@ static void test_round_trip(void **state)
         n = n << 8 | fx->bytes[i];
     assert_true(n < fx->size);
     assert_int_equal(fx->bytes[8], '{');
-    assert_non_null(memmem(fx->bytes + 8, n, "\"dense0.weight\":{\"dtype\":\"F32\",\"shape\":[7,12]",
-                           strlen("\"dense0.weight\":{\"dtype\":\"F32\",\"shape\":[7,12]")));
-    assert_non_null(memmem(fx->bytes + 8, n, "\"dense1.bias\":{\"dtype\":\"F32\",\"shape\":[3]",
-                           strlen("\"dense1.bias\":{\"dtype\":\"F32\",\"shape\":[3]")));
+    assert_non_null(memmem(fx->bytes + 8, n, "\"0.weight\":{\"dtype\":\"F32\",\"shape\":[7,12]",
+                           strlen("\"0.weight\":{\"dtype\":\"F32\",\"shape\":[7,12]")));
+    assert_non_null(memmem(fx->bytes + 8, n, "\"2.bias\":{\"dtype\":\"F32\",\"shape\":[3]",
+                           strlen("\"2.bias\":{\"dtype\":\"F32\",\"shape\":[3]")));
     /* Saving over an existing file replaces it atomically (no temporary left behind). */
     const brisk_ckpt_position pos = {.epoch = 4};
-    assert_int_equal(brisk_checkpoint_save(fx->path, fx->m, fx->p, fx->mo, fx->v, &pos, NULL),
+    assert_int_equal(brisk_checkpoint_save(fx->path, fx->m, fx->p, fx->mo, fx->v, NULL, &pos,
+                                           NULL),
                      BRISK_OK);
     assert_int_equal(brisk_checkpoint_load(fx->path, &c), BRISK_OK);
     assert_int_equal(c->pos.epoch, 4);
@@ -197,9 +197,9 @@ static void test_damage_is_refused(void **state)
                         BRISK_EMISMATCH, "dtype F16");
     expect_edit_refused(fx, "\"shape\":[7,12]", "\"shape\":[12,7]", BRISK_EMISMATCH,
                         "expected [7, 12]");
-    expect_edit_refused(fx, "\"optim.v.dense1.bias\"", "\"optim.v.dense1.bian\"",
-                        BRISK_EMISMATCH, "optim.v.dense1.bias is missing");
-    expect_edit_refused(fx, "\"brisk.model\":\"12-7-3\"", "\"brisk.model\":\"12-3-7\"",
+    expect_edit_refused(fx, "\"optim.v.2.bias\"", "\"optim.v.2.bian\"",
+                        BRISK_EMISMATCH, "optim.v.2.bias is missing");
+    expect_edit_refused(fx, "\"brisk.model\":\"dense:7,", "\"brisk.model\":\"dense:6,",
                         BRISK_EMISMATCH, "shape");
     /* Every position value, one edit each, out of the range training can produce. */
     expect_edit_refused(fx, "\"brisk.epoch\":\"3\"", "\"brisk.epoch\":\"-\"", BRISK_EFORMAT,

@@ -27,15 +27,22 @@ static void reference(const brisk_gemm_args *g, float *C)
             float c = g->init == BRISK_GEMM_ACCUM     ? C[m * g->ldc + n]
                       : g->init == BRISK_GEMM_ROWBIAS ? g->bias[m]
                                                       : 0.0f;
-            for (int k = 0; k < g->K; k++)
-                c = fmaf(g->A[m * g->a_rs + k * g->a_ks], g->B[k * g->ldb + n], c);
+            for (int k = 0; k < g->K; k++) {
+                const float a = g->a_rows ? g->a_rows[m][k * g->a_ks]
+                                          : g->A[m * g->a_rs + k * g->a_ks];
+                const float b = g->b_rows ? g->b_rows[k][n] : g->B[k * g->ldb + n];
+                c = fmaf(a, b, c);
+            }
             C[m * g->ldc + n] = c;
         }
 }
 
 /* One product of the given shape with A stored row-wise (a_ks = 1) or column-wise (a_rs = 1),
- * and padded leading dimensions, checked for every ISA the CPU runs and every split. */
-static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, uint32_t seed)
+ * and padded leading dimensions, checked for every ISA the CPU runs and every split. ind 1:
+ * A's rows through a_rows, ind 2: B's rows through b_rows, in reverse order (A or B NULL, so
+ * that a path that ignored the pointers would crash). */
+static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, uint32_t seed,
+                       int ind)
 {
     const int lda = (a_cols ? M : K) + 3, ldb = N + 5, ldc = N + 2;
     float *A = malloc(sizeof(float) * (size_t)(a_cols ? K : M) * (size_t)lda + 4);
@@ -52,6 +59,19 @@ static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, ui
     brisk_gemm_args g = {.M = M, .N = N, .K = K, .A = A, .a_rs = a_cols ? 1 : lda,
                          .a_ks = a_cols ? lda : 1, .B = B, .ldb = ldb, .C = want, .ldc = ldc,
                          .bias = bias, .init = init};
+    const float **rows = malloc(sizeof *rows * (size_t)(M > K ? M + 1 : K + 1));
+    assert_non_null(rows);
+    if (ind == 1) {
+        for (int m = 0; m < M; m++)
+            rows[m] = A + (ptrdiff_t)(M - 1 - m) * g.a_rs;
+        g.a_rows = rows;
+        g.A = NULL;
+    } else if (ind == 2) {
+        for (int k = 0; k < K; k++)
+            rows[k] = B + (ptrdiff_t)(K - 1 - k) * ldb;
+        g.b_rows = rows;
+        g.B = NULL;
+    }
     memcpy(want, C0, sizeof(float) * (size_t)(M ? M : 1) * (size_t)ldc);
     reference(&g, want);
     g.C = got;
@@ -70,9 +90,9 @@ static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, ui
                 for (int n = 0; n < ldc; n++) {
                     const float w = n < N ? want[m * ldc + n] : C0[m * ldc + n];
                     if (memcmp(&got[m * ldc + n], &w, sizeof w)) {
-                        print_error("%s, %d threads, M %d N %d K %d %s init %d: C[%d][%d] = "
-                                    "%.9g, expected %.9g\n", isas[i], nth, M, N, K,
-                                    a_cols ? "A by columns" : "A by rows", init, m, n,
+                        print_error("%s, %d threads, M %d N %d K %d %s init %d rows %d: "
+                                    "C[%d][%d] = %.9g, expected %.9g\n", isas[i], nth, M, N,
+                                    K, a_cols ? "A by columns" : "A by rows", init, ind, m, n,
                                     (double)got[m * ldc + n], (double)w);
                         fail();
                     }
@@ -80,6 +100,7 @@ static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, ui
         }
     }
     brisk_gemm_set_isa(NULL);
+    free(rows);
     free(A);
     free(B);
     free(C0);
@@ -101,8 +122,9 @@ static void test_every_path_and_split_is_the_fma_chain(void **state)
     for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
         for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
             for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++, seed += 4)
-                paths = check_shape(Ms[a], Ns[b], Ks[c], (int)(seed & 4) != 0,
-                                    (brisk_gemm_init)(seed % 3), seed);
+                for (int ind = 0; ind < 3; ind++)
+                    paths = check_shape(Ms[a], Ns[b], Ks[c], (int)(seed & 4) != 0,
+                                        (brisk_gemm_init)(seed % 3), seed, ind);
     print_message("checked %d code paths (this CPU: %s is the default)\n", paths,
                   brisk_gemm_isa());
     assert_true(paths >= 1);

@@ -1,6 +1,8 @@
-/* Finite-difference gradient checks: for every activation and every loss, the analytic
- * gradient of the batch-mean loss with respect to every weight and bias of a 3-layer MLP
- * agrees with central differences, (L(p + h) - L(p - h)) / 2h. */
+/* Finite-difference gradient checks: for every layer kind, every activation and every loss,
+ * the analytic gradient of the batch-mean loss with respect to every parameter agrees with
+ * central differences, (L(p + h) - L(p - h)) / 2h, computed with the same training pass
+ * (the same dropout mask, the same batch statistics). Parameters of the first layers check
+ * the input gradients of every layer above them. */
 #include "test_util.h"
 
 #include "brisk/model.h"
@@ -11,98 +13,162 @@
 
 #define ROWS 5
 
-static double batch_loss(const brisk_model *m, const float *params, brisk_workspace *ws,
-                         const float *x, const uint8_t *y)
+typedef struct check {
+    brisk_model *m;
+    brisk_workspace *ws;
+    float *p, *buf, *g, *x;
+    uint8_t y[ROWS];
+    brisk_pass_keys keys;
+} check;
+
+static double batch_loss(check *c)
 {
-    const int D = brisk_model_get_config(m)->widths[0];
-    memcpy(brisk_workspace_input(ws), x, sizeof(float) * ROWS * (size_t)D);
+    const size_t D = brisk_shape_size(brisk_model_get_config(c->m)->input);
+    memcpy(brisk_workspace_input(c->ws), c->x, sizeof(float) * ROWS * D);
     brisk_metrics acc = {0};
-    brisk_model_forward(m, params, ws, ROWS, BRISK_PASS_EVAL, NULL);
-    brisk_model_loss(m, ws, y, ROWS, 0.0f, &acc, NULL);
+    float stats[4096];
+    brisk_model_forward(c->m, c->p, c->buf, c->ws, ROWS, BRISK_PASS_TRAIN, &c->keys, stats,
+                        NULL);
+    brisk_model_loss(c->m, c->ws, c->y, ROWS, 0.0f, &acc, NULL);
     return acc.loss_sum / ROWS;
 }
 
-static void gradcheck(brisk_act act, brisk_loss loss, int C)
+/* Builds spec on input, checks every parameter (or every `every`-th of large tensors). */
+static void gradcheck(const char *spec, brisk_shape input, brisk_loss loss, double tol)
 {
-    brisk_model_config cfg = {.n_layers = 3, .widths = {6, 5, 4, C}, .act = act, .loss = loss};
-    brisk_model *m;
-    brisk_workspace *ws;
-    assert_int_equal(brisk_model_create(&cfg, &m), BRISK_OK);
-    assert_int_equal(brisk_workspace_create(m, ROWS, &ws), BRISK_OK);
-    float *p = brisk_slab_alloc(m), *g = brisk_slab_alloc(m);
-    assert_non_null(p);
-    assert_non_null(g);
-    brisk_model_init_params(m, 11, p);
-    /* Non-zero biases, so that their gradients are exercised away from the origin. */
-    for (int l = 0; l < 3; l++) {
-        const brisk_tensor_view *b = brisk_model_bias(m, l);
-        for (int j = 0; j < b->cols; j++)
-            p[b->offset + j] = 0.3f * brisk_rng_normal(5, 9, (uint32_t)l, (uint64_t)j);
+    check c;
+    memset(&c, 0, sizeof c);
+    brisk_model_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    assert_int_equal(brisk_model_config_set(&cfg, spec, input), BRISK_OK);
+    cfg.loss = loss;
+    if (brisk_model_create(&cfg, &c.m) != BRISK_OK) {
+        print_error("%s: %s\n", spec, brisk_error_detail());
+        fail();
     }
-    float x[ROWS * 6];
-    uint8_t y[ROWS];
-    for (int i = 0; i < ROWS * 6; i++)
-        x[i] = brisk_rng_normal(3, 9, 9, (uint64_t)i);
+    assert_int_equal(brisk_workspace_create(c.m, ROWS, &c.ws), BRISK_OK);
+    c.p = brisk_slab_alloc(c.m);
+    c.g = brisk_slab_alloc(c.m);
+    c.buf = brisk_buffers_alloc(c.m);
+    assert_true(c.p && c.g && c.buf);
+    assert_true(brisk_model_stats_len(c.m) <= 4096);
+    brisk_model_init_params(c.m, 11, c.p, c.buf);
+    /* Biases and normalisation parameters away from 0 and 1, so their gradients matter. */
+    for (int t = 0; t < brisk_model_num_tensors(c.m); t++) {
+        const brisk_tensor_view *v = brisk_model_tensor(c.m, t);
+        if (v->buffer || v->init == BRISK_TENSOR_FAN)
+            continue;
+        for (size_t i = 0; i < v->count; i++)
+            c.p[v->offset + i] += 0.3f * brisk_rng_normal(5, 9, (uint32_t)t, (uint64_t)i);
+    }
+    const size_t D = brisk_shape_size(input);
+    c.x = malloc(sizeof(float) * ROWS * D);
+    assert_non_null(c.x);
+    for (size_t i = 0; i < ROWS * D; i++)
+        c.x[i] = brisk_rng_normal(3, 9, 9, (uint64_t)i);
+    const int C = brisk_model_outputs(c.m);
     for (int i = 0; i < ROWS; i++)
-        y[i] = (uint8_t)(C == 1 ? i % 2 : i % C);
+        c.y[i] = (uint8_t)(C == 1 ? i % 2 : i % C);
+    c.keys = (brisk_pass_keys){.seed = 7, .step = 3, .sample0 = 10};
 
-    memcpy(brisk_workspace_input(ws), x, sizeof x);
+    memcpy(brisk_workspace_input(c.ws), c.x, sizeof(float) * ROWS * D);
     brisk_metrics acc = {0};
-    brisk_model_forward(m, p, ws, ROWS, BRISK_PASS_TRAIN, NULL);
-    brisk_model_loss(m, ws, y, ROWS, 1.0f / ROWS, &acc, NULL);
-    brisk_model_backward(m, p, ws, ROWS, g, NULL);
+    float stats[4096];
+    brisk_model_forward(c.m, c.p, c.buf, c.ws, ROWS, BRISK_PASS_TRAIN, &c.keys, stats, NULL);
+    brisk_model_loss(c.m, c.ws, c.y, ROWS, 1.0f / ROWS, &acc, NULL);
+    brisk_model_backward(c.m, c.p, c.buf, c.ws, ROWS, c.g, NULL);
 
     const float h = 2e-3f;
     int checked = 0;
-    for (int t = 0; t < brisk_model_num_tensors(m); t++) {
-        const brisk_tensor_view *v = brisk_model_tensor(m, t);
-        for (int k = 0; k < v->rows * v->cols; k++) {
-            float *pk = &p[v->offset + (size_t)k];
+    for (int t = 0; t < brisk_model_num_tensors(c.m); t++) {
+        const brisk_tensor_view *v = brisk_model_tensor(c.m, t);
+        if (v->buffer)
+            continue;
+        const size_t every = v->count > 200 ? v->count / 97 : 1;
+        for (size_t k = 0; k < v->count; k += every) {
+            float *pk = &c.p[v->offset + k];
             const float saved = *pk;
             *pk = saved + h;
-            double lp = batch_loss(m, p, ws, x, y);
+            const double lp = batch_loss(&c);
             *pk = saved - h;
-            double lm = batch_loss(m, p, ws, x, y);
+            const double lm = batch_loss(&c);
             *pk = saved;
-            double num = (lp - lm) / (2.0 * h);
-            double ana = g[v->offset + (size_t)k];
-            if (!(fabs(num - ana) <= 2e-3 + 2e-2 * fabs(num))) {
-                print_error("act %s loss %s C %d: %s[%d]: analytic %.6g, numeric %.6g\n",
-                            brisk_act_name(act), brisk_loss_name(loss), C, v->name, k, ana, num);
+            const double num = (lp - lm) / (2.0 * h), ana = c.g[v->offset + k];
+            if (!(fabs(num - ana) <= tol + 2e-2 * fabs(num))) {
+                print_error("%s, loss %s: %s[%zu]: analytic %.6g, numeric %.6g\n", spec,
+                            brisk_loss_name(loss), v->name, k, ana, num);
                 fail();
             }
             checked++;
         }
     }
-    assert_int_equal(checked, (int)brisk_model_num_params(m));
-    brisk_slab_free(p);
-    brisk_slab_free(g);
-    brisk_workspace_destroy(ws);
-    brisk_model_destroy(m);
+    assert_true(checked > 0);
+    free(c.x);
+    brisk_slab_free(c.p);
+    brisk_slab_free(c.g);
+    brisk_slab_free(c.buf);
+    brisk_workspace_destroy(c.ws);
+    brisk_model_destroy(c.m);
 }
 
-static void test_every_activation_and_loss(void **state)
+static void test_mlp_every_activation_and_loss(void **state)
 {
     (void)state;
-    const brisk_act acts[] = {BRISK_ACT_RELU, BRISK_ACT_GELU, BRISK_ACT_TANH, BRISK_ACT_SIGMOID};
+    const char *const acts[] = {"relu", "gelu", "tanh", "sigmoid", "leaky_relu:0.1"};
     const brisk_loss losses[] = {BRISK_LOSS_SOFTMAX_CE, BRISK_LOSS_BCE_LOGITS, BRISK_LOSS_MSE};
-    for (int a = 0; a < 4; a++)
-        for (int l = 0; l < 3; l++)
-            gradcheck(acts[a], losses[l], 3);
+    for (int a = 0; a < 5; a++)
+        for (int l = 0; l < 3; l++) {
+            char spec[128];
+            snprintf(spec, sizeof spec, "dense:5,%s,dense:4,%s,dense:3", acts[a], acts[a]);
+            gradcheck(spec, brisk_shape_vec(6), losses[l], 2e-3);
+        }
+    gradcheck("dense:5,tanh,dense:1", brisk_shape_vec(6), BRISK_LOSS_BCE_LOGITS, 2e-3);
+    gradcheck("dense:5,gelu,dense:1", brisk_shape_vec(6), BRISK_LOSS_MSE, 2e-3);
+    gradcheck("dense:5:nobias,tanh,dense:3:nobias", brisk_shape_vec(6), BRISK_LOSS_SOFTMAX_CE,
+              2e-3);
 }
 
-static void test_single_output_losses(void **state)
+static void test_conv_and_pooling(void **state)
 {
     (void)state;
-    gradcheck(BRISK_ACT_TANH, BRISK_LOSS_BCE_LOGITS, 1);
-    gradcheck(BRISK_ACT_GELU, BRISK_LOSS_MSE, 1);
+    const brisk_shape img = brisk_shape_img(2, 7, 7);
+    /* Padded and unpadded, strided, without bias; max, average and global pooling; the
+     * activations fused into the products and standing alone (after pooling). */
+    gradcheck("conv:3:3:pad1,tanh,maxpool:2,conv:4:2,gelu,flatten,dense:3", img,
+              BRISK_LOSS_SOFTMAX_CE, 3e-3);
+    gradcheck("conv:3:3:s2:pad1:nobias,sigmoid,avgpool:2:s1,flatten,dense:3", img,
+              BRISK_LOSS_SOFTMAX_CE, 3e-3);
+    gradcheck("conv:4:3,leaky_relu:0.2,maxpool:3:s2,tanh,gap,flatten,dense:3", img,
+              BRISK_LOSS_MSE, 3e-3);
+    gradcheck("conv:2:1,tanh,conv:3:5:pad2:s3,flatten,dense:3", img, BRISK_LOSS_BCE_LOGITS,
+              3e-3);
+    /* Stride 1 after another layer: the input gradient read from the padded dy in place,
+     * with padding below, equal to and above K - 1. */
+    gradcheck("conv:2:3,tanh,conv:3:3:pad1,sigmoid,conv:2:2:pad3,flatten,dense:3", img,
+              BRISK_LOSS_SOFTMAX_CE, 3e-3);
+    gradcheck("conv:3:3:pad1,tanh,conv:4:3:pad2:nobias,gelu,avgpool:2,flatten,dense:3", img,
+              BRISK_LOSS_SOFTMAX_CE, 3e-3);
+}
+
+static void test_normalisation_and_dropout(void **state)
+{
+    (void)state;
+    const brisk_shape img = brisk_shape_img(2, 6, 6);
+    gradcheck("conv:3:3:pad1,batchnorm,tanh,flatten,dense:4,batchnorm,gelu,dense:3", img,
+              BRISK_LOSS_SOFTMAX_CE, 3e-3);
+    gradcheck("conv:3:3,layernorm,tanh,flatten,dense:4,layernorm,sigmoid,dense:3", img,
+              BRISK_LOSS_SOFTMAX_CE, 3e-3);
+    gradcheck("dense:8,tanh,dropout:0.4,dense:5,gelu,dropout:0.2,dense:3", brisk_shape_vec(6),
+              BRISK_LOSS_SOFTMAX_CE, 2e-3);
 }
 
 /* The loss values themselves, against hand-computed ones for one sample. */
 static void test_loss_values(void **state)
 {
     (void)state;
-    brisk_model_config cfg = {.n_layers = 1, .widths = {2, 3}, .act = BRISK_ACT_RELU};
+    brisk_model_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    assert_int_equal(brisk_model_config_set(&cfg, "dense:3", brisk_shape_vec(2)), BRISK_OK);
     const float logits_x[2] = {1.0f, 0.0f};
     const uint8_t y = 2;
     /* W = [[1,0],[2,0],[0,0]], b = [0, 0, 0.5]: logits = (1, 2, 0.5) */
@@ -113,13 +179,15 @@ static void test_loss_values(void **state)
         assert_int_equal(brisk_model_create(&cfg, &m), BRISK_OK);
         assert_int_equal(brisk_workspace_create(m, 1, &ws), BRISK_OK);
         float *p = brisk_slab_alloc(m);
-        const brisk_tensor_view *w = brisk_model_weight(m, 0), *b = brisk_model_bias(m, 0);
+        const brisk_tensor_view *w = brisk_model_find_tensor(m, "0.weight");
+        const brisk_tensor_view *b = brisk_model_find_tensor(m, "0.bias");
+        assert_true(w && b);
         p[w->offset + 0] = 1.0f;
         p[w->offset + 2] = 2.0f;
         p[b->offset + 2] = 0.5f;
         memcpy(brisk_workspace_input(ws), logits_x, sizeof logits_x);
         brisk_metrics acc = {0};
-        brisk_model_forward(m, p, ws, 1, BRISK_PASS_EVAL, NULL);
+        brisk_model_forward(m, p, NULL, ws, 1, BRISK_PASS_EVAL, NULL, NULL, NULL);
         brisk_model_loss(m, ws, &y, 1, 0.0f, &acc, NULL);
         const double z[3] = {1, 2, 0.5}, t[3] = {0, 0, 1};
         double want = 0;
@@ -141,12 +209,74 @@ static void test_loss_values(void **state)
     }
 }
 
+/* Layer lists: what is refused, and where the message points. */
+static void test_descriptions(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *spec, *detail;
+    } bad[] = {
+        {"conv:32:3,relu,maxpol:2", "item 3 'maxpol:2': unknown layer 'maxpol'"},
+        {"conv:32", "item 1 'conv:32': expected conv:OUT:K"},
+        {"conv:32:3:pad9x", "unknown option 'pad9x'"},
+        {"dense:0", "UNITS in 1..65536"},
+        {"dropout:1.5", "P in [0, 1)"},
+        {"relu:3", "relu takes no arguments"},
+        {"conv:8:3,,dense:10", "item 2 '': empty"},
+    };
+    brisk_model_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(brisk_model_config_set(&cfg, bad[i].spec, brisk_shape_img(1, 28, 28)),
+                         BRISK_EINVAL);
+        if (!strstr(brisk_error_detail(), bad[i].detail)) {
+            print_error("'%s': '%s' lacks '%s'\n", bad[i].spec, brisk_error_detail(),
+                        bad[i].detail);
+            fail();
+        }
+    }
+    /* Shapes are checked when the model is built, naming the layer. */
+    brisk_model *m;
+    assert_int_equal(brisk_model_config_set(&cfg, "conv:8:3,dense:10", brisk_shape_img(1, 28, 28)),
+                     BRISK_OK);
+    assert_int_equal(brisk_model_create(&cfg, &m), BRISK_EINVAL);
+    assert_non_null(strstr(brisk_error_detail(), "item 2 'dense:10'"));
+    assert_non_null(strstr(brisk_error_detail(), "put flatten"));
+    assert_int_equal(brisk_model_config_set(&cfg, "maxpool:2,conv:8:3", brisk_shape_vec(10)),
+                     BRISK_OK);
+    assert_int_equal(brisk_model_create(&cfg, &m), BRISK_EINVAL);
+    assert_non_null(strstr(brisk_error_detail(), "item 1 'maxpool:2'"));
+    /* The preset and the builder give the same model as the list. */
+    brisk_model_config a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    assert_int_equal(brisk_model_config_set(&a, "cnn", brisk_shape_img(1, 28, 28)), BRISK_OK);
+    b.input = brisk_shape_img(1, 28, 28);
+    const char *items[] = {"conv:32:3:pad1", "relu", "maxpool:2", "conv:64:3:pad1", "relu",
+                           "maxpool:2", "flatten", "dense:128", "relu", "dropout:0.3",
+                           "dense:10"};
+    for (size_t i = 0; i < sizeof items / sizeof *items; i++)
+        assert_int_equal(brisk_model_config_add(&b, items[i]), BRISK_OK);
+    assert_string_equal(a.spec, b.spec);
+    assert_int_equal(brisk_model_create(&a, &m), BRISK_OK);
+    char desc[BRISK_MODEL_SPEC_MAX], summary[4096];
+    brisk_model_describe(m, desc, sizeof desc);
+    assert_string_equal(desc, a.spec);
+    brisk_model_summary(m, summary, sizeof summary);
+    assert_non_null(strstr(summary, "(64, 7, 7)"));
+    assert_int_equal(brisk_model_num_params(m), 32 * 9 + 32 + 64 * 32 * 9 + 64 + 3136 * 128 +
+                                                    128 + 128 * 10 + 10);
+    brisk_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_activation_and_loss),
-        cmocka_unit_test(test_single_output_losses),
+        cmocka_unit_test(test_mlp_every_activation_and_loss),
+        cmocka_unit_test(test_conv_and_pooling),
+        cmocka_unit_test(test_normalisation_and_dropout),
         cmocka_unit_test(test_loss_values),
+        cmocka_unit_test(test_descriptions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

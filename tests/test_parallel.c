@@ -207,8 +207,7 @@ static void test_threads_bitwise_identical_and_match_reference(void **state)
 
     brisk_trainer_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    assert_int_equal(brisk_model_parse_widths("20-16-12-5", &cfg.model), BRISK_OK);
-    cfg.model.act = BRISK_ACT_TANH;
+    assert_int_equal(brisk_model_config_mlp(&cfg.model, "20-16-12-5", BRISK_ACT_TANH), BRISK_OK);
     cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
     cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
     cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, LR, 0, 0, 0, 0, 0};
@@ -285,13 +284,12 @@ enum { BIG_STEPS = 2 };
 
 /* Trains `steps` steps at each batch size on a copy of the model per thread count and checks
  * that parameters, m and v and every step's loss and norm are bitwise the same for all. */
-static void check_model_any_threads(const char *widths, const int *batches, int n_batches,
-                                    int micro, int steps)
+static void check_model_any_threads(const char *widths, brisk_shape input, const int *batches,
+                                    int n_batches, int micro, int steps)
 {
     brisk_trainer_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    assert_int_equal(brisk_model_parse_widths(widths, &cfg.model), BRISK_OK);
-    cfg.model.act = BRISK_ACT_RELU;
+    assert_int_equal(brisk_model_config_set(&cfg.model, widths, input), BRISK_OK);
     cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
     cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
     cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
@@ -302,7 +300,10 @@ static void check_model_any_threads(const char *widths, const int *batches, int 
         max_batch = batches[b] > max_batch ? batches[b] : max_batch;
     cfg.batch = max_batch;
     brisk_dataset ds;
-    const int d_in = cfg.model.widths[0], classes = cfg.model.widths[cfg.model.n_layers];
+    brisk_model *probe;
+    assert_int_equal(brisk_model_create(&cfg.model, &probe), BRISK_OK);
+    const int d_in = (int)brisk_shape_size(input), classes = brisk_model_outputs(probe);
+    brisk_model_destroy(probe);
     assert_int_equal(brisk_dataset_synthetic(2 * max_batch, d_in, classes, 50.0f, 8, 0, &ds),
                      BRISK_OK);
     int32_t *idx = malloc(sizeof(int32_t) * 2 * (size_t)max_batch);
@@ -333,13 +334,17 @@ static void check_model_any_threads(const char *widths, const int *batches, int 
         }
     }
     const size_t bytes = brisk_model_slab_len(brisk_trainer_model(tr[0])) * sizeof(float);
+    const size_t bbytes = brisk_model_buffers_len(brisk_trainer_model(tr[0])) * sizeof(float);
     for (int k = 1; k < NT; k++) {
         assert_memory_equal(brisk_trainer_params(tr[k]), brisk_trainer_params(tr[0]), bytes);
         assert_memory_equal(brisk_trainer_opt_m(tr[k]), brisk_trainer_opt_m(tr[0]), bytes);
         assert_memory_equal(brisk_trainer_opt_v(tr[k]), brisk_trainer_opt_v(tr[0]), bytes);
+        if (bbytes) /* running statistics */
+            assert_memory_equal(brisk_trainer_buffers(tr[k]), brisk_trainer_buffers(tr[0]),
+                                bbytes);
     }
     /* Monitoring (activation statistics, predictions) is T-independent too. */
-    const int L = cfg.model.n_layers;
+    const int L = brisk_model_num_layers(brisk_trainer_model(tr[0]));
     double mean0[BRISK_MAX_LAYERS], std0[BRISK_MAX_LAYERS], mean1[BRISK_MAX_LAYERS],
         std1[BRISK_MAX_LAYERS];
     int32_t *pred0 = malloc(sizeof(int32_t) * 2 * (size_t)max_batch);
@@ -369,14 +374,26 @@ static void test_small_model_any_threads(void **state)
     (void)state;
     /* S = 2, 3 (the last one partial), 1 and 5 (partial) shards of 64. */
     const int batches[] = {128, 150, 64, 300};
-    check_model_any_threads("784-256-128-10", batches, 4, 64, 3);
+    check_model_any_threads("784-256-128-10", brisk_shape_vec(784), batches, 4, 64, 3);
 }
 
 static void test_large_model_any_threads(void **state)
 {
     (void)state;
     const int batches[] = {256, 200};
-    check_model_any_threads("784-1024-1024-10", batches, 2, 64, BIG_STEPS);
+    check_model_any_threads("784-1024-1024-10", brisk_shape_vec(784), batches, 2, 64,
+                            BIG_STEPS);
+}
+
+/* A CNN with batch normalisation (statistics per shard, running statistics merged in shard
+ * order) and dropout (counter-based masks). */
+static void test_cnn_any_threads(void **state)
+{
+    (void)state;
+    const int batches[] = {48, 40, 16};
+    check_model_any_threads("conv:6:3:pad1,batchnorm,relu,maxpool:2,conv:8:3:s2,relu,flatten,"
+                            "dense:16,relu,dropout:0.3,dense:5",
+                            brisk_shape_img(1, 12, 12), batches, 3, 16, 2);
 }
 
 /* Every code path of the matrix kernel trains the same bits. */
@@ -386,8 +403,8 @@ static void test_kernels_same_training(void **state)
     static const char *const isas[] = {"avx512", "avx2", "portable"};
     brisk_trainer_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    assert_int_equal(brisk_model_parse_widths("100-40-30-7", &cfg.model), BRISK_OK);
-    cfg.model.act = BRISK_ACT_GELU;
+    assert_int_equal(brisk_model_config_mlp(&cfg.model, "100-40-30-7", BRISK_ACT_GELU),
+                     BRISK_OK);
     cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
     cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAMW);
     cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-2f, 0, 0, 0, 0, 0};
@@ -436,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_threads_bitwise_identical_and_match_reference),
         cmocka_unit_test(test_small_model_any_threads),
         cmocka_unit_test(test_large_model_any_threads),
+        cmocka_unit_test(test_cnn_any_threads),
         cmocka_unit_test(test_kernels_same_training),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,8 +15,7 @@ static brisk_trainer_config small_config(int batch, int micro)
 {
     brisk_trainer_config c;
     memset(&c, 0, sizeof c);
-    assert_int_equal(brisk_model_parse_widths("64-32-16-4", &c.model), BRISK_OK);
-    c.model.act = BRISK_ACT_RELU;
+    assert_int_equal(brisk_model_config_mlp(&c.model, "64-32-16-4", BRISK_ACT_RELU), BRISK_OK);
     c.model.loss = BRISK_LOSS_SOFTMAX_CE;
     c.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
     c.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
@@ -35,23 +34,25 @@ static void test_init_depends_on_seed_only(void **state)
     brisk_model *m;
     assert_int_equal(brisk_model_create(&c.model, &m), BRISK_OK);
     float *a = brisk_slab_alloc(m), *b = brisk_slab_alloc(m);
-    brisk_model_init_params(m, SEED, a);
-    brisk_model_init_params(m, SEED, b);
+    brisk_model_init_params(m, SEED, a, NULL);
+    brisk_model_init_params(m, SEED, b, NULL);
     assert_memory_equal(a, b, brisk_model_slab_len(m) * sizeof(float));
-    brisk_model_init_params(m, SEED + 1, b);
+    brisk_model_init_params(m, SEED + 1, b, NULL);
     assert_true(memcmp(a, b, brisk_model_slab_len(m) * sizeof(float)) != 0);
     brisk_model_destroy(m);
     brisk_slab_free(a);
     brisk_slab_free(b);
 
     /* He: std sqrt(2 / fan_in); Glorot: |w| <= sqrt(6 / (fan_in + fan_out)), var a^2 / 3. */
-    brisk_model_config big = {.n_layers = 1, .widths = {400, 300}, .act = BRISK_ACT_RELU};
+    brisk_model_config big;
+    memset(&big, 0, sizeof big);
+    assert_int_equal(brisk_model_config_mlp(&big, "400-300", BRISK_ACT_RELU), BRISK_OK);
     for (int init = BRISK_INIT_HE; init <= BRISK_INIT_GLOROT; init++) {
         big.init = (brisk_init)init;
         assert_int_equal(brisk_model_create(&big, &m), BRISK_OK);
         float *p = brisk_slab_alloc(m);
-        brisk_model_init_params(m, SEED, p);
-        const brisk_tensor_view *w = brisk_model_weight(m, 0);
+        brisk_model_init_params(m, SEED, p, NULL);
+        const brisk_tensor_view *w = brisk_model_find_tensor(m, "0.weight");
         double s = 0, s2 = 0, amax = 0;
         const int n = w->rows * w->cols;
         for (int i = 0; i < n; i++) {
@@ -66,7 +67,7 @@ static void test_init_depends_on_seed_only(void **state)
         assert_close(s2 / n, want_var, 0.03, 0);
         if (init == BRISK_INIT_GLOROT)
             assert_true(amax <= lim);
-        const brisk_tensor_view *b0 = brisk_model_bias(m, 0);
+        const brisk_tensor_view *b0 = brisk_model_find_tensor(m, "0.bias");
         for (int j = 0; j < b0->cols; j++)
             assert_true(p[b0->offset + (size_t)j] == 0.0f);
         brisk_slab_free(p);
@@ -78,8 +79,8 @@ static void test_views_are_aligned_and_disjoint(void **state)
 {
     (void)state;
     brisk_model_config c;
-    assert_int_equal(brisk_model_parse_widths("784-256-128-10", &c), BRISK_OK);
-    c.act = BRISK_ACT_RELU;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(brisk_model_config_mlp(&c, "784-256-128-10", BRISK_ACT_RELU), BRISK_OK);
     c.loss = BRISK_LOSS_SOFTMAX_CE;
     c.init = BRISK_INIT_AUTO;
     brisk_model *m;
@@ -93,16 +94,19 @@ static void test_views_are_aligned_and_disjoint(void **state)
         end = v->offset + (size_t)v->rows * (size_t)v->cols;
     }
     assert_true(end <= brisk_model_slab_len(m));
-    assert_string_equal(brisk_model_weight(m, 1)->name, "dense1.weight");
+    /* Named as torch.nn.Sequential names them: Linear, ReLU, Linear, ReLU, Linear. */
+    assert_non_null(brisk_model_find_tensor(m, "2.weight"));
+    assert_non_null(brisk_model_find_tensor(m, "4.bias"));
+    assert_string_equal(c.spec, "dense:256,relu,dense:128,relu,dense:10");
     float *slab = brisk_slab_alloc(m);
     assert_int_equal((uintptr_t)slab % 64, 0);
     brisk_slab_free(slab);
     brisk_model_destroy(m);
     /* Bad specs are refused with a reason. */
-    assert_int_equal(brisk_model_parse_widths("784--10", &c), BRISK_EINVAL);
-    assert_int_equal(brisk_model_parse_widths("784", &c), BRISK_EINVAL);
-    assert_int_equal(brisk_model_parse_widths("784-0-10", &c), BRISK_EINVAL);
-    assert_int_equal(brisk_model_parse_widths("784-10x", &c), BRISK_EINVAL);
+    assert_int_equal(brisk_model_config_mlp(&c, "784--10", BRISK_ACT_RELU), BRISK_EINVAL);
+    assert_int_equal(brisk_model_config_mlp(&c, "784", BRISK_ACT_RELU), BRISK_EINVAL);
+    assert_int_equal(brisk_model_config_mlp(&c, "784-0-10", BRISK_ACT_RELU), BRISK_EINVAL);
+    assert_int_equal(brisk_model_config_mlp(&c, "784-10x", BRISK_ACT_RELU), BRISK_EINVAL);
     assert_non_null(strstr(brisk_error_detail(), "784-10x"));
 }
 

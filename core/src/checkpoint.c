@@ -21,25 +21,57 @@
 #error "checkpoint.c writes tensors in host order, which must be little-endian"
 #endif
 
-enum { SLAB_PARAMS, SLAB_M, SLAB_V, N_SLABS };
-static const char *const slab_prefix[N_SLABS] = {"", "optim.m.", "optim.v."};
+/* What a checkpoint holds, in file order: every trained tensor, then the optimizer's m and v
+ * of each ("optim.m.<name>", "optim.v.<name>"), then the buffers (running statistics), then
+ * for each batch normalisation its num_batches_tracked (an int64 scalar, as PyTorch keeps
+ * it: the optimizer steps). Save and load walk the same list. */
+typedef struct entry {
+    char name[80];
+    int i64;                       /* an int64 scalar (num_batches_tracked), else float32 */
+    const brisk_tensor_view *view; /* float32: the tensor */
+    int slab;                      /* 0 params, 1 m, 2 v, 3 buffers */
+    size_t bytes;
+} entry;
 
-static size_t view_count(const brisk_tensor_view *v)
+enum { SLAB_PARAMS, SLAB_M, SLAB_V, SLAB_BUFFERS, N_SLABS };
+static const char *const slab_prefix[N_SLABS] = {"", "optim.m.", "optim.v.", ""};
+
+/* The entries of m (malloc'd; *n of them), or NULL when out of memory. */
+static entry *list_entries(const brisk_model *m, size_t *n)
 {
-    return (size_t)v->rows * (size_t)v->cols;
+    const int nt = brisk_model_num_tensors(m);
+    entry *e = calloc(4 * (size_t)nt + (size_t)brisk_model_num_layers(m) + 1, sizeof *e);
+    if (!e)
+        return NULL;
+    size_t k = 0;
+    for (int s = SLAB_PARAMS; s <= SLAB_BUFFERS; s++)
+        for (int t = 0; t < nt; t++) {
+            const brisk_tensor_view *v = brisk_model_tensor(m, t);
+            if (v->buffer != (s == SLAB_BUFFERS))
+                continue;
+            snprintf(e[k].name, sizeof e[k].name, "%s%s", slab_prefix[s], v->name);
+            e[k].view = v;
+            e[k].slab = s;
+            e[k].bytes = v->count * sizeof(float);
+            k++;
+        }
+    for (int l = 0; l < brisk_model_num_layers(m); l++)
+        if (!strcmp(brisk_model_layer(m, l)->ops->kind, "batchnorm")) {
+            snprintf(e[k].name, sizeof e[k].name, "%d.num_batches_tracked", l);
+            e[k].i64 = 1;
+            e[k].bytes = 8;
+            k++;
+        }
+    *n = k;
+    return e;
 }
 
-static int is_bias(const brisk_tensor_view *v)
+static void shape_text(brisk_shape s, char *buf, size_t size)
 {
-    const size_t n = strlen(v->name);
-    return n > 5 && strcmp(v->name + n - 5, ".bias") == 0;
-}
-
-static void model_spec(const brisk_model_config *mc, char *buf, size_t size)
-{
-    size_t at = 0;
-    for (int i = 0; i <= mc->n_layers && at < size; i++)
-        at += (size_t)snprintf(buf + at, size - at, i ? "-%d" : "%d", mc->widths[i]);
+    if (s.rank == 3)
+        snprintf(buf, size, "%dx%dx%d", s.c, s.h, s.w);
+    else
+        snprintf(buf, size, "%d", s.c);
 }
 
 /* The header is covered by its own CRC-32C: over the 8-byte size field and the JSON text with
@@ -56,18 +88,6 @@ static uint32_t header_crc(const char *header, size_t len)
     return brisk_crc32c(brisk_crc32c(0, size_le, 8), header, len);
 }
 
-/* The data section's CRC-32C, tensor by tensor in file order. */
-static uint32_t data_crc(const brisk_model *m, const float *const slabs[N_SLABS])
-{
-    uint32_t crc = 0;
-    for (int s = 0; s < N_SLABS; s++)
-        for (int k = 0; k < brisk_model_num_tensors(m); k++) {
-            const brisk_tensor_view *v = brisk_model_tensor(m, k);
-            crc = brisk_crc32c(crc, slabs[s] + v->offset, view_count(v) * sizeof(float));
-        }
-    return crc;
-}
-
 static int add_meta(cJSON *meta, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -82,20 +102,22 @@ static int add_meta(cJSON *meta, const char *key, const char *fmt, ...)
 }
 
 /* The JSON header, padded with spaces so that the data starts at a multiple of 8. */
-static char *build_header(const brisk_model *m, const float *const slabs[N_SLABS],
-                          const brisk_ckpt_position *pos, const char *config, size_t *len)
+static char *build_header(const brisk_model *m, const entry *e, size_t n_entries,
+                          uint32_t data_crc, const brisk_ckpt_position *pos, const char *config,
+                          size_t *len)
 {
     const brisk_model_config *mc = brisk_model_get_config(m);
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
-    char spec[BRISK_MAX_LAYERS * 8 + 8];
-    model_spec(mc, spec, sizeof spec);
+    char spec[BRISK_MODEL_SPEC_MAX], input[64];
+    brisk_model_describe(m, spec, sizeof spec);
+    shape_text(mc->input, input, sizeof input);
     int ok = root && meta && cJSON_AddItemToObject(root, "__metadata__", meta);
     if (!ok)
         cJSON_Delete(meta);
     ok = ok && add_meta(meta, "format", "pt") && add_meta(meta, "brisk.version", "2") &&
          add_meta(meta, "brisk.header_crc32c", HEADER_CRC_PLACEHOLDER) &&
          add_meta(meta, "brisk.model", "%s", spec) &&
-         add_meta(meta, "brisk.act", "%s", brisk_act_name(mc->act)) &&
+         add_meta(meta, "brisk.input", "%s", input) &&
          add_meta(meta, "brisk.loss", "%s", brisk_loss_name(mc->loss)) &&
          add_meta(meta, "brisk.epoch", "%" PRId64, pos->epoch) &&
          add_meta(meta, "brisk.batch", "%" PRId64, pos->batch) &&
@@ -104,29 +126,28 @@ static char *build_header(const brisk_model *m, const float *const slabs[N_SLABS
          add_meta(meta, "brisk.train_loss_sum", "%.17g", pos->train.loss_sum) &&
          add_meta(meta, "brisk.train_correct", "%" PRId64, pos->train.correct) &&
          add_meta(meta, "brisk.train_count", "%" PRId64, pos->train.count) &&
-         add_meta(meta, "brisk.data_crc32c", "%08x", (unsigned)data_crc(m, slabs)) &&
+         add_meta(meta, "brisk.data_crc32c", "%08x", (unsigned)data_crc) &&
          (!config || cJSON_AddStringToObject(meta, "brisk.config", config));
     size_t off = 0;
-    for (int s = 0; ok && s < N_SLABS; s++)
-        for (int k = 0; ok && k < brisk_model_num_tensors(m); k++) {
-            const brisk_tensor_view *v = brisk_model_tensor(m, k);
-            char name[64];
-            snprintf(name, sizeof name, "%s%s", slab_prefix[s], v->name);
-            const size_t bytes = view_count(v) * sizeof(float);
-            cJSON *t = cJSON_AddObjectToObject(root, name);
-            const double shape[2] = {v->rows, v->cols}, offs[2] = {(double)off, (double)(off + bytes)};
-            cJSON *sh = is_bias(v) ? cJSON_CreateDoubleArray(shape + 1, 1)
-                                   : cJSON_CreateDoubleArray(shape, 2);
-            cJSON *of = cJSON_CreateDoubleArray(offs, 2);
-            ok = t && sh && of && cJSON_AddStringToObject(t, "dtype", "F32");
-            ok = ok && cJSON_AddItemToObject(t, "shape", sh);
-            if (!ok)
-                cJSON_Delete(sh);
-            ok = ok && cJSON_AddItemToObject(t, "data_offsets", of);
-            if (!ok)
-                cJSON_Delete(of);
-            off += bytes;
-        }
+    for (size_t k = 0; ok && k < n_entries; k++) {
+        cJSON *t = cJSON_AddObjectToObject(root, e[k].name);
+        double shape[BRISK_MAX_DIMS];
+        int nd = 0;
+        if (!e[k].i64)
+            for (nd = 0; nd < e[k].view->ndim; nd++)
+                shape[nd] = e[k].view->shape[nd];
+        const double offs[2] = {(double)off, (double)(off + e[k].bytes)};
+        cJSON *sh = nd ? cJSON_CreateDoubleArray(shape, nd) : cJSON_CreateArray();
+        cJSON *of = cJSON_CreateDoubleArray(offs, 2);
+        ok = t && sh && of && cJSON_AddStringToObject(t, "dtype", e[k].i64 ? "I64" : "F32");
+        ok = ok && cJSON_AddItemToObject(t, "shape", sh);
+        if (!ok)
+            cJSON_Delete(sh);
+        ok = ok && cJSON_AddItemToObject(t, "data_offsets", of);
+        if (!ok)
+            cJSON_Delete(of);
+        off += e[k].bytes;
+    }
     char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!json)
@@ -154,15 +175,32 @@ static char *build_header(const brisk_model *m, const float *const slabs[N_SLABS
     return out;
 }
 
-int brisk_checkpoint_save(const char *path, const brisk_model *m, const float *params,
-                          const float *opt_m, const float *opt_v, const brisk_ckpt_position *pos,
-                          const char *config_json)
+/* The bytes of entry k: a slab's tensor, or the int64 step count. */
+static const void *entry_data(const entry *e, const float *const slabs[N_SLABS],
+                              const int64_t *steps)
 {
-    const float *const slabs[N_SLABS] = {params, opt_m, opt_v};
-    size_t hlen;
-    char *header = build_header(m, slabs, pos, config_json, &hlen);
-    if (!header)
+    return e->i64 ? (const void *)steps : (const void *)(slabs[e->slab] + e->view->offset);
+}
+
+int brisk_checkpoint_save(const char *path, const brisk_model *m, const float *params,
+                          const float *opt_m, const float *opt_v, const float *buffers,
+                          const brisk_ckpt_position *pos, const char *config_json)
+{
+    const float *const slabs[N_SLABS] = {params, opt_m, opt_v, buffers};
+    size_t n_entries;
+    entry *e = list_entries(m, &n_entries);
+    if (!e)
         return brisk_error_set(BRISK_ENOMEM, "%s: out of memory for the header", path);
+    const int64_t steps = pos->steps_done;
+    uint32_t crc = 0;
+    for (size_t k = 0; k < n_entries; k++)
+        crc = brisk_crc32c(crc, entry_data(&e[k], slabs, &steps), e[k].bytes);
+    size_t hlen;
+    char *header = build_header(m, e, n_entries, crc, pos, config_json, &hlen);
+    if (!header) {
+        free(e);
+        return brisk_error_set(BRISK_ENOMEM, "%s: out of memory for the header", path);
+    }
     /* The temporary file names its host and process, so that a later run can tell a dead
      * writer's leftovers (brisk_ckpt_clean_temps) even in a directory shared by machines. */
     char tmp[PATH_MAX], host[256];
@@ -170,28 +208,28 @@ int brisk_checkpoint_save(const char *path, const brisk_model *m, const float *p
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%s.%ld", path, host, (long)getpid()) >=
         sizeof tmp) {
         free(header);
+        free(e);
         return brisk_error_set(BRISK_EINVAL, "%s: path too long", path);
     }
     int err = BRISK_OK;
     FILE *f = fopen(tmp, "wb");
     if (!f) {
         free(header);
+        free(e);
         return brisk_error_set(BRISK_EIO, "cannot create %s: %s", tmp, strerror(errno));
     }
     uint8_t size_le[8];
     for (int i = 0; i < 8; i++)
         size_le[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
     int ok = fwrite(size_le, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
-    for (int s = 0; ok && s < N_SLABS; s++)
-        for (int k = 0; ok && k < brisk_model_num_tensors(m); k++) {
-            const brisk_tensor_view *v = brisk_model_tensor(m, k);
-            ok = fwrite(slabs[s] + v->offset, sizeof(float), view_count(v), f) == view_count(v);
-        }
+    for (size_t k = 0; ok && k < n_entries; k++)
+        ok = fwrite(entry_data(&e[k], slabs, &steps), 1, e[k].bytes, f) == e[k].bytes;
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
     const int saved_errno = errno;
     if (fclose(f) != 0)
         ok = 0;
     free(header);
+    free(e);
     if (!ok) {
         err = brisk_error_set(BRISK_EIO, "cannot write %s: %s", tmp,
                               strerror(saved_errno ? saved_errno : errno));
@@ -228,6 +266,7 @@ void brisk_checkpoint_free(brisk_checkpoint *c)
     brisk_slab_free(c->params);
     brisk_slab_free(c->opt_m);
     brisk_slab_free(c->opt_v);
+    brisk_slab_free(c->buffers);
     brisk_model_destroy(c->layout);
     free(c);
 }
@@ -289,51 +328,70 @@ static int check_header_crc(const char *path, char *hdr, size_t hlen)
     return BRISK_OK;
 }
 
-/* Checks one tensor entry of the header against the view; returns its data offset. */
-static int check_tensor(const char *path, const cJSON *root, const char *name,
-                        const brisk_tensor_view *v, uint64_t data_len, uint64_t *begin)
+/* Checks one tensor entry of the header against what the model expects; returns its data
+ * offset. */
+static int check_tensor(const char *path, const cJSON *root, const entry *e, uint64_t data_len,
+                        uint64_t *begin)
 {
+    const char *name = e->name;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, name);
     if (!cJSON_IsObject(t))
         return brisk_error_set(BRISK_EMISMATCH, "%s: tensor %s is missing", path, name);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(t, "dtype");
-    if (!cJSON_IsString(dt) || strcmp(dt->valuestring, "F32") != 0)
-        return brisk_error_set(BRISK_EMISMATCH, "%s: tensor %s has dtype %s, expected F32", path,
-                               name, cJSON_IsString(dt) ? dt->valuestring : "(none)");
+    const char *want_dt = e->i64 ? "I64" : "F32";
+    if (!cJSON_IsString(dt) || strcmp(dt->valuestring, want_dt) != 0)
+        return brisk_error_set(BRISK_EMISMATCH, "%s: tensor %s has dtype %s, expected %s", path,
+                               name, cJSON_IsString(dt) ? dt->valuestring : "(none)", want_dt);
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(t, "shape");
-    const int want_dims = is_bias(v) ? 1 : 2;
-    const double want[2] = {is_bias(v) ? v->cols : v->rows, v->cols};
+    const int want_dims = e->i64 ? 0 : e->view->ndim;
     int shape_ok = cJSON_IsArray(sh) && cJSON_GetArraySize(sh) == want_dims;
     for (int i = 0; shape_ok && i < want_dims; i++) {
         const cJSON *d = cJSON_GetArrayItem(sh, i);
-        shape_ok = cJSON_IsNumber(d) && d->valuedouble == want[i];
+        shape_ok = cJSON_IsNumber(d) && d->valuedouble == e->view->shape[i];
     }
     if (!shape_ok) {
+        char want[96] = "[";
+        size_t at = 1;
+        for (int i = 0; i < want_dims; i++)
+            at += (size_t)snprintf(want + at, sizeof want - at, "%s%d", i ? ", " : "",
+                                   e->view->shape[i]);
+        snprintf(want + at, sizeof want - at, "]");
         char *got = sh ? cJSON_PrintUnformatted(sh) : NULL;
-        int err = want_dims == 1
-                      ? brisk_error_set(BRISK_EMISMATCH, "%s: tensor %s has shape %s, expected [%d]",
-                                        path, name, got ? got : "(none)", v->cols)
-                      : brisk_error_set(BRISK_EMISMATCH,
-                                        "%s: tensor %s has shape %s, expected [%d, %d]", path,
-                                        name, got ? got : "(none)", v->rows, v->cols);
+        const int err = brisk_error_set(BRISK_EMISMATCH, "%s: tensor %s has shape %s, expected %s",
+                                        path, name, got ? got : "(none)", want);
         free(got);
         return err;
     }
     const cJSON *of = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
     const cJSON *b = cJSON_IsArray(of) && cJSON_GetArraySize(of) == 2 ? cJSON_GetArrayItem(of, 0) : NULL;
-    const cJSON *e = b ? cJSON_GetArrayItem(of, 1) : NULL;
-    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(e) || b->valuedouble < 0 ||
-        e->valuedouble != b->valuedouble + (double)(view_count(v) * sizeof(float)) ||
-        fmod(b->valuedouble, 1.0) != 0)
+    const cJSON *en = b ? cJSON_GetArrayItem(of, 1) : NULL;
+    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 ||
+        en->valuedouble != b->valuedouble + (double)e->bytes || fmod(b->valuedouble, 1.0) != 0)
         return brisk_error_set(BRISK_EFORMAT, "%s: tensor %s has bad data_offsets (expected "
                                "[begin, begin + %zu])",
-                               path, name, view_count(v) * sizeof(float));
-    if (e->valuedouble > (double)data_len)
+                               path, name, e->bytes);
+    if (en->valuedouble > (double)data_len)
         return brisk_error_set(BRISK_ETRUNCATED, "%s: tensor %s ends at data byte %.0f but the "
                                "file has %llu data bytes (truncated?)",
-                               path, name, e->valuedouble, (unsigned long long)data_len);
+                               path, name, en->valuedouble, (unsigned long long)data_len);
     *begin = (uint64_t)b->valuedouble;
     return BRISK_OK;
+}
+
+/* "1x28x28" or "784". */
+static int parse_input(const char *s, brisk_shape *out)
+{
+    int c, h, w;
+    char tail;
+    if (s && sscanf(s, "%dx%dx%d%c", &c, &h, &w, &tail) == 3 && c > 0 && h > 0 && w > 0) {
+        *out = brisk_shape_img(c, h, w);
+        return 0;
+    }
+    if (s && sscanf(s, "%d%c", &c, &tail) == 1 && c > 0) {
+        *out = brisk_shape_vec(c);
+        return 0;
+    }
+    return -1;
 }
 
 int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
@@ -410,20 +468,20 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
         err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
         goto out;
     }
-    if (brisk_model_parse_widths(spec, &c->model) < 0) {
+    brisk_shape input;
+    const char *in_s = meta_str(meta, "brisk.input"), *loss = meta_str(meta, "brisk.loss");
+    const int l = loss ? brisk_loss_parse(loss) : -1;
+    if (parse_input(in_s, &input) < 0 || l < 0) {
+        err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.input '%s' or brisk.loss '%s' "
+                              "is not valid", path, in_s ? in_s : "(none)",
+                              loss ? loss : "(none)");
+        goto out;
+    }
+    if (brisk_model_config_set(&c->model, spec, input) < 0) {
         err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.model: %s", path,
                               brisk_error_detail());
         goto out;
     }
-    const char *act = meta_str(meta, "brisk.act"), *loss = meta_str(meta, "brisk.loss");
-    const int a = act ? brisk_act_parse(act) : -1, l = loss ? brisk_loss_parse(loss) : -1;
-    if (a < 0 || l < 0) {
-        err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.act '%s' or brisk.loss '%s' is "
-                              "unknown",
-                              path, act ? act : "(none)", loss ? loss : "(none)");
-        goto out;
-    }
-    c->model.act = (brisk_act)a;
     c->model.loss = (brisk_loss)l;
     /* Every value within what training can produce: epochs as --epochs allows, steps far
      * below overflow, metrics that are counts. */
@@ -464,27 +522,25 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
         goto out;
     }
     /* Every tensor checked before anything is read or allocated for data. */
-    const int nt = brisk_model_num_tensors(c->layout);
-    uint64_t *begins = malloc((size_t)N_SLABS * (size_t)nt * sizeof *begins);
-    if (!begins) {
+    size_t n_entries;
+    entry *e = list_entries(c->layout, &n_entries);
+    uint64_t *begins = malloc((n_entries + 1) * sizeof *begins);
+    if (!e || !begins) {
+        free(e);
+        free(begins);
         err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
         goto out;
     }
-    for (int s = 0; s < N_SLABS && !err; s++)
-        for (int k = 0; k < nt && !err; k++) {
-            char name[64];
-            const brisk_tensor_view *v = brisk_model_tensor(c->layout, k);
-            snprintf(name, sizeof name, "%s%s", slab_prefix[s], v->name);
-            err = check_tensor(path, root, name, v, data_len, &begins[s * nt + k]);
-        }
-    /* Nothing unexpected either: an extra tensor means another model or a damaged file. */
-    if (!err && cJSON_GetArraySize(root) != 1 + N_SLABS * nt)
-        err = brisk_error_set(BRISK_EMISMATCH, "%s: %d tensors in the header, expected %d for "
-                              "model %s",
-                              path, cJSON_GetArraySize(root) - 1, N_SLABS * nt, spec);
     size_t total = 0;
-    for (int k = 0; k < nt; k++)
-        total += N_SLABS * view_count(brisk_model_tensor(c->layout, k)) * sizeof(float);
+    for (size_t k = 0; k < n_entries && !err; k++) {
+        err = check_tensor(path, root, &e[k], data_len, &begins[k]);
+        total += e[k].bytes;
+    }
+    /* Nothing unexpected either: an extra tensor means another model or a damaged file. */
+    if (!err && (size_t)cJSON_GetArraySize(root) != 1 + n_entries)
+        err = brisk_error_set(BRISK_EMISMATCH, "%s: %d tensors in the header, expected %zu for "
+                              "model %s",
+                              path, cJSON_GetArraySize(root) - 1, n_entries, spec);
     if (!err && data_len != total)
         err = brisk_error_set(BRISK_EFORMAT, "%s: %llu bytes after the last tensor", path,
                               (unsigned long long)(data_len - total));
@@ -494,25 +550,25 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
                               (unsigned long long)data_len);
     if (!err && fread(data, 1, data_len, f) != data_len)
         err = brisk_error_set(BRISK_EIO, "%s: read error in the data", path);
-    float **slabs[N_SLABS] = {&c->params, &c->opt_m, &c->opt_v};
-    for (int s = 0; s < N_SLABS && !err; s++)
-        if (!(*slabs[s] = brisk_slab_alloc(c->layout)))
-            err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
-    for (int s = 0; s < N_SLABS && !err; s++)
-        for (int k = 0; k < nt; k++) {
-            const brisk_tensor_view *v = brisk_model_tensor(c->layout, k);
-            memcpy(*slabs[s] + v->offset, data + begins[s * nt + k], view_count(v) * sizeof(float));
-        }
-    free(data);
-    free(begins);
     if (!err) {
-        const float *const cs[N_SLABS] = {c->params, c->opt_m, c->opt_v};
-        const uint32_t got = data_crc(c->layout, cs);
+        const uint32_t got = brisk_crc32c(0, data, data_len);
         if (got != (uint32_t)want_crc)
             err = brisk_error_set(BRISK_EFORMAT, "%s: data CRC-32C is %08x, the header says %08lx "
                                   "(the file is corrupted)",
                                   path, (unsigned)got, want_crc);
     }
+    if (!err && (!(c->params = brisk_slab_alloc(c->layout)) ||
+                 !(c->opt_m = brisk_slab_alloc(c->layout)) ||
+                 !(c->opt_v = brisk_slab_alloc(c->layout)) ||
+                 !(c->buffers = brisk_buffers_alloc(c->layout))))
+        err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
+    float *const slabs[N_SLABS] = {c->params, c->opt_m, c->opt_v, c->buffers};
+    for (size_t k = 0; k < n_entries && !err; k++)
+        if (!e[k].i64)
+            memcpy(slabs[e[k].slab] + e[k].view->offset, data + begins[k], e[k].bytes);
+    free(data);
+    free(begins);
+    free(e);
 out:
     cJSON_Delete(root);
     free(hdr);

@@ -2,6 +2,9 @@
 #ifndef BRISK_CORE_INTERNAL_H
 #define BRISK_CORE_INTERNAL_H
 
+#include "brisk/layer.h"
+
+#include <stddef.h>
 #include <string.h>
 
 /* Hot elementwise loops are compiled for AVX-512, AVX2 and baseline x86-64, and the loader
@@ -14,6 +17,13 @@
 #define BRISK_MULTIVERSION
 #endif
 
+#define BRISK_ALIGN_FLOATS 16 /* 64 bytes */
+
+static inline size_t brisk__align_up(size_t n)
+{
+    return (n + BRISK_ALIGN_FLOATS - 1) / BRISK_ALIGN_FLOATS * BRISK_ALIGN_FLOATS;
+}
+
 /* Index of s in names[0, n), or -1. */
 static inline int brisk__name_index(const char *const *names, int n, const char *s)
 {
@@ -22,5 +32,37 @@ static inline int brisk__name_index(const char *const *names, int n, const char 
             return i;
     return -1;
 }
+
+/* dst[c * ldd + r] = src[r * lds + c] for r in [r0, r1), c in [c0, c1): a transposed copy of
+ * a block (data movement only: every code path gives the same result). */
+void brisk__transpose(const float *src, size_t lds, float *dst, size_t ldd, int r0, int r1,
+                      int c0, int c1);
+
+/* Row stride of a row-major activation copy: a multiple of 16 floats that is not a multiple
+ * of 4 KiB, so that the rows a product walks down do not all land in the same cache sets. */
+static inline int brisk__row_stride(int width)
+{
+    int ld = (width + 15) / 16 * 16;
+    return ld % 1024 == 0 ? ld + 16 : ld;
+}
+
+/* The built-in layer kinds (layers_*.c). */
+extern const brisk_layer_ops brisk__dense_ops, brisk__conv_ops, brisk__maxpool_ops,
+    brisk__avgpool_ops, brisk__gap_ops, brisk__flatten_ops, brisk__relu_ops,
+    brisk__leaky_relu_ops, brisk__gelu_ops, brisk__tanh_ops, brisk__sigmoid_ops,
+    brisk__dropout_ops, brisk__batchnorm_ops, brisk__layernorm_ops;
+
+/* Parses a positive integer argument "12" (or, with a prefix, "pad1" for prefix "pad").
+ * Returns 0 and *v, or -1. */
+int brisk__arg_int(const char *s, const char *prefix, long lo, long hi, long *v);
+/* A parse function for a kind without arguments ("flatten"). */
+int brisk__no_args(brisk_layer *l, int argc, const char *const *argv, char *err, size_t errlen);
+
+/* Elementwise kernels shared by the activation layers and the layers that fuse them. */
+void brisk__act_forward(int kind, double slope, const float *z, float *a, size_t n);
+void brisk__act_backward(int kind, double slope, const float *z, const float *a, float *d,
+                         size_t n);
+enum { BRISK__ACT_RELU, BRISK__ACT_GELU, BRISK__ACT_TANH, BRISK__ACT_SIGMOID,
+       BRISK__ACT_LEAKY };
 
 #endif

@@ -49,8 +49,9 @@ static void block_portable(const brisk_gemm_args *g, int m0, int m1, int n0, int
             for (int n = n0; n < n1; n++)
                 c[n] = init_value(g, k0, m, n);
             for (int k = k0; k < k1; k++) {
-                const float a = g->A[(ptrdiff_t)m * g->a_rs + (ptrdiff_t)k * g->a_ks];
-                const float *b = g->B + (ptrdiff_t)k * g->ldb;
+                const float a = g->a_rows ? g->a_rows[m][(ptrdiff_t)k * g->a_ks]
+                                          : g->A[(ptrdiff_t)m * g->a_rs + (ptrdiff_t)k * g->a_ks];
+                const float *b = g->b_rows ? g->b_rows[k] : g->B + (ptrdiff_t)k * g->ldb;
                 for (int n = n0; n < n1; n++)
                     c[n] = fmaf(a, b[n], c[n]);
             }
@@ -65,8 +66,13 @@ static void block_portable(const brisk_gemm_args *g, int m0, int m1, int n0, int
 #define T512 __attribute__((target("avx512f")))
 #define INLINE512 static inline __attribute__((target("avx512f"), always_inline))
 
+/* ind: 0 strided A and B, IND_A rows of A through a_rows, IND_B rows of B through b_rows
+ * (a compile-time constant in every instance). */
+#define IND_A 1
+#define IND_B 2
+
 INLINE512 void micro512(const brisk_gemm_args *g, const int mr, const int nv, __mmask16 tail,
-                        int m, int n, int k0, int k1, int init)
+                        int m, int n, int k0, int k1, int init, const int ind)
 {
     __m512 acc[MR][4];
     _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
@@ -82,20 +88,29 @@ INLINE512 void micro512(const brisk_gemm_args *g, const int mr, const int nv, __
         }
     }
     const ptrdiff_t a_rs = g->a_rs, a_ks = g->a_ks, ldb = g->ldb;
-    const float *a = g->A + (ptrdiff_t)m * a_rs + (ptrdiff_t)k0 * a_ks;
-    const float *b = g->B + (ptrdiff_t)k0 * ldb + n;
+    const float *a = ind == IND_A ? NULL : g->A + (ptrdiff_t)m * a_rs + (ptrdiff_t)k0 * a_ks;
+    const float *ar[MR];
+    if (ind == IND_A)
+        _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
+            ar[r] = g->a_rows[m + r] + (ptrdiff_t)k0 * a_ks;
+    const float *b = ind == IND_B ? NULL : g->B + (ptrdiff_t)k0 * ldb + n;
     for (int k = k0; k < k1; k++) {
+        const float *bk = ind == IND_B ? g->b_rows[k] + n : b;
         __m512 bv[4];
         _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
-            bv[v] = v == nv - 1 ? _mm512_maskz_loadu_ps(tail, b + 16 * v)
-                                : _mm512_loadu_ps(b + 16 * v);
+            bv[v] = v == nv - 1 ? _mm512_maskz_loadu_ps(tail, bk + 16 * v)
+                                : _mm512_loadu_ps(bk + 16 * v);
         _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
-            const __m512 av = _mm512_set1_ps(a[r * a_rs]);
+            const __m512 av = _mm512_set1_ps(ind == IND_A ? *ar[r] : a[r * a_rs]);
             _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
                 acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
         }
-        a += a_ks;
-        b += ldb;
+        if (ind == IND_A)
+            _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) ar[r] += a_ks;
+        else
+            a += a_ks;
+        if (ind != IND_B)
+            b += ldb;
     }
     _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
         _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
@@ -104,19 +119,31 @@ INLINE512 void micro512(const brisk_gemm_args *g, const int mr, const int nv, __
 }
 
 /* One instance per (rows, vectors), so that the accumulators live in registers. */
-#define M512(R, V)                                                                         \
-    T512 static void micro512_##R##_##V(const brisk_gemm_args *g, __mmask16 tail, int m,  \
-                                        int n, int k0, int k1, int init)                   \
+#define M512(R, V, I)                                                                      \
+    T512 static void micro512_##R##_##V##_##I(const brisk_gemm_args *g, __mmask16 tail,   \
+                                              int m, int n, int k0, int k1, int init)      \
     {                                                                                      \
-        micro512(g, R, V, tail, m, n, k0, k1, init);                                       \
+        micro512(g, R, V, tail, m, n, k0, k1, init, I);                                    \
     }
-#define M512_ROW(R) M512(R, 1) M512(R, 2) M512(R, 3) M512(R, 4)
-M512_ROW(1) M512_ROW(2) M512_ROW(3) M512_ROW(4) M512_ROW(5) M512_ROW(6)
+#define M512_ROW(R, I) M512(R, 1, I) M512(R, 2, I) M512(R, 3, I) M512(R, 4, I)
+#define M512_ALL(I)                                                                        \
+    M512_ROW(1, I) M512_ROW(2, I) M512_ROW(3, I) M512_ROW(4, I) M512_ROW(5, I) M512_ROW(6, I)
+M512_ALL(0) M512_ALL(1) M512_ALL(2)
 
 typedef void (*micro512_fn)(const brisk_gemm_args *, __mmask16, int, int, int, int, int);
-#define M512_REF(R) {micro512_##R##_1, micro512_##R##_2, micro512_##R##_3, micro512_##R##_4}
-static const micro512_fn micro512_table[MR][4] = {M512_REF(1), M512_REF(2), M512_REF(3),
-                                                  M512_REF(4), M512_REF(5), M512_REF(6)};
+#define M512_REF(R, I)                                                                     \
+    {micro512_##R##_1_##I, micro512_##R##_2_##I, micro512_##R##_3_##I, micro512_##R##_4_##I}
+#define M512_TABLE(I)                                                                      \
+    {M512_REF(1, I), M512_REF(2, I), M512_REF(3, I), M512_REF(4, I), M512_REF(5, I),        \
+     M512_REF(6, I)}
+static const micro512_fn micro512_table[3][MR][4] = {M512_TABLE(0), M512_TABLE(1),
+                                                     M512_TABLE(2)};
+
+/* Which instances a product takes: indirect A, indirect B, or neither. */
+static inline int indirection(const brisk_gemm_args *g)
+{
+    return g->a_rows ? IND_A : g->b_rows ? IND_B : 0;
+}
 
 T512 static void block_avx512(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
 {
@@ -128,7 +155,7 @@ T512 static void block_avx512(const brisk_gemm_args *g, int m0, int m1, int n0, 
             const int init = k0 > 0 ? BRISK_GEMM_ACCUM : (int)g->init;
             for (int m = m0; m < m1; m += MR) {
                 const int mr = m1 - m < MR ? m1 - m : MR;
-                micro512_table[mr - 1][nv - 1](g, tail, m, n, k0, k1, init);
+                micro512_table[indirection(g)][mr - 1][nv - 1](g, tail, m, n, k0, k1, init);
             }
         }
     }
@@ -146,7 +173,7 @@ INLINE256 __m256i mask256(int lanes)
 }
 
 INLINE256 void micro256(const brisk_gemm_args *g, const int mr, const int nv, int tail_lanes,
-                        int m, int n, int k0, int k1, int init)
+                        int m, int n, int k0, int k1, int init, const int ind)
 {
     const __m256i full = mask256(8), tail = mask256(tail_lanes);
     __m256 acc[MR][2];
@@ -162,19 +189,28 @@ INLINE256 void micro256(const brisk_gemm_args *g, const int mr, const int nv, in
         }
     }
     const ptrdiff_t a_rs = g->a_rs, a_ks = g->a_ks, ldb = g->ldb;
-    const float *a = g->A + (ptrdiff_t)m * a_rs + (ptrdiff_t)k0 * a_ks;
-    const float *b = g->B + (ptrdiff_t)k0 * ldb + n;
+    const float *a = ind == IND_A ? NULL : g->A + (ptrdiff_t)m * a_rs + (ptrdiff_t)k0 * a_ks;
+    const float *ar[MR];
+    if (ind == IND_A)
+        _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
+            ar[r] = g->a_rows[m + r] + (ptrdiff_t)k0 * a_ks;
+    const float *b = ind == IND_B ? NULL : g->B + (ptrdiff_t)k0 * ldb + n;
     for (int k = k0; k < k1; k++) {
+        const float *bk = ind == IND_B ? g->b_rows[k] + n : b;
         __m256 bv[2];
         _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
-            bv[v] = v == nv - 1 ? _mm256_maskload_ps(b + 8 * v, tail) : _mm256_loadu_ps(b + 8 * v);
+            bv[v] = v == nv - 1 ? _mm256_maskload_ps(bk + 8 * v, tail) : _mm256_loadu_ps(bk + 8 * v);
         _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
-            const __m256 av = _mm256_broadcast_ss(a + r * a_rs);
+            const __m256 av = _mm256_broadcast_ss(ind == IND_A ? ar[r] : a + r * a_rs);
             _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
                 acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
         }
-        a += a_ks;
-        b += ldb;
+        if (ind == IND_A)
+            _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) ar[r] += a_ks;
+        else
+            a += a_ks;
+        if (ind != IND_B)
+            b += ldb;
     }
     _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
         _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
@@ -182,19 +218,24 @@ INLINE256 void micro256(const brisk_gemm_args *g, const int mr, const int nv, in
                                 v == nv - 1 ? tail : full, acc[r][v]);
 }
 
-#define M256(R, V)                                                                         \
-    T256 static void micro256_##R##_##V(const brisk_gemm_args *g, int tail, int m, int n,   \
-                                        int k0, int k1, int init)                          \
+#define M256(R, V, I)                                                                      \
+    T256 static void micro256_##R##_##V##_##I(const brisk_gemm_args *g, int tail, int m,   \
+                                              int n, int k0, int k1, int init)             \
     {                                                                                      \
-        micro256(g, R, V, tail, m, n, k0, k1, init);                                       \
+        micro256(g, R, V, tail, m, n, k0, k1, init, I);                                    \
     }
-#define M256_ROW(R) M256(R, 1) M256(R, 2)
-M256_ROW(1) M256_ROW(2) M256_ROW(3) M256_ROW(4) M256_ROW(5) M256_ROW(6)
+#define M256_ROW(R, I) M256(R, 1, I) M256(R, 2, I)
+#define M256_ALL(I)                                                                        \
+    M256_ROW(1, I) M256_ROW(2, I) M256_ROW(3, I) M256_ROW(4, I) M256_ROW(5, I) M256_ROW(6, I)
+M256_ALL(0) M256_ALL(1) M256_ALL(2)
 
 typedef void (*micro256_fn)(const brisk_gemm_args *, int, int, int, int, int, int);
-#define M256_REF(R) {micro256_##R##_1, micro256_##R##_2}
-static const micro256_fn micro256_table[MR][2] = {M256_REF(1), M256_REF(2), M256_REF(3),
-                                                  M256_REF(4), M256_REF(5), M256_REF(6)};
+#define M256_REF(R, I) {micro256_##R##_1_##I, micro256_##R##_2_##I}
+#define M256_TABLE(I)                                                                      \
+    {M256_REF(1, I), M256_REF(2, I), M256_REF(3, I), M256_REF(4, I), M256_REF(5, I),        \
+     M256_REF(6, I)}
+static const micro256_fn micro256_table[3][MR][2] = {M256_TABLE(0), M256_TABLE(1),
+                                                     M256_TABLE(2)};
 
 T256 static void block_avx2(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
 {
@@ -206,7 +247,7 @@ T256 static void block_avx2(const brisk_gemm_args *g, int m0, int m1, int n0, in
             const int init = k0 > 0 ? BRISK_GEMM_ACCUM : (int)g->init;
             for (int m = m0; m < m1; m += MR) {
                 const int mr = m1 - m < MR ? m1 - m : MR;
-                micro256_table[mr - 1][nv - 1](g, tail, m, n, k0, k1, init);
+                micro256_table[indirection(g)][mr - 1][nv - 1](g, tail, m, n, k0, k1, init);
             }
         }
     }

@@ -1,129 +1,503 @@
+/* The model: parsing a layer list, laying out the tensors, the workspace, and running the
+ * layers' passes in order (with an elementwise activation fused into the matrix product
+ * before it, and into the one after it on the way back). */
 #include "brisk/model.h"
 
 #include "brisk/error.h"
-#include "brisk/gemm.h"
 #include "brisk/rng.h"
 #include "core_internal.h"
 
 #include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #endif
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
-#define BRISK_ALIGN_FLOATS 16 /* 64 bytes */
+#define MAX_TENSORS (BRISK_MAX_LAYERS * BRISK_LAYER_MAX_TENSORS)
+#define MAX_REGISTERED 64
 
 struct brisk_model {
     brisk_model_config cfg;
-    int n_tensors;                                /* 2 L */
-    brisk_tensor_view tensors[2 * BRISK_MAX_LAYERS]; /* weight l at 2l, bias l at 2l + 1 */
-    size_t n_params;                              /* P */
-    size_t slab_len;                              /* P plus alignment padding */
+    int n_layers;
+    brisk_layer layers[BRISK_MAX_LAYERS];
+    int n_tensors;
+    brisk_tensor_view tensors[MAX_TENSORS];
+    size_t n_params;          /* trained elements */
+    size_t slab_len;          /* trained slab, padding included */
+    size_t buffers_len;
+    size_t stats_len;
+    size_t stats_off[BRISK_MAX_LAYERS];
+    /* Fusion: layer l's forward is done by l - 1 (fwd_fused), its backward by l + 1. */
+    unsigned char fwd_fused[BRISK_MAX_LAYERS], bwd_fused[BRISK_MAX_LAYERS];
 };
 
-/* Feature-major buffers are (width, ld); a_rm[l] is the row-major copy of a hidden layer's
- * output that the next layer's weight gradient reads as B (sample rows, unit columns). */
-struct brisk_workspace {
-    const brisk_model *model;
-    int max_rows;
-    int ld;                           /* feature-major row stride: max_rows rounded up to 16 */
-    float *input;                     /* (max_rows, D) row-major, filled by the caller */
-    float *input_t;                   /* (D, ld) */
-    float *z[BRISK_MAX_LAYERS];       /* pre-activation of layer l: (widths[l+1], ld) */
-    float *a[BRISK_MAX_LAYERS];       /* activation of layer l (a[L-1] == z[L-1], the logits) */
-    float *a_rm[BRISK_MAX_LAYERS];    /* l < L-1: (max_rows, ldr[l]) row-major copy of a[l] */
-    int ldr[BRISK_MAX_LAYERS];
-    float *dz[2];                     /* ping-pong gradients of pre-activations: (max width, ld) */
-    double *sample_loss;              /* (max_rows) each sample's loss in the last pass */
-    uint8_t *sample_right;            /* (max_rows) whether its prediction was right */
-};
+/* ---- Layer kinds ---------------------------------------------------------------------- */
 
-static size_t align_up(size_t n)
+static const brisk_layer_ops *const builtin_ops[] = {
+    &brisk__dense_ops,   &brisk__conv_ops,    &brisk__maxpool_ops,    &brisk__avgpool_ops,
+    &brisk__gap_ops,     &brisk__flatten_ops, &brisk__relu_ops,       &brisk__leaky_relu_ops,
+    &brisk__gelu_ops,    &brisk__tanh_ops,    &brisk__sigmoid_ops,    &brisk__dropout_ops,
+    &brisk__batchnorm_ops, &brisk__layernorm_ops,
+};
+#define N_BUILTIN (sizeof builtin_ops / sizeof builtin_ops[0])
+
+static const brisk_layer_ops *registered[MAX_REGISTERED];
+static int n_registered;
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+
+const brisk_layer_ops *brisk_layer_find(const char *kind)
 {
-    return (n + BRISK_ALIGN_FLOATS - 1) / BRISK_ALIGN_FLOATS * BRISK_ALIGN_FLOATS;
+    for (size_t i = 0; i < N_BUILTIN; i++)
+        if (!strcmp(builtin_ops[i]->kind, kind))
+            return builtin_ops[i];
+    pthread_mutex_lock(&registry_mu);
+    const brisk_layer_ops *found = NULL;
+    for (int i = 0; i < n_registered && !found; i++)
+        if (!strcmp(registered[i]->kind, kind))
+            found = registered[i];
+    pthread_mutex_unlock(&registry_mu);
+    return found;
 }
 
-int brisk_model_parse_widths(const char *spec, brisk_model_config *cfg)
+int brisk_layer_register(const brisk_layer_ops *ops)
 {
-    int n = 0;
-    const char *p = spec;
-    if (!spec || !*spec)
+    if (!ops || !ops->kind || !ops->kind[0] || !ops->parse || !ops->setup || !ops->forward ||
+        !ops->backward || !ops->describe)
+        return brisk_error_set(BRISK_EINVAL, "layer register: a layer needs a kind and parse, "
+                               "setup, forward, backward and describe");
+    for (const char *p = ops->kind; *p; p++)
+        if (*p == ',' || *p == ':' || *p == ' ')
+            return brisk_error_set(BRISK_EINVAL, "layer register: kind '%s' may not contain "
+                                   "',', ':' or spaces", ops->kind);
+    if (brisk_layer_find(ops->kind))
+        return brisk_error_set(BRISK_EINVAL, "layer register: kind '%s' exists", ops->kind);
+    pthread_mutex_lock(&registry_mu);
+    int err = BRISK_OK;
+    if (n_registered == MAX_REGISTERED)
+        err = brisk_error_set(BRISK_EINVAL, "layer register: more than %d kinds",
+                              MAX_REGISTERED);
+    else
+        registered[n_registered++] = ops;
+    pthread_mutex_unlock(&registry_mu);
+    return err;
+}
+
+int brisk__arg_int(const char *s, const char *prefix, long lo, long hi, long *v)
+{
+    const size_t np = prefix ? strlen(prefix) : 0;
+    if (np && strncmp(s, prefix, np))
+        return -1;
+    char *end;
+    errno = 0;
+    const long x = strtol(s + np, &end, 10);
+    if (end == s + np || *end || errno || x < lo || x > hi)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+int brisk__no_args(brisk_layer *l, int argc, const char *const *argv, char *err, size_t errlen)
+{
+    (void)argv;
+    if (argc) {
+        snprintf(err, errlen, "%s takes no arguments", l->ops->kind);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- Layer tensors -------------------------------------------------------------------- */
+
+int brisk_layer_add_tensor(brisk_layer *l, const char *suffix, int ndim, const int *shape,
+                           brisk_tensor_init init, int fan_in, int fan_out, int buffer)
+{
+    brisk_model *m = l->model;
+    if (l->n_tensors == BRISK_LAYER_MAX_TENSORS || m->n_tensors == MAX_TENSORS)
+        return brisk_error_set(BRISK_EINVAL, "layer %d: more than %d tensors", l->index,
+                               BRISK_LAYER_MAX_TENSORS);
+    if (ndim < 0 || ndim > BRISK_MAX_DIMS)
+        return brisk_error_set(BRISK_EINVAL, "layer %d: %d dimensions", l->index, ndim);
+    brisk_tensor_view *v = &m->tensors[m->n_tensors];
+    memset(v, 0, sizeof *v);
+    snprintf(v->name, sizeof v->name, "%d.%s", l->index, suffix);
+    v->ndim = ndim;
+    size_t count = 1;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] < 1)
+            return brisk_error_set(BRISK_EINVAL, "layer %d: tensor %s has dimension %d",
+                                   l->index, v->name, shape[d]);
+        v->shape[d] = shape[d];
+        count *= (size_t)shape[d];
+        if (count > (size_t)1 << 36)
+            return brisk_error_set(BRISK_EINVAL, "layer %d: tensor %s is too large",
+                                   l->index, v->name);
+    }
+    v->count = count;
+    v->rows = ndim ? shape[0] : 1;
+    v->cols = ndim ? (int)(count / (size_t)shape[0]) : 1;
+    v->layer = l->index;
+    v->buffer = buffer;
+    v->init = init;
+    v->fan_in = fan_in;
+    v->fan_out = fan_out;
+    l->tensors[l->n_tensors] = m->n_tensors++;
+    return l->n_tensors++;
+}
+
+const brisk_tensor_view *brisk_layer_tensor(const brisk_layer *l, int k)
+{
+    BRISK_ASSERT(k >= 0 && k < l->n_tensors);
+    return &l->model->tensors[l->tensors[k]];
+}
+
+float *brisk_layer_data(const brisk_layer *l, int k, const float *slab)
+{
+    return (float *)(uintptr_t)(slab + brisk_layer_tensor(l, k)->offset);
+}
+
+/* ---- Descriptions --------------------------------------------------------------------- */
+
+static const char cnn_preset[] = "conv:32:3:pad1,relu,maxpool:2,conv:64:3:pad1,relu,maxpool:2,"
+                                 "flatten,dense:128,relu,dropout:0.3,dense:10";
+
+/* 1 if spec is the MLP shorthand "784-256-10". */
+static int is_widths(const char *spec)
+{
+    int dash = 0;
+    for (const char *p = spec; *p; p++) {
+        if (*p == '-')
+            dash++;
+        else if (*p < '0' || *p > '9')
+            return 0;
+    }
+    return dash > 0;
+}
+
+static const char *const act_kinds[] = {"relu", "gelu", "tanh", "sigmoid"};
+
+int brisk_model_config_mlp(brisk_model_config *cfg, const char *widths, brisk_act act)
+{
+    if (!widths || !*widths)
         return brisk_error_set(BRISK_EINVAL, "model: empty layer list (expected e.g. 784-256-10)");
+    if ((int)act < 0 || act > BRISK_ACT_SIGMOID)
+        return brisk_error_set(BRISK_EINVAL, "model: activation %d unknown", (int)act);
+    int w[BRISK_MAX_LAYERS + 1], n = 0;
+    const char *p = widths;
     for (;;) {
         char *end;
         errno = 0;
-        long w = strtol(p, &end, 10);
-        if (end == p || errno || w < 1 || w > 65536)
+        const long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 1 || x > 65536)
             return brisk_error_set(BRISK_EINVAL,
                                    "model '%s': layer width %d is not an integer in 1..65536",
-                                   spec, n + 1);
-        if (n == BRISK_MAX_LAYERS + 1)
-            return brisk_error_set(BRISK_EINVAL, "model '%s': more than %d dense layers", spec,
-                                   BRISK_MAX_LAYERS);
-        cfg->widths[n++] = (int)w;
+                                   widths, n + 1);
+        if (n == BRISK_MAX_LAYERS / 2 + 1)
+            return brisk_error_set(BRISK_EINVAL, "model '%s': more than %d dense layers",
+                                   widths, BRISK_MAX_LAYERS / 2);
+        w[n++] = (int)x;
         if (*end == '\0')
             break;
         if (*end != '-')
             return brisk_error_set(BRISK_EINVAL,
                                    "model '%s': unexpected '%c' (widths are joined by '-')",
-                                   spec, *end);
+                                   widths, *end);
         p = end + 1;
     }
     if (n < 2)
         return brisk_error_set(BRISK_EINVAL,
-                               "model '%s': needs at least an input and an output width", spec);
-    cfg->n_layers = n - 1;
+                               "model '%s': needs at least an input and an output width", widths);
+    char spec[BRISK_MODEL_SPEC_MAX];
+    size_t at = 0;
+    for (int i = 1; i < n && at < sizeof spec; i++)
+        at += (size_t)snprintf(spec + at, sizeof spec - at, "%sdense:%d%s%s", i > 1 ? "," : "",
+                               w[i], i + 1 < n ? "," : "", i + 1 < n ? act_kinds[act] : "");
+    if (at >= sizeof spec)
+        return brisk_error_set(BRISK_EINVAL, "model '%s': too long", widths);
+    snprintf(cfg->spec, sizeof cfg->spec, "%s", spec);
+    cfg->input = brisk_shape_vec(w[0]);
     return BRISK_OK;
+}
+
+/* Splits item (modified in place) into kind and arguments. */
+static int split_item(char *item, const char **kind, const char **argv, int *argc)
+{
+    *argc = 0;
+    *kind = item;
+    for (char *p = item; *p; p++)
+        if (*p == ':') {
+            *p = '\0';
+            if (*argc == BRISK_LAYER_MAX_ARGS)
+                return -1;
+            argv[(*argc)++] = p + 1;
+        }
+    return 0;
+}
+
+/* Parses one item into l (ops and args); err gets what is wrong. */
+static int parse_item(const char *item, brisk_layer *l, char *err, size_t errlen)
+{
+    char copy[256];
+    if (strlen(item) >= sizeof copy) {
+        snprintf(err, errlen, "too long");
+        return -1;
+    }
+    snprintf(copy, sizeof copy, "%s", item);
+    const char *kind, *argv[BRISK_LAYER_MAX_ARGS];
+    int argc;
+    if (!copy[0]) {
+        snprintf(err, errlen, "empty (two commas in a row?)");
+        return -1;
+    }
+    if (split_item(copy, &kind, argv, &argc) < 0) {
+        snprintf(err, errlen, "more than %d arguments", BRISK_LAYER_MAX_ARGS);
+        return -1;
+    }
+    const brisk_layer_ops *ops = brisk_layer_find(kind);
+    if (!ops) {
+        snprintf(err, errlen, "unknown layer '%.40s' (known: dense, conv, maxpool, avgpool, gap, "
+                 "flatten, relu, leaky_relu, gelu, tanh, sigmoid, dropout, batchnorm, "
+                 "layernorm, and any registered kind)", kind);
+        return -1;
+    }
+    l->ops = ops;
+    return ops->parse(l, argc, argv, err, errlen);
+}
+
+/* Walks the items of spec; for each calls fn(item, position, ctx). */
+static int for_each_item(const char *spec, int (*fn)(const char *, int, void *), void *ctx)
+{
+    char item[256];
+    int pos = 0;
+    const char *p = spec;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        const size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len >= sizeof item)
+            return brisk_error_set(BRISK_EINVAL, "model: item %d is too long", pos + 1);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        int err = fn(item, pos++, ctx);
+        if (err < 0)
+            return err;
+        if (!comma)
+            return pos;
+        p = comma + 1;
+    }
+}
+
+static int check_item(const char *item, int pos, void *ctx)
+{
+    (void)ctx;
+    brisk_layer l;
+    memset(&l, 0, sizeof l);
+    char err[256];
+    if (pos >= BRISK_MAX_LAYERS)
+        return brisk_error_set(BRISK_EINVAL, "model: more than %d layers", BRISK_MAX_LAYERS);
+    if (parse_item(item, &l, err, sizeof err))
+        return brisk_error_set(BRISK_EINVAL, "model: item %d '%s': %s", pos + 1, item, err);
+    return BRISK_OK;
+}
+
+int brisk_model_config_set(brisk_model_config *cfg, const char *spec, brisk_shape input)
+{
+    if (!spec || !*spec)
+        return brisk_error_set(BRISK_EINVAL, "model: empty layer list");
+    if (is_widths(spec)) {
+        int err = brisk_model_config_mlp(cfg, spec, BRISK_ACT_RELU);
+        if (err < 0)
+            return err;
+        if (brisk_shape_size(input) != brisk_shape_size(cfg->input))
+            return brisk_error_set(BRISK_EINVAL, "model '%s': input width %zu does not match "
+                                   "the data's %zu features per sample", spec,
+                                   brisk_shape_size(cfg->input), brisk_shape_size(input));
+        return BRISK_OK;
+    }
+    if (!strcmp(spec, "cnn"))
+        spec = cnn_preset;
+    if (strlen(spec) >= sizeof cfg->spec)
+        return brisk_error_set(BRISK_EINVAL, "model: the layer list is longer than %d "
+                               "characters", BRISK_MODEL_SPEC_MAX - 1);
+    const int n = for_each_item(spec, check_item, NULL);
+    if (n < 0)
+        return n;
+    snprintf(cfg->spec, sizeof cfg->spec, "%s", spec);
+    cfg->input = input;
+    return BRISK_OK;
+}
+
+int brisk_model_config_add(brisk_model_config *cfg, const char *item)
+{
+    const size_t have = strlen(cfg->spec);
+    int n = have ? for_each_item(cfg->spec, check_item, NULL) : 0;
+    if (n < 0)
+        return n;
+    const int err = check_item(item ? item : "", n, NULL);
+    if (err < 0)
+        return err;
+    if (have + 1 + strlen(item) >= sizeof cfg->spec)
+        return brisk_error_set(BRISK_EINVAL, "model: the layer list is full");
+    snprintf(cfg->spec + have, sizeof cfg->spec - have, "%s%s", have ? "," : "", item);
+    return BRISK_OK;
+}
+
+/* ---- Creating a model ----------------------------------------------------------------- */
+
+typedef struct build_ctx {
+    brisk_model *m;
+    brisk_shape shape;
+} build_ctx;
+
+static int build_item(const char *item, int pos, void *p)
+{
+    build_ctx *b = p;
+    brisk_model *m = b->m;
+    if (pos >= BRISK_MAX_LAYERS)
+        return brisk_error_set(BRISK_EINVAL, "model: more than %d layers", BRISK_MAX_LAYERS);
+    brisk_layer *l = &m->layers[pos];
+    memset(l, 0, sizeof *l);
+    l->index = pos;
+    l->model = m;
+    l->in = b->shape;
+    char err[256];
+    if (parse_item(item, l, err, sizeof err))
+        return brisk_error_set(BRISK_EINVAL, "model: item %d '%s': %s", pos + 1, item, err);
+    m->n_layers = pos + 1; /* from here on, destroy frees its state */
+    if (l->ops->setup(l, err, sizeof err)) {
+        if (brisk_error_detail()[0] && !err[0])
+            snprintf(err, sizeof err, "%s", brisk_error_detail());
+        char shape[64];
+        snprintf(shape, sizeof shape, l->in.rank == 3 ? "(%d, %d, %d)" : "(%d)", l->in.c,
+                 l->in.h, l->in.w);
+        return brisk_error_set(BRISK_EINVAL, "model: item %d '%s' (input %s): %s", pos + 1,
+                               item, shape, err);
+    }
+    if (brisk_shape_size(l->out) < 1 || brisk_shape_size(l->out) > ((size_t)1 << 28))
+        return brisk_error_set(BRISK_EINVAL, "model: item %d '%s': output of %zu features",
+                               pos + 1, item, brisk_shape_size(l->out));
+    b->shape = l->out;
+    return BRISK_OK;
+}
+
+/* The initialisation of a weight: He before relu-like activations (or none), Glorot before
+ * tanh and sigmoid; the first activation after the layer decides. */
+static brisk_init weight_init(const brisk_model *m, int layer)
+{
+    if (m->cfg.init != BRISK_INIT_AUTO)
+        return m->cfg.init;
+    for (int l = layer + 1; l < m->n_layers; l++) {
+        const char *k = m->layers[l].ops->kind;
+        if (!strcmp(k, "tanh") || !strcmp(k, "sigmoid"))
+            return BRISK_INIT_GLOROT;
+        if (m->layers[l].ops->act ||
+            (m->layers[l].n_tensors && m->layers[l].ops != &brisk__batchnorm_ops &&
+             m->layers[l].ops != &brisk__layernorm_ops))
+            break;
+    }
+    return BRISK_INIT_HE;
 }
 
 int brisk_model_create(const brisk_model_config *cfg, brisk_model **out)
 {
     *out = NULL;
-    if (cfg->n_layers < 1 || cfg->n_layers > BRISK_MAX_LAYERS)
-        return brisk_error_set(BRISK_EINVAL, "model: %d layers (1..%d allowed)", cfg->n_layers,
-                               BRISK_MAX_LAYERS);
-    for (int i = 0; i <= cfg->n_layers; i++)
-        if (cfg->widths[i] < 1 || cfg->widths[i] > 65536)
-            return brisk_error_set(BRISK_EINVAL, "model: width %d of layer %d out of 1..65536",
-                                   cfg->widths[i], i);
-    if (cfg->loss == BRISK_LOSS_SOFTMAX_CE && cfg->widths[cfg->n_layers] < 2)
-        return brisk_error_set(BRISK_EINVAL, "model: softmax cross-entropy needs >= 2 outputs");
+    if (!cfg)
+        return brisk_error_set(BRISK_EINVAL, "model: no configuration");
+    if (cfg->input.rank != 1 && cfg->input.rank != 3)
+        return brisk_error_set(BRISK_EINVAL, "model: input rank %d (1 or 3)", cfg->input.rank);
+    if (cfg->input.c < 1 || cfg->input.h < 1 || cfg->input.w < 1 ||
+        brisk_shape_size(cfg->input) > ((size_t)1 << 26))
+        return brisk_error_set(BRISK_EINVAL, "model: input shape (%d, %d, %d) is not valid",
+                               cfg->input.c, cfg->input.h, cfg->input.w);
+    if ((int)cfg->loss < 0 || cfg->loss > BRISK_LOSS_MSE || (int)cfg->init < 0 ||
+        cfg->init > BRISK_INIT_GLOROT)
+        return brisk_error_set(BRISK_EINVAL, "model: loss %d or init %d unknown",
+                               (int)cfg->loss, (int)cfg->init);
+    if (!memchr(cfg->spec, '\0', sizeof cfg->spec) || !cfg->spec[0])
+        return brisk_error_set(BRISK_EINVAL, "model: empty layer list");
     brisk_model *m = calloc(1, sizeof *m);
     if (!m)
         return brisk_error_set(BRISK_ENOMEM, "model: out of memory");
     m->cfg = *cfg;
-    m->n_tensors = 2 * cfg->n_layers;
-    size_t off = 0;
-    for (int l = 0; l < cfg->n_layers; l++) {
-        brisk_tensor_view *w = &m->tensors[2 * l], *b = &m->tensors[2 * l + 1];
-        snprintf(w->name, sizeof w->name, "dense%d.weight", l);
-        w->rows = cfg->widths[l + 1];
-        w->cols = cfg->widths[l];
-        w->offset = off;
-        off = align_up(off + (size_t)w->rows * (size_t)w->cols);
-        snprintf(b->name, sizeof b->name, "dense%d.bias", l);
-        b->rows = 1;
-        b->cols = cfg->widths[l + 1];
-        b->offset = off;
-        off = align_up(off + (size_t)b->cols);
-        m->n_params += (size_t)w->rows * (size_t)w->cols + (size_t)b->cols;
+    build_ctx b = {m, cfg->input};
+    int err = for_each_item(cfg->spec, build_item, &b);
+    if (err < 0) {
+        brisk_model_destroy(m);
+        return err;
+    }
+    const int C = (int)brisk_shape_size(m->layers[m->n_layers - 1].out);
+    if (cfg->loss == BRISK_LOSS_SOFTMAX_CE && C < 2) {
+        brisk_model_destroy(m);
+        return brisk_error_set(BRISK_EINVAL, "model: softmax cross-entropy needs >= 2 outputs, "
+                               "the last layer has %d", C);
+    }
+    if (C > 65536) {
+        brisk_model_destroy(m);
+        return brisk_error_set(BRISK_EINVAL, "model: %d outputs (65536 at most)", C);
+    }
+    /* Lay out the tensors: trained ones in the slab, buffers in theirs, each 64-byte aligned. */
+    size_t off = 0, boff = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        brisk_tensor_view *v = &m->tensors[i];
+        if (v->buffer) {
+            v->offset = boff;
+            boff = brisk__align_up(boff + v->count);
+        } else {
+            v->offset = off;
+            off = brisk__align_up(off + v->count);
+            m->n_params += v->count;
+        }
     }
     m->slab_len = off;
+    m->buffers_len = boff;
+    for (int l = 0; l < m->n_layers; l++) {
+        m->stats_off[l] = m->stats_len;
+        m->stats_len += m->layers[l].stats_len;
+    }
+    /* Fusion: an elementwise activation right after a layer that can apply it. */
+    for (int l = 1; l < m->n_layers; l++) {
+        const brisk_layer *prev = &m->layers[l - 1], *cur = &m->layers[l];
+        if (cur->ops->act && (prev->ops->flags & BRISK_LAYER_FUSES_ACT))
+            m->fwd_fused[l] = 1;
+        if (l + 1 < m->n_layers && cur->ops->act_grad &&
+            (m->layers[l + 1].ops->flags &
+             (BRISK_LAYER_FUSES_ACT | BRISK_LAYER_FUSES_ACT_BACKWARD)))
+            m->bwd_fused[l] = 1;
+    }
     *out = m;
     return BRISK_OK;
 }
 
 void brisk_model_destroy(brisk_model *m)
 {
+    if (!m)
+        return;
+    for (int l = 0; l < m->n_layers; l++)
+        if (m->layers[l].ops && m->layers[l].ops->destroy)
+            m->layers[l].ops->destroy(&m->layers[l]);
     free(m);
 }
 
 const brisk_model_config *brisk_model_get_config(const brisk_model *m) { return &m->cfg; }
+int brisk_model_num_layers(const brisk_model *m) { return m->n_layers; }
 size_t brisk_model_num_params(const brisk_model *m) { return m->n_params; }
 size_t brisk_model_slab_len(const brisk_model *m) { return m->slab_len; }
+size_t brisk_model_buffers_len(const brisk_model *m) { return m->buffers_len; }
+size_t brisk_model_stats_len(const brisk_model *m) { return m->stats_len; }
 int brisk_model_num_tensors(const brisk_model *m) { return m->n_tensors; }
+
+int brisk_model_outputs(const brisk_model *m)
+{
+    return (int)brisk_shape_size(m->layers[m->n_layers - 1].out);
+}
+
+const brisk_layer *brisk_model_layer(const brisk_model *m, int i)
+{
+    BRISK_ASSERT(i >= 0 && i < m->n_layers);
+    return &m->layers[i];
+}
 
 const brisk_tensor_view *brisk_model_tensor(const brisk_model *m, int i)
 {
@@ -131,221 +505,115 @@ const brisk_tensor_view *brisk_model_tensor(const brisk_model *m, int i)
     return &m->tensors[i];
 }
 
-const brisk_tensor_view *brisk_model_weight(const brisk_model *m, int layer)
+const brisk_tensor_view *brisk_model_find_tensor(const brisk_model *m, const char *name)
 {
-    return brisk_model_tensor(m, 2 * layer);
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name))
+            return &m->tensors[i];
+    return NULL;
 }
 
-const brisk_tensor_view *brisk_model_bias(const brisk_model *m, int layer)
+int brisk_model_describe(const brisk_model *m, char *buf, size_t size)
 {
-    return brisk_model_tensor(m, 2 * layer + 1);
+    size_t at = 0;
+    for (int l = 0; l < m->n_layers; l++) {
+        char item[256];
+        m->layers[l].ops->describe(&m->layers[l], item, sizeof item);
+        const int w = snprintf(at < size ? buf + at : NULL, at < size ? size - at : 0, "%s%s",
+                               l ? "," : "", item);
+        at += (size_t)(w > 0 ? w : 0);
+    }
+    return (int)at;
 }
 
-float *brisk_slab_alloc(const brisk_model *m)
+static void shape_text(brisk_shape s, char *buf, size_t size)
 {
-    size_t bytes = m->slab_len * sizeof(float);
-    float *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (s.rank == 3)
+        snprintf(buf, size, "(%d, %d, %d)", s.c, s.h, s.w);
+    else
+        snprintf(buf, size, "(%d)", s.c);
+}
+
+int brisk_model_summary(const brisk_model *m, char *buf, size_t size)
+{
+    size_t at = 0;
+#define PUT(...)                                                                           \
+    do {                                                                                   \
+        const int w_ = snprintf(at < size ? buf + at : NULL, at < size ? size - at : 0,    \
+                                __VA_ARGS__);                                              \
+        at += (size_t)(w_ > 0 ? w_ : 0);                                                   \
+    } while (0)
+    char in[64];
+    shape_text(m->cfg.input, in, sizeof in);
+    PUT("%-4s %-24s %-18s %12s\n", "#", "layer", "output shape", "parameters");
+    PUT("%-4s %-24s %-18s %12s\n", "", "input", in, "");
+    for (int l = 0; l < m->n_layers; l++) {
+        const brisk_layer *ly = &m->layers[l];
+        char item[256], out[64];
+        ly->ops->describe(ly, item, sizeof item);
+        shape_text(ly->out, out, sizeof out);
+        size_t params = 0;
+        for (int k = 0; k < ly->n_tensors; k++)
+            if (!brisk_layer_tensor(ly, k)->buffer)
+                params += brisk_layer_tensor(ly, k)->count;
+        PUT("%-4d %-24s %-18s %12zu\n", l, item, out, params);
+    }
+    PUT("total: %zu trained parameters (%.2f MB as float32), %zu buffer values\n", m->n_params,
+        (double)m->n_params * 4 / 1e6, m->buffers_len);
+#undef PUT
+    return (int)at;
+}
+
+/* ---- Slabs and init ------------------------------------------------------------------- */
+
+static float *alloc_floats(size_t n)
+{
+    const size_t bytes = (n ? n : 16) * sizeof(float);
+    float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (p)
         memset(p, 0, bytes);
     return p;
 }
 
-void brisk_slab_free(float *slab)
-{
-    free(slab);
-}
+float *brisk_slab_alloc(const brisk_model *m) { return alloc_floats(m->slab_len); }
+float *brisk_buffers_alloc(const brisk_model *m) { return alloc_floats(m->buffers_len); }
+void brisk_slab_free(float *slab) { free(slab); }
 
-void brisk_model_init_params(const brisk_model *m, uint64_t seed, float *params)
+void brisk_model_init_params(const brisk_model *m, uint64_t seed, float *params,
+                             float *buffers)
 {
     memset(params, 0, m->slab_len * sizeof(float));
-    brisk_init init = m->cfg.init;
-    if (init == BRISK_INIT_AUTO)
-        init = (m->cfg.act == BRISK_ACT_RELU || m->cfg.act == BRISK_ACT_GELU) ? BRISK_INIT_HE
-                                                                            : BRISK_INIT_GLOROT;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        const brisk_tensor_view *w = brisk_model_weight(m, l);
-        size_t n = (size_t)w->rows * (size_t)w->cols;
-        float *p = params + w->offset;
-        uint32_t sub = (uint32_t)(2 * l); /* the tensor index selects the sub-stream */
-        if (init == BRISK_INIT_HE) {
-            /* Kaiming normal, fan_in mode: std = sqrt(2 / fan_in) (He et al., 2015). */
-            float std = sqrtf(2.0f / (float)w->cols);
-            for (size_t i = 0; i < n; i++)
-                p[i] = std * brisk_rng_normal(seed, BRISK_RNG_STREAM_INIT, sub, i);
-        } else {
-            /* Glorot uniform: a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010). */
-            float a = sqrtf(6.0f / (float)(w->cols + w->rows));
-            for (size_t i = 0; i < n; i++)
-                p[i] = a * (2.0f * brisk_rng_uniform(seed, BRISK_RNG_STREAM_INIT, sub, i) - 1.0f);
+    if (buffers)
+        memset(buffers, 0, m->buffers_len * sizeof(float));
+    for (int t = 0; t < m->n_tensors; t++) {
+        const brisk_tensor_view *v = &m->tensors[t];
+        float *p = (v->buffer ? buffers : params);
+        if (!p)
+            continue;
+        p += v->offset;
+        if (v->init == BRISK_TENSOR_ONE) {
+            for (size_t i = 0; i < v->count; i++)
+                p[i] = 1.0f;
+        } else if (v->init == BRISK_TENSOR_FAN) {
+            const uint32_t sub = (uint32_t)t; /* the tensor selects the sub-stream */
+            if (weight_init(m, v->layer) == BRISK_INIT_HE) {
+                /* Kaiming normal, fan_in mode: std = sqrt(2 / fan_in) (He et al., 2015). */
+                const float std = sqrtf(2.0f / (float)v->fan_in);
+                for (size_t i = 0; i < v->count; i++)
+                    p[i] = std * brisk_rng_normal(seed, BRISK_RNG_STREAM_INIT, sub, i);
+            } else {
+                /* Glorot uniform: a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio). */
+                const float a = sqrtf(6.0f / (float)(v->fan_in + v->fan_out));
+                for (size_t i = 0; i < v->count; i++)
+                    p[i] = a * (2.0f * brisk_rng_uniform(seed, BRISK_RNG_STREAM_INIT, sub, i) -
+                                1.0f);
+            }
         }
     }
 }
 
-/* Row stride of a row-major activation copy: a multiple of 16 floats that is not a multiple
- * of 4 KiB, so that the rows a product walks down do not all land in the same cache sets. */
-static int row_stride(int width)
-{
-    int ld = (width + 15) / 16 * 16;
-    return ld % 1024 == 0 ? ld + 16 : ld;
-}
+/* ---- Transposes ----------------------------------------------------------------------- */
 
-/* Sizes (in floats) of the workspace's buffers, in allocation order; returns the count. */
-static int workspace_layout(const brisk_model *m, int max_rows, size_t *sizes)
-{
-    const int L = m->cfg.n_layers, ld = (max_rows + 15) / 16 * 16;
-    int k = 0, maxw = 0;
-    sizes[k++] = align_up((size_t)max_rows * (size_t)m->cfg.widths[0]); /* input */
-    sizes[k++] = align_up((size_t)m->cfg.widths[0] * (size_t)ld);       /* input_t */
-    for (int l = 0; l < L; l++) {
-        const int w = m->cfg.widths[l + 1];
-        maxw = w > maxw ? w : maxw;
-        sizes[k++] = align_up((size_t)w * (size_t)ld); /* z */
-        if (l + 1 < L) {
-            sizes[k++] = align_up((size_t)w * (size_t)ld);                    /* a */
-            sizes[k++] = align_up((size_t)max_rows * (size_t)row_stride(w)); /* a_rm */
-        }
-    }
-    sizes[k++] = align_up((size_t)maxw * (size_t)ld);
-    sizes[k++] = align_up((size_t)maxw * (size_t)ld);
-    return k;
-}
-
-size_t brisk_workspace_bytes(const brisk_model *m, int max_rows)
-{
-    size_t sizes[3 * BRISK_MAX_LAYERS + 4], total = 0;
-    const int k = workspace_layout(m, max_rows, sizes);
-    for (int i = 0; i < k; i++)
-        total += sizes[i];
-    return total * sizeof(float);
-}
-
-int brisk_workspace_create(const brisk_model *m, int max_rows, brisk_workspace **out)
-{
-    *out = NULL;
-    if (max_rows < 1 || max_rows > (1 << 24))
-        return brisk_error_set(BRISK_EINVAL, "workspace: max_rows %d out of 1..%d", max_rows,
-                               1 << 24);
-    brisk_workspace *ws = calloc(1, sizeof *ws);
-    if (!ws)
-        return brisk_error_set(BRISK_ENOMEM, "workspace: out of memory");
-    ws->model = m;
-    ws->max_rows = max_rows;
-    ws->ld = (max_rows + 15) / 16 * 16;
-    const int L = m->cfg.n_layers;
-    size_t sizes[3 * BRISK_MAX_LAYERS + 4], total = 0;
-    const int nbuf = workspace_layout(m, max_rows, sizes);
-    for (int i = 0; i < nbuf; i++)
-        total += sizes[i];
-    /* One allocation for all buffers; input owns it. Zeroed, so that the padding columns
-     * that masked loads skip are defined memory all the same. */
-    float *p = aligned_alloc(64, total * sizeof(float));
-    ws->sample_loss = malloc((size_t)max_rows * sizeof *ws->sample_loss);
-    ws->sample_right = malloc((size_t)max_rows);
-    if (!p || !ws->sample_loss || !ws->sample_right) {
-        free(p);
-        free(ws->sample_loss);
-        free(ws->sample_right);
-        free(ws);
-        return brisk_error_set(BRISK_ENOMEM, "workspace: out of memory (%zu floats)", total);
-    }
-    memset(p, 0, total * sizeof(float));
-    int k = 0;
-    ws->input = p;
-    p += sizes[k++];
-    ws->input_t = p;
-    p += sizes[k++];
-    for (int l = 0; l < L; l++) {
-        ws->z[l] = p;
-        p += sizes[k++];
-        if (l + 1 < L) {
-            ws->a[l] = p;
-            p += sizes[k++];
-            ws->a_rm[l] = p;
-            ws->ldr[l] = row_stride(m->cfg.widths[l + 1]);
-            p += sizes[k++];
-        } else {
-            ws->a[l] = ws->z[l];
-        }
-    }
-    ws->dz[0] = p;
-    p += sizes[k++];
-    ws->dz[1] = p;
-    *out = ws;
-    return BRISK_OK;
-}
-
-void brisk_workspace_destroy(brisk_workspace *ws)
-{
-    if (!ws)
-        return;
-    free(ws->input);
-    free(ws->sample_loss);
-    free(ws->sample_right);
-    free(ws);
-}
-
-float *brisk_workspace_input(brisk_workspace *ws) { return ws->input; }
-int brisk_workspace_ld(const brisk_workspace *ws) { return ws->ld; }
-
-const float *brisk_workspace_output(const brisk_workspace *ws, int layer)
-{
-    BRISK_ASSERT(layer >= 0 && layer < ws->model->cfg.n_layers);
-    return ws->a[layer];
-}
-
-/* Activation forward, a = f(z), over n values. */
-BRISK_MULTIVERSION static void act_forward(brisk_act act, const float *z, float *a, size_t n)
-{
-    switch (act) {
-    case BRISK_ACT_RELU:
-        for (size_t i = 0; i < n; i++)
-            a[i] = z[i] > 0.0f ? z[i] : 0.0f;
-        break;
-    case BRISK_ACT_GELU: /* x * Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2 */
-        for (size_t i = 0; i < n; i++)
-            a[i] = 0.5f * z[i] * (1.0f + erff(z[i] * 0.70710678118654752f));
-        break;
-    case BRISK_ACT_TANH:
-        for (size_t i = 0; i < n; i++)
-            a[i] = tanhf(z[i]);
-        break;
-    case BRISK_ACT_SIGMOID:
-        for (size_t i = 0; i < n; i++)
-            a[i] = 1.0f / (1.0f + expf(-z[i]));
-        break;
-    }
-}
-
-/* Activation backward in place: d <- d * f'(z), using a = f(z) where that is cheaper. */
-BRISK_MULTIVERSION static void act_backward(brisk_act act, const float *z, const float *a, float *d, size_t n)
-{
-    switch (act) {
-    case BRISK_ACT_RELU:
-        for (size_t i = 0; i < n; i++)
-            d[i] = z[i] > 0.0f ? d[i] : 0.0f;
-        break;
-    case BRISK_ACT_GELU: /* d/dx x Phi(x) = Phi(x) + x phi(x) */
-        for (size_t i = 0; i < n; i++) {
-            float x = z[i];
-            float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
-            float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
-            d[i] *= cdf + x * pdf;
-        }
-        break;
-    case BRISK_ACT_TANH:
-        for (size_t i = 0; i < n; i++)
-            d[i] *= 1.0f - a[i] * a[i];
-        break;
-    case BRISK_ACT_SIGMOID:
-        for (size_t i = 0; i < n; i++)
-            d[i] *= a[i] * (1.0f - a[i]);
-        break;
-    }
-}
-
-/* dst[c * ldd + r] = src[r * lds + c] for r in [r0, r1), c in [c0, c1): a transposed copy of
- * a block. 8 x 8 tiles in registers (AVX2 shuffles) where the CPU has them; data movement
- * only, so every version gives the same result. */
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("avx2"))) static void transpose8x8(const float *src, size_t lds,
                                                          float *dst, size_t ldd)
@@ -440,11 +708,10 @@ __attribute__((target("avx512f"))) static void transpose_avx512(const float *src
         for (int j = c0; j < c1; j++)
             dst[j * ldd + i] = src[i * lds + j];
 }
-
 #endif
 
-static void transpose_block(const float *src, size_t lds, float *dst, size_t ldd, int r0,
-                            int r1, int c0, int c1)
+void brisk__transpose(const float *src, size_t lds, float *dst, size_t ldd, int r0, int r1,
+                      int c0, int c1)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (__builtin_cpu_supports("avx512f")) {
@@ -461,41 +728,174 @@ static void transpose_block(const float *src, size_t lds, float *dst, size_t ldd
             dst[(size_t)j * ldd + i] = src[(size_t)i * lds + j];
 }
 
-void brisk_model_forward(const brisk_model *m, const float *params, brisk_workspace *ws, int n,
-                         brisk_pass pass, const brisk_team *team)
+/* ---- Workspace ------------------------------------------------------------------------ */
+
+/* Layer l's output buffer, scratch and the gradients live in one allocation; flatten
+ * (ALIAS) shares its input's buffer. cur[pass][l] is where layer l's output is in a pass of
+ * that kind (in evaluation, dropout's output is its input), fixed at creation; pass is the
+ * kind of the last forward, written by the team's thread 0 before the pass's first barrier
+ * (the threads of a team only read the rest of the workspace's bookkeeping). */
+struct brisk_workspace {
+    const brisk_model *model;
+    int max_rows, ld;
+    float *mem;                       /* the one allocation */
+    float *input;                     /* (max_rows, D) row-major, filled by the caller */
+    float *x0;                        /* (D, ld) feature-major */
+    float *out[BRISK_MAX_LAYERS];     /* each layer's own output buffer */
+    const float *cur[2][BRISK_MAX_LAYERS];
+    brisk_pass pass;
+    void *scratch[BRISK_MAX_LAYERS];
+    float *grad[2];                   /* ping-pong: (largest size, ld) */
+    double *sample_loss;              /* (max_rows) each sample's loss in the last pass */
+    uint8_t *sample_right;            /* (max_rows) whether its prediction was right */
+};
+
+/* Sizes in floats of the workspace's parts, in allocation order; returns the total. */
+static size_t workspace_layout(const brisk_model *m, int max_rows, size_t *sizes)
+{
+    const int ld = (max_rows + 15) / 16 * 16;
+    const size_t D = brisk_shape_size(m->cfg.input);
+    size_t k = 0, total = 0, maxsize = D;
+    sizes[k++] = brisk__align_up((size_t)max_rows * D);
+    sizes[k++] = brisk__align_up(D * (size_t)ld);
+    for (int l = 0; l < m->n_layers; l++) {
+        const brisk_layer *ly = &m->layers[l];
+        const size_t o = brisk_shape_size(ly->out);
+        maxsize = o > maxsize ? o : maxsize;
+        sizes[k++] = (ly->ops->flags & BRISK_LAYER_ALIAS) ? 0 : brisk__align_up(o * (size_t)ld);
+        const size_t sb = ly->ops->scratch_bytes ? ly->ops->scratch_bytes(ly, max_rows, ld) : 0;
+        sizes[k++] = brisk__align_up((sb + sizeof(float) - 1) / sizeof(float));
+    }
+    sizes[k++] = brisk__align_up(maxsize * (size_t)ld);
+    sizes[k++] = brisk__align_up(maxsize * (size_t)ld);
+    for (size_t i = 0; i < k; i++)
+        total += sizes[i];
+    return total;
+}
+
+size_t brisk_workspace_bytes(const brisk_model *m, int max_rows)
+{
+    size_t sizes[2 * BRISK_MAX_LAYERS + 4];
+    return workspace_layout(m, max_rows, sizes) * sizeof(float) + (size_t)max_rows * 9;
+}
+
+int brisk_workspace_create(const brisk_model *m, int max_rows, brisk_workspace **out)
+{
+    *out = NULL;
+    if (max_rows < 1 || max_rows > (1 << 24))
+        return brisk_error_set(BRISK_EINVAL, "workspace: max_rows %d out of 1..%d", max_rows,
+                               1 << 24);
+    brisk_workspace *ws = calloc(1, sizeof *ws);
+    if (!ws)
+        return brisk_error_set(BRISK_ENOMEM, "workspace: out of memory");
+    ws->model = m;
+    ws->max_rows = max_rows;
+    ws->ld = (max_rows + 15) / 16 * 16;
+    size_t sizes[2 * BRISK_MAX_LAYERS + 4];
+    const size_t total = workspace_layout(m, max_rows, sizes);
+    /* Zeroed, so that every padding column starts finite. */
+    ws->mem = alloc_floats(total);
+    ws->sample_loss = malloc((size_t)max_rows * sizeof *ws->sample_loss);
+    ws->sample_right = malloc((size_t)max_rows);
+    if (!ws->mem || !ws->sample_loss || !ws->sample_right) {
+        brisk_workspace_destroy(ws);
+        return brisk_error_set(BRISK_ENOMEM, "workspace: out of memory (%zu floats)", total);
+    }
+    float *p = ws->mem;
+    size_t k = 0;
+    ws->input = p;
+    p += sizes[k++];
+    ws->x0 = p;
+    p += sizes[k++];
+    const float *prev = ws->x0;
+    for (int l = 0; l < m->n_layers; l++) {
+        const int alias = m->layers[l].ops->flags & BRISK_LAYER_ALIAS;
+        ws->out[l] = alias ? (float *)(uintptr_t)prev : p;
+        p += sizes[k++];
+        ws->scratch[l] = sizes[k] ? p : NULL;
+        p += sizes[k++];
+        prev = ws->out[l];
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        const float *x = ws->x0;
+        for (int l = 0; l < m->n_layers; l++) {
+            const int flags = m->layers[l].ops->flags;
+            if ((flags & BRISK_LAYER_ALIAS) ||
+                (pass == BRISK_PASS_EVAL && (flags & BRISK_LAYER_EVAL_IDENTITY)))
+                ws->cur[pass][l] = x;
+            else
+                x = ws->cur[pass][l] = ws->out[l];
+        }
+    }
+    ws->pass = BRISK_PASS_TRAIN;
+    ws->grad[0] = p;
+    p += sizes[k++];
+    ws->grad[1] = p;
+    *out = ws;
+    return BRISK_OK;
+}
+
+void brisk_workspace_destroy(brisk_workspace *ws)
+{
+    if (!ws)
+        return;
+    free(ws->mem);
+    free(ws->sample_loss);
+    free(ws->sample_right);
+    free(ws);
+}
+
+float *brisk_workspace_input(brisk_workspace *ws) { return ws->input; }
+int brisk_workspace_ld(const brisk_workspace *ws) { return ws->ld; }
+
+const float *brisk_workspace_output(const brisk_workspace *ws, int layer)
+{
+    BRISK_ASSERT(layer >= 0 && layer < ws->model->n_layers);
+    return ws->cur[ws->pass][layer];
+}
+
+/* ---- Passes --------------------------------------------------------------------------- */
+
+void brisk_model_forward(const brisk_model *m, const float *params, const float *buffers,
+                         brisk_workspace *ws, int n, brisk_pass pass,
+                         const brisk_pass_keys *keys, float *stats, const brisk_team *team)
 {
     BRISK_ASSERT(n >= 1 && n <= ws->max_rows);
-    const int L = m->cfg.n_layers, D = m->cfg.widths[0], ld = ws->ld;
-    const int ith = team ? team->ith : 0, nth = team ? team->nth : 1;
+    const int D = (int)brisk_shape_size(m->cfg.input), ld = ws->ld;
     /* The input, feature-major; parallelize over samples. */
     long long i0, i1;
     brisk_team_range(team, n, &i0, &i1);
-    transpose_block(ws->input, (size_t)D, ws->input_t, (size_t)ld, (int)i0, (int)i1, 0, D);
+    brisk__transpose(ws->input, (size_t)D, ws->x0, (size_t)ld, (int)i0, (int)i1, 0, D);
+    if (!team || team->ith == 0)
+        ws->pass = pass;
     brisk_team_barrier(team);
-    const float *x = ws->input_t; /* (in, ld) */
-    for (int l = 0; l < L; l++) {
-        const int in = m->cfg.widths[l], out = m->cfg.widths[l + 1];
-        /* z (out, n) = b + W x: W (out, in) as stored, broadcast along k = in. */
-        const brisk_gemm_args g = {.M = out, .N = n, .K = in,
-                                   .A = params + m->tensors[2 * l].offset, .a_rs = in, .a_ks = 1,
-                                   .B = x, .ldb = ld, .C = ws->z[l], .ldc = ld,
-                                   .bias = params + m->tensors[2 * l + 1].offset,
-                                   .init = BRISK_GEMM_ROWBIAS};
-        int m0, m1, n0, n1;
-        brisk_gemm_split(out, n, ith, nth, &m0, &m1, &n0, &n1);
-        brisk_gemm_block(&g, m0, m1, n0, n1);
-        if (l + 1 < L && m0 < m1 && n0 < n1) {
-            /* Activation, and the row-major copy for the next weight gradient, of the block
-             * this thread computed. */
-            for (int j = m0; j < m1; j++)
-                act_forward(m->cfg.act, ws->z[l] + (size_t)j * ld + n0,
-                            ws->a[l] + (size_t)j * ld + n0, (size_t)(n1 - n0));
-            if (pass == BRISK_PASS_TRAIN)
-                transpose_block(ws->a[l], (size_t)ld, ws->a_rm[l], (size_t)ws->ldr[l], m0, m1,
-                                n0, n1);
+    const float *x = ws->x0;
+    for (int l = 0; l < m->n_layers; l++) {
+        const brisk_layer *ly = &m->layers[l];
+        if ((ly->ops->flags & BRISK_LAYER_ALIAS) ||
+            (pass == BRISK_PASS_EVAL && (ly->ops->flags & BRISK_LAYER_EVAL_IDENTITY)))
+            continue;
+        if (m->fwd_fused[l]) { /* done by the layer before */
+            x = ws->out[l];
+            continue;
         }
+        const int fuse = l + 1 < m->n_layers && m->fwd_fused[l + 1];
+        const brisk_forward_args a = {
+            .x = x, .y = ws->out[l], .n = n, .ld = ld,
+            .x_rows = l == 0 ? ws->input : NULL, .x_rows_ld = D,
+            .params = params, .buffers = buffers,
+            .scratch = ws->scratch[l], .pass = pass, .seed = keys ? keys->seed : 0,
+            .step = keys ? keys->step : 0, .sample0 = keys ? keys->sample0 : 0,
+            .stats = stats && ly->stats_len ? stats + m->stats_off[l] : NULL,
+            .act = fuse ? &m->layers[l + 1] : NULL, .act_y = fuse ? ws->out[l + 1] : NULL,
+            .team = team};
+        ly->ops->forward(ly, &a);
         brisk_team_barrier(team);
-        x = ws->a[l];
+        x = ws->out[l];
+        if (fuse) {
+            x = ws->out[l + 1];
+            l++;
+        }
     }
 }
 
@@ -504,7 +904,7 @@ void brisk_model_forward(const brisk_model *m, const float *params, brisk_worksp
 static double sample_loss(const brisk_model *m, const float *zi, float *di, size_t ld, int y,
                           float grad_scale, int want_grad, int *right)
 {
-    const int C = m->cfg.widths[m->cfg.n_layers];
+    const int C = brisk_model_outputs(m);
     BRISK_ASSERT(C == 1 ? y <= 1 : y < C);
     if (m->cfg.loss == BRISK_LOSS_SOFTMAX_CE) {
         /* loss = logsumexp(z) - z_y; dloss/dz = softmax(z) - onehot(y). */
@@ -557,10 +957,9 @@ static double sample_loss(const brisk_model *m, const float *zi, float *di, size
 void brisk_model_loss(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels, int n,
                       float grad_scale, brisk_metrics *acc, const brisk_team *team)
 {
-    const int L = m->cfg.n_layers;
     const size_t ld = (size_t)ws->ld;
-    const float *zl = ws->z[L - 1];   /* (C, ld) */
-    float *dz = ws->dz[(L - 1) & 1];  /* (C, ld) */
+    const float *zl = ws->cur[ws->pass][m->n_layers - 1]; /* (C, ld) */
+    float *dz = ws->grad[0];                     /* (C, ld) */
     /* Parallelize over samples; each sample's loss is kept, then summed in sample order. */
     long long i0, i1;
     brisk_team_range(team, n, &i0, &i1);
@@ -584,64 +983,65 @@ void brisk_model_loss(const brisk_model *m, brisk_workspace *ws, const uint8_t *
     acc->count += n;
 }
 
-void brisk_model_backward(const brisk_model *m, const float *params, brisk_workspace *ws, int n,
-                          float *grads, const brisk_team *team)
+void brisk_model_backward(const brisk_model *m, const float *params, const float *buffers,
+                          brisk_workspace *ws, int n, float *grads, const brisk_team *team)
 {
-    const int L = m->cfg.n_layers, ld = ws->ld;
-    const int ith = team ? team->ith : 0, nth = team ? team->nth : 1;
-    for (int l = L - 1; l >= 0; l--) {
-        const int in = m->cfg.widths[l], out = m->cfg.widths[l + 1];
-        const float *dz = ws->dz[l & 1]; /* (out, ld) */
-        /* dW (out, in) = dz x^T: A = dz (k = samples), B = x row-major (samples, in). */
-        const brisk_gemm_args gw = {.M = out, .N = in, .K = n, .A = dz, .a_rs = ld, .a_ks = 1,
-                                    .B = l ? ws->a_rm[l - 1] : ws->input,
-                                    .ldb = l ? ws->ldr[l - 1] : in,
-                                    .C = grads + m->tensors[2 * l].offset, .ldc = in,
-                                    .init = BRISK_GEMM_ZERO};
-        brisk_gemm(&gw, ith, nth);
-        /* db = row sums of dz, in sample order. */
-        float *db = grads + m->tensors[2 * l + 1].offset;
-        long long j0, j1;
-        brisk_team_range(team, out, &j0, &j1);
-        for (long long j = j0; j < j1; j++) {
-            const float *row = dz + (size_t)j * ld;
-            float s = row[0];
-            for (int i = 1; i < n; i++)
-                s += row[i];
-            db[j] = s;
-        }
-        if (l == 0)
-            break; /* the input needs no gradient */
-        /* dx (in, n) = W^T dz: A(m, k) = W[k][m], broadcast along k = out down the columns
-         * of W as stored (a transposed copy of W per step measured slower: the lines of a
-         * column strip are reused by the next register blocks while they are in L2); then
-         * through the previous layer's activation, on the block this thread computed. */
-        float *dx = ws->dz[(l - 1) & 1];
-        const brisk_gemm_args gx = {.M = in, .N = n, .K = out,
-                                    .A = params + m->tensors[2 * l].offset, .a_rs = 1,
-                                    .a_ks = in, .B = dz, .ldb = ld, .C = dx, .ldc = ld,
-                                    .init = BRISK_GEMM_ZERO};
-        int m0, m1, n0, n1;
-        brisk_gemm_split(in, n, ith, nth, &m0, &m1, &n0, &n1);
-        brisk_gemm_block(&gx, m0, m1, n0, n1);
-        for (int j = m0; j < m1 && n0 < n1; j++) {
-            const size_t o = (size_t)j * ld + (size_t)n0;
-            act_backward(m->cfg.act, ws->z[l - 1] + o, ws->a[l - 1] + o, dx + o,
-                         (size_t)(n1 - n0));
-        }
+    const int D = (int)brisk_shape_size(m->cfg.input);
+    int g = 0; /* ws->grad[g] holds the gradient of the current layer's output */
+    for (int l = m->n_layers - 1; l >= 0; l--) {
+        const brisk_layer *ly = &m->layers[l];
+        if ((ly->ops->flags & BRISK_LAYER_ALIAS) || m->bwd_fused[l])
+            continue; /* the same gradient, or done by the layer above */
+        /* Below the first layer with tensors there is nothing to compute. */
+        int below = 0;
+        for (int k = 0; k < l && !below; k++)
+            below = m->layers[k].n_tensors > 0;
+        if (ly->n_tensors == 0 && !below)
+            break;
+        const float *x = l ? ws->cur[BRISK_PASS_TRAIN][l - 1] : ws->x0;
+        const int fuse = l > 0 && m->bwd_fused[l - 1];
+        const brisk_backward_args a = {
+            .x = x, .y = ws->cur[BRISK_PASS_TRAIN][l], .dy = ws->grad[g],
+            .dx = below ? ws->grad[g ^ 1] : NULL, .n = n, .ld = ws->ld,
+            .x_rows = l == 0 ? ws->input : NULL, .x_rows_ld = D,
+            .params = params, .buffers = buffers, .grads = grads, .scratch = ws->scratch[l],
+            .act = fuse ? &m->layers[l - 1] : NULL,
+            .act_x = fuse ? (l >= 2 ? ws->cur[BRISK_PASS_TRAIN][l - 2] : ws->x0) : NULL,
+            .act_y = fuse ? ws->cur[BRISK_PASS_TRAIN][l - 1] : NULL, .team = team};
+        ly->ops->backward(ly, &a);
         brisk_team_barrier(team);
+        g ^= 1;
     }
 }
 
-static const char *const act_names[] = {"relu", "gelu", "tanh", "sigmoid"};
+void brisk_model_merge_stats(const brisk_model *m, float *buffers, const float *const *stats,
+                             int S)
+{
+    if (!m->stats_len || S < 1)
+        return;
+    const float **view = malloc((size_t)S * sizeof *view);
+    BRISK_ASSERT(view); /* S pointers: a few KB at most */
+    for (int l = 0; l < m->n_layers; l++) {
+        const brisk_layer *ly = &m->layers[l];
+        if (!ly->stats_len || !ly->ops->merge_stats)
+            continue;
+        for (int s = 0; s < S; s++)
+            view[s] = stats[s] + m->stats_off[l];
+        ly->ops->merge_stats(ly, buffers, view, S);
+    }
+    free(view);
+}
+
+/* ---- Names ---------------------------------------------------------------------------- */
+
 static const char *const loss_names[] = {"ce", "bce", "mse"};
 
-const char *brisk_act_name(brisk_act a) { return act_names[a]; }
+const char *brisk_act_name(brisk_act a) { return act_kinds[a]; }
 const char *brisk_loss_name(brisk_loss l) { return loss_names[l]; }
 
 int brisk_act_parse(const char *s)
 {
-    return brisk__name_index(act_names, 4, s);
+    return brisk__name_index(act_kinds, 4, s);
 }
 
 int brisk_loss_parse(const char *s)

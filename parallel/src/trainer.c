@@ -46,6 +46,10 @@ struct brisk_trainer {
     brisk_pool *pool;
     int T;
     float *params;            /* (P) the one copy of the parameters */
+    float *buffers;           /* running statistics (batchnorm), the same on every rank */
+    float *shard_stats;       /* (max_shards, stats_len) every shard's statistics, shard order */
+    float *local_stats;       /* this rank's shards' (== shard_stats when P = 1) */
+    const float **stats_view; /* (max_shards) */
     float *grads;             /* reduced gradient of the batch mean, my slice [my_lo, my_hi):
                                * element i at i - my_lo (the whole slab when P = 1) */
     float *opt_m, *opt_v;     /* my slice of Adam's moments (or SGD's momentum) */
@@ -88,6 +92,7 @@ typedef struct job {
     brisk_metrics *metrics;   /* (n_mine) per chunk of mine */
     /* A step. */
     float grad_scale;         /* 1 / n */
+    int64_t step;             /* the optimizer step (dropout's key) */
     float lr, clip_scale;
     /* An inspection (not distributed, so chunk k is chunk k): may be NULL. */
     double *sums;             /* (chunks, 2 L) sums and sums of squares of each layer's output */
@@ -258,15 +263,21 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     const size_t my_len = t->my_hi - t->my_lo;
     const size_t max_local = (size_t)n_local(t->max_shards, t->P, 0);
     t->params = brisk_slab_alloc(t->model);
+    t->buffers = brisk_buffers_alloc(t->model);
+    const size_t stats_len = brisk_model_stats_len(t->model);
+    t->shard_stats = calloc((size_t)t->max_shards * stats_len + 1, sizeof(float));
+    t->stats_view = calloc((size_t)t->max_shards, sizeof *t->stats_view);
     t->shard_metrics = calloc((size_t)t->max_shards, sizeof *t->shard_metrics);
     t->shard_src = calloc((size_t)t->max_shards, sizeof *t->shard_src);
     t->block_sq = calloc(t->n_blocks ? t->n_blocks : 1, sizeof *t->block_sq);
     t->ws = calloc((size_t)t->T, sizeof *t->ws);
     t->labels = calloc((size_t)t->T, sizeof *t->labels);
     t->teams = calloc((size_t)t->T, sizeof *t->teams);
-    if (!t->params || !t->shard_metrics || !t->shard_src || !t->block_sq || !t->ws ||
-        !t->labels || !t->teams)
+    if (!t->params || !t->buffers || !t->shard_stats || !t->stats_view || !t->shard_metrics ||
+        !t->shard_src || !t->block_sq || !t->ws || !t->labels || !t->teams)
         goto fail_nomem;
+    for (int s = 0; s < t->max_shards; s++)
+        t->stats_view[s] = t->shard_stats + (size_t)s * stats_len;
     for (int r = 0; r < t->T; r++)
         t->teams[r] = (team_ctx){t->pool, r};
     /* The reduced gradient, m and v: my slice, 64-byte aligned (the slab when P = 1). */
@@ -281,10 +292,14 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     memset(t->opt_v, 0, slice_bytes);
     if (t->P == 1) {
         t->local_metrics = t->shard_metrics;
+        t->local_stats = t->shard_stats;
         t->n_shard_grads = t->max_shards;
     } else {
         t->n_shard_grads = t->T;
         t->local_metrics = calloc(max_local ? max_local : 1, sizeof *t->local_metrics);
+        t->local_stats = calloc((max_local ? max_local : 1) * stats_len + 1, sizeof(float));
+        if (!t->local_stats)
+            goto fail_nomem;
         t->sendbuf = malloc((max_local ? max_local : 1) * len * sizeof(float));
         t->recvbuf = malloc(((size_t)t->max_shards * my_len + 1) * sizeof(float));
         if (!t->local_metrics || !t->sendbuf || !t->recvbuf)
@@ -308,7 +323,7 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
         if (!(t->labels[w] = malloc((size_t)t->cfg.micro_batch)))
             goto fail_nomem;
     }
-    brisk_model_init_params(t->model, cfg->seed, t->params);
+    brisk_model_init_params(t->model, cfg->seed, t->params, t->buffers);
     *out = t;
     return BRISK_OK;
 fail_nomem:
@@ -333,6 +348,11 @@ void brisk_trainer_destroy(brisk_trainer *t)
         free(t->local_metrics);
     free(t->shard_metrics);
     brisk_slab_free(t->params);
+    brisk_slab_free(t->buffers);
+    if (t->local_stats != t->shard_stats)
+        free(t->local_stats);
+    free(t->shard_stats);
+    free(t->stats_view);
     free(t->grads);
     free(t->opt_m);
     free(t->opt_v);
@@ -356,7 +376,7 @@ void brisk_trainer_destroy(brisk_trainer *t)
 /* Gathers chunk c's samples into workspace `slot` (the team splitting the rows), then
  * forward and loss. Returns the rows in the chunk. */
 static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_pass pass,
-                         brisk_metrics *m)
+                         brisk_metrics *m, float *stats)
 {
     brisk_trainer *tr = j->tr;
     const int mb = tr->cfg.micro_batch, D = j->ds->d;
@@ -369,7 +389,9 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
     if (!team || team->ith == 0)
         memset(m, 0, sizeof *m);
     brisk_team_barrier(team);
-    brisk_model_forward(tr->model, tr->params, tr->ws[slot], rows, pass, team);
+    const brisk_pass_keys keys = {.seed = tr->cfg.seed, .step = j->step, .sample0 = lo};
+    brisk_model_forward(tr->model, tr->params, tr->buffers, tr->ws[slot], rows, pass, &keys,
+                        stats, team);
     brisk_model_loss(tr->model, tr->ws[slot], tr->labels[slot], rows,
                      pass == BRISK_PASS_TRAIN ? j->grad_scale : 0.0f, m, team);
     return rows;
@@ -381,9 +403,11 @@ static void step_chunk(job *j, int k, const brisk_team *team, int slot)
 {
     brisk_trainer *tr = j->tr;
     const int s = j->first + k * j->stride;
-    const int rows = chunk_forward(j, s, team, slot, BRISK_PASS_TRAIN, &j->metrics[k]);
+    const size_t sl = brisk_model_stats_len(tr->model);
+    const int rows = chunk_forward(j, s, team, slot, BRISK_PASS_TRAIN, &j->metrics[k],
+                                   sl ? tr->local_stats + (size_t)k * sl : NULL);
     float *g = tr->shard_grads[tr->P == 1 ? s : slot];
-    brisk_model_backward(tr->model, tr->params, tr->ws[slot], rows, g, team);
+    brisk_model_backward(tr->model, tr->params, tr->buffers, tr->ws[slot], rows, g, team);
     if (tr->P == 1)
         return;
     brisk_team_barrier(team);
@@ -513,6 +537,35 @@ static int mp_gather_metrics(brisk_trainer *t, int chunks, const brisk_metrics *
     return BRISK_OK;
 }
 
+/* Gathers per-rank rows of `width` floats (rank r's n_local(chunks) rows, in its local
+ * order) into the global chunk order. */
+static int mp_gather_floats(brisk_trainer *t, int chunks, size_t width, const float *mine,
+                            float *out)
+{
+    size_t *counts = malloc(2 * (size_t)t->P * sizeof *counts);
+    float *seg = malloc(((size_t)chunks + 1) * width * sizeof *seg);
+    if (!counts || !seg) {
+        free(counts);
+        free(seg);
+        return brisk_error_set(BRISK_ENOMEM, "trainer: out of memory for %d chunks' "
+                               "statistics", chunks);
+    }
+    size_t *displs = counts + t->P, at = 0;
+    for (int r = 0; r < t->P; r++) {
+        counts[r] = (size_t)n_local(chunks, t->P, r) * width;
+        displs[r] = at;
+        at += counts[r];
+    }
+    memcpy(seg + displs[t->rank], mine, counts[t->rank] * sizeof *seg);
+    brisk__comm_allgatherv(t->comm, seg, counts, displs, BRISK__COMM_FLOAT);
+    for (int c = 0; c < chunks; c++)
+        memcpy(out + (size_t)c * width, seg + displs[c % t->P] + (size_t)(c / t->P) * width,
+               width * sizeof *seg);
+    free(seg);
+    free(counts);
+    return BRISK_OK;
+}
+
 /* Every shard's slice to the slice's owner; then shard_src[s] is where shard s's part of my
  * slice landed (it came from rank s % P as that rank's local shard s / P). */
 static void mp_exchange(brisk_trainer *t, int S, int n_mine, size_t *v)
@@ -552,13 +605,13 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
     if (n < 1 || n > t->cfg.batch)
         return brisk_error_set(BRISK_EINVAL, "step: %d samples (1..batch %d allowed)", n,
                                t->cfg.batch);
-    if (ds->d != t->cfg.model.widths[0])
+    if ((size_t)ds->d != brisk_shape_size(t->cfg.model.input))
         return brisk_error_set(BRISK_EINVAL, "step: samples have %d features, the model's "
-                               "input is %d wide", ds->d, t->cfg.model.widths[0]);
+                               "input has %zu", ds->d, brisk_shape_size(t->cfg.model.input));
     const int S = brisk_trainer_num_shards(t, n), P = t->P;
     job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .mean = mean, .std = std, .chunks = S,
              .first = t->rank, .stride = P, .metrics = t->local_metrics,
-             .grad_scale = 1.0f / (float)n,
+             .grad_scale = 1.0f / (float)n, .step = t->steps_done,
              .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done)};
     plan(&j, n_local(S, P, t->rank));
     const double t0 = now_seconds();
@@ -570,6 +623,17 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
         return brisk_error_set(BRISK_ENOMEM, "step: out of memory for %d ranks", P);
     if (P > 1)
         mp_exchange(t, S, j.n_mine, vp);
+    const size_t sl = brisk_model_stats_len(t->model);
+    if (sl && P > 1) { /* every shard's statistics, in shard order, on every rank */
+        const int err = mp_gather_floats(t, S, sl, t->local_stats, t->shard_stats);
+        if (err < 0) {
+            if (vp != v)
+                free(vp);
+            return err;
+        }
+    }
+    if (sl) /* the running statistics, once per step, shards in order */
+        brisk_model_merge_stats(t->model, t->buffers, t->stats_view, S);
     brisk_pool_run(t->pool, P == 1 ? phase_bc : phase_b, &j);
     if (P > 1) {
         /* Everyone gets every block's sum of squares and every shard's metrics. */
@@ -619,19 +683,20 @@ static void eval_chunk(job *j, int k, const brisk_team *team, int slot)
 {
     brisk_trainer *tr = j->tr;
     const int c = j->first + k * j->stride;
-    const int rows = chunk_forward(j, c, team, slot, BRISK_PASS_EVAL, &j->metrics[k]);
+    const int rows = chunk_forward(j, c, team, slot, BRISK_PASS_EVAL, &j->metrics[k], NULL);
     if ((!j->sums && !j->pred) || (team && team->ith != 0))
         return;
     /* What the network does with the chunk, for monitoring: thread 0 of the team, after the
      * loss's barrier. */
-    const brisk_model_config *mc = brisk_model_get_config(tr->model);
-    const int L = mc->n_layers, C = mc->widths[L], ld = brisk_workspace_ld(tr->ws[slot]);
+    const int L = brisk_model_num_layers(tr->model), C = brisk_model_outputs(tr->model);
+    const int ld = brisk_workspace_ld(tr->ws[slot]);
     if (j->sums) {
         double *sums = j->sums + (size_t)c * 2 * (size_t)L;
         for (int l = 0; l < L; l++) {
             const float *a = brisk_workspace_output(tr->ws[slot], l);
             double s = 0, sq = 0;
-            for (int u = 0; u < mc->widths[l + 1]; u++)
+            const int units = (int)brisk_shape_size(brisk_model_layer(tr->model, l)->out);
+            for (int u = 0; u < units; u++)
                 for (int i = 0; i < rows; i++) {
                     const double x = a[(size_t)u * ld + i];
                     s += x;
@@ -673,9 +738,9 @@ static int run_eval(brisk_trainer *t, const brisk_dataset *ds, const int32_t *id
     memset(out, 0, sizeof *out);
     if (n <= 0)
         return BRISK_OK;
-    if (ds->d != t->cfg.model.widths[0])
+    if ((size_t)ds->d != brisk_shape_size(t->cfg.model.input))
         return brisk_error_set(BRISK_EINVAL, "evaluate: samples have %d features, the model's "
-                               "input is %d wide", ds->d, t->cfg.model.widths[0]);
+                               "input has %zu", ds->d, brisk_shape_size(t->cfg.model.input));
     const int64_t chunks = (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch;
     if (chunks > INT32_MAX)
         return brisk_error_set(BRISK_EINVAL, "evaluate: %lld samples is too many",
@@ -716,8 +781,7 @@ int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32
                           int64_t n, float mean, float std, brisk_metrics *metrics,
                           int32_t *pred, double *act_mean, double *act_std)
 {
-    const brisk_model_config *mc = brisk_model_get_config(t->model);
-    const int L = mc->n_layers;
+    const int L = brisk_model_num_layers(t->model);
     const int64_t chunks = n > 0 ? (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch : 0;
     double *sums = NULL;
     if (chunks > 0 && (act_mean || act_std) &&
@@ -738,7 +802,8 @@ int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32
             s += sums[(size_t)c * 2 * (size_t)L + 2 * (size_t)l];
             sq += sums[(size_t)c * 2 * (size_t)L + 2 * (size_t)l + 1];
         }
-        const double cnt = n > 0 ? (double)n * mc->widths[l + 1] : 1.0, mu = s / cnt;
+        const double units = (double)brisk_shape_size(brisk_model_layer(t->model, l)->out);
+        const double cnt = n > 0 ? (double)n * units : 1.0, mu = s / cnt;
         const double var = sq / cnt - mu * mu;
         if (act_mean)
             act_mean[l] = mu;
@@ -758,11 +823,13 @@ void brisk_trainer_slice(const brisk_trainer *t, size_t *lo, size_t *hi)
 }
 
 void brisk_trainer_load_state(brisk_trainer *t, const float *params, const float *opt_m,
-                              const float *opt_v, int64_t steps)
+                              const float *opt_v, const float *buffers, int64_t steps)
 {
     BRISK_ASSERT(steps >= 0);
     const size_t len = brisk_model_slab_len(t->model), my_len = t->my_hi - t->my_lo;
     memcpy(t->params, params, len * sizeof *params);
+    if (buffers)
+        memcpy(t->buffers, buffers, brisk_model_buffers_len(t->model) * sizeof *buffers);
     memcpy(t->opt_m, opt_m + t->my_lo, my_len * sizeof *opt_m);
     memcpy(t->opt_v, opt_v + t->my_lo, my_len * sizeof *opt_v);
     t->steps_done = steps;
@@ -838,6 +905,7 @@ void brisk_trainer_phase_times(const brisk_trainer *t, double *shards, double *u
 const float *brisk_trainer_grads(const brisk_trainer *t) { return t->grads; }
 const brisk_model *brisk_trainer_model(const brisk_trainer *t) { return t->model; }
 float *brisk_trainer_params(brisk_trainer *t) { return t->params; }
+float *brisk_trainer_buffers(brisk_trainer *t) { return t->buffers; }
 float *brisk_trainer_opt_m(brisk_trainer *t) { return t->opt_m; }
 float *brisk_trainer_opt_v(brisk_trainer *t) { return t->opt_v; }
 int64_t brisk_trainer_steps_done(const brisk_trainer *t) { return t->steps_done; }

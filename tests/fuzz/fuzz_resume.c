@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (brisk_checkpoint_load(path, &c) == BRISK_OK &&
         brisk_model_num_params(c->layout) <= 100000) {
         const brisk_model_config *mc = &c->model;
-        const int D = mc->widths[0], C = mc->widths[mc->n_layers];
+        const int D = (int)brisk_shape_size(mc->input), C = brisk_model_outputs(c->layout);
         brisk_trainer_config cfg = {.model = *mc, .batch = 8, .threads = 2, .seed = 1};
         cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
         cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
@@ -38,7 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (D <= 4096 && brisk_dataset_synthetic(16, D, C < 2 ? 2 : C, 30.0f, 1, 0, &ds) == 0) {
             if (brisk_dataset_check_labels(&ds, C, "synthetic") == 0 &&
                 brisk_trainer_create(&cfg, &t) == 0) {
-                brisk_trainer_load_state(t, c->params, c->opt_m, c->opt_v, c->pos.steps_done);
+                brisk_trainer_load_state(t, c->params, c->opt_m, c->opt_v, c->buffers,
+                                         c->pos.steps_done);
                 int32_t idx[16];
                 for (int i = 0; i < 16; i++)
                     idx[i] = i;

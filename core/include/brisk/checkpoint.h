@@ -6,14 +6,18 @@
  * [begin, end]} (offsets into the data section) and carries string metadata under
  * "__metadata__". Python's safetensors and PyTorch load the weights directly.
  *
- * Brisk writes the parameters under their own names ("dense0.weight" (out, in),
- * "dense0.bias" (out), ...), the optimizer moments as "optim.m.<name>" and "optim.v.<name>",
- * and in the metadata: the model ("brisk.model", "brisk.act", "brisk.loss"), the training
- * position (epoch, batch, steps, seed, the partial train metrics of the epoch in progress),
- * the program's configuration as JSON ("brisk.config"), a CRC-32C of the data section
+ * Brisk writes the parameters under the names torch.nn.Sequential gives them ("0.weight"
+ * (out, in, K, K) for a convolution first, "7.bias", ...), the optimizer moments as
+ * "optim.m.<name>" and "optim.v.<name>", the running statistics ("1.running_mean", ...) and
+ * each batch normalisation's num_batches_tracked (int64), so that PyTorch's load_state_dict
+ * takes the file; and in the metadata: the model ("brisk.model": the layer list,
+ * "brisk.input": "1x28x28" or "784", "brisk.loss"), the training position (epoch, batch,
+ * steps, seed, the partial train metrics of the epoch in progress), the program's
+ * configuration as JSON ("brisk.config"), a CRC-32C of the data section
  * ("brisk.data_crc32c") and one of the header itself ("brisk.header_crc32c": over the 8-byte
  * size and the header text with this value's 8 hex digits read as "00000000"), so that a
- * corrupted or edited file is refused instead of loaded.
+ * corrupted or edited file is refused instead of loaded. A model with a registered layer
+ * kind loads where that kind is registered.
  */
 #ifndef BRISK_CHECKPOINT_H
 #define BRISK_CHECKPOINT_H
@@ -42,6 +46,7 @@ typedef struct brisk_checkpoint {
     char *config;                  /* the program's configuration, JSON text (owned) */
     brisk_model *layout;           /* owned */
     float *params, *opt_m, *opt_v; /* slabs laid out by `layout` (owned) */
+    float *buffers;                /* the buffer slab (owned) */
 } brisk_checkpoint;
 
 /* Writes a checkpoint atomically: a temporary file next to path, fsync, rename over path,
@@ -49,8 +54,8 @@ typedef struct brisk_checkpoint {
  * config_json may be NULL. Returns BRISK_OK or BRISK_EIO / BRISK_ENOMEM (detail: path and
  * errno). */
 int brisk_checkpoint_save(const char *path, const brisk_model *m, const float *params,
-                          const float *opt_m, const float *opt_v, const brisk_ckpt_position *pos,
-                          const char *config_json);
+                          const float *opt_m, const float *opt_v, const float *buffers,
+                          const brisk_ckpt_position *pos, const char *config_json);
 
 /* Reads and checks a checkpoint: sizes against the file before allocating, the header CRC,
  * the JSON header, every position value's range, every tensor's dtype, shape and offsets

@@ -15,6 +15,8 @@
  *
  * No packing of A or B: A is read through two strides (so W and W^T are the same array), B
  * row by row. Rows of B should be contiguous and, for speed, not a multiple of 4 KiB apart.
+ * Either A's rows or B's rows may instead be given as an array of pointers (one per row), so
+ * that a convolution reads its input in place instead of unrolling it (im2col).
  */
 #ifndef BRISK_GEMM_H
 #define BRISK_GEMM_H
@@ -42,6 +44,10 @@ typedef struct brisk_gemm_args {
     ptrdiff_t ldc;
     const float *bias;            /* (M), for BRISK_GEMM_ROWBIAS */
     brisk_gemm_init init;
+    /* Optional, one of the two: A(m, k) = a_rows[m][k * a_ks] (A and a_rs unused), or
+     * B(k, n) = b_rows[k][n] (B and ldb unused). */
+    const float *const *a_rows;
+    const float *const *b_rows;
 } brisk_gemm_args;
 
 /* Computes the block of C that thread ith of nth owns (0 <= ith < nth); the nth calls

@@ -1,25 +1,45 @@
-/* brisk/model.h: a multilayer perceptron over flat parameter slabs.
+/* brisk/model.h: a model is a sequence of layers (brisk/layer.h) over flat slabs.
  *
  * Glossary used across Brisk: B batch, D input width, H hidden width, C classes (output
- * width), L dense layers, P parameters, T threads, S micro-shards.
+ * width), L layers, P parameters, T threads, S micro-shards.
  *
- * A model is a stack of dense layers Y = X W^T + b (W is (out, in), row-major, as PyTorch
- * stores nn.Linear), each followed by the activation except the last, whose output (the
- * logits) goes to the loss. All parameters live in one 64-byte-aligned slab; gradients, Adam m
- * and v use the same layout, so the optimizer, the reduction and checkpoints are loops over
- * flat arrays and a tensor is a named view (offset, shape) into any of them.
+ * A model is described by a short layer list, one item per layer, separated by commas:
+ *
+ *   conv:32:3:pad1,relu,maxpool:2,conv:64:3:pad1,relu,maxpool:2,flatten,dense:128,relu,
+ *   dropout:0.3,dense:10
+ *
+ * Items: dense:N[:nobias]; conv:OUT:K[:s<stride>][:pad<P>][:nobias] (a K x K convolution,
+ * weights (out, in, K, K) as torch.nn.Conv2d); maxpool:K[:s<stride>], avgpool:K[:s<stride>]
+ * (stride K by default); gap (global average pooling to (C, 1, 1)); flatten; relu;
+ * leaky_relu[:SLOPE] (0.01); gelu (exact); tanh; sigmoid; dropout:P; batchnorm (per channel,
+ * or per feature of a vector); layernorm (over all features of a sample); and any kind
+ * registered with brisk_layer_register. The input shape comes from the data. The last
+ * layer's outputs are the logits the loss reads. Presets: "cnn" (the list above) and the MLP
+ * shorthand "784-256-128-10" (dense layers with one activation between them).
+ *
+ * All trained parameters live in one 64-byte-aligned slab; gradients, Adam m and v use the
+ * same layout, so the optimizer, the reduction and checkpoints are loops over flat arrays and
+ * a tensor is a named view (offset, shape) into any of them. Running statistics live in a
+ * second slab, the buffers.
  */
 #ifndef BRISK_MODEL_H
 #define BRISK_MODEL_H
 
 #include "brisk/error.h"
+#include "brisk/layer.h"
 #include "brisk/team.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define BRISK_MAX_LAYERS 16
+#ifdef __cplusplus
+extern "C" {
+#endif
 
+#define BRISK_MAX_LAYERS 64
+#define BRISK_MODEL_SPEC_MAX 1024
+
+/* Activations, for the MLP shorthand and by name. */
 typedef enum brisk_act {
     BRISK_ACT_RELU,
     BRISK_ACT_GELU, /* exact: x * Phi(x), as torch.nn.GELU() */
@@ -34,73 +54,82 @@ typedef enum brisk_loss {
 } brisk_loss;
 
 typedef enum brisk_init {
-    BRISK_INIT_AUTO,   /* He for relu/gelu, Glorot for tanh/sigmoid */
+    BRISK_INIT_AUTO,   /* He for a weight that feeds relu, leaky_relu or gelu (or the logits),
+                        * Glorot for one that feeds tanh or sigmoid */
     BRISK_INIT_HE,     /* N(0, 2/fan_in) */
     BRISK_INIT_GLOROT  /* U(-a, a), a = sqrt(6/(fan_in + fan_out)) */
 } brisk_init;
 
 /* Plain configuration, copied by brisk_model_create. */
 typedef struct brisk_model_config {
-    int n_layers;                        /* L dense layers: widths has L + 1 entries */
-    int widths[BRISK_MAX_LAYERS + 1];    /* D, H1, ..., C */
-    brisk_act act;
+    char spec[BRISK_MODEL_SPEC_MAX]; /* the layer list */
+    brisk_shape input;               /* per sample */
     brisk_loss loss;
     brisk_init init;
 } brisk_model_config;
 
-/* A named view into a slab: floats [offset, offset + rows * cols). Bias: rows == 1. */
-typedef struct brisk_tensor_view {
-    char name[32];   /* "dense0.weight", "dense0.bias", ... */
-    size_t offset;   /* in floats, a multiple of 16 (64 bytes) */
-    int rows, cols;  /* weight: (out, in); bias: (1, out) */
-} brisk_tensor_view;
+/* Sets cfg's layer list (a list as above or a preset name) and input shape; the loss and init
+ * are left as they are. Checks the grammar and every item's arguments (the shapes are checked
+ * by brisk_model_create). Returns BRISK_OK or BRISK_EINVAL with a detail that quotes the
+ * offending item and its position. */
+int brisk_model_config_set(brisk_model_config *cfg, const char *spec, brisk_shape input);
 
-typedef struct brisk_model brisk_model;
+/* The MLP shorthand: "784-256-128-10" (widths, the first the input's) with `act` between
+ * the dense layers. Sets spec and input (a vector). BRISK_EINVAL as above. */
+int brisk_model_config_mlp(brisk_model_config *cfg, const char *widths, brisk_act act);
 
-/* Parses "784-256-128-10" into cfg->widths/n_layers. Returns BRISK_OK or BRISK_EINVAL with a
- * detail naming what is wrong (widths must be 1..65536, 2..BRISK_MAX_LAYERS+1 of them). */
-int brisk_model_parse_widths(const char *spec, brisk_model_config *cfg);
+/* The C builder: appends one item ("dense:128", "relu", ...) to cfg->spec. BRISK_EINVAL for
+ * a bad item or a full list. */
+int brisk_model_config_add(brisk_model_config *cfg, const char *item);
 
-/* Creates a model (layout only, no memory for values). *out is owned by the caller and freed
- * with brisk_model_destroy. Returns BRISK_OK, BRISK_EINVAL or BRISK_ENOMEM. */
+/* Creates a model: every layer parsed, its shapes set from the input, its tensors laid out
+ * (no memory for values). *out is owned by the caller (brisk_model_destroy). Returns
+ * BRISK_OK, BRISK_EINVAL (the detail names the layer and what does not fit) or BRISK_ENOMEM. */
 int brisk_model_create(const brisk_model_config *cfg, brisk_model **out);
 void brisk_model_destroy(brisk_model *m); /* accepts NULL */
 
 const brisk_model_config *brisk_model_get_config(const brisk_model *m);
-size_t brisk_model_num_params(const brisk_model *m); /* P, without alignment padding */
-size_t brisk_model_slab_len(const brisk_model *m);   /* floats in a slab, padding included */
-int brisk_model_num_tensors(const brisk_model *m);   /* 2 L: weight and bias per layer */
+int brisk_model_num_layers(const brisk_model *m);
+const brisk_layer *brisk_model_layer(const brisk_model *m, int i);
+int brisk_model_outputs(const brisk_model *m);        /* C: the last layer's output size */
+size_t brisk_model_num_params(const brisk_model *m);  /* P, trained, without padding */
+size_t brisk_model_slab_len(const brisk_model *m);    /* floats in a slab, padding included */
+size_t brisk_model_buffers_len(const brisk_model *m); /* floats in the buffer slab */
+size_t brisk_model_stats_len(const brisk_model *m);   /* floats of statistics per shard */
+int brisk_model_num_tensors(const brisk_model *m);    /* trained tensors and buffers */
 const brisk_tensor_view *brisk_model_tensor(const brisk_model *m, int i);
-const brisk_tensor_view *brisk_model_weight(const brisk_model *m, int layer);
-const brisk_tensor_view *brisk_model_bias(const brisk_model *m, int layer);
+/* The tensor called name, or NULL. */
+const brisk_tensor_view *brisk_model_find_tensor(const brisk_model *m, const char *name);
 
-/* A zeroed, 64-byte-aligned slab of brisk_model_slab_len floats; free with brisk_slab_free.
- * NULL when out of memory. */
+/* The canonical layer list (what a checkpoint stores) into buf; returns snprintf's value. */
+int brisk_model_describe(const brisk_model *m, char *buf, size_t size);
+/* A table of the layers, their output shapes and parameter counts, like Keras' summary(). */
+int brisk_model_summary(const brisk_model *m, char *buf, size_t size);
+
+/* A zeroed, 64-byte-aligned slab of brisk_model_slab_len floats (brisk_slab_free). NULL
+ * when out of memory. brisk_buffers_alloc: the same for the buffer slab. */
 float *brisk_slab_alloc(const brisk_model *m);
+float *brisk_buffers_alloc(const brisk_model *m);
 void brisk_slab_free(float *slab); /* accepts NULL */
 
-/* Fills params: weights by cfg->init from (seed, tensor index, element index), biases zero,
- * padding zero. The result depends on the seed only. */
-void brisk_model_init_params(const brisk_model *m, uint64_t seed, float *params);
+/* Fills params (weights by cfg->init from (seed, tensor index, element index), biases zero,
+ * normalisation scales one, padding zero) and buffers (running means 0, variances 1). The
+ * result depends on the seed only. */
+void brisk_model_init_params(const brisk_model *m, uint64_t seed, float *params,
+                             float *buffers);
 
 /* Activation memory for one micro-shard of up to max_rows samples, shared by the threads of
- * the team that computes it. Owned by the caller.
- *
- * Layout: the input the caller fills is row-major, (max_rows, D). Everything the layers
- * compute is feature-major, (width, ld) with ld = brisk_workspace_ld(): unit j of sample i at
- * [j * ld + i], so that each matrix product reads the weights as they are stored (no packing)
- * and streams the samples as contiguous rows. */
+ * the team that computes it. Owned by the caller. The input the caller fills is row-major,
+ * (max_rows, D); everything the layers compute is feature-major (brisk/layer.h), with
+ * ld = brisk_workspace_ld(). */
 typedef struct brisk_workspace brisk_workspace;
 int brisk_workspace_create(const brisk_model *m, int max_rows, brisk_workspace **out);
 void brisk_workspace_destroy(brisk_workspace *ws); /* accepts NULL */
-/* The (max_rows, D) row-major input buffer that forward reads: fill rows [0, n) first. */
 float *brisk_workspace_input(brisk_workspace *ws);
-/* Layer l's output after the last forward, feature-major (widths[l + 1], ld): unit j of
- * sample i at [j * ld + i], activation applied (the logits for the last layer). Owned by the
- * workspace. */
+/* Layer l's output after the last forward, (out size, ld) feature-major. */
 const float *brisk_workspace_output(const brisk_workspace *ws, int layer);
 int brisk_workspace_ld(const brisk_workspace *ws);
-/* Bytes of activation memory a workspace of max_rows samples takes (for memory estimates). */
+/* Bytes of activation memory a workspace of max_rows samples takes. */
 size_t brisk_workspace_bytes(const brisk_model *m, int max_rows);
 
 /* Running sums of a pass; brisk_metrics_add merges partials (in a fixed order if you need
@@ -126,18 +155,25 @@ static inline double brisk_metrics_accuracy(const brisk_metrics *m)
     return m->count ? (double)m->correct / (double)m->count : 0.0;
 }
 
-/* What a forward pass is for: BRISK_PASS_TRAIN keeps what backward needs. */
-typedef enum brisk_pass { BRISK_PASS_EVAL, BRISK_PASS_TRAIN } brisk_pass;
+/* Where a pass sits in training, for counter-based randomness (dropout). */
+typedef struct brisk_pass_keys {
+    uint64_t seed;
+    int64_t step;    /* the optimizer step */
+    int64_t sample0; /* the shard's first sample's position in the batch */
+} brisk_pass_keys;
 
 /* The passes below are run by every thread of a team (NULL: one thread) on the same
  * workspace, each computing its part; they return when the whole team is done. Each output
- * element is computed by one thread in an order that does not depend on the team's size
- * (brisk/gemm.h), so the results are bitwise the same for any team. Parameters are only
- * read; safe to run concurrently on different workspaces with shared parameters. */
+ * element is computed by one thread in an order that does not depend on the team's size, so
+ * the results are bitwise the same for any team. Parameters are only read. */
 
-/* Forward pass of rows [0, n) of the workspace input (1 <= n <= max_rows). */
-void brisk_model_forward(const brisk_model *m, const float *params, brisk_workspace *ws, int n,
-                         brisk_pass pass, const brisk_team *team);
+/* Forward pass of rows [0, n) of the workspace input (1 <= n <= max_rows). keys may be NULL
+ * for evaluation. A BRISK_PASS_TRAIN pass writes the shard's statistics (batchnorm) into
+ * stats (brisk_model_stats_len floats; NULL when that is 0) and keeps what backward needs;
+ * evaluation uses the running statistics in buffers. */
+void brisk_model_forward(const brisk_model *m, const float *params, const float *buffers,
+                         brisk_workspace *ws, int n, brisk_pass pass,
+                         const brisk_pass_keys *keys, float *stats, const brisk_team *team);
 
 /* Loss and accuracy of the last forward against labels[0..n): adds to *acc (per-sample loss
  * summed, in sample order) on the team's thread 0 only. If grad_scale != 0, also stores
@@ -149,13 +185,22 @@ void brisk_model_loss(const brisk_model *m, brisk_workspace *ws, const uint8_t *
 /* Backward pass after a BRISK_PASS_TRAIN forward and the loss: overwrites the tensors of
  * grads (a slab; alignment padding is not touched) with the gradient of
  * sum_i grad_scale * Loss_i over the n rows. */
-void brisk_model_backward(const brisk_model *m, const float *params, brisk_workspace *ws, int n,
-                          float *grads, const brisk_team *team);
+void brisk_model_backward(const brisk_model *m, const float *params, const float *buffers,
+                          brisk_workspace *ws, int n, float *grads, const brisk_team *team);
+
+/* Updates the running statistics in buffers from S shards' statistics, in shard order (what
+ * the trainer does once per step). */
+void brisk_model_merge_stats(const brisk_model *m, float *buffers, const float *const *stats,
+                             int S);
 
 /* Names for flags and messages, and their inverses (-1 when unknown). */
 const char *brisk_act_name(brisk_act a);
 const char *brisk_loss_name(brisk_loss l);
 int brisk_act_parse(const char *s);
 int brisk_loss_parse(const char *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

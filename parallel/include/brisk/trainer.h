@@ -81,9 +81,9 @@ int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int3
 /* brisk_trainer_evaluate plus what the network does with the samples, for monitoring, in
  * the same forward pass; changes nothing. Any output may be NULL. metrics: bitwise what
  * brisk_trainer_evaluate gives. pred (n): the predicted class of each sample (argmax of the
- * logits; for one output, logit > 0). act_mean and act_std (L each): mean and standard
- * deviation over all samples and units of each layer's output (hidden layers after the
- * activation, the last layer's logits). Deterministic for any T. Returns BRISK_OK or
+ * logits; for one output, logit > 0). act_mean and act_std (one per layer,
+ * brisk_model_num_layers): mean and standard deviation over all samples and units of each
+ * layer's output (the last layer's: the logits). Deterministic for any T. Returns BRISK_OK or
  * BRISK_ENOMEM. */
 int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
                           int64_t n, float mean, float std, brisk_metrics *metrics,
@@ -93,9 +93,10 @@ int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32
 void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps);
 
 /* Resumes from full slabs (every rank passes the same, e.g. read from one checkpoint): copies
- * the parameters, keeps this rank's slice of m and v, sets the step count. */
+ * the parameters and the buffers (running statistics; NULL keeps the current ones), keeps
+ * this rank's slice of m and v, sets the step count. */
 void brisk_trainer_load_state(brisk_trainer *t, const float *params, const float *opt_m,
-                              const float *opt_v, int64_t steps);
+                              const float *opt_v, const float *buffers, int64_t steps);
 
 /* What brisk_trainer_gather collects. */
 enum { BRISK_GATHER_GRADS = 1, BRISK_GATHER_MOMENTS = 2 };
@@ -112,6 +113,8 @@ void brisk_trainer_slice(const brisk_trainer *t, size_t *lo, size_t *hi);
 
 const brisk_model *brisk_trainer_model(const brisk_trainer *t);
 float *brisk_trainer_params(brisk_trainer *t);       /* slab; owned by the trainer */
+/* The buffer slab (running statistics), the same on every rank; owned by the trainer. */
+float *brisk_trainer_buffers(brisk_trainer *t);
 /* The optimizer moments of this process's slice (brisk_trainer_slice): the whole slab in a
  * single process; owned by the trainer. */
 float *brisk_trainer_opt_m(brisk_trainer *t);

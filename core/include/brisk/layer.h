@@ -1,0 +1,206 @@
+/* brisk/layer.h: the layer interface. A model is a sequence of layers, each an operations
+ * table (brisk_layer_ops) and an instance (brisk_layer). Brisk's own layers (dense, conv2d,
+ * pooling, activations, dropout, batchnorm, layernorm, flatten) use exactly this interface; a
+ * program can write its own layer against it, register its kind (brisk_layer_register) and
+ * use it in a model description like any other (examples/custom_layer.c).
+ *
+ * Data layout. Shapes are per sample: (C, H, W) for images, (D) for vectors; a layer's
+ * input and output hold n samples feature-major: feature f of sample i at [f * ld + i], with
+ * features of an image in (c, h, w) order (as PyTorch flattens them). Columns i in [n, ld)
+ * are padding: they hold finite values that mean nothing; a layer never lets them into a
+ * result for the samples (reductions over samples stop at n).
+ *
+ * Threads. Kernels never create threads. forward and backward are called by every thread of
+ * a team (brisk/team.h) with the same arguments; each thread computes its part and the team
+ * meets at a barrier before the next layer. A layer that needs several phases meets its team
+ * at brisk_team_barrier between them. Whatever the team's size, every output element must be
+ * computed in the same order (brisk/gemm.h does this for matrix products), so that results
+ * are bitwise the same for any number of threads.
+ *
+ * Parameters. In setup a layer declares its tensors with brisk_layer_add_tensor: trained
+ * ones live in the model's parameter slab (and have gradients and optimizer state), buffers
+ * (running statistics) in its buffer slab. Names are "<index>.<suffix>" with the layer's
+ * index in the model, which is its index in the equivalent torch.nn.Sequential, so that
+ * PyTorch loads a checkpoint's tensors with load_state_dict.
+ */
+#ifndef BRISK_LAYER_H
+#define BRISK_LAYER_H
+
+#include "brisk/team.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BRISK_MAX_DIMS 4
+#define BRISK_LAYER_MAX_ARGS 8
+#define BRISK_LAYER_MAX_TENSORS 4
+
+/* A per-sample shape: rank 1 is a vector (c features; h = w = 1), rank 3 an image. */
+typedef struct brisk_shape {
+    int rank;
+    int c, h, w;
+} brisk_shape;
+
+static inline brisk_shape brisk_shape_vec(int d)
+{
+    brisk_shape s = {1, d, 1, 1};
+    return s;
+}
+static inline brisk_shape brisk_shape_img(int c, int h, int w)
+{
+    brisk_shape s = {3, c, h, w};
+    return s;
+}
+static inline size_t brisk_shape_size(brisk_shape s)
+{
+    return (size_t)s.c * (size_t)s.h * (size_t)s.w;
+}
+
+/* How a tensor starts. FAN: the model's weight initialisation (He or Glorot, brisk/model.h)
+ * from the fan-in and fan-out declared with it. */
+typedef enum brisk_tensor_init {
+    BRISK_TENSOR_ZERO,
+    BRISK_TENSOR_ONE,
+    BRISK_TENSOR_FAN
+} brisk_tensor_init;
+
+/* A named view into a slab: floats [offset, offset + count). */
+typedef struct brisk_tensor_view {
+    char name[48];             /* "<layer index>.<suffix>", e.g. "0.weight" */
+    size_t offset;             /* in floats, a multiple of 16 (64 bytes) */
+    size_t count;              /* elements */
+    int ndim, shape[BRISK_MAX_DIMS];
+    int rows, cols;            /* as a matrix: shape[0], and the product of the rest */
+    int layer;                 /* the layer it belongs to */
+    int buffer;                /* 1: in the buffer slab, not trained */
+    brisk_tensor_init init;
+    int fan_in, fan_out;
+} brisk_tensor_view;
+
+typedef enum brisk_pass { BRISK_PASS_EVAL, BRISK_PASS_TRAIN } brisk_pass;
+
+typedef struct brisk_layer brisk_layer;
+typedef struct brisk_model brisk_model;
+
+/* What a forward call gets. Pointers are owned by the model's workspace. */
+typedef struct brisk_forward_args {
+    const float *x;        /* (in size, ld) */
+    float *y;              /* (out size, ld) */
+    int n, ld;             /* samples in [0, n); padding columns up to ld */
+    /* The first layer only: its input as the caller filled it, row-major (sample i's
+     * features at x_rows[i * x_rows_ld]); NULL for the others. */
+    const float *x_rows;
+    int x_rows_ld;
+    const float *params;   /* the parameter slab (the layer's tensors at their offsets) */
+    const float *buffers;  /* the buffer slab (running statistics), read-only here */
+    void *scratch;         /* the layer's own memory for this shard (scratch_bytes) */
+    brisk_pass pass;
+    /* Counter-based randomness (dropout): the same for any team, shard plan or process. */
+    uint64_t seed;
+    int64_t step;          /* the optimizer step this pass belongs to */
+    int64_t sample0;       /* position of sample 0 of this shard in its batch */
+    float *stats;          /* train pass: stats_len floats of this shard's statistics */
+    /* Elementwise activation to fuse into the output (NULL: none): when set, the layer
+     * computes y as usual and also act_y = act(y) on the block each thread computed. */
+    const brisk_layer *act;
+    float *act_y;
+    const brisk_team *team;
+} brisk_forward_args;
+
+/* What a backward call gets (after a BRISK_PASS_TRAIN forward of the same shard). */
+typedef struct brisk_backward_args {
+    const float *x, *y;    /* the forward's input and output */
+    const float *dy;       /* (out size, ld) gradient of the loss with respect to y */
+    float *dx;             /* (in size, ld) to overwrite; NULL for the first layer */
+    int n, ld;
+    const float *x_rows;   /* as in brisk_forward_args */
+    int x_rows_ld;
+    const float *params;
+    const float *buffers;
+    float *grads;          /* the shard's gradient slab: overwrite the layer's tensors */
+    void *scratch;
+    /* Elementwise activation below this layer to fuse into dx (NULL: none): when set, dx is
+     * multiplied by act's derivative at act_x (its input) / act_y (its output). */
+    const brisk_layer *act;
+    const float *act_x, *act_y;
+    const brisk_team *team;
+} brisk_backward_args;
+
+typedef struct brisk_layer_ops {
+    const char *kind;      /* the name in a model description ("dense", "conv", ...) */
+    /* Reads the arguments of a description item ("conv:32:3:pad1": argc 3, argv {"32", "3",
+     * "pad1"}) into l->args; on a bad one returns nonzero with a message in err. */
+    int (*parse)(brisk_layer *l, int argc, const char *const *argv, char *err, size_t errlen);
+    /* Sets l->out from l->in and declares the tensors; on an input it cannot take returns
+     * nonzero with a message in err. */
+    int (*setup)(brisk_layer *l, char *err, size_t errlen);
+    /* Scratch memory for a shard of max_rows samples (ld = max_rows rounded up to 16); 0 for
+     * none. May be NULL. */
+    size_t (*scratch_bytes)(const brisk_layer *l, int max_rows, int ld);
+    void (*forward)(const brisk_layer *l, const brisk_forward_args *a);
+    void (*backward)(const brisk_layer *l, const brisk_backward_args *a);
+    /* The description item that rebuilds the layer (written into checkpoints). */
+    int (*describe)(const brisk_layer *l, char *buf, size_t size);
+    /* Optional: the running statistics update from every shard's statistics, in shard order
+     * (stats[s] has l->stats_len floats), applied to the buffer slab once per step. */
+    void (*merge_stats)(const brisk_layer *l, float *buffers, const float *const *stats, int S);
+    /* Optional, elementwise activations only: a = f(z) and d *= f'(z) (given z and a = f(z)),
+     * on count contiguous values. A layer with these may be fused into the matrix products
+     * around it (its own forward and backward then do not run). */
+    void (*act)(const brisk_layer *l, const float *z, float *a, size_t count);
+    void (*act_grad)(const brisk_layer *l, const float *z, const float *a, float *d,
+                     size_t count);
+    /* Optional: frees l->state. */
+    void (*destroy)(brisk_layer *l);
+    int flags;             /* BRISK_LAYER_* below */
+} brisk_layer_ops;
+
+/* The output is the input, reinterpreted (flatten): no buffer, no pass. */
+#define BRISK_LAYER_ALIAS 1
+/* Evaluation is the identity (dropout): the output buffer is the input's then. */
+#define BRISK_LAYER_EVAL_IDENTITY 2
+/* A layer whose forward and backward can take an `act` to fuse (dense, conv). */
+#define BRISK_LAYER_FUSES_ACT 4
+/* A layer whose backward can take an `act` to fuse into dx (pooling). */
+#define BRISK_LAYER_FUSES_ACT_BACKWARD 8
+
+struct brisk_layer {
+    const brisk_layer_ops *ops;
+    int index;                           /* in the model (the torch.nn.Sequential index) */
+    brisk_shape in, out;
+    double args[BRISK_LAYER_MAX_ARGS];   /* parsed by ops->parse */
+    int n_tensors;
+    int tensors[BRISK_LAYER_MAX_TENSORS]; /* indices into the model's tensor table */
+    size_t stats_len;                    /* floats of per-shard statistics (set in setup) */
+    void *state;                         /* the layer's own (ops->destroy frees it) */
+    brisk_model *model;
+};
+
+/* In setup: declares the layer's next tensor, "<index>.<suffix>", of the given shape (its
+ * element count must fit the int range). Returns its position k in the layer (0, 1, ...) or
+ * a negative BRISK_E* code. */
+int brisk_layer_add_tensor(brisk_layer *l, const char *suffix, int ndim, const int *shape,
+                           brisk_tensor_init init, int fan_in, int fan_out, int buffer);
+
+/* The layer's k-th tensor: its view, and its data in a slab (the parameter slab, a gradient
+ * slab, or the buffer slab for buffers). */
+const brisk_tensor_view *brisk_layer_tensor(const brisk_layer *l, int k);
+float *brisk_layer_data(const brisk_layer *l, int k, const float *slab);
+
+/* Makes a layer kind known to the model description parser (ops must outlive every model
+ * that uses it). Returns BRISK_OK, or BRISK_EINVAL for a kind that exists or a table without
+ * parse, setup, forward, backward or describe. */
+int brisk_layer_register(const brisk_layer_ops *ops);
+
+/* The ops of a kind (built in or registered), or NULL. */
+const brisk_layer_ops *brisk_layer_find(const char *kind);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

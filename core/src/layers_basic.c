@@ -1,0 +1,381 @@
+/* Dense, flatten, the activations and dropout. */
+#include "brisk/error.h"
+#include "brisk/gemm.h"
+#include "brisk/layer.h"
+#include "brisk/rng.h"
+#include "core_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int same_shape(brisk_layer *l, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    l->out = l->in;
+    return 0;
+}
+
+/* ---- Elementwise activations ---------------------------------------------------------- */
+
+/* a = f(z) over n values. */
+BRISK_MULTIVERSION void brisk__act_forward(int kind, double slope, const float *z, float *a,
+                                           size_t n)
+{
+    const float s = (float)slope;
+    switch (kind) {
+    case BRISK__ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            a[i] = z[i] > 0.0f ? z[i] : 0.0f;
+        break;
+    case BRISK__ACT_LEAKY:
+        for (size_t i = 0; i < n; i++)
+            a[i] = z[i] > 0.0f ? z[i] : s * z[i];
+        break;
+    case BRISK__ACT_GELU: /* x * Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2 */
+        for (size_t i = 0; i < n; i++)
+            a[i] = 0.5f * z[i] * (1.0f + erff(z[i] * 0.70710678118654752f));
+        break;
+    case BRISK__ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            a[i] = tanhf(z[i]);
+        break;
+    case BRISK__ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            a[i] = 1.0f / (1.0f + expf(-z[i]));
+        break;
+    }
+}
+
+/* d <- d * f'(z), using a = f(z) where that is cheaper. */
+BRISK_MULTIVERSION void brisk__act_backward(int kind, double slope, const float *z,
+                                            const float *a, float *d, size_t n)
+{
+    const float s = (float)slope;
+    switch (kind) {
+    case BRISK__ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            d[i] = z[i] > 0.0f ? d[i] : 0.0f;
+        break;
+    case BRISK__ACT_LEAKY:
+        for (size_t i = 0; i < n; i++)
+            d[i] = z[i] > 0.0f ? d[i] : s * d[i];
+        break;
+    case BRISK__ACT_GELU: /* d/dx x Phi(x) = Phi(x) + x phi(x) */
+        for (size_t i = 0; i < n; i++) {
+            const float x = z[i];
+            const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+            const float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+            d[i] *= cdf + x * pdf;
+        }
+        break;
+    case BRISK__ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            d[i] *= 1.0f - a[i] * a[i];
+        break;
+    case BRISK__ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            d[i] *= a[i] * (1.0f - a[i]);
+        break;
+    }
+}
+
+/* args[0]: which activation; args[1]: the leaky slope. */
+static void act_apply(const brisk_layer *l, const float *z, float *a, size_t count)
+{
+    brisk__act_forward((int)l->args[0], l->args[1], z, a, count);
+}
+
+static void act_grad_apply(const brisk_layer *l, const float *z, const float *a, float *d,
+                           size_t count)
+{
+    brisk__act_backward((int)l->args[0], l->args[1], z, a, d, count);
+}
+
+/* Unfused: parallelize over rows of features (each row: ld contiguous values). */
+static void act_layer_forward(const brisk_layer *l, const brisk_forward_args *a)
+{
+    long long f0, f1;
+    brisk_team_range(a->team, (long long)brisk_shape_size(l->in), &f0, &f1);
+    const size_t o = (size_t)f0 * (size_t)a->ld, count = (size_t)(f1 - f0) * (size_t)a->ld;
+    act_apply(l, a->x + o, a->y + o, count);
+}
+
+static void act_layer_backward(const brisk_layer *l, const brisk_backward_args *a)
+{
+    if (!a->dx)
+        return;
+    long long f0, f1;
+    brisk_team_range(a->team, (long long)brisk_shape_size(l->in), &f0, &f1);
+    const size_t o = (size_t)f0 * (size_t)a->ld, count = (size_t)(f1 - f0) * (size_t)a->ld;
+    memcpy(a->dx + o, a->dy + o, count * sizeof(float));
+    act_grad_apply(l, a->x + o, a->y + o, a->dx + o, count);
+}
+
+static int act_describe(const brisk_layer *l, char *buf, size_t size)
+{
+    if ((int)l->args[0] == BRISK__ACT_LEAKY)
+        return snprintf(buf, size, "leaky_relu:%.9g", l->args[1]);
+    return snprintf(buf, size, "%s", l->ops->kind);
+}
+
+#define ACT_PARSE(name, KIND)                                                              \
+    static int name##_parse(brisk_layer *l, int argc, const char *const *argv, char *err,  \
+                            size_t errlen)                                                 \
+    {                                                                                      \
+        l->args[0] = KIND;                                                                 \
+        return brisk__no_args(l, argc, argv, err, errlen);                                 \
+    }
+ACT_PARSE(relu, BRISK__ACT_RELU)
+ACT_PARSE(gelu, BRISK__ACT_GELU)
+ACT_PARSE(tanh, BRISK__ACT_TANH)
+ACT_PARSE(sigmoid, BRISK__ACT_SIGMOID)
+
+static int leaky_parse(brisk_layer *l, int argc, const char *const *argv, char *err,
+                       size_t errlen)
+{
+    l->args[0] = BRISK__ACT_LEAKY;
+    l->args[1] = 0.01;
+    if (argc > 1) {
+        snprintf(err, errlen, "leaky_relu takes one argument, the slope");
+        return -1;
+    }
+    if (argc == 1) {
+        char *end;
+        l->args[1] = strtod(argv[0], &end);
+        if (end == argv[0] || *end || !(l->args[1] >= 0 && l->args[1] < 1)) {
+            snprintf(err, errlen, "slope '%s' is not a number in [0, 1)", argv[0]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+#define ACT_OPS(name, kind_name, parse_fn)                                                 \
+    const brisk_layer_ops brisk__##name##_ops = {                                          \
+        .kind = kind_name, .parse = parse_fn, .setup = same_shape,                         \
+        .forward = act_layer_forward, .backward = act_layer_backward,                      \
+        .describe = act_describe, .act = act_apply, .act_grad = act_grad_apply};
+ACT_OPS(relu, "relu", relu_parse)
+ACT_OPS(leaky_relu, "leaky_relu", leaky_parse)
+ACT_OPS(gelu, "gelu", gelu_parse)
+ACT_OPS(tanh, "tanh", tanh_parse)
+ACT_OPS(sigmoid, "sigmoid", sigmoid_parse)
+
+/* ---- Dense ---------------------------------------------------------------------------- */
+
+/* y (N, n) = b + W x, W (N, D) as torch.nn.Linear stores it. args: [0] N, [1] bias. */
+static int dense_parse(brisk_layer *l, int argc, const char *const *argv, char *err,
+                       size_t errlen)
+{
+    long n;
+    if (argc < 1 || argc > 2 || brisk__arg_int(argv[0], NULL, 1, 65536, &n)) {
+        snprintf(err, errlen, "expected dense:UNITS[:nobias] with UNITS in 1..65536");
+        return -1;
+    }
+    if (argc == 2 && strcmp(argv[1], "nobias")) {
+        snprintf(err, errlen, "unknown option '%s' (nobias)", argv[1]);
+        return -1;
+    }
+    l->args[0] = (double)n;
+    l->args[1] = argc == 2 ? 0 : 1;
+    return 0;
+}
+
+static int dense_setup(brisk_layer *l, char *err, size_t errlen)
+{
+    if (l->in.rank != 1) {
+        snprintf(err, errlen, "dense needs a vector input, and this is an image: put flatten "
+                 "(or gap, flatten) before it");
+        return -1;
+    }
+    const int D = l->in.c, N = (int)l->args[0];
+    l->out = brisk_shape_vec(N);
+    const int w[2] = {N, D};
+    if (brisk_layer_add_tensor(l, "weight", 2, w, BRISK_TENSOR_FAN, D, N, 0) < 0 ||
+        (l->args[1] && brisk_layer_add_tensor(l, "bias", 1, &N, BRISK_TENSOR_ZERO, 0, 0, 0) < 0))
+        return -1;
+    return 0;
+}
+
+/* The row-major copy of the input that the weight gradient reads. */
+static size_t dense_scratch(const brisk_layer *l, int max_rows, int ld)
+{
+    (void)ld;
+    return (size_t)max_rows * (size_t)brisk__row_stride(l->in.c) * sizeof(float);
+}
+
+static void dense_forward(const brisk_layer *l, const brisk_forward_args *a)
+{
+    const int D = l->in.c, N = l->out.c, n = a->n, ld = a->ld;
+    const int ith = a->team ? a->team->ith : 0, nth = a->team ? a->team->nth : 1;
+    if (a->pass == BRISK_PASS_TRAIN && !a->x_rows) {
+        /* The input row-major, for backward: each thread its feature rows (no barrier: the
+         * product below reads x, not the copy). */
+        long long f0, f1;
+        brisk_team_range(a->team, D, &f0, &f1);
+        brisk__transpose(a->x, (size_t)ld, a->scratch, (size_t)brisk__row_stride(D), (int)f0,
+                         (int)f1, 0, n);
+    }
+    const brisk_gemm_args g = {.M = N, .N = n, .K = D, .A = brisk_layer_data(l, 0, a->params),
+                               .a_rs = D, .a_ks = 1, .B = a->x, .ldb = ld, .C = a->y, .ldc = ld,
+                               .bias = l->args[1] ? brisk_layer_data(l, 1, a->params) : NULL,
+                               .init = l->args[1] ? BRISK_GEMM_ROWBIAS : BRISK_GEMM_ZERO};
+    int m0, m1, n0, n1;
+    brisk_gemm_split(N, n, ith, nth, &m0, &m1, &n0, &n1);
+    brisk_gemm_block(&g, m0, m1, n0, n1);
+    for (int j = m0; a->act && j < m1 && n0 < n1; j++) /* the fused activation, same block */
+        a->act->ops->act(a->act, a->y + (size_t)j * ld + n0, a->act_y + (size_t)j * ld + n0,
+                         (size_t)(n1 - n0));
+}
+
+static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
+{
+    const int D = l->in.c, N = l->out.c, n = a->n, ld = a->ld;
+    const int ith = a->team ? a->team->ith : 0, nth = a->team ? a->team->nth : 1;
+    /* dW (N, D) = dy x^T: A = dy (k = samples), B = x row-major (samples, D). */
+    const brisk_gemm_args gw = {.M = N, .N = D, .K = n, .A = a->dy, .a_rs = ld, .a_ks = 1,
+                                .B = a->x_rows ? a->x_rows : a->scratch,
+                                .ldb = a->x_rows ? a->x_rows_ld : brisk__row_stride(D),
+                                .C = brisk_layer_data(l, 0, a->grads), .ldc = D,
+                                .init = BRISK_GEMM_ZERO};
+    brisk_gemm(&gw, ith, nth);
+    if (l->args[1]) { /* db = row sums of dy, in sample order */
+        float *db = brisk_layer_data(l, 1, a->grads);
+        long long j0, j1;
+        brisk_team_range(a->team, N, &j0, &j1);
+        for (long long j = j0; j < j1; j++) {
+            const float *row = a->dy + (size_t)j * ld;
+            float s = row[0];
+            for (int i = 1; i < n; i++)
+                s += row[i];
+            db[j] = s;
+        }
+    }
+    if (!a->dx)
+        return;
+    /* dx (D, n) = W^T dy: A(m, k) = W[k][m], broadcast along k = N down the columns of W as
+     * stored (a transposed copy of W per step measured slower: the lines of a column strip
+     * are reused by the next register blocks while they are in L2); then, fused, through the
+     * activation below, on the block this thread computed. */
+    const brisk_gemm_args gx = {.M = D, .N = n, .K = N, .A = brisk_layer_data(l, 0, a->params),
+                                .a_rs = 1, .a_ks = D, .B = a->dy, .ldb = ld, .C = a->dx,
+                                .ldc = ld, .init = BRISK_GEMM_ZERO};
+    int m0, m1, n0, n1;
+    brisk_gemm_split(D, n, ith, nth, &m0, &m1, &n0, &n1);
+    brisk_gemm_block(&gx, m0, m1, n0, n1);
+    for (int f = m0; a->act && f < m1 && n0 < n1; f++) {
+        const size_t o = (size_t)f * ld + (size_t)n0;
+        a->act->ops->act_grad(a->act, a->act_x + o, a->act_y + o, a->dx + o, (size_t)(n1 - n0));
+    }
+}
+
+static int dense_describe(const brisk_layer *l, char *buf, size_t size)
+{
+    return snprintf(buf, size, "dense:%d%s", (int)l->args[0], l->args[1] ? "" : ":nobias");
+}
+
+const brisk_layer_ops brisk__dense_ops = {
+    .kind = "dense", .parse = dense_parse, .setup = dense_setup,
+    .scratch_bytes = dense_scratch, .forward = dense_forward, .backward = dense_backward,
+    .describe = dense_describe, .flags = BRISK_LAYER_FUSES_ACT};
+
+/* ---- Flatten -------------------------------------------------------------------------- */
+
+/* (C, H, W) -> (C H W) in (c, h, w) order, which is how the data already lie: nothing to do. */
+static int flatten_setup(brisk_layer *l, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    l->out = brisk_shape_vec((int)brisk_shape_size(l->in));
+    return 0;
+}
+
+static void flatten_forward(const brisk_layer *l, const brisk_forward_args *a)
+{
+    (void)l, (void)a; /* an alias: never called */
+}
+
+static void flatten_backward(const brisk_layer *l, const brisk_backward_args *a)
+{
+    (void)l, (void)a;
+}
+
+static int flatten_describe(const brisk_layer *l, char *buf, size_t size)
+{
+    (void)l;
+    return snprintf(buf, size, "flatten");
+}
+
+const brisk_layer_ops brisk__flatten_ops = {
+    .kind = "flatten", .parse = brisk__no_args, .setup = flatten_setup,
+    .forward = flatten_forward, .backward = flatten_backward, .describe = flatten_describe,
+    .flags = BRISK_LAYER_ALIAS};
+
+/* ---- Dropout -------------------------------------------------------------------------- */
+
+/* In training each unit of each sample is kept with probability 1 - p and scaled by
+ * 1 / (1 - p) (torch.nn.Dropout). The mask is counter-based: unit f of the sample at position
+ * s of step t's batch draws from a key of (seed, t) and the counter s F + f, so it is the same
+ * whoever computes it. args[0] = p. Scratch: the mask, one byte per value. */
+static int dropout_parse(brisk_layer *l, int argc, const char *const *argv, char *err,
+                         size_t errlen)
+{
+    char *end = NULL;
+    l->args[0] = argc == 1 ? strtod(argv[0], &end) : -1;
+    if (argc != 1 || end == argv[0] || *end || !(l->args[0] >= 0 && l->args[0] < 1)) {
+        snprintf(err, errlen, "expected dropout:P with P in [0, 1)");
+        return -1;
+    }
+    return 0;
+}
+
+static size_t dropout_scratch(const brisk_layer *l, int max_rows, int ld)
+{
+    (void)max_rows;
+    return brisk_shape_size(l->in) * (size_t)ld;
+}
+
+static void dropout_forward(const brisk_layer *l, const brisk_forward_args *a)
+{
+    const size_t F = brisk_shape_size(l->in), ld = (size_t)a->ld;
+    const float p = (float)l->args[0], scale = 1.0f / (1.0f - p);
+    const uint64_t key = brisk_rng_u64(a->seed, BRISK_RNG_STREAM_DROPOUT, (uint32_t)l->index,
+                                       (uint64_t)a->step);
+    uint8_t *mask = a->scratch;
+    long long f0, f1;
+    brisk_team_range(a->team, (long long)F, &f0, &f1);
+    for (long long f = f0; f < f1; f++)
+        for (size_t i = 0; i < ld; i++) {
+            const size_t o = (size_t)f * ld + i;
+            const int keep = (int)i < a->n &&
+                             brisk_rng_uniform(key, BRISK_RNG_STREAM_DROPOUT, (uint32_t)l->index,
+                                               ((uint64_t)a->sample0 + i) * F + (uint64_t)f) >= p;
+            mask[o] = (uint8_t)keep;
+            a->y[o] = keep ? a->x[o] * scale : 0.0f;
+        }
+}
+
+static void dropout_backward(const brisk_layer *l, const brisk_backward_args *a)
+{
+    if (!a->dx)
+        return;
+    const size_t F = brisk_shape_size(l->in), ld = (size_t)a->ld;
+    const float scale = 1.0f / (1.0f - (float)l->args[0]);
+    const uint8_t *mask = a->scratch;
+    long long f0, f1;
+    brisk_team_range(a->team, (long long)F, &f0, &f1);
+    for (size_t o = (size_t)f0 * ld; o < (size_t)f1 * ld; o++)
+        a->dx[o] = mask[o] ? a->dy[o] * scale : 0.0f;
+}
+
+static int dropout_describe(const brisk_layer *l, char *buf, size_t size)
+{
+    return snprintf(buf, size, "dropout:%.9g", l->args[0]);
+}
+
+const brisk_layer_ops brisk__dropout_ops = {
+    .kind = "dropout", .parse = dropout_parse, .setup = same_shape,
+    .scratch_bytes = dropout_scratch, .forward = dropout_forward,
+    .backward = dropout_backward, .describe = dropout_describe,
+    .flags = BRISK_LAYER_EVAL_IDENTITY};

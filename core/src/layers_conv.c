@@ -1,0 +1,697 @@
+/* Convolution and pooling on feature-major images: value (c, h, w) of sample i at
+ * [((c H + h) W + w) ld + i], so that every spatial position holds a contiguous row of ld
+ * samples and a convolution is a sum of matrix products over shifted rows. */
+#include "brisk/error.h"
+#include "brisk/gemm.h"
+#include "brisk/layer.h"
+#include "core_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int needs_image(const brisk_layer *l, char *err, size_t errlen)
+{
+    if (l->in.rank == 3)
+        return 0;
+    snprintf(err, errlen, "%s needs an image input (C, H, W), and this is a vector of %d",
+             l->ops->kind, l->in.c);
+    return -1;
+}
+
+/* ---- Conv2d --------------------------------------------------------------------------- */
+
+/* args: [0] out channels, [1] kernel K, [2] stride, [3] padding, [4] bias. */
+enum { C_OUT, C_K, C_S, C_P, C_BIAS };
+
+static int conv_parse(brisk_layer *l, int argc, const char *const *argv, char *err,
+                      size_t errlen)
+{
+    long co, k, v;
+    if (argc < 2 || brisk__arg_int(argv[0], NULL, 1, 65536, &co) ||
+        brisk__arg_int(argv[1], NULL, 1, 64, &k)) {
+        snprintf(err, errlen, "expected conv:OUT:K[:s<STRIDE>][:pad<P>][:nobias] with OUT in "
+                 "1..65536 and K in 1..64");
+        return -1;
+    }
+    l->args[C_OUT] = (double)co;
+    l->args[C_K] = (double)k;
+    l->args[C_S] = 1;
+    l->args[C_P] = 0;
+    l->args[C_BIAS] = 1;
+    for (int i = 2; i < argc; i++) {
+        if (!brisk__arg_int(argv[i], "pad", 0, 64, &v))
+            l->args[C_P] = (double)v;
+        else if (!brisk__arg_int(argv[i], "s", 1, 64, &v))
+            l->args[C_S] = (double)v;
+        else if (!strcmp(argv[i], "nobias"))
+            l->args[C_BIAS] = 0;
+        else {
+            snprintf(err, errlen, "unknown option '%s' (s<STRIDE>, pad<P>, nobias)", argv[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+typedef struct conv_geom {
+    int ci, co, k, s, p, H, W, OH, OW, Hp, Wp, kk;
+    int K;                                 /* Cin K K: the reduction of the forward product */
+    int KB;                                /* Cout K K: the reduction of the input gradient's */
+    int rows;                              /* stride > 1: output rows per unrolled block */
+    int L, RP, CP;                         /* stride 1: dy padded by L before, RP x CP */
+    size_t plane;                          /* Hp Wp ld: one padded channel */
+    /* Offsets into the scratch, in floats. Both: xpad (the zero-padded input), dyt (dy
+     * transposed), dwt (dW transposed). Stride 1: xrows (OH x K pointers to the input rows
+     * each output row reads), drows (H x KB pointers to the padded dy rows each input row's
+     * gradient reads), dyp (dy zero-padded), wr (the weights as (Cin, Cout K K)). Stride > 1:
+     * col (an unrolled block), dxpad, tmp. */
+    size_t xpad, dyt, dwt, xrows, drows, dyp, wr, col, dxpad, tmp;
+    size_t total;
+} conv_geom;
+
+/* Stride > 1: the unrolled input of a block of output rows stays within this many floats
+ * (8 MiB). */
+#define COL_FLOATS ((size_t)2 << 20)
+/* Floats that hold one pointer. */
+#define PTR_FLOATS ((sizeof(float *) + sizeof(float) - 1) / sizeof(float))
+
+static conv_geom conv_geometry(const brisk_layer *l, int ld)
+{
+    conv_geom g;
+    memset(&g, 0, sizeof g);
+    g.ci = l->in.c, g.co = (int)l->args[C_OUT], g.k = (int)l->args[C_K];
+    g.s = (int)l->args[C_S], g.p = (int)l->args[C_P];
+    g.H = l->in.h, g.W = l->in.w;
+    g.OH = (g.H + 2 * g.p - g.k) / g.s + 1;
+    g.OW = (g.W + 2 * g.p - g.k) / g.s + 1;
+    g.Hp = g.H + 2 * g.p, g.Wp = g.W + 2 * g.p, g.kk = g.k * g.k;
+    g.K = g.ci * g.kk;
+    g.KB = g.co * g.kk;
+    g.plane = (size_t)g.Hp * (size_t)g.Wp * (size_t)ld;
+    const size_t row = (size_t)g.OW * (size_t)ld;
+    size_t at = 0;
+    g.xpad = at;
+    at = brisk__align_up(at + (size_t)g.ci * g.plane);
+    g.dyt = at;
+    at = brisk__align_up(at + (size_t)g.OH * row * (size_t)g.co);
+    g.dwt = at;
+    at = brisk__align_up(at + (size_t)g.K * (size_t)g.co);
+    if (g.s == 1) {
+        g.L = g.k - 1;
+        g.RP = g.L + (g.H + g.p > g.OH ? g.H + g.p : g.OH);
+        g.CP = g.L + (g.W + g.p > g.OW ? g.W + g.p : g.OW);
+        g.xrows = at;
+        at = brisk__align_up(at + (size_t)g.OH * (size_t)g.K * PTR_FLOATS);
+        g.drows = at;
+        at = brisk__align_up(at + (size_t)g.H * (size_t)g.KB * PTR_FLOATS);
+        g.dyp = at;
+        at = brisk__align_up(at + (size_t)g.co * (size_t)g.RP * (size_t)g.CP * (size_t)ld);
+        g.wr = at;
+        at = brisk__align_up(at + (size_t)g.ci * (size_t)g.KB);
+    } else {
+        const size_t per_row = (size_t)g.K * row;
+        g.rows = per_row >= COL_FLOATS ? 1 : (int)(COL_FLOATS / per_row);
+        if (g.rows > g.OH)
+            g.rows = g.OH;
+        g.col = at;
+        at = brisk__align_up(at + (size_t)g.rows * per_row);
+        g.dxpad = at;
+        at = brisk__align_up(at + (size_t)g.ci * g.plane);
+        g.tmp = at;
+        at = brisk__align_up(at + (size_t)g.ci * row);
+    }
+    g.total = at;
+    return g;
+}
+
+static int conv_setup(brisk_layer *l, char *err, size_t errlen)
+{
+    if (needs_image(l, err, errlen))
+        return -1;
+    const int co = (int)l->args[C_OUT], k = (int)l->args[C_K], ci = l->in.c;
+    if (l->in.h + 2 * (int)l->args[C_P] < k || l->in.w + 2 * (int)l->args[C_P] < k) {
+        snprintf(err, errlen, "a %dx%d kernel does not fit a %dx%d image padded by %d", k, k,
+                 l->in.h, l->in.w, (int)l->args[C_P]);
+        return -1;
+    }
+    const conv_geom g = conv_geometry(l, 16);
+    l->out = brisk_shape_img(co, g.OH, g.OW);
+    const int w[4] = {co, ci, k, k};
+    if (brisk_layer_add_tensor(l, "weight", 4, w, BRISK_TENSOR_FAN, ci * k * k, co * k * k,
+                               0) < 0 ||
+        (l->args[C_BIAS] && brisk_layer_add_tensor(l, "bias", 1, &co, BRISK_TENSOR_ZERO, 0, 0,
+                                                   0) < 0))
+        return -1;
+    return 0;
+}
+
+static size_t conv_scratch(const brisk_layer *l, int max_rows, int ld)
+{
+    (void)max_rows;
+    return conv_geometry(l, ld).total * sizeof(float);
+}
+
+/* The unrolled input of output rows [oh0, oh0 + R) (im2col): row k = (ci, kh, kw) of col,
+ * column (oh - oh0, ow, i), holds x_pad at (ci, oh s + kh, ow s + kw, i); rows [k0, k1). */
+static void conv_unroll(const conv_geom *g, const float *xpad, float *col, int ld, int oh0, int R,
+                        int k0, int k1)
+{
+    const size_t row = (size_t)g->OW * ld, N = (size_t)R * row;
+    for (int k = k0; k < k1; k++) {
+        const int c = k / g->kk, kh = k % g->kk / g->k, kw = k % g->k;
+        for (int r = 0; r < R; r++) {
+            const float *src = xpad + (size_t)c * g->plane +
+                               ((size_t)((oh0 + r) * g->s + kh) * g->Wp + (size_t)kw) * ld;
+            float *dst = col + (size_t)k * N + (size_t)r * row;
+            if (g->s == 1) {
+                memcpy(dst, src, row * sizeof(float));
+            } else {
+                for (int ow = 0; ow < g->OW; ow++)
+                    memcpy(dst + (size_t)ow * ld, src + (size_t)ow * g->s * ld,
+                           (size_t)ld * sizeof(float));
+            }
+        }
+    }
+}
+
+/* y = b + W x_unrolled, every output element one sum over (Cin, kh, kw) in that order, the
+ * same for any team. Stride 1: one product per output row, reading the input rows in place
+ * through row pointers. Stride > 1: im2col per block of output rows. Each thread computes the
+ * same block of every product (and applies a fused activation to it). */
+static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
+{
+    const int ld = a->ld, n = a->n;
+    const conv_geom g = conv_geometry(l, ld);
+    const int ith = a->team ? a->team->ith : 0, nth = a->team ? a->team->nth : 1;
+    float *sc = a->scratch;
+    float *xpad = sc + g.xpad;
+    long long c0, c1;
+    brisk_team_range(a->team, g.ci, &c0, &c1);
+    /* The input into the zero-padded planes, padding columns zeroed (so that they add
+     * nothing to the weight gradient). The border stays zero from allocation. */
+    for (long long c = c0; c < c1; c++)
+        for (int h = 0; h < g.H; h++)
+            for (int w = 0; w < g.W; w++) {
+                float *d = xpad + (size_t)c * g.plane + ((size_t)(h + g.p) * g.Wp + (size_t)(w + g.p)) * ld;
+                memcpy(d, a->x + (((size_t)c * g.H + h) * g.W + w) * ld, (size_t)n * sizeof(float));
+                memset(d + n, 0, (size_t)(ld - n) * sizeof(float));
+            }
+    const float **xrows = (const float **)(void *)(sc + g.xrows);
+    if (g.s == 1) {
+        long long r0, r1;
+        brisk_team_range(a->team, g.OH, &r0, &r1);
+        for (long long oh = r0; oh < r1; oh++)
+            for (int k = 0; k < g.K; k++) {
+                const int c = k / g.kk, kh = k % g.kk / g.k, kw = k % g.k;
+                xrows[(size_t)oh * g.K + k] =
+                    xpad + (size_t)c * g.plane + ((size_t)(oh + kh) * g.Wp + (size_t)kw) * ld;
+            }
+    }
+    brisk_team_barrier(a->team);
+    const float *W = brisk_layer_data(l, 0, a->params);
+    const float *bias = l->args[C_BIAS] ? brisk_layer_data(l, 1, a->params) : NULL;
+    const int N = g.OW * ld;
+    const size_t ystride = (size_t)g.OH * (size_t)N;
+    const int rows = g.s == 1 ? 1 : g.rows;
+    float *col = sc + g.col;
+    long long k0, k1;
+    brisk_team_range(a->team, g.K, &k0, &k1);
+    int m0, m1, n0, n1;
+    for (int oh0 = 0; oh0 < g.OH; oh0 += rows) {
+        const int R = g.OH - oh0 < rows ? g.OH - oh0 : rows;
+        brisk_gemm_args gm = {
+            .M = g.co, .N = R * N, .K = g.K, .A = W, .a_rs = g.K, .a_ks = 1,
+            .C = a->y + (size_t)oh0 * N, .ldc = (ptrdiff_t)ystride, .bias = bias,
+            .init = bias ? BRISK_GEMM_ROWBIAS : BRISK_GEMM_ZERO};
+        if (g.s == 1) {
+            gm.b_rows = xrows + (size_t)oh0 * g.K;
+        } else {
+            /* Each thread its rows of col; the team meets before the product and before
+             * the next block overwrites col. */
+            conv_unroll(&g, xpad, col, ld, oh0, R, (int)k0, (int)k1);
+            brisk_team_barrier(a->team);
+            gm.B = col;
+            gm.ldb = R * N;
+        }
+        brisk_gemm_split(g.co, R * N, ith, nth, &m0, &m1, &n0, &n1);
+        brisk_gemm_block(&gm, m0, m1, n0, n1);
+        for (int co = m0; a->act && co < m1 && n0 < n1; co++) {
+            const size_t o = (size_t)co * ystride + (size_t)oh0 * N + (size_t)n0;
+            a->act->ops->act(a->act, a->y + o, a->act_y + o, (size_t)(n1 - n0));
+        }
+        if (g.s != 1)
+            brisk_team_barrier(a->team);
+    }
+}
+
+/* The sum of x[r ld + i] over rows r < rows and samples i < n, in double: eight partial sums
+ * (sample i goes to lane i mod 8, rows in order), then added in a fixed tree. The order
+ * depends only on the arguments; eight lanes so that it vectorizes. */
+static BRISK_MULTIVERSION double sum_columns(const float *x, size_t rows, size_t ld, int n)
+{
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * ld;
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++)
+                lane[j] += (double)row[i + j];
+        for (; i < n; i++)
+            lane[i & 7] += (double)row[i];
+    }
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+/* Few input rows (K = Cin K K <= DOT_K, stride 1: a first layer on one or three channels):
+ * dW[co][k] as dot products of dy's rows with the input rows in place, with no transpose of
+ * dy. Each output is 16 fmaf chains (sample column j goes to lane j mod 16, output rows in
+ * order) added in a fixed tree; each thread takes whole output channels. */
+#define DOT_K 16
+
+static BRISK_MULTIVERSION void conv_dw_dot(const conv_geom *g, const float *dy, int ld,
+                                           const float *const *xrows, float *dW, long long co0,
+                                           long long co1)
+{
+    const int N = g->OW * ld; /* a multiple of 16 */
+    const size_t ystride = (size_t)g->OH * (size_t)N;
+    for (long long co = co0; co < co1; co++) {
+        float acc[DOT_K][16];
+        memset(acc, 0, sizeof acc);
+        for (int oh = 0; oh < g->OH; oh++) {
+            const float *d = dy + (size_t)co * ystride + (size_t)oh * N;
+            const float *const *xr = xrows + (size_t)oh * g->K;
+            for (int j = 0; j < N; j += 16)
+                for (int k = 0; k < g->K; k++)
+                    for (int l = 0; l < 16; l++)
+                        acc[k][l] = fmaf(xr[k][j + l], d[j + l], acc[k][l]);
+        }
+        for (int k = 0; k < g->K; k++) {
+            float t[8];
+            for (int l = 0; l < 8; l++)
+                t[l] = acc[k][l] + acc[k][l + 8];
+            dW[(size_t)co * g->K + k] =
+                ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+        }
+    }
+}
+
+/* Stride > 1: dx_pad[:, oh s + kh, kw + s ow] += W[:, :, kh, kw]^T dy[:, oh, :] in (oh, kh, kw)
+ * order, each thread its own input channels (rows of every product), so the overlapping
+ * additions never race and keep their order; then the interior is dx. */
+static void conv_dx_strided(const conv_geom *g, const brisk_backward_args *a, const float *W,
+                            long long cr0, long long cr1)
+{
+    const int ld = a->ld, N = g->OW * ld;
+    const size_t ystride = (size_t)g->OH * (size_t)N;
+    float *dxpad = (float *)a->scratch + g->dxpad, *tmp = (float *)a->scratch + g->tmp;
+    for (long long c = cr0; c < cr1; c++)
+        memset(dxpad + (size_t)c * g->plane, 0, g->plane * sizeof(float));
+    for (int oh = 0; oh < g->OH; oh++)
+        for (int kh = 0; kh < g->k; kh++)
+            for (int kw = 0; kw < g->k; kw++) {
+                const brisk_gemm_args gm = {
+                    .M = g->ci, .N = N, .K = g->co, .A = W + kh * g->k + kw, .a_rs = g->kk,
+                    .a_ks = (ptrdiff_t)g->ci * g->kk, .B = a->dy + (size_t)oh * N,
+                    .ldb = (ptrdiff_t)ystride, .C = tmp, .ldc = N, .init = BRISK_GEMM_ZERO};
+                brisk_gemm_block(&gm, (int)cr0, (int)cr1, 0, N);
+                for (long long c = cr0; c < cr1; c++)
+                    for (int ow = 0; ow < g->OW; ow++) {
+                        float *d = dxpad + (size_t)c * g->plane +
+                                   ((size_t)(oh * g->s + kh) * g->Wp + (size_t)(ow * g->s + kw)) * ld;
+                        const float *t = tmp + ((size_t)c * g->OW + ow) * ld;
+                        for (int i = 0; i < ld; i++)
+                            d[i] += t[i];
+                    }
+            }
+    for (long long c = cr0; c < cr1; c++) {
+        for (int h = 0; h < g->H; h++)
+            for (int w = 0; w < g->W; w++)
+                memcpy(a->dx + (((size_t)c * g->H + h) * g->W + w) * ld,
+                       dxpad + (size_t)c * g->plane + ((size_t)(h + g->p) * g->Wp + (size_t)(w + g->p)) * ld,
+                       (size_t)ld * sizeof(float));
+        if (a->act) {
+            const size_t o = (size_t)c * g->H * g->W * ld, cnt = (size_t)g->H * g->W * ld;
+            a->act->ops->act_grad(a->act, a->act_x + o, a->act_y + o, a->dx + o, cnt);
+        }
+    }
+}
+
+/* dW^T (Cin K K, Cout) = the unrolled input times dy^T, a sum over output rows (in order) of
+ * products; db = sums of dy; dx (stride 1) = W_r dy_pad unrolled: one product per input row
+ * with the padded dy's rows read in place (reduction over (Cout, kh, kw) in that order). */
+static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
+{
+    const int ld = a->ld, n = a->n;
+    const conv_geom g = conv_geometry(l, ld);
+    const int ith = a->team ? a->team->ith : 0, nth = a->team ? a->team->nth : 1;
+    float *sc = a->scratch;
+    float *xpad = sc + g.xpad, *dyt = sc + g.dyt, *dwt = sc + g.dwt;
+    const int N = g.OW * ld;
+    const size_t ystride = (size_t)g.OH * (size_t)N;
+    const float *W = brisk_layer_data(l, 0, a->params);
+    /* Before the products: dy^T per output row ((OW ld, Cout): B of the weight gradient);
+     * stride 1 with dx: dy into its zero-padded planes, the rearranged weights, and the rows
+     * of the padded dy that each input row's gradient reads. */
+    const int dot_dw = g.s == 1 && g.K <= DOT_K;
+    long long r0, r1;
+    brisk_team_range(a->team, g.OH, &r0, &r1);
+    for (long long oh = r0; !dot_dw && oh < r1; oh++)
+        brisk__transpose(a->dy + (size_t)oh * N, ystride, dyt + (size_t)oh * N * g.co,
+                         (size_t)g.co, 0, g.co, 0, N);
+    const int direct_dx = a->dx && g.s == 1;
+    float *dyp = sc + g.dyp, *wr = sc + g.wr;
+    const float **drows = (const float **)(void *)(sc + g.drows);
+    const size_t pplane = (size_t)g.RP * (size_t)g.CP * (size_t)ld;
+    if (direct_dx) {
+        long long o0, o1;
+        brisk_team_range(a->team, g.co, &o0, &o1);
+        for (long long co = o0; co < o1; co++)
+            for (int oh = 0; oh < g.OH; oh++)
+                memcpy(dyp + (size_t)co * pplane + ((size_t)(oh + g.L) * g.CP + (size_t)g.L) * ld,
+                       a->dy + (size_t)co * ystride + (size_t)oh * N, (size_t)N * sizeof(float));
+        long long c0, c1;
+        brisk_team_range(a->team, g.ci, &c0, &c1);
+        for (long long c = c0; c < c1; c++)
+            for (int kb = 0; kb < g.KB; kb++) /* kb = (co, kh, kw): W[co][c][kh][kw] */
+                wr[(size_t)c * g.KB + kb] =
+                    W[((size_t)(kb / g.kk) * g.ci + (size_t)c) * g.kk + (size_t)(kb % g.kk)];
+        long long h0, h1;
+        brisk_team_range(a->team, g.H, &h0, &h1);
+        for (long long h = h0; h < h1; h++)
+            for (int kb = 0; kb < g.KB; kb++) {
+                const int co = kb / g.kk, kh = kb % g.kk / g.k, kw = kb % g.k;
+                drows[(size_t)h * g.KB + kb] =
+                    dyp + (size_t)co * pplane +
+                    ((size_t)(h + g.p - kh + g.L) * g.CP + (size_t)(g.p - kw + g.L)) * ld;
+            }
+    }
+    brisk_team_barrier(a->team);
+    /* dW^T, each thread a fixed block of it for every product (or dot products). */
+    float *dW = brisk_layer_data(l, 0, a->grads);
+    int p0, p1, q0, q1;
+    brisk_gemm_split(g.K, g.co, ith, nth, &p0, &p1, &q0, &q1);
+    if (dot_dw) {
+        long long o0, o1;
+        brisk_team_range(a->team, g.co, &o0, &o1);
+        conv_dw_dot(&g, a->dy, ld, (const float *const *)(void *)(sc + g.xrows), dW, o0, o1);
+        p1 = p0; /* nothing for the products below */
+    }
+    const float *const *xrows = (const float *const *)(void *)(sc + g.xrows);
+    const int rows = g.s == 1 ? 1 : g.rows;
+    float *col = sc + g.col;
+    long long k0, k1;
+    brisk_team_range(a->team, g.K, &k0, &k1);
+    for (int oh0 = 0; !dot_dw && oh0 < g.OH; oh0 += rows) {
+        const int R = g.OH - oh0 < rows ? g.OH - oh0 : rows;
+        brisk_gemm_args gm = {
+            .M = g.K, .N = g.co, .K = R * N, .a_ks = 1, .B = dyt + (size_t)oh0 * N * g.co,
+            .ldb = g.co, .C = dwt, .ldc = g.co, .init = oh0 ? BRISK_GEMM_ACCUM : BRISK_GEMM_ZERO};
+        if (g.s == 1) {
+            gm.a_rows = xrows + (size_t)oh0 * g.K;
+        } else {
+            conv_unroll(&g, xpad, col, ld, oh0, R, (int)k0, (int)k1);
+            brisk_team_barrier(a->team);
+            gm.A = col;
+            gm.a_rs = R * N;
+        }
+        brisk_gemm_block(&gm, p0, p1, q0, q1);
+        if (g.s != 1)
+            brisk_team_barrier(a->team);
+    }
+    /* Into the gradient slab as (Cout, Cin K K), the same block. */
+    for (int k = p0; k < p1; k++)
+        for (int co = q0; co < q1; co++)
+            dW[(size_t)co * g.K + k] = dwt[(size_t)k * g.co + co];
+    if (l->args[C_BIAS]) { /* db: sums over positions and samples */
+        float *db = brisk_layer_data(l, 1, a->grads);
+        long long o0, o1;
+        brisk_team_range(a->team, g.co, &o0, &o1);
+        for (long long co = o0; co < o1; co++)
+            db[co] = (float)sum_columns(a->dy + (size_t)co * ystride, (size_t)g.OH * g.OW,
+                                        (size_t)ld, n);
+    }
+    if (!a->dx)
+        return;
+    if (!direct_dx) {
+        long long cr0, cr1;
+        brisk_team_range(a->team, g.ci, &cr0, &cr1);
+        conv_dx_strided(&g, a, W, cr0, cr1);
+        return;
+    }
+    const int NX = g.W * ld;
+    const size_t xstride = (size_t)g.H * (size_t)NX;
+    int m0, m1, n0, n1;
+    brisk_gemm_split(g.ci, NX, ith, nth, &m0, &m1, &n0, &n1);
+    for (int h = 0; h < g.H; h++) {
+        const brisk_gemm_args gm = {
+            .M = g.ci, .N = NX, .K = g.KB, .A = wr, .a_rs = g.KB, .a_ks = 1,
+            .b_rows = drows + (size_t)h * g.KB, .C = a->dx + (size_t)h * NX,
+            .ldc = (ptrdiff_t)xstride, .init = BRISK_GEMM_ZERO};
+        brisk_gemm_block(&gm, m0, m1, n0, n1);
+        for (int c = m0; a->act && c < m1 && n0 < n1; c++) {
+            const size_t o = (size_t)c * xstride + (size_t)h * NX + (size_t)n0;
+            a->act->ops->act_grad(a->act, a->act_x + o, a->act_y + o, a->dx + o,
+                                  (size_t)(n1 - n0));
+        }
+    }
+}
+
+static int conv_describe(const brisk_layer *l, char *buf, size_t size)
+{
+    char s[16] = "", p[16] = "";
+    if (l->args[C_S] != 1)
+        snprintf(s, sizeof s, ":s%d", (int)l->args[C_S]);
+    if (l->args[C_P] != 0)
+        snprintf(p, sizeof p, ":pad%d", (int)l->args[C_P]);
+    return snprintf(buf, size, "conv:%d:%d%s%s%s", (int)l->args[C_OUT], (int)l->args[C_K], s, p,
+                    l->args[C_BIAS] ? "" : ":nobias");
+}
+
+const brisk_layer_ops brisk__conv_ops = {
+    .kind = "conv", .parse = conv_parse, .setup = conv_setup, .scratch_bytes = conv_scratch,
+    .forward = conv_forward, .backward = conv_backward, .describe = conv_describe,
+    .flags = BRISK_LAYER_FUSES_ACT};
+
+/* ---- Max and average pooling ---------------------------------------------------------- */
+
+/* args: [0] window K, [1] stride (K by default), [2] 1 for max, 0 for average. No padding. */
+static int pool_parse(brisk_layer *l, int argc, const char *const *argv, char *err,
+                      size_t errlen, int is_max)
+{
+    long k, s;
+    if (argc < 1 || argc > 2 || brisk__arg_int(argv[0], NULL, 1, 64, &k) ||
+        (argc == 2 && brisk__arg_int(argv[1], "s", 1, 64, &s))) {
+        snprintf(err, errlen, "expected %s:K[:s<STRIDE>] with K and STRIDE in 1..64",
+                 l->ops->kind);
+        return -1;
+    }
+    l->args[0] = (double)k;
+    l->args[1] = argc == 2 ? (double)s : (double)k;
+    l->args[2] = is_max;
+    return 0;
+}
+
+static int maxpool_parse(brisk_layer *l, int argc, const char *const *argv, char *err,
+                         size_t errlen)
+{
+    return pool_parse(l, argc, argv, err, errlen, 1);
+}
+
+static int avgpool_parse(brisk_layer *l, int argc, const char *const *argv, char *err,
+                         size_t errlen)
+{
+    return pool_parse(l, argc, argv, err, errlen, 0);
+}
+
+static int pool_setup(brisk_layer *l, char *err, size_t errlen)
+{
+    if (needs_image(l, err, errlen))
+        return -1;
+    const int k = (int)l->args[0], s = (int)l->args[1];
+    if (l->in.h < k || l->in.w < k) {
+        snprintf(err, errlen, "a %dx%d window does not fit a %dx%d image", k, k, l->in.h,
+                 l->in.w);
+        return -1;
+    }
+    l->out = brisk_shape_img(l->in.c, (l->in.h - k) / s + 1, (l->in.w - k) / s + 1);
+    return 0;
+}
+
+/* Parallelize over channels; every sample row is a contiguous vector. */
+static void pool_forward(const brisk_layer *l, const brisk_forward_args *a)
+{
+    const int k = (int)l->args[0], s = (int)l->args[1], ld = a->ld;
+    const int H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
+    const float inv = 1.0f / (float)(k * k);
+    long long c0, c1;
+    brisk_team_range(a->team, l->in.c, &c0, &c1);
+    for (long long c = c0; c < c1; c++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                float *y = a->y + (((size_t)c * OH + oh) * OW + ow) * ld;
+                for (int kh = 0; kh < k; kh++)
+                    for (int kw = 0; kw < k; kw++) {
+                        const float *x = a->x + (((size_t)c * H + (size_t)(oh * s + kh)) * W +
+                                                 (size_t)(ow * s + kw)) * ld;
+                        if (kh == 0 && kw == 0)
+                            memcpy(y, x, (size_t)ld * sizeof(float));
+                        else if (l->args[2])
+                            for (int i = 0; i < ld; i++)
+                                y[i] = x[i] > y[i] ? x[i] : y[i];
+                        else
+                            for (int i = 0; i < ld; i++)
+                                y[i] += x[i];
+                    }
+                if (!l->args[2])
+                    for (int i = 0; i < ld; i++)
+                        y[i] *= inv;
+            }
+}
+
+/* One window position of a max pool: where x equals the maximum y, the part of the gradient
+ * not routed yet (rem) goes to dx and rem becomes 0. Bit masks, so that it vectorizes. */
+static BRISK_MULTIVERSION void maxpool_route(float *restrict dx, const float *restrict x,
+                                             const float *restrict y, float *restrict rem, int m)
+{
+    for (int i = 0; i < m; i++) {
+        const uint32_t hit = 0u - (uint32_t)(x[i] == y[i]);
+        uint32_t r, d;
+        float f;
+        memcpy(&r, &rem[i], 4);
+        d = r & hit;
+        r &= ~hit;
+        memcpy(&f, &d, 4);
+        dx[i] += f;
+        memcpy(&rem[i], &r, 4);
+    }
+}
+
+/* Max: the gradient goes to the first position of the window that holds the maximum; average:
+ * to every position, divided by K^2. Positions in (oh, ow, kh, kw) order, so overlapping
+ * windows add up in a fixed order. */
+static void pool_backward(const brisk_layer *l, const brisk_backward_args *a)
+{
+    if (!a->dx)
+        return;
+    const int k = (int)l->args[0], s = (int)l->args[1], ld = a->ld;
+    const int H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
+    const float inv = 1.0f / (float)(k * k);
+    /* Each thread its own channels. Max: per output position, in slices of 256 samples, the
+     * part of dy not yet routed back (all of it, until the first window position equal to
+     * the maximum takes it; branch-free, so that it vectorizes). */
+    long long c0, c1;
+    brisk_team_range(a->team, l->in.c, &c0, &c1);
+    float rem[256];
+    for (long long c = c0; c < c1; c++) {
+        memset(a->dx + (size_t)c * H * W * ld, 0, (size_t)H * W * ld * sizeof(float));
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                const float *dy = a->dy + (((size_t)c * OH + oh) * OW + ow) * ld;
+                const float *y = a->y + (((size_t)c * OH + oh) * OW + ow) * ld;
+                for (int i0 = 0; i0 < ld; i0 += 256) {
+                    const int m = ld - i0 < 256 ? ld - i0 : 256;
+                    if (l->args[2])
+                        memcpy(rem, dy + i0, (size_t)m * sizeof(float));
+                    for (int kh = 0; kh < k; kh++)
+                        for (int kw = 0; kw < k; kw++) {
+                            const size_t o = (((size_t)c * H + (size_t)(oh * s + kh)) * W +
+                                              (size_t)(ow * s + kw)) * ld + (size_t)i0;
+                            float *restrict dx = a->dx + o;
+                            const float *restrict x = a->x + o, *restrict yy = y + i0;
+                            if (l->args[2]) {
+                                maxpool_route(dx, x, yy, rem, m);
+                            } else {
+                                const float *restrict g = dy + i0;
+                                for (int i = 0; i < m; i++)
+                                    dx[i] += g[i] * inv;
+                            }
+                        }
+                }
+            }
+        if (a->act) {
+            const size_t o = (size_t)c * H * W * ld, cnt = (size_t)H * W * ld;
+            a->act->ops->act_grad(a->act, a->act_x + o, a->act_y + o, a->dx + o, cnt);
+        }
+    }
+}
+
+static int pool_describe(const brisk_layer *l, char *buf, size_t size)
+{
+    const int k = (int)l->args[0], s = (int)l->args[1];
+    if (s != k)
+        return snprintf(buf, size, "%s:%d:s%d", l->ops->kind, k, s);
+    return snprintf(buf, size, "%s:%d", l->ops->kind, k);
+}
+
+const brisk_layer_ops brisk__maxpool_ops = {
+    .kind = "maxpool", .parse = maxpool_parse, .setup = pool_setup, .forward = pool_forward,
+    .backward = pool_backward, .describe = pool_describe,
+    .flags = BRISK_LAYER_FUSES_ACT_BACKWARD};
+const brisk_layer_ops brisk__avgpool_ops = {
+    .kind = "avgpool", .parse = avgpool_parse, .setup = pool_setup, .forward = pool_forward,
+    .backward = pool_backward, .describe = pool_describe,
+    .flags = BRISK_LAYER_FUSES_ACT_BACKWARD};
+
+/* ---- Global average pooling: (C, H, W) -> (C, 1, 1) ----------------------------------- */
+
+static int gap_setup(brisk_layer *l, char *err, size_t errlen)
+{
+    if (needs_image(l, err, errlen))
+        return -1;
+    l->out = brisk_shape_img(l->in.c, 1, 1);
+    return 0;
+}
+
+static void gap_forward(const brisk_layer *l, const brisk_forward_args *a)
+{
+    const int ld = a->ld, HW = l->in.h * l->in.w;
+    const float inv = 1.0f / (float)HW;
+    long long c0, c1;
+    brisk_team_range(a->team, l->in.c, &c0, &c1);
+    for (long long c = c0; c < c1; c++) {
+        float *y = a->y + (size_t)c * ld;
+        memcpy(y, a->x + (size_t)c * HW * ld, (size_t)ld * sizeof(float));
+        for (int p = 1; p < HW; p++) {
+            const float *x = a->x + ((size_t)c * HW + p) * ld;
+            for (int i = 0; i < ld; i++)
+                y[i] += x[i];
+        }
+        for (int i = 0; i < ld; i++)
+            y[i] *= inv;
+    }
+}
+
+static void gap_backward(const brisk_layer *l, const brisk_backward_args *a)
+{
+    if (!a->dx)
+        return;
+    const int ld = a->ld, HW = l->in.h * l->in.w;
+    const float inv = 1.0f / (float)HW;
+    long long c0, c1;
+    brisk_team_range(a->team, l->in.c, &c0, &c1);
+    for (long long c = c0; c < c1; c++) {
+        const float *dy = a->dy + (size_t)c * ld;
+        for (int p = 0; p < HW; p++) {
+            float *dx = a->dx + ((size_t)c * HW + p) * ld;
+            for (int i = 0; i < ld; i++)
+                dx[i] = dy[i] * inv;
+        }
+        if (a->act) {
+            const size_t o = (size_t)c * HW * ld, cnt = (size_t)HW * ld;
+            a->act->ops->act_grad(a->act, a->act_x + o, a->act_y + o, a->dx + o, cnt);
+        }
+    }
+}
+
+static int gap_describe(const brisk_layer *l, char *buf, size_t size)
+{
+    (void)l;
+    return snprintf(buf, size, "gap");
+}
+
+const brisk_layer_ops brisk__gap_ops = {
+    .kind = "gap", .parse = brisk__no_args, .setup = gap_setup, .forward = gap_forward,
+    .backward = gap_backward, .describe = gap_describe,
+    .flags = BRISK_LAYER_FUSES_ACT_BACKWARD};

@@ -1,0 +1,57 @@
+#!/usr/bin/python3
+"""A Brisk checkpoint loads into PyTorch: torch.nn.Sequential built from the model named in
+its metadata (brisk_torch.build) takes its tensors with load_state_dict(strict=True) (the
+optimizer moments aside), and gives the logits Brisk gives (ckpt_logits) on the same inputs
+within 1e-4, in evaluation mode.
+
+Usage: torch_load_test.py CHECKPOINT LOGITS_FILE
+Exit 0 on agreement, 1 with the worst difference otherwise, 77 when torch is not installed.
+"""
+import json
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def main():
+    try:
+        import numpy as np
+        import torch
+    except ImportError:
+        print("skip: python3-torch is not installed")
+        return 77
+    import brisk_torch
+
+    blob = open(sys.argv[1], "rb").read()
+    (hn,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + hn])
+    data = blob[8 + hn:]
+    meta = header.pop("__metadata__")
+    shape = tuple(int(d) for d in meta["brisk.input"].split("x"))
+    model, _ = brisk_torch.build(meta["brisk.model"], shape)
+    state = {}
+    for name, t in header.items():
+        if name.startswith("optim."):
+            continue
+        b, e = t["data_offsets"]
+        dt = {"F32": "<f4", "I64": "<i8"}[t["dtype"]]
+        state[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype=dt).reshape(t["shape"]).copy())
+    model.load_state_dict(state, strict=True)
+    model.eval()
+
+    raw = open(sys.argv[2], "rb").read()
+    n, d, c = struct.unpack("<3i", raw[:12])
+    x = np.frombuffer(raw[12:12 + 4 * n * d], dtype="<f4").reshape((n,) + shape)
+    want = np.frombuffer(raw[12 + 4 * n * d:], dtype="<f4").reshape(n, c)
+    with torch.no_grad():
+        got = model(torch.from_numpy(x.copy())).numpy()
+    worst = float(np.max(np.abs(got - want)))
+    print("%s: %d tensors loaded into %s; %d samples, largest logit difference %.3g"
+          % (os.path.basename(sys.argv[1]), len(state), meta["brisk.model"], n, worst))
+    return 0 if worst <= 1e-4 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
