@@ -11,11 +11,6 @@ macro(brisk_require_pkg var module package)
   endif()
 endmacro()
 
-find_package(OpenMP COMPONENTS C)
-if(NOT OpenMP_C_FOUND)
-  message(FATAL_ERROR "OpenMP for C not found: install gcc's libgomp with 'apt-get install gcc libgomp1'")
-endif()
-
 # Brisk's own matrix products (core/src/gemm.c) need no BLAS. OpenBLAS serves only as the
 # independent reference the tests compare them with and the benchmarks measure them against.
 if(BRISK_BUILD_TESTS OR BRISK_BUILD_BENCH)

@@ -16,13 +16,19 @@
  * loop, spinning for at most SPIN_SECONDS and then sleeping a millisecond between tests, so
  * that a rank waiting for a hung one takes almost no CPU. Past the timeout the job ends with
  * a message. To name the ranks that did not arrive, every rank tells rank 0 (a small
- * non-blocking send, tag HEARTBEAT_TAG) the number of each collective it starts; rank 0
- * reads them while it waits. Other ranks give rank 0 a few seconds more to say so first. */
+ * non-blocking send, tag HEARTBEAT_TAG) the number of each collective it starts, and again
+ * every LIVE_SECONDS while it waits for one; rank 0 reads them while it waits. A rank that
+ * has not started the collective did not arrive; when all have started it, the ranks not
+ * heard from for SILENT_SECONDS are the ones that stopped inside it (a rank stopped after
+ * starting an all-gather holds up the others as well). Other ranks give rank 0 a few seconds
+ * more to say so first. */
 #define SPIN_SECONDS 1.0
 #define FLOOR_SECONDS 60.0
 #define STEP_MULTIPLE 20.0
 #define GRACE_SECONDS 5.0
 #define HEARTBEAT_TAG 7311
+#define LIVE_SECONDS 1.0
+#define SILENT_SECONDS 3.0
 #define STEP_WINDOW 32
 
 struct brisk_comm {
@@ -35,6 +41,8 @@ struct brisk_comm {
     int n_steps;
     uint64_t seq;      /* collectives this rank has started */
     uint64_t *arrived; /* rank 0: the latest collective each rank has started */
+    double *heard;     /* rank 0: when each rank was last heard from */
+    double last_beat;  /* when this rank last told rank 0 */
 #ifdef BRISK_HAVE_MPI
     MPI_Request heartbeat;
     uint64_t heartbeat_value;
@@ -84,7 +92,8 @@ int brisk_comm_init(int *argc, char ***argv, brisk_comm **out)
         MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
         MPI_Comm_size(node, &c->local_size);
         MPI_Comm_free(&node);
-        if (c->rank == 0 && !(c->arrived = calloc((size_t)c->size, sizeof *c->arrived))) {
+        if (c->rank == 0 && (!(c->arrived = calloc((size_t)c->size, sizeof *c->arrived)) ||
+                             !(c->heard = calloc((size_t)c->size, sizeof *c->heard)))) {
             MPI_Finalize();
             free(c);
             return brisk_error_set(BRISK_ENOMEM, "comm: out of memory");
@@ -132,6 +141,7 @@ void brisk_comm_finalize(brisk_comm *c)
     }
 #endif
     free(c->arrived);
+    free(c->heard);
     free(c);
 }
 
@@ -201,7 +211,25 @@ static void read_heartbeats(brisk_comm *c)
                  MPI_STATUS_IGNORE);
         if (v > c->arrived[st.MPI_SOURCE])
             c->arrived[st.MPI_SOURCE] = v;
+        c->heard[st.MPI_SOURCE] = now_seconds();
     }
+}
+
+/* Tells rank 0 the collective this rank is in. With wait == 0, only if the last word has
+ * gone (never blocks). */
+static void beat(brisk_comm *c, int wait)
+{
+    if (c->heartbeat != MPI_REQUEST_NULL) {
+        int done = 0;
+        if (wait)
+            MPI_Wait(&c->heartbeat, MPI_STATUS_IGNORE); /* one word, sent eagerly */
+        else if (MPI_Test(&c->heartbeat, &done, MPI_STATUS_IGNORE), !done)
+            return;
+    }
+    c->heartbeat_value = c->seq;
+    MPI_Isend(&c->heartbeat_value, 1, MPI_UINT64_T, 0, HEARTBEAT_TAG, MPI_COMM_WORLD,
+              &c->heartbeat);
+    c->last_beat = now_seconds();
 }
 
 /* A collective starts: count it, and tell rank 0. */
@@ -212,11 +240,7 @@ static void begin(brisk_comm *c)
         c->arrived[0] = c->seq;
         return;
     }
-    if (c->heartbeat != MPI_REQUEST_NULL)
-        MPI_Wait(&c->heartbeat, MPI_STATUS_IGNORE); /* one word, sent eagerly: done by now */
-    c->heartbeat_value = c->seq;
-    MPI_Isend(&c->heartbeat_value, 1, MPI_UINT64_T, 0, HEARTBEAT_TAG, MPI_COMM_WORLD,
-              &c->heartbeat);
+    beat(c, 1);
 }
 
 /* Waits for a collective, within the timeout; past it, ends the job with a message. */
@@ -231,6 +255,8 @@ static void finish(brisk_comm *c, MPI_Request *req, const char *what)
             return;
         if (c->rank == 0)
             read_heartbeats(c);
+        else if (now_seconds() - c->last_beat >= LIVE_SECONDS)
+            beat(c, 0);
         const double waited = now_seconds() - t0;
         if (waited > deadline)
             break;
@@ -239,19 +265,28 @@ static void finish(brisk_comm *c, MPI_Request *req, const char *what)
     }
     char missing[512] = "";
     size_t at = 0;
-    int n_missing = 0;
+    int n_missing = 0, inside = 0;
     for (int r = 0; c->rank == 0 && r < c->size && at < sizeof missing; r++)
         if (c->arrived[r] < c->seq) {
             at += (size_t)snprintf(missing + at, sizeof missing - at, "%s%d", n_missing ? ", " : "",
                                    r);
             n_missing++;
         }
+    /* Every rank started it: name those that went silent inside it. */
+    const double now = now_seconds();
+    for (int r = 1; c->rank == 0 && !n_missing && r < c->size && at < sizeof missing; r++)
+        if (now - c->heard[r] > SILENT_SECONDS) {
+            at += (size_t)snprintf(missing + at, sizeof missing - at, "%s%d", inside ? ", " : "",
+                                   r);
+            inside++;
+        }
     if (c->rank == 0)
         fprintf(stderr, "brisk: rank 0: the %s (collective %llu) waited %.0f s: rank%s %s did "
-                        "not arrive (stopped or hung?); ending the job (the limit: "
-                        "--mpi-timeout, or brisk_comm_set_timeout)\n",
-                what, (unsigned long long)c->seq, limit, n_missing == 1 ? "" : "s",
-                n_missing ? missing : "(unknown)");
+                        "not arrive (%s); ending the job (the limit: --mpi-timeout, or "
+                        "brisk_comm_set_timeout)\n",
+                what, (unsigned long long)c->seq, limit, n_missing + inside == 1 ? "" : "s",
+                n_missing || inside ? missing : "(unknown)",
+                inside ? "started it, then went silent: stopped or hung?" : "stopped or hung?");
     else
         fprintf(stderr, "brisk: rank %d: the %s (collective %llu) waited %.0f s: a rank did not "
                         "arrive (rank 0 names it, unless it is rank 0 that did not); ending the "

@@ -152,8 +152,56 @@ int brisk_trainer_num_shards(const brisk_trainer *t, int n)
     return (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch;
 }
 
+/* The optimizer and schedule settings: every field in its range (a step schedule with step
+ * size 0 would divide by zero; a cosine over no steps would leave the rate at min_lr). */
+static int check_optim(const brisk_optim_config *o, const brisk_schedule *sc)
+{
+    if ((int)o->kind < BRISK_OPTIM_ADAM || o->kind > BRISK_OPTIM_SGD)
+        return brisk_error_set(BRISK_EINVAL, "trainer: optim.kind %d is not an optimizer",
+                               (int)o->kind);
+    if (o->kind != BRISK_OPTIM_SGD &&
+        (!(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1)))
+        return brisk_error_set(BRISK_EINVAL, "trainer: optim.beta1 %g and optim.beta2 %g must "
+                               "be in [0, 1)", o->beta1, o->beta2);
+    if (o->kind != BRISK_OPTIM_SGD && !(o->eps > 0 && isfinite(o->eps)))
+        return brisk_error_set(BRISK_EINVAL, "trainer: optim.eps %g must be positive",
+                               o->eps);
+    if (!(o->momentum >= 0 && o->momentum <= 1))
+        return brisk_error_set(BRISK_EINVAL, "trainer: optim.momentum %g out of [0, 1]",
+                               (double)o->momentum);
+    if (!(o->weight_decay >= 0 && isfinite(o->weight_decay)))
+        return brisk_error_set(BRISK_EINVAL, "trainer: optim.weight_decay %g must be finite "
+                               "and >= 0", (double)o->weight_decay);
+    if ((int)sc->kind < BRISK_SCHEDULE_CONSTANT || sc->kind > BRISK_SCHEDULE_COSINE)
+        return brisk_error_set(BRISK_EINVAL, "trainer: schedule.kind %d is not a schedule",
+                               (int)sc->kind);
+    if (!(sc->lr > 0 && isfinite(sc->lr)))
+        return brisk_error_set(BRISK_EINVAL, "trainer: schedule.lr %g must be finite and > 0",
+                               (double)sc->lr);
+    if (sc->kind == BRISK_SCHEDULE_STEP && sc->step_size < 1)
+        return brisk_error_set(BRISK_EINVAL, "trainer: schedule.step_size %lld must be >= 1 "
+                               "for the step schedule", (long long)sc->step_size);
+    if (sc->kind == BRISK_SCHEDULE_STEP && !(sc->gamma > 0 && isfinite(sc->gamma)))
+        return brisk_error_set(BRISK_EINVAL, "trainer: schedule.gamma %g must be finite and > 0",
+                               (double)sc->gamma);
+    if (sc->kind == BRISK_SCHEDULE_COSINE) {
+        if (sc->warmup < 0 || sc->total < 1 || sc->warmup > sc->total)
+            return brisk_error_set(BRISK_EINVAL, "trainer: a cosine schedule needs total >= 1 "
+                                   "and 0 <= warmup <= total (schedule.total %lld, "
+                                   "schedule.warmup %lld)",
+                                   (long long)sc->total, (long long)sc->warmup);
+        if (!(sc->min_lr >= 0 && sc->min_lr <= sc->lr))
+            return brisk_error_set(BRISK_EINVAL, "trainer: schedule.min_lr %g must be in [0, lr "
+                                   "%g]", (double)sc->min_lr, (double)sc->lr);
+    }
+    return BRISK_OK;
+}
+
 static int check_config(const brisk_trainer_config *cfg)
 {
+    int err = check_optim(&cfg->optim, &cfg->schedule);
+    if (err < 0)
+        return err;
     if (cfg->batch < 1 || cfg->batch > (1 << 24))
         return brisk_error_set(BRISK_EINVAL, "trainer: batch %d out of 1..%d", cfg->batch,
                                1 << 24);
@@ -165,6 +213,34 @@ static int check_config(const brisk_trainer_config *cfg)
     if (!isfinite(cfg->clip_norm))
         return brisk_error_set(BRISK_EINVAL, "trainer: clip_norm %g is not finite",
                                (double)cfg->clip_norm);
+    return BRISK_OK;
+}
+
+/* What a step or an evaluation is given: the data's shape against the model, every index in
+ * the data set, every label within the model's outputs, a usable normalisation. */
+static int check_data(const brisk_trainer *t, const char *what, const brisk_dataset *ds,
+                      const int32_t *idx, int64_t n, float mean, float std)
+{
+    if (!ds || (n > 0 && !idx))
+        return brisk_error_set(BRISK_EINVAL, "%s: %s is NULL", what, ds ? "idx" : "ds");
+    if ((size_t)ds->d != brisk_shape_size(t->cfg.model.input))
+        return brisk_error_set(BRISK_EINVAL, "%s: samples have %d features, the model's "
+                               "input has %zu", what, ds->d,
+                               brisk_shape_size(t->cfg.model.input));
+    if (!isfinite(mean) || !(std > 0 && isfinite(std)))
+        return brisk_error_set(BRISK_EINVAL, "%s: normalisation mean %g, std %g: std must be "
+                               "finite and > 0", what, (double)mean, (double)std);
+    const int C = brisk_model_outputs(t->model), top = C == 1 ? 1 : C - 1;
+    for (int64_t i = 0; i < n; i++) {
+        if (idx[i] < 0 || idx[i] >= ds->n)
+            return brisk_error_set(BRISK_EINVAL, "%s: idx[%lld] = %d is not a sample of the "
+                                   "data set (0..%lld)", what, (long long)i, idx[i],
+                                   (long long)ds->n - 1);
+        if (ds->y[idx[i]] > top)
+            return brisk_error_set(BRISK_EINVAL, "%s: sample %d has label %d, but the model has "
+                                   "%d output%s (labels 0..%d)", what, idx[i], ds->y[idx[i]], C,
+                                   C == 1 ? "" : "s", top);
+    }
     return BRISK_OK;
 }
 
@@ -211,6 +287,8 @@ size_t brisk_trainer_memory_bytes(const brisk_trainer_config *cfg)
 
 int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
 {
+    if (!cfg || !out)
+        return brisk_error_set(BRISK_EINVAL, "trainer: %s is NULL", cfg ? "out" : "cfg");
     *out = NULL;
     int err = check_config(cfg);
     if (err < 0)
@@ -601,13 +679,15 @@ static const char *first_nonfinite(const brisk_trainer *t)
 int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
                        float mean, float std, brisk_step_stats *out)
 {
+    if (!t || !out)
+        return brisk_error_set(BRISK_EINVAL, "step: %s is NULL", t ? "out" : "the trainer");
     memset(out, 0, sizeof *out);
     if (n < 1 || n > t->cfg.batch)
         return brisk_error_set(BRISK_EINVAL, "step: %d samples (1..batch %d allowed)", n,
                                t->cfg.batch);
-    if ((size_t)ds->d != brisk_shape_size(t->cfg.model.input))
-        return brisk_error_set(BRISK_EINVAL, "step: samples have %d features, the model's "
-                               "input has %zu", ds->d, brisk_shape_size(t->cfg.model.input));
+    const int bad = check_data(t, "step", ds, idx, n, mean, std);
+    if (bad < 0)
+        return bad;
     const int S = brisk_trainer_num_shards(t, n), P = t->P;
     job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .mean = mean, .std = std, .chunks = S,
              .first = t->rank, .stride = P, .metrics = t->local_metrics,
@@ -736,11 +816,13 @@ static int run_eval(brisk_trainer *t, const brisk_dataset *ds, const int32_t *id
                     brisk_metrics *out)
 {
     memset(out, 0, sizeof *out);
-    if (n <= 0)
+    if (n < 0)
+        return brisk_error_set(BRISK_EINVAL, "evaluate: n %lld < 0", (long long)n);
+    if (n == 0)
         return BRISK_OK;
-    if ((size_t)ds->d != brisk_shape_size(t->cfg.model.input))
-        return brisk_error_set(BRISK_EINVAL, "evaluate: samples have %d features, the model's "
-                               "input has %zu", ds->d, brisk_shape_size(t->cfg.model.input));
+    const int bad = check_data(t, "evaluate", ds, idx, n, mean, std);
+    if (bad < 0)
+        return bad;
     const int64_t chunks = (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch;
     if (chunks > INT32_MAX)
         return brisk_error_set(BRISK_EINVAL, "evaluate: %lld samples is too many",
@@ -774,6 +856,8 @@ static int run_eval(brisk_trainer *t, const brisk_dataset *ds, const int32_t *id
 int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
                            int64_t n, float mean, float std, brisk_metrics *out)
 {
+    if (!t || !out)
+        return brisk_error_set(BRISK_EINVAL, "evaluate: %s is NULL", t ? "out" : "the trainer");
     return run_eval(t, ds, idx, n, mean, std, 1, NULL, NULL, out);
 }
 

@@ -26,6 +26,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Largest JSON header accepted when loading. */
 #define BRISK_CKPT_MAX_HEADER ((uint64_t)16 << 20)
 /* Largest epoch count a checkpoint may record (brisk-train's --epochs allows as many). */
@@ -65,5 +69,9 @@ int brisk_checkpoint_save(const char *path, const brisk_model *m, const float *p
 int brisk_checkpoint_load(const char *path, brisk_checkpoint **out);
 
 void brisk_checkpoint_free(brisk_checkpoint *c); /* accepts NULL */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

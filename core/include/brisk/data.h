@@ -6,6 +6,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* n samples of D uint8 features each and one uint8 label each. Owns x and y. */
 typedef struct brisk_dataset {
     int64_t n;
@@ -61,5 +65,9 @@ void brisk_dataset_stats(const brisk_dataset *ds, const int32_t *idx, int64_t n,
 /* Gathers samples idx[0, n) as floats (x - mean) / std into x_out (n, D), labels into y_out. */
 void brisk_dataset_gather(const brisk_dataset *ds, const int32_t *idx, int n, float mean,
                           float std, float *x_out, uint8_t *y_out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -11,6 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum brisk_optim_kind {
     BRISK_OPTIM_ADAM,  /* Adam; weight_decay is L2 added to the gradient (torch.optim.Adam) */
     BRISK_OPTIM_ADAMW, /* Adam with decoupled weight decay (torch.optim.AdamW) */
@@ -68,5 +72,9 @@ const char *brisk_optim_name(brisk_optim_kind k);
 int brisk_optim_parse(const char *s);          /* -1 when unknown */
 const char *brisk_schedule_name(brisk_schedule_kind k);
 int brisk_schedule_parse(const char *s);       /* -1 when unknown */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -10,6 +10,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The raw block function: four 32-bit outputs from a 128-bit counter and a 64-bit key. */
 void brisk_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
 
@@ -35,5 +39,9 @@ float brisk_rng_normal(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t co
  * counter and, on the rare rejection, following counters of a sub-stream derived from it. */
 uint64_t brisk_rng_below(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t counter,
                          uint64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

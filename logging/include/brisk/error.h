@@ -10,6 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* One table generates the enum and brisk_strerror(). */
 #define BRISK_ERRNO_MAP(X)                                                     \
     X(ENOMEM, -1, "out of memory")                                             \
@@ -56,5 +60,9 @@ int brisk_error_set(int err, const char *fmt, ...);
             abort();                                                           \
         }                                                                      \
     } while (0)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

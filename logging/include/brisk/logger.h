@@ -30,6 +30,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct brisk_logger brisk_logger;
 typedef struct brisk_log_producer brisk_log_producer;
 
@@ -178,5 +182,9 @@ void brisk_logger_get_stats(const brisk_logger *lg, brisk_logger_stats *out);
 
 /* Closes if needed and frees everything (NULL is fine). */
 void brisk_logger_destroy(brisk_logger *lg);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -18,6 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct brisk_ring brisk_ring;
 
 /* Smallest and largest capacities brisk_ring_create accepts. */
@@ -74,5 +78,9 @@ uint64_t brisk_ring_head(const brisk_ring *r);
 /* Consumer position (bytes ever popped). Consumer thread only. (The producer sees the
  * consumer's progress in steps of capacity/16 bytes, and all of it once the ring is empty.) */
 uint64_t brisk_ring_tail(const brisk_ring *r);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* CRC-32C of data[0, n) continuing from crc (0 to start), zlib-style chaining:
  * brisk_crc32c(brisk_crc32c(0, a, na), b, nb) == CRC of a followed by b. Uses the SSE4.2
  * crc32 instruction where the CPU has it, a table otherwise; both give the same value. */
@@ -39,5 +43,9 @@ size_t brisk_tfrecord_seal(uint8_t *rec, size_t n);
  * (the detail says which, with the offset). */
 int brisk_tfrecord_next(const uint8_t *buf, size_t len, size_t *off, const uint8_t **data,
                         size_t *n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -13,6 +13,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct brisk_comm brisk_comm;
 
 /* Joins the MPI job when launched by mpirun and built with MPI, else makes a job of one.
@@ -53,5 +57,9 @@ void brisk_comm_bcast_bytes(brisk_comm *c, void *buf, size_t len);
 
 /* Ends every process of the job at once (MPI_Abort), or exit(code) for a job of one. */
 void brisk_comm_abort(brisk_comm *c, int code) __attribute__((noreturn));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -12,6 +12,10 @@
 #ifndef BRISK_POOL_H
 #define BRISK_POOL_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct brisk_pool brisk_pool;
 
 /* A job: called once per thread with its index t in [0, T). */
@@ -48,5 +52,9 @@ void brisk_pool_reset_times(brisk_pool *pool);
 
 /* The number of CPUs this process may run on (sched_getaffinity), at least 1. */
 int brisk_cpu_count(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

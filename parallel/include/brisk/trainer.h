@@ -22,6 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The default micro-shard size. Larger shards are faster: each product streams a weight
  * matrix once for more samples, and there are fewer shard gradients to write and add up,
  * while threads share a shard at no cost to the result when shards are fewer than threads.
@@ -138,5 +142,9 @@ void brisk_trainer_phase_times(const brisk_trainer *t, double *shards, double *u
 void brisk_trainer_reset_thread_times(brisk_trainer *t);
 int brisk_trainer_micro_batch(const brisk_trainer *t);
 int brisk_trainer_threads(const brisk_trainer *t);            /* T */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,0 +1,219 @@
+/* The public API on bad input: every create, step and evaluate refuses a configuration or a
+ * data set it cannot work with, with BRISK_EINVAL and a detail that names the parameter and
+ * the value, instead of aborting, dividing by zero or training on misaligned data. Runs under
+ * ASan and UBSan with the rest of the suite (no abort, no leak). */
+#include "test_util.h"
+
+#include "brisk/checkpoint.h"
+#include "brisk/data.h"
+#include "brisk/trainer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A working configuration: 16-8-4 on one thread. */
+static brisk_trainer_config good(void)
+{
+    brisk_trainer_config c;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(brisk_model_config_mlp(&c.model, "16-8-4", BRISK_ACT_RELU), BRISK_OK);
+    c.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
+    c.schedule.kind = BRISK_SCHEDULE_CONSTANT;
+    c.schedule.lr = 1e-3f;
+    c.batch = 8;
+    c.threads = 2;
+    c.seed = 1;
+    return c;
+}
+
+static void expect_error(int rc, int code, const char *needle, const char *what)
+{
+    if (rc != code || !strstr(brisk_error_detail(), needle)) {
+        print_error("%s: returned %d (%s), detail \"%s\"; expected %d mentioning \"%s\"\n", what,
+                    rc, brisk_strerror(rc), brisk_error_detail(), code, needle);
+        fail();
+    }
+}
+
+/* brisk_trainer_create on c must fail naming `needle`, leaving *out NULL. */
+static void refused(brisk_trainer_config c, const char *needle, const char *what)
+{
+    brisk_trainer *t = (brisk_trainer *)(uintptr_t)1;
+    expect_error(brisk_trainer_create(&c, &t), BRISK_EINVAL, needle, what);
+    assert_null(t);
+}
+
+static void test_bad_trainer_configs(void **state)
+{
+    (void)state;
+    brisk_trainer_config c = good();
+    brisk_trainer *t;
+    expect_error(brisk_trainer_create(NULL, &t), BRISK_EINVAL, "cfg", "NULL cfg");
+    expect_error(brisk_trainer_create(&c, NULL), BRISK_EINVAL, "out", "NULL out");
+
+    c = good(), c.batch = 0;
+    refused(c, "batch 0", "batch 0");
+    c = good(), c.batch = -5;
+    refused(c, "batch -5", "negative batch");
+    c = good(), c.micro_batch = -1;
+    refused(c, "micro_batch -1", "negative micro-batch");
+    c = good(), c.threads = -2;
+    refused(c, "threads -2", "negative threads");
+    c = good(), c.threads = 100000;
+    refused(c, "threads 100000", "absurd threads");
+    c = good(), c.clip_norm = NAN;
+    refused(c, "clip_norm", "NaN clip");
+    c = good(), c.schedule.lr = NAN;
+    refused(c, "schedule.lr nan", "NaN rate");
+    c = good(), c.schedule.lr = -1e-3f;
+    refused(c, "schedule.lr -0.001", "negative rate");
+    c = good(), c.schedule.lr = 0.0f;
+    refused(c, "schedule.lr 0", "zero rate");
+    c = good(), c.schedule.kind = BRISK_SCHEDULE_STEP, c.schedule.step_size = 0,
+    c.schedule.gamma = 0.5f;
+    refused(c, "schedule.step_size 0", "step schedule of step size 0 (was SIGFPE)");
+    c = good(), c.schedule.kind = BRISK_SCHEDULE_STEP, c.schedule.step_size = 10,
+    c.schedule.gamma = 0.0f;
+    refused(c, "schedule.gamma 0", "step schedule with gamma 0");
+    c = good(), c.schedule.kind = BRISK_SCHEDULE_COSINE, c.schedule.total = 0;
+    refused(c, "schedule.total 0", "cosine over 0 steps (rate stuck at min_lr)");
+    c = good(), c.schedule.kind = BRISK_SCHEDULE_COSINE, c.schedule.total = 10,
+    c.schedule.warmup = 20;
+    refused(c, "schedule.warmup 20", "warmup longer than the schedule");
+    c = good(), c.schedule.kind = BRISK_SCHEDULE_COSINE, c.schedule.total = 10,
+    c.schedule.min_lr = 1.0f;
+    refused(c, "schedule.min_lr 1", "min_lr above lr");
+    c = good(), c.schedule.kind = (brisk_schedule_kind)9;
+    refused(c, "schedule.kind 9", "unknown schedule");
+    c = good(), c.optim.kind = (brisk_optim_kind)7;
+    refused(c, "optim.kind 7", "unknown optimizer");
+    c = good(), c.optim.beta1 = 1.0;
+    refused(c, "optim.beta1 1", "beta1 = 1");
+    c = good(), c.optim.beta2 = NAN;
+    refused(c, "optim.beta2 nan", "NaN beta2");
+    c = good(), c.optim.eps = 0;
+    refused(c, "optim.eps 0", "eps 0");
+    c = good(), c.optim.weight_decay = -0.1f;
+    refused(c, "optim.weight_decay -0.1", "negative weight decay");
+    c = good(), c.optim.kind = BRISK_OPTIM_SGD, c.optim.momentum = 2.0f;
+    refused(c, "optim.momentum 2", "momentum 2");
+    c = good(), c.model.loss = (brisk_loss)5;
+    refused(c, "loss 5", "unknown loss");
+    c = good(), c.model.spec[0] = 0;
+    refused(c, "empty layer list", "empty model");
+    c = good();
+    memset(c.model.spec, 'x', sizeof c.model.spec); /* no terminating zero */
+    refused(c, "layer list", "unterminated model line");
+    c = good();
+    snprintf(c.model.spec, sizeof c.model.spec, "dense:8,relu,maxpool:2,dense:4");
+    refused(c, "maxpool", "pooling a vector");
+}
+
+static void test_bad_model_lines(void **state)
+{
+    (void)state;
+    brisk_model_config mc;
+    memset(&mc, 0, sizeof mc);
+    expect_error(brisk_model_config_set(&mc, NULL, brisk_shape_vec(4)), BRISK_EINVAL,
+                 "empty layer list", "NULL line");
+    expect_error(brisk_model_config_set(&mc, "dense:0", brisk_shape_vec(4)), BRISK_EINVAL,
+                 "item 1 'dense:0'", "zero units");
+    brisk_model *m = (brisk_model *)(uintptr_t)1;
+    assert_int_equal(brisk_model_config_set(&mc, "conv:8:3,dense:10", brisk_shape_vec(784)),
+                     BRISK_OK); /* the grammar is right; the shapes are checked by create */
+    expect_error(brisk_model_create(&mc, &m), BRISK_EINVAL, "item 1 'conv:8:3'",
+                 "conv on a vector");
+    assert_null(m);
+    expect_error(brisk_model_config_set(&mc, "16-8-4", brisk_shape_vec(10)), BRISK_EINVAL,
+                 "does not match", "shorthand against the data's width");
+    expect_error(brisk_model_config_mlp(&mc, "16--4", BRISK_ACT_RELU), BRISK_EINVAL, "16--4",
+                 "empty width");
+    expect_error(brisk_model_config_mlp(&mc, "16-8-4", (brisk_act)9), BRISK_EINVAL, "9",
+                 "unknown activation");
+    m = (brisk_model *)(uintptr_t)1;
+    memset(&mc, 0, sizeof mc);
+    snprintf(mc.spec, sizeof mc.spec, "dense:4");
+    mc.input = brisk_shape_vec(0);
+    expect_error(brisk_model_create(&mc, &m), BRISK_EINVAL, "input", "input of size 0");
+    assert_null(m);
+}
+
+static void test_bad_steps_and_data(void **state)
+{
+    (void)state;
+    brisk_trainer_config c = good();
+    brisk_trainer *t;
+    assert_int_equal(brisk_trainer_create(&c, &t), BRISK_OK);
+    brisk_dataset ds, wide, many;
+    assert_int_equal(brisk_dataset_synthetic(32, 16, 4, 10.0f, 1, 0, &ds), BRISK_OK);
+    assert_int_equal(brisk_dataset_synthetic(32, 20, 4, 10.0f, 1, 0, &wide), BRISK_OK);
+    assert_int_equal(brisk_dataset_synthetic(32, 16, 9, 10.0f, 1, 0, &many), BRISK_OK);
+    int32_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    brisk_step_stats st;
+    brisk_metrics m;
+
+    expect_error(brisk_trainer_step(t, &wide, idx, 8, 128.0f, 64.0f, &st), BRISK_EINVAL,
+                 "20 features", "data wider than the model (was silent misaligned training)");
+    /* Labels up to 8 for a model of 4 outputs (was an assertion abort). */
+    int32_t with_big[8];
+    int k = 0;
+    for (int32_t i = 0; i < many.n && k < 8; i++)
+        if (many.y[i] >= 4)
+            with_big[k++] = i;
+    assert_true(k > 0);
+    expect_error(brisk_trainer_step(t, &many, with_big, k, 128.0f, 64.0f, &st), BRISK_EINVAL,
+                 "but the model has 4 outputs", "labels beyond the outputs");
+    expect_error(brisk_trainer_evaluate(t, &many, with_big, k, 128.0f, 64.0f, &m),
+                 BRISK_EINVAL, "but the model has 4 outputs", "evaluating such labels");
+    int32_t outside[2] = {3, 32};
+    expect_error(brisk_trainer_step(t, &ds, outside, 2, 128.0f, 64.0f, &st), BRISK_EINVAL,
+                 "idx[1] = 32", "index past the data set");
+    outside[1] = -1;
+    expect_error(brisk_trainer_evaluate(t, &ds, outside, 2, 128.0f, 64.0f, &m), BRISK_EINVAL,
+                 "idx[1] = -1", "negative index");
+    expect_error(brisk_trainer_step(t, &ds, idx, 0, 128.0f, 64.0f, &st), BRISK_EINVAL,
+                 "0 samples", "empty step");
+    expect_error(brisk_trainer_step(t, &ds, idx, 9, 128.0f, 64.0f, &st), BRISK_EINVAL,
+                 "9 samples", "step larger than the batch");
+    expect_error(brisk_trainer_step(t, &ds, idx, 8, 128.0f, 0.0f, &st), BRISK_EINVAL,
+                 "std 0", "zero standard deviation");
+    expect_error(brisk_trainer_step(t, &ds, idx, 8, NAN, 64.0f, &st), BRISK_EINVAL,
+                 "mean nan", "NaN mean");
+    expect_error(brisk_trainer_step(t, NULL, idx, 8, 128.0f, 64.0f, &st), BRISK_EINVAL,
+                 "ds is NULL", "NULL data set");
+    expect_error(brisk_trainer_step(t, &ds, NULL, 8, 128.0f, 64.0f, &st), BRISK_EINVAL,
+                 "idx is NULL", "NULL indices");
+    expect_error(brisk_trainer_step(t, &ds, idx, 8, 128.0f, 64.0f, NULL), BRISK_EINVAL,
+                 "out is NULL", "NULL stats");
+    expect_error(brisk_trainer_evaluate(t, &ds, idx, -3, 128.0f, 64.0f, &m), BRISK_EINVAL,
+                 "n -3", "negative count");
+    /* None of that changed anything: the first real step is step 1. */
+    assert_int_equal(brisk_trainer_steps_done(t), 0);
+    assert_int_equal(brisk_trainer_step(t, &ds, idx, 8, 128.0f, 64.0f, &st), BRISK_OK);
+    assert_int_equal(brisk_trainer_steps_done(t), 1);
+
+    brisk_dataset_free(&wide);
+    expect_error(brisk_dataset_synthetic(0, 16, 4, 1.0f, 1, 0, &wide), BRISK_EINVAL, "n=0",
+                 "no samples");
+    expect_error(brisk_dataset_synthetic(8, 16, 300, 1.0f, 1, 0, &wide), BRISK_EINVAL,
+                 "classes=300", "more classes than uint8 labels");
+    expect_error(brisk_dataset_synthetic(8, 16, 4, NAN, 1, 0, &wide), BRISK_EINVAL, "noise=nan",
+                 "NaN noise");
+    brisk_checkpoint *ck = (brisk_checkpoint *)(uintptr_t)1;
+    expect_error(brisk_checkpoint_load("/nonexistent/brisk.safetensors", &ck), BRISK_ENOENT,
+                 "/nonexistent/brisk.safetensors", "missing checkpoint");
+    assert_null(ck);
+    brisk_dataset_free(&ds);
+    brisk_dataset_free(&many);
+    brisk_trainer_destroy(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_trainer_configs),
+        cmocka_unit_test(test_bad_model_lines),
+        cmocka_unit_test(test_bad_steps_and_data),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
