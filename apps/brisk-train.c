@@ -8,13 +8,14 @@
 #include "brisk/comm.h"
 #include "brisk/data.h"
 #include "brisk/error.h"
+#include "brisk/fit.h"
 #include "brisk/gemm.h"
 #include "brisk/fsutil.h"
 #include "brisk/model.h"
 #include "brisk/optim.h"
 #include "brisk/pool.h"
+#include "brisk/tblog.h"
 #include "brisk/trainer.h"
-#include "train_tb.h"
 
 #include <cJSON.h>
 #include <dirent.h>
@@ -41,7 +42,10 @@ typedef struct options {
     const char *model, *act, *loss, *optimizer, *schedule, *init, *data;
     const char *logdir, *checkpoint_dir, *resume, *eval;
     const char *run;          /* the run's id (brisk/ckptdir.h), kept across resumes */
+    const char *monitor;      /* the metric the policies watch */
     double lr, weight_decay, clip_norm, val_split, gamma, min_lr, momentum, noise, mpi_timeout;
+    double min_delta, plateau_factor, plateau_min_lr;
+    int early_stop, keep_best, plateau;
     int weight_decay_set;
     int epochs, batch, micro_batch, threads, step_size, keep, log_every, histogram_every;
     int json, quiet, resume_set, summary;
@@ -51,6 +55,7 @@ typedef struct options {
 
 static const options defaults = {
     .model = "784-256-128-10", .act = "relu", .loss = "ce", .optimizer = "adam",
+    .monitor = "val_loss", .plateau_factor = 0.1,
     .schedule = "cosine", .init = "auto", .data = DEFAULT_DATA,
     .lr = 1e-3, .weight_decay = 0.0, .clip_norm = 0.0, .val_split = 0.1, .gamma = 0.5,
     .min_lr = 0.0, .momentum = 0.9, .noise = 80.0,
@@ -146,6 +151,16 @@ static void usage(FILE *f)
 "                        --checkpoint-dir, --keep, --log-every, --histogram-every, --json\n"
 "                        and --quiet may be given again\n"
 "  --eval FILE           evaluate a checkpoint on the test set and exit\n"
+"Policies (each watches --monitor after every epoch):\n"
+"  --monitor METRIC      val_loss, val_accuracy, train_loss, train_accuracy (default %s)\n"
+"  --min-delta D         the least change that counts as an improvement (default %g)\n"
+"  --early-stop N        stop when the metric has not improved for N epochs (0 = off;\n"
+"                        the test set is still evaluated) (default %d)\n"
+"  --keep-best           also keep the best epoch's checkpoint, ckpt-<run>-best.safetensors\n"
+"  --plateau N           multiply the learning rate by --plateau-factor when the metric has\n"
+"                        not improved for N epochs (0 = off) (default %d)\n"
+"  --plateau-factor F    (default %g)\n"
+"  --plateau-min-lr R    the rate never goes below R (default %g)\n"
 "Output:\n"
 "  --json                one JSON object per epoch and one with the test metrics and a\n"
 "                        checksum of the final weights, nothing else on stdout\n"
@@ -168,7 +183,8 @@ static void usage(FILE *f)
         d->clip_norm, d->schedule, d->step_size, d->gamma, d->warmup, d->min_lr, d->epochs,
         d->batch, d->micro_batch, brisk_cpu_count(), d->seed, d->data, d->val_split,
         d->synthetic_n, d->synthetic_test_n, d->noise, d->log_every, d->histogram_every,
-        d->keep);
+        d->keep, d->monitor, d->min_delta, d->early_stop, d->plateau, d->plateau_factor,
+        d->plateau_min_lr);
 }
 
 static void usage_error(const char *flag, const char *fmt, ...)
@@ -408,7 +424,8 @@ enum {
     OPT_CLIP, OPT_SCHEDULE, OPT_STEP_SIZE, OPT_GAMMA, OPT_WARMUP, OPT_MIN_LR, OPT_EPOCHS,
     OPT_BATCH, OPT_MICRO, OPT_THREADS, OPT_SEED, OPT_DATA, OPT_VAL, OPT_SYN_N, OPT_SYN_TEST_N,
     OPT_NOISE, OPT_LOGDIR, OPT_LOG_EVERY, OPT_HIST_EVERY, OPT_CKPT_DIR, OPT_KEEP, OPT_RESUME,
-    OPT_EVAL, OPT_JSON, OPT_QUIET, OPT_MPI_TIMEOUT, OPT_SUMMARY, OPT_END
+    OPT_EVAL, OPT_JSON, OPT_QUIET, OPT_MPI_TIMEOUT, OPT_SUMMARY, OPT_EARLY_STOP, OPT_MONITOR,
+    OPT_MIN_DELTA, OPT_KEEP_BEST, OPT_PLATEAU, OPT_PLATEAU_FACTOR, OPT_PLATEAU_MIN_LR, OPT_END
 };
 
 static const struct option long_opts[] = {
@@ -447,6 +464,13 @@ static const struct option long_opts[] = {
     {"quiet", no_argument, 0, OPT_QUIET},
     {"mpi-timeout", required_argument, 0, OPT_MPI_TIMEOUT},
     {"summary", no_argument, 0, OPT_SUMMARY},
+    {"early-stop", required_argument, 0, OPT_EARLY_STOP},
+    {"monitor", required_argument, 0, OPT_MONITOR},
+    {"min-delta", required_argument, 0, OPT_MIN_DELTA},
+    {"keep-best", no_argument, 0, OPT_KEEP_BEST},
+    {"plateau", required_argument, 0, OPT_PLATEAU},
+    {"plateau-factor", required_argument, 0, OPT_PLATEAU_FACTOR},
+    {"plateau-min-lr", required_argument, 0, OPT_PLATEAU_MIN_LR},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -499,6 +523,13 @@ static const field fields[] = {
     FIELD("keep", OPT_KEEP, F_INT, keep, 1, 1, 1e6),
     NAME("run", 0, run, 0),
     FIELD("mpi-timeout", OPT_MPI_TIMEOUT, F_DBL, mpi_timeout, 1, 0, 1e6),
+    FIELD("early-stop", OPT_EARLY_STOP, F_INT, early_stop, 0, 0, 1e6),
+    NAME("monitor", OPT_MONITOR, monitor, 0),
+    FIELD("min-delta", OPT_MIN_DELTA, F_DBL, min_delta, 0, 0, 1e6),
+    FIELD("keep-best", OPT_KEEP_BEST, F_INT, keep_best, 0, 0, 1),
+    FIELD("plateau", OPT_PLATEAU, F_INT, plateau, 0, 0, 1e6),
+    FIELD("plateau-factor", OPT_PLATEAU_FACTOR, F_DBL, plateau_factor, 0, 1e-6, 0.999999),
+    FIELD("plateau-min-lr", OPT_PLATEAU_MIN_LR, F_DBL, plateau_min_lr, 0, 0, 1e6),
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
@@ -582,6 +613,13 @@ static void parse_args(int argc, char **argv, options *o)
         case OPT_JSON: o->json = 1; break;
         case OPT_QUIET: o->quiet = 1; break;
         case OPT_SUMMARY: o->summary = 1; break;
+        case OPT_KEEP_BEST: o->keep_best = 1; break;
+        case OPT_MONITOR:
+            if (brisk_fit_metric_parse(optarg) < 0)
+                usage_error(flag, "'%s' is not a metric: val_loss, val_accuracy, train_loss or "
+                            "train_accuracy", optarg);
+            o->monitor = optarg;
+            break;
         case ':':
             usage_error(argv[optind - 1], "needs a value");
         default:
@@ -596,6 +634,12 @@ static void parse_args(int argc, char **argv, options *o)
         usage_error(argv[optind], "unexpected argument (all settings are --flags)");
     if (o->resume_set && o->eval)
         usage_error("--eval", "cannot be combined with --resume");
+    if ((o->early_stop || o->keep_best || o->plateau) && !strncmp(o->monitor, "val_", 4) &&
+        o->val_split == 0)
+        usage_error("--monitor", "%s needs validation samples, and --val-split is 0 (watch "
+                    "train_loss or train_accuracy instead)", o->monitor);
+    if (o->keep_best && o->checkpoint_dir && !strcmp(o->checkpoint_dir, "none"))
+        usage_error("--keep-best", "needs checkpoints, and --checkpoint-dir is none");
 }
 
 /* The settings as a JSON object (owned by the caller), stored in every checkpoint. */
@@ -917,20 +961,20 @@ typedef struct run {
     brisk_dataset train, test;
     int32_t *order;          /* split: n_train training indices, then the validation ones */
     int32_t *epoch_idx;      /* this epoch's shuffle of the training indices */
-    int32_t *test_idx, *pred;
+    int32_t *test_idx;
     int64_t n_train, n_val, steps_per_epoch;
     float mean, std;
     brisk_trainer *t;
     brisk_trainer_config cfg; /* what the trainer was made with (defaults resolved) */
-    train_tb tb;
+    brisk_tb tb;
     int logging;             /* this process writes the TensorBoard logs (rank 0) */
     int log_enabled;         /* the job logs (--logdir is not none): the same on every rank */
     brisk_comm *comm;        /* the job's processes; rank 0 prints, logs and saves */
     int rank, nproc;
-    float *full_grads, *full_m, *full_v; /* rank 0, several processes: gathered slabs */
     char *config_json;       /* options_to_json, stored in checkpoints */
     char last_ckpt[PATH_MAX];
     int progress;            /* live progress line on a terminal */
+    double t_start, t_progress; /* when training started; the last progress line */
     double log_cpu_seconds;  /* the logging thread's CPU time, once closed */
     int summary_only;        /* --summary: setup printed the table; nothing else to do */
 } run;
@@ -940,45 +984,6 @@ static int fail(const char *what)
     fprintf(stderr, "brisk-train: %s%s%s\n", what ? what : "", what ? ": " : "",
             brisk_error_detail());
     return 1;
-}
-
-/* Writes a checkpoint of the current state and keeps the newest --keep. Collective: every
- * rank calls it (the optimizer state is gathered to rank 0, which writes); returns the same
- * status on every rank. */
-static int save_checkpoint(run *r, int64_t epochs_done, int64_t batch, const brisk_metrics *train_m)
-{
-    const char *dir = r->o.checkpoint_dir;
-    if (!strcmp(dir, "none"))
-        return 0;
-    const float *m = brisk_trainer_opt_m(r->t), *v = brisk_trainer_opt_v(r->t);
-    if (r->nproc > 1) {
-        brisk_trainer_gather(r->t, BRISK_GATHER_MOMENTS, NULL, r->full_m, r->full_v);
-        m = r->full_m;
-        v = r->full_v;
-    }
-    int status = 0;
-    if (r->rank == 0) {
-        char path[PATH_MAX];
-        const long long steps = (long long)brisk_trainer_steps_done(r->t);
-        if (brisk_ckpt_path(path, sizeof path, dir, r->o.run, steps) < 0)
-            return -fail("checkpoint");
-        const brisk_ckpt_position pos = {.epoch = epochs_done, .batch = batch,
-                                         .steps_done = steps, .seed = r->o.seed,
-                                         .train = *train_m};
-        if (brisk_make_dirs(dir) < 0)
-            status = -fail(NULL);
-        else if (brisk_checkpoint_save(path, brisk_trainer_model(r->t),
-                                       brisk_trainer_params(r->t), m, v,
-                                       brisk_trainer_buffers(r->t), &pos, r->config_json) < 0)
-            status = -fail("checkpoint");
-        if (status == 0) {
-            snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", path);
-            /* This run's older checkpoints only, never the one just written. */
-            if (brisk_ckpt_prune(dir, r->o.run, r->o.keep, steps) < 0)
-                fprintf(stderr, "brisk-train: warning: %s\n", brisk_error_detail());
-        }
-    }
-    return brisk_comm_any(r->comm, status != 0) ? -1 : 0;
 }
 
 static void progress_line(const run *r, int epoch, int64_t batch, double sps, double loss,
@@ -1062,19 +1067,9 @@ static int setup(run *r)
                 "less (the micro-batch, not the number of processes, decides the results)\n",
                 o->batch, shards, shards == 1 ? "" : "s", brisk_trainer_micro_batch(r->t),
                 r->nproc, r->nproc - shards, o->batch / r->nproc > 0 ? o->batch / r->nproc : 1);
-    if (r->nproc > 1 && r->rank == 0) {
-        r->full_grads = brisk_slab_alloc(brisk_trainer_model(r->t));
-        r->full_m = brisk_slab_alloc(brisk_trainer_model(r->t));
-        r->full_v = brisk_slab_alloc(brisk_trainer_model(r->t));
-        if (!r->full_grads || !r->full_m || !r->full_v) {
-            fprintf(stderr, "brisk-train: out of memory\n");
-            return 1;
-        }
-    }
     r->test_idx = malloc((size_t)r->test.n * sizeof *r->test_idx);
     r->epoch_idx = malloc((size_t)(r->n_train ? r->n_train : 1) * sizeof *r->epoch_idx);
-    r->pred = malloc((size_t)(r->n_val ? r->n_val : 1) * sizeof *r->pred);
-    if (!r->test_idx || !r->epoch_idx || !r->pred) {
+    if (!r->test_idx || !r->epoch_idx) {
         fprintf(stderr, "brisk-train: out of memory\n");
         return 1;
     }
@@ -1086,14 +1081,10 @@ static int setup(run *r)
 
 static void teardown(run *r)
 {
-    free(r->pred);
     free(r->test_idx);
     free(r->epoch_idx);
     free(r->order);
     free(r->config_json);
-    brisk_slab_free(r->full_grads);
-    brisk_slab_free(r->full_m);
-    brisk_slab_free(r->full_v);
     brisk_trainer_destroy(r->t);
     brisk_dataset_free(&r->train);
     brisk_dataset_free(&r->test);
@@ -1206,24 +1197,6 @@ static void log_hparams_start(run *r)
     brisk_log_custom_scalars(r->tb.p, r->tb.root, "Brisk", charts, 2);
 }
 
-/* Ring size: every histogram of an interval is pushed at once (weights and gradients, 2 P
- * floats), plus images and scalars; the default drops nothing. */
-static size_t ring_bytes_for(const brisk_trainer *t)
-{
-    /* Histograms may use three quarters of the ring (the rest stays free for scalars). */
-    double need = 2.0 * (double)brisk_model_num_params(brisk_trainer_model(t)) * 4 * 4 / 3 +
-                  (4 << 20);
-    /* For a model whose histograms would take a large share of memory, a smaller ring: the
-     * histograms that do not fit are dropped (and counted), scalars keep their room. */
-    const double cap = (double)brisk_available_memory() / 8;
-    if (cap > 0 && need > cap)
-        need = cap > (64 << 20) ? cap : (64 << 20);
-    size_t ring = (size_t)4 << 20;
-    while ((double)ring < need && ring < ((size_t)1 << 31))
-        ring *= 2;
-    return ring;
-}
-
 static int evaluate_checkpoint(options *o, brisk_comm *comm)
 {
     brisk_checkpoint *ck;
@@ -1286,17 +1259,67 @@ static void close_logs(run *r, int session_status)
     if (session_status)
         brisk_log_hparams_end(r->tb.p, r->tb.root, (brisk_session_status)session_status);
     signal_logger = NULL;
-    if (train_tb_close(&r->tb, &r->log_cpu_seconds) < 0)
+    if (r->tb.failed)
+        fprintf(stderr, "brisk-train: warning: %s\n", r->tb.error);
+    if (brisk_tb_close(&r->tb, &r->log_cpu_seconds) < 0)
         fprintf(stderr, "brisk-train: warning: TensorBoard logs incomplete: %s\n",
                 brisk_error_detail());
     r->logging = 0;
 }
 
+/* brisk_fit's callbacks: the live progress line, and a line (or a JSON object) per epoch. */
+static int on_step(void *user, const brisk_fit_progress *p)
+{
+    run *r = user;
+    if (r->progress) {
+        const double now = now_seconds();
+        if (now - r->t_progress >= 0.25) {
+            const double rate = p->samples_per_second / r->o.batch; /* batches per second */
+            progress_line(r, (int)p->epoch, p->batch, p->samples_per_second,
+                          brisk_metrics_loss(&p->train),
+                          rate > 0 ? (double)(p->batches - p->batch) / rate : 0);
+            r->t_progress = now;
+        }
+    }
+    return 0;
+}
+
+static int on_epoch(void *user, const brisk_fit_progress *p)
+{
+    run *r = user;
+    const options *o = &r->o;
+    const double elapsed = now_seconds() - r->t_start;
+    if (p->checkpoint[0])
+        snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", p->checkpoint);
+    if (r->progress)
+        printf("\r\033[K");
+    if (o->json) {
+        printf("{\"epoch\": %lld", (long long)p->epoch);
+        print_json_metric("train", &p->train, 1);
+        print_json_metric("val", &p->val, r->n_val > 0);
+        if (o->plateau)
+            printf(", \"lr_factor\": %.9g", (double)p->lr_factor);
+        printf(", \"samples_per_second\": %.1f, \"elapsed_seconds\": %.3f}\n",
+               p->samples_per_second, elapsed);
+    } else if (!o->quiet) {
+        printf("epoch %*lld/%d  train loss %.4f acc %6.2f%%", (int)log10(o->epochs) + 1,
+               (long long)p->epoch, o->epochs, brisk_metrics_loss(&p->train),
+               100 * brisk_metrics_accuracy(&p->train));
+        if (r->n_val)
+            printf("  val loss %.4f acc %6.2f%%", brisk_metrics_loss(&p->val),
+                   100 * brisk_metrics_accuracy(&p->val));
+        printf("  %.0f samples/s  %.1f s", p->samples_per_second, elapsed);
+        if (o->plateau && p->lr_factor < 1)
+            printf("  lr x%g", (double)p->lr_factor);
+        printf("%s\n", p->improved && (o->keep_best || o->early_stop) ? "  *" : "");
+    }
+    fflush(stdout);
+    return 0;
+}
+
 static int train(run *r, const brisk_checkpoint *ck)
 {
     options *o = &r->o;
-    const int64_t start_epoch = ck ? ck->pos.epoch + 1 : 1;
-    const int64_t start_batch = ck ? ck->pos.batch : 0;
     if (!o->json && !o->quiet) {
         char procs[32] = "";
         if (r->nproc > 1)
@@ -1316,176 +1339,90 @@ static int train(run *r, const brisk_checkpoint *ck)
         brisk_trainer_describe_plan(r->t, o->batch, plan, sizeof plan);
         printf("brisk-train: each batch: %s\n", plan);
         if (ck)
-            printf("brisk-train: resuming at epoch %lld, step %lld\n", (long long)start_epoch,
-                   (long long)brisk_trainer_steps_done(r->t));
+            printf("brisk-train: resuming at epoch %lld, step %lld\n",
+                   (long long)ck->pos.epoch + 1, (long long)brisk_trainer_steps_done(r->t));
         if (r->logging)
             printf("brisk-train: TensorBoard logs in %s (tensorboard --logdir %s)\n", o->logdir,
                    o->logdir);
         fflush(stdout);
     }
-    const double t_start = now_seconds();
-    double t_log = t_start;
-    int64_t samples_since_log = 0;
-    const int n_layers = brisk_model_num_layers(brisk_trainer_model(r->t));
-    double *act_mean = calloc((size_t)n_layers, sizeof *act_mean);
-    double *act_std = calloc((size_t)n_layers, sizeof *act_std);
-    if (!act_mean || !act_std) {
-        free(act_mean);
-        free(act_std);
-        fprintf(stderr, "brisk-train: out of memory\n");
-        return 1;
-    }
-    int status = 0, stop = 0;
-    for (int64_t epoch = start_epoch; epoch <= o->epochs && status == 0; epoch++) {
-        brisk_shuffle(r->order, r->epoch_idx, r->n_train, o->seed, (uint32_t)epoch);
-        brisk_metrics train_m = {0}, val_m = {0};
-        int64_t batch = 0;
-        if (epoch == start_epoch && ck) {
-            train_m = ck->pos.train;
-            batch = start_batch;
-        }
-        const int64_t first_batch = batch;
-        const double t0 = now_seconds();
-        double t_progress = t0;
-        for (; batch < r->steps_per_epoch; batch++) {
-            const int64_t lo = batch * o->batch;
-            const int n = r->n_train - lo < o->batch ? (int)(r->n_train - lo) : o->batch;
-            brisk_step_stats st;
-            if (brisk_trainer_step(r->t, &r->train, r->epoch_idx + lo, n, r->mean, r->std, &st) < 0) {
-                if (r->progress)
-                    printf("\n");
-                fprintf(stderr, "brisk-train: training diverged in epoch %lld: %s\n",
-                        (long long)epoch, brisk_error_detail());
-                if (r->last_ckpt[0])
-                    fprintf(stderr, "brisk-train: the last good checkpoint is %s\n", r->last_ckpt);
-                else
-                    fprintf(stderr, "brisk-train: no checkpoint was written before (the first "
-                                    "comes at the end of epoch 1)\n");
-                fprintf(stderr, "brisk-train: try a lower --lr or --clip-norm\n");
-                status = EXIT_DIVERGED;
-                break;
-            }
-            brisk_metrics_add(&train_m, &st.metrics);
-            samples_since_log += n;
-            const int64_t step = brisk_trainer_steps_done(r->t);
-            if (r->logging && step % o->log_every == 0) {
-                const double now = now_seconds();
-                train_tb_step(&r->tb, step, &st, (double)samples_since_log / (now - t_log));
-                t_log = now;
-                samples_since_log = 0;
-            }
-            if (r->progress) {
-                const double now = now_seconds();
-                if (now - t_progress >= 0.25) {
-                    const double rate = (double)(batch + 1 - first_batch) / (now - t0);
-                    progress_line(r, (int)epoch, batch + 1, rate * o->batch,
-                                  brisk_metrics_loss(&train_m),
-                                  (double)(r->steps_per_epoch - batch - 1) / rate);
-                    t_progress = now;
-                }
-            }
-            /* Every rank stops after the same step: a signal may reach only some of them. */
-            stop = r->nproc > 1 ? brisk_comm_any(r->comm, stop_signal) : stop_signal != 0;
-            if (stop) {
-                batch++;
-                break;
-            }
-        }
-        if (status)
-            break;
-        if (stop) {
-            if (r->progress)
-                printf("\n");
-            int saved = save_checkpoint(r, epoch - 1, batch, &train_m);
-            close_logs(r, 0);
-            if (r->rank != 0) {
-                /* rank 0 reports */
-            } else if (saved == 0 && r->last_ckpt[0]) {
-                fprintf(stderr, "brisk-train: stopped in epoch %lld after step %lld; checkpoint "
-                                "%s\nbrisk-train: resume with: brisk-train --resume=%s\n",
-                        (long long)epoch, (long long)brisk_trainer_steps_done(r->t),
-                        r->last_ckpt, r->last_ckpt);
-                if (o->json)
-                    printf("{\"interrupted\": true, \"epoch\": %lld, \"step\": %lld, "
-                           "\"checkpoint\": \"%s\"}\n",
-                           (long long)epoch, (long long)brisk_trainer_steps_done(r->t),
-                           r->last_ckpt);
-            } else if (saved == 0) {
-                fprintf(stderr, "brisk-train: stopped in epoch %lld after step %lld; no "
-                                "checkpoint (--checkpoint-dir none)\n",
-                        (long long)epoch, (long long)brisk_trainer_steps_done(r->t));
-            }
-            status = EXIT_INTERRUPTED;
-            break;
-        }
-        const double train_s = now_seconds() - t0;
-        /* Validation; at a histogram interval the same forward pass also gives the activation
-         * statistics and the predictions for the confusion matrix (on the validation set, or
-         * without one, on the first training samples). */
-        const int inspect = r->log_enabled && o->histogram_every && epoch % o->histogram_every == 0;
-        const int have_val = r->n_val > 0;
-        const int32_t *val_idx = r->order + r->n_train;
-        const int32_t *idx = have_val ? val_idx : r->order;
-        const int64_t n_inspect = have_val ? r->n_val : (r->n_train < 1024 ? r->n_train : 1024);
-        const int rc = !inspect ? brisk_trainer_evaluate(r->t, &r->train, val_idx, r->n_val,
-                                                         r->mean, r->std, &val_m)
-                       : brisk_trainer_inspect(r->t, &r->train, idx, n_inspect, r->mean, r->std,
-                                               have_val ? &val_m : NULL,
-                                               have_val ? r->pred : NULL, act_mean, act_std);
-        if (rc < 0) {
-            status = fail(NULL);
-            break;
-        }
-        if (r->logging) {
-            train_tb_epoch(&r->tb, r->tb.train, brisk_trainer_steps_done(r->t), epoch, &train_m);
-            if (have_val)
-                train_tb_epoch(&r->tb, r->tb.val, brisk_trainer_steps_done(r->t), epoch, &val_m);
-        }
-        if (inspect) {
-            /* With several processes each holds its slice of the gradient: gather it. */
-            const float *grads = brisk_trainer_grads(r->t);
-            if (r->nproc > 1) {
-                brisk_trainer_gather(r->t, BRISK_GATHER_GRADS, r->full_grads, NULL, NULL);
-                grads = r->full_grads;
-            }
-            if (r->logging)
-                train_tb_inspect(&r->tb, brisk_trainer_steps_done(r->t), r->t, grads, act_mean,
-                                 act_std, &r->train,
-                                 have_val ? r->pred : NULL, idx, n_inspect);
-        }
-        const double sps = (double)((r->steps_per_epoch - first_batch) * o->batch) / train_s;
-        const double elapsed = now_seconds() - t_start;
-        if (r->progress)
-            printf("\r\033[K");
-        if (o->json) {
-            printf("{\"epoch\": %lld", (long long)epoch);
-            print_json_metric("train", &train_m, 1);
-            print_json_metric("val", &val_m, r->n_val > 0);
-            printf(", \"samples_per_second\": %.1f, \"elapsed_seconds\": %.3f}\n", sps, elapsed);
-        } else if (!o->quiet) {
-            printf("epoch %*lld/%d  train loss %.4f acc %6.2f%%", (int)log10(o->epochs) + 1,
-                   (long long)epoch, o->epochs, brisk_metrics_loss(&train_m),
-                   100 * brisk_metrics_accuracy(&train_m));
-            if (r->n_val)
-                printf("  val loss %.4f acc %6.2f%%", brisk_metrics_loss(&val_m),
-                       100 * brisk_metrics_accuracy(&val_m));
-            printf("  %.0f samples/s  %.1f s\n", sps, elapsed);
-        }
-        fflush(stdout);
-        const brisk_metrics none = {0};
-        if (save_checkpoint(r, epoch, 0, &none) != 0) {
-            status = 1;
-            break;
-        }
-    }
-    free(act_mean);
-    free(act_std);
-    if (status == EXIT_DIVERGED || (status && status != EXIT_INTERRUPTED)) {
+    r->t_start = now_seconds();
+    brisk_fit_config fc = brisk_fit_defaults();
+    fc.epochs = o->epochs;
+    fc.seed = o->seed;
+    if (ck)
+        fc.start = ck->pos;
+    fc.tb = r->logging ? &r->tb : NULL;
+    fc.log_every = o->log_every;
+    fc.histogram_every = r->log_enabled ? o->histogram_every : 0;
+    fc.checkpoint_dir = strcmp(o->checkpoint_dir, "none") ? o->checkpoint_dir : NULL;
+    fc.run_id = o->run;
+    fc.keep = o->keep;
+    fc.config_json = r->config_json;
+    fc.stop = &stop_signal;
+    fc.user = r;
+    fc.on_step = on_step;
+    fc.on_epoch = on_epoch;
+    const int metric = brisk_fit_metric_parse(o->monitor);
+    fc.early_stop = (brisk_fit_policy){o->early_stop, o->min_delta, (brisk_fit_metric)metric};
+    fc.best_checkpoint = (brisk_fit_policy){o->keep_best, o->min_delta, (brisk_fit_metric)metric};
+    fc.plateau = (brisk_fit_policy){o->plateau, o->min_delta, (brisk_fit_metric)metric};
+    fc.plateau_factor = (float)o->plateau_factor;
+    fc.plateau_min_lr = (float)o->plateau_min_lr;
+    brisk_fit_result res;
+    const int err = brisk_fit(r->t, &r->train, r->order, r->n_train, r->order + r->n_train,
+                              r->n_val, r->mean, r->std, &fc, &res);
+    if (res.checkpoint[0])
+        snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", res.checkpoint);
+    if (res.warning[0] && r->rank == 0)
+        fprintf(stderr, "brisk-train: warning: %s\n", res.warning);
+    if (r->progress && (err < 0 || res.end == BRISK_FIT_STOPPED))
+        printf("\n");
+    if (err == BRISK_ENONFINITE) {
+        fprintf(stderr, "brisk-train: training diverged in epoch %lld: %s\n",
+                (long long)res.epochs_done + 1, brisk_error_detail());
+        if (r->last_ckpt[0])
+            fprintf(stderr, "brisk-train: the last good checkpoint is %s\n", r->last_ckpt);
+        else
+            fprintf(stderr, "brisk-train: no checkpoint was written before (the first "
+                            "comes at the end of epoch 1)\n");
+        fprintf(stderr, "brisk-train: try a lower --lr or --clip-norm\n");
         close_logs(r, BRISK_SESSION_FAILURE);
-        return status;
+        return EXIT_DIVERGED;
     }
-    if (status)
-        return status;
+    if (err < 0) {
+        close_logs(r, BRISK_SESSION_FAILURE);
+        return fail(NULL);
+    }
+    if (res.end == BRISK_FIT_STOPPED && stop_signal) {
+        close_logs(r, 0);
+        const long long epoch = (long long)res.epochs_done + (res.batch ? 1 : 0);
+        if (r->rank != 0) {
+            /* rank 0 reports */
+        } else if (fc.checkpoint_dir && r->last_ckpt[0]) {
+            fprintf(stderr, "brisk-train: stopped in epoch %lld after step %lld; checkpoint "
+                            "%s\nbrisk-train: resume with: brisk-train --resume=%s\n",
+                    epoch, (long long)brisk_trainer_steps_done(r->t), r->last_ckpt,
+                    r->last_ckpt);
+            if (o->json)
+                printf("{\"interrupted\": true, \"epoch\": %lld, \"step\": %lld, "
+                       "\"checkpoint\": \"%s\"}\n",
+                       epoch, (long long)brisk_trainer_steps_done(r->t), r->last_ckpt);
+        } else {
+            fprintf(stderr, "brisk-train: stopped in epoch %lld after step %lld; no "
+                            "checkpoint (--checkpoint-dir none)\n",
+                    epoch, (long long)brisk_trainer_steps_done(r->t));
+        }
+        return EXIT_INTERRUPTED;
+    }
+    if (res.end == BRISK_FIT_EARLY_STOP && r->rank == 0 && !o->quiet && !o->json)
+        printf("brisk-train: early stop after epoch %lld: %s has not improved by more than %g "
+               "for %d epoch%s\n",
+               (long long)res.epochs_done, o->monitor, o->min_delta, o->early_stop,
+               o->early_stop == 1 ? "" : "s");
+    if (res.best_checkpoint[0] && r->rank == 0 && !o->quiet && !o->json)
+        printf("brisk-train: the best epoch's checkpoint (by %s) is %s\n", o->monitor,
+               res.best_checkpoint);
 
     brisk_metrics test_m;
     final_evaluation = 1;
@@ -1500,18 +1437,19 @@ static int train(run *r, const brisk_checkpoint *ck)
                          brisk_metrics_accuracy(&test_m));
     }
     close_logs(r, BRISK_SESSION_SUCCESS);
-    const double elapsed = now_seconds() - t_start;
+    const double elapsed = now_seconds() - r->t_start;
     const unsigned long long sum = (unsigned long long)params_checksum(r->t);
     if (o->json)
         printf("{\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"params_checksum\": "
                "\"%016llx\", \"elapsed_seconds\": %.3f, \"gemm_kernel\": \"%s\", "
-               "\"logging_cpu_seconds\": %.3f}\n",
+               "\"logging_cpu_seconds\": %.3f%s}\n",
                brisk_metrics_loss(&test_m), brisk_metrics_accuracy(&test_m), sum, elapsed,
-               brisk_gemm_isa(), r->log_cpu_seconds);
+               brisk_gemm_isa(), r->log_cpu_seconds,
+               res.end == BRISK_FIT_EARLY_STOP ? ", \"early_stop\": true" : "");
     else
-        printf("test  loss %.4f acc %6.2f%%  (%d epoch%s, %.1f s; weights checksum %016llx)\n",
-               brisk_metrics_loss(&test_m), 100 * brisk_metrics_accuracy(&test_m), o->epochs,
-               o->epochs == 1 ? "" : "s", elapsed, sum);
+        printf("test  loss %.4f acc %6.2f%%  (%lld epoch%s, %.1f s; weights checksum %016llx)\n",
+               brisk_metrics_loss(&test_m), 100 * brisk_metrics_accuracy(&test_m),
+               (long long)res.epochs_done, res.epochs_done == 1 ? "" : "s", elapsed, sum);
     if (stop_signal && r->rank == 0) {
         fflush(stdout);
         fprintf(stderr, "brisk-train: interrupted after training finished; the test metrics are "
@@ -1626,7 +1564,7 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
         /* START at the first step this process logs: everything at a later step in earlier
          * files (an abandoned timeline, after a resume from an older checkpoint) is purged. */
         const int64_t first_step = brisk_trainer_steps_done(r.t) + 1;
-        if (train_tb_open(&r.tb, r.o.logdir, first_step, ring_bytes_for(r.t)) < 0) {
+        if (brisk_tb_open(&r.tb, r.o.logdir, first_step, brisk_tb_ring_bytes(r.t)) < 0) {
             status = fail("cannot open the TensorBoard logs");
         } else {
             r.logging = 1;

@@ -413,6 +413,40 @@ sigint-eval)
     ck=$(sed -n 's/.*trained model is in \(.*\)$/\1/p' "$err")
     [ -f "$ck" ] || fail "no checkpoint file '$ck'"
     ;;
+policies)
+    # --early-stop, --keep-best and --plateau (brisk_fit's policies): no epoch after the first
+    # improves val_loss by 10, so the rate halves after epoch 2 and training stops there; the
+    # best checkpoint is epoch 1's; the test set is still evaluated.
+    run --data synthetic --model 32-16-4 --synthetic-n 2000 --synthetic-test-n 500 --epochs 6 \
+        --early-stop 1 --min-delta 10 --keep-best --plateau 1 --plateau-factor 0.5 --json \
+        --logdir "$tmp/logs"
+    expect_status 0
+    [ "$(grep -c '"epoch":' "$out")" -eq 2 ] || fail "expected 2 epochs before the early stop"
+    expect_in "$out" '"early_stop": true'
+    grep '"epoch": 1,' "$out" | grep -q '"lr_factor": 1,' || fail "epoch 1's rate factor is not 1"
+    grep '"epoch": 2,' "$out" | grep -q '"lr_factor": 0.5,' || fail "epoch 2 did not halve the rate"
+    best=$(ls "$tmp/logs/checkpoints"/ckpt-*-best.safetensors 2>/dev/null)
+    [ -f "$best" ] || fail "no best checkpoint"
+    grep -a -q '"brisk.epoch":"1"' "$best" || fail "the best checkpoint is not epoch 1's"
+    # Resuming continues the policies: one more epoch without improvement stops again.
+    run --resume="$tmp/logs/checkpoints" --epochs 6 --json
+    expect_status 0
+    [ "$(grep -c '"epoch":' "$out")" -eq 1 ] || fail "the resumed run should stop after 1 epoch"
+    grep '"epoch": 3,' "$out" | grep -q '"lr_factor": 0.25,' || fail "the factor did not carry over"
+    # Usage errors name the flag.
+    run $syn --early-stop 2 --monitor val_los
+    expect_status 2
+    expect_in "$err" "--monitor"
+    run $syn --early-stop 2 --val-split 0
+    expect_status 2
+    expect_in "$err" "validation samples"
+    run $syn --keep-best --checkpoint-dir none
+    expect_status 2
+    expect_in "$err" "--keep-best"
+    run $syn --plateau 2 --plateau-factor 1.5
+    expect_status 2
+    expect_in "$err" "--plateau-factor"
+    ;;
 *)
     fail "unknown case"
     ;;

@@ -47,6 +47,8 @@ export LD_LIBRARY_PATH="$(dirname "$(find "$tmp/prefix" -name 'libbrisk.*' | hea
 grep -q "bitwise identical" "$tmp/run.log" || fail "custom_layer printed no result"
 "$tmp/user/train_cnn" >"$tmp/run3.log" || { cat "$tmp/run3.log"; fail "train_cnn failed"; }
 grep -q "^epoch 3" "$tmp/run3.log" || fail "train_cnn printed no epochs"
+"$tmp/user/fit_policies" "$tmp/fitlogs" >"$tmp/run4.log" || { cat "$tmp/run4.log"; fail "fit_policies failed"; }
+[ -d "$tmp/fitlogs/train" ] || fail "fit_policies wrote no logs"
 # A one-process program does not link MPI.
 if ldd "$tmp/user/custom_layer" | grep -q libmpi; then fail "Brisk::brisk pulls in MPI"; fi
 if [ "$with_mpi" = ON ]; then

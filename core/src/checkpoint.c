@@ -101,6 +101,17 @@ static int add_meta(cJSON *meta, const char *key, const char *fmt, ...)
     return cJSON_AddStringToObject(meta, key, buf) != NULL;
 }
 
+/* brisk.policies: "lr_factor best0 best1 best2 best_epoch0 .. 2 wait0 .. 2". */
+static int add_policies(cJSON *meta, const brisk_ckpt_policies *p)
+{
+    return add_meta(meta, "brisk.policies",
+                    "%.9g %.17g %.17g %.17g %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
+                    " %" PRId64 " %" PRId64,
+                    (double)p->lr_factor, p->best[0], p->best[1], p->best[2], p->best_epoch[0],
+                    p->best_epoch[1], p->best_epoch[2], p->wait[0], p->wait[1], p->wait[2]);
+}
+
+
 /* The JSON header, padded with spaces so that the data starts at a multiple of 8. */
 static char *build_header(const brisk_model *m, const entry *e, size_t n_entries,
                           uint32_t data_crc, const brisk_ckpt_position *pos, const char *config,
@@ -126,6 +137,7 @@ static char *build_header(const brisk_model *m, const entry *e, size_t n_entries
          add_meta(meta, "brisk.train_loss_sum", "%.17g", pos->train.loss_sum) &&
          add_meta(meta, "brisk.train_correct", "%" PRId64, pos->train.correct) &&
          add_meta(meta, "brisk.train_count", "%" PRId64, pos->train.count) &&
+         add_policies(meta, &pos->policies) &&
          add_meta(meta, "brisk.data_crc32c", "%08x", (unsigned)data_crc) &&
          (!config || cJSON_AddStringToObject(meta, "brisk.config", config));
     size_t off = 0;
@@ -269,6 +281,33 @@ void brisk_checkpoint_free(brisk_checkpoint *c)
     brisk_slab_free(c->buffers);
     brisk_model_destroy(c->layout);
     free(c);
+}
+
+static int parse_policies(const char *s, brisk_ckpt_policies *p, int64_t epochs)
+{
+    double v[10];
+    const char *at = s;
+    for (int i = 0; i < 10; i++) {
+        char *end;
+        v[i] = strtod(at, &end);
+        if (end == at || !isfinite(v[i]))
+            return -1;
+        at = end;
+    }
+    while (*at == ' ')
+        at++;
+    if (*at || !(v[0] >= 0 && v[0] <= 1))
+        return -1;
+    p->lr_factor = (float)v[0];
+    for (int i = 0; i < 3; i++) {
+        p->best[i] = v[1 + i];
+        if (v[4 + i] != floor(v[4 + i]) || v[4 + i] < 0 || v[4 + i] > (double)epochs ||
+            v[7 + i] != floor(v[7 + i]) || v[7 + i] < 0 || v[7 + i] > (double)epochs)
+            return -1;
+        p->best_epoch[i] = (int64_t)v[4 + i];
+        p->wait[i] = (int64_t)v[7 + i];
+    }
+    return 0;
 }
 
 static const char *meta_str(const cJSON *meta, const char *key)
@@ -509,6 +548,13 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
     unsigned long want_crc = crc_s ? strtoul(crc_s, &end, 16) : 0;
     if (!crc_s || end == crc_s || *end) {
         err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.data_crc32c is missing", path);
+        goto out;
+    }
+    const char *pol = meta_str(meta, "brisk.policies");
+    if (pol && parse_policies(pol, &c->pos.policies, c->pos.epoch) < 0) {
+        err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.policies '%s' is not valid (a "
+                              "rate factor in [0, 1], three finite values, best epochs and "
+                              "waits from 0 to the epochs done)", path, pol);
         goto out;
     }
     const char *config = meta_str(meta, "brisk.config");

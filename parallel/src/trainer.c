@@ -66,6 +66,7 @@ struct brisk_trainer {
     uint8_t **labels;         /* (T, micro_batch) its labels */
     team_ctx *teams;          /* (T) */
     int64_t steps_done;
+    float lr_factor;      /* on the schedule's rate (brisk_fit's plateau policy); 1 by default */
     double shard_seconds;     /* wall time in phase A, summed over steps */
     double update_seconds;    /* wall time in the reduction and update (and their MPI) */
     /* Processes. */
@@ -402,6 +403,7 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
             goto fail_nomem;
     }
     brisk_model_init_params(t->model, cfg->seed, t->params, t->buffers);
+    t->lr_factor = 1.0f;
     *out = t;
     return BRISK_OK;
 fail_nomem:
@@ -692,7 +694,7 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
     job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .mean = mean, .std = std, .chunks = S,
              .first = t->rank, .stride = P, .metrics = t->local_metrics,
              .grad_scale = 1.0f / (float)n, .step = t->steps_done,
-             .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done)};
+             .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done) * t->lr_factor};
     plan(&j, n_local(S, P, t->rank));
     const double t0 = now_seconds();
     brisk_pool_run(t->pool, phase_a, &j);
@@ -928,6 +930,19 @@ void brisk_trainer_gather(brisk_trainer *t, int what, float *grads, float *opt_m
         brisk__comm_gatherv_float(t->comm, t->opt_v, opt_v, t->rank_len, t->rank_lo);
     }
 }
+
+const brisk_trainer_config *brisk_trainer_get_config(const brisk_trainer *t) { return &t->cfg; }
+
+int brisk_trainer_set_lr_factor(brisk_trainer *t, float factor)
+{
+    if (!(factor > 0 && factor <= 1))
+        return brisk_error_set(BRISK_EINVAL, "trainer: lr factor %g out of (0, 1]",
+                               (double)factor);
+    t->lr_factor = factor;
+    return BRISK_OK;
+}
+
+float brisk_trainer_lr_factor(const brisk_trainer *t) { return t->lr_factor; }
 
 void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps)
 {

@@ -12,7 +12,8 @@
  * each batch normalisation's num_batches_tracked (int64), so that PyTorch's load_state_dict
  * takes the file; and in the metadata: the model ("brisk.model": the layer list,
  * "brisk.input": "1x28x28" or "784", "brisk.loss"), the training position (epoch, batch,
- * steps, seed, the partial train metrics of the epoch in progress), the program's
+ * steps, seed, the partial train metrics of the epoch in progress, "brisk.policies": the
+ * training policies' state, absent in older files), the program's
  * configuration as JSON ("brisk.config"), a CRC-32C of the data section
  * ("brisk.data_crc32c") and one of the header itself ("brisk.header_crc32c": over the 8-byte
  * size and the header text with this value's 8 hex digits read as "00000000"), so that a
@@ -35,6 +36,17 @@ extern "C" {
 /* Largest epoch count a checkpoint may record (brisk-train's --epochs allows as many). */
 #define BRISK_CKPT_MAX_EPOCHS 1000000
 
+/* The state of brisk_fit's policies (brisk/fit.h), so that a resumed run continues them:
+ * for early stopping [0], the best checkpoint [1] and the plateau policy [2], the best value
+ * of the watched metric and the epoch it was reached (0: none yet), and the epochs since;
+ * and the factor the plateau policy has put on the learning rate (0 means 1: untouched). */
+typedef struct brisk_ckpt_policies {
+    double best[3];
+    int64_t best_epoch[3];
+    int64_t wait[3];
+    float lr_factor;
+} brisk_ckpt_policies;
+
 /* Where training stands. */
 typedef struct brisk_ckpt_position {
     int64_t epoch;       /* epochs completed; the one in progress is epoch + 1 */
@@ -42,6 +54,7 @@ typedef struct brisk_ckpt_position {
     int64_t steps_done;  /* optimizer steps so far (schedule position, Adam's t) */
     uint64_t seed;       /* init, validation split and the shuffle of every epoch */
     brisk_metrics train; /* train metrics of the epoch in progress, so far */
+    brisk_ckpt_policies policies;
 } brisk_ckpt_position;
 
 typedef struct brisk_checkpoint {

@@ -96,6 +96,11 @@ int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32
 /* Sets the optimizer step count (the schedule position and Adam's bias correction). */
 void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps);
 
+/* A factor in (0, 1] on the schedule's rate from now on (1 at creation): what brisk_fit's
+ * plateau policy sets. BRISK_EINVAL outside that range. */
+int brisk_trainer_set_lr_factor(brisk_trainer *t, float factor);
+float brisk_trainer_lr_factor(const brisk_trainer *t);
+
 /* Resumes from full slabs (every rank passes the same, e.g. read from one checkpoint): copies
  * the parameters and the buffers (running statistics; NULL keeps the current ones), keeps
  * this rank's slice of m and v, sets the step count. */
@@ -116,6 +121,8 @@ void brisk_trainer_gather(brisk_trainer *t, int what, float *grads, float *opt_m
 void brisk_trainer_slice(const brisk_trainer *t, size_t *lo, size_t *hi);
 
 const brisk_model *brisk_trainer_model(const brisk_trainer *t);
+/* The configuration the trainer was made with, defaults resolved (threads, micro-batch). */
+const brisk_trainer_config *brisk_trainer_get_config(const brisk_trainer *t);
 float *brisk_trainer_params(brisk_trainer *t);       /* slab; owned by the trainer */
 /* The buffer slab (running statistics), the same on every rank; owned by the trainer. */
 float *brisk_trainer_buffers(brisk_trainer *t);

@@ -1,5 +1,6 @@
-/* What brisk-train logs to TensorBoard, on top of brisk_log. All calls push from the calling
- * (coordinator) thread; the logging thread does the rest.
+/* brisk/tblog.h: a training run's TensorBoard logs, on top of brisk_log (brisk/logger.h):
+ * what brisk-train and brisk_fit log, for any program's own loop too. All calls push from the
+ * calling (coordinator) thread; the logging thread does the rest.
  *
  * Runs: <logdir> (hparams, the custom_scalars layout), <logdir>/train, <logdir>/validation.
  * Every series is at the global step (the epoch-level ones at the step that ends the epoch),
@@ -14,42 +15,61 @@
  * image data, a convolution's filters); in validation, the
  * confusion matrix image and, at the end, test_loss and test_accuracy.
  */
-#ifndef BRISK_TRAIN_TB_H
-#define BRISK_TRAIN_TB_H
+#ifndef BRISK_TBLOG_H
+#define BRISK_TBLOG_H
 
 #include "brisk/data.h"
 #include "brisk/logger.h"
 #include "brisk/trainer.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
-typedef struct train_tb {
+#ifdef __cplusplus
+extern "C" {
+#ifdef __cplusplus
+}
+#endif
+
+#endif
+
+typedef struct brisk_tb {
     brisk_logger *lg;
-    brisk_log_producer *p;
-    int root, train, val;
-    int failed; /* a push returned an unexpected error (reported once) */
-} train_tb;
+    brisk_log_producer *p;  /* push your own records with it (brisk_log_scalar, ...) */
+    int root, train, val;   /* the runs: <logdir>, <logdir>/train, <logdir>/validation */
+    int failed;             /* a push failed for another reason than a full ring */
+    char error[256];        /* the first such failure */
+} brisk_tb;
 
 /* Opens the logger and the three runs with START at first_step (the first step this process
  * will log: the checkpoint's step + 1 when resuming). ring_bytes is sized by the caller from
  * the model. Returns BRISK_OK or an error (detail set). */
-int train_tb_open(train_tb *tb, const char *logdir, int64_t first_step, size_t ring_bytes);
+int brisk_tb_open(brisk_tb *tb, const char *logdir, int64_t first_step, size_t ring_bytes);
+
+/* The ring size for a trainer's model: every histogram of an interval is pushed at once
+ * (weights and gradients), plus images and scalars; within an eighth of the machine's
+ * available memory. */
+size_t brisk_tb_ring_bytes(const brisk_trainer *t);
 
 /* Scalars of one step (every --log-every steps). */
-void train_tb_step(train_tb *tb, int64_t step, const brisk_step_stats *st, double samples_per_s);
+void brisk_tb_step(brisk_tb *tb, int64_t step, const brisk_step_stats *st, double samples_per_s);
 
 /* epoch_loss and epoch_accuracy of one run for the epoch that ended at the global step. */
-void train_tb_epoch(train_tb *tb, int run, int64_t step, int64_t epoch, const brisk_metrics *m);
+void brisk_tb_epoch(brisk_tb *tb, int run, int64_t step, int64_t epoch, const brisk_metrics *m);
 
 /* Histograms of every tensor's weights and of the gradient slab `grads`, activation
  * statistics, the first layer's weights as tiles (when ds holds images) and, when pred is not
  * NULL, the confusion matrix of pred[i] against ds's label of sample idx[i] (n samples). */
-void train_tb_inspect(train_tb *tb, int64_t step, brisk_trainer *t, const float *grads,
-                      const double *act_mean, const double *act_std, const brisk_dataset *ds,
-                      const int32_t *pred, const int32_t *idx, int64_t n);
+void brisk_tb_inspect(brisk_tb *tb, int64_t step, brisk_trainer *t, const float *grads,
+                     const double *act_mean, const double *act_std, const brisk_dataset *ds,
+                     const int32_t *pred, const int32_t *idx, int64_t n);
 
 /* Flushes, then closes; returns the first write error (detail set) or BRISK_OK. Adds the
  * logging thread's CPU time to *cpu_seconds. */
-int train_tb_close(train_tb *tb, double *cpu_seconds);
+int brisk_tb_close(brisk_tb *tb, double *cpu_seconds);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,4 +1,4 @@
-#include "train_tb.h"
+#include "brisk/tblog.h"
 
 #include "brisk/error.h"
 
@@ -7,17 +7,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A push that fails for another reason than a full ring is a bug here: say so once. Drops are
- * counted by brisk_log itself and reported at close. */
-static void pushed(train_tb *tb, int rc, const char *tag)
+/* A push that fails for another reason than a full ring is a bug: the first is kept in
+ * tb->error. Drops are counted by brisk_log itself and reported at close. */
+static void pushed(brisk_tb *tb, int rc, const char *tag)
 {
     if (rc == BRISK_OK || rc == BRISK_EFULL || rc == BRISK_EOVERFLOW || tb->failed)
         return;
     tb->failed = 1;
-    fprintf(stderr, "brisk-train: logging '%s' failed: %s\n", tag, brisk_error_detail());
+    snprintf(tb->error, sizeof tb->error, "logging '%s' failed: %s", tag, brisk_error_detail());
 }
 
-int train_tb_open(train_tb *tb, const char *logdir, int64_t first_step, size_t ring_bytes)
+size_t brisk_tb_ring_bytes(const brisk_trainer *t)
+{
+    /* Histograms may use three quarters of the ring (the rest stays free for scalars). */
+    double need = 2.0 * (double)brisk_model_num_params(brisk_trainer_model(t)) * 4 * 4 / 3 +
+                  (4 << 20);
+    /* For a model whose histograms would take a large share of memory, a smaller ring: the
+     * histograms that do not fit are dropped (and counted), scalars keep their room. */
+    const double cap = (double)brisk_available_memory() / 8;
+    if (cap > 0 && need > cap)
+        need = cap > (64 << 20) ? cap : (64 << 20);
+    size_t ring = (size_t)4 << 20;
+    while ((double)ring < need && ring < ((size_t)1 << 31))
+        ring *= 2;
+    return ring;
+}
+
+int brisk_tb_open(brisk_tb *tb, const char *logdir, int64_t first_step, size_t ring_bytes)
 {
     memset(tb, 0, sizeof *tb);
     int err = brisk_logger_create(&(brisk_logger_config){.logdir = logdir, .ring_bytes = ring_bytes},
@@ -41,7 +57,7 @@ int train_tb_open(train_tb *tb, const char *logdir, int64_t first_step, size_t r
     return BRISK_OK;
 }
 
-void train_tb_step(train_tb *tb, int64_t step, const brisk_step_stats *st, double samples_per_s)
+void brisk_tb_step(brisk_tb *tb, int64_t step, const brisk_step_stats *st, double samples_per_s)
 {
     pushed(tb, brisk_log_scalar(tb->p, tb->train, "batch_loss", step, brisk_metrics_loss(&st->metrics)),
            "batch_loss");
@@ -56,7 +72,7 @@ void train_tb_step(train_tb *tb, int64_t step, const brisk_step_stats *st, doubl
                "samples_per_second");
 }
 
-void train_tb_epoch(train_tb *tb, int run, int64_t step, int64_t epoch, const brisk_metrics *m)
+void brisk_tb_epoch(brisk_tb *tb, int run, int64_t step, int64_t epoch, const brisk_metrics *m)
 {
     pushed(tb, brisk_log_scalar(tb->p, run, "epoch_loss", step, brisk_metrics_loss(m)),
            "epoch_loss");
@@ -69,7 +85,7 @@ void train_tb_epoch(train_tb *tb, int run, int64_t step, int64_t epoch, const br
 /* The first layer's weights as a grid of ih x iw tiles, one per unit (up to 64; unit u's
  * tile at W + u * stride), each scaled by its own largest magnitude: 128 is zero, 255 and 0
  * the extremes. */
-static void weight_tiles(train_tb *tb, int64_t step, const char *tag, const float *W, int out,
+static void weight_tiles(brisk_tb *tb, int64_t step, const char *tag, const float *W, int out,
                          size_t stride, int ih, int iw)
 {
     const int n = out < 64 ? out : 64, cols = (int)ceil(sqrt((double)n));
@@ -95,7 +111,7 @@ static void weight_tiles(train_tb *tb, int64_t step, const char *tag, const floa
 }
 
 /* Rows: true class, columns: predicted; each row scaled to its own total (white = all). */
-static void confusion_image(train_tb *tb, int64_t step, const int32_t *pred,
+static void confusion_image(brisk_tb *tb, int64_t step, const int32_t *pred,
                             const uint8_t *labels, const int32_t *idx, int64_t n, int classes)
 {
     if (classes < 2 || classes > 64)
@@ -137,9 +153,9 @@ static void confusion_image(train_tb *tb, int64_t step, const int32_t *pred,
     free(img);
 }
 
-void train_tb_inspect(train_tb *tb, int64_t step, brisk_trainer *t, const float *grads,
-                      const double *act_mean, const double *act_std, const brisk_dataset *ds,
-                      const int32_t *pred, const int32_t *idx, int64_t n)
+void brisk_tb_inspect(brisk_tb *tb, int64_t step, brisk_trainer *t, const float *grads,
+                     const double *act_mean, const double *act_std, const brisk_dataset *ds,
+                     const int32_t *pred, const int32_t *idx, int64_t n)
 {
     const brisk_model *m = brisk_trainer_model(t);
     const float *params = brisk_trainer_params(t);
@@ -181,7 +197,7 @@ void train_tb_inspect(train_tb *tb, int64_t step, brisk_trainer *t, const float 
         confusion_image(tb, step, pred, ds->y, idx, n, ds->classes);
 }
 
-int train_tb_close(train_tb *tb, double *cpu_seconds)
+int brisk_tb_close(brisk_tb *tb, double *cpu_seconds)
 {
     if (!tb->lg)
         return BRISK_OK;

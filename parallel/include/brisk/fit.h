@@ -1,0 +1,139 @@
+/* brisk/fit.h: the training loop as a library call.
+ *
+ * brisk_fit trains a trainer (brisk/trainer.h) for a number of epochs: each epoch visits the
+ * training samples in an order that depends only on (seed, epoch) (brisk_shuffle), in
+ * batches of the trainer's batch size (the last one smaller), then evaluates the validation
+ * samples. Along the way it logs to TensorBoard (brisk/tblog.h, when given: step scalars
+ * every log_every steps, epoch metrics of both runs, and every histogram_every epochs the
+ * histograms, activation statistics, first-layer image and confusion matrix), writes a
+ * checkpoint after every epoch (and keeps the newest `keep` of the run), stops cleanly when a
+ * flag is raised (Ctrl-C: the step in progress finishes and a checkpoint of that exact
+ * position is written), and calls the program back after every step and every epoch.
+ *
+ * Resuming: load the checkpoint's state into the trainer (brisk_trainer_load_state) and pass
+ * its position as `start`; the rest of the run is then bitwise what an uninterrupted run
+ * would have done.
+ *
+ * Policies, each off by default: early stopping (stop when a monitored metric has not
+ * improved by min_delta for `patience` epochs), a best checkpoint (the epoch with the best
+ * monitored metric, kept as ckpt-<run>-best.safetensors beside the newest ones), and reducing
+ * the learning rate on a plateau (multiply it by `factor` after `patience` epochs without
+ * improvement, down to min_lr). Their state (best value, epochs waited, the rate factor)
+ * travels in the checkpoint's position, so a resumed run continues them exactly.
+ *
+ * Several processes: every rank calls brisk_fit with the same arguments; rank 0 logs and
+ * writes the checkpoints, and all ranks stop after the same step.
+ */
+#ifndef BRISK_FIT_H
+#define BRISK_FIT_H
+
+#include "brisk/checkpoint.h"
+#include "brisk/data.h"
+#include "brisk/tblog.h"
+#include "brisk/trainer.h"
+
+#include <signal.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The metric a policy watches (validation metrics need validation samples). */
+typedef enum brisk_fit_metric {
+    BRISK_FIT_VAL_LOSS,      /* lower is better */
+    BRISK_FIT_VAL_ACCURACY,  /* higher is better */
+    BRISK_FIT_TRAIN_LOSS,
+    BRISK_FIT_TRAIN_ACCURACY
+} brisk_fit_metric;
+
+typedef struct brisk_fit_policy {
+    int patience;        /* epochs without improvement; 0 turns the policy off */
+    double min_delta;    /* the smallest change that counts as an improvement (>= 0) */
+    brisk_fit_metric metric;
+} brisk_fit_policy;
+
+/* What the callbacks see. */
+typedef struct brisk_fit_progress {
+    int64_t epoch;                /* the epoch in progress (on_step) or just ended (on_epoch) */
+    int64_t batch, batches;       /* batches done in it; batches per epoch */
+    int64_t step;                 /* optimizer steps done */
+    const brisk_step_stats *last; /* on_step: the step just taken; on_epoch: NULL */
+    brisk_metrics train;          /* the epoch's training metrics so far (before each update) */
+    brisk_metrics val;            /* on_epoch: validation metrics (count 0 without) */
+    double epoch_seconds;         /* training time of this epoch so far */
+    double samples_per_second;    /* over this epoch's batches so far */
+    float lr_factor;              /* the plateau policy's factor on the schedule's rate */
+    const char *checkpoint;       /* on_epoch: the file written after it ("" for none) */
+    int improved;                 /* on_epoch: the monitored metric improved (policies on) */
+} brisk_fit_progress;
+
+typedef struct brisk_fit_config {
+    int epochs;           /* train until this many epochs are done (>= 1) */
+    uint64_t seed;        /* the shuffle of every epoch */
+    /* Where training stands: zero for a fresh start, a checkpoint's position to resume. */
+    brisk_ckpt_position start;
+    /* TensorBoard logs, opened by the caller (brisk_tb_open), or NULL for none; only rank 0's
+     * are used (the other ranks pass NULL or anything). */
+    brisk_tb *tb;
+    int log_every;        /* steps between step scalars (>= 1) */
+    int histogram_every;  /* epochs between histograms and images (0: never) */
+    /* Checkpoints: a directory (NULL: none), the run's id (brisk/ckptdir.h), how many of the
+     * newest to keep (>= 1), and the program's settings to store (JSON text, may be NULL). */
+    const char *checkpoint_dir;
+    const char *run_id;
+    int keep;
+    const char *config_json;
+    /* Raised (by a signal handler, say): stop after the step in progress, with a checkpoint. */
+    const volatile sig_atomic_t *stop;
+    /* Callbacks (either may be NULL): called on every rank; a nonzero return stops training
+     * (after a step: with a checkpoint of that position). */
+    void *user;
+    int (*on_step)(void *user, const brisk_fit_progress *p);
+    int (*on_epoch)(void *user, const brisk_fit_progress *p);
+    /* Policies. */
+    brisk_fit_policy early_stop;
+    brisk_fit_policy best_checkpoint;      /* patience is ignored: any nonzero turns it on */
+    brisk_fit_policy plateau;
+    float plateau_factor;                  /* in (0, 1) */
+    float plateau_min_lr;                  /* the rate never goes below this */
+} brisk_fit_config;
+
+typedef enum brisk_fit_end {
+    BRISK_FIT_DONE,        /* all the epochs */
+    BRISK_FIT_STOPPED,     /* the stop flag or a callback */
+    BRISK_FIT_EARLY_STOP   /* the early-stopping policy */
+} brisk_fit_end;
+
+typedef struct brisk_fit_result {
+    brisk_fit_end end;
+    int64_t epochs_done;          /* complete epochs */
+    int64_t batch;                /* batches done in the next one (after a stop) */
+    brisk_metrics train;          /* training metrics of those batches */
+    brisk_metrics last_val;       /* the last epoch's validation metrics */
+    char checkpoint[4096];        /* the newest checkpoint written ("" for none) */
+    char best_checkpoint[4096];   /* the best one ("" for none) */
+    char warning[512];            /* something to tell the user that did not stop training */
+} brisk_fit_result;
+
+/* Defaults: 10 epochs, log every 10 steps, histograms every epoch, keep 3, policies off,
+ * plateau factor 0.1. */
+brisk_fit_config brisk_fit_defaults(void);
+
+/* Trains t on ds's samples train_idx[0, n_train), validating on val_idx[0, n_val) (n_val 0:
+ * none) of the same data set, normalised with (mean, std). Returns BRISK_OK with *res saying
+ * how it ended, or an error: BRISK_EINVAL (a bad configuration, named), BRISK_ENONFINITE
+ * (training diverged: the detail names the step and the tensor; res->checkpoint is the last
+ * good checkpoint), BRISK_EIO (a checkpoint could not be written), BRISK_ENOMEM. */
+int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_idx,
+              int64_t n_train, const int32_t *val_idx, int64_t n_val, float mean, float std,
+              const brisk_fit_config *c, brisk_fit_result *res);
+
+const char *brisk_fit_metric_name(brisk_fit_metric m);
+int brisk_fit_metric_parse(const char *s); /* "val_loss", ...; -1 when unknown */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
