@@ -195,6 +195,43 @@ static void test_stop_and_resume_is_exact(void **state)
     brisk_trainer_destroy(t3);
 }
 
+/* A stop at an epoch's last step ends that epoch (validation, logs, its checkpoint) and then
+ * stops: the checkpoint is an epoch boundary, which resumes (a position one past the last
+ * batch would not). */
+static void test_stop_at_the_last_step_of_an_epoch(void **state)
+{
+    fixture *f = *state;
+    recorder ra = {0}, rb = {0};
+    brisk_fit_result res;
+    brisk_trainer *t = make_trainer(2);
+    ra.stop_at_step = 15; /* 15 batches per epoch */
+    brisk_fit_config c = config(f, "edge", &ra);
+    c.epochs = 2;
+    fit_ok(f, t, &c, &res);
+    assert_int_equal(res.end, BRISK_FIT_STOPPED);
+    assert_int_equal(res.epochs_done, 1);
+    assert_int_equal(res.batch, 0);
+    assert_int_equal(ra.epochs_seen, 1);
+    brisk_ckpt_position pos;
+    brisk_trainer *t2 = resume_from(res.checkpoint, 1, &pos);
+    assert_int_equal(pos.epoch, 1);
+    assert_int_equal(pos.batch, 0);
+    c = config(f, "edge", &rb);
+    c.epochs = 2;
+    c.start = pos;
+    fit_ok(f, t2, &c, &res);
+    assert_int_equal(res.end, BRISK_FIT_DONE);
+    brisk_trainer *straight = make_trainer(1);
+    recorder rc = {0};
+    c = config(f, "edge-straight", &rc);
+    c.epochs = 2;
+    fit_ok(f, straight, &c, &res);
+    assert_same_params(straight, t2);
+    brisk_trainer_destroy(t);
+    brisk_trainer_destroy(t2);
+    brisk_trainer_destroy(straight);
+}
+
 static void test_early_stop_and_best(void **state)
 {
     fixture *f = *state;
@@ -306,6 +343,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stop_and_resume_is_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_at_the_last_step_of_an_epoch, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_early_stop_and_best, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plateau_lowers_the_rate_and_resumes, setup,
                                         teardown),
