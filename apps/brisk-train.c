@@ -40,7 +40,7 @@
 
 typedef struct options {
     const char *model, *act, *loss, *optimizer, *schedule, *init, *data;
-    const char *logdir, *checkpoint_dir, *resume, *eval;
+    const char *logdir, *checkpoint_dir, *resume, *eval, *predict, *out;
     const char *run;          /* the run's id (brisk/ckptdir.h), kept across resumes */
     const char *monitor;      /* the metric the policies watch */
     double lr, weight_decay, clip_norm, val_split, gamma, min_lr, momentum, noise, mpi_timeout;
@@ -151,6 +151,12 @@ static void usage(FILE *f)
 "                        --checkpoint-dir, --keep, --log-every, --histogram-every, --json\n"
 "                        and --quiet may be given again\n"
 "  --eval FILE           evaluate a checkpoint on the test set and exit\n"
+"  --predict FILE --out OUT\n"
+"                        the model of checkpoint FILE on the test set of --data (by default\n"
+"                        the data it was trained on): one row per sample, class\n"
+"                        probabilities (ce, bce) or outputs (mse), normalised as in\n"
+"                        training, into OUT: NumPy .npy (float32, samples x outputs) or\n"
+"                        CSV with a header row\n"
 "Policies (each watches --monitor after every epoch):\n"
 "  --monitor METRIC      val_loss, val_accuracy, train_loss, train_accuracy (default %s)\n"
 "  --min-delta D         the least change that counts as an improvement (default %g)\n"
@@ -425,7 +431,8 @@ enum {
     OPT_BATCH, OPT_MICRO, OPT_THREADS, OPT_SEED, OPT_DATA, OPT_VAL, OPT_SYN_N, OPT_SYN_TEST_N,
     OPT_NOISE, OPT_LOGDIR, OPT_LOG_EVERY, OPT_HIST_EVERY, OPT_CKPT_DIR, OPT_KEEP, OPT_RESUME,
     OPT_EVAL, OPT_JSON, OPT_QUIET, OPT_MPI_TIMEOUT, OPT_SUMMARY, OPT_EARLY_STOP, OPT_MONITOR,
-    OPT_MIN_DELTA, OPT_KEEP_BEST, OPT_PLATEAU, OPT_PLATEAU_FACTOR, OPT_PLATEAU_MIN_LR, OPT_END
+    OPT_MIN_DELTA, OPT_KEEP_BEST, OPT_PLATEAU, OPT_PLATEAU_FACTOR, OPT_PLATEAU_MIN_LR,
+    OPT_PREDICT, OPT_OUT, OPT_END
 };
 
 static const struct option long_opts[] = {
@@ -471,6 +478,8 @@ static const struct option long_opts[] = {
     {"plateau", required_argument, 0, OPT_PLATEAU},
     {"plateau-factor", required_argument, 0, OPT_PLATEAU_FACTOR},
     {"plateau-min-lr", required_argument, 0, OPT_PLATEAU_MIN_LR},
+    {"predict", required_argument, 0, OPT_PREDICT},
+    {"out", required_argument, 0, OPT_OUT},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -610,6 +619,8 @@ static void parse_args(int argc, char **argv, options *o)
             o->resume = optarg; /* NULL: the newest in --checkpoint-dir */
             break;
         case OPT_EVAL: o->eval = optarg; break;
+        case OPT_PREDICT: o->predict = optarg; break;
+        case OPT_OUT: o->out = optarg; break;
         case OPT_JSON: o->json = 1; break;
         case OPT_QUIET: o->quiet = 1; break;
         case OPT_SUMMARY: o->summary = 1; break;
@@ -634,6 +645,12 @@ static void parse_args(int argc, char **argv, options *o)
         usage_error(argv[optind], "unexpected argument (all settings are --flags)");
     if (o->resume_set && o->eval)
         usage_error("--eval", "cannot be combined with --resume");
+    if (o->predict && (o->resume_set || o->eval))
+        usage_error("--predict", "cannot be combined with --resume or --eval");
+    if (o->predict && (!o->out || !*o->out))
+        usage_error("--predict", "needs --out FILE (.npy or .csv)");
+    if (o->out && !o->predict)
+        usage_error("--out", "goes with --predict");
     if ((o->early_stop || o->keep_best || o->plateau) && !strncmp(o->monitor, "val_", 4) &&
         o->val_split == 0)
         usage_error("--monitor", "%s needs validation samples, and --val-split is 0 (watch "
@@ -800,6 +817,9 @@ static void apply_checkpoint_config(options *o, const cJSON *json, const char *p
     o->json = cli.json;
     o->quiet = cli.quiet;
     o->summary = cli.summary;
+    o->eval = cli.eval;
+    o->predict = cli.predict;
+    o->out = cli.out;
     for (size_t i = 0; i < N_FIELDS; i++) {
         const field *f = &fields[i];
         if (!f->opt || !flag_set[f->opt])
@@ -1197,20 +1217,70 @@ static void log_hparams_start(run *r)
     brisk_log_custom_scalars(r->tb.p, r->tb.root, "Brisk", charts, 2);
 }
 
+/* Writes outputs (n, C) to path: NumPy .npy (float32, C order) when it ends in .npy, CSV
+ * otherwise. Through a temporary file renamed over path: never a partial file. */
+static int write_outputs(const char *path, const float *v, int64_t n, int C, brisk_loss loss)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        fprintf(stderr, "brisk-train: --out %s: cannot create: %s\n", path, strerror(errno));
+        return 1;
+    }
+    const size_t len = strlen(path);
+    int ok = 1;
+    if (len > 4 && !strcmp(path + len - 4, ".npy")) {
+        char hdr[128];
+        int h = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': "
+                                          "(%lld, %d), }", (long long)n, C);
+        while ((10 + h + 1) % 64)
+            hdr[h++] = ' ';
+        hdr[h++] = '\n';
+        const unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+                                       (unsigned char)(h & 0xff), (unsigned char)(h >> 8)};
+        ok = fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, (size_t)h, f) == (size_t)h &&
+             fwrite(v, sizeof *v * (size_t)C, (size_t)n, f) == (size_t)n;
+    } else {
+        const char *name = loss == BRISK_LOSS_MSE ? "output" : "p";
+        for (int c = 0; ok && c < C; c++)
+            ok = fprintf(f, "%s%s%d", c ? "," : "", name, c) > 0;
+        ok = ok && fputc('\n', f) != EOF;
+        for (int64_t i = 0; ok && i < n; i++) {
+            for (int c = 0; ok && c < C; c++)
+                ok = fprintf(f, "%s%.9g", c ? "," : "", (double)v[i * C + c]) > 0;
+            ok = ok && fputc('\n', f) != EOF;
+        }
+    }
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    const int saved = errno;
+    if (fclose(f) != 0 && ok)
+        ok = 0;
+    if (!ok || rename(tmp, path) != 0) {
+        fprintf(stderr, "brisk-train: --out %s: cannot write: %s\n", path,
+                strerror(ok ? errno : saved));
+        unlink(tmp);
+        return 1;
+    }
+    return 0;
+}
+
+/* --eval FILE and --predict FILE: the checkpoint's model on the test set. */
 static int evaluate_checkpoint(options *o, brisk_comm *comm)
 {
     brisk_checkpoint *ck;
-    if (brisk_checkpoint_load(o->eval, &ck) < 0)
+    const char *file = o->predict ? o->predict : o->eval;
+    if (brisk_checkpoint_load(file, &ck) < 0)
         return fail(NULL);
     cJSON *json = ck->config ? cJSON_Parse(ck->config) : NULL;
     if (!json) {
         fprintf(stderr, "brisk-train: %s: no readable brisk.config in the metadata: not written "
                         "by brisk-train\n",
-                o->eval);
+                file);
         brisk_checkpoint_free(ck);
         return 1;
     }
-    const char *eval = o->eval;
+    const char *eval = file;
     o->resume_set = 1; /* the same rules as a resume: only some flags may change */
     apply_checkpoint_config(o, json, eval);
     run r;
@@ -1227,7 +1297,36 @@ static int evaluate_checkpoint(options *o, brisk_comm *comm)
         return 0;
     }
     status = status || check_position(&r, ck, eval) || restore(&r, ck, eval);
+    /* The normalisation training used, where the checkpoint records it. */
+    if (ck->pos.norm_std > 0) {
+        r.mean = ck->pos.norm_mean;
+        r.std = ck->pos.norm_std;
+    }
     brisk_metrics m;
+    if (!status && o->predict) {
+        const int C = brisk_model_outputs(brisk_trainer_model(r.t));
+        float *v = malloc(sizeof *v * (size_t)(r.test.n ? r.test.n : 1) * (size_t)C);
+        if (!v) {
+            fprintf(stderr, "brisk-train: out of memory for %lld predictions\n",
+                    (long long)r.test.n);
+            status = 1;
+        } else if (brisk_trainer_predict(r.t, &r.test, r.test_idx, r.test.n, r.mean, r.std, v,
+                                         &m) < 0) {
+            status = fail(NULL);
+        } else if (r.rank == 0) {
+            status = write_outputs(o->out, v, r.test.n, C, ck->model.loss);
+            if (!status && !o->quiet)
+                printf("%s: %lld predictions of %d output%s written to %s (accuracy against the "
+                       "labels %.2f%%)\n",
+                       file, (long long)r.test.n, C, C == 1 ? "" : "s", o->out,
+                       100 * brisk_metrics_accuracy(&m));
+        }
+        free(v);
+        teardown(&r);
+        cJSON_Delete(json);
+        brisk_checkpoint_free(ck);
+        return status;
+    }
     if (!status && brisk_trainer_evaluate(r.t, &r.test, r.test_idx, r.test.n, r.mean, r.std, &m) < 0)
         status = fail(NULL);
     if (!status) {
@@ -1484,7 +1583,7 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
     options o;
     parse_args(argc, argv, &o);
     brisk_comm_set_timeout(comm, o.mpi_timeout);
-    if (o.eval)
+    if (o.eval || o.predict)
         return evaluate_checkpoint(&o, comm);
 
     brisk_checkpoint *ck = NULL;

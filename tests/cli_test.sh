@@ -413,6 +413,47 @@ sigint-eval)
     ck=$(sed -n 's/.*trained model is in \(.*\)$/\1/p' "$err")
     [ -f "$ck" ] || fail "no checkpoint file '$ck'"
     ;;
+predict)
+    # --predict writes one row per test sample: probabilities that sum to 1, whose argmax is
+    # right as often as --eval says; .npy and CSV agree; the checkpoint records the
+    # normalisation. Bad uses are usage errors; an unwritable --out leaves no file.
+    py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    "$py" -c 'import numpy' 2>/dev/null || { echo "skip: no python3-numpy"; exit 77; }
+    run $syn --epochs 2 --logdir "$tmp/logs"
+    expect_status 0
+    ck=$(ls "$tmp/logs/checkpoints"/ckpt-*.safetensors | tail -n 1)
+    grep -a -q '"brisk.normalize":"' "$ck" || fail "the checkpoint does not record the normalisation"
+    run --eval "$ck" --json
+    expect_status 0
+    acc=$(sed -n 's/.*"test_accuracy": \([0-9.]*\).*/\1/p' "$out")
+    run --predict "$ck" --out "$tmp/p.npy"
+    expect_status 0
+    expect_in "$out" "500 predictions of 4 outputs"
+    pct=$(awk -v a="$acc" 'BEGIN { printf "%.2f", 100 * a }')
+    expect_in "$out" "accuracy against the labels $pct%"
+    run --predict "$ck" --out "$tmp/p.csv"
+    expect_status 0
+    "$py" - "$tmp/p.npy" "$tmp/p.csv" "$acc" <<'PY' || fail "the predictions do not check out"
+import sys
+import numpy as np
+p = np.load(sys.argv[1])
+c = np.loadtxt(sys.argv[2], delimiter=",", skiprows=1, dtype=np.float32)
+assert p.shape == (500, 4) and p.dtype == np.float32, (p.shape, p.dtype)
+assert np.allclose(p.sum(axis=1), 1, atol=1e-5)
+assert np.allclose(p, c, rtol=1e-6, atol=1e-8)
+assert open(sys.argv[2]).readline().strip() == "p0,p1,p2,p3"
+PY
+    run --predict "$ck"
+    expect_status 2
+    expect_in "$err" "--out"
+    run $syn --out "$tmp/x.csv"
+    expect_status 2
+    expect_in "$err" "--out"
+    run --predict "$ck" --out "$tmp/no/such/dir/p.csv"
+    expect_status 1
+    expect_in "$err" "$tmp/no/such/dir/p.csv"
+    ;;
 policies)
     # --early-stop, --keep-best and --plateau (brisk_fit's policies): no epoch after the first
     # improves val_loss by 10, so the rate halves after epoch 2 and training stops there; the

@@ -138,6 +138,9 @@ static char *build_header(const brisk_model *m, const entry *e, size_t n_entries
          add_meta(meta, "brisk.train_correct", "%" PRId64, pos->train.correct) &&
          add_meta(meta, "brisk.train_count", "%" PRId64, pos->train.count) &&
          add_policies(meta, &pos->policies) &&
+         (!(pos->norm_std > 0) ||
+          add_meta(meta, "brisk.normalize", "%.9g %.9g", (double)pos->norm_mean,
+                   (double)pos->norm_std)) &&
          add_meta(meta, "brisk.data_crc32c", "%08x", (unsigned)data_crc) &&
          (!config || cJSON_AddStringToObject(meta, "brisk.config", config));
     size_t off = 0;
@@ -556,6 +559,19 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
                               "rate factor in [0, 1], three finite values, best epochs and "
                               "waits from 0 to the epochs done)", path, pol);
         goto out;
+    }
+    const char *norm = meta_str(meta, "brisk.normalize");
+    if (norm) {
+        double mu, sd;
+        char tail;
+        if (sscanf(norm, "%lf %lf %c", &mu, &sd, &tail) != 2 || !isfinite(mu) ||
+            !(sd > 0 && isfinite(sd))) {
+            err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.normalize '%s' is not valid "
+                                  "(a mean and a standard deviation > 0)", path, norm);
+            goto out;
+        }
+        c->pos.norm_mean = (float)mu;
+        c->pos.norm_std = (float)sd;
     }
     const char *config = meta_str(meta, "brisk.config");
     if (config && !(c->config = strdup(config))) {

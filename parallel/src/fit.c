@@ -120,6 +120,7 @@ typedef struct fit_run {
     int logging;                  /* rank 0 logs: the same on every rank */
     float *full_m, *full_v, *full_grads; /* rank 0 with several processes: gathered slabs */
     brisk_ckpt_policies pol;
+    float mean, std;              /* the normalisation, recorded in checkpoints */
 } fit_run;
 
 /* Writes the checkpoint of the current state to `path` (rank 0; every rank takes part in the
@@ -138,7 +139,8 @@ static int write_checkpoint(fit_run *r, const char *path, int64_t epochs_done, i
         const brisk_ckpt_position pos = {.epoch = epochs_done, .batch = batch,
                                          .steps_done = brisk_trainer_steps_done(r->t),
                                          .seed = r->c->seed, .train = *train_m,
-                                         .policies = r->pol};
+                                         .policies = r->pol, .norm_mean = r->mean,
+                                         .norm_std = r->std};
         if ((status = brisk_make_dirs(r->c->checkpoint_dir)) == BRISK_OK)
             status = brisk_checkpoint_save(path, brisk_trainer_model(r->t),
                                            brisk_trainer_params(r->t), m, v,
@@ -423,7 +425,7 @@ int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_id
     res->batch = c->start.batch;
     res->train = c->start.train;
     fit_run r = {.t = t, .c = c, .res = res, .comm = brisk_trainer_get_config(t)->comm,
-                 .pol = c->start.policies};
+                 .pol = c->start.policies, .mean = mean, .std = std};
     r.rank = brisk_comm_rank(r.comm);
     r.P = brisk_comm_size(r.comm);
     r.tb = r.rank == 0 ? c->tb : NULL;

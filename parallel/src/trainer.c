@@ -98,6 +98,7 @@ typedef struct job {
     /* An inspection (not distributed, so chunk k is chunk k): may be NULL. */
     double *sums;             /* (chunks, 2 L) sums and sums of squares of each layer's output */
     int32_t *pred;            /* (n) */
+    float *outputs;           /* (n, C): predictions (brisk_trainer_predict) */
 } job;
 
 typedef void (*chunk_fn)(job *j, int k, const brisk_team *team, int slot);
@@ -766,7 +767,7 @@ static void eval_chunk(job *j, int k, const brisk_team *team, int slot)
     brisk_trainer *tr = j->tr;
     const int c = j->first + k * j->stride;
     const int rows = chunk_forward(j, c, team, slot, BRISK_PASS_EVAL, &j->metrics[k], NULL);
-    if ((!j->sums && !j->pred) || (team && team->ith != 0))
+    if ((!j->sums && !j->pred && !j->outputs) || (team && team->ith != 0))
         return;
     /* What the network does with the chunk, for monitoring: thread 0 of the team, after the
      * loss's barrier. */
@@ -786,6 +787,25 @@ static void eval_chunk(job *j, int k, const brisk_team *team, int slot)
                 }
             sums[2 * l] = s;
             sums[2 * l + 1] = sq;
+        }
+    }
+    if (j->outputs) { /* probabilities for ce (softmax) and bce (sigmoid), values for mse */
+        const float *z = brisk_workspace_output(tr->ws[slot], L - 1);
+        const brisk_loss loss = tr->cfg.model.loss;
+        float *out = j->outputs + (size_t)c * (size_t)tr->cfg.micro_batch * (size_t)C;
+        for (int i = 0; i < rows; i++) {
+            float *o = out + (size_t)i * (size_t)C;
+            double mx = -INFINITY, sum = 0;
+            for (int u = 0; u < C; u++) {
+                o[u] = z[(size_t)u * ld + i];
+                mx = o[u] > mx ? o[u] : mx;
+            }
+            for (int u = 0; loss == BRISK_LOSS_SOFTMAX_CE && u < C; u++)
+                sum += exp((double)o[u] - mx);
+            for (int u = 0; u < C; u++)
+                o[u] = loss == BRISK_LOSS_SOFTMAX_CE ? (float)(exp((double)o[u] - mx) / sum)
+                       : loss == BRISK_LOSS_BCE_LOGITS ? (float)(1.0 / (1.0 + exp(-(double)o[u])))
+                                                       : o[u];
         }
     }
     if (j->pred) {
@@ -815,7 +835,7 @@ static void eval_job(void *arg, int w, int T)
  * order. */
 static int run_eval(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int64_t n,
                     float mean, float std, int distribute, double *sums, int32_t *pred,
-                    brisk_metrics *out)
+                    float *outputs, brisk_metrics *out)
 {
     memset(out, 0, sizeof *out);
     if (n < 0)
@@ -831,7 +851,8 @@ static int run_eval(brisk_trainer *t, const brisk_dataset *ds, const int32_t *id
                                (long long)n);
     const int P = distribute ? t->P : 1, rank = distribute ? t->rank : 0;
     job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .mean = mean, .std = std,
-             .chunks = (int)chunks, .first = rank, .stride = P, .sums = sums, .pred = pred};
+             .chunks = (int)chunks, .first = rank, .stride = P, .sums = sums, .pred = pred,
+             .outputs = outputs};
     const int mine = n_local((int)chunks, P, rank);
     brisk_metrics *all = malloc((size_t)chunks * sizeof *all);
     j.metrics = P > 1 ? malloc(((size_t)mine + 1) * sizeof *j.metrics) : all;
@@ -860,7 +881,19 @@ int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int3
 {
     if (!t || !out)
         return brisk_error_set(BRISK_EINVAL, "evaluate: %s is NULL", t ? "out" : "the trainer");
-    return run_eval(t, ds, idx, n, mean, std, 1, NULL, NULL, out);
+    return run_eval(t, ds, idx, n, mean, std, 1, NULL, NULL, NULL, out);
+}
+
+int brisk_trainer_predict(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
+                          int64_t n, float mean, float std, float *outputs, brisk_metrics *metrics)
+{
+    if (!t || (n > 0 && !outputs))
+        return brisk_error_set(BRISK_EINVAL, "predict: %s is NULL", t ? "outputs" : "the trainer");
+    brisk_metrics m;
+    const int err = run_eval(t, ds, idx, n, mean, std, 0, NULL, NULL, outputs, &m);
+    if (err == BRISK_OK && metrics)
+        *metrics = m;
+    return err;
 }
 
 int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
@@ -875,7 +908,7 @@ int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32
         return brisk_error_set(BRISK_ENOMEM, "inspect: out of memory for %lld chunks",
                                (long long)chunks);
     brisk_metrics m;
-    const int err = run_eval(t, ds, idx, n, mean, std, 0, sums, pred, &m);
+    const int err = run_eval(t, ds, idx, n, mean, std, 0, sums, pred, NULL, &m);
     if (err < 0) {
         free(sums);
         return err;

@@ -13,7 +13,7 @@
  * takes the file; and in the metadata: the model ("brisk.model": the layer list,
  * "brisk.input": "1x28x28" or "784", "brisk.loss"), the training position (epoch, batch,
  * steps, seed, the partial train metrics of the epoch in progress, "brisk.policies": the
- * training policies' state, absent in older files), the program's
+ * training policies' state, "brisk.normalize": the input normalisation), the program's
  * configuration as JSON ("brisk.config"), a CRC-32C of the data section
  * ("brisk.data_crc32c") and one of the header itself ("brisk.header_crc32c": over the 8-byte
  * size and the header text with this value's 8 hex digits read as "00000000"), so that a
@@ -55,6 +55,9 @@ typedef struct brisk_ckpt_position {
     uint64_t seed;       /* init, validation split and the shuffle of every epoch */
     brisk_metrics train; /* train metrics of the epoch in progress, so far */
     brisk_ckpt_policies policies;
+    /* The normalisation training uses, (x - mean) / std, so that evaluation and prediction
+     * on raw data reproduce the training inputs (norm_std 0: not recorded). */
+    float norm_mean, norm_std;
 } brisk_ckpt_position;
 
 typedef struct brisk_checkpoint {

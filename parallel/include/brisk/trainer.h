@@ -82,6 +82,14 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
 int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
                             int64_t n, float mean, float std, brisk_metrics *out);
 
+/* The model's outputs for samples idx[0, n) into outputs (n, C), row by row: class
+ * probabilities for the ce loss (softmax), per-output probabilities for bce (sigmoid), the
+ * values themselves for mse; evaluation mode. Every process computes all of them. metrics
+ * (may be NULL) gets the loss and accuracy against the data set's labels. */
+int brisk_trainer_predict(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
+                          int64_t n, float mean, float std, float *outputs,
+                          brisk_metrics *metrics);
+
 /* brisk_trainer_evaluate plus what the network does with the samples, for monitoring, in
  * the same forward pass; changes nothing. Any output may be NULL. metrics: bitwise what
  * brisk_trainer_evaluate gives. pred (n): the predicted class of each sample (argmax of the
