@@ -53,58 +53,74 @@ def _options(args, allowed):
     return out
 
 
+def layers(spec, shape, act="relu"):
+    """Walks a Brisk description without torch: yields (index, kind, params, in_shape,
+    out_shape) per layer, params holding the parsed numbers and options (n, out, k, s, pad,
+    bias, slope, p) that the kind takes."""
+    shape = tuple(shape)
+    for i, item in enumerate(expand(spec, act).split(",")):
+        parts = item.split(":")
+        kind, args = parts[0], parts[1:]
+        prm, out = {}, shape
+        if kind == "dense":
+            o = _options(args[1:], ["nobias"])
+            prm = {"n": int(args[0]), "bias": not o.get("nobias")}
+            out = (prm["n"],)
+        elif kind == "conv":
+            o = _options(args[2:], ["s", "pad", "nobias"])
+            prm = {"out": int(args[0]), "k": int(args[1]), "s": o.get("s", 1),
+                   "pad": o.get("pad", 0), "bias": not o.get("nobias")}
+            k, s, p = prm["k"], prm["s"], prm["pad"]
+            out = (prm["out"], (shape[1] + 2 * p - k) // s + 1, (shape[2] + 2 * p - k) // s + 1)
+        elif kind in ("maxpool", "avgpool"):
+            k = int(args[0])
+            prm = {"k": k, "s": _options(args[1:], ["s"]).get("s", k)}
+            out = (shape[0], (shape[1] - k) // prm["s"] + 1, (shape[2] - k) // prm["s"] + 1)
+        elif kind == "gap":
+            out = (shape[0], 1, 1)
+        elif kind == "flatten":
+            n = 1
+            for d in shape:
+                n *= d
+            out = (n,)
+        elif kind == "leaky_relu":
+            prm = {"slope": float(args[0]) if args else 0.01}
+        elif kind == "dropout":
+            prm = {"p": float(args[0])}
+        elif kind not in ("relu", "gelu", "tanh", "sigmoid", "batchnorm", "layernorm"):
+            raise ValueError("layer kind %r has no PyTorch counterpart here" % kind)
+        yield i, kind, prm, shape, out
+        shape = out
+
+
 def build(spec, shape, act="relu"):
     """torch.nn.Sequential for a Brisk description on inputs of the given per-sample shape;
     returns (model, output shape)."""
     import torch.nn as nn
 
-    shape = tuple(shape)
-    layers = []
-    for item in expand(spec, act).split(","):
-        parts = item.split(":")
-        kind, args = parts[0], parts[1:]
+    mods, shape = [], tuple(shape)
+    for _, kind, prm, shape_in, shape in layers(spec, shape, act):
         if kind == "dense":
-            o = _options(args[1:], ["nobias"])
-            layers.append(nn.Linear(shape[0], int(args[0]), bias=not o.get("nobias")))
-            shape = (int(args[0]),)
+            mods.append(nn.Linear(shape_in[0], prm["n"], bias=prm["bias"]))
         elif kind == "conv":
-            out, k = int(args[0]), int(args[1])
-            o = _options(args[2:], ["s", "pad", "nobias"])
-            s, p = o.get("s", 1), o.get("pad", 0)
-            layers.append(nn.Conv2d(shape[0], out, k, stride=s, padding=p,
-                                    bias=not o.get("nobias")))
-            shape = (out, (shape[1] + 2 * p - k) // s + 1, (shape[2] + 2 * p - k) // s + 1)
+            mods.append(nn.Conv2d(shape_in[0], prm["out"], prm["k"], stride=prm["s"],
+                                  padding=prm["pad"], bias=prm["bias"]))
         elif kind in ("maxpool", "avgpool"):
-            k = int(args[0])
-            s = _options(args[1:], ["s"]).get("s", k)
-            layers.append((nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d)(k, s))
-            shape = (shape[0], (shape[1] - k) // s + 1, (shape[2] - k) // s + 1)
+            mods.append((nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d)(prm["k"], prm["s"]))
         elif kind == "gap":
-            layers.append(nn.AdaptiveAvgPool2d(1))
-            shape = (shape[0], 1, 1)
+            mods.append(nn.AdaptiveAvgPool2d(1))
         elif kind == "flatten":
-            layers.append(nn.Flatten())
-            n = 1
-            for d in shape:
-                n *= d
-            shape = (n,)
-        elif kind == "relu":
-            layers.append(nn.ReLU())
+            mods.append(nn.Flatten())
         elif kind == "leaky_relu":
-            layers.append(nn.LeakyReLU(float(args[0]) if args else 0.01))
-        elif kind == "gelu":
-            layers.append(nn.GELU())
-        elif kind == "tanh":
-            layers.append(nn.Tanh())
-        elif kind == "sigmoid":
-            layers.append(nn.Sigmoid())
+            mods.append(nn.LeakyReLU(prm["slope"]))
         elif kind == "dropout":
-            layers.append(nn.Dropout(float(args[0])))
+            mods.append(nn.Dropout(prm["p"]))
         elif kind == "batchnorm":
-            bn = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
-            layers.append(bn(shape[0], eps=1e-5, momentum=0.1))
+            bn = nn.BatchNorm2d if len(shape_in) == 3 else nn.BatchNorm1d
+            mods.append(bn(shape_in[0], eps=1e-5, momentum=0.1))
         elif kind == "layernorm":
-            layers.append(nn.LayerNorm(list(shape), eps=1e-5))
+            mods.append(nn.LayerNorm(list(shape_in), eps=1e-5))
         else:
-            raise ValueError("layer kind %r has no PyTorch counterpart here" % kind)
-    return nn.Sequential(*layers), shape
+            mods.append({"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh,
+                         "sigmoid": nn.Sigmoid}[kind]())
+    return nn.Sequential(*mods), shape

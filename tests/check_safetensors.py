@@ -10,10 +10,14 @@ the polynomial. Prints one line per tensor; exits 1 on any problem.
 Usage: check_safetensors.py FILE
 """
 import json
+import os
 import struct
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import brisk_torch  # noqa: E402
 
 
 def crc32c(data, crc=0):
@@ -30,28 +34,15 @@ def crc32c(data, crc=0):
 
 
 def expected_shapes(spec, input_shape):
-    """Weight and bias shapes of the dense and conv layers, by layer index."""
-    dims = [int(d) for d in input_shape.split("x")]
+    """Weight and bias shapes of the dense and conv layers, by layer index (the grammar is
+    brisk_torch.layers', which needs no torch)."""
     shapes = {}
-    for i, item in enumerate(spec.split(",")):
-        kind, *args = item.split(":")
+    dims = tuple(int(d) for d in input_shape.split("x"))
+    for i, kind, prm, shape_in, _ in brisk_torch.layers(spec, dims):
         if kind == "dense":
-            shapes[i] = ((int(args[0]), dims[0]), (int(args[0]),))
-            dims = [int(args[0])]
+            shapes[i] = ((prm["n"], shape_in[0]), (prm["n"],))
         elif kind == "conv":
-            k, out = int(args[1]), int(args[0])
-            pad = next((int(a[3:]) for a in args[2:] if a.startswith("pad")), 0)
-            s = next((int(a[1:]) for a in args[2:] if a.startswith("s")), 1)
-            shapes[i] = ((out, dims[0], k, k), (out,))
-            dims = [out, (dims[1] + 2 * pad - k) // s + 1, (dims[2] + 2 * pad - k) // s + 1]
-        elif kind in ("maxpool", "avgpool"):
-            k = int(args[0])
-            s = int(args[1][1:]) if len(args) > 1 else k
-            dims = [dims[0], (dims[1] - k) // s + 1, (dims[2] - k) // s + 1]
-        elif kind == "gap":
-            dims = [dims[0], 1, 1]
-        elif kind == "flatten":
-            dims = [int(np.prod(dims))]
+            shapes[i] = ((prm["out"], shape_in[0], prm["k"], prm["k"]), (prm["out"],))
     return shapes
 
 

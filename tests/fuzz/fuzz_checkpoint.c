@@ -12,16 +12,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    uint8_t *b = malloc(size ? size : 1);
-    if (!b)
-        return 0;
-    memcpy(b, data, size);
 #ifdef FIX_CRCS
-    fuzz_fix_checkpoint_crcs(b, size);
+    const int fix = 1;
+#else
+    const int fix = 0;
 #endif
     char path[64];
-    const int fd = fuzz_memfile(b, size, path);
-    free(b);
+    const int fd = fuzz_checkpoint_file(data, size, fix, path);
     if (fd < 0)
         return 0;
     brisk_checkpoint *c = NULL;

@@ -4,6 +4,7 @@
 #include "brisk/tfrecord.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -53,4 +54,17 @@ void fuzz_fix_checkpoint_crcs(uint8_t *b, size_t size)
         memcpy(h, "00000000", 8);
         set_hex(h, brisk_crc32c(0, b, 8 + hlen));
     }
+}
+
+int fuzz_checkpoint_file(const uint8_t *data, size_t size, int fix_crcs, char *path)
+{
+    uint8_t *b = malloc(size ? size : 1);
+    if (!b)
+        return -1;
+    memcpy(b, data, size);
+    if (fix_crcs)
+        fuzz_fix_checkpoint_crcs(b, size);
+    const int fd = fuzz_memfile(b, size, path);
+    free(b);
+    return fd;
 }

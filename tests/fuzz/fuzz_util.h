@@ -14,4 +14,8 @@ int fuzz_memfile(const uint8_t *data, size_t size, char *path);
  * brisk.header_crc32c to the header's own (brisk/checkpoint.h), where they are found. */
 void fuzz_fix_checkpoint_crcs(uint8_t *b, size_t size);
 
+/* A checkpoint file of the input: fuzz_memfile of a copy, its CRCs fixed up first when
+ * fix_crcs. Returns the fd (close it when done), or -1. */
+int fuzz_checkpoint_file(const uint8_t *data, size_t size, int fix_crcs, char *path);
+
 #endif
