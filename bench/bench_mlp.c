@@ -35,8 +35,8 @@ static void usage(FILE *f)
                "Defaults: --model 784-256-128-10 --batch 128 --threads 1 --steps 300 --warmup 30,\n"
                "--micro-batch %d (brisk-train's default; B if smaller), --kernel: the best the "
                "CPU runs.\n"
-               "--json prints one object with samples/s and, per thread, the seconds it was busy "
-               "and waiting.\n",
+               "--json prints one object with samples/s, a checksum of the trained parameters (the same "
+               "for every T) and, per thread, the seconds it was busy and waiting.\n",
             BRISK_DEFAULT_MICRO_BATCH);
 }
 
@@ -156,13 +156,22 @@ static int run(int argc, char **argv, brisk_comm *comm)
     brisk_trainer_thread_times(t, busy, wait);
     double shard_s, update_s;
     brisk_trainer_phase_times(t, &shard_s, &update_s);
+    /* FNV-1a over the parameters' bytes: equal for every T (and P) when the step is
+     * bitwise deterministic, which a sweep on a bigger machine can then show. */
+    uint64_t fnv = 1469598103934665603ull;
+    const unsigned char *pb = (const unsigned char *)brisk_trainer_params(t);
+    const size_t nb = brisk_model_num_params(brisk_trainer_model(t)) * sizeof(float);
+    for (size_t i = 0; i < nb; i++)
+        fnv = (fnv ^ pb[i]) * 1099511628211ull;
     if (brisk_comm_rank(comm) != 0) {
         /* rank 0 reports */
     } else if (json) {
         printf("{\"impl\": \"brisk\", \"model\": \"%s\", \"batch\": %d, \"micro_batch\": %d, "
                "\"processes\": %d, \"threads\": %d, \"kernel\": \"%s\", \"plan\": \"%s\", "
-               "\"samples_per_second\": %.1f, \"seconds\": %.4f, \"thread_busy_seconds\": [",
-               model, batch, micro, P, threads, brisk_gemm_isa(), plan, sps, wall);
+               "\"samples_per_second\": %.1f, \"seconds\": %.4f, \"params_fnv\": \"%016llx\", "
+               "\"thread_busy_seconds\": [",
+               model, batch, micro, P, threads, brisk_gemm_isa(), plan, sps, wall,
+               (unsigned long long)fnv);
         for (int w = 0; w < threads; w++)
             printf("%s%.4f", w ? ", " : "", busy[w]);
         printf("], \"thread_waiting_seconds\": [");
@@ -172,6 +181,8 @@ static int run(int argc, char **argv, brisk_comm *comm)
     } else {
         printf("brisk %s batch %d micro-batch %d: %.0f samples/s (%d processes x %d threads, "
                "%s kernels; %s)\n", model, batch, micro, sps, P, threads, brisk_gemm_isa(), plan);
+        printf("  parameters after %d steps: FNV-1a %016llx\n", warmup + steps,
+               (unsigned long long)fnv);
         printf("  forward and backward of the shards %.1f%% of the time, reduction and update "
                "%.1f%%\n", 100 * shard_s / wall, 100 * update_s / wall);
         for (int w = 0; w < threads; w++)

@@ -24,7 +24,7 @@ def worker(rank, a, port, out):
     import torch.distributed as dist
     import torch.nn as nn
     import brisk_torch
-    from torch_settings import openblas_kernel
+    from torch_settings import torch_blas_kernel
 
     torch.set_num_threads(a.threads)
     dist.init_process_group("gloo", rank=rank, world_size=a.procs)
@@ -61,7 +61,7 @@ def worker(rank, a, port, out):
     if rank == 0:
         out.put({"impl": "torch-ddp", "model": a.model, "batch": a.batch, "processes": a.procs,
                  "threads": a.threads, "openblas_threads": os.environ["OPENBLAS_NUM_THREADS"],
-                 "kernel": openblas_kernel(), "torch": torch.__version__,
+                 "kernel": torch_blas_kernel(torch), "torch": torch.__version__,
                  "samples_per_second": round(a.steps * a.batch / dt, 1)})
     dist.destroy_process_group()
 

@@ -20,7 +20,9 @@ def main():
     ap.add_argument("--model", default="784-256-128-10",
                     help="widths, a layer list or a preset (default %(default)s)")
     ap.add_argument("--batch", type=int, default=128, help="batch size (default %(default)s)")
-    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default %(default)s)")
+    ap.add_argument("--threads", default="1",
+                    help="torch.set_num_threads; a comma-separated list runs each in turn in this "
+                         "process, one JSON line each (default %(default)s)")
     ap.add_argument("--steps", type=int, default=200, help="timed steps (default %(default)s)")
     ap.add_argument("--warmup", type=int, default=20, help="untimed steps first (default %(default)s)")
     ap.add_argument("--seed", type=int, default=1, help="seed (default %(default)s)")
@@ -32,9 +34,14 @@ def main():
     sys.path.insert(0, here)
     sys.path.insert(0, os.path.join(here, "..", "tests"))
     import brisk_torch
-    from torch_settings import openblas_kernel
+    from torch_settings import torch_blas_kernel
 
-    torch.set_num_threads(a.threads)
+    for threads in [int(t) for t in a.threads.split(",")]:
+        print(json.dumps(run(torch, nn, brisk_torch, torch_blas_kernel, a, threads)), flush=True)
+
+
+def run(torch, nn, brisk_torch, torch_blas_kernel, a, threads):
+    torch.set_num_threads(threads)
     torch.manual_seed(a.seed)
     shape = brisk_torch.input_shape(a.model)
     model, out_shape = brisk_torch.build(a.model, shape)
@@ -64,17 +71,17 @@ def main():
         loss = step(i)
     float(loss)
     dt = time.perf_counter() - t0
-    print(json.dumps({
+    return {
         "impl": "pytorch",
         "torch": torch.__version__,
         "model": a.model,
         "batch": a.batch,
-        "threads": a.threads,
+        "threads": threads,
         "openblas_threads_env": os.environ.get("OPENBLAS_NUM_THREADS"),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "kernel": openblas_kernel() or "unknown (BLAS is not OpenBLAS)",
+        "kernel": torch_blas_kernel(torch),
         "samples_per_second": a.steps * a.batch / dt,
-    }))
+    }
 
 
 if __name__ == "__main__":

@@ -60,6 +60,27 @@ def openblas_kernel():
     return None
 
 
+def torch_blas_kernel(torch):
+    """What runs PyTorch's dense products in this process: the OpenBLAS kernel it loaded, or
+    MKL for builds that bundle it (pip wheels; OPENBLAS_* settings do not apply to those)."""
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if ".so" in line}
+    except OSError:
+        libs = set()
+    for path in sorted(libs):
+        if "openblas" in os.path.basename(path) or os.path.basename(path).startswith("libblas"):
+            try:
+                fn = ctypes.CDLL(path).openblas_get_corename
+            except (OSError, AttributeError):
+                continue
+            fn.restype = ctypes.c_char_p
+            return "OpenBLAS " + fn().decode()
+    if torch.backends.mkl.is_available():
+        return "MKL (bundled with PyTorch; OpenBLAS settings do not apply)"
+    return "unknown BLAS"
+
+
 def coretype_env(env):
     """env with OPENBLAS_CORETYPE set when OpenBLAS would otherwise run a slower kernel."""
     env = dict(env)
