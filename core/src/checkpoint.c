@@ -6,6 +6,7 @@
 
 #include <cJSON.h>
 #include <errno.h>
+#include <float.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -101,6 +102,38 @@ static int add_meta(cJSON *meta, const char *key, const char *fmt, ...)
     return cJSON_AddStringToObject(meta, key, buf) != NULL;
 }
 
+/* n floats as one string of "%.9g" values separated by spaces (exact for float32). */
+static int add_floats(cJSON *meta, const char *key, const float *v, size_t n)
+{
+    char *buf = malloc(n * 17 + 1), *p = buf;
+    if (!buf)
+        return 0;
+    *p = 0;
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s%.9g", i ? " " : "", (double)v[i]);
+    const int ok = cJSON_AddStringToObject(meta, key, buf) != NULL;
+    free(buf);
+    return ok;
+}
+
+/* Parses exactly n floats; std: each must be > 0. Returns 0 or -1. */
+static int parse_floats(const char *s, float *v, size_t n, int positive)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *end;
+        errno = 0;
+        const double x = strtod(s, &end);
+        if (end == s || errno || !isfinite(x) || fabs(x) > FLT_MAX || (positive && !(x > 0)) ||
+            (*end && *end != ' '))
+            return -1;
+        v[i] = (float)x;
+        s = end;
+    }
+    while (*s == ' ')
+        s++;
+    return *s ? -1 : 0;
+}
+
 /* brisk.policies: "lr_factor best0 best1 best2 best_epoch0 .. 2 wait0 .. 2". */
 static int add_policies(cJSON *meta, const brisk_ckpt_policies *p)
 {
@@ -141,6 +174,9 @@ static char *build_header(const brisk_model *m, const entry *e, size_t n_entries
          (!(pos->norm_std > 0) ||
           add_meta(meta, "brisk.normalize", "%.9g %.9g", (double)pos->norm_mean,
                    (double)pos->norm_std)) &&
+         (!pos->features ||
+          (add_floats(meta, "brisk.feature_mean", pos->feature_mean, (size_t)pos->features) &&
+           add_floats(meta, "brisk.feature_std", pos->feature_std, (size_t)pos->features))) &&
          add_meta(meta, "brisk.data_crc32c", "%08x", (unsigned)data_crc) &&
          (!config || cJSON_AddStringToObject(meta, "brisk.config", config));
     size_t off = 0;
@@ -278,6 +314,7 @@ void brisk_checkpoint_free(brisk_checkpoint *c)
     if (!c)
         return;
     free(c->config);
+    free(c->feature_norm);
     brisk_slab_free(c->params);
     brisk_slab_free(c->opt_m);
     brisk_slab_free(c->opt_v);
@@ -572,6 +609,25 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
         }
         c->pos.norm_mean = (float)mu;
         c->pos.norm_std = (float)sd;
+    }
+    const char *fmean = meta_str(meta, "brisk.feature_mean"),
+               *fstd = meta_str(meta, "brisk.feature_std");
+    if (fmean || fstd) {
+        const size_t D = brisk_shape_size(c->model.input);
+        if (!(c->feature_norm = malloc(2 * D * sizeof(float)))) {
+            err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
+            goto out;
+        }
+        if (!fmean || !fstd || parse_floats(fmean, c->feature_norm, D, 0) < 0 ||
+            parse_floats(fstd, c->feature_norm + D, D, 1) < 0) {
+            err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.feature_mean and "
+                                  "brisk.feature_std are not valid (%zu finite means and %zu "
+                                  "standard deviations > 0, one per input feature)", path, D, D);
+            goto out;
+        }
+        c->pos.features = (int)D;
+        c->pos.feature_mean = c->feature_norm;
+        c->pos.feature_std = c->feature_norm + D;
     }
     const char *config = meta_str(meta, "brisk.config");
     if (config && !(c->config = strdup(config))) {

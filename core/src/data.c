@@ -55,13 +55,84 @@ void brisk_dataset_free(brisk_dataset *ds)
 {
     if (!ds)
         return;
-    free(ds->x);
-    free(ds->y);
+    if (!ds->borrowed) {
+        free(ds->x);
+        free(ds->y);
+    }
+    free(ds->owned[0]);
+    free(ds->owned[1]);
     memset(ds, 0, sizeof *ds);
+}
+
+int brisk_dataset_wrap(int64_t n, int d, const int *shape, const float *x,
+                       const uint8_t *labels, const float *targets, int n_targets,
+                       brisk_dataset *out)
+{
+    if (!out)
+        return brisk_error_set(BRISK_EINVAL, "dataset_wrap: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (n < 1 || n > INT32_MAX)
+        return brisk_error_set(BRISK_EINVAL, "dataset_wrap: n = %lld samples: must be 1..%d",
+                               (long long)n, INT32_MAX);
+    if (d < 1 || d > (1 << 24))
+        return brisk_error_set(BRISK_EINVAL, "dataset_wrap: d = %d features: must be 1..%d", d,
+                               1 << 24);
+    if (!x)
+        return brisk_error_set(BRISK_EINVAL, "dataset_wrap: x is NULL");
+    if (!labels == !targets)
+        return brisk_error_set(BRISK_EINVAL, "dataset_wrap: pass either labels or targets "
+                               "(labels %s, targets %s)", labels ? "given" : "NULL",
+                               targets ? "given" : "NULL");
+    if (targets && (n_targets < 1 || n_targets > 65536))
+        return brisk_error_set(BRISK_EINVAL, "dataset_wrap: n_targets = %d: must be 1..65536",
+                               n_targets);
+    if (shape) {
+        if (shape[0] < 1 || shape[1] < 1 || shape[2] < 1 ||
+            (int64_t)shape[0] * shape[1] * shape[2] != d)
+            return brisk_error_set(BRISK_EINVAL, "dataset_wrap: shape (%d, %d, %d) does not "
+                                   "hold d = %d features", shape[0], shape[1], shape[2], d);
+        out->channels = shape[0];
+        out->rows = shape[1];
+        out->cols = shape[2];
+    }
+    for (int64_t i = 0; i < n * (int64_t)d; i++)
+        if (!isfinite(x[i]))
+            return brisk_error_set(BRISK_ENONFINITE, "dataset_wrap: x[%lld] (sample %lld, "
+                                   "feature %lld) is %g", (long long)i, (long long)(i / d),
+                                   (long long)(i % d), (double)x[i]);
+    if (targets)
+        for (int64_t i = 0; i < n * (int64_t)n_targets; i++)
+            if (!isfinite(targets[i]))
+                return brisk_error_set(BRISK_ENONFINITE, "dataset_wrap: targets[%lld] (sample "
+                                       "%lld) is %g", (long long)i, (long long)(i / n_targets),
+                                       (double)targets[i]);
+    out->n = n;
+    out->d = d;
+    out->xf = x;
+    if (labels) {
+        int top = 0;
+        for (int64_t i = 0; i < n; i++)
+            top = labels[i] > top ? labels[i] : top;
+        out->classes = top + 1;
+        /* y is uint8_t * because loaders fill it; a lent array is only ever read. */
+        out->y = (uint8_t *)(uintptr_t)labels;
+        out->borrowed = 1;
+    } else {
+        out->yf = targets;
+        out->targets = n_targets;
+    }
+    return BRISK_OK;
 }
 
 int brisk_dataset_check_labels(const brisk_dataset *ds, int outputs, const char *name)
 {
+    if (ds->targets > 0 || !ds->y) {
+        if (ds->targets != outputs)
+            return brisk_error_set(BRISK_EINVAL, "%s: %d regression target%s per sample, but "
+                                   "the model has %d output%s", name, ds->targets,
+                                   ds->targets == 1 ? "" : "s", outputs, outputs == 1 ? "" : "s");
+        return BRISK_OK;
+    }
     const int limit = outputs == 1 ? 2 : outputs;
     for (int64_t i = 0; i < ds->n; i++)
         if (ds->y[i] >= limit)
@@ -124,38 +195,116 @@ void brisk_shuffle(const int32_t *base, int32_t *out, int64_t n, uint64_t seed, 
 void brisk_dataset_stats(const brisk_dataset *ds, const int32_t *idx, int64_t n, float *mean,
                          float *std)
 {
-    /* Integer histogram of byte values: exact, and independent of summation order. */
-    uint64_t hist[256] = {0};
-    for (int64_t i = 0; i < n; i++) {
-        const uint8_t *x = ds->x + (size_t)idx[i] * (size_t)ds->d;
-        for (int j = 0; j < ds->d; j++)
-            hist[x[j]]++;
+    double mu, var;
+    if (ds->x) {
+        /* Integer histogram of byte values: exact, and independent of summation order. */
+        uint64_t hist[256] = {0};
+        for (int64_t i = 0; i < n; i++) {
+            const uint8_t *x = ds->x + (size_t)idx[i] * (size_t)ds->d;
+            for (int j = 0; j < ds->d; j++)
+                hist[x[j]]++;
+        }
+        double cnt = (double)n * ds->d, s = 0.0, s2 = 0.0;
+        for (int v = 0; v < 256; v++) {
+            s += (double)hist[v] * v;
+            s2 += (double)hist[v] * v * v;
+        }
+        mu = cnt > 0 ? s / cnt : 0.0;
+        var = cnt > 0 ? s2 / cnt - mu * mu : 0.0;
+    } else {
+        /* Two passes in sample order: the mean, then the squared deviations. */
+        double s = 0.0, cnt = (double)n * ds->d;
+        for (int64_t i = 0; i < n; i++) {
+            const float *x = ds->xf + (size_t)idx[i] * (size_t)ds->d;
+            for (int j = 0; j < ds->d; j++)
+                s += x[j];
+        }
+        mu = cnt > 0 ? s / cnt : 0.0;
+        double s2 = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *x = ds->xf + (size_t)idx[i] * (size_t)ds->d;
+            for (int j = 0; j < ds->d; j++)
+                s2 += ((double)x[j] - mu) * ((double)x[j] - mu);
+        }
+        var = cnt > 0 ? s2 / cnt : 0.0;
     }
-    double cnt = (double)n * ds->d, s = 0.0, s2 = 0.0;
-    for (int v = 0; v < 256; v++) {
-        s += (double)hist[v] * v;
-        s2 += (double)hist[v] * v * v;
-    }
-    double mu = cnt > 0 ? s / cnt : 0.0;
-    double var = cnt > 0 ? s2 / cnt - mu * mu : 0.0;
     *mean = (float)mu;
     *std = var > 1e-12 ? (float)sqrt(var) : 1.0f;
+}
+
+int brisk_dataset_feature_stats(const brisk_dataset *ds, const int32_t *idx, int64_t n,
+                                float *mean, float *std)
+{
+    const int d = ds->d;
+    double *s = calloc(2 * (size_t)d, sizeof *s), *s2 = s + d;
+    if (!s)
+        return brisk_error_set(BRISK_ENOMEM, "feature statistics: out of memory for %d "
+                               "features", d);
+    for (int64_t i = 0; i < n; i++) {
+        const size_t row = (size_t)idx[i] * (size_t)d;
+        for (int j = 0; j < d; j++)
+            s[j] += ds->x ? (double)ds->x[row + j] : (double)ds->xf[row + j];
+    }
+    for (int j = 0; j < d; j++)
+        s[j] = n > 0 ? s[j] / (double)n : 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const size_t row = (size_t)idx[i] * (size_t)d;
+        for (int j = 0; j < d; j++) {
+            const double e = (ds->x ? (double)ds->x[row + j] : (double)ds->xf[row + j]) - s[j];
+            s2[j] += e * e;
+        }
+    }
+    for (int j = 0; j < d; j++) {
+        const double var = n > 0 ? s2[j] / (double)n : 0.0;
+        mean[j] = (float)s[j];
+        std[j] = var > 1e-12 ? (float)sqrt(var) : 1.0f;
+    }
+    free(s);
+    return BRISK_OK;
 }
 
 BRISK_MULTIVERSION
 void brisk_dataset_gather(const brisk_dataset *ds, const int32_t *idx, int n, float mean,
                           float std, float *x_out, uint8_t *y_out)
 {
-    /* A 256-entry table turns normalisation into one lookup per byte. */
-    float lut[256];
-    for (int v = 0; v < 256; v++)
-        lut[v] = ((float)v - mean) / std;
+    const int d = ds->d;
+    if (ds->x) {
+        /* A 256-entry table turns normalisation into one lookup per byte. */
+        float lut[256];
+        for (int v = 0; v < 256; v++)
+            lut[v] = ((float)v - mean) / std;
+        for (int i = 0; i < n; i++) {
+            const uint8_t *x = ds->x + (size_t)idx[i] * (size_t)d;
+            float *o = x_out + (size_t)i * d;
+            for (int j = 0; j < d; j++)
+                o[j] = lut[x[j]];
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            const float *x = ds->xf + (size_t)idx[i] * (size_t)d;
+            float *o = x_out + (size_t)i * d;
+            for (int j = 0; j < d; j++)
+                o[j] = (x[j] - mean) / std;
+        }
+    }
+    if (y_out && ds->y)
+        for (int i = 0; i < n; i++)
+            y_out[i] = ds->y[idx[i]];
+}
+
+BRISK_MULTIVERSION
+void brisk_dataset_gather_features(const brisk_dataset *ds, const int32_t *idx, int n,
+                                   const float *mean, const float *std, float *x_out)
+{
     const int d = ds->d;
     for (int i = 0; i < n; i++) {
-        const uint8_t *x = ds->x + (size_t)idx[i] * (size_t)d;
+        const size_t row = (size_t)idx[i] * (size_t)d;
         float *o = x_out + (size_t)i * d;
-        for (int j = 0; j < d; j++)
-            o[j] = lut[x[j]];
-        y_out[i] = ds->y[idx[i]];
+        if (ds->x)
+            for (int j = 0; j < d; j++)
+                o[j] = ((float)ds->x[row + j] - mean[j]) / std[j];
+        else
+            for (int j = 0; j < d; j++)
+                o[j] = (ds->xf[row + j] - mean[j]) / std[j];
     }
 }

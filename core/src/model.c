@@ -901,11 +901,13 @@ void brisk_model_forward(const brisk_model *m, const float *params, const float 
 
 /* Sample i's loss (and whether the prediction was right); with want_grad, also its gradient
  * with respect to the logits, scaled. Logits and gradients are strided by ld (feature-major). */
+/* Sample i's loss against label y, or against the C float targets tgt[0, C) when tgt is not
+ * NULL (mse, bce; *right is then 0). */
 static double sample_loss(const brisk_model *m, const float *zi, float *di, size_t ld, int y,
-                          float grad_scale, int want_grad, int *right)
+                          const float *tgt, float grad_scale, int want_grad, int *right)
 {
     const int C = brisk_model_outputs(m);
-    BRISK_ASSERT(C == 1 ? y <= 1 : y < C);
+    BRISK_ASSERT(tgt ? m->cfg.loss != BRISK_LOSS_SOFTMAX_CE : C == 1 ? y <= 1 : y < C);
     if (m->cfg.loss == BRISK_LOSS_SOFTMAX_CE) {
         /* loss = logsumexp(z) - z_y; dloss/dz = softmax(z) - onehot(y). */
         int arg = 0;
@@ -936,9 +938,9 @@ static double sample_loss(const brisk_model *m, const float *zi, float *di, size
             if (zi[c * ld] > zi[pred * ld])
                 pred = c;
     }
-    *right = pred == y;
+    *right = !tgt && pred == y;
     for (int c = 0; c < C; c++) {
-        const float t = C == 1 ? (float)y : (float)(c == y), zc = zi[c * ld];
+        const float t = tgt ? tgt[c] : C == 1 ? (float)y : (float)(c == y), zc = zi[c * ld];
         if (m->cfg.loss == BRISK_LOSS_BCE_LOGITS) {
             /* Stable form: max(z, 0) - z t + log(1 + exp(-|z|)); d/dz = sigmoid(z) - t. */
             ls += (zc > 0 ? (double)zc : 0) - (double)zc * t + log1p(exp(-fabs((double)zc)));
@@ -957,7 +959,15 @@ static double sample_loss(const brisk_model *m, const float *zi, float *di, size
 void brisk_model_loss(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels, int n,
                       float grad_scale, brisk_metrics *acc, const brisk_team *team)
 {
+    brisk_model_loss_targets(m, ws, labels, NULL, n, grad_scale, acc, team);
+}
+
+void brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels,
+                              const float *targets, int n, float grad_scale, brisk_metrics *acc,
+                              const brisk_team *team)
+{
     const size_t ld = (size_t)ws->ld;
+    const int C = brisk_model_outputs(m);
     const float *zl = ws->cur[ws->pass][m->n_layers - 1]; /* (C, ld) */
     float *dz = ws->grad[0];                     /* (C, ld) */
     /* Parallelize over samples; each sample's loss is kept, then summed in sample order. */
@@ -965,7 +975,8 @@ void brisk_model_loss(const brisk_model *m, brisk_workspace *ws, const uint8_t *
     brisk_team_range(team, n, &i0, &i1);
     for (long long i = i0; i < i1; i++) {
         int right;
-        ws->sample_loss[i] = sample_loss(m, zl + i, dz + i, ld, labels[i], grad_scale,
+        ws->sample_loss[i] = sample_loss(m, zl + i, dz + i, ld, targets ? 0 : labels[i],
+                                         targets ? targets + (size_t)i * C : NULL, grad_scale,
                                          grad_scale != 0.0f, &right);
         ws->sample_right[i] = (uint8_t)right;
     }

@@ -136,11 +136,11 @@ static int write_checkpoint(fit_run *r, const char *path, int64_t epochs_done, i
     }
     int status = BRISK_OK;
     if (r->rank == 0) {
-        const brisk_ckpt_position pos = {.epoch = epochs_done, .batch = batch,
-                                         .steps_done = brisk_trainer_steps_done(r->t),
-                                         .seed = r->c->seed, .train = *train_m,
-                                         .policies = r->pol, .norm_mean = r->mean,
-                                         .norm_std = r->std};
+        brisk_ckpt_position pos = {.epoch = epochs_done, .batch = batch,
+                                   .steps_done = brisk_trainer_steps_done(r->t),
+                                   .seed = r->c->seed, .train = *train_m, .policies = r->pol,
+                                   .norm_mean = r->mean, .norm_std = r->std};
+        pos.features = brisk_trainer_feature_norm(r->t, &pos.feature_mean, &pos.feature_std);
         if ((status = brisk_make_dirs(r->c->checkpoint_dir)) == BRISK_OK)
             status = brisk_checkpoint_save(path, brisk_trainer_model(r->t),
                                            brisk_trainer_params(r->t), m, v,
@@ -420,6 +420,15 @@ int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_id
     int err = check_fit(t, ds, train_idx, n_train, val_idx, n_val, c, res);
     if (err < 0)
         return err;
+    const brisk_fit_policy *pols[3] = {&c->early_stop, &c->best_checkpoint, &c->plateau};
+    static const char *const pol_names[3] = {"early_stop", "best_checkpoint", "plateau"};
+    for (int k = 0; k < 3; k++)
+        if (ds->targets > 0 && pols[k]->patience &&
+            (pols[k]->metric == BRISK_FIT_VAL_ACCURACY ||
+             pols[k]->metric == BRISK_FIT_TRAIN_ACCURACY))
+            return brisk_error_set(BRISK_EINVAL, "fit: %s watches %s, but regression targets "
+                                   "have no accuracy: watch a loss", pol_names[k],
+                                   brisk_fit_metric_name(pols[k]->metric));
     memset(res, 0, sizeof *res);
     res->epochs_done = c->start.epoch;
     res->batch = c->start.batch;
@@ -429,6 +438,8 @@ int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_id
     r.rank = brisk_comm_rank(r.comm);
     r.P = brisk_comm_size(r.comm);
     r.tb = r.rank == 0 ? c->tb : NULL;
+    if (r.tb)
+        r.tb->no_accuracy = ds->targets > 0; /* regression: no accuracy to log */
     /* Whether there are logs decides the collectives of the histogram epochs: every rank
      * must agree, so rank 0's answer is what counts. */
     r.logging = r.P > 1 ? brisk_comm_any(r.comm, r.tb != NULL) : r.tb != NULL;

@@ -61,9 +61,10 @@ void brisk_tb_step(brisk_tb *tb, int64_t step, const brisk_step_stats *st, doubl
 {
     pushed(tb, brisk_log_scalar(tb->p, tb->train, "batch_loss", step, brisk_metrics_loss(&st->metrics)),
            "batch_loss");
-    pushed(tb, brisk_log_scalar(tb->p, tb->train, "batch_accuracy", step,
-                                brisk_metrics_accuracy(&st->metrics)),
-           "batch_accuracy");
+    if (!tb->no_accuracy)
+        pushed(tb, brisk_log_scalar(tb->p, tb->train, "batch_accuracy", step,
+                                    brisk_metrics_accuracy(&st->metrics)),
+               "batch_accuracy");
     pushed(tb, brisk_log_scalar(tb->p, tb->train, "learning_rate", step, st->lr), "learning_rate");
     pushed(tb, brisk_log_scalar(tb->p, tb->train, "grad_global_norm", step, st->grad_norm),
            "grad_global_norm");
@@ -76,8 +77,10 @@ void brisk_tb_epoch(brisk_tb *tb, int run, int64_t step, int64_t epoch, const br
 {
     pushed(tb, brisk_log_scalar(tb->p, run, "epoch_loss", step, brisk_metrics_loss(m)),
            "epoch_loss");
-    pushed(tb, brisk_log_scalar(tb->p, run, "epoch_accuracy", step, brisk_metrics_accuracy(m)),
-           "epoch_accuracy");
+    if (!tb->no_accuracy)
+        pushed(tb, brisk_log_scalar(tb->p, run, "epoch_accuracy", step,
+                                    brisk_metrics_accuracy(m)),
+               "epoch_accuracy");
     if (run == tb->train)
         pushed(tb, brisk_log_scalar(tb->p, run, "epoch", step, (double)epoch), "epoch");
 }
@@ -193,7 +196,7 @@ void brisk_tb_inspect(brisk_tb *tb, int64_t step, brisk_trainer *t, const float 
             weight_tiles(tb, step, tag, params + w->offset, w->shape[0], (size_t)w->cols,
                          w->shape[2], w->shape[3]);
     }
-    if (pred)
+    if (pred && ds->y && !ds->targets)
         confusion_image(tb, step, pred, ds->y, idx, n, ds->classes);
 }
 

@@ -64,6 +64,8 @@ struct brisk_trainer {
     size_t n_blocks;
     brisk_workspace **ws;     /* (T) activations of the shard in flight */
     uint8_t **labels;         /* (T, micro_batch) its labels */
+    float **targets;          /* (T, micro_batch * C) its regression targets */
+    float *feat_mean, *feat_std; /* (D, D) per-feature normalisation, or NULL */
     team_ctx *teams;          /* (T) */
     int64_t steps_done;
     float lr_factor;      /* on the schedule's rate (brisk_fit's plateau policy); 1 by default */
@@ -232,18 +234,69 @@ static int check_data(const brisk_trainer *t, const char *what, const brisk_data
     if (!isfinite(mean) || !(std > 0 && isfinite(std)))
         return brisk_error_set(BRISK_EINVAL, "%s: normalisation mean %g, std %g: std must be "
                                "finite and > 0", what, (double)mean, (double)std);
+    if (t->feat_mean && (mean != 0.0f || std != 1.0f))
+        return brisk_error_set(BRISK_EINVAL, "%s: the trainer normalises per feature "
+                               "(brisk_trainer_set_feature_norm), so mean and std must be 0 "
+                               "and 1, not %g and %g", what, (double)mean, (double)std);
+    if (!ds->x && !ds->xf)
+        return brisk_error_set(BRISK_EINVAL, "%s: the data set has no features (x and xf "
+                               "are NULL)", what);
     const int C = brisk_model_outputs(t->model), top = C == 1 ? 1 : C - 1;
+    if (ds->targets > 0) {
+        if (!ds->yf || ds->targets != C || t->cfg.model.loss == BRISK_LOSS_SOFTMAX_CE)
+            return brisk_error_set(BRISK_EINVAL, "%s: the data set has %d regression target%s "
+                                   "per sample: the model needs as many outputs (it has %d) "
+                                   "and the mse or bce loss (not %s)", what, ds->targets,
+                                   ds->targets == 1 ? "" : "s", C,
+                                   brisk_loss_name(t->cfg.model.loss));
+    } else if (!ds->y) {
+        return brisk_error_set(BRISK_EINVAL, "%s: the data set has neither labels nor "
+                               "targets", what);
+    }
     for (int64_t i = 0; i < n; i++) {
         if (idx[i] < 0 || idx[i] >= ds->n)
             return brisk_error_set(BRISK_EINVAL, "%s: idx[%lld] = %d is not a sample of the "
                                    "data set (0..%lld)", what, (long long)i, idx[i],
                                    (long long)ds->n - 1);
-        if (ds->y[idx[i]] > top)
+        if (!ds->targets && ds->y[idx[i]] > top)
             return brisk_error_set(BRISK_EINVAL, "%s: sample %d has label %d, but the model has "
                                    "%d output%s (labels 0..%d)", what, idx[i], ds->y[idx[i]], C,
                                    C == 1 ? "" : "s", top);
     }
     return BRISK_OK;
+}
+
+int brisk_trainer_set_feature_norm(brisk_trainer *t, const float *mean, const float *std)
+{
+    if (!t)
+        return brisk_error_set(BRISK_EINVAL, "set_feature_norm: t is NULL");
+    if (!mean != !std)
+        return brisk_error_set(BRISK_EINVAL, "set_feature_norm: pass both mean and std, or "
+                               "neither");
+    const size_t D = brisk_shape_size(t->cfg.model.input);
+    if (mean)
+        for (size_t j = 0; j < D; j++)
+            if (!isfinite(mean[j]) || !(std[j] > 0 && isfinite(std[j])))
+                return brisk_error_set(BRISK_EINVAL, "set_feature_norm: feature %zu: mean %g, "
+                                       "std %g: std must be finite and > 0", j, (double)mean[j],
+                                       (double)std[j]);
+    free(t->feat_mean);
+    t->feat_mean = t->feat_std = NULL;
+    if (!mean)
+        return BRISK_OK;
+    if (!(t->feat_mean = malloc(2 * D * sizeof(float))))
+        return brisk_error_set(BRISK_ENOMEM, "set_feature_norm: out of memory");
+    t->feat_std = t->feat_mean + D;
+    memcpy(t->feat_mean, mean, D * sizeof(float));
+    memcpy(t->feat_std, std, D * sizeof(float));
+    return BRISK_OK;
+}
+
+int brisk_trainer_feature_norm(const brisk_trainer *t, const float **mean, const float **std)
+{
+    *mean = t->feat_mean;
+    *std = t->feat_std;
+    return t->feat_mean ? (int)brisk_shape_size(t->cfg.model.input) : 0;
 }
 
 size_t brisk_available_memory(void)
@@ -352,9 +405,11 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     t->block_sq = calloc(t->n_blocks ? t->n_blocks : 1, sizeof *t->block_sq);
     t->ws = calloc((size_t)t->T, sizeof *t->ws);
     t->labels = calloc((size_t)t->T, sizeof *t->labels);
+    t->targets = calloc((size_t)t->T, sizeof *t->targets);
     t->teams = calloc((size_t)t->T, sizeof *t->teams);
     if (!t->params || !t->buffers || !t->shard_stats || !t->stats_view || !t->shard_metrics ||
-        !t->shard_src || !t->block_sq || !t->ws || !t->labels || !t->teams)
+        !t->shard_src || !t->block_sq || !t->ws || !t->labels || !t->targets ||
+        !t->teams)
         goto fail_nomem;
     for (int s = 0; s < t->max_shards; s++)
         t->stats_view[s] = t->shard_stats + (size_t)s * stats_len;
@@ -400,7 +455,9 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     for (int w = 0; w < t->T; w++) {
         if ((err = brisk_workspace_create(t->model, t->cfg.micro_batch, &t->ws[w])) < 0)
             goto fail;
-        if (!(t->labels[w] = malloc((size_t)t->cfg.micro_batch)))
+        if (!(t->labels[w] = malloc((size_t)t->cfg.micro_batch)) ||
+            !(t->targets[w] = malloc((size_t)t->cfg.micro_batch *
+                                     (size_t)brisk_model_outputs(t->model) * sizeof(float))))
             goto fail_nomem;
     }
     brisk_model_init_params(t->model, cfg->seed, t->params, t->buffers);
@@ -447,8 +504,12 @@ void brisk_trainer_destroy(brisk_trainer *t)
         brisk_workspace_destroy(t->ws[w]);
     for (int w = 0; t->labels && w < t->T; w++)
         free(t->labels[w]);
+    for (int w = 0; t->targets && w < t->T; w++)
+        free(t->targets[w]);
     free(t->ws);
     free(t->labels);
+    free(t->targets);
+    free(t->feat_mean);
     free(t->teams);
     brisk_model_destroy(t->model);
     free(t);
@@ -465,16 +526,30 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
     const int rows = j->n - lo < mb ? (int)(j->n - lo) : mb;
     long long r0, r1;
     brisk_team_range(team, rows, &r0, &r1);
-    brisk_dataset_gather(j->ds, j->idx + lo + r0, (int)(r1 - r0), j->mean, j->std,
-                         brisk_workspace_input(tr->ws[slot]) + r0 * D, tr->labels[slot] + r0);
+    float *xin = brisk_workspace_input(tr->ws[slot]) + r0 * D;
+    if (tr->feat_mean)
+        brisk_dataset_gather_features(j->ds, j->idx + lo + r0, (int)(r1 - r0), tr->feat_mean,
+                                      tr->feat_std, xin);
+    else
+        brisk_dataset_gather(j->ds, j->idx + lo + r0, (int)(r1 - r0), j->mean, j->std, xin,
+                             tr->labels[slot] + r0);
+    const int K = j->ds->targets;
+    if (K > 0)
+        for (long long r = r0; r < r1; r++)
+            memcpy(tr->targets[slot] + r * K, j->ds->yf + (size_t)j->idx[lo + r] * K,
+                   (size_t)K * sizeof(float));
+    else if (tr->feat_mean)
+        for (long long r = r0; r < r1; r++)
+            tr->labels[slot][r] = j->ds->y[j->idx[lo + r]];
     if (!team || team->ith == 0)
         memset(m, 0, sizeof *m);
     brisk_team_barrier(team);
     const brisk_pass_keys keys = {.seed = tr->cfg.seed, .step = j->step, .sample0 = lo};
     brisk_model_forward(tr->model, tr->params, tr->buffers, tr->ws[slot], rows, pass, &keys,
                         stats, team);
-    brisk_model_loss(tr->model, tr->ws[slot], tr->labels[slot], rows,
-                     pass == BRISK_PASS_TRAIN ? j->grad_scale : 0.0f, m, team);
+    brisk_model_loss_targets(tr->model, tr->ws[slot], tr->labels[slot],
+                             K > 0 ? tr->targets[slot] : NULL, rows,
+                             pass == BRISK_PASS_TRAIN ? j->grad_scale : 0.0f, m, team);
     return rows;
 }
 

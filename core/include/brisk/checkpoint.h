@@ -58,6 +58,10 @@ typedef struct brisk_ckpt_position {
     /* The normalisation training uses, (x - mean) / std, so that evaluation and prediction
      * on raw data reproduce the training inputs (norm_std 0: not recorded). */
     float norm_mean, norm_std;
+    /* Or per feature, (x[j] - feature_mean[j]) / feature_std[j] for the model's `features`
+     * inputs (0: none; in a loaded checkpoint they point into its feature_norm). */
+    int features;
+    const float *feature_mean, *feature_std;
 } brisk_ckpt_position;
 
 typedef struct brisk_checkpoint {
@@ -67,6 +71,7 @@ typedef struct brisk_checkpoint {
     brisk_model *layout;           /* owned */
     float *params, *opt_m, *opt_v; /* slabs laid out by `layout` (owned) */
     float *buffers;                /* the buffer slab (owned) */
+    float *feature_norm;           /* per-feature means then stds, or NULL (owned) */
 } brisk_checkpoint;
 
 /* Writes a checkpoint atomically: a temporary file next to path, fsync, rename over path,

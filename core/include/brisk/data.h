@@ -1,5 +1,6 @@
-/* brisk/data.h: data sets kept as uint8, IDX files (plain or gzip), a synthetic task, the
- * validation split, per-epoch shuffles and per-batch normalisation.
+/* brisk/data.h: data sets (uint8 or float32 features; class labels or float regression
+ * targets), read from IDX files (plain or gzip), NumPy .npy files, CSV files or the caller's
+ * arrays; a synthetic task, the validation split, per-epoch shuffles and normalisation.
  */
 #ifndef BRISK_DATA_H
 #define BRISK_DATA_H
@@ -10,16 +11,66 @@
 extern "C" {
 #endif
 
-/* n samples of D uint8 features each and one uint8 label each. Owns x and y. */
+/* n samples of D features each, stored as uint8 (x: IDX files and uint8 arrays keep this
+ * compact form) or as float32 (xf), with either one class label each (y) or `targets` float
+ * regression targets each (yf). A per-sample shape of (channels, rows, cols) makes the
+ * samples images; rows = cols = 0 means vectors of D features.
+ * brisk_dataset_free releases what the data set owns: x and y, and the buffers a loader
+ * allocated for xf and yf; arrays the caller lent (brisk_dataset_wrap) stay the caller's. */
 typedef struct brisk_dataset {
     int64_t n;
-    int d;        /* D features per sample (rows * cols for images) */
-    int rows;     /* image height, 0 when the samples are not images */
-    int cols;     /* image width, 0 when the samples are not images */
-    int classes;  /* 1 + the largest label */
-    uint8_t *x;   /* (n, d) */
-    uint8_t *y;   /* (n) */
+    int d;          /* D features per sample (channels * rows * cols for images) */
+    int rows;       /* image height, 0 when the samples are not images */
+    int cols;       /* image width, 0 when the samples are not images */
+    int classes;    /* 1 + the largest label; 0 with regression targets */
+    uint8_t *x;     /* (n, d) uint8 features, or NULL when xf holds them */
+    uint8_t *y;     /* (n) class labels, or NULL with regression targets */
+    int channels;   /* image channels (0 counts as 1) */
+    int targets;    /* regression targets per sample (yf), 0 with class labels */
+    const float *xf; /* (n, d) float32 features when x is NULL, row-major */
+    const float *yf; /* (n, targets) float32 targets when targets > 0, row-major */
+    void *owned[2]; /* buffers behind xf and yf that brisk_dataset_free releases */
+    int borrowed;   /* y is the caller's array (brisk_dataset_wrap): only read, never freed */
 } brisk_dataset;
+
+/* What a loader makes of the label column or array. */
+typedef enum brisk_target_kind {
+    BRISK_TARGET_CLASSES,   /* integer class labels 0..255 (classification) */
+    BRISK_TARGET_VALUES     /* float targets (regression) */
+} brisk_target_kind;
+
+/* A data set over the caller's arrays, without copying them: x (n, d) float32 features,
+ * row-major, and either labels (n class labels, uint8) or targets (n, n_targets) float32.
+ * Exactly one of labels and targets is non-NULL. The arrays must outlive the data set. shape
+ * is the per-sample shape: NULL, or {channels, rows, cols} with a product of d. Checks the
+ * sizes, that every value is finite and, with labels, sets classes. */
+int brisk_dataset_wrap(int64_t n, int d, const int *shape, const float *x,
+                       const uint8_t *labels, const float *targets, int n_targets,
+                       brisk_dataset *out);
+
+/* Reads features and labels (or targets) from two NumPy .npy files (format versions 1-3,
+ * C order, little-endian): x of shape (N, D), (N, H, W) or (N, C, H, W) and dtype float32,
+ * float64, uint8, int32 or int64 (uint8 stays uint8 in memory; the others become float32);
+ * y of shape (N) or, for regression, (N, K). Class labels must be integers 0..255 (any
+ * integer dtype, or floats with integral values); targets any finite numbers. Everything in
+ * the header is checked against the file before allocating; errors name the file and the
+ * field. */
+int brisk_dataset_load_npy(const char *x_path, const char *y_path, brisk_target_kind kind,
+                           brisk_dataset *out);
+
+/* Reads a CSV file: a header row of column names, then one sample per line, comma-separated
+ * numbers (blank lines and a final newline are fine; fields may be quoted). label_column
+ * names the label or target column by its header name or by its 0-based index ("0", or "-1"
+ * for the last); every other column is a feature. Errors give the line and the column. */
+int brisk_dataset_load_csv(const char *path, const char *label_column, brisk_target_kind kind,
+                           brisk_dataset *out);
+
+/* Reads one .npy file into a float32 array (any dtype above converted), for programs that
+ * handle their own arrays. *data is the caller's to free(); shape gets up to 4 sizes. */
+int brisk_npy_read(const char *path, float **data, int *ndim, int64_t shape[4]);
+
+/* Writes n_rows x n_cols float32 values as a .npy file (a 1-D array when n_cols is 0). */
+int brisk_npy_write(const char *path, const float *data, int64_t n_rows, int n_cols);
 
 /* Reads an idx3-ubyte image file and an idx1-ubyte label file, each plain or gzip. Checks the
  * magic, the dimensions, overflow of their product, the sizes against the file before
@@ -54,17 +105,29 @@ int brisk_split(int64_t n, double val_fraction, uint64_t seed, int32_t **order,
 void brisk_shuffle(const int32_t *base, int32_t *out, int64_t n, uint64_t seed, uint32_t epoch);
 
 /* Checks that every label fits a model with `outputs` outputs: 0..outputs-1, or 0..1 for a
- * single output (binary). Returns BRISK_OK or BRISK_EINVAL with a detail naming `name` (the
- * labels' file, say), the first bad label and its sample. */
+ * single output (binary); with regression targets, that there are `outputs` of them per
+ * sample. Returns BRISK_OK or BRISK_EINVAL with a detail naming `name` (the labels' file,
+ * say), the first bad label and its sample. */
 int brisk_dataset_check_labels(const brisk_dataset *ds, int outputs, const char *name);
 
-/* Mean and standard deviation of all features of the samples idx[0, n), for normalisation. */
+/* Mean and standard deviation of all features of the samples idx[0, n), for normalisation
+ * (a std of 0 becomes 1). */
 void brisk_dataset_stats(const brisk_dataset *ds, const int32_t *idx, int64_t n, float *mean,
                          float *std);
 
-/* Gathers samples idx[0, n) as floats (x - mean) / std into x_out (n, D), labels into y_out. */
+/* The same per feature: mean[j] and std[j] over the samples idx[0, n), D each (a feature
+ * that never changes gets std 1). Sums in sample order, so the result depends only on idx. */
+int brisk_dataset_feature_stats(const brisk_dataset *ds, const int32_t *idx, int64_t n,
+                                float *mean, float *std);
+
+/* Gathers samples idx[0, n) as floats (x - mean) / std into x_out (n, D), labels into y_out
+ * (when not NULL and the data set has labels). */
 void brisk_dataset_gather(const brisk_dataset *ds, const int32_t *idx, int n, float mean,
                           float std, float *x_out, uint8_t *y_out);
+
+/* Gathers samples idx[0, n) normalised per feature, (x[j] - mean[j]) / std[j], into x_out. */
+void brisk_dataset_gather_features(const brisk_dataset *ds, const int32_t *idx, int n,
+                                   const float *mean, const float *std, float *x_out);
 
 #ifdef __cplusplus
 }

@@ -182,6 +182,12 @@ void brisk_model_forward(const brisk_model *m, const float *params, const float 
 void brisk_model_loss(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels, int n,
                       float grad_scale, brisk_metrics *acc, const brisk_team *team);
 
+/* The same against float targets (n, C) row-major when targets is not NULL (regression with
+ * mse, or multi-label bce; not ce), else against labels. Targets earn no accuracy. */
+void brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels,
+                              const float *targets, int n, float grad_scale, brisk_metrics *acc,
+                              const brisk_team *team);
+
 /* Backward pass after a BRISK_PASS_TRAIN forward and the loss: overwrites the tensors of
  * grads (a slab; alignment padding is not touched) with the gradient of
  * sum_i grad_scale * Loss_i over the n rows. */

@@ -37,6 +37,8 @@ typedef struct brisk_tb {
     brisk_logger *lg;
     brisk_log_producer *p;  /* push your own records with it (brisk_log_scalar, ...) */
     int root, train, val;   /* the runs: <logdir>, <logdir>/train, <logdir>/validation */
+    int no_accuracy;        /* regression: leave out the accuracy scalars (brisk_fit sets it
+                             * from the data) */
     int failed;             /* a push failed for another reason than a full ring */
     char error[256];        /* the first such failure */
 } brisk_tb;

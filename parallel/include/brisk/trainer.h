@@ -101,6 +101,15 @@ int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32
                           int64_t n, float mean, float std, brisk_metrics *metrics,
                           int32_t *pred, double *act_mean, double *act_std);
 
+/* Normalises every input per feature, (x[j] - mean[j]) / std[j] with D values each (D: the
+ * model's input size), from now on in steps, evaluation and prediction; the calls' own mean
+ * and std must then be 0 and 1. Copies the arrays; NULL and NULL go back to the calls'
+ * (mean, std). BRISK_EINVAL for a std that is not finite and > 0 (the feature is named). */
+int brisk_trainer_set_feature_norm(brisk_trainer *t, const float *mean, const float *std);
+/* The per-feature normalisation in use: D (with *mean and *std pointing to the trainer's
+ * copies), or 0 (NULLs) when there is none. */
+int brisk_trainer_feature_norm(const brisk_trainer *t, const float **mean, const float **std);
+
 /* Sets the optimizer step count (the schedule position and Adam's bias correction). */
 void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps);
 
