@@ -49,6 +49,11 @@ grep -q "bitwise identical" "$tmp/run.log" || fail "custom_layer printed no resu
 grep -q "^epoch 3" "$tmp/run3.log" || fail "train_cnn printed no epochs"
 "$tmp/user/fit_policies" "$tmp/fitlogs" >"$tmp/run4.log" || { cat "$tmp/run4.log"; fail "fit_policies failed"; }
 [ -d "$tmp/fitlogs/train" ] || fail "fit_policies wrote no logs"
+"$tmp/user/custom_loop" "$tmp/looplogs" 1 >"$tmp/run5.log" || { cat "$tmp/run5.log"; fail "custom_loop failed"; }
+[ -d "$tmp/looplogs/validation" ] || fail "custom_loop wrote no validation logs"
+"$tmp/user/regress_csv" "$src/examples/data/friedman1.csv" "$tmp/reg" >"$tmp/run6.log" ||
+    { cat "$tmp/run6.log"; fail "regress_csv failed"; }
+[ -x "$tmp/user/fit_npy" ] || fail "fit_npy was not built" # run by the example_fit_npy test
 # A one-process program does not link MPI.
 if ldd "$tmp/user/custom_layer" | grep -q libmpi; then fail "Brisk::brisk pulls in MPI"; fi
 if [ "$with_mpi" = ON ]; then

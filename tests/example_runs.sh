@@ -1,0 +1,39 @@
+#!/bin/sh
+# Runs an example that reads data files twice, at 1 and at 2 threads, and checks that it
+# succeeds both times (it checks its own result) with the same weights (its checksum line).
+#   example_runs.sh regress_csv BINARY SOURCE_DIR
+#   example_runs.sh fit_npy BINARY      (makes Fashion-MNIST .npy files with NumPy; exit 77,
+#                                        skipped, without NumPy or the data set)
+set -u
+name=$1 bin=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $name: $*"; exit 1; }
+case $name in
+regress_csv) set -- "$3/examples/data/friedman1.csv" ;;
+fit_npy)
+    d=/usr/share/datasets/fashion-mnist
+    [ -f "$d/train-images-idx3-ubyte.gz" ] || { echo "SKIP: no Fashion-MNIST in $d"; exit 77; }
+    /usr/bin/python3 - "$d" "$tmp" <<'PY' || { echo "SKIP: no NumPy"; exit 77; }
+import gzip, sys
+try:
+    import numpy as np
+except ImportError:
+    sys.exit(1)
+d, out = sys.argv[1] + "/", sys.argv[2] + "/"
+for s, p in (("train", "train"), ("test", "t10k")):
+    x = np.frombuffer(gzip.open(d + p + "-images-idx3-ubyte.gz").read()[16:], np.uint8)
+    y = np.frombuffer(gzip.open(d + p + "-labels-idx1-ubyte.gz").read()[8:], np.uint8)
+    np.save(out + s + "_x.npy", (x.reshape(-1, 784) / 255).astype(np.float32))
+    np.save(out + s + "_y.npy", y.astype(np.int64))
+PY
+    set -- "$tmp/train_x.npy" "$tmp/train_y.npy" "$tmp/test_x.npy" "$tmp/test_y.npy" ;;
+*) fail "unknown example" ;;
+esac
+for T in 1 2; do
+    "$bin" "$@" "$tmp/out$T" "$T" >"$tmp/log$T" 2>&1 || { cat "$tmp/log$T"; fail "failed at $T threads"; }
+    grep -o 'test .*checksum [0-9a-f]*' "$tmp/log$T" >"$tmp/result$T" || fail "no result line"
+done
+cat "$tmp/log2"
+cmp -s "$tmp/result1" "$tmp/result2" || { cat "$tmp/result1" "$tmp/result2"; fail "1 and 2 threads differ"; }
+echo "$name: the same result and weights at 1 and 2 threads"
