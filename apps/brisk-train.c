@@ -40,7 +40,7 @@
 
 typedef struct options {
     const char *model, *act, *loss, *optimizer, *schedule, *init, *data;
-    const char *logdir, *checkpoint_dir, *resume, *eval, *predict, *out;
+    const char *logdir, *checkpoint_dir, *resume, *eval, *predict, *out, *input;
     const char *run;          /* the run's id (brisk/ckptdir.h), kept across resumes */
     const char *monitor;      /* the metric the policies watch */
     double lr, weight_decay, clip_norm, val_split, gamma, min_lr, momentum, noise, mpi_timeout;
@@ -157,6 +157,10 @@ static void usage(FILE *f)
 "                        probabilities (ce, bce) or outputs (mse), normalised as in\n"
 "                        training, into OUT: NumPy .npy (float32, samples x outputs) or\n"
 "                        CSV with a header row\n"
+"  --input FILE          with --predict: predict for the samples of FILE instead, features\n"
+"                        only: a .npy array (N, D) or (N, C, H, W), or a CSV file with a\n"
+"                        header row whose every column is a feature; works with any Brisk\n"
+"                        checkpoint, also those of programs that use the library\n"
 "Policies (each watches --monitor after every epoch):\n"
 "  --monitor METRIC      val_loss, val_accuracy, train_loss, train_accuracy (default %s)\n"
 "  --min-delta D         the least change that counts as an improvement (default %g)\n"
@@ -432,7 +436,7 @@ enum {
     OPT_NOISE, OPT_LOGDIR, OPT_LOG_EVERY, OPT_HIST_EVERY, OPT_CKPT_DIR, OPT_KEEP, OPT_RESUME,
     OPT_EVAL, OPT_JSON, OPT_QUIET, OPT_MPI_TIMEOUT, OPT_SUMMARY, OPT_EARLY_STOP, OPT_MONITOR,
     OPT_MIN_DELTA, OPT_KEEP_BEST, OPT_PLATEAU, OPT_PLATEAU_FACTOR, OPT_PLATEAU_MIN_LR,
-    OPT_PREDICT, OPT_OUT, OPT_END
+    OPT_PREDICT, OPT_OUT, OPT_INPUT, OPT_END
 };
 
 static const struct option long_opts[] = {
@@ -480,6 +484,7 @@ static const struct option long_opts[] = {
     {"plateau-min-lr", required_argument, 0, OPT_PLATEAU_MIN_LR},
     {"predict", required_argument, 0, OPT_PREDICT},
     {"out", required_argument, 0, OPT_OUT},
+    {"input", required_argument, 0, OPT_INPUT},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -621,6 +626,7 @@ static void parse_args(int argc, char **argv, options *o)
         case OPT_EVAL: o->eval = optarg; break;
         case OPT_PREDICT: o->predict = optarg; break;
         case OPT_OUT: o->out = optarg; break;
+        case OPT_INPUT: o->input = optarg; break;
         case OPT_JSON: o->json = 1; break;
         case OPT_QUIET: o->quiet = 1; break;
         case OPT_SUMMARY: o->summary = 1; break;
@@ -651,6 +657,8 @@ static void parse_args(int argc, char **argv, options *o)
         usage_error("--predict", "needs --out FILE (.npy or .csv)");
     if (o->out && !o->predict)
         usage_error("--out", "goes with --predict");
+    if (o->input && !o->predict)
+        usage_error("--input", "goes with --predict");
     if ((o->early_stop || o->keep_best || o->plateau) && !strncmp(o->monitor, "val_", 4) &&
         o->val_split == 0)
         usage_error("--monitor", "%s needs validation samples, and --val-split is 0 (watch "
@@ -1221,6 +1229,14 @@ static void log_hparams_start(run *r)
  * otherwise. Through a temporary file renamed over path: never a partial file. */
 static int write_outputs(const char *path, const float *v, int64_t n, int C, brisk_loss loss)
 {
+    const size_t len = strlen(path);
+    if (len > 4 && !strcmp(path + len - 4, ".npy")) {
+        if (brisk_npy_write(path, v, n, C) < 0) {
+            fprintf(stderr, "brisk-train: --out %s\n", brisk_error_detail());
+            return 1;
+        }
+        return 0;
+    }
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
@@ -1228,29 +1244,15 @@ static int write_outputs(const char *path, const float *v, int64_t n, int C, bri
         fprintf(stderr, "brisk-train: --out %s: cannot create: %s\n", path, strerror(errno));
         return 1;
     }
-    const size_t len = strlen(path);
     int ok = 1;
-    if (len > 4 && !strcmp(path + len - 4, ".npy")) {
-        char hdr[128];
-        int h = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': "
-                                          "(%lld, %d), }", (long long)n, C);
-        while ((10 + h + 1) % 64)
-            hdr[h++] = ' ';
-        hdr[h++] = '\n';
-        const unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
-                                       (unsigned char)(h & 0xff), (unsigned char)(h >> 8)};
-        ok = fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, (size_t)h, f) == (size_t)h &&
-             fwrite(v, sizeof *v * (size_t)C, (size_t)n, f) == (size_t)n;
-    } else {
-        const char *name = loss == BRISK_LOSS_MSE ? "output" : "p";
+    const char *name = loss == BRISK_LOSS_MSE ? "output" : "p";
+    for (int c = 0; ok && c < C; c++)
+        ok = fprintf(f, "%s%s%d", c ? "," : "", name, c) > 0;
+    ok = ok && fputc('\n', f) != EOF;
+    for (int64_t i = 0; ok && i < n; i++) {
         for (int c = 0; ok && c < C; c++)
-            ok = fprintf(f, "%s%s%d", c ? "," : "", name, c) > 0;
+            ok = fprintf(f, "%s%.9g", c ? "," : "", (double)v[i * C + c]) > 0;
         ok = ok && fputc('\n', f) != EOF;
-        for (int64_t i = 0; ok && i < n; i++) {
-            for (int c = 0; ok && c < C; c++)
-                ok = fprintf(f, "%s%.9g", c ? "," : "", (double)v[i * C + c]) > 0;
-            ok = ok && fputc('\n', f) != EOF;
-        }
     }
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
     const int saved = errno;
@@ -1263,6 +1265,84 @@ static int write_outputs(const char *path, const float *v, int64_t n, int C, bri
         return 1;
     }
     return 0;
+}
+
+/* --predict FILE --input DATA: the checkpoint's model on new samples (no labels), from the
+ * checkpoint alone: its model line, weights and normalisation. */
+static int predict_input(const options *o, brisk_comm *comm)
+{
+    brisk_checkpoint *ck = NULL;
+    brisk_dataset ds;
+    brisk_trainer *t = NULL;
+    float *v = NULL;
+    int32_t *idx = NULL;
+    int status = 1;
+    memset(&ds, 0, sizeof ds);
+    if (brisk_checkpoint_load(o->predict, &ck) < 0 || brisk_dataset_load_features(o->input, &ds) < 0) {
+        status = fail(NULL);
+        goto out;
+    }
+    const size_t D = brisk_shape_size(ck->model.input);
+    if ((size_t)ds.d != D) {
+        fprintf(stderr, "brisk-train: --input %s: %d features per sample, but the model of %s "
+                        "takes %zu\n", o->input, ds.d, o->predict, D);
+        goto out;
+    }
+    brisk_trainer_config c;
+    memset(&c, 0, sizeof c);
+    c.model = ck->model;
+    c.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
+    c.schedule.lr = 1e-3f;
+    c.batch = 256;
+    c.threads = o->threads;
+    c.seed = ck->pos.seed;
+    c.comm = comm;
+    if (brisk_trainer_create(&c, &t) < 0) {
+        status = fail(NULL);
+        goto out;
+    }
+    brisk_trainer_load_state(t, ck->params, ck->opt_m, ck->opt_v, ck->buffers,
+                             ck->pos.steps_done);
+    float mean = 0.0f, std = 1.0f;
+    if (ck->pos.features) {
+        if (brisk_trainer_set_feature_norm(t, ck->pos.feature_mean, ck->pos.feature_std) < 0) {
+            status = fail(NULL);
+            goto out;
+        }
+    } else if (ck->pos.norm_std > 0) {
+        mean = ck->pos.norm_mean;
+        std = ck->pos.norm_std;
+    } else if (!o->quiet) {
+        fprintf(stderr, "brisk-train: warning: %s records no input normalisation; the samples "
+                        "go in as they are\n", o->predict);
+    }
+    const int C = brisk_model_outputs(brisk_trainer_model(t));
+    v = malloc(sizeof *v * (size_t)ds.n * (size_t)C);
+    idx = malloc(sizeof *idx * (size_t)ds.n);
+    if (!v || !idx) {
+        fprintf(stderr, "brisk-train: out of memory for %lld predictions\n", (long long)ds.n);
+        goto out;
+    }
+    for (int32_t i = 0; i < ds.n; i++)
+        idx[i] = i;
+    if (brisk_trainer_predict(t, &ds, idx, ds.n, mean, std, v, NULL) < 0) {
+        status = fail(NULL);
+        goto out;
+    }
+    status = 0;
+    if (brisk_comm_rank(comm) == 0) {
+        status = write_outputs(o->out, v, ds.n, C, ck->model.loss);
+        if (!status && !o->quiet)
+            printf("%s: %lld predictions of %d output%s for %s written to %s\n", o->predict,
+                   (long long)ds.n, C, C == 1 ? "" : "s", o->input, o->out);
+    }
+out:
+    free(v);
+    free(idx);
+    brisk_trainer_destroy(t);
+    brisk_dataset_free(&ds);
+    brisk_checkpoint_free(ck);
+    return status;
 }
 
 /* --eval FILE and --predict FILE: the checkpoint's model on the test set. */
@@ -1583,6 +1663,8 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
     options o;
     parse_args(argc, argv, &o);
     brisk_comm_set_timeout(comm, o.mpi_timeout);
+    if (o.predict && o.input)
+        return predict_input(&o, comm);
     if (o.eval || o.predict)
         return evaluate_checkpoint(&o, comm);
 

@@ -454,6 +454,61 @@ PY
     expect_status 1
     expect_in "$err" "$tmp/no/such/dir/p.csv"
     ;;
+predict-input)
+    # --predict --input: new samples without labels, from .npy or CSV, normalised as the
+    # checkpoint says. On a small IDX data set, predicting for its test images given as a
+    # float .npy file and as CSV gives bitwise what --predict gives on the test set itself.
+    py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    "$py" -c 'import numpy' 2>/dev/null || { echo "skip: no python3-numpy"; exit 77; }
+    mkdir -p "$tmp/idx"
+    "$py" - "$tmp/idx" <<'PY' || fail "could not write the data"
+import gzip, struct, sys
+import numpy as np
+d = sys.argv[1]
+rng = np.random.default_rng(5)
+for prefix, n in (("train", 300), ("t10k", 40)):
+    y = rng.integers(0, 3, n).astype(np.uint8)
+    x = (rng.integers(0, 90, (n, 6, 5)) + 80 * y[:, None, None]).astype(np.uint8)
+    with gzip.open("%s/%s-images-idx3-ubyte.gz" % (d, prefix), "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, 6, 5) + x.tobytes())
+    with gzip.open("%s/%s-labels-idx1-ubyte.gz" % (d, prefix), "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + y.tobytes())
+    if prefix == "t10k":
+        np.save(d + "/new.npy", x.reshape(n, 30).astype(np.float32))
+        np.save(d + "/new_img.npy", x.reshape(n, 1, 6, 5))
+        np.savetxt(d + "/new.csv", x.reshape(n, 30), fmt="%d", delimiter=",",
+                   header=",".join("px%d" % i for i in range(30)), comments="")
+PY
+    run --data "$tmp/idx" --model 30-8-3 --epochs 2 --logdir "$tmp/logs"
+    expect_status 0
+    ck=$(ls "$tmp/logs/checkpoints"/ckpt-*.safetensors | tail -n 1)
+    run --predict "$ck" --out "$tmp/ref.npy"
+    expect_status 0
+    for f in new.npy new_img.npy new.csv; do
+        run --predict "$ck" --input "$tmp/idx/$f" --out "$tmp/$f.out.npy"
+        expect_status 0
+        expect_in "$out" "40 predictions of 3 outputs for $tmp/idx/$f"
+        cmp -s "$tmp/ref.npy" "$tmp/$f.out.npy" || fail "--input $f does not give the test set's predictions"
+    done
+    # A wrong width, a file that is not data, --input alone.
+    "$py" -c "import numpy as np; np.save('$tmp/w.npy', np.zeros((4, 7), np.float32))"
+    run --predict "$ck" --input "$tmp/w.npy" --out "$tmp/w.out.npy"
+    expect_status 1
+    expect_in "$err" "w.npy: 7 features per sample, but the model of"
+    echo "a,b" >"$tmp/bad.csv"
+    echo "1,x" >>"$tmp/bad.csv"
+    run --predict "$ck" --input "$tmp/bad.csv" --out "$tmp/b.csv"
+    expect_status 1
+    expect_in "$err" "bad.csv: line 2, column 2 ('b'): 'x' is not a finite number"
+    [ ! -e "$tmp/b.csv" ] || fail "a failed prediction wrote its output"
+    run --predict "$ck" --input "$tmp/idx/t10k-labels-idx1-ubyte.gz" --out "$tmp/b.csv"
+    expect_status 1
+    expect_in "$err" "neither a .npy nor a .csv"
+    run $syn --input "$tmp/idx/new.npy"
+    expect_status 2
+    expect_in "$err" "--input"
+    ;;
 policies)
     # --early-stop, --keep-best and --plateau (brisk_fit's policies): no epoch after the first
     # improves val_loss by 10, so the rate halves after epoch 2 and training stops there; the

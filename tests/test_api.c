@@ -208,12 +208,45 @@ static void test_bad_steps_and_data(void **state)
     brisk_trainer_destroy(t);
 }
 
+/* The lower-level loss call refuses what it cannot compute (it used to abort the program on
+ * a label beyond the outputs). */
+static void test_bad_loss_calls(void **state)
+{
+    (void)state;
+    brisk_trainer_config c = good();
+    brisk_model *m;
+    brisk_workspace *ws;
+    assert_int_equal(brisk_model_create(&c.model, &m), BRISK_OK);
+    assert_int_equal(brisk_workspace_create(m, 4, &ws), BRISK_OK);
+    float *p = calloc(brisk_model_slab_len(m), sizeof *p);
+    memset(brisk_workspace_input(ws), 0, 4 * 16 * sizeof(float));
+    brisk_model_forward(m, p, NULL, ws, 4, BRISK_PASS_EVAL, NULL, NULL, NULL);
+    brisk_metrics acc = {0};
+    const uint8_t ok[4] = {0, 1, 2, 3}, bad[4] = {0, 1, 4, 3};
+    const float tgt[16] = {0};
+    expect_error(brisk_model_loss(m, ws, bad, 4, 0.0f, &acc, NULL), BRISK_EINVAL,
+                 "label 4 of row 2", "label beyond the outputs");
+    expect_error(brisk_model_loss(m, ws, ok, 5, 0.0f, &acc, NULL), BRISK_EINVAL,
+                 "n = 5 (workspace rows 4)", "more rows than the workspace");
+    expect_error(brisk_model_loss(m, ws, NULL, 4, 0.0f, &acc, NULL), BRISK_EINVAL,
+                 "labels NULL", "no labels");
+    expect_error(brisk_model_loss_targets(m, ws, NULL, tgt, 4, 0.0f, &acc, NULL), BRISK_EINVAL,
+                 "ce loss", "float targets with ce");
+    assert_int_equal(acc.count, 0);
+    assert_int_equal(brisk_model_loss(m, ws, ok, 4, 0.0f, &acc, NULL), BRISK_OK);
+    assert_int_equal(acc.count, 4);
+    free(p);
+    brisk_workspace_destroy(ws);
+    brisk_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_trainer_configs),
         cmocka_unit_test(test_bad_model_lines),
         cmocka_unit_test(test_bad_steps_and_data),
+        cmocka_unit_test(test_bad_loss_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

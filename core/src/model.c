@@ -956,18 +956,30 @@ static double sample_loss(const brisk_model *m, const float *zi, float *di, size
     return ls / C;
 }
 
-void brisk_model_loss(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels, int n,
-                      float grad_scale, brisk_metrics *acc, const brisk_team *team)
+int brisk_model_loss(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels, int n,
+                     float grad_scale, brisk_metrics *acc, const brisk_team *team)
 {
-    brisk_model_loss_targets(m, ws, labels, NULL, n, grad_scale, acc, team);
+    return brisk_model_loss_targets(m, ws, labels, NULL, n, grad_scale, acc, team);
 }
 
-void brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels,
-                              const float *targets, int n, float grad_scale, brisk_metrics *acc,
-                              const brisk_team *team)
+int brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels,
+                             const float *targets, int n, float grad_scale, brisk_metrics *acc,
+                             const brisk_team *team)
 {
-    const size_t ld = (size_t)ws->ld;
+    /* Checked by every thread of a team alike, so that all return the same. */
+    if (!m || !ws || !acc || n < 0 || n > ws->max_rows || (n > 0 && !labels && !targets))
+        return brisk_error_set(BRISK_EINVAL, "model_loss: n = %d (workspace rows %d), labels "
+                               "%s, targets %s", n, ws ? ws->max_rows : 0,
+                               labels ? "given" : "NULL", targets ? "given" : "NULL");
     const int C = brisk_model_outputs(m);
+    if (targets && m->cfg.loss == BRISK_LOSS_SOFTMAX_CE)
+        return brisk_error_set(BRISK_EINVAL, "model_loss: the ce loss takes class labels, not "
+                               "float targets");
+    for (int i = 0; !targets && i < n; i++)
+        if (labels[i] > (C == 1 ? 1 : C - 1))
+            return brisk_error_set(BRISK_EINVAL, "model_loss: label %d of row %d is out of range "
+                                   "for %d output%s", labels[i], i, C, C == 1 ? "" : "s");
+    const size_t ld = (size_t)ws->ld;
     const float *zl = ws->cur[ws->pass][m->n_layers - 1]; /* (C, ld) */
     float *dz = ws->grad[0];                     /* (C, ld) */
     /* Parallelize over samples; each sample's loss is kept, then summed in sample order. */
@@ -982,7 +994,7 @@ void brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const u
     }
     brisk_team_barrier(team);
     if (team && team->ith != 0)
-        return;
+        return BRISK_OK;
     double loss_sum = 0.0;
     int64_t correct = 0;
     for (int i = 0; i < n; i++) {
@@ -992,6 +1004,7 @@ void brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const u
     acc->loss_sum += loss_sum;
     acc->correct += correct;
     acc->count += n;
+    return BRISK_OK;
 }
 
 void brisk_model_backward(const brisk_model *m, const float *params, const float *buffers,

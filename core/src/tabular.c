@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define NPY_MAX_DIMS 4
 #define FLT_MAX_AS_DOUBLE ((double)FLT_MAX)
@@ -347,17 +348,27 @@ int brisk_npy_write(const char *path, const float *data, int64_t n_rows, int n_c
     while (10 + len + 1 < total)
         hdr[len++] = ' ';
     hdr[len++] = '\n';
-    FILE *fp = fopen(path, "wb");
+    /* A temporary file beside path, fsync'ed and renamed over it: the old file or the new
+     * one, never a part. */
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return brisk_error_set(BRISK_EINVAL, "%s: path too long", path);
+    FILE *fp = fopen(tmp, "wb");
     if (!fp)
-        return brisk_error_set(BRISK_EIO, "%s: cannot create: %s", path, strerror(errno));
+        return brisk_error_set(BRISK_EIO, "%s: cannot create: %s", tmp, strerror(errno));
     const unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)len,
                                    (unsigned char)(len >> 8)};
     const size_t count = (size_t)n_rows * (size_t)(n_cols ? n_cols : 1);
     int ok = fwrite(pre, 1, 10, fp) == 10 && fwrite(hdr, 1, (size_t)len, fp) == (size_t)len &&
-             fwrite(data, sizeof *data, count, fp) == count;
+             fwrite(data, sizeof *data, count, fp) == count && fflush(fp) == 0 &&
+             fsync(fileno(fp)) == 0;
+    const int saved = errno;
     ok = fclose(fp) == 0 && ok;
-    if (!ok)
-        return brisk_error_set(BRISK_EIO, "%s: cannot write: %s", path, strerror(errno));
+    if (!ok || rename(tmp, path) != 0) {
+        const int e = ok ? errno : saved;
+        unlink(tmp);
+        return brisk_error_set(BRISK_EIO, "%s: cannot write: %s", path, strerror(e));
+    }
     return BRISK_OK;
 }
 
@@ -407,6 +418,41 @@ static double npy_get_v(const void *a, int64_t i)
     return npy_get((const npy_array *)a, i);
 }
 
+/* The features of a loaded .npy array into out (n, d, the image shape, x or xf). */
+static int npy_features(const char *x_path, npy_array *px, brisk_dataset *out)
+{
+    const npy_array x = *px;
+    if (x.ndim == 1 || x.ndim > 4) {
+        return brisk_error_set(BRISK_EFORMAT, "%s: features have %d dimension%s: expected (N, D), "
+                               "(N, H, W) or (N, C, H, W)", x_path, x.ndim, x.ndim == 1 ? "" : "s");
+    }
+    const int64_t n = x.shape[0], d64 = x.count / n;
+    if (n > INT32_MAX || d64 > (1 << 24)) {
+        return brisk_error_set(BRISK_EOVERFLOW, "%s: %lld samples of %lld features: at most %d "
+                               "samples of %d features", x_path, (long long)n, (long long)d64,
+                               INT32_MAX, 1 << 24);
+    }
+    out->n = n;
+    out->d = (int)d64;
+    if (x.ndim >= 3) {
+        out->channels = x.ndim == 4 ? (int)x.shape[1] : 1;
+        out->rows = (int)x.shape[x.ndim - 2];
+        out->cols = (int)x.shape[x.ndim - 1];
+    }
+    if (x.type == NPY_U1) {
+        out->x = x.data; /* uint8 keeps its compact form */
+        px->data = NULL;
+    } else {
+        float *f = NULL;
+        const int err = npy_to_float(x_path, &x, &f);
+        if (err < 0)
+            return err;
+        out->owned[0] = f;
+        out->xf = f;
+    }
+    return BRISK_OK;
+}
+
 int brisk_dataset_load_npy(const char *x_path, const char *y_path, brisk_target_kind kind,
                            brisk_dataset *out)
 {
@@ -426,18 +472,9 @@ int brisk_dataset_load_npy(const char *x_path, const char *y_path, brisk_target_
         err = npy_load(y_path, &y);
     if (err < 0)
         goto out;
-    if (x.ndim == 1 || x.ndim > 4) {
-        err = brisk_error_set(BRISK_EFORMAT, "%s: features have %d dimension%s: expected (N, D), "
-                              "(N, H, W) or (N, C, H, W)", x_path, x.ndim, x.ndim == 1 ? "" : "s");
+    if ((err = npy_features(x_path, &x, out)) < 0)
         goto out;
-    }
-    const int64_t n = x.shape[0], d64 = x.count / n;
-    if (n > INT32_MAX || d64 > (1 << 24)) {
-        err = brisk_error_set(BRISK_EOVERFLOW, "%s: %lld samples of %lld features: at most %d "
-                              "samples of %d features", x_path, (long long)n, (long long)d64,
-                              INT32_MAX, 1 << 24);
-        goto out;
-    }
+    const int64_t n = out->n;
     if (y.ndim == 2 && y.shape[1] > 65536) {
         err = brisk_error_set(BRISK_EFORMAT, "%s: %lld targets per sample: at most 65536",
                               y_path, (long long)y.shape[1]);
@@ -449,23 +486,6 @@ int brisk_dataset_load_npy(const char *x_path, const char *y_path, brisk_target_
                               "dimensions;" : "", (long long)y.shape[0],
                               y.shape[0] == 1 ? "" : "s", x_path, (long long)n);
         goto out;
-    }
-    out->n = n;
-    out->d = (int)d64;
-    if (x.ndim >= 3) {
-        out->channels = x.ndim == 4 ? (int)x.shape[1] : 1;
-        out->rows = (int)x.shape[x.ndim - 2];
-        out->cols = (int)x.shape[x.ndim - 1];
-    }
-    if (x.type == NPY_U1) {
-        out->x = x.data; /* uint8 keeps its compact form */
-        x.data = NULL;
-    } else {
-        float *f = NULL;
-        if ((err = npy_to_float(x_path, &x, &f)) < 0)
-            goto out;
-        out->owned[0] = f;
-        out->xf = f;
     }
     err = set_targets(y_path, n, y.ndim == 2 ? (int)y.shape[1] : 1, kind, npy_get_v, &y, out);
 out:
@@ -570,18 +590,11 @@ static double csv_get_v(const void *v, int64_t i)
     return ((const double *)v)[i];
 }
 
-int brisk_dataset_load_csv(const char *path, const char *label_column, brisk_target_kind kind,
-                           brisk_dataset *out)
+/* A CSV file into out: the label_column as labels or targets, every other column a feature;
+ * without a label column (NULL), every column is a feature. */
+static int csv_load(const char *path, const char *label_column, brisk_target_kind kind,
+                    brisk_dataset *out)
 {
-    if (!out)
-        return brisk_error_set(BRISK_EINVAL, "load_csv: out is NULL");
-    memset(out, 0, sizeof *out);
-    if (!path || !label_column || !*label_column)
-        return brisk_error_set(BRISK_EINVAL, "load_csv: the %s is NULL or empty",
-                               path ? "label column" : "path");
-    if (kind != BRISK_TARGET_CLASSES && kind != BRISK_TARGET_VALUES)
-        return brisk_error_set(BRISK_EINVAL, "load_csv: kind %d is not a brisk_target_kind",
-                               (int)kind);
     enum { MAX_COLS = 1 << 16 };
     csv_reader r = {.path = path};
     if (!(r.fp = fopen(path, "r")))
@@ -601,9 +614,10 @@ int brisk_dataset_load_csv(const char *path, const char *label_column, brisk_tar
         err = cols;
         goto out;
     }
-    if (cols > MAX_COLS || cols < 2) {
-        err = brisk_error_set(BRISK_EFORMAT, "%s: line 1: %d columns: need a label column and at "
-                              "least one feature, at most %d columns", path, cols, MAX_COLS);
+    if (cols > MAX_COLS || cols < (label_column ? 2 : 1)) {
+        err = brisk_error_set(BRISK_EFORMAT, "%s: line 1: %d columns: need %sat least one "
+                              "feature, at most %d columns", path, cols,
+                              label_column ? "a label column and " : "", MAX_COLS);
         goto out;
     }
     /* The label column: a header name first, then an index. */
@@ -616,10 +630,10 @@ int brisk_dataset_load_csv(const char *path, const char *label_column, brisk_tar
             err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
             goto out;
         }
-        if (!strcmp(fields[c], label_column))
+        if (label_column && !strcmp(fields[c], label_column))
             label = label < 0 ? c : label;
     }
-    if (label < 0) {
+    if (label_column && label < 0) {
         char *end;
         errno = 0;
         const long v = strtol(label_column, &end, 10);
@@ -632,7 +646,7 @@ int brisk_dataset_load_csv(const char *path, const char *label_column, brisk_tar
             goto out;
         }
     }
-    const int d = cols - 1;
+    const int d = label_column ? cols - 1 : cols;
     int got;
     while ((got = csv_next(&r)) > 0) {
         const int nf = csv_split(&r, fields, cols);
@@ -700,9 +714,11 @@ int brisk_dataset_load_csv(const char *path, const char *label_column, brisk_tar
     out->d = d;
     out->owned[0] = f;
     out->xf = f;
-    char what[PATH_MAX + 64];
-    snprintf(what, sizeof what, "%s (column '%s')", path, names[label]);
-    err = set_targets(what, n, 1, kind, csv_get_v, y, out);
+    if (label >= 0) {
+        char what[PATH_MAX + 64];
+        snprintf(what, sizeof what, "%s (column '%s')", path, names[label]);
+        err = set_targets(what, n, 1, kind, csv_get_v, y, out);
+    }
 out:
     if (err < 0)
         brisk_dataset_free(out);
@@ -715,4 +731,38 @@ out:
     free(r.line);
     fclose(r.fp);
     return err < 0 ? err : BRISK_OK;
+}
+
+int brisk_dataset_load_csv(const char *path, const char *label_column, brisk_target_kind kind,
+                           brisk_dataset *out)
+{
+    if (!out)
+        return brisk_error_set(BRISK_EINVAL, "load_csv: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!path || !label_column || !*label_column)
+        return brisk_error_set(BRISK_EINVAL, "load_csv: the %s is NULL or empty",
+                               path ? "label column" : "path");
+    if (kind != BRISK_TARGET_CLASSES && kind != BRISK_TARGET_VALUES)
+        return brisk_error_set(BRISK_EINVAL, "load_csv: kind %d is not a brisk_target_kind",
+                               (int)kind);
+    return csv_load(path, label_column, kind, out);
+}
+
+int brisk_dataset_load_features(const char *path, brisk_dataset *out)
+{
+    if (!out)
+        return brisk_error_set(BRISK_EINVAL, "load_features: out is NULL");
+    memset(out, 0, sizeof *out);
+    const size_t len = path ? strlen(path) : 0;
+    if (len > 4 && !strcmp(path + len - 4, ".csv"))
+        return csv_load(path, NULL, BRISK_TARGET_VALUES, out);
+    if (!(len > 4 && !strcmp(path + len - 4, ".npy")))
+        return brisk_error_set(BRISK_EINVAL, "load_features: '%s' is neither a .npy nor a .csv "
+                               "file", path ? path : "(NULL)");
+    npy_array x;
+    int err = npy_load(path, &x);
+    if (err == BRISK_OK && (err = npy_features(path, &x, out)) < 0)
+        brisk_dataset_free(out);
+    free(x.data);
+    return err;
 }

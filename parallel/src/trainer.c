@@ -223,7 +223,7 @@ static int check_config(const brisk_trainer_config *cfg)
 /* What a step or an evaluation is given: the data's shape against the model, every index in
  * the data set, every label within the model's outputs, a usable normalisation. */
 static int check_data(const brisk_trainer *t, const char *what, const brisk_dataset *ds,
-                      const int32_t *idx, int64_t n, float mean, float std)
+                      const int32_t *idx, int64_t n, float mean, float std, int need_labels)
 {
     if (!ds || (n > 0 && !idx))
         return brisk_error_set(BRISK_EINVAL, "%s: %s is NULL", what, ds ? "idx" : "ds");
@@ -249,7 +249,7 @@ static int check_data(const brisk_trainer *t, const char *what, const brisk_data
                                    "and the mse or bce loss (not %s)", what, ds->targets,
                                    ds->targets == 1 ? "" : "s", C,
                                    brisk_loss_name(t->cfg.model.loss));
-    } else if (!ds->y) {
+    } else if (!ds->y && need_labels) {
         return brisk_error_set(BRISK_EINVAL, "%s: the data set has neither labels nor "
                                "targets", what);
     }
@@ -258,7 +258,7 @@ static int check_data(const brisk_trainer *t, const char *what, const brisk_data
             return brisk_error_set(BRISK_EINVAL, "%s: idx[%lld] = %d is not a sample of the "
                                    "data set (0..%lld)", what, (long long)i, idx[i],
                                    (long long)ds->n - 1);
-        if (!ds->targets && ds->y[idx[i]] > top)
+        if (!ds->targets && ds->y && ds->y[idx[i]] > top)
             return brisk_error_set(BRISK_EINVAL, "%s: sample %d has label %d, but the model has "
                                    "%d output%s (labels 0..%d)", what, idx[i], ds->y[idx[i]], C,
                                    C == 1 ? "" : "s", top);
@@ -538,6 +538,8 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
         for (long long r = r0; r < r1; r++)
             memcpy(tr->targets[slot] + r * K, j->ds->yf + (size_t)j->idx[lo + r] * K,
                    (size_t)K * sizeof(float));
+    else if (!j->ds->y) /* prediction on samples without labels */
+        memset(tr->labels[slot] + r0, 0, (size_t)(r1 - r0));
     else if (tr->feat_mean)
         for (long long r = r0; r < r1; r++)
             tr->labels[slot][r] = j->ds->y[j->idx[lo + r]];
@@ -763,7 +765,7 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
     if (n < 1 || n > t->cfg.batch)
         return brisk_error_set(BRISK_EINVAL, "step: %d samples (1..batch %d allowed)", n,
                                t->cfg.batch);
-    const int bad = check_data(t, "step", ds, idx, n, mean, std);
+    const int bad = check_data(t, "step", ds, idx, n, mean, std, 1);
     if (bad < 0)
         return bad;
     const int S = brisk_trainer_num_shards(t, n), P = t->P;
@@ -917,7 +919,8 @@ static int run_eval(brisk_trainer *t, const brisk_dataset *ds, const int32_t *id
         return brisk_error_set(BRISK_EINVAL, "evaluate: n %lld < 0", (long long)n);
     if (n == 0)
         return BRISK_OK;
-    const int bad = check_data(t, "evaluate", ds, idx, n, mean, std);
+    const int bad = check_data(t, outputs ? "predict" : "evaluate", ds, idx, n, mean, std,
+                               !outputs);
     if (bad < 0)
         return bad;
     const int64_t chunks = (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch;
@@ -967,7 +970,7 @@ int brisk_trainer_predict(brisk_trainer *t, const brisk_dataset *ds, const int32
     brisk_metrics m;
     const int err = run_eval(t, ds, idx, n, mean, std, 0, NULL, NULL, outputs, &m);
     if (err == BRISK_OK && metrics)
-        *metrics = m;
+        *metrics = ds->y || ds->targets ? m : (brisk_metrics){0};
     return err;
 }
 

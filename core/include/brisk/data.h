@@ -65,6 +65,10 @@ int brisk_dataset_load_npy(const char *x_path, const char *y_path, brisk_target_
 int brisk_dataset_load_csv(const char *path, const char *label_column, brisk_target_kind kind,
                            brisk_dataset *out);
 
+/* Features alone, for prediction on new samples: a .npy file as above, or a CSV file whose
+ * every column is a feature (by the name's extension). The data set has no labels. */
+int brisk_dataset_load_features(const char *path, brisk_dataset *out);
+
 /* Reads one .npy file into a float32 array (any dtype above converted), for programs that
  * handle their own arrays. *data is the caller's to free(); shape gets up to 4 sizes. */
 int brisk_npy_read(const char *path, float **data, int *ndim, int64_t shape[4]);

@@ -178,15 +178,17 @@ void brisk_model_forward(const brisk_model *m, const float *params, const float 
 /* Loss and accuracy of the last forward against labels[0..n): adds to *acc (per-sample loss
  * summed, in sample order) on the team's thread 0 only. If grad_scale != 0, also stores
  * grad_scale * dLoss_i/dlogits for backward, where Loss_i is sample i's loss (pass 1/B to get
- * the gradient of the batch mean). Labels must be < the output width (< 2 for one output). */
-void brisk_model_loss(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels, int n,
-                      float grad_scale, brisk_metrics *acc, const brisk_team *team);
+ * the gradient of the batch mean). Returns BRISK_OK, or BRISK_EINVAL (nothing computed) for
+ * a label beyond the output width (labels 0..C-1, or 0..1 for one output) or n outside
+ * [0, the workspace's rows]. */
+int brisk_model_loss(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels, int n,
+                     float grad_scale, brisk_metrics *acc, const brisk_team *team);
 
 /* The same against float targets (n, C) row-major when targets is not NULL (regression with
  * mse, or multi-label bce; not ce), else against labels. Targets earn no accuracy. */
-void brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels,
-                              const float *targets, int n, float grad_scale, brisk_metrics *acc,
-                              const brisk_team *team);
+int brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels,
+                             const float *targets, int n, float grad_scale, brisk_metrics *acc,
+                             const brisk_team *team);
 
 /* Backward pass after a BRISK_PASS_TRAIN forward and the loss: overwrites the tensors of
  * grads (a slab; alignment padding is not touched) with the gradient of

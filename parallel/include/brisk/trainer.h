@@ -85,7 +85,8 @@ int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int3
 /* The model's outputs for samples idx[0, n) into outputs (n, C), row by row: class
  * probabilities for the ce loss (softmax), per-output probabilities for bce (sigmoid), the
  * values themselves for mse; evaluation mode. Every process computes all of them. metrics
- * (may be NULL) gets the loss and accuracy against the data set's labels. */
+ * (may be NULL) gets the loss and accuracy against the data set's labels or targets; the
+ * data set may have neither (brisk_dataset_load_features), and metrics is then zero. */
 int brisk_trainer_predict(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
                           int64_t n, float mean, float std, float *outputs,
                           brisk_metrics *metrics);
