@@ -54,6 +54,10 @@ grep -q "^epoch 3" "$tmp/run3.log" || fail "train_cnn printed no epochs"
 "$tmp/user/regress_csv" "$src/examples/data/friedman1.csv" "$tmp/reg" >"$tmp/run6.log" ||
     { cat "$tmp/run6.log"; fail "regress_csv failed"; }
 [ -x "$tmp/user/fit_npy" ] || fail "fit_npy was not built" # run by the example_fit_npy test
+# Brisk's own kernels do the products: nothing links OpenBLAS (or any BLAS), so a program
+# cannot fall onto OpenBLAS's slow fallback kernel (#13).
+if ldd "$tmp/user/custom_layer" | grep -qi 'blas'; then fail "a Brisk program links a BLAS"; fi
+if grep -qi 'blas' "$pcdir/brisk.pc"; then fail "brisk.pc asks for a BLAS"; fi
 # A one-process program does not link MPI.
 if ldd "$tmp/user/custom_layer" | grep -q libmpi; then fail "Brisk::brisk pulls in MPI"; fi
 if [ "$with_mpi" = ON ]; then

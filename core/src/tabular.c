@@ -602,7 +602,8 @@ static int csv_load(const char *path, const char *label_column, brisk_target_kin
                                strerror(errno));
     char **fields = malloc((MAX_COLS + 1) * sizeof *fields);
     char **names = NULL;
-    double *x = NULL, *y = NULL;
+    float *x = NULL;  /* features, (n, d) */
+    double *y = NULL; /* labels or targets, (n) */
     int64_t n = 0, cap = 0;
     int err = fields ? BRISK_OK : brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
     int cols = 0, label = -1;
@@ -666,7 +667,7 @@ static int csv_load(const char *path, const char *label_column, brisk_target_kin
                 err = brisk_error_set(BRISK_EOVERFLOW, "%s: too many rows", path);
                 goto out;
             }
-            double *nx = realloc(x, (size_t)nc * (size_t)d * sizeof *nx);
+            float *nx = realloc(x, (size_t)nc * (size_t)(d ? d : 1) * sizeof *nx);
             if (nx)
                 x = nx;
             double *ny = nx ? realloc(y, (size_t)nc * sizeof *ny) : NULL;
@@ -691,7 +692,7 @@ static int csv_load(const char *path, const char *label_column, brisk_target_kin
             if (c == label)
                 y[n] = v;
             else
-                x[(size_t)n * d + j++] = v;
+                x[(size_t)n * d + j++] = (float)v;
         }
         n++;
     }
@@ -703,17 +704,11 @@ static int csv_load(const char *path, const char *label_column, brisk_target_kin
         err = brisk_error_set(BRISK_EEMPTY, "%s: a header but no rows", path);
         goto out;
     }
-    float *f = malloc((size_t)n * (size_t)d * sizeof *f);
-    if (!f) {
-        err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
-        goto out;
-    }
-    for (size_t i = 0; i < (size_t)n * (size_t)d; i++)
-        f[i] = (float)x[i];
     out->n = n;
     out->d = d;
-    out->owned[0] = f;
-    out->xf = f;
+    out->owned[0] = x;
+    out->xf = x;
+    x = NULL;
     if (label >= 0) {
         char what[PATH_MAX + 64];
         snprintf(what, sizeof what, "%s (column '%s')", path, names[label]);
