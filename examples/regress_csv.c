@@ -3,7 +3,8 @@
  * feature. A quarter of the rows are held out as a test set and a tenth of the rest validates;
  * the features are normalised per feature on the training rows (the checkpoints keep that
  * normalisation). Training stops early when the validation loss stops improving, and the
- * best epoch's checkpoint is loaded back to measure the test error.
+ * best epoch's checkpoint is loaded back to measure the test error. TensorBoard logs go to
+ * OUTDIR/logs (epoch_loss of both runs is the mean squared error; no accuracy is logged).
  *
  * Usage: regress_csv FILE.csv OUTDIR [THREADS]
  *   e.g. regress_csv examples/data/friedman1.csv /tmp/friedman   (Friedman's benchmark #1:
@@ -12,6 +13,7 @@
  * THREADS); exit status 0 when the error is below 1.5. */
 #include "brisk/checkpoint.h"
 #include "brisk/fit.h"
+#include "brisk/tblog.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -63,8 +65,14 @@ int main(int argc, char **argv)
     check(brisk_dataset_feature_stats(&ds, train, n_train, mean, std));
     check(brisk_trainer_set_feature_norm(t, mean, std)); /* then mean 0, std 1 below */
 
+    char logdir[4096];
+    snprintf(logdir, sizeof logdir, "%s/logs", argv[2]);
+    brisk_tb tb;
+    check(brisk_tb_open(&tb, logdir, 1, brisk_tb_ring_bytes(t)));
     brisk_fit_config fc = brisk_fit_defaults();
     fc.epochs = 300;
+    fc.tb = &tb;
+    fc.histogram_every = 25;
     fc.seed = 3;
     fc.checkpoint_dir = argv[2];
     fc.run_id = "friedman";
@@ -73,6 +81,7 @@ int main(int argc, char **argv)
     fc.best_checkpoint = (brisk_fit_policy){.patience = 1, .metric = BRISK_FIT_VAL_LOSS};
     brisk_fit_result res;
     check(brisk_fit(t, &ds, train, n_train, val, n_val, 0.0f, 1.0f, &fc, &res));
+    check(brisk_tb_close(&tb, &(double){0}));
 
     /* The best epoch's weights and normalisation, from its checkpoint alone. */
     brisk_checkpoint *best;
