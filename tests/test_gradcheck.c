@@ -148,6 +148,12 @@ static void test_conv_and_pooling(void **state)
               BRISK_LOSS_SOFTMAX_CE, 3e-3);
     gradcheck("conv:3:3:pad1,tanh,conv:4:3:pad2:nobias,gelu,avgpool:2,flatten,dense:3", img,
               BRISK_LOSS_SOFTMAX_CE, 3e-3);
+    /* More channels: 8 and 9 input channels, even and odd sizes, a fused activation in the
+     * input gradient, without bias. */
+    gradcheck("conv:9:3:pad1,tanh,conv:8:3:pad1:nobias,sigmoid,flatten,dense:3",
+              brisk_shape_img(8, 4, 6), BRISK_LOSS_SOFTMAX_CE, 3e-3);
+    gradcheck("conv:8:3:pad1,gelu,conv:3:3:pad1,flatten,dense:3", brisk_shape_img(8, 5, 4),
+              BRISK_LOSS_MSE, 3e-3);
 }
 
 static void test_normalisation_and_dropout(void **state)
