@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include "brisk/checkpoint.h"
+#include "brisk/error.h"
 #include "brisk/data.h"
 #include "brisk/trainer.h"
 
@@ -240,6 +241,20 @@ static void test_bad_loss_calls(void **state)
     brisk_model_destroy(m);
 }
 
+/* A detail that wraps the previous one ("file: %s", brisk_error_detail()) keeps it whole: the
+ * formatting used to write over its own argument, garbling nested messages. */
+static void test_nested_error_detail(void **state)
+{
+    (void)state;
+    brisk_error_set(BRISK_EINVAL, "inner detail, 42");
+    brisk_error_set(BRISK_EFORMAT, "outer: %s", brisk_error_detail());
+    assert_string_equal(brisk_error_detail(), "outer: inner detail, 42");
+    brisk_error_set(BRISK_EFORMAT, "a/b.safetensors: metadata brisk.model: %s",
+                    brisk_error_detail());
+    assert_string_equal(brisk_error_detail(),
+                        "a/b.safetensors: metadata brisk.model: outer: inner detail, 42");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_bad_model_lines),
         cmocka_unit_test(test_bad_steps_and_data),
         cmocka_unit_test(test_bad_loss_calls),
+        cmocka_unit_test(test_nested_error_detail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -245,9 +245,42 @@ static void test_damage_is_refused(void **state)
     free(b);
 }
 
+/* A long model line (more than 127 characters) is stored whole: it used to be cut at 127, and
+ * the checkpoint could not be loaded. */
+static void test_long_model_line(void **state)
+{
+    (void)state;
+    char spec[BRISK_MODEL_SPEC_MAX] = "";
+    for (int i = 0; i < 20; i++)
+        strcat(spec, "dense:8,tanh,");
+    strcat(spec, "dense:3");
+    assert_true(strlen(spec) > 200);
+    brisk_model_config mc;
+    memset(&mc, 0, sizeof mc);
+    assert_int_equal(brisk_model_config_set(&mc, spec, brisk_shape_vec(5)), BRISK_OK);
+    brisk_model *m;
+    assert_int_equal(brisk_model_create(&mc, &m), BRISK_OK);
+    float *p = calloc(brisk_model_slab_len(m), sizeof *p);
+    char *dir = test_mkdtemp(), path[4096];
+    snprintf(path, sizeof path, "%s/long.safetensors", dir);
+    const brisk_ckpt_position pos = {.seed = 1};
+    assert_int_equal(brisk_checkpoint_save(path, m, p, p, p, NULL, &pos, NULL), BRISK_OK);
+    brisk_checkpoint *c;
+    if (brisk_checkpoint_load(path, &c) != BRISK_OK)
+        fail_msg("%s", brisk_error_detail());
+    char back[BRISK_MODEL_SPEC_MAX];
+    brisk_model_describe(c->layout, back, sizeof back);
+    assert_string_equal(back, spec);
+    brisk_checkpoint_free(c);
+    free(p);
+    brisk_model_destroy(m);
+    test_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_long_model_line),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damage_is_refused, setup, teardown),
     };

@@ -94,12 +94,21 @@ static int add_meta(cJSON *meta, const char *key, const char *fmt, ...)
 
 static int add_meta(cJSON *meta, const char *key, const char *fmt, ...)
 {
-    char buf[128];
+    /* Sized for the value: a model line may be long (it used to be cut at 127 characters,
+     * which left a checkpoint that could not be loaded). */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    const int len = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    return cJSON_AddStringToObject(meta, key, buf) != NULL;
+    char *buf = len >= 0 ? malloc((size_t)len + 1) : NULL;
+    if (!buf)
+        return 0;
+    va_start(ap, fmt);
+    vsnprintf(buf, (size_t)len + 1, fmt, ap);
+    va_end(ap);
+    const int ok = cJSON_AddStringToObject(meta, key, buf) != NULL;
+    free(buf);
+    return ok;
 }
 
 /* n floats as one string of "%.9g" values separated by spaces (exact for float32). */

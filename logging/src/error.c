@@ -1,6 +1,8 @@
 #include "brisk/error.h"
 
 #include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
 
 static _Thread_local char brisk__detail[1024];
 
@@ -23,9 +25,13 @@ const char *brisk_error_detail(void)
 
 int brisk_error_set(int err, const char *fmt, ...)
 {
+    /* Through a copy: callers often wrap the previous detail ("%s", brisk_error_detail()),
+     * and formatting a buffer into itself would garble it. */
+    char buf[sizeof brisk__detail];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(brisk__detail, sizeof brisk__detail, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(brisk__detail, buf, sizeof buf);
     return err;
 }
