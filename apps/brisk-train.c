@@ -87,6 +87,8 @@ static void usage(FILE *f)
 "                          relu  leaky_relu[:SLOPE]  gelu  tanh  sigmoid\n"
 "                          dropout:P                drop with probability P in training\n"
 "                          batchnorm  layernorm\n"
+"                          res:K                    skip connection: adds the input of the\n"
+"                                                   K items before it to their output\n"
 "                        e.g. conv:32:3:pad1,relu,maxpool:2,flatten,dense:10. 'cnn' is\n"
 "                          conv:32:3:pad1,relu,maxpool:2,conv:64:3:pad1,relu,maxpool:2,\n"
 "                          flatten,dense:128,relu,dropout:0.3,dense:10\n"

@@ -87,15 +87,47 @@ def layers(spec, shape, act="relu"):
             prm = {"slope": float(args[0]) if args else 0.01}
         elif kind == "dropout":
             prm = {"p": float(args[0])}
+        elif kind == "res":
+            prm = {"k": int(args[0])}
         elif kind not in ("relu", "gelu", "tanh", "sigmoid", "batchnorm", "layernorm"):
             raise ValueError("layer kind %r has no PyTorch counterpart here" % kind)
         yield i, kind, prm, shape, out
         shape = out
 
 
+_CLASSES = {}
+
+
+def _residual_classes():
+    """Residual (res:K, no parameters) and a Sequential that feeds it: y = x + the input of
+    the K modules before it. The module indices, and so the state_dict names, stay those of
+    a plain Sequential."""
+    if not _CLASSES:
+        import torch.nn as nn
+
+        class Residual(nn.Module):
+            def __init__(self, k):
+                super().__init__()
+                self.k = k
+
+            def extra_repr(self):
+                return "k=%d" % self.k
+
+        class SkipSequential(nn.Sequential):
+            def forward(self, x):
+                outs = [x]  # outs[i]: the input of module i
+                for m in self:
+                    x = x + outs[-1 - m.k] if isinstance(m, Residual) else m(x)
+                    outs.append(x)
+                return x
+
+        _CLASSES.update(Residual=Residual, SkipSequential=SkipSequential)
+    return _CLASSES["Residual"], _CLASSES["SkipSequential"]
+
+
 def build(spec, shape, act="relu"):
-    """torch.nn.Sequential for a Brisk description on inputs of the given per-sample shape;
-    returns (model, output shape)."""
+    """torch.nn.Sequential for a Brisk description on inputs of the given per-sample shape
+    (a Sequential subclass when it has res items); returns (model, output shape)."""
     import torch.nn as nn
 
     mods, shape = [], tuple(shape)
@@ -120,7 +152,11 @@ def build(spec, shape, act="relu"):
             mods.append(bn(shape_in[0], eps=1e-5, momentum=0.1))
         elif kind == "layernorm":
             mods.append(nn.LayerNorm(list(shape_in), eps=1e-5))
+        elif kind == "res":
+            mods.append(_residual_classes()[0](prm["k"]))
         else:
             mods.append({"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh,
                          "sigmoid": nn.Sigmoid}[kind]())
+    if any(m.__class__.__name__ == "Residual" for m in mods):
+        return _residual_classes()[1](*mods), shape
     return nn.Sequential(*mods), shape

@@ -42,6 +42,9 @@ CASES = [
     ("conv:3:3:pad1,relu,conv:4:3:pad1,relu,maxpool:2,conv:3:2:pad2,tanh,flatten,dense:5",
      (2, 8, 8), "ce", 3),
     ("conv:3:3:pad1,batchnorm,relu,flatten,dense:6,batchnorm,tanh,dense:3", (2, 5, 5), "ce", 4),
+    # residual connections: from the input, and two from one activation's output
+    ("conv:3:3:pad1,relu,conv:3:3:pad1,res:3,tanh,flatten,dense:4", (3, 5, 5), "ce", 3),
+    ("dense:6,tanh,dense:6,gelu,dense:6,res:3,res:4,sigmoid,dense:3", (6,), "mse", 4),
     # more channels, on a non-square image
     ("conv:9:3:pad1,relu,conv:8:3:pad1,tanh,flatten,dense:4", (8, 4, 6), "ce", 3),
     ("conv:3:3,layernorm,tanh,flatten,dense:4,layernorm,sigmoid,dense:3", (2, 5, 5), "ce", 3),

@@ -156,6 +156,19 @@ static void test_conv_and_pooling(void **state)
               BRISK_LOSS_MSE, 3e-3);
 }
 
+static void test_residual(void **state)
+{
+    (void)state;
+    /* From the model's input; from an activation (whose backward is then not fused); two
+     * skips from one output; a skip over a flatten into dense layers. */
+    gradcheck("conv:2:3:pad1,tanh,conv:2:3:pad1,res:3,tanh,flatten,dense:3",
+              brisk_shape_img(2, 5, 5), BRISK_LOSS_SOFTMAX_CE, 3e-3);
+    gradcheck("conv:3:3:pad1,tanh,conv:3:3:pad1,tanh,conv:3:3:pad1,res:3,res:5,gelu,avgpool:2,"
+              "flatten,dense:3", brisk_shape_img(2, 6, 6), BRISK_LOSS_SOFTMAX_CE, 3e-3);
+    gradcheck("dense:6,tanh,dense:6,sigmoid,dense:6,res:3,tanh,dense:3", brisk_shape_vec(5),
+              BRISK_LOSS_MSE, 2e-3);
+}
+
 static void test_normalisation_and_dropout(void **state)
 {
     (void)state;
@@ -229,6 +242,7 @@ static void test_descriptions(void **state)
         {"dropout:1.5", "P in [0, 1)"},
         {"relu:3", "relu takes no arguments"},
         {"conv:8:3,,dense:10", "item 2 '': empty"},
+        {"conv:8:3,res:0", "item 2 'res:0': expected res:K"},
     };
     brisk_model_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -248,6 +262,17 @@ static void test_descriptions(void **state)
     assert_int_equal(brisk_model_create(&cfg, &m), BRISK_EINVAL);
     assert_non_null(strstr(brisk_error_detail(), "item 2 'dense:10'"));
     assert_non_null(strstr(brisk_error_detail(), "put flatten"));
+    /* A skip connection spans items that exist and adds equal shapes. */
+    assert_int_equal(brisk_model_config_set(&cfg, "conv:8:3,relu,res:3", brisk_shape_img(1, 8, 8)),
+                     BRISK_OK);
+    assert_int_equal(brisk_model_create(&cfg, &m), BRISK_EINVAL);
+    assert_non_null(strstr(brisk_error_detail(), "item 3 'res:3'"));
+    assert_non_null(strstr(brisk_error_detail(), "spans 3 items, but only 2 come before it"));
+    assert_int_equal(brisk_model_config_set(&cfg, "conv:8:3:pad1,relu,res:2", brisk_shape_img(1, 8, 8)),
+                     BRISK_OK);
+    assert_int_equal(brisk_model_create(&cfg, &m), BRISK_EINVAL);
+    assert_non_null(strstr(brisk_error_detail(), "adds the input of item 1, of shape (1, 8, 8), "
+                                                 "to an output of shape (8, 8, 8)"));
     assert_int_equal(brisk_model_config_set(&cfg, "maxpool:2,conv:8:3", brisk_shape_vec(10)),
                      BRISK_OK);
     assert_int_equal(brisk_model_create(&cfg, &m), BRISK_EINVAL);
@@ -280,6 +305,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mlp_every_activation_and_loss),
         cmocka_unit_test(test_conv_and_pooling),
+        cmocka_unit_test(test_residual),
         cmocka_unit_test(test_normalisation_and_dropout),
         cmocka_unit_test(test_loss_values),
         cmocka_unit_test(test_descriptions),

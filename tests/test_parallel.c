@@ -386,13 +386,13 @@ static void test_large_model_any_threads(void **state)
 }
 
 /* A CNN with batch normalisation (statistics per shard, running statistics merged in shard
- * order) and dropout (counter-based masks). */
+ * order), a skip connection and dropout (counter-based masks). */
 static void test_cnn_any_threads(void **state)
 {
     (void)state;
     const int batches[] = {48, 40, 16};
-    check_model_any_threads("conv:6:3:pad1,batchnorm,relu,maxpool:2,conv:8:3:s2,relu,flatten,"
-                            "dense:16,relu,dropout:0.3,dense:5",
+    check_model_any_threads("conv:6:3:pad1,batchnorm,relu,conv:6:3:pad1,relu,res:2,maxpool:2,"
+                            "conv:8:3:s2,relu,flatten,dense:16,relu,dropout:0.3,dense:5",
                             brisk_shape_img(1, 12, 12), batches, 3, 16, 2);
 }
 

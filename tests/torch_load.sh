@@ -1,5 +1,6 @@
 #!/bin/sh
-# PyTorch loads a Brisk checkpoint: train a small CNN with batchnorm, layernorm and dropout
+# PyTorch loads a Brisk checkpoint: train a small CNN with batchnorm, layernorm, a skip
+# connection and dropout
 # for one epoch, then compare Brisk's logits on 100 test images (Fashion-MNIST's where
 # installed, synthetic ones otherwise) with those of torch.nn.Sequential.load_state_dict of
 # the same file (torch_load_test.py). Skips (77) without Debian's python3-torch.
@@ -13,7 +14,8 @@ py=/usr/bin/python3
 "$py" -c 'import torch, numpy' 2>/dev/null || { echo "skip: no python3-torch"; exit 77; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-model="conv:6:3:pad1,batchnorm,relu,maxpool:2,conv:8:3:s2,gelu,avgpool:2:s1,flatten,dense:32"
+model="conv:6:3:pad1,batchnorm,relu,conv:6:3:pad1,res:3,maxpool:2,conv:8:3:s2,gelu,avgpool:2:s1"
+model="$model,flatten,dense:32"
 model="$model,layernorm,tanh,dropout:0.2,dense:10"
 "$train" --model "$model" --data synthetic --synthetic-n 600 --synthetic-test-n 100 \
     --epochs 1 --batch 64 --micro-batch 32 --logdir "$tmp/run" --quiet

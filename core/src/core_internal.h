@@ -50,7 +50,7 @@ static inline int brisk__row_stride(int width)
 extern const brisk_layer_ops brisk__dense_ops, brisk__conv_ops, brisk__maxpool_ops,
     brisk__avgpool_ops, brisk__gap_ops, brisk__flatten_ops, brisk__relu_ops,
     brisk__leaky_relu_ops, brisk__gelu_ops, brisk__tanh_ops, brisk__sigmoid_ops,
-    brisk__dropout_ops, brisk__batchnorm_ops, brisk__layernorm_ops;
+    brisk__dropout_ops, brisk__batchnorm_ops, brisk__layernorm_ops, brisk__res_ops;
 
 /* Parses a positive integer argument "12" (or, with a prefix, "pad1" for prefix "pad").
  * Returns 0 and *v, or -1. */

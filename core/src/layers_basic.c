@@ -2,6 +2,7 @@
 #include "brisk/error.h"
 #include "brisk/gemm.h"
 #include "brisk/layer.h"
+#include "brisk/model.h"
 #include "brisk/rng.h"
 #include "core_internal.h"
 
@@ -311,6 +312,81 @@ const brisk_layer_ops brisk__flatten_ops = {
     .kind = "flatten", .parse = brisk__no_args, .setup = flatten_setup,
     .forward = flatten_forward, .backward = flatten_backward, .describe = flatten_describe,
     .flags = BRISK_LAYER_ALIAS};
+
+/* ---- Residual (skip) connection -------------------------------------------------------- */
+
+/* res:K: y = x + z, where z is the input of the K items before this one (the output of the
+ * item K + 1 back, or the model's input); the shapes must be equal. args[0] = K. The model
+ * passes z as `skip` and adds dy to z's gradient (BRISK_LAYER_SKIP); dx = dy here. */
+static int res_parse(brisk_layer *l, int argc, const char *const *argv, char *err,
+                     size_t errlen)
+{
+    long k;
+    if (argc != 1 || brisk__arg_int(argv[0], NULL, 1, BRISK_MAX_LAYERS, &k)) {
+        snprintf(err, errlen, "expected res:K, K the number of items it spans (1..%d)",
+                 BRISK_MAX_LAYERS);
+        return -1;
+    }
+    l->args[0] = (double)k;
+    return 0;
+}
+
+static int res_setup(brisk_layer *l, char *err, size_t errlen)
+{
+    const int k = (int)l->args[0];
+    if (k > l->index) {
+        snprintf(err, errlen, "spans %d item%s, but only %d come before it", k,
+                 k == 1 ? "" : "s", l->index);
+        return -1;
+    }
+    const int from = l->index - k - 1; /* -1: the model's input */
+    const brisk_shape z = from < 0 ? brisk_model_get_config(l->model)->input
+                                   : brisk_model_layer(l->model, from)->out;
+    if (z.rank != l->in.rank || z.c != l->in.c || z.h != l->in.h || z.w != l->in.w) {
+        char zs[64], xs[64];
+        snprintf(zs, sizeof zs, z.rank == 3 ? "(%d, %d, %d)" : "(%d)", z.c, z.h, z.w);
+        snprintf(xs, sizeof xs, l->in.rank == 3 ? "(%d, %d, %d)" : "(%d)", l->in.c, l->in.h,
+                 l->in.w);
+        snprintf(err, errlen, "adds the input of item %d, of shape %s, to an output of shape "
+                 "%s: they must be equal", l->index - k + 1, zs, xs);
+        return -1;
+    }
+    l->out = l->in;
+    return 0;
+}
+
+static BRISK_MULTIVERSION void add_rows(const float *x, const float *z, float *y, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        y[i] = x[i] + z[i];
+}
+
+static void res_forward(const brisk_layer *l, const brisk_forward_args *a)
+{
+    long long r0, r1;
+    brisk_team_range(a->team, (long long)brisk_shape_size(l->in), &r0, &r1);
+    const size_t o = (size_t)r0 * (size_t)a->ld;
+    add_rows(a->x + o, a->skip + o, a->y + o, (size_t)(r1 - r0) * (size_t)a->ld);
+}
+
+static void res_backward(const brisk_layer *l, const brisk_backward_args *a)
+{
+    if (!a->dx)
+        return;
+    long long r0, r1;
+    brisk_team_range(a->team, (long long)brisk_shape_size(l->in), &r0, &r1);
+    const size_t o = (size_t)r0 * (size_t)a->ld;
+    memcpy(a->dx + o, a->dy + o, (size_t)(r1 - r0) * (size_t)a->ld * sizeof(float));
+}
+
+static int res_describe(const brisk_layer *l, char *buf, size_t size)
+{
+    return snprintf(buf, size, "res:%d", (int)l->args[0]);
+}
+
+const brisk_layer_ops brisk__res_ops = {
+    .kind = "res", .parse = res_parse, .setup = res_setup, .forward = res_forward,
+    .backward = res_backward, .describe = res_describe, .flags = BRISK_LAYER_SKIP};
 
 /* ---- Dropout -------------------------------------------------------------------------- */
 

@@ -33,6 +33,9 @@ struct brisk_model {
     size_t stats_off[BRISK_MAX_LAYERS];
     /* Fusion: layer l's forward is done by l - 1 (fwd_fused), its backward by l + 1. */
     unsigned char fwd_fused[BRISK_MAX_LAYERS], bwd_fused[BRISK_MAX_LAYERS];
+    /* Skip connections: for a BRISK_LAYER_SKIP layer, the layer whose output it adds (-1:
+     * the model's input); -2 for the others. */
+    int skip_from[BRISK_MAX_LAYERS];
 };
 
 /* ---- Layer kinds ---------------------------------------------------------------------- */
@@ -41,7 +44,7 @@ static const brisk_layer_ops *const builtin_ops[] = {
     &brisk__dense_ops,   &brisk__conv_ops,    &brisk__maxpool_ops,    &brisk__avgpool_ops,
     &brisk__gap_ops,     &brisk__flatten_ops, &brisk__relu_ops,       &brisk__leaky_relu_ops,
     &brisk__gelu_ops,    &brisk__tanh_ops,    &brisk__sigmoid_ops,    &brisk__dropout_ops,
-    &brisk__batchnorm_ops, &brisk__layernorm_ops,
+    &brisk__batchnorm_ops, &brisk__layernorm_ops, &brisk__res_ops,
 };
 #define N_BUILTIN (sizeof builtin_ops / sizeof builtin_ops[0])
 
@@ -260,7 +263,7 @@ static int parse_item(const char *item, brisk_layer *l, char *err, size_t errlen
     if (!ops) {
         snprintf(err, errlen, "unknown layer '%.40s' (known: dense, conv, maxpool, avgpool, gap, "
                  "flatten, relu, leaky_relu, gelu, tanh, sigmoid, dropout, batchnorm, "
-                 "layernorm, and any registered kind)", kind);
+                 "layernorm, res, and any registered kind)", kind);
         return -1;
     }
     l->ops = ops;
@@ -465,6 +468,17 @@ int brisk_model_create(const brisk_model_config *cfg, brisk_model **out)
             (m->layers[l + 1].ops->flags &
              (BRISK_LAYER_FUSES_ACT | BRISK_LAYER_FUSES_ACT_BACKWARD)))
             m->bwd_fused[l] = 1;
+    }
+    /* A skip connection's source keeps its own backward: the gradient of its output (to
+     * which the skip adds) must exist on its own. */
+    for (int l = 0; l < m->n_layers; l++) {
+        m->skip_from[l] = -2;
+        if (m->layers[l].ops->flags & BRISK_LAYER_SKIP) {
+            const int from = l - (int)m->layers[l].args[0] - 1;
+            m->skip_from[l] = from;
+            if (from >= 0)
+                m->bwd_fused[from] = 0;
+        }
     }
     *out = m;
     return BRISK_OK;
@@ -745,6 +759,7 @@ struct brisk_workspace {
     const float *cur[2][BRISK_MAX_LAYERS];
     brisk_pass pass;
     void *scratch[BRISK_MAX_LAYERS];
+    float *stash[BRISK_MAX_LAYERS];   /* skip layers: their dy, until it joins the source's */
     float *grad[2];                   /* ping-pong: (largest size, ld) */
     double *sample_loss;              /* (max_rows) each sample's loss in the last pass */
     uint8_t *sample_right;            /* (max_rows) whether its prediction was right */
@@ -765,6 +780,7 @@ static size_t workspace_layout(const brisk_model *m, int max_rows, size_t *sizes
         sizes[k++] = (ly->ops->flags & BRISK_LAYER_ALIAS) ? 0 : brisk__align_up(o * (size_t)ld);
         const size_t sb = ly->ops->scratch_bytes ? ly->ops->scratch_bytes(ly, max_rows, ld) : 0;
         sizes[k++] = brisk__align_up((sb + sizeof(float) - 1) / sizeof(float));
+        sizes[k++] = (ly->ops->flags & BRISK_LAYER_SKIP) ? brisk__align_up(o * (size_t)ld) : 0;
     }
     sizes[k++] = brisk__align_up(maxsize * (size_t)ld);
     sizes[k++] = brisk__align_up(maxsize * (size_t)ld);
@@ -775,7 +791,7 @@ static size_t workspace_layout(const brisk_model *m, int max_rows, size_t *sizes
 
 size_t brisk_workspace_bytes(const brisk_model *m, int max_rows)
 {
-    size_t sizes[2 * BRISK_MAX_LAYERS + 4];
+    size_t sizes[3 * BRISK_MAX_LAYERS + 4];
     return workspace_layout(m, max_rows, sizes) * sizeof(float) + (size_t)max_rows * 9;
 }
 
@@ -791,7 +807,7 @@ int brisk_workspace_create(const brisk_model *m, int max_rows, brisk_workspace *
     ws->model = m;
     ws->max_rows = max_rows;
     ws->ld = (max_rows + 15) / 16 * 16;
-    size_t sizes[2 * BRISK_MAX_LAYERS + 4];
+    size_t sizes[3 * BRISK_MAX_LAYERS + 4];
     const size_t total = workspace_layout(m, max_rows, sizes);
     /* Zeroed, so that every padding column starts finite. */
     ws->mem = alloc_floats(total);
@@ -813,6 +829,8 @@ int brisk_workspace_create(const brisk_model *m, int max_rows, brisk_workspace *
         ws->out[l] = alias ? (float *)(uintptr_t)prev : p;
         p += sizes[k++];
         ws->scratch[l] = sizes[k] ? p : NULL;
+        p += sizes[k++];
+        ws->stash[l] = sizes[k] ? p : NULL;
         p += sizes[k++];
         prev = ws->out[l];
     }
@@ -888,7 +906,9 @@ void brisk_model_forward(const brisk_model *m, const float *params, const float 
             .step = keys ? keys->step : 0, .sample0 = keys ? keys->sample0 : 0,
             .stats = stats && ly->stats_len ? stats + m->stats_off[l] : NULL,
             .act = fuse ? &m->layers[l + 1] : NULL, .act_y = fuse ? ws->out[l + 1] : NULL,
-            .team = team};
+            .team = team,
+            .skip = m->skip_from[l] == -2 ? NULL
+                    : m->skip_from[l] < 0 ? ws->x0 : ws->cur[pass][m->skip_from[l]]};
         ly->ops->forward(ly, &a);
         brisk_team_barrier(team);
         x = ws->out[l];
@@ -1014,6 +1034,19 @@ void brisk_model_backward(const brisk_model *m, const float *params, const float
     int g = 0; /* ws->grad[g] holds the gradient of the current layer's output */
     for (int l = m->n_layers - 1; l >= 0; l--) {
         const brisk_layer *ly = &m->layers[l];
+        /* The skip connections from this layer's output add their dy to its gradient (in the
+         * order of the skip layers, from the top). */
+        for (int r = m->n_layers - 1; r > l; r--) {
+            if (m->skip_from[r] != l)
+                continue;
+            long long i0, i1;
+            brisk_team_range(team, (long long)brisk_shape_size(ly->out) * ws->ld, &i0, &i1);
+            float *gr = ws->grad[g];
+            const float *st = ws->stash[r];
+            for (long long i = i0; i < i1; i++)
+                gr[i] += st[i];
+            brisk_team_barrier(team);
+        }
         if ((ly->ops->flags & BRISK_LAYER_ALIAS) || m->bwd_fused[l])
             continue; /* the same gradient, or done by the layer above */
         /* Below the first layer with tensors there is nothing to compute. */
@@ -1032,6 +1065,11 @@ void brisk_model_backward(const brisk_model *m, const float *params, const float
             .act = fuse ? &m->layers[l - 1] : NULL,
             .act_x = fuse ? (l >= 2 ? ws->cur[BRISK_PASS_TRAIN][l - 2] : ws->x0) : NULL,
             .act_y = fuse ? ws->cur[BRISK_PASS_TRAIN][l - 1] : NULL, .team = team};
+        if (ws->stash[l] && m->skip_from[l] >= 0) { /* keep dy for the skip's source */
+            long long i0, i1;
+            brisk_team_range(team, (long long)brisk_shape_size(ly->out) * ws->ld, &i0, &i1);
+            memcpy(ws->stash[l] + i0, ws->grad[g] + i0, (size_t)(i1 - i0) * sizeof(float));
+        }
         ly->ops->backward(ly, &a);
         brisk_team_barrier(team);
         g ^= 1;

@@ -109,6 +109,8 @@ typedef struct brisk_forward_args {
     const brisk_layer *act;
     float *act_y;
     const brisk_team *team;
+    /* BRISK_LAYER_SKIP layers: the earlier output they add, (in size, ld). */
+    const float *skip;
 } brisk_forward_args;
 
 /* What a backward call gets (after a BRISK_PASS_TRAIN forward of the same shard). */
@@ -167,6 +169,9 @@ typedef struct brisk_layer_ops {
 #define BRISK_LAYER_FUSES_ACT 4
 /* A layer whose backward can take an `act` to fuse into dx (pooling). */
 #define BRISK_LAYER_FUSES_ACT_BACKWARD 8
+/* A skip connection (res:K): the model passes it the output of the layer K + 1 items back
+ * (the input of the K items before it) as `skip`, and adds its dy to that output's gradient. */
+#define BRISK_LAYER_SKIP 16
 
 struct brisk_layer {
     const brisk_layer_ops *ops;
