@@ -315,6 +315,12 @@ static void test_wrap_and_stats(void **state)
     assert_close(std[0], sqrt(5.0), 1e-7, 0);
     assert_close(mean[1], 10, 0, 0);
     assert_close(std[1], 1, 0, 0); /* constant feature */
+    const int32_t far[1] = {4};
+    expect_error(brisk_dataset_feature_stats(&ds, far, 1, mean, std), BRISK_EINVAL,
+                 "idx[0] = 4");
+    expect_error(brisk_dataset_feature_stats(NULL, idx, 4, mean, std), BRISK_EINVAL,
+                 "ds is NULL");
+    expect_error(brisk_dataset_feature_stats(&ds, idx, 4, NULL, std), BRISK_EINVAL, "NULL");
     brisk_dataset_stats(&ds, idx, 4, &gm, &gs);
     assert_close(gm, 7, 0, 0);
     float out[8];

@@ -235,6 +235,15 @@ void brisk_dataset_stats(const brisk_dataset *ds, const int32_t *idx, int64_t n,
 int brisk_dataset_feature_stats(const brisk_dataset *ds, const int32_t *idx, int64_t n,
                                 float *mean, float *std)
 {
+    if (!ds || (!ds->x && !ds->xf) || (n > 0 && !idx) || !mean || !std || n < 0)
+        return brisk_error_set(BRISK_EINVAL, "feature_stats: %s", !ds ? "ds is NULL"
+                               : (!ds->x && !ds->xf) ? "the data set has no features"
+                               : n < 0 ? "n < 0" : "idx, mean or std is NULL");
+    for (int64_t i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= ds->n)
+            return brisk_error_set(BRISK_EINVAL, "feature_stats: idx[%lld] = %d is not a sample "
+                                   "of the data set (0..%lld)", (long long)i, idx[i],
+                                   (long long)ds->n - 1);
     const int d = ds->d;
     double *s = calloc(2 * (size_t)d, sizeof *s), *s2 = s + d;
     if (!s)

@@ -294,6 +294,8 @@ int brisk_trainer_set_feature_norm(brisk_trainer *t, const float *mean, const fl
 
 int brisk_trainer_feature_norm(const brisk_trainer *t, const float **mean, const float **std)
 {
+    if (!t || !mean || !std)
+        return brisk_error_set(BRISK_EINVAL, "feature_norm: a NULL argument");
     *mean = t->feat_mean;
     *std = t->feat_std;
     return t->feat_mean ? (int)brisk_shape_size(t->cfg.model.input) : 0;

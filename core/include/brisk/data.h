@@ -120,7 +120,8 @@ void brisk_dataset_stats(const brisk_dataset *ds, const int32_t *idx, int64_t n,
                          float *std);
 
 /* The same per feature: mean[j] and std[j] over the samples idx[0, n), D each (a feature
- * that never changes gets std 1). Sums in sample order, so the result depends only on idx. */
+ * that never changes gets std 1). Sums in sample order, so the result depends only on idx.
+ * BRISK_EINVAL (naming it) for a NULL argument or an index outside the data set. */
 int brisk_dataset_feature_stats(const brisk_dataset *ds, const int32_t *idx, int64_t n,
                                 float *mean, float *std);
 

@@ -108,7 +108,7 @@ int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32
  * (mean, std). BRISK_EINVAL for a std that is not finite and > 0 (the feature is named). */
 int brisk_trainer_set_feature_norm(brisk_trainer *t, const float *mean, const float *std);
 /* The per-feature normalisation in use: D (with *mean and *std pointing to the trainer's
- * copies), or 0 (NULLs) when there is none. */
+ * copies), or 0 (NULLs) when there is none; BRISK_EINVAL for a NULL argument. */
 int brisk_trainer_feature_norm(const brisk_trainer *t, const float **mean, const float **std);
 
 /* Sets the optimizer step count (the schedule position and Adam's bias correction). */
