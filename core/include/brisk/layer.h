@@ -169,8 +169,9 @@ typedef struct brisk_layer_ops {
 #define BRISK_LAYER_FUSES_ACT 4
 /* A layer whose backward can take an `act` to fuse into dx (pooling). */
 #define BRISK_LAYER_FUSES_ACT_BACKWARD 8
-/* A skip connection (res:K): the model passes it the output of the layer K + 1 items back
- * (the input of the K items before it) as `skip`, and adds its dy to that output's gradient. */
+/* A skip connection (res:K, with K in args[0]): the model passes it the output of the layer
+ * K + 1 items back (the input of the K items before it) as `skip`, and adds the layer's dy to
+ * that output's gradient; the layer's own backward computes dx as for any layer. */
 #define BRISK_LAYER_SKIP 16
 
 struct brisk_layer {
