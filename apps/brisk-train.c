@@ -252,18 +252,6 @@ static int init_parse(const char *s)
                                               : !strcmp(s, "glorot") ? BRISK_INIT_GLOROT : -1;
 }
 
-/* FNV-1a over the parameter slab: equal checksums mean (for all practical purposes) bitwise
- * equal weights, which is how runs with different --threads are compared. */
-static uint64_t params_checksum(brisk_trainer *t)
-{
-    const unsigned char *p = (const unsigned char *)brisk_trainer_params(t);
-    const size_t n = brisk_model_slab_len(brisk_trainer_model(t)) * sizeof(float);
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -1412,7 +1400,7 @@ static int evaluate_checkpoint(options *o, brisk_comm *comm)
     if (!status && brisk_trainer_evaluate(r.t, &r.test, r.test_idx, r.test.n, r.mean, r.std, &m) < 0)
         status = fail(NULL);
     if (!status) {
-        const unsigned long long sum = (unsigned long long)params_checksum(r.t);
+        const unsigned long long sum = (unsigned long long)brisk_model_checksum(brisk_trainer_model(r.t), brisk_trainer_params(r.t));
         if (o->json)
             printf("{\"checkpoint\": \"%s\", \"epoch\": %lld, \"step\": %lld, \"test_loss\": %.6f, "
                    "\"test_accuracy\": %.6f, \"params_checksum\": \"%016llx\"}\n",
@@ -1619,7 +1607,7 @@ static int train(run *r, const brisk_checkpoint *ck)
     }
     close_logs(r, BRISK_SESSION_SUCCESS);
     const double elapsed = now_seconds() - r->t_start;
-    const unsigned long long sum = (unsigned long long)params_checksum(r->t);
+    const unsigned long long sum = (unsigned long long)brisk_model_checksum(brisk_trainer_model(r->t), brisk_trainer_params(r->t));
     if (o->json)
         printf("{\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"params_checksum\": "
                "\"%016llx\", \"elapsed_seconds\": %.3f, \"gemm_kernel\": \"%s\", "

@@ -156,13 +156,9 @@ static int run(int argc, char **argv, brisk_comm *comm)
     brisk_trainer_thread_times(t, busy, wait);
     double shard_s, update_s;
     brisk_trainer_phase_times(t, &shard_s, &update_s);
-    /* FNV-1a over the parameters' bytes: equal for every T (and P) when the step is
-     * bitwise deterministic, which a sweep on a bigger machine can then show. */
-    uint64_t fnv = 1469598103934665603ull;
-    const unsigned char *pb = (const unsigned char *)brisk_trainer_params(t);
-    const size_t nb = brisk_model_num_params(brisk_trainer_model(t)) * sizeof(float);
-    for (size_t i = 0; i < nb; i++)
-        fnv = (fnv ^ pb[i]) * 1099511628211ull;
+    /* Equal for every T (and P) when the step is bitwise deterministic, which a sweep on a
+     * bigger machine can then show. */
+    const uint64_t fnv = brisk_model_checksum(brisk_trainer_model(t), brisk_trainer_params(t));
     if (brisk_comm_rank(comm) != 0) {
         /* rank 0 reports */
     } else if (json) {

@@ -105,10 +105,7 @@ int main(int argc, char **argv)
     brisk_metrics m;
     check(brisk_trainer_evaluate(t, &test, test_idx, test.n, best->pos.norm_mean,
                                  best->pos.norm_std, &m));
-    uint64_t h = 1469598103934665603ull;
-    const unsigned char *p = (const unsigned char *)best->params;
-    for (size_t i = 0; i < brisk_model_num_params(best->layout) * sizeof(float); i++)
-        h = (h ^ p[i]) * 1099511628211ull;
+    const uint64_t h = brisk_model_checksum(best->layout, best->params);
     printf("%s after %lld epochs; best epoch %lld: %s\n",
            res.end == BRISK_FIT_EARLY_STOP ? "stopped early" : "done",
            (long long)res.epochs_done, (long long)best->pos.epoch, res.best_checkpoint);

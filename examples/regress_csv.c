@@ -97,10 +97,7 @@ int main(int argc, char **argv)
         mu += ds.yf[train[i]] / (double)n_train;
     for (int64_t i = 0; i < n_test; i++)
         var += (ds.yf[test[i]] - mu) * (ds.yf[test[i]] - mu) / (double)n_test;
-    uint64_t h = 1469598103934665603ull;
-    const unsigned char *p = (const unsigned char *)best->params;
-    for (size_t i = 0; i < brisk_model_num_params(best->layout) * sizeof(float); i++)
-        h = (h ^ p[i]) * 1099511628211ull;
+    const uint64_t h = brisk_model_checksum(best->layout, best->params);
     printf("%lld rows of %d features: %lld to train, %lld to validate, %lld to test\n",
            (long long)ds.n, ds.d, (long long)n_train, (long long)n_val, (long long)n_test);
     printf("%s after %lld epochs; best epoch %lld (%s)\n",

@@ -14,22 +14,6 @@
 #define ROWS 3
 #define COLS 4
 
-static char *dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    dir = test_mkdtemp();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    test_rmdir(dir);
-    return 0;
-}
-
 static void put_be32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
@@ -63,7 +47,7 @@ static size_t make_labels(uint8_t *buf, uint32_t count, size_t data_len)
 static char *write_gz(const char *name, const void *data, size_t len)
 {
     char *path = malloc(4096);
-    snprintf(path, 4096, "%s/%s", dir, name);
+    snprintf(path, 4096, "%s/%s", test_dir, name);
     gzFile gz = gzopen(path, "wb");
     assert_non_null(gz);
     assert_int_equal(gzwrite(gz, data, (unsigned)len), (int)len);
@@ -74,7 +58,7 @@ static char *write_gz(const char *name, const void *data, size_t len)
 static char *good_labels(void)
 {
     uint8_t buf[64];
-    return test_write_file(dir, "labels-idx1", buf, make_labels(buf, N, N));
+    return test_write_file(test_dir, "labels-idx1", buf, make_labels(buf, N, N));
 }
 
 /* Loads images_path with good labels and checks the error code and detail. */
@@ -113,8 +97,8 @@ static void test_valid_plain_and_gzip(void **state)
     uint8_t img[256], lab[64];
     size_t il = make_images(img, 0x803, N, ROWS, COLS, N * ROWS * COLS);
     size_t ll = make_labels(lab, N, N);
-    char *ip = test_write_file(dir, "train-images-idx3-ubyte", img, il);
-    char *lp = test_write_file(dir, "train-labels-idx1-ubyte", lab, ll);
+    char *ip = test_write_file(test_dir, "train-images-idx3-ubyte", img, il);
+    char *lp = test_write_file(test_dir, "train-labels-idx1-ubyte", lab, ll);
     char *igz = write_gz("t10k-images-idx3-ubyte.gz", img, il);
     char *lgz = write_gz("t10k-labels-idx1-ubyte.gz", lab, ll);
     brisk_dataset ds;
@@ -125,13 +109,13 @@ static void test_valid_plain_and_gzip(void **state)
     check_good(&ds);
     brisk_dataset_free(&ds);
     /* A directory, plain names for train and .gz names for t10k. */
-    assert_int_equal(brisk_dataset_load_dir(dir, "train", &ds), BRISK_OK);
+    assert_int_equal(brisk_dataset_load_dir(test_dir, "train", &ds), BRISK_OK);
     check_good(&ds);
     brisk_dataset_free(&ds);
-    assert_int_equal(brisk_dataset_load_dir(dir, "t10k", &ds), BRISK_OK);
+    assert_int_equal(brisk_dataset_load_dir(test_dir, "t10k", &ds), BRISK_OK);
     check_good(&ds);
     brisk_dataset_free(&ds);
-    assert_int_equal(brisk_dataset_load_dir(dir, "missing", &ds), BRISK_ENOENT);
+    assert_int_equal(brisk_dataset_load_dir(test_dir, "missing", &ds), BRISK_ENOENT);
     assert_non_null(strstr(brisk_error_detail(), "missing-images-idx3-ubyte"));
     free(ip);
     free(lp);
@@ -145,10 +129,10 @@ static void test_truncated(void **state)
     uint8_t img[256];
     char *lp = good_labels();
     size_t il = make_images(img, 0x803, N, ROWS, COLS, N * ROWS * COLS);
-    char *p = test_write_file(dir, "short-data", img, il - 3);
+    char *p = test_write_file(test_dir, "short-data", img, il - 3);
     expect_error(p, lp, BRISK_ETRUNCATED, "file ends early");
     free(p);
-    p = test_write_file(dir, "short-header", img, 10);
+    p = test_write_file(test_dir, "short-header", img, 10);
     expect_error(p, lp, BRISK_ETRUNCATED, "dimension sizes");
     free(p);
     free(lp);
@@ -160,11 +144,11 @@ static void test_bad_magic_type_and_rank(void **state)
     uint8_t img[256];
     char *lp = good_labels();
     size_t il = make_images(img, 0x12345678, N, ROWS, COLS, N * ROWS * COLS);
-    char *p = test_write_file(dir, "bad-magic", img, il);
+    char *p = test_write_file(test_dir, "bad-magic", img, il);
     expect_error(p, lp, BRISK_EFORMAT, "'magic'");
     free(p);
     il = make_images(img, 0x00000D03, N, ROWS, COLS, N * ROWS * COLS); /* 0x0D: float */
-    p = test_write_file(dir, "bad-type", img, il);
+    p = test_write_file(test_dir, "bad-type", img, il);
     expect_error(p, lp, BRISK_EFORMAT, "data type 0x0d");
     free(p);
     /* A labels file where images are expected. */
@@ -176,9 +160,9 @@ static void test_count_mismatch(void **state)
 {
     (void)state;
     uint8_t img[256], lab[64];
-    char *ip = test_write_file(dir, "img", img,
+    char *ip = test_write_file(test_dir, "img", img,
                                make_images(img, 0x803, N, ROWS, COLS, N * ROWS * COLS));
-    char *lp = test_write_file(dir, "lab4", lab, make_labels(lab, N - 1, N - 1));
+    char *lp = test_write_file(test_dir, "lab4", lab, make_labels(lab, N - 1, N - 1));
     expect_error(ip, lp, BRISK_EMISMATCH, "holds 5 images but");
     assert_non_null(strstr(brisk_error_detail(), lp)); /* both files named */
     free(ip);
@@ -191,19 +175,19 @@ static void test_overflowing_and_absurd_dimensions(void **state)
     uint8_t img[256];
     char *lp = good_labels();
     size_t il = make_images(img, 0x803, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 8);
-    char *p = test_write_file(dir, "overflow", img, il);
+    char *p = test_write_file(test_dir, "overflow", img, il);
     expect_error(p, lp, BRISK_EOVERFLOW, "overflows");
     free(p);
     /* Does not overflow, but claims 1.6 TB in a 24-byte file: refused before allocating. */
     il = make_images(img, 0x803, 0x7FFFFFFFu, 28, 28, 8);
-    p = test_write_file(dir, "huge", img, il);
+    p = test_write_file(test_dir, "huge", img, il);
     expect_error(p, lp, BRISK_ETRUNCATED, "the header declares");
     free(p);
     char *gz = write_gz("huge.gz", img, il);
     expect_error(gz, lp, BRISK_ETRUNCATED, "more than a");
     free(gz);
     il = make_images(img, 0x803, N, 0, COLS, 0);
-    p = test_write_file(dir, "zero-rows", img, il);
+    p = test_write_file(test_dir, "zero-rows", img, il);
     expect_error(p, lp, BRISK_EFORMAT, "field 'rows' is 0");
     free(p);
     free(lp);
@@ -219,10 +203,10 @@ static void test_gzip_cut_short_and_corrupt(void **state)
     char *gz = write_gz("full.gz", img, il);
     size_t len;
     uint8_t *bytes = test_read_file(gz, &len);
-    char *cut = test_write_file(dir, "cut.gz", bytes, len / 2);
+    char *cut = test_write_file(test_dir, "cut.gz", bytes, len / 2);
     expect_error(cut, lp, BRISK_ETRUNCATED, "gzip stream ends early");
     bytes[len - 6] ^= 0x55; /* the trailer's CRC-32 */
-    char *bad = test_write_file(dir, "badcrc.gz", bytes, len);
+    char *bad = test_write_file(test_dir, "badcrc.gz", bytes, len);
     expect_error(bad, lp, BRISK_EFORMAT, "corrupt gzip data");
     free(bytes);
     free(gz);
@@ -244,14 +228,14 @@ static void test_gzip_trailer_and_trailing_bytes(void **state)
     const size_t il = make_images(img, 0x803, BIG, SIDE, SIDE, BIG * SIDE * SIDE);
     for (size_t i = 16; i < il; i++)
         img[i] = (uint8_t)((i * 2654435761u) >> 13);
-    char *lp = test_write_file(dir, "big-labels", lab, make_labels(lab, BIG, BIG));
+    char *lp = test_write_file(test_dir, "big-labels", lab, make_labels(lab, BIG, BIG));
     char *gz = write_gz("whole.gz", img, il);
     size_t len;
     uint8_t *bytes = test_read_file(gz, &len);
     for (size_t cut = 1; cut <= 9; cut++) {
         char name[64];
         snprintf(name, sizeof name, "cut%zu.gz", cut);
-        char *p = test_write_file(dir, name, bytes, len - cut);
+        char *p = test_write_file(test_dir, name, bytes, len - cut);
         expect_error(p, lp, BRISK_ETRUNCATED, "ends early");
         free(p);
     }
@@ -260,7 +244,7 @@ static void test_gzip_trailer_and_trailing_bytes(void **state)
     assert_non_null(bad);
     memcpy(bad, bytes, len);
     bad[len - 12] ^= 0x01;
-    char *p = test_write_file(dir, "corrupt-cut.gz", bad, len - 8);
+    char *p = test_write_file(test_dir, "corrupt-cut.gz", bad, len - 8);
     brisk_dataset ds;
     assert_true(brisk_idx_load(p, lp, &ds) < 0);
     assert_null(ds.x);
@@ -271,7 +255,7 @@ static void test_gzip_trailer_and_trailing_bytes(void **state)
     assert_non_null(more);
     memcpy(more, bytes, len);
     memcpy(more + len, "junk!", 5);
-    p = test_write_file(dir, "trailing.gz", more, len + 5);
+    p = test_write_file(test_dir, "trailing.gz", more, len + 5);
     expect_error(p, lp, BRISK_EFORMAT, "after the gzip stream");
     free(p);
     /* Two members, the payload split between them: valid gzip, and it loads. */
@@ -282,7 +266,7 @@ static void test_gzip_trailer_and_trailing_bytes(void **state)
     assert_non_null(both);
     memcpy(both, ba, la);
     memcpy(both + la, bb, lb);
-    p = test_write_file(dir, "two-members.gz", both, la + lb);
+    p = test_write_file(test_dir, "two-members.gz", both, la + lb);
     assert_int_equal(brisk_idx_load(p, lp, &ds), BRISK_OK);
     assert_int_equal(ds.n, BIG);
     assert_memory_equal(ds.x, img + 16, BIG * SIDE * SIDE);
@@ -305,14 +289,14 @@ static void test_empty_and_trailing(void **state)
     (void)state;
     uint8_t img[256];
     char *lp = good_labels();
-    char *p = test_write_file(dir, "empty", img, 0);
+    char *p = test_write_file(test_dir, "empty", img, 0);
     expect_error(p, lp, BRISK_EEMPTY, "file is empty");
     free(p);
     char *gz = write_gz("empty.gz", img, 0);
     expect_error(gz, lp, BRISK_EEMPTY, "no data");
     free(gz);
     size_t il = make_images(img, 0x803, N, ROWS, COLS, N * ROWS * COLS + 2);
-    p = test_write_file(dir, "trailing", img, il);
+    p = test_write_file(test_dir, "trailing", img, il);
     expect_error(p, lp, BRISK_EFORMAT, "2 unexpected bytes");
     free(p);
     free(lp);
@@ -323,7 +307,7 @@ static void test_missing_file(void **state)
     (void)state;
     char *lp = good_labels();
     char path[4200];
-    snprintf(path, sizeof path, "%s/does-not-exist", dir);
+    snprintf(path, sizeof path, "%s/does-not-exist", test_dir);
     expect_error(path, lp, BRISK_ENOENT, "cannot open");
     free(lp);
 }
@@ -358,5 +342,5 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_fashion_mnist_if_installed),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

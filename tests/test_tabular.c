@@ -13,22 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    dir = test_mkdtemp();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    test_rmdir(dir);
-    return 0;
-}
-
 /* A .npy file of version 1 with this header dict and these data bytes. */
 static char *npy_file(const char *name, const char *dict, const void *data, size_t len)
 {
@@ -43,14 +27,14 @@ static char *npy_file(const char *name, const char *dict, const void *data, size
     buf[total - 1] = '\n';
     if (len)
         memcpy(buf + total, data, len);
-    char *path = test_write_file(dir, name, buf, total + len);
+    char *path = test_write_file(test_dir, name, buf, total + len);
     free(buf);
     return path;
 }
 
 static char *text_file(const char *name, const char *text)
 {
-    return test_write_file(dir, name, text, strlen(text));
+    return test_write_file(test_dir, name, text, strlen(text));
 }
 
 /* The call fails with code and a detail containing each of the words. */
@@ -128,8 +112,8 @@ static void test_npy_dtypes(void **state)
     assert_close(ds.xf[23], 23, 0, 0);
     brisk_dataset_free(&ds);
     /* The writer's file reads back. */
-    char *w = malloc(strlen(dir) + 16);
-    sprintf(w, "%s/w.npy", dir);
+    char *w = malloc(strlen(test_dir) + 16);
+    sprintf(w, "%s/w.npy", test_dir);
     assert_int_equal(brisk_npy_write(w, tgt, 2, 2), BRISK_OK);
     float *back;
     int nd;
@@ -184,15 +168,15 @@ static void test_npy_bad(void **state)
     expect_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), BRISK_EFORMAT, "m.npy",
                  "magic");
     free(x);
-    x = test_write_file(dir, "v.npy", "\x93NUMPY\x07\x00\x10\x00{}", 12);
+    x = test_write_file(test_dir, "v.npy", "\x93NUMPY\x07\x00\x10\x00{}", 12);
     expect_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), BRISK_EFORMAT,
                  "version 7.0");
     free(x);
-    x = test_write_file(dir, "h.npy", "\x93NUMPY\x01\x00\xff\x7f{}", 12);
+    x = test_write_file(test_dir, "h.npy", "\x93NUMPY\x01\x00\xff\x7f{}", 12);
     expect_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), BRISK_ETRUNCATED,
                  "header length");
     free(x);
-    x = test_write_file(dir, "e.npy", "", 0);
+    x = test_write_file(test_dir, "e.npy", "", 0);
     expect_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), BRISK_EEMPTY, "empty");
     free(x);
     expect_error(brisk_dataset_load_npy("/nonexistent/x.npy", y, BRISK_TARGET_CLASSES, &ds),
@@ -287,7 +271,7 @@ static void test_csv(void **state)
                      bad[k].w1, bad[k].w2);
         free(c);
     }
-    char *c = test_write_file(dir, "z.csv", "a,b\n1,2\0\n", 9);
+    char *c = test_write_file(test_dir, "z.csv", "a,b\n1,2\0\n", 9);
     expect_error(brisk_dataset_load_csv(c, "a", BRISK_TARGET_VALUES, &ds), BRISK_EFORMAT,
                  "line 2", "NUL");
     free(c);
@@ -355,6 +339,23 @@ static void test_wrap_and_stats(void **state)
                  "sample 2", "feature 1");
 }
 
+/* An MLP trained with mse and Adam at a constant rate, one process. */
+static brisk_trainer_config mse_config(const char *widths, brisk_act act, float lr, int batch,
+                                       int micro_batch, int threads)
+{
+    brisk_trainer_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    assert_int_equal(brisk_model_config_mlp(&cfg.model, widths, act), BRISK_OK);
+    cfg.model.loss = BRISK_LOSS_MSE;
+    cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
+    cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, lr, 0, 0, 0, 0, 0};
+    cfg.batch = batch;
+    cfg.micro_batch = micro_batch;
+    cfg.threads = threads;
+    cfg.seed = 3;
+    return cfg;
+}
+
 /* y = x0 - 2 x1 + 0.5 x2 on inputs of very different scales; returns the trained FNV. */
 static uint64_t regression_run(int threads, double *first_loss, double *last_loss,
                                int set_norm)
@@ -371,16 +372,7 @@ static uint64_t regression_run(int threads, double *first_loss, double *last_los
     }
     brisk_dataset ds;
     assert_int_equal(brisk_dataset_wrap(N, D, NULL, x, NULL, y, 1, &ds), BRISK_OK);
-    brisk_trainer_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    assert_int_equal(brisk_model_config_mlp(&cfg.model, "3-16-1", BRISK_ACT_TANH), BRISK_OK);
-    cfg.model.loss = BRISK_LOSS_MSE;
-    cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
-    cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-2f, 0, 0, 0, 0, 0};
-    cfg.batch = 64;
-    cfg.micro_batch = 16;
-    cfg.threads = threads;
-    cfg.seed = 3;
+    brisk_trainer_config cfg = mse_config("3-16-1", BRISK_ACT_TANH, 1e-2f, 64, 16, threads);
     brisk_trainer *t;
     assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
     int32_t idx[N];
@@ -405,10 +397,7 @@ static uint64_t regression_run(int threads, double *first_loss, double *last_los
     assert_int_equal(brisk_trainer_predict(t, &ds, idx, 4, 0, 1, pred, NULL), BRISK_OK);
     for (int i = 0; i < 4; i++)
         assert_close(pred[i], y[i], 0, 0.15);
-    uint64_t h = 1469598103934665603ull;
-    const unsigned char *p = (const unsigned char *)brisk_trainer_params(t);
-    for (size_t i = 0; i < brisk_model_num_params(brisk_trainer_model(t)) * sizeof(float); i++)
-        h = (h ^ p[i]) * 1099511628211ull;
+    const uint64_t h = brisk_model_checksum(brisk_trainer_model(t), brisk_trainer_params(t));
     brisk_trainer_destroy(t);
     brisk_dataset_free(&ds);
     return h;
@@ -436,14 +425,7 @@ static void test_regression_errors(void **state)
     brisk_dataset reg, cls;
     assert_int_equal(brisk_dataset_wrap(4, 2, NULL, x, NULL, y, 2, &reg), BRISK_OK);
     assert_int_equal(brisk_dataset_wrap(4, 2, NULL, x, lab, NULL, 0, &cls), BRISK_OK);
-    brisk_trainer_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    assert_int_equal(brisk_model_config_mlp(&cfg.model, "2-4-1", BRISK_ACT_RELU), BRISK_OK);
-    cfg.model.loss = BRISK_LOSS_MSE;
-    cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
-    cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
-    cfg.batch = 4;
-    cfg.threads = 1;
+    brisk_trainer_config cfg = mse_config("2-4-1", BRISK_ACT_RELU, 1e-3f, 4, 0, 1);
     brisk_trainer *t;
     assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
     const int32_t idx[4] = {0, 1, 2, 3};
@@ -487,8 +469,8 @@ static void test_checkpoint_feature_norm(void **state)
     float *p = calloc(len, sizeof *p);
     const float fm[3] = {1.5f, -2e-7f, 1000.25f}, fs[3] = {0.1f, 3e8f, 1};
     brisk_ckpt_position pos = {.seed = 1, .features = 3, .feature_mean = fm, .feature_std = fs};
-    char *path = malloc(strlen(dir) + 32);
-    sprintf(path, "%s/f.safetensors", dir);
+    char *path = malloc(strlen(test_dir) + 32);
+    sprintf(path, "%s/f.safetensors", test_dir);
     if (brisk_checkpoint_save(path, m, p, p, p, NULL, &pos, NULL) != BRISK_OK)
         fail_msg("%s", brisk_error_detail());
     brisk_checkpoint *c;
@@ -519,5 +501,5 @@ int main(void)
         cmocka_unit_test(test_regression_errors),
         cmocka_unit_test(test_checkpoint_feature_norm),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

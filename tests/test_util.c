@@ -15,6 +15,23 @@ char *test_mkdtemp(void)
     return dir;
 }
 
+char *test_dir;
+
+int test_dir_setup(void **state)
+{
+    (void)state;
+    test_dir = test_mkdtemp();
+    return 0;
+}
+
+int test_dir_teardown(void **state)
+{
+    (void)state;
+    test_rmdir(test_dir);
+    test_dir = NULL;
+    return 0;
+}
+
 static void rm_tree(const char *dir)
 {
     DIR *d = opendir(dir);

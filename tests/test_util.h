@@ -24,6 +24,11 @@
 
 /* A fresh directory under $TMPDIR (or /tmp) for one test; removed by test_rmdir. */
 char *test_mkdtemp(void);
+/* A group fixture: test_dir is a fresh directory while the group runs
+ * (cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown)). */
+extern char *test_dir;
+int test_dir_setup(void **state);
+int test_dir_teardown(void **state);
 void test_rmdir(char *dir); /* removes dir and everything in it, and frees the string */
 /* The whole file (malloc'd) and its size in *len; fails the test when unreadable. */
 uint8_t *test_read_file(const char *path, size_t *len);

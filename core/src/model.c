@@ -590,6 +590,15 @@ static float *alloc_floats(size_t n)
 }
 
 float *brisk_slab_alloc(const brisk_model *m) { return alloc_floats(m->slab_len); }
+
+uint64_t brisk_model_checksum(const brisk_model *m, const float *params)
+{
+    const unsigned char *p = (const unsigned char *)params;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < m->slab_len * sizeof(float); i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
 float *brisk_buffers_alloc(const brisk_model *m) { return alloc_floats(m->buffers_len); }
 void brisk_slab_free(float *slab) { free(slab); }
 
@@ -759,7 +768,8 @@ struct brisk_workspace {
     const float *cur[2][BRISK_MAX_LAYERS];
     brisk_pass pass;
     void *scratch[BRISK_MAX_LAYERS];
-    float *stash[BRISK_MAX_LAYERS];   /* skip layers: their dy, until it joins the source's */
+    float *stash[BRISK_MAX_LAYERS];   /* skips from a layer: their dy, until it joins the
+                                       * source's gradient (NULL for the others) */
     float *grad[2];                   /* ping-pong: (largest size, ld) */
     double *sample_loss;              /* (max_rows) each sample's loss in the last pass */
     uint8_t *sample_right;            /* (max_rows) whether its prediction was right */
@@ -780,7 +790,9 @@ static size_t workspace_layout(const brisk_model *m, int max_rows, size_t *sizes
         sizes[k++] = (ly->ops->flags & BRISK_LAYER_ALIAS) ? 0 : brisk__align_up(o * (size_t)ld);
         const size_t sb = ly->ops->scratch_bytes ? ly->ops->scratch_bytes(ly, max_rows, ld) : 0;
         sizes[k++] = brisk__align_up((sb + sizeof(float) - 1) / sizeof(float));
-        sizes[k++] = (ly->ops->flags & BRISK_LAYER_SKIP) ? brisk__align_up(o * (size_t)ld) : 0;
+        /* A skip from a layer keeps its dy until the backward pass reaches that layer (a skip
+         * from the model's input needs nothing: the input has no gradient). */
+        sizes[k++] = m->skip_from[l] >= 0 ? brisk__align_up(o * (size_t)ld) : 0;
     }
     sizes[k++] = brisk__align_up(maxsize * (size_t)ld);
     sizes[k++] = brisk__align_up(maxsize * (size_t)ld);
@@ -1065,7 +1077,7 @@ void brisk_model_backward(const brisk_model *m, const float *params, const float
             .act = fuse ? &m->layers[l - 1] : NULL,
             .act_x = fuse ? (l >= 2 ? ws->cur[BRISK_PASS_TRAIN][l - 2] : ws->x0) : NULL,
             .act_y = fuse ? ws->cur[BRISK_PASS_TRAIN][l - 1] : NULL, .team = team};
-        if (ws->stash[l] && m->skip_from[l] >= 0) { /* keep dy for the skip's source */
+        if (ws->stash[l]) { /* keep dy for the skip's source */
             long long i0, i1;
             brisk_team_range(team, (long long)brisk_shape_size(ly->out) * ws->ld, &i0, &i1);
             memcpy(ws->stash[l] + i0, ws->grad[g] + i0, (size_t)(i1 - i0) * sizeof(float));

@@ -529,22 +529,22 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
     long long r0, r1;
     brisk_team_range(team, rows, &r0, &r1);
     float *xin = brisk_workspace_input(tr->ws[slot]) + r0 * D;
+    const brisk_dataset *ds = j->ds;
+    const int32_t *idx = j->idx + lo;
     if (tr->feat_mean)
-        brisk_dataset_gather_features(j->ds, j->idx + lo + r0, (int)(r1 - r0), tr->feat_mean,
-                                      tr->feat_std, xin);
+        brisk_dataset_gather_features(ds, idx + r0, (int)(r1 - r0), tr->feat_mean, tr->feat_std,
+                                      xin);
     else
-        brisk_dataset_gather(j->ds, j->idx + lo + r0, (int)(r1 - r0), j->mean, j->std, xin,
-                             tr->labels[slot] + r0);
-    const int K = j->ds->targets;
-    if (K > 0)
-        for (long long r = r0; r < r1; r++)
-            memcpy(tr->targets[slot] + r * K, j->ds->yf + (size_t)j->idx[lo + r] * K,
+        brisk_dataset_gather(ds, idx + r0, (int)(r1 - r0), j->mean, j->std, xin, NULL);
+    /* The labels or targets of the same rows (zeros when predicting without either). */
+    const int K = ds->targets;
+    for (long long r = r0; r < r1; r++) {
+        if (K > 0)
+            memcpy(tr->targets[slot] + r * K, ds->yf + (size_t)idx[r] * K,
                    (size_t)K * sizeof(float));
-    else if (!j->ds->y) /* prediction on samples without labels */
-        memset(tr->labels[slot] + r0, 0, (size_t)(r1 - r0));
-    else if (tr->feat_mean)
-        for (long long r = r0; r < r1; r++)
-            tr->labels[slot][r] = j->ds->y[j->idx[lo + r]];
+        else
+            tr->labels[slot][r] = ds->y ? ds->y[idx[r]] : 0;
+    }
     if (!team || team->ith == 0)
         memset(m, 0, sizeof *m);
     brisk_team_barrier(team);

@@ -93,6 +93,10 @@ int brisk_model_num_layers(const brisk_model *m);
 const brisk_layer *brisk_model_layer(const brisk_model *m, int i);
 int brisk_model_outputs(const brisk_model *m);        /* C: the last layer's output size */
 size_t brisk_model_num_params(const brisk_model *m);  /* P, trained, without padding */
+/* FNV-1a over a parameter slab's bytes (padding included, which stays zero): equal checksums
+ * mean, for all practical purposes, bitwise equal weights. How brisk-train, the benchmarks and
+ * the examples compare runs on different thread counts. */
+uint64_t brisk_model_checksum(const brisk_model *m, const float *params);
 size_t brisk_model_slab_len(const brisk_model *m);    /* floats in a slab, padding included */
 size_t brisk_model_buffers_len(const brisk_model *m); /* floats in the buffer slab */
 size_t brisk_model_stats_len(const brisk_model *m);   /* floats of statistics per shard */
