@@ -11,33 +11,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ROWS 5
+#define ROWS 5      /* samples in a check */
+#define MAX_ROWS 80 /* the most gradcheck_rows may ask for */
 
 typedef struct check {
     brisk_model *m;
     brisk_workspace *ws;
     float *p, *buf, *g, *x;
-    uint8_t y[ROWS];
+    int rows;
+    uint8_t y[MAX_ROWS];
     brisk_pass_keys keys;
 } check;
 
 static double batch_loss(check *c)
 {
     const size_t D = brisk_shape_size(brisk_model_get_config(c->m)->input);
-    memcpy(brisk_workspace_input(c->ws), c->x, sizeof(float) * ROWS * D);
+    memcpy(brisk_workspace_input(c->ws), c->x, sizeof(float) * c->rows * D);
     brisk_metrics acc = {0};
     float stats[4096];
-    brisk_model_forward(c->m, c->p, c->buf, c->ws, ROWS, BRISK_PASS_TRAIN, &c->keys, stats,
+    brisk_model_forward(c->m, c->p, c->buf, c->ws, c->rows, BRISK_PASS_TRAIN, &c->keys, stats,
                         NULL);
-    brisk_model_loss(c->m, c->ws, c->y, ROWS, 0.0f, &acc, NULL);
-    return acc.loss_sum / ROWS;
+    brisk_model_loss(c->m, c->ws, c->y, c->rows, 0.0f, &acc, NULL);
+    return acc.loss_sum / c->rows;
 }
 
-/* Builds spec on input, checks every parameter (or every `every`-th of large tensors). */
-static void gradcheck(const char *spec, brisk_shape input, brisk_loss loss, double tol)
+/* Builds spec on input, checks every parameter (or every `every`-th of large tensors) on a
+ * batch of `rows` samples. */
+static void gradcheck_rows(const char *spec, brisk_shape input, brisk_loss loss, double tol,
+                           int rows)
 {
     check c;
     memset(&c, 0, sizeof c);
+    assert_true(rows >= 1 && rows <= MAX_ROWS);
+    c.rows = rows;
     brisk_model_config cfg;
     memset(&cfg, 0, sizeof cfg);
     assert_int_equal(brisk_model_config_set(&cfg, spec, input), BRISK_OK);
@@ -46,7 +52,7 @@ static void gradcheck(const char *spec, brisk_shape input, brisk_loss loss, doub
         print_error("%s: %s\n", spec, brisk_error_detail());
         fail();
     }
-    assert_int_equal(brisk_workspace_create(c.m, ROWS, &c.ws), BRISK_OK);
+    assert_int_equal(brisk_workspace_create(c.m, c.rows, &c.ws), BRISK_OK);
     c.p = brisk_slab_alloc(c.m);
     c.g = brisk_slab_alloc(c.m);
     c.buf = brisk_buffers_alloc(c.m);
@@ -62,21 +68,21 @@ static void gradcheck(const char *spec, brisk_shape input, brisk_loss loss, doub
             c.p[v->offset + i] += 0.3f * brisk_rng_normal(5, 9, (uint32_t)t, (uint64_t)i);
     }
     const size_t D = brisk_shape_size(input);
-    c.x = malloc(sizeof(float) * ROWS * D);
+    c.x = malloc(sizeof(float) * c.rows * D);
     assert_non_null(c.x);
-    for (size_t i = 0; i < ROWS * D; i++)
+    for (size_t i = 0; i < c.rows * D; i++)
         c.x[i] = brisk_rng_normal(3, 9, 9, (uint64_t)i);
     const int C = brisk_model_outputs(c.m);
-    for (int i = 0; i < ROWS; i++)
+    for (int i = 0; i < c.rows; i++)
         c.y[i] = (uint8_t)(C == 1 ? i % 2 : i % C);
     c.keys = (brisk_pass_keys){.seed = 7, .step = 3, .sample0 = 10};
 
-    memcpy(brisk_workspace_input(c.ws), c.x, sizeof(float) * ROWS * D);
+    memcpy(brisk_workspace_input(c.ws), c.x, sizeof(float) * c.rows * D);
     brisk_metrics acc = {0};
     float stats[4096];
-    brisk_model_forward(c.m, c.p, c.buf, c.ws, ROWS, BRISK_PASS_TRAIN, &c.keys, stats, NULL);
-    brisk_model_loss(c.m, c.ws, c.y, ROWS, 1.0f / ROWS, &acc, NULL);
-    brisk_model_backward(c.m, c.p, c.buf, c.ws, ROWS, c.g, NULL);
+    brisk_model_forward(c.m, c.p, c.buf, c.ws, c.rows, BRISK_PASS_TRAIN, &c.keys, stats, NULL);
+    brisk_model_loss(c.m, c.ws, c.y, c.rows, 1.0f / c.rows, &acc, NULL);
+    brisk_model_backward(c.m, c.p, c.buf, c.ws, c.rows, c.g, NULL);
 
     const float h = 2e-3f;
     int checked = 0;
@@ -109,6 +115,11 @@ static void gradcheck(const char *spec, brisk_shape input, brisk_loss loss, doub
     brisk_slab_free(c.buf);
     brisk_workspace_destroy(c.ws);
     brisk_model_destroy(c.m);
+}
+
+static void gradcheck(const char *spec, brisk_shape input, brisk_loss loss, double tol)
+{
+    gradcheck_rows(spec, input, loss, tol, ROWS);
 }
 
 static void test_mlp_every_activation_and_loss(void **state)
@@ -154,6 +165,11 @@ static void test_conv_and_pooling(void **state)
               brisk_shape_img(8, 4, 6), BRISK_LOSS_SOFTMAX_CE, 3e-3);
     gradcheck("conv:8:3:pad1,gelu,conv:3:3:pad1,flatten,dense:3", brisk_shape_img(8, 5, 4),
               BRISK_LOSS_MSE, 3e-3);
+    /* The Winograd path (3x3, stride 1, padding 1, even sizes, 8 or more input channels)
+     * on 70 samples: two sample blocks a tile (64 and 6 + padding), fewer units than weight
+     * gradient groups, a fused activation forward and in the input gradient. */
+    gradcheck_rows("conv:9:3:pad1,relu,conv:8:3:pad1,tanh,flatten,dense:3",
+                   brisk_shape_img(8, 4, 4), BRISK_LOSS_SOFTMAX_CE, 3e-3, 70);
 }
 
 static void test_residual(void **state)

@@ -396,6 +396,19 @@ static void test_cnn_any_threads(void **state)
                             brisk_shape_img(1, 12, 12), batches, 3, 16, 2);
 }
 
+/* Winograd convolutions (3x3, stride 1, padding 1, 8 or more input channels): units of one
+ * tile by up to 64 samples shared among a team, the weight gradient summed in fixed groups.
+ * Micro-batches of 80 (two sample blocks a tile, the second partly padding) and the rest of
+ * a batch of 100. */
+static void test_winograd_any_threads(void **state)
+{
+    (void)state;
+    const int batches[] = {100, 80};
+    check_model_any_threads("conv:8:3:pad1,relu,conv:12:3:pad1,relu,maxpool:2,conv:8:3:pad1,"
+                            "flatten,dense:5",
+                            brisk_shape_img(1, 8, 8), batches, 2, 80, 2);
+}
+
 /* Every code path of the matrix kernel trains the same bits. */
 static void test_kernels_same_training(void **state)
 {
@@ -454,6 +467,7 @@ int main(void)
         cmocka_unit_test(test_small_model_any_threads),
         cmocka_unit_test(test_large_model_any_threads),
         cmocka_unit_test(test_cnn_any_threads),
+        cmocka_unit_test(test_winograd_any_threads),
         cmocka_unit_test(test_kernels_same_training),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -68,14 +68,38 @@ typedef struct conv_geom {
      * gradient reads), dyp (dy zero-padded), wr (the weights as (Cin, Cout K K)). Stride > 1:
      * col (an unrolled block), dxpad, tmp. */
     size_t xpad, dyt, dwt, xrows, drows, dyp, wr, col, dxpad, tmp;
+    /* Winograd (wino: 3x3, stride 1, padding 1, even H and W, Cin >= WINO_MIN_CI): the output
+     * in 2x2 tiles, TH x TW of them, and units of one tile by up to WINO_NB samples (SB
+     * sample blocks a tile). Offsets: wu, wut (the transformed weights as (16, Cout, Cin) and,
+     * for dx, (16, Cin, Cout)), wdu (WINO_GROUPS partial weight gradients (16, Cout, Cin)),
+     * wslot (WINO_SLOTS slots of 3 regions of `slot` floats, one slot a thread). The direct
+     * method's dyt, dwt, xrows, drows and wr are not allocated; dyp is (dy padded for dx). */
+    int wino, TH, TW, SB, units;
+    size_t wu, wut, wdu, wslot, slot;
     size_t total;
 } conv_geom;
 
 /* Stride > 1: the unrolled input of a block of output rows stays within this many floats
  * (8 MiB). */
 #define COL_FLOATS ((size_t)2 << 20)
+/* Winograd: only where it saves (not for a first layer's few input channels); samples a unit
+ * spans; team members that take part (each its own slot of the scratch); partial sums of
+ * the weight gradient, a fixed number for any team. */
+#define WINO_MIN_CI 8
+#define WINO_NB 64
+#define WINO_SLOTS 16
+#define WINO_GROUPS 16
+#define WINO_AHEAD 2
 /* Floats that hold one pointer. */
 #define PTR_FLOATS ((sizeof(float *) + sizeof(float) - 1) / sizeof(float))
+
+/* From one xi's block of C rows to the next: WINO_NB floats a row and one cache line more,
+ * so that the 16 blocks a transform reads or writes together do not fall into one set of
+ * the L1 cache (C rows of 256 bytes are a multiple of 4 KiB apart for C = 16, 32, 64...). */
+static size_t wino_xs(int c)
+{
+    return (size_t)c * WINO_NB + 16;
+}
 
 static conv_geom conv_geometry(const brisk_layer *l, int ld)
 {
@@ -90,24 +114,44 @@ static conv_geom conv_geometry(const brisk_layer *l, int ld)
     g.K = g.ci * g.kk;
     g.KB = g.co * g.kk;
     g.plane = (size_t)g.Hp * (size_t)g.Wp * (size_t)ld;
+    g.wino = g.s == 1 && g.k == 3 && g.p == 1 && g.H % 2 == 0 && g.W % 2 == 0 &&
+             g.ci >= WINO_MIN_CI;
     const size_t row = (size_t)g.OW * (size_t)ld;
     size_t at = 0;
     g.xpad = at;
     at = brisk__align_up(at + (size_t)g.ci * g.plane);
-    g.dyt = at;
-    at = brisk__align_up(at + (size_t)g.OH * row * (size_t)g.co);
-    g.dwt = at;
-    at = brisk__align_up(at + (size_t)g.K * (size_t)g.co);
+    if (!g.wino) {
+        g.dyt = at;
+        at = brisk__align_up(at + (size_t)g.OH * row * (size_t)g.co);
+        g.dwt = at;
+        at = brisk__align_up(at + (size_t)g.K * (size_t)g.co);
+    }
     if (g.s == 1) {
         g.L = g.k - 1;
         g.RP = g.L + (g.H + g.p > g.OH ? g.H + g.p : g.OH);
         g.CP = g.L + (g.W + g.p > g.OW ? g.W + g.p : g.OW);
+        g.dyp = at;
+        at = brisk__align_up(at + (size_t)g.co * (size_t)g.RP * (size_t)g.CP * (size_t)ld);
+    }
+    if (g.wino) {
+        const size_t cc = (size_t)g.ci * (size_t)g.co;
+        g.TH = g.OH / 2, g.TW = g.OW / 2;
+        g.SB = (ld + WINO_NB - 1) / WINO_NB;
+        g.units = g.TH * g.TW * g.SB;
+        g.slot = brisk__align_up(16 * wino_xs(g.ci > g.co ? g.ci : g.co));
+        g.wu = at;
+        at = brisk__align_up(at + 16 * cc);
+        g.wut = at;
+        at = brisk__align_up(at + 16 * cc);
+        g.wdu = at;
+        at = brisk__align_up(at + WINO_GROUPS * 16 * cc);
+        g.wslot = at;
+        at = brisk__align_up(at + WINO_SLOTS * 3 * g.slot);
+    } else if (g.s == 1) {
         g.xrows = at;
         at = brisk__align_up(at + (size_t)g.OH * (size_t)g.K * PTR_FLOATS);
         g.drows = at;
         at = brisk__align_up(at + (size_t)g.H * (size_t)g.KB * PTR_FLOATS);
-        g.dyp = at;
-        at = brisk__align_up(at + (size_t)g.co * (size_t)g.RP * (size_t)g.CP * (size_t)ld);
         g.wr = at;
         at = brisk__align_up(at + (size_t)g.ci * (size_t)g.KB);
     } else {
@@ -176,6 +220,322 @@ static void conv_unroll(const conv_geom *g, const float *xpad, float *col, int l
     }
 }
 
+/* ---- Winograd F(2x2, 3x3) ------------------------------------------------------------
+ * For 3x3, stride 1, padding 1 (Lavin and Gray, "Fast Algorithms for Convolutional Neural
+ * Networks", 2016): each 2x2 block of outputs is A^T [(G g G^T) . (B^T d B)] A for the 4x4
+ * input tile d and the 3x3 kernel g, so a layer is 16 products (one per element xi of the
+ * transformed 4x4 tile) of Cin-long sums instead of 9 Cin-long sums per output: 2.25 times
+ * fewer multiply-adds. dx is the same operation on dy padded by 1, with the kernels turned by
+ * 180 degrees and Cin and Cout swapped; dW is G^T [sum over tiles and samples of (A dY A^T) .
+ * (B^T d B)] G.
+ *
+ * The work comes in units of one tile by up to WINO_NB samples; a thread takes a contiguous
+ * run of units and carries each through transform, 16 products and inverse transform in its
+ * own slot of the scratch, so the transformed data stays in its core's cache and never goes
+ * through memory. Every output element is computed by one thread in a fixed order, and dW is
+ * summed in WINO_GROUPS fixed runs of units, added in order: the result is the same for any
+ * team. Its rounding differs from the direct method's (by a few units in the last place
+ * relative to the operands). */
+
+typedef float wv16 __attribute__((vector_size(64), aligned(4), may_alias));
+#define WLOAD(p) (*(const wv16 *)(const void *)(p))
+#define WSTORE(p, v) (*(wv16 *)(void *)(p) = (v))
+
+/* U = G g G^T for a 3x3 g (row-major), G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]; element xi
+ * = 4 row + column goes to u[xi * stride]. flip: g turned by 180 degrees. */
+static void wino_kernel(const float *g, int flip, float *u, size_t stride)
+{
+    float k[9], q[4][3], r[4][4];
+    for (int j = 0; j < 9; j++)
+        k[j] = g[flip ? 8 - j : j];
+    for (int c = 0; c < 3; c++) {
+        q[0][c] = k[c];
+        q[1][c] = 0.5f * (k[c] + k[3 + c] + k[6 + c]);
+        q[2][c] = 0.5f * (k[c] - k[3 + c] + k[6 + c]);
+        q[3][c] = k[6 + c];
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i][0] = q[i][0];
+        r[i][1] = 0.5f * (q[i][0] + q[i][1] + q[i][2]);
+        r[i][2] = 0.5f * (q[i][0] - q[i][1] + q[i][2]);
+        r[i][3] = q[i][2];
+    }
+    for (int xi = 0; xi < 16; xi++)
+        u[(size_t)xi * stride] = r[xi / 4][xi % 4];
+}
+
+/* The transformed kernels of pairs [p0, p1) (p = co Cin + ci of W (Cout, Cin, 3, 3)): into
+ * U[xi][co][ci] (forward) or, turned by 180 degrees, into U[xi][ci][co] (dx). */
+static void wino_kernels(const float *W, int ci, int co, long long p0, long long p1, int for_dx,
+                         float *U)
+{
+    const size_t stride = (size_t)ci * (size_t)co;
+    for (long long p = p0; p < p1; p++) {
+        const long long o = p / ci, i = p % ci;
+        wino_kernel(W + (size_t)p * 9, for_dx, U + (for_dx ? (size_t)(i * co + o) : (size_t)p),
+                    stride);
+    }
+}
+
+/* One unit of a Winograd convolution. */
+typedef struct wino_unit {
+    int th, tw, i0, w;                     /* tile row and column, samples [i0, i0 + w) */
+} wino_unit;
+
+static wino_unit wino_unit_at(const conv_geom *g, int u, int ld)
+{
+    wino_unit t;
+    const int tile = u / g->SB, sb = u % g->SB;
+    t.th = tile / g->TW, t.tw = tile % g->TW;
+    t.i0 = sb * WINO_NB;
+    t.w = ld - t.i0 < WINO_NB ? ld - t.i0 : WINO_NB;
+    return t;
+}
+
+/* V[xi wino_xs(cin) + c WINO_NB + j] = (B^T d B)[xi] for the 4x4 patch at (2 th, 2 tw) of the padded
+ * planes `in` (c, row, column, sample; Wp columns), B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
+ * 0 1 0 -1], sample i0 + j, 16 samples a vector. */
+static BRISK_MULTIVERSION void wino_in(const float *in, size_t plane, int Wp, int ld,
+                                       const wino_unit *t, int cin, float *V)
+{
+    const size_t xs = wino_xs(cin), rs = (size_t)Wp * (size_t)ld;
+    for (int c = 0; c < cin; c++) {
+        const float *base =
+            in + (size_t)c * plane + (size_t)(2 * t->th) * rs + (size_t)(2 * t->tw) * ld + t->i0;
+        float *v = V + (size_t)c * WINO_NB;
+        if (c + WINO_AHEAD < cin) /* the patch WINO_AHEAD channels on, into the cache */
+            for (int a = 0; a < 4; a++)
+                for (int q = 0; q < 4; q++)
+                    for (int j = 0; j < t->w; j += 16)
+                        __builtin_prefetch(base + WINO_AHEAD * plane + (size_t)a * rs +
+                                           (size_t)q * ld + j);
+        for (int j = 0; j < t->w; j += 16) {
+            wv16 r[4][4];
+            _Pragma("GCC unroll 4") for (int a = 0; a < 4; a++) {
+                const float *p = base + (size_t)a * rs + j;
+                const wv16 d0 = WLOAD(p), d1 = WLOAD(p + ld), d2 = WLOAD(p + 2 * ld),
+                           d3 = WLOAD(p + 3 * ld);
+                r[a][0] = d0 - d2, r[a][1] = d1 + d2, r[a][2] = d2 - d1, r[a][3] = d1 - d3;
+            }
+            _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+                WSTORE(v + (size_t)q * xs + j, r[0][q] - r[2][q]);
+                WSTORE(v + (size_t)(4 + q) * xs + j, r[1][q] + r[2][q]);
+                WSTORE(v + (size_t)(8 + q) * xs + j, r[2][q] - r[1][q]);
+                WSTORE(v + (size_t)(12 + q) * xs + j, r[1][q] - r[3][q]);
+            }
+        }
+    }
+}
+
+/* Zt[(xi WINO_NB + j) cout + c] = (A y A^T)[xi] for the 2x2 tile (th, tw) of dy (c, OH, OW,
+ * sample), sample i0 + j, A = [1 0; 1 1; 1 -1; 0 -1]: transposed, (samples, channels) per
+ * xi, so that it is B of the weight gradient's products. 16 channels by 16 samples at a
+ * time go through tmp (16 x 16 x 16 floats, in L1) and are turned there. */
+static BRISK_MULTIVERSION void wino_dy(const float *dy, int OH, int OW, int ld,
+                                       const wino_unit *t, int cout, float *Zt, float *tmp)
+{
+    const size_t zs = (size_t)WINO_NB * (size_t)cout;
+    for (int c0 = 0; c0 < cout; c0 += 16) {
+        const int nc = cout - c0 < 16 ? cout - c0 : 16;
+        for (int j = 0; j < t->w; j += 16) {
+            for (int c = 0; c < nc; c++) {
+                const float *g0 = dy + (((size_t)(c0 + c) * OH + (size_t)(2 * t->th)) * OW +
+                                        (size_t)(2 * t->tw)) * ld + t->i0 + j;
+                const float *g1 = g0 + (size_t)OW * ld;
+                const wv16 a0 = WLOAD(g0), a1 = WLOAD(g0 + ld), b0 = WLOAD(g1),
+                           b1 = WLOAD(g1 + ld);
+                const wv16 p[4] = {a0, a0 + b0, a0 - b0, -b0},
+                           q[4] = {a1, a1 + b1, a1 - b1, -b1};
+                float *z = tmp + (size_t)c * 16; /* tmp[xi][c][sample] */
+                _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+                    WSTORE(z + (size_t)(4 * r) * 256, p[r]);
+                    WSTORE(z + (size_t)(4 * r + 1) * 256, p[r] + q[r]);
+                    WSTORE(z + (size_t)(4 * r + 2) * 256, p[r] - q[r]);
+                    WSTORE(z + (size_t)(4 * r + 3) * 256, -q[r]);
+                }
+            }
+            for (int xi = 0; xi < 16; xi++)
+                brisk__transpose(tmp + (size_t)xi * 256, 16,
+                                 Zt + (size_t)xi * zs + (size_t)j * cout + (size_t)c0,
+                                 (size_t)cout, 0, nc, 0, 16);
+        }
+    }
+}
+
+/* out(c, 2 th + a, 2 tw + b, i0 + j) = bias[c] + (A^T m A)[a][b], m = M[xi][c][j], A^T =
+ * [1 1 1 0; 0 1 -1 -1] (m at M[xi wino_xs(cout) + c WINO_NB + j]), for channels [0, cout); then, on those outputs, the fused activation
+ * (mode 1: act_y = act(out)) or activation gradient (mode 2: out *= act'(act_x, act_a)). */
+typedef struct wino_job {
+    const float *in;        /* the padded input planes */
+    size_t plane;
+    int Wp, cin, cout, OH, OW, ld;
+    const float *U, *bias;  /* U (16, cout, cin) */
+    float *out;             /* (cout, OH, OW, ld) */
+    int mode;
+    const brisk_layer *act;
+    float *act_y;                 /* mode 1 */
+    const float *act_x, *act_a;   /* mode 2: the activation's input and output */
+} wino_job;
+
+static BRISK_MULTIVERSION void wino_out(const wino_job *w, const wino_unit *t, const float *M)
+{
+    const size_t xs = wino_xs(w->cout), ld = (size_t)w->ld;
+    const size_t ostride = (size_t)w->OH * (size_t)w->OW * ld;
+    for (int c = 0; c < w->cout; c++) {
+        const float b0 = w->bias ? w->bias[c] : 0.0f;
+        const size_t o00 = (size_t)c * ostride +
+                           ((size_t)(2 * t->th) * (size_t)w->OW + (size_t)(2 * t->tw)) * ld +
+                           (size_t)t->i0;
+        const size_t off[4] = {o00, o00 + ld, o00 + (size_t)w->OW * ld,
+                               o00 + (size_t)w->OW * ld + ld};
+        const float *m = M + (size_t)c * WINO_NB;
+        for (int j = 0; j < t->w; j += 16) {
+            wv16 s[4][4], u[2][4];
+            _Pragma("GCC unroll 16") for (int xi = 0; xi < 16; xi++)
+                s[xi / 4][xi % 4] = WLOAD(m + (size_t)xi * xs + j);
+            _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+                u[0][q] = s[0][q] + s[1][q] + s[2][q];
+                u[1][q] = s[1][q] - s[2][q] - s[3][q];
+            }
+            _Pragma("GCC unroll 2") for (int a = 0; a < 2; a++) {
+                WSTORE(w->out + off[2 * a] + j, b0 + (u[a][0] + u[a][1] + u[a][2]));
+                WSTORE(w->out + off[2 * a + 1] + j, b0 + (u[a][1] - u[a][2] - u[a][3]));
+            }
+        }
+        for (int k = 0; w->mode && k < 4; k++) {
+            const size_t o = off[k];
+            if (w->mode == 1)
+                w->act->ops->act(w->act, w->out + o, w->act_y + o, (size_t)t->w);
+            else
+                w->act->ops->act_grad(w->act, w->act_x + o, w->act_a + o, w->out + o,
+                                      (size_t)t->w);
+        }
+    }
+}
+
+/* The first min(nth, WINO_SLOTS) members of the team take part; [*lo, *hi): member ith's
+ * even share of n items (nothing for the others). */
+static void wino_share(const brisk_team *team, long long n, long long *lo, long long *hi)
+{
+    const int ith = team ? team->ith : 0, nth = team ? team->nth : 1;
+    const int np = nth < WINO_SLOTS ? nth : WINO_SLOTS;
+    *lo = *hi = 0;
+    if (ith < np) {
+        *lo = n * ith / np;
+        *hi = n * (ith + 1) / np;
+    }
+}
+
+/* This thread's units of a Winograd convolution (after U and the input are ready). */
+static void wino_conv(const conv_geom *g, const wino_job *w, float *slot, const brisk_team *team)
+{
+    long long u0, u1;
+    wino_share(team, g->units, &u0, &u1);
+    float *V = slot, *M = slot + g->slot;
+    for (long long u = u0; u < u1; u++) {
+        const wino_unit t = wino_unit_at(g, (int)u, w->ld);
+        wino_in(w->in, w->plane, w->Wp, w->ld, &t, w->cin, V);
+        for (int xi = 0; xi < 16; xi++) {
+            const brisk_gemm_args gm = {
+                .M = w->cout, .N = t.w, .K = w->cin,
+                .A = w->U + (size_t)xi * w->cout * w->cin, .a_rs = w->cin, .a_ks = 1,
+                .B = V + (size_t)xi * wino_xs(w->cin), .ldb = WINO_NB,
+                .C = M + (size_t)xi * wino_xs(w->cout), .ldc = WINO_NB,
+                .init = BRISK_GEMM_ZERO};
+            brisk_gemm_block(&gm, 0, w->cout, 0, t.w);
+        }
+        wino_out(w, &t, M);
+    }
+}
+
+static float *wino_slot(const conv_geom *g, float *sc, const brisk_team *team)
+{
+    const int ith = team ? team->ith : 0;
+    return sc + g->wslot + (size_t)(ith < WINO_SLOTS ? ith : 0) * 3 * g->slot;
+}
+
+/* The forward pass by Winograd, once xpad is filled (before the team has met). */
+static void conv_forward_wino(const brisk_layer *l, const brisk_forward_args *a,
+                              const conv_geom *g)
+{
+    float *sc = a->scratch;
+    long long p0, p1;
+    brisk_team_range(a->team, (long long)g->co * g->ci, &p0, &p1);
+    wino_kernels(brisk_layer_data(l, 0, a->params), g->ci, g->co, p0, p1, 0, sc + g->wu);
+    brisk_team_barrier(a->team);
+    const wino_job w = {
+        .in = sc + g->xpad, .plane = g->plane, .Wp = g->Wp, .cin = g->ci, .cout = g->co,
+        .OH = g->OH, .OW = g->OW, .ld = a->ld, .U = sc + g->wu,
+        .bias = l->args[C_BIAS] ? brisk_layer_data(l, 1, a->params) : NULL, .out = a->y,
+        .mode = a->act ? 1 : 0, .act = a->act, .act_y = a->act_y};
+    wino_conv(g, &w, wino_slot(g, sc, a->team), a->team);
+}
+
+/* This thread's groups of the weight gradient: dU_g[xi] (Cout, Cin) = the sum over group
+ * g's units, in order, of Z[xi] V[xi]^T (Z: dy transformed, V: the input transformed, the
+ * sum over the unit's samples). */
+static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *dy, int ld,
+                           float *slot, float *dU, const brisk_team *team)
+{
+    const size_t cc = (size_t)g->ci * (size_t)g->co;
+    float *V = slot, *Zt = slot + g->slot, *tmp = slot + 2 * g->slot;
+    long long g0, g1;
+    wino_share(team, WINO_GROUPS, &g0, &g1);
+    for (long long grp = g0; grp < g1; grp++) {
+        float *dUg = dU + (size_t)grp * 16 * cc;
+        const int u0 = (int)((long long)g->units * grp / WINO_GROUPS),
+                  u1 = (int)((long long)g->units * (grp + 1) / WINO_GROUPS);
+        if (u0 == u1)
+            memset(dUg, 0, 16 * cc * sizeof(float));
+        for (int u = u0; u < u1; u++) {
+            const wino_unit t = wino_unit_at(g, u, ld);
+            wino_in(xpad, g->plane, g->Wp, ld, &t, g->ci, V);
+            wino_dy(dy, g->OH, g->OW, ld, &t, g->co, Zt, tmp);
+            for (int xi = 0; xi < 16; xi++) {
+                const brisk_gemm_args gm = {
+                    .M = g->ci, .N = g->co, .K = t.w,
+                    .A = V + (size_t)xi * wino_xs(g->ci), .a_rs = WINO_NB, .a_ks = 1,
+                    .B = Zt + (size_t)xi * WINO_NB * g->co, .ldb = g->co,
+                    .C = dUg + (size_t)xi * cc, .ldc = g->co,
+                    .init = u == u0 ? BRISK_GEMM_ZERO : BRISK_GEMM_ACCUM};
+                brisk_gemm_block(&gm, 0, g->ci, 0, g->co);
+            }
+        }
+    }
+}
+
+/* dW(co, ci) = G^T [sum of the groups' dU, in order] G for the elements q = ci Cout + co in
+ * [q0, q1) of dU (16, Cin, Cout), G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1]. The groups are
+ * added into the first group's block, each element in group order. */
+static void wino_dw_finish(const conv_geom *g, float *dU, long long q0, long long q1, float *dW)
+{
+    const size_t cc = (size_t)g->ci * (size_t)g->co;
+    for (int xi = 0; xi < 16; xi++)
+        for (int grp = 1; grp < WINO_GROUPS; grp++) {
+            float *d = dU + (size_t)xi * cc;
+            const float *s = dU + ((size_t)grp * 16 + (size_t)xi) * cc;
+            for (long long q = q0; q < q1; q++)
+                d[q] += s[q];
+        }
+    for (long long q = q0; q < q1; q++) {
+        float u[4][4], r[3][4];
+        for (int xi = 0; xi < 16; xi++)
+            u[xi / 4][xi % 4] = dU[(size_t)xi * cc + (size_t)q];
+        for (int c = 0; c < 4; c++) {
+            r[0][c] = u[0][c] + 0.5f * u[1][c] + 0.5f * u[2][c];
+            r[1][c] = 0.5f * u[1][c] - 0.5f * u[2][c];
+            r[2][c] = 0.5f * u[1][c] + 0.5f * u[2][c] + u[3][c];
+        }
+        const long long ci = q / g->co, co = q % g->co;
+        float *d = dW + ((size_t)co * g->ci + (size_t)ci) * 9;
+        for (int i = 0; i < 3; i++) {
+            d[i * 3 + 0] = r[i][0] + 0.5f * r[i][1] + 0.5f * r[i][2];
+            d[i * 3 + 1] = 0.5f * r[i][1] - 0.5f * r[i][2];
+            d[i * 3 + 2] = 0.5f * r[i][1] + 0.5f * r[i][2] + r[i][3];
+        }
+    }
+}
+
 /* y = b + W x_unrolled, every output element one sum over (Cin, kh, kw) in that order, the
  * same for any team. Stride 1: one product per output row, reading the input rows in place
  * through row pointers. Stride > 1: im2col per block of output rows. Each thread computes the
@@ -198,6 +558,10 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
                 memcpy(d, a->x + (((size_t)c * g.H + h) * g.W + w) * ld, (size_t)n * sizeof(float));
                 memset(d + n, 0, (size_t)(ld - n) * sizeof(float));
             }
+    if (g.wino) {
+        conv_forward_wino(l, a, &g);
+        return;
+    }
     const float **xrows = (const float **)(void *)(sc + g.xrows);
     if (g.s == 1) {
         long long r0, r1;
@@ -338,13 +702,70 @@ static void conv_dx_strided(const conv_geom *g, const brisk_backward_args *a, co
     }
 }
 
+/* db: sums of dy over positions and samples, each thread its own output channels. */
+static void conv_db(const brisk_layer *l, const brisk_backward_args *a, const conv_geom *g)
+{
+    if (!l->args[C_BIAS])
+        return;
+    float *db = brisk_layer_data(l, 1, a->grads);
+    const size_t ystride = (size_t)g->OH * (size_t)g->OW * (size_t)a->ld;
+    long long o0, o1;
+    brisk_team_range(a->team, g->co, &o0, &o1);
+    for (long long co = o0; co < o1; co++)
+        db[co] = (float)sum_columns(a->dy + (size_t)co * ystride, (size_t)g->OH * g->OW,
+                                    (size_t)a->ld, a->n);
+}
+
+/* The backward pass by Winograd: dy into its padded planes and the turned kernels; then
+ * each thread its groups of dW and its units of dx; then dW from the groups, and db. */
+static void conv_backward_wino(const brisk_layer *l, const brisk_backward_args *a,
+                               const conv_geom *g)
+{
+    const int ld = a->ld;
+    float *sc = a->scratch, *dyp = sc + g->dyp;
+    const size_t pplane = (size_t)g->RP * (size_t)g->CP * (size_t)ld;
+    const size_t row = (size_t)g->OW * (size_t)ld, ystride = (size_t)g->OH * row;
+    const float *W = brisk_layer_data(l, 0, a->params);
+    const long long pairs = (long long)g->co * g->ci;
+    long long p0, p1;
+    brisk_team_range(a->team, pairs, &p0, &p1);
+    if (a->dx) {
+        long long o0, o1;
+        brisk_team_range(a->team, g->co, &o0, &o1);
+        for (long long co = o0; co < o1; co++)
+            for (int oh = 0; oh < g->OH; oh++)
+                memcpy(dyp + (size_t)co * pplane + ((size_t)(oh + g->L) * g->CP + (size_t)g->L) * ld,
+                       a->dy + (size_t)co * ystride + (size_t)oh * row, row * sizeof(float));
+        wino_kernels(W, g->ci, g->co, p0, p1, 1, sc + g->wut);
+    }
+    brisk_team_barrier(a->team);
+    float *slot = wino_slot(g, sc, a->team);
+    wino_dw_groups(g, sc + g->xpad, a->dy, ld, slot, sc + g->wdu, a->team);
+    if (a->dx) {
+        /* dy padded by 1: the padded planes from one row and column in. */
+        const wino_job w = {
+            .in = dyp + ((size_t)(g->L - 1) * g->CP + (size_t)(g->L - 1)) * ld,
+            .plane = pplane, .Wp = g->CP, .cin = g->co, .cout = g->ci, .OH = g->H,
+            .OW = g->W, .ld = ld, .U = sc + g->wut, .bias = NULL, .out = a->dx,
+            .mode = a->act ? 2 : 0, .act = a->act, .act_x = a->act_x, .act_a = a->act_y};
+        wino_conv(g, &w, slot, a->team);
+    }
+    brisk_team_barrier(a->team);
+    wino_dw_finish(g, sc + g->wdu, p0, p1, brisk_layer_data(l, 0, a->grads));
+    conv_db(l, a, g);
+}
+
 /* dW^T (Cin K K, Cout) = the unrolled input times dy^T, a sum over output rows (in order) of
  * products; db = sums of dy; dx (stride 1) = W_r dy_pad unrolled: one product per input row
  * with the padded dy's rows read in place (reduction over (Cout, kh, kw) in that order). */
 static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
 {
-    const int ld = a->ld, n = a->n;
+    const int ld = a->ld;
     const conv_geom g = conv_geometry(l, ld);
+    if (g.wino) {
+        conv_backward_wino(l, a, &g);
+        return;
+    }
     const int ith = a->team ? a->team->ith : 0, nth = a->team ? a->team->nth : 1;
     float *sc = a->scratch;
     float *xpad = sc + g.xpad, *dyt = sc + g.dyt, *dwt = sc + g.dwt;
@@ -424,14 +845,7 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
     for (int k = p0; k < p1; k++)
         for (int co = q0; co < q1; co++)
             dW[(size_t)co * g.K + k] = dwt[(size_t)k * g.co + co];
-    if (l->args[C_BIAS]) { /* db: sums over positions and samples */
-        float *db = brisk_layer_data(l, 1, a->grads);
-        long long o0, o1;
-        brisk_team_range(a->team, g.co, &o0, &o1);
-        for (long long co = o0; co < o1; co++)
-            db[co] = (float)sum_columns(a->dy + (size_t)co * ystride, (size_t)g.OH * g.OW,
-                                        (size_t)ld, n);
-    }
+    conv_db(l, a, &g);
     if (!a->dx)
         return;
     if (!direct_dx) {
