@@ -61,7 +61,9 @@ typedef struct conv_geom {
     int KB;                                /* Cout K K: the reduction of the input gradient's */
     int rows;                              /* stride > 1: output rows per unrolled block */
     int L, RP, CP;                         /* stride 1: dy padded by L before, RP x CP */
-    size_t plane;                          /* Hp Wp ld: one padded channel */
+    size_t rs, plane;                      /* one padded row (Wp ld, and for Winograd 16
+                                            * floats more, against cache set conflicts),
+                                            * one padded channel (Hp rs) */
     /* Offsets into the scratch, in floats. Both: xpad (the zero-padded input), dyt (dy
      * transposed), dwt (dW transposed). Stride 1: xrows (OH x K pointers to the input rows
      * each output row reads), drows (H x KB pointers to the padded dy rows each input row's
@@ -113,9 +115,10 @@ static conv_geom conv_geometry(const brisk_layer *l, int ld)
     g.Hp = g.H + 2 * g.p, g.Wp = g.W + 2 * g.p, g.kk = g.k * g.k;
     g.K = g.ci * g.kk;
     g.KB = g.co * g.kk;
-    g.plane = (size_t)g.Hp * (size_t)g.Wp * (size_t)ld;
     g.wino = g.s == 1 && g.k == 3 && g.p == 1 && g.H % 2 == 0 && g.W % 2 == 0 &&
              g.ci >= WINO_MIN_CI;
+    g.rs = (size_t)g.Wp * (size_t)ld + (g.wino ? 16 : 0);
+    g.plane = (size_t)g.Hp * g.rs;
     const size_t row = (size_t)g.OW * (size_t)ld;
     size_t at = 0;
     g.xpad = at;
@@ -207,7 +210,7 @@ static void conv_unroll(const conv_geom *g, const float *xpad, float *col, int l
         const int c = k / g->kk, kh = k % g->kk / g->k, kw = k % g->k;
         for (int r = 0; r < R; r++) {
             const float *src = xpad + (size_t)c * g->plane +
-                               ((size_t)((oh0 + r) * g->s + kh) * g->Wp + (size_t)kw) * ld;
+                               (size_t)((oh0 + r) * g->s + kh) * g->rs + (size_t)kw * ld;
             float *dst = col + (size_t)k * N + (size_t)r * row;
             if (g->s == 1) {
                 memcpy(dst, src, row * sizeof(float));
@@ -293,12 +296,12 @@ static wino_unit wino_unit_at(const conv_geom *g, int u, int ld)
 }
 
 /* V[xi wino_xs(cin) + c WINO_NB + j] = (B^T d B)[xi] for the 4x4 patch at (2 th, 2 tw) of the padded
- * planes `in` (c, row, column, sample; Wp columns), B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
+ * planes `in` (c, row, column, sample; rows rs floats apart), B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
  * 0 1 0 -1], sample i0 + j, 16 samples a vector. */
-static BRISK_MULTIVERSION void wino_in(const float *in, size_t plane, int Wp, int ld,
+static BRISK_MULTIVERSION void wino_in(const float *in, size_t plane, size_t rs, int ld,
                                        const wino_unit *t, int cin, float *V)
 {
-    const size_t xs = wino_xs(cin), rs = (size_t)Wp * (size_t)ld;
+    const size_t xs = wino_xs(cin);
     for (int c = 0; c < cin; c++) {
         const float *base =
             in + (size_t)c * plane + (size_t)(2 * t->th) * rs + (size_t)(2 * t->tw) * ld + t->i0;
@@ -368,7 +371,8 @@ static BRISK_MULTIVERSION void wino_dy(const float *dy, int OH, int OW, int ld,
 typedef struct wino_job {
     const float *in;        /* the padded input planes */
     size_t plane;
-    int Wp, cin, cout, OH, OW, ld;
+    size_t rs;              /* its row stride */
+    int cin, cout, OH, OW, ld;
     const float *U, *bias;  /* U (16, cout, cin) */
     float *out;             /* (cout, OH, OW, ld) */
     int mode;
@@ -434,7 +438,7 @@ static void wino_conv(const conv_geom *g, const wino_job *w, float *slot, const 
     float *V = slot, *M = slot + g->slot;
     for (long long u = u0; u < u1; u++) {
         const wino_unit t = wino_unit_at(g, (int)u, w->ld);
-        wino_in(w->in, w->plane, w->Wp, w->ld, &t, w->cin, V);
+        wino_in(w->in, w->plane, w->rs, w->ld, &t, w->cin, V);
         for (int xi = 0; xi < 16; xi++) {
             const brisk_gemm_args gm = {
                 .M = w->cout, .N = t.w, .K = w->cin,
@@ -464,7 +468,7 @@ static void conv_forward_wino(const brisk_layer *l, const brisk_forward_args *a,
     wino_kernels(brisk_layer_data(l, 0, a->params), g->ci, g->co, p0, p1, 0, sc + g->wu);
     brisk_team_barrier(a->team);
     const wino_job w = {
-        .in = sc + g->xpad, .plane = g->plane, .Wp = g->Wp, .cin = g->ci, .cout = g->co,
+        .in = sc + g->xpad, .plane = g->plane, .rs = g->rs, .cin = g->ci, .cout = g->co,
         .OH = g->OH, .OW = g->OW, .ld = a->ld, .U = sc + g->wu,
         .bias = l->args[C_BIAS] ? brisk_layer_data(l, 1, a->params) : NULL, .out = a->y,
         .mode = a->act ? 1 : 0, .act = a->act, .act_y = a->act_y};
@@ -489,7 +493,7 @@ static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *d
             memset(dUg, 0, 16 * cc * sizeof(float));
         for (int u = u0; u < u1; u++) {
             const wino_unit t = wino_unit_at(g, u, ld);
-            wino_in(xpad, g->plane, g->Wp, ld, &t, g->ci, V);
+            wino_in(xpad, g->plane, g->rs, ld, &t, g->ci, V);
             wino_dy(dy, g->OH, g->OW, ld, &t, g->co, Zt, tmp);
             for (int xi = 0; xi < 16; xi++) {
                 const brisk_gemm_args gm = {
@@ -554,7 +558,7 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
     for (long long c = c0; c < c1; c++)
         for (int h = 0; h < g.H; h++)
             for (int w = 0; w < g.W; w++) {
-                float *d = xpad + (size_t)c * g.plane + ((size_t)(h + g.p) * g.Wp + (size_t)(w + g.p)) * ld;
+                float *d = xpad + (size_t)c * g.plane + (size_t)(h + g.p) * g.rs + (size_t)(w + g.p) * ld;
                 memcpy(d, a->x + (((size_t)c * g.H + h) * g.W + w) * ld, (size_t)n * sizeof(float));
                 memset(d + n, 0, (size_t)(ld - n) * sizeof(float));
             }
@@ -570,7 +574,7 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
             for (int k = 0; k < g.K; k++) {
                 const int c = k / g.kk, kh = k % g.kk / g.k, kw = k % g.k;
                 xrows[(size_t)oh * g.K + k] =
-                    xpad + (size_t)c * g.plane + ((size_t)(oh + kh) * g.Wp + (size_t)kw) * ld;
+                    xpad + (size_t)c * g.plane + (size_t)(oh + kh) * g.rs + (size_t)kw * ld;
             }
     }
     brisk_team_barrier(a->team);
@@ -683,7 +687,7 @@ static void conv_dx_strided(const conv_geom *g, const brisk_backward_args *a, co
                 for (long long c = cr0; c < cr1; c++)
                     for (int ow = 0; ow < g->OW; ow++) {
                         float *d = dxpad + (size_t)c * g->plane +
-                                   ((size_t)(oh * g->s + kh) * g->Wp + (size_t)(ow * g->s + kw)) * ld;
+                                   (size_t)(oh * g->s + kh) * g->rs + (size_t)(ow * g->s + kw) * ld;
                         const float *t = tmp + ((size_t)c * g->OW + ow) * ld;
                         for (int i = 0; i < ld; i++)
                             d[i] += t[i];
@@ -693,7 +697,7 @@ static void conv_dx_strided(const conv_geom *g, const brisk_backward_args *a, co
         for (int h = 0; h < g->H; h++)
             for (int w = 0; w < g->W; w++)
                 memcpy(a->dx + (((size_t)c * g->H + h) * g->W + w) * ld,
-                       dxpad + (size_t)c * g->plane + ((size_t)(h + g->p) * g->Wp + (size_t)(w + g->p)) * ld,
+                       dxpad + (size_t)c * g->plane + (size_t)(h + g->p) * g->rs + (size_t)(w + g->p) * ld,
                        (size_t)ld * sizeof(float));
         if (a->act) {
             const size_t o = (size_t)c * g->H * g->W * ld, cnt = (size_t)g->H * g->W * ld;
@@ -745,7 +749,7 @@ static void conv_backward_wino(const brisk_layer *l, const brisk_backward_args *
         /* dy padded by 1: the padded planes from one row and column in. */
         const wino_job w = {
             .in = dyp + ((size_t)(g->L - 1) * g->CP + (size_t)(g->L - 1)) * ld,
-            .plane = pplane, .Wp = g->CP, .cin = g->co, .cout = g->ci, .OH = g->H,
+            .plane = pplane, .rs = (size_t)g->CP * ld, .cin = g->co, .cout = g->ci, .OH = g->H,
             .OW = g->W, .ld = ld, .U = sc + g->wut, .bias = NULL, .out = a->dx,
             .mode = a->act ? 2 : 0, .act = a->act, .act_x = a->act_x, .act_a = a->act_y};
         wino_conv(g, &w, slot, a->team);
@@ -933,6 +937,20 @@ static int pool_setup(brisk_layer *l, char *err, size_t errlen)
     return 0;
 }
 
+/* y = the maximum of a 2x2 window, taken in the general path's order (x0, then x1, x2, x3
+ * where greater), in one pass. */
+static BRISK_MULTIVERSION void max4(float *restrict y, const float *restrict x0,
+                                    const float *restrict x1, const float *restrict x2,
+                                    const float *restrict x3, int n)
+{
+    for (int i = 0; i < n; i++) {
+        float m = x0[i];
+        m = x1[i] > m ? x1[i] : m;
+        m = x2[i] > m ? x2[i] : m;
+        y[i] = x3[i] > m ? x3[i] : m;
+    }
+}
+
 /* Parallelize over channels; every sample row is a contiguous vector. */
 static void pool_forward(const brisk_layer *l, const brisk_forward_args *a)
 {
@@ -941,6 +959,17 @@ static void pool_forward(const brisk_layer *l, const brisk_forward_args *a)
     const float inv = 1.0f / (float)(k * k);
     long long c0, c1;
     brisk_team_range(a->team, l->in.c, &c0, &c1);
+    if (l->args[2] && k == 2) {
+        for (long long c = c0; c < c1; c++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    const float *x = a->x + (((size_t)c * H + (size_t)(oh * s)) * W +
+                                             (size_t)(ow * s)) * ld;
+                    max4(a->y + (((size_t)c * OH + oh) * OW + ow) * ld, x, x + ld,
+                         x + (size_t)W * ld, x + (size_t)W * ld + ld, ld);
+                }
+        return;
+    }
     for (long long c = c0; c < c1; c++)
         for (int oh = 0; oh < OH; oh++)
             for (int ow = 0; ow < OW; ow++) {
@@ -967,7 +996,8 @@ static void pool_forward(const brisk_layer *l, const brisk_forward_args *a)
 /* One window position of a max pool: where x equals the maximum y, the part of the gradient
  * not routed yet (rem) goes to dx and rem becomes 0. Bit masks, so that it vectorizes. */
 static BRISK_MULTIVERSION void maxpool_route(float *restrict dx, const float *restrict x,
-                                             const float *restrict y, float *restrict rem, int m)
+                                             const float *restrict y, float *restrict rem, int m,
+                                             int first)
 {
     for (int i = 0; i < m; i++) {
         const uint32_t hit = 0u - (uint32_t)(x[i] == y[i]);
@@ -977,7 +1007,7 @@ static BRISK_MULTIVERSION void maxpool_route(float *restrict dx, const float *re
         d = r & hit;
         r &= ~hit;
         memcpy(&f, &d, 4);
-        dx[i] += f;
+        dx[i] = (first ? 0.0f : dx[i]) + f;
         memcpy(&rem[i], &r, 4);
     }
 }
@@ -998,8 +1028,12 @@ static void pool_backward(const brisk_layer *l, const brisk_backward_args *a)
     long long c0, c1;
     brisk_team_range(a->team, l->in.c, &c0, &c1);
     float rem[256];
+    /* Windows that neither overlap nor leave gaps: every position of dx is written once, by
+     * its window, as 0 + its part (the same bits as zeroing and adding). */
+    const int tiled = l->args[2] && k == s && OH * k == H && OW * k == W;
     for (long long c = c0; c < c1; c++) {
-        memset(a->dx + (size_t)c * H * W * ld, 0, (size_t)H * W * ld * sizeof(float));
+        if (!tiled)
+            memset(a->dx + (size_t)c * H * W * ld, 0, (size_t)H * W * ld * sizeof(float));
         for (int oh = 0; oh < OH; oh++)
             for (int ow = 0; ow < OW; ow++) {
                 const float *dy = a->dy + (((size_t)c * OH + oh) * OW + ow) * ld;
@@ -1015,7 +1049,7 @@ static void pool_backward(const brisk_layer *l, const brisk_backward_args *a)
                             float *restrict dx = a->dx + o;
                             const float *restrict x = a->x + o, *restrict yy = y + i0;
                             if (l->args[2]) {
-                                maxpool_route(dx, x, yy, rem, m);
+                                maxpool_route(dx, x, yy, rem, m, tiled);
                             } else {
                                 const float *restrict g = dy + i0;
                                 for (int i = 0; i < m; i++)
