@@ -147,6 +147,12 @@ static void test_conv_and_pooling(void **state)
      * activations fused into the products and standing alone (after pooling). */
     gradcheck("conv:3:3:pad1,tanh,maxpool:2,conv:4:2,gelu,flatten,dense:3", img,
               BRISK_LOSS_SOFTMAX_CE, 3e-3);
+    /* 2x2 max pools over even sizes route from the recorded positions, with a ReLU before
+     * them folded in, or another activation's gradient applied after. */
+    gradcheck("conv:3:3:pad1,tanh,maxpool:2,conv:4:2,gelu,flatten,dense:3",
+              brisk_shape_img(2, 6, 6), BRISK_LOSS_SOFTMAX_CE, 3e-3);
+    gradcheck("conv:3:3:pad1,relu,maxpool:2,conv:4:3:pad1,relu,maxpool:2,flatten,dense:3",
+              brisk_shape_img(2, 8, 8), BRISK_LOSS_SOFTMAX_CE, 3e-3);
     gradcheck("conv:3:3:s2:pad1:nobias,sigmoid,avgpool:2:s1,flatten,dense:3", img,
               BRISK_LOSS_SOFTMAX_CE, 3e-3);
     gradcheck("conv:4:3,leaky_relu:0.2,maxpool:3:s2,tanh,gap,flatten,dense:3", img,

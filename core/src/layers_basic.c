@@ -55,9 +55,10 @@ BRISK_MULTIVERSION void brisk__act_backward(int kind, double slope, const float 
 {
     const float s = (float)slope;
     switch (kind) {
-    case BRISK__ACT_RELU:
+    case BRISK__ACT_RELU: /* a > 0 exactly where z > 0; a is usually the one in cache (the
+                           * layer after reads it) */
         for (size_t i = 0; i < n; i++)
-            d[i] = z[i] > 0.0f ? d[i] : 0.0f;
+            d[i] = a[i] > 0.0f ? d[i] : 0.0f;
         break;
     case BRISK__ACT_LEAKY:
         for (size_t i = 0; i < n; i++)

@@ -241,6 +241,8 @@ static void conv_unroll(const conv_geom *g, const float *xpad, float *col, int l
  * relative to the operands). */
 
 typedef float wv16 __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int wi16 __attribute__((vector_size(64)));
+typedef unsigned char wb16 __attribute__((vector_size(16), aligned(1), may_alias));
 #define WLOAD(p) (*(const wv16 *)(const void *)(p))
 #define WSTORE(p, v) (*(wv16 *)(void *)(p) = (v))
 
@@ -638,6 +640,31 @@ static BRISK_MULTIVERSION double sum_columns(const float *x, size_t rows, size_t
  * order) added in a fixed tree; each thread takes whole output channels. */
 #define DOT_K 16
 
+static inline __attribute__((always_inline)) void dw_dot_channel(const conv_geom *g,
+                                                                  const float *dy, int N,
+                                                                  const float *const *xrows,
+                                                                  float *dW, const int K)
+{
+    float acc[DOT_K][16];
+    memset(acc, 0, sizeof acc);
+    for (int oh = 0; oh < g->OH; oh++) {
+        const float *d = dy + (size_t)oh * N;
+        const float *const *xr = xrows + (size_t)oh * g->K;
+        for (int j = 0; j < N; j += 16)
+            _Pragma("GCC unroll 16") for (int k = 0; k < K; k++)
+                for (int l = 0; l < 16; l++)
+                    acc[k][l] = fmaf(xr[k][j + l], d[j + l], acc[k][l]);
+    }
+    for (int k = 0; k < K; k++) {
+        float t[8];
+        for (int l = 0; l < 8; l++)
+            t[l] = acc[k][l] + acc[k][l + 8];
+        dW[k] = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+    }
+}
+
+/* (K = 9, a 3x3 kernel on one channel, has its own instance, with the accumulators in
+ * registers.) */
 static BRISK_MULTIVERSION void conv_dw_dot(const conv_geom *g, const float *dy, int ld,
                                            const float *const *xrows, float *dW, long long co0,
                                            long long co1)
@@ -645,23 +672,12 @@ static BRISK_MULTIVERSION void conv_dw_dot(const conv_geom *g, const float *dy, 
     const int N = g->OW * ld; /* a multiple of 16 */
     const size_t ystride = (size_t)g->OH * (size_t)N;
     for (long long co = co0; co < co1; co++) {
-        float acc[DOT_K][16];
-        memset(acc, 0, sizeof acc);
-        for (int oh = 0; oh < g->OH; oh++) {
-            const float *d = dy + (size_t)co * ystride + (size_t)oh * N;
-            const float *const *xr = xrows + (size_t)oh * g->K;
-            for (int j = 0; j < N; j += 16)
-                for (int k = 0; k < g->K; k++)
-                    for (int l = 0; l < 16; l++)
-                        acc[k][l] = fmaf(xr[k][j + l], d[j + l], acc[k][l]);
-        }
-        for (int k = 0; k < g->K; k++) {
-            float t[8];
-            for (int l = 0; l < 8; l++)
-                t[l] = acc[k][l] + acc[k][l + 8];
-            dW[(size_t)co * g->K + k] =
-                ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
-        }
+        const float *d = dy + (size_t)co * ystride;
+        float *w = dW + (size_t)co * g->K;
+        if (g->K == 9)
+            dw_dot_channel(g, d, N, xrows, w, 9);
+        else
+            dw_dot_channel(g, d, N, xrows, w, g->K);
     }
 }
 
@@ -938,17 +954,59 @@ static int pool_setup(brisk_layer *l, char *err, size_t errlen)
 }
 
 /* y = the maximum of a 2x2 window, taken in the general path's order (x0, then x1, x2, x3
- * where greater), in one pass. */
-static BRISK_MULTIVERSION void max4(float *restrict y, const float *restrict x0,
-                                    const float *restrict x1, const float *restrict x2,
-                                    const float *restrict x3, int n)
+ * where greater), in one pass; at[i] = which of the four it is (the first of equal ones). */
+static BRISK_MULTIVERSION void max4(float *restrict y, uint8_t *restrict at,
+                                    const float *restrict x0, const float *restrict x1,
+                                    const float *restrict x2, const float *restrict x3, int n)
 {
-    for (int i = 0; i < n; i++) {
-        float m = x0[i];
-        m = x1[i] > m ? x1[i] : m;
-        m = x2[i] > m ? x2[i] : m;
-        y[i] = x3[i] > m ? x3[i] : m;
+    for (int i = 0; i < n; i += 16) { /* n: a multiple of 16 */
+        const wv16 v[4] = {WLOAD(x0 + i), WLOAD(x1 + i), WLOAD(x2 + i), WLOAD(x3 + i)};
+        wv16 m = v[0];
+        wi16 w = {0};
+        for (int p = 1; p < 4; p++) {
+            const wi16 gt = v[p] > m; /* all ones where greater */
+            w = (gt & p) | (w & ~gt);
+            m = (wv16)(((wi16)v[p] & gt) | ((wi16)m & ~gt));
+        }
+        WSTORE(y + i, m);
+        *(wb16 *)(void *)(at + i) = __builtin_convertvector(w, wb16);
     }
+}
+
+/* The 2x2 max pool's gradient from the recorded positions: dx at window position p gets
+ * 0 + dy where p is the maximum's position, 0 + 0 elsewhere (the bits of zeroing dx and
+ * routing dy). relu: a ReLU before the pool, whose gradient is folded in (its output at the
+ * maximum is y, so the gradient passes where y > 0). */
+static BRISK_MULTIVERSION void max4_back(float *restrict d0, float *restrict d1,
+                                         float *restrict d2, float *restrict d3,
+                                         const uint8_t *restrict at, const float *restrict dy,
+                                         const float *restrict y, int relu, int n)
+{
+    const wv16 zero = {0};
+    for (int i = 0; i < n; i += 16) {
+        const wi16 w = __builtin_convertvector(*(const wb16 *)(const void *)(at + i), wi16);
+        wi16 g = (wi16)WLOAD(dy + i);
+        if (relu)
+            g &= WLOAD(y + i) > zero;
+        WSTORE(d0 + i, zero + (wv16)(g & (w == 0)));
+        WSTORE(d1 + i, zero + (wv16)(g & (w == 1)));
+        WSTORE(d2 + i, zero + (wv16)(g & (w == 2)));
+        WSTORE(d3 + i, zero + (wv16)(g & (w == 3)));
+    }
+}
+
+/* A 2x2 max pool of stride 2 over even sizes records where each maximum was (one byte per
+ * output value, in the scratch) and routes its gradient from there. */
+static int pool_by_index(const brisk_layer *l)
+{
+    return l->args[2] && (int)l->args[0] == 2 && (int)l->args[1] == 2 && l->in.h % 2 == 0 &&
+           l->in.w % 2 == 0;
+}
+
+static size_t pool_scratch(const brisk_layer *l, int max_rows, int ld)
+{
+    (void)max_rows;
+    return pool_by_index(l) ? brisk_shape_size(l->out) * (size_t)ld : 0;
 }
 
 /* Parallelize over channels; every sample row is a contiguous vector. */
@@ -959,14 +1017,15 @@ static void pool_forward(const brisk_layer *l, const brisk_forward_args *a)
     const float inv = 1.0f / (float)(k * k);
     long long c0, c1;
     brisk_team_range(a->team, l->in.c, &c0, &c1);
-    if (l->args[2] && k == 2) {
+    if (pool_by_index(l)) {
         for (long long c = c0; c < c1; c++)
             for (int oh = 0; oh < OH; oh++)
                 for (int ow = 0; ow < OW; ow++) {
                     const float *x = a->x + (((size_t)c * H + (size_t)(oh * s)) * W +
                                              (size_t)(ow * s)) * ld;
-                    max4(a->y + (((size_t)c * OH + oh) * OW + ow) * ld, x, x + ld,
-                         x + (size_t)W * ld, x + (size_t)W * ld + ld, ld);
+                    const size_t o = (((size_t)c * OH + oh) * OW + ow) * ld;
+                    max4(a->y + o, (uint8_t *)a->scratch + o, x, x + ld, x + (size_t)W * ld,
+                         x + (size_t)W * ld + ld, ld);
                 }
         return;
     }
@@ -1027,6 +1086,24 @@ static void pool_backward(const brisk_layer *l, const brisk_backward_args *a)
      * the maximum takes it; branch-free, so that it vectorizes). */
     long long c0, c1;
     brisk_team_range(a->team, l->in.c, &c0, &c1);
+    if (pool_by_index(l)) {
+        const int relu = a->act && !strcmp(a->act->ops->kind, "relu");
+        for (long long c = c0; c < c1; c++) {
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    const size_t o = (((size_t)c * OH + oh) * OW + ow) * ld;
+                    float *d = a->dx + (((size_t)c * H + (size_t)(2 * oh)) * W +
+                                        (size_t)(2 * ow)) * ld;
+                    max4_back(d, d + ld, d + (size_t)W * ld, d + (size_t)W * ld + ld,
+                              (const uint8_t *)a->scratch + o, a->dy + o, a->y + o, relu, ld);
+                }
+            if (a->act && !relu) {
+                const size_t o = (size_t)c * H * W * ld, cnt = (size_t)H * W * ld;
+                a->act->ops->act_grad(a->act, a->act_x + o, a->act_y + o, a->dx + o, cnt);
+            }
+        }
+        return;
+    }
     float rem[256];
     /* Windows that neither overlap nor leave gaps: every position of dx is written once, by
      * its window, as 0 + its part (the same bits as zeroing and adding). */
@@ -1074,8 +1151,9 @@ static int pool_describe(const brisk_layer *l, char *buf, size_t size)
 }
 
 const brisk_layer_ops brisk__maxpool_ops = {
-    .kind = "maxpool", .parse = maxpool_parse, .setup = pool_setup, .forward = pool_forward,
-    .backward = pool_backward, .describe = pool_describe,
+    .kind = "maxpool", .parse = maxpool_parse, .setup = pool_setup,
+    .scratch_bytes = pool_scratch, .forward = pool_forward, .backward = pool_backward,
+    .describe = pool_describe,
     .flags = BRISK_LAYER_FUSES_ACT_BACKWARD};
 const brisk_layer_ops brisk__avgpool_ops = {
     .kind = "avgpool", .parse = avgpool_parse, .setup = pool_setup, .forward = pool_forward,
