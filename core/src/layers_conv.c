@@ -419,6 +419,21 @@ static BRISK_MULTIVERSION void wino_out(const wino_job *w, const wino_unit *t, c
     }
 }
 
+/* Into the cache ahead of use: channels [c0, c1) of unit t's 4x4 input patch (as wino_in
+ * reads it), a slice at a time between the products of the unit before it. */
+static void wino_prefetch(const float *in, size_t plane, size_t rs, int ld, const wino_unit *t,
+                          int c0, int c1)
+{
+    for (int c = c0; c < c1; c++) {
+        const float *base = in + (size_t)c * plane + (size_t)(2 * t->th) * rs +
+                            (size_t)(2 * t->tw) * ld + t->i0;
+        for (int a = 0; a < 4; a++)
+            for (int q = 0; q < 4; q++)
+                for (int j = 0; j < t->w; j += 16)
+                    __builtin_prefetch(base + (size_t)a * rs + (size_t)q * ld + j);
+    }
+}
+
 /* The first min(nth, WINO_SLOTS) members of the team take part; [*lo, *hi): member ith's
  * even share of n items (nothing for the others). */
 static void wino_share(const brisk_team *team, long long n, long long *lo, long long *hi)
@@ -440,8 +455,12 @@ static void wino_conv(const conv_geom *g, const wino_job *w, float *slot, const 
     float *V = slot, *M = slot + g->slot;
     for (long long u = u0; u < u1; u++) {
         const wino_unit t = wino_unit_at(g, (int)u, w->ld);
+        const wino_unit next = wino_unit_at(g, (int)(u + 1 < u1 ? u + 1 : u), w->ld);
         wino_in(w->in, w->plane, w->rs, w->ld, &t, w->cin, V);
         for (int xi = 0; xi < 16; xi++) {
+            if (u + 1 < u1)
+                wino_prefetch(w->in, w->plane, w->rs, w->ld, &next, w->cin * xi / 16,
+                              w->cin * (xi + 1) / 16);
             const brisk_gemm_args gm = {
                 .M = w->cout, .N = t.w, .K = w->cin,
                 .A = w->U + (size_t)xi * w->cout * w->cin, .a_rs = w->cin, .a_ks = 1,
@@ -495,9 +514,13 @@ static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *d
             memset(dUg, 0, 16 * cc * sizeof(float));
         for (int u = u0; u < u1; u++) {
             const wino_unit t = wino_unit_at(g, u, ld);
+            const wino_unit next = wino_unit_at(g, u + 1 < u1 ? u + 1 : u, ld);
             wino_in(xpad, g->plane, g->rs, ld, &t, g->ci, V);
             wino_dy(dy, g->OH, g->OW, ld, &t, g->co, Zt, tmp);
             for (int xi = 0; xi < 16; xi++) {
+                if (u + 1 < u1)
+                    wino_prefetch(xpad, g->plane, g->rs, ld, &next, g->ci * xi / 16,
+                                  g->ci * (xi + 1) / 16);
                 const brisk_gemm_args gm = {
                     .M = g->ci, .N = g->co, .K = t.w,
                     .A = V + (size_t)xi * wino_xs(g->ci), .a_rs = WINO_NB, .a_ks = 1,
