@@ -134,7 +134,7 @@ static void test_split_covers_once(void **state)
 {
     (void)state;
     const int shapes[][2] = {{1, 1}, {10, 64}, {10, 1024}, {1024, 64}, {7, 3}, {100, 100},
-                             {6, 2000}, {0, 5}, {5, 0}};
+                             {6, 2000}, {0, 5}, {5, 0}, {32, 3584}, {62, 640}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         const int M = shapes[s][0], N = shapes[s][1];
         for (int nth = 1; nth <= 33; nth++) {
@@ -157,6 +157,12 @@ static void test_split_covers_once(void **state)
                 }
             free(seen);
         }
+    }
+    /* Whole 6-row blocks would give 2 threads 18 and 14 of 32 rows; columns even it out. */
+    for (int ith = 0; ith < 2; ith++) {
+        int m0, m1, n0, n1;
+        brisk_gemm_split(32, 3584, ith, 2, &m0, &m1, &n0, &n1);
+        assert_int_equal((m1 - m0) * (n1 - n0), 32 * 1792);
     }
 }
 

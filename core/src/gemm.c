@@ -333,11 +333,24 @@ void brisk_gemm_split(int M, int N, int ith, int nth, int *m0, int *m1, int *n0,
     if (nth <= 1)
         return;
     const int mu = (M + MR - 1) / MR; /* row units: whole register blocks */
-    if (mu >= nth) {
+    /* Rows, unless whole register blocks share them out unevenly (the busiest thread more
+     * than 1/10 over an even share, as 18 and 14 of 32 rows) and there are columns enough to
+     * give every thread its 64-wide blocks of all rows instead. */
+    const int busiest = (mu + nth - 1) / nth * MR < M ? (mu + nth - 1) / nth * MR : M;
+    const int uneven = 10LL * busiest * nth > 11LL * M && (N + 63) / 64 >= 4 * nth;
+    if (mu >= nth && !uneven) {
         *m0 = (int)((long long)mu * ith / nth) * MR;
         *m1 = (int)((long long)mu * (ith + 1) / nth) * MR;
         if (*m1 > M)
             *m1 = M;
+        return;
+    }
+    if (uneven) {
+        const int nu = (N + 63) / 64;
+        *n0 = (int)((long long)nu * ith / nth) * 64;
+        *n1 = (int)((long long)nu * (ith + 1) / nth) * 64;
+        if (*n1 > N)
+            *n1 = N;
         return;
     }
     /* Too few rows: split columns in units of 64 (16 when that is not enough), and rows
