@@ -1505,14 +1505,16 @@ static int train(run *r, const brisk_checkpoint *ck)
         if (r->nproc > 1)
             snprintf(procs, sizeof procs, "%d processes x ", r->nproc);
         print_summary(&r->cfg);
-        char act[48] = "";
+        char act[48] = "", wd[48] = "";
         if (is_shorthand(o->model))
             snprintf(act, sizeof act, ", %s", o->act);
-        printf("brisk-train: model %s (%zu parameters)%s, %s lr %g, batch %d (micro-batch "
+        if (r->cfg.optim.weight_decay != 0.0f)
+            snprintf(wd, sizeof wd, " weight decay %g", (double)r->cfg.optim.weight_decay);
+        printf("brisk-train: model %s (%zu parameters)%s, %s lr %g%s, batch %d (micro-batch "
                "%d), %s%d threads; data %s: %lld train, %lld validation, %lld test samples; "
                "%s kernels\n",
                o->model, brisk_model_num_params(brisk_trainer_model(r->t)), act, o->optimizer,
-               o->lr, o->batch, brisk_trainer_micro_batch(r->t), procs,
+               o->lr, wd, o->batch, brisk_trainer_micro_batch(r->t), procs,
                brisk_trainer_threads(r->t), o->data, (long long)r->n_train, (long long)r->n_val,
                (long long)r->test.n, brisk_gemm_isa());
         char plan[256];

@@ -47,6 +47,24 @@ help)
     expect_in "$out" "default"
     expect_in "$out" "Exit status"
     ;;
+cnn-recipe)
+    # The cnn preset trains with AdamW and weight decay 0.05 unless --optimizer or
+    # --weight-decay say otherwise; --weight-decay alone keeps AdamW.
+    cnn="--data synthetic --model cnn --synthetic-n 200 --synthetic-test-n 50 --epochs 1 --logdir none --checkpoint-dir none"
+    for args in ":adamw lr 0.001 weight decay 0.05," "--optimizer adam:adam lr 0.001," \
+                "--weight-decay 0.1:adamw lr 0.001 weight decay 0.1," \
+                "--optimizer adamw:adamw lr 0.001 weight decay 0.05," \
+                "--optimizer sgd:sgd lr 0.001,"; do
+        # shellcheck disable=SC2086
+        run $cnn ${args%%:*}
+        expect_status 0
+        expect_in "$out" "model cnn (421642 parameters), ${args#*:} batch"
+    done
+    # The shorthand MLP keeps plain Adam.
+    run $syn --epochs 1
+    expect_status 0
+    expect_in "$out" "relu, adam lr 0.001, batch"
+    ;;
 bad-values)
     for args in "--lr abc:--lr" "--lr -1:--lr" "--epochs 0:--epochs" "--batch 1.5:--batch" \
                 "--act swish:--act" "--optimizer adagrad:--optimizer" "--loss hinge:--loss" \

@@ -1,4 +1,4 @@
-foreach(case help bad-values missing-data wrong-width json text threads diverge logs resume sigint
+foreach(case help cnn-recipe bad-values missing-data wrong-width json text threads diverge logs resume sigint
              sigint-twice bad-checkpoint safetensors test-labels edited-checkpoint
              runs too-big sigint-eval policies predict predict-input)
   add_test(NAME cli_${case}
