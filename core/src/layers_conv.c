@@ -73,7 +73,7 @@ typedef struct conv_geom {
     /* Winograd (wino: 3x3, stride 1, padding 1, even H and W, Cin >= WINO_MIN_CI): the output
      * in 2x2 tiles, TH x TW of them, and units of one tile by up to WINO_NB samples (SB
      * sample blocks a tile). Offsets: wu, wut (the transformed weights as (16, Cout, Cin) and,
-     * for dx, (16, Cin, Cout)), wdu (WINO_GROUPS partial weight gradients (16, Cout, Cin)),
+     * for dx, (16, Cin, Cout)), wdu (WINO_GROUPS partial weight gradients (16, Cin, Cout)),
      * wslot (WINO_SLOTS slots of 3 regions of `slot` floats, one slot a thread). The direct
      * method's dyt, dwt, xrows, drows and wr are not allocated; dyp is (dy padded for dx). */
     int wino, TH, TW, SB, units;
@@ -297,9 +297,9 @@ static wino_unit wino_unit_at(const conv_geom *g, int u, int ld)
     return t;
 }
 
-/* V[xi wino_xs(cin) + c WINO_NB + j] = (B^T d B)[xi] for the 4x4 patch at (2 th, 2 tw) of the padded
- * planes `in` (c, row, column, sample; rows rs floats apart), B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
- * 0 1 0 -1], sample i0 + j, 16 samples a vector. */
+/* V[xi wino_xs(cin) + c WINO_NB + j] = (B^T d B)[xi] for the 4x4 patch at (2 th, 2 tw) of
+ * the padded planes `in` (c, row, column, sample; rows rs floats apart), B^T = [1 0 -1 0;
+ * 0 1 1 0; 0 -1 1 0; 0 1 0 -1], sample i0 + j, 16 samples a vector. */
 static BRISK_MULTIVERSION void wino_in(const float *in, size_t plane, size_t rs, int ld,
                                        const wino_unit *t, int cin, float *V)
 {
@@ -367,9 +367,10 @@ static BRISK_MULTIVERSION void wino_dy(const float *dy, int OH, int OW, int ld,
     }
 }
 
-/* out(c, 2 th + a, 2 tw + b, i0 + j) = bias[c] + (A^T m A)[a][b], m = M[xi][c][j], A^T =
- * [1 1 1 0; 0 1 -1 -1] (m at M[xi wino_xs(cout) + c WINO_NB + j]), for channels [0, cout); then, on those outputs, the fused activation
- * (mode 1: act_y = act(out)) or activation gradient (mode 2: out *= act'(act_x, act_a)). */
+/* out(c, 2 th + a, 2 tw + b, i0 + j) = bias[c] + (A^T m A)[a][b], m = M[xi][c][j] (at
+ * M[xi wino_xs(cout) + c WINO_NB + j]), A^T = [1 1 1 0; 0 1 -1 -1], for channels [0, cout);
+ * then, on those outputs, the fused activation (mode 1: act_y = act(out)) or activation
+ * gradient (mode 2: out *= act'(act_x, act_a)). */
 typedef struct wino_job {
     const float *in;        /* the padded input planes */
     size_t plane;
@@ -473,6 +474,7 @@ static void wino_conv(const conv_geom *g, const wino_job *w, float *slot, const 
     }
 }
 
+/* Thread ith's slot (members past WINO_SLOTS get no work, and slot 0's address). */
 static float *wino_slot(const conv_geom *g, float *sc, const brisk_team *team)
 {
     const int ith = team ? team->ith : 0;
@@ -496,9 +498,9 @@ static void conv_forward_wino(const brisk_layer *l, const brisk_forward_args *a,
     wino_conv(g, &w, wino_slot(g, sc, a->team), a->team);
 }
 
-/* This thread's groups of the weight gradient: dU_g[xi] (Cout, Cin) = the sum over group
- * g's units, in order, of Z[xi] V[xi]^T (Z: dy transformed, V: the input transformed, the
- * sum over the unit's samples). */
+/* This thread's groups of the weight gradient: dU_g[xi] (Cin, Cout) = the sum over group
+ * g's units, in order, of V[xi] Zt[xi] (V: the input transformed, (Cin, samples); Zt: dy
+ * transformed, (samples, Cout); the sum over the unit's samples). */
 static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *dy, int ld,
                            float *slot, float *dU, const brisk_team *team)
 {
@@ -583,7 +585,8 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
     for (long long c = c0; c < c1; c++)
         for (int h = 0; h < g.H; h++)
             for (int w = 0; w < g.W; w++) {
-                float *d = xpad + (size_t)c * g.plane + (size_t)(h + g.p) * g.rs + (size_t)(w + g.p) * ld;
+                float *d = xpad + (size_t)c * g.plane + (size_t)(h + g.p) * g.rs +
+                           (size_t)(w + g.p) * ld;
                 memcpy(d, a->x + (((size_t)c * g.H + h) * g.W + w) * ld, (size_t)n * sizeof(float));
                 memset(d + n, 0, (size_t)(ld - n) * sizeof(float));
             }
@@ -736,7 +739,8 @@ static void conv_dx_strided(const conv_geom *g, const brisk_backward_args *a, co
         for (int h = 0; h < g->H; h++)
             for (int w = 0; w < g->W; w++)
                 memcpy(a->dx + (((size_t)c * g->H + h) * g->W + w) * ld,
-                       dxpad + (size_t)c * g->plane + (size_t)(h + g->p) * g->rs + (size_t)(w + g->p) * ld,
+                       dxpad + (size_t)c * g->plane + (size_t)(h + g->p) * g->rs +
+                           (size_t)(w + g->p) * ld,
                        (size_t)ld * sizeof(float));
         if (a->act) {
             const size_t o = (size_t)c * g->H * g->W * ld, cnt = (size_t)g->H * g->W * ld;
@@ -777,7 +781,8 @@ static void conv_backward_wino(const brisk_layer *l, const brisk_backward_args *
         brisk_team_range(a->team, g->co, &o0, &o1);
         for (long long co = o0; co < o1; co++)
             for (int oh = 0; oh < g->OH; oh++)
-                memcpy(dyp + (size_t)co * pplane + ((size_t)(oh + g->L) * g->CP + (size_t)g->L) * ld,
+                memcpy(dyp + (size_t)co * pplane +
+                           ((size_t)(oh + g->L) * g->CP + (size_t)g->L) * ld,
                        a->dy + (size_t)co * ystride + (size_t)oh * row, row * sizeof(float));
         wino_kernels(W, g->ci, g->co, p0, p1, 1, sc + g->wut);
     }
