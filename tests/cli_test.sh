@@ -48,8 +48,8 @@ help)
     expect_in "$out" "Exit status"
     ;;
 cnn-recipe)
-    # The cnn preset trains with AdamW and weight decay 0.05 unless --optimizer or
-    # --weight-decay say otherwise; --weight-decay alone keeps AdamW.
+    # The cnn preset trains 15 epochs with AdamW and weight decay 0.05 unless --epochs,
+    # --optimizer or --weight-decay say otherwise; --weight-decay alone keeps AdamW.
     cnn="--data synthetic --model cnn --synthetic-n 200 --synthetic-test-n 50 --epochs 1 --logdir none --checkpoint-dir none"
     for args in ":adamw lr 0.001 weight decay 0.05," "--optimizer adam:adam lr 0.001," \
                 "--weight-decay 0.1:adamw lr 0.001 weight decay 0.1," \
@@ -60,10 +60,15 @@ cnn-recipe)
         expect_status 0
         expect_in "$out" "model cnn (421642 parameters), ${args#*:} batch"
     done
-    # The shorthand MLP keeps plain Adam.
-    run $syn --epochs 1
+    # 15 epochs unless --epochs says otherwise.
+    run --data synthetic --model cnn --synthetic-n 64 --synthetic-test-n 16 --logdir none --checkpoint-dir none
+    expect_status 0
+    expect_in "$out" "epoch 15/15"
+    # The shorthand MLP keeps plain Adam and 10 epochs.
+    run $syn
     expect_status 0
     expect_in "$out" "relu, adam lr 0.001, batch"
+    expect_in "$out" "epoch 10/10"
     ;;
 bad-values)
     for args in "--lr abc:--lr" "--lr -1:--lr" "--epochs 0:--epochs" "--batch 1.5:--batch" \
