@@ -91,7 +91,6 @@ typedef struct conv_geom {
 #define WINO_NB 64
 #define WINO_SLOTS 16
 #define WINO_GROUPS 16
-#define WINO_AHEAD 2
 /* Floats that hold one pointer. */
 #define PTR_FLOATS ((sizeof(float *) + sizeof(float) - 1) / sizeof(float))
 
@@ -308,12 +307,6 @@ static BRISK_MULTIVERSION void wino_in(const float *in, size_t plane, size_t rs,
         const float *base =
             in + (size_t)c * plane + (size_t)(2 * t->th) * rs + (size_t)(2 * t->tw) * ld + t->i0;
         float *v = V + (size_t)c * WINO_NB;
-        if (c + WINO_AHEAD < cin) /* the patch WINO_AHEAD channels on, into the cache */
-            for (int a = 0; a < 4; a++)
-                for (int q = 0; q < 4; q++)
-                    for (int j = 0; j < t->w; j += 16)
-                        __builtin_prefetch(base + WINO_AHEAD * plane + (size_t)a * rs +
-                                           (size_t)q * ld + j);
         for (int j = 0; j < t->w; j += 16) {
             wv16 r[4][4];
             _Pragma("GCC unroll 4") for (int a = 0; a < 4; a++) {
@@ -749,6 +742,20 @@ static void conv_dx_strided(const conv_geom *g, const brisk_backward_args *a, co
     }
 }
 
+/* Stride 1: dy into its zero-padded planes (RP x CP, L rows and columns before it), each
+ * thread its own output channels. */
+static void conv_pad_dy(const conv_geom *g, const brisk_backward_args *a, float *dyp)
+{
+    const size_t ld = (size_t)a->ld, pplane = (size_t)g->RP * (size_t)g->CP * ld;
+    const size_t row = (size_t)g->OW * ld, ystride = (size_t)g->OH * row;
+    long long o0, o1;
+    brisk_team_range(a->team, g->co, &o0, &o1);
+    for (long long co = o0; co < o1; co++)
+        for (int oh = 0; oh < g->OH; oh++)
+            memcpy(dyp + (size_t)co * pplane + ((size_t)(oh + g->L) * g->CP + (size_t)g->L) * ld,
+                   a->dy + (size_t)co * ystride + (size_t)oh * row, row * sizeof(float));
+}
+
 /* db: sums of dy over positions and samples, each thread its own output channels. */
 static void conv_db(const brisk_layer *l, const brisk_backward_args *a, const conv_geom *g)
 {
@@ -771,19 +778,12 @@ static void conv_backward_wino(const brisk_layer *l, const brisk_backward_args *
     const int ld = a->ld;
     float *sc = a->scratch, *dyp = sc + g->dyp;
     const size_t pplane = (size_t)g->RP * (size_t)g->CP * (size_t)ld;
-    const size_t row = (size_t)g->OW * (size_t)ld, ystride = (size_t)g->OH * row;
     const float *W = brisk_layer_data(l, 0, a->params);
     const long long pairs = (long long)g->co * g->ci;
     long long p0, p1;
     brisk_team_range(a->team, pairs, &p0, &p1);
     if (a->dx) {
-        long long o0, o1;
-        brisk_team_range(a->team, g->co, &o0, &o1);
-        for (long long co = o0; co < o1; co++)
-            for (int oh = 0; oh < g->OH; oh++)
-                memcpy(dyp + (size_t)co * pplane +
-                           ((size_t)(oh + g->L) * g->CP + (size_t)g->L) * ld,
-                       a->dy + (size_t)co * ystride + (size_t)oh * row, row * sizeof(float));
+        conv_pad_dy(g, a, dyp);
         wino_kernels(W, g->ci, g->co, p0, p1, 1, sc + g->wut);
     }
     brisk_team_barrier(a->team);
@@ -834,12 +834,7 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
     const float **drows = (const float **)(void *)(sc + g.drows);
     const size_t pplane = (size_t)g.RP * (size_t)g.CP * (size_t)ld;
     if (direct_dx) {
-        long long o0, o1;
-        brisk_team_range(a->team, g.co, &o0, &o1);
-        for (long long co = o0; co < o1; co++)
-            for (int oh = 0; oh < g.OH; oh++)
-                memcpy(dyp + (size_t)co * pplane + ((size_t)(oh + g.L) * g.CP + (size_t)g.L) * ld,
-                       a->dy + (size_t)co * ystride + (size_t)oh * N, (size_t)N * sizeof(float));
+        conv_pad_dy(&g, a, dyp);
         long long c0, c1;
         brisk_team_range(a->team, g.ci, &c0, &c1);
         for (long long c = c0; c < c1; c++)
@@ -1083,8 +1078,7 @@ static void pool_forward(const brisk_layer *l, const brisk_forward_args *a)
 /* One window position of a max pool: where x equals the maximum y, the part of the gradient
  * not routed yet (rem) goes to dx and rem becomes 0. Bit masks, so that it vectorizes. */
 static BRISK_MULTIVERSION void maxpool_route(float *restrict dx, const float *restrict x,
-                                             const float *restrict y, float *restrict rem, int m,
-                                             int first)
+                                             const float *restrict y, float *restrict rem, int m)
 {
     for (int i = 0; i < m; i++) {
         const uint32_t hit = 0u - (uint32_t)(x[i] == y[i]);
@@ -1094,7 +1088,7 @@ static BRISK_MULTIVERSION void maxpool_route(float *restrict dx, const float *re
         d = r & hit;
         r &= ~hit;
         memcpy(&f, &d, 4);
-        dx[i] = (first ? 0.0f : dx[i]) + f;
+        dx[i] += f;
         memcpy(&rem[i], &r, 4);
     }
 }
@@ -1115,7 +1109,7 @@ static void pool_backward(const brisk_layer *l, const brisk_backward_args *a)
     long long c0, c1;
     brisk_team_range(a->team, l->in.c, &c0, &c1);
     if (pool_by_index(l)) {
-        const int relu = a->act && !strcmp(a->act->ops->kind, "relu");
+        const int relu = a->act && a->act->ops == &brisk__relu_ops;
         for (long long c = c0; c < c1; c++) {
             for (int oh = 0; oh < OH; oh++)
                 for (int ow = 0; ow < OW; ow++) {
@@ -1133,12 +1127,8 @@ static void pool_backward(const brisk_layer *l, const brisk_backward_args *a)
         return;
     }
     float rem[256];
-    /* Windows that neither overlap nor leave gaps: every position of dx is written once, by
-     * its window, as 0 + its part (the same bits as zeroing and adding). */
-    const int tiled = l->args[2] && k == s && OH * k == H && OW * k == W;
     for (long long c = c0; c < c1; c++) {
-        if (!tiled)
-            memset(a->dx + (size_t)c * H * W * ld, 0, (size_t)H * W * ld * sizeof(float));
+        memset(a->dx + (size_t)c * H * W * ld, 0, (size_t)H * W * ld * sizeof(float));
         for (int oh = 0; oh < OH; oh++)
             for (int ow = 0; ow < OW; ow++) {
                 const float *dy = a->dy + (((size_t)c * OH + oh) * OW + ow) * ld;
@@ -1154,7 +1144,7 @@ static void pool_backward(const brisk_layer *l, const brisk_backward_args *a)
                             float *restrict dx = a->dx + o;
                             const float *restrict x = a->x + o, *restrict yy = y + i0;
                             if (l->args[2]) {
-                                maxpool_route(dx, x, yy, rem, m, tiled);
+                                maxpool_route(dx, x, yy, rem, m);
                             } else {
                                 const float *restrict g = dy + i0;
                                 for (int i = 0; i < m; i++)
