@@ -640,15 +640,17 @@ static void parse_args(int argc, char **argv, options *o)
     }
     if (optind < argc)
         usage_error(argv[optind], "unexpected argument (all settings are --flags)");
-    /* The cnn preset's recipe: 15 epochs and AdamW (unless --epochs and --optimizer say
-     * otherwise) with weight decay 0.05 (unless --weight-decay does): 92% on Fashion-MNIST. */
-    if (!strcmp(o->model, "cnn")) {
+    /* A preset's recipe (brisk_model_preset_recipe): its epochs and optimizer unless --epochs
+     * and --optimizer say otherwise, and with that optimizer its weight decay unless
+     * --weight-decay does. */
+    brisk_preset_recipe recipe;
+    if (brisk_model_preset_recipe(o->model, &recipe) == BRISK_OK) {
         if (!flag_set[OPT_EPOCHS])
-            o->epochs = 15;
+            o->epochs = recipe.epochs;
         if (!flag_set[OPT_OPTIMIZER])
-            o->optimizer = "adamw";
-        if (!strcmp(o->optimizer, "adamw") && !o->weight_decay_set) {
-            o->weight_decay = 0.05;
+            o->optimizer = brisk_optim_name(recipe.optimizer);
+        if (!strcmp(o->optimizer, brisk_optim_name(recipe.optimizer)) && !o->weight_decay_set) {
+            o->weight_decay = recipe.weight_decay;
             o->weight_decay_set = 1;
         }
     }

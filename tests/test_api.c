@@ -129,6 +129,17 @@ static void test_bad_model_lines(void **state)
                  "does not match", "shorthand against the data's width");
     expect_error(brisk_model_config_mlp(&mc, "16--4", BRISK_ACT_RELU), BRISK_EINVAL, "16--4",
                  "empty width");
+    /* A preset's training recipe: the cnn preset has one, nothing else does. */
+    brisk_preset_recipe r = {BRISK_OPTIM_SGD, 0, 0};
+    assert_int_equal(brisk_model_preset_recipe("cnn", &r), BRISK_OK);
+    assert_int_equal(r.optimizer, BRISK_OPTIM_ADAMW);
+    assert_true(r.weight_decay == 0.05 && r.epochs == 15);
+    expect_error(brisk_model_preset_recipe("784-256-10", &r), BRISK_EINVAL, "'784-256-10'",
+                 "recipe for the MLP shorthand");
+    expect_error(brisk_model_preset_recipe(NULL, &r), BRISK_EINVAL, "NULL spec",
+                 "recipe of NULL");
+    expect_error(brisk_model_preset_recipe("cnn", NULL), BRISK_EINVAL, "NULL out",
+                 "recipe into NULL");
     expect_error(brisk_model_config_mlp(&mc, "16-8-4", (brisk_act)9), BRISK_EINVAL, "9",
                  "unknown activation");
     m = (brisk_model *)(uintptr_t)1;

@@ -167,6 +167,17 @@ float *brisk_layer_data(const brisk_layer *l, int k, const float *slab)
 static const char cnn_preset[] = "conv:32:3:pad1,relu,maxpool:2,conv:64:3:pad1,relu,maxpool:2,"
                                  "flatten,dense:128,relu,dropout:0.3,dense:10";
 
+int brisk_model_preset_recipe(const char *spec, brisk_preset_recipe *out)
+{
+    if (!spec || !out)
+        return brisk_error_set(BRISK_EINVAL, "preset recipe: NULL %s", spec ? "out" : "spec");
+    if (strcmp(spec, "cnn"))
+        return brisk_error_set(BRISK_EINVAL, "preset recipe: '%s' is not a preset with a "
+                               "recipe (there is one for 'cnn')", spec);
+    *out = (brisk_preset_recipe){BRISK_OPTIM_ADAMW, 0.05, 15};
+    return BRISK_OK;
+}
+
 /* 1 if spec is the MLP shorthand "784-256-10". */
 static int is_widths(const char *spec)
 {

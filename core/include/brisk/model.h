@@ -27,6 +27,7 @@
 
 #include "brisk/error.h"
 #include "brisk/layer.h"
+#include "brisk/optim.h"
 #include "brisk/team.h"
 
 #include <stddef.h>
@@ -73,6 +74,19 @@ typedef struct brisk_model_config {
  * by brisk_model_create). Returns BRISK_OK or BRISK_EINVAL with a detail that quotes the
  * offending item and its position. */
 int brisk_model_config_set(brisk_model_config *cfg, const char *spec, brisk_shape input);
+
+/* How a preset is meant to be trained: the optimizer, its weight decay and the epochs it was
+ * tuned with. "cnn": AdamW, weight decay 0.05, 15 epochs (92% on Fashion-MNIST; brisk-train
+ * applies this unless --epochs, --optimizer or --weight-decay say otherwise). */
+typedef struct brisk_preset_recipe {
+    brisk_optim_kind optimizer;
+    double weight_decay;
+    int epochs;
+} brisk_preset_recipe;
+
+/* Fills *out with spec's recipe and returns BRISK_OK; BRISK_EINVAL (with a detail) for NULL
+ * arguments or a spec that is not a preset with a recipe (layer lists, the MLP shorthand). */
+int brisk_model_preset_recipe(const char *spec, brisk_preset_recipe *out);
 
 /* The MLP shorthand: "784-256-128-10" (widths, the first the input's) with `act` between
  * the dense layers. Sets spec and input (a vector). BRISK_EINVAL as above. */
