@@ -1616,7 +1616,9 @@ static int train(run *r, const brisk_checkpoint *ck)
         close_logs(r, BRISK_SESSION_FAILURE);
         return fail(NULL);
     }
-    if (r->logging) {
+    /* A checkpoint that had finished training: its session logged these at this step. */
+    const int finished_before = ck && ck->pos.epoch >= o->epochs && ck->pos.batch == 0;
+    if (r->logging && !finished_before) {
         const int64_t step = brisk_trainer_steps_done(r->t);
         brisk_log_scalar(r->tb.p, r->tb.val, "test_loss", step, brisk_metrics_loss(&test_m));
         brisk_log_scalar(r->tb.p, r->tb.val, "test_accuracy", step,

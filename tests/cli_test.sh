@@ -226,6 +226,15 @@ resume)
     expect_status 0
     grep -o '"test_loss": [0-9.]*, "test_accuracy": [0-9.]*, "params_checksum": "[0-9a-f]*"' "$out" >"$tmp/eval.txt"
     grep -q -F "$(cat "$tmp/eval.txt")" "$tmp/resumed.txt" || fail "--eval differs from the training's test line"
+    # Resuming a run that already finished trains nothing, reports the test metrics again,
+    # and does not log them a second time at the same step (TensorBoard's steps must rise).
+    run --resume="$tmp/split/checkpoints"
+    expect_status 0
+    expect_in "$out" "already finished 4 epochs"
+    expect_in "$out" "test  loss"
+    events_ok "$tmp/split"
+    grep -E -q "^validation +test_accuracy +scalar +2 +30\.\.60 " "$tmp/events.txt" ||
+        { cat "$tmp/events.txt"; fail "test_accuracy not once at step 30 and once at step 60"; }
     ;;
 sigint)
     # Ctrl-C in the middle of epoch 2 (cosine schedule): exit 130, a checkpoint, the resume
