@@ -1,4 +1,4 @@
-# The libraries, assembled from the modules' object files (logging/, core/, parallel/):
+# The libraries, assembled from the modules' object files (core/, logging/, parallel/):
 #
 #   brisk_internal, brisk_internal_mpi   static, for the programs and tests of this tree
 #   brisk, brisk_mpi                     installed: static, or shared with BUILD_SHARED_LIBS
@@ -13,10 +13,10 @@ include(CMakePackageConfigHelpers)
 
 # Where logging/ generates the protobuf-c code of the event schema.
 set(BRISK_PROTO_OUT ${PROJECT_BINARY_DIR}/logging/proto)
-set(BRISK_MODULE_OBJECTS $<TARGET_OBJECTS:brisk_tbproto> $<TARGET_OBJECTS:brisk_log>
-    $<TARGET_OBJECTS:brisk_core> $<TARGET_OBJECTS:brisk_parallel>)
-set(BRISK_PUBLIC_INCLUDES ${PROJECT_SOURCE_DIR}/logging/include
-    ${PROJECT_SOURCE_DIR}/core/include ${PROJECT_SOURCE_DIR}/parallel/include)
+set(BRISK_MODULE_OBJECTS $<TARGET_OBJECTS:brisk_core> $<TARGET_OBJECTS:brisk_tbproto>
+    $<TARGET_OBJECTS:brisk_log> $<TARGET_OBJECTS:brisk_parallel>)
+set(BRISK_PUBLIC_INCLUDES ${PROJECT_SOURCE_DIR}/core/include
+    ${PROJECT_SOURCE_DIR}/logging/include ${PROJECT_SOURCE_DIR}/parallel/include)
 
 # brisk_assemble(name STATIC|SHARED comm_objects)
 function(brisk_assemble name type comm)

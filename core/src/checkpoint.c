@@ -2,7 +2,7 @@
 
 #include "brisk/ckptdir.h"
 #include "brisk/error.h"
-#include "brisk/tfrecord.h"
+#include "brisk/crc32c.h"
 
 #include <cJSON.h>
 #include <errno.h>

@@ -1,11 +1,12 @@
-/* brisk/tfrecord.h: CRC-32C and TFRecord framing, the layer under TensorBoard event files.
+/* brisk/tfrecord.h: TFRecord framing, the layer under TensorBoard event files.
  *
  * A record is: uint64 LE length, uint32 LE masked CRC-32C of those 8 bytes, the data, uint32
- * LE masked CRC-32C of the data. CRC-32C is Castagnoli's (reflected polynomial 0x82F63B78),
- * not zlib's crc32. This module knows nothing about models (see ARCHITECTURE.md).
+ * LE masked CRC-32C of the data (brisk/crc32c.h). This module knows nothing about models.
  */
 #ifndef BRISK_TFRECORD_H
 #define BRISK_TFRECORD_H
+
+#include "brisk/crc32c.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -13,17 +14,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* CRC-32C of data[0, n) continuing from crc (0 to start), zlib-style chaining:
- * brisk_crc32c(brisk_crc32c(0, a, na), b, nb) == CRC of a followed by b. Uses the SSE4.2
- * crc32 instruction where the CPU has it, a table otherwise; both give the same value. */
-uint32_t brisk_crc32c(uint32_t crc, const void *data, size_t n);
-
-/* The same with the table only (for tests and for CPUs without SSE4.2). */
-uint32_t brisk_crc32c_portable(uint32_t crc, const void *data, size_t n);
-
-/* TFRecord's mask: rotate right by 15, then add 0xA282EAD8. */
-uint32_t brisk_crc32c_mask(uint32_t crc);
 
 /* Bytes a framed record of n data bytes takes: n + 16. */
 #define BRISK_TFRECORD_OVERHEAD 16
