@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "brisk/error.h"
+#include "brisk/fsutil.h"
 #include "brisk/tfrecord.h"
 #include "tb_event.pb-c.h"
 
@@ -137,41 +138,18 @@ static const char *value_kind(const Tensorboard__Summary__Value *v)
     }
 }
 
-/* Reads a whole regular file; anything else (a FIFO, a device, a pipe on stdin) is refused
- * without blocking: it is opened non-blocking and checked before any read. */
+/* Reads a whole regular file (brisk_file_read_all: anything else, a FIFO, a device, a pipe
+ * on stdin, is refused without blocking). */
 static uint8_t *load_file(const char *path, size_t *size)
 {
-    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "brisk-events: cannot open %s: %s\n", path, strerror(errno));
+    char *buf;
+    uint64_t n;
+    if (brisk_file_read_all(path, 0, &buf, &n) < 0) {
+        fprintf(stderr, "brisk-events: %s: skipped\n", brisk_error_detail());
         return NULL;
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fprintf(stderr, "brisk-events: %s: not a regular file (a FIFO, pipe or device?): "
-                        "skipped\n", path);
-        close(fd);
-        return NULL;
-    }
-    uint8_t *buf = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
-    size_t got = 0;
-    while (buf && got < (size_t)st.st_size) {
-        const ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (!buf || got != (size_t)st.st_size) {
-        fprintf(stderr, "brisk-events: cannot read %s: %s\n", path,
-                buf ? "the file shrank while it was read" : "out of memory");
-        free(buf);
-        return NULL;
-    }
-    *size = got;
-    return buf;
+    *size = (size_t)n;
+    return (uint8_t *)buf;
 }
 
 static void read_file(const char *path, const char *run)

@@ -899,14 +899,19 @@ static int claim_logdir(const char *dir, const char *run)
 {
     char marker[PATH_MAX], other[BRISK_RUN_ID_MAX + 2] = "";
     snprintf(marker, sizeof marker, "%s/brisk-run", dir);
-    FILE *f = fopen(marker, "r");
-    if (f) {
-        if (!fgets(other, sizeof other, f))
-            other[0] = '\0';
-        fclose(f);
-        other[strcspn(other, "\r\n")] = '\0';
+    char *text;
+    uint64_t size;
+    const int err = brisk_file_read_all(marker, 4096, &text, &size);
+    if (err == BRISK_OK) {
+        snprintf(other, sizeof other, "%.*s", (int)strcspn(text, "\r\n"), text);
+        free(text);
         if (!strcmp(other, run))
             return 0;
+        if (!other[0])
+            snprintf(other, sizeof other, "unnamed");
+    } else if (err != BRISK_ENOENT) {
+        fprintf(stderr, "brisk-train: --logdir %s: %s\n", dir, brisk_error_detail());
+        return 1;
     } else {
         static const char *const subdirs[] = {"", "/train", "/validation"};
         for (int i = 0; i < 3 && !other[0]; i++) {
@@ -923,17 +928,14 @@ static int claim_logdir(const char *dir, const char *run)
                 closedir(d);
         }
         if (!other[0]) {
-            if (brisk_make_dirs(dir) < 0) {
-                fprintf(stderr, "brisk-train: %s\n", brisk_error_detail());
+            brisk_outfile f;
+            if (brisk_make_dirs(dir) < 0 || brisk_outfile_open(&f, marker) < 0) {
+                fprintf(stderr, "brisk-train: --logdir %s: %s\n", dir, brisk_error_detail());
                 return 1;
             }
-            char tmp[PATH_MAX + 32];
-            snprintf(tmp, sizeof tmp, "%s.tmp.%ld", marker, (long)getpid());
-            f = fopen(tmp, "w");
-            const int ok = f && fprintf(f, "%s\n", run) > 0;
-            if ((f && fclose(f) != 0) || !ok || rename(tmp, marker) != 0) {
-                fprintf(stderr, "brisk-train: cannot write %s: %s\n", marker, strerror(errno));
-                unlink(tmp);
+            if (fprintf(f.fp, "%s\n", run) < 0 || brisk_outfile_commit(&f) < 0) {
+                fprintf(stderr, "brisk-train: --logdir %s: %s\n", dir, brisk_error_detail());
+                brisk_outfile_abort(&f);
                 return 1;
             }
             return 0;
@@ -1231,42 +1233,40 @@ static void log_hparams_start(run *r)
 }
 
 /* Writes outputs (n, C) to path: NumPy .npy (float32, C order) when it ends in .npy, CSV
- * otherwise. Through a temporary file renamed over path: never a partial file. */
+ * otherwise. Through a temporary file renamed over path (brisk/fsutil.h): never a partial
+ * file, and nothing but a regular file replaced. */
 static int write_outputs(const char *path, const float *v, int64_t n, int C, brisk_loss loss)
 {
     const size_t len = strlen(path);
     if (len > 4 && !strcmp(path + len - 4, ".npy")) {
         if (brisk_npy_write(path, v, n, C) < 0) {
-            fprintf(stderr, "brisk-train: --out %s\n", brisk_error_detail());
+            fprintf(stderr, "brisk-train: --out: %s\n", brisk_error_detail());
             return 1;
         }
         return 0;
     }
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        fprintf(stderr, "brisk-train: --out %s: cannot create: %s\n", path, strerror(errno));
+    brisk_outfile f;
+    if (brisk_outfile_open(&f, path) < 0) {
+        fprintf(stderr, "brisk-train: --out: %s\n", brisk_error_detail());
         return 1;
     }
     int ok = 1;
     const char *name = loss == BRISK_LOSS_MSE ? "output" : "p";
     for (int c = 0; ok && c < C; c++)
-        ok = fprintf(f, "%s%s%d", c ? "," : "", name, c) > 0;
-    ok = ok && fputc('\n', f) != EOF;
+        ok = fprintf(f.fp, "%s%s%d", c ? "," : "", name, c) > 0;
+    ok = ok && fputc('\n', f.fp) != EOF;
     for (int64_t i = 0; ok && i < n; i++) {
         for (int c = 0; ok && c < C; c++)
-            ok = fprintf(f, "%s%.9g", c ? "," : "", (double)v[i * C + c]) > 0;
-        ok = ok && fputc('\n', f) != EOF;
+            ok = fprintf(f.fp, "%s%.9g", c ? "," : "", (double)v[i * C + c]) > 0;
+        ok = ok && fputc('\n', f.fp) != EOF;
     }
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    const int saved = errno;
-    if (fclose(f) != 0 && ok)
-        ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        fprintf(stderr, "brisk-train: --out %s: cannot write: %s\n", path,
-                strerror(ok ? errno : saved));
-        unlink(tmp);
+    if (!ok) {
+        fprintf(stderr, "brisk-train: --out %s: cannot write: %s\n", path, strerror(errno));
+        brisk_outfile_abort(&f);
+        return 1;
+    }
+    if (brisk_outfile_commit(&f) < 0) {
+        fprintf(stderr, "brisk-train: --out: %s\n", brisk_error_detail());
         return 1;
     }
     return 0;

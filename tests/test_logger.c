@@ -596,7 +596,8 @@ static void test_full_disk_is_reported_once(void **state)
             _exit(13);
         const int rc = brisk_logger_close(lg);
         if (rc != BRISK_EIO || !strstr(brisk_error_detail(), "train/events.out.tfevents") ||
-            !strstr(brisk_error_detail(), "too large"))
+            !strstr(brisk_error_detail(), "too large") ||
+            !strstr(brisk_error_detail(), "keeps the records up to step"))
             _exit(14);
         if (msgs.n != 1 || !strstr(msgs.lines[0], "cannot write"))
             _exit(15);
@@ -611,6 +612,20 @@ static void test_full_disk_is_reported_once(void **state)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+    /* The file was cut back to its last whole record: it reads to the end, no torn tail,
+     * and holds the records written before the disk filled up. */
+    char *train = path_join(dir, "train");
+    size_t n;
+    char **files = tb_list_event_files(train, &n);
+    assert_int_equal(n, 1);
+    tb_file f;
+    assert_int_equal(tb_file_read(files[0], &f), 0);
+    assert_int_equal(f.status, 0);
+    assert_int_equal(f.good_bytes, f.size);
+    assert_true(f.size <= 65536 && f.n > 100);
+    tb_file_free(&f);
+    tb_free_list(files, n);
+    free(train);
     test_rmdir(dir);
 }
 

@@ -37,18 +37,6 @@ static char *text_file(const char *name, const char *text)
     return test_write_file(test_dir, name, text, strlen(text));
 }
 
-/* The call fails with code and a detail containing each of the words. */
-#define expect_error(call, code, ...)                                                          \
-    do {                                                                                       \
-        assert_int_equal((call), (code));                                                      \
-        const char *words_[] = {__VA_ARGS__};                                                  \
-        for (size_t w_ = 0; w_ < sizeof words_ / sizeof *words_; w_++)                         \
-            if (!strstr(brisk_error_detail(), words_[w_])) {                                   \
-                print_error("detail '%s' lacks '%s'\n", brisk_error_detail(), words_[w_]);     \
-                fail();                                                                        \
-            }                                                                                  \
-    } while (0)
-
 static void test_npy_dtypes(void **state)
 {
     (void)state;
@@ -158,28 +146,28 @@ static void test_npy_bad(void **state)
     memcpy(pad, f4, sizeof f4);
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         char *x = npy_file("x.npy", bad[k].dict, pad, bad[k].len);
-        expect_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), bad[k].code,
+        assert_brisk_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), bad[k].code,
                      "x.npy", bad[k].word);
         assert_null(ds.xf); /* zeroed on error */
         free(x);
     }
     /* Preamble faults. */
     char *x = text_file("m.npy", "PK\x03\x04 not numpy at all");
-    expect_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), BRISK_EFORMAT, "m.npy",
+    assert_brisk_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), BRISK_EFORMAT, "m.npy",
                  "magic");
     free(x);
     x = test_write_file(test_dir, "v.npy", "\x93NUMPY\x07\x00\x10\x00{}", 12);
-    expect_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), BRISK_EFORMAT,
+    assert_brisk_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), BRISK_EFORMAT,
                  "version 7.0");
     free(x);
     x = test_write_file(test_dir, "h.npy", "\x93NUMPY\x01\x00\xff\x7f{}", 12);
-    expect_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), BRISK_ETRUNCATED,
+    assert_brisk_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), BRISK_ETRUNCATED,
                  "header length");
     free(x);
     x = test_write_file(test_dir, "e.npy", "", 0);
-    expect_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), BRISK_EEMPTY, "empty");
+    assert_brisk_error(brisk_dataset_load_npy(x, y, BRISK_TARGET_CLASSES, &ds), BRISK_EEMPTY, "empty");
     free(x);
-    expect_error(brisk_dataset_load_npy("/nonexistent/x.npy", y, BRISK_TARGET_CLASSES, &ds),
+    assert_brisk_error(brisk_dataset_load_npy("/nonexistent/x.npy", y, BRISK_TARGET_CLASSES, &ds),
                  BRISK_ENOENT, "/nonexistent/x.npy");
     /* Labels that do not match: count, kind, value. */
     x = npy_file("x.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", f4,
@@ -187,12 +175,12 @@ static void test_npy_bad(void **state)
     const int64_t two[2] = {0, 1};
     char *y2 = npy_file("y2.npy", "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }",
                         two, sizeof two);
-    expect_error(brisk_dataset_load_npy(x, y2, BRISK_TARGET_CLASSES, &ds), BRISK_EMISMATCH,
+    assert_brisk_error(brisk_dataset_load_npy(x, y2, BRISK_TARGET_CLASSES, &ds), BRISK_EMISMATCH,
                  "y2.npy", "2 samples", "has 3");
     const double frac[3] = {0, 1.5, 1};
     char *yf = npy_file("yf.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
                         frac, sizeof frac);
-    expect_error(brisk_dataset_load_npy(x, yf, BRISK_TARGET_CLASSES, &ds), BRISK_EINVAL,
+    assert_brisk_error(brisk_dataset_load_npy(x, yf, BRISK_TARGET_CLASSES, &ds), BRISK_EINVAL,
                  "yf.npy", "sample 1", "1.5", "integers 0..255");
     assert_int_equal(brisk_dataset_load_npy(x, yf, BRISK_TARGET_VALUES, &ds), BRISK_OK);
     assert_int_equal(ds.targets, 1);
@@ -201,15 +189,15 @@ static void test_npy_bad(void **state)
     const int64_t big[3] = {0, 300, 1};
     char *yb = npy_file("yb.npy", "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }",
                         big, sizeof big);
-    expect_error(brisk_dataset_load_npy(x, yb, BRISK_TARGET_CLASSES, &ds), BRISK_EINVAL, "300");
+    assert_brisk_error(brisk_dataset_load_npy(x, yb, BRISK_TARGET_CLASSES, &ds), BRISK_EINVAL, "300");
     float nan[6] = {0, 1, 2, 3, 4, 5};
     nan[4] = NAN;
     char *xn = npy_file("xn.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }",
                         nan, sizeof nan);
-    expect_error(brisk_dataset_load_npy(xn, y, BRISK_TARGET_CLASSES, &ds), BRISK_ENONFINITE,
+    assert_brisk_error(brisk_dataset_load_npy(xn, y, BRISK_TARGET_CLASSES, &ds), BRISK_ENONFINITE,
                  "xn.npy", "element 4");
-    expect_error(brisk_dataset_load_npy(x, y, (brisk_target_kind)7, &ds), BRISK_EINVAL, "kind 7");
-    expect_error(brisk_dataset_load_npy(NULL, y, BRISK_TARGET_CLASSES, &ds), BRISK_EINVAL,
+    assert_brisk_error(brisk_dataset_load_npy(x, y, (brisk_target_kind)7, &ds), BRISK_EINVAL, "kind 7");
+    assert_brisk_error(brisk_dataset_load_npy(NULL, y, BRISK_TARGET_CLASSES, &ds), BRISK_EINVAL,
                  "features");
     free(x);
     free(xn);
@@ -247,14 +235,14 @@ static void test_csv(void **state)
     assert_int_equal(ds.y[1], 5);
     assert_close(ds.xf[1], 10.5, 0, 0);
     brisk_dataset_free(&ds);
-    expect_error(brisk_dataset_load_csv(p, "price", BRISK_TARGET_CLASSES, &ds), BRISK_EINVAL,
+    assert_brisk_error(brisk_dataset_load_csv(p, "price", BRISK_TARGET_CLASSES, &ds), BRISK_EINVAL,
                  "a.csv", "'price'", "sample 0", "10.5");
-    expect_error(brisk_dataset_load_csv(p, "cost", BRISK_TARGET_VALUES, &ds), BRISK_EINVAL,
+    assert_brisk_error(brisk_dataset_load_csv(p, "cost", BRISK_TARGET_VALUES, &ds), BRISK_EINVAL,
                  "a.csv", "'cost'", "0..3");
-    expect_error(brisk_dataset_load_csv(p, "4", BRISK_TARGET_VALUES, &ds), BRISK_EINVAL, "'4'");
+    assert_brisk_error(brisk_dataset_load_csv(p, "4", BRISK_TARGET_VALUES, &ds), BRISK_EINVAL, "'4'");
     struct { const char *text; int code; const char *w1, *w2; } bad[] = {
-        {"a,b\n1,2\n3\n", BRISK_EFORMAT, "line 3", "1 fields"},
-        {"a,b\n1,2\n3,4,5\n", BRISK_EFORMAT, "line 3", "more than 2"},
+        {"a,b\n1,2\n3\n", BRISK_EFORMAT, "line 3", "has 1 field,"},
+        {"a,b\n1,2\n3,4,5\n", BRISK_EFORMAT, "line 3", "has 3 fields, the header 2"},
         {"a,b\n1,2\n\n3,x7\n", BRISK_EFORMAT, "line 4, column 2 ('b')", "'x7'"},
         {"a,b\n1,nan\n", BRISK_EFORMAT, "line 2, column 2", "'nan'"},
         {"a,b\n1,1e400\n", BRISK_EFORMAT, "line 2", "finite"},
@@ -262,24 +250,107 @@ static void test_csv(void **state)
         {"a,b\n1,\"2\"x\n", BRISK_EFORMAT, "line 2, column 2", "after a quoted"},
         {"a,b\n", BRISK_EEMPTY, "no rows", "c.csv"},
         {"", BRISK_EEMPTY, "empty", "c.csv"},
-        {"a\n1\n", BRISK_EFORMAT, "line 1", "1 columns"},
+        {"a\n1\n", BRISK_EFORMAT, "line 1", "1 column:"},
         {"a,b\n1,\n", BRISK_EFORMAT, "line 2, column 2", "''"},
     };
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         char *c = text_file("c.csv", bad[k].text);
-        expect_error(brisk_dataset_load_csv(c, "a", BRISK_TARGET_VALUES, &ds), bad[k].code,
+        assert_brisk_error(brisk_dataset_load_csv(c, "a", BRISK_TARGET_VALUES, &ds), bad[k].code,
                      bad[k].w1, bad[k].w2);
         free(c);
     }
     char *c = test_write_file(test_dir, "z.csv", "a,b\n1,2\0\n", 9);
-    expect_error(brisk_dataset_load_csv(c, "a", BRISK_TARGET_VALUES, &ds), BRISK_EFORMAT,
+    assert_brisk_error(brisk_dataset_load_csv(c, "a", BRISK_TARGET_VALUES, &ds), BRISK_EFORMAT,
                  "line 2", "NUL");
     free(c);
-    expect_error(brisk_dataset_load_csv("/nonexistent.csv", "a", BRISK_TARGET_VALUES, &ds),
+    assert_brisk_error(brisk_dataset_load_csv("/nonexistent.csv", "a", BRISK_TARGET_VALUES, &ds),
                  BRISK_ENOENT, "/nonexistent.csv");
-    expect_error(brisk_dataset_load_csv(p, "", BRISK_TARGET_VALUES, &ds), BRISK_EINVAL,
+    assert_brisk_error(brisk_dataset_load_csv(p, "", BRISK_TARGET_VALUES, &ds), BRISK_EINVAL,
                  "label column");
     free(p);
+}
+
+/* Hardening (#18): a header that passes the 1 MiB cap says so; duplicate column names are an
+ * error; huge column counts are reported as they are; CR-only line ends load; a byte-order
+ * mark in the middle of a file shows as U+FEFF; one at the start does not hide the label. */
+static void test_csv_npy_messages(void **state)
+{
+    (void)state;
+    brisk_dataset ds;
+    /* A valid .npy whose header (2 MiB of padding) passes the cap. */
+    const size_t big = (size_t)2 << 20;
+    uint8_t *buf = calloc(1, 12 + big + 8);
+    memcpy(buf, "\x93NUMPY\x02\x00", 8);
+    buf[8] = (uint8_t)(big & 0xff);
+    buf[9] = (uint8_t)(big >> 8 & 0xff);
+    buf[10] = (uint8_t)(big >> 16 & 0xff);
+    buf[11] = (uint8_t)(big >> 24);
+    memset(buf + 12, ' ', big);
+    const char *dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2), }";
+    memcpy(buf + 12, dict, strlen(dict));
+    buf[12 + big - 1] = '\n';
+    char *x = test_write_file(test_dir, "bighdr.npy", buf, 12 + big + 8);
+    free(buf);
+    float *data;
+    int ndim;
+    int64_t shape[4];
+    assert_brisk_error(brisk_npy_read(x, &data, &ndim, shape), BRISK_EFORMAT, "bighdr.npy",
+                       "2097152 bytes", "limit of 1048576");
+    free(x);
+    /* Two columns with the label's name, and two feature columns with one name. */
+    char *c = text_file("dup.csv", "y,a,y\n1,2,3\n");
+    assert_brisk_error(brisk_dataset_load_csv(c, "y", BRISK_TARGET_CLASSES, &ds), BRISK_EFORMAT,
+                       "dup.csv", "columns 1 and 3 are both named 'y'");
+    free(c);
+    c = text_file("dup2.csv", "y,a,b,a\n1,2,3,4\n");
+    assert_brisk_error(brisk_dataset_load_csv(c, "y", BRISK_TARGET_CLASSES, &ds), BRISK_EFORMAT,
+                       "columns 2 and 4 are both named 'a'");
+    assert_brisk_error(brisk_dataset_load_features(c, &ds), BRISK_EFORMAT, "both named 'a'");
+    free(c);
+    /* 70,000 and 1,000,000 columns are reported as such. */
+    static const int wide[] = {70000, 1000000};
+    for (int k = 0; k < 2; k++) {
+        char *t = malloc((size_t)wide[k] * 8 + 16);
+        size_t n = 0;
+        for (int i = 0; i < wide[k]; i++)
+            n += (size_t)sprintf(t + n, "%sc%d", i ? "," : "", i);
+        t[n++] = '\n';
+        t[n] = '\0';
+        c = text_file("wide.csv", t);
+        char words[64];
+        snprintf(words, sizeof words, "%d columns", wide[k]);
+        assert_brisk_error(brisk_dataset_load_csv(c, "c0", BRISK_TARGET_VALUES, &ds),
+                           BRISK_EFORMAT, words, "at most 65536");
+        free(c);
+        free(t);
+    }
+    /* Old Mac line ends, with and without a final one; and \r\n. */
+    static const char *const crs[] = {"y,a\r0,1\r1,2\r", "y,a\r0,1\r1,2", "y,a\r\n0,1\r\n1,2\r\n"};
+    for (int k = 0; k < 3; k++) {
+        c = text_file("cr.csv", crs[k]);
+        assert_int_equal(brisk_dataset_load_csv(c, "y", BRISK_TARGET_CLASSES, &ds), BRISK_OK);
+        assert_int_equal(ds.n, 2);
+        assert_int_equal(ds.d, 1);
+        assert_int_equal(ds.y[1], 1);
+        assert_close(ds.xf[1], 2, 0, 0);
+        brisk_dataset_free(&ds);
+        free(c);
+    }
+    /* A byte-order mark first, with the label column first. */
+    c = text_file("bom.csv", "\xEF\xBB\xBFlabel,a\n0,1\n1,2\n");
+    assert_int_equal(brisk_dataset_load_csv(c, "label", BRISK_TARGET_CLASSES, &ds), BRISK_OK);
+    assert_int_equal(ds.n, 2);
+    brisk_dataset_free(&ds);
+    free(c);
+    /* One in the middle (two files concatenated): shown, not invisible. */
+    c = text_file("bom2.csv", "label,a\n0,1\n\xEF\xBB\xBF" "1,2\n");
+    assert_brisk_error(brisk_dataset_load_csv(c, "label", BRISK_TARGET_CLASSES, &ds),
+                       BRISK_EFORMAT, "line 3, column 1 ('label')", "'<U+FEFF>1'");
+    free(c);
+    c = text_file("ctl.csv", "label,a\n0,1\x01\n");
+    assert_brisk_error(brisk_dataset_load_csv(c, "label", BRISK_TARGET_CLASSES, &ds),
+                       BRISK_EFORMAT, "'1\\x01'");
+    free(c);
 }
 
 static void test_wrap_and_stats(void **state)
@@ -300,11 +371,11 @@ static void test_wrap_and_stats(void **state)
     assert_close(mean[1], 10, 0, 0);
     assert_close(std[1], 1, 0, 0); /* constant feature */
     const int32_t far[1] = {4};
-    expect_error(brisk_dataset_feature_stats(&ds, far, 1, mean, std), BRISK_EINVAL,
+    assert_brisk_error(brisk_dataset_feature_stats(&ds, far, 1, mean, std), BRISK_EINVAL,
                  "idx[0] = 4");
-    expect_error(brisk_dataset_feature_stats(NULL, idx, 4, mean, std), BRISK_EINVAL,
+    assert_brisk_error(brisk_dataset_feature_stats(NULL, idx, 4, mean, std), BRISK_EINVAL,
                  "ds is NULL");
-    expect_error(brisk_dataset_feature_stats(&ds, idx, 4, NULL, std), BRISK_EINVAL, "NULL");
+    assert_brisk_error(brisk_dataset_feature_stats(&ds, idx, 4, NULL, std), BRISK_EINVAL, "NULL");
     brisk_dataset_stats(&ds, idx, 4, &gm, &gs);
     assert_close(gm, 7, 0, 0);
     float out[8];
@@ -323,19 +394,19 @@ static void test_wrap_and_stats(void **state)
     assert_int_equal(ds.targets, 1);
     assert_int_equal(ds.rows, 2);
     brisk_dataset_free(&ds);
-    expect_error(brisk_dataset_wrap(4, 2, NULL, x, lab, tgt, 1, &ds), BRISK_EINVAL, "either");
-    expect_error(brisk_dataset_wrap(4, 2, NULL, x, NULL, NULL, 1, &ds), BRISK_EINVAL, "either");
-    expect_error(brisk_dataset_wrap(0, 2, NULL, x, lab, NULL, 0, &ds), BRISK_EINVAL, "n = 0");
-    expect_error(brisk_dataset_wrap(4, -1, NULL, x, lab, NULL, 0, &ds), BRISK_EINVAL, "d = -1");
-    expect_error(brisk_dataset_wrap(4, 2, NULL, NULL, lab, NULL, 0, &ds), BRISK_EINVAL,
+    assert_brisk_error(brisk_dataset_wrap(4, 2, NULL, x, lab, tgt, 1, &ds), BRISK_EINVAL, "either");
+    assert_brisk_error(brisk_dataset_wrap(4, 2, NULL, x, NULL, NULL, 1, &ds), BRISK_EINVAL, "either");
+    assert_brisk_error(brisk_dataset_wrap(0, 2, NULL, x, lab, NULL, 0, &ds), BRISK_EINVAL, "n = 0");
+    assert_brisk_error(brisk_dataset_wrap(4, -1, NULL, x, lab, NULL, 0, &ds), BRISK_EINVAL, "d = -1");
+    assert_brisk_error(brisk_dataset_wrap(4, 2, NULL, NULL, lab, NULL, 0, &ds), BRISK_EINVAL,
                  "x is NULL");
-    expect_error(brisk_dataset_wrap(4, 2, NULL, x, NULL, tgt, 0, &ds), BRISK_EINVAL,
+    assert_brisk_error(brisk_dataset_wrap(4, 2, NULL, x, NULL, tgt, 0, &ds), BRISK_EINVAL,
                  "n_targets = 0");
     const int bad_shape[3] = {1, 3, 1};
-    expect_error(brisk_dataset_wrap(4, 2, bad_shape, x, lab, NULL, 0, &ds), BRISK_EINVAL,
+    assert_brisk_error(brisk_dataset_wrap(4, 2, bad_shape, x, lab, NULL, 0, &ds), BRISK_EINVAL,
                  "(1, 3, 1)");
     x[5] = INFINITY;
-    expect_error(brisk_dataset_wrap(4, 2, NULL, x, lab, NULL, 0, &ds), BRISK_ENONFINITE,
+    assert_brisk_error(brisk_dataset_wrap(4, 2, NULL, x, lab, NULL, 0, &ds), BRISK_ENONFINITE,
                  "sample 2", "feature 1");
 }
 
@@ -430,14 +501,14 @@ static void test_regression_errors(void **state)
     assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
     const int32_t idx[4] = {0, 1, 2, 3};
     brisk_step_stats st;
-    expect_error(brisk_trainer_step(t, &reg, idx, 4, 0, 1, &st), BRISK_EINVAL,
+    assert_brisk_error(brisk_trainer_step(t, &reg, idx, 4, 0, 1, &st), BRISK_EINVAL,
                  "2 regression targets", "has 1");
     const float fm[2] = {0, 0}, fs[2] = {1, 0};
-    expect_error(brisk_trainer_set_feature_norm(t, fm, fs), BRISK_EINVAL, "feature 1");
+    assert_brisk_error(brisk_trainer_set_feature_norm(t, fm, fs), BRISK_EINVAL, "feature 1");
     const float fs1[2] = {1, 1};
-    expect_error(brisk_trainer_set_feature_norm(t, fm, NULL), BRISK_EINVAL, "both");
+    assert_brisk_error(brisk_trainer_set_feature_norm(t, fm, NULL), BRISK_EINVAL, "both");
     assert_int_equal(brisk_trainer_set_feature_norm(t, fm, fs1), BRISK_OK);
-    expect_error(brisk_trainer_step(t, &cls, idx, 4, 0.5f, 1, &st), BRISK_EINVAL,
+    assert_brisk_error(brisk_trainer_step(t, &cls, idx, 4, 0.5f, 1, &st), BRISK_EINVAL,
                  "per feature", "0.5");
     assert_int_equal(brisk_trainer_step(t, &cls, idx, 4, 0, 1, &st), BRISK_OK);
     const float *pm, *ps;
@@ -449,7 +520,7 @@ static void test_regression_errors(void **state)
     assert_int_equal(brisk_model_config_mlp(&cfg.model, "2-4-2", BRISK_ACT_RELU), BRISK_OK);
     cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
     assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
-    expect_error(brisk_trainer_step(t, &reg, idx, 4, 0, 1, &st), BRISK_EINVAL, "mse or bce",
+    assert_brisk_error(brisk_trainer_step(t, &reg, idx, 4, 0, 1, &st), BRISK_EINVAL, "mse or bce",
                  "not ce");
     brisk_trainer_destroy(t);
     brisk_dataset_free(&reg);
@@ -496,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_npy_dtypes),
         cmocka_unit_test(test_npy_bad),
         cmocka_unit_test(test_csv),
+        cmocka_unit_test(test_csv_npy_messages),
         cmocka_unit_test(test_wrap_and_stats),
         cmocka_unit_test(test_regression),
         cmocka_unit_test(test_regression_errors),

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 /* Fails with both values when |got - want| > atol + rtol |want|. */
 #define assert_close(got, want, rtol, atol)                                                    \
@@ -20,6 +21,18 @@
                         w_, (double)(rtol), (double)(atol));                                   \
             fail();                                                                            \
         }                                                                                      \
+    } while (0)
+
+/* The call fails with code and a detail containing each of the words (brisk/error.h). */
+#define assert_brisk_error(call, code, ...)                                                          \
+    do {                                                                                       \
+        assert_int_equal((call), (code));                                                      \
+        const char *words_[] = {__VA_ARGS__};                                                  \
+        for (size_t w_ = 0; w_ < sizeof words_ / sizeof *words_; w_++)                         \
+            if (!strstr(brisk_error_detail(), words_[w_])) {                                   \
+                print_error("detail '%s' lacks '%s'\n", brisk_error_detail(), words_[w_]);     \
+                fail();                                                                        \
+            }                                                                                  \
     } while (0)
 
 /* A fresh directory under $TMPDIR (or /tmp) for one test; removed by test_rmdir. */

@@ -1,13 +1,13 @@
 #include "brisk/checkpoint.h"
 
 #include "brisk/ckptdir.h"
-#include "brisk/error.h"
 #include "brisk/crc32c.h"
+#include "brisk/error.h"
+#include "brisk/fsutil.h"
 
 #include <cJSON.h>
 #include <errno.h>
 #include <float.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -15,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "checkpoint.c writes tensors in host order, which must be little-endian"
@@ -261,61 +259,31 @@ int brisk_checkpoint_save(const char *path, const brisk_model *m, const float *p
         free(e);
         return brisk_error_set(BRISK_ENOMEM, "%s: out of memory for the header", path);
     }
-    /* The temporary file names its host and process, so that a later run can tell a dead
-     * writer's leftovers (brisk_ckpt_clean_temps) even in a directory shared by machines. */
-    char tmp[PATH_MAX], host[256];
-    brisk_host_tag(host, sizeof host);
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%s.%ld", path, host, (long)getpid()) >=
-        sizeof tmp) {
+    /* Through a temporary file named by host and process (brisk/fsutil.h), so that a later
+     * run can tell a dead writer's leftovers (brisk_ckpt_clean_temps) even in a directory
+     * shared by machines; the old checkpoint or the new one, never a part. */
+    brisk_outfile o;
+    int err = brisk_outfile_open(&o, path);
+    if (err < 0) {
         free(header);
         free(e);
-        return brisk_error_set(BRISK_EINVAL, "%s: path too long", path);
-    }
-    int err = BRISK_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        free(header);
-        free(e);
-        return brisk_error_set(BRISK_EIO, "cannot create %s: %s", tmp, strerror(errno));
+        return err;
     }
     uint8_t size_le[8];
     for (int i = 0; i < 8; i++)
         size_le[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
-    int ok = fwrite(size_le, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
+    int ok = fwrite(size_le, 1, 8, o.fp) == 8 && fwrite(header, 1, hlen, o.fp) == hlen;
     for (size_t k = 0; ok && k < n_entries; k++)
-        ok = fwrite(entry_data(&e[k], slabs, &steps), 1, e[k].bytes, f) == e[k].bytes;
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    const int saved_errno = errno;
-    if (fclose(f) != 0)
-        ok = 0;
+        ok = fwrite(entry_data(&e[k], slabs, &steps), 1, e[k].bytes, o.fp) == e[k].bytes;
     free(header);
     free(e);
     if (!ok) {
-        err = brisk_error_set(BRISK_EIO, "cannot write %s: %s", tmp,
-                              strerror(saved_errno ? saved_errno : errno));
-        unlink(tmp);
+        err = brisk_error_set(BRISK_EIO, "cannot write %s: %s", o.tmp, strerror(errno));
+        brisk_outfile_abort(&o);
         return err;
     }
-    if (rename(tmp, path) != 0) {
-        err = brisk_error_set(BRISK_EIO, "cannot rename %s to %s: %s", tmp, path,
-                              strerror(errno));
-        unlink(tmp);
-        return err;
-    }
-    /* Make the rename itself durable. */
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *(slash == dir ? slash + 1 : slash) = '\0';
-    else
-        snprintf(dir, sizeof dir, ".");
-    const int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return BRISK_OK;
+    brisk_failpoint("checkpoint-before-rename");
+    return brisk_outfile_commit(&o);
 }
 
 void brisk_checkpoint_free(brisk_checkpoint *c)
@@ -485,16 +453,11 @@ static int parse_input(const char *s, brisk_shape *out)
 int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return brisk_error_set(errno == ENOENT ? BRISK_ENOENT : BRISK_EIO, "cannot open %s: %s",
-                               path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return brisk_error_set(BRISK_EIO, "%s: not a regular file", path);
-    }
-    const uint64_t size = (uint64_t)st.st_size;
+    FILE *f;
+    uint64_t size;
+    const int open_err = brisk_file_open(path, 0, &f, &size);
+    if (open_err < 0)
+        return open_err;
     uint8_t size_le[8];
     if (size < 8 || fread(size_le, 1, 8, f) != 8) {
         fclose(f);

@@ -5,6 +5,7 @@
  */
 #include "brisk/data.h"
 #include "brisk/error.h"
+#include "brisk/fsutil.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -148,21 +149,15 @@ static int idx_read_file(const char *path, int ndims, const char *kind, uint32_t
     if (!f)
         return brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
     f->path = path;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        const int e = errno;
+    FILE *fp;
+    uint64_t file_size;
+    int err = brisk_file_open(path, 0, &fp, &file_size);
+    if (err < 0) {
         free(f);
-        return brisk_error_set(e == ENOENT ? BRISK_ENOENT : BRISK_EIO, "%s: cannot open: %s",
-                               path, strerror(e));
+        return err;
     }
-    struct stat st;
     unsigned char magic2[2] = {0, 0};
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(fp);
-        free(f);
-        return brisk_error_set(BRISK_EIO, "%s: not a regular file", path);
-    }
-    f->file_size = (long long)st.st_size;
+    f->file_size = (long long)file_size;
     if (f->file_size == 0) {
         fclose(fp);
         free(f);
@@ -176,12 +171,12 @@ static int idx_read_file(const char *path, int ndims, const char *kind, uint32_t
         /* 15 + 16: a gzip wrapper, whose trailer inflate checks. */
         if (inflateInit2(&f->zs, 15 + 16) != Z_OK) {
             fclose(fp);
+            free(f);
             return brisk_error_set(BRISK_ENOMEM, "%s: cannot start inflating", path);
         }
         f->z_ready = 1;
     }
 
-    int err;
     unsigned char hdr[16];
     size_t got = 0;
     const size_t hdr_len = 4 + 4 * (size_t)ndims;

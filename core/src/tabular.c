@@ -7,11 +7,13 @@
  * float32, float64, uint8, int32 and int64, at most 4 dimensions, and checks every size
  * against the file before allocating.
  *
- * CSV: a header row of names, then rows of numbers, comma-separated; a field may be quoted
- * with double quotes ("" inside stands for one quote); spaces around a field are ignored.
+ * CSV: a header row of distinct names, then rows of numbers, comma-separated; a field may be
+ * quoted with double quotes ("" inside stands for one quote); spaces around a field are
+ * ignored; lines end in \n, \r\n or \r; a UTF-8 byte-order mark at the start is skipped.
  */
 #include "brisk/data.h"
 #include "brisk/error.h"
+#include "brisk/fsutil.h"
 
 #include <errno.h>
 #include <float.h>
@@ -197,19 +199,14 @@ static int parse_header(const char *path, const char *h, size_t len, npy_array *
 static int npy_load(const char *path, npy_array *a)
 {
     memset(a, 0, sizeof *a);
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return brisk_error_set(errno == ENOENT ? BRISK_ENOENT : BRISK_EIO, "%s: %s", path,
-                               strerror(errno));
-    int err = BRISK_OK;
+    FILE *fp;
+    uint64_t file_size;
+    int err = brisk_file_open(path, 0, &fp, &file_size);
+    if (err < 0)
+        return err;
     char *hdr = NULL;
-    struct stat st;
     unsigned char pre[12];
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        err = brisk_error_set(BRISK_EIO, "%s: not a regular file", path);
-        goto out;
-    }
-    if (st.st_size == 0) {
+    if (file_size == 0) {
         err = brisk_error_set(BRISK_EEMPTY, "%s: the file is empty", path);
         goto out;
     }
@@ -236,10 +233,15 @@ static int npy_load(const char *path, npy_array *a)
                               "(1.0, 2.0 or 3.0)", path, major, pre[7]);
         goto out;
     }
-    if (hlen == 0 || hlen > NPY_MAX_HEADER || (long long)(pre_len + hlen) > (long long)st.st_size) {
-        err = brisk_error_set(hlen > NPY_MAX_HEADER ? BRISK_EFORMAT : BRISK_ETRUNCATED,
-                              "%s: .npy header length %zu does not fit the file (%lld bytes)",
-                              path, hlen, (long long)st.st_size);
+    if (hlen > NPY_MAX_HEADER) {
+        err = brisk_error_set(BRISK_EFORMAT, "%s: the .npy header is %zu bytes, over Brisk's "
+                              "limit of %d (1 MiB; NumPy writes headers of a few hundred "
+                              "bytes)", path, hlen, NPY_MAX_HEADER);
+        goto out;
+    }
+    if (hlen == 0 || (long long)(pre_len + hlen) > (long long)file_size) {
+        err = brisk_error_set(BRISK_ETRUNCATED, "%s: .npy header length %zu does not fit the "
+                              "file (%lld bytes)", path, hlen, (long long)file_size);
         goto out;
     }
     if (!(hdr = malloc(hlen + 1))) {
@@ -257,7 +259,7 @@ static int npy_load(const char *path, npy_array *a)
     }
     if ((err = parse_header(path, hdr, hlen, a)) < 0)
         goto out;
-    const long long have = (long long)st.st_size - (long long)(pre_len + hlen);
+    const long long have = (long long)file_size - (long long)(pre_len + hlen);
     if ((long long)a->count > LLONG_MAX / a->item || a->count * a->item != have) {
         err = brisk_error_set(a->count * a->item > have ? BRISK_ETRUNCATED : BRISK_EFORMAT,
                               "%s: the header's shape needs %lld bytes of %s data, the file "
@@ -348,28 +350,21 @@ int brisk_npy_write(const char *path, const float *data, int64_t n_rows, int n_c
     while (10 + len + 1 < total)
         hdr[len++] = ' ';
     hdr[len++] = '\n';
-    /* A temporary file beside path, fsync'ed and renamed over it: the old file or the new
-     * one, never a part. */
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return brisk_error_set(BRISK_EINVAL, "%s: path too long", path);
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp)
-        return brisk_error_set(BRISK_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    /* The old file or the new one, never a part (brisk/fsutil.h). */
+    brisk_outfile o;
+    int err = brisk_outfile_open(&o, path);
+    if (err < 0)
+        return err;
     const unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)len,
                                    (unsigned char)(len >> 8)};
     const size_t count = (size_t)n_rows * (size_t)(n_cols ? n_cols : 1);
-    int ok = fwrite(pre, 1, 10, fp) == 10 && fwrite(hdr, 1, (size_t)len, fp) == (size_t)len &&
-             fwrite(data, sizeof *data, count, fp) == count && fflush(fp) == 0 &&
-             fsync(fileno(fp)) == 0;
-    const int saved = errno;
-    ok = fclose(fp) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        const int e = ok ? errno : saved;
-        unlink(tmp);
-        return brisk_error_set(BRISK_EIO, "%s: cannot write: %s", path, strerror(e));
+    if (fwrite(pre, 1, 10, o.fp) != 10 || fwrite(hdr, 1, (size_t)len, o.fp) != (size_t)len ||
+        fwrite(data, sizeof *data, count, o.fp) != count) {
+        err = brisk_error_set(BRISK_EIO, "cannot write %s: %s", path, strerror(errno));
+        brisk_outfile_abort(&o);
+        return err;
     }
-    return BRISK_OK;
+    return brisk_outfile_commit(&o);
 }
 
 /* ---- Data sets from arrays of doubles ---------------------------------------------------- */
@@ -501,28 +496,74 @@ out:
 typedef struct csv_reader {
     const char *path;
     FILE *fp;
-    char *line;
+    uint64_t left;       /* bytes not yet read of the file's size at the open */
+    unsigned char *buf;  /* CSV_CHUNK bytes read ahead */
+    size_t at, len;
+    char *line;          /* the current line, NUL-terminated, without its line end */
     size_t cap;
     long long lineno;
 } csv_reader;
 
-/* The next non-blank line into r->line (without its newline); 0 at the end, 1, or an error. */
+#define CSV_CHUNK ((size_t)1 << 16)
+
+/* The next byte of the file, -1 at its end (its size at the open), -2 on a read error. */
+static int csv_getc(csv_reader *r)
+{
+    if (r->at == r->len) {
+        if (!r->left)
+            return -1;
+        const size_t want = r->left < CSV_CHUNK ? (size_t)r->left : CSV_CHUNK;
+        const size_t got = fread(r->buf, 1, want, r->fp);
+        if (got == 0)
+            return ferror(r->fp) ? -2 : -1; /* a file that shrank ends where it ends */
+        r->left -= got;
+        r->at = 0;
+        r->len = got;
+    }
+    return r->buf[r->at++];
+}
+
+/* The next non-blank line into r->line; a line ends at "\n", "\r\n" or a lone "\r" (old Mac
+ * files). A UTF-8 byte-order mark at the start of the file is skipped. Returns 0 at the end,
+ * 1, or an error. */
 static int csv_next(csv_reader *r)
 {
     for (;;) {
-        errno = 0;
-        const ssize_t got = getline(&r->line, &r->cap, r->fp);
-        if (got < 0) {
-            if (ferror(r->fp))
+        size_t n = 0;
+        int c;
+        while ((c = csv_getc(r)) >= 0 && c != '\n' && c != '\r') {
+            if (n + 2 > r->cap) {
+                const size_t cap = r->cap ? 2 * r->cap : 256;
+                char *l = realloc(r->line, cap);
+                if (!l)
+                    return brisk_error_set(BRISK_ENOMEM, "%s: out of memory at line %lld",
+                                           r->path, r->lineno + 1);
+                r->line = l;
+                r->cap = cap;
+            }
+            r->line[n++] = (char)c;
+        }
+        if (c == -2)
+            return brisk_error_set(BRISK_EIO, "%s: read error: %s", r->path, strerror(errno));
+        if (c == -1 && n == 0)
+            return 0;
+        if (c == '\r') { /* "\r\n" is one line end */
+            const int d = csv_getc(r);
+            if (d == -2)
                 return brisk_error_set(BRISK_EIO, "%s: read error: %s", r->path,
                                        strerror(errno));
-            return 0;
+            if (d >= 0 && d != '\n')
+                r->at--; /* the byte just read is still in buf */
         }
+        if (!r->line && !(r->line = malloc(r->cap = 256)))
+            return brisk_error_set(BRISK_ENOMEM, "%s: out of memory", r->path);
+        r->line[n] = '\0';
         r->lineno++;
-        ssize_t len = got;
-        while (len > 0 && (r->line[len - 1] == '\n' || r->line[len - 1] == '\r'))
-            r->line[--len] = 0;
-        if ((size_t)len != strlen(r->line))
+        if (r->lineno == 1 && n >= 3 && !memcmp(r->line, "\xEF\xBB\xBF", 3)) {
+            memmove(r->line, r->line + 3, n - 2);
+            n -= 3;
+        }
+        if (memchr(r->line, 0, n))
             return brisk_error_set(BRISK_EFORMAT, "%s: line %lld holds a NUL byte", r->path,
                                    r->lineno);
         const char *p = r->line;
@@ -530,11 +571,37 @@ static int csv_next(csv_reader *r)
             p++;
         if (*p)
             return 1;
+        if (c == -1)
+            return 0;
     }
 }
 
-/* Splits r->line in place into fields (quotes removed); returns their count (at most max,
- * or max + 1 when there are more), or an error. */
+/* A field as a message shows it: a byte-order mark as <U+FEFF>, control bytes as \xNN, at
+ * most about 60 bytes (then "..."); into buf (size >= 80). */
+static const char *csv_show(const char *s, char *buf, size_t size)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && n + 12 < size; p++) {
+        if (n >= 60) {
+            memcpy(buf + n, "...", 3);
+            n += 3;
+            break;
+        }
+        if (p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF) {
+            n += (size_t)snprintf(buf + n, size - n, "<U+FEFF>");
+            p += 2;
+        } else if (*p < 0x20 || *p == 0x7F) {
+            n += (size_t)snprintf(buf + n, size - n, "\\x%02X", *p);
+        } else {
+            buf[n++] = (char)*p;
+        }
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Splits r->line in place into fields (quotes removed): stores the first max and returns
+ * how many there are (more than max when the line has more), or an error. */
 static int csv_split(csv_reader *r, char **fields, int max)
 {
     int n = 0;
@@ -575,14 +642,47 @@ static int csv_split(csv_reader *r, char **fields, int max)
         *w = 0;
         if (n < max)
             fields[n] = start;
+        if (n == INT32_MAX)
+            return brisk_error_set(BRISK_EOVERFLOW, "%s: line %lld: too many fields",
+                                   r->path, r->lineno);
         n++;
         if (sep != ',')
             break;
         p++;
-        if (n > max)
-            break;
     }
     return n;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    const char *const *x = a, *const *y = b;
+    const int c = strcmp(*x, *y);
+    return c ? c : (x > y) - (x < y);
+}
+
+/* Column names must differ: returns BRISK_OK or BRISK_EFORMAT naming the first name that
+ * two columns share, and both columns. */
+static int csv_unique_names(const char *path, char **names, int cols)
+{
+    char **sorted = malloc((size_t)cols * sizeof *sorted);
+    if (!sorted)
+        return brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
+    memcpy(sorted, names, (size_t)cols * sizeof *sorted);
+    qsort(sorted, (size_t)cols, sizeof *sorted, cmp_name);
+    int err = BRISK_OK;
+    for (int i = 1; i < cols && err == BRISK_OK; i++)
+        if (!strcmp(sorted[i - 1], sorted[i])) {
+            int first = -1, second = -1;
+            for (int c = 0; c < cols && second < 0; c++)
+                if (!strcmp(names[c], sorted[i]))
+                    *(first < 0 ? &first : &second) = c;
+            char shown[96];
+            err = brisk_error_set(BRISK_EFORMAT, "%s: line 1: columns %d and %d are both named "
+                                  "'%s': column names must differ", path, first + 1,
+                                  second + 1, csv_show(sorted[i], shown, sizeof shown));
+        }
+    free(sorted);
+    return err;
 }
 
 static double csv_get_v(const void *v, int64_t i)
@@ -597,15 +697,16 @@ static int csv_load(const char *path, const char *label_column, brisk_target_kin
 {
     enum { MAX_COLS = 1 << 16 };
     csv_reader r = {.path = path};
-    if (!(r.fp = fopen(path, "r")))
-        return brisk_error_set(errno == ENOENT ? BRISK_ENOENT : BRISK_EIO, "%s: %s", path,
-                               strerror(errno));
+    int err = brisk_file_open(path, 0, &r.fp, &r.left);
+    if (err < 0)
+        return err;
+    r.buf = malloc(CSV_CHUNK);
     char **fields = malloc((MAX_COLS + 1) * sizeof *fields);
     char **names = NULL;
     float *x = NULL;  /* features, (n, d) */
     double *y = NULL; /* labels or targets, (n) */
     int64_t n = 0, cap = 0;
-    int err = fields ? BRISK_OK : brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
+    err = fields && r.buf ? BRISK_OK : brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
     int cols = 0, label = -1;
     if (err == BRISK_OK && (err = csv_next(&r)) == 0)
         err = brisk_error_set(BRISK_EEMPTY, "%s: the file is empty (no header row)", path);
@@ -616,8 +717,9 @@ static int csv_load(const char *path, const char *label_column, brisk_target_kin
         goto out;
     }
     if (cols > MAX_COLS || cols < (label_column ? 2 : 1)) {
-        err = brisk_error_set(BRISK_EFORMAT, "%s: line 1: %d columns: need %sat least one "
-                              "feature, at most %d columns", path, cols,
+        err = brisk_error_set(BRISK_EFORMAT, "%s: line %lld, the header: %d column%s: need "
+                              "%sat least one feature, and at most %d columns", path, r.lineno,
+                              cols, cols == 1 ? "" : "s",
                               label_column ? "a label column and " : "", MAX_COLS);
         goto out;
     }
@@ -632,8 +734,10 @@ static int csv_load(const char *path, const char *label_column, brisk_target_kin
             goto out;
         }
         if (label_column && !strcmp(fields[c], label_column))
-            label = label < 0 ? c : label;
+            label = c;
     }
+    if ((err = csv_unique_names(path, names, cols)) < 0)
+        goto out;
     if (label_column && label < 0) {
         char *end;
         errno = 0;
@@ -656,9 +760,8 @@ static int csv_load(const char *path, const char *label_column, brisk_target_kin
             goto out;
         }
         if (nf != cols) {
-            err = brisk_error_set(BRISK_EFORMAT, "%s: line %lld has %s%d fields, the header %d",
-                                  path, r.lineno, nf > cols ? "more than " : "",
-                                  nf > cols ? cols : nf, cols);
+            err = brisk_error_set(BRISK_EFORMAT, "%s: line %lld has %d field%s, the header %d",
+                                  path, r.lineno, nf, nf == 1 ? "" : "s", cols);
             goto out;
         }
         if (n == cap) {
@@ -684,9 +787,11 @@ static int csv_load(const char *path, const char *label_column, brisk_target_kin
             errno = 0;
             const double v = strtod(fields[c], &end);
             if (end == fields[c] || *end || !isfinite(v) || fabs(v) > FLT_MAX_AS_DOUBLE) {
+                char name[96], field[96];
                 err = brisk_error_set(BRISK_EFORMAT, "%s: line %lld, column %d ('%s'): '%s' is "
-                                      "not a finite number", path, r.lineno, c + 1, names[c],
-                                      fields[c]);
+                                      "not a finite number", path, r.lineno, c + 1,
+                                      csv_show(names[c], name, sizeof name),
+                                      csv_show(fields[c], field, sizeof field));
                 goto out;
             }
             if (c == label)
@@ -724,6 +829,7 @@ out:
     free(x);
     free(y);
     free(r.line);
+    free(r.buf);
     fclose(r.fp);
     return err < 0 ? err : BRISK_OK;
 }

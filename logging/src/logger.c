@@ -37,11 +37,21 @@
 /* A run's buffer is written out when it passes this size, or at the periodic flush. */
 #define RUN_WRITE_BYTES ((size_t)1 << 20)
 
+/* A record in a run's buffer: the offset just past it, and its step. */
+typedef struct record_mark {
+    size_t end;
+    int64_t step;
+} record_mark;
+
 typedef struct log_run {
     char name[208];   /* as given to add_run */
     char *path;       /* the event file */
     int fd;           /* -1 once closed */
     log_buf buf;      /* framed records not yet written */
+    record_mark *marks; /* where each of them ends in buf, and its step */
+    size_t n_marks, cap_marks;
+    off_t whole;      /* the file's size: it ends at a whole record */
+    int64_t file_step; /* the largest step of a record in the file (INT64_MIN: none yet) */
     int failed;       /* errno of the first failed write, 0 while fine */
     int64_t drop_step; /* steps of DROPS_TAG must increase */
 } log_run;
@@ -123,8 +133,9 @@ static double mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Marks a run failed: reported once (with the path and errno), counted, remembered for
- * close(); everything for the run is discarded from then on, so producers never stall. */
+/* Marks a run failed: reported once (with the path, errno and the last step the file keeps),
+ * counted, remembered for close(); everything for the run is discarded from then on, so
+ * producers never stall. */
 static void run_fail(brisk_logger *lg, int idx, int err, const char *what)
 {
     log_run *run = &lg->runs[idx];
@@ -132,15 +143,21 @@ static void run_fail(brisk_logger *lg, int idx, int err, const char *what)
         return;
     run->failed = err;
     atomic_fetch_add_explicit(&lg->st_write_errors, 1, memory_order_relaxed);
-    log_message(lg, "%s %s: %s; later records for this run are discarded", what, run->path,
-                strerror(err));
+    char kept[96] = "";
+    if (run->file_step != INT64_MIN)
+        snprintf(kept, sizeof kept, " (it keeps the records up to step %lld)",
+                 (long long)run->file_step);
+    log_message(lg, "%s %s: %s; later records for this run are discarded%s", what, run->path,
+                strerror(err), kept);
     if (lg->first_error_run < 0) {
         lg->first_error_run = idx;
         lg->first_error_errno = err;
     }
 }
 
-/* Writes a run's buffered records. */
+/* Writes a run's buffered records. A write that fails part-way (a full disk) is cut back to
+ * the last record written whole, so that the file never ends in a torn record that
+ * TensorBoard would wait on or call damaged. */
 static void run_write_out(brisk_logger *lg, int idx)
 {
     log_run *run = &lg->runs[idx];
@@ -151,18 +168,33 @@ static void run_write_out(brisk_logger *lg, int idx)
         st.st_nlink == 0)
         run_fail(lg, idx, ENOENT, "event file removed (with its directory?):");
     size_t at = 0;
+    int err = 0;
     while (!run->failed && at < run->buf.len && run->fd >= 0) {
         ssize_t w = write(run->fd, run->buf.p + at, run->buf.len - at);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
-            run_fail(lg, idx, w < 0 ? errno : EIO, "cannot write");
+            err = w < 0 ? errno : EIO;
             break;
         }
         at += (size_t)w;
         atomic_fetch_add_explicit(&lg->st_bytes, (uint64_t)w, memory_order_relaxed);
     }
+    /* The records now whole in the file. */
+    size_t whole = 0;
+    for (size_t i = 0; i < run->n_marks && run->marks[i].end <= at; i++) {
+        whole = run->marks[i].end;
+        if (run->marks[i].step > run->file_step)
+            run->file_step = run->marks[i].step;
+    }
+    run->whole += (off_t)whole;
+    if (err) {
+        if (whole != at && ftruncate(run->fd, run->whole) == 0)
+            (void)lseek(run->fd, run->whole, SEEK_SET);
+        run_fail(lg, idx, err, "cannot write");
+    }
     run->buf.len = 0;
+    run->n_marks = 0;
 }
 
 static void run_sync(brisk_logger *lg, int idx, int data_only)
@@ -179,8 +211,13 @@ static int run_error(const brisk_logger *lg)
 {
     if (lg->first_error_run < 0)
         return BRISK_OK;
-    return brisk_error_set(BRISK_EIO, "cannot write %s: %s", lg->runs[lg->first_error_run].path,
-                           strerror(lg->first_error_errno));
+    const log_run *run = &lg->runs[lg->first_error_run];
+    if (run->file_step == INT64_MIN)
+        return brisk_error_set(BRISK_EIO, "cannot write %s: %s; it holds no record past its "
+                               "header", run->path, strerror(lg->first_error_errno));
+    return brisk_error_set(BRISK_EIO, "cannot write %s: %s; it keeps the records up to step "
+                           "%lld and ends at a whole record", run->path,
+                           strerror(lg->first_error_errno), (long long)run->file_step);
 }
 
 
@@ -198,6 +235,18 @@ static void append_record(brisk_logger *lg, int idx, const log_rec *rec, const c
         run->buf.len = before;
         return;
     }
+    if (run->n_marks == run->cap_marks) {
+        const size_t cap = run->cap_marks ? 2 * run->cap_marks : 1024;
+        record_mark *m = realloc(run->marks, cap * sizeof *m);
+        if (!m) {
+            log_message(lg, "%s: dropped a record for tag '%s': out of memory", run->path, tag);
+            run->buf.len = before;
+            return;
+        }
+        run->marks = m;
+        run->cap_marks = cap;
+    }
+    run->marks[run->n_marks++] = (record_mark){run->buf.len, rec->step};
     atomic_fetch_add_explicit(&lg->st_events, rec->kind == LOG_HPARAMS ? 2 : 1,
                               memory_order_relaxed);
     if (run->buf.len >= RUN_WRITE_BYTES)
@@ -559,6 +608,7 @@ int brisk_logger_add_run(brisk_logger *lg, const char *name, int64_t first_step,
         goto out;
     }
     r->drop_step = INT64_MIN;
+    r->file_step = INT64_MIN;
     snprintf(r->name, sizeof r->name, "%s", name);
     err = log_encode_header(&r->buf, wall_now(), first_step);
     /* Written now, so that the file is valid (and its errors known) before any push. */
@@ -572,10 +622,12 @@ int brisk_logger_add_run(brisk_logger *lg, const char *name, int64_t first_step,
         else
             at += (size_t)w;
     }
+    r->whole = (off_t)r->buf.len;
     r->buf.len = 0;
     if (err) {
         close(r->fd);
         r->fd = -1;
+        unlink(r->path); /* not even its header: a file TensorBoard could only call damaged */
         free(r->path);
         r->path = NULL;
         free(r->buf.p);
@@ -868,6 +920,7 @@ void brisk_logger_destroy(brisk_logger *lg)
             close(lg->runs[i].fd);
         free(lg->runs[i].path);
         free(lg->runs[i].buf.p);
+        free(lg->runs[i].marks);
     }
     pthread_mutex_destroy(&lg->mu);
     pthread_cond_destroy(&lg->wake);
