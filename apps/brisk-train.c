@@ -1331,7 +1331,9 @@ static int predict_input(const options *o, brisk_comm *comm)
     for (int32_t i = 0; i < ds.n; i++)
         idx[i] = i;
     if (brisk_trainer_predict(t, &ds, idx, ds.n, mean, std, v, NULL) < 0) {
-        status = fail(NULL);
+        char what[PATH_MAX + 16];
+        snprintf(what, sizeof what, "--input %s", o->input);
+        status = fail(what);
         goto out;
     }
     status = 0;
@@ -1381,7 +1383,10 @@ static int evaluate_checkpoint(options *o, brisk_comm *comm)
         brisk_checkpoint_free(ck);
         return 0;
     }
-    status = status || check_position(&r, ck, eval) || restore(&r, ck, eval);
+    /* No check_position: the data may be another set than the one trained on (evaluating
+     * and predicting on new data is the point), so its batches say nothing of the
+     * checkpoint's position. */
+    status = status || restore(&r, ck, eval);
     /* The normalisation training used, where the checkpoint records it. */
     if (ck->pos.norm_std > 0) {
         r.mean = ck->pos.norm_mean;

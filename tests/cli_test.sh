@@ -541,6 +541,137 @@ PY
     expect_status 2
     expect_in "$err" "--input"
     ;;
+image-shape)
+    # A convolution's checkpoint for (1, 28, 28) images predicts on arrays of that shape, and
+    # on flat (N, 784) rows (documented: a vector stands for an image of its size), but not on
+    # other images whose sizes multiply out the same: (N, 4, 14, 14) and (N, 56, 14).
+    py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    "$py" -c 'import numpy' 2>/dev/null || { echo "skip: no python3-numpy"; exit 77; }
+    run --data synthetic --model conv:4:3,relu,flatten,dense:4 --synthetic-n 300 \
+        --synthetic-test-n 20 --epochs 1 --logdir "$tmp/logs"
+    expect_status 0
+    ck=$(ls "$tmp/logs/checkpoints"/ckpt-*.safetensors | tail -n 1)
+    "$py" - "$tmp" <<'PY' || fail "could not write the arrays"
+import sys
+import numpy as np
+d = sys.argv[1]
+x = np.random.default_rng(1).integers(0, 256, (5, 1, 28, 28)).astype(np.uint8)
+np.save(d + "/img.npy", x)
+np.save(d + "/img3.npy", x.reshape(5, 28, 28))
+np.save(d + "/flat.npy", x.reshape(5, 784))
+np.save(d + "/c4.npy", x.reshape(5, 4, 14, 14))
+np.save(d + "/tall.npy", x.reshape(5, 56, 14))
+PY
+    for f in img img3 flat; do
+        run --predict "$ck" --input "$tmp/$f.npy" --out "$tmp/$f.out.npy"
+        expect_status 0
+    done
+    cmp -s "$tmp/img.out.npy" "$tmp/img3.out.npy" || fail "(N, 28, 28) predicts otherwise than (N, 1, 28, 28)"
+    cmp -s "$tmp/img.out.npy" "$tmp/flat.out.npy" || fail "(N, 784) predicts otherwise than (N, 1, 28, 28)"
+    run --predict "$ck" --input "$tmp/c4.npy" --out "$tmp/c4.out.npy"
+    expect_status 1
+    expect_in "$err" "c4.npy"
+    expect_in "$err" "images of (channels 4, height 14, width 14), the model's input is (1, 28, 28)"
+    run --predict "$ck" --input "$tmp/tall.npy" --out "$tmp/tall.out.npy"
+    expect_status 1
+    expect_in "$err" "images of (channels 1, height 56, width 14)"
+    [ ! -e "$tmp/c4.out.npy" ] && [ ! -e "$tmp/tall.out.npy" ] || fail "a refused prediction wrote its output"
+    ;;
+eval-other-data)
+    # --eval and --predict on another valid data set than the one trained on (same image
+    # size, another number of samples) evaluate and predict on it.
+    py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    "$py" -c 'import numpy' 2>/dev/null || { echo "skip: no python3-numpy"; exit 77; }
+    "$py" - "$tmp" <<'PY' || fail "could not write the data"
+import gzip, struct, sys
+import numpy as np
+for name, n_train, n_test, seed in (("a", 600, 50, 1), ("b", 200, 30, 2)):
+    d = "%s/%s" % (sys.argv[1], name)
+    import os
+    os.makedirs(d)
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        y = rng.integers(0, 3, n).astype(np.uint8)
+        x = (rng.integers(0, 90, (n, 6, 5)) + 80 * y[:, None, None]).astype(np.uint8)
+        with gzip.open("%s/%s-images-idx3-ubyte.gz" % (d, prefix), "wb") as f:
+            f.write(struct.pack(">IIII", 0x803, n, 6, 5) + x.tobytes())
+        with gzip.open("%s/%s-labels-idx1-ubyte.gz" % (d, prefix), "wb") as f:
+            f.write(struct.pack(">II", 0x801, n) + y.tobytes())
+PY
+    run --data "$tmp/a" --model 30-8-3 --epochs 2 --logdir "$tmp/logs"
+    expect_status 0
+    ck=$(ls "$tmp/logs/checkpoints"/ckpt-*.safetensors | tail -n 1)
+    run --eval "$ck" --data "$tmp/b"
+    expect_status 0
+    expect_in "$out" "on 30 samples"
+    run --predict "$ck" --data "$tmp/b" --out "$tmp/b.npy"
+    expect_status 0
+    expect_in "$out" "30 predictions of 3 outputs"
+    # A resume, though, must fit the checkpoint's position: another data set is refused.
+    run --resume="$ck" --data "$tmp/b" --epochs 3
+    expect_status 1
+    expect_in "$err" "does not fit its settings"
+    ;;
+special-files)
+    # Special files as inputs: a FIFO or a link to /dev/zero given as data or as a checkpoint
+    # is refused at once (exit 1, naming the file and what it is), never read without end;
+    # as --out, a FIFO, a link to a device, a directory or a device node is refused and left
+    # as it was. Each command runs under a timeout and a memory limit, so that a reader that
+    # blocks or grows fails the test instead of hanging it.
+    run $syn --epochs 1 --logdir "$tmp/logs"
+    expect_status 0
+    ck=$(ls "$tmp/logs/checkpoints"/ckpt-*.safetensors | tail -n 1)
+    mkfifo "$tmp/f.npy" "$tmp/f.csv" "$tmp/f.safetensors"
+    ln -s /dev/zero "$tmp/zero.csv"
+    ln -s /dev/zero "$tmp/zero.safetensors"
+    bounded() { (ulimit -v 4000000; timeout 30 "$bin" "$@") >"$out" 2>"$err"; status=$?; }
+    for args in "--predict $ck --input $tmp/f.npy --out $tmp/o.npy:$tmp/f.npy:a FIFO" \
+                "--predict $ck --input $tmp/f.csv --out $tmp/o.npy:$tmp/f.csv:a FIFO" \
+                "--predict $ck --input $tmp/zero.csv --out $tmp/o.npy:$tmp/zero.csv:a character device" \
+                "--eval $tmp/f.safetensors:$tmp/f.safetensors:a FIFO" \
+                "--predict $tmp/f.safetensors --out $tmp/o.npy:$tmp/f.safetensors:a FIFO" \
+                "--resume=$tmp/f.safetensors:$tmp/f.safetensors:a FIFO" \
+                "--eval $tmp/zero.safetensors:$tmp/zero.safetensors:a character device"; do
+        # shellcheck disable=SC2086
+        bounded ${args%%:*}
+        [ "$status" -ne 124 ] || fail "${args%%:*}: still running after 30 s"
+        expect_status 1
+        rest=${args#*:}
+        expect_in "$err" "${rest%%:*}"
+        expect_in "$err" "${rest#*:}, not a regular file"
+    done
+    [ ! -e "$tmp/o.npy" ] || fail "a refused command wrote its output"
+    # Outputs.
+    mkfifo "$tmp/out.fifo"
+    ln -s /dev/null "$tmp/null-link.csv"
+    mkdir "$tmp/outdir.npy"
+    targets="$tmp/out.fifo $tmp/null-link.csv $tmp/outdir.npy"
+    if [ "$(id -u)" -eq 0 ] && mknod "$tmp/nulldev.csv" c 1 3 2>/dev/null; then
+        targets="$targets $tmp/nulldev.csv"
+    fi
+    for t in $targets; do
+        bounded --predict "$ck" --out "$t"
+        [ "$status" -ne 124 ] || fail "--out $t: still running after 30 s"
+        expect_status 1
+        expect_in "$err" "$t"
+        expect_in "$err" "not a regular file"
+    done
+    [ -p "$tmp/out.fifo" ] || fail "--out replaced the FIFO"
+    [ -L "$tmp/null-link.csv" ] && [ "$(readlink "$tmp/null-link.csv")" = /dev/null ] ||
+        fail "--out replaced the link to /dev/null"
+    [ -c /dev/null ] || fail "/dev/null is no longer a character device"
+    [ -d "$tmp/outdir.npy" ] || fail "--out replaced the directory"
+    [ ! -e "$tmp/nulldev.csv" ] || [ -c "$tmp/nulldev.csv" ] || fail "--out replaced the device node"
+    # A link to a regular file: the file is written, the link kept.
+    : >"$tmp/real.csv"
+    ln -s real.csv "$tmp/link.csv"
+    run --predict "$ck" --out "$tmp/link.csv"
+    expect_status 0
+    [ -L "$tmp/link.csv" ] || fail "--out replaced the link to a regular file"
+    [ "$(wc -l <"$tmp/real.csv")" -eq 501 ] || fail "--out through a link did not write its target"
+    ;;
 policies)
     # --early-stop, --keep-best and --plateau (brisk_fit's policies): no epoch after the first
     # improves val_loss by 10, so the rate halves after epoch 2 and training stops there; the

@@ -156,10 +156,11 @@ int brisk_outfile_open(brisk_outfile *o, const char *path)
             struct stat target;
             if (!realpath(path, real) || stat(real, &target) != 0)
                 return brisk_error_set(BRISK_EIO, "cannot write %s: it is a symbolic link to "
-                                       "nothing that exists (%s)", path, strerror(errno));
+                                       "nothing that exists (%s), not a regular file", path,
+                                       strerror(errno));
             if (!S_ISREG(target.st_mode))
                 return brisk_error_set(BRISK_EIO, "cannot write %s: it is a symbolic link to "
-                                       "%s (%s), not to a regular file", path,
+                                       "%s (%s), not a regular file", path,
                                        brisk_file_kind(target.st_mode), real);
             snprintf(o->path, sizeof o->path, "%s", real);
             st = target;

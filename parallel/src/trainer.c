@@ -227,10 +227,18 @@ static int check_data(const brisk_trainer *t, const char *what, const brisk_data
 {
     if (!ds || (n > 0 && !idx))
         return brisk_error_set(BRISK_EINVAL, "%s: %s is NULL", what, ds ? "idx" : "ds");
-    if ((size_t)ds->d != brisk_shape_size(t->cfg.model.input))
+    const brisk_shape in = t->cfg.model.input;
+    if ((size_t)ds->d != brisk_shape_size(in))
         return brisk_error_set(BRISK_EINVAL, "%s: samples have %d features, the model's "
-                               "input has %zu", what, ds->d,
-                               brisk_shape_size(t->cfg.model.input));
+                               "input has %zu", what, ds->d, brisk_shape_size(in));
+    /* Images go into an image model as they are: the whole shape must match, not just its
+     * size. (Vectors may stand for images of their size, and images for vectors: data.h.) */
+    const int channels = ds->channels > 0 ? ds->channels : 1;
+    if (ds->rows > 0 && ds->cols > 0 && in.rank == 3 &&
+        (channels != in.c || ds->rows != in.h || ds->cols != in.w))
+        return brisk_error_set(BRISK_EINVAL, "%s: samples are images of (channels %d, height "
+                               "%d, width %d), the model's input is (%d, %d, %d)", what,
+                               channels, ds->rows, ds->cols, in.c, in.h, in.w);
     if (!isfinite(mean) || !(std > 0 && isfinite(std)))
         return brisk_error_set(BRISK_EINVAL, "%s: normalisation mean %g, std %g: std must be "
                                "finite and > 0", what, (double)mean, (double)std);

@@ -14,7 +14,10 @@ extern "C" {
 /* n samples of D features each, stored as uint8 (x: IDX files and uint8 arrays keep this
  * compact form) or as float32 (xf), with either one class label each (y) or `targets` float
  * regression targets each (yf). A per-sample shape of (channels, rows, cols) makes the
- * samples images; rows = cols = 0 means vectors of D features.
+ * samples images; rows = cols = 0 means vectors of D features. The trainer takes images for
+ * a model whose input is an image only when channels, rows and cols all match it; vectors of
+ * C * H * W features stand for (C, H, W) images (row-major, channels first, as PyTorch and
+ * NumPy lay them out), and images for vectors of their size (a dense model on image data).
  * brisk_dataset_free releases what the data set owns: x and y, and the buffers a loader
  * allocated for xf and yf; arrays the caller lent (brisk_dataset_wrap) stay the caller's. */
 typedef struct brisk_dataset {
