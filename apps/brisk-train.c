@@ -947,6 +947,21 @@ static int claim_logdir(const char *dir, const char *run)
     return 1;
 }
 
+/* Makes dir and takes the lock at path (brisk_lock_take). Returns 0, or 1 with a message
+ * naming the flag, and the process that holds the lock. */
+static int take_lock(const char *flag, const char *dir, const char *path, brisk_lock **lock)
+{
+    int err = brisk_make_dirs(dir);
+    if (err == BRISK_OK && (err = brisk_lock_take(path, lock)) == BRISK_OK)
+        return 0;
+    if (err == BRISK_EBUSY)
+        fprintf(stderr, "brisk-train: %s %s: another process is writing this run: %s; wait "
+                        "for it to end (or stop it) first\n", flag, dir, brisk_error_detail());
+    else
+        fprintf(stderr, "brisk-train: %s %s: %s\n", flag, dir, brisk_error_detail());
+    return 1;
+}
+
 /* Ctrl-C: the first SIGINT or SIGTERM asks the loop to stop after the current step; a second
  * one drains the logs from the handler and exits at once. */
 static volatile sig_atomic_t stop_signal;
@@ -1732,7 +1747,27 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
     r.rank = brisk_comm_rank(comm);
     r.nproc = brisk_comm_size(comm);
     r.log_enabled = strcmp(o.logdir, "none") != 0;
-    int status = setup(&r);
+    /* One live writer per run, before anything is allocated: the log directory's lock and
+     * claim, and the run's lock in a checkpoint directory of its own choosing (one shared
+     * by several runs holds a lock per run). */
+    brisk_lock *locks[2] = {NULL, NULL};
+    int status = 0;
+    if (r.rank == 0 && !o.summary) {
+        char path[PATH_MAX];
+        if (r.log_enabled) {
+            snprintf(path, sizeof path, "%s/brisk.lock", o.logdir);
+            status = take_lock("--logdir", o.logdir, path, &locks[0]) ||
+                     claim_logdir(o.logdir, o.run);
+        }
+        char inside[PATH_MAX];
+        snprintf(inside, sizeof inside, "%s/checkpoints", o.logdir);
+        if (!status && strcmp(o.checkpoint_dir, "none") && strcmp(o.checkpoint_dir, inside)) {
+            snprintf(path, sizeof path, "%s/ckpt-%s.lock", o.checkpoint_dir, o.run);
+            status = take_lock("--checkpoint-dir", o.checkpoint_dir, path, &locks[1]);
+        }
+    }
+    if (!status)
+        status = setup(&r);
     if (!status && r.summary_only) {
         teardown(&r);
         cJSON_Delete(ck_json);
@@ -1753,8 +1788,6 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
     }
     if (!status && r.rank == 0 && strcmp(r.o.checkpoint_dir, "none"))
         brisk_ckpt_clean_temps(r.o.checkpoint_dir);
-    if (!status && r.log_enabled && r.rank == 0)
-        status = claim_logdir(r.o.logdir, r.o.run);
     if (!status && r.log_enabled && r.rank == 0) {
         /* START at the first step this process logs: everything at a later step in earlier
          * files (an abandoned timeline, after a resume from an older checkpoint) is purged. */
@@ -1779,6 +1812,8 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
     }
     close_logs(&r, 0);
     teardown(&r);
+    brisk_lock_release(locks[0]);
+    brisk_lock_release(locks[1]);
     cJSON_Delete(ck_json);
     brisk_checkpoint_free(ck);
     free(ck_path);

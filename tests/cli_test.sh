@@ -672,6 +672,35 @@ special-files)
     [ -L "$tmp/link.csv" ] || fail "--out replaced the link to a regular file"
     [ "$(wc -l <"$tmp/real.csv")" -eq 501 ] || fail "--out through a link did not write its target"
     ;;
+run-lock)
+    # A run has one live writer: while a run trains, a second process resuming it (into the
+    # same log directory, or its checkpoints into a checkpoint directory of their own) is
+    # refused, naming the first's pid and host; once the first has ended, the resume works.
+    start_bg 1 $slow --epochs 3 --json --logdir "$tmp/logs"
+    first=$pid
+    "$bin" --resume="$tmp/logs/checkpoints" --epochs 4 >"$tmp/o2" 2>"$tmp/e2"
+    second=$?
+    "$bin" $syn --epochs 1 --logdir "$tmp/logs" >"$tmp/o3" 2>"$tmp/e3"
+    third=$?
+    kill -INT "$first"
+    wait "$first"
+    [ "$second" -eq 1 ] || { cat "$tmp/e2"; fail "a second resume of a running run exited $second"; }
+    grep -q "another process is writing this run: process $first on host .* holds the lock $tmp/logs/brisk.lock" "$tmp/e2" ||
+        { cat "$tmp/e2"; fail "the refusal does not name the first process and the lock"; }
+    [ "$third" -eq 1 ] && grep -q "process $first on host" "$tmp/e3" ||
+        { cat "$tmp/e3"; fail "a new run into the running run's log directory was not refused"; }
+    run --resume="$tmp/logs/checkpoints" --quiet
+    expect_status 0
+    # A checkpoint directory of its own: the run's lock there.
+    start_bg 1 $slow --epochs 3 --json --logdir none --checkpoint-dir "$tmp/ck"
+    first=$pid
+    "$bin" --resume="$tmp/ck" --epochs 4 --logdir none >"$tmp/o2" 2>"$tmp/e2"
+    second=$?
+    kill -INT "$first"
+    wait "$first"
+    [ "$second" -eq 1 ] && grep -q "process $first on host .* holds the lock $tmp/ck/ckpt-.*\.lock" "$tmp/e2" ||
+        { cat "$tmp/e2"; fail "a second writer of the run's checkpoints was not refused"; }
+    ;;
 policies)
     # --early-stop, --keep-best and --plateau (brisk_fit's policies): no epoch after the first
     # improves val_loss by 10, so the rate halves after epoch 2 and training stops there; the

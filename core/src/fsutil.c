@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -253,6 +254,68 @@ void brisk_outfile_abort(brisk_outfile *o)
     if (o->tmp[0])
         unlink(o->tmp);
     o->tmp[0] = '\0';
+}
+
+/* ---- Locks ---------------------------------------------------------------------------- */
+
+struct brisk_lock {
+    int fd;
+};
+
+int brisk_lock_take(const char *path, brisk_lock **out)
+{
+    if (!path || !out)
+        return brisk_error_set(BRISK_EINVAL, "lock_take: NULL argument");
+    *out = NULL;
+    const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0666);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        const int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return brisk_error_set(BRISK_EIO, "cannot lock %s: %s", path,
+                               fd < 0 ? strerror(e) : "it is not a regular file");
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int e = errno;
+        char who[256] = "";
+        const ssize_t n = pread(fd, who, sizeof who - 1, 0);
+        close(fd);
+        if (e != EWOULDBLOCK)
+            return brisk_error_set(BRISK_EIO, "cannot lock %s: %s", path, strerror(e));
+        who[n > 0 ? n : 0] = '\0';
+        who[strcspn(who, "\r\n")] = '\0';
+        char *host = strchr(who, ' ');
+        if (host)
+            *host++ = '\0';
+        return brisk_error_set(BRISK_EBUSY, "process %s on host %s holds the lock %s",
+                               who[0] ? who : "(unknown)", host && *host ? host : "(unknown)",
+                               path);
+    }
+    char host[256], line[320];
+    brisk_host_tag(host, sizeof host);
+    const int len = snprintf(line, sizeof line, "%ld %s\n", (long)getpid(), host);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len) {
+        const int e = errno;
+        close(fd);
+        return brisk_error_set(BRISK_EIO, "cannot write %s: %s", path, strerror(e));
+    }
+    brisk_lock *l = malloc(sizeof *l);
+    if (!l) {
+        close(fd);
+        return brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
+    }
+    l->fd = fd;
+    *out = l;
+    return BRISK_OK;
+}
+
+void brisk_lock_release(brisk_lock *lock)
+{
+    if (!lock)
+        return;
+    close(lock->fd); /* releases the flock */
+    free(lock);
 }
 
 /* ---- Failpoints ----------------------------------------------------------------------- */

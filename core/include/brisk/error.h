@@ -27,7 +27,8 @@ extern "C" {
     X(EOVERFLOW, -9, "size overflow")                                          \
     X(ENONFINITE, -10, "non-finite value")                                     \
     X(EFULL, -11, "buffer full, record dropped")                               \
-    X(ESTATE, -12, "called in the wrong state")
+    X(ESTATE, -12, "called in the wrong state")                               \
+    X(EBUSY, -13, "in use by another process")
 
 typedef enum brisk_err {
     BRISK_OK = 0,

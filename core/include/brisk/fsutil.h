@@ -67,6 +67,17 @@ int brisk_outfile_commit(brisk_outfile *o);
  * that failed to open or was committed. */
 void brisk_outfile_abort(brisk_outfile *o);
 
+/* One live writer: brisk_lock_take takes an exclusive lock (flock) on the file at path (a
+ * run's log directory's brisk.lock, say), which it creates, and writes "<pid> <host>" into
+ * it. The lock lasts until brisk_lock_release or the end of the process (a killed process
+ * holds none); the file stays. Returns BRISK_OK with *out (the caller's), BRISK_EBUSY when
+ * another process holds it (the detail names that process and its host, from the file), or
+ * BRISK_EIO (the file could not be made or is not a regular file). Locks are advisory: they
+ * keep Brisk programs apart, across machines where the file system supports flock. */
+typedef struct brisk_lock brisk_lock;
+int brisk_lock_take(const char *path, brisk_lock **out);
+void brisk_lock_release(brisk_lock *lock); /* NULL is fine */
+
 /* A test hook for kill tests: when the environment variable BRISK_FAILPOINT is NAME, or
  * NAME@K (the K-th time the point is reached, counted per process), the process sends itself
  * SIGKILL there; with NAME[@K]:stop it sends SIGSTOP instead (and goes on when continued).
