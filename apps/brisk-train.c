@@ -984,8 +984,8 @@ static void on_signal(int sig)
     static const char msg[] = "\nbrisk-train: interrupted: finishing the step, then writing a "
                               "checkpoint and the logs (Ctrl-C again quits at once)\n";
     static const char msg_eval[] = "\nbrisk-train: interrupted during the final test "
-                                   "evaluation: training is complete and its last checkpoint "
-                                   "is written; finishing the evaluation (Ctrl-C again quits "
+                                   "evaluation: training is complete; finishing the "
+                                   "evaluation, then the last checkpoint (Ctrl-C again quits "
                                    "at once)\n";
     const int eval = final_evaluation;
     if (write(STDERR_FILENO, eval ? msg_eval : msg, (eval ? sizeof msg_eval : sizeof msg) - 1) <
@@ -1455,20 +1455,24 @@ static int evaluate_checkpoint(options *o, brisk_comm *comm)
 }
 
 /* Ends the logs: hparams session end (unless interrupted: the session goes on after a
- * resume), then flush and close. */
-static void close_logs(run *r, int session_status)
+ * resume), then flush and close. Returns 0, or 1 when the logs could not all be written
+ * (a full disk: the message names the file and the last step it keeps). */
+static int close_logs(run *r, int session_status)
 {
     if (!r->logging)
-        return;
+        return 0;
     if (session_status)
         brisk_log_hparams_end(r->tb.p, r->tb.root, (brisk_session_status)session_status);
     signal_logger = NULL;
     if (r->tb.failed)
         fprintf(stderr, "brisk-train: warning: %s\n", r->tb.error);
-    if (brisk_tb_close(&r->tb, &r->log_cpu_seconds) < 0)
-        fprintf(stderr, "brisk-train: warning: TensorBoard logs incomplete: %s\n",
-                brisk_error_detail());
     r->logging = 0;
+    if (brisk_tb_close(&r->tb, &r->log_cpu_seconds) < 0) {
+        fprintf(stderr, "brisk-train: error: the TensorBoard logs are incomplete: %s\n",
+                brisk_error_detail());
+        return 1;
+    }
+    return 0;
 }
 
 /* brisk_fit's callbacks: the live progress line, and a line (or a JSON object) per epoch. */
@@ -1521,6 +1525,13 @@ static int on_epoch(void *user, const brisk_fit_progress *p)
     return 0;
 }
 
+static void on_test(void *user, const brisk_fit_progress *p)
+{
+    (void)user;
+    (void)p;
+    final_evaluation = 1;
+}
+
 static int train(run *r, const brisk_checkpoint *ck)
 {
     options *o = &r->o;
@@ -1569,6 +1580,10 @@ static int train(run *r, const brisk_checkpoint *ck)
     fc.user = r;
     fc.on_step = on_step;
     fc.on_epoch = on_epoch;
+    fc.on_test = on_test;
+    fc.test = &r->test;
+    fc.test_idx = r->test_idx;
+    fc.n_test = r->test.n;
     const int metric = brisk_fit_metric_parse(o->monitor);
     fc.early_stop = (brisk_fit_policy){o->early_stop, o->min_delta, (brisk_fit_metric)metric};
     fc.best_checkpoint = (brisk_fit_policy){o->keep_best, o->min_delta, (brisk_fit_metric)metric};
@@ -1597,8 +1612,13 @@ static int train(run *r, const brisk_checkpoint *ck)
         return EXIT_DIVERGED;
     }
     if (err < 0) {
+        fail(NULL);
+        if (r->rank == 0 && r->last_ckpt[0])
+            fprintf(stderr, "brisk-train: the last checkpoint is %s; once the cause is fixed, "
+                            "resume with: brisk-train --resume=%s\n", r->last_ckpt,
+                    r->last_ckpt);
         close_logs(r, BRISK_SESSION_FAILURE);
-        return fail(NULL);
+        return 1;
     }
     if (res.end == BRISK_FIT_STOPPED && stop_signal) {
         close_logs(r, 0);
@@ -1630,21 +1650,19 @@ static int train(run *r, const brisk_checkpoint *ck)
         printf("brisk-train: the best epoch's checkpoint (by %s) is %s\n", o->monitor,
                res.best_checkpoint);
 
-    brisk_metrics test_m;
-    final_evaluation = 1;
-    if (brisk_trainer_evaluate(r->t, &r->test, r->test_idx, r->test.n, r->mean, r->std, &test_m) < 0) {
-        close_logs(r, BRISK_SESSION_FAILURE);
-        return fail(NULL);
+    /* brisk_fit evaluated and logged the test set before the last checkpoint; a resumed run
+     * that had already finished trains nothing: its metrics are only printed again. */
+    brisk_metrics test_m = res.test;
+    if (!res.tested) {
+        final_evaluation = 1;
+        if (brisk_trainer_evaluate(r->t, &r->test, r->test_idx, r->test.n, r->mean, r->std,
+                                   &test_m) < 0) {
+            fail(NULL);
+            close_logs(r, BRISK_SESSION_FAILURE);
+            return 1;
+        }
     }
-    /* A checkpoint that had finished training: its session logged these at this step. */
-    const int finished_before = ck && ck->pos.epoch >= o->epochs && ck->pos.batch == 0;
-    if (r->logging && !finished_before) {
-        const int64_t step = brisk_trainer_steps_done(r->t);
-        brisk_log_scalar(r->tb.p, r->tb.val, "test_loss", step, brisk_metrics_loss(&test_m));
-        brisk_log_scalar(r->tb.p, r->tb.val, "test_accuracy", step,
-                         brisk_metrics_accuracy(&test_m));
-    }
-    close_logs(r, BRISK_SESSION_SUCCESS);
+    const int logs_failed = close_logs(r, BRISK_SESSION_SUCCESS);
     const double elapsed = now_seconds() - r->t_start;
     const unsigned long long sum = (unsigned long long)brisk_model_checksum(brisk_trainer_model(r->t), brisk_trainer_params(r->t));
     if (o->json)
@@ -1664,7 +1682,7 @@ static int train(run *r, const brisk_checkpoint *ck)
                         "above%s%s\n", r->last_ckpt[0] ? " and the trained model is in " : "",
                 r->last_ckpt);
     }
-    return stop_signal ? EXIT_INTERRUPTED : 0;
+    return logs_failed ? 1 : stop_signal ? EXIT_INTERRUPTED : 0;
 }
 
 static int run_main(int argc, char **argv, brisk_comm *comm);

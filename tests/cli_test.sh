@@ -193,7 +193,7 @@ logs)
     run $syn --epochs 1 --logdir "$tmp/file/logs"
     expect_status 1
     expect_in "$err" "$tmp/file"
-    expect_in "$err" "Not a directory"
+    expect_in "$err" "not a directory"
     run $syn --epochs 1 --logdir "$tmp/ok" --checkpoint-dir "$tmp/file/ck"
     expect_status 1
     expect_in "$err" "cannot create directory $tmp/file"
@@ -430,17 +430,26 @@ too-big)
     [ $(( $(date +%s) - start )) -le 20 ] || fail "took more than 20 s to refuse"
     ;;
 sigint-eval)
-    # Ctrl-C during the final test evaluation: training is complete and checkpointed; the
-    # message says so (not "writing a checkpoint"), the evaluation finishes, exit 130.
-    start_bg 1 --data synthetic --model 64-512-512-4 --synthetic-n 2000 --synthetic-test-n 400000 \
-        --epochs 1 --json --logdir "$tmp/logs"
-    sleep 0.3
+    # Ctrl-C during the final test evaluation: training is complete; the message says so
+    # (not "finishing the step"), the evaluation finishes, the last checkpoint is written, exit
+    # 130. The process stops itself where the evaluation begins (a failpoint), takes the
+    # signal there and is continued.
+    BRISK_FAILPOINT=fit-test-begin:stop "$bin" --data synthetic --model 64-512-512-4 \
+        --synthetic-n 2000 --synthetic-test-n 4000 --epochs 1 --json --logdir "$tmp/logs" \
+        >"$out" 2>"$err" &
+    pid=$!
+    for _ in $(seq 1 600); do
+        [ "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" = T ] && break
+        kill -0 "$pid" 2>/dev/null || fail "brisk-train ended before the test evaluation"
+        sleep 0.1
+    done
     kill -INT "$pid"
+    kill -CONT "$pid"
     wait "$pid"
     status=$?
     expect_status 130
     expect_in "$err" "final test evaluation"
-    grep -q "finishing the step" "$err" && fail "said it would write a checkpoint"
+    grep -q "finishing the step" "$err" && fail "said it would finish a step"
     expect_in "$out" '"test_loss"'
     ck=$(sed -n 's/.*trained model is in \(.*\)$/\1/p' "$err")
     [ -f "$ck" ] || fail "no checkpoint file '$ck'"

@@ -11,7 +11,7 @@ endforeach()
 
 # Several processes on loopback (BRISK_MPI builds with mpirun available).
 if(BRISK_MPI AND MPIEXEC_EXECUTABLE)
-  foreach(case identical cnn resume kill sigint hung escapes)
+  foreach(case identical cnn resume kill sigint hung stop-rank0 escapes)
     add_test(NAME mpi_${case}
              COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/mpi_test.sh ${MPIEXEC_EXECUTABLE}
                      $<TARGET_FILE:brisk-train> ${case})
@@ -21,4 +21,10 @@ if(BRISK_MPI AND MPIEXEC_EXECUTABLE)
     set_tests_properties(mpi_${case} PROPERTIES LABELS "app;mpi" TIMEOUT 180 RUN_SERIAL TRUE
                          ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
   endforeach()
+  add_test(NAME mpi_kill_points
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/kill_points.sh $<TARGET_FILE:brisk-train>
+                   ${BRISK_TB_READ} ${MPIEXEC_EXECUTABLE})
+  set_tests_properties(mpi_kill_points PROPERTIES LABELS "app;mpi;tensorboard" TIMEOUT 300
+                       RUN_SERIAL TRUE SKIP_RETURN_CODE 77 SKIP_REGULAR_EXPRESSION "SKIP: "
+                       ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
 endif()

@@ -106,6 +106,33 @@ sigint)
     "$bin" --eval "$ck" >"$tmp/eval" 2>&1 || { cat "$tmp/eval"; fail "the checkpoint does not load"; }
     grep -c "resume with" "$tmp/err" | grep -qx 1 || fail "rank 0 alone should print the resume command"
     ;;
+stop-rank0)
+    # Rank 0 stopped inside a collective (SIGSTOP at a failpoint in the 6th, the all-gather of
+    # the parameters, which takes several MPI_Test calls to complete) for longer than the timeout
+    # and then continued, while rank 1 still waits there: rank 0 does not count the time it
+    # was stopped itself, does not blame rank 1 for its own absence, and the job completes.
+    BRISK_FAILPOINT=comm-wait@6:stop "$mpirun" --allow-run-as-root --oversubscribe -np 2 \
+        -x BRISK_FAILPOINT "$bin" $syn --epochs 2 --threads 1 --logdir none --mpi-timeout 3 \
+        >"$tmp/out" 2>"$tmp/err" &
+    job=$!
+    stopped=
+    for _ in $(seq 1 600); do
+        for p in $(pgrep -f "synthetic-n 1280 --val-split 0"); do
+            [ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" = T ] && stopped=$p
+        done
+        [ -n "$stopped" ] && break
+        kill -0 "$job" 2>/dev/null || { cat "$tmp/err"; fail "the job ended before rank 0 stopped"; }
+        sleep 0.1
+    done
+    [ -n "$stopped" ] || fail "rank 0 never stopped at the failpoint"
+    sleep 5 # past the 3 s limit, within rank 1's 3 + 5 s
+    kill -CONT "$stopped"
+    wait "$job"
+    status=$?
+    [ "$status" -eq 0 ] || { cat "$tmp/err"; fail "the job exited $status after rank 0 was continued"; }
+    grep -q "did not arrive" "$tmp/err" && { cat "$tmp/err"; fail "a rank was blamed for rank 0's absence"; }
+    grep -q '"params_checksum"' "$tmp/out" || fail "no final line"
+    ;;
 hung)
     # A stopped (hung) rank: the others wait at most --mpi-timeout seconds in a collective,
     # sleeping rather than spinning, then the job ends with a message naming the collective

@@ -260,6 +260,7 @@ void brisk_outfile_abort(brisk_outfile *o)
 
 struct brisk_lock {
     int fd;
+    char path[]; /* removed at release */
 };
 
 int brisk_lock_take(const char *path, brisk_lock **out)
@@ -267,54 +268,64 @@ int brisk_lock_take(const char *path, brisk_lock **out)
     if (!path || !out)
         return brisk_error_set(BRISK_EINVAL, "lock_take: NULL argument");
     *out = NULL;
-    const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0666);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        const int e = errno;
-        if (fd >= 0)
+    /* The holder removes the file when it releases the lock, so a process that locked a file
+     * just removed (it opened it before the removal) tries again with the new one. */
+    for (int attempt = 0;; attempt++) {
+        const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0666);
+        struct stat st, now;
+        if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            const int e = errno;
+            if (fd >= 0)
+                close(fd);
+            return brisk_error_set(BRISK_EIO, "cannot lock %s: %s", path,
+                                   fd < 0 ? strerror(e) : "it is not a regular file");
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            const int e = errno;
+            char who[256] = "";
+            const ssize_t n = pread(fd, who, sizeof who - 1, 0);
             close(fd);
-        return brisk_error_set(BRISK_EIO, "cannot lock %s: %s", path,
-                               fd < 0 ? strerror(e) : "it is not a regular file");
+            if (e != EWOULDBLOCK)
+                return brisk_error_set(BRISK_EIO, "cannot lock %s: %s", path, strerror(e));
+            who[n > 0 ? n : 0] = '\0';
+            who[strcspn(who, "\r\n")] = '\0';
+            char *host = strchr(who, ' ');
+            if (host)
+                *host++ = '\0';
+            return brisk_error_set(BRISK_EBUSY, "process %s on host %s holds the lock %s",
+                                   who[0] ? who : "(unknown)",
+                                   host && *host ? host : "(unknown)", path);
+        }
+        if (stat(path, &now) != 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
+            close(fd);
+            if (attempt < 100)
+                continue;
+            return brisk_error_set(BRISK_EIO, "cannot lock %s: it keeps being replaced", path);
+        }
+        char host[256], line[320];
+        brisk_host_tag(host, sizeof host);
+        const int len = snprintf(line, sizeof line, "%ld %s\n", (long)getpid(), host);
+        brisk_lock *l = malloc(sizeof *l + strlen(path) + 1);
+        if (!l || ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len) {
+            const int e = l ? errno : ENOMEM;
+            free(l);
+            close(fd);
+            return brisk_error_set(l ? BRISK_EIO : BRISK_ENOMEM, "cannot write %s: %s", path,
+                                   strerror(e));
+        }
+        l->fd = fd;
+        strcpy(l->path, path);
+        *out = l;
+        return BRISK_OK;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        const int e = errno;
-        char who[256] = "";
-        const ssize_t n = pread(fd, who, sizeof who - 1, 0);
-        close(fd);
-        if (e != EWOULDBLOCK)
-            return brisk_error_set(BRISK_EIO, "cannot lock %s: %s", path, strerror(e));
-        who[n > 0 ? n : 0] = '\0';
-        who[strcspn(who, "\r\n")] = '\0';
-        char *host = strchr(who, ' ');
-        if (host)
-            *host++ = '\0';
-        return brisk_error_set(BRISK_EBUSY, "process %s on host %s holds the lock %s",
-                               who[0] ? who : "(unknown)", host && *host ? host : "(unknown)",
-                               path);
-    }
-    char host[256], line[320];
-    brisk_host_tag(host, sizeof host);
-    const int len = snprintf(line, sizeof line, "%ld %s\n", (long)getpid(), host);
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len) {
-        const int e = errno;
-        close(fd);
-        return brisk_error_set(BRISK_EIO, "cannot write %s: %s", path, strerror(e));
-    }
-    brisk_lock *l = malloc(sizeof *l);
-    if (!l) {
-        close(fd);
-        return brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
-    }
-    l->fd = fd;
-    *out = l;
-    return BRISK_OK;
 }
 
 void brisk_lock_release(brisk_lock *lock)
 {
     if (!lock)
         return;
-    close(lock->fd); /* releases the flock */
+    unlink(lock->path); /* while still held: see brisk_lock_take */
+    close(lock->fd);    /* releases the flock */
     free(lock);
 }
 

@@ -1,6 +1,7 @@
 #include "comm_internal.h"
 
 #include "brisk/error.h"
+#include "brisk/fsutil.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #define LIVE_SECONDS 1.0
 #define SILENT_SECONDS 3.0
 #define STEP_WINDOW 32
+#define ABSENT_SECONDS 0.5
 
 struct brisk_comm {
     int rank, size;
@@ -243,11 +245,17 @@ static void begin(brisk_comm *c)
     beat(c, 1);
 }
 
-/* Waits for a collective, within the timeout; past it, ends the job with a message. */
+/* Waits for a collective, within the timeout; past it, ends the job with a message. Time
+ * this rank itself did not run (stopped with SIGSTOP, or starved of CPU: a gap of more than
+ * ABSENT_SECONDS between two turns of a loop that sleeps a millisecond) is not counted: it
+ * is not the others' lateness, and they may well still be waiting in the collective. */
 static void finish(brisk_comm *c, MPI_Request *req, const char *what)
 {
     const double t0 = now_seconds(), limit = brisk_comm_timeout(c);
     const double deadline = limit + (c->rank == 0 ? 0 : GRACE_SECONDS);
+    double last = t0, absent = 0;
+    if (c->rank == 0)
+        brisk_failpoint("comm-wait"); /* a test stops rank 0 here, inside the wait */
     for (;;) {
         int done = 0;
         MPI_Test(req, &done, MPI_STATUS_IGNORE);
@@ -257,7 +265,11 @@ static void finish(brisk_comm *c, MPI_Request *req, const char *what)
             read_heartbeats(c);
         else if (now_seconds() - c->last_beat >= LIVE_SECONDS)
             beat(c, 0);
-        const double waited = now_seconds() - t0;
+        const double now = now_seconds();
+        if (now - last > ABSENT_SECONDS)
+            absent += now - last;
+        last = now;
+        const double waited = now - t0 - absent;
         if (waited > deadline)
             break;
         if (waited > SPIN_SECONDS)
@@ -280,18 +292,22 @@ static void finish(brisk_comm *c, MPI_Request *req, const char *what)
                                    r);
             inside++;
         }
+    char self[96] = "";
+    if (absent > 0)
+        snprintf(self, sizeof self, " (and this rank itself was not running for %.0f s more)",
+                 absent);
     if (c->rank == 0)
-        fprintf(stderr, "brisk: rank 0: the %s (collective %llu) waited %.0f s: rank%s %s did "
+        fprintf(stderr, "brisk: rank 0: the %s (collective %llu) waited %.0f s%s: rank%s %s did "
                         "not arrive (%s); ending the job (the limit: --mpi-timeout, or "
                         "brisk_comm_set_timeout)\n",
-                what, (unsigned long long)c->seq, limit, n_missing + inside == 1 ? "" : "s",
+                what, (unsigned long long)c->seq, limit, self, n_missing + inside == 1 ? "" : "s",
                 n_missing || inside ? missing : "(unknown)",
                 inside ? "started it, then went silent: stopped or hung?" : "stopped or hung?");
     else
-        fprintf(stderr, "brisk: rank %d: the %s (collective %llu) waited %.0f s: a rank did not "
-                        "arrive (rank 0 names it, unless it is rank 0 that did not); ending the "
-                        "job\n",
-                c->rank, what, (unsigned long long)c->seq, deadline);
+        fprintf(stderr, "brisk: rank %d: the %s (collective %llu) waited %.0f s%s: a rank did "
+                        "not arrive (rank 0 names it, unless it is rank 0 that did not); ending "
+                        "the job\n",
+                c->rank, what, (unsigned long long)c->seq, deadline, self);
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
 }

@@ -102,6 +102,9 @@ static int check_fit(const brisk_trainer *t, const brisk_dataset *ds, const int3
         return err;
     if (c->best_checkpoint.patience && !c->checkpoint_dir)
         return brisk_error_set(BRISK_EINVAL, "fit: best_checkpoint needs a checkpoint_dir");
+    if (c->test && (c->n_test < 0 || c->n_test > INT32_MAX || (c->n_test > 0 && !c->test_idx)))
+        return brisk_error_set(BRISK_EINVAL, "fit: test set of %lld samples%s",
+                               (long long)c->n_test, c->n_test > 0 ? " without test_idx" : "");
     if (c->plateau.patience && (!(c->plateau_factor > 0 && c->plateau_factor < 1) ||
                                 !(c->plateau_min_lr >= 0 && isfinite(c->plateau_min_lr))))
         return brisk_error_set(BRISK_EINVAL, "fit: plateau_factor %g must be in (0, 1) and "
@@ -135,7 +138,17 @@ static int write_checkpoint(fit_run *r, const char *path, int64_t epochs_done, i
         v = r->full_v;
     }
     int status = BRISK_OK;
-    if (r->rank == 0) {
+    if (r->rank == 0 && r->tb) {
+        /* What this checkpoint says was done must be in the event files first. */
+        brisk_failpoint("fit-records-pushed");
+        if ((status = brisk_logger_flush(r->tb->lg)) < 0)
+            status = brisk_error_set(status, "the TensorBoard logs could not be written, so "
+                                     "no checkpoint was written either (the logs hold what "
+                                     "the last checkpoint says was done): %s",
+                                     brisk_error_detail());
+        brisk_failpoint("fit-logs-flushed");
+    }
+    if (r->rank == 0 && status == BRISK_OK) {
         brisk_ckpt_position pos = {.epoch = epochs_done, .batch = batch,
                                    .steps_done = brisk_trainer_steps_done(r->t),
                                    .seed = r->c->seed, .train = *train_m, .policies = r->pol,
@@ -151,6 +164,8 @@ static int write_checkpoint(fit_run *r, const char *path, int64_t epochs_done, i
         return status != BRISK_OK ? status
                                   : brisk_error_set(BRISK_EIO, "fit: rank 0 could not write %s",
                                                     path);
+    if (r->rank == 0)
+        brisk_failpoint("fit-checkpoint-renamed");
     return BRISK_OK;
 }
 
@@ -167,6 +182,8 @@ static int save(fit_run *r, int64_t epochs_done, int64_t batch, const brisk_metr
     snprintf(r->res->checkpoint, sizeof r->res->checkpoint, "%s", path);
     if (r->rank == 0 && brisk_ckpt_prune(r->c->checkpoint_dir, r->c->run_id, r->c->keep, steps) < 0)
         snprintf(r->res->warning, sizeof r->res->warning, "%s", brisk_error_detail());
+    if (r->rank == 0)
+        brisk_failpoint("fit-pruned");
     return BRISK_OK;
 }
 
@@ -383,6 +400,23 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
         res->batch = 0;
         res->train = train_m;
         res->last_val = val_m;
+        /* Training is over: the test set, logged before the last checkpoint. */
+        if ((early || epoch == c->epochs) && c->test && c->n_test > 0) {
+            if (c->on_test) {
+                const brisk_fit_progress p = {
+                    .epoch = epoch, .batch = per_epoch, .batches = per_epoch, .step = step,
+                    .train = train_m, .val = val_m, .lr_factor = brisk_trainer_lr_factor(t),
+                    .checkpoint = ""};
+                c->on_test(c->user, &p);
+            }
+            brisk_failpoint("fit-test-begin");
+            if ((err = brisk_trainer_evaluate(t, c->test, c->test_idx, c->n_test, mean, std,
+                                              &res->test)) < 0)
+                goto out;
+            res->tested = 1;
+            if (r->tb)
+                brisk_tb_test(r->tb, step, &res->test);
+        }
         const brisk_metrics none = {0};
         if ((err = save(r, epoch, 0, &none)) < 0)
             goto out;

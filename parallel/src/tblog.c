@@ -85,6 +85,16 @@ void brisk_tb_epoch(brisk_tb *tb, int run, int64_t step, int64_t epoch, const br
         pushed(tb, brisk_log_scalar(tb->p, run, "epoch", step, (double)epoch), "epoch");
 }
 
+void brisk_tb_test(brisk_tb *tb, int64_t step, const brisk_metrics *m)
+{
+    pushed(tb, brisk_log_scalar(tb->p, tb->val, "test_loss", step, brisk_metrics_loss(m)),
+           "test_loss");
+    if (!tb->no_accuracy)
+        pushed(tb, brisk_log_scalar(tb->p, tb->val, "test_accuracy", step,
+                                    brisk_metrics_accuracy(m)),
+               "test_accuracy");
+}
+
 /* The first layer's weights as a grid of ih x iw tiles, one per unit (up to 64; unit u's
  * tile at W + u * stride), each scaled by its own largest magnitude: 128 is zero, 255 and 0
  * the extremes. */

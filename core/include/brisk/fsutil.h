@@ -69,8 +69,8 @@ void brisk_outfile_abort(brisk_outfile *o);
 
 /* One live writer: brisk_lock_take takes an exclusive lock (flock) on the file at path (a
  * run's log directory's brisk.lock, say), which it creates, and writes "<pid> <host>" into
- * it. The lock lasts until brisk_lock_release or the end of the process (a killed process
- * holds none); the file stays. Returns BRISK_OK with *out (the caller's), BRISK_EBUSY when
+ * it. The lock lasts until brisk_lock_release, which removes the file, or the end of the
+ * process (a killed process holds none and leaves the file, which does not lock). Returns BRISK_OK with *out (the caller's), BRISK_EBUSY when
  * another process holds it (the detail names that process and its host, from the file), or
  * BRISK_EIO (the file could not be made or is not a regular file). Locks are advisory: they
  * keep Brisk programs apart, across machines where the file system supports flock. */

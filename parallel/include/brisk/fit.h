@@ -23,6 +23,14 @@
  *
  * Several processes: every rank calls brisk_fit with the same arguments; rank 0 logs and
  * writes the checkpoints, and all ranks stop after the same step.
+ *
+ * Logs and checkpoints agree: everything an epoch logs (and, after the last epoch, the test
+ * metrics) is written to the event files and made durable before that epoch's checkpoint is
+ * renamed into place. A process killed at any instant therefore resumes from a checkpoint
+ * whose records are all in the files, and the resumed process's logs purge (TensorBoard's
+ * START rule) whatever the killed one logged after it. When the logs cannot be written (a
+ * full disk), no checkpoint is written either: brisk_fit returns BRISK_EIO naming the event
+ * file, and a resume from the last checkpoint repeats the work the logs lack.
  */
 #ifndef BRISK_FIT_H
 #define BRISK_FIT_H
@@ -91,6 +99,15 @@ typedef struct brisk_fit_config {
     void *user;
     int (*on_step)(void *user, const brisk_fit_progress *p);
     int (*on_epoch)(void *user, const brisk_fit_progress *p);
+    /* The test set, evaluated once training is over (after the last epoch, or an early
+     * stop), before the last checkpoint: test_loss and test_accuracy are logged in the
+     * validation run at the final step, and res->test holds them. NULL: none. test_idx
+     * lists n_test samples of it. */
+    const brisk_dataset *test;
+    const int32_t *test_idx;
+    int64_t n_test;
+    /* Called on every rank just before the test set is evaluated (may be NULL). */
+    void (*on_test)(void *user, const brisk_fit_progress *p);
     /* Policies. */
     brisk_fit_policy early_stop;
     brisk_fit_policy best_checkpoint;      /* patience is ignored: any nonzero turns it on */
@@ -111,6 +128,8 @@ typedef struct brisk_fit_result {
     int64_t batch;                /* batches done in the next one (after a stop) */
     brisk_metrics train;          /* training metrics of those batches */
     brisk_metrics last_val;       /* the last epoch's validation metrics */
+    int tested;                   /* the test set was evaluated (training ended in this call) */
+    brisk_metrics test;           /* its metrics */
     char checkpoint[4096];        /* the newest checkpoint written ("" for none) */
     char best_checkpoint[4096];   /* the best one ("" for none) */
     char warning[512];            /* something to tell the user that did not stop training */
@@ -124,7 +143,7 @@ brisk_fit_config brisk_fit_defaults(void);
  * none) of the same data set, normalised with (mean, std). Returns BRISK_OK with *res saying
  * how it ended, or an error: BRISK_EINVAL (a bad configuration, named), BRISK_ENONFINITE
  * (training diverged: the detail names the step and the tensor; res->checkpoint is the last
- * good checkpoint), BRISK_EIO (a checkpoint could not be written), BRISK_ENOMEM. */
+ * good checkpoint), BRISK_EIO (a checkpoint or the logs could not be written), BRISK_ENOMEM. */
 int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_idx,
               int64_t n_train, const int32_t *val_idx, int64_t n_val, float mean, float std,
               const brisk_fit_config *c, brisk_fit_result *res);

@@ -59,6 +59,10 @@ void brisk_tb_step(brisk_tb *tb, int64_t step, const brisk_step_stats *st, doubl
 /* epoch_loss and epoch_accuracy of one run for the epoch that ended at the global step. */
 void brisk_tb_epoch(brisk_tb *tb, int run, int64_t step, int64_t epoch, const brisk_metrics *m);
 
+/* test_loss and test_accuracy (not for regression) in the validation run at the step that
+ * ended training. */
+void brisk_tb_test(brisk_tb *tb, int64_t step, const brisk_metrics *m);
+
 /* Histograms of every tensor's weights and of the gradient slab `grads`, activation
  * statistics, the first layer's weights as tiles (when ds holds images) and, when pred is not
  * NULL, the confusion matrix of pred[i] against ds's label of sample idx[i] (n samples). */
