@@ -947,6 +947,12 @@ static int claim_logdir(const char *dir, const char *run)
     return 1;
 }
 
+static void log_warning(void *user, const char *line)
+{
+    (void)user;
+    fprintf(stderr, "brisk-train: warning: %s\n", line);
+}
+
 /* Makes dir and takes the lock at path (brisk_lock_take). Returns 0, or 1 with a message
  * naming the flag, and the process that holds the lock. */
 static int take_lock(const char *flag, const char *dir, const char *path, brisk_lock **lock)
@@ -1456,8 +1462,8 @@ static int evaluate_checkpoint(options *o, brisk_comm *comm)
 
 /* Ends the logs: hparams session end (unless interrupted: the session goes on after a
  * resume), then flush and close. Returns 0, or 1 when the logs could not all be written
- * (a full disk: the message names the file and the last step it keeps). */
-static int close_logs(run *r, int session_status)
+ * (a full disk: with report, a message names the file and the last step it keeps). */
+static int close_logs(run *r, int session_status, int report)
 {
     if (!r->logging)
         return 0;
@@ -1468,8 +1474,9 @@ static int close_logs(run *r, int session_status)
         fprintf(stderr, "brisk-train: warning: %s\n", r->tb.error);
     r->logging = 0;
     if (brisk_tb_close(&r->tb, &r->log_cpu_seconds) < 0) {
-        fprintf(stderr, "brisk-train: error: the TensorBoard logs are incomplete: %s\n",
-                brisk_error_detail());
+        if (report)
+            fprintf(stderr, "brisk-train: error: the TensorBoard logs are incomplete: %s\n",
+                    brisk_error_detail());
         return 1;
     }
     return 0;
@@ -1608,7 +1615,7 @@ static int train(run *r, const brisk_checkpoint *ck)
             fprintf(stderr, "brisk-train: no checkpoint was written before (the first "
                             "comes at the end of epoch 1)\n");
         fprintf(stderr, "brisk-train: try a lower --lr or --clip-norm\n");
-        close_logs(r, BRISK_SESSION_FAILURE);
+        close_logs(r, BRISK_SESSION_FAILURE, 0);
         return EXIT_DIVERGED;
     }
     if (err < 0) {
@@ -1617,11 +1624,11 @@ static int train(run *r, const brisk_checkpoint *ck)
             fprintf(stderr, "brisk-train: the last checkpoint is %s; once the cause is fixed, "
                             "resume with: brisk-train --resume=%s\n", r->last_ckpt,
                     r->last_ckpt);
-        close_logs(r, BRISK_SESSION_FAILURE);
+        close_logs(r, BRISK_SESSION_FAILURE, 0);
         return 1;
     }
     if (res.end == BRISK_FIT_STOPPED && stop_signal) {
-        close_logs(r, 0);
+        close_logs(r, 0, 1);
         const long long epoch = (long long)res.epochs_done + (res.batch ? 1 : 0);
         if (r->rank != 0) {
             /* rank 0 reports */
@@ -1658,11 +1665,11 @@ static int train(run *r, const brisk_checkpoint *ck)
         if (brisk_trainer_evaluate(r->t, &r->test, r->test_idx, r->test.n, r->mean, r->std,
                                    &test_m) < 0) {
             fail(NULL);
-            close_logs(r, BRISK_SESSION_FAILURE);
+            close_logs(r, BRISK_SESSION_FAILURE, 0);
             return 1;
         }
     }
-    const int logs_failed = close_logs(r, BRISK_SESSION_SUCCESS);
+    const int logs_failed = close_logs(r, BRISK_SESSION_SUCCESS, 1);
     const double elapsed = now_seconds() - r->t_start;
     const unsigned long long sum = (unsigned long long)brisk_model_checksum(brisk_trainer_model(r->t), brisk_trainer_params(r->t));
     if (o->json)
@@ -1776,6 +1783,9 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
             snprintf(path, sizeof path, "%s/brisk.lock", o.logdir);
             status = take_lock("--logdir", o.logdir, path, &locks[0]) ||
                      claim_logdir(o.logdir, o.run);
+            /* A process killed in the middle of a write left a torn record: cut it (said). */
+            if (!status && ck && brisk_log_repair(o.logdir, log_warning, NULL) < 0)
+                status = fail("--logdir");
         }
         char inside[PATH_MAX];
         snprintf(inside, sizeof inside, "%s/checkpoints", o.logdir);
@@ -1828,7 +1838,7 @@ static int run_main(int argc, char **argv, brisk_comm *comm)
         install_signals();
         status = train(&r, ck);
     }
-    close_logs(&r, 0);
+    close_logs(&r, 0, 1);
     teardown(&r);
     brisk_lock_release(locks[0]);
     brisk_lock_release(locks[1]);

@@ -710,6 +710,38 @@ run-lock)
     [ "$second" -eq 1 ] && grep -q "process $first on host .* holds the lock $tmp/ck/ckpt-.*\.lock" "$tmp/e2" ||
         { cat "$tmp/e2"; fail "a second writer of the run's checkpoints was not refused"; }
     ;;
+disk-full)
+    # The disk fills up while logging (RLIMIT_FSIZE: writes past 100 KB fail like a full
+    # disk): the run fails (exit 1) naming the event file, the last step it keeps and the
+    # checkpoint to resume from; no event file ends in a torn record; no checkpoint claims
+    # work the logs lack. Once there is room, the resume completes the logs. A torn tail left
+    # by a process killed in a write is cut at the next resume, which says so.
+    (trap '' XFSZ; ulimit -f 200; exec "$bin" --data synthetic --model 64-8-4 \
+        --synthetic-n 4000 --synthetic-test-n 200 --epochs 4 --batch 16 --log-every 1 \
+        --logdir "$tmp/logs") >"$out" 2>"$err"
+    status=$?
+    expect_status 1
+    expect_in "$err" "TensorBoard logs could not be written"
+    expect_in "$err" "events.out.tfevents"
+    expect_in "$err" "File too large"
+    expect_in "$err" "keeps the records up to step"
+    expect_in "$err" "resume with: brisk-train --resume="
+    "$events" "$tmp/logs" >"$tmp/events.txt" 2>&1 || { cat "$tmp/events.txt"; fail "an event file does not read cleanly"; }
+    grep -q "torn" "$tmp/events.txt" && { cat "$tmp/events.txt"; fail "an event file ends in a torn record"; }
+    run --resume="$tmp/logs/checkpoints" --quiet
+    expect_status 0
+    events_ok "$tmp/logs"
+    [ "$(grep -E '^validation +test_loss ' "$tmp/events.txt" | awk '{print $4}')" = 1 ] ||
+        { cat "$tmp/events.txt"; fail "test_loss is not logged once"; }
+    # A torn tail: the resume cuts it and says which file.
+    f=$(ls "$tmp/logs/train"/events.out.tfevents.* | tail -n 1)
+    printf '\001\002\003' >>"$f"
+    run --resume="$tmp/logs/checkpoints" --epochs 5 --quiet
+    expect_status 0
+    expect_in "$err" "$f: cut a torn last record (3 bytes"
+    events_ok "$tmp/logs"
+    grep -q "torn" "$tmp/events.txt" && fail "the torn record is still there"
+    ;;
 policies)
     # --early-stop, --keep-best and --plateau (brisk_fit's policies): no epoch after the first
     # improves val_loss by 10, so the rate halves after epoch 2 and training stops there; the

@@ -825,6 +825,80 @@ static void test_signal_handler_drains(void **state)
     test_rmdir(dir);
 }
 
+/* brisk_log_repair: a torn last record (a few bytes of a header, or a header whose data ends
+ * early) is cut, so that the file reads to its end; a file damaged in its middle is reported
+ * and left as it is; clean files are untouched. */
+static void test_repair_cuts_torn_tails(void **state)
+{
+    (void)state;
+    char *dir = test_mkdtemp();
+    brisk_logger *lg;
+    assert_int_equal(brisk_logger_create(&(brisk_logger_config){.logdir = dir}, &lg), BRISK_OK);
+    int train, val;
+    assert_int_equal(brisk_logger_add_run(lg, "train", 0, &train), BRISK_OK);
+    assert_int_equal(brisk_logger_add_run(lg, "validation", 0, &val), BRISK_OK);
+    brisk_log_producer *p;
+    assert_int_equal(brisk_logger_producer(lg, &p), BRISK_OK);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(brisk_log_scalar(p, train, "loss", i, 1.0 / (i + 1)), BRISK_OK);
+        assert_int_equal(brisk_log_scalar(p, val, "loss", i, 2.0 / (i + 1)), BRISK_OK);
+    }
+    char *tpath = strdup(brisk_logger_run_path(lg, train));
+    char *vpath = strdup(brisk_logger_run_path(lg, val));
+    assert_int_equal(brisk_logger_close(lg), BRISK_OK);
+    brisk_logger_destroy(lg);
+    size_t tlen, vlen;
+    free(test_read_file(tpath, &tlen));
+    uint8_t *vbuf = test_read_file(vpath, &vlen);
+    /* Nothing to cut in clean files. */
+    captured msgs = {.n = 0};
+    assert_int_equal(brisk_log_repair(dir, capture, &msgs), 0);
+    assert_int_equal(msgs.n, 0);
+    /* train: 5 bytes of a next header; validation: a whole header announcing 100 bytes, 7 of
+     * them there. */
+    FILE *f = fopen(tpath, "ab");
+    fwrite("\x01\x02\x03\x04\x05", 1, 5, f);
+    fclose(f);
+    uint8_t rec[116];
+    memset(rec, 'x', sizeof rec);
+    brisk_tfrecord_frame(rec + 12, 100, rec);
+    f = fopen(vpath, "ab");
+    fwrite(rec, 1, 12 + 7, f);
+    fclose(f);
+    assert_int_equal(brisk_log_repair(dir, capture, &msgs), 2);
+    assert_int_equal(msgs.n, 2);
+    for (int i = 0; i < 2; i++)
+        assert_non_null(strstr(msgs.lines[i], "cut a torn last record"));
+    tb_file tf;
+    assert_int_equal(tb_file_read(tpath, &tf), 0);
+    assert_int_equal(tf.status, 0);
+    assert_int_equal(tf.size, tlen);
+    tb_file_free(&tf);
+    size_t now;
+    uint8_t *back = test_read_file(vpath, &now);
+    assert_int_equal(now, vlen);
+    assert_memory_equal(back, vbuf, vlen);
+    free(back);
+    /* Damaged in the middle: a flipped length byte of the second record. */
+    f = fopen(vpath, "r+b");
+    const long second = 16 + (long)(vbuf[0] | vbuf[1] << 8);
+    fseek(f, second, SEEK_SET);
+    fputc(vbuf[second] ^ 0xff, f);
+    fclose(f);
+    msgs.n = 0;
+    assert_int_equal(brisk_log_repair(dir, capture, &msgs), 0);
+    assert_int_equal(msgs.n, 1);
+    assert_non_null(strstr(msgs.lines[0], "bad length CRC"));
+    assert_non_null(strstr(msgs.lines[0], "left as it is"));
+    back = test_read_file(vpath, &now);
+    assert_int_equal(now, vlen);
+    free(back);
+    free(vbuf);
+    free(tpath);
+    free(vpath);
+    test_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -838,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_vanished_directory),
         cmocka_unit_test(test_sigkill_mid_stream),
         cmocka_unit_test(test_signal_handler_drains),
+        cmocka_unit_test(test_repair_cuts_torn_tails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

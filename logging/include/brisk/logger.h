@@ -183,6 +183,15 @@ void brisk_logger_get_stats(const brisk_logger *lg, brisk_logger_stats *out);
 /* Closes if needed and frees everything (NULL is fine). */
 void brisk_logger_destroy(brisk_logger *lg);
 
+/* Cuts a torn last record (left by a process killed in the middle of a write) off every event
+ * file in logdir and in its subdirectories (one level: the runs), so that TensorBoard reads
+ * each file to its end instead of waiting on the tail or calling it damaged. Only for a
+ * directory no process is writing (brisk_lock_take). Each file cut, and each file damaged
+ * in its middle (left as it is), is reported through message (NULL: "brisk: <line>" on
+ * stderr). Returns the number of files cut, or BRISK_EIO (a file could not be cut). */
+int brisk_log_repair(const char *logdir, void (*message)(void *user, const char *line),
+                     void *user);
+
 #ifdef __cplusplus
 }
 #endif
