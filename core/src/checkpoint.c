@@ -55,7 +55,7 @@ static entry *list_entries(const brisk_model *m, size_t *n)
             k++;
         }
     for (int l = 0; l < brisk_model_num_layers(m); l++)
-        if (!strcmp(brisk_model_layer(m, l)->ops->kind, "batchnorm")) {
+        if (brisk_model_layer(m, l)->ops->flags & BRISK_LAYER_COUNTS_BATCHES) {
             snprintf(e[k].name, sizeof e[k].name, "%d.num_batches_tracked", l);
             e[k].i64 = 1;
             e[k].bytes = 8;

@@ -154,16 +154,17 @@ static int leaky_parse(brisk_layer *l, int argc, const char *const *argv, char *
     return 0;
 }
 
-#define ACT_OPS(name, kind_name, parse_fn)                                                 \
+#define ACT_OPS(name, kind_name, parse_fn, act_flags)                                      \
     const brisk_layer_ops brisk__##name##_ops = {                                          \
         .kind = kind_name, .parse = parse_fn, .setup = same_shape,                         \
         .forward = act_layer_forward, .backward = act_layer_backward,                      \
-        .describe = act_describe, .act = act_apply, .act_grad = act_grad_apply};
-ACT_OPS(relu, "relu", relu_parse)
-ACT_OPS(leaky_relu, "leaky_relu", leaky_parse)
-ACT_OPS(gelu, "gelu", gelu_parse)
-ACT_OPS(tanh, "tanh", tanh_parse)
-ACT_OPS(sigmoid, "sigmoid", sigmoid_parse)
+        .describe = act_describe, .act = act_apply, .act_grad = act_grad_apply,            \
+        .flags = act_flags};
+ACT_OPS(relu, "relu", relu_parse, BRISK_LAYER_STEP_GRADIENT)
+ACT_OPS(leaky_relu, "leaky_relu", leaky_parse, 0)
+ACT_OPS(gelu, "gelu", gelu_parse, 0)
+ACT_OPS(tanh, "tanh", tanh_parse, BRISK_LAYER_GLOROT_INIT)
+ACT_OPS(sigmoid, "sigmoid", sigmoid_parse, BRISK_LAYER_GLOROT_INIT)
 
 /* ---- Dense ---------------------------------------------------------------------------- */
 
@@ -275,13 +276,14 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
 
 static int dense_describe(const brisk_layer *l, char *buf, size_t size)
 {
-    return snprintf(buf, size, "dense:%d%s", (int)l->args[0], l->args[1] ? "" : ":nobias");
+    return snprintf(buf, size, "%s:%d%s", l->ops->kind, (int)l->args[0],
+                    l->args[1] ? "" : ":nobias");
 }
 
 const brisk_layer_ops brisk__dense_ops = {
     .kind = "dense", .parse = dense_parse, .setup = dense_setup,
     .scratch_bytes = dense_scratch, .forward = dense_forward, .backward = dense_backward,
-    .describe = dense_describe, .flags = BRISK_LAYER_FUSES_ACT};
+    .describe = dense_describe, .flags = BRISK_LAYER_FUSES_ACT | BRISK_LAYER_UNIT_IMAGES};
 
 /* ---- Flatten -------------------------------------------------------------------------- */
 

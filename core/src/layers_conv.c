@@ -922,14 +922,14 @@ static int conv_describe(const brisk_layer *l, char *buf, size_t size)
         snprintf(s, sizeof s, ":s%d", (int)l->args[C_S]);
     if (l->args[C_P] != 0)
         snprintf(p, sizeof p, ":pad%d", (int)l->args[C_P]);
-    return snprintf(buf, size, "conv:%d:%d%s%s%s", (int)l->args[C_OUT], (int)l->args[C_K], s, p,
-                    l->args[C_BIAS] ? "" : ":nobias");
+    return snprintf(buf, size, "%s:%d:%d%s%s%s", l->ops->kind, (int)l->args[C_OUT],
+                    (int)l->args[C_K], s, p, l->args[C_BIAS] ? "" : ":nobias");
 }
 
 const brisk_layer_ops brisk__conv_ops = {
     .kind = "conv", .parse = conv_parse, .setup = conv_setup, .scratch_bytes = conv_scratch,
     .forward = conv_forward, .backward = conv_backward, .describe = conv_describe,
-    .flags = BRISK_LAYER_FUSES_ACT};
+    .flags = BRISK_LAYER_FUSES_ACT | BRISK_LAYER_FILTER_IMAGES};
 
 /* ---- Max and average pooling ---------------------------------------------------------- */
 
@@ -998,8 +998,9 @@ static BRISK_MULTIVERSION void max4(float *restrict y, uint8_t *restrict at,
 
 /* The 2x2 max pool's gradient from the recorded positions: dx at window position p gets
  * 0 + dy where p is the maximum's position, 0 + 0 elsewhere (the bits of zeroing dx and
- * routing dy). relu: a ReLU before the pool, whose gradient is folded in (its output at the
- * maximum is y, so the gradient passes where y > 0). */
+ * routing dy). relu: a ReLU (a BRISK_LAYER_STEP_GRADIENT activation) before the pool, whose
+ * gradient is folded in (its output at the maximum is y, so the gradient passes where
+ * y > 0). */
 static BRISK_MULTIVERSION void max4_back(float *restrict d0, float *restrict d1,
                                          float *restrict d2, float *restrict d3,
                                          const uint8_t *restrict at, const float *restrict dy,
@@ -1109,7 +1110,7 @@ static void pool_backward(const brisk_layer *l, const brisk_backward_args *a)
     long long c0, c1;
     brisk_team_range(a->team, l->in.c, &c0, &c1);
     if (pool_by_index(l)) {
-        const int relu = a->act && a->act->ops == &brisk__relu_ops;
+        const int relu = a->act && (a->act->ops->flags & BRISK_LAYER_STEP_GRADIENT);
         for (long long c = c0; c < c1; c++) {
             for (int oh = 0; oh < OH; oh++)
                 for (int ow = 0; ow < OW; ow++) {

@@ -132,13 +132,13 @@ static void bn_merge(const brisk_layer *l, float *buffers, const float *const *s
 static int bn_describe(const brisk_layer *l, char *buf, size_t size)
 {
     (void)l;
-    return snprintf(buf, size, "batchnorm");
+    return snprintf(buf, size, "%s", l->ops->kind);
 }
 
 const brisk_layer_ops brisk__batchnorm_ops = {
     .kind = "batchnorm", .parse = brisk__no_args, .setup = bn_setup, .scratch_bytes = bn_scratch,
     .forward = bn_forward, .backward = bn_backward, .describe = bn_describe,
-    .merge_stats = bn_merge};
+    .merge_stats = bn_merge, .flags = BRISK_LAYER_NORMALIZES | BRISK_LAYER_COUNTS_BATCHES};
 
 /* ---- LayerNorm ------------------------------------------------------------------------ */
 
@@ -258,9 +258,10 @@ static void ln_backward(const brisk_layer *l, const brisk_backward_args *a)
 static int ln_describe(const brisk_layer *l, char *buf, size_t size)
 {
     (void)l;
-    return snprintf(buf, size, "layernorm");
+    return snprintf(buf, size, "%s", l->ops->kind);
 }
 
 const brisk_layer_ops brisk__layernorm_ops = {
     .kind = "layernorm", .parse = brisk__no_args, .setup = ln_setup, .scratch_bytes = ln_scratch,
-    .forward = ln_forward, .backward = ln_backward, .describe = ln_describe};
+    .forward = ln_forward, .backward = ln_backward, .describe = ln_describe,
+    .flags = BRISK_LAYER_NORMALIZES};

@@ -397,18 +397,17 @@ static int build_item(const char *item, int pos, void *p)
 }
 
 /* The initialisation of a weight: He before relu-like activations (or none), Glorot before
- * tanh and sigmoid; the first activation after the layer decides. */
+ * BRISK_LAYER_GLOROT_INIT ones (tanh, sigmoid); the first activation after the layer (past
+ * normalisations) decides. */
 static brisk_init weight_init(const brisk_model *m, int layer)
 {
     if (m->cfg.init != BRISK_INIT_AUTO)
         return m->cfg.init;
     for (int l = layer + 1; l < m->n_layers; l++) {
-        const char *k = m->layers[l].ops->kind;
-        if (!strcmp(k, "tanh") || !strcmp(k, "sigmoid"))
+        const brisk_layer_ops *ops = m->layers[l].ops;
+        if (ops->flags & BRISK_LAYER_GLOROT_INIT)
             return BRISK_INIT_GLOROT;
-        if (m->layers[l].ops->act ||
-            (m->layers[l].n_tensors && m->layers[l].ops != &brisk__batchnorm_ops &&
-             m->layers[l].ops != &brisk__layernorm_ops))
+        if (ops->act || (m->layers[l].n_tensors && !(ops->flags & BRISK_LAYER_NORMALIZES)))
             break;
     }
     return BRISK_INIT_HE;

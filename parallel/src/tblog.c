@@ -192,17 +192,17 @@ void brisk_tb_inspect(brisk_tb *tb, int64_t step, brisk_trainer *t, const float 
         snprintf(tag, sizeof tag, "activations/%d.%s/std", l, ly->ops->kind);
         pushed(tb, brisk_log_scalar(tb->p, tb->train, tag, step, act_std[l]), tag);
     }
-    /* The first layer's weights as images: a dense layer's on image data (one tile per unit),
-     * a convolution's filters (their first input channel). */
+    /* The first layer's weights as images (its ops' flags say how): a dense layer's on image
+     * data (one tile per unit), a convolution's filters (their first input channel). */
     const brisk_layer *first = brisk_model_layer(m, 0);
     if (first->n_tensors) {
         const brisk_tensor_view *w = brisk_layer_tensor(first, 0);
         snprintf(tag, sizeof tag, "weights/%s/tiles", w->name);
-        if (!strcmp(first->ops->kind, "dense") && ds->rows > 0 && ds->cols > 0 &&
+        if ((first->ops->flags & BRISK_LAYER_UNIT_IMAGES) && ds->rows > 0 && ds->cols > 0 &&
             ds->rows * ds->cols == w->cols)
             weight_tiles(tb, step, tag, params + w->offset, w->rows, (size_t)w->cols, ds->rows,
                          ds->cols);
-        else if (!strcmp(first->ops->kind, "conv"))
+        else if ((first->ops->flags & BRISK_LAYER_FILTER_IMAGES) && w->ndim == 4)
             weight_tiles(tb, step, tag, params + w->offset, w->shape[0], (size_t)w->cols,
                          w->shape[2], w->shape[3]);
     }

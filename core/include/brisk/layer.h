@@ -173,6 +173,24 @@ typedef struct brisk_layer_ops {
  * K + 1 items back (the input of the K items before it) as `skip`, and adds the layer's dy to
  * that output's gradient; the layer's own backward computes dx as for any layer. */
 #define BRISK_LAYER_SKIP 16
+/* An activation after which a weight starts with Glorot's initialisation rather than He's,
+ * when the model's init is auto (tanh, sigmoid). */
+#define BRISK_LAYER_GLOROT_INIT 32
+/* A normalisation (batchnorm, layernorm): the weight initialisation of a layer before it is
+ * decided by the first activation after it. */
+#define BRISK_LAYER_NORMALIZES 64
+/* Counts the batches it has seen, as PyTorch's BatchNorm does: checkpoints carry an int64
+ * "<index>.num_batches_tracked" for it (the optimizer steps taken). */
+#define BRISK_LAYER_COUNTS_BATCHES 128
+/* The first tensor's rows are units over the whole input (dense): TensorBoard's weight
+ * image shows each as an image of the input, when the data are images. */
+#define BRISK_LAYER_UNIT_IMAGES 256
+/* The first tensor is (out, in, kh, kw) filters (conv): TensorBoard's weight image shows each
+ * filter's first input channel. */
+#define BRISK_LAYER_FILTER_IMAGES 512
+/* An elementwise activation whose derivative is 1 where its output is positive and 0
+ * elsewhere (ReLU): a max pool after it routes the gradient through it by its own output. */
+#define BRISK_LAYER_STEP_GRADIENT 1024
 
 struct brisk_layer {
     const brisk_layer_ops *ops;
