@@ -17,6 +17,10 @@ set(BRISK_MODULE_OBJECTS $<TARGET_OBJECTS:brisk_core> $<TARGET_OBJECTS:brisk_tbp
     $<TARGET_OBJECTS:brisk_log> $<TARGET_OBJECTS:brisk_parallel>)
 set(BRISK_PUBLIC_INCLUDES ${PROJECT_SOURCE_DIR}/core/include
     ${PROJECT_SOURCE_DIR}/logging/include ${PROJECT_SOURCE_DIR}/parallel/include)
+# Headers shared by the modules, the tree's programs and tests, never installed: rings, the
+# worker pool, TFRecord framing, file utilities, CRC-32C.
+set(BRISK_INTERNAL_INCLUDES ${PROJECT_SOURCE_DIR}/core/internal
+    ${PROJECT_SOURCE_DIR}/logging/internal ${PROJECT_SOURCE_DIR}/parallel/internal)
 
 # brisk_assemble(name STATIC|SHARED comm_objects)
 function(brisk_assemble name type comm)
@@ -49,13 +53,13 @@ endif()
 
 brisk_assemble(brisk_internal STATIC brisk_comm)
 # The tests and tools also decode event files with the generated protobuf-c code.
-target_include_directories(brisk_internal PUBLIC ${BRISK_PROTO_OUT})
+target_include_directories(brisk_internal PUBLIC ${BRISK_PROTO_OUT} ${BRISK_INTERNAL_INCLUDES})
 brisk_assemble(brisk ${BRISK_LIB_TYPE} brisk_comm)
 add_library(Brisk::brisk ALIAS brisk)
 set(BRISK_INSTALL_TARGETS brisk)
 if(BRISK_MPI)
   brisk_assemble(brisk_internal_mpi STATIC brisk_comm_mpi)
-  target_include_directories(brisk_internal_mpi PUBLIC ${BRISK_PROTO_OUT})
+  target_include_directories(brisk_internal_mpi PUBLIC ${BRISK_PROTO_OUT} ${BRISK_INTERNAL_INCLUDES})
   brisk_assemble(brisk_mpi ${BRISK_LIB_TYPE} brisk_comm_mpi)
   add_library(Brisk::brisk_mpi ALIAS brisk_mpi)
   set(BRISK_PROGRAM_LIB brisk_internal_mpi)

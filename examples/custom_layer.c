@@ -11,9 +11,7 @@
  * In this repository it is built with everything else (build/release/examples/custom_layer)
  * and run by the tests (ctest -R example_custom_layer).
  */
-#include "brisk/layer.h"
-#include "brisk/model.h"
-#include "brisk/trainer.h"
+#include "brisk/brisk.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -7,8 +7,7 @@
  *
  * Usage: custom_loop LOGDIR [THREADS]   then: tensorboard --logdir LOGDIR
  * Prints one line per epoch; exit status 0 when the validation accuracy reached 85%. */
-#include "brisk/tblog.h"
-#include "brisk/trainer.h"
+#include "brisk/brisk.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -14,9 +14,7 @@
  * Usage: fit_npy TRAIN_X.npy TRAIN_Y.npy TEST_X.npy TEST_Y.npy OUTDIR [THREADS]
  * Prints a line per epoch, the test accuracy and a checksum of the best weights (the same for
  * any THREADS); exit status 0 when the test accuracy reached 87%. */
-#include "brisk/checkpoint.h"
-#include "brisk/fit.h"
-#include "brisk/tblog.h"
+#include "brisk/brisk.h"
 
 #include <stdio.h>
 #include <stdlib.h>

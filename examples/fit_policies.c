@@ -7,9 +7,7 @@
  * Usage: fit_policies [LOGDIR]   (default: a new directory under /tmp)
  * Prints one line per epoch and where the logs and checkpoints are; exit status 0 when the
  * validation accuracy reached 90%. */
-#include "brisk/ckptdir.h"
-#include "brisk/fit.h"
-#include "brisk/tblog.h"
+#include "brisk/brisk.h"
 
 #include <signal.h>
 #include <stdio.h>

@@ -11,9 +11,7 @@
  *   its noise alone is an error of 1.0; predicting the mean is an error of about 4.9)
  * Prints the test root-mean-square error and a checksum of the best weights (the same for any
  * THREADS); exit status 0 when the error is below 1.5. */
-#include "brisk/checkpoint.h"
-#include "brisk/fit.h"
-#include "brisk/tblog.h"
+#include "brisk/brisk.h"
 
 #include <math.h>
 #include <stdio.h>

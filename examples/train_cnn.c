@@ -1,7 +1,7 @@
 /* train_cnn: the smallest complete Brisk program, a CNN trained on every core (the README's
  * "Use Brisk from C" shows this file). Every Brisk call returns BRISK_OK or a BRISK_E* code,
  * and brisk_error_detail() says what was wrong. */
-#include "brisk/trainer.h"
+#include "brisk/brisk.h"
 
 #include <stdio.h>
 #include <stdlib.h>

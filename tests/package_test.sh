@@ -54,6 +54,26 @@ grep -q "^epoch 3" "$tmp/run3.log" || fail "train_cnn printed no epochs"
 "$tmp/user/regress_csv" "$src/examples/data/friedman1.csv" "$tmp/reg" >"$tmp/run6.log" ||
     { cat "$tmp/run6.log"; fail "regress_csv failed"; }
 [ -x "$tmp/user/fit_npy" ] || fail "fit_npy was not built" # run by the example_fit_npy test
+# Every installed header compiles alone, in C11 and in C++17 (warnings as errors), and only
+# public headers are installed: no plumbing (rings, the pool, TFRecord, file utilities).
+inc="$tmp/prefix/include"
+n_headers=0
+for h in "$inc"/brisk/*.h; do
+    name=brisk/$(basename "$h")
+    printf '#include "%s"\nint brisk_header_test_%d;\n' "$name" "$n_headers" >"$tmp/one.c"
+    cp "$tmp/one.c" "$tmp/one.cpp"
+    cc -std=c11 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$inc" "$tmp/one.c" ||
+        fail "$name does not compile alone as C11"
+    c++ -std=c++17 -Wall -Wextra -Werror -fsyntax-only -I"$inc" "$tmp/one.cpp" ||
+        fail "$name does not compile alone as C++17"
+    n_headers=$((n_headers + 1))
+done
+[ "$n_headers" -ge 10 ] || fail "only $n_headers headers installed"
+for plumbing in ring pool tfrecord fsutil crc32c; do
+    [ ! -e "$inc/brisk/$plumbing.h" ] || fail "brisk/$plumbing.h (internal) is installed"
+done
+echo "package: $n_headers headers, each compiles alone in C11 and C++17"
+
 # Brisk's own kernels do the products: nothing links OpenBLAS (or any BLAS), so a program
 # cannot fall onto OpenBLAS's slow fallback kernel (#13).
 if ldd "$tmp/user/custom_layer" | grep -qi 'blas'; then fail "a Brisk program links a BLAS"; fi

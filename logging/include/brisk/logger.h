@@ -1,7 +1,7 @@
 /* brisk/logger.h: a dedicated logging thread that writes TensorBoard event files.
  *
  * Compute threads push tagged values (scalars, histogram snapshots, text, images, hparams,
- * chart layouts) into their own lock-free ring (brisk/ring.h); one logging thread drains every
+ * chart layouts) into their own lock-free single-producer ring; one logging thread drains every
  * ring, does the expensive work (histogram bucketing, PNG encoding, protobuf encoding, CRCs,
  * file I/O) and writes one event file per run directory. A push never blocks and never takes a
  * lock: when a ring is full the record is dropped and counted, the count reaches the event
