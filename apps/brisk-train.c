@@ -1019,7 +1019,6 @@ typedef struct run {
     int32_t *epoch_idx;      /* this epoch's shuffle of the training indices */
     int32_t *test_idx;
     int64_t n_train, n_val, steps_per_epoch;
-    float mean, std;
     brisk_trainer *t;
     brisk_trainer_config cfg; /* what the trainer was made with (defaults resolved) */
     brisk_tb tb;
@@ -1131,7 +1130,11 @@ static int setup(run *r)
     }
     for (int64_t i = 0; i < r->test.n; i++)
         r->test_idx[i] = (int32_t)i;
-    brisk_dataset_stats(&r->train, r->order, r->n_train, &r->mean, &r->std);
+    /* Inputs normalised with the training samples' mean and standard deviation. */
+    float mean, std;
+    brisk_dataset_stats(&r->train, r->order, r->n_train, &mean, &std);
+    if (brisk_trainer_set_norm(r->t, &mean, &std, 1) < 0)
+        return fail(NULL);
     return 0;
 }
 
@@ -1329,16 +1332,11 @@ static int predict_input(const options *o, brisk_comm *comm)
     }
     brisk_trainer_load_state(t, ck->params, ck->opt_m, ck->opt_v, ck->buffers,
                              ck->pos.steps_done);
-    float mean = 0.0f, std = 1.0f;
-    if (ck->pos.features) {
-        if (brisk_trainer_set_feature_norm(t, ck->pos.feature_mean, ck->pos.feature_std) < 0) {
-            status = fail(NULL);
-            goto out;
-        }
-    } else if (ck->pos.norm_std > 0) {
-        mean = ck->pos.norm_mean;
-        std = ck->pos.norm_std;
-    } else if (!o->quiet) {
+    if (brisk_trainer_set_norm(t, ck->pos.norm_mean, ck->pos.norm_std, ck->pos.norm_count) < 0) {
+        status = fail(NULL);
+        goto out;
+    }
+    if (!ck->pos.norm_count && !o->quiet) {
         fprintf(stderr, "brisk-train: warning: %s records no input normalisation; the samples "
                         "go in as they are\n", o->predict);
     }
@@ -1351,7 +1349,7 @@ static int predict_input(const options *o, brisk_comm *comm)
     }
     for (int32_t i = 0; i < ds.n; i++)
         idx[i] = i;
-    if (brisk_trainer_predict(t, &ds, idx, ds.n, mean, std, v, NULL) < 0) {
+    if (brisk_trainer_predict(t, &ds, idx, ds.n, v, NULL) < 0) {
         char what[PATH_MAX + 16];
         snprintf(what, sizeof what, "--input %s", o->input);
         status = fail(what);
@@ -1409,10 +1407,9 @@ static int evaluate_checkpoint(options *o, brisk_comm *comm)
      * checkpoint's position. */
     status = status || restore(&r, ck, eval);
     /* The normalisation training used, where the checkpoint records it. */
-    if (ck->pos.norm_std > 0) {
-        r.mean = ck->pos.norm_mean;
-        r.std = ck->pos.norm_std;
-    }
+    if (!status && ck->pos.norm_count &&
+        brisk_trainer_set_norm(r.t, ck->pos.norm_mean, ck->pos.norm_std, ck->pos.norm_count) < 0)
+        status = fail(eval);
     brisk_metrics m;
     if (!status && o->predict) {
         const int C = brisk_model_outputs(brisk_trainer_model(r.t));
@@ -1421,7 +1418,7 @@ static int evaluate_checkpoint(options *o, brisk_comm *comm)
             fprintf(stderr, "brisk-train: out of memory for %lld predictions\n",
                     (long long)r.test.n);
             status = 1;
-        } else if (brisk_trainer_predict(r.t, &r.test, r.test_idx, r.test.n, r.mean, r.std, v,
+        } else if (brisk_trainer_predict(r.t, &r.test, r.test_idx, r.test.n, v,
                                          &m) < 0) {
             status = fail(NULL);
         } else if (r.rank == 0) {
@@ -1438,7 +1435,7 @@ static int evaluate_checkpoint(options *o, brisk_comm *comm)
         brisk_checkpoint_free(ck);
         return status;
     }
-    if (!status && brisk_trainer_evaluate(r.t, &r.test, r.test_idx, r.test.n, r.mean, r.std, &m) < 0)
+    if (!status && brisk_trainer_evaluate(r.t, &r.test, r.test_idx, r.test.n, &m) < 0)
         status = fail(NULL);
     if (!status) {
         const unsigned long long sum = (unsigned long long)brisk_model_checksum(brisk_trainer_model(r.t), brisk_trainer_params(r.t));
@@ -1599,7 +1596,7 @@ static int train(run *r, const brisk_checkpoint *ck)
     fc.plateau_min_lr = (float)o->plateau_min_lr;
     brisk_fit_result res;
     const int err = brisk_fit(r->t, &r->train, r->order, r->n_train, r->order + r->n_train,
-                              r->n_val, r->mean, r->std, &fc, &res);
+                              r->n_val, &fc, &res);
     if (res.checkpoint[0])
         snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", res.checkpoint);
     if (res.warning[0] && r->rank == 0)
@@ -1662,8 +1659,7 @@ static int train(run *r, const brisk_checkpoint *ck)
     brisk_metrics test_m = res.test;
     if (!res.tested) {
         final_evaluation = 1;
-        if (brisk_trainer_evaluate(r->t, &r->test, r->test_idx, r->test.n, r->mean, r->std,
-                                   &test_m) < 0) {
+        if (brisk_trainer_evaluate(r->t, &r->test, r->test_idx, r->test.n, &test_m) < 0) {
             fail(NULL);
             close_logs(r, BRISK_SESSION_FAILURE, 0);
             return 1;

@@ -115,7 +115,8 @@ static int run(int argc, char **argv, brisk_comm *comm)
     brisk_dataset ds;
     brisk_trainer *t = NULL;
     const int64_t n = 16 * (int64_t)batch;
-    if (brisk_trainer_create(&cfg, &t) < 0) {
+    const float mean = 127.5f, std = 60.0f;
+    if (brisk_trainer_create(&cfg, &t) < 0 || brisk_trainer_set_norm(t, &mean, &std, 1) < 0) {
         fprintf(stderr, "bench_mlp: %s\n", brisk_error_detail());
         return 1;
     }
@@ -138,7 +139,7 @@ static int run(int argc, char **argv, brisk_comm *comm)
             t0 = now_seconds();
         }
         brisk_step_stats st;
-        if (brisk_trainer_step(t, &ds, idx + (s % 16) * batch, batch, 127.5f, 60.0f, &st) < 0) {
+        if (brisk_trainer_step(t, &ds, idx + (s % 16) * batch, batch, &st) < 0) {
             fprintf(stderr, "bench_mlp: %s\n", brisk_error_detail());
             return 1;
         }

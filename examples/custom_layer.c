@@ -206,6 +206,10 @@ static float *train(int threads, int verbose, size_t *count, double *first, doub
         idx[i] = (int32_t)i;
     float mean, std;
     brisk_dataset_stats(&ds, idx, ds.n, &mean, &std);
+    if (brisk_trainer_set_norm(t, &mean, &std, 1) != BRISK_OK) {
+        fprintf(stderr, "custom_layer: %s\n", brisk_error_detail());
+        return NULL;
+    }
     if (verbose) {
         char summary[2048];
         brisk_model_summary(brisk_trainer_model(t), summary, sizeof summary);
@@ -215,7 +219,7 @@ static float *train(int threads, int verbose, size_t *count, double *first, doub
         brisk_metrics m = {0};
         for (int64_t b = 0; b < ds.n; b += c.batch) {
             brisk_step_stats st;
-            if (brisk_trainer_step(t, &ds, idx + b, c.batch, mean, std, &st) != BRISK_OK) {
+            if (brisk_trainer_step(t, &ds, idx + b, c.batch, &st) != BRISK_OK) {
                 fprintf(stderr, "custom_layer: %s\n", brisk_error_detail());
                 return NULL;
             }

@@ -50,6 +50,7 @@ int main(int argc, char **argv)
     c.threads = argc > 2 ? atoi(argv[2]) : 0; /* 0: every core */
     brisk_trainer *t;
     check(brisk_trainer_create(&c, &t));
+    check(brisk_trainer_set_norm(t, &mean, &std, 1)); /* one mean and std for every pixel */
     const int L = brisk_model_num_layers(brisk_trainer_model(t));
 
     brisk_tb tb; /* the runs: tb.train and tb.val (and tb.root); step 1 is the first */
@@ -64,7 +65,7 @@ int main(int argc, char **argv)
         brisk_metrics train_m = {0};
         for (int b = 0; b < 4000; b += c.batch) {
             brisk_step_stats st;
-            check(brisk_trainer_step(t, &ds, order + b, c.batch, mean, std, &st));
+            check(brisk_trainer_step(t, &ds, order + b, c.batch, &st));
             brisk_metrics_add(&train_m, &st.metrics);
             const int64_t step = brisk_trainer_steps_done(t);
             if (step % 10 == 0)
@@ -72,7 +73,7 @@ int main(int argc, char **argv)
         }
         const int64_t step = brisk_trainer_steps_done(t);
         /* Validation, with the activations' statistics and the predictions in one pass. */
-        check(brisk_trainer_inspect(t, &ds, val, 1000, mean, std, &val_m, pred, act, act + L));
+        check(brisk_trainer_inspect(t, &ds, val, 1000, &val_m, pred, act, act + L));
         brisk_tb_epoch(&tb, tb.train, step, epoch, &train_m); /* the same tags in both runs */
         brisk_tb_epoch(&tb, tb.val, step, epoch, &val_m);
         /* Histograms of every weight tensor and of the last step's gradient, activation

@@ -73,6 +73,7 @@ int main(int argc, char **argv)
     check(brisk_trainer_create(&c, &t));
     float mean, std; /* one mean and std for all pixels, from the training part */
     brisk_dataset_stats(&ds, order, n_train, &mean, &std);
+    check(brisk_trainer_set_norm(t, &mean, &std, 1));
 
     char logdir[4096], ckdir[4096];
     snprintf(logdir, sizeof logdir, "%s/logs", argv[5]);
@@ -91,8 +92,7 @@ int main(int argc, char **argv)
                                        .metric = BRISK_FIT_VAL_LOSS};
     fc.best_checkpoint = (brisk_fit_policy){.patience = 1, .metric = BRISK_FIT_VAL_ACCURACY};
     brisk_fit_result res;
-    check(brisk_fit(t, &ds, order, n_train, order + n_train, ds.n - n_train, mean, std, &fc,
-                    &res));
+    check(brisk_fit(t, &ds, order, n_train, order + n_train, ds.n - n_train, &fc, &res));
     check(brisk_tb_close(&tb, &(double){0}));
 
     /* Score the best epoch on the test set, from its checkpoint alone. */
@@ -100,9 +100,10 @@ int main(int argc, char **argv)
     check(brisk_checkpoint_load(res.best_checkpoint, &best));
     brisk_trainer_load_state(t, best->params, best->opt_m, best->opt_v, best->buffers,
                              best->pos.steps_done);
+    check(brisk_trainer_set_norm(t, best->pos.norm_mean, best->pos.norm_std,
+                                 best->pos.norm_count));
     brisk_metrics m;
-    check(brisk_trainer_evaluate(t, &test, test_idx, test.n, best->pos.norm_mean,
-                                 best->pos.norm_std, &m));
+    check(brisk_trainer_evaluate(t, &test, test_idx, test.n, &m));
     const uint64_t h = brisk_model_checksum(best->layout, best->params);
     printf("%s after %lld epochs; best epoch %lld: %s\n",
            res.end == BRISK_FIT_EARLY_STOP ? "stopped early" : "done",

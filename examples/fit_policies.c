@@ -78,6 +78,7 @@ int main(int argc, char **argv)
     c.seed = 7;
     brisk_trainer *t;
     check(brisk_trainer_create(&c, &t));
+    check(brisk_trainer_set_norm(t, &mean, &std, 1));
 
     brisk_tb tb;
     check(brisk_tb_open(&tb, dir, 1, brisk_tb_ring_bytes(t)));
@@ -102,7 +103,7 @@ int main(int argc, char **argv)
     fc.plateau_factor = 0.3f;
     fc.plateau_min_lr = 1e-5f;
     brisk_fit_result res;
-    check(brisk_fit(t, &ds, idx, 3000, idx + 3000, 600, mean, std, &fc, &res));
+    check(brisk_fit(t, &ds, idx, 3000, idx + 3000, 600, &fc, &res));
     check(brisk_tb_close(&tb, &(double){0}));
 
     const char *how = res.end == BRISK_FIT_EARLY_STOP ? "stopped early"

@@ -61,7 +61,7 @@ int main(int argc, char **argv)
     if (!mean)
         return 1;
     check(brisk_dataset_feature_stats(&ds, train, n_train, mean, std));
-    check(brisk_trainer_set_feature_norm(t, mean, std)); /* then mean 0, std 1 below */
+    check(brisk_trainer_set_norm(t, mean, std, ds.d)); /* per feature */
 
     char logdir[4096];
     snprintf(logdir, sizeof logdir, "%s/logs", argv[2]);
@@ -78,7 +78,7 @@ int main(int argc, char **argv)
     fc.early_stop = (brisk_fit_policy){.patience = 25, .metric = BRISK_FIT_VAL_LOSS};
     fc.best_checkpoint = (brisk_fit_policy){.patience = 1, .metric = BRISK_FIT_VAL_LOSS};
     brisk_fit_result res;
-    check(brisk_fit(t, &ds, train, n_train, val, n_val, 0.0f, 1.0f, &fc, &res));
+    check(brisk_fit(t, &ds, train, n_train, val, n_val, &fc, &res));
     check(brisk_tb_close(&tb, &(double){0}));
 
     /* The best epoch's weights and normalisation, from its checkpoint alone. */
@@ -86,9 +86,10 @@ int main(int argc, char **argv)
     check(brisk_checkpoint_load(res.best_checkpoint, &best));
     brisk_trainer_load_state(t, best->params, best->opt_m, best->opt_v, best->buffers,
                              best->pos.steps_done);
-    check(brisk_trainer_set_feature_norm(t, best->pos.feature_mean, best->pos.feature_std));
+    check(brisk_trainer_set_norm(t, best->pos.norm_mean, best->pos.norm_std,
+                                 best->pos.norm_count));
     brisk_metrics m;
-    check(brisk_trainer_evaluate(t, &ds, test, n_test, 0.0f, 1.0f, &m));
+    check(brisk_trainer_evaluate(t, &ds, test, n_test, &m));
     const double rmse = sqrt(brisk_metrics_loss(&m));
     double mu = 0, var = 0; /* the error of predicting the training targets' mean */
     for (int64_t i = 0; i < n_train; i++)

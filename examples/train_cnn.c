@@ -36,12 +36,13 @@ int main(void)
         all[i] = i;
     float mean, std; /* normalisation: (x - mean) / std over the training set */
     brisk_dataset_stats(&ds, all, ds.n, &mean, &std);
+    check(brisk_trainer_set_norm(t, &mean, &std, 1));
     for (int epoch = 1; epoch <= 3; epoch++) {
         brisk_shuffle(all, order, ds.n, c.seed, (uint32_t)epoch);
         brisk_metrics m = {0};
         for (int64_t b = 0; b + c.batch <= ds.n; b += c.batch) {
             brisk_step_stats st;
-            check(brisk_trainer_step(t, &ds, order + b, c.batch, mean, std, &st));
+            check(brisk_trainer_step(t, &ds, order + b, c.batch, &st));
             brisk_metrics_add(&m, &st.metrics);
         }
         printf("epoch %d: loss %.4f, accuracy %.1f%% (%d threads)\n", epoch,

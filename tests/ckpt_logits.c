@@ -48,7 +48,7 @@ int main(int argc, char **argv)
         idx[i] = i;
     float mean, std;
     brisk_dataset_stats(&ds, idx, n, &mean, &std);
-    brisk_dataset_gather(&ds, idx, n, mean, std, x, y);
+    brisk_dataset_gather(&ds, idx, n, &mean, &std, 1, x, y);
     memcpy(brisk_workspace_input(ws), x, sizeof *x * (size_t)n * (size_t)D);
     brisk_model_forward(m, ck->params, ck->buffers, ws, n, BRISK_PASS_EVAL, NULL, NULL, NULL);
     const float *z = brisk_workspace_output(ws, brisk_model_num_layers(m) - 1);

@@ -164,7 +164,7 @@ static void test_bad_steps_and_data(void **state)
     brisk_step_stats st;
     brisk_metrics m;
 
-    expect_error(brisk_trainer_step(t, &wide, idx, 8, 128.0f, 64.0f, &st), BRISK_EINVAL,
+    expect_error(brisk_trainer_step(t, &wide, idx, 8, &st), BRISK_EINVAL,
                  "20 features", "data wider than the model (was silent misaligned training)");
     /* Labels up to 8 for a model of 4 outputs (was an assertion abort). */
     int32_t with_big[8];
@@ -173,35 +173,36 @@ static void test_bad_steps_and_data(void **state)
         if (many.y[i] >= 4)
             with_big[k++] = i;
     assert_true(k > 0);
-    expect_error(brisk_trainer_step(t, &many, with_big, k, 128.0f, 64.0f, &st), BRISK_EINVAL,
+    expect_error(brisk_trainer_step(t, &many, with_big, k, &st), BRISK_EINVAL,
                  "but the model has 4 outputs", "labels beyond the outputs");
-    expect_error(brisk_trainer_evaluate(t, &many, with_big, k, 128.0f, 64.0f, &m),
+    expect_error(brisk_trainer_evaluate(t, &many, with_big, k, &m),
                  BRISK_EINVAL, "but the model has 4 outputs", "evaluating such labels");
     int32_t outside[2] = {3, 32};
-    expect_error(brisk_trainer_step(t, &ds, outside, 2, 128.0f, 64.0f, &st), BRISK_EINVAL,
+    expect_error(brisk_trainer_step(t, &ds, outside, 2, &st), BRISK_EINVAL,
                  "idx[1] = 32", "index past the data set");
     outside[1] = -1;
-    expect_error(brisk_trainer_evaluate(t, &ds, outside, 2, 128.0f, 64.0f, &m), BRISK_EINVAL,
+    expect_error(brisk_trainer_evaluate(t, &ds, outside, 2, &m), BRISK_EINVAL,
                  "idx[1] = -1", "negative index");
-    expect_error(brisk_trainer_step(t, &ds, idx, 0, 128.0f, 64.0f, &st), BRISK_EINVAL,
+    expect_error(brisk_trainer_step(t, &ds, idx, 0, &st), BRISK_EINVAL,
                  "0 samples", "empty step");
-    expect_error(brisk_trainer_step(t, &ds, idx, 9, 128.0f, 64.0f, &st), BRISK_EINVAL,
+    expect_error(brisk_trainer_step(t, &ds, idx, 9, &st), BRISK_EINVAL,
                  "9 samples", "step larger than the batch");
-    expect_error(brisk_trainer_step(t, &ds, idx, 8, 128.0f, 0.0f, &st), BRISK_EINVAL,
-                 "std 0", "zero standard deviation");
-    expect_error(brisk_trainer_step(t, &ds, idx, 8, NAN, 64.0f, &st), BRISK_EINVAL,
-                 "mean nan", "NaN mean");
-    expect_error(brisk_trainer_step(t, NULL, idx, 8, 128.0f, 64.0f, &st), BRISK_EINVAL,
+    const float mean = 128.0f, std = 64.0f, zero = 0.0f, nan = NAN;
+    expect_error(brisk_trainer_set_norm(t, &mean, &zero, 1), BRISK_EINVAL, "std 0",
+                 "zero standard deviation");
+    expect_error(brisk_trainer_set_norm(t, &nan, &std, 1), BRISK_EINVAL, "mean nan", "NaN mean");
+    assert_int_equal(brisk_trainer_set_norm(t, &mean, &std, 1), BRISK_OK);
+    expect_error(brisk_trainer_step(t, NULL, idx, 8, &st), BRISK_EINVAL,
                  "ds is NULL", "NULL data set");
-    expect_error(brisk_trainer_step(t, &ds, NULL, 8, 128.0f, 64.0f, &st), BRISK_EINVAL,
+    expect_error(brisk_trainer_step(t, &ds, NULL, 8, &st), BRISK_EINVAL,
                  "idx is NULL", "NULL indices");
-    expect_error(brisk_trainer_step(t, &ds, idx, 8, 128.0f, 64.0f, NULL), BRISK_EINVAL,
+    expect_error(brisk_trainer_step(t, &ds, idx, 8, NULL), BRISK_EINVAL,
                  "out is NULL", "NULL stats");
-    expect_error(brisk_trainer_evaluate(t, &ds, idx, -3, 128.0f, 64.0f, &m), BRISK_EINVAL,
+    expect_error(brisk_trainer_evaluate(t, &ds, idx, -3, &m), BRISK_EINVAL,
                  "n -3", "negative count");
     /* None of that changed anything: the first real step is step 1. */
     assert_int_equal(brisk_trainer_steps_done(t), 0);
-    assert_int_equal(brisk_trainer_step(t, &ds, idx, 8, 128.0f, 64.0f, &st), BRISK_OK);
+    assert_int_equal(brisk_trainer_step(t, &ds, idx, 8, &st), BRISK_OK);
     assert_int_equal(brisk_trainer_steps_done(t), 1);
 
     brisk_dataset_free(&wide);

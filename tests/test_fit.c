@@ -17,9 +17,11 @@
 typedef struct fixture {
     brisk_dataset ds;
     int32_t *idx; /* N training, then N_VAL validation indices */
-    float mean, std;
     char *dir;
 } fixture;
+
+/* The training samples' mean and standard deviation: every trainer's normalisation. */
+static float norm_mean, norm_std;
 
 static int setup(void **state)
 {
@@ -30,7 +32,7 @@ static int setup(void **state)
     assert_non_null(f->idx);
     for (int i = 0; i < N + N_VAL; i++)
         f->idx[i] = i;
-    brisk_dataset_stats(&f->ds, f->idx, N, &f->mean, &f->std);
+    brisk_dataset_stats(&f->ds, f->idx, N, &norm_mean, &norm_std);
     f->dir = test_mkdtemp();
     *state = f;
     return 0;
@@ -62,6 +64,7 @@ static brisk_trainer *make_trainer(int threads)
     c.seed = 9;
     brisk_trainer *t;
     assert_int_equal(brisk_trainer_create(&c, &t), BRISK_OK);
+    assert_int_equal(brisk_trainer_set_norm(t, &norm_mean, &norm_std, 1), BRISK_OK);
     return t;
 }
 
@@ -114,7 +117,7 @@ static brisk_fit_config config(fixture *f, const char *run, recorder *rec)
 
 static void fit_ok(fixture *f, brisk_trainer *t, const brisk_fit_config *c, brisk_fit_result *res)
 {
-    const int err = brisk_fit(t, &f->ds, f->idx, N, f->idx + N, N_VAL, f->mean, f->std, c, res);
+    const int err = brisk_fit(t, &f->ds, f->idx, N, f->idx + N, N_VAL, c, res);
     if (err != BRISK_OK) {
         print_error("brisk_fit: %s\n", brisk_error_detail());
         fail();
@@ -310,29 +313,29 @@ static void test_bad_fit_configs(void **state)
     brisk_fit_result res;
     brisk_fit_config c = brisk_fit_defaults();
     c.epochs = 0;
-    assert_int_equal(brisk_fit(t, &f->ds, f->idx, N, NULL, 0, f->mean, f->std, &c, &res),
+    assert_int_equal(brisk_fit(t, &f->ds, f->idx, N, NULL, 0, &c, &res),
                      BRISK_EINVAL);
     assert_non_null(strstr(brisk_error_detail(), "epochs 0"));
     c = brisk_fit_defaults();
     c.log_every = 0;
-    assert_int_equal(brisk_fit(t, &f->ds, f->idx, N, NULL, 0, f->mean, f->std, &c, &res),
+    assert_int_equal(brisk_fit(t, &f->ds, f->idx, N, NULL, 0, &c, &res),
                      BRISK_EINVAL);
     assert_non_null(strstr(brisk_error_detail(), "log_every 0"));
     c = brisk_fit_defaults();
     c.early_stop = (brisk_fit_policy){.patience = 3, .metric = BRISK_FIT_VAL_LOSS};
-    assert_int_equal(brisk_fit(t, &f->ds, f->idx, N, NULL, 0, f->mean, f->std, &c, &res),
+    assert_int_equal(brisk_fit(t, &f->ds, f->idx, N, NULL, 0, &c, &res),
                      BRISK_EINVAL);
     assert_non_null(strstr(brisk_error_detail(), "no validation samples"));
     c = brisk_fit_defaults();
     c.checkpoint_dir = f->dir; /* no run id */
-    assert_int_equal(brisk_fit(t, &f->ds, f->idx, N, NULL, 0, f->mean, f->std, &c, &res),
+    assert_int_equal(brisk_fit(t, &f->ds, f->idx, N, NULL, 0, &c, &res),
                      BRISK_EINVAL);
     c = brisk_fit_defaults();
     c.start.steps_done = 7; /* the trainer has taken none */
-    assert_int_equal(brisk_fit(t, &f->ds, f->idx, N, NULL, 0, f->mean, f->std, &c, &res),
+    assert_int_equal(brisk_fit(t, &f->ds, f->idx, N, NULL, 0, &c, &res),
                      BRISK_EINVAL);
     assert_non_null(strstr(brisk_error_detail(), "step 7"));
-    assert_int_equal(brisk_fit(t, &f->ds, f->idx, 0, NULL, 0, f->mean, f->std,
+    assert_int_equal(brisk_fit(t, &f->ds, f->idx, 0, NULL, 0,
                                &(brisk_fit_config){.epochs = 1, .log_every = 1}, &res),
                      BRISK_EINVAL);
     assert_int_equal(brisk_trainer_steps_done(t), 0);

@@ -223,6 +223,7 @@ static void test_threads_bitwise_identical_and_match_reference(void **state)
     for (int k = 0; k < NT; k++) {
         cfg.threads = threads[k];
         assert_int_equal(brisk_trainer_create(&cfg, &tr[k]), BRISK_OK);
+        assert_int_equal(brisk_trainer_set_norm(tr[k], &mean, &std, 1), BRISK_OK);
         assert_int_equal(brisk_trainer_threads(tr[k]), threads[k]);
         assert_int_equal(brisk_trainer_num_shards(tr[k], B), B / MB);
     }
@@ -237,7 +238,7 @@ static void test_threads_bitwise_identical_and_match_reference(void **state)
         const int32_t *bidx = idx + (s % 4) * B;
         brisk_step_stats st[NT];
         for (int k = 0; k < NT; k++)
-            assert_int_equal(brisk_trainer_step(tr[k], &ds, bidx, B, mean, std, &st[k]), BRISK_OK);
+            assert_int_equal(brisk_trainer_step(tr[k], &ds, bidx, B, &st[k]), BRISK_OK);
         for (int k = 1; k < NT; k++) {
             assert_true(st[k].grad_norm == st[0].grad_norm);
             assert_true(st[k].metrics.loss_sum == st[0].metrics.loss_sum);
@@ -246,7 +247,7 @@ static void test_threads_bitwise_identical_and_match_reference(void **state)
         clipped += st[0].grad_norm > CLIP;
         float x[B][D];
         uint8_t y[B];
-        brisk_dataset_gather(&ds, bidx, B, mean, std, &x[0][0], y);
+        brisk_dataset_gather(&ds, bidx, B, &mean, &std, 1, &x[0][0], y);
         ref_gradient(&p, (const float(*)[D])x, y, &g);
         ref_adam(&p, &m, &v, &g, s + 1);
     }
@@ -263,9 +264,9 @@ static void test_threads_bitwise_identical_and_match_reference(void **state)
 
     /* Evaluation is T-independent too. */
     brisk_metrics e0, ek;
-    assert_int_equal(brisk_trainer_evaluate(tr[0], &ds, idx, B * 4, mean, std, &e0), BRISK_OK);
+    assert_int_equal(brisk_trainer_evaluate(tr[0], &ds, idx, B * 4, &e0), BRISK_OK);
     for (int k = 1; k < NT; k++) {
-        assert_int_equal(brisk_trainer_evaluate(tr[k], &ds, idx, B * 4, mean, std, &ek), BRISK_OK);
+        assert_int_equal(brisk_trainer_evaluate(tr[k], &ds, idx, B * 4, &ek), BRISK_OK);
         assert_true(ek.loss_sum == e0.loss_sum);
         assert_int_equal(ek.correct, e0.correct);
     }
@@ -313,9 +314,11 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
     const int threads[] = {1, 2, 3, 4, 8, 16};
     enum { NT = 6 };
     brisk_trainer *tr[NT];
+    const float mean = 120.0f, std = 70.0f;
     for (int k = 0; k < NT; k++) {
         cfg.threads = threads[k];
         assert_int_equal(brisk_trainer_create(&cfg, &tr[k]), BRISK_OK);
+        assert_int_equal(brisk_trainer_set_norm(tr[k], &mean, &std, 1), BRISK_OK);
     }
     for (int b = 0; b < n_batches; b++) {
         char plan[256];
@@ -325,7 +328,7 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
             brisk_step_stats st[NT];
             for (int k = 0; k < NT; k++)
                 assert_int_equal(brisk_trainer_step(tr[k], &ds, idx + s % 2 * batches[b],
-                                                    batches[b], 120.0f, 70.0f, &st[k]),
+                                                    batches[b], &st[k]),
                                  BRISK_OK);
             for (int k = 1; k < NT; k++) {
                 assert_true(st[k].grad_norm == st[0].grad_norm);
@@ -351,11 +354,11 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
     int32_t *pred1 = malloc(sizeof(int32_t) * 2 * (size_t)max_batch);
     assert_true(pred0 && pred1);
     brisk_metrics m0, m1;
-    assert_int_equal(brisk_trainer_inspect(tr[0], &ds, idx, max_batch + 7, 120.0f, 70.0f, &m0,
-                                           pred0, mean0, std0), BRISK_OK);
+    assert_int_equal(brisk_trainer_inspect(tr[0], &ds, idx, max_batch + 7, &m0, pred0, mean0,
+                                           std0), BRISK_OK);
     for (int k = 1; k < NT; k++) {
-        assert_int_equal(brisk_trainer_inspect(tr[k], &ds, idx, max_batch + 7, 120.0f, 70.0f,
-                                               &m1, pred1, mean1, std1), BRISK_OK);
+        assert_int_equal(brisk_trainer_inspect(tr[k], &ds, idx, max_batch + 7, &m1, pred1,
+                                               mean1, std1), BRISK_OK);
         assert_true(m1.loss_sum == m0.loss_sum);
         assert_memory_equal(pred1, pred0, sizeof(int32_t) * (size_t)(max_batch + 7));
         assert_memory_equal(mean1, mean0, sizeof(double) * (size_t)L);
@@ -437,10 +440,11 @@ static void test_kernels_same_training(void **state)
             continue;
         brisk_trainer *t;
         assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
+        const float mean = 128.0f, std = 64.0f;
+        assert_int_equal(brisk_trainer_set_norm(t, &mean, &std, 1), BRISK_OK);
         for (int s = 0; s < 6; s++) {
             brisk_step_stats st;
-            assert_int_equal(brisk_trainer_step(t, &ds, idx + s % 2 * 50, 50, 128, 64, &st),
-                             BRISK_OK);
+            assert_int_equal(brisk_trainer_step(t, &ds, idx + s % 2 * 50, 50, &st), BRISK_OK);
         }
         bytes = brisk_model_slab_len(brisk_trainer_model(t)) * sizeof(float);
         if (!first) {

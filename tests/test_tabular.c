@@ -379,13 +379,16 @@ static void test_wrap_and_stats(void **state)
     brisk_dataset_stats(&ds, idx, 4, &gm, &gs);
     assert_close(gm, 7, 0, 0);
     float out[8];
-    brisk_dataset_gather_features(&ds, idx + 2, 2, mean, std, out);
+    brisk_dataset_gather(&ds, idx + 2, 2, mean, std, 2, out, NULL);
     assert_close(out[0], 1 / sqrt(5.0), 1e-6, 0);
     assert_close(out[1], 0, 0, 0);
     uint8_t yo[2];
-    brisk_dataset_gather(&ds, idx + 1, 2, 1.0f, 2.0f, out, yo);
+    const float one = 1.0f, two = 2.0f;
+    brisk_dataset_gather(&ds, idx + 1, 2, &one, &two, 1, out, yo);
     assert_close(out[0], 1, 0, 0);
     assert_int_equal(yo[1], 1);
+    brisk_dataset_gather(&ds, idx + 1, 2, NULL, NULL, 0, out, NULL);
+    assert_close(out[0], 3, 0, 0);
     brisk_dataset_free(&ds); /* must not free the caller's arrays */
     assert_close(x[0], 1, 0, 0);
     assert_int_equal(lab[3], 2);
@@ -452,20 +455,20 @@ static uint64_t regression_run(int threads, double *first_loss, double *last_los
     float mean[D], std[D];
     assert_int_equal(brisk_dataset_feature_stats(&ds, idx, N, mean, std), BRISK_OK);
     if (set_norm)
-        assert_int_equal(brisk_trainer_set_feature_norm(t, mean, std), BRISK_OK);
+        assert_int_equal(brisk_trainer_set_norm(t, mean, std, D), BRISK_OK);
     brisk_metrics m;
-    assert_int_equal(brisk_trainer_evaluate(t, &ds, idx, N, 0, 1, &m), BRISK_OK);
+    assert_int_equal(brisk_trainer_evaluate(t, &ds, idx, N, &m), BRISK_OK);
     *first_loss = brisk_metrics_loss(&m);
     assert_int_equal(m.correct, 0);
     for (int e = 0; e < 30; e++)
         for (int b = 0; b < N / 64; b++) {
             brisk_step_stats st;
-            assert_int_equal(brisk_trainer_step(t, &ds, idx + b * 64, 64, 0, 1, &st), BRISK_OK);
+            assert_int_equal(brisk_trainer_step(t, &ds, idx + b * 64, 64, &st), BRISK_OK);
         }
-    assert_int_equal(brisk_trainer_evaluate(t, &ds, idx, N, 0, 1, &m), BRISK_OK);
+    assert_int_equal(brisk_trainer_evaluate(t, &ds, idx, N, &m), BRISK_OK);
     *last_loss = brisk_metrics_loss(&m);
     float pred[4];
-    assert_int_equal(brisk_trainer_predict(t, &ds, idx, 4, 0, 1, pred, NULL), BRISK_OK);
+    assert_int_equal(brisk_trainer_predict(t, &ds, idx, 4, pred, NULL), BRISK_OK);
     for (int i = 0; i < 4; i++)
         assert_close(pred[i], y[i], 0, 0.15);
     const uint64_t h = brisk_model_checksum(brisk_trainer_model(t), brisk_trainer_params(t));
@@ -501,26 +504,32 @@ static void test_regression_errors(void **state)
     assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
     const int32_t idx[4] = {0, 1, 2, 3};
     brisk_step_stats st;
-    assert_brisk_error(brisk_trainer_step(t, &reg, idx, 4, 0, 1, &st), BRISK_EINVAL,
+    assert_brisk_error(brisk_trainer_step(t, &reg, idx, 4, &st), BRISK_EINVAL,
                  "2 regression targets", "has 1");
     const float fm[2] = {0, 0}, fs[2] = {1, 0};
-    assert_brisk_error(brisk_trainer_set_feature_norm(t, fm, fs), BRISK_EINVAL, "feature 1");
+    assert_brisk_error(brisk_trainer_set_norm(t, fm, fs, 2), BRISK_EINVAL, "feature 1");
     const float fs1[2] = {1, 1};
-    assert_brisk_error(brisk_trainer_set_feature_norm(t, fm, NULL), BRISK_EINVAL, "both");
-    assert_int_equal(brisk_trainer_set_feature_norm(t, fm, fs1), BRISK_OK);
-    assert_brisk_error(brisk_trainer_step(t, &cls, idx, 4, 0.5f, 1, &st), BRISK_EINVAL,
-                 "per feature", "0.5");
-    assert_int_equal(brisk_trainer_step(t, &cls, idx, 4, 0, 1, &st), BRISK_OK);
+    assert_brisk_error(brisk_trainer_set_norm(t, fm, NULL, 2), BRISK_EINVAL, "both arrays");
+    assert_brisk_error(brisk_trainer_set_norm(t, fm, fs1, 3), BRISK_EINVAL, "count 3",
+                       "or 2 (one per feature)");
+    assert_brisk_error(brisk_trainer_set_norm(t, fm, fs1, 0), BRISK_EINVAL, "count 0");
+    const float bad_std = -1;
+    assert_brisk_error(brisk_trainer_set_norm(t, fm, &bad_std, 1), BRISK_EINVAL, "value 0",
+                       "std -1");
+    assert_int_equal(brisk_trainer_set_norm(t, fm, fs1, 2), BRISK_OK);
+    assert_int_equal(brisk_trainer_step(t, &cls, idx, 4, &st), BRISK_OK);
     const float *pm, *ps;
-    assert_int_equal(brisk_trainer_feature_norm(t, &pm, &ps), 2);
-    assert_int_equal(brisk_trainer_set_feature_norm(t, NULL, NULL), BRISK_OK);
-    assert_int_equal(brisk_trainer_feature_norm(t, &pm, &ps), 0);
+    assert_int_equal(brisk_trainer_norm(t, &pm, &ps), 2);
+    assert_memory_equal(pm, fm, sizeof fm);
+    assert_int_equal(brisk_trainer_set_norm(t, NULL, NULL, 0), BRISK_OK);
+    assert_int_equal(brisk_trainer_norm(t, &pm, &ps), 0);
+    assert_null(pm);
     brisk_trainer_destroy(t);
     /* ce cannot take float targets. */
     assert_int_equal(brisk_model_config_mlp(&cfg.model, "2-4-2", BRISK_ACT_RELU), BRISK_OK);
     cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
     assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
-    assert_brisk_error(brisk_trainer_step(t, &reg, idx, 4, 0, 1, &st), BRISK_EINVAL, "mse or bce",
+    assert_brisk_error(brisk_trainer_step(t, &reg, idx, 4, &st), BRISK_EINVAL, "mse or bce",
                  "not ce");
     brisk_trainer_destroy(t);
     brisk_dataset_free(&reg);
@@ -539,22 +548,30 @@ static void test_checkpoint_feature_norm(void **state)
     const size_t len = brisk_model_slab_len(m);
     float *p = calloc(len, sizeof *p);
     const float fm[3] = {1.5f, -2e-7f, 1000.25f}, fs[3] = {0.1f, 3e8f, 1};
-    brisk_ckpt_position pos = {.seed = 1, .features = 3, .feature_mean = fm, .feature_std = fs};
+    brisk_ckpt_position pos = {.seed = 1, .norm_count = 3, .norm_mean = fm, .norm_std = fs};
     char *path = malloc(strlen(test_dir) + 32);
     sprintf(path, "%s/f.safetensors", test_dir);
     if (brisk_checkpoint_save(path, m, p, p, p, NULL, &pos, NULL) != BRISK_OK)
         fail_msg("%s", brisk_error_detail());
     brisk_checkpoint *c;
     assert_int_equal(brisk_checkpoint_load(path, &c), BRISK_OK);
-    assert_int_equal(c->pos.features, 3);
-    assert_memory_equal(c->pos.feature_mean, fm, sizeof fm); /* bitwise */
-    assert_memory_equal(c->pos.feature_std, fs, sizeof fs);
+    assert_int_equal(c->pos.norm_count, 3);
+    assert_memory_equal(c->pos.norm_mean, fm, sizeof fm); /* bitwise */
+    assert_memory_equal(c->pos.norm_std, fs, sizeof fs);
     brisk_checkpoint_free(c);
-    pos.features = 0;
+    /* One mean and std for every feature. */
+    pos.norm_count = 1;
     assert_int_equal(brisk_checkpoint_save(path, m, p, p, p, NULL, &pos, NULL), BRISK_OK);
     assert_int_equal(brisk_checkpoint_load(path, &c), BRISK_OK);
-    assert_int_equal(c->pos.features, 0);
-    assert_null(c->pos.feature_mean);
+    assert_int_equal(c->pos.norm_count, 1);
+    assert_memory_equal(c->pos.norm_mean, fm, sizeof(float));
+    assert_memory_equal(c->pos.norm_std, fs, sizeof(float));
+    brisk_checkpoint_free(c);
+    pos.norm_count = 0;
+    assert_int_equal(brisk_checkpoint_save(path, m, p, p, p, NULL, &pos, NULL), BRISK_OK);
+    assert_int_equal(brisk_checkpoint_load(path, &c), BRISK_OK);
+    assert_int_equal(c->pos.norm_count, 0);
+    assert_null(c->pos.norm_mean);
     brisk_checkpoint_free(c);
     free(path);
     free(p);

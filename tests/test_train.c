@@ -154,11 +154,12 @@ static void train_steps(brisk_trainer *t, const brisk_dataset *ds, int steps, in
     int32_t *idx = malloc((size_t)ds->n * sizeof *idx);
     for (int64_t i = 0; i < ds->n; i++)
         idx[i] = (int32_t)i;
+    const float mean = 127.0f, std = 60.0f;
+    assert_int_equal(brisk_trainer_set_norm(t, &mean, &std, 1), BRISK_OK);
     for (int s = 0; s < steps; s++) {
         brisk_step_stats st;
         const int64_t lo = ((int64_t)s * batch) % (ds->n - batch);
-        assert_int_equal(brisk_trainer_step(t, ds, idx + lo, batch, 127.0f, 60.0f, &st),
-                         BRISK_OK);
+        assert_int_equal(brisk_trainer_step(t, ds, idx + lo, batch, &st), BRISK_OK);
         assert_true(isfinite(st.grad_norm) && st.grad_norm > 0);
     }
     free(idx);
@@ -220,10 +221,12 @@ static void test_divergence_is_reported(void **state)
     int32_t idx[32];
     for (int i = 0; i < 32; i++)
         idx[i] = i;
+    const float mean = 127.0f, std = 60.0f;
+    assert_int_equal(brisk_trainer_set_norm(t, &mean, &std, 1), BRISK_OK);
     int err = BRISK_OK;
     for (int s = 0; s < 20 && err == BRISK_OK; s++) {
         brisk_step_stats st;
-        err = brisk_trainer_step(t, &ds, idx, 32, 127.0f, 60.0f, &st);
+        err = brisk_trainer_step(t, &ds, idx, 32, &st);
     }
     assert_int_equal(err, BRISK_ENONFINITE);
     assert_non_null(strstr(brisk_error_detail(), "is not finite"));
@@ -249,18 +252,18 @@ static void test_synthetic_task_trains(void **state)
         test_idx[i] = i;
     float mean, std;
     brisk_dataset_stats(&train, order, n_train, &mean, &std);
+    assert_int_equal(brisk_trainer_set_norm(t, &mean, &std, 1), BRISK_OK);
     brisk_metrics before, after;
-    assert_int_equal(brisk_trainer_evaluate(t, &test, test_idx, 1000, mean, std, &before), BRISK_OK);
+    assert_int_equal(brisk_trainer_evaluate(t, &test, test_idx, 1000, &before), BRISK_OK);
     for (uint32_t epoch = 1; epoch <= 3; epoch++) {
         brisk_shuffle(order, epoch_idx, n_train, SEED, epoch);
         for (int64_t lo = 0; lo < n_train; lo += 32) {
             brisk_step_stats st;
             int n = n_train - lo < 32 ? (int)(n_train - lo) : 32;
-            assert_int_equal(brisk_trainer_step(t, &train, epoch_idx + lo, n, mean, std, &st),
-                             BRISK_OK);
+            assert_int_equal(brisk_trainer_step(t, &train, epoch_idx + lo, n, &st), BRISK_OK);
         }
     }
-    assert_int_equal(brisk_trainer_evaluate(t, &test, test_idx, 1000, mean, std, &after), BRISK_OK);
+    assert_int_equal(brisk_trainer_evaluate(t, &test, test_idx, 1000, &after), BRISK_OK);
     print_message("synthetic task: test accuracy %.3f before, %.3f after 3 epochs\n",
                   brisk_metrics_accuracy(&before), brisk_metrics_accuracy(&after));
     assert_true(brisk_metrics_accuracy(&after) >= 0.90);

@@ -57,6 +57,7 @@ static brisk_trainer *trainer(const char *spec, brisk_shape in)
 static void fit_one_epoch(brisk_trainer *t, brisk_dataset *ds, const int32_t *idx, float mean,
                           float std, const char *dir)
 {
+    assert_int_equal(brisk_trainer_set_norm(t, &mean, &std, 1), BRISK_OK);
     brisk_tb tb;
     assert_int_equal(brisk_tb_open(&tb, dir, 1, (size_t)4 << 20), BRISK_OK);
     brisk_fit_config c = brisk_fit_defaults();
@@ -66,7 +67,7 @@ static void fit_one_epoch(brisk_trainer *t, brisk_dataset *ds, const int32_t *id
     c.checkpoint_dir = dir;
     c.run_id = "user";
     brisk_fit_result res;
-    if (brisk_fit(t, ds, idx, N - 64, idx + N - 64, 64, mean, std, &c, &res) != BRISK_OK) {
+    if (brisk_fit(t, ds, idx, N - 64, idx + N - 64, 64, &c, &res) != BRISK_OK) {
         print_error("fit: %s\n", brisk_error_detail());
         fail();
     }

@@ -178,12 +178,12 @@ static char *build_header(const brisk_model *m, const entry *e, size_t n_entries
          add_meta(meta, "brisk.train_correct", "%" PRId64, pos->train.correct) &&
          add_meta(meta, "brisk.train_count", "%" PRId64, pos->train.count) &&
          add_policies(meta, &pos->policies) &&
-         (!(pos->norm_std > 0) ||
-          add_meta(meta, "brisk.normalize", "%.9g %.9g", (double)pos->norm_mean,
-                   (double)pos->norm_std)) &&
-         (!pos->features ||
-          (add_floats(meta, "brisk.feature_mean", pos->feature_mean, (size_t)pos->features) &&
-           add_floats(meta, "brisk.feature_std", pos->feature_std, (size_t)pos->features))) &&
+         (pos->norm_count != 1 ||
+          add_meta(meta, "brisk.normalize", "%.9g %.9g", (double)pos->norm_mean[0],
+                   (double)pos->norm_std[0])) &&
+         (pos->norm_count <= 1 ||
+          (add_floats(meta, "brisk.feature_mean", pos->norm_mean, (size_t)pos->norm_count) &&
+           add_floats(meta, "brisk.feature_std", pos->norm_std, (size_t)pos->norm_count))) &&
          add_meta(meta, "brisk.data_crc32c", "%08x", (unsigned)data_crc) &&
          (!config || cJSON_AddStringToObject(meta, "brisk.config", config));
     size_t off = 0;
@@ -291,7 +291,7 @@ void brisk_checkpoint_free(brisk_checkpoint *c)
     if (!c)
         return;
     free(c->config);
-    free(c->feature_norm);
+    free(c->norm);
     brisk_slab_free(c->params);
     brisk_slab_free(c->opt_m);
     brisk_slab_free(c->opt_v);
@@ -569,37 +569,40 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
                               "waits from 0 to the epochs done)", path, pol);
         goto out;
     }
+    /* The normalisation: per feature (brisk.feature_mean and brisk.feature_std), or one mean
+     * and std for all (brisk.normalize); checkpoints of earlier versions may hold both, and
+     * then the per-feature one is what they used. */
     const char *norm = meta_str(meta, "brisk.normalize");
-    if (norm) {
+    const char *fmean = meta_str(meta, "brisk.feature_mean"),
+               *fstd = meta_str(meta, "brisk.feature_std");
+    const size_t D = brisk_shape_size(c->model.input);
+    if (fmean || fstd || norm) {
+        const size_t count = fmean || fstd ? D : 1;
+        if (!(c->norm = malloc(2 * count * sizeof(float)))) {
+            err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
+            goto out;
+        }
         double mu, sd;
         char tail;
-        if (sscanf(norm, "%lf %lf %c", &mu, &sd, &tail) != 2 || !isfinite(mu) ||
-            !(sd > 0 && isfinite(sd))) {
+        if (count == 1 && (sscanf(norm, "%lf %lf %c", &mu, &sd, &tail) != 2 || !isfinite(mu) ||
+                           !(sd > 0 && isfinite(sd)) || fabs(mu) > FLT_MAX || sd > FLT_MAX)) {
             err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.normalize '%s' is not valid "
                                   "(a mean and a standard deviation > 0)", path, norm);
             goto out;
         }
-        c->pos.norm_mean = (float)mu;
-        c->pos.norm_std = (float)sd;
-    }
-    const char *fmean = meta_str(meta, "brisk.feature_mean"),
-               *fstd = meta_str(meta, "brisk.feature_std");
-    if (fmean || fstd) {
-        const size_t D = brisk_shape_size(c->model.input);
-        if (!(c->feature_norm = malloc(2 * D * sizeof(float)))) {
-            err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
-            goto out;
-        }
-        if (!fmean || !fstd || parse_floats(fmean, c->feature_norm, D, 0) < 0 ||
-            parse_floats(fstd, c->feature_norm + D, D, 1) < 0) {
+        if (count == 1) {
+            c->norm[0] = (float)mu;
+            c->norm[1] = (float)sd;
+        } else if (!fmean || !fstd || parse_floats(fmean, c->norm, D, 0) < 0 ||
+                   parse_floats(fstd, c->norm + D, D, 1) < 0) {
             err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.feature_mean and "
                                   "brisk.feature_std are not valid (%zu finite means and %zu "
                                   "standard deviations > 0, one per input feature)", path, D, D);
             goto out;
         }
-        c->pos.features = (int)D;
-        c->pos.feature_mean = c->feature_norm;
-        c->pos.feature_std = c->feature_norm + D;
+        c->pos.norm_count = (int)count;
+        c->pos.norm_mean = c->norm;
+        c->pos.norm_std = c->norm + count;
     }
     const char *config = meta_str(meta, "brisk.config");
     if (config && !(c->config = strdup(config))) {

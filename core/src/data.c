@@ -273,47 +273,44 @@ int brisk_dataset_feature_stats(const brisk_dataset *ds, const int32_t *idx, int
 }
 
 BRISK_MULTIVERSION
-void brisk_dataset_gather(const brisk_dataset *ds, const int32_t *idx, int n, float mean,
-                          float std, float *x_out, uint8_t *y_out)
+void brisk_dataset_gather(const brisk_dataset *ds, const int32_t *idx, int n, const float *mean,
+                          const float *std, int count, float *x_out, uint8_t *y_out)
 {
     const int d = ds->d;
-    if (ds->x) {
-        /* A 256-entry table turns normalisation into one lookup per byte. */
-        float lut[256];
-        for (int v = 0; v < 256; v++)
-            lut[v] = ((float)v - mean) / std;
-        for (int i = 0; i < n; i++) {
-            const uint8_t *x = ds->x + (size_t)idx[i] * (size_t)d;
-            float *o = x_out + (size_t)i * d;
-            for (int j = 0; j < d; j++)
-                o[j] = lut[x[j]];
+    if (count <= 1) {
+        const float m = count ? mean[0] : 0.0f, s = count ? std[0] : 1.0f;
+        if (ds->x) {
+            /* A 256-entry table turns normalisation into one lookup per byte. */
+            float lut[256];
+            for (int v = 0; v < 256; v++)
+                lut[v] = ((float)v - m) / s;
+            for (int i = 0; i < n; i++) {
+                const uint8_t *x = ds->x + (size_t)idx[i] * (size_t)d;
+                float *o = x_out + (size_t)i * d;
+                for (int j = 0; j < d; j++)
+                    o[j] = lut[x[j]];
+            }
+        } else {
+            for (int i = 0; i < n; i++) {
+                const float *x = ds->xf + (size_t)idx[i] * (size_t)d;
+                float *o = x_out + (size_t)i * d;
+                for (int j = 0; j < d; j++)
+                    o[j] = (x[j] - m) / s;
+            }
         }
     } else {
         for (int i = 0; i < n; i++) {
-            const float *x = ds->xf + (size_t)idx[i] * (size_t)d;
+            const size_t row = (size_t)idx[i] * (size_t)d;
             float *o = x_out + (size_t)i * d;
-            for (int j = 0; j < d; j++)
-                o[j] = (x[j] - mean) / std;
+            if (ds->x)
+                for (int j = 0; j < d; j++)
+                    o[j] = ((float)ds->x[row + j] - mean[j]) / std[j];
+            else
+                for (int j = 0; j < d; j++)
+                    o[j] = (ds->xf[row + j] - mean[j]) / std[j];
         }
     }
     if (y_out && ds->y)
         for (int i = 0; i < n; i++)
             y_out[i] = ds->y[idx[i]];
-}
-
-BRISK_MULTIVERSION
-void brisk_dataset_gather_features(const brisk_dataset *ds, const int32_t *idx, int n,
-                                   const float *mean, const float *std, float *x_out)
-{
-    const int d = ds->d;
-    for (int i = 0; i < n; i++) {
-        const size_t row = (size_t)idx[i] * (size_t)d;
-        float *o = x_out + (size_t)i * d;
-        if (ds->x)
-            for (int j = 0; j < d; j++)
-                o[j] = ((float)ds->x[row + j] - mean[j]) / std[j];
-        else
-            for (int j = 0; j < d; j++)
-                o[j] = (ds->xf[row + j] - mean[j]) / std[j];
-    }
 }

@@ -123,7 +123,6 @@ typedef struct fit_run {
     int logging;                  /* rank 0 logs: the same on every rank */
     float *full_m, *full_v, *full_grads; /* rank 0 with several processes: gathered slabs */
     brisk_ckpt_policies pol;
-    float mean, std;              /* the normalisation, recorded in checkpoints */
 } fit_run;
 
 /* Writes the checkpoint of the current state to `path` (rank 0; every rank takes part in the
@@ -151,9 +150,8 @@ static int write_checkpoint(fit_run *r, const char *path, int64_t epochs_done, i
     if (r->rank == 0 && status == BRISK_OK) {
         brisk_ckpt_position pos = {.epoch = epochs_done, .batch = batch,
                                    .steps_done = brisk_trainer_steps_done(r->t),
-                                   .seed = r->c->seed, .train = *train_m, .policies = r->pol,
-                                   .norm_mean = r->mean, .norm_std = r->std};
-        pos.features = brisk_trainer_feature_norm(r->t, &pos.feature_mean, &pos.feature_std);
+                                   .seed = r->c->seed, .train = *train_m, .policies = r->pol};
+        pos.norm_count = brisk_trainer_norm(r->t, &pos.norm_mean, &pos.norm_std);
         if ((status = brisk_make_dirs(r->c->checkpoint_dir)) == BRISK_OK)
             status = brisk_checkpoint_save(path, brisk_trainer_model(r->t),
                                            brisk_trainer_params(r->t), m, v,
@@ -271,13 +269,13 @@ static int policies(fit_run *r, int64_t epoch, const brisk_metrics *train,
  * without them, on the first training samples), logged with the histograms. */
 static int end_of_epoch_logs(fit_run *r, const brisk_dataset *ds, const int32_t *train_idx,
                              int64_t n_train, const int32_t *val_idx, int64_t n_val,
-                             float mean, float std, int64_t epoch, brisk_metrics *val_m)
+                             int64_t epoch, brisk_metrics *val_m)
 {
     const brisk_fit_config *c = r->c;
     const int inspect = r->logging && c->histogram_every && epoch % c->histogram_every == 0;
     memset(val_m, 0, sizeof *val_m);
     if (!inspect)
-        return brisk_trainer_evaluate(r->t, ds, val_idx, n_val, mean, std, val_m);
+        return brisk_trainer_evaluate(r->t, ds, val_idx, n_val, val_m);
     const int L = brisk_model_num_layers(brisk_trainer_model(r->t));
     const int64_t n_inspect = n_val ? n_val : (n_train < 1024 ? n_train : 1024);
     const int32_t *idx = n_val ? val_idx : train_idx;
@@ -288,8 +286,8 @@ static int end_of_epoch_logs(fit_run *r, const brisk_dataset *ds, const int32_t 
         free(pred);
         return brisk_error_set(BRISK_ENOMEM, "fit: out of memory");
     }
-    int err = brisk_trainer_inspect(r->t, ds, idx, n_inspect, mean, std, n_val ? val_m : NULL,
-                                    pred, act, act + L);
+    int err = brisk_trainer_inspect(r->t, ds, idx, n_inspect, n_val ? val_m : NULL, pred, act,
+                                    act + L);
     if (err == BRISK_OK) {
         const float *grads = brisk_trainer_grads(r->t);
         if (r->P > 1) {
@@ -306,8 +304,7 @@ static int end_of_epoch_logs(fit_run *r, const brisk_dataset *ds, const int32_t 
 }
 
 static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_idx,
-                    int64_t n_train, const int32_t *val_idx, int64_t n_val, float mean,
-                    float std)
+                    int64_t n_train, const int32_t *val_idx, int64_t n_val)
 {
     const brisk_fit_config *c = r->c;
     brisk_fit_result *res = r->res;
@@ -336,7 +333,7 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
             const int64_t lo = batch * B;
             const int n = n_train - lo < B ? (int)(n_train - lo) : B;
             brisk_step_stats st;
-            if ((err = brisk_trainer_step(t, ds, order + lo, n, mean, std, &st)) < 0) {
+            if ((err = brisk_trainer_step(t, ds, order + lo, n, &st)) < 0) {
                 res->epochs_done = epoch - 1;
                 res->batch = batch;
                 res->train = train_m;
@@ -381,8 +378,8 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
          * epoch's checkpoint, then it stops below.) */
         const double train_s = now_seconds() - t0;
         brisk_metrics val_m;
-        if ((err = end_of_epoch_logs(r, ds, train_idx, n_train, val_idx, n_val, mean, std,
-                                     epoch, &val_m)) < 0)
+        if ((err = end_of_epoch_logs(r, ds, train_idx, n_train, val_idx, n_val, epoch,
+                                     &val_m)) < 0)
             goto out;
         const int64_t step = brisk_trainer_steps_done(t);
         if (r->tb) {
@@ -410,7 +407,7 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
                 c->on_test(c->user, &p);
             }
             brisk_failpoint("fit-test-begin");
-            if ((err = brisk_trainer_evaluate(t, c->test, c->test_idx, c->n_test, mean, std,
+            if ((err = brisk_trainer_evaluate(t, c->test, c->test_idx, c->n_test,
                                               &res->test)) < 0)
                 goto out;
             res->tested = 1;
@@ -448,7 +445,7 @@ out:
 }
 
 int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_idx,
-              int64_t n_train, const int32_t *val_idx, int64_t n_val, float mean, float std,
+              int64_t n_train, const int32_t *val_idx, int64_t n_val,
               const brisk_fit_config *c, brisk_fit_result *res)
 {
     int err = check_fit(t, ds, train_idx, n_train, val_idx, n_val, c, res);
@@ -468,7 +465,7 @@ int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_id
     res->batch = c->start.batch;
     res->train = c->start.train;
     fit_run r = {.t = t, .c = c, .res = res, .comm = brisk_trainer_get_config(t)->comm,
-                 .pol = c->start.policies, .mean = mean, .std = std};
+                 .pol = c->start.policies};
     r.rank = brisk_comm_rank(r.comm);
     r.P = brisk_comm_size(r.comm);
     r.tb = r.rank == 0 ? c->tb : NULL;
@@ -489,7 +486,7 @@ int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_id
             goto out;
         }
     }
-    err = fit_loop(&r, ds, train_idx, n_train, val_idx, n_val, mean, std);
+    err = fit_loop(&r, ds, train_idx, n_train, val_idx, n_val);
 out:
     brisk_slab_free(r.full_m);
     brisk_slab_free(r.full_v);

@@ -65,7 +65,8 @@ struct brisk_trainer {
     brisk_workspace **ws;     /* (T) activations of the shard in flight */
     uint8_t **labels;         /* (T, micro_batch) its labels */
     float **targets;          /* (T, micro_batch * C) its regression targets */
-    float *feat_mean, *feat_std; /* (D, D) per-feature normalisation, or NULL */
+    float *norm_mean, *norm_std; /* (norm_count) the input normalisation, or NULL */
+    int norm_count;               /* 0 (none), 1 (shared by every feature) or D */
     team_ctx *teams;          /* (T) */
     int64_t steps_done;
     float lr_factor;      /* on the schedule's rate (brisk_fit's plateau policy); 1 by default */
@@ -89,7 +90,6 @@ typedef struct job {
     const brisk_dataset *ds;
     const int32_t *idx;
     int64_t n;                /* samples */
-    float mean, std;
     int chunks;               /* in the whole job */
     int first, stride, n_mine, full, n_teams;
     brisk_metrics *metrics;   /* (n_mine) per chunk of mine */
@@ -221,9 +221,9 @@ static int check_config(const brisk_trainer_config *cfg)
 }
 
 /* What a step or an evaluation is given: the data's shape against the model, every index in
- * the data set, every label within the model's outputs, a usable normalisation. */
+ * the data set, every label within the model's outputs. */
 static int check_data(const brisk_trainer *t, const char *what, const brisk_dataset *ds,
-                      const int32_t *idx, int64_t n, float mean, float std, int need_labels)
+                      const int32_t *idx, int64_t n, int need_labels)
 {
     if (!ds || (n > 0 && !idx))
         return brisk_error_set(BRISK_EINVAL, "%s: %s is NULL", what, ds ? "idx" : "ds");
@@ -239,13 +239,6 @@ static int check_data(const brisk_trainer *t, const char *what, const brisk_data
         return brisk_error_set(BRISK_EINVAL, "%s: samples are images of (channels %d, height "
                                "%d, width %d), the model's input is (%d, %d, %d)", what,
                                channels, ds->rows, ds->cols, in.c, in.h, in.w);
-    if (!isfinite(mean) || !(std > 0 && isfinite(std)))
-        return brisk_error_set(BRISK_EINVAL, "%s: normalisation mean %g, std %g: std must be "
-                               "finite and > 0", what, (double)mean, (double)std);
-    if (t->feat_mean && (mean != 0.0f || std != 1.0f))
-        return brisk_error_set(BRISK_EINVAL, "%s: the trainer normalises per feature "
-                               "(brisk_trainer_set_feature_norm), so mean and std must be 0 "
-                               "and 1, not %g and %g", what, (double)mean, (double)std);
     if (!ds->x && !ds->xf)
         return brisk_error_set(BRISK_EINVAL, "%s: the data set has no features (x and xf "
                                "are NULL)", what);
@@ -274,39 +267,44 @@ static int check_data(const brisk_trainer *t, const char *what, const brisk_data
     return BRISK_OK;
 }
 
-int brisk_trainer_set_feature_norm(brisk_trainer *t, const float *mean, const float *std)
+int brisk_trainer_set_norm(brisk_trainer *t, const float *mean, const float *std, int count)
 {
     if (!t)
-        return brisk_error_set(BRISK_EINVAL, "set_feature_norm: t is NULL");
-    if (!mean != !std)
-        return brisk_error_set(BRISK_EINVAL, "set_feature_norm: pass both mean and std, or "
-                               "neither");
-    const size_t D = brisk_shape_size(t->cfg.model.input);
-    if (mean)
-        for (size_t j = 0; j < D; j++)
-            if (!isfinite(mean[j]) || !(std[j] > 0 && isfinite(std[j])))
-                return brisk_error_set(BRISK_EINVAL, "set_feature_norm: feature %zu: mean %g, "
-                                       "std %g: std must be finite and > 0", j, (double)mean[j],
-                                       (double)std[j]);
-    free(t->feat_mean);
-    t->feat_mean = t->feat_std = NULL;
-    if (!mean)
-        return BRISK_OK;
-    if (!(t->feat_mean = malloc(2 * D * sizeof(float))))
-        return brisk_error_set(BRISK_ENOMEM, "set_feature_norm: out of memory");
-    t->feat_std = t->feat_mean + D;
-    memcpy(t->feat_mean, mean, D * sizeof(float));
-    memcpy(t->feat_std, std, D * sizeof(float));
+        return brisk_error_set(BRISK_EINVAL, "set_norm: t is NULL");
+    const int D = (int)brisk_shape_size(t->cfg.model.input);
+    if ((count != 0 && count != 1 && count != D) || (count && (!mean || !std)) ||
+        (!count && (mean || std)))
+        return brisk_error_set(BRISK_EINVAL, "set_norm: count %d with mean %s and std %s: "
+                               "expected 1 (one mean and std for every feature) or %d (one "
+                               "per feature) with both arrays, or 0 with neither", count,
+                               mean ? "given" : "NULL", std ? "given" : "NULL", D);
+    for (int j = 0; j < count; j++)
+        if (!isfinite(mean[j]) || !(std[j] > 0 && isfinite(std[j])))
+            return brisk_error_set(BRISK_EINVAL, "set_norm: %s%d: mean %g, std %g: the mean "
+                                   "must be finite and the std finite and > 0",
+                                   count > 1 ? "feature " : "value ", j, (double)mean[j],
+                                   (double)std[j]);
+    float *copy = NULL;
+    if (count && !(copy = malloc(2 * (size_t)count * sizeof *copy)))
+        return brisk_error_set(BRISK_ENOMEM, "set_norm: out of memory");
+    if (count) {
+        memcpy(copy, mean, (size_t)count * sizeof *copy);
+        memcpy(copy + count, std, (size_t)count * sizeof *copy);
+    }
+    free(t->norm_mean);
+    t->norm_mean = copy;
+    t->norm_std = copy ? copy + count : NULL;
+    t->norm_count = count;
     return BRISK_OK;
 }
 
-int brisk_trainer_feature_norm(const brisk_trainer *t, const float **mean, const float **std)
+int brisk_trainer_norm(const brisk_trainer *t, const float **mean, const float **std)
 {
     if (!t || !mean || !std)
-        return brisk_error_set(BRISK_EINVAL, "feature_norm: a NULL argument");
-    *mean = t->feat_mean;
-    *std = t->feat_std;
-    return t->feat_mean ? (int)brisk_shape_size(t->cfg.model.input) : 0;
+        return brisk_error_set(BRISK_EINVAL, "norm: a NULL argument");
+    *mean = t->norm_mean;
+    *std = t->norm_std;
+    return t->norm_count;
 }
 
 size_t brisk_available_memory(void)
@@ -519,7 +517,7 @@ void brisk_trainer_destroy(brisk_trainer *t)
     free(t->ws);
     free(t->labels);
     free(t->targets);
-    free(t->feat_mean);
+    free(t->norm_mean);
     free(t->teams);
     brisk_model_destroy(t->model);
     free(t);
@@ -539,11 +537,8 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
     float *xin = brisk_workspace_input(tr->ws[slot]) + r0 * D;
     const brisk_dataset *ds = j->ds;
     const int32_t *idx = j->idx + lo;
-    if (tr->feat_mean)
-        brisk_dataset_gather_features(ds, idx + r0, (int)(r1 - r0), tr->feat_mean, tr->feat_std,
-                                      xin);
-    else
-        brisk_dataset_gather(ds, idx + r0, (int)(r1 - r0), j->mean, j->std, xin, NULL);
+    brisk_dataset_gather(ds, idx + r0, (int)(r1 - r0), tr->norm_mean, tr->norm_std,
+                         tr->norm_count, xin, NULL);
     /* The labels or targets of the same rows (zeros when predicting without either). */
     const int K = ds->targets;
     for (long long r = r0; r < r1; r++) {
@@ -767,7 +762,7 @@ static const char *first_nonfinite(const brisk_trainer *t)
 }
 
 int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
-                       float mean, float std, brisk_step_stats *out)
+                       brisk_step_stats *out)
 {
     if (!t || !out)
         return brisk_error_set(BRISK_EINVAL, "step: %s is NULL", t ? "out" : "the trainer");
@@ -775,11 +770,11 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
     if (n < 1 || n > t->cfg.batch)
         return brisk_error_set(BRISK_EINVAL, "step: %d samples (1..batch %d allowed)", n,
                                t->cfg.batch);
-    const int bad = check_data(t, "step", ds, idx, n, mean, std, 1);
+    const int bad = check_data(t, "step", ds, idx, n, 1);
     if (bad < 0)
         return bad;
     const int S = brisk_trainer_num_shards(t, n), P = t->P;
-    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .mean = mean, .std = std, .chunks = S,
+    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = S,
              .first = t->rank, .stride = P, .metrics = t->local_metrics,
              .grad_scale = 1.0f / (float)n, .step = t->steps_done,
              .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done) * t->lr_factor};
@@ -921,7 +916,7 @@ static void eval_job(void *arg, int w, int T)
  * its share of chunks and the metrics are gathered. Per-chunk metrics are summed in chunk
  * order. */
 static int run_eval(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int64_t n,
-                    float mean, float std, int distribute, double *sums, int32_t *pred,
+                    int distribute, double *sums, int32_t *pred,
                     float *outputs, brisk_metrics *out)
 {
     memset(out, 0, sizeof *out);
@@ -929,7 +924,7 @@ static int run_eval(brisk_trainer *t, const brisk_dataset *ds, const int32_t *id
         return brisk_error_set(BRISK_EINVAL, "evaluate: n %lld < 0", (long long)n);
     if (n == 0)
         return BRISK_OK;
-    const int bad = check_data(t, outputs ? "predict" : "evaluate", ds, idx, n, mean, std,
+    const int bad = check_data(t, outputs ? "predict" : "evaluate", ds, idx, n,
                                !outputs);
     if (bad < 0)
         return bad;
@@ -938,7 +933,7 @@ static int run_eval(brisk_trainer *t, const brisk_dataset *ds, const int32_t *id
         return brisk_error_set(BRISK_EINVAL, "evaluate: %lld samples is too many",
                                (long long)n);
     const int P = distribute ? t->P : 1, rank = distribute ? t->rank : 0;
-    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .mean = mean, .std = std,
+    job j = {.tr = t, .ds = ds, .idx = idx, .n = n,
              .chunks = (int)chunks, .first = rank, .stride = P, .sums = sums, .pred = pred,
              .outputs = outputs};
     const int mine = n_local((int)chunks, P, rank);
@@ -965,27 +960,27 @@ static int run_eval(brisk_trainer *t, const brisk_dataset *ds, const int32_t *id
 }
 
 int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
-                           int64_t n, float mean, float std, brisk_metrics *out)
+                           int64_t n, brisk_metrics *out)
 {
     if (!t || !out)
         return brisk_error_set(BRISK_EINVAL, "evaluate: %s is NULL", t ? "out" : "the trainer");
-    return run_eval(t, ds, idx, n, mean, std, 1, NULL, NULL, NULL, out);
+    return run_eval(t, ds, idx, n, 1, NULL, NULL, NULL, out);
 }
 
 int brisk_trainer_predict(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
-                          int64_t n, float mean, float std, float *outputs, brisk_metrics *metrics)
+                          int64_t n, float *outputs, brisk_metrics *metrics)
 {
     if (!t || (n > 0 && !outputs))
         return brisk_error_set(BRISK_EINVAL, "predict: %s is NULL", t ? "outputs" : "the trainer");
     brisk_metrics m;
-    const int err = run_eval(t, ds, idx, n, mean, std, 0, NULL, NULL, outputs, &m);
+    const int err = run_eval(t, ds, idx, n, 0, NULL, NULL, outputs, &m);
     if (err == BRISK_OK && metrics)
         *metrics = ds->y || ds->targets ? m : (brisk_metrics){0};
     return err;
 }
 
 int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
-                          int64_t n, float mean, float std, brisk_metrics *metrics,
+                          int64_t n, brisk_metrics *metrics,
                           int32_t *pred, double *act_mean, double *act_std)
 {
     const int L = brisk_model_num_layers(t->model);
@@ -996,7 +991,7 @@ int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32
         return brisk_error_set(BRISK_ENOMEM, "inspect: out of memory for %lld chunks",
                                (long long)chunks);
     brisk_metrics m;
-    const int err = run_eval(t, ds, idx, n, mean, std, 0, sums, pred, NULL, &m);
+    const int err = run_eval(t, ds, idx, n, 0, sums, pred, NULL, &m);
     if (err < 0) {
         free(sums);
         return err;

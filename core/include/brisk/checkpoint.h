@@ -55,13 +55,13 @@ typedef struct brisk_ckpt_position {
     uint64_t seed;       /* init, validation split and the shuffle of every epoch */
     brisk_metrics train; /* train metrics of the epoch in progress, so far */
     brisk_ckpt_policies policies;
-    /* The normalisation training uses, (x - mean) / std, so that evaluation and prediction
-     * on raw data reproduce the training inputs (norm_std 0: not recorded). */
-    float norm_mean, norm_std;
-    /* Or per feature, (x[j] - feature_mean[j]) / feature_std[j] for the model's `features`
-     * inputs (0: none; in a loaded checkpoint they point into its feature_norm). */
-    int features;
-    const float *feature_mean, *feature_std;
+    /* The input normalisation training uses, (x[j] - norm_mean[j]) / norm_std[j] for
+     * norm_count values (0: none recorded; 1: one mean and std for every feature; D: one per
+     * input feature), so that evaluation and prediction on raw data reproduce the training
+     * inputs (brisk_trainer_set_norm takes the same). In a loaded checkpoint they point into
+     * its own storage. */
+    int norm_count;
+    const float *norm_mean, *norm_std;
 } brisk_ckpt_position;
 
 typedef struct brisk_checkpoint {
@@ -71,7 +71,7 @@ typedef struct brisk_checkpoint {
     brisk_model *layout;           /* owned */
     float *params, *opt_m, *opt_v; /* slabs laid out by `layout` (owned) */
     float *buffers;                /* the buffer slab (owned) */
-    float *feature_norm;           /* per-feature means then stds, or NULL (owned) */
+    float *norm;                   /* the normalisation's means then stds, or NULL (owned) */
 } brisk_checkpoint;
 
 /* Writes a checkpoint atomically: a temporary file next to path, fsync, rename over path,

@@ -128,14 +128,12 @@ void brisk_dataset_stats(const brisk_dataset *ds, const int32_t *idx, int64_t n,
 int brisk_dataset_feature_stats(const brisk_dataset *ds, const int32_t *idx, int64_t n,
                                 float *mean, float *std);
 
-/* Gathers samples idx[0, n) as floats (x - mean) / std into x_out (n, D), labels into y_out
- * (when not NULL and the data set has labels). */
-void brisk_dataset_gather(const brisk_dataset *ds, const int32_t *idx, int n, float mean,
-                          float std, float *x_out, uint8_t *y_out);
-
-/* Gathers samples idx[0, n) normalised per feature, (x[j] - mean[j]) / std[j], into x_out. */
-void brisk_dataset_gather_features(const brisk_dataset *ds, const int32_t *idx, int n,
-                                   const float *mean, const float *std, float *x_out);
+/* Gathers samples idx[0, n) as floats normalised per feature, (x[j] - mean[j]) / std[j],
+ * into x_out (n, D), and their labels into y_out (when not NULL and the data set has labels).
+ * count is 1 (one mean and std for every feature) or D; mean and std may be NULL (count 0:
+ * the features as they are). */
+void brisk_dataset_gather(const brisk_dataset *ds, const int32_t *idx, int n, const float *mean,
+                          const float *std, int count, float *x_out, uint8_t *y_out);
 
 #ifdef __cplusplus
 }

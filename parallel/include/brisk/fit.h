@@ -140,12 +140,13 @@ typedef struct brisk_fit_result {
 brisk_fit_config brisk_fit_defaults(void);
 
 /* Trains t on ds's samples train_idx[0, n_train), validating on val_idx[0, n_val) (n_val 0:
- * none) of the same data set, normalised with (mean, std). Returns BRISK_OK with *res saying
+ * none) of the same data set, normalised as the trainer says (brisk_trainer_set_norm, which
+ * every checkpoint records). Returns BRISK_OK with *res saying
  * how it ended, or an error: BRISK_EINVAL (a bad configuration, named), BRISK_ENONFINITE
  * (training diverged: the detail names the step and the tensor; res->checkpoint is the last
  * good checkpoint), BRISK_EIO (a checkpoint or the logs could not be written), BRISK_ENOMEM. */
 int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_idx,
-              int64_t n_train, const int32_t *val_idx, int64_t n_val, float mean, float std,
+              int64_t n_train, const int32_t *val_idx, int64_t n_val,
               const brisk_fit_config *c, brisk_fit_result *res);
 
 const char *brisk_fit_metric_name(brisk_fit_metric m);

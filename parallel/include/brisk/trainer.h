@@ -70,17 +70,17 @@ size_t brisk_available_memory(void);
 int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out);
 void brisk_trainer_destroy(brisk_trainer *t); /* accepts NULL */
 
-/* One optimizer step on samples idx[0, n) of ds (1 <= n <= B), normalised with mean/std.
- * Returns BRISK_OK; BRISK_EINVAL for n out of range or samples whose width is not the model's
+/* One optimizer step on samples idx[0, n) of ds (1 <= n <= B), normalised as the trainer says
+ * (brisk_trainer_set_norm). Returns BRISK_OK; BRISK_EINVAL for n out of range or samples whose width is not the model's
  * input; BRISK_ENONFINITE (parameters left unchanged) when the loss or the gradient is NaN or
  * infinite, with a detail naming the step and the first tensor whose gradient is not finite. */
 int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
-                       float mean, float std, brisk_step_stats *out);
+                       brisk_step_stats *out);
 
 /* Loss and accuracy over samples idx[0, n) without changing anything, on all workers.
  * Returns BRISK_OK or BRISK_ENOMEM. */
 int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
-                            int64_t n, float mean, float std, brisk_metrics *out);
+                            int64_t n, brisk_metrics *out);
 
 /* The model's outputs for samples idx[0, n) into outputs (n, C), row by row: class
  * probabilities for the ce loss (softmax), per-output probabilities for bce (sigmoid), the
@@ -88,8 +88,7 @@ int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int3
  * (may be NULL) gets the loss and accuracy against the data set's labels or targets; the
  * data set may have neither (brisk_dataset_load_features), and metrics is then zero. */
 int brisk_trainer_predict(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
-                          int64_t n, float mean, float std, float *outputs,
-                          brisk_metrics *metrics);
+                          int64_t n, float *outputs, brisk_metrics *metrics);
 
 /* brisk_trainer_evaluate plus what the network does with the samples, for monitoring, in
  * the same forward pass; changes nothing. Any output may be NULL. metrics: bitwise what
@@ -99,17 +98,18 @@ int brisk_trainer_predict(brisk_trainer *t, const brisk_dataset *ds, const int32
  * layer's output (the last layer's: the logits). Deterministic for any T. Returns BRISK_OK or
  * BRISK_ENOMEM. */
 int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
-                          int64_t n, float mean, float std, brisk_metrics *metrics,
-                          int32_t *pred, double *act_mean, double *act_std);
+                          int64_t n, brisk_metrics *metrics, int32_t *pred, double *act_mean,
+                          double *act_std);
 
-/* Normalises every input per feature, (x[j] - mean[j]) / std[j] with D values each (D: the
- * model's input size), from now on in steps, evaluation and prediction; the calls' own mean
- * and std must then be 0 and 1. Copies the arrays; NULL and NULL go back to the calls'
- * (mean, std). BRISK_EINVAL for a std that is not finite and > 0 (the feature is named). */
-int brisk_trainer_set_feature_norm(brisk_trainer *t, const float *mean, const float *std);
-/* The per-feature normalisation in use: D (with *mean and *std pointing to the trainer's
- * copies), or 0 (NULLs) when there is none; BRISK_EINVAL for a NULL argument. */
-int brisk_trainer_feature_norm(const brisk_trainer *t, const float **mean, const float **std);
+/* The input normalisation, (x[j] - mean[j]) / std[j], from now on in steps, evaluation and
+ * prediction (and recorded in brisk_fit's checkpoints). count is 1 (one mean and std shared
+ * by every feature: brisk_dataset_stats) or D, the model's input size (per feature:
+ * brisk_dataset_feature_stats); count 0 (NULL, NULL) means none, the default. Copies the
+ * arrays. BRISK_EINVAL for another count, or a std that is not finite and > 0 (naming it). */
+int brisk_trainer_set_norm(brisk_trainer *t, const float *mean, const float *std, int count);
+/* The normalisation in use: returns its count (0, 1 or D), with *mean and *std pointing to
+ * the trainer's copies (NULL for none); BRISK_EINVAL for a NULL argument. */
+int brisk_trainer_norm(const brisk_trainer *t, const float **mean, const float **std);
 
 /* Sets the optimizer step count (the schedule position and Adam's bias correction). */
 void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps);
