@@ -3,6 +3,7 @@
  * checkpoints, survive Ctrl-C and resume exactly.
  */
 #define _GNU_SOURCE
+#include "brisk/clock.h"
 #include "brisk/checkpoint.h"
 #include "brisk/ckptdir.h"
 #include "brisk/comm.h"
@@ -251,13 +252,6 @@ static int init_parse(const char *s)
 {
     return !strcmp(s, "auto") ? BRISK_INIT_AUTO : !strcmp(s, "he") ? BRISK_INIT_HE
                                               : !strcmp(s, "glorot") ? BRISK_INIT_GLOROT : -1;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 
@@ -1484,7 +1478,7 @@ static int on_step(void *user, const brisk_fit_progress *p)
 {
     run *r = user;
     if (r->progress) {
-        const double now = now_seconds();
+        const double now = brisk_now_seconds();
         if (now - r->t_progress >= 0.25) {
             const double rate = p->samples_per_second / r->o.batch; /* batches per second */
             progress_line(r, (int)p->epoch, p->batch, p->samples_per_second,
@@ -1500,7 +1494,7 @@ static int on_epoch(void *user, const brisk_fit_progress *p)
 {
     run *r = user;
     const options *o = &r->o;
-    const double elapsed = now_seconds() - r->t_start;
+    const double elapsed = brisk_now_seconds() - r->t_start;
     if (p->checkpoint[0])
         snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", p->checkpoint);
     if (r->progress)
@@ -1567,7 +1561,7 @@ static int train(run *r, const brisk_checkpoint *ck)
                    o->logdir);
         fflush(stdout);
     }
-    r->t_start = now_seconds();
+    r->t_start = brisk_now_seconds();
     brisk_fit_config fc = brisk_fit_defaults();
     fc.epochs = o->epochs;
     fc.seed = o->seed;
@@ -1666,7 +1660,7 @@ static int train(run *r, const brisk_checkpoint *ck)
         }
     }
     const int logs_failed = close_logs(r, BRISK_SESSION_SUCCESS, 1);
-    const double elapsed = now_seconds() - r->t_start;
+    const double elapsed = brisk_now_seconds() - r->t_start;
     const unsigned long long sum = (unsigned long long)brisk_model_checksum(brisk_trainer_model(r->t), brisk_trainer_params(r->t));
     if (o->json)
         printf("{\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"params_checksum\": "

@@ -16,6 +16,7 @@
  * CLOCK_MONOTONIC; the timer's own cost is printed and included in the figures. Rates and
  * drops come from a second pass without the timer.
  */
+#include "brisk/clock.h"
 #include "brisk/error.h"
 #include "brisk/logger.h"
 #include "brisk/ring.h"
@@ -34,13 +35,6 @@
 
 enum { REC_BYTES = 56, QUEUE_BYTES = 1 << 20, LAT_BUCKETS = 100000 };
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static inline uint64_t ticks(void)
 {
 #if defined(__x86_64__)
@@ -56,11 +50,11 @@ static double ns_per_tick = 1.0;
 
 static void calibrate(void)
 {
-    const double t0 = now_seconds();
+    const double t0 = brisk_now_seconds();
     const uint64_t c0 = ticks();
-    while (now_seconds() - t0 < 0.2)
+    while (brisk_now_seconds() - t0 < 0.2)
         ;
-    ns_per_tick = (now_seconds() - t0) * 1e9 / (double)(ticks() - c0);
+    ns_per_tick = (brisk_now_seconds() - t0) * 1e9 / (double)(ticks() - c0);
 }
 
 /* Latency histogram in whole ns; the last bucket holds everything >= 100 us. */
@@ -239,10 +233,10 @@ static result run_transport(impl kind, int producers, uint64_t n, int stalled, i
         args[p] = (prod_arg){c, p};
         pthread_create(&th[p], NULL, producer, &args[p]);
     }
-    const double t0 = now_seconds();
+    const double t0 = brisk_now_seconds();
     atomic_store(&c->go, 1);
     consume_all(c);
-    const double t1 = now_seconds();
+    const double t1 = brisk_now_seconds();
     for (int p = 0; p < producers; p++)
         pthread_join(th[p], NULL);
     lat_hist all = {calloc(LAT_BUCKETS, sizeof(uint64_t)), 0};
@@ -349,16 +343,16 @@ static result run_logger(uint64_t n)
     bench_logger_open(&b, 0);
     lat_hist h = {calloc(LAT_BUCKETS, sizeof(uint64_t)), 0};
     result r = {0};
-    const double t0 = now_seconds();
+    const double t0 = brisk_now_seconds();
     for (uint64_t i = 0; i < n; i++) {
         const uint64_t c0 = ticks();
         const int rc = brisk_log_scalar(b.p, b.run, "batch_loss", (int64_t)i, 1.0 / (double)(i + 1));
         lat_add(&h, ticks() - c0);
         r.dropped += rc != BRISK_OK;
     }
-    const double t1 = now_seconds();
+    const double t1 = brisk_now_seconds();
     bench_logger_close(&b);
-    const double t2 = now_seconds();
+    const double t2 = brisk_now_seconds();
     brisk_logger_stats st;
     brisk_logger_get_stats(b.lg, &st);
     r.p50 = lat_pct(&h, 0.5);
@@ -397,18 +391,18 @@ static void run_histogram(size_t n)
     bench_logger_open(&b, ring);
     double push[5], total[5];
     for (int k = 0; k < 5; k++) {
-        const double t0 = now_seconds();
+        const double t0 = brisk_now_seconds();
         if (brisk_log_histogram(b.p, b.run, "weights", k, x, n) != BRISK_OK) {
             fprintf(stderr, "bench_log: histogram push failed\n");
             exit(1);
         }
-        const double t1 = now_seconds();
+        const double t1 = brisk_now_seconds();
         if (brisk_logger_flush(b.lg) != BRISK_OK) {
             fprintf(stderr, "bench_log: %s\n", brisk_error_detail());
             exit(1);
         }
         push[k] = t1 - t0;
-        total[k] = now_seconds() - t0;
+        total[k] = brisk_now_seconds() - t0;
     }
     bench_logger_close(&b);
     bench_logger_free(&b);

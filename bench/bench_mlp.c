@@ -5,6 +5,7 @@
  * ran, how each batch was spread over the threads and how busy each thread was.
  * bench/compare_mlp.py runs it side by side with PyTorch.
  */
+#include "brisk/clock.h"
 #include "brisk/comm.h"
 #include "brisk/data.h"
 #include "brisk/error.h"
@@ -16,13 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int run(int argc, char **argv, brisk_comm *comm);
 
@@ -136,7 +130,7 @@ static int run(int argc, char **argv, brisk_comm *comm)
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
             brisk_trainer_reset_thread_times(t);
-            t0 = now_seconds();
+            t0 = brisk_now_seconds();
         }
         brisk_step_stats st;
         if (brisk_trainer_step(t, &ds, idx + (s % 16) * batch, batch, &st) < 0) {
@@ -144,7 +138,7 @@ static int run(int argc, char **argv, brisk_comm *comm)
             return 1;
         }
     }
-    const double wall = now_seconds() - t0, sps = (double)steps * batch / wall;
+    const double wall = brisk_now_seconds() - t0, sps = (double)steps * batch / wall;
     const int P = brisk_comm_size(comm);
     micro = brisk_trainer_micro_batch(t);
     char plan[256];

@@ -10,6 +10,7 @@
  *   - sig_close and files_closed are lock-free atomics so that a signal handler may use them.
  */
 #define _GNU_SOURCE /* syscall(SYS_gettid) */
+#include "brisk/clock.h"
 #include "brisk/logger.h"
 
 #include "brisk/error.h"
@@ -123,13 +124,6 @@ static double wall_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -379,7 +373,7 @@ static double thread_cpu_seconds(void)
 static void *logger_main(void *arg)
 {
     brisk_logger *lg = arg;
-    double last_flush = mono_now();
+    double last_flush = brisk_now_seconds();
     int idle = 0;
 #if defined(__linux__)
     /* Nice 19 for this thread only (Linux applies nice per thread): the compute threads keep
@@ -429,10 +423,10 @@ static void *logger_main(void *arg)
             snprintf(lg->flush_detail, sizeof lg->flush_detail, "%s", err ? brisk_error_detail() : "");
             pthread_cond_broadcast(&lg->done);
             pthread_mutex_unlock(&lg->mu);
-            last_flush = mono_now();
+            last_flush = brisk_now_seconds();
             continue;
         }
-        const double now = mono_now();
+        const double now = brisk_now_seconds();
         if (now - last_flush >= lg->flush_secs) {
             const int nr = atomic_load_explicit(&lg->n_runs, memory_order_acquire);
             for (int i = 0; i < nr; i++)

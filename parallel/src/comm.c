@@ -1,5 +1,6 @@
 #include "comm_internal.h"
 
+#include "brisk/clock.h"
 #include "brisk/error.h"
 #include "brisk/fsutil.h"
 
@@ -192,13 +193,6 @@ int brisk_comm_local_size(const brisk_comm *c) { return c ? c->local_size : 1; }
 int brisk_comm_size(const brisk_comm *c) { return c ? c->size : 1; }
 
 #ifdef BRISK_HAVE_MPI
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Rank 0: reads the heartbeats that have come in. */
 static void read_heartbeats(brisk_comm *c)
 {
@@ -213,7 +207,7 @@ static void read_heartbeats(brisk_comm *c)
                  MPI_STATUS_IGNORE);
         if (v > c->arrived[st.MPI_SOURCE])
             c->arrived[st.MPI_SOURCE] = v;
-        c->heard[st.MPI_SOURCE] = now_seconds();
+        c->heard[st.MPI_SOURCE] = brisk_now_seconds();
     }
 }
 
@@ -231,7 +225,7 @@ static void beat(brisk_comm *c, int wait)
     c->heartbeat_value = c->seq;
     MPI_Isend(&c->heartbeat_value, 1, MPI_UINT64_T, 0, HEARTBEAT_TAG, MPI_COMM_WORLD,
               &c->heartbeat);
-    c->last_beat = now_seconds();
+    c->last_beat = brisk_now_seconds();
 }
 
 /* A collective starts: count it, and tell rank 0. */
@@ -251,7 +245,7 @@ static void begin(brisk_comm *c)
  * is not the others' lateness, and they may well still be waiting in the collective. */
 static void finish(brisk_comm *c, MPI_Request *req, const char *what)
 {
-    const double t0 = now_seconds(), limit = brisk_comm_timeout(c);
+    const double t0 = brisk_now_seconds(), limit = brisk_comm_timeout(c);
     const double deadline = limit + (c->rank == 0 ? 0 : GRACE_SECONDS);
     double last = t0, absent = 0;
     if (c->rank == 0)
@@ -263,9 +257,9 @@ static void finish(brisk_comm *c, MPI_Request *req, const char *what)
             return;
         if (c->rank == 0)
             read_heartbeats(c);
-        else if (now_seconds() - c->last_beat >= LIVE_SECONDS)
+        else if (brisk_now_seconds() - c->last_beat >= LIVE_SECONDS)
             beat(c, 0);
-        const double now = now_seconds();
+        const double now = brisk_now_seconds();
         if (now - last > ABSENT_SECONDS)
             absent += now - last;
         last = now;
@@ -285,7 +279,7 @@ static void finish(brisk_comm *c, MPI_Request *req, const char *what)
             n_missing++;
         }
     /* Every rank started it: name those that went silent inside it. */
-    const double now = now_seconds();
+    const double now = brisk_now_seconds();
     for (int r = 1; c->rank == 0 && !n_missing && r < c->size && at < sizeof missing; r++)
         if (now - c->heard[r] > SILENT_SECONDS) {
             at += (size_t)snprintf(missing + at, sizeof missing - at, "%s%d", inside ? ", " : "",
@@ -413,9 +407,10 @@ void brisk__comm_allgatherv(brisk_comm *c, void *buf, const size_t *counts, cons
         begin(c);
         MPI_Iallgatherv(MPI_IN_PLACE, 0, mpi_type, buf, to_int(counts, n, tmp),
                         to_int(displs, n, tmp + n), mpi_type, MPI_COMM_WORLD, &req);
-        finish(c, &req, type == BRISK__COMM_FLOAT    ? "all-gather of the parameters"
-                        : type == BRISK__COMM_DOUBLE ? "all-gather of the gradient norms"
-                                                     : "all-gather of the metrics");
+        finish(c, &req,
+               type == BRISK__COMM_FLOAT    ? "all-gather of the parameters"
+               : type == BRISK__COMM_DOUBLE ? "all-gather of the gradient norms"
+                                            : "all-gather of the shards' metrics or statistics");
         free(tmp);
     }
 #else

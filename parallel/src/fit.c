@@ -1,5 +1,6 @@
 /* The training loop of brisk/fit.h. */
 #define _POSIX_C_SOURCE 200809L
+#include "brisk/clock.h"
 #include "brisk/fit.h"
 
 #include "brisk/ckptdir.h"
@@ -15,13 +16,6 @@
 #include <time.h>
 
 #define BEST_NAME "best"
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 brisk_fit_config brisk_fit_defaults(void)
 {
@@ -316,7 +310,7 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
         return brisk_error_set(BRISK_ENOMEM, "fit: out of memory for %lld indices",
                                (long long)n_train);
     int err = BRISK_OK;
-    double t_log = now_seconds();
+    double t_log = brisk_now_seconds();
     int64_t samples_since_log = 0;
     for (int64_t epoch = c->start.epoch + 1; epoch <= c->epochs; epoch++) {
         brisk_shuffle(train_idx, order, n_train, c->seed, (uint32_t)epoch);
@@ -327,7 +321,7 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
             batch = c->start.batch;
         }
         const int64_t first_batch = batch;
-        const double t0 = now_seconds();
+        const double t0 = brisk_now_seconds();
         int stop = 0;
         for (; batch < per_epoch; batch++) {
             const int64_t lo = batch * B;
@@ -343,14 +337,14 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
             samples_since_log += n;
             const int64_t step = brisk_trainer_steps_done(t);
             if (r->tb && step % c->log_every == 0) {
-                const double now = now_seconds();
+                const double now = brisk_now_seconds();
                 brisk_tb_step(r->tb, step, &st, (double)samples_since_log / (now - t_log));
                 t_log = now;
                 samples_since_log = 0;
             }
             int want_stop = 0;
             if (c->on_step) {
-                const double secs = now_seconds() - t0;
+                const double secs = brisk_now_seconds() - t0;
                 const brisk_fit_progress p = {
                     .epoch = epoch, .batch = batch + 1, .batches = per_epoch, .step = step,
                     .last = &st, .train = train_m, .epoch_seconds = secs,
@@ -376,7 +370,7 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
         }
         /* (A stop at the epoch's last step ends the epoch first: validation, logs, and the
          * epoch's checkpoint, then it stops below.) */
-        const double train_s = now_seconds() - t0;
+        const double train_s = brisk_now_seconds() - t0;
         brisk_metrics val_m;
         if ((err = end_of_epoch_logs(r, ds, train_idx, n_train, val_idx, n_val, epoch,
                                      &val_m)) < 0)

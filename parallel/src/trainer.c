@@ -1,3 +1,4 @@
+#include "brisk/clock.h"
 #include "brisk/trainer.h"
 
 #include "brisk/error.h"
@@ -104,13 +105,6 @@ typedef struct job {
 } job;
 
 typedef void (*chunk_fn)(job *j, int k, const brisk_team *team, int slot);
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Chunks (or shards) of a job of `chunks` that rank r takes: r, r + P, r + 2 P, ... */
 static int n_local(int chunks, int P, int r)
@@ -672,58 +666,31 @@ static void phase_bc(void *arg, int w, int T)
         update_blocks(j, w, T, brisk_clip_scale(norm, j->tr->cfg.clip_norm));
 }
 
-/* Gathers per-rank metrics (rank r's n_local(chunks) entries, in its local order) into the
- * global chunk order. */
-static int mp_gather_metrics(brisk_trainer *t, int chunks, const brisk_metrics *mine,
-                             brisk_metrics *out)
+/* Gathers every rank's per-chunk items (rank r's n_local(chunks, P, r) items of `bytes`
+ * each, in its local order: chunks r, r + P, ...) into out in the global chunk order: the
+ * shards' metrics, or their normalisation statistics. */
+static int mp_gather_chunks(brisk_trainer *t, int chunks, size_t bytes, const void *mine,
+                            void *out)
 {
     size_t *counts = malloc(2 * (size_t)t->P * sizeof *counts);
-    brisk_metrics *seg = malloc(((size_t)chunks + 1) * sizeof *seg);
+    char *seg = malloc(((size_t)chunks + 1) * bytes);
     if (!counts || !seg) {
         free(counts);
         free(seg);
-        return brisk_error_set(BRISK_ENOMEM, "trainer: out of memory for %d chunks' metrics",
-                               chunks);
+        return brisk_error_set(BRISK_ENOMEM, "trainer: out of memory to gather %d chunks' "
+                               "results", chunks);
     }
     size_t *displs = counts + t->P, at = 0;
     for (int r = 0; r < t->P; r++) {
-        counts[r] = (size_t)n_local(chunks, t->P, r) * sizeof *seg;
+        counts[r] = (size_t)n_local(chunks, t->P, r) * bytes;
         displs[r] = at;
         at += counts[r];
     }
-    memcpy((char *)seg + displs[t->rank], mine, counts[t->rank]);
+    memcpy(seg + displs[t->rank], mine, counts[t->rank]);
     brisk__comm_allgatherv(t->comm, seg, counts, displs, BRISK__COMM_BYTE);
     for (int c = 0; c < chunks; c++)
-        out[c] = seg[displs[c % t->P] / sizeof *seg + (size_t)(c / t->P)];
-    free(seg);
-    free(counts);
-    return BRISK_OK;
-}
-
-/* Gathers per-rank rows of `width` floats (rank r's n_local(chunks) rows, in its local
- * order) into the global chunk order. */
-static int mp_gather_floats(brisk_trainer *t, int chunks, size_t width, const float *mine,
-                            float *out)
-{
-    size_t *counts = malloc(2 * (size_t)t->P * sizeof *counts);
-    float *seg = malloc(((size_t)chunks + 1) * width * sizeof *seg);
-    if (!counts || !seg) {
-        free(counts);
-        free(seg);
-        return brisk_error_set(BRISK_ENOMEM, "trainer: out of memory for %d chunks' "
-                               "statistics", chunks);
-    }
-    size_t *displs = counts + t->P, at = 0;
-    for (int r = 0; r < t->P; r++) {
-        counts[r] = (size_t)n_local(chunks, t->P, r) * width;
-        displs[r] = at;
-        at += counts[r];
-    }
-    memcpy(seg + displs[t->rank], mine, counts[t->rank] * sizeof *seg);
-    brisk__comm_allgatherv(t->comm, seg, counts, displs, BRISK__COMM_FLOAT);
-    for (int c = 0; c < chunks; c++)
-        memcpy(out + (size_t)c * width, seg + displs[c % t->P] + (size_t)(c / t->P) * width,
-               width * sizeof *seg);
+        memcpy((char *)out + (size_t)c * bytes,
+               seg + displs[c % t->P] + (size_t)(c / t->P) * bytes, bytes);
     free(seg);
     free(counts);
     return BRISK_OK;
@@ -779,9 +746,9 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
              .grad_scale = 1.0f / (float)n, .step = t->steps_done,
              .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done) * t->lr_factor};
     plan(&j, n_local(S, P, t->rank));
-    const double t0 = now_seconds();
+    const double t0 = brisk_now_seconds();
     brisk_pool_run(t->pool, phase_a, &j);
-    const double t1 = now_seconds();
+    const double t1 = brisk_now_seconds();
     t->shard_seconds += t1 - t0;
     size_t v[4 * 64], *vp = P <= 64 ? v : malloc(4 * (size_t)P * sizeof *vp);
     if (!vp)
@@ -790,7 +757,8 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
         mp_exchange(t, S, j.n_mine, vp);
     const size_t sl = brisk_model_stats_len(t->model);
     if (sl && P > 1) { /* every shard's statistics, in shard order, on every rank */
-        const int err = mp_gather_floats(t, S, sl, t->local_stats, t->shard_stats);
+        const int err =
+            mp_gather_chunks(t, S, sl * sizeof(float), t->local_stats, t->shard_stats);
         if (err < 0) {
             if (vp != v)
                 free(vp);
@@ -807,7 +775,8 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
             vp[P + q] = t->rank_b[q];
         }
         brisk__comm_allgatherv(t->comm, t->block_sq, vp, vp + P, BRISK__COMM_DOUBLE);
-        const int err = mp_gather_metrics(t, S, t->local_metrics, t->shard_metrics);
+        const int err = mp_gather_chunks(t, S, sizeof(brisk_metrics), t->local_metrics,
+                                         t->shard_metrics);
         if (vp != v)
             free(vp);
         if (err < 0)
@@ -836,8 +805,8 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
         brisk_pool_run(t->pool, phase_c, &j);
         brisk__comm_allgatherv(t->comm, t->params, t->rank_len, t->rank_lo, BRISK__COMM_FLOAT);
     }
-    t->update_seconds += now_seconds() - t1;
-    brisk_comm_note_step(t->comm, now_seconds() - t0);
+    t->update_seconds += brisk_now_seconds() - t1;
+    brisk_comm_note_step(t->comm, brisk_now_seconds() - t0);
     t->steps_done++;
     return BRISK_OK;
 }
@@ -950,7 +919,7 @@ static int run_eval(brisk_trainer *t, const brisk_dataset *ds, const int32_t *id
     brisk_pool_run(t->pool, eval_job, &j);
     int err = BRISK_OK;
     if (P > 1) {
-        err = mp_gather_metrics(t, (int)chunks, j.metrics, all);
+        err = mp_gather_chunks(t, (int)chunks, sizeof(brisk_metrics), j.metrics, all);
         free(j.metrics);
     }
     for (int64_t c = 0; err == BRISK_OK && c < chunks; c++)
