@@ -12,6 +12,8 @@
  */
 #include "brisk/gemm.h"
 
+#include "core_internal.h"
+
 #include "brisk/error.h"
 
 #include <math.h>
@@ -384,4 +386,120 @@ void brisk_gemm(const brisk_gemm_args *g, int ith, int nth)
     int m0, m1, n0, n1;
     brisk_gemm_split(g->M, g->N, ith, nth, &m0, &m1, &n0, &n1);
     brisk_gemm_block(g, m0, m1, n0, n1);
+}
+
+/* ---- Transposes ----------------------------------------------------------------------- */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) static void transpose8x8(const float *src, size_t lds,
+                                                         float *dst, size_t ldd)
+{
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm256_loadu_ps(src + i * lds);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+        _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+    }
+}
+
+__attribute__((target("avx2"))) static void transpose_avx2(const float *src, size_t lds,
+                                                           float *dst, size_t ldd, int r0,
+                                                           int r1, int c0, int c1)
+{
+    /* 32 x 32 tiles of 8 x 8 blocks keep both sides in L1; the ragged edges are scalar. */
+    for (int i0 = r0; i0 < r1; i0 += 32)
+        for (int j0 = c0; j0 < c1; j0 += 32) {
+            const int i1 = i0 + 32 < r1 ? i0 + 32 : r1, j1 = j0 + 32 < c1 ? j0 + 32 : c1;
+            int i = i0;
+            for (; i + 8 <= i1; i += 8) {
+                int j = j0;
+                for (; j + 8 <= j1; j += 8)
+                    transpose8x8(src + i * lds + j, lds, dst + j * ldd + i, ldd);
+                for (; j < j1; j++)
+                    for (int k = i; k < i + 8; k++)
+                        dst[j * ldd + k] = src[k * lds + j];
+            }
+            for (; i < i1; i++)
+                for (int j = j0; j < j1; j++)
+                    dst[j * ldd + i] = src[i * lds + j];
+        }
+}
+
+/* 16 x 16 in registers: pairs, then quads within 128-bit lanes, then lanes. Every load and
+ * store is a whole cache line when the rows are aligned, so even rows 4 KiB apart (which
+ * share cache sets) need no reuse. */
+__attribute__((target("avx512f"))) static void transpose16x16(const float *src, size_t lds,
+                                                              float *dst, size_t ldd)
+{
+    __m512 r[16], t[16], u[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) { /* u[i + c], lane q: column 4q + c of rows i..i+3 */
+        u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; c++) {
+        const __m512 x0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
+        const __m512 x1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+        const __m512 y0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
+        const __m512 y1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+        _mm512_storeu_ps(dst + (size_t)c * ldd, _mm512_shuffle_f32x4(x0, y0, 0x88));
+        _mm512_storeu_ps(dst + (size_t)(4 + c) * ldd, _mm512_shuffle_f32x4(x0, y0, 0xDD));
+        _mm512_storeu_ps(dst + (size_t)(8 + c) * ldd, _mm512_shuffle_f32x4(x1, y1, 0x88));
+        _mm512_storeu_ps(dst + (size_t)(12 + c) * ldd, _mm512_shuffle_f32x4(x1, y1, 0xDD));
+    }
+}
+
+__attribute__((target("avx512f"))) static void transpose_avx512(const float *src, size_t lds,
+                                                               float *dst, size_t ldd, int r0,
+                                                               int r1, int c0, int c1)
+{
+    int i = r0;
+    for (; i + 16 <= r1; i += 16) {
+        int j = c0;
+        for (; j + 16 <= c1; j += 16)
+            transpose16x16(src + i * lds + j, lds, dst + j * ldd + i, ldd);
+        for (; j < c1; j++)
+            for (int k = i; k < i + 16; k++)
+                dst[j * ldd + k] = src[k * lds + j];
+    }
+    for (; i < r1; i++)
+        for (int j = c0; j < c1; j++)
+            dst[j * ldd + i] = src[i * lds + j];
+}
+#endif
+
+void brisk__transpose(const float *src, size_t lds, float *dst, size_t ldd, int r0, int r1,
+                      int c0, int c1)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512f")) {
+        transpose_avx512(src, lds, dst, ldd, r0, r1, c0, c1);
+        return;
+    }
+    if (__builtin_cpu_supports("avx2")) {
+        transpose_avx2(src, lds, dst, ldd, r0, r1, c0, c1);
+        return;
+    }
+#endif
+    for (int i = r0; i < r1; i++)
+        for (int j = c0; j < c1; j++)
+            dst[(size_t)j * ldd + i] = src[(size_t)i * lds + j];
 }

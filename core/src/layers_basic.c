@@ -2,7 +2,6 @@
 #include "brisk/error.h"
 #include "brisk/gemm.h"
 #include "brisk/layer.h"
-#include "brisk/model.h"
 #include "brisk/rng.h"
 #include "core_internal.h"
 
@@ -342,9 +341,7 @@ static int res_setup(brisk_layer *l, char *err, size_t errlen)
                  k == 1 ? "" : "s", l->index);
         return -1;
     }
-    const int from = l->index - k - 1; /* -1: the model's input */
-    const brisk_shape z = from < 0 ? brisk_model_get_config(l->model)->input
-                                   : brisk_model_layer(l->model, from)->out;
+    const brisk_shape z = l->skip_in; /* the input of the k items before it */
     if (z.rank != l->in.rank || z.c != l->in.c || z.h != l->in.h || z.w != l->in.w) {
         char zs[64], xs[64];
         snprintf(zs, sizeof zs, z.rank == 3 ? "(%d, %d, %d)" : "(%d)", z.c, z.h, z.w);

@@ -1,6 +1,7 @@
 /* The model: parsing a layer list, laying out the tensors, the workspace, and running the
  * layers' passes in order (with an elementwise activation fused into the matrix product
- * before it, and into the one after it on the way back). */
+ * before it, and into the one after it on the way back). It sits above the layers: they see
+ * only their own brisk_layer and the helpers of layer.c, never the model. */
 #include "brisk/model.h"
 
 #include "brisk/error.h"
@@ -18,14 +19,13 @@
 #endif
 
 #define MAX_TENSORS (BRISK_MAX_LAYERS * BRISK_LAYER_MAX_TENSORS)
-#define MAX_REGISTERED 64
 
 struct brisk_model {
     brisk_model_config cfg;
     int n_layers;
     brisk_layer layers[BRISK_MAX_LAYERS];
     int n_tensors;
-    brisk_tensor_view tensors[MAX_TENSORS];
+    brisk_tensor_view *tensors[MAX_TENSORS]; /* every layer's, in order */
     size_t n_params;          /* trained elements */
     size_t slab_len;          /* trained slab, padding included */
     size_t buffers_len;
@@ -37,130 +37,6 @@ struct brisk_model {
      * the model's input); -2 for the others. */
     int skip_from[BRISK_MAX_LAYERS];
 };
-
-/* ---- Layer kinds ---------------------------------------------------------------------- */
-
-static const brisk_layer_ops *const builtin_ops[] = {
-    &brisk__dense_ops,   &brisk__conv_ops,    &brisk__maxpool_ops,    &brisk__avgpool_ops,
-    &brisk__gap_ops,     &brisk__flatten_ops, &brisk__relu_ops,       &brisk__leaky_relu_ops,
-    &brisk__gelu_ops,    &brisk__tanh_ops,    &brisk__sigmoid_ops,    &brisk__dropout_ops,
-    &brisk__batchnorm_ops, &brisk__layernorm_ops, &brisk__res_ops,
-};
-#define N_BUILTIN (sizeof builtin_ops / sizeof builtin_ops[0])
-
-static const brisk_layer_ops *registered[MAX_REGISTERED];
-static int n_registered;
-static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
-
-const brisk_layer_ops *brisk_layer_find(const char *kind)
-{
-    for (size_t i = 0; i < N_BUILTIN; i++)
-        if (!strcmp(builtin_ops[i]->kind, kind))
-            return builtin_ops[i];
-    pthread_mutex_lock(&registry_mu);
-    const brisk_layer_ops *found = NULL;
-    for (int i = 0; i < n_registered && !found; i++)
-        if (!strcmp(registered[i]->kind, kind))
-            found = registered[i];
-    pthread_mutex_unlock(&registry_mu);
-    return found;
-}
-
-int brisk_layer_register(const brisk_layer_ops *ops)
-{
-    if (!ops || !ops->kind || !ops->kind[0] || !ops->parse || !ops->setup || !ops->forward ||
-        !ops->backward || !ops->describe)
-        return brisk_error_set(BRISK_EINVAL, "layer register: a layer needs a kind and parse, "
-                               "setup, forward, backward and describe");
-    for (const char *p = ops->kind; *p; p++)
-        if (*p == ',' || *p == ':' || *p == ' ')
-            return brisk_error_set(BRISK_EINVAL, "layer register: kind '%s' may not contain "
-                                   "',', ':' or spaces", ops->kind);
-    if (brisk_layer_find(ops->kind))
-        return brisk_error_set(BRISK_EINVAL, "layer register: kind '%s' exists", ops->kind);
-    pthread_mutex_lock(&registry_mu);
-    int err = BRISK_OK;
-    if (n_registered == MAX_REGISTERED)
-        err = brisk_error_set(BRISK_EINVAL, "layer register: more than %d kinds",
-                              MAX_REGISTERED);
-    else
-        registered[n_registered++] = ops;
-    pthread_mutex_unlock(&registry_mu);
-    return err;
-}
-
-int brisk__arg_int(const char *s, const char *prefix, long lo, long hi, long *v)
-{
-    const size_t np = prefix ? strlen(prefix) : 0;
-    if (np && strncmp(s, prefix, np))
-        return -1;
-    char *end;
-    errno = 0;
-    const long x = strtol(s + np, &end, 10);
-    if (end == s + np || *end || errno || x < lo || x > hi)
-        return -1;
-    *v = x;
-    return 0;
-}
-
-int brisk__no_args(brisk_layer *l, int argc, const char *const *argv, char *err, size_t errlen)
-{
-    (void)argv;
-    if (argc) {
-        snprintf(err, errlen, "%s takes no arguments", l->ops->kind);
-        return -1;
-    }
-    return 0;
-}
-
-/* ---- Layer tensors -------------------------------------------------------------------- */
-
-int brisk_layer_add_tensor(brisk_layer *l, const char *suffix, int ndim, const int *shape,
-                           brisk_tensor_init init, int fan_in, int fan_out, int buffer)
-{
-    brisk_model *m = l->model;
-    if (l->n_tensors == BRISK_LAYER_MAX_TENSORS || m->n_tensors == MAX_TENSORS)
-        return brisk_error_set(BRISK_EINVAL, "layer %d: more than %d tensors", l->index,
-                               BRISK_LAYER_MAX_TENSORS);
-    if (ndim < 0 || ndim > BRISK_MAX_DIMS)
-        return brisk_error_set(BRISK_EINVAL, "layer %d: %d dimensions", l->index, ndim);
-    brisk_tensor_view *v = &m->tensors[m->n_tensors];
-    memset(v, 0, sizeof *v);
-    snprintf(v->name, sizeof v->name, "%d.%s", l->index, suffix);
-    v->ndim = ndim;
-    size_t count = 1;
-    for (int d = 0; d < ndim; d++) {
-        if (shape[d] < 1)
-            return brisk_error_set(BRISK_EINVAL, "layer %d: tensor %s has dimension %d",
-                                   l->index, v->name, shape[d]);
-        v->shape[d] = shape[d];
-        count *= (size_t)shape[d];
-        if (count > (size_t)1 << 36)
-            return brisk_error_set(BRISK_EINVAL, "layer %d: tensor %s is too large",
-                                   l->index, v->name);
-    }
-    v->count = count;
-    v->rows = ndim ? shape[0] : 1;
-    v->cols = ndim ? (int)(count / (size_t)shape[0]) : 1;
-    v->layer = l->index;
-    v->buffer = buffer;
-    v->init = init;
-    v->fan_in = fan_in;
-    v->fan_out = fan_out;
-    l->tensors[l->n_tensors] = m->n_tensors++;
-    return l->n_tensors++;
-}
-
-const brisk_tensor_view *brisk_layer_tensor(const brisk_layer *l, int k)
-{
-    BRISK_ASSERT(k >= 0 && k < l->n_tensors);
-    return &l->model->tensors[l->tensors[k]];
-}
-
-float *brisk_layer_data(const brisk_layer *l, int k, const float *slab)
-{
-    return (float *)(uintptr_t)(slab + brisk_layer_tensor(l, k)->offset);
-}
 
 /* ---- Descriptions --------------------------------------------------------------------- */
 
@@ -374,12 +250,16 @@ static int build_item(const char *item, int pos, void *p)
     brisk_layer *l = &m->layers[pos];
     memset(l, 0, sizeof *l);
     l->index = pos;
-    l->model = m;
     l->in = b->shape;
     char err[256];
     if (parse_item(item, l, err, sizeof err))
         return brisk_error_set(BRISK_EINVAL, "model: item %d '%s': %s", pos + 1, item, err);
     m->n_layers = pos + 1; /* from here on, destroy frees its state */
+    if (l->ops->flags & BRISK_LAYER_SKIP) { /* the output it adds: K + 1 items back */
+        const int from = pos - (int)l->args[0] - 1;
+        if (from >= -1)
+            l->skip_in = from < 0 ? m->cfg.input : m->layers[from].out;
+    }
     if (l->ops->setup(l, err, sizeof err)) {
         if (brisk_error_detail()[0] && !err[0])
             snprintf(err, sizeof err, "%s", brisk_error_detail());
@@ -392,6 +272,8 @@ static int build_item(const char *item, int pos, void *p)
     if (brisk_shape_size(l->out) < 1 || brisk_shape_size(l->out) > ((size_t)1 << 28))
         return brisk_error_set(BRISK_EINVAL, "model: item %d '%s': output of %zu features",
                                pos + 1, item, brisk_shape_size(l->out));
+    for (int k = 0; k < l->n_tensors; k++)
+        m->tensors[m->n_tensors++] = &l->tensors[k];
     b->shape = l->out;
     return BRISK_OK;
 }
@@ -453,7 +335,7 @@ int brisk_model_create(const brisk_model_config *cfg, brisk_model **out)
     /* Lay out the tensors: trained ones in the slab, buffers in theirs, each 64-byte aligned. */
     size_t off = 0, boff = 0;
     for (int i = 0; i < m->n_tensors; i++) {
-        brisk_tensor_view *v = &m->tensors[i];
+        brisk_tensor_view *v = m->tensors[i];
         if (v->buffer) {
             v->offset = boff;
             boff = brisk__align_up(boff + v->count);
@@ -526,14 +408,14 @@ const brisk_layer *brisk_model_layer(const brisk_model *m, int i)
 const brisk_tensor_view *brisk_model_tensor(const brisk_model *m, int i)
 {
     BRISK_ASSERT(i >= 0 && i < m->n_tensors);
-    return &m->tensors[i];
+    return m->tensors[i];
 }
 
 const brisk_tensor_view *brisk_model_find_tensor(const brisk_model *m, const char *name)
 {
     for (int i = 0; i < m->n_tensors; i++)
-        if (!strcmp(m->tensors[i].name, name))
-            return &m->tensors[i];
+        if (!strcmp(m->tensors[i]->name, name))
+            return m->tensors[i];
     return NULL;
 }
 
@@ -619,7 +501,7 @@ void brisk_model_init_params(const brisk_model *m, uint64_t seed, float *params,
     if (buffers)
         memset(buffers, 0, m->buffers_len * sizeof(float));
     for (int t = 0; t < m->n_tensors; t++) {
-        const brisk_tensor_view *v = &m->tensors[t];
+        const brisk_tensor_view *v = m->tensors[t];
         float *p = (v->buffer ? buffers : params);
         if (!p)
             continue;
@@ -643,122 +525,6 @@ void brisk_model_init_params(const brisk_model *m, uint64_t seed, float *params,
             }
         }
     }
-}
-
-/* ---- Transposes ----------------------------------------------------------------------- */
-
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2"))) static void transpose8x8(const float *src, size_t lds,
-                                                         float *dst, size_t ldd)
-{
-    __m256 r[8], t[8], u[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm256_loadu_ps(src + i * lds);
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
-        _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
-    }
-}
-
-__attribute__((target("avx2"))) static void transpose_avx2(const float *src, size_t lds,
-                                                           float *dst, size_t ldd, int r0,
-                                                           int r1, int c0, int c1)
-{
-    /* 32 x 32 tiles of 8 x 8 blocks keep both sides in L1; the ragged edges are scalar. */
-    for (int i0 = r0; i0 < r1; i0 += 32)
-        for (int j0 = c0; j0 < c1; j0 += 32) {
-            const int i1 = i0 + 32 < r1 ? i0 + 32 : r1, j1 = j0 + 32 < c1 ? j0 + 32 : c1;
-            int i = i0;
-            for (; i + 8 <= i1; i += 8) {
-                int j = j0;
-                for (; j + 8 <= j1; j += 8)
-                    transpose8x8(src + i * lds + j, lds, dst + j * ldd + i, ldd);
-                for (; j < j1; j++)
-                    for (int k = i; k < i + 8; k++)
-                        dst[j * ldd + k] = src[k * lds + j];
-            }
-            for (; i < i1; i++)
-                for (int j = j0; j < j1; j++)
-                    dst[j * ldd + i] = src[i * lds + j];
-        }
-}
-
-/* 16 x 16 in registers: pairs, then quads within 128-bit lanes, then lanes. Every load and
- * store is a whole cache line when the rows are aligned, so even rows 4 KiB apart (which
- * share cache sets) need no reuse. */
-__attribute__((target("avx512f"))) static void transpose16x16(const float *src, size_t lds,
-                                                              float *dst, size_t ldd)
-{
-    __m512 r[16], t[16], u[16];
-    for (int i = 0; i < 16; i++)
-        r[i] = _mm512_loadu_ps(src + i * lds);
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) { /* u[i + c], lane q: column 4q + c of rows i..i+3 */
-        u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int c = 0; c < 4; c++) {
-        const __m512 x0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
-        const __m512 x1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
-        const __m512 y0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
-        const __m512 y1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
-        _mm512_storeu_ps(dst + (size_t)c * ldd, _mm512_shuffle_f32x4(x0, y0, 0x88));
-        _mm512_storeu_ps(dst + (size_t)(4 + c) * ldd, _mm512_shuffle_f32x4(x0, y0, 0xDD));
-        _mm512_storeu_ps(dst + (size_t)(8 + c) * ldd, _mm512_shuffle_f32x4(x1, y1, 0x88));
-        _mm512_storeu_ps(dst + (size_t)(12 + c) * ldd, _mm512_shuffle_f32x4(x1, y1, 0xDD));
-    }
-}
-
-__attribute__((target("avx512f"))) static void transpose_avx512(const float *src, size_t lds,
-                                                               float *dst, size_t ldd, int r0,
-                                                               int r1, int c0, int c1)
-{
-    int i = r0;
-    for (; i + 16 <= r1; i += 16) {
-        int j = c0;
-        for (; j + 16 <= c1; j += 16)
-            transpose16x16(src + i * lds + j, lds, dst + j * ldd + i, ldd);
-        for (; j < c1; j++)
-            for (int k = i; k < i + 16; k++)
-                dst[j * ldd + k] = src[k * lds + j];
-    }
-    for (; i < r1; i++)
-        for (int j = c0; j < c1; j++)
-            dst[j * ldd + i] = src[i * lds + j];
-}
-#endif
-
-void brisk__transpose(const float *src, size_t lds, float *dst, size_t ldd, int r0, int r1,
-                      int c0, int c1)
-{
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx512f")) {
-        transpose_avx512(src, lds, dst, ldd, r0, r1, c0, c1);
-        return;
-    }
-    if (__builtin_cpu_supports("avx2")) {
-        transpose_avx2(src, lds, dst, ldd, r0, r1, c0, c1);
-        return;
-    }
-#endif
-    for (int i = r0; i < r1; i++)
-        for (int j = c0; j < c1; j++)
-            dst[(size_t)j * ldd + i] = src[(size_t)i * lds + j];
 }
 
 /* ---- Workspace ------------------------------------------------------------------------ */

@@ -36,6 +36,7 @@ extern "C" {
 #endif
 
 #define BRISK_MAX_DIMS 4
+#define BRISK_MAX_LAYERS 64 /* in a model */
 #define BRISK_LAYER_MAX_ARGS 8
 #define BRISK_LAYER_MAX_TENSORS 4
 
@@ -84,7 +85,6 @@ typedef struct brisk_tensor_view {
 typedef enum brisk_pass { BRISK_PASS_EVAL, BRISK_PASS_TRAIN } brisk_pass;
 
 typedef struct brisk_layer brisk_layer;
-typedef struct brisk_model brisk_model;
 
 /* What a forward call gets. Pointers are owned by the model's workspace. */
 typedef struct brisk_forward_args {
@@ -198,10 +198,12 @@ struct brisk_layer {
     brisk_shape in, out;
     double args[BRISK_LAYER_MAX_ARGS];   /* parsed by ops->parse */
     int n_tensors;
-    int tensors[BRISK_LAYER_MAX_TENSORS]; /* indices into the model's tensor table */
+    brisk_tensor_view tensors[BRISK_LAYER_MAX_TENSORS]; /* declared in setup; the model sets
+                                                          * their offsets */
+    brisk_shape skip_in;                 /* BRISK_LAYER_SKIP: the shape of the output it adds,
+                                          * set by the model before setup */
     size_t stats_len;                    /* floats of per-shard statistics (set in setup) */
     void *state;                         /* the layer's own (ops->destroy frees it) */
-    brisk_model *model;
 };
 
 /* In setup: declares the layer's next tensor, "<index>.<suffix>", of the given shape (its

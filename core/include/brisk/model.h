@@ -37,7 +37,6 @@
 extern "C" {
 #endif
 
-#define BRISK_MAX_LAYERS 64
 #define BRISK_MODEL_SPEC_MAX 1024
 
 /* Activations, for the MLP shorthand and by name. */
@@ -60,6 +59,9 @@ typedef enum brisk_init {
     BRISK_INIT_HE,     /* N(0, 2/fan_in) */
     BRISK_INIT_GLOROT  /* U(-a, a), a = sqrt(6/(fan_in + fan_out)) */
 } brisk_init;
+
+/* A model: its layers, their tensors' layout, and its passes (opaque). */
+typedef struct brisk_model brisk_model;
 
 /* Plain configuration, copied by brisk_model_create. */
 typedef struct brisk_model_config {
