@@ -40,10 +40,17 @@ case $case_name in
 help)
     run --help
     expect_status 0
-    # Every long option the parser knows is documented, with its default.
-    for f in $(sed -n 's/^ *{"\([a-z-]*\)", [a-z_]*_argument.*/\1/p' "$3"); do
+    # Every long option the parser knows is documented: the run's settings (but its id) and
+    # brisk-train's own options.
+    settings=$(dirname "$3")/../parallel/src/runconfig.c
+    n=0
+    for f in $(sed -n 's/^ *[A-Z]*("\([a-z-]*\)".*/\1/p; s/^ *{{"\([a-z-]*\)".*/\1/p' "$settings") \
+             $(grep -o '{"[a-z-]*", [a-z_]*_argument' "$3" | sed 's/{"\([a-z-]*\)".*/\1/'); do
+        [ "$f" = run ] && continue
         expect_in "$out" "--$f"
+        n=$((n + 1))
     done
+    [ "$n" -ge 45 ] || fail "found only $n options to look for"
     expect_in "$out" "default"
     expect_in "$out" "Exit status"
     ;;

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "brisk/pool.h"
+#include "brisk/trainer.h"
 
 #include "brisk/error.h"
 

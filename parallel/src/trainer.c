@@ -197,7 +197,7 @@ static int check_optim(const brisk_optim_config *o, const brisk_schedule *sc)
 
 static int check_config(const brisk_trainer_config *cfg)
 {
-    int err = check_optim(&cfg->optim, &cfg->schedule);
+    int err = cfg->inference ? BRISK_OK : check_optim(&cfg->optim, &cfg->schedule);
     if (err < 0)
         return err;
     if (cfg->batch < 1 || cfg->batch > (1 << 24))
@@ -325,6 +325,8 @@ static double memory_bytes(const brisk_trainer_config *cfg, const brisk_model *m
     const double S = (double)((cfg->batch + micro - 1) / micro), P = brisk_comm_size(cfg->comm);
     const double slab = 4.0 * (double)len;
     double bytes = slab;                           /* parameters */
+    if (cfg->inference)
+        return bytes + T * (double)brisk_workspace_bytes(m, micro);
     if (P == 1)
         bytes += 3 * slab + (S > 1 ? S * slab : 0); /* gradient, m, v, shard gradients */
     else
@@ -376,7 +378,9 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
                               (double)avail / 1e9);
         goto fail;
     }
-    t->max_shards = brisk_trainer_num_shards(t, cfg->batch);
+    if (cfg->inference) /* evaluation runs in chunks of a micro-batch, one shard each */
+        t->cfg.batch = t->cfg.micro_batch;
+    t->max_shards = brisk_trainer_num_shards(t, t->cfg.batch);
     t->n_blocks = (len + BLOCK - 1) / BLOCK;
     t->comm = cfg->comm;
     t->P = brisk_comm_size(cfg->comm);
@@ -417,6 +421,8 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
         t->stats_view[s] = t->shard_stats + (size_t)s * stats_len;
     for (int r = 0; r < t->T; r++)
         t->teams[r] = (team_ctx){t->pool, r};
+    if (cfg->inference)
+        goto workspaces;
     /* The reduced gradient, m and v: my slice, 64-byte aligned (the slab when P = 1). */
     const size_t slice_bytes = (my_len * sizeof(float) + 63) / 64 * 64 + 64;
     t->grads = aligned_alloc(64, slice_bytes);
@@ -454,6 +460,7 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     if (t->P == 1)
         for (int s = 0; s < t->max_shards; s++)
             t->shard_src[s] = t->shard_grads[s];
+workspaces:
     for (int w = 0; w < t->T; w++) {
         if ((err = brisk_workspace_create(t->model, t->cfg.micro_batch, &t->ws[w])) < 0)
             goto fail;
@@ -734,6 +741,8 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
     if (!t || !out)
         return brisk_error_set(BRISK_EINVAL, "step: %s is NULL", t ? "out" : "the trainer");
     memset(out, 0, sizeof *out);
+    if (t->cfg.inference)
+        return brisk_error_set(BRISK_ESTATE, "step: the trainer was made for inference only");
     if (n < 1 || n > t->cfg.batch)
         return brisk_error_set(BRISK_EINVAL, "step: %d samples (1..batch %d allowed)", n,
                                t->cfg.batch);
@@ -1001,8 +1010,10 @@ void brisk_trainer_load_state(brisk_trainer *t, const float *params, const float
     memcpy(t->params, params, len * sizeof *params);
     if (buffers)
         memcpy(t->buffers, buffers, brisk_model_buffers_len(t->model) * sizeof *buffers);
-    memcpy(t->opt_m, opt_m + t->my_lo, my_len * sizeof *opt_m);
-    memcpy(t->opt_v, opt_v + t->my_lo, my_len * sizeof *opt_v);
+    if (!t->cfg.inference) {
+        memcpy(t->opt_m, opt_m + t->my_lo, my_len * sizeof *opt_m);
+        memcpy(t->opt_v, opt_v + t->my_lo, my_len * sizeof *opt_v);
+    }
     t->steps_done = steps;
 }
 

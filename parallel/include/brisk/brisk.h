@@ -5,6 +5,7 @@
  *   optimizers and schedules                     brisk/optim.h
  *   one training step, evaluation, prediction    brisk/trainer.h
  *   the training loop                            brisk/fit.h
+ *   a run: settings, resume, logs; prediction    brisk/run.h
  *   checkpoints and checkpoint directories       brisk/checkpoint.h, brisk/ckptdir.h
  *   TensorBoard logs                             brisk/logger.h, brisk/tblog.h
  *   several processes (mpirun)                   brisk/comm.h
@@ -29,6 +30,7 @@
 #include "brisk/model.h"
 #include "brisk/optim.h"
 #include "brisk/rng.h"
+#include "brisk/run.h"
 #include "brisk/tblog.h"
 #include "brisk/team.h"
 #include "brisk/trainer.h"

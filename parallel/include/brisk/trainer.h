@@ -44,6 +44,10 @@ typedef struct brisk_trainer_config {
     int threads;      /* T worker threads; 0 means brisk_cpu_count() */
     uint64_t seed;    /* parameter init */
     brisk_comm *comm; /* the job's processes (not owned); NULL: this process alone */
+    /* Nonzero: evaluation and prediction only. No gradients, optimizer state or shard
+     * buffers are allocated; brisk_trainer_step is refused (BRISK_ESTATE), load_state takes
+     * the parameters and buffers only, and the optimizer settings are not used. */
+    int inference;
 } brisk_trainer_config;
 
 /* What one step did. */
@@ -62,6 +66,9 @@ size_t brisk_trainer_memory_bytes(const brisk_trainer_config *cfg);
 
 /* The memory the machine has available now (MemAvailable of /proc/meminfo), 0 if unknown. */
 size_t brisk_available_memory(void);
+
+/* The CPUs this process may use (its affinity mask; at least 1): the default thread count. */
+int brisk_cpu_count(void);
 
 /* Creates the model, its parameters (initialised from cfg->seed), gradients, optimizer state
  * and workspaces. *out is owned by the caller. BRISK_ENOMEM, before anything large is
@@ -145,7 +152,7 @@ float *brisk_trainer_params(brisk_trainer *t);       /* slab; owned by the train
 /* The buffer slab (running statistics), the same on every rank; owned by the trainer. */
 float *brisk_trainer_buffers(brisk_trainer *t);
 /* The optimizer moments of this process's slice (brisk_trainer_slice): the whole slab in a
- * single process; owned by the trainer. */
+ * single process; owned by the trainer (NULL for an inference trainer). */
 float *brisk_trainer_opt_m(brisk_trainer *t);
 float *brisk_trainer_opt_v(brisk_trainer *t);
 /* The reduced gradient of the batch mean from the last step, owned by the trainer: the slab

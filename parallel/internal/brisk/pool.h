@@ -50,8 +50,7 @@ void brisk_pool_team_barrier(brisk_pool *pool, int team);
 void brisk_pool_times(const brisk_pool *pool, int t, double *busy, double *waiting);
 void brisk_pool_reset_times(brisk_pool *pool);
 
-/* The number of CPUs this process may run on (sched_getaffinity), at least 1. */
-int brisk_cpu_count(void);
+/* brisk_cpu_count (the CPUs this process may run on) is declared in brisk/trainer.h. */
 
 #ifdef __cplusplus
 }
