@@ -1,21 +1,17 @@
-/* brisk-train: the command line of brisk/run.h. Flags are the run's settings (brisk_run_config)
- * plus what to do (train, resume, evaluate, predict); the library opens, resumes, logs and
- * checkpoints the run, and this program prints its progress and maps outcomes to exit codes.
- */
+/* brisk-train: the command line of brisk/run.h. Flags are the run's settings plus what to do
+ * (train, resume, evaluate, predict); the library runs it, this program prints its progress
+ * and maps outcomes to exit codes. */
 #define _GNU_SOURCE
 #include "brisk/brisk.h"
 #include "brisk/clock.h"
 
-#include <errno.h>
 #include <getopt.h>
-#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define EXIT_USAGE 2
@@ -31,7 +27,6 @@ static void usage(FILE *f)
 "       mpirun -np P brisk-train [OPTION]...   (P processes; rank 0 prints, logs, saves)\n"
 "Train a neural network on every core, print train, validation and test metrics, log them\n"
 "to TensorBoard and save checkpoints. docs/cli.md describes every option at length.\n"
-"\n"
 "Model:\n"
 "  --model MODEL         a layer list, the preset 'cnn', or the MLP shorthand of widths,\n"
 "                        input first, joined by '-' (default %s). Items of a layer list,\n"
@@ -54,7 +49,7 @@ static void usage(FILE *f)
 "  --clip-norm N         clip gradients to global L2 norm N; 0 = off (%g)\n"
 "  --schedule NAME       constant; step (times --gamma every --step-size epochs); cosine\n"
 "                        (linear warmup over --warmup steps, then decay to --min-lr) (%s)\n"
-"  --step-size EPOCHS  --gamma G  --warmup STEPS  --min-lr RATE   (%d, %g, %lld, %g)\n"
+"  --step-size EPOCHS  --gamma G  --warmup STEPS  --min-lr RATE    (%d, %g, %lld, %g)\n"
 "Training:\n"
 "  --epochs N            passes over the training set (%d; 15 for --model cnn)\n"
 "  --batch B             samples per optimizer step (%d)\n"
@@ -88,8 +83,7 @@ static void usage(FILE *f)
 "                        data it was trained on) and exit\n"
 "  --predict FILE --out OUT   the checkpoint's outputs for the test set into OUT: .npy\n"
 "                        (float32, samples x outputs) or CSV with a header row\n"
-"  --input FILE          with --predict: the samples of FILE instead (.npy (N, D) or\n"
-"                        (N, C, H, W), or a CSV of features only); any Brisk checkpoint\n"
+"  --input FILE          with --predict: the samples of FILE instead (.npy or CSV features)\n"
 "Policies (each watches --monitor after every epoch):\n"
 "  --monitor METRIC      val_loss, val_accuracy, train_loss, train_accuracy (%s)\n"
 "  --min-delta D         the least change that counts as an improvement (%g)\n"
@@ -98,10 +92,8 @@ static void usage(FILE *f)
 "  --plateau N  --plateau-factor F  --plateau-min-lr R   lower the rate after N epochs\n"
 "                        without improvement (%d = off, %g, %g)\n"
 "Output:\n"
-"  --json                a JSON object per epoch and one with the test metrics and a\n"
-"                        checksum of the final weights, nothing else on stdout\n"
-"  --quiet               only the final test line (and errors) on stdout\n"
-"  -h, --help            show this help and exit\n"
+"  --json                JSON only: an object per epoch, then the test metrics and checksum\n"
+"  --quiet               only the final test line (and errors)      -h, --help: this text\n"
 "Several processes: --mpi-timeout SECONDS (0: the larger of 60 s and 20 median steps)\n"
 "\n"
 "Ctrl-C or SIGTERM: the step finishes, a checkpoint is written, the logs are flushed and the\n"
@@ -182,19 +174,17 @@ static void parse_args(int argc, char **argv, cli *c)
         case OPT_PREDICT: c->predict = optarg; break;
         case OPT_OUT: c->out = optarg; break;
         case OPT_INPUT: c->input = optarg; break;
-        case OPT_JSON: c->json = 1; break;
-        case OPT_QUIET: c->quiet = 1; break;
-        case OPT_SUMMARY: c->summary = 1; break;
+        case OPT_JSON: case OPT_QUIET: case OPT_SUMMARY:
+            *(opt == OPT_JSON ? &c->json : opt == OPT_QUIET ? &c->quiet : &c->summary) = 1;
+            break;
         case ':': usage_error(argv[optind - 1], "needs a value");
         case '?': usage_error(argv[optind - 1], "unknown option");
         default: {
             const char *value = s[opt].type == BRISK_SETTING_SWITCH ? "1" : optarg;
             if (c->n_settings == MAX_SETTINGS)
                 usage_error(flag, "too many settings");
-            if (brisk_run_config_set(&c->given, s[opt].name, value) < 0) {
-                const char *d = brisk_error_detail();
-                usage_error(flag, "%s", d + strlen(s[opt].name) + 2);
-            }
+            if (brisk_run_config_set(&c->given, s[opt].name, value) < 0)
+                usage_error(flag, "%s", brisk_error_detail() + strlen(s[opt].name) + 2);
             snprintf(c->storage[c->n_settings], sizeof c->storage[0], "%s=%s", s[opt].name,
                      value);
             c->settings[c->n_settings] = c->storage[c->n_settings];
@@ -229,14 +219,11 @@ static void parse_args(int argc, char **argv, cli *c)
 static int failed(int err, const char *what)
 {
     const char *d = brisk_error_detail();
-    const size_t colon = strcspn(d, ":");
-    char name[64];
-    snprintf(name, sizeof name, "%.*s", (int)(colon < sizeof name ? colon : 0), d);
-    if (err == BRISK_EINVAL && d[colon] == ':' && brisk_run_setting_find(name)) {
-        char flag[80];
-        snprintf(flag, sizeof flag, "--%s", name);
+    const int colon = (int)strcspn(d, ":");
+    char flag[80];
+    snprintf(flag, sizeof flag, "--%.*s", colon < 64 ? colon : 0, d);
+    if (err == BRISK_EINVAL && d[colon] == ':' && brisk_run_setting_find(flag + 2))
         usage_error(flag, "%s", d + colon + (d[colon + 1] == ' ' ? 2 : 1));
-    }
     fprintf(stderr, "brisk-train: %s%s%s\n", what ? what : "", what ? ": " : "", d);
     return 1;
 }
@@ -255,29 +242,15 @@ static void on_signal(int sig)
                                    "evaluation: training is complete; finishing the "
                                    "evaluation, then the last checkpoint (Ctrl-C again quits "
                                    "at once)\n";
-    if (stop_signal) {
-        if (write(STDERR_FILENO, again, sizeof again - 1) < 0) {
-            /* nothing more can be done in a handler */
-        }
+    if (stop_signal) { /* (void)!: nothing more can be done in a handler */
+        (void)!write(STDERR_FILENO, again, sizeof again - 1);
         _exit(EXIT_INTERRUPTED);
     }
     stop_signal = sig;
-    const int eval = final_evaluation;
-    if (write(STDERR_FILENO, eval ? msg_eval : msg, (eval ? sizeof msg_eval : sizeof msg) - 1) <
-        0) {
-        /* nothing more can be done in a handler */
-    }
-}
-
-static void install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    if (final_evaluation)
+        (void)!write(STDERR_FILENO, msg_eval, sizeof msg_eval - 1);
+    else
+        (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
 }
 
 static void warn(void *user, const char *line)
@@ -310,15 +283,6 @@ static int on_step(void *user, const brisk_fit_progress *p)
     return 0;
 }
 
-static void json_metric(const char *name, const brisk_metrics *m, int valid)
-{
-    if (valid)
-        printf(", \"%s_loss\": %.6f, \"%s_accuracy\": %.6f", name, brisk_metrics_loss(m), name,
-               brisk_metrics_accuracy(m));
-    else
-        printf(", \"%s_loss\": null, \"%s_accuracy\": null", name, name);
-}
-
 static int on_epoch(void *user, const brisk_fit_progress *p)
 {
     progress *g = user;
@@ -326,9 +290,14 @@ static int on_epoch(void *user, const brisk_fit_progress *p)
     if (g->live)
         printf("\r\033[K");
     if (g->c->json) {
-        printf("{\"epoch\": %lld", (long long)p->epoch);
-        json_metric("train", &p->train, 1);
-        json_metric("val", &p->val, g->has_val);
+        printf("{\"epoch\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f",
+               (long long)p->epoch, brisk_metrics_loss(&p->train),
+               brisk_metrics_accuracy(&p->train));
+        if (g->has_val)
+            printf(", \"val_loss\": %.6f, \"val_accuracy\": %.6f", brisk_metrics_loss(&p->val),
+                   brisk_metrics_accuracy(&p->val));
+        else
+            printf(", \"val_loss\": null, \"val_accuracy\": null");
         if (g->cfg->plateau)
             printf(", \"lr_factor\": %.9g", (double)p->lr_factor);
         printf(", \"samples_per_second\": %.1f, \"elapsed_seconds\": %.3f}\n",
@@ -366,15 +335,14 @@ static int print_summary(brisk_run *r)
         return failed(err, NULL);
     fputs(buf, stdout);
     const brisk_run_config *c = brisk_run_get_config(r);
-    const int micro = c->micro_batch < c->batch ? c->micro_batch : c->batch;
     if (mem)
         printf("memory: about %.0f MiB with %d threads, batch %d, micro-batch %d\n",
                (double)mem / (1 << 20), c->threads > 0 ? c->threads : brisk_cpu_count(),
-               c->batch, micro);
+               c->batch, c->micro_batch < c->batch ? c->micro_batch : c->batch);
     return 0;
 }
 
-static void print_start(brisk_run *r, const cli *c)
+static void print_start(brisk_run *r)
 {
     const brisk_run_config *g = brisk_run_get_config(r);
     brisk_trainer *t = brisk_run_trainer(r);
@@ -407,7 +375,6 @@ static void print_start(brisk_run *r, const cli *c)
     if (strcmp(g->checkpoint_dir, "none"))
         printf("brisk-train: checkpoints in %s (resume with --resume=%s)\n", g->checkpoint_dir,
                strcmp(g->logdir, "none") ? g->logdir : g->checkpoint_dir);
-    (void)c;
     fflush(stdout);
 }
 
@@ -566,8 +533,13 @@ static int train(const cli *c, brisk_comm *comm)
                                                   .n_settings = c->n_settings, .comm = comm,
                                                   .message = warn},
                              &r);
-    if (err < 0)
-        return failed(err, c->resume_set ? "--resume" : NULL);
+    if (err < 0) {
+        failed(err, c->resume_set ? "--resume" : NULL);
+        if (strstr(brisk_error_detail(), "resume that run"))
+            fprintf(stderr, "brisk-train: to continue that run: brisk-train --resume=%s\n",
+                    setting_of(c, "logdir"));
+        return 1;
+    }
     brisk_comm_set_timeout(comm, brisk_run_get_config(r)->mpi_timeout);
     if (c->summary) {
         err = print_summary(r);
@@ -579,7 +551,7 @@ static int train(const cli *c, brisk_comm *comm)
         return failed(err, NULL);
     }
     if (!c->json && !c->quiet)
-        print_start(r, c);
+        print_start(r);
     brisk_run_data d;
     brisk_run_get_data(r, &d);
     /* Under mpirun stdout is a pseudo-terminal even when it goes to a file: no live line. */
@@ -587,7 +559,10 @@ static int train(const cli *c, brisk_comm *comm)
                   .live = isatty(STDOUT_FILENO) && !c->json && !c->quiet &&
                           !brisk_comm_launched(comm),
                   .t_start = brisk_now_seconds()};
-    install_signals();
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     brisk_fit_config cb = {.stop = &stop_signal, .user = &g, .on_step = on_step,
                            .on_epoch = on_epoch, .on_test = on_test};
     brisk_run_result res;

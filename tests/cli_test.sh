@@ -752,6 +752,94 @@ disk-full)
     events_ok "$tmp/logs"
     grep -q "torn" "$tmp/events.txt" && fail "the torn record is still there"
     ;;
+run-dirs)
+    # #19: a run is resumed from its log directory; every command a message suggests works;
+    # a resume refused for a changed setting names the old and the new value; --threads past
+    # the CPUs warns; the checkpoints' directory is printed at the start; a refused run is
+    # refused before it loads data or allocates (little memory).
+    run $syn --epochs 2 --logdir "$tmp/a"
+    expect_status 0
+    expect_in "$out" "checkpoints in $tmp/a/checkpoints (resume with --resume=$tmp/a)"
+    run --resume="$tmp/a" --epochs 3
+    expect_status 0
+    expect_in "$out" "resuming $tmp/a/checkpoints/ckpt-"
+    expect_in "$out" "epoch 3/3"
+    # A new run into the used directory: refused, with a command that continues it.
+    run $syn --epochs 4 --logdir "$tmp/a"
+    expect_status 1
+    expect_in "$err" "holds the logs of another run"
+    suggested=$(sed -n 's/.*to continue that run: brisk-train \(.*\)$/\1/p' "$err")
+    [ -n "$suggested" ] || fail "no command suggested"
+    # shellcheck disable=SC2086
+    run $suggested --epochs 4 --quiet
+    expect_status 0
+    # A resume that changes what was trained.
+    run --resume="$tmp/a" --lr 0.5
+    expect_status 2
+    expect_in "$err" "--lr: cannot change when resuming"
+    expect_in "$err" "was trained with lr 0.001"
+    expect_in "$err" "not 0.5"
+    run --resume="$tmp/a" --model 32-8-4
+    expect_status 2
+    expect_in "$err" "model 32-16-4, not 32-8-4"
+    # More threads than CPUs: a warning, same results.
+    cpus=$(nproc)
+    run $syn --epochs 1 --threads $((cpus + 3)) --json
+    expect_status 0
+    expect_in "$err" "more than the $cpus CPUs"
+    # Refused before loading: a run into a directory another process writes uses little
+    # memory (the data and workspaces of this one would take hundreds of MB).
+    py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    run --data synthetic --model 784-4096-4096-10 --synthetic-n 30000 --logdir "$tmp/a"
+    expect_status 1
+    rss=$("$py" -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$bin" --data synthetic \
+        --model 784-4096-4096-10 --synthetic-n 30000 --logdir "$tmp/a")
+    [ "$rss" -lt 60000 ] || fail "a refused run grew to $rss KB before refusing"
+    ;;
+data-kinds)
+    # --data takes a CSV file with --label, and a .npy pair with --labels, with --test for a
+    # separate test set of the same kind; a resume of such a run; errors name the flag.
+    py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    "$py" -c 'import numpy' 2>/dev/null || { echo "skip: no python3-numpy"; exit 77; }
+    "$py" - "$tmp" <<'PY' || fail "could not write the data"
+import sys
+import numpy as np
+d = sys.argv[1]
+rng = np.random.default_rng(3)
+for name, n in (("train", 600), ("test", 100)):
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 1, (n, 5)) + 2.0 * y[:, None] + np.array([0, 10, 100, -5, 1e3])
+    np.save("%s/%s_x.npy" % (d, name), x.astype(np.float32))
+    np.save("%s/%s_y.npy" % (d, name), y.astype(np.int64))
+    np.savetxt("%s/%s.csv" % (d, name), np.column_stack([x, y]), delimiter=",",
+               header="a,b,c,d,e,kind", comments="", fmt="%.6g")
+PY
+    run --data "$tmp/train.csv" --label kind --test "$tmp/test.csv" --model 5-16-3 --epochs 20 \
+        --lr 0.01 --logdir "$tmp/csv"
+    expect_status 0
+    expect_in "$out" "data $tmp/train.csv: 540 train, 60 validation, 100 test samples"
+    acc=$(sed -n 's/^test  loss [0-9.]* acc *\([0-9.]*\)%.*/\1/p' "$out")
+    awk -v a="$acc" 'BEGIN { exit !(a > 80) }' || fail "CSV run: test accuracy $acc%"
+    run --data "$tmp/train_x.npy" --labels "$tmp/train_y.npy" --test "$tmp/test_x.npy" \
+        --test-labels "$tmp/test_y.npy" --model 5-16-3 --epochs 3 --logdir "$tmp/npy"
+    expect_status 0
+    expect_in "$out" "540 train, 60 validation, 100 test samples"
+    run --resume="$tmp/npy" --epochs 4 --quiet
+    expect_status 0
+    run --data "$tmp/train.csv" --model 5-16-3 --logdir none
+    expect_status 2
+    expect_in "$err" "--label: a CSV data set needs its label column"
+    run --data "$tmp/train_x.npy" --model 5-16-3 --logdir none
+    expect_status 2
+    expect_in "$err" "--labels"
+    run --data "$tmp/train.csv" --label kind --model 5-16-3 --epochs 1 --logdir none
+    expect_status 0
+    expect_in "$out" "no test set (give --test)"
+    ;;
 policies)
     # --early-stop, --keep-best and --plateau (brisk_fit's policies): no epoch after the first
     # improves val_loss by 10, so the rate halves after epoch 2 and training stops there; the

@@ -281,8 +281,8 @@ static int claim_logdir(const char *dir, const char *run)
         }
     }
     return brisk_error_set(BRISK_EMISMATCH, "logdir: %s holds the logs of another run (%s); "
-                           "TensorBoard would merge the two. Choose a new directory, or "
-                           "resume that run (resume=%s)", dir, other, dir);
+                           "TensorBoard would merge the two. Choose a new directory%s", dir,
+                           other, strcmp(other, "unnamed") ? ", or resume that run" : "");
 }
 
 /* Makes dir and takes the lock at path. */
