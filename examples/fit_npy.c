@@ -90,7 +90,8 @@ int main(int argc, char **argv)
     fc.on_epoch = on_epoch;
     fc.early_stop = (brisk_fit_policy){.patience = 3, .min_delta = 1e-3,
                                        .metric = BRISK_FIT_VAL_LOSS};
-    fc.best_checkpoint = (brisk_fit_policy){.patience = 1, .metric = BRISK_FIT_VAL_ACCURACY};
+    fc.keep_best = 1;
+    fc.best_metric = BRISK_FIT_VAL_ACCURACY;
     brisk_fit_result res;
     check(brisk_fit(t, &ds, order, n_train, order + n_train, ds.n - n_train, &fc, &res));
     check(brisk_tb_close(&tb, &(double){0}));

@@ -97,7 +97,8 @@ int main(int argc, char **argv)
     fc.on_epoch = on_epoch;
     fc.early_stop = (brisk_fit_policy){.patience = 4, .min_delta = 1e-3,
                                        .metric = BRISK_FIT_VAL_LOSS};
-    fc.best_checkpoint = (brisk_fit_policy){.patience = 1, .metric = BRISK_FIT_VAL_ACCURACY};
+    fc.keep_best = 1;
+    fc.best_metric = BRISK_FIT_VAL_ACCURACY;
     fc.plateau = (brisk_fit_policy){.patience = 2, .min_delta = 1e-3,
                                     .metric = BRISK_FIT_VAL_LOSS};
     fc.plateau_factor = 0.3f;

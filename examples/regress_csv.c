@@ -76,7 +76,8 @@ int main(int argc, char **argv)
     fc.run_id = "friedman";
     fc.keep = 1;
     fc.early_stop = (brisk_fit_policy){.patience = 25, .metric = BRISK_FIT_VAL_LOSS};
-    fc.best_checkpoint = (brisk_fit_policy){.patience = 1, .metric = BRISK_FIT_VAL_LOSS};
+    fc.keep_best = 1;
+    fc.best_metric = BRISK_FIT_VAL_LOSS;
     brisk_fit_result res;
     check(brisk_fit(t, &ds, train, n_train, val, n_val, &fc, &res));
     check(brisk_tb_close(&tb, &(double){0}));

@@ -245,7 +245,8 @@ static void test_early_stop_and_best(void **state)
     c.epochs = 8;
     /* No later epoch can beat the first by 10: stop after 1 + 2 epochs without improvement. */
     c.early_stop = (brisk_fit_policy){.patience = 2, .min_delta = 10, .metric = BRISK_FIT_VAL_LOSS};
-    c.best_checkpoint = (brisk_fit_policy){.patience = 1, .metric = BRISK_FIT_VAL_ACCURACY};
+    c.keep_best = 1;
+    c.best_metric = BRISK_FIT_VAL_ACCURACY;
     fit_ok(f, t, &c, &res);
     assert_int_equal(res.end, BRISK_FIT_EARLY_STOP);
     assert_int_equal(res.epochs_done, 3);

@@ -91,11 +91,12 @@ static int check_fit(const brisk_trainer *t, const brisk_dataset *ds, const int3
                                (long long)brisk_trainer_steps_done(t));
     int err;
     if ((err = check_policy(&c->early_stop, "early_stop", n_val)) < 0 ||
-        (err = check_policy(&c->best_checkpoint, "best_checkpoint", n_val)) < 0 ||
+        (err = check_policy(&(brisk_fit_policy){c->keep_best, c->best_min_delta, c->best_metric},
+                            "keep_best", n_val)) < 0 ||
         (err = check_policy(&c->plateau, "plateau", n_val)) < 0)
         return err;
-    if (c->best_checkpoint.patience && !c->checkpoint_dir)
-        return brisk_error_set(BRISK_EINVAL, "fit: best_checkpoint needs a checkpoint_dir");
+    if (c->keep_best && !c->checkpoint_dir)
+        return brisk_error_set(BRISK_EINVAL, "fit: keep_best needs a checkpoint_dir");
     if (c->test && (c->n_test < 0 || c->n_test > INT32_MAX || (c->n_test > 0 && !c->test_idx)))
         return brisk_error_set(BRISK_EINVAL, "fit: test set of %lld samples%s",
                                (long long)c->n_test, c->n_test > 0 ? " without test_idx" : "");
@@ -219,7 +220,8 @@ static int policies(fit_run *r, int64_t epoch, const brisk_metrics *train,
 {
     const brisk_fit_config *c = r->c;
     *improved = 0;
-    if (c->best_checkpoint.patience && watch(r, 1, &c->best_checkpoint, epoch, train, val)) {
+    const brisk_fit_policy best = {c->keep_best, c->best_min_delta, c->best_metric};
+    if (c->keep_best && watch(r, 1, &best, epoch, train, val)) {
         *improved = 1;
         char path[4096];
         int n = snprintf(path, sizeof path, "%s/ckpt-%s-" BEST_NAME ".safetensors",
@@ -234,7 +236,7 @@ static int policies(fit_run *r, int64_t epoch, const brisk_metrics *train,
     }
     if (c->plateau.patience) {
         const int better = watch(r, 2, &c->plateau, epoch, train, val);
-        *improved |= better && !c->best_checkpoint.patience;
+        *improved |= better && !c->keep_best;
         if (r->pol.wait[2] >= c->plateau.patience) {
             /* The new factor, but not below min_lr at the schedule's current rate. */
             const float base = brisk_trainer_lr_factor(r->t);
@@ -251,7 +253,7 @@ static int policies(fit_run *r, int64_t epoch, const brisk_metrics *train,
     }
     if (c->early_stop.patience) {
         const int better = watch(r, 0, &c->early_stop, epoch, train, val);
-        *improved |= better && !c->best_checkpoint.patience && !c->plateau.patience;
+        *improved |= better && !c->keep_best && !c->plateau.patience;
         if (r->pol.wait[0] >= c->early_stop.patience)
             return 1;
     }
@@ -445,8 +447,9 @@ int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_id
     int err = check_fit(t, ds, train_idx, n_train, val_idx, n_val, c, res);
     if (err < 0)
         return err;
-    const brisk_fit_policy *pols[3] = {&c->early_stop, &c->best_checkpoint, &c->plateau};
-    static const char *const pol_names[3] = {"early_stop", "best_checkpoint", "plateau"};
+    const brisk_fit_policy best = {c->keep_best, c->best_min_delta, c->best_metric};
+    const brisk_fit_policy *pols[3] = {&c->early_stop, &best, &c->plateau};
+    static const char *const pol_names[3] = {"early_stop", "keep_best", "plateau"};
     for (int k = 0; k < 3; k++)
         if (ds->targets > 0 && pols[k]->patience &&
             (pols[k]->metric == BRISK_FIT_VAL_ACCURACY ||

@@ -896,7 +896,9 @@ int brisk_run_train(brisk_run *r, const brisk_fit_config *cb, brisk_run_result *
     fc.config_json = settings;
     const brisk_fit_metric metric = (brisk_fit_metric)brisk_fit_metric_parse(c->monitor);
     fc.early_stop = (brisk_fit_policy){c->early_stop, c->min_delta, metric};
-    fc.best_checkpoint = (brisk_fit_policy){c->keep_best, c->min_delta, metric};
+    fc.keep_best = c->keep_best;
+    fc.best_metric = metric;
+    fc.best_min_delta = c->min_delta;
     fc.plateau = (brisk_fit_policy){c->plateau, c->min_delta, metric};
     fc.plateau_factor = (float)c->plateau_factor;
     fc.plateau_min_lr = (float)c->plateau_min_lr;

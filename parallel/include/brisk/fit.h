@@ -15,10 +15,10 @@
  * would have done.
  *
  * Policies, each off by default: early stopping (stop when a monitored metric has not
- * improved by min_delta for `patience` epochs), a best checkpoint (the epoch with the best
- * monitored metric, kept as ckpt-<run>-best.safetensors beside the newest ones), and reducing
- * the learning rate on a plateau (multiply it by `factor` after `patience` epochs without
- * improvement, down to min_lr). Their state (best value, epochs waited, the rate factor)
+ * improved by min_delta for `patience` epochs), a best checkpoint (keep_best: the epoch with
+ * the best monitored metric, kept as ckpt-<run>-best.safetensors beside the newest ones), and
+ * reducing the learning rate on a plateau (multiply it by `factor` after `patience` epochs
+ * without improvement, down to min_lr). Their state (best value, epochs waited, the rate factor)
  * travels in the checkpoint's position, so a resumed run continues them exactly.
  *
  * Several processes: every rank calls brisk_fit with the same arguments; rank 0 logs and
@@ -110,7 +110,11 @@ typedef struct brisk_fit_config {
     void (*on_test)(void *user, const brisk_fit_progress *p);
     /* Policies. */
     brisk_fit_policy early_stop;
-    brisk_fit_policy best_checkpoint;      /* patience is ignored: any nonzero turns it on */
+    /* The best checkpoint: with keep_best, the epoch whose best_metric is best (by more than
+     * best_min_delta) is also kept, as ckpt-<run>-best.safetensors. */
+    int keep_best;
+    brisk_fit_metric best_metric;
+    double best_min_delta;
     brisk_fit_policy plateau;
     float plateau_factor;                  /* in (0, 1) */
     float plateau_min_lr;                  /* the rate never goes below this */
