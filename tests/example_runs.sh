@@ -4,6 +4,8 @@
 #   example_runs.sh regress_csv BINARY SOURCE_DIR
 #   example_runs.sh fit_npy BINARY      (makes Fashion-MNIST .npy files with NumPy; exit 77,
 #                                        skipped, without NumPy or the data set)
+#   example_runs.sh resume_predict BINARY BRISK_TRAIN   (brisk-train starts a run; the example
+#                                        resumes it and predicts, bitwise as brisk-train does)
 set -u
 name=$1 bin=$2
 tmp=$(mktemp -d)
@@ -28,6 +30,21 @@ for s, p in (("train", "train"), ("test", "t10k")):
     np.save(out + s + "_y.npy", y.astype(np.int64))
 PY
     set -- "$tmp/train_x.npy" "$tmp/train_y.npy" "$tmp/test_x.npy" "$tmp/test_y.npy" ;;
+resume_predict)
+    train=$3
+    "$train" --data synthetic --model 32-16-4 --synthetic-n 1000 --synthetic-test-n 200 \
+        --epochs 2 --logdir "$tmp/run" --quiet >/dev/null || fail "brisk-train could not start the run"
+    /usr/bin/python3 -c "import numpy as np; np.save('$tmp/new.npy', np.random.default_rng(1).integers(0, 256, (50, 32)).astype(np.float32))" ||
+        { echo "SKIP: no NumPy"; exit 77; }
+    "$bin" "$tmp/run" 4 "$tmp/new.npy" "$tmp/mine.npy" >"$tmp/log" 2>&1 || { cat "$tmp/log"; fail "failed"; }
+    cat "$tmp/log"
+    grep -q "^trained to epoch 4: test loss" "$tmp/log" || fail "not trained to epoch 4"
+    grep -q "^50 predictions written" "$tmp/log" || fail "no predictions"
+    ck=$(sed -n 's/.*checkpoint \(.*\)$/\1/p' "$tmp/log")
+    "$train" --predict "$ck" --input "$tmp/new.npy" --out "$tmp/cli.npy" --quiet || fail "brisk-train --predict"
+    cmp -s "$tmp/mine.npy" "$tmp/cli.npy" || fail "the example's predictions differ from brisk-train's"
+    echo "resume_predict: resumed to epoch 4; predictions bitwise as brisk-train --predict --input"
+    exit 0 ;;
 *) fail "unknown example" ;;
 esac
 for T in 1 2; do

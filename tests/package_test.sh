@@ -54,6 +54,7 @@ grep -q "^epoch 3" "$tmp/run3.log" || fail "train_cnn printed no epochs"
 "$tmp/user/regress_csv" "$src/examples/data/friedman1.csv" "$tmp/reg" >"$tmp/run6.log" ||
     { cat "$tmp/run6.log"; fail "regress_csv failed"; }
 [ -x "$tmp/user/fit_npy" ] || fail "fit_npy was not built" # run by the example_fit_npy test
+[ -x "$tmp/user/resume_predict" ] || fail "resume_predict was not built"
 # Every installed header compiles alone, in C11 and in C++17 (warnings as errors), and only
 # public headers are installed: no plumbing (rings, the pool, TFRecord, file utilities).
 inc="$tmp/prefix/include"

@@ -279,14 +279,16 @@ char *brisk_run_config_to_json(const brisk_run_config *c)
         const slot *s = &slots[i];
         char v[BRISK_RUN_PATH_MAX];
         brisk_run_config_get(c, s->pub.name, v, sizeof v);
+        if (s->offset == offsetof(brisk_run_config, weight_decay) && c->weight_decay < 0)
+            snprintf(v, sizeof v, "0"); /* the optimizer's default: weight-decay-set 0 below */
         if (s->kind == S_TEXT || s->kind == S_ULL) /* 64-bit seeds do not fit a double */
             cJSON_AddStringToObject(root, s->pub.name, v);
         else
             cJSON_AddRawToObject(root, s->pub.name, v); /* every digit kept */
     }
-    /* For earlier versions, whose weight decay could be "the optimizer's default". */
+    /* 0: the weight decay is the optimizer's default (as earlier versions wrote it). */
     if (root)
-        cJSON_AddNumberToObject(root, "weight-decay-set", 1);
+        cJSON_AddNumberToObject(root, "weight-decay-set", c->weight_decay >= 0);
     char *json = root ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     return json;
