@@ -1,6 +1,6 @@
-/* train_cnn: the smallest complete Brisk program, a CNN trained on every core (the README's
- * "Use Brisk from C" shows this file). Every Brisk call returns BRISK_OK or a BRISK_E* code,
- * and brisk_error_detail() says what was wrong. */
+/* train_cnn: the smallest complete Brisk program, a CNN trained on every core with a loop of
+ * your own (docs/api.md shows this file). Every Brisk call returns BRISK_OK or a BRISK_E*
+ * code, and brisk_error_detail() says what was wrong. */
 #include "brisk/brisk.h"
 
 #include <stdio.h>

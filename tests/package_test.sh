@@ -11,15 +11,15 @@ src=$2
 sanitize=$3
 shared=$4
 mpi=$5
-# The README shows examples/train_cnn.c verbatim (the ```c block that starts with its comment).
+# docs/api.md shows examples/train_cnn.c verbatim (the ```c block that starts with its comment).
 shown=$(mktemp)
 awk '/^```c$/ { inblk = 1; buf = ""; next }
      /^```$/ && inblk { inblk = 0; if (buf ~ /^\/\* train_cnn:/) { printf "%s", buf; exit } next }
-     inblk { buf = buf $0 "\n" }' "$src/README.md" >"$shown"
+     inblk { buf = buf $0 "\n" }' "$src/docs/api.md" >"$shown"
 if ! cmp -s "$shown" "$src/examples/train_cnn.c"; then
     diff "$src/examples/train_cnn.c" "$shown" | head -n 10
     rm -f "$shown"
-    echo "FAIL: the README's program differs from examples/train_cnn.c"
+    echo "FAIL: docs/api.md's program differs from examples/train_cnn.c"
     exit 1
 fi
 rm -f "$shown"

@@ -61,7 +61,7 @@ typedef struct brisk_trainer brisk_trainer;
 
 /* About how many bytes brisk_trainer_create allocates for cfg: parameters, the reduced
  * gradient, the optimizer moments, the shard gradients and every thread's activations (the
- * formula in README.md). 0 for a model configuration that is not valid. */
+ * formula in docs/architecture.md). 0 for a model configuration that is not valid. */
 size_t brisk_trainer_memory_bytes(const brisk_trainer_config *cfg);
 
 /* The memory the machine has available now (MemAvailable of /proc/meminfo), 0 if unknown. */
