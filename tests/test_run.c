@@ -7,6 +7,7 @@
 
 #include "brisk/error.h"
 #include "brisk/run.h"
+#include "tb_events.h"
 
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -246,12 +247,67 @@ static void test_program_data_and_bad_arguments(void **state)
     brisk_predictor_close(NULL);
 }
 
+/* A program that calls brisk_fit itself gets what brisk-train logs: the hparams session
+ * (started, and ended with success), the chart of train and validation; and a second run
+ * from scratch into the same log directory is refused. */
+static void test_fit_logs_a_session(void **state)
+{
+    (void)state;
+    char *dir = test_mkdtemp();
+    brisk_dataset ds;
+    assert_int_equal(brisk_dataset_synthetic(400, 16, 3, 40.0f, 2, 0, &ds), BRISK_OK);
+    int32_t idx[400];
+    for (int i = 0; i < 400; i++)
+        idx[i] = i;
+    brisk_trainer_config tc;
+    memset(&tc, 0, sizeof tc);
+    assert_int_equal(brisk_model_config_mlp(&tc.model, "16-8-3", BRISK_ACT_RELU), BRISK_OK);
+    tc.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
+    tc.schedule.lr = 1e-3f;
+    tc.batch = 50;
+    tc.threads = 1;
+    brisk_trainer *t;
+    assert_int_equal(brisk_trainer_create(&tc, &t), BRISK_OK);
+    brisk_tb tb;
+    assert_int_equal(brisk_tb_open(&tb, dir, 1, brisk_tb_ring_bytes(t)), BRISK_OK);
+    brisk_fit_config c = brisk_fit_defaults();
+    c.epochs = 2;
+    c.tb = &tb;
+    brisk_fit_result res;
+    assert_int_equal(brisk_fit(t, &ds, idx, 350, idx + 350, 50, &c, &res), BRISK_OK);
+    double cpu = 0;
+    assert_int_equal(brisk_tb_close(&tb, &cpu), BRISK_OK);
+    size_t n;
+    char **files = tb_list_event_files(dir, &n);
+    assert_int_equal(n, 1);
+    tb_file f;
+    assert_int_equal(tb_file_read(files[0], &f), 0);
+    static const char *const tags[] = {"_hparams_/experiment", "_hparams_/session_start_info",
+                                       "_hparams_/session_end_info", "custom_scalars__config__"};
+    for (int i = 0; i < 4; i++)
+        if (!tb_find_value(&f, tags[i], NULL)) {
+            print_error("no %s in %s\n", tags[i], files[0]);
+            fail();
+        }
+    tb_file_free(&f);
+    tb_free_list(files, n);
+    assert_brisk_error(brisk_tb_open(&tb, dir, 1, brisk_tb_ring_bytes(t)), BRISK_EMISMATCH,
+                       dir, "already holds event files");
+    /* A resume (its first step past 1) continues there. */
+    assert_int_equal(brisk_tb_open(&tb, dir, 20, brisk_tb_ring_bytes(t)), BRISK_OK);
+    assert_int_equal(brisk_tb_close(&tb, &cpu), BRISK_OK);
+    brisk_trainer_destroy(t);
+    brisk_dataset_free(&ds);
+    test_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_settings),
         cmocka_unit_test(test_train_resume_and_refuse),
         cmocka_unit_test(test_program_data_and_bad_arguments),
+        cmocka_unit_test(test_fit_logs_a_session),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

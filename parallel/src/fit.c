@@ -410,6 +410,9 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
             if (r->tb)
                 brisk_tb_test(r->tb, step, &res->test);
         }
+        /* The session ends with the last checkpoint (flushed with it). */
+        if (r->tb && (early || epoch == c->epochs))
+            brisk_log_hparams_end(r->tb->p, r->tb->root, BRISK_SESSION_SUCCESS);
         const brisk_metrics none = {0};
         if ((err = save(r, epoch, 0, &none)) < 0)
             goto out;
@@ -466,8 +469,11 @@ int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_id
     r.rank = brisk_comm_rank(r.comm);
     r.P = brisk_comm_size(r.comm);
     r.tb = r.rank == 0 ? c->tb : NULL;
-    if (r.tb)
+    if (r.tb) {
         r.tb->no_accuracy = ds->targets > 0; /* regression: no accuracy to log */
+        if (c->start.steps_done == 0) /* a run from scratch: its hparams session */
+            brisk_tb_session_start(r.tb, t, c->epochs, c->hparams, c->n_hparams);
+    }
     /* Whether there are logs decides the collectives of the histogram epochs: every rank
      * must agree, so rank 0's answer is what counts. */
     r.logging = r.P > 1 ? brisk_comm_any(r.comm, r.tb != NULL) : r.tb != NULL;
@@ -484,6 +490,8 @@ int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_id
         }
     }
     err = fit_loop(&r, ds, train_idx, n_train, val_idx, n_val);
+    if (err < 0 && r.tb) /* diverged, or a file could not be written */
+        brisk_log_hparams_end(r.tb->p, r.tb->root, BRISK_SESSION_FAILURE);
 out:
     brisk_slab_free(r.full_m);
     brisk_slab_free(r.full_v);

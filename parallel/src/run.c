@@ -798,45 +798,12 @@ static void log_settings(brisk_run *r, brisk_tb *tb, int64_t step)
     free(text);
 }
 
-/* The hparams session (a new run) and the chart with train and validation together. */
-static void log_hparams(brisk_run *r, brisk_tb *tb)
-{
-    const brisk_run_config *c = &r->cfg;
-    const brisk_hparam hp[] = {
-        {.name = "model", .type = BRISK_HPARAM_STRING, .string = c->model},
-        {.name = "act", .type = BRISK_HPARAM_STRING, .string = c->act},
-        {.name = "optimizer", .type = BRISK_HPARAM_STRING, .string = c->optimizer},
-        {.name = "schedule", .type = BRISK_HPARAM_STRING, .string = c->schedule},
-        {.name = "lr", .type = BRISK_HPARAM_NUMBER, .number = c->lr},
-        {.name = "batch", .type = BRISK_HPARAM_NUMBER, .number = c->batch},
-        {.name = "micro_batch", .type = BRISK_HPARAM_NUMBER,
-         .number = brisk_trainer_micro_batch(r->t)},
-        {.name = "epochs", .type = BRISK_HPARAM_NUMBER, .number = c->epochs},
-        {.name = "weight_decay", .type = BRISK_HPARAM_NUMBER, .number = c->weight_decay},
-        {.name = "clip_norm", .type = BRISK_HPARAM_NUMBER, .number = c->clip_norm},
-        {.name = "seed", .type = BRISK_HPARAM_NUMBER, .number = (double)c->seed},
-    };
-    const brisk_metric metrics[] = {{"validation", "epoch_accuracy"},
-                                    {"validation", "epoch_loss"},
-                                    {"validation", "test_accuracy"},
-                                    {"validation", "test_loss"}};
-    brisk_log_hparams(tb->p, tb->root, hp, sizeof hp / sizeof hp[0], metrics,
-                      sizeof metrics / sizeof metrics[0]);
-    const char *loss[] = {"^epoch_loss$"}, *acc[] = {"^epoch_accuracy$"};
-    const brisk_chart charts[] = {{"loss: train and validation", loss, 1},
-                                  {"accuracy: train and validation", acc, 1}};
-    brisk_log_custom_scalars(tb->p, tb->root, "Brisk", charts,
-                             r->train->targets ? 1 : 2);
-}
-
-/* Ends the logs: the hparams session's status (0: none, the session goes on after a resume),
- * then flush and close. Returns BRISK_OK or the logger's error (into res->logs_error). */
-static int close_logs(brisk_tb *tb, int session_status, brisk_run_result *res)
+/* Flushes and closes the logs (brisk_fit ended the hparams session, if it ended). Returns
+ * BRISK_OK or the logger's error (into res->logs_error). */
+static int close_logs(brisk_tb *tb, brisk_run_result *res)
 {
     if (!tb->lg)
         return BRISK_OK;
-    if (session_status)
-        brisk_log_hparams_end(tb->p, tb->root, (brisk_session_status)session_status);
     if (tb->failed && !res->logs_error[0])
         snprintf(res->logs_error, sizeof res->logs_error, "%s", tb->error);
     const int err = brisk_tb_close(tb, &res->logging_cpu_seconds);
@@ -872,8 +839,6 @@ int brisk_run_train(brisk_run *r, const brisk_fit_config *cb, brisk_run_result *
                                    brisk_error_detail());
         }
         log_settings(r, &tb, first);
-        if (!r->ck)
-            log_hparams(r, &tb);
     }
     brisk_fit_config fc = brisk_fit_defaults();
     if (cb) {
@@ -894,6 +859,10 @@ int brisk_run_train(brisk_run *r, const brisk_fit_config *cb, brisk_run_result *
     fc.run_id = c->run;
     fc.keep = c->keep;
     fc.config_json = settings;
+    const brisk_hparam hp[] = {{.name = "model", .type = BRISK_HPARAM_STRING, .string = c->model},
+                               {.name = "act", .type = BRISK_HPARAM_STRING, .string = c->act}};
+    fc.hparams = hp;
+    fc.n_hparams = 2;
     const brisk_fit_metric metric = (brisk_fit_metric)brisk_fit_metric_parse(c->monitor);
     fc.early_stop = (brisk_fit_policy){c->early_stop, c->min_delta, metric};
     fc.keep_best = c->keep_best;
@@ -914,13 +883,13 @@ int brisk_run_train(brisk_run *r, const brisk_fit_config *cb, brisk_run_result *
     if (err < 0) { /* its detail says it all, a failure of the logs included */
         char detail[1024];
         snprintf(detail, sizeof detail, "%s", brisk_error_detail());
-        close_logs(&tb, BRISK_SESSION_FAILURE, res);
+        close_logs(&tb, res);
         res->logs_error[0] = '\0';
         return brisk_error_set(err, "%s", detail);
     }
     res->checksum = brisk_model_checksum(brisk_trainer_model(r->t), brisk_trainer_params(r->t));
     if (res->fit.end == BRISK_FIT_STOPPED) { /* the session goes on after a resume */
-        const int e = close_logs(&tb, 0, res);
+        const int e = close_logs(&tb, res);
         return e < 0 ? brisk_error_set(e, "%s", res->logs_error) : BRISK_OK;
     }
     /* brisk_fit evaluated and logged the test set before its last checkpoint; a run resumed
@@ -932,12 +901,12 @@ int brisk_run_train(brisk_run *r, const brisk_fit_config *cb, brisk_run_result *
                                           &res->test)) < 0) {
             char detail[1024];
             snprintf(detail, sizeof detail, "%s", brisk_error_detail());
-            close_logs(&tb, BRISK_SESSION_FAILURE, res);
+            close_logs(&tb, res);
             return brisk_error_set(err, "%s", detail);
         }
         res->tested = 1;
     }
-    const int e = close_logs(&tb, BRISK_SESSION_SUCCESS, res);
+    const int e = close_logs(&tb, res);
     return e < 0 ? brisk_error_set(e, "the TensorBoard logs are incomplete: %s",
                                    res->logs_error)
                  : BRISK_OK;

@@ -2,6 +2,7 @@
 
 #include "brisk/error.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,9 +34,35 @@ size_t brisk_tb_ring_bytes(const brisk_trainer *t)
     return ring;
 }
 
+/* 1 when dir or one of its runs (train, validation) holds an event file. */
+static int has_event_files(const char *logdir)
+{
+    static const char *const runs[] = {"", "/train", "/validation"};
+    int found = 0;
+    for (int i = 0; i < 3 && !found; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s%s", logdir, runs[i]);
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d)) && !found)
+            found = strstr(e->d_name, "tfevents") != NULL;
+        if (d)
+            closedir(d);
+    }
+    return found;
+}
+
 int brisk_tb_open(brisk_tb *tb, const char *logdir, int64_t first_step, size_t ring_bytes)
 {
     memset(tb, 0, sizeof *tb);
+    if (!logdir)
+        return brisk_error_set(BRISK_EINVAL, "tb_open: NULL logdir");
+    /* A run that starts from scratch in a directory with another run's event files would be
+     * merged with it: TensorBoard would show one curve folding back over the other. */
+    if (first_step <= 1 && has_event_files(logdir))
+        return brisk_error_set(BRISK_EMISMATCH, "%s already holds event files of another run "
+                               "(or program): TensorBoard would merge the two; log a new run "
+                               "into a new directory", logdir);
     int err = brisk_logger_create(&(brisk_logger_config){.logdir = logdir, .ring_bytes = ring_bytes},
                                   &tb->lg);
     if (!err)
@@ -83,6 +110,48 @@ void brisk_tb_epoch(brisk_tb *tb, int run, int64_t step, int64_t epoch, const br
                "epoch_accuracy");
     if (run == tb->train)
         pushed(tb, brisk_log_scalar(tb->p, run, "epoch", step, (double)epoch), "epoch");
+}
+
+void brisk_tb_session_start(brisk_tb *tb, const brisk_trainer *t, int epochs,
+                            const brisk_hparam *extra, size_t n_extra)
+{
+    const brisk_trainer_config *c = brisk_trainer_get_config(t);
+    enum { N_OWN = 10, MAX = 32 };
+    brisk_hparam hp[MAX] = {
+        {.name = "model", .type = BRISK_HPARAM_STRING, .string = c->model.spec},
+        {.name = "optimizer", .type = BRISK_HPARAM_STRING,
+         .string = brisk_optim_name(c->optim.kind)},
+        {.name = "schedule", .type = BRISK_HPARAM_STRING,
+         .string = brisk_schedule_name(c->schedule.kind)},
+        {.name = "lr", .type = BRISK_HPARAM_NUMBER, .number = c->schedule.lr},
+        {.name = "batch", .type = BRISK_HPARAM_NUMBER, .number = c->batch},
+        {.name = "micro_batch", .type = BRISK_HPARAM_NUMBER, .number = c->micro_batch},
+        {.name = "epochs", .type = BRISK_HPARAM_NUMBER, .number = epochs},
+        {.name = "weight_decay", .type = BRISK_HPARAM_NUMBER, .number = c->optim.weight_decay},
+        {.name = "clip_norm", .type = BRISK_HPARAM_NUMBER, .number = c->clip_norm},
+        {.name = "seed", .type = BRISK_HPARAM_NUMBER, .number = (double)c->seed},
+    };
+    size_t n = N_OWN;
+    for (size_t i = 0; i < n_extra && extra; i++) {
+        size_t k = 0;
+        while (k < n && strcmp(hp[k].name, extra[i].name))
+            k++;
+        if (k < MAX)
+            hp[k] = extra[i];
+        n += k == n && n < MAX;
+    }
+    const brisk_metric all[] = {{"validation", "epoch_loss"},
+                                {"validation", "test_loss"},
+                                {"validation", "epoch_accuracy"},
+                                {"validation", "test_accuracy"}};
+    pushed(tb, brisk_log_hparams(tb->p, tb->root, hp, n, all, tb->no_accuracy ? 2 : 4),
+           "hparams");
+    const char *loss[] = {"^epoch_loss$"}, *acc[] = {"^epoch_accuracy$"};
+    const brisk_chart charts[] = {{"loss: train and validation", loss, 1},
+                                  {"accuracy: train and validation", acc, 1}};
+    pushed(tb, brisk_log_custom_scalars(tb->p, tb->root, "Brisk", charts,
+                                        tb->no_accuracy ? 1 : 2),
+           "custom_scalars");
 }
 
 void brisk_tb_test(brisk_tb *tb, int64_t step, const brisk_metrics *m)

@@ -21,6 +21,11 @@
  * without improvement, down to min_lr). Their state (best value, epochs waited, the rate factor)
  * travels in the checkpoint's position, so a resumed run continues them exactly.
  *
+ * Logs: a run from scratch opens its hparams session (the trainer's settings, the metrics, a
+ * chart with train and validation together: brisk_tb_session_start) and ends it with the
+ * last checkpoint (success) or an error (failure); a stopped run's session goes on after its
+ * resume.
+ *
  * Several processes: every rank calls brisk_fit with the same arguments; rank 0 logs and
  * writes the checkpoints, and all ranks stop after the same step.
  *
@@ -108,6 +113,11 @@ typedef struct brisk_fit_config {
     int64_t n_test;
     /* Called on every rank just before the test set is evaluated (may be NULL). */
     void (*on_test)(void *user, const brisk_fit_progress *p);
+    /* Hyperparameters for the hparams session a run from scratch starts in its logs, besides
+     * the trainer's settings (brisk_tb_session_start; an entry replaces one of the same
+     * name). May be NULL. */
+    const brisk_hparam *hparams;
+    size_t n_hparams;
     /* Policies. */
     brisk_fit_policy early_stop;
     /* The best checkpoint: with keep_best, the epoch whose best_metric is best (by more than

@@ -41,7 +41,9 @@ typedef struct brisk_tb {
 
 /* Opens the logger and the three runs with START at first_step (the first step this process
  * will log: the checkpoint's step + 1 when resuming). ring_bytes is sized by the caller from
- * the model. Returns BRISK_OK or an error (detail set). */
+ * the model. A run from scratch (first_step <= 1) is refused with BRISK_EMISMATCH in a
+ * directory that already holds event files (TensorBoard would merge them with its own).
+ * Returns BRISK_OK or an error (detail set). */
 int brisk_tb_open(brisk_tb *tb, const char *logdir, int64_t first_step, size_t ring_bytes);
 
 /* The ring size for a trainer's model: every histogram of an interval is pushed at once
@@ -54,6 +56,14 @@ void brisk_tb_step(brisk_tb *tb, int64_t step, const brisk_step_stats *st, doubl
 
 /* epoch_loss and epoch_accuracy of one run for the epoch that ended at the global step. */
 void brisk_tb_epoch(brisk_tb *tb, int run, int64_t step, int64_t epoch, const brisk_metrics *m);
+
+/* A run's session, in the root run, as it starts from scratch: the hparams (the trainer's
+ * settings: model, optimizer, schedule, lr, batch, micro-batch, weight decay, clip norm,
+ * seed; the epochs; then `extra`, whose entries replace those of the same name), the metrics
+ * the hparams table shows (validation and test loss, and accuracy but for regression), and a
+ * custom_scalars layout that draws train and validation on one chart. brisk_fit writes it. */
+void brisk_tb_session_start(brisk_tb *tb, const brisk_trainer *t, int epochs,
+                            const brisk_hparam *extra, size_t n_extra);
 
 /* test_loss and test_accuracy (not for regression) in the validation run at the step that
  * ended training. */
