@@ -11,16 +11,7 @@ set -u
 bin=$1
 reader=$2
 mpirun=${3:-}
-py=/usr/bin/python3
-[ -x "$py" ] || py=python3
-if [ ! -f "$reader" ] || ! "$py" "$reader" --help >/dev/null 2>&1; then
-    if [ "${BRISK_REQUIRE_TENSORBOARD:-0}" = 1 ]; then
-        echo "FAIL: BRISK_REQUIRE_TENSORBOARD=1 but TensorBoard's reader $reader does not run"
-        exit 1
-    fi
-    echo "SKIP: needs TensorBoard's reader ($reader, from ../shared/tools, beside the repository)"
-    exit 77
-fi
+. "$(dirname "$0")/tb_reader.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL [kill_points${mpirun:+ mpi}]: $*"; exit 1; }

@@ -14,19 +14,7 @@ set -u
 bin=$1
 demo=$2
 reader=$3
-py=/usr/bin/python3
-[ -x "$py" ] || py=python3
-missing=
-[ -f "$reader" ] || missing="$reader"
-[ -n "$missing" ] || "$py" "$reader" --help >/dev/null 2>&1 || missing="TensorBoard's Python packages"
-if [ -n "$missing" ]; then
-    if [ "${BRISK_REQUIRE_TENSORBOARD:-0}" = 1 ]; then
-        echo "FAIL: BRISK_REQUIRE_TENSORBOARD=1 but $missing is missing"
-        exit 1
-    fi
-    echo "SKIP: needs $missing"
-    exit 77
-fi
+. "$(dirname "$0")/tb_reader.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL [tb_check]: $*"; exit 1; }

@@ -1,4 +1,5 @@
 #include "brisk/error.h"
+#include "brisk/message.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,4 +35,17 @@ int brisk_error_set(int err, const char *fmt, ...)
     va_end(ap);
     memcpy(brisk__detail, buf, sizeof buf);
     return err;
+}
+
+void brisk_message(brisk_message_fn message, void *user, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (message)
+        message(user, line);
+    else
+        fprintf(stderr, "brisk: %s\n", line);
 }

@@ -14,6 +14,7 @@
 #include "brisk/logger.h"
 
 #include "brisk/error.h"
+#include "brisk/message.h"
 #include "brisk/fsutil.h"
 #include "brisk/ring.h"
 #include "log_internal.h"
@@ -104,21 +105,8 @@ struct brisk_logger {
     double cpu_seconds; /* written by the logging thread as it ends, read after the join */
 };
 
-static void log_message(const brisk_logger *lg, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void log_message(const brisk_logger *lg, const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (lg->message)
-        lg->message(lg->message_user, line);
-    else
-        fprintf(stderr, "brisk: %s\n", line);
-}
+/* A warning through the program's callback (brisk/message.h). */
+#define log_message(lg, ...) brisk_message((lg)->message, (lg)->message_user, __VA_ARGS__)
 
 static double wall_now(void)
 {

@@ -4,12 +4,12 @@
 
 #include "brisk/crc32c.h"
 #include "brisk/error.h"
+#include "brisk/message.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,20 +22,7 @@ typedef struct repair {
     int err;
 } repair;
 
-static void say(repair *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void say(repair *r, const char *fmt, ...)
-{
-    char line[PATH_MAX + 256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (r->message)
-        r->message(r->user, line);
-    else
-        fprintf(stderr, "brisk: %s\n", line);
-}
+#define say(r, ...) brisk_message((r)->message, (r)->user, __VA_ARGS__)
 
 static uint32_t le32(const uint8_t *p)
 {

@@ -7,13 +7,13 @@
 #include "brisk/error.h"
 #include "brisk/fsutil.h"
 #include "brisk/gemm.h"
+#include "brisk/message.h"
 #include "brisk/tblog.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,20 +50,7 @@ struct brisk_run {
     brisk_trainer *t;
 };
 
-static void say(const brisk_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void say(const brisk_run *r, const char *fmt, ...)
-{
-    char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (r->message)
-        r->message(r->user, line);
-    else
-        fprintf(stderr, "brisk: %s\n", line);
-}
+#define say(r, ...) brisk_message((r)->message, (r)->user, __VA_ARGS__)
 
 static int is_shorthand(const char *model)
 {
