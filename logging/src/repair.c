@@ -1,4 +1,5 @@
-/* Cutting torn records off event files (brisk_log_repair, brisk/logger.h). */
+/* Event-file directories (brisk/logger.h): cutting torn records off their files
+ * (brisk_log_repair), and whether they hold any. */
 #define _GNU_SOURCE /* O_CLOEXEC, DT_DIR */
 #include "brisk/logger.h"
 
@@ -105,4 +106,32 @@ int brisk_log_repair(const char *logdir, void (*message)(void *user, const char 
     repair r = {.message = message, .user = user};
     repair_dir(&r, logdir, 1);
     return r.err < 0 ? r.err : r.cut;
+}
+
+int brisk_log_dir_has_events(const char *logdir)
+{
+    DIR *d = logdir ? opendir(logdir) : NULL;
+    if (!d)
+        return 0;
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char path[PATH_MAX];
+        struct stat st;
+        found = strstr(e->d_name, "tfevents") != NULL;
+        if (!found && (size_t)snprintf(path, sizeof path, "%s/%s", logdir, e->d_name) <
+                          sizeof path &&
+            lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            DIR *sub = opendir(path);
+            struct dirent *f;
+            while (sub && !found && (f = readdir(sub)))
+                found = strstr(f->d_name, "tfevents") != NULL;
+            if (sub)
+                closedir(sub);
+        }
+    }
+    closedir(d);
+    return found;
 }

@@ -240,32 +240,18 @@ static int claim_logdir(const char *dir, const char *run)
             snprintf(other, sizeof other, "unnamed");
     } else if (err != BRISK_ENOENT) {
         return brisk_error_set(err, "logdir: %s", brisk_error_detail());
-    } else {
-        static const char *const subdirs[] = {"", "/train", "/validation"};
-        for (int i = 0; i < 3 && !other[0]; i++) {
-            char sub[BRISK_RUN_PATH_MAX + 32];
-            snprintf(sub, sizeof sub, "%s%s", dir, subdirs[i]);
-            DIR *d = opendir(sub);
-            struct dirent *e;
-            while (d && (e = readdir(d)))
-                if (strstr(e->d_name, "tfevents")) {
-                    snprintf(other, sizeof other, "unnamed");
-                    break;
-                }
-            if (d)
-                closedir(d);
+    } else if (brisk_log_dir_has_events(dir)) {
+        snprintf(other, sizeof other, "unnamed");
+    } else { /* a new directory: this run's */
+        brisk_outfile f;
+        int e = brisk_outfile_open(&f, marker);
+        if (e == BRISK_OK && fprintf(f.fp, "%s\n", run) < 0) {
+            brisk_outfile_abort(&f);
+            e = brisk_error_set(BRISK_EIO, "cannot write %s", marker);
+        } else if (e == BRISK_OK) {
+            e = brisk_outfile_commit(&f);
         }
-        if (!other[0]) {
-            brisk_outfile f;
-            int e = brisk_outfile_open(&f, marker);
-            if (e == BRISK_OK && fprintf(f.fp, "%s\n", run) < 0) {
-                brisk_outfile_abort(&f);
-                e = brisk_error_set(BRISK_EIO, "cannot write %s", marker);
-            } else if (e == BRISK_OK) {
-                e = brisk_outfile_commit(&f);
-            }
-            return e < 0 ? brisk_error_set(e, "logdir: %s", brisk_error_detail()) : BRISK_OK;
-        }
+        return e < 0 ? brisk_error_set(e, "logdir: %s", brisk_error_detail()) : BRISK_OK;
     }
     return brisk_error_set(BRISK_EMISMATCH, "logdir: %s holds the logs of another run (%s); "
                            "TensorBoard would merge the two. Choose a new directory%s", dir,

@@ -2,7 +2,6 @@
 
 #include "brisk/error.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,24 +33,6 @@ size_t brisk_tb_ring_bytes(const brisk_trainer *t)
     return ring;
 }
 
-/* 1 when dir or one of its runs (train, validation) holds an event file. */
-static int has_event_files(const char *logdir)
-{
-    static const char *const runs[] = {"", "/train", "/validation"};
-    int found = 0;
-    for (int i = 0; i < 3 && !found; i++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s%s", logdir, runs[i]);
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d)) && !found)
-            found = strstr(e->d_name, "tfevents") != NULL;
-        if (d)
-            closedir(d);
-    }
-    return found;
-}
-
 int brisk_tb_open(brisk_tb *tb, const char *logdir, int64_t first_step, size_t ring_bytes)
 {
     memset(tb, 0, sizeof *tb);
@@ -59,7 +40,7 @@ int brisk_tb_open(brisk_tb *tb, const char *logdir, int64_t first_step, size_t r
         return brisk_error_set(BRISK_EINVAL, "tb_open: NULL logdir");
     /* A run that starts from scratch in a directory with another run's event files would be
      * merged with it: TensorBoard would show one curve folding back over the other. */
-    if (first_step <= 1 && has_event_files(logdir))
+    if (first_step <= 1 && brisk_log_dir_has_events(logdir))
         return brisk_error_set(BRISK_EMISMATCH, "%s already holds event files of another run "
                                "(or program): TensorBoard would merge the two; log a new run "
                                "into a new directory", logdir);

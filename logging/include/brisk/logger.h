@@ -183,6 +183,10 @@ void brisk_logger_get_stats(const brisk_logger *lg, brisk_logger_stats *out);
 /* Closes if needed and frees everything (NULL is fine). */
 void brisk_logger_destroy(brisk_logger *lg);
 
+/* 1 when logdir, or one of its subdirectories (its runs), holds an event file; 0 otherwise
+ * (a missing directory included). */
+int brisk_log_dir_has_events(const char *logdir);
+
 /* Cuts a torn last record (left by a process killed in the middle of a write) off every event
  * file in logdir and in its subdirectories (one level: the runs), so that TensorBoard reads
  * each file to its end instead of waiting on the tail or calling it damaged. Only for a
