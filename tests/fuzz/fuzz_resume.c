@@ -39,8 +39,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     idx[i] = i;
                 brisk_step_stats st;
                 brisk_metrics m;
-                (void)brisk_trainer_step(t, &ds, idx, 8, 128.0f, 64.0f, &st);
-                (void)brisk_trainer_evaluate(t, &ds, idx, 16, 128.0f, 64.0f, &m);
+                /* The file's normalisation when the trainer takes it (it checks count and
+                 * values), one shared mean and std otherwise. */
+                const float mean = 128.0f, std = 64.0f;
+                if (brisk_trainer_set_norm(t, c->pos.norm_mean, c->pos.norm_std,
+                                           c->pos.norm_count) != BRISK_OK)
+                    (void)brisk_trainer_set_norm(t, &mean, &std, 1);
+                (void)brisk_trainer_step(t, &ds, idx, 8, &st);
+                (void)brisk_trainer_evaluate(t, &ds, idx, 16, &m);
                 brisk_trainer_destroy(t);
             }
             brisk_dataset_free(&ds);
