@@ -18,10 +18,23 @@ typedef struct check {
     brisk_model *m;
     brisk_workspace *ws;
     float *p, *buf, *g, *x;
-    int rows;
+    int rows, positions;
     uint8_t y[MAX_ROWS];
+    int32_t *tok; /* sequences: a target per position */
     brisk_pass_keys keys;
 } check;
+
+/* The loss of the last forward, and with grad_scale != 0 its gradient: per sample, or per
+ * position of a sequence (the mean over tokens). */
+static void pass_loss(check *c, float grad_scale, brisk_metrics *acc)
+{
+    if (c->tok)
+        assert_int_equal(brisk_model_loss_tokens(c->m, c->ws, c->tok, c->rows, grad_scale, acc,
+                                                 NULL), BRISK_OK);
+    else
+        assert_int_equal(brisk_model_loss(c->m, c->ws, c->y, c->rows, grad_scale, acc, NULL),
+                         BRISK_OK);
+}
 
 static double batch_loss(check *c)
 {
@@ -31,8 +44,8 @@ static double batch_loss(check *c)
     float stats[4096];
     brisk_model_forward(c->m, c->p, c->buf, c->ws, c->rows, BRISK_PASS_TRAIN, &c->keys, stats,
                         NULL);
-    brisk_model_loss(c->m, c->ws, c->y, c->rows, 0.0f, &acc, NULL);
-    return acc.loss_sum / c->rows;
+    pass_loss(c, 0.0f, &acc);
+    return acc.loss_sum / (double)acc.count;
 }
 
 /* Builds spec on input, checks every parameter (or every `every`-th of large tensors) on a
@@ -68,20 +81,28 @@ static void gradcheck_rows(const char *spec, brisk_shape input, brisk_loss loss,
             c.p[v->offset + i] += 0.3f * brisk_rng_normal(5, 9, (uint32_t)t, (uint64_t)i);
     }
     const size_t D = brisk_shape_size(input);
+    const int C = brisk_model_outputs(c.m), vocab = brisk_model_vocab(c.m);
+    c.positions = brisk_model_positions(c.m);
     c.x = malloc(sizeof(float) * c.rows * D);
     assert_non_null(c.x);
-    for (size_t i = 0; i < c.rows * D; i++)
-        c.x[i] = brisk_rng_normal(3, 9, 9, (uint64_t)i);
-    const int C = brisk_model_outputs(c.m);
+    for (size_t i = 0; i < c.rows * D; i++) /* token ids for a token model */
+        c.x[i] = vocab ? (float)((i * 7 + i / 3) % (size_t)vocab)
+                       : brisk_rng_normal(3, 9, 9, (uint64_t)i);
     for (int i = 0; i < c.rows; i++)
         c.y[i] = (uint8_t)(C == 1 ? i % 2 : i % C);
+    if (c.positions > 1) {
+        c.tok = malloc(sizeof *c.tok * (size_t)(c.rows * c.positions));
+        assert_non_null(c.tok);
+        for (int j = 0; j < c.rows * c.positions; j++)
+            c.tok[j] = (j * 5 + 3) % C;
+    }
     c.keys = (brisk_pass_keys){.seed = 7, .step = 3, .sample0 = 10};
 
     memcpy(brisk_workspace_input(c.ws), c.x, sizeof(float) * c.rows * D);
     brisk_metrics acc = {0};
     float stats[4096];
     brisk_model_forward(c.m, c.p, c.buf, c.ws, c.rows, BRISK_PASS_TRAIN, &c.keys, stats, NULL);
-    brisk_model_loss(c.m, c.ws, c.y, c.rows, 1.0f / c.rows, &acc, NULL);
+    pass_loss(&c, 1.0f / (float)(c.rows * c.positions), &acc);
     brisk_model_backward(c.m, c.p, c.buf, c.ws, c.rows, c.g, NULL);
 
     const float h = 2e-3f;
@@ -110,6 +131,7 @@ static void gradcheck_rows(const char *spec, brisk_shape input, brisk_loss loss,
     }
     assert_true(checked > 0);
     free(c.x);
+    free(c.tok);
     brisk_slab_free(c.p);
     brisk_slab_free(c.g);
     brisk_slab_free(c.buf);
@@ -201,6 +223,26 @@ static void test_normalisation_and_dropout(void **state)
               BRISK_LOSS_SOFTMAX_CE, 3e-3);
     gradcheck("dense:8,tanh,dropout:0.4,dense:5,gelu,dropout:0.2,dense:3", brisk_shape_vec(6),
               BRISK_LOSS_SOFTMAX_CE, 2e-3);
+}
+
+/* Sequence models: token and position embeddings (the language-model head tied to the
+ * token embedding, or not), causal attention (one head or several; sequences longer than the
+ * attention's blocks of 32 positions; dropout on the weights), layernorm, dense and gelu:tanh
+ * position by position, residual adds and dropout, the loss averaged over every position. */
+static void test_sequences(void **state)
+{
+    (void)state;
+    gradcheck_rows("embed:11:8,posembed:6,layernorm,attention:2,res:2,layernorm,dense:16,"
+                   "gelu:tanh,dense:8,res:4,layernorm,dense:11:nobias:tied",
+                   brisk_shape_seq(1, 5), BRISK_LOSS_SOFTMAX_CE, 3e-3, 3);
+    gradcheck_rows("embed:9:6,posembed,attention:1,res:1,dense:9:tied", brisk_shape_seq(1, 4),
+                   BRISK_LOSS_SOFTMAX_CE, 3e-3, 2);
+    gradcheck_rows("embed:9:4,dropout:0.2,attention:2:drop0.3,dropout:0.1,res:3,layernorm,"
+                   "dense:8,gelu,dense:9", brisk_shape_seq(1, 6), BRISK_LOSS_SOFTMAX_CE, 3e-3, 3);
+    gradcheck_rows("embed:5:4,posembed:40,attention:2,res:1,layernorm,dense:5:nobias:tied",
+                   brisk_shape_seq(1, 37), BRISK_LOSS_SOFTMAX_CE, 3e-3, 2);
+    gradcheck_rows("embed:6:4,attention:4,dense:6", brisk_shape_seq(1, 1),
+                   BRISK_LOSS_SOFTMAX_CE, 3e-3, 4);
 }
 
 /* The loss values themselves, against hand-computed ones for one sample. */
@@ -329,6 +371,7 @@ int main(void)
         cmocka_unit_test(test_conv_and_pooling),
         cmocka_unit_test(test_residual),
         cmocka_unit_test(test_normalisation_and_dropout),
+        cmocka_unit_test(test_sequences),
         cmocka_unit_test(test_loss_values),
         cmocka_unit_test(test_descriptions),
     };

@@ -5,6 +5,7 @@
 #include "brisk/layer.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 /* Hot elementwise loops are compiled for AVX-512, AVX2 and baseline x86-64, and the loader
@@ -46,11 +47,43 @@ static inline int brisk__row_stride(int width)
     return ld % 1024 == 0 ? ld + 16 : ld;
 }
 
+/* A shape as messages and summaries show it: "(784)", "(1, 28, 28)", or for a sequence
+ * "(T, C)" (positions, features, as PyTorch's (B, T, C) per sample). */
+void brisk__shape_text(brisk_shape s, char *buf, size_t size);
+
+/* e^x for x <= 88 (0 below -87.3), within 2 ulp: a polynomial plain enough to vectorise, so
+ * that softmaxes over whole rows run at the speed of the loads. The same bits in every code
+ * path (Brisk builds without floating-point contraction). */
+static inline float brisk__expf(float x)
+{
+    const float lo = -87.3365f, hi = 88.0f, magic = 12582912.0f; /* 1.5 * 2^23 */
+    const float xc = x < lo ? lo : x > hi ? hi : x;
+    const float t = xc * 1.44269504f + magic, nf = t - magic;
+    int32_t ti;
+    memcpy(&ti, &t, sizeof ti);
+    const int32_t n = ti - 0x4B400000; /* round(xc / ln 2) */
+    float r = xc - nf * 0.693145752f;
+    r = r - nf * 1.42860677e-6f; /* ln 2 in two parts: r = xc - n ln 2 in [-0.35, 0.35] */
+    float p = 1.0f / 5040;
+    p = p * r + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const int32_t bits = (n + 127) * (1 << 23);
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x < lo ? 0.0f : p * scale;
+}
+
 /* The built-in layer kinds (layers_*.c). */
 extern const brisk_layer_ops brisk__dense_ops, brisk__conv_ops, brisk__maxpool_ops,
     brisk__avgpool_ops, brisk__gap_ops, brisk__flatten_ops, brisk__relu_ops,
     brisk__leaky_relu_ops, brisk__gelu_ops, brisk__tanh_ops, brisk__sigmoid_ops,
-    brisk__dropout_ops, brisk__batchnorm_ops, brisk__layernorm_ops, brisk__res_ops;
+    brisk__dropout_ops, brisk__batchnorm_ops, brisk__layernorm_ops, brisk__res_ops,
+    brisk__embed_ops, brisk__posembed_ops, brisk__attention_ops;
 
 /* Parses a positive integer argument "12" (or, with a prefix, "pad1" for prefix "pad").
  * Returns 0 and *v, or -1. */
@@ -63,6 +96,6 @@ void brisk__act_forward(int kind, double slope, const float *z, float *a, size_t
 void brisk__act_backward(int kind, double slope, const float *z, const float *a, float *d,
                          size_t n);
 enum { BRISK__ACT_RELU, BRISK__ACT_GELU, BRISK__ACT_TANH, BRISK__ACT_SIGMOID,
-       BRISK__ACT_LEAKY };
+       BRISK__ACT_LEAKY, BRISK__ACT_GELU_TANH };
 
 #endif

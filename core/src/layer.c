@@ -21,7 +21,8 @@ static const brisk_layer_ops *const builtin_ops[] = {
     &brisk__dense_ops,   &brisk__conv_ops,    &brisk__maxpool_ops,    &brisk__avgpool_ops,
     &brisk__gap_ops,     &brisk__flatten_ops, &brisk__relu_ops,       &brisk__leaky_relu_ops,
     &brisk__gelu_ops,    &brisk__tanh_ops,    &brisk__sigmoid_ops,    &brisk__dropout_ops,
-    &brisk__batchnorm_ops, &brisk__layernorm_ops, &brisk__res_ops,
+    &brisk__batchnorm_ops, &brisk__layernorm_ops, &brisk__res_ops, &brisk__embed_ops,
+    &brisk__posembed_ops, &brisk__attention_ops,
 };
 #define N_BUILTIN (sizeof builtin_ops / sizeof builtin_ops[0])
 

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 static int same_shape(brisk_layer *l, char *err, size_t errlen)
@@ -18,6 +19,8 @@ static int same_shape(brisk_layer *l, char *err, size_t errlen)
 }
 
 /* ---- Elementwise activations ---------------------------------------------------------- */
+
+#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 
 /* a = f(z) over n values. */
 BRISK_MULTIVERSION void brisk__act_forward(int kind, double slope, const float *z, float *a,
@@ -44,6 +47,12 @@ BRISK_MULTIVERSION void brisk__act_forward(int kind, double slope, const float *
     case BRISK__ACT_SIGMOID:
         for (size_t i = 0; i < n; i++)
             a[i] = 1.0f / (1.0f + expf(-z[i]));
+        break;
+    case BRISK__ACT_GELU_TANH: /* GPT-2's: x (1 + tanh(u)) / 2, u = sqrt(2/pi) (x + 0.044715 x^3) */
+        for (size_t i = 0; i < n; i++) {
+            const float x = z[i], u = GELU_K * (x + 0.044715f * x * x * x);
+            a[i] = 0.5f * x * (2.0f - 2.0f / (1.0f + brisk__expf(2.0f * u)));
+        }
         break;
     }
 }
@@ -75,6 +84,14 @@ BRISK_MULTIVERSION void brisk__act_backward(int kind, double slope, const float 
         for (size_t i = 0; i < n; i++)
             d[i] *= 1.0f - a[i] * a[i];
         break;
+    case BRISK__ACT_GELU_TANH: /* (1 + th) / 2 + x (1 - th^2) / 2 du/dx */
+        for (size_t i = 0; i < n; i++) {
+            const float x = z[i], u = GELU_K * (x + 0.044715f * x * x * x);
+            const float th = 1.0f - 2.0f / (1.0f + brisk__expf(2.0f * u));
+            const float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+            d[i] *= 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+        }
+        break;
     case BRISK__ACT_SIGMOID:
         for (size_t i = 0; i < n; i++)
             d[i] *= a[i] * (1.0f - a[i]);
@@ -98,7 +115,7 @@ static void act_grad_apply(const brisk_layer *l, const float *z, const float *a,
 static void act_layer_forward(const brisk_layer *l, const brisk_forward_args *a)
 {
     long long f0, f1;
-    brisk_team_range(a->team, (long long)brisk_shape_size(l->in), &f0, &f1);
+    brisk_team_range(a->team, (long long)brisk_shape_features(l->in), &f0, &f1);
     const size_t o = (size_t)f0 * (size_t)a->ld, count = (size_t)(f1 - f0) * (size_t)a->ld;
     act_apply(l, a->x + o, a->y + o, count);
 }
@@ -108,7 +125,7 @@ static void act_layer_backward(const brisk_layer *l, const brisk_backward_args *
     if (!a->dx)
         return;
     long long f0, f1;
-    brisk_team_range(a->team, (long long)brisk_shape_size(l->in), &f0, &f1);
+    brisk_team_range(a->team, (long long)brisk_shape_features(l->in), &f0, &f1);
     const size_t o = (size_t)f0 * (size_t)a->ld, count = (size_t)(f1 - f0) * (size_t)a->ld;
     memcpy(a->dx + o, a->dy + o, count * sizeof(float));
     act_grad_apply(l, a->x + o, a->y + o, a->dx + o, count);
@@ -118,6 +135,8 @@ static int act_describe(const brisk_layer *l, char *buf, size_t size)
 {
     if ((int)l->args[0] == BRISK__ACT_LEAKY)
         return snprintf(buf, size, "leaky_relu:%.9g", l->args[1]);
+    if ((int)l->args[0] == BRISK__ACT_GELU_TANH)
+        return snprintf(buf, size, "gelu:tanh");
     return snprintf(buf, size, "%s", l->ops->kind);
 }
 
@@ -129,9 +148,25 @@ static int act_describe(const brisk_layer *l, char *buf, size_t size)
         return brisk__no_args(l, argc, argv, err, errlen);                                 \
     }
 ACT_PARSE(relu, BRISK__ACT_RELU)
-ACT_PARSE(gelu, BRISK__ACT_GELU)
 ACT_PARSE(tanh, BRISK__ACT_TANH)
 ACT_PARSE(sigmoid, BRISK__ACT_SIGMOID)
+
+/* gelu (exact, torch.nn.GELU()) or gelu:tanh (the tanh approximation GPT-2 uses,
+ * torch.nn.GELU(approximate='tanh')). */
+static int gelu_parse(brisk_layer *l, int argc, const char *const *argv, char *err,
+                      size_t errlen)
+{
+    l->args[0] = BRISK__ACT_GELU;
+    if (argc == 1 && !strcmp(argv[0], "tanh")) {
+        l->args[0] = BRISK__ACT_GELU_TANH;
+        return 0;
+    }
+    if (argc > 0) {
+        snprintf(err, errlen, "expected gelu (exact) or gelu:tanh (GPT-2's approximation)");
+        return -1;
+    }
+    return 0;
+}
 
 static int leaky_parse(brisk_layer *l, int argc, const char *const *argv, char *err,
                        size_t errlen)
@@ -167,35 +202,67 @@ ACT_OPS(sigmoid, "sigmoid", sigmoid_parse, BRISK_LAYER_GLOROT_INIT)
 
 /* ---- Dense ---------------------------------------------------------------------------- */
 
-/* y (N, n) = b + W x, W (N, D) as torch.nn.Linear stores it. args: [0] N, [1] bias. */
+/* y (N, n) = b + W x, W (N, D) as torch.nn.Linear stores it. args: [0] N, [1] bias, [2] tied:
+ * W is the token embedding's table (N, D) (BRISK_LAYER_TIES), as a language model's head
+ * shares it with its input embedding (GPT-2's lm_head and wte). */
 static int dense_parse(brisk_layer *l, int argc, const char *const *argv, char *err,
                        size_t errlen)
 {
     long n;
-    if (argc < 1 || argc > 2 || brisk__arg_int(argv[0], NULL, 1, 65536, &n)) {
-        snprintf(err, errlen, "expected dense:UNITS[:nobias] with UNITS in 1..65536");
-        return -1;
-    }
-    if (argc == 2 && strcmp(argv[1], "nobias")) {
-        snprintf(err, errlen, "unknown option '%s' (nobias)", argv[1]);
+    if (argc < 1 || argc > 3 || brisk__arg_int(argv[0], NULL, 1, 65536, &n)) {
+        snprintf(err, errlen, "expected dense:UNITS[:nobias][:tied] with UNITS in 1..65536");
         return -1;
     }
     l->args[0] = (double)n;
-    l->args[1] = argc == 2 ? 0 : 1;
+    l->args[1] = 1;
+    l->args[2] = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "nobias") && l->args[1]) {
+            l->args[1] = 0;
+        } else if (!strcmp(argv[i], "tied") && !l->args[2]) {
+            l->args[2] = 1;
+        } else {
+            snprintf(err, errlen, "unknown or repeated option '%s' (nobias, tied)", argv[i]);
+            return -1;
+        }
+    }
     return 0;
+}
+
+/* The weight in a slab: its own first tensor, or the embedding's table when tied. */
+static float *dense_weight(const brisk_layer *l, const float *slab)
+{
+    return l->tied ? (float *)(uintptr_t)(slab + l->tied->offset) : brisk_layer_data(l, 0, slab);
+}
+
+static float *dense_bias(const brisk_layer *l, const float *slab)
+{
+    return l->args[1] ? brisk_layer_data(l, l->tied ? 0 : 1, slab) : NULL;
 }
 
 static int dense_setup(brisk_layer *l, char *err, size_t errlen)
 {
-    if (l->in.rank != 1) {
+    if (l->in.rank == 3) {
         snprintf(err, errlen, "dense needs a vector input, and this is an image: put flatten "
                  "(or gap, flatten) before it");
         return -1;
     }
+    /* On a sequence: the same weights at every position, (C, T) -> (N, T). */
     const int D = l->in.c, N = (int)l->args[0];
-    l->out = brisk_shape_vec(N);
+    l->out = l->in.rank == 2 ? brisk_shape_seq(N, l->in.w) : brisk_shape_vec(N);
     const int w[2] = {N, D};
-    if (brisk_layer_add_tensor(l, "weight", 2, w, BRISK_TENSOR_FAN, D, N, 0) < 0 ||
+    if (!l->args[2]) {
+        l->tied = NULL;
+    } else if (!l->tied) {
+        snprintf(err, errlen, "tied: no token embedding (embed:V:C) before it to share weights "
+                 "with");
+        return -1;
+    } else if (l->tied->ndim != 2 || l->tied->shape[0] != N || l->tied->shape[1] != D) {
+        snprintf(err, errlen, "tied: the token embedding's table is (%d, %d), this layer's "
+                 "weight would be (%d, %d)", l->tied->shape[0], l->tied->shape[1], N, D);
+        return -1;
+    }
+    if ((!l->tied && brisk_layer_add_tensor(l, "weight", 2, w, BRISK_TENSOR_FAN, D, N, 0) < 0) ||
         (l->args[1] && brisk_layer_add_tensor(l, "bias", 1, &N, BRISK_TENSOR_ZERO, 0, 0, 0) < 0))
         return -1;
     return 0;
@@ -220,9 +287,9 @@ static void dense_forward(const brisk_layer *l, const brisk_forward_args *a)
         brisk__transpose(a->x, (size_t)ld, a->scratch, (size_t)brisk__row_stride(D), (int)f0,
                          (int)f1, 0, n);
     }
-    const brisk_gemm_args g = {.M = N, .N = n, .K = D, .A = brisk_layer_data(l, 0, a->params),
+    const brisk_gemm_args g = {.M = N, .N = n, .K = D, .A = dense_weight(l, a->params),
                                .a_rs = D, .a_ks = 1, .B = a->x, .ldb = ld, .C = a->y, .ldc = ld,
-                               .bias = l->args[1] ? brisk_layer_data(l, 1, a->params) : NULL,
+                               .bias = dense_bias(l, a->params),
                                .init = l->args[1] ? BRISK_GEMM_ROWBIAS : BRISK_GEMM_ZERO};
     int m0, m1, n0, n1;
     brisk_gemm_split(N, n, ith, nth, &m0, &m1, &n0, &n1);
@@ -240,11 +307,11 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
     const brisk_gemm_args gw = {.M = N, .N = D, .K = n, .A = a->dy, .a_rs = ld, .a_ks = 1,
                                 .B = a->x_rows ? a->x_rows : a->scratch,
                                 .ldb = a->x_rows ? a->x_rows_ld : brisk__row_stride(D),
-                                .C = brisk_layer_data(l, 0, a->grads), .ldc = D,
+                                .C = dense_weight(l, a->grads), .ldc = D,
                                 .init = BRISK_GEMM_ZERO};
     brisk_gemm(&gw, ith, nth);
     if (l->args[1]) { /* db = row sums of dy, in sample order */
-        float *db = brisk_layer_data(l, 1, a->grads);
+        float *db = dense_bias(l, a->grads);
         long long j0, j1;
         brisk_team_range(a->team, N, &j0, &j1);
         for (long long j = j0; j < j1; j++) {
@@ -261,7 +328,7 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
      * stored (a transposed copy of W per step measured slower: the lines of a column strip
      * are reused by the next register blocks while they are in L2); then, fused, through the
      * activation below, on the block this thread computed. */
-    const brisk_gemm_args gx = {.M = D, .N = n, .K = N, .A = brisk_layer_data(l, 0, a->params),
+    const brisk_gemm_args gx = {.M = D, .N = n, .K = N, .A = dense_weight(l, a->params),
                                 .a_rs = 1, .a_ks = D, .B = a->dy, .ldb = ld, .C = a->dx,
                                 .ldc = ld, .init = BRISK_GEMM_ZERO};
     int m0, m1, n0, n1;
@@ -275,14 +342,15 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
 
 static int dense_describe(const brisk_layer *l, char *buf, size_t size)
 {
-    return snprintf(buf, size, "%s:%d%s", l->ops->kind, (int)l->args[0],
-                    l->args[1] ? "" : ":nobias");
+    return snprintf(buf, size, "%s:%d%s%s", l->ops->kind, (int)l->args[0],
+                    l->args[1] ? "" : ":nobias", l->args[2] ? ":tied" : "");
 }
 
 const brisk_layer_ops brisk__dense_ops = {
     .kind = "dense", .parse = dense_parse, .setup = dense_setup,
     .scratch_bytes = dense_scratch, .forward = dense_forward, .backward = dense_backward,
-    .describe = dense_describe, .flags = BRISK_LAYER_FUSES_ACT | BRISK_LAYER_UNIT_IMAGES};
+    .describe = dense_describe,
+    .flags = BRISK_LAYER_FUSES_ACT | BRISK_LAYER_UNIT_IMAGES | BRISK_LAYER_TIES};
 
 /* ---- Flatten -------------------------------------------------------------------------- */
 
@@ -344,9 +412,8 @@ static int res_setup(brisk_layer *l, char *err, size_t errlen)
     const brisk_shape z = l->skip_in; /* the input of the k items before it */
     if (z.rank != l->in.rank || z.c != l->in.c || z.h != l->in.h || z.w != l->in.w) {
         char zs[64], xs[64];
-        snprintf(zs, sizeof zs, z.rank == 3 ? "(%d, %d, %d)" : "(%d)", z.c, z.h, z.w);
-        snprintf(xs, sizeof xs, l->in.rank == 3 ? "(%d, %d, %d)" : "(%d)", l->in.c, l->in.h,
-                 l->in.w);
+        brisk__shape_text(z, zs, sizeof zs);
+        brisk__shape_text(l->in, xs, sizeof xs);
         snprintf(err, errlen, "adds the input of item %d, of shape %s, to an output of shape "
                  "%s: they must be equal", l->index - k + 1, zs, xs);
         return -1;
@@ -364,7 +431,7 @@ static BRISK_MULTIVERSION void add_rows(const float *x, const float *z, float *y
 static void res_forward(const brisk_layer *l, const brisk_forward_args *a)
 {
     long long r0, r1;
-    brisk_team_range(a->team, (long long)brisk_shape_size(l->in), &r0, &r1);
+    brisk_team_range(a->team, (long long)brisk_shape_features(l->in), &r0, &r1);
     const size_t o = (size_t)r0 * (size_t)a->ld;
     add_rows(a->x + o, a->skip + o, a->y + o, (size_t)(r1 - r0) * (size_t)a->ld);
 }
@@ -374,7 +441,7 @@ static void res_backward(const brisk_layer *l, const brisk_backward_args *a)
     if (!a->dx)
         return;
     long long r0, r1;
-    brisk_team_range(a->team, (long long)brisk_shape_size(l->in), &r0, &r1);
+    brisk_team_range(a->team, (long long)brisk_shape_features(l->in), &r0, &r1);
     const size_t o = (size_t)r0 * (size_t)a->ld;
     memcpy(a->dx + o, a->dy + o, (size_t)(r1 - r0) * (size_t)a->ld * sizeof(float));
 }
@@ -409,12 +476,12 @@ static int dropout_parse(brisk_layer *l, int argc, const char *const *argv, char
 static size_t dropout_scratch(const brisk_layer *l, int max_rows, int ld)
 {
     (void)max_rows;
-    return brisk_shape_size(l->in) * (size_t)ld;
+    return brisk_shape_features(l->in) * (size_t)ld;
 }
 
 static void dropout_forward(const brisk_layer *l, const brisk_forward_args *a)
 {
-    const size_t F = brisk_shape_size(l->in), ld = (size_t)a->ld;
+    const size_t F = brisk_shape_features(l->in), ld = (size_t)a->ld;
     const float p = (float)l->args[0], scale = 1.0f / (1.0f - p);
     const uint64_t key = brisk_rng_u64(a->seed, BRISK_RNG_STREAM_DROPOUT, (uint32_t)l->index,
                                        (uint64_t)a->step);
@@ -436,7 +503,7 @@ static void dropout_backward(const brisk_layer *l, const brisk_backward_args *a)
 {
     if (!a->dx)
         return;
-    const size_t F = brisk_shape_size(l->in), ld = (size_t)a->ld;
+    const size_t F = brisk_shape_features(l->in), ld = (size_t)a->ld;
     const float scale = 1.0f / (1.0f - (float)l->args[0]);
     const uint8_t *mask = a->scratch;
     long long f0, f1;

@@ -15,8 +15,12 @@ static int needs_image(const brisk_layer *l, char *err, size_t errlen)
 {
     if (l->in.rank == 3)
         return 0;
-    snprintf(err, errlen, "%s needs an image input (C, H, W), and this is a vector of %d",
-             l->ops->kind, l->in.c);
+    if (l->in.rank == 2)
+        snprintf(err, errlen, "%s needs an image input (C, H, W), and this is a sequence of %d "
+                 "positions", l->ops->kind, l->in.w);
+    else
+        snprintf(err, errlen, "%s needs an image input (C, H, W), and this is a vector of %d",
+                 l->ops->kind, l->in.c);
     return -1;
 }
 

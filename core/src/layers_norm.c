@@ -21,7 +21,11 @@
  * running_mean, running_var. Scratch: each channel's mean and 1/std of the last train pass. */
 static int bn_setup(brisk_layer *l, char *err, size_t errlen)
 {
-    (void)err, (void)errlen;
+    if (l->in.rank == 2) {
+        snprintf(err, errlen, "batchnorm takes vectors and images; normalise a sequence's "
+                 "positions with layernorm");
+        return -1;
+    }
     l->out = l->in;
     const int C = l->in.c;
     l->stats_len = 2 * (size_t)C;
@@ -143,7 +147,8 @@ const brisk_layer_ops brisk__batchnorm_ops = {
 /* ---- LayerNorm ------------------------------------------------------------------------ */
 
 /* torch.nn.LayerNorm(shape of the input): each sample normalised over all its features,
- * eps 1e-5, then weight and bias of the input's shape. Sums over features run feature by
+ * eps 1e-5, then weight and bias of the input's shape; for a sequence, each position over its
+ * C features, with weight and bias (C) (torch.nn.LayerNorm(C) on (B, T, C) tensors). Sums over features run feature by
  * feature for a block of samples at once (rows are contiguous), in feature order. Scratch:
  * per sample, mean and 1/std (floats), and two double accumulators. */
 static int ln_setup(brisk_layer *l, char *err, size_t errlen)
@@ -180,7 +185,7 @@ static ln_scratch_view ln_view(void *scratch, int ld)
 
 static void ln_forward(const brisk_layer *l, const brisk_forward_args *a)
 {
-    const size_t F = brisk_shape_size(l->in), ld = (size_t)a->ld;
+    const size_t F = brisk_shape_features(l->in), ld = (size_t)a->ld;
     const float *w = brisk_layer_data(l, 0, a->params), *b = brisk_layer_data(l, 1, a->params);
     const ln_scratch_view sv = ln_view(a->scratch, a->ld);
     long long i0, i1;
@@ -212,7 +217,7 @@ static void ln_forward(const brisk_layer *l, const brisk_forward_args *a)
 
 static void ln_backward(const brisk_layer *l, const brisk_backward_args *a)
 {
-    const size_t F = brisk_shape_size(l->in), ld = (size_t)a->ld;
+    const size_t F = brisk_shape_features(l->in), ld = (size_t)a->ld;
     const float *w = brisk_layer_data(l, 0, a->params);
     float *dw = brisk_layer_data(l, 0, a->grads), *db = brisk_layer_data(l, 1, a->grads);
     const ln_scratch_view sv = ln_view(a->scratch, a->ld);

@@ -150,7 +150,7 @@ static int parse_item(const char *item, brisk_layer *l, char *err, size_t errlen
     if (!ops) {
         snprintf(err, errlen, "unknown layer '%.40s' (known: dense, conv, maxpool, avgpool, gap, "
                  "flatten, relu, leaky_relu, gelu, tanh, sigmoid, dropout, batchnorm, "
-                 "layernorm, res, and any registered kind)", kind);
+                 "layernorm, res, embed, posembed, attention, and any registered kind)", kind);
         return -1;
     }
     l->ops = ops;
@@ -260,18 +260,34 @@ static int build_item(const char *item, int pos, void *p)
         if (from >= -1)
             l->skip_in = from < 0 ? m->cfg.input : m->layers[from].out;
     }
+    int source = -1; /* the embedding whose table a BRISK_LAYER_TIES layer may use */
+    for (int k = 0; k < pos && source < 0 && (l->ops->flags & BRISK_LAYER_TIES); k++)
+        if ((m->layers[k].ops->flags & BRISK_LAYER_EMBEDDING) && m->layers[k].n_tensors > 0)
+            source = k;
+    l->tied = source >= 0 ? &m->layers[source].tensors[0] : NULL;
     if (l->ops->setup(l, err, sizeof err)) {
         if (brisk_error_detail()[0] && !err[0])
             snprintf(err, sizeof err, "%s", brisk_error_detail());
         char shape[64];
-        snprintf(shape, sizeof shape, l->in.rank == 3 ? "(%d, %d, %d)" : "(%d)", l->in.c,
-                 l->in.h, l->in.w);
+        brisk__shape_text(l->in, shape, sizeof shape);
         return brisk_error_set(BRISK_EINVAL, "model: item %d '%s' (input %s): %s", pos + 1,
                                item, shape, err);
     }
+    if (source >= 0 && l->tied) /* the layer uses the table: its gradient comes first */
+        m->layers[source].shared = 1;
     if (brisk_shape_size(l->out) < 1 || brisk_shape_size(l->out) > ((size_t)1 << 28))
         return brisk_error_set(BRISK_EINVAL, "model: item %d '%s': output of %zu features",
                                pos + 1, item, brisk_shape_size(l->out));
+    if (brisk_shape_positions(l->out) != brisk_shape_positions(m->cfg.input)) {
+        char in[64], out[64];
+        brisk__shape_text(m->cfg.input, in, sizeof in);
+        brisk__shape_text(l->out, out, sizeof out);
+        return brisk_error_set(BRISK_EINVAL, "model: item %d '%s': output %s does not keep the "
+                               "input's %d position%s %s (no layer changes the positions of a "
+                               "sequence)", pos + 1, item, out,
+                               brisk_shape_positions(m->cfg.input),
+                               brisk_shape_positions(m->cfg.input) == 1 ? "" : "s", in);
+    }
     for (int k = 0; k < l->n_tensors; k++)
         m->tensors[m->n_tensors++] = &l->tensors[k];
     b->shape = l->out;
@@ -295,19 +311,50 @@ static brisk_init weight_init(const brisk_model *m, int layer)
     return BRISK_INIT_HE;
 }
 
+/* GPT-2's initialisation: the model's res layers, and whether v is the weight that produces
+ * a residual branch (the last FAN tensor of a layer followed, past dropout, by res). */
+static int n_res(const brisk_model *m)
+{
+    int r = 0;
+    for (int l = 0; l < m->n_layers; l++)
+        r += (m->layers[l].ops->flags & BRISK_LAYER_SKIP) != 0;
+    return r > 0 ? r : 1;
+}
+
+static int residual_weight(const brisk_model *m, const brisk_tensor_view *v)
+{
+    const brisk_layer *ly = &m->layers[v->layer];
+    for (int k = ly->n_tensors - 1; k >= 0; k--)
+        if (ly->tensors[k].init == BRISK_TENSOR_FAN) {
+            if (&ly->tensors[k] != v)
+                return 0;
+            break;
+        }
+    for (int l = v->layer + 1; l < m->n_layers; l++) {
+        const int flags = m->layers[l].ops->flags;
+        if (flags & BRISK_LAYER_SKIP)
+            return 1;
+        if (!(flags & BRISK_LAYER_EVAL_IDENTITY))
+            return 0;
+    }
+    return 0;
+}
+
 int brisk_model_create(const brisk_model_config *cfg, brisk_model **out)
 {
     *out = NULL;
     if (!cfg)
         return brisk_error_set(BRISK_EINVAL, "model: no configuration");
-    if (cfg->input.rank != 1 && cfg->input.rank != 3)
-        return brisk_error_set(BRISK_EINVAL, "model: input rank %d (1 or 3)", cfg->input.rank);
+    if (cfg->input.rank < 1 || cfg->input.rank > 3)
+        return brisk_error_set(BRISK_EINVAL, "model: input rank %d (1, 2 or 3)", cfg->input.rank);
     if (cfg->input.c < 1 || cfg->input.h < 1 || cfg->input.w < 1 ||
+        (cfg->input.rank != 3 && cfg->input.h != 1) ||
+        (cfg->input.rank == 1 && cfg->input.w != 1) ||
         brisk_shape_size(cfg->input) > ((size_t)1 << 26))
         return brisk_error_set(BRISK_EINVAL, "model: input shape (%d, %d, %d) is not valid",
                                cfg->input.c, cfg->input.h, cfg->input.w);
     if ((int)cfg->loss < 0 || cfg->loss > BRISK_LOSS_MSE || (int)cfg->init < 0 ||
-        cfg->init > BRISK_INIT_GLOROT)
+        cfg->init > BRISK_INIT_GPT2)
         return brisk_error_set(BRISK_EINVAL, "model: loss %d or init %d unknown",
                                (int)cfg->loss, (int)cfg->init);
     if (!memchr(cfg->spec, '\0', sizeof cfg->spec) || !cfg->spec[0])
@@ -322,7 +369,7 @@ int brisk_model_create(const brisk_model_config *cfg, brisk_model **out)
         brisk_model_destroy(m);
         return err;
     }
-    const int C = (int)brisk_shape_size(m->layers[m->n_layers - 1].out);
+    const int C = brisk_model_outputs(m);
     if (cfg->loss == BRISK_LOSS_SOFTMAX_CE && C < 2) {
         brisk_model_destroy(m);
         return brisk_error_set(BRISK_EINVAL, "model: softmax cross-entropy needs >= 2 outputs, "
@@ -396,7 +443,20 @@ int brisk_model_num_tensors(const brisk_model *m) { return m->n_tensors; }
 
 int brisk_model_outputs(const brisk_model *m)
 {
-    return (int)brisk_shape_size(m->layers[m->n_layers - 1].out);
+    return (int)brisk_shape_features(m->layers[m->n_layers - 1].out);
+}
+
+int brisk_model_positions(const brisk_model *m)
+{
+    return brisk_shape_positions(m->cfg.input);
+}
+
+int brisk_model_vocab(const brisk_model *m)
+{
+    for (int l = 0; l < m->n_layers; l++)
+        if ((m->layers[l].ops->flags & BRISK_LAYER_EMBEDDING) && m->layers[l].n_tensors > 0)
+            return m->layers[l].tensors[0].shape[0];
+    return 0;
 }
 
 const brisk_layer *brisk_model_layer(const brisk_model *m, int i)
@@ -432,10 +492,12 @@ int brisk_model_describe(const brisk_model *m, char *buf, size_t size)
     return (int)at;
 }
 
-static void shape_text(brisk_shape s, char *buf, size_t size)
+void brisk__shape_text(brisk_shape s, char *buf, size_t size)
 {
     if (s.rank == 3)
         snprintf(buf, size, "(%d, %d, %d)", s.c, s.h, s.w);
+    else if (s.rank == 2) /* (positions, features), as PyTorch's (B, T, C) per sample */
+        snprintf(buf, size, "(%d, %d)", s.w, s.c);
     else
         snprintf(buf, size, "(%d)", s.c);
 }
@@ -450,14 +512,14 @@ int brisk_model_summary(const brisk_model *m, char *buf, size_t size)
         at += (size_t)(w_ > 0 ? w_ : 0);                                                   \
     } while (0)
     char in[64];
-    shape_text(m->cfg.input, in, sizeof in);
+    brisk__shape_text(m->cfg.input, in, sizeof in);
     PUT("%-4s %-24s %-18s %12s\n", "#", "layer", "output shape", "parameters");
     PUT("%-4s %-24s %-18s %12s\n", "", "input", in, "");
     for (int l = 0; l < m->n_layers; l++) {
         const brisk_layer *ly = &m->layers[l];
         char item[256], out[64];
         ly->ops->describe(ly, item, sizeof item);
-        shape_text(ly->out, out, sizeof out);
+        brisk__shape_text(ly->out, out, sizeof out);
         size_t params = 0;
         for (int k = 0; k < ly->n_tensors; k++)
             if (!brisk_layer_tensor(ly, k)->buffer)
@@ -506,11 +568,18 @@ void brisk_model_init_params(const brisk_model *m, uint64_t seed, float *params,
         if (!p)
             continue;
         p += v->offset;
+        const uint32_t sub = (uint32_t)t; /* the tensor selects the sub-stream */
         if (v->init == BRISK_TENSOR_ONE) {
             for (size_t i = 0; i < v->count; i++)
                 p[i] = 1.0f;
+        } else if (v->init == BRISK_TENSOR_EMBEDDING || (v->init == BRISK_TENSOR_FAN &&
+                                                         m->cfg.init == BRISK_INIT_GPT2)) {
+            const float std = m->cfg.init != BRISK_INIT_GPT2 ? 1.0f
+                              : residual_weight(m, v) ? 0.02f / sqrtf((float)n_res(m))
+                                                      : 0.02f;
+            for (size_t i = 0; i < v->count; i++)
+                p[i] = std * brisk_rng_normal(seed, BRISK_RNG_STREAM_INIT, sub, i);
         } else if (v->init == BRISK_TENSOR_FAN) {
-            const uint32_t sub = (uint32_t)t; /* the tensor selects the sub-stream */
             if (weight_init(m, v->layer) == BRISK_INIT_HE) {
                 /* Kaiming normal, fan_in mode: std = sqrt(2 / fan_in) (He et al., 2015). */
                 const float std = sqrtf(2.0f / (float)v->fan_in);
@@ -537,34 +606,43 @@ void brisk_model_init_params(const brisk_model *m, uint64_t seed, float *params,
 struct brisk_workspace {
     const brisk_model *model;
     int max_rows, ld;
+    int positions, max_cols;          /* columns per sample; max_rows * positions */
     float *mem;                       /* the one allocation */
     float *input;                     /* (max_rows, D) row-major, filled by the caller */
     float *x0;                        /* (D, ld) feature-major */
     float *out[BRISK_MAX_LAYERS];     /* each layer's own output buffer */
     const float *cur[2][BRISK_MAX_LAYERS];
     brisk_pass pass;
+    brisk_pass_keys keys;             /* the last forward's, in columns (for backward) */
     void *scratch[BRISK_MAX_LAYERS];
     float *stash[BRISK_MAX_LAYERS];   /* skips from a layer: their dy, until it joins the
                                        * source's gradient (NULL for the others) */
     float *grad[2];                   /* ping-pong: (largest size, ld) */
-    double *sample_loss;              /* (max_rows) each sample's loss in the last pass */
-    uint8_t *sample_right;            /* (max_rows) whether its prediction was right */
+    double *sample_loss;              /* (max_cols) each column's loss in the last pass */
+    uint8_t *sample_right;            /* (max_cols) whether its prediction was right */
+    float *col_tmp;                   /* (2 max_cols) the token loss's maxima and sums */
 };
+
+/* Columns of a workspace of max_rows samples: ld is their count rounded up to 16. */
+static int64_t workspace_cols(const brisk_model *m, int max_rows)
+{
+    return (int64_t)max_rows * brisk_shape_positions(m->cfg.input);
+}
 
 /* Sizes in floats of the workspace's parts, in allocation order; returns the total. */
 static size_t workspace_layout(const brisk_model *m, int max_rows, size_t *sizes)
 {
-    const int ld = (max_rows + 15) / 16 * 16;
-    const size_t D = brisk_shape_size(m->cfg.input);
-    size_t k = 0, total = 0, maxsize = D;
+    const int cols = (int)workspace_cols(m, max_rows), ld = (cols + 15) / 16 * 16;
+    const size_t D = brisk_shape_size(m->cfg.input), F = brisk_shape_features(m->cfg.input);
+    size_t k = 0, total = 0, maxsize = F;
     sizes[k++] = brisk__align_up((size_t)max_rows * D);
-    sizes[k++] = brisk__align_up(D * (size_t)ld);
+    sizes[k++] = brisk__align_up(F * (size_t)ld);
     for (int l = 0; l < m->n_layers; l++) {
         const brisk_layer *ly = &m->layers[l];
-        const size_t o = brisk_shape_size(ly->out);
+        const size_t o = brisk_shape_features(ly->out);
         maxsize = o > maxsize ? o : maxsize;
         sizes[k++] = (ly->ops->flags & BRISK_LAYER_ALIAS) ? 0 : brisk__align_up(o * (size_t)ld);
-        const size_t sb = ly->ops->scratch_bytes ? ly->ops->scratch_bytes(ly, max_rows, ld) : 0;
+        const size_t sb = ly->ops->scratch_bytes ? ly->ops->scratch_bytes(ly, cols, ld) : 0;
         sizes[k++] = brisk__align_up((sb + sizeof(float) - 1) / sizeof(float));
         /* A skip from a layer keeps its dy until the backward pass reaches that layer (a skip
          * from the model's input needs nothing: the input has no gradient). */
@@ -580,28 +658,32 @@ static size_t workspace_layout(const brisk_model *m, int max_rows, size_t *sizes
 size_t brisk_workspace_bytes(const brisk_model *m, int max_rows)
 {
     size_t sizes[3 * BRISK_MAX_LAYERS + 4];
-    return workspace_layout(m, max_rows, sizes) * sizeof(float) + (size_t)max_rows * 9;
+    return workspace_layout(m, max_rows, sizes) * sizeof(float) +
+           (size_t)workspace_cols(m, max_rows) * 17;
 }
 
 int brisk_workspace_create(const brisk_model *m, int max_rows, brisk_workspace **out)
 {
     *out = NULL;
-    if (max_rows < 1 || max_rows > (1 << 24))
+    if (max_rows < 1 || max_rows > (1 << 24) || workspace_cols(m, max_rows) > (1 << 24))
         return brisk_error_set(BRISK_EINVAL, "workspace: max_rows %d out of 1..%d", max_rows,
-                               1 << 24);
+                               (1 << 24) / brisk_shape_positions(m->cfg.input));
     brisk_workspace *ws = calloc(1, sizeof *ws);
     if (!ws)
         return brisk_error_set(BRISK_ENOMEM, "workspace: out of memory");
     ws->model = m;
     ws->max_rows = max_rows;
-    ws->ld = (max_rows + 15) / 16 * 16;
+    ws->positions = brisk_shape_positions(m->cfg.input);
+    ws->max_cols = (int)workspace_cols(m, max_rows);
+    ws->ld = (ws->max_cols + 15) / 16 * 16;
     size_t sizes[3 * BRISK_MAX_LAYERS + 4];
     const size_t total = workspace_layout(m, max_rows, sizes);
     /* Zeroed, so that every padding column starts finite. */
     ws->mem = alloc_floats(total);
-    ws->sample_loss = malloc((size_t)max_rows * sizeof *ws->sample_loss);
-    ws->sample_right = malloc((size_t)max_rows);
-    if (!ws->mem || !ws->sample_loss || !ws->sample_right) {
+    ws->sample_loss = malloc((size_t)ws->max_cols * sizeof *ws->sample_loss);
+    ws->sample_right = malloc((size_t)ws->max_cols);
+    ws->col_tmp = malloc(2 * (size_t)ws->max_cols * sizeof *ws->col_tmp);
+    if (!ws->mem || !ws->sample_loss || !ws->sample_right || !ws->col_tmp) {
         brisk_workspace_destroy(ws);
         return brisk_error_set(BRISK_ENOMEM, "workspace: out of memory (%zu floats)", total);
     }
@@ -648,6 +730,7 @@ void brisk_workspace_destroy(brisk_workspace *ws)
     free(ws->mem);
     free(ws->sample_loss);
     free(ws->sample_right);
+    free(ws->col_tmp);
     free(ws);
 }
 
@@ -667,13 +750,18 @@ void brisk_model_forward(const brisk_model *m, const float *params, const float 
                          const brisk_pass_keys *keys, float *stats, const brisk_team *team)
 {
     BRISK_ASSERT(n >= 1 && n <= ws->max_rows);
-    const int D = (int)brisk_shape_size(m->cfg.input), ld = ws->ld;
-    /* The input, feature-major; parallelize over samples. */
+    const int D = (int)brisk_shape_size(m->cfg.input), ld = ws->ld, P = ws->positions;
+    const int F = (int)brisk_shape_features(m->cfg.input), cols = n * P;
+    /* The input, feature-major (a sequence's positions are columns: its rows of F features
+     * are the input's rows); parallelize over columns. */
     long long i0, i1;
-    brisk_team_range(team, n, &i0, &i1);
-    brisk__transpose(ws->input, (size_t)D, ws->x0, (size_t)ld, (int)i0, (int)i1, 0, D);
-    if (!team || team->ith == 0)
+    brisk_team_range(team, cols, &i0, &i1);
+    brisk__transpose(ws->input, (size_t)F, ws->x0, (size_t)ld, (int)i0, (int)i1, 0, F);
+    if (!team || team->ith == 0) {
         ws->pass = pass;
+        ws->keys = keys ? *keys : (brisk_pass_keys){0};
+        ws->keys.sample0 *= P;
+    }
     brisk_team_barrier(team);
     const float *x = ws->x0;
     for (int l = 0; l < m->n_layers; l++) {
@@ -687,11 +775,11 @@ void brisk_model_forward(const brisk_model *m, const float *params, const float 
         }
         const int fuse = l + 1 < m->n_layers && m->fwd_fused[l + 1];
         const brisk_forward_args a = {
-            .x = x, .y = ws->out[l], .n = n, .ld = ld,
+            .x = x, .y = ws->out[l], .n = cols, .ld = ld, .positions = P,
             .x_rows = l == 0 ? ws->input : NULL, .x_rows_ld = D,
             .params = params, .buffers = buffers,
             .scratch = ws->scratch[l], .pass = pass, .seed = keys ? keys->seed : 0,
-            .step = keys ? keys->step : 0, .sample0 = keys ? keys->sample0 : 0,
+            .step = keys ? keys->step : 0, .sample0 = keys ? keys->sample0 * P : 0,
             .stats = stats && ly->stats_len ? stats + m->stats_off[l] : NULL,
             .act = fuse ? &m->layers[l + 1] : NULL, .act_y = fuse ? ws->out[l + 1] : NULL,
             .team = team,
@@ -780,6 +868,9 @@ int brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const ui
                                "%s, targets %s", n, ws ? ws->max_rows : 0,
                                labels ? "given" : "NULL", targets ? "given" : "NULL");
     const int C = brisk_model_outputs(m);
+    if (ws->positions > 1)
+        return brisk_error_set(BRISK_EINVAL, "model_loss: a sequence model takes a target per "
+                               "position (brisk_model_loss_tokens)");
     if (targets && m->cfg.loss == BRISK_LOSS_SOFTMAX_CE)
         return brisk_error_set(BRISK_EINVAL, "model_loss: the ce loss takes class labels, not "
                                "float targets");
@@ -815,10 +906,107 @@ int brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const ui
     return BRISK_OK;
 }
 
+/* Columns [j0, j1) of the token loss (at most TOKEN_BLOCK of them): z and dz point at their
+ * first column of row 0; y their targets. Each row of the logits is read as a run of columns,
+ * so the passes over the vocabulary vectorise across positions. */
+#define TOKEN_BLOCK 64
+static BRISK_MULTIVERSION void token_block(const float *z, float *dz, size_t ld, int C, int w,
+                                           const int32_t *y, float grad_scale, int want_grad,
+                                           float *mx, float *sum, double *loss, uint8_t *right)
+{
+    int arg[TOKEN_BLOCK];
+    for (int j = 0; j < w; j++) {
+        mx[j] = z[j];
+        arg[j] = 0;
+    }
+    for (int c = 1; c < C; c++) {
+        const float *row = z + (size_t)c * ld;
+        for (int j = 0; j < w; j++) {
+            const int more = row[j] > mx[j];
+            mx[j] = more ? row[j] : mx[j];
+            arg[j] = more ? c : arg[j];
+        }
+    }
+    for (int j = 0; j < w; j++)
+        sum[j] = 0.0f;
+    for (int c = 0; c < C; c++) {
+        const float *row = z + (size_t)c * ld;
+        float *drow = dz + (size_t)c * ld;
+        if (want_grad)
+            for (int j = 0; j < w; j++) {
+                const float e = brisk__expf(row[j] - mx[j]);
+                drow[j] = e;
+                sum[j] += e;
+            }
+        else
+            for (int j = 0; j < w; j++)
+                sum[j] += brisk__expf(row[j] - mx[j]);
+    }
+    for (int j = 0; j < w; j++) {
+        loss[j] = log((double)sum[j]) + (double)mx[j] - (double)z[(size_t)y[j] * ld + j];
+        right[j] = (uint8_t)(arg[j] == y[j]);
+    }
+    if (!want_grad)
+        return;
+    float inv[TOKEN_BLOCK];
+    for (int j = 0; j < w; j++)
+        inv[j] = grad_scale / sum[j];
+    for (int c = 0; c < C; c++) {
+        float *drow = dz + (size_t)c * ld;
+        for (int j = 0; j < w; j++)
+            drow[j] *= inv[j];
+    }
+    for (int j = 0; j < w; j++)
+        dz[(size_t)y[j] * ld + j] -= grad_scale;
+}
+
+int brisk_model_loss_tokens(const brisk_model *m, brisk_workspace *ws, const int32_t *targets,
+                            int n, float grad_scale, brisk_metrics *acc, const brisk_team *team)
+{
+    /* Checked by every thread of a team alike, so that all return the same. */
+    if (!m || !ws || !acc || n < 0 || n > ws->max_rows || (n > 0 && !targets))
+        return brisk_error_set(BRISK_EINVAL, "model_loss_tokens: n = %d (workspace rows %d), "
+                               "targets %s", n, ws ? ws->max_rows : 0,
+                               targets ? "given" : "NULL");
+    if (m->cfg.loss != BRISK_LOSS_SOFTMAX_CE)
+        return brisk_error_set(BRISK_EINVAL, "model_loss_tokens: the %s loss takes no target "
+                               "classes (ce does)", brisk_loss_name(m->cfg.loss));
+    const int C = brisk_model_outputs(m), cols = n * ws->positions;
+    for (int j = 0; j < cols; j++)
+        if (targets[j] < 0 || targets[j] >= C)
+            return brisk_error_set(BRISK_EINVAL, "model_loss_tokens: target %d of position %d "
+                                   "(sample %d) is out of range for %d outputs", targets[j],
+                                   j % ws->positions, j / ws->positions, C);
+    const size_t ld = (size_t)ws->ld;
+    const float *zl = ws->cur[ws->pass][m->n_layers - 1]; /* (C, ld) */
+    float *dz = ws->grad[0];
+    long long j0, j1;
+    brisk_team_range(team, cols, &j0, &j1);
+    for (long long j = j0; j < j1; j += TOKEN_BLOCK) {
+        const int w = (int)(j1 - j < TOKEN_BLOCK ? j1 - j : TOKEN_BLOCK);
+        token_block(zl + j, dz + j, ld, C, w, targets + j, grad_scale, grad_scale != 0.0f,
+                    ws->col_tmp + j, ws->col_tmp + ws->max_cols + j, ws->sample_loss + j,
+                    ws->sample_right + j);
+    }
+    brisk_team_barrier(team);
+    if (team && team->ith != 0)
+        return BRISK_OK;
+    double loss_sum = 0.0;
+    int64_t correct = 0;
+    for (int j = 0; j < cols; j++) {
+        loss_sum += ws->sample_loss[j];
+        correct += ws->sample_right[j];
+    }
+    acc->loss_sum += loss_sum;
+    acc->correct += correct;
+    acc->count += cols;
+    return BRISK_OK;
+}
+
 void brisk_model_backward(const brisk_model *m, const float *params, const float *buffers,
                           brisk_workspace *ws, int n, float *grads, const brisk_team *team)
 {
-    const int D = (int)brisk_shape_size(m->cfg.input);
+    const int D = (int)brisk_shape_size(m->cfg.input), P = ws->positions, cols = n * P;
     int g = 0; /* ws->grad[g] holds the gradient of the current layer's output */
     for (int l = m->n_layers - 1; l >= 0; l--) {
         const brisk_layer *ly = &m->layers[l];
@@ -828,7 +1016,7 @@ void brisk_model_backward(const brisk_model *m, const float *params, const float
             if (m->skip_from[r] != l)
                 continue;
             long long i0, i1;
-            brisk_team_range(team, (long long)brisk_shape_size(ly->out) * ws->ld, &i0, &i1);
+            brisk_team_range(team, (long long)brisk_shape_features(ly->out) * ws->ld, &i0, &i1);
             float *gr = ws->grad[g];
             const float *st = ws->stash[r];
             for (long long i = i0; i < i1; i++)
@@ -847,15 +1035,16 @@ void brisk_model_backward(const brisk_model *m, const float *params, const float
         const int fuse = l > 0 && m->bwd_fused[l - 1];
         const brisk_backward_args a = {
             .x = x, .y = ws->cur[BRISK_PASS_TRAIN][l], .dy = ws->grad[g],
-            .dx = below ? ws->grad[g ^ 1] : NULL, .n = n, .ld = ws->ld,
+            .dx = below ? ws->grad[g ^ 1] : NULL, .n = cols, .ld = ws->ld, .positions = P,
             .x_rows = l == 0 ? ws->input : NULL, .x_rows_ld = D,
             .params = params, .buffers = buffers, .grads = grads, .scratch = ws->scratch[l],
             .act = fuse ? &m->layers[l - 1] : NULL,
             .act_x = fuse ? (l >= 2 ? ws->cur[BRISK_PASS_TRAIN][l - 2] : ws->x0) : NULL,
-            .act_y = fuse ? ws->cur[BRISK_PASS_TRAIN][l - 1] : NULL, .team = team};
+            .act_y = fuse ? ws->cur[BRISK_PASS_TRAIN][l - 1] : NULL, .team = team,
+            .seed = ws->keys.seed, .step = ws->keys.step, .sample0 = ws->keys.sample0};
         if (ws->stash[l]) { /* keep dy for the skip's source */
             long long i0, i1;
-            brisk_team_range(team, (long long)brisk_shape_size(ly->out) * ws->ld, &i0, &i1);
+            brisk_team_range(team, (long long)brisk_shape_features(ly->out) * ws->ld, &i0, &i1);
             memcpy(ws->stash[l] + i0, ws->grad[g] + i0, (size_t)(i1 - i0) * sizeof(float));
         }
         ly->ops->backward(ly, &a);

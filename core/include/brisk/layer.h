@@ -4,11 +4,16 @@
  * program can write its own layer against it, register its kind (brisk_layer_register) and
  * use it in a model description like any other (examples/custom_layer.c).
  *
- * Data layout. Shapes are per sample: (C, H, W) for images, (D) for vectors; a layer's
- * input and output hold n samples feature-major: feature f of sample i at [f * ld + i], with
- * features of an image in (c, h, w) order (as PyTorch flattens them). Columns i in [n, ld)
- * are padding: they hold finite values that mean nothing; a layer never lets them into a
- * result for the samples (reductions over samples stop at n).
+ * Data layout. Shapes are per sample: (C, H, W) for images, (D) for vectors, (C, T) for
+ * sequences (T positions of C features each). A layer's input and output hold n columns
+ * feature-major: feature f of column j at [f * ld + j]. For vectors and images a column is a
+ * sample, with the features of an image in (c, h, w) order (as PyTorch flattens them). For
+ * sequences a column is a position: position t of sample i is column i * T + t, so that n and
+ * ld count positions, a layer that works position by position (dense, layernorm, the
+ * activations) is the same code as for vectors, and the C features of one position are one
+ * column, as PyTorch's (B, T, C) tensors hold them in rows. Columns j in [n, ld) are padding:
+ * they hold finite values that mean nothing; a layer never lets them into a result for the
+ * samples (reductions over columns stop at n).
  *
  * Threads. Kernels never create threads. forward and backward are called by every thread of
  * a team (brisk/team.h) with the same arguments; each thread computes its part and the team
@@ -36,11 +41,12 @@ extern "C" {
 #endif
 
 #define BRISK_MAX_DIMS 4
-#define BRISK_MAX_LAYERS 64 /* in a model */
+#define BRISK_MAX_LAYERS 160 /* in a model */
 #define BRISK_LAYER_MAX_ARGS 8
 #define BRISK_LAYER_MAX_TENSORS 4
 
-/* A per-sample shape: rank 1 is a vector (c features; h = w = 1), rank 3 an image. */
+/* A per-sample shape: rank 1 is a vector (c features; h = w = 1), rank 3 an image (c
+ * channels of h x w), rank 2 a sequence (w positions of c features each; h = 1). */
 typedef struct brisk_shape {
     int rank;
     int c, h, w;
@@ -56,17 +62,36 @@ static inline brisk_shape brisk_shape_img(int c, int h, int w)
     brisk_shape s = {3, c, h, w};
     return s;
 }
+static inline brisk_shape brisk_shape_seq(int c, int t)
+{
+    brisk_shape s = {2, c, 1, t};
+    return s;
+}
+/* Values per sample. */
 static inline size_t brisk_shape_size(brisk_shape s)
 {
     return (size_t)s.c * (size_t)s.h * (size_t)s.w;
 }
+/* Columns per sample: the positions of a sequence, 1 otherwise. */
+static inline int brisk_shape_positions(brisk_shape s)
+{
+    return s.rank == 2 ? s.w : 1;
+}
+/* Features per column (rows of a layer's feature-major data): c for a sequence, every value
+ * of a sample otherwise. */
+static inline size_t brisk_shape_features(brisk_shape s)
+{
+    return s.rank == 2 ? (size_t)s.c : brisk_shape_size(s);
+}
 
-/* How a tensor starts. FAN: the model's weight initialisation (He or Glorot, brisk/model.h)
- * from the fan-in and fan-out declared with it. */
+/* How a tensor starts. FAN: the model's weight initialisation (He, Glorot or GPT-2's,
+ * brisk/model.h) from the fan-in and fan-out declared with it. EMBEDDING: a table of
+ * embeddings, N(0, 1) as torch.nn.Embedding (N(0, 0.02) with GPT-2's initialisation). */
 typedef enum brisk_tensor_init {
     BRISK_TENSOR_ZERO,
     BRISK_TENSOR_ONE,
-    BRISK_TENSOR_FAN
+    BRISK_TENSOR_FAN,
+    BRISK_TENSOR_EMBEDDING
 } brisk_tensor_init;
 
 /* A named view into a slab: floats [offset, offset + count). */
@@ -88,11 +113,13 @@ typedef struct brisk_layer brisk_layer;
 
 /* What a forward call gets. Pointers are owned by the model's workspace. */
 typedef struct brisk_forward_args {
-    const float *x;        /* (in size, ld) */
-    float *y;              /* (out size, ld) */
-    int n, ld;             /* samples in [0, n); padding columns up to ld */
+    const float *x;        /* (in features, ld) */
+    float *y;              /* (out features, ld) */
+    int n, ld;             /* columns in [0, n); padding columns up to ld */
+    int positions;         /* columns per sample: T for sequences, else 1 (n is a multiple) */
     /* The first layer only: its input as the caller filled it, row-major (sample i's
-     * features at x_rows[i * x_rows_ld]); NULL for the others. */
+     * features at x_rows[i * x_rows_ld]; for a sequence, position t's at + t * C); NULL for
+     * the others. */
     const float *x_rows;
     int x_rows_ld;
     const float *params;   /* the parameter slab (the layer's tensors at their offsets) */
@@ -102,23 +129,25 @@ typedef struct brisk_forward_args {
     /* Counter-based randomness (dropout): the same for any team, shard plan or process. */
     uint64_t seed;
     int64_t step;          /* the optimizer step this pass belongs to */
-    int64_t sample0;       /* position of sample 0 of this shard in its batch */
+    int64_t sample0;       /* position of column 0 of this shard among the batch's columns
+                            * (its first sample's position in the batch, times positions) */
     float *stats;          /* train pass: stats_len floats of this shard's statistics */
     /* Elementwise activation to fuse into the output (NULL: none): when set, the layer
      * computes y as usual and also act_y = act(y) on the block each thread computed. */
     const brisk_layer *act;
     float *act_y;
     const brisk_team *team;
-    /* BRISK_LAYER_SKIP layers: the earlier output they add, (in size, ld). */
+    /* BRISK_LAYER_SKIP layers: the earlier output they add, (in features, ld). */
     const float *skip;
 } brisk_forward_args;
 
 /* What a backward call gets (after a BRISK_PASS_TRAIN forward of the same shard). */
 typedef struct brisk_backward_args {
     const float *x, *y;    /* the forward's input and output */
-    const float *dy;       /* (out size, ld) gradient of the loss with respect to y */
-    float *dx;             /* (in size, ld) to overwrite; NULL for the first layer */
+    const float *dy;       /* (out features, ld) gradient of the loss with respect to y */
+    float *dx;             /* (in features, ld) to overwrite; NULL for the first layer */
     int n, ld;
+    int positions;
     const float *x_rows;   /* as in brisk_forward_args */
     int x_rows_ld;
     const float *params;
@@ -130,6 +159,10 @@ typedef struct brisk_backward_args {
     const brisk_layer *act;
     const float *act_x, *act_y;
     const brisk_team *team;
+    /* The forward's keys (brisk_forward_args), for layers that recompute a dropout mask. */
+    uint64_t seed;
+    int64_t step;
+    int64_t sample0;
 } brisk_backward_args;
 
 typedef struct brisk_layer_ops {
@@ -140,8 +173,8 @@ typedef struct brisk_layer_ops {
     /* Sets l->out from l->in and declares the tensors; on an input it cannot take returns
      * nonzero with a message in err. */
     int (*setup)(brisk_layer *l, char *err, size_t errlen);
-    /* Scratch memory for a shard of max_rows samples (ld = max_rows rounded up to 16); 0 for
-     * none. May be NULL. */
+    /* Scratch memory for a shard of up to max_rows columns (max_rows samples times their
+     * positions), ld columns apart; 0 for none. May be NULL. */
     size_t (*scratch_bytes)(const brisk_layer *l, int max_rows, int ld);
     void (*forward)(const brisk_layer *l, const brisk_forward_args *a);
     void (*backward)(const brisk_layer *l, const brisk_backward_args *a);
@@ -191,6 +224,13 @@ typedef struct brisk_layer_ops {
 /* An elementwise activation whose derivative is 1 where its output is positive and 0
  * elsewhere (ReLU): a max pool after it routes the gradient through it by its own output. */
 #define BRISK_LAYER_STEP_GRADIENT 1024
+/* A token embedding: its input is token ids, and its first tensor (vocabulary, features) is
+ * the table a later layer may share (`tied`, below). The model's vocabulary is its rows. */
+#define BRISK_LAYER_EMBEDDING 2048
+/* A layer that may use the token embedding's table as its own first tensor (dense:V:tied,
+ * the language-model head with weights tied to the embedding): the model points `tied` at
+ * that table before setup. */
+#define BRISK_LAYER_TIES 4096
 
 struct brisk_layer {
     const brisk_layer_ops *ops;
@@ -202,6 +242,14 @@ struct brisk_layer {
                                                           * their offsets */
     brisk_shape skip_in;                 /* BRISK_LAYER_SKIP: the shape of the output it adds,
                                           * set by the model before setup */
+    /* BRISK_LAYER_TIES: the embedding table (the first tensor of the model's first
+     * BRISK_LAYER_EMBEDDING layer before this one), or NULL; set before setup, its offset
+     * once the model is laid out. A layer that uses it writes its gradient (overwriting);
+     * the embedding, whose backward runs later, then adds its own. */
+    const brisk_tensor_view *tied;
+    /* BRISK_LAYER_EMBEDDING: set by the model when a later layer uses its table, so that its
+     * backward adds to the table's gradient rather than overwriting it. */
+    int shared;
     size_t stats_len;                    /* floats of per-shard statistics (set in setup) */
     void *state;                         /* the layer's own (ops->destroy frees it) */
 };

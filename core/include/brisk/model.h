@@ -37,7 +37,7 @@
 extern "C" {
 #endif
 
-#define BRISK_MODEL_SPEC_MAX 1024
+#define BRISK_MODEL_SPEC_MAX 4096
 
 /* Activations, for the MLP shorthand and by name. */
 typedef enum brisk_act {
@@ -57,7 +57,11 @@ typedef enum brisk_init {
     BRISK_INIT_AUTO,   /* He for a weight that feeds relu, leaky_relu or gelu (or the logits),
                         * Glorot for one that feeds tanh or sigmoid */
     BRISK_INIT_HE,     /* N(0, 2/fan_in) */
-    BRISK_INIT_GLOROT  /* U(-a, a), a = sqrt(6/(fan_in + fan_out)) */
+    BRISK_INIT_GLOROT, /* U(-a, a), a = sqrt(6/(fan_in + fan_out)) */
+    BRISK_INIT_GPT2    /* GPT-2's: every weight and embedding N(0, 0.02), except the weight
+                        * that produces a residual branch (the last weight of a layer whose
+                        * output goes, past dropout, into res) N(0, 0.02 / sqrt(R)), R the
+                        * model's res layers (nanoGPT's c_proj, with R = 2 per block) */
 } brisk_init;
 
 /* A model: its layers, their tensors' layout, and its passes (opaque). */
@@ -107,7 +111,12 @@ void brisk_model_destroy(brisk_model *m); /* accepts NULL */
 const brisk_model_config *brisk_model_get_config(const brisk_model *m);
 int brisk_model_num_layers(const brisk_model *m);
 const brisk_layer *brisk_model_layer(const brisk_model *m, int i);
-int brisk_model_outputs(const brisk_model *m);        /* C: the last layer's output size */
+int brisk_model_outputs(const brisk_model *m);        /* C: the last layer's output features
+                                                       * (per position for a sequence) */
+int brisk_model_positions(const brisk_model *m);      /* T of a sequence input; 1 otherwise */
+/* The rows of the token embedding's table (the vocabulary its inputs index), or 0 for a model
+ * without one. */
+int brisk_model_vocab(const brisk_model *m);
 size_t brisk_model_num_params(const brisk_model *m);  /* P, trained, without padding */
 /* FNV-1a over a parameter slab's bytes (padding included, which stays zero): equal checksums
  * mean, for all practical purposes, bitwise equal weights. How brisk-train, the benchmarks and
@@ -209,6 +218,18 @@ int brisk_model_loss(const brisk_model *m, brisk_workspace *ws, const uint8_t *l
 int brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels,
                              const float *targets, int n, float grad_scale, brisk_metrics *acc,
                              const brisk_team *team);
+
+/* Sequence models (and classifiers with more than 256 classes): softmax cross-entropy of the
+ * last forward against one target class per column, targets[i * T + t] for position t of
+ * sample i (T = brisk_model_positions), over n samples. Adds to *acc (on the team's thread 0)
+ * the loss summed over the n T positions in order, the positions whose largest logit is the
+ * target, and n T to count: per-token figures. With grad_scale != 0 also stores grad_scale *
+ * dLoss_j/dlogits for every position j (pass 1 / (B T) for the gradient of the mean over a
+ * batch's tokens). The columns are shared out among the team. Returns BRISK_OK, or
+ * BRISK_EINVAL (nothing computed) for a target outside 0..C-1, a model without the ce loss
+ * or n outside [0, the workspace's rows]. */
+int brisk_model_loss_tokens(const brisk_model *m, brisk_workspace *ws, const int32_t *targets,
+                            int n, float grad_scale, brisk_metrics *acc, const brisk_team *team);
 
 /* Backward pass after a BRISK_PASS_TRAIN forward and the loss: overwrites the tensors of
  * grads (a slab; alignment padding is not touched) with the gradient of
