@@ -8,6 +8,7 @@
 #include "brisk/data.h"
 #include "brisk/gemm.h"
 #include "brisk/pool.h"
+#include "brisk/rng.h"
 #include "brisk/trainer.h"
 
 #include <stdatomic.h>
@@ -305,8 +306,19 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
     assert_int_equal(brisk_model_create(&cfg.model, &probe), BRISK_OK);
     const int d_in = (int)brisk_shape_size(input), classes = brisk_model_outputs(probe);
     brisk_model_destroy(probe);
-    assert_int_equal(brisk_dataset_synthetic(2 * max_batch, d_in, classes, 50.0f, 8, 0, &ds),
-                     BRISK_OK);
+    const int seq = input.rank == 2; /* token data: windows of a random stream */
+    int32_t *stream = NULL;
+    if (seq) {
+        const int64_t n_tok = 2 * (int64_t)max_batch * d_in + 1;
+        stream = malloc(sizeof *stream * (size_t)n_tok);
+        assert_non_null(stream);
+        for (int64_t i = 0; i < n_tok; i++)
+            stream[i] = (int32_t)(brisk_rng_u64(8, 1, 2, (uint64_t)i) % (uint64_t)classes);
+        assert_int_equal(brisk_dataset_tokens(stream, n_tok, d_in, classes, &ds), BRISK_OK);
+    } else {
+        assert_int_equal(brisk_dataset_synthetic(2 * max_batch, d_in, classes, 50.0f, 8, 0, &ds),
+                         BRISK_OK);
+    }
     int32_t *idx = malloc(sizeof(int32_t) * 2 * (size_t)max_batch);
     assert_non_null(idx);
     for (int i = 0; i < 2 * max_batch; i++)
@@ -318,7 +330,8 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
     for (int k = 0; k < NT; k++) {
         cfg.threads = threads[k];
         assert_int_equal(brisk_trainer_create(&cfg, &tr[k]), BRISK_OK);
-        assert_int_equal(brisk_trainer_set_norm(tr[k], &mean, &std, 1), BRISK_OK);
+        if (!seq)
+            assert_int_equal(brisk_trainer_set_norm(tr[k], &mean, &std, 1), BRISK_OK);
     }
     for (int b = 0; b < n_batches; b++) {
         char plan[256];
@@ -354,13 +367,14 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
     int32_t *pred1 = malloc(sizeof(int32_t) * 2 * (size_t)max_batch);
     assert_true(pred0 && pred1);
     brisk_metrics m0, m1;
-    assert_int_equal(brisk_trainer_inspect(tr[0], &ds, idx, max_batch + 7, &m0, pred0, mean0,
-                                           std0), BRISK_OK);
+    assert_int_equal(brisk_trainer_inspect(tr[0], &ds, idx, max_batch + 7, &m0,
+                                           seq ? NULL : pred0, mean0, std0), BRISK_OK);
     for (int k = 1; k < NT; k++) {
-        assert_int_equal(brisk_trainer_inspect(tr[k], &ds, idx, max_batch + 7, &m1, pred1,
-                                               mean1, std1), BRISK_OK);
+        assert_int_equal(brisk_trainer_inspect(tr[k], &ds, idx, max_batch + 7, &m1,
+                                               seq ? NULL : pred1, mean1, std1), BRISK_OK);
         assert_true(m1.loss_sum == m0.loss_sum);
-        assert_memory_equal(pred1, pred0, sizeof(int32_t) * (size_t)(max_batch + 7));
+        if (!seq)
+            assert_memory_equal(pred1, pred0, sizeof(int32_t) * (size_t)(max_batch + 7));
         assert_memory_equal(mean1, mean0, sizeof(double) * (size_t)L);
         assert_memory_equal(std1, std0, sizeof(double) * (size_t)L);
     }
@@ -370,6 +384,7 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
         brisk_trainer_destroy(tr[k]);
     free(idx);
     brisk_dataset_free(&ds);
+    free(stream);
 }
 
 static void test_small_model_any_threads(void **state)
@@ -397,6 +412,21 @@ static void test_cnn_any_threads(void **state)
     check_model_any_threads("conv:6:3:pad1,batchnorm,relu,conv:6:3:pad1,relu,res:2,maxpool:2,"
                             "conv:8:3:s2,relu,flatten,dense:16,relu,dropout:0.3,dense:5",
                             brisk_shape_img(1, 12, 12), batches, 3, 16, 2);
+}
+
+/* A GPT: token and position embeddings, attention with dropout on its weights (units of one
+ * sample and head shared among a team), dropout on the residual branches, layernorm, a
+ * gelu:tanh MLP, the head tied to the token embedding; sequences of 40 positions (two blocks of
+ * the attention's products). Batches of 12 in micro-batches of 5 (the last one partial) and a
+ * batch of 3 (one shard, shared by every thread). */
+static void test_gpt_any_threads(void **state)
+{
+    (void)state;
+    const int batches[] = {12, 3};
+    check_model_any_threads("embed:13:16,posembed,dropout:0.1,layernorm,attention:4:drop0.2,"
+                            "dropout:0.1,res:3,layernorm,dense:32,gelu:tanh,dense:16,"
+                            "dropout:0.1,res:5,layernorm,dense:13:nobias:tied",
+                            brisk_shape_seq(1, 40), batches, 2, 5, 2);
 }
 
 /* Winograd convolutions (3x3, stride 1, padding 1, 8 or more input channels): units of one
@@ -472,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_large_model_any_threads),
         cmocka_unit_test(test_cnn_any_threads),
         cmocka_unit_test(test_winograd_any_threads),
+        cmocka_unit_test(test_gpt_any_threads),
         cmocka_unit_test(test_kernels_same_training),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -78,6 +78,10 @@ static inline float brisk__expf(float x)
     return x < lo ? 0.0f : p * scale;
 }
 
+/* A 1-D .npy array of token ids (whole numbers in 0..limit-1, any dtype) as int32: *ids the
+ * caller's to free(), *n elements. Errors name the file and the element. */
+int brisk__npy_read_ids(const char *path, int64_t limit, int32_t **ids, int64_t *n);
+
 /* The built-in layer kinds (layers_*.c). */
 extern const brisk_layer_ops brisk__dense_ops, brisk__conv_ops, brisk__maxpool_ops,
     brisk__avgpool_ops, brisk__gap_ops, brisk__flatten_ops, brisk__relu_ops,

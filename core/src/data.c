@@ -126,6 +126,13 @@ int brisk_dataset_wrap(int64_t n, int d, const int *shape, const float *x,
 
 int brisk_dataset_check_labels(const brisk_dataset *ds, int outputs, const char *name)
 {
+    if (ds->tokens) {
+        if (ds->classes > outputs)
+            return brisk_error_set(BRISK_EINVAL, "%s: token ids go up to %d, but the model has "
+                                   "%d outputs (a vocabulary of %d)", name, ds->classes - 1,
+                                   outputs, outputs);
+        return BRISK_OK;
+    }
     if (ds->targets > 0 || !ds->y) {
         if (ds->targets != outputs)
             return brisk_error_set(BRISK_EINVAL, "%s: %d regression target%s per sample, but "

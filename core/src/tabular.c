@@ -14,6 +14,8 @@
 #include "brisk/data.h"
 #include "brisk/error.h"
 #include "brisk/fsutil.h"
+#include "core_internal.h"
+
 
 #include <errno.h>
 #include <float.h>
@@ -30,7 +32,7 @@
 #define FLT_MAX_AS_DOUBLE ((double)FLT_MAX)
 #define NPY_MAX_HEADER (1 << 20)
 
-typedef enum npy_type { NPY_F4, NPY_F8, NPY_U1, NPY_I4, NPY_I8 } npy_type;
+typedef enum npy_type { NPY_F4, NPY_F8, NPY_U1, NPY_I4, NPY_I8, NPY_U2, NPY_I2 } npy_type;
 
 typedef struct npy_array {
     npy_type type;
@@ -41,7 +43,8 @@ typedef struct npy_array {
     void *data;                  /* count * item bytes, as stored */
 } npy_array;
 
-static const char *const npy_type_names[] = {"float32", "float64", "uint8", "int32", "int64"};
+static const char *const npy_type_names[] = {"float32", "float64", "uint8", "int32", "int64",
+                                              "uint16", "int16"};
 
 /* ---- The header's dict literal --------------------------------------------------------- */
 
@@ -91,6 +94,7 @@ static int parse_descr(const char *path, const char *d, npy_array *a)
     static const struct { const char *descr; npy_type type; int item; } known[] = {
         {"<f4", NPY_F4, 4}, {"<f8", NPY_F8, 8}, {"|u1", NPY_U1, 1},
         {"<u1", NPY_U1, 1}, {"<i4", NPY_I4, 4}, {"<i8", NPY_I8, 8},
+        {"<u2", NPY_U2, 2}, {"<i2", NPY_I2, 2},
     };
     for (size_t i = 0; i < sizeof known / sizeof *known; i++)
         if (!strcmp(d, known[i].descr)) {
@@ -103,8 +107,8 @@ static int parse_descr(const char *path, const char *d, npy_array *a)
                                "little-endian (arr.astype(arr.dtype.newbyteorder('<')))",
                                path, d);
     return brisk_error_set(BRISK_EFORMAT, "%s: .npy dtype '%s' is not supported (float32 "
-                           "'<f4', float64 '<f8', uint8 '|u1', int32 '<i4' or int64 '<i8')",
-                           path, d);
+                           "'<f4', float64 '<f8', uint8 '|u1', uint16 '<u2', int16 '<i2', int32 "
+                           "'<i4' or int64 '<i8')", path, d);
 }
 
 static int parse_header(const char *path, const char *h, size_t len, npy_array *a)
@@ -292,6 +296,8 @@ static double npy_get(const npy_array *a, int64_t i)
     case NPY_U1: return *p;
     case NPY_I4: { int32_t v; memcpy(&v, p, 4); return v; }
     case NPY_I8: { int64_t v; memcpy(&v, p, 8); return (double)v; }
+    case NPY_U2: { uint16_t v; memcpy(&v, p, 2); return v; }
+    case NPY_I2: { int16_t v; memcpy(&v, p, 2); return v; }
     }
     return 0;
 }
@@ -332,6 +338,38 @@ int brisk_npy_read(const char *path, float **data, int *ndim, int64_t shape[4])
     }
     free(a.data);
     return err;
+}
+
+int brisk__npy_read_ids(const char *path, int64_t limit, int32_t **ids, int64_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    npy_array a;
+    int err = npy_load(path, &a);
+    if (err == BRISK_OK && a.ndim != 1)
+        err = brisk_error_set(BRISK_EFORMAT, "%s: token ids must be a 1-D array, this one has "
+                              "%d dimensions", path, a.ndim);
+    int32_t *out = NULL;
+    if (err == BRISK_OK && !(out = malloc((size_t)a.count * sizeof *out)))
+        err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory for %lld token ids", path,
+                              (long long)a.count);
+    for (int64_t i = 0; err == BRISK_OK && i < a.count; i++) {
+        const double v = npy_get(&a, i);
+        if (!(v >= 0 && v < (double)limit && v == floor(v)))
+            err = brisk_error_set(BRISK_EFORMAT, "%s: element %lld is %g: token ids are whole "
+                                  "numbers in 0..%lld", path, (long long)i, v,
+                                  (long long)limit - 1);
+        else
+            out[i] = (int32_t)v;
+    }
+    free(a.data);
+    if (err < 0) {
+        free(out);
+        return err;
+    }
+    *ids = out;
+    *n = a.count;
+    return BRISK_OK;
 }
 
 int brisk_npy_write(const char *path, const float *data, int64_t n_rows, int n_cols)

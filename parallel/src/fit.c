@@ -276,8 +276,9 @@ static int end_of_epoch_logs(fit_run *r, const brisk_dataset *ds, const int32_t 
     const int64_t n_inspect = n_val ? n_val : (n_train < 1024 ? n_train : 1024);
     const int32_t *idx = n_val ? val_idx : train_idx;
     double *act = malloc(2 * (size_t)L * sizeof *act);
-    int32_t *pred = n_val ? malloc((size_t)n_val * sizeof *pred) : NULL;
-    if (!act || (n_val && !pred)) {
+    const int classify = n_val && !ds->tokens; /* a confusion matrix */
+    int32_t *pred = classify ? malloc((size_t)n_val * sizeof *pred) : NULL;
+    if (!act || (classify && !pred)) {
         free(act);
         free(pred);
         return brisk_error_set(BRISK_ENOMEM, "fit: out of memory");

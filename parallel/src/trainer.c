@@ -66,6 +66,7 @@ struct brisk_trainer {
     brisk_workspace **ws;     /* (T) activations of the shard in flight */
     uint8_t **labels;         /* (T, micro_batch) its labels */
     float **targets;          /* (T, micro_batch * C) its regression targets */
+    int32_t **tok_targets;    /* (T, micro_batch * positions) its next tokens (token data) */
     float *norm_mean, *norm_std; /* (norm_count) the input normalisation, or NULL */
     int norm_count;               /* 0 (none), 1 (shared by every feature) or D */
     team_ctx *teams;          /* (T) */
@@ -222,6 +223,30 @@ static int check_data(const brisk_trainer *t, const char *what, const brisk_data
     if (!ds || (n > 0 && !idx))
         return brisk_error_set(BRISK_EINVAL, "%s: %s is NULL", what, ds ? "idx" : "ds");
     const brisk_shape in = t->cfg.model.input;
+    const int T = brisk_model_positions(t->model);
+    if (ds->tokens || T > 1) { /* token data for a sequence model, and only that */
+        if (!ds->tokens || T != ds->seq_len || in.c != 1)
+            return brisk_error_set(BRISK_EINVAL, "%s: %s", what, !ds->tokens
+                                   ? "a sequence model takes token data (brisk_dataset_tokens)"
+                                   : T == 1 ? "token data needs a sequence model (embed:V:C "
+                                              "on an input of T positions)"
+                                            : "the model's input is not token ids");
+        if (T != ds->seq_len)
+            return brisk_error_set(BRISK_EINVAL, "%s: windows of %d tokens, the model's input "
+                                   "has %d positions", what, ds->seq_len, T);
+        const int C = brisk_model_outputs(t->model), V = brisk_model_vocab(t->model);
+        if (ds->classes > C || ds->classes > V)
+            return brisk_error_set(BRISK_EINVAL, "%s: token ids go up to %d, beyond the model's "
+                                   "%s of %d", what, ds->classes - 1,
+                                   ds->classes > V ? "embedding table" : "outputs",
+                                   ds->classes > V ? V : C);
+        for (int64_t i = 0; i < n; i++)
+            if (idx[i] < 0 || idx[i] >= ds->n)
+                return brisk_error_set(BRISK_EINVAL, "%s: idx[%lld] = %d is not a window of the "
+                                       "data set (0..%lld)", what, (long long)i, idx[i],
+                                       (long long)ds->n - 1);
+        return BRISK_OK;
+    }
     if ((size_t)ds->d != brisk_shape_size(in))
         return brisk_error_set(BRISK_EINVAL, "%s: samples have %d features, the model's "
                                "input has %zu", what, ds->d, brisk_shape_size(in));
@@ -411,10 +436,12 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     t->block_sq = calloc(t->n_blocks ? t->n_blocks : 1, sizeof *t->block_sq);
     t->ws = calloc((size_t)t->T, sizeof *t->ws);
     t->labels = calloc((size_t)t->T, sizeof *t->labels);
+    t->tok_targets = calloc((size_t)t->T, sizeof *t->tok_targets);
     t->targets = calloc((size_t)t->T, sizeof *t->targets);
     t->teams = calloc((size_t)t->T, sizeof *t->teams);
     if (!t->params || !t->buffers || !t->shard_stats || !t->stats_view || !t->shard_metrics ||
         !t->shard_src || !t->block_sq || !t->ws || !t->labels || !t->targets ||
+        !t->tok_targets ||
         !t->teams)
         goto fail_nomem;
     for (int s = 0; s < t->max_shards; s++)
@@ -466,7 +493,10 @@ workspaces:
             goto fail;
         if (!(t->labels[w] = malloc((size_t)t->cfg.micro_batch)) ||
             !(t->targets[w] = malloc((size_t)t->cfg.micro_batch *
-                                     (size_t)brisk_model_outputs(t->model) * sizeof(float))))
+                                     (size_t)brisk_model_outputs(t->model) * sizeof(float))) ||
+            !(t->tok_targets[w] = malloc((size_t)t->cfg.micro_batch *
+                                         (size_t)brisk_model_positions(t->model) *
+                                         sizeof(int32_t))))
             goto fail_nomem;
     }
     brisk_model_init_params(t->model, cfg->seed, t->params, t->buffers);
@@ -515,6 +545,9 @@ void brisk_trainer_destroy(brisk_trainer *t)
         free(t->labels[w]);
     for (int w = 0; t->targets && w < t->T; w++)
         free(t->targets[w]);
+    for (int w = 0; t->tok_targets && w < t->T; w++)
+        free(t->tok_targets[w]);
+    free(t->tok_targets);
     free(t->ws);
     free(t->labels);
     free(t->targets);
@@ -538,6 +571,20 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
     float *xin = brisk_workspace_input(tr->ws[slot]) + r0 * D;
     const brisk_dataset *ds = j->ds;
     const int32_t *idx = j->idx + lo;
+    if (ds->tokens) { /* windows: inputs and a target per position */
+        brisk_dataset_gather_tokens(ds, idx + r0, (int)(r1 - r0), xin,
+                                    tr->tok_targets[slot] + r0 * D);
+        if (!team || team->ith == 0)
+            memset(m, 0, sizeof *m);
+        brisk_team_barrier(team);
+        const brisk_pass_keys keys = {.seed = tr->cfg.seed, .step = j->step, .sample0 = lo};
+        brisk_model_forward(tr->model, tr->params, tr->buffers, tr->ws[slot], rows, pass, &keys,
+                            stats, team);
+        brisk_model_loss_tokens(tr->model, tr->ws[slot], tr->tok_targets[slot], rows,
+                                pass == BRISK_PASS_TRAIN ? j->grad_scale / (float)D : 0.0f, m,
+                                team);
+        return rows;
+    }
     brisk_dataset_gather(ds, idx + r0, (int)(r1 - r0), tr->norm_mean, tr->norm_std,
                          tr->norm_count, xin, NULL);
     /* The labels or targets of the same rows (zeros when predicting without either). */
@@ -838,9 +885,11 @@ static void eval_chunk(job *j, int k, const brisk_team *team, int slot)
         for (int l = 0; l < L; l++) {
             const float *a = brisk_workspace_output(tr->ws[slot], l);
             double s = 0, sq = 0;
-            const int units = (int)brisk_shape_size(brisk_model_layer(tr->model, l)->out);
+            const brisk_shape out = brisk_model_layer(tr->model, l)->out;
+            const int units = (int)brisk_shape_features(out);
+            const int cols = rows * brisk_shape_positions(out);
             for (int u = 0; u < units; u++)
-                for (int i = 0; i < rows; i++) {
+                for (int i = 0; i < cols; i++) {
                     const double x = a[(size_t)u * ld + i];
                     s += x;
                     sq += x * x;
@@ -950,6 +999,9 @@ int brisk_trainer_predict(brisk_trainer *t, const brisk_dataset *ds, const int32
 {
     if (!t || (n > 0 && !outputs))
         return brisk_error_set(BRISK_EINVAL, "predict: %s is NULL", t ? "outputs" : "the trainer");
+    if (brisk_model_positions(t->model) > 1)
+        return brisk_error_set(BRISK_EINVAL, "predict: a sequence model predicts a distribution "
+                               "per position: generate text with brisk_generate");
     brisk_metrics m;
     const int err = run_eval(t, ds, idx, n, 0, NULL, NULL, outputs, &m);
     if (err == BRISK_OK && metrics)
@@ -963,6 +1015,9 @@ int brisk_trainer_inspect(brisk_trainer *t, const brisk_dataset *ds, const int32
 {
     const int L = brisk_model_num_layers(t->model);
     const int64_t chunks = n > 0 ? (n + t->cfg.micro_batch - 1) / t->cfg.micro_batch : 0;
+    if (pred && brisk_model_positions(t->model) > 1)
+        return brisk_error_set(BRISK_EINVAL, "inspect: a sequence model predicts per position, "
+                               "not per sample: pass pred = NULL");
     double *sums = NULL;
     if (chunks > 0 && (act_mean || act_std) &&
         !(sums = malloc((size_t)chunks * 2 * (size_t)L * sizeof *sums)))

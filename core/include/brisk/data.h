@@ -1,6 +1,7 @@
 /* brisk/data.h: data sets (uint8 or float32 features; class labels or float regression
  * targets), read from IDX files (plain or gzip), NumPy .npy files, CSV files or the caller's
- * arrays; a synthetic task, the validation split, per-epoch shuffles and normalisation.
+ * arrays; token sequences for language models, from text, .npy or llm.c's token files; a
+ * synthetic task, the validation split, per-epoch shuffles and normalisation.
  */
 #ifndef BRISK_DATA_H
 #define BRISK_DATA_H
@@ -34,6 +35,14 @@ typedef struct brisk_dataset {
     const float *yf; /* (n, targets) float32 targets when targets > 0, row-major */
     void *owned[2]; /* buffers behind xf and yf that brisk_dataset_free releases */
     int borrowed;   /* y is the caller's array (brisk_dataset_wrap): only read, never freed */
+    /* Token data (brisk_dataset_tokens, brisk_dataset_load_tokens): a stream of n_tokens
+     * token ids and the window length T = seq_len. Sample j is the window
+     * tokens[j T, j T + T + 1): its inputs the first T ids, its targets the next id at each
+     * position. n = (n_tokens - 1) / T windows, d = T, classes = the vocabulary (ids are
+     * 0..classes-1); x, xf, y and yf are NULL. NULL for other data. */
+    const int32_t *tokens;
+    int64_t n_tokens;
+    int seq_len;
 } brisk_dataset;
 
 /* What a loader makes of the label column or array. */
@@ -100,6 +109,30 @@ int brisk_dataset_synthetic(int64_t n, int d, int classes, float noise, uint64_t
                             int64_t first, brisk_dataset *out);
 
 void brisk_dataset_free(brisk_dataset *ds); /* accepts NULL and zeroed data sets */
+
+/* Token data over the caller's stream (not copied; it must outlive the data set): windows of
+ * seq_len + 1 ids (brisk_dataset above), vocab the vocabulary (every id must be in
+ * 0..vocab-1; vocab 0: 1 + the largest id). BRISK_EINVAL (naming the id and its position) for
+ * a bad id, a seq_len outside 1..65536 or a stream shorter than one window. */
+int brisk_dataset_tokens(const int32_t *tokens, int64_t n_tokens, int seq_len, int vocab,
+                         brisk_dataset *out);
+
+/* Reads a token stream into token data of windows of seq_len + 1, by the file's content:
+ * - llm.c's token files: int32 header[256] = {20240520, 1, count, ...}, then count uint16
+ *   ids (vocabulary: 1 + the largest id, or 50257 when one is over 255: GPT-2's);
+ * - a NumPy .npy file (the \x93NUMPY magic): a 1-D array of whole numbers (any integer or
+ *   float dtype; vocabulary: 1 + the largest);
+ * - anything else is text, one token per byte (vocabulary 256), as a byte-level language
+ *   model reads it.
+ * Every error names the file and the field (the header's magic, version or count against the
+ * file's size, an element that is not a token id, a stream shorter than one window). */
+int brisk_dataset_load_tokens(const char *path, int seq_len, brisk_dataset *out);
+
+/* The windows idx[0, n) of token data: inputs into x_out (n, T) as floats (exact below
+ * 2^24), and when targets_out is not NULL the targets (n, T), targets_out[i T + t] the id
+ * after input t of window i. */
+void brisk_dataset_gather_tokens(const brisk_dataset *ds, const int32_t *idx, int n,
+                                 float *x_out, int32_t *targets_out);
 
 /* A seeded split of [0, n): the first n_train entries of *order (owned by the caller, free())
  * are the training indices, the remaining n - n_train the validation ones, each part sorted.

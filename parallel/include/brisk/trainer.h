@@ -78,7 +78,9 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out);
 void brisk_trainer_destroy(brisk_trainer *t); /* accepts NULL */
 
 /* One optimizer step on samples idx[0, n) of ds (1 <= n <= B), normalised as the trainer says
- * (brisk_trainer_set_norm). Returns BRISK_OK; BRISK_EINVAL for n out of range or samples whose width is not the model's
+ * (brisk_trainer_set_norm). With token data (a sequence model: windows idx of ds) the loss is
+ * the mean over the n T positions, and the metrics count positions (per-token loss and
+ * next-token accuracy). Returns BRISK_OK; BRISK_EINVAL for n out of range or samples whose width is not the model's
  * input; BRISK_ENONFINITE (parameters left unchanged) when the loss or the gradient is NaN or
  * infinite, with a detail naming the step and the first tensor whose gradient is not finite. */
 int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
@@ -91,7 +93,7 @@ int brisk_trainer_evaluate(brisk_trainer *t, const brisk_dataset *ds, const int3
 
 /* The model's outputs for samples idx[0, n) into outputs (n, C), row by row: class
  * probabilities for the ce loss (softmax), per-output probabilities for bce (sigmoid), the
- * values themselves for mse; evaluation mode. Every process computes all of them. metrics
+ * values themselves for mse; evaluation mode. Not for sequence models (BRISK_EINVAL). Every process computes all of them. metrics
  * (may be NULL) gets the loss and accuracy against the data set's labels or targets; the
  * data set may have neither (brisk_dataset_load_features), and metrics is then zero. */
 int brisk_trainer_predict(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
@@ -99,8 +101,8 @@ int brisk_trainer_predict(brisk_trainer *t, const brisk_dataset *ds, const int32
 
 /* brisk_trainer_evaluate plus what the network does with the samples, for monitoring, in
  * the same forward pass; changes nothing. Any output may be NULL. metrics: bitwise what
- * brisk_trainer_evaluate gives. pred (n): the predicted class of each sample (argmax of the
- * logits; for one output, logit > 0). act_mean and act_std (one per layer,
+ * brisk_trainer_evaluate gives. pred (n; NULL for sequence models): the predicted class of
+ * each sample (argmax of the logits; for one output, logit > 0). act_mean and act_std (one per layer,
  * brisk_model_num_layers): mean and standard deviation over all samples and units of each
  * layer's output (the last layer's: the logits). Deterministic for any T. Returns BRISK_OK or
  * BRISK_ENOMEM. */
