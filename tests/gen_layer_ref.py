@@ -49,6 +49,14 @@ CASES = [
     ("conv:9:3:pad1,relu,conv:8:3:pad1,tanh,flatten,dense:4", (8, 4, 6), "ce", 3),
     ("conv:3:3,layernorm,tanh,flatten,dense:4,layernorm,sigmoid,dense:3", (2, 5, 5), "ce", 3),
     ("dense:8,dropout:0.4,relu,dense:6,dropout:0.25,dense:3", (6,), "ce", 5),
+    # sequences (T positions of token ids): a GPT block with the head tied to the embedding;
+    # dropout on the embeddings, the attention weights and a residual branch; 37 positions
+    # (two blocks of the attention's products), a tied head with a bias
+    ("embed:11:8,posembed:6,layernorm,attention:2,res:2,layernorm,dense:16,gelu:tanh,dense:8,"
+     "res:4,layernorm,dense:11:nobias:tied", (5, 1), "ce", 3),
+    ("embed:9:8,posembed,dropout:0.2,attention:2:drop0.3,dropout:0.1,res:3,layernorm,dense:9",
+     (6, 1), "ce", 2),
+    ("embed:7:8,posembed:40,attention:4,res:1,layernorm,dense:7:tied", (37, 1), "ce", 2),
 ]
 
 
@@ -89,18 +97,39 @@ class KeyedDropout(nn.Module):
     def forward(self, x):
         if not self.training:
             return x
-        n, feat = x.shape[0], x[0].numel()
+        # A column is a sample, or a position of a sequence ((B, T, C): column b T + t).
+        cols = x.shape[0] * (x.shape[1] if x.dim() == 3 else 1)
+        feat = x.shape[-1] if x.dim() == 3 else x[0].numel()
+        col0 = SAMPLE0 * (x.shape[1] if x.dim() == 3 else 1)
         key = rng_u64(SEED, STREAM_DROPOUT, self.layer, STEP)
         mask = torch.tensor([[rng_uniform(key, STREAM_DROPOUT, self.layer,
-                                          (SAMPLE0 + i) * feat + f) >= self.p
-                              for f in range(feat)] for i in range(n)], dtype=x.dtype)
+                                          (col0 + i) * feat + f) >= self.p
+                              for f in range(feat)] for i in range(cols)], dtype=x.dtype)
         scale = torch.tensor(1.0, dtype=torch.float32) / (1.0 - torch.tensor(self.p))
         return x * mask.reshape(x.shape) * scale
 
 
+class KeyedAttentionDropout:
+    """Brisk's dropout on attention weights (B, H, T, T) [b, h, t, s]: kept when
+    uniform(key, DROPOUT, layer, (((SAMPLE0 + b) H + h) T + t) T + s) >= p."""
+
+    def __init__(self, p, layer):
+        self.p, self.layer = p, layer
+
+    def __call__(self, att):
+        B, H, T, _ = att.shape
+        key = rng_u64(SEED, STREAM_DROPOUT, self.layer, STEP)
+        mask = torch.tensor([[[[rng_uniform(key, STREAM_DROPOUT, self.layer,
+                                            (((SAMPLE0 + b) * H + h) * T + t) * T + s) >= self.p
+                                for s in range(T)] for t in range(T)] for h in range(H)]
+                             for b in range(B)], dtype=att.dtype)
+        scale = torch.tensor(1.0, dtype=torch.float32) / (1.0 - torch.tensor(self.p, dtype=torch.float32))
+        return att * mask * scale
+
+
 def loss_of(kind, logits, labels):
-    if kind == "ce":
-        return F.cross_entropy(logits, labels)
+    if kind == "ce":  # sequences: over every position
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
     C = logits.shape[1]
     target = (labels.reshape(-1, 1).float() if C == 1
               else F.one_hot(labels, C).float())
@@ -129,6 +158,7 @@ def main():
            "    const ref_tensor *grads; int n_grads;\n"
            "    const ref_tensor *after; int n_after;    /* buffers after the step */\n"
            "    const float *eval_logits;\n"
+           "    int positions; const int32_t *targets; /* sequences: a target per position */\n"
            "} ref_case;\n",
            "#define REF_SEED %d\n#define REF_STEP %d\n#define REF_SAMPLE0 %d\n" % (SEED, STEP, SAMPLE0)]
     entries = []
@@ -137,6 +167,9 @@ def main():
         for i, item in enumerate(spec.split(",")):
             if item.startswith("dropout:"):
                 model[i] = KeyedDropout(float(item.split(":")[1]), i)
+            if item.startswith("attention:") and ":drop" in item:
+                model[i].att_drop = KeyedAttentionDropout(float(item.split(":drop")[1]), i)
+        seq = len(shape) == 2
         with torch.no_grad():
             for name, t in model.named_parameters():
                 if not name.endswith("weight") or t.dim() == 1:  # biases, norm scales
@@ -146,9 +179,15 @@ def main():
                     t.copy_(0.2 * torch.randn_like(t))
                 elif name.endswith("running_var"):
                     t.copy_(0.5 + torch.rand_like(t))
-        x = torch.randn((n,) + tuple(shape))
-        C = out_shape[0]
-        labels = torch.tensor([(i * 5 + 1) % (2 if C == 1 else C) for i in range(n)])
+        C = out_shape[-1]
+        if seq:  # token ids, and a target per position
+            T = shape[0]
+            x = torch.tensor([[(i * 7 + t * 3 + 1) % model[0].num_embeddings for t in range(T)]
+                              for i in range(n)])
+            labels = torch.tensor([[(i * 5 + t * 2 + 1) % C for t in range(T)] for i in range(n)])
+        else:
+            x = torch.randn((n,) + tuple(shape))
+            labels = torch.tensor([(i * 5 + 1) % (2 if C == 1 else C) for i in range(n)])
         init = [(k, v.detach().clone().float()) for k, v in model.state_dict().items()]
         model.train()
         logits = model(x)
@@ -172,7 +211,11 @@ def main():
 
         out.append("\n/* case %d: %s on %s, loss %s, %d samples */\n" % (ci, spec, shape, loss, n))
         out.append(floats(p + "x", x.flatten()))
-        out.append("static const uint8_t %slabels[] = {%s};\n" % (p, ",".join(str(int(v)) for v in labels)))
+        if seq:
+            out.append("static const int32_t %stargets[] = {%s};\n" % (p, ",".join(str(int(v)) for v in labels.flatten())))
+            out.append("static const uint8_t %slabels[] = {0};\n" % p)
+        else:
+            out.append("static const uint8_t %slabels[] = {%s};\n" % (p, ",".join(str(int(v)) for v in labels)))
         out.append(tensors("init", init))
         out.append(floats(p + "logits", logits.detach().flatten()))
         out.append(tensors("grads", grads))
@@ -180,9 +223,10 @@ def main():
         out.append(floats(p + "eval", ev.flatten()))
         sh = list(shape) + [0] * (3 - len(shape))
         entries.append('{"%s", {%d, %d, %d}, %d, "%s", %d, %sx, %slabels, %sinit, %d, %slogits, %d, '
-                       '%.17g, %sgrads, %d, %safter, %d, %seval}'
+                       '%.17g, %sgrads, %d, %safter, %d, %seval, %d, %s}'
                        % (spec, sh[0], sh[1], sh[2], len(shape), loss, n, p, p, p, len(init), p, C,
-                          float(lv), p, len(grads), p, len(after), p))
+                          float(lv), p, len(grads), p, len(after), p, shape[0] if seq else 1,
+                          p + "targets" if seq else "0"))
     out.append("\nstatic const ref_case ref_cases[] = {\n    %s};\n" % ",\n    ".join(entries))
     out.append("#define N_REF_CASES %d\n#endif\n" % len(entries))
     sys.stdout.write("".join(out))

@@ -23,7 +23,7 @@ static void compare_logits(const ref_case *rc, brisk_workspace *ws, int layers, 
 {
     const float *z = brisk_workspace_output(ws, layers - 1);
     const int ld = brisk_workspace_ld(ws);
-    for (int i = 0; i < rc->n; i++)
+    for (int i = 0; i < rc->n * rc->positions; i++) /* columns: samples, or positions */
         for (int c = 0; c < rc->outputs; c++) {
             const double got = z[(size_t)c * ld + i], w = want[i * rc->outputs + c];
             if (!close_enough(got, w)) {
@@ -56,9 +56,9 @@ static void run_case(const ref_case *rc)
 {
     brisk_model_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    const brisk_shape in = rc->rank == 3
-                               ? brisk_shape_img(rc->shape[0], rc->shape[1], rc->shape[2])
-                               : brisk_shape_vec(rc->shape[0]);
+    const brisk_shape in = rc->rank == 3   ? brisk_shape_img(rc->shape[0], rc->shape[1], rc->shape[2])
+                           : rc->rank == 2 ? brisk_shape_seq(rc->shape[1], rc->shape[0])
+                                           : brisk_shape_vec(rc->shape[0]);
     assert_int_equal(brisk_model_config_set(&cfg, rc->spec, in), BRISK_OK);
     cfg.loss = (brisk_loss)brisk_loss_parse(rc->loss);
     brisk_model *m;
@@ -96,7 +96,12 @@ static void run_case(const ref_case *rc)
     assert_non_null(stats);
     brisk_metrics acc = {0};
     brisk_model_forward(m, p, buf, ws, rc->n, BRISK_PASS_TRAIN, &keys, stats, NULL);
-    brisk_model_loss(m, ws, rc->labels, rc->n, 1.0f / (float)rc->n, &acc, NULL);
+    if (rc->targets) /* the mean over every position */
+        assert_int_equal(brisk_model_loss_tokens(m, ws, rc->targets, rc->n,
+                                                 1.0f / (float)(rc->n * rc->positions), &acc,
+                                                 NULL), BRISK_OK);
+    else
+        brisk_model_loss(m, ws, rc->labels, rc->n, 1.0f / (float)rc->n, &acc, NULL);
     const int L = brisk_model_num_layers(m);
     compare_logits(rc, ws, L, rc->logits, "training");
     if (!close_enough(brisk_metrics_loss(&acc), rc->loss_value)) {
@@ -137,7 +142,7 @@ static void test_every_kind_covered(void **state)
     (void)state;
     const char *kinds[] = {"dense", "conv", "maxpool", "avgpool", "gap", "flatten", "relu",
                            "leaky_relu", "gelu", "tanh", "sigmoid", "dropout", "batchnorm",
-                           "layernorm"};
+                           "layernorm", "res", "embed", "posembed", "attention"};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         int found = 0;
         for (int i = 0; i < N_REF_CASES && !found; i++) {
