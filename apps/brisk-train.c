@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "brisk/brisk.h"
 #include "brisk/clock.h"
+#include "brisk_train_help.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -18,94 +19,6 @@
 #define EXIT_DIVERGED 3
 #define EXIT_INTERRUPTED 130
 #define MAX_SETTINGS 128
-
-static void usage(FILE *f)
-{
-    const brisk_run_config d = brisk_run_config_defaults();
-    fprintf(f,
-"Usage: brisk-train [OPTION]...\n"
-"       mpirun -np P brisk-train [OPTION]...   (P processes; rank 0 prints, logs, saves)\n"
-"Train a neural network on every core, print train, validation and test metrics, log them\n"
-"to TensorBoard and save checkpoints. docs/cli.md describes every option at length.\n"
-"Model:\n"
-"  --model MODEL         a layer list, the preset 'cnn', or the MLP shorthand of widths,\n"
-"                        input first, joined by '-' (default %s). Items of a layer list,\n"
-"                        separated by commas, options by ':':\n"
-"                          dense:N[:nobias]  conv:OUT:K[:s<S>][:pad<P>][:nobias]\n"
-"                          maxpool:K[:s<S>]  avgpool:K[:s<S>]  gap  flatten  dropout:P\n"
-"                          relu  leaky_relu[:SLOPE]  gelu  tanh  sigmoid  batchnorm\n"
-"                          layernorm  res:K (adds the input of the K items before it)\n"
-"                        'cnn' is conv:32:3:pad1,relu,maxpool:2,conv:64:3:pad1,relu,\n"
-"                        maxpool:2,flatten,dense:128,relu,dropout:0.3,dense:10\n"
-"  --summary             print the layers, output shapes, parameters and memory, and exit\n"
-"  --act NAME            the shorthand's hidden activation: relu, gelu, tanh, sigmoid (%s)\n"
-"  --loss NAME           ce (softmax cross-entropy), bce (binary, on logits), mse (%s)\n"
-"  --init NAME           auto (He; Glorot before tanh and sigmoid), he, glorot (%s)\n"
-"Optimisation:\n"
-"  --optimizer NAME      adam, adamw, sgd (%s; adamw with --weight-decay 0.05 for cnn)\n"
-"  --lr RATE             base learning rate (%g)\n"
-"  --weight-decay W      L2 for adam and sgd, decoupled for adamw (0; 0.01 for adamw)\n"
-"  --momentum M          SGD momentum (%g)\n"
-"  --clip-norm N         clip gradients to global L2 norm N; 0 = off (%g)\n"
-"  --schedule NAME       constant; step (times --gamma every --step-size epochs); cosine\n"
-"                        (linear warmup over --warmup steps, then decay to --min-lr) (%s)\n"
-"  --step-size EPOCHS  --gamma G  --warmup STEPS  --min-lr RATE    (%d, %g, %lld, %g)\n"
-"Training:\n"
-"  --epochs N            passes over the training set (%d; 15 for --model cnn)\n"
-"  --batch B             samples per optimizer step (%d)\n"
-"  --micro-batch M       samples per micro-shard (%d, or B if smaller): results depend on B\n"
-"                        and M, never on --threads\n"
-"  --threads T           worker threads; 0 = the CPUs this process may use, here %d,\n"
-"                        divided by the processes mpirun started on this machine (0)\n"
-"  --seed S              seed for init, split and shuffling (%llu)\n"
-"Data:\n"
-"  --data SOURCE         a directory of MNIST-format files (train-/t10k-{images-idx3,\n"
-"                        labels-idx1}-ubyte[.gz]), X.npy with --labels Y.npy, FILE.csv\n"
-"                        with --label COLUMN, or 'synthetic' (default %s)\n"
-"  --labels Y.npy        the labels (or regression targets) of a .npy data set\n"
-"  --label COLUMN        a CSV file's label column, by name or 0-based index\n"
-"  --test SOURCE         a test set of the same kind (--test-labels Y.npy for .npy); a .npy\n"
-"                        or CSV run without one has no test set\n"
-"  --val-split F         fraction held out for validation, in [0, 1) (%g)\n"
-"  --synthetic-n N  --synthetic-test-n N  --noise SIGMA   synthetic data (%lld, %lld, %g)\n"
-"Logs and checkpoints:\n"
-"  --logdir DIR|none     runs DIR/train and DIR/validation (logs/<model>-<run id>)\n"
-"  --log-every N         step scalars every N steps (%d)\n"
-"  --histogram-every N   histograms, activations and images every N epochs; 0 = never (%d)\n"
-"  --checkpoint-dir DIR|none   where checkpoints go, after every epoch and on Ctrl-C\n"
-"                        (LOGDIR/checkpoints; none when --logdir is none)\n"
-"  --keep N              checkpoints kept, the newest (%d)\n"
-"  --resume[=RUN|DIR|FILE]   continue a run exactly: its log directory, a checkpoint\n"
-"                        directory (its newest), a checkpoint, or --checkpoint-dir. Only\n"
-"                        --epochs, --threads, the data flags, --logdir, --checkpoint-dir,\n"
-"                        --keep, --log-every, --histogram-every and --mpi-timeout may change\n"
-"  --eval FILE           evaluate a checkpoint on the test set (of --data, by default the\n"
-"                        data it was trained on) and exit\n"
-"  --predict FILE --out OUT   the checkpoint's outputs for the test set into OUT: .npy\n"
-"                        (float32, samples x outputs) or CSV with a header row\n"
-"  --input FILE          with --predict: the samples of FILE instead (.npy or CSV features)\n"
-"Policies (each watches --monitor after every epoch):\n"
-"  --monitor METRIC      val_loss, val_accuracy, train_loss, train_accuracy (%s)\n"
-"  --min-delta D         the least change that counts as an improvement (%g)\n"
-"  --early-stop N        stop after N epochs without improvement (0 = off) (%d)\n"
-"  --keep-best           also keep the best epoch's checkpoint, ckpt-<run>-best.safetensors\n"
-"  --plateau N  --plateau-factor F  --plateau-min-lr R   lower the rate after N epochs\n"
-"                        without improvement (%d = off, %g, %g)\n"
-"Output:\n"
-"  --json                JSON only: an object per epoch, then the test metrics and checksum\n"
-"  --quiet               only the final test line (and errors)      -h, --help: this text\n"
-"Several processes: --mpi-timeout SECONDS (0: the larger of 60 s and 20 median steps)\n"
-"\n"
-"Ctrl-C or SIGTERM: the step finishes, a checkpoint is written, the logs are flushed and the\n"
-"command to resume is printed; a second Ctrl-C quits at once.\n"
-"Exit status: 0 success, 1 error (data, memory, files), 2 usage error, 3 training diverged\n"
-"(the message names the step and the layer), 130 interrupted.\n",
-        d.model, d.act, d.loss, d.init, d.optimizer, d.lr, d.momentum, d.clip_norm, d.schedule,
-        d.step_size, d.gamma, d.warmup, d.min_lr, d.epochs, d.batch, d.micro_batch,
-        brisk_cpu_count(), d.seed, d.data, d.val_split, d.synthetic_n, d.synthetic_test_n,
-        d.noise, d.log_every, d.histogram_every, d.keep, d.monitor, d.min_delta, d.early_stop,
-        d.plateau, d.plateau_factor, d.plateau_min_lr);
-}
 
 static void usage_error(const char *flag, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
@@ -168,7 +81,7 @@ static void parse_args(int argc, char **argv, cli *c)
         snprintf(flag, sizeof flag, "%s%s", li >= 0 ? "--" : "",
                  li >= 0 ? opts[li].name : argv[optind - 1]);
         switch (opt) {
-        case 'h': usage(stdout); exit(0);
+        case 'h': brisk_train_usage(stdout); exit(0);
         case OPT_RESUME: c->resume_set = 1; c->resume = optarg; break;
         case OPT_EVAL: c->eval = optarg; break;
         case OPT_PREDICT: c->predict = optarg; break;

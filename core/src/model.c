@@ -208,6 +208,10 @@ int brisk_model_config_set(brisk_model_config *cfg, const char *spec, brisk_shap
     }
     if (!strcmp(spec, "cnn"))
         spec = cnn_preset;
+    if (!strncmp(spec, "gpt", 3) && (!spec[3] || spec[3] == ':'))
+        return brisk_error_set(BRISK_EINVAL, "model: the gpt preset is sized by its data (the "
+                               "vocabulary, the sequence length): build it with "
+                               "brisk_model_config_gpt");
     if (strlen(spec) >= sizeof cfg->spec)
         return brisk_error_set(BRISK_EINVAL, "model: the layer list is longer than %d "
                                "characters", BRISK_MODEL_SPEC_MAX - 1);
@@ -216,6 +220,82 @@ int brisk_model_config_set(brisk_model_config *cfg, const char *spec, brisk_shap
         return n;
     snprintf(cfg->spec, sizeof cfg->spec, "%s", spec);
     cfg->input = input;
+    return BRISK_OK;
+}
+
+int brisk_gpt_parse(const char *spec, brisk_gpt_config *g)
+{
+    if (!spec || !g)
+        return brisk_error_set(BRISK_EINVAL, "model: gpt_parse: NULL argument");
+    if (strncmp(spec, "gpt", 3) || (spec[3] && spec[3] != ':'))
+        return brisk_error_set(BRISK_EINVAL, "model: '%s' is not the gpt preset", spec);
+    int L = 4, C = 256, H = 4;
+    double drop = 0;
+    if (spec[3]) {
+        char tail[64] = "";
+        int used = 0;
+        const int got = sscanf(spec + 4, "%d:%d:%d%n", &L, &C, &H, &used);
+        if (got != 3 || (spec[4 + used] && spec[4 + used] != ':'))
+            return brisk_error_set(BRISK_EINVAL, "model: '%s': expected gpt or gpt:LAYERS:"
+                                   "CHANNELS:HEADS[:drop<P>]", spec);
+        if (spec[4 + used]) {
+            snprintf(tail, sizeof tail, "%s", spec + 5 + used);
+            char *end = NULL;
+            drop = strncmp(tail, "drop", 4) ? -1 : strtod(tail + 4, &end);
+            if (!end || end == tail + 4 || *end || !(drop >= 0 && drop < 1))
+                return brisk_error_set(BRISK_EINVAL, "model: '%s': '%s' is not drop<P> with P "
+                                       "in [0, 1)", spec, tail);
+        }
+    }
+    if (L < 1 || L > 16 || C < 1 || C > 8192 || H < 1 || H > C || C % H)
+        return brisk_error_set(BRISK_EINVAL, "model: '%s': %d layers (1..16), %d channels "
+                               "(1..8192) in %d heads (C must split into H heads)", spec, L, C,
+                               H);
+    g->layers = L;
+    g->channels = C;
+    g->heads = H;
+    g->dropout = drop;
+    return BRISK_OK;
+}
+
+int brisk_model_config_gpt(brisk_model_config *cfg, const brisk_gpt_config *g)
+{
+    if (!cfg || !g)
+        return brisk_error_set(BRISK_EINVAL, "model: config_gpt: NULL argument");
+    const int maxT = g->max_seq > 0 ? g->max_seq : g->seq_len;
+    if (g->layers < 1 || g->layers > 16 || g->channels < 1 || g->channels > 8192 ||
+        g->heads < 1 || g->channels % g->heads || g->vocab < 2 || g->vocab > 65536 ||
+        g->seq_len < 1 || g->seq_len > 65536 || maxT < g->seq_len || maxT > (1 << 20) ||
+        !(g->dropout >= 0 && g->dropout < 1))
+        return brisk_error_set(BRISK_EINVAL, "model: gpt: %d layers (1..16), %d channels in %d "
+                               "heads, vocabulary %d (2..65536), sequence length %d (1..65536, "
+                               "at most the position table's %d), dropout %g ([0, 1))",
+                               g->layers, g->channels, g->heads, g->vocab, g->seq_len, maxT,
+                               g->dropout);
+    const int C = g->channels, drop = g->dropout > 0;
+    char spec[BRISK_MODEL_SPEC_MAX], d[32] = "", ad[32] = "";
+    if (drop) {
+        snprintf(d, sizeof d, "dropout:%.9g,", g->dropout);
+        snprintf(ad, sizeof ad, ":drop%.9g", g->dropout);
+    }
+    size_t at = (size_t)snprintf(spec, sizeof spec, "embed:%d:%d,posembed:%d,%s", g->vocab, C,
+                                 maxT, d);
+    for (int l = 0; l < g->layers && at < sizeof spec; l++)
+        at += (size_t)snprintf(spec + at, sizeof spec - at,
+                               "layernorm,attention:%d%s,%sres:%d,layernorm,dense:%d,gelu:tanh,"
+                               "dense:%d,%sres:%d,", g->heads, ad, d, 2 + drop, 4 * C, C, d,
+                               4 + drop);
+    if (at < sizeof spec)
+        at += (size_t)snprintf(spec + at, sizeof spec - at, "layernorm,dense:%d:nobias:tied",
+                               g->vocab);
+    if (at >= sizeof spec)
+        return brisk_error_set(BRISK_EINVAL, "model: gpt: the layer list is longer than %d "
+                               "characters", BRISK_MODEL_SPEC_MAX - 1);
+    const int err = brisk_model_config_set(cfg, spec, brisk_shape_seq(1, g->seq_len));
+    if (err < 0)
+        return err;
+    cfg->loss = BRISK_LOSS_SOFTMAX_CE;
+    cfg->init = BRISK_INIT_GPT2;
     return BRISK_OK;
 }
 

@@ -316,7 +316,10 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
     double t_log = brisk_now_seconds();
     int64_t samples_since_log = 0;
     for (int64_t epoch = c->start.epoch + 1; epoch <= c->epochs; epoch++) {
-        brisk_shuffle(train_idx, order, n_train, c->seed, (uint32_t)epoch);
+        if (c->in_order)
+            memcpy(order, train_idx, (size_t)n_train * sizeof *order);
+        else
+            brisk_shuffle(train_idx, order, n_train, c->seed, (uint32_t)epoch);
         brisk_metrics train_m = {0};
         int64_t batch = 0;
         if (epoch == c->start.epoch + 1) {

@@ -7,6 +7,7 @@
 #include "brisk/error.h"
 #include "brisk/fsutil.h"
 #include "brisk/gemm.h"
+#include "brisk/llmc.h"
 #include "brisk/message.h"
 #include "brisk/tblog.h"
 
@@ -406,12 +407,50 @@ static int load_set(const brisk_run_config *c, const char *path, const char *lab
                            " a .npy nor a .csv file", path);
 }
 
-/* The model configuration for samples of this shape. */
-static int model_config(const brisk_run_config *c, brisk_shape input, brisk_model_config *mc)
+static int is_gpt(const char *model)
+{
+    return !strncmp(model, "gpt", 3) && (!model[3] || model[3] == ':');
+}
+
+/* The model configuration for samples of this shape (vocab: token data's vocabulary, 0 for
+ * other data). */
+static int model_config(const brisk_run_config *c, brisk_shape input, int vocab,
+                        brisk_model_config *mc)
 {
     memset(mc, 0, sizeof *mc);
     int err;
-    if (is_shorthand(c->model)) {
+    if (is_gpt(c->model)) {
+        brisk_gpt_config g = {0};
+        if (input.rank != 2 || vocab < 1)
+            return brisk_error_set(BRISK_EINVAL, "model: the gpt preset trains on token data: "
+                                   "give seq-len (and a text, .npy or llm.c token file)");
+        if ((err = brisk_gpt_parse(c->model, &g)) == BRISK_OK) {
+            g.vocab = vocab < 2 ? 2 : vocab;
+            g.seq_len = input.w;
+            if (c->init_from[0]) { /* the file's sizes */
+                brisk_llmc_header h;
+                const brisk_gpt_config asked = g;
+                if ((err = brisk_llmc_read_header(c->init_from, &h)) < 0)
+                    return brisk_error_set(err, "init-from: %s", brisk_error_detail());
+                brisk_llmc_gpt_config(&h, &g);
+                if (strcmp(c->model, "gpt") &&
+                    (asked.layers != g.layers || asked.channels != g.channels ||
+                     asked.heads != g.heads))
+                    return brisk_error_set(BRISK_EINVAL, "model: %s, but %s holds L %d, C %d, "
+                                           "%d heads (give --model gpt to take its sizes)",
+                                           c->model, c->init_from, g.layers, g.channels,
+                                           g.heads);
+                if (g.vocab < vocab || g.max_seq < input.w)
+                    return brisk_error_set(BRISK_EINVAL, "init-from: %s has a vocabulary of %d "
+                                           "and %d positions; the data needs %d and %d",
+                                           c->init_from, g.vocab, g.max_seq, vocab, input.w);
+            }
+            err = brisk_model_config_gpt(mc, &g);
+        }
+    } else if (c->init_from[0]) {
+        return brisk_error_set(BRISK_EINVAL, "init-from: llm.c's model files hold GPTs: give "
+                               "--model gpt");
+    } else if (is_shorthand(c->model)) {
         err = brisk_model_config_mlp(mc, c->model, (brisk_act)brisk_act_parse(c->act));
     } else {
         const brisk_run_config d = brisk_run_config_defaults();
@@ -424,10 +463,15 @@ static int model_config(const brisk_run_config *c, brisk_shape input, brisk_mode
         const char *d = brisk_error_detail();
         return brisk_error_set(err, "model: %s", strncmp(d, "model: ", 7) ? d : d + 7);
     }
+    if (is_gpt(c->model) && strcmp(c->loss, "ce"))
+        return brisk_error_set(BRISK_EINVAL, "loss: the gpt preset's loss is ce, not %s",
+                               c->loss);
     mc->loss = (brisk_loss)brisk_loss_parse(c->loss);
-    mc->init = !strcmp(c->init, "he") ? BRISK_INIT_HE : !strcmp(c->init, "glorot")
-                                                             ? BRISK_INIT_GLOROT
-                                                             : BRISK_INIT_AUTO;
+    if (!is_gpt(c->model) || strcmp(c->init, "auto")) /* the preset's own: gpt2 */
+        mc->init = !strcmp(c->init, "he")       ? BRISK_INIT_HE
+                   : !strcmp(c->init, "glorot") ? BRISK_INIT_GLOROT
+                   : !strcmp(c->init, "gpt2")   ? BRISK_INIT_GPT2
+                                                : BRISK_INIT_AUTO;
     return BRISK_OK;
 }
 
@@ -447,6 +491,8 @@ static int model_outputs(const brisk_model_config *mc, int *outputs)
 
 static brisk_shape data_shape(const brisk_dataset *ds)
 {
+    if (ds->tokens)
+        return brisk_shape_seq(1, ds->seq_len);
     const int ch = ds->channels > 0 ? ds->channels : 1;
     return ds->rows > 0 && ds->cols > 0 && (int64_t)ch * ds->rows * ds->cols == ds->d
                ? brisk_shape_img(ch, ds->rows, ds->cols)
@@ -463,12 +509,12 @@ static int load_own_data(brisk_run *r)
         brisk_model_config mc;
         brisk_shape shape = brisk_shape_img(1, 28, 28);
         if (is_shorthand(c->model)) {
-            if ((err = model_config(c, brisk_shape_vec(1), &mc)) < 0)
+            if ((err = model_config(c, brisk_shape_vec(1), 0, &mc)) < 0)
                 return err;
             shape = mc.input;
         }
         int C;
-        if ((err = model_config(c, shape, &mc)) < 0 || (err = model_outputs(&mc, &C)) < 0)
+        if ((err = model_config(c, shape, 0, &mc)) < 0 || (err = model_outputs(&mc, &C)) < 0)
             return err;
         const int classes = C < 2 ? 2 : C > 256 ? 256 : C, D = (int)brisk_shape_size(shape);
         if ((err = brisk_dataset_synthetic(c->synthetic_n, D, classes, (float)c->noise, c->seed,
@@ -485,7 +531,13 @@ static int load_own_data(brisk_run *r)
         return BRISK_OK;
     }
     struct stat st;
-    if (stat(c->data, &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (c->seq_len > 0) { /* a token stream, and maybe another for the test set */
+        if ((err = brisk_dataset_load_tokens(c->data, c->seq_len, &r->own_train)) < 0 ||
+            (c->test[0] &&
+             (err = brisk_dataset_load_tokens(c->test, c->seq_len, &r->own_test)) < 0))
+            return err;
+        r->has_test = c->test[0] != '\0';
+    } else if (stat(c->data, &st) == 0 && S_ISDIR(st.st_mode)) {
         if ((err = brisk_dataset_load_dir(c->data, "train", &r->own_train)) < 0 ||
             (err = brisk_dataset_load_dir(c->data, "t10k", &r->own_test)) < 0) {
             if (err == BRISK_ENOENT && !strcmp(c->data, BRISK_RUN_DEFAULT_DATA))
@@ -520,7 +572,8 @@ static int trainer_config(brisk_run *r)
     const brisk_run_config *c = &r->cfg;
     brisk_trainer_config *t = &r->tcfg;
     memset(t, 0, sizeof *t);
-    int err = model_config(c, data_shape(r->train), &t->model), C;
+    int err = model_config(c, data_shape(r->train), r->train->tokens ? r->train->classes : 0,
+                           &t->model), C;
     if (err < 0 || (err = model_outputs(&t->model, &C)) < 0)
         return err;
     const int D = (int)brisk_shape_size(t->model.input);
@@ -573,6 +626,10 @@ static int choose_norm(brisk_run *r)
         return BRISK_OK;
     }
     const brisk_dataset *ds = r->train;
+    if (ds->tokens) { /* token ids: no normalisation */
+        r->norm_count = 0;
+        return BRISK_OK;
+    }
     const int per_feature = !ds->x && !(ds->rows > 0 && ds->cols > 0);
     r->norm_count = per_feature ? ds->d : 1;
     if (!(r->norm = malloc(2 * (size_t)r->norm_count * sizeof *r->norm)))
@@ -650,9 +707,17 @@ static int prepare(brisk_run *r, const brisk_dataset *train, const brisk_dataset
     if (r->test && r->test->d != r->train->d)
         return brisk_error_set(BRISK_EMISMATCH, "%s: the test samples have %d features, the "
                                "training samples %d", r->source, r->test->d, r->train->d);
-    if ((err = brisk_split(r->train->n, r->cfg.val_split, r->cfg.seed, &r->order,
-                           &r->n_train)) < 0)
+    if (r->train->tokens) { /* the stream's end, in one piece */
+        const int64_t n = r->train->n, n_val = (int64_t)llround((double)n * r->cfg.val_split);
+        if (!(r->order = malloc((size_t)(n ? n : 1) * sizeof *r->order)))
+            return brisk_error_set(BRISK_ENOMEM, "run: out of memory");
+        for (int64_t i = 0; i < n; i++)
+            r->order[i] = (int32_t)i;
+        r->n_train = n - n_val;
+    } else if ((err = brisk_split(r->train->n, r->cfg.val_split, r->cfg.seed, &r->order,
+                                  &r->n_train)) < 0) {
         return err;
+    }
     if (r->n_train < 1)
         return brisk_error_set(BRISK_EINVAL, "val-split: %g leaves no training samples of %lld",
                                r->cfg.val_split, (long long)r->train->n);
@@ -694,9 +759,14 @@ int brisk_run_load(brisk_run *r, const brisk_dataset *train, const brisk_dataset
     if (err < 0)
         return err;
     if ((err = brisk_trainer_create(&r->tcfg, &r->t)) < 0 ||
-        (err = brisk_trainer_set_norm(r->t, r->norm, r->norm + r->norm_count,
+        (err = brisk_trainer_set_norm(r->t, r->norm_count ? r->norm : NULL,
+                                      r->norm_count ? r->norm + r->norm_count : NULL,
                                       r->norm_count)) < 0)
         return err;
+    if (r->cfg.init_from[0] && !r->ck && !r->evaluate_only &&
+        (err = brisk_llmc_load(r->cfg.init_from, brisk_trainer_model(r->t),
+                               brisk_trainer_params(r->t))) < 0)
+        return brisk_error_set(err, "init-from: %s", brisk_error_detail());
     const int shards = brisk_trainer_num_shards(r->t, r->cfg.batch);
     if (shards < r->nproc && r->rank == 0 && !r->evaluate_only)
         say(r, "a batch of %d is %d micro-shard%s of %d, fewer than the %d processes: %d of "
@@ -822,6 +892,7 @@ int brisk_run_train(brisk_run *r, const brisk_fit_config *cb, brisk_run_result *
         fc.on_test = cb->on_test;
     }
     fc.epochs = c->epochs;
+    fc.in_order = c->in_order;
     fc.seed = c->seed;
     if (r->ck)
         fc.start = r->ck->pos;

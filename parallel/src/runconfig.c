@@ -72,6 +72,7 @@ static const slot slots[] = {
     TEXT("act", act, 0),
     TEXT("loss", loss, 0),
     TEXT("init", init, 0),
+    TEXT("init-from", init_from, 0),
     TEXT("optimizer", optimizer, 0),
     REAL("lr", lr, 1e-12, 1e6, 0),
     REAL("weight-decay", weight_decay, 0, 1e3, 0),
@@ -94,6 +95,8 @@ static const slot slots[] = {
     TEXT("test", test, 1),
     TEXT("test-labels", test_labels, 1),
     REAL("val-split", val_split, 0, 0.99, 0),
+    INT("seq-len", seq_len, 0, 65536, 0),
+    SWITCH("in-order", in_order),
     LL("synthetic-n", synthetic_n, 1, 1e8, 0),
     LL("synthetic-test-n", synthetic_test_n, 1, 1e8, 0),
     REAL("noise", noise, 0, 1e4, 0),
@@ -141,7 +144,7 @@ const brisk_run_setting *brisk_run_setting_find(const char *name)
 static int init_parse(const char *s)
 {
     return !strcmp(s, "auto") ? BRISK_INIT_AUTO : !strcmp(s, "he") ? BRISK_INIT_HE
-                                              : !strcmp(s, "glorot") ? BRISK_INIT_GLOROT : -1;
+           : !strcmp(s, "glorot") ? BRISK_INIT_GLOROT : !strcmp(s, "gpt2") ? BRISK_INIT_GPT2 : -1;
 }
 
 /* 1 when a text setting's value is one it can hold; else 0 with the reason in why. */
@@ -154,7 +157,7 @@ static int text_ok(const char *name, const char *v, char *why, size_t size)
     } named[] = {
         {"act", brisk_act_parse, "relu, gelu, tanh or sigmoid"},
         {"loss", brisk_loss_parse, "ce, bce or mse"},
-        {"init", init_parse, "auto, he or glorot"},
+        {"init", init_parse, "auto, he, glorot or gpt2"},
         {"optimizer", brisk_optim_parse, "adam, adamw or sgd"},
         {"schedule", brisk_schedule_parse, "constant, step or cosine"},
         {"monitor", brisk_fit_metric_parse, "val_loss, val_accuracy, train_loss or "
@@ -171,7 +174,10 @@ static int text_ok(const char *name, const char *v, char *why, size_t size)
         brisk_model_config mc;
         memset(&mc, 0, sizeof mc);
         const int shorthand = v[0] && strspn(v, "0123456789-") == strlen(v);
+        const int gpt = !strncmp(v, "gpt", 3) && (!v[3] || v[3] == ':');
+        brisk_gpt_config g;
         const int err = shorthand ? brisk_model_config_mlp(&mc, v, BRISK_ACT_RELU)
+                        : gpt     ? brisk_gpt_parse(v, &g)
                                   : brisk_model_config_set(&mc, v, brisk_shape_img(1, 28, 28));
         if (err == BRISK_OK)
             return 1;

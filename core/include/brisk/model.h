@@ -98,6 +98,34 @@ int brisk_model_preset_recipe(const char *spec, brisk_preset_recipe *out);
  * the dense layers. Sets spec and input (a vector). BRISK_EINVAL as above. */
 int brisk_model_config_mlp(brisk_model_config *cfg, const char *widths, brisk_act act);
 
+/* The gpt preset: a GPT-2-style language model (nanoGPT's) of `layers` pre-LN blocks of
+ * `channels` wide with `heads` heads, over token data of `vocab` ids in windows of seq_len:
+ *
+ *   embed:V:C, posembed:MAXT, [dropout:P,]
+ *   L x (layernorm, attention:H[:dropP], [dropout:P,] res, layernorm, dense:4C, gelu:tanh,
+ *        dense:C, [dropout:P,] res),
+ *   layernorm, dense:V:nobias:tied
+ *
+ * with GPT-2's initialisation (BRISK_INIT_GPT2) and the ce loss averaged over every position.
+ * max_seq (0: seq_len) is the position table's rows (GPT-2's 1024), dropout (0: none) every
+ * dropout's probability. */
+typedef struct brisk_gpt_config {
+    int layers, channels, heads;
+    double dropout;
+    int vocab, seq_len, max_seq;
+} brisk_gpt_config;
+
+/* Reads the preset's name with its size: "gpt" (4 layers, 256 channels, 4 heads) or
+ * "gpt:L:C:H[:drop<P>]" into g's layers, channels, heads and dropout (the rest untouched).
+ * Returns BRISK_OK, or BRISK_EINVAL with a detail ("model: ...") for a spec that is not the
+ * preset or has a bad size (C must split into H heads). */
+int brisk_gpt_parse(const char *spec, brisk_gpt_config *g);
+
+/* Sets cfg to the GPT g describes: the layer list above, the input (T token ids), the ce loss
+ * and GPT-2's initialisation. BRISK_EINVAL (naming the field) for a size out of range or a
+ * list over BRISK_MODEL_SPEC_MAX. */
+int brisk_model_config_gpt(brisk_model_config *cfg, const brisk_gpt_config *g);
+
 /* The C builder: appends one item ("dense:128", "relu", ...) to cfg->spec. BRISK_EINVAL for
  * a bad item or a full list. */
 int brisk_model_config_add(brisk_model_config *cfg, const char *item);

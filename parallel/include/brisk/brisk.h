@@ -2,6 +2,7 @@
  *
  *   data sets (IDX, .npy, CSV, your arrays)     brisk/data.h
  *   models, layers, your own layers              brisk/model.h, brisk/layer.h, brisk/team.h
+ *   llm.c's GPT-2 model files                    brisk/llmc.h
  *   optimizers and schedules                     brisk/optim.h
  *   one training step, evaluation, prediction    brisk/trainer.h
  *   the training loop                            brisk/fit.h
@@ -26,6 +27,7 @@
 #include "brisk/fit.h"
 #include "brisk/gemm.h"
 #include "brisk/layer.h"
+#include "brisk/llmc.h"
 #include "brisk/logger.h"
 #include "brisk/model.h"
 #include "brisk/optim.h"

@@ -84,6 +84,8 @@ typedef struct brisk_fit_progress {
 typedef struct brisk_fit_config {
     int epochs;           /* train until this many epochs are done (>= 1) */
     uint64_t seed;        /* the shuffle of every epoch */
+    int in_order;         /* nonzero: every epoch visits train_idx in the order given (as
+                           * llm.c's loader reads its windows), not shuffled */
     /* Where training stands: zero for a fresh start, a checkpoint's position to resume. */
     brisk_ckpt_position start;
     /* TensorBoard logs, opened by the caller (brisk_tb_open), or NULL for none; only rank 0's

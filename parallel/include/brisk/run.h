@@ -57,11 +57,14 @@ extern "C" {
 /* A run's settings. Strings are NUL-terminated within their arrays. */
 typedef struct brisk_run_config {
     /* The model. */
-    char model[BRISK_MODEL_SPEC_MAX]; /* a layer list, a preset ("cnn") or the MLP shorthand of
-                                       * widths ("784-256-128-10") */
+    char model[BRISK_MODEL_SPEC_MAX]; /* a layer list, a preset ("cnn", or "gpt[:L:C:H[:drop<P>]]"
+                                       * on token data) or the MLP shorthand of widths
+                                       * ("784-256-128-10") */
     char act[16];      /* the shorthand's hidden activation: relu, gelu, tanh, sigmoid */
     char loss[8];      /* ce, bce, mse */
-    char init[8];      /* auto, he, glorot */
+    char init[8];      /* auto, he, glorot, gpt2 */
+    /* An llm.c model file (gpt2_*.bin) whose weights a gpt model starts from ("" for none). */
+    char init_from[BRISK_RUN_PATH_MAX];
     /* Optimisation. */
     char optimizer[8]; /* adam, adamw, sgd */
     double lr, weight_decay, momentum, clip_norm;
@@ -77,13 +80,19 @@ typedef struct brisk_run_config {
      * a .npy file of features (labels: the .npy of their labels), a CSV file (label: its
      * label column), or "synthetic" (a seeded task shaped by the model). test: a test set of
      * the same kind as data (test_labels for a .npy); a .npy or CSV run without one has no
-     * test set. */
+     * test set. With seq_len > 0, data (and test) is a token stream instead
+     * (brisk_dataset_load_tokens: text, a .npy of ids or llm.c's token file) cut into windows
+     * of seq_len + 1, and the validation part is its end (val_split of the windows, in one
+     * piece: no window of it overlaps the training part's). */
     char data[BRISK_RUN_PATH_MAX];
     char labels[BRISK_RUN_PATH_MAX];      /* .npy: the labels file */
     char label[256];                      /* CSV: the label column's name or index */
     char test[BRISK_RUN_PATH_MAX];
     char test_labels[BRISK_RUN_PATH_MAX];
     double val_split;  /* fraction of the training data held out for validation */
+    int seq_len;       /* token data: the window (positions); 0: not token data */
+    int in_order;      /* visit the training samples in their order every epoch (llm.c's
+                        * loader), not shuffled */
     long long synthetic_n, synthetic_test_n;
     double noise;
     /* Logs and checkpoints. */
