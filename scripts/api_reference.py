@@ -11,7 +11,8 @@ import sys
 
 HEADERS = ["core/include/brisk/error.h", "core/include/brisk/data.h",
            "core/include/brisk/layer.h", "core/include/brisk/team.h",
-           "core/include/brisk/model.h", "core/include/brisk/optim.h",
+           "core/include/brisk/model.h", "core/include/brisk/llmc.h",
+           "core/include/brisk/optim.h",
            "core/include/brisk/gemm.h", "core/include/brisk/rng.h",
            "core/include/brisk/checkpoint.h", "core/include/brisk/ckptdir.h",
            "logging/include/brisk/logger.h", "parallel/include/brisk/comm.h",

@@ -51,13 +51,16 @@ static inline int brisk__row_stride(int width)
  * "(T, C)" (positions, features, as PyTorch's (B, T, C) per sample). */
 void brisk__shape_text(brisk_shape s, char *buf, size_t size);
 
-/* e^x for x <= 88 (0 below -87.3), within 2 ulp: a polynomial plain enough to vectorise, so
- * that softmaxes over whole rows run at the speed of the loads. The same bits in every code
- * path (Brisk builds without floating-point contraction). */
+/* e^x within 2 ulp for x in [-87.3, 88] (x below gives e^-87.3, about 1e-38; above, e^88;
+ * NaN stays NaN): a polynomial plain enough to vectorise (Brisk builds with
+ * -fno-trapping-math, which lets the clamps below become selects), so that softmaxes over
+ * whole rows run at the speed of the loads. The same bits in every code path (Brisk builds
+ * without floating-point contraction). */
 static inline float brisk__expf(float x)
 {
     const float lo = -87.3365f, hi = 88.0f, magic = 12582912.0f; /* 1.5 * 2^23 */
-    const float xc = x < lo ? lo : x > hi ? hi : x;
+    float xc = x < lo ? lo : x;
+    xc = xc > hi ? hi : xc;
     const float t = xc * 1.44269504f + magic, nf = t - magic;
     int32_t ti;
     memcpy(&ti, &t, sizeof ti);
@@ -75,7 +78,7 @@ static inline float brisk__expf(float x)
     const int32_t bits = (n + 127) * (1 << 23);
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return x < lo ? 0.0f : p * scale;
+    return p * scale;
 }
 
 /* A 1-D .npy array of token ids (whole numbers in 0..limit-1, any dtype) as int32: *ids the

@@ -28,7 +28,9 @@
 #endif
 
 #define MR 6    /* rows of C per register block (every version) */
+#ifndef KC
 #define KC 256  /* k per cache block */
+#endif
 
 typedef void (*block_fn)(const brisk_gemm_args *g, int m0, int m1, int n0, int n1);
 
@@ -239,17 +241,27 @@ typedef void (*micro256_fn)(const brisk_gemm_args *, int, int, int, int, int, in
 static const micro256_fn micro256_table[3][MR][2] = {M256_TABLE(0), M256_TABLE(1),
                                                      M256_TABLE(2)};
 
+/* Columns per panel: the panel's rows of B (KC x NC2) stay in L2 while each MR-row block of
+ * A (MR x KC) is reused from L1 across the panel's 16-column strips. Measured on this
+ * project's 2-core Zen 4 (bench: 1024 x 1024 x 256 products, one core): 64 -> 84, 128 -> 86,
+ * 256 -> 86, 512 -> 58 GFLOPS, and strip by strip over all of M (the order before) 61. */
+#ifndef NC2
+#define NC2 128
+#endif
 T256 static void block_avx2(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
 {
-    for (int n = n0; n < n1; n += 16) {
-        const int nw = n1 - n < 16 ? n1 - n : 16, nv = (nw + 7) / 8;
-        const int tail = nw - 8 * (nv - 1);
+    for (int np = n0; np < n1; np += NC2) {
+        const int np1 = n1 - np < NC2 ? n1 : np + NC2;
         for (int k0 = 0; k0 < g->K || k0 == 0; k0 += KC) {
             const int k1 = g->K - k0 < KC ? g->K : k0 + KC;
             const int init = k0 > 0 ? BRISK_GEMM_ACCUM : (int)g->init;
             for (int m = m0; m < m1; m += MR) {
                 const int mr = m1 - m < MR ? m1 - m : MR;
-                micro256_table[indirection(g)][mr - 1][nv - 1](g, tail, m, n, k0, k1, init);
+                for (int n = np; n < np1; n += 16) {
+                    const int nw = np1 - n < 16 ? np1 - n : 16, nv = (nw + 7) / 8;
+                    const int tail = nw - 8 * (nv - 1);
+                    micro256_table[indirection(g)][mr - 1][nv - 1](g, tail, m, n, k0, k1, init);
+                }
             }
         }
     }

@@ -703,7 +703,8 @@ struct brisk_workspace {
     float *col_tmp;                   /* (2 max_cols) the token loss's maxima and sums */
 };
 
-/* Columns of a workspace of max_rows samples: ld is their count rounded up to 16. */
+/* Columns of a workspace of max_rows samples (ld: their count rounded up to 16, and past a
+ * multiple of 4 KiB: brisk__row_stride). */
 static int64_t workspace_cols(const brisk_model *m, int max_rows)
 {
     return (int64_t)max_rows * brisk_shape_positions(m->cfg.input);
@@ -712,7 +713,7 @@ static int64_t workspace_cols(const brisk_model *m, int max_rows)
 /* Sizes in floats of the workspace's parts, in allocation order; returns the total. */
 static size_t workspace_layout(const brisk_model *m, int max_rows, size_t *sizes)
 {
-    const int cols = (int)workspace_cols(m, max_rows), ld = (cols + 15) / 16 * 16;
+    const int cols = (int)workspace_cols(m, max_rows), ld = brisk__row_stride(cols);
     const size_t D = brisk_shape_size(m->cfg.input), F = brisk_shape_features(m->cfg.input);
     size_t k = 0, total = 0, maxsize = F;
     sizes[k++] = brisk__align_up((size_t)max_rows * D);
@@ -755,7 +756,7 @@ int brisk_workspace_create(const brisk_model *m, int max_rows, brisk_workspace *
     ws->max_rows = max_rows;
     ws->positions = brisk_shape_positions(m->cfg.input);
     ws->max_cols = (int)workspace_cols(m, max_rows);
-    ws->ld = (ws->max_cols + 15) / 16 * 16;
+    ws->ld = brisk__row_stride(ws->max_cols); /* rows not 4 KiB apart (cache sets) */
     size_t sizes[3 * BRISK_MAX_LAYERS + 4];
     const size_t total = workspace_layout(m, max_rows, sizes);
     /* Zeroed, so that every padding column starts finite. */
