@@ -129,11 +129,16 @@ static void test_bad_model_lines(void **state)
                  "does not match", "shorthand against the data's width");
     expect_error(brisk_model_config_mlp(&mc, "16--4", BRISK_ACT_RELU), BRISK_EINVAL, "16--4",
                  "empty width");
-    /* A preset's training recipe: the cnn preset has one, nothing else does. */
-    brisk_preset_recipe r = {BRISK_OPTIM_SGD, 0, 0};
+    /* A preset's training recipe: the cnn and gpt presets have one, nothing else does. */
+    brisk_preset_recipe r = {.optimizer = BRISK_OPTIM_SGD};
     assert_int_equal(brisk_model_preset_recipe("cnn", &r), BRISK_OK);
     assert_int_equal(r.optimizer, BRISK_OPTIM_ADAMW);
-    assert_true(r.weight_decay == 0.05 && r.epochs == 15);
+    assert_true(r.weight_decay == 0.05 && r.epochs == 15 && r.lr == 0 && !r.decay_matrices_only);
+    assert_int_equal(brisk_model_preset_recipe("gpt:2:64:4", &r), BRISK_OK);
+    assert_true(r.optimizer == BRISK_OPTIM_ADAMW && r.decay_matrices_only && r.warmup == 100 &&
+                r.clip_norm == 1.0 && r.beta2 == 0.99);
+    expect_error(brisk_model_preset_recipe("gpt:2:64:3", &r), BRISK_EINVAL, "'gpt:2:64:3'",
+                 "recipe for a gpt whose channels do not split into its heads");
     expect_error(brisk_model_preset_recipe("784-256-10", &r), BRISK_EINVAL, "'784-256-10'",
                  "recipe for the MLP shorthand");
     expect_error(brisk_model_preset_recipe(NULL, &r), BRISK_EINVAL, "NULL spec",

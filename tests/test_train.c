@@ -236,6 +236,76 @@ static void test_divergence_is_reported(void **state)
 
 /* End to end: 3 epochs on the synthetic task reach at least 90% test accuracy (a model that
  * learns nothing gets 25%). */
+/* decay_matrices_only: AdamW's weight decay reaches the weight matrices (dense, attention)
+ * and nothing else: after a step with decay 0.5 and one without (the same gradient), biases,
+ * layernorm parameters and the embedding tables (shared with the tied head) are bitwise the
+ * same, every matrix is not. Three steps on 1 and on 2 threads give the same bits (the update
+ * is cut into segments at the tensors). */
+static void test_decay_on_matrices_only(void **state)
+{
+    (void)state;
+    int32_t stream[400];
+    for (int i = 0; i < 400; i++)
+        stream[i] = (i * 7 + i / 5) % 13;
+    brisk_dataset ds;
+    assert_int_equal(brisk_dataset_tokens(stream, 400, 8, 13, &ds), BRISK_OK);
+    int32_t idx[6] = {0, 5, 9, 17, 30, 44};
+    float *w0 = NULL, *w1 = NULL;
+    for (int run = 0; run < 4; run++) {
+        brisk_trainer_config c;
+        memset(&c, 0, sizeof c);
+        brisk_gpt_config g = {.layers = 1, .channels = 16, .heads = 2, .vocab = 13,
+                              .seq_len = 8};
+        assert_int_equal(brisk_model_config_gpt(&c.model, &g), BRISK_OK);
+        c.optim = brisk_optim_defaults(BRISK_OPTIM_ADAMW);
+        c.optim.weight_decay = run == 0 ? 0.0f : 0.5f;
+        c.decay_matrices_only = 1;
+        c.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-2f, 0, 0, 0, 0, 0};
+        c.batch = 6;
+        c.micro_batch = 3;
+        c.threads = run == 3 ? 2 : 1;
+        c.seed = SEED;
+        brisk_trainer *t;
+        assert_int_equal(brisk_trainer_create(&c, &t), BRISK_OK);
+        brisk_step_stats st;
+        for (int s = 0; s < (run >= 2 ? 3 : 1); s++)
+            assert_int_equal(brisk_trainer_step(t, &ds, idx, 6, &st), BRISK_OK);
+        const brisk_model *m = brisk_trainer_model(t);
+        const float *p = brisk_trainer_params(t);
+        const size_t bytes = brisk_model_slab_len(m) * sizeof *p;
+        if (run == 2) {
+            assert_non_null(w1 = malloc(bytes));
+            memcpy(w1, p, bytes);
+        } else if (run == 3) {
+            assert_memory_equal(p, w1, bytes);
+        } else if (run == 0) {
+            w0 = malloc(brisk_model_slab_len(m) * sizeof *w0);
+            assert_non_null(w0);
+            memcpy(w0, p, brisk_model_slab_len(m) * sizeof *w0);
+        } else {
+            int matrices = 0, others = 0;
+            for (int k = 0; k < brisk_model_num_tensors(m); k++) {
+                const brisk_tensor_view *v = brisk_model_tensor(m, k);
+                const int same = !memcmp(p + v->offset, w0 + v->offset, v->count * sizeof *p);
+                const int matrix = v->ndim == 2 && v->init == BRISK_TENSOR_FAN;
+                if (matrix == same) {
+                    print_error("%s: %s after decay on matrices only\n", v->name,
+                                same ? "unchanged" : "changed");
+                    fail();
+                }
+                matrices += matrix;
+                others += !matrix;
+            }
+            assert_int_equal(matrices, 4); /* c_attn, c_proj, the MLP's two (the head is tied) */
+            assert_true(others >= 8);
+        }
+        brisk_trainer_destroy(t);
+    }
+    free(w0);
+    free(w1);
+    brisk_dataset_free(&ds);
+}
+
 static void test_synthetic_task_trains(void **state)
 {
     (void)state;
@@ -285,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_same_seed_bitwise_identical),
         cmocka_unit_test(test_micro_shards_sum_to_the_batch_gradient),
         cmocka_unit_test(test_divergence_is_reported),
+        cmocka_unit_test(test_decay_on_matrices_only),
         cmocka_unit_test(test_synthetic_task_trains),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,10 +47,20 @@ int brisk_model_preset_recipe(const char *spec, brisk_preset_recipe *out)
 {
     if (!spec || !out)
         return brisk_error_set(BRISK_EINVAL, "preset recipe: NULL %s", spec ? "out" : "spec");
+    brisk_gpt_config g;
+    if (!strncmp(spec, "gpt", 3) && (!spec[3] || spec[3] == ':') &&
+        brisk_gpt_parse(spec, &g) == BRISK_OK) {
+        *out = (brisk_preset_recipe){.optimizer = BRISK_OPTIM_ADAMW, .weight_decay = 0.1,
+                                     .epochs = 5, .lr = 1e-3, .min_lr = 1e-4, .beta2 = 0.99,
+                                     .clip_norm = 1.0, .warmup = 100,
+                                     .decay_matrices_only = 1};
+        return BRISK_OK;
+    }
     if (strcmp(spec, "cnn"))
         return brisk_error_set(BRISK_EINVAL, "preset recipe: '%s' is not a preset with a "
-                               "recipe (there is one for 'cnn')", spec);
-    *out = (brisk_preset_recipe){BRISK_OPTIM_ADAMW, 0.05, 15};
+                               "recipe (there are recipes for 'cnn' and 'gpt')", spec);
+    *out = (brisk_preset_recipe){.optimizer = BRISK_OPTIM_ADAMW, .weight_decay = 0.05,
+                                 .epochs = 15};
     return BRISK_OK;
 }
 

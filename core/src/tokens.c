@@ -145,6 +145,7 @@ int brisk_dataset_load_tokens(const char *path, int seq_len, brisk_dataset *out)
             tokens[i] = (unsigned char)data[i];
         n = (int64_t)size;
         vocab = 256;
+        out->bytes_per_token = 1;
     }
     free(data);
     if (err == BRISK_OK)
@@ -153,7 +154,9 @@ int brisk_dataset_load_tokens(const char *path, int seq_len, brisk_dataset *out)
         free(tokens);
         return err;
     }
+    const double bpt = out->bytes_per_token;
     fill(out, tokens, n, seq_len, vocab);
+    out->bytes_per_token = bpt;
     out->owned[0] = tokens;
     return BRISK_OK;
 }

@@ -475,6 +475,7 @@ int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_id
     r.tb = r.rank == 0 ? c->tb : NULL;
     if (r.tb) {
         r.tb->no_accuracy = ds->targets > 0; /* regression: no accuracy to log */
+        r.tb->bytes_per_token = ds->tokens ? ds->bytes_per_token : 0;
         if (c->start.steps_done == 0) /* a run from scratch: its hparams session */
             brisk_tb_session_start(r.tb, t, c->epochs, c->hparams, c->n_hparams);
     }

@@ -166,6 +166,18 @@ static int new_settings(brisk_run *r, const brisk_run_options *o)
     if (!o->config && brisk_model_preset_recipe(r->cfg.model, &recipe) == BRISK_OK) {
         if (!given(o, "epochs"))
             r->cfg.epochs = recipe.epochs;
+        if (recipe.lr > 0 && !given(o, "lr"))
+            r->cfg.lr = recipe.lr;
+        if (recipe.min_lr > 0 && !given(o, "min-lr"))
+            r->cfg.min_lr = recipe.min_lr;
+        if (recipe.beta2 > 0 && !given(o, "beta2"))
+            r->cfg.beta2 = recipe.beta2;
+        if (recipe.clip_norm > 0 && !given(o, "clip-norm"))
+            r->cfg.clip_norm = recipe.clip_norm;
+        if (recipe.warmup > 0 && !given(o, "warmup"))
+            r->cfg.warmup = recipe.warmup;
+        if (recipe.decay_matrices_only && !given(o, "decay"))
+            snprintf(r->cfg.decay, sizeof r->cfg.decay, "matrices");
         if (!given(o, "optimizer"))
             snprintf(r->cfg.optimizer, sizeof r->cfg.optimizer, "%s",
                      brisk_optim_name(recipe.optimizer));
@@ -589,6 +601,8 @@ static int trainer_config(brisk_run *r)
                                "%s", C, classes, r->train->targets ? "targets" : "classes");
     t->optim = brisk_optim_defaults((brisk_optim_kind)brisk_optim_parse(c->optimizer));
     t->optim.weight_decay = (float)c->weight_decay;
+    t->optim.beta2 = c->beta2;
+    t->decay_matrices_only = !strcmp(c->decay, "matrices");
     t->optim.momentum = (float)c->momentum;
     t->schedule.kind = (brisk_schedule_kind)brisk_schedule_parse(c->schedule);
     t->schedule.lr = (float)c->lr;

@@ -26,6 +26,8 @@ brisk_run_config brisk_run_config_defaults(void)
     c.lr = 1e-3;
     c.weight_decay = -1; /* the optimizer's own default, resolved when the run opens */
     c.momentum = 0.9;
+    c.beta2 = 0.999;
+    snprintf(c.decay, sizeof c.decay, "all");
     snprintf(c.schedule, sizeof c.schedule, "cosine");
     c.step_size = 5;
     c.gamma = 0.5;
@@ -77,6 +79,8 @@ static const slot slots[] = {
     REAL("lr", lr, 1e-12, 1e6, 0),
     REAL("weight-decay", weight_decay, 0, 1e3, 0),
     REAL("momentum", momentum, 0, 1, 0),
+    REAL("beta2", beta2, 0, 0.999999999, 0),
+    TEXT("decay", decay, 0),
     REAL("clip-norm", clip_norm, 0, 1e30, 0),
     TEXT("schedule", schedule, 0),
     INT("step-size", step_size, 1, 1e6, 0),
@@ -147,6 +151,11 @@ static int init_parse(const char *s)
            : !strcmp(s, "glorot") ? BRISK_INIT_GLOROT : !strcmp(s, "gpt2") ? BRISK_INIT_GPT2 : -1;
 }
 
+static int decay_parse(const char *s)
+{
+    return !strcmp(s, "all") ? 0 : !strcmp(s, "matrices") ? 1 : -1;
+}
+
 /* 1 when a text setting's value is one it can hold; else 0 with the reason in why. */
 static int text_ok(const char *name, const char *v, char *why, size_t size)
 {
@@ -162,6 +171,7 @@ static int text_ok(const char *name, const char *v, char *why, size_t size)
         {"schedule", brisk_schedule_parse, "constant, step or cosine"},
         {"monitor", brisk_fit_metric_parse, "val_loss, val_accuracy, train_loss or "
                                             "train_accuracy"},
+        {"decay", decay_parse, "all or matrices"},
     };
     for (size_t i = 0; i < sizeof named / sizeof *named; i++)
         if (!strcmp(name, named[i].name)) {

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define LN2 0.693147180559945309417
+
 /* A push that fails for another reason than a full ring is a bug: the first is kept in
  * tb->error. Drops are counted by brisk_log itself and reported at close. */
 static void pushed(brisk_tb *tb, int rc, const char *tag)
@@ -89,6 +91,10 @@ void brisk_tb_epoch(brisk_tb *tb, int run, int64_t step, int64_t epoch, const br
         pushed(tb, brisk_log_scalar(tb->p, run, "epoch_accuracy", step,
                                     brisk_metrics_accuracy(m)),
                "epoch_accuracy");
+    if (tb->bytes_per_token > 0)
+        pushed(tb, brisk_log_scalar(tb->p, run, "epoch_bits_per_byte", step,
+                                    brisk_metrics_loss(m) / LN2 / tb->bytes_per_token),
+               "epoch_bits_per_byte");
     if (run == tb->train)
         pushed(tb, brisk_log_scalar(tb->p, run, "epoch", step, (double)epoch), "epoch");
 }
@@ -128,11 +134,20 @@ void brisk_tb_session_start(brisk_tb *tb, const brisk_trainer *t, int epochs,
     pushed(tb, brisk_log_hparams(tb->p, tb->root, hp, n, all, tb->no_accuracy ? 2 : 4),
            "hparams");
     const char *loss[] = {"^epoch_loss$"}, *acc[] = {"^epoch_accuracy$"};
+    const char *bpb[] = {"^epoch_bits_per_byte$"};
     const brisk_chart charts[] = {{"loss: train and validation", loss, 1},
-                                  {"accuracy: train and validation", acc, 1}};
-    pushed(tb, brisk_log_custom_scalars(tb->p, tb->root, "Brisk", charts,
-                                        tb->no_accuracy ? 1 : 2),
-           "custom_scalars");
+                                  {"accuracy: train and validation", acc, 1},
+                                  {"bits per byte: train and validation", bpb, 1}};
+    const brisk_chart *chosen[3] = {&charts[0]};
+    size_t nc = 1;
+    if (!tb->no_accuracy)
+        chosen[nc++] = &charts[1];
+    if (tb->bytes_per_token > 0)
+        chosen[nc++] = &charts[2];
+    brisk_chart list[3];
+    for (size_t i = 0; i < nc; i++)
+        list[i] = *chosen[i];
+    pushed(tb, brisk_log_custom_scalars(tb->p, tb->root, "Brisk", list, nc), "custom_scalars");
 }
 
 void brisk_tb_test(brisk_tb *tb, int64_t step, const brisk_metrics *m)
@@ -143,6 +158,10 @@ void brisk_tb_test(brisk_tb *tb, int64_t step, const brisk_metrics *m)
         pushed(tb, brisk_log_scalar(tb->p, tb->val, "test_accuracy", step,
                                     brisk_metrics_accuracy(m)),
                "test_accuracy");
+    if (tb->bytes_per_token > 0)
+        pushed(tb, brisk_log_scalar(tb->p, tb->val, "test_bits_per_byte", step,
+                                    brisk_metrics_loss(m) / LN2 / tb->bytes_per_token),
+               "test_bits_per_byte");
 }
 
 /* The first layer's weights as a grid of ih x iw tiles, one per unit (up to 64; unit u's

@@ -61,6 +61,9 @@ struct brisk_trainer {
     brisk_metrics *shard_metrics; /* (max_shards) every shard's metrics, shard order */
     brisk_metrics *local_metrics; /* this rank's shards, local order (shard_metrics if P = 1) */
     int max_shards;           /* S for a full batch */
+    size_t *no_decay;         /* decay_matrices_only: [start, end) pairs of the slab without
+                               * weight decay, in order (n_no_decay pairs) */
+    int n_no_decay;
     double *block_sq;         /* (n_blocks) sum of squares per block */
     size_t n_blocks;
     brisk_workspace **ws;     /* (T) activations of the shard in flight */
@@ -407,6 +410,19 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
         t->cfg.batch = t->cfg.micro_batch;
     t->max_shards = brisk_trainer_num_shards(t, t->cfg.batch);
     t->n_blocks = (len + BLOCK - 1) / BLOCK;
+    if (cfg->decay_matrices_only) { /* the slab's parts without decay, in order */
+        const int nt = brisk_model_num_tensors(t->model);
+        if (!(t->no_decay = malloc(2 * (size_t)(nt ? nt : 1) * sizeof *t->no_decay)))
+            goto fail_nomem;
+        for (int k = 0; k < nt; k++) {
+            const brisk_tensor_view *v = brisk_model_tensor(t->model, k);
+            if (v->buffer || (v->ndim >= 2 && v->init == BRISK_TENSOR_FAN))
+                continue;
+            t->no_decay[2 * t->n_no_decay] = v->offset;
+            t->no_decay[2 * t->n_no_decay + 1] = v->offset + v->count;
+            t->n_no_decay++;
+        }
+    }
     t->comm = cfg->comm;
     t->P = brisk_comm_size(cfg->comm);
     t->rank = brisk_comm_rank(cfg->comm);
@@ -539,6 +555,7 @@ void brisk_trainer_destroy(brisk_trainer *t)
     free(t->rank_lo);
     free(t->rank_len);
     free(t->block_sq);
+    free(t->no_decay);
     for (int w = 0; t->ws && w < t->T; w++)
         brisk_workspace_destroy(t->ws[w]);
     for (int w = 0; t->labels && w < t->T; w++)
@@ -685,8 +702,30 @@ static void update_blocks(job *j, int w, int T, float clip_scale)
     if (lo >= hi)
         return;
     const size_t off = lo - tr->my_lo;
-    brisk_optim_update(&tr->cfg.optim, tr->steps_done + 1, j->lr, clip_scale, tr->params + lo,
-                       tr->grads + off, tr->opt_m + off, tr->opt_v + off, 0, hi - lo);
+    if (!tr->n_no_decay) {
+        brisk_optim_update(&tr->cfg.optim, tr->steps_done + 1, j->lr, clip_scale,
+                           tr->params + lo, tr->grads + off, tr->opt_m + off, tr->opt_v + off, 0,
+                           hi - lo);
+        return;
+    }
+    /* Segments with and without weight decay: the same arithmetic elementwise, so the split
+     * does not change a bit. */
+    brisk_optim_config plain = tr->cfg.optim;
+    plain.weight_decay = 0;
+    size_t at = lo;
+    for (int s = 0; s <= tr->n_no_decay && at < hi; s++) {
+        const size_t a = s < tr->n_no_decay ? tr->no_decay[2 * s] : hi;
+        const size_t b = s < tr->n_no_decay ? tr->no_decay[2 * s + 1] : hi;
+        for (int pass = 0; pass < 2; pass++) { /* [at, a) decayed, then [a, b) not */
+            const size_t x = pass ? (a > at ? a : at) : at;
+            const size_t y = pass ? (b < hi ? b : hi) : (a < hi ? a : hi);
+            if (x < y)
+                brisk_optim_update(pass ? &plain : &tr->cfg.optim, tr->steps_done + 1, j->lr,
+                                   clip_scale, tr->params + lo, tr->grads + off,
+                                   tr->opt_m + off, tr->opt_v + off, x - lo, y - lo);
+            at = y > at ? y : at;
+        }
+    }
 }
 
 static void phase_c(void *arg, int w, int T)

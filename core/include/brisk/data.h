@@ -43,6 +43,7 @@ typedef struct brisk_dataset {
     const int32_t *tokens;
     int64_t n_tokens;
     int seq_len;
+    double bytes_per_token; /* token data from text, a token a byte: 1; 0 when unknown */
 } brisk_dataset;
 
 /* What a loader makes of the label column or array. */

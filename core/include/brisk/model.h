@@ -81,13 +81,19 @@ typedef struct brisk_model_config {
  * offending item and its position. */
 int brisk_model_config_set(brisk_model_config *cfg, const char *spec, brisk_shape input);
 
-/* How a preset is meant to be trained: the optimizer, its weight decay and the epochs it was
- * tuned with. "cnn": AdamW, weight decay 0.05, 15 epochs (92% on Fashion-MNIST; brisk-train
- * applies this unless --epochs, --optimizer or --weight-decay say otherwise). */
+/* How a preset is meant to be trained; brisk-train (brisk_run) applies each part unless its
+ * own setting is given. "cnn": AdamW, weight decay 0.05, 15 epochs (92% on Fashion-MNIST).
+ * "gpt" (any size), GPT-2's recipe as nanoGPT trains small models: AdamW with betas (0.9,
+ * 0.99) and weight decay 0.1 on the weight matrices only, rate 1e-3 warmed up over 100 steps
+ * then cosine to 1e-4, gradients clipped to norm 1, 5 epochs. Zero (or a negative rate) in a
+ * field means the run's default stays. */
 typedef struct brisk_preset_recipe {
     brisk_optim_kind optimizer;
     double weight_decay;
     int epochs;
+    double lr, min_lr, beta2, clip_norm;
+    long long warmup;
+    int decay_matrices_only;
 } brisk_preset_recipe;
 
 /* Fills *out with spec's recipe and returns BRISK_OK; BRISK_EINVAL (with a detail) for NULL

@@ -68,6 +68,9 @@ typedef struct brisk_run_config {
     /* Optimisation. */
     char optimizer[8]; /* adam, adamw, sgd */
     double lr, weight_decay, momentum, clip_norm;
+    double beta2;      /* Adam's second-moment decay */
+    char decay[16];    /* what the weight decay reaches: all, or matrices (weight matrices only:
+                        * not biases, normalisation or embeddings) */
     char schedule[16]; /* constant, step, cosine */
     int step_size;     /* step: epochs between decays */
     double gamma, min_lr;

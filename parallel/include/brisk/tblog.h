@@ -13,7 +13,10 @@
  * gradients/<tensor> histograms, activations/<index>.<kind>/mean and /std of every layer,
  * and an image of the first layer's weights (weights/0.weight/tiles: a dense layer's units on
  * image data, a convolution's filters); in validation, the
- * confusion matrix image and, at the end, test_loss and test_accuracy.
+ * confusion matrix image and, at the end, test_loss and test_accuracy. Language models on
+ * text (bytes_per_token > 0) add epoch_bits_per_byte and test_bits_per_byte: the loss in bits
+ * per byte of text (loss / ln 2 / bytes per token), the unit character-level models are
+ * compared in; their losses and accuracies are per token (per position).
  */
 #ifndef BRISK_TBLOG_H
 #define BRISK_TBLOG_H
@@ -35,6 +38,8 @@ typedef struct brisk_tb {
     int root, train, val;   /* the runs: <logdir>, <logdir>/train, <logdir>/validation */
     int no_accuracy;        /* regression: leave out the accuracy scalars (brisk_fit sets it
                              * from the data) */
+    double bytes_per_token; /* > 0 (token data of known bytes per token: 1 for text): log
+                             * bits per byte beside every loss (brisk_fit sets it) */
     int failed;             /* a push failed for another reason than a full ring */
     char error[256];        /* the first such failure */
 } brisk_tb;

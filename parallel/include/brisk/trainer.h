@@ -39,6 +39,11 @@ typedef struct brisk_trainer_config {
     brisk_optim_config optim;
     brisk_schedule schedule;
     float clip_norm;  /* clip by global norm; <= 0 turns clipping off */
+    /* Nonzero: the optimizer's weight decay applies to weight matrices only (tensors of two
+     * or more dimensions that a layer multiplies by: dense, conv, attention), not to biases,
+     * normalisation scales or embedding tables (GPT-2's recipe; with a head tied to the
+     * token embedding, the shared table is an embedding). */
+    int decay_matrices_only;
     int batch;        /* B, the largest batch a step takes */
     int micro_batch;  /* micro-shard size; 0 means min(B, BRISK_DEFAULT_MICRO_BATCH) */
     int threads;      /* T worker threads; 0 means brisk_cpu_count() */
