@@ -36,7 +36,9 @@ static void usage_error(const char *flag, const char *fmt, ...)
 
 /* What to do, and the settings given ("name=value"). */
 typedef struct cli {
-    const char *resume, *eval, *predict, *out, *input;
+    const char *resume, *eval, *predict, *out, *input, *sample, *prompt;
+    const char *gen_flag; /* a generation flag given (for the message without --sample) */
+    brisk_generate_config gen;
     int resume_set, json, quiet, summary;
     const char *settings[MAX_SETTINGS];
     int n_settings;
@@ -54,7 +56,17 @@ static const char *setting_of(const cli *c, const char *name)
 }
 
 enum { OPT_RESUME = 1000, OPT_EVAL, OPT_PREDICT, OPT_OUT, OPT_INPUT, OPT_JSON, OPT_QUIET,
-       OPT_SUMMARY };
+       OPT_SUMMARY, OPT_SAMPLE, OPT_PROMPT, OPT_TOKENS, OPT_TEMPERATURE, OPT_TOP_K };
+
+/* A number for a generation flag, in [lo, hi], or a usage error. */
+static double gen_number(const char *flag, const char *v, double lo, double hi)
+{
+    char *end;
+    const double x = strtod(v, &end);
+    if (end == v || *end || !(x >= lo && x <= hi))
+        usage_error(flag, "'%s' is not a number in %g..%g", v, lo, hi);
+    return x;
+}
 
 static void parse_args(int argc, char **argv, cli *c)
 {
@@ -66,7 +78,10 @@ static void parse_args(int argc, char **argv, cli *c)
         {"predict", required_argument, 0, OPT_PREDICT}, {"out", required_argument, 0, OPT_OUT},
         {"input", required_argument, 0, OPT_INPUT}, {"json", no_argument, 0, OPT_JSON},
         {"quiet", no_argument, 0, OPT_QUIET}, {"summary", no_argument, 0, OPT_SUMMARY},
-        {"help", no_argument, 0, 'h'}};
+        {"sample", required_argument, 0, OPT_SAMPLE}, {"prompt", required_argument, 0, OPT_PROMPT},
+        {"tokens", required_argument, 0, OPT_TOKENS},
+        {"temperature", required_argument, 0, OPT_TEMPERATURE},
+        {"top-k", required_argument, 0, OPT_TOP_K}, {"help", no_argument, 0, 'h'}};
     int k = 0;
     for (int i = 0; i < n; i++)
         if (strcmp(s[i].name, "run")) /* the run's id: kept across resumes, never given */
@@ -75,6 +90,7 @@ static void parse_args(int argc, char **argv, cli *c)
     memcpy(opts + k, own, sizeof own);
     memset(&opts[k + sizeof own / sizeof own[0]], 0, sizeof opts[0]);
     c->given = brisk_run_config_defaults();
+    c->gen = (brisk_generate_config){.tokens = 200, .temperature = 1.0, .seed = c->given.seed};
     opterr = 0;
     for (int opt, li = -1; (opt = getopt_long(argc, argv, ":h", opts, &li)) != -1; li = -1) {
         char flag[80];
@@ -87,6 +103,14 @@ static void parse_args(int argc, char **argv, cli *c)
         case OPT_PREDICT: c->predict = optarg; break;
         case OPT_OUT: c->out = optarg; break;
         case OPT_INPUT: c->input = optarg; break;
+        case OPT_SAMPLE: c->sample = optarg; break;
+        case OPT_PROMPT: c->prompt = optarg; c->gen_flag = "--prompt"; break;
+        case OPT_TOKENS: c->gen.tokens = (int)gen_number(flag, optarg, 0, 1 << 20);
+            c->gen_flag = "--tokens"; break;
+        case OPT_TEMPERATURE: c->gen.temperature = gen_number(flag, optarg, 0, 100);
+            c->gen_flag = "--temperature"; break;
+        case OPT_TOP_K: c->gen.top_k = (int)gen_number(flag, optarg, 0, 1 << 20);
+            c->gen_flag = "--top-k"; break;
         case OPT_JSON: case OPT_QUIET: case OPT_SUMMARY:
             *(opt == OPT_JSON ? &c->json : opt == OPT_QUIET ? &c->quiet : &c->summary) = 1;
             break;
@@ -107,6 +131,11 @@ static void parse_args(int argc, char **argv, cli *c)
     }
     if (optind < argc)
         usage_error(argv[optind], "unexpected argument (all settings are --flags)");
+    c->gen.seed = c->given.seed;
+    if (!c->sample && c->gen_flag)
+        usage_error(c->gen_flag, "goes with --sample CHECKPOINT");
+    if (c->sample && (c->resume_set || c->eval || c->predict))
+        usage_error("--sample", "cannot be combined with --resume, --eval or --predict");
     if (c->resume_set && c->eval)
         usage_error("--eval", "cannot be combined with --resume");
     if (c->predict && (c->resume_set || c->eval))
@@ -376,6 +405,49 @@ static int report(brisk_run *r, const cli *c, int err, const brisk_run_result *r
 }
 
 /* --eval FILE and --predict FILE (on the test set, or on --input FILE). */
+/* --sample FILE: a language model's continuation of --prompt, printed. Byte-level models
+ * (a vocabulary of at most 256) read the prompt as text and print text; others read and print
+ * token ids, separated by spaces. */
+static int sample(const cli *c)
+{
+    brisk_predictor *p;
+    int err = brisk_predictor_open(c->sample, 1, &p);
+    if (err < 0)
+        return failed(err, "--sample");
+    const brisk_model *m = brisk_predictor_model(p);
+    const int V = brisk_model_vocab(m), bytes = V > 0 && V <= 256;
+    const char *text = c->prompt && *c->prompt ? c->prompt : "\n";
+    const size_t len = strlen(text);
+    int32_t *ids = malloc((len + (size_t)c->gen.tokens + 1) * sizeof *ids);
+    int n = 0;
+    for (const char *s = text; ids && *s;) {
+        char *end = (char *)(uintptr_t)s;
+        const long v = bytes ? (unsigned char)*s : strtol(s, &end, 10);
+        if (!bytes && end == s)
+            break;
+        ids[n++] = (int32_t)v;
+        s = bytes ? s + 1 : end + strspn(end, " \t\n,");
+    }
+    if (!ids || (!bytes && text[strspn(text, "0123456789 \t\n,")])) {
+        free(ids);
+        brisk_predictor_close(p);
+        usage_error("--prompt", "%s has a vocabulary of %d tokens, not bytes: give token ids, "
+                    "separated by spaces", c->sample, V);
+    }
+    err = brisk_predictor_generate(p, ids, n, &c->gen, ids);
+    if (err == BRISK_OK) {
+        for (int i = 0; i < n + c->gen.tokens; i++)
+            if (bytes)
+                putchar(ids[i]);
+            else
+                printf("%s%d", i ? " " : "", ids[i]);
+        printf(bytes && ids[n + c->gen.tokens - 1] == '\n' ? "" : "\n");
+    }
+    free(ids);
+    brisk_predictor_close(p);
+    return err < 0 ? failed(err, "--sample") : 0;
+}
+
 static int evaluate(const cli *c, brisk_comm *comm)
 {
     if (c->input) {
@@ -501,7 +573,8 @@ int main(int argc, char **argv)
     }
     static cli c;
     parse_args(argc, argv, &c);
-    const int status = c.eval || c.predict ? evaluate(&c, comm) : train(&c, comm);
+    const int status = c.sample ? sample(&c)
+                       : c.eval || c.predict ? evaluate(&c, comm) : train(&c, comm);
     /* A rank that fails alone (a file error) would leave the others waiting in a collective:
      * end them all. Usage errors, divergence and interrupts happen on every rank alike. */
     if (status != 0 && status != EXIT_USAGE && status != EXIT_DIVERGED &&

@@ -39,6 +39,14 @@ def expand(spec, act="relu"):
     return spec
 
 
+def input_of_meta(text):
+    """The per-sample shape a checkpoint's brisk.input holds: "1x28x28", "784", or
+    "seq:128x1" (a sequence: 128 positions of 1 feature, token ids)."""
+    if text.startswith("seq:"):
+        return tuple(int(d) for d in text[4:].split("x"))
+    return tuple(int(d) for d in text.split("x"))
+
+
 def input_shape(spec, default=(1, 28, 28)):
     """The per-sample input shape: the shorthand's first width, else default."""
     if spec and all(ch.isdigit() or ch == "-" for ch in spec):

@@ -37,10 +37,10 @@ def expected_shapes(spec, input_shape):
     """Weight and bias shapes of the dense and conv layers, by layer index (the grammar is
     brisk_torch.layers', which needs no torch)."""
     shapes = {}
-    dims = tuple(int(d) for d in input_shape.split("x"))
+    dims = brisk_torch.input_of_meta(input_shape)
     for i, kind, prm, shape_in, _ in brisk_torch.layers(spec, dims):
-        if kind == "dense":
-            shapes[i] = ((prm["n"], shape_in[0]), (prm["n"],))
+        if kind == "dense":  # on a sequence, per position: its features are the last size
+            shapes[i] = ((prm["n"], shape_in[-1]), (prm["n"],))
         elif kind == "conv":
             shapes[i] = ((prm["out"], shape_in[0], prm["k"], prm["k"]), (prm["out"],))
     return shapes

@@ -24,3 +24,13 @@ data=/usr/share/datasets/fashion-mnist
 [ -f "$data/t10k-images-idx3-ubyte.gz" ] || [ -f "$data/t10k-images-idx3-ubyte" ] || data=synthetic
 "$logits" "$ck" "$data" 100 "$tmp/logits.bin"
 "$py" "$dir/torch_load_test.py" "$ck" "$tmp/logits.bin"
+
+# A GPT (gpt:2:32:4 with dropout, trained on bytes of this repository's docs for one epoch)
+# loads into brisk_torch's nanoGPT-style modules with the same logits at every position,
+# within 1e-5 of the largest logit.
+cat "$dir"/../README.md "$dir"/../docs/*.md > "$tmp/text.txt"
+"$train" --model gpt:2:32:4:drop0.1 --data "$tmp/text.txt" --seq-len 48 --epochs 1 --batch 16 \
+    --logdir "$tmp/gpt" --quiet
+ck=$(ls "$tmp/gpt/checkpoints"/ckpt-*.safetensors | tail -n 1)
+"$logits" "$ck" "$tmp/text.txt" 8 "$tmp/gpt_logits.bin"
+"$py" "$dir/torch_load_test.py" "$ck" "$tmp/gpt_logits.bin"

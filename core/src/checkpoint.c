@@ -65,10 +65,14 @@ static entry *list_entries(const brisk_model *m, size_t *n)
     return e;
 }
 
+/* "1x28x28" (an image), "784" (a vector) or "seq:128x1" (a sequence of 128 positions of 1
+ * feature: token ids). */
 static void shape_text(brisk_shape s, char *buf, size_t size)
 {
     if (s.rank == 3)
         snprintf(buf, size, "%dx%dx%d", s.c, s.h, s.w);
+    else if (s.rank == 2)
+        snprintf(buf, size, "seq:%dx%d", s.w, s.c);
     else
         snprintf(buf, size, "%d", s.c);
 }
@@ -434,11 +438,15 @@ static int check_tensor(const char *path, const cJSON *root, const entry *e, uin
     return BRISK_OK;
 }
 
-/* "1x28x28" or "784". */
+/* "1x28x28", "784" or "seq:128x1" (shape_text). */
 static int parse_input(const char *s, brisk_shape *out)
 {
     int c, h, w;
     char tail;
+    if (s && sscanf(s, "seq:%dx%d%c", &w, &c, &tail) == 2 && c > 0 && w > 0) {
+        *out = brisk_shape_seq(c, w);
+        return 0;
+    }
     if (s && sscanf(s, "%dx%dx%d%c", &c, &h, &w, &tail) == 3 && c > 0 && h > 0 && w > 0) {
         *out = brisk_shape_img(c, h, w);
         return 0;

@@ -1178,3 +1178,96 @@ int brisk_loss_parse(const char *s)
 {
     return brisk__name_index(loss_names, 3, s);
 }
+
+/* ---- Generation ----------------------------------------------------------------------- */
+
+int brisk_generate(const brisk_model *m, const float *params, const float *buffers,
+                   const int32_t *prompt, int n_prompt, const brisk_generate_config *cfg,
+                   int32_t *out)
+{
+    if (!m || !params || !prompt || !cfg || !out)
+        return brisk_error_set(BRISK_EINVAL, "generate: NULL argument");
+    const int T = brisk_model_positions(m), C = brisk_model_outputs(m);
+    const int V0 = brisk_model_vocab(m) ? brisk_model_vocab(m) : C;
+    const int V = V0 < C ? V0 : C; /* what can be drawn: an output that is also an input */
+    if (T < 2 || brisk_shape_features(m->cfg.input) != 1 || m->cfg.loss != BRISK_LOSS_SOFTMAX_CE)
+        return brisk_error_set(BRISK_EINVAL, "generate: the model is not a language model "
+                               "(token ids in, the ce loss over a vocabulary out)");
+    if (n_prompt < 1 || cfg->tokens < 0 || cfg->tokens > (1 << 24) ||
+        !(cfg->temperature >= 0 && cfg->temperature <= 1e6) || cfg->top_k < 0)
+        return brisk_error_set(BRISK_EINVAL, "generate: prompt of %d tokens (at least 1), %d "
+                               "to generate (0..%d), temperature %g (0: greedy), top-k %d "
+                               "(0: all)", n_prompt, cfg->tokens, 1 << 24, cfg->temperature,
+                               cfg->top_k);
+    for (int i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= V)
+            return brisk_error_set(BRISK_EINVAL, "generate: prompt token %d is %d, outside the "
+                                   "model's vocabulary 0..%d", i, prompt[i], V - 1);
+    brisk_workspace *ws;
+    int err = brisk_workspace_create(m, 1, &ws);
+    if (err < 0)
+        return err;
+    double *p = malloc((size_t)C * sizeof *p);
+    int *order = malloc((size_t)C * sizeof *order);
+    if (!p || !order) {
+        free(p);
+        free(order);
+        brisk_workspace_destroy(ws);
+        return brisk_error_set(BRISK_ENOMEM, "generate: out of memory");
+    }
+    memcpy(out, prompt, (size_t)n_prompt * sizeof *out);
+    const int ld = ws->ld;
+    for (int j = 0; j < cfg->tokens; j++) {
+        const int len = n_prompt + j, first = len > T ? len - T : 0, w = len - first;
+        float *x = brisk_workspace_input(ws);
+        for (int t = 0; t < T; t++) /* the window, then padding the causal mask ignores */
+            x[t] = t < w ? (float)out[first + t] : 0.0f;
+        brisk_model_forward(m, params, buffers, ws, 1, BRISK_PASS_EVAL, NULL, NULL, NULL);
+        const float *z = brisk_workspace_output(ws, m->n_layers - 1) + (w - 1); /* column */
+        int best = 0;
+        for (int c = 1; c < V; c++)
+            if (z[(size_t)c * ld] > z[(size_t)best * ld])
+                best = c;
+        int next = best;
+        if (cfg->temperature > 0) {
+            /* The candidates: the top_k likeliest (ties to the lower id), or all. */
+            int n = 0;
+            for (int c = 0; c < V; c++)
+                order[n++] = c;
+            const int k = cfg->top_k > 0 && cfg->top_k < V ? cfg->top_k : V;
+            for (int a = 0; a < k && k < V; a++) { /* partial selection sort: k is small */
+                int pick = a;
+                for (int b = a + 1; b < V; b++)
+                    if (z[(size_t)order[b] * ld] > z[(size_t)order[pick] * ld] ||
+                        (z[(size_t)order[b] * ld] == z[(size_t)order[pick] * ld] &&
+                         order[b] < order[pick]))
+                        pick = b;
+                const int tmp = order[a];
+                order[a] = order[pick];
+                order[pick] = tmp;
+            }
+            const double zmax = z[(size_t)best * ld];
+            double sum = 0;
+            for (int a = 0; a < k; a++) {
+                p[a] = exp(((double)z[(size_t)order[a] * ld] - zmax) / cfg->temperature);
+                sum += p[a];
+            }
+            const double u = brisk_rng_uniform(cfg->seed, BRISK_RNG_STREAM_SAMPLE, 0,
+                                               (uint64_t)len) * sum;
+            double acc = 0;
+            next = order[k - 1];
+            for (int a = 0; a < k; a++) {
+                acc += p[a];
+                if (u < acc) {
+                    next = order[a];
+                    break;
+                }
+            }
+        }
+        out[len] = next;
+    }
+    free(p);
+    free(order);
+    brisk_workspace_destroy(ws);
+    return BRISK_OK;
+}

@@ -38,7 +38,8 @@ int brisk_predictor_open(const char *checkpoint, int threads, brisk_predictor **
     brisk_trainer_config c;
     memset(&c, 0, sizeof c);
     c.model = ck->model;
-    c.batch = BRISK_DEFAULT_MICRO_BATCH;
+    /* A language model generates one sequence at a time (its own workspace). */
+    c.batch = ck->model.input.rank == 2 ? 1 : BRISK_DEFAULT_MICRO_BATCH;
     c.threads = threads;
     c.inference = 1;
     if ((err = brisk_trainer_create(&c, &p->t)) == BRISK_OK)
@@ -172,4 +173,14 @@ void brisk_predictor_close(brisk_predictor *p)
         return;
     brisk_trainer_destroy(p->t);
     free(p);
+}
+
+int brisk_predictor_generate(brisk_predictor *p, const int32_t *prompt, int n_prompt,
+                             const brisk_generate_config *cfg, int32_t *out)
+{
+    if (!p)
+        return brisk_error_set(BRISK_EINVAL, "predictor_generate: NULL predictor");
+    const int err = brisk_generate(brisk_trainer_model(p->t), brisk_trainer_params(p->t),
+                                   brisk_trainer_buffers(p->t), prompt, n_prompt, cfg, out);
+    return err < 0 ? brisk_error_set(err, "%s: %s", p->path, brisk_error_detail()) : BRISK_OK;
 }

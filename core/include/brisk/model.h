@@ -276,6 +276,27 @@ void brisk_model_backward(const brisk_model *m, const float *params, const float
 void brisk_model_merge_stats(const brisk_model *m, float *buffers, const float *const *stats,
                              int S);
 
+/* Text generation with a language model (a model on token data: brisk_model_positions T > 1,
+ * the ce loss). */
+typedef struct brisk_generate_config {
+    int tokens;          /* how many to generate (>= 0) */
+    double temperature;  /* the logits are divided by it; 0: always the likeliest token */
+    int top_k;           /* sample among the k likeliest only; 0: among all */
+    uint64_t seed;       /* the draws: token j draws from counter j of (seed, SAMPLE stream) */
+} brisk_generate_config;
+
+/* Continues prompt[0, n_prompt) (1 <= n_prompt, ids below the model's vocabulary) by
+ * cfg->tokens tokens, writing prompt and continuation to out (n_prompt + tokens ids). Each
+ * step runs the model on the last T tokens so far (fewer at the start: the causal model's
+ * later positions do not change the earlier ones) and draws the next token from position
+ * len - 1's softmax(logits / temperature), restricted to the top_k likeliest. Deterministic:
+ * the same arguments give the same tokens on any machine thread count. Single-threaded; needs
+ * its own workspace of one sample (allocated here). Returns BRISK_OK, BRISK_EINVAL (naming
+ * the argument) or BRISK_ENOMEM. */
+int brisk_generate(const brisk_model *m, const float *params, const float *buffers,
+                   const int32_t *prompt, int n_prompt, const brisk_generate_config *cfg,
+                   int32_t *out);
+
 /* Names for flags and messages, and their inverses (-1 when unknown). */
 const char *brisk_act_name(brisk_act a);
 const char *brisk_loss_name(brisk_loss l);

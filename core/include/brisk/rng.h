@@ -23,7 +23,8 @@ enum brisk_rng_stream {
     BRISK_RNG_STREAM_SPLIT = 2,     /* train/validation split */
     BRISK_RNG_STREAM_SHUFFLE = 3,   /* per-epoch order; the epoch selects the sub-stream */
     BRISK_RNG_STREAM_SYNTHETIC = 4, /* synthetic data set */
-    BRISK_RNG_STREAM_DROPOUT = 5    /* dropout masks; the layer selects the sub-stream */
+    BRISK_RNG_STREAM_DROPOUT = 5,   /* dropout masks; the layer selects the sub-stream */
+    BRISK_RNG_STREAM_SAMPLE = 6     /* text generation: counter = the token's position */
 };
 
 /* 64 random bits for (seed, stream, sub, counter). */

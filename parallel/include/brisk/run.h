@@ -280,6 +280,11 @@ int brisk_predictor_predict_file(brisk_predictor *p, const char *in_path, const 
  * regular file only (brisk/fsutil.h). */
 int brisk_predictor_write(const char *path, const float *v, int64_t n, int C, brisk_loss loss);
 
+/* A language model's checkpoint (a gpt, or any model on token data) continues a prompt:
+ * brisk_generate with the checkpoint's weights (prompt and continuation into out). */
+int brisk_predictor_generate(brisk_predictor *p, const int32_t *prompt, int n_prompt,
+                             const brisk_generate_config *cfg, int32_t *out);
+
 const brisk_model *brisk_predictor_model(const brisk_predictor *p);
 int brisk_predictor_outputs(const brisk_predictor *p);
 /* The normalisation recorded in the checkpoint (0: none: samples go in as they are). */
