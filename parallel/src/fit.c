@@ -260,6 +260,61 @@ static int policies(fit_run *r, int64_t epoch, const brisk_metrics *train,
     return 0;
 }
 
+/* A language model's samples of the epoch, as text in the validation run (bytes as text, with
+ * the characters markdown would take as formatting escaped; other vocabularies as ids). */
+static int log_samples(fit_run *r, const brisk_dataset *ds, int32_t window, int64_t epoch,
+                       int64_t step)
+{
+    const brisk_fit_config *c = r->c;
+    int32_t first[16];
+    const int32_t *prompt = c->sample_prompt;
+    int np = c->n_sample_prompt;
+    if (!prompt) {
+        np = ds->seq_len < 16 ? ds->seq_len : 16;
+        memcpy(first, ds->tokens + (size_t)window * (size_t)ds->seq_len, (size_t)np * sizeof *first);
+        prompt = first;
+    }
+    const int total = np + c->sample_gen.tokens;
+    int32_t *ids = malloc((size_t)total * sizeof *ids);
+    char *text = malloc((size_t)total * 8 + 16);
+    if (!ids || !text) {
+        free(ids);
+        free(text);
+        return brisk_error_set(BRISK_ENOMEM, "fit: out of memory for samples");
+    }
+    const brisk_model *m = brisk_trainer_model(r->t);
+    const int bytes = ds->bytes_per_token == 1 && brisk_model_vocab(m) <= 256;
+    int err = BRISK_OK;
+    for (int k = 0; k < c->n_samples && err == BRISK_OK; k++) {
+        brisk_generate_config g = c->sample_gen;
+        g.seed = c->sample_gen.seed ^ ((uint64_t)epoch << 20 | (uint64_t)k);
+        err = brisk_generate(m, brisk_trainer_params(r->t), brisk_trainer_buffers(r->t), prompt,
+                             np, &g, ids);
+        size_t at = 0;
+        for (int i = 0; err == BRISK_OK && i < total; i++) {
+            const int v = ids[i];
+            if (!bytes)
+                at += (size_t)snprintf(text + at, 16, "%s%d", i ? " " : "", v);
+            else if (v == '\n')
+                at += (size_t)snprintf(text + at, 8, "  \n"); /* a markdown line break */
+            else if (v < 32 || v > 126)
+                at += (size_t)snprintf(text + at, 8, "\\x%02x", v);
+            else if (strchr("\\`*_{}[]()#+-.!<>|~", v))
+                at += (size_t)snprintf(text + at, 8, "\\%c", v);
+            else
+                text[at++] = (char)v;
+        }
+        text[at] = '\0';
+        char tag[32];
+        snprintf(tag, sizeof tag, "samples/%d", k);
+        if (err == BRISK_OK)
+            brisk_tb_text(r->tb, r->tb->val, tag, step, text);
+    }
+    free(ids);
+    free(text);
+    return err;
+}
+
 /* End-of-epoch validation; at a histogram interval the same pass gives the activation
  * statistics and the predictions for the confusion matrix (on the validation samples, or
  * without them, on the first training samples), logged with the histograms. */
@@ -386,6 +441,9 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
             brisk_tb_epoch(r->tb, r->tb->train, step, epoch, &train_m);
             if (n_val)
                 brisk_tb_epoch(r->tb, r->tb->val, step, epoch, &val_m);
+            if (ds->tokens && c->n_samples > 0 &&
+                (err = log_samples(r, ds, n_val ? val_idx[0] : train_idx[0], epoch, step)) < 0)
+                goto out;
         }
         int improved = 0;
         const int early = policies(r, epoch, &train_m, &val_m, &improved);

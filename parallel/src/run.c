@@ -907,6 +907,9 @@ int brisk_run_train(brisk_run *r, const brisk_fit_config *cb, brisk_run_result *
     }
     fc.epochs = c->epochs;
     fc.in_order = c->in_order;
+    fc.n_samples = c->samples;
+    fc.sample_gen = (brisk_generate_config){.tokens = c->sample_tokens, .temperature = 0.8,
+                                            .seed = c->seed};
     fc.seed = c->seed;
     if (r->ck)
         fc.start = r->ck->pos;

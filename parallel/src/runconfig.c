@@ -37,6 +37,8 @@ brisk_run_config brisk_run_config_defaults(void)
     c.seed = 42;
     snprintf(c.data, sizeof c.data, "%s", BRISK_RUN_DEFAULT_DATA);
     c.val_split = 0.1;
+    c.samples = 2;
+    c.sample_tokens = 200;
     c.synthetic_n = 20000;
     c.synthetic_test_n = 5000;
     c.noise = 80.0;
@@ -101,6 +103,8 @@ static const slot slots[] = {
     REAL("val-split", val_split, 0, 0.99, 0),
     INT("seq-len", seq_len, 0, 65536, 0),
     SWITCH("in-order", in_order),
+    INT("samples", samples, 0, 64, 1),
+    INT("sample-tokens", sample_tokens, 1, 1 << 16, 1),
     LL("synthetic-n", synthetic_n, 1, 1e8, 0),
     LL("synthetic-test-n", synthetic_test_n, 1, 1e8, 0),
     REAL("noise", noise, 0, 1e4, 0),

@@ -150,6 +150,11 @@ void brisk_tb_session_start(brisk_tb *tb, const brisk_trainer *t, int epochs,
     pushed(tb, brisk_log_custom_scalars(tb->p, tb->root, "Brisk", list, nc), "custom_scalars");
 }
 
+void brisk_tb_text(brisk_tb *tb, int run, const char *tag, int64_t step, const char *text)
+{
+    pushed(tb, brisk_log_text(tb->p, run, tag, step, text), tag);
+}
+
 void brisk_tb_test(brisk_tb *tb, int64_t step, const brisk_metrics *m)
 {
     pushed(tb, brisk_log_scalar(tb->p, tb->val, "test_loss", step, brisk_metrics_loss(m)),

@@ -120,6 +120,15 @@ typedef struct brisk_fit_config {
      * name). May be NULL. */
     const brisk_hparam *hparams;
     size_t n_hparams;
+    /* Language models (token data): every epoch, n_samples continuations of the prompt
+     * (sample_prompt, n_sample_prompt ids; NULL: the first 16 tokens of the first validation
+     * window, or of the first training one) by sample_gen (its seed is mixed with the epoch
+     * and the sample's number) are logged to TensorBoard's text plugin in the validation run
+     * as samples/<k>, text for byte-level data (ids otherwise). 0: none. */
+    int n_samples;
+    brisk_generate_config sample_gen;
+    const int32_t *sample_prompt;
+    int n_sample_prompt;
     /* Policies. */
     brisk_fit_policy early_stop;
     /* The best checkpoint: with keep_best, the epoch whose best_metric is best (by more than

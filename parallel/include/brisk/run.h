@@ -96,6 +96,9 @@ typedef struct brisk_run_config {
     int seq_len;       /* token data: the window (positions); 0: not token data */
     int in_order;      /* visit the training samples in their order every epoch (llm.c's
                         * loader), not shuffled */
+    int samples, sample_tokens; /* token data: texts generated every epoch for TensorBoard
+                                 * (brisk_fit's n_samples, at temperature 0.8) and their
+                                 * length in tokens */
     long long synthetic_n, synthetic_test_n;
     double noise;
     /* Logs and checkpoints. */

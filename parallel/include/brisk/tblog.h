@@ -70,6 +70,10 @@ void brisk_tb_epoch(brisk_tb *tb, int run, int64_t step, int64_t epoch, const br
 void brisk_tb_session_start(brisk_tb *tb, const brisk_trainer *t, int epochs,
                             const brisk_hparam *extra, size_t n_extra);
 
+/* Text (markdown) for TensorBoard's text plugin, under tag in a run (brisk_fit's samples/<k>
+ * of a language model); a full ring drops it, as any record. */
+void brisk_tb_text(brisk_tb *tb, int run, const char *tag, int64_t step, const char *text);
+
 /* test_loss and test_accuracy (not for regression) in the validation run at the step that
  * ended training. */
 void brisk_tb_test(brisk_tb *tb, int64_t step, const brisk_metrics *m);
