@@ -874,6 +874,67 @@ policies)
     expect_status 2
     expect_in "$err" "--plateau-factor"
     ;;
+tokens)
+    # Token data and the gpt preset: text a byte a token, windows of --seq-len + 1, the
+    # validation part the text's end; per-token metrics, bits per byte and generated samples in
+    # the logs; an exact resume; --sample continues a prompt reproducibly; and the refusals.
+    seq 1 1500 | awk '{ printf "line %d says %s\n", $1, ($1 * 7) % 13 }' >"$tmp/text.txt"
+    gpt="--model gpt:1:32:4 --data $tmp/text.txt --seq-len 32 --batch 16 --schedule constant --samples 1 --sample-tokens 40"
+    run $gpt --epochs 2 --logdir "$tmp/straight" --json
+    expect_status 0
+    [ "$(grep -c '"epoch":' "$out")" -eq 2 ] || fail "expected 2 epoch lines"
+    run $gpt --epochs 2 --logdir none --summary
+    expect_status 0
+    expect_in "$out" "attention:4"
+    expect_in "$out" "dense:256:nobias:tied"
+    run $gpt --epochs 1 --logdir "$tmp/gpt"
+    expect_status 0
+    expect_in "$out" "weight decay 0.1"
+    run --resume="$tmp/gpt" --epochs 2 --json
+    expect_status 0
+    sum_resumed=$(grep -o '"params_checksum": "[0-9a-f]*"' "$out")
+    run $gpt --epochs 2 --logdir none --json
+    [ "$sum_resumed" = "$(grep -o '"params_checksum": "[0-9a-f]*"' "$out")" ] || fail "resumed weights differ from a straight run's"
+    events_ok "$tmp/gpt"
+    expect_tag validation epoch_bits_per_byte scalar
+    expect_tag train epoch_bits_per_byte scalar
+    expect_tag validation samples/0 text
+    ck=$(ls "$tmp/gpt/checkpoints"/ckpt-*.safetensors | tail -n 1)
+    run --sample "$ck" --prompt "line 12" --tokens 30 --temperature 0.7 --top-k 8 --seed 4
+    expect_status 0
+    expect_in "$out" "^line 12"
+    cp "$out" "$tmp/sample1.txt"
+    run --sample "$ck" --prompt "line 12" --tokens 30 --temperature 0.7 --top-k 8 --seed 4
+    cmp -s "$out" "$tmp/sample1.txt" || fail "the same seed gave another sample"
+    [ "$(wc -c <"$out")" -ge 38 ] || fail "the sample is shorter than the prompt and 30 tokens"
+    # Refusals: exit 2 naming the flag for settings, exit 1 naming the file for files.
+    run --model gpt --data "$tmp/text.txt" --logdir none
+    expect_status 2
+    expect_in "$err" "--seq-len"
+    run --model 32-10 --data "$tmp/text.txt" --seq-len 32 --logdir none
+    expect_status 2
+    expect_in "$err" "need a language model"
+    run $gpt --seq-len 100000 --logdir none
+    expect_status 2
+    expect_in "$err" "--seq-len"
+    head -c 20 "$tmp/text.txt" >"$tmp/short.txt"
+    run --model gpt --data "$tmp/short.txt" --seq-len 32 --logdir none
+    expect_status 1
+    expect_in "$err" "short.txt: 20 tokens, fewer than one window"
+    printf '\210\330\064\001\001\000\000\000\020\000\000\000' >"$tmp/bad.bin"
+    head -c 1012 /dev/zero >>"$tmp/bad.bin"
+    run --model gpt --data "$tmp/bad.bin" --seq-len 8 --logdir none
+    expect_status 1
+    expect_in "$err" "bad.bin: the header's token count (header\[2\]) is 16"
+    run $gpt --init-from "$tmp/text.txt" --logdir none
+    expect_status 1
+    expect_in "$err" "is not llm.c's model magic"
+    run --sample "$tmp/text.txt"
+    expect_status 1
+    run --prompt hello
+    expect_status 2
+    expect_in "$err" "--prompt: goes with --sample"
+    ;;
 *)
     fail "unknown case"
     ;;

@@ -191,6 +191,11 @@ static int new_settings(brisk_run *r, const brisk_run_options *o)
     return BRISK_OK;
 }
 
+static int is_gpt(const char *model)
+{
+    return !strncmp(model, "gpt", 3) && (!model[3] || model[3] == ':');
+}
+
 /* Combinations that cannot work. */
 static int check_settings(const brisk_run_config *c)
 {
@@ -202,8 +207,14 @@ static int check_settings(const brisk_run_config *c)
     if (c->keep_best && is_none(c->checkpoint_dir))
         return brisk_error_set(BRISK_EINVAL, "keep-best: needs checkpoints, and checkpoint-dir "
                                "is none");
+    if (is_gpt(c->model) && c->seq_len < 1)
+        return brisk_error_set(BRISK_EINVAL, "seq-len: the gpt preset trains on token data: "
+                               "give --seq-len T with a text, .npy or llm.c token file as data");
+    if (c->seq_len > 0 && !strcmp(c->data, "synthetic"))
+        return brisk_error_set(BRISK_EINVAL, "seq-len: token data come from a file (text, a "
+                               ".npy of ids, llm.c's token file), not synthetic");
     const size_t n = strlen(c->data);
-    const int npy = n > 4 && !strcmp(c->data + n - 4, ".npy");
+    const int npy = n > 4 && !strcmp(c->data + n - 4, ".npy") && c->seq_len < 1;
     if (npy && !c->labels[0])
         return brisk_error_set(BRISK_EINVAL, "labels: a .npy data set needs the .npy file of "
                                "its labels (labels=FILE)");
@@ -419,11 +430,6 @@ static int load_set(const brisk_run_config *c, const char *path, const char *lab
                            " a .npy nor a .csv file", path);
 }
 
-static int is_gpt(const char *model)
-{
-    return !strncmp(model, "gpt", 3) && (!model[3] || model[3] == ':');
-}
-
 /* The model configuration for samples of this shape (vocab: token data's vocabulary, 0 for
  * other data). */
 static int model_config(const brisk_run_config *c, brisk_shape input, int vocab,
@@ -588,6 +594,11 @@ static int trainer_config(brisk_run *r)
                            &t->model), C;
     if (err < 0 || (err = model_outputs(&t->model, &C)) < 0)
         return err;
+    if (!r->train->tokens != (t->model.input.rank != 2))
+        return brisk_error_set(BRISK_EINVAL, r->train->tokens
+                               ? "model: token data (seq-len) need a language model: the gpt "
+                                 "preset, or a layer list that starts with embed:V:C"
+                               : "model: a language model needs token data (seq-len)");
     const int D = (int)brisk_shape_size(t->model.input);
     if (D != r->train->d)
         return brisk_error_set(BRISK_EINVAL, "model: input width %d does not match the data's "
