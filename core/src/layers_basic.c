@@ -346,11 +346,17 @@ static int dense_describe(const brisk_layer *l, char *buf, size_t size)
                     l->args[1] ? "" : ":nobias", l->args[2] ? ":tied" : "");
 }
 
+static double dense_flops(const brisk_layer *l)
+{
+    return 2.0 * l->in.c * l->args[0] * brisk_shape_positions(l->in);
+}
+
 const brisk_layer_ops brisk__dense_ops = {
     .kind = "dense", .parse = dense_parse, .setup = dense_setup,
     .scratch_bytes = dense_scratch, .forward = dense_forward, .backward = dense_backward,
     .describe = dense_describe,
-    .flags = BRISK_LAYER_FUSES_ACT | BRISK_LAYER_UNIT_IMAGES | BRISK_LAYER_TIES};
+    .flags = BRISK_LAYER_FUSES_ACT | BRISK_LAYER_UNIT_IMAGES | BRISK_LAYER_TIES,
+    .flops = dense_flops};
 
 /* ---- Flatten -------------------------------------------------------------------------- */
 

@@ -930,10 +930,16 @@ static int conv_describe(const brisk_layer *l, char *buf, size_t size)
                     (int)l->args[C_K], s, p, l->args[C_BIAS] ? "" : ":nobias");
 }
 
+static double conv_flops(const brisk_layer *l)
+{
+    const double k = l->args[C_K];
+    return 2.0 * l->args[C_OUT] * l->in.c * k * k * l->out.h * l->out.w;
+}
+
 const brisk_layer_ops brisk__conv_ops = {
     .kind = "conv", .parse = conv_parse, .setup = conv_setup, .scratch_bytes = conv_scratch,
     .forward = conv_forward, .backward = conv_backward, .describe = conv_describe,
-    .flags = BRISK_LAYER_FUSES_ACT | BRISK_LAYER_FILTER_IMAGES};
+    .flags = BRISK_LAYER_FUSES_ACT | BRISK_LAYER_FILTER_IMAGES, .flops = conv_flops};
 
 /* ---- Max and average pooling ---------------------------------------------------------- */
 

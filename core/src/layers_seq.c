@@ -213,7 +213,7 @@ const brisk_layer_ops brisk__posembed_ops = {
  * Dropout on the attention weights is counter-based: element (s, t) of head h of the sample
  * at position i of step k's batch draws from a key of (seed, k) and the counter
  * ((i H + h) T + t) T + s. */
-#define ATT_SLOTS 64  /* team members with a temporary slot; more than that get no units */
+#define ATT_SLOTS 16  /* team members with a temporary slot; more than that get no units */
 #define ATT_BLOCK 32  /* positions per block of the causal products */
 
 enum { A_HEADS, A_DROP };
@@ -595,7 +595,15 @@ static int attention_describe(const brisk_layer *l, char *buf, size_t size)
     return snprintf(buf, size, "attention:%d", (int)l->args[A_HEADS]);
 }
 
+/* The projections, 2 (3C C + C C) per position, and the causal products: position t's query
+ * meets t + 1 keys and as many values, 4 hd (t + 1) per head. */
+static double attention_flops(const brisk_layer *l)
+{
+    const double C = l->in.c, T = l->in.w;
+    return 8.0 * C * C * T + 2.0 * C * T * (T + 1);
+}
+
 const brisk_layer_ops brisk__attention_ops = {
     .kind = "attention", .parse = attention_parse, .setup = attention_setup,
     .scratch_bytes = attention_scratch, .forward = attention_forward,
-    .backward = attention_backward, .describe = attention_describe};
+    .backward = attention_backward, .describe = attention_describe, .flops = attention_flops};

@@ -592,7 +592,26 @@ void brisk__shape_text(brisk_shape s, char *buf, size_t size)
         snprintf(buf, size, "(%d)", s.c);
 }
 
+static int summary(const brisk_model *m, int max_rows, char *buf, size_t size);
+
 int brisk_model_summary(const brisk_model *m, char *buf, size_t size)
+{
+    return summary(m, 0, buf, size);
+}
+
+int brisk_model_summary_batch(const brisk_model *m, int max_rows, char *buf, size_t size)
+{
+    return summary(m, max_rows < 1 ? 1 : max_rows, buf, size);
+}
+
+static void human(double v, const char *unit, char *out, size_t size)
+{
+    const char *p = v >= 1e12 ? "T" : v >= 1e9 ? "G" : v >= 1e6 ? "M" : v >= 1e3 ? "k" : "";
+    const double d = v >= 1e12 ? 1e12 : v >= 1e9 ? 1e9 : v >= 1e6 ? 1e6 : v >= 1e3 ? 1e3 : 1;
+    snprintf(out, size, v >= 1e3 ? "%.2f %s%s" : "%.0f %s%s", v / d, p, unit);
+}
+
+static int summary(const brisk_model *m, int max_rows, char *buf, size_t size)
 {
     size_t at = 0;
 #define PUT(...)                                                                           \
@@ -602,9 +621,17 @@ int brisk_model_summary(const brisk_model *m, char *buf, size_t size)
         at += (size_t)(w_ > 0 ? w_ : 0);                                                   \
     } while (0)
     char in[64];
+    const int P = brisk_shape_positions(m->cfg.input);
+    const int cols = max_rows * P, ld = brisk__row_stride(cols > 0 ? cols : 1);
+    const char *per = P > 1 ? "token" : "sample";
     brisk__shape_text(m->cfg.input, in, sizeof in);
-    PUT("%-4s %-24s %-18s %12s\n", "#", "layer", "output shape", "parameters");
+    if (max_rows)
+        PUT("%-4s %-24s %-18s %12s %13s %13s\n", "#", "layer", "output shape", "parameters",
+            P > 1 ? "FLOPs/token" : "FLOPs/sample", "activations");
+    else
+        PUT("%-4s %-24s %-18s %12s\n", "#", "layer", "output shape", "parameters");
     PUT("%-4s %-24s %-18s %12s\n", "", "input", in, "");
+    double flops = 0, act = 0;
     for (int l = 0; l < m->n_layers; l++) {
         const brisk_layer *ly = &m->layers[l];
         char item[256], out[64];
@@ -614,10 +641,34 @@ int brisk_model_summary(const brisk_model *m, char *buf, size_t size)
         for (int k = 0; k < ly->n_tensors; k++)
             if (!brisk_layer_tensor(ly, k)->buffer)
                 params += brisk_layer_tensor(ly, k)->count;
-        PUT("%-4d %-24s %-18s %12zu\n", l, item, out, params);
+        if (!max_rows) {
+            PUT("%-4d %-24s %-18s %12zu\n", l, item, out, params);
+            continue;
+        }
+        const double f = ly->ops->flops ? ly->ops->flops(ly) / P : 0;
+        const double a = ((ly->ops->flags & BRISK_LAYER_ALIAS) ? 0
+                          : (double)brisk_shape_features(ly->out) * ld * sizeof(float)) +
+                         (ly->ops->scratch_bytes ? (double)ly->ops->scratch_bytes(ly, cols, ld)
+                                                 : 0);
+        char fs[32], as[32];
+        human(f, "", fs, sizeof fs);
+        human(a, "B", as, sizeof as);
+        flops += f;
+        act += a;
+        PUT("%-4d %-24.24s %-18s %12zu %13s %13s\n", l, item, out, params, f > 0 ? fs : "-",
+            as);
     }
     PUT("total: %zu trained parameters (%.2f MB as float32), %zu buffer values\n", m->n_params,
         (double)m->n_params * 4 / 1e6, m->buffers_len);
+    if (max_rows) {
+        char fs[32], ts[32], as[32];
+        human(flops, "FLOPs", fs, sizeof fs);
+        human(3 * flops, "FLOPs", ts, sizeof ts);
+        human(act, "B", as, sizeof as);
+        PUT("compute: %s per %s forward, about %s per %s a training step; activations: %s "
+            "for a micro-batch of %d sample%s\n", fs, per, ts, per, as, max_rows,
+            max_rows == 1 ? "" : "s");
+    }
 #undef PUT
     return (int)at;
 }

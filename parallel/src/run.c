@@ -829,7 +829,8 @@ int brisk_run_describe_model(brisk_run *r, char *buf, size_t size, size_t *memor
     brisk_model *m;
     if ((err = brisk_model_create(&r->tcfg.model, &m)) < 0)
         return err;
-    brisk_model_summary(m, buf, size);
+    brisk_model_summary_batch(m, r->tcfg.micro_batch > 0 && r->tcfg.micro_batch < r->tcfg.batch
+                                     ? r->tcfg.micro_batch : r->tcfg.batch, buf, size);
     brisk_model_destroy(m);
     if (memory_bytes)
         *memory_bytes = brisk_trainer_memory_bytes(&r->tcfg);

@@ -192,6 +192,10 @@ typedef struct brisk_layer_ops {
     /* Optional: frees l->state. */
     void (*destroy)(brisk_layer *l);
     int flags;             /* BRISK_LAYER_* below */
+    /* Optional: the floating-point operations of the forward pass per sample (a multiply-add
+     * counts 2), for summaries; a training step takes about three times as many. NULL: few
+     * enough not to count (elementwise layers). */
+    double (*flops)(const brisk_layer *l);
 } brisk_layer_ops;
 
 /* The output is the input, reinterpreted (flatten): no buffer, no pass. */

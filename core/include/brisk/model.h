@@ -168,6 +168,11 @@ const brisk_tensor_view *brisk_model_find_tensor(const brisk_model *m, const cha
 int brisk_model_describe(const brisk_model *m, char *buf, size_t size);
 /* A table of the layers, their output shapes and parameter counts, like Keras' summary(). */
 int brisk_model_summary(const brisk_model *m, char *buf, size_t size);
+/* The same with two more columns: each layer's forward FLOPs per sample (per token for a
+ * sequence model: per position), and the activation memory a workspace of max_rows samples
+ * gives it (its output and its scratch: what training keeps for the backward pass); and the
+ * totals (forward and training FLOPs per sample or token, activation memory). */
+int brisk_model_summary_batch(const brisk_model *m, int max_rows, char *buf, size_t size);
 
 /* A zeroed, 64-byte-aligned slab of brisk_model_slab_len floats (brisk_slab_free). NULL
  * when out of memory. brisk_buffers_alloc: the same for the buffer slab. */
