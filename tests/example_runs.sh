@@ -6,6 +6,7 @@
 #                                        skipped, without NumPy or the data set)
 #   example_runs.sh resume_predict BINARY BRISK_TRAIN   (brisk-train starts a run; the example
 #                                        resumes it and predicts, bitwise as brisk-train does)
+#   example_runs.sh char_lm BINARY SOURCE_DIR   (a GPT on the docs' text, 1 and 2 threads)
 set -u
 name=$1 bin=$2
 tmp=$(mktemp -d)
@@ -44,6 +45,21 @@ resume_predict)
     "$train" --predict "$ck" --input "$tmp/new.npy" --out "$tmp/cli.npy" --quiet || fail "brisk-train --predict"
     cmp -s "$tmp/mine.npy" "$tmp/cli.npy" || fail "the example's predictions differ from brisk-train's"
     echo "resume_predict: resumed to epoch 4; predictions bitwise as brisk-train --predict --input"
+    exit 0 ;;
+char_lm)
+    # A small GPT on this repository's docs for one epoch, at 1 and at 2 threads: the same
+    # validation loss, checkpoint weights and sample (the sample follows its prompt).
+    cat "$3"/README.md "$3"/docs/*.md >"$tmp/text.txt"
+    for T in 1 2; do
+        "$bin" "$tmp/text.txt" "$tmp/run$T" 1 model=gpt:1:32:4 seq-len=32 threads=$T \
+            samples=1 sample-tokens=20 >"$tmp/log$T" 2>&1 || { cat "$tmp/log$T"; fail "failed at $T threads"; }
+        grep -q "^validation loss .* bits per byte) after 1 epochs" "$tmp/log$T" || { cat "$tmp/log$T"; fail "no validation line"; }
+        grep -q "^The " "$tmp/log$T" || fail "the sample does not start with its prompt"
+        sed 's/checkpoint .*//' "$tmp/log$T" >"$tmp/result$T"
+    done
+    cat "$tmp/log2"
+    cmp -s "$tmp/result1" "$tmp/result2" || fail "1 and 2 threads differ"
+    echo "char_lm: the same loss and sample at 1 and 2 threads"
     exit 0 ;;
 *) fail "unknown example" ;;
 esac
