@@ -39,6 +39,11 @@ static void test_init_depends_on_seed_only(void **state)
     assert_memory_equal(a, b, brisk_model_slab_len(m) * sizeof(float));
     brisk_model_init_params(m, SEED + 1, b, NULL);
     assert_true(memcmp(a, b, brisk_model_slab_len(m) * sizeof(float)) != 0);
+    /* In parts, in any order (the trainer's threads), on a zeroed slab: the same values. */
+    memset(b, 0, brisk_model_slab_len(m) * sizeof(float));
+    for (int part = 2; part >= 0; part--)
+        brisk_model_init_params_part(m, SEED, b, NULL, part, 3);
+    assert_memory_equal(a, b, brisk_model_slab_len(m) * sizeof(float));
     brisk_model_destroy(m);
     brisk_slab_free(a);
     brisk_slab_free(b);

@@ -703,6 +703,12 @@ void brisk_model_init_params(const brisk_model *m, uint64_t seed, float *params,
     memset(params, 0, m->slab_len * sizeof(float));
     if (buffers)
         memset(buffers, 0, m->buffers_len * sizeof(float));
+    brisk_model_init_params_part(m, seed, params, buffers, 0, 1);
+}
+
+void brisk_model_init_params_part(const brisk_model *m, uint64_t seed, float *params,
+                                  float *buffers, int part, int parts)
+{
     for (int t = 0; t < m->n_tensors; t++) {
         const brisk_tensor_view *v = m->tensors[t];
         float *p = (v->buffer ? buffers : params);
@@ -710,26 +716,32 @@ void brisk_model_init_params(const brisk_model *m, uint64_t seed, float *params,
             continue;
         p += v->offset;
         const uint32_t sub = (uint32_t)t; /* the tensor selects the sub-stream */
-        if (v->init == BRISK_TENSOR_ONE) {
-            for (size_t i = 0; i < v->count; i++)
+        /* This part's elements of the tensor: the values depend on the element only. */
+        const size_t i0 = v->count * (size_t)part / (size_t)parts;
+        const size_t i1 = v->count * (size_t)(part + 1) / (size_t)parts;
+        if (v->init == BRISK_TENSOR_ZERO) {
+            for (size_t i = i0; i < i1; i++)
+                p[i] = 0.0f;
+        } else if (v->init == BRISK_TENSOR_ONE) {
+            for (size_t i = i0; i < i1; i++)
                 p[i] = 1.0f;
         } else if (v->init == BRISK_TENSOR_EMBEDDING || (v->init == BRISK_TENSOR_FAN &&
                                                          m->cfg.init == BRISK_INIT_GPT2)) {
             const float std = m->cfg.init != BRISK_INIT_GPT2 ? 1.0f
                               : residual_weight(m, v) ? 0.02f / sqrtf((float)n_res(m))
                                                       : 0.02f;
-            for (size_t i = 0; i < v->count; i++)
+            for (size_t i = i0; i < i1; i++)
                 p[i] = std * brisk_rng_normal(seed, BRISK_RNG_STREAM_INIT, sub, i);
         } else if (v->init == BRISK_TENSOR_FAN) {
             if (weight_init(m, v->layer) == BRISK_INIT_HE) {
                 /* Kaiming normal, fan_in mode: std = sqrt(2 / fan_in) (He et al., 2015). */
                 const float std = sqrtf(2.0f / (float)v->fan_in);
-                for (size_t i = 0; i < v->count; i++)
+                for (size_t i = i0; i < i1; i++)
                     p[i] = std * brisk_rng_normal(seed, BRISK_RNG_STREAM_INIT, sub, i);
             } else {
                 /* Glorot uniform: a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio). */
                 const float a = sqrtf(6.0f / (float)(v->fan_in + v->fan_out));
-                for (size_t i = 0; i < v->count; i++)
+                for (size_t i = i0; i < i1; i++)
                     p[i] = a * (2.0f * brisk_rng_uniform(seed, BRISK_RNG_STREAM_INIT, sub, i) -
                                 1.0f);
             }

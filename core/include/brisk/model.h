@@ -185,6 +185,12 @@ void brisk_slab_free(float *slab); /* accepts NULL */
  * result depends on the seed only. */
 void brisk_model_init_params(const brisk_model *m, uint64_t seed, float *params,
                              float *buffers);
+/* Part `part` of `parts` of that initialisation (every tensor's elements in
+ * [count part / parts, count (part + 1) / parts)), on slabs whose padding is already zero:
+ * threads that each do one part, in any order, give brisk_model_init_params's values (every
+ * value depends on its tensor and element only). */
+void brisk_model_init_params_part(const brisk_model *m, uint64_t seed, float *params,
+                                  float *buffers, int part, int parts);
 
 /* Activation memory for one micro-shard of up to max_rows samples, shared by the threads of
  * the team that computes it. Owned by the caller. The input the caller fills is row-major,
