@@ -243,6 +243,10 @@ static void test_sequences(void **state)
                    brisk_shape_seq(1, 37), BRISK_LOSS_SOFTMAX_CE, 3e-3, 2);
     gradcheck_rows("embed:6:4,attention:4,dense:6", brisk_shape_seq(1, 1),
                    BRISK_LOSS_SOFTMAX_CE, 3e-3, 4);
+    /* 160 columns: wide enough that dense takes its input gradient from a transposed copy
+     * of its weight. */
+    gradcheck_rows("embed:5:4,posembed,attention:2,res:1,layernorm,dense:8,gelu:tanh,dense:4,"
+                   "res:4,dense:5:tied", brisk_shape_seq(1, 40), BRISK_LOSS_SOFTMAX_CE, 3e-3, 4);
 }
 
 /* The loss values themselves, against hand-computed ones for one sample. */

@@ -269,10 +269,31 @@ static int dense_setup(brisk_layer *l, char *err, size_t errlen)
 }
 
 /* The row-major copy of the input that the weight gradient reads. */
+/* Wide shards (a sequence model's B T columns) take the input gradient's product from a
+ * transposed copy of W (D rows of N, made per backward pass): the kernel then broadcasts
+ * from rows as it does for the forward, instead of from W's columns, one cache line for six
+ * values (measured on 1024 x 1024 x 256: 59 -> 80 GFLOPS). The same fma chains, so the same
+ * bits. Not for narrow shards (the MLP's 64 samples: the copy costs what it saves) nor for
+ * weights over 16 MB (a GPT-2 head's table: a copy per thread). */
+#define DX_COPY_MIN_COLS 128
+#define DX_COPY_MAX_FLOATS ((size_t)1 << 22)
+
+/* Both decided by ld, which the passes see as well as scratch_bytes (ld >= the columns). */
+static int dense_dx_copy(const brisk_layer *l, int ld)
+{
+    return ld >= DX_COPY_MIN_COLS && (size_t)l->in.c * (size_t)l->args[0] <= DX_COPY_MAX_FLOATS;
+}
+
+static size_t dense_rows_floats(const brisk_layer *l, int ld)
+{
+    return brisk__align_up((size_t)ld * (size_t)brisk__row_stride(l->in.c));
+}
+
 static size_t dense_scratch(const brisk_layer *l, int max_rows, int ld)
 {
-    (void)ld;
-    return (size_t)max_rows * (size_t)brisk__row_stride(l->in.c) * sizeof(float);
+    (void)max_rows;
+    const size_t wt = dense_dx_copy(l, ld) ? (size_t)l->in.c * (size_t)l->args[0] : 0;
+    return (dense_rows_floats(l, ld) + wt) * sizeof(float);
 }
 
 static void dense_forward(const brisk_layer *l, const brisk_forward_args *a)
@@ -325,12 +346,22 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
     if (!a->dx)
         return;
     /* dx (D, n) = W^T dy: A(m, k) = W[k][m], broadcast along k = N down the columns of W as
-     * stored (a transposed copy of W per step measured slower: the lines of a column strip
-     * are reused by the next register blocks while they are in L2); then, fused, through the
-     * activation below, on the block this thread computed. */
-    const brisk_gemm_args gx = {.M = D, .N = n, .K = N, .A = dense_weight(l, a->params),
-                                .a_rs = 1, .a_ks = D, .B = a->dy, .ldb = ld, .C = a->dx,
-                                .ldc = ld, .init = BRISK_GEMM_ZERO};
+     * stored (on narrow shards: the lines of a column strip are reused by the next register
+     * blocks while they are in L2), or from the transposed copy on wide ones; then, fused,
+     * through the activation below, on the block this thread computed. */
+    const float *W = dense_weight(l, a->params);
+    brisk_gemm_args gx = {.M = D, .N = n, .K = N, .A = W, .a_rs = 1, .a_ks = D, .B = a->dy,
+                          .ldb = ld, .C = a->dx, .ldc = ld, .init = BRISK_GEMM_ZERO};
+    if (dense_dx_copy(l, a->ld)) {
+        float *wt = (float *)a->scratch + dense_rows_floats(l, a->ld);
+        long long o0, o1;
+        brisk_team_range(a->team, N, &o0, &o1); /* W's rows o0..o1 into columns of wt */
+        brisk__transpose(W, (size_t)D, wt, (size_t)N, (int)o0, (int)o1, 0, D);
+        brisk_team_barrier(a->team);
+        gx.A = wt;
+        gx.a_rs = N;
+        gx.a_ks = 1;
+    }
     int m0, m1, n0, n1;
     brisk_gemm_split(D, n, ith, nth, &m0, &m1, &n0, &n1);
     brisk_gemm_block(&gx, m0, m1, n0, n1);

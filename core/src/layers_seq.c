@@ -266,7 +266,7 @@ static int attention_setup(brisk_layer *l, char *err, size_t errlen)
  * in floats, each 64-byte aligned. */
 typedef struct att_geom {
     int C, H, hd, T, rs;
-    size_t xr, qkv, att, y, yr, slots, slot, total;
+    size_t xr, qkv, att, y, yr, wt, slots, slot, total;
 } att_geom;
 
 static att_geom att_layout(const brisk_layer *l, int ld)
@@ -290,6 +290,8 @@ static att_geom att_layout(const brisk_layer *l, int ld)
     at = brisk__align_up(at + (size_t)g.C * (size_t)ld);
     g.yr = at;
     at = brisk__align_up(at + (size_t)max_cols * (size_t)g.rs);
+    g.wt = at; /* the projections' weights transposed, for the input gradients' products */
+    at = brisk__align_up(at + 4 * (size_t)g.C * (size_t)g.C); /* (C, C) and (C, 3C) */
     g.slots = at;
     g.slot = brisk__align_up(2 * T * T + 4 * T * (size_t)g.hd);
     g.total = at + ATT_SLOTS * g.slot;
@@ -550,14 +552,24 @@ static void attention_backward(const brisk_layer *l, const brisk_backward_args *
     const int ith = a->team ? a->team->ith : 0, nth = a->team ? a->team->nth : 1;
     float *sc = a->scratch;
     float *xr = sc + g.xr, *qkv = sc + g.qkv, *att = sc + g.att, *y = sc + g.y, *yr = sc + g.yr;
-    /* c_proj: dW = dout yr, db, and dy (the heads' output gradient) into y. */
+    /* c_proj: dW = dout yr, db, and dy (the heads' output gradient) into y, its product from
+     * W_proj transposed (rows as the kernel reads them best: dense does the same). */
+    float *wt = sc + g.wt;
     const brisk_gemm_args gw = {.M = C, .N = C, .K = n, .A = a->dy, .a_rs = ld, .a_ks = 1,
                                 .B = yr, .ldb = g.rs, .C = brisk_layer_data(l, 2, a->grads),
                                 .ldc = C, .init = BRISK_GEMM_ZERO};
     brisk_gemm(&gw, ith, nth);
     bias_grad(a->dy, C, n, (size_t)ld, brisk_layer_data(l, 3, a->grads), a->team);
-    const brisk_gemm_args gx = {.M = C, .N = n, .K = C, .A = brisk_layer_data(l, 2, a->params),
-                                .a_rs = 1, .a_ks = C, .B = a->dy, .ldb = ld, .C = y, .ldc = ld,
+    long long r0, r1;
+    brisk_team_range(a->team, C, &r0, &r1);
+    brisk__transpose(brisk_layer_data(l, 2, a->params), (size_t)C, wt, (size_t)C, (int)r0,
+                     (int)r1, 0, C);
+    brisk_team_range(a->team, 3 * C, &r0, &r1); /* W_attn, for c_attn's below */
+    brisk__transpose(brisk_layer_data(l, 0, a->params), (size_t)C, wt + (size_t)C * C,
+                     (size_t)(3 * C), (int)r0, (int)r1, 0, C);
+    brisk_team_barrier(a->team);
+    const brisk_gemm_args gx = {.M = C, .N = n, .K = C, .A = wt, .a_rs = C, .a_ks = 1,
+                                .B = a->dy, .ldb = ld, .C = y, .ldc = ld,
                                 .init = BRISK_GEMM_ZERO};
     brisk_gemm(&gx, ith, nth);
     brisk_team_barrier(a->team);
@@ -580,10 +592,9 @@ static void attention_backward(const brisk_layer *l, const brisk_backward_args *
     bias_grad(qkv, 3 * C, n, (size_t)ld, brisk_layer_data(l, 1, a->grads), a->team);
     if (!a->dx)
         return;
-    const brisk_gemm_args gx2 = {.M = C, .N = n, .K = 3 * C,
-                                 .A = brisk_layer_data(l, 0, a->params), .a_rs = 1, .a_ks = C,
-                                 .B = qkv, .ldb = ld, .C = a->dx, .ldc = ld,
-                                 .init = BRISK_GEMM_ZERO};
+    const brisk_gemm_args gx2 = {.M = C, .N = n, .K = 3 * C, .A = wt + (size_t)C * C,
+                                 .a_rs = 3 * C, .a_ks = 1, .B = qkv, .ldb = ld, .C = a->dx,
+                                 .ldc = ld, .init = BRISK_GEMM_ZERO};
     brisk_gemm(&gx2, ith, nth);
 }
 
