@@ -7,6 +7,7 @@
 #include "brisk/checkpoint.h"
 #include "brisk/error.h"
 #include "brisk/data.h"
+#include "brisk/llmc.h"
 #include "brisk/trainer.h"
 
 #include <stdlib.h>
@@ -272,6 +273,101 @@ static void test_nested_error_detail(void **state)
                         "a/b.safetensors: metadata brisk.model: outer: inner detail, 42");
 }
 
+/* Language models: token data that do not fit the model, generation's arguments, llm.c's
+ * files that are not llm.c's, each refused naming what is wrong. */
+static void test_sequence_refusals(void **state)
+{
+    (void)state;
+    int32_t stream[200];
+    for (int i = 0; i < 200; i++)
+        stream[i] = i % 11;
+    brisk_dataset ds, other;
+    expect_error(brisk_dataset_tokens(stream, 200, 0, 11, &ds), BRISK_EINVAL,
+                 "sequence length 0", "a window of 0");
+    expect_error(brisk_dataset_tokens(stream, 5, 8, 11, &ds), BRISK_EINVAL,
+                 "5 tokens, fewer than one window of 8 + 1", "a stream shorter than a window");
+    expect_error(brisk_dataset_tokens(stream, 200, 8, 10, &ds), BRISK_EINVAL,
+                 "token 10 is 10, outside the vocabulary 0..9", "an id beyond the vocabulary");
+    assert_int_equal(brisk_dataset_tokens(stream, 200, 8, 0, &ds), BRISK_OK);
+    assert_int_equal(ds.classes, 11);
+    assert_int_equal(ds.n, 199 / 8);
+
+    brisk_trainer_config c;
+    memset(&c, 0, sizeof c);
+    brisk_gpt_config g = {.layers = 1, .channels = 8, .heads = 2, .vocab = 11, .seq_len = 16};
+    assert_int_equal(brisk_model_config_gpt(&c.model, &g), BRISK_OK);
+    c.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
+    c.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
+    c.batch = 4;
+    c.threads = 1;
+    brisk_trainer *t;
+    assert_int_equal(brisk_trainer_create(&c, &t), BRISK_OK);
+    const int32_t idx[4] = {0, 1, 2, 3};
+    brisk_step_stats st;
+    expect_error(brisk_trainer_step(t, &ds, idx, 4, &st), BRISK_EINVAL,
+                 "windows of 8 tokens, the model's input has 16 positions", "another T");
+    assert_int_equal(brisk_dataset_synthetic(10, 16, 4, 10.0f, 1, 0, &other), BRISK_OK);
+    expect_error(brisk_trainer_step(t, &other, idx, 4, &st), BRISK_EINVAL,
+                 "a sequence model takes token data", "samples into a GPT");
+    brisk_dataset_free(&other);
+    int32_t wide[200];
+    for (int i = 0; i < 200; i++)
+        wide[i] = i % 20;
+    assert_int_equal(brisk_dataset_tokens(wide, 200, 16, 0, &other), BRISK_OK);
+    expect_error(brisk_trainer_step(t, &other, idx, 4, &st), BRISK_EINVAL,
+                 "token ids go up to 19, beyond the model's embedding table of 11",
+                 "ids beyond the model's vocabulary");
+    float probs[4];
+    expect_error(brisk_trainer_predict(t, &other, idx, 1, probs, NULL), BRISK_EINVAL,
+                 "brisk_generate", "predict on a language model");
+
+    /* Generation. */
+    const brisk_model *m = brisk_trainer_model(t);
+    const float *p = brisk_trainer_params(t);
+    int32_t out[40];
+    const int32_t prompt[2] = {3, 4}, bad_prompt[1] = {11};
+    brisk_generate_config gen = {.tokens = 8, .temperature = 1.0, .seed = 3};
+    expect_error(brisk_generate(m, p, NULL, bad_prompt, 1, &gen, out), BRISK_EINVAL,
+                 "prompt token 0 is 11", "a prompt id beyond the vocabulary");
+    expect_error(brisk_generate(m, p, NULL, prompt, 0, &gen, out), BRISK_EINVAL,
+                 "prompt of 0 tokens", "an empty prompt");
+    gen.temperature = -1;
+    expect_error(brisk_generate(m, p, NULL, prompt, 2, &gen, out), BRISK_EINVAL,
+                 "temperature -1", "a negative temperature");
+    gen.temperature = 0.7;
+    gen.top_k = 3;
+    gen.tokens = 30; /* past T = 16: the window slides */
+    int32_t again[40];
+    assert_int_equal(brisk_generate(m, p, NULL, prompt, 2, &gen, out), BRISK_OK);
+    assert_int_equal(brisk_generate(m, p, NULL, prompt, 2, &gen, again), BRISK_OK);
+    assert_memory_equal(out, again, 32 * sizeof *out);
+    assert_true(out[0] == 3 && out[1] == 4);
+    for (int i = 0; i < 32; i++)
+        assert_true(out[i] >= 0 && out[i] < 11);
+    brisk_model *mlp;
+    brisk_model_config mc;
+    memset(&mc, 0, sizeof mc);
+    assert_int_equal(brisk_model_config_mlp(&mc, "8-4", BRISK_ACT_RELU), BRISK_OK);
+    assert_int_equal(brisk_model_create(&mc, &mlp), BRISK_OK);
+    expect_error(brisk_generate(mlp, p, NULL, prompt, 2, &gen, out), BRISK_EINVAL,
+                 "not a language model", "generation with a classifier");
+
+    /* llm.c's model files: a model that is not a gpt preset's, a file that is not llm.c's. */
+    expect_error(brisk_llmc_save("/tmp/never-written.bin", mlp, p), BRISK_EMISMATCH,
+                 "not a gpt preset's", "saving an MLP in llm.c's format");
+    brisk_llmc_header h;
+    expect_error(brisk_llmc_read_header("/dev/null", &h), BRISK_EIO, "/dev/null",
+                 "a device as a model file");
+    g.layers = 17;
+    expect_error(brisk_model_config_gpt(&mc, &g), BRISK_EINVAL, "17 layers", "too deep");
+    expect_error(brisk_gpt_parse("gpt:2:64", &g), BRISK_EINVAL, "expected gpt or gpt:LAYERS",
+                 "a size without heads");
+    brisk_model_destroy(mlp);
+    brisk_trainer_destroy(t);
+    brisk_dataset_free(&ds);
+    brisk_dataset_free(&other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_bad_steps_and_data),
         cmocka_unit_test(test_bad_loss_calls),
         cmocka_unit_test(test_nested_error_detail),
+        cmocka_unit_test(test_sequence_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -228,7 +228,7 @@ static int check_data(const brisk_trainer *t, const char *what, const brisk_data
     const brisk_shape in = t->cfg.model.input;
     const int T = brisk_model_positions(t->model);
     if (ds->tokens || T > 1) { /* token data for a sequence model, and only that */
-        if (!ds->tokens || T != ds->seq_len || in.c != 1)
+        if (!ds->tokens || T == 1 || in.c != 1)
             return brisk_error_set(BRISK_EINVAL, "%s: %s", what, !ds->tokens
                                    ? "a sequence model takes token data (brisk_dataset_tokens)"
                                    : T == 1 ? "token data needs a sequence model (embed:V:C "
