@@ -596,30 +596,21 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
     float *xin = brisk_workspace_input(tr->ws[slot]) + r0 * D;
     const brisk_dataset *ds = j->ds;
     const int32_t *idx = j->idx + lo;
+    const int K = ds->targets;
     if (ds->tokens) { /* windows: inputs and a target per position */
         brisk_dataset_gather_tokens(ds, idx + r0, (int)(r1 - r0), xin,
                                     tr->tok_targets[slot] + r0 * D);
-        if (!team || team->ith == 0)
-            memset(m, 0, sizeof *m);
-        brisk_team_barrier(team);
-        const brisk_pass_keys keys = {.seed = tr->cfg.seed, .step = j->step, .sample0 = lo};
-        brisk_model_forward(tr->model, tr->params, tr->buffers, tr->ws[slot], rows, pass, &keys,
-                            stats, team);
-        brisk_model_loss_tokens(tr->model, tr->ws[slot], tr->tok_targets[slot], rows,
-                                pass == BRISK_PASS_TRAIN ? j->grad_scale / (float)D : 0.0f, m,
-                                team);
-        return rows;
-    }
-    brisk_dataset_gather(ds, idx + r0, (int)(r1 - r0), tr->norm_mean, tr->norm_std,
-                         tr->norm_count, xin, NULL);
-    /* The labels or targets of the same rows (zeros when predicting without either). */
-    const int K = ds->targets;
-    for (long long r = r0; r < r1; r++) {
-        if (K > 0)
-            memcpy(tr->targets[slot] + r * K, ds->yf + (size_t)idx[r] * K,
-                   (size_t)K * sizeof(float));
-        else
-            tr->labels[slot][r] = ds->y ? ds->y[idx[r]] : 0;
+    } else {
+        brisk_dataset_gather(ds, idx + r0, (int)(r1 - r0), tr->norm_mean, tr->norm_std,
+                             tr->norm_count, xin, NULL);
+        /* The labels or targets of the same rows (zeros when predicting without either). */
+        for (long long r = r0; r < r1; r++) {
+            if (K > 0)
+                memcpy(tr->targets[slot] + r * K, ds->yf + (size_t)idx[r] * K,
+                       (size_t)K * sizeof(float));
+            else
+                tr->labels[slot][r] = ds->y ? ds->y[idx[r]] : 0;
+        }
     }
     if (!team || team->ith == 0)
         memset(m, 0, sizeof *m);
@@ -627,9 +618,13 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
     const brisk_pass_keys keys = {.seed = tr->cfg.seed, .step = j->step, .sample0 = lo};
     brisk_model_forward(tr->model, tr->params, tr->buffers, tr->ws[slot], rows, pass, &keys,
                         stats, team);
-    brisk_model_loss_targets(tr->model, tr->ws[slot], tr->labels[slot],
-                             K > 0 ? tr->targets[slot] : NULL, rows,
-                             pass == BRISK_PASS_TRAIN ? j->grad_scale : 0.0f, m, team);
+    const float scale = pass == BRISK_PASS_TRAIN ? j->grad_scale : 0.0f;
+    if (ds->tokens) /* the mean over the D positions of each window */
+        brisk_model_loss_tokens(tr->model, tr->ws[slot], tr->tok_targets[slot], rows,
+                                scale / (float)D, m, team);
+    else
+        brisk_model_loss_targets(tr->model, tr->ws[slot], tr->labels[slot],
+                                 K > 0 ? tr->targets[slot] : NULL, rows, scale, m, team);
     return rows;
 }
 
