@@ -473,14 +473,14 @@ static int evaluate(const cli *c, brisk_comm *comm)
     brisk_run *r;
     brisk_metrics m;
     int err = brisk_run_open_checkpoint(file, c->settings, c->n_settings, comm, &r);
-    if (err == BRISK_OK && c->summary) {
+    if (err < 0)
+        return failed(err, c->predict ? "--predict" : "--eval");
+    if (c->summary) {
         err = print_summary(r);
         brisk_run_close(r);
         return err;
     }
-    if (err == BRISK_OK)
-        err = brisk_run_evaluate(r, c->predict ? c->out : NULL, &m);
-    if (err < 0) {
+    if ((err = brisk_run_evaluate(r, c->predict ? c->out : NULL, &m)) < 0) {
         brisk_run_close(r);
         return failed(err, c->predict && strstr(brisk_error_detail(), c->out) ? "--out" : NULL);
     }

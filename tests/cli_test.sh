@@ -475,6 +475,16 @@ predict)
     run --eval "$ck" --json
     expect_status 0
     acc=$(sed -n 's/.*"test_accuracy": \([0-9.]*\).*/\1/p' "$out")
+    # A run directory or a checkpoint directory: its newest checkpoint.
+    for d in "$tmp/logs" "$tmp/logs/checkpoints"; do
+        run --eval "$d" --json
+        expect_status 0
+        expect_in "$out" "\"test_accuracy\": $acc"
+        run --predict "$d" --out "$tmp/pd.npy"
+        expect_status 0
+        expect_in "$out" "500 predictions of 4 outputs"
+    done
+    rm -f "$tmp/pd.npy"
     run --predict "$ck" --out "$tmp/p.npy"
     expect_status 0
     expect_in "$out" "500 predictions of 4 outputs"
@@ -907,6 +917,17 @@ tokens)
     run --sample "$ck" --prompt "line 12" --tokens 30 --temperature 0.7 --top-k 8 --seed 4
     cmp -s "$out" "$tmp/sample1.txt" || fail "the same seed gave another sample"
     [ "$(wc -c <"$out")" -ge 38 ] || fail "the sample is shorter than the prompt and 30 tokens"
+    # The run's directory and its checkpoint directory stand for the newest checkpoint (the
+    # README's command names the run directory: its checkpoints are several).
+    for d in "$tmp/gpt" "$tmp/gpt/checkpoints"; do
+        run --sample "$d" --prompt "line 12" --tokens 30 --temperature 0.7 --top-k 8 --seed 4
+        expect_status 0
+        cmp -s "$out" "$tmp/sample1.txt" || fail "--sample $d did not sample its newest checkpoint"
+    done
+    mkdir "$tmp/empty"
+    run --sample "$tmp/empty" --prompt "line 12"
+    expect_status 1
+    expect_in "$err" "no checkpoint (ckpt-\*-step\*.safetensors) in $tmp/empty"
     # Refusals: exit 2 naming the flag for settings, exit 1 naming the file for files.
     run --model gpt --data "$tmp/text.txt" --logdir none
     expect_status 2

@@ -25,16 +25,17 @@ int brisk_predictor_open(const char *checkpoint, int threads, brisk_predictor **
     if (threads < 0 || threads > 4096)
         return brisk_error_set(BRISK_EINVAL, "predictor_open: threads %d out of 0..4096",
                                threads);
-    brisk_checkpoint *ck;
-    int err = brisk_checkpoint_load(checkpoint, &ck);
-    if (err < 0)
-        return err;
     brisk_predictor *p = calloc(1, sizeof *p);
-    if (!p) {
-        brisk_checkpoint_free(ck);
+    if (!p)
         return brisk_error_set(BRISK_ENOMEM, "predictor: out of memory");
+    brisk_checkpoint *ck;
+    int err = brisk_run_checkpoint_path(checkpoint, p->path, sizeof p->path);
+    if (err == BRISK_OK)
+        err = brisk_checkpoint_load(p->path, &ck);
+    if (err < 0) {
+        free(p);
+        return err;
     }
-    snprintf(p->path, sizeof p->path, "%s", checkpoint);
     brisk_trainer_config c;
     memset(&c, 0, sizeof c);
     c.model = ck->model;

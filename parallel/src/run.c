@@ -65,34 +65,44 @@ static int is_none(const char *s)
 
 /* ---- Opening: settings, the checkpoint to resume, directories -------------------------- */
 
-/* Resolves what to resume into a checkpoint file (malloc'd), or an error naming it. */
-static int resume_target(const char *target, char **out)
+int brisk_run_checkpoint_path(const char *target, char *path, size_t size)
 {
-    *out = NULL;
+    if (!target || !path || size == 0)
+        return brisk_error_set(BRISK_EINVAL, "run_checkpoint_path: NULL argument");
     struct stat st;
     if (stat(target, &st) != 0)
-        return brisk_error_set(errno == ENOENT ? BRISK_ENOENT : BRISK_EIO, "resume: %s: %s",
-                               target, strerror(errno));
-    if (!S_ISDIR(st.st_mode))
-        return (*out = strdup(target)) ? BRISK_OK
-                                       : brisk_error_set(BRISK_ENOMEM, "out of memory");
+        return brisk_error_set(errno == ENOENT ? BRISK_ENOENT : BRISK_EIO, "%s: %s", target,
+                               strerror(errno));
+    if (!S_ISDIR(st.st_mode)) {
+        const int w = snprintf(path, size, "%s", target);
+        return w >= 0 && (size_t)w < size
+                   ? BRISK_OK
+                   : brisk_error_set(BRISK_EINVAL, "%s: the path is too long", target);
+    }
     /* A run directory: its marker names the run, its checkpoints are in checkpoints/. */
     char dir[PATH_MAX], marker[PATH_MAX], run[BRISK_RUN_ID_MAX] = "";
     snprintf(dir, sizeof dir, "%s", target);
     snprintf(marker, sizeof marker, "%s/brisk-run", target);
     char *text;
-    uint64_t size;
-    if (brisk_file_read_all(marker, 4096, &text, &size) == BRISK_OK) {
+    uint64_t len;
+    if (brisk_file_read_all(marker, 4096, &text, &len) == BRISK_OK) {
         snprintf(run, sizeof run, "%.*s", (int)strcspn(text, "\r\n"), text);
         free(text);
         snprintf(dir, sizeof dir, "%s/checkpoints", target);
         if (!brisk_run_id_valid(run))
             run[0] = '\0';
     }
+    return brisk_ckpt_newest(dir, run[0] ? run : NULL, path, size);
+}
+
+/* Resolves what to resume into a checkpoint file (malloc'd), or an error naming it. */
+static int resume_target(const char *target, char **out)
+{
+    *out = NULL;
     char *path = malloc(PATH_MAX);
     if (!path)
         return brisk_error_set(BRISK_ENOMEM, "out of memory");
-    const int err = brisk_ckpt_newest(dir, run[0] ? run : NULL, path, PATH_MAX);
+    const int err = brisk_run_checkpoint_path(target, path, PATH_MAX);
     if (err < 0) {
         free(path);
         return brisk_error_set(err, "resume: %s", brisk_error_detail());
@@ -1002,14 +1012,15 @@ int brisk_run_open_checkpoint(const char *checkpoint, const char *const *setting
     r->evaluate_only = 1;
     brisk_run_options o = {.settings = settings, .n_settings = n_settings};
     int err;
-    if (!(r->ck_path = strdup(checkpoint)))
+    if (!(r->ck_path = malloc(PATH_MAX)))
         err = brisk_error_set(BRISK_ENOMEM, "run: out of memory");
-    else if ((err = brisk_checkpoint_load(checkpoint, &r->ck)) == BRISK_OK) {
+    else if ((err = brisk_run_checkpoint_path(checkpoint, r->ck_path, PATH_MAX)) == BRISK_OK &&
+             (err = brisk_checkpoint_load(r->ck_path, &r->ck)) == BRISK_OK) {
         if (!r->ck->config)
             err = brisk_error_set(BRISK_EFORMAT, "%s: the checkpoint records no settings "
                                   "(brisk.config): evaluate it on other data with "
                                   "brisk_predictor_open (brisk-train --predict --input)",
-                                  checkpoint);
+                                  r->ck_path);
         else
             err = resume_settings(r, &o);
     }

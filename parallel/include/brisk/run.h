@@ -161,6 +161,13 @@ char *brisk_run_config_to_json(const brisk_run_config *c);
  * an earlier version) keep their defaults. */
 int brisk_run_config_from_json(brisk_run_config *c, const char *json, const char *path);
 
+/* The checkpoint file a user's name for one stands for: a checkpoint file itself, a
+ * checkpoint directory (its newest checkpoint; BRISK_EMISMATCH, listing each run's newest,
+ * when several runs have checkpoints there) or a run directory (the newest checkpoint of its
+ * run, in its checkpoints/). Writes the file's path into path (size bytes). Resumes,
+ * brisk_run_open_checkpoint and brisk_predictor_open take any of the three through this. */
+int brisk_run_checkpoint_path(const char *target, char *path, size_t size);
+
 /* Opening a run. */
 typedef struct brisk_run_options {
     /* NULL: a new run. Otherwise what to resume: a checkpoint file, a checkpoint directory
@@ -242,9 +249,10 @@ typedef struct brisk_run_result {
  * written (after training: res->logs_error says which file). */
 int brisk_run_train(brisk_run *r, const brisk_fit_config *callbacks, brisk_run_result *res);
 
-/* Opens a run's checkpoint to evaluate it or predict with it, on the data of its settings or
- * on other data ("data=DIR", with "threads=..."; settings are given as to a resume: only
- * those that may change). No locks, logs or checkpoints; the checkpoint's position is not
+/* Opens a run's checkpoint (a file, or a run or checkpoint directory: its newest, as
+ * brisk_run_checkpoint_path says) to evaluate it or predict with it, on the data of its
+ * settings or on other data ("data=DIR", with "threads=..."; settings are given as to a
+ * resume: only those that may change). No locks, logs or checkpoints; the checkpoint's position is not
  * checked against the data. */
 int brisk_run_open_checkpoint(const char *checkpoint, const char *const *settings,
                               int n_settings, brisk_comm *comm, brisk_run **out);
@@ -260,8 +268,9 @@ void brisk_run_close(brisk_run *r);
 
 typedef struct brisk_predictor brisk_predictor;
 
-/* Opens a checkpoint for prediction: its model, weights and normalisation, on `threads`
- * threads (0: every CPU), without optimizer state. Any Brisk checkpoint: brisk-train's, a
+/* Opens a checkpoint (a file, or a run or checkpoint directory: its newest) for prediction:
+ * its model, weights and normalisation, on `threads` threads (0: every CPU), without
+ * optimizer state. Any Brisk checkpoint: brisk-train's, a
  * library program's. */
 int brisk_predictor_open(const char *checkpoint, int threads, brisk_predictor **out);
 
