@@ -159,6 +159,21 @@ static void test_train_resume_and_refuse(void **state)
     assert_true(res.already_finished && res.tested);
     assert_true(res.test.loss_sum == straight_test.loss_sum);
     brisk_run_close(r);
+    /* A run directory and its checkpoint directory stand for its newest checkpoint. */
+    char found[4096], sub[4200];
+    snprintf(sub, sizeof sub, "%s/checkpoints", a);
+    const char *names[] = {a, sub, ck};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(brisk_run_checkpoint_path(names[i], found, sizeof found), BRISK_OK);
+        assert_string_equal(found, ck);
+    }
+    assert_int_equal(brisk_run_checkpoint_path(a, found, 8), BRISK_EINVAL);
+    assert_int_equal(brisk_run_checkpoint_path(ck, found, 8), BRISK_EINVAL);
+    assert_int_equal(brisk_run_checkpoint_path(NULL, found, sizeof found), BRISK_EINVAL);
+    assert_int_equal(brisk_run_checkpoint_path(a, NULL, sizeof found), BRISK_EINVAL);
+    snprintf(sub, sizeof sub, "%s/none", dir);
+    assert_int_equal(brisk_run_checkpoint_path(sub, found, sizeof found), BRISK_ENOENT);
+    assert_non_null(strstr(brisk_error_detail(), sub));
     /* A checkpoint alone predicts bitwise what the run's evaluation predicts. */
     char p1[4200], p2[4200];
     snprintf(p1, sizeof p1, "%s/run.npy", dir);
