@@ -13,8 +13,11 @@ anchor's Makefile with llm.c's flags), and PyTorch through the anchor's torch_gp
 
 Each implementation runs at every sensible setting: Brisk at 1..N threads (and micro-batches
 of B and B/2), llm.c at OMP_NUM_THREADS 1..N with and without OMP_WAIT_POLICY=PASSIVE,
-PyTorch at 1..N threads with and without PASSIVE and with and without glibc keeping freed
-memory (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=64GiB). The runs alternate, --repeats
+PyTorch at 1..N intra-op threads x 1..N OpenBLAS threads (bench/torch_gpt2_threads.py sets
+the two apart), with and without PASSIVE and with and without glibc keeping freed memory
+(MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=64GiB), and OPENBLAS_CORETYPE set where OpenBLAS
+would pick a kernel slower than the CPU runs (bench/torch_settings.py). The kernels each side
+ran are printed. The runs alternate, --repeats
 rounds; a run's figure is the mean ms per step after two warm-up steps, a setting's the
 median over rounds. A run during which other processes used more than a tenth of a core
 (/proc/stat against the run's own CPU time) is screened out and run again (at most 3 times).
@@ -35,6 +38,10 @@ import subprocess
 import sys
 import tempfile
 import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import torch_settings  # noqa: E402
 
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 SHAPES = {  # L, C, NH, V, Vp, maxT, B, T, steps
@@ -141,14 +148,19 @@ def main():
                     runs.append(("llm.c", "%d threads%s" % (t, ", PASSIVE" if passive else ""),
                                  [os.path.join(d, "build", "train_gpt2_bench"), model, tokens,
                                   str(B), str(T), str(steps)], env))
-                    for keep in (False, True):
-                        env2 = dict(env, **KEEP) if keep else env
-                        runs.append(("PyTorch", "%d threads%s%s" % (
-                            t, ", PASSIVE" if passive else "", ", malloc-keep" if keep else ""),
-                            [PY, os.path.join(d, "torch_gpt2.py"), model, tokens, "--B", str(B),
-                             "--T", str(T), "--steps", str(steps), "--threads", str(t)], env2))
+                    for ob in torch_settings.thread_counts(max(threads)):
+                        for keep in (False, True):
+                            env2 = torch_settings.coretype_env(dict(env, **KEEP) if keep else env)
+                            runs.append(("PyTorch", "%d intra-op + %d OpenBLAS threads%s%s" % (
+                                t, ob, ", PASSIVE" if passive else "",
+                                ", malloc-keep" if keep else ""),
+                                [PY, os.path.join(HERE, "torch_gpt2_threads.py"), str(ob),
+                                 os.path.join(d, "torch_gpt2.py"), model, tokens, "--B", str(B),
+                                 "--T", str(T), "--steps", str(steps), "--threads", str(t)],
+                                env2))
             results = {(r[0], r[1]): [] for r in runs}
             sums = {}
+            kernels = {}
             screened = 0
             for rep in range(a.repeats):
                 for impl, setting, cmd, env in runs:
@@ -161,6 +173,9 @@ def main():
                     if impl == "Brisk":
                         m = re.search(r'"params_checksum": "([0-9a-f]+)"', out)
                         sums.setdefault(setting.split(",")[1], set()).add(m.group(1))
+                    k = re.search(r"kernels: (\S+)|kernel (.+)$", out, re.M)
+                    if k:
+                        kernels[impl] = k.group(1) or k.group(2)
                     print("%s %s round %d: %s %s: %.1f ms/step" % (s, "." * 0, rep + 1, impl,
                                                                     setting, ms),
                           file=sys.stderr, flush=True)
@@ -184,6 +199,8 @@ def main():
             print("Brisk's weights after %d steps: %s at every thread count%s" % (
                 steps, "the same checksum" if ok else "DIFFERENT checksums",
                 "" if ok else " " + json.dumps({k: sorted(v) for k, v in sums.items()})))
+            print("kernels: Brisk %s; PyTorch %s; llm.c its own loops (-Ofast -march=native, OpenMP)" % (
+                kernels.get("Brisk", "?"), kernels.get("PyTorch", "?")))
             print("runs screened out (other processes busy): %d" % screened)
             if not ok:
                 return 1
