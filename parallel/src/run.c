@@ -105,7 +105,7 @@ static int resume_target(const char *target, char **out)
     const int err = brisk_run_checkpoint_path(target, path, PATH_MAX);
     if (err < 0) {
         free(path);
-        return brisk_error_set(err, "resume: %s", brisk_error_detail());
+        return err;
     }
     *out = path;
     return BRISK_OK;
