@@ -1,13 +1,19 @@
 /* brisk-events: what TensorBoard will find in a log directory, without TensorBoard.
  *
- * Walks DIR (or reads FILE), checks every record's two CRCs, decodes every Event and prints,
- * per run (directory) and tag, the kind, the number of points, the step range and the last
- * value. Exit status 0 when every file reads cleanly (a torn last record, which TensorBoard
- * waits on, is reported but fine), 1 when a record is corrupt, 2 on a usage error.
+ * brisk-events DIR|FILE...: walks DIR (or reads FILE), checks every record's two CRCs, decodes
+ * every Event and prints, per run (directory) and tag, the kind, the number of points, the
+ * step range and the last value. Exit status 0 when every file reads cleanly (a torn last
+ * record, which TensorBoard waits on, is reported but fine), 1 when a record is corrupt, 2 on
+ * a usage error.
+ *
+ * brisk-events report LOGDIR [-o FILE]: the curves as one self-contained HTML file.
+ * brisk-events plot LOGDIR [--tag TAG]...: the curves in the terminal.
+ * Both are brisk/report.h; this file only parses their flags.
  */
 #define _GNU_SOURCE
 #include "brisk/error.h"
 #include "brisk/fsutil.h"
+#include "brisk/report.h"
 #include "brisk/tfrecord.h"
 #include "tb_event.pb-c.h"
 
@@ -250,17 +256,172 @@ static void walk(const char *dir, const char *root)
     free(names);
 }
 
+static const char usage[] =
+    "Usage: brisk-events DIR|FILE...\n"
+    "       brisk-events report LOGDIR [-o FILE] [--title TEXT]\n"
+    "       brisk-events plot LOGDIR [--tag TAG]... [--width N] [--height N] [--ascii]\n"
+    "                                [--color|--no-color]\n"
+    "\n"
+    "Without a command: checks every record of the TensorBoard event files under DIR (both\n"
+    "CRCs, each Event decoded) and lists, per run and tag, the kind, the points, the step range\n"
+    "and the last scalar value. Exit status 0 when everything reads cleanly, 1 when a record is\n"
+    "corrupt.\n"
+    "\n"
+    "report: writes the curves of LOGDIR as one self-contained HTML file (no network; charts\n"
+    "  are inline SVG and readable with scripts off): a chart per scalar tag with train and\n"
+    "  validation overlaid, each run in its colour; the runs' hyperparameters and final\n"
+    "  metrics; histograms as distribution bands; the last images and texts.\n"
+    "  -o FILE       where to write it (default LOGDIR/report.html), replaced atomically\n"
+    "  --title TEXT  the page's title (default LOGDIR)\n"
+    "plot: draws the curves in the terminal.\n"
+    "  --tag TAG     a scalar tag to draw (repeatable; default: the tags that train and\n"
+    "                validation share, else every scalar tag, at most 8)\n"
+    "  --width N     characters per line (default $COLUMNS, else 80)\n"
+    "  --height N    rows per chart (default 12)\n"
+    "  --ascii       plain ASCII marks (default when stdout is not a terminal or the locale\n"
+    "                is not UTF-8): * train, o validation\n"
+    "  --color, --no-color  ANSI colours (default: when stdout is a terminal)\n"
+    "\n"
+    "Both read event files as TensorBoard does: in name order, a resumed run's repeated steps\n"
+    "replace the old ones, a file still being written up to its last whole record. A file that\n"
+    "cannot be read is named on stderr and the rest is still shown; exit status 1 then.\n"
+    "A log directory named report or plot: write ./report.\n";
+
+static int problems;
+static void count_problem(void *user, const char *line)
+{
+    (void)user;
+    fprintf(stderr, "brisk-events: %s\n", line);
+    problems = 1;
+}
+
+static int usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "brisk-events: %s%s\n(brisk-events --help: the usage)\n", what, arg);
+    return 2;
+}
+
+static int parse_count(const char *flag, const char *arg, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    const long v = arg ? strtol(arg, &end, 10) : 0;
+    if (!arg || errno || end == arg || *end || v < lo || v > hi) {
+        fprintf(stderr, "brisk-events: %s: '%s' is not a whole number in %d..%d\n", flag,
+                arg ? arg : "", lo, hi);
+        return 0;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+static int cmd_report(int argc, char **argv)
+{
+    const char *dir = NULL, *out = NULL, *title = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--out") || !strcmp(argv[i], "--title")) {
+            if (i + 1 >= argc)
+                return usage_error(argv[i], " needs a value");
+            if (argv[i][1] == '-' && argv[i][2] == 't')
+                title = argv[++i];
+            else
+                out = argv[++i];
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return usage_error("report: unknown flag ", argv[i]);
+        } else if (dir) {
+            return usage_error("report: one LOGDIR only; a second: ", argv[i]);
+        } else {
+            dir = argv[i];
+        }
+    }
+    if (!dir)
+        return usage_error("report: LOGDIR is missing", "");
+    char path[PATH_MAX];
+    if (!out) {
+        struct stat st;
+        if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
+            {
+            fprintf(stderr, "brisk-events: report: %s is a file: name the output with -o\n", dir);
+            return 2;
+        }
+        if (snprintf(path, sizeof path, "%s/report.html", dir) >= (int)sizeof path)
+            return usage_error("report: the path is too long: ", dir);
+        out = path;
+    }
+    const brisk_report_options opt = {.title = title, .message = count_problem};
+    if (brisk_report_write(dir, out, &opt) < 0) {
+        fprintf(stderr, "brisk-events: %s\n", brisk_error_detail());
+        return 1;
+    }
+    printf("%s\n", out);
+    return problems;
+}
+
+static int cmd_plot(int argc, char **argv)
+{
+    const char *dir = NULL;
+    const char **want = calloc((size_t)argc, sizeof *want);
+    brisk_plot_options opt = {.tags = want, .message = count_problem};
+    const char *lang = getenv("LC_ALL");
+    if (!lang || !*lang)
+        lang = getenv("LC_CTYPE");
+    if (!lang || !*lang)
+        lang = getenv("LANG");
+    const int utf8 = lang && (strstr(lang, "UTF-8") || strstr(lang, "utf8") || strstr(lang, "UTF8") ||
+                              strstr(lang, "utf-8"));
+    opt.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+    opt.ascii = !isatty(STDOUT_FILENO) || !utf8;
+    int rc = 0;
+    checked(want);
+    for (int i = 2; i < argc && !rc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--tag") || !strcmp(a, "--width") || !strcmp(a, "--height")) {
+            if (i + 1 >= argc) {
+                rc = usage_error(a, " needs a value");
+                break;
+            }
+            const char *v = argv[++i];
+            if (a[2] == 't')
+                want[opt.n_tags++] = v;
+            else if (a[2] == 'w' ? !parse_count(a, v, 30, 10000, &opt.width)
+                                 : !parse_count(a, v, 3, 1000, &opt.height))
+                rc = 2;
+        } else if (!strcmp(a, "--ascii")) {
+            opt.ascii = 1;
+        } else if (!strcmp(a, "--unicode")) {
+            opt.ascii = 0;
+        } else if (!strcmp(a, "--color")) {
+            opt.color = 1;
+        } else if (!strcmp(a, "--no-color")) {
+            opt.color = 0;
+        } else if (a[0] == '-' && a[1]) {
+            rc = usage_error("plot: unknown flag ", a);
+        } else if (dir) {
+            rc = usage_error("plot: one LOGDIR only; a second: ", a);
+        } else {
+            dir = a;
+        }
+    }
+    if (!rc && !dir)
+        rc = usage_error("plot: LOGDIR is missing", "");
+    if (!rc && brisk_report_plot(dir, stdout, &opt) < 0) {
+        fprintf(stderr, "brisk-events: %s\n", brisk_error_detail());
+        rc = 1;
+    }
+    free(want);
+    return rc ? rc : problems;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fprintf(argc < 2 ? stderr : stdout,
-                "Usage: brisk-events DIR|FILE...\n"
-                "Checks every record of the TensorBoard event files under DIR (both CRCs, each\n"
-                "Event decoded) and lists, per run and tag, the kind, the points, the step range\n"
-                "and the last scalar value. Exit status 0 when everything reads cleanly, 1 when a\n"
-                "record is corrupt.\n");
+        fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "report"))
+        return cmd_report(argc, argv);
+    if (!strcmp(argv[1], "plot"))
+        return cmd_plot(argc, argv);
     for (int i = 1; i < argc; i++) {
         struct stat st;
         char root[PATH_MAX];

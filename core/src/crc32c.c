@@ -40,7 +40,21 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, con
         c = __builtin_ia32_crc32di(c, w);
     }
     uint32_t c32 = (uint32_t)c;
-    for (; n; n--, p++)
+    if (n >= 4) {
+        uint32_t w;
+        memcpy(&w, p, 4);
+        c32 = __builtin_ia32_crc32si(c32, w);
+        p += 4;
+        n -= 4;
+    }
+    if (n >= 2) {
+        uint16_t w;
+        memcpy(&w, p, 2);
+        c32 = __builtin_ia32_crc32hi(c32, w);
+        p += 2;
+        n -= 2;
+    }
+    if (n)
         c32 = __builtin_ia32_crc32qi(c32, *p);
     return ~c32;
 }

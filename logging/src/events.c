@@ -440,6 +440,8 @@ int log_encode_record(log_buf *out, const log_rec *rec, const char *tag, const u
     int err = BRISK_OK;
 
     switch ((log_kind)rec->kind) {
+    case LOG_REPORT: /* handled by the logging thread, no event */
+        return BRISK_OK;
     case LOG_SCALAR:
     case LOG_DROPS:
         v.value_case = TENSORBOARD__SUMMARY__VALUE__VALUE_SIMPLE_VALUE;

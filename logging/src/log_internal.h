@@ -18,6 +18,7 @@ typedef enum log_kind {
     LOG_HPARAMS_END,    /* a = status */
     LOG_LAYOUT,         /* a = charts; tag = category; body: see brisk_log_custom_scalars */
     LOG_DROPS,          /* b = records this producer has dropped so far */
+    LOG_REPORT,         /* body: the report's path ("" for <logdir>/report.html); no event */
 } log_kind;
 
 typedef struct log_rec {

@@ -16,6 +16,7 @@
 #include "brisk/error.h"
 #include "brisk/message.h"
 #include "brisk/fsutil.h"
+#include "brisk/report.h"
 #include "brisk/ring.h"
 #include "log_internal.h"
 
@@ -97,6 +98,7 @@ struct brisk_logger {
     uint32_t *hist_counts;  /* histogram counting scratch: 4 per bucket */
     uint64_t *targets;      /* flush: ring positions to reach */
     int64_t last_step;
+    char report_error[512]; /* the last failure to write a report, reported once */
     int first_error_run;    /* -1, or the run whose failure close() reports */
     int first_error_errno;
 
@@ -235,6 +237,13 @@ static void append_record(brisk_logger *lg, int idx, const log_rec *rec, const c
         run_write_out(lg, idx);
 }
 
+/* Damaged files are named inside the report itself. */
+static void report_quiet(void *user, const char *line)
+{
+    (void)user;
+    (void)line;
+}
+
 static uint64_t total_drops_seen(const brisk_logger *lg, int np)
 {
     uint64_t t = 0;
@@ -252,6 +261,31 @@ static void write_drops(brisk_logger *lg, int run_idx, int64_t step, int np)
     log_rec rec = {.kind = LOG_DROPS, .run = (uint16_t)run_idx, .step = step,
                    .value = (double)total_drops_seen(lg, np)};
     append_record(lg, run_idx, &rec, DROPS_TAG, NULL, wall_now());
+}
+
+/* The HTML report of the log directory (brisk/report.h), from the files as they stand once
+ * every run's buffer is written out: it shows every record consumed so far. Read on this
+ * thread alone (one reading thread), at its low priority. A failure is told once (the same
+ * failure again is not); the run goes on. */
+static void write_report(brisk_logger *lg, const uint8_t *body, size_t len)
+{
+    const int nr = atomic_load_explicit(&lg->n_runs, memory_order_acquire);
+    for (int i = 0; i < nr; i++)
+        run_write_out(lg, i);
+    char path[PATH_MAX];
+    if (len)
+        snprintf(path, sizeof path, "%.*s", (int)len, (const char *)body);
+    else
+        snprintf(path, sizeof path, "%s/report.html", lg->logdir);
+    const brisk_report_options opt = {.threads = 1, .message = report_quiet};
+    if (brisk_report_write(lg->logdir, path, &opt) < 0) {
+        if (strcmp(lg->report_error, brisk_error_detail())) {
+            snprintf(lg->report_error, sizeof lg->report_error, "%s", brisk_error_detail());
+            log_message(lg, "the live report was not refreshed: %s", lg->report_error);
+        }
+    } else {
+        lg->report_error[0] = '\0';
+    }
 }
 
 /* Handles one popped record (in lg->scratch, n bytes). */
@@ -275,6 +309,10 @@ static void consume(brisk_logger *lg, brisk_log_producer *p, size_t n, double wa
     if (rec.kind == LOG_DROPS) {
         p->drops_seen = rec.b;
         write_drops(lg, rec.run, rec.step, np);
+        return;
+    }
+    if (rec.kind == LOG_REPORT) {
+        write_report(lg, body, rec.body_len);
         return;
     }
     append_record(lg, rec.run, &rec, tag, body, wall);
@@ -818,6 +856,17 @@ int brisk_log_custom_scalars(brisk_log_producer *p, int run, const char *categor
                                sizeof s.b);
     log_rec rec = {.kind = LOG_LAYOUT, .run = (uint16_t)run, .a = (uint32_t)n};
     return push(p, &rec, category, s.b, s.n);
+}
+
+int brisk_log_report(brisk_log_producer *p, const char *path)
+{
+    if (!p)
+        return brisk_error_set(BRISK_EINVAL, "log report: the producer is NULL");
+    const size_t len = path ? strlen(path) : 0;
+    if (len >= PATH_MAX)
+        return brisk_error_set(BRISK_EINVAL, "log report: the path is too long (%zu bytes)", len);
+    log_rec rec = {.kind = LOG_REPORT, .run = 0, .step = 0};
+    return push(p, &rec, "report", path, len);
 }
 
 int brisk_logger_flush(brisk_logger *lg)

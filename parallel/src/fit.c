@@ -478,6 +478,9 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
         const brisk_metrics none = {0};
         if ((err = save(r, epoch, 0, &none)) < 0)
             goto out;
+        /* After the checkpoint's flush, so that no compute thread waits for the report. */
+        if (r->tb && c->report)
+            brisk_log_report(r->tb->p, NULL);
         int cb_stop = 0;
         if (c->on_epoch) {
             const brisk_fit_progress p = {

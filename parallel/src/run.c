@@ -938,6 +938,7 @@ int brisk_run_train(brisk_run *r, const brisk_fit_config *cb, brisk_run_result *
     fc.tb = tb.lg ? &tb : NULL;
     fc.log_every = c->log_every;
     fc.histogram_every = r->log_enabled ? c->histogram_every : 0;
+    fc.report = r->log_enabled && c->report;
     fc.checkpoint_dir = is_none(c->checkpoint_dir) ? NULL : c->checkpoint_dir;
     fc.run_id = c->run;
     fc.keep = c->keep;

@@ -111,6 +111,8 @@ static const slot slots[] = {
     TEXT("logdir", logdir, 1),
     INT("log-every", log_every, 1, 1e9, 1),
     INT("histogram-every", histogram_every, 0, 1e6, 1),
+    {{"report", BRISK_SETTING_SWITCH, 0, 1, 1}, S_INT, offsetof(brisk_run_config, report),
+     sizeof(int)},
     TEXT("checkpoint-dir", checkpoint_dir, 1),
     INT("keep", keep, 1, 1e6, 1),
     TEXT("run", run, 0),

@@ -139,6 +139,14 @@ typedef enum brisk_session_status {
 /* Writes the hparams session end with its status. */
 int brisk_log_hparams_end(brisk_log_producer *p, int run, brisk_session_status status);
 
+/* Asks the logging thread to refresh an HTML report of the log directory (brisk/report.h) at
+ * path (NULL: <logdir>/report.html): once it reaches this record it writes out the records
+ * before it and replaces the report atomically, so that a browser pointed at the file (or a
+ * copy taken with scp) shows the run as it stands. Compute threads only pay the push. A
+ * report that cannot be written is told through the message callback (once per distinct
+ * failure) and does not fail the logs. Needs a run added first (BRISK_EINVAL otherwise). */
+int brisk_log_report(brisk_log_producer *p, const char *path);
+
 /* A custom_scalars chart: several tags (regular expressions) on one chart. */
 typedef struct brisk_chart {
     const char *title;

@@ -139,6 +139,10 @@ typedef struct brisk_fit_config {
     brisk_fit_policy plateau;
     float plateau_factor;                  /* in (0, 1) */
     float plateau_min_lr;                  /* the rate never goes below this */
+    /* Nonzero (with tb): after every epoch's checkpoint, the logging thread refreshes
+     * <logdir>/report.html, the HTML report of the logs (brisk_log_report); training does not
+     * wait for it. */
+    int report;
 } brisk_fit_config;
 
 typedef enum brisk_fit_end {

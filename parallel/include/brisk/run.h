@@ -104,6 +104,7 @@ typedef struct brisk_run_config {
     /* Logs and checkpoints. */
     char logdir[BRISK_RUN_PATH_MAX];         /* "" (the default) or "none" */
     int log_every, histogram_every;
+    int report;        /* refresh <logdir>/report.html after every epoch (brisk/report.h) */
     char checkpoint_dir[BRISK_RUN_PATH_MAX]; /* "" (<logdir>/checkpoints) or "none" */
     int keep;
     char run[64];      /* the run's id; "" for a new run (brisk_run_open makes one) */
