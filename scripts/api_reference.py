@@ -15,7 +15,8 @@ HEADERS = ["core/include/brisk/error.h", "core/include/brisk/data.h",
            "core/include/brisk/optim.h",
            "core/include/brisk/gemm.h", "core/include/brisk/rng.h",
            "core/include/brisk/checkpoint.h", "core/include/brisk/ckptdir.h",
-           "logging/include/brisk/logger.h", "parallel/include/brisk/comm.h",
+           "logging/include/brisk/logger.h", "logging/include/brisk/report.h",
+           "parallel/include/brisk/comm.h",
            "parallel/include/brisk/trainer.h", "parallel/include/brisk/fit.h",
            "parallel/include/brisk/tblog.h", "parallel/include/brisk/run.h"]
 

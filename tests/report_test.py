@@ -327,6 +327,66 @@ def check_pixels(report, tag, colours, what):
     return inside
 
 
+def check_script(report):
+    """Smoothing and the log scale, driven as a user would: the overlay draws smoothed curves
+    (TensorBoard's debiased moving average of the plotted points), the axis shows powers of
+    ten, and turning both off restores the chart."""
+    page = report + ".script.html"
+    drive = ("<script>var sm=document.getElementById('smooth'),lg=document.getElementById('logy');"
+             "var c=document.querySelector(\"figure.chart[data-tag='epoch_loss'] svg.plot\");"
+             "var lin=[].map.call(c.querySelectorAll('g.axes text'),function(t){return t.textContent})"
+             ".join(' ');"
+             "sm.value='0.6';sm.dispatchEvent(new Event('input'));lg.checked=true;"
+             "lg.dispatchEvent(new Event('change'));var r=document.createElement('pre');"
+             "r.id='result';r.textContent=JSON.stringify({over:c.querySelectorAll('g.overlay "
+             "polyline').length,lin:lin,ticks:[].map.call(c.querySelectorAll('g.axes text'),function(t)"
+             "{return t.textContent}),op:c.querySelector('g.data').style.opacity});"
+             "lg.checked=false;lg.dispatchEvent(new Event('change'));r.textContent+='|'+"
+             "c.querySelector('g.overlay polyline').getAttribute('points');"
+             "sm.value='0';sm.dispatchEvent(new Event('input'));lg.checked=false;"
+             "lg.dispatchEvent(new Event('change'));r.textContent+='|'+c.querySelectorAll("
+             "'g.overlay polyline').length+'|'+c.querySelector('g.data').style.opacity;"
+             "document.body.appendChild(r)</script></body>")
+    text = open(report, encoding="utf-8").read()
+    open(page, "w", encoding="utf-8").write(text.replace("</body>", drive, 1))
+    out = chrome(["--dump-dom"], page)
+    m = re.search(r'<pre id="result">([^<]*)</pre>', out)
+    if not m:
+        fail("the smoothing and log-scale controls did not run")
+    import json
+    first, smoothed, after_over, after_op = m.group(1).replace("&quot;", '"').split("|")
+    res = json.loads(first)
+    # Two runs (train, validation), each a faint raw line and its smoothed line.
+    # The log axis: its labels are values in the data's range, at 1, 2, 5 (...) x 10^k.
+    ys = [float(t) for t in res["ticks"] if re.fullmatch(r"[0-9.e+-]+", t) and t not in
+          res["lin"].split()]
+    if res["over"] != 4 or res["op"] != "0" or len(ys) < 2:
+        fail("smoothing + log scale: %s" % res)
+    # The smoothed train curve: TensorBoard's formula on the plotted points, in pixels.
+    dom = Dom()
+    dom.feed(text)
+    line = dom.charts["epoch_loss"][0]
+    box = [float(v) for v in re.search(r'data-tag="epoch_loss".*?data-box="([^"]*)"', text,
+                                       re.S).group(1).split()]
+    x0, x1, y0, y1, xa, xb, ya, yb = box
+    last, k, want = 0.0, 0, []
+    for p in line["points"].split():
+        s, v = p.split(",")
+        last = last * 0.6 + 0.4 * float(v)
+        k += 1
+        sv = last / (1 - 0.6 ** k)
+        want.append((x0 + (int(s) - xa) * (x1 - x0) / (xb - xa),
+                     y1 - (sv - ya) * (y1 - y0) / (yb - ya)))
+    got = [tuple(float(t) for t in p.split(",")) for p in smoothed.split()]
+    if len(got) != len(want) or any(abs(a - c) > 0.06 or abs(b - d) > 0.06
+                                    for (a, b), (c, d) in zip(got, want)):
+        fail("the smoothed curve %s is not TensorBoard's %s" % (got[:3], want[:3]))
+    if after_over != "0" or after_op != "1":
+        fail("turning smoothing and the log scale off left %s overlay lines, opacity %s" %
+             (after_over, after_op))
+    ok("smoothing and the log scale redraw the chart, and turn off again")
+
+
 def check_report(logdir, what, pixel_tags=("epoch_loss",), expect_problem=None):
     report = os.path.join(logdir, "report.html")
     r = subprocess.run([EVENTS, "report", logdir], stdout=subprocess.PIPE,
@@ -398,6 +458,7 @@ def main():
     dom, runs = check_report(d, "a default run")
     if live != open(os.path.join(d, "report.html"), "rb").read():
         fail("the report brisk-train --report left differs from brisk-events report's")
+    check_script(os.path.join(d, "report.html"))
     table = {r[0].strip(): r for r in dom.rows[1:]}
     if "." not in table or "finished" not in table["."][-1]:
         fail("the runs table lacks the run or its state: %s" % dom.rows)

@@ -413,10 +413,12 @@ static void draw_axes(sbuf *b, double xmin, double xmax, double ymin, double yma
                      "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%s</text>",
                   PX0, PX1, py, py, PX0 - 4, py + 4, t);
     }
-    const double xs = nice_step(xmax - xmin, 6);
+    double xs = nice_step(xmax - xmin, 6);
+    if (xs < 1)
+        xs = 1; /* steps are whole numbers */
     for (double v = ceil(xmin / xs - 1e-9) * xs; v <= xmax + xs * 1e-9; v += xs) {
         const double px = PX0 + (v - xmin) * PLOT_W / (xmax - xmin);
-        fmt_tick(t, sizeof t, v, xs < 1 ? 1 : xs);
+        fmt_tick(t, sizeof t, v, xs);
         sb_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" stroke=\"#999\"/>"
                      "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>",
                   px, px, PY1, PY1 + 4, px, PY1 + 16, t);
@@ -800,8 +802,16 @@ static const char script[] =
     "function(s){s.p.forEach(function(q){if(q[1]>0){lo=Math.min(lo,q[1]);hi=Math.max(hi,q[1])}})});"
     "if(!(lo<=hi)){lo=1;hi=10}ya=Math.log10(lo)-0.05;yb=Math.log10(hi)+0.05;if(yb-ya<0.2){ya-=0.1;yb+=0.1}"
     "var h='<rect x=\"'+x0+'\" y=\"'+y0+'\" width=\"'+(x1-x0)+'\" height=\"'+(y1-y0)+'\" fill=\"#fff\" stroke=\"#999\"/>';"
-    "for(var e=Math.ceil(ya);e<=yb;e++){var py=y1-(e-ya)*(y1-y0)/(yb-ya);h+='<line x1=\"'+x0+'\" x2=\"'+x1+'\" y1=\"'+py+"
-    "'\" y2=\"'+py+'\" stroke=\"#e4e4e4\"/><text x=\"'+(x0-4)+'\" y=\"'+(py+4)+'\" text-anchor=\"end\">1e'+e+'</text>'}"
+    /* Log ticks: 1, 2, 5 (or every digit) times a power of ten; in a range narrower than
+     * that, evenly spaced values placed on the log axis. */
+    "var ms=yb-ya>=2?[1]:yb-ya>=0.6?[1,2,5]:[1,2,3,4,5,6,7,8,9],tv=[];"
+    "for(var e=Math.floor(ya);e<=Math.ceil(yb);e++)ms.forEach(function(m){var l=e+Math.log10(m);"
+    "if(l>=ya&&l<=yb)tv.push(m*Math.pow(10,e))});if(tv.length<3){tv=[];var lo=Math.pow(10,ya),"
+    "hi=Math.pow(10,yb),r=(hi-lo)/4,g=Math.pow(10,Math.floor(Math.log10(r))),f=r/g,st=(f<1.5?1:f<3?2:f<7?5:10)*g;"
+    "for(var v=Math.ceil(lo/st)*st;v<=hi;v+=st)tv.push(v)}"
+    "tv.forEach(function(v){var l=Math.log10(v),py=(y1-(l-ya)*(y1-y0)/(yb-ya)).toFixed(1);"
+    "h+='<line x1=\"'+x0+'\" x2=\"'+x1+'\" y1=\"'+py+'\" y2=\"'+py+'\" stroke=\"#e4e4e4\"/>"
+    "<text x=\"'+(x0-4)+'\" y=\"'+(+py+4)+'\" text-anchor=\"end\">'+String(+v.toPrecision(4))+'</text>'});"
     "var keep=c.axes0.split('<line').filter(function(s,i){return i>0&&s.indexOf('y1=\"'+y1+'\"')>0});"
     "c.axes.innerHTML=h+keep.map(function(s){return'<line'+s}).join('')}else c.axes.innerHTML=c.axes0;"
     "var fx=function(x){return x0+(x-xa)*(x1-x0)/(xb-xa)},fy=function(v){if(log)v=v>0?Math.log10(v):NaN;"
