@@ -492,6 +492,21 @@ def main():
     if len(dom.rows) != 4 or sorted(lrs) != ["0.001", "0.003", "0.01"]:
         fail("three runs: the runs table has %s" % dom.rows)
     ok("three runs: three colours, the table lists each run's lr")
+    # Sorting the table by a column, as a click does: numbers by value, both directions.
+    report = os.path.join(d, "report.html")
+    page = report + ".sort.html"
+    drive = ("<script>var th=[].filter.call(document.querySelectorAll('#runs th'),function(t){"
+             "return t.textContent==='lr'})[0],rows=function(){return [].map.call(document."
+             "querySelectorAll('#runs tbody tr'),function(r){return r.cells[0].textContent})"
+             ".join(',')};th.click();var a=rows();th.click();var b=rows();var r=document."
+             "createElement('pre');r.id='result';r.textContent=a+'|'+b;document.body."
+             "appendChild(r)</script></body>")
+    text = open(report, encoding="utf-8").read()
+    open(page, "w", encoding="utf-8").write(text.replace("</body>", drive, 1))
+    m = re.search(r'<pre id="result">([^<]*)</pre>', chrome(["--dump-dom"], page))
+    if not m or m.group(1) != "run0,run1,run2|run2,run1,run0":
+        fail("sorting the runs table by lr gave %s" % (m.group(1) if m else "nothing"))
+    ok("the runs table sorts by a column, up and down")
 
     # 4. A regression run: no accuracy chart.
     d = os.path.join(TMP, "regression")

@@ -11,7 +11,9 @@
 #include "report_internal.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -342,7 +344,8 @@ typedef struct report {
     char **groups;
     size_t n_groups;
     int columns; /* pixel columns a series keeps points for */
-    int chart_id;
+    int chart_id; /* the next chart's number (clip-path ids) */
+    int threads;  /* drawing the scalar charts */
 } report;
 
 static void style_attrs(sbuf *b, int group, int role)
@@ -427,10 +430,10 @@ static void draw_axes(sbuf *b, double xmin, double xmax, double ymin, double yma
               (PX0 + PX1) / 2, SVG_H - 4, xlabel);
 }
 
-static void scalar_chart(report *rp, const char *tag, size_t *idx)
+/* The chart of one tag into b (its own buffer: charts are drawn in parallel), numbered id. */
+static void scalar_chart(const report *rp, const char *tag, size_t *idx, sbuf *b, int id)
 {
     const lr_log *log = rp->log;
-    sbuf *b = &rp->out;
     series ser[1024];
     size_t n = 0;
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
@@ -469,7 +472,6 @@ static void scalar_chart(report *rp, const char *tag, size_t *idx)
         ymin -= pad;
         ymax += pad;
     }
-    const int id = rp->chart_id++;
     sb_puts(b, "<figure class=\"chart\" data-tag=\"");
     sb_escs(b, tag);
     sb_puts(b, "\"><figcaption>");
@@ -585,6 +587,68 @@ static void distribution_chart(report *rp, const lr_run *run, int group, const l
 #undef DX
 #undef DY
     sb_puts(b, "\"/></g></svg></figure>\n");
+}
+
+/* Every scalar chart, on rp->threads threads claiming tags in turn, each into its own buffer;
+ * the buffers are joined in tag order (the bytes do not depend on the threads). */
+typedef struct chart_job {
+    const report *rp;
+    char *const *tags;
+    size_t n;
+    sbuf *out;  /* one per chart */
+    size_t max_n;
+    _Atomic size_t next;
+    _Atomic int oom;
+} chart_job;
+
+static void *chart_worker(void *arg)
+{
+    chart_job *job = arg;
+    size_t *idx = malloc(job->max_n * sizeof *idx);
+    if (!idx) {
+        atomic_store(&job->oom, 1);
+        return NULL;
+    }
+    for (;;) {
+        const size_t t = atomic_fetch_add(&job->next, 1);
+        if (t >= job->n)
+            break;
+        scalar_chart(job->rp, job->tags[t], idx, &job->out[t], (int)t);
+    }
+    free(idx);
+    return NULL;
+}
+
+static void draw_charts(report *rp, char *const *tags, size_t n)
+{
+    const lr_log *log = rp->log;
+    chart_job job = {.rp = rp, .tags = tags, .n = n, .max_n = 1};
+    for (size_t r = 0; r < log->n_runs; r++)
+        for (size_t s = 0; s < log->runs[r].n_scalars; s++)
+            if (log->runs[r].scalars[s].n > job.max_n)
+                job.max_n = log->runs[r].scalars[s].n;
+    if (!(job.out = calloc(n ? n : 1, sizeof *job.out))) {
+        rp->out.oom = 1;
+        return;
+    }
+    pthread_t tid[8];
+    int started = 0;
+    for (int t = 1; t < rp->threads && t < 8; t++)
+        if (pthread_create(&tid[started], NULL, chart_worker, &job) == 0)
+            started++;
+    chart_worker(&job);
+    for (int t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
+    if (atomic_load(&job.oom))
+        rp->out.oom = 1;
+    for (size_t t = 0; t < n; t++) {
+        if (job.out[t].oom)
+            rp->out.oom = 1;
+        if (job.out[t].p)
+            sb_put(&rp->out, job.out[t].p, job.out[t].len);
+        free(job.out[t].p);
+    }
+    free(job.out);
 }
 
 static const char *status_name(int s)
@@ -880,22 +944,12 @@ static void write_report(report *rp, const char *title)
         b->oom = 1;
         return;
     }
-    size_t max_n = 1;
-    for (size_t r = 0; r < log->n_runs; r++)
-        for (size_t s = 0; s < log->runs[r].n_scalars; s++)
-            if (log->runs[r].scalars[s].n > max_n)
-                max_n = log->runs[r].scalars[s].n;
-    size_t *idx = malloc(max_n * sizeof *idx);
-    if (!idx) {
-        free_names(tags, n_tags);
-        b->oom = 1;
-        return;
-    }
     order_tags(log, rp->group_of, tags, n_tags);
     if (n_tags) {
         sb_puts(b, "<h2>Scalars</h2><div class=\"grid\">\n");
-        for (size_t t = 0; t < n_tags && t < MAX_CHARTS; t++)
-            scalar_chart(rp, tags[t], idx);
+        const size_t n_charts = n_tags < MAX_CHARTS ? n_tags : MAX_CHARTS;
+        draw_charts(rp, tags, n_charts);
+        rp->chart_id = (int)n_charts;
         sb_puts(b, "</div>\n");
         if (n_tags > MAX_CHARTS) {
             sb_printf(b, "<p class=\"meta\">%zu more scalar tags are not drawn (the first %d "
@@ -907,7 +961,6 @@ static void write_report(report *rp, const char *title)
             sb_puts(b, n_tags > MAX_CHARTS + 100 ? ", ...</p>\n" : "</p>\n");
         }
     }
-    free(idx);
     free_names(tags, n_tags);
     if (rp->n_groups) {
         sb_puts(b, "<h2>Runs</h2>\n");
@@ -1015,6 +1068,7 @@ int lr_report_html(const char *logdir, const brisk_report_options *opt, char **h
         n_series += log.runs[r].n_scalars;
     const size_t cols = n_series ? POINT_BUDGET_BYTES / (n_series * 2 * POINT_BYTES) : PLOT_W;
     rp.columns = cols > PLOT_W ? PLOT_W : cols < 24 ? 24 : (int)cols;
+    rp.threads = lr_threads(opt->threads);
     write_report(&rp, opt->title ? opt->title : logdir);
     free(rp.group_of);
     free_names(rp.groups, rp.n_groups);

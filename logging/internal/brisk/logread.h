@@ -98,6 +98,9 @@ typedef struct lr_log {
 int lr_log_read(const char *dir, int threads, lr_log *log);
 void lr_log_free(lr_log *log);
 
+/* The threads to use for `threads` as in lr_log_read: 1..8. */
+int lr_threads(int threads);
+
 struct brisk_report_options;
 /* The HTML report of logdir (brisk_report_write without the file): *html (malloc'd, NUL
  * terminated) of *len bytes. */
