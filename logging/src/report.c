@@ -10,6 +10,7 @@
 #include "brisk/message.h"
 #include "report_internal.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- a growable text buffer ---------------------------------------------------------------- */
 
@@ -1088,7 +1090,12 @@ int brisk_report_write(const char *logdir, const char *path, const brisk_report_
         return brisk_error_set(BRISK_EINVAL, "report: %s is %s",
                                !logdir || !*logdir ? "the log directory" : "the output path",
                                (!logdir || !path) ? "NULL" : "empty");
-    /* The target is checked (a directory, device or FIFO is refused) before the logs are read. */
+    /* Both ends are checked (a missing log directory; a target that is a directory, device or
+     * FIFO) before the logs are read. */
+    struct stat st;
+    if (stat(logdir, &st) != 0)
+        return brisk_error_set(errno == ENOENT ? BRISK_ENOENT : BRISK_EIO,
+                               "report: the log directory %s: %s", logdir, strerror(errno));
     brisk_outfile o;
     int err = brisk_outfile_open(&o, path);
     if (err < 0)
