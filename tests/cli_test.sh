@@ -141,6 +141,41 @@ threads)
     strip_times "$out" | diff "$out.t1" - >/dev/null && { rm -f "$out.t1"; fail "checksum blind to the micro-batch"; }
     rm -f "$out.t1"
     ;;
+label-smoothing)
+    # Bitwise the same at any thread count; not the plain loss; kept by checkpoints (an exact
+    # resume, and --eval gives the training's test line); refused where it means nothing.
+    c="--data synthetic --model 32-16-4 --synthetic-n 2000 --synthetic-test-n 500 --schedule constant --json --label-smoothing 0.1"
+    run $c --epochs 4 --threads 1 --logdir "$tmp/ls1"
+    expect_status 0
+    strip_times "$out" >"$tmp/ls1.txt"
+    for t in 2 3; do
+        run $c --epochs 4 --threads $t --logdir none
+        expect_status 0
+        strip_times "$out" | diff "$tmp/ls1.txt" - >/dev/null || fail "--threads $t differs from --threads 1"
+    done
+    run --data synthetic --model 32-16-4 --synthetic-n 2000 --synthetic-test-n 500 --schedule constant --json --epochs 4 --logdir none
+    strip_times "$out" | diff "$tmp/ls1.txt" - >/dev/null && fail "--label-smoothing 0.1 changed nothing"
+    run $c --epochs 2 --logdir "$tmp/ls2"
+    expect_status 0
+    run --resume="$tmp/ls2" --epochs 4 --json
+    expect_status 0
+    strip_times "$out" >"$tmp/ls2.txt"
+    tail -n 3 "$tmp/ls1.txt" | diff - "$tmp/ls2.txt" || fail "the resumed run differs from the straight one"
+    ck=$(ls "$tmp/ls2/checkpoints"/ckpt-*.safetensors | tail -n 1)
+    run --eval "$ck" --json
+    expect_status 0
+    grep -o '"test_loss": [0-9.]*, "test_accuracy": [0-9.]*, "params_checksum": "[0-9a-f]*"' "$out" >"$tmp/eval.txt"
+    grep -q -F "$(cat "$tmp/eval.txt")" "$tmp/ls2.txt" || fail "--eval differs from the training's test line"
+    run --resume="$tmp/ls2" --label-smoothing 0.2
+    expect_status 2
+    expect_in "$err" "--label-smoothing"
+    run $c --loss mse --logdir none
+    expect_status 2
+    expect_in "$err" "--label-smoothing: only the ce loss"
+    run --data synthetic --label-smoothing 1 --logdir none
+    expect_status 2
+    expect_in "$err" "--label-smoothing"
+    ;;
 diverge)
     # At once: no checkpoint yet.
     run $syn --epochs 3 --optimizer sgd --lr 1e6 --momentum 0.99

@@ -57,6 +57,10 @@ CASES = [
     ("embed:9:8,posembed,dropout:0.2,attention:2:drop0.3,dropout:0.1,res:3,layernorm,dense:9",
      (6, 1), "ce", 2),
     ("embed:7:8,posembed:40,attention:4,res:1,layernorm,dense:7:tied", (37, 1), "ce", 2),
+    # label smoothing ("ce:E": F.cross_entropy(..., label_smoothing=E)): per sample, and per
+    # position of a sequence (the token loss's own kernel)
+    ("dense:7,relu,dense:5", (6,), "ce:0.1", 4),
+    ("embed:9:8,posembed,attention:2,res:2,layernorm,dense:9", (6, 1), "ce:0.25", 2),
 ]
 
 
@@ -128,8 +132,10 @@ class KeyedAttentionDropout:
 
 
 def loss_of(kind, logits, labels):
-    if kind == "ce":  # sequences: over every position
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+    if kind.startswith("ce"):  # sequences: over every position
+        eps = float(kind[3:]) if kind.startswith("ce:") else 0.0
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                               label_smoothing=eps)
     C = logits.shape[1]
     target = (labels.reshape(-1, 1).float() if C == 1
               else F.one_hot(labels, C).float())

@@ -50,6 +50,9 @@ static double batch_loss(check *c)
 
 /* Builds spec on input, checks every parameter (or every `every`-th of large tensors) on a
  * batch of `rows` samples. */
+/* The label smoothing of the ce loss in the checks that follow (0 but in one test). */
+static float smoothing;
+
 static void gradcheck_rows(const char *spec, brisk_shape input, brisk_loss loss, double tol,
                            int rows)
 {
@@ -61,6 +64,7 @@ static void gradcheck_rows(const char *spec, brisk_shape input, brisk_loss loss,
     memset(&cfg, 0, sizeof cfg);
     assert_int_equal(brisk_model_config_set(&cfg, spec, input), BRISK_OK);
     cfg.loss = loss;
+    cfg.label_smoothing = loss == BRISK_LOSS_SOFTMAX_CE ? smoothing : 0.0f;
     if (brisk_model_create(&cfg, &c.m) != BRISK_OK) {
         print_error("%s: %s\n", spec, brisk_error_detail());
         fail();
@@ -159,6 +163,17 @@ static void test_mlp_every_activation_and_loss(void **state)
     gradcheck("dense:5,gelu,dense:1", brisk_shape_vec(6), BRISK_LOSS_MSE, 2e-3);
     gradcheck("dense:5:nobias,tanh,dense:3:nobias", brisk_shape_vec(6), BRISK_LOSS_SOFTMAX_CE,
               2e-3);
+}
+
+/* Label smoothing: the per-sample loss and the token loss's own kernel. */
+static void test_label_smoothing(void **state)
+{
+    (void)state;
+    smoothing = 0.2f;
+    gradcheck("dense:5,tanh,dense:4", brisk_shape_vec(6), BRISK_LOSS_SOFTMAX_CE, 2e-3);
+    gradcheck_rows("embed:9:6,posembed,attention:1,res:1,dense:9:tied", brisk_shape_seq(1, 4),
+                   BRISK_LOSS_SOFTMAX_CE, 3e-3, 2);
+    smoothing = 0.0f;
 }
 
 static void test_conv_and_pooling(void **state)
@@ -372,6 +387,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mlp_every_activation_and_loss),
+        cmocka_unit_test(test_label_smoothing),
         cmocka_unit_test(test_conv_and_pooling),
         cmocka_unit_test(test_residual),
         cmocka_unit_test(test_normalisation_and_dropout),

@@ -60,7 +60,15 @@ static void run_case(const ref_case *rc)
                            : rc->rank == 2 ? brisk_shape_seq(rc->shape[1], rc->shape[0])
                                            : brisk_shape_vec(rc->shape[0]);
     assert_int_equal(brisk_model_config_set(&cfg, rc->spec, in), BRISK_OK);
-    cfg.loss = (brisk_loss)brisk_loss_parse(rc->loss);
+    /* "ce:E": the cross-entropy with label smoothing E. */
+    char loss[16];
+    snprintf(loss, sizeof loss, "%s", rc->loss);
+    char *colon = strchr(loss, ':');
+    if (colon) {
+        *colon = '\0';
+        cfg.label_smoothing = strtof(colon + 1, NULL);
+    }
+    cfg.loss = (brisk_loss)brisk_loss_parse(loss);
     brisk_model *m;
     if (brisk_model_create(&cfg, &m) != BRISK_OK) {
         print_error("%s: %s\n", rc->spec, brisk_error_detail());

@@ -13,6 +13,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A whole file as a NUL-terminated string (test_read_file's bytes are not). */
+static uint8_t *read_text(const char *path, size_t *len)
+{
+    uint8_t *b = test_read_file(path, len);
+    uint8_t *t = realloc(b, *len + 1);
+    assert_non_null(t);
+    t[*len] = '\0';
+    return t;
+}
+
 static char *path_in(const char *dir, const char *name)
 {
     char *p = NULL;
@@ -181,7 +191,7 @@ static void test_report_refusals_and_determinism(void **state)
     assert_int_equal(brisk_report_write(dir, out, &(brisk_report_options){.threads = 1}), 0);
     assert_int_equal(brisk_report_write(dir, out2, &(brisk_report_options){.threads = 4}), 0);
     size_t n1, n2;
-    uint8_t *a = test_read_file(out, &n1), *b = test_read_file(out2, &n2);
+    uint8_t *a = read_text(out, &n1), *b = read_text(out2, &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(a, b, n1);
     /* Escaped text; no network reference; the chart of the overlaid tag. */
@@ -276,11 +286,11 @@ static void test_live_report(void **state)
     assert_int_equal(brisk_logger_flush(lg), 0); /* the request was consumed */
     char *html = path_in(dir, "report.html");
     size_t n;
-    uint8_t *b = test_read_file(html, &n);
+    uint8_t *b = read_text(html, &n);
     assert_non_null(strstr((const char *)b, "data-tag=\"live_loss\""));
     assert_non_null(strstr((const char *)b, "20,0.05"));
     free(b);
-    b = test_read_file(other, &n);
+    b = read_text(other, &n);
     assert_non_null(strstr((const char *)b, "live_loss"));
     free(b);
     /* A report that cannot be written is told once, and the logs go on. */

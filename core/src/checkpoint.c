@@ -174,6 +174,8 @@ static char *build_header(const brisk_model *m, const entry *e, size_t n_entries
          add_meta(meta, "brisk.model", "%s", spec) &&
          add_meta(meta, "brisk.input", "%s", input) &&
          add_meta(meta, "brisk.loss", "%s", brisk_loss_name(mc->loss)) &&
+         (mc->label_smoothing == 0.0f ||
+          add_meta(meta, "brisk.label_smoothing", "%.9g", (double)mc->label_smoothing)) &&
          add_meta(meta, "brisk.epoch", "%" PRId64, pos->epoch) &&
          add_meta(meta, "brisk.batch", "%" PRId64, pos->batch) &&
          add_meta(meta, "brisk.steps_done", "%" PRId64, pos->steps_done) &&
@@ -542,6 +544,17 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
         goto out;
     }
     c->model.loss = (brisk_loss)l;
+    const char *smooth = meta_str(meta, "brisk.label_smoothing");
+    if (smooth) {
+        char *end;
+        const double e = strtod(smooth, &end);
+        if (end == smooth || *end || !(e > 0 && e < 1) || l != BRISK_LOSS_SOFTMAX_CE) {
+            err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.label_smoothing '%s' is "
+                                  "not in (0, 1) for the ce loss", path, smooth);
+            goto out;
+        }
+        c->model.label_smoothing = (float)e;
+    }
     /* Every value within what training can produce: epochs as --epochs allows, steps far
      * below overflow, metrics that are counts. */
     int64_t seed = 0;

@@ -306,6 +306,7 @@ int brisk_model_config_gpt(brisk_model_config *cfg, const brisk_gpt_config *g)
         return err;
     cfg->loss = BRISK_LOSS_SOFTMAX_CE;
     cfg->init = BRISK_INIT_GPT2;
+    cfg->label_smoothing = 0.0f;
     return BRISK_OK;
 }
 
@@ -460,6 +461,14 @@ int brisk_model_create(const brisk_model_config *cfg, brisk_model **out)
         return err;
     }
     const int C = brisk_model_outputs(m);
+    if (!(cfg->label_smoothing >= 0.0f && cfg->label_smoothing < 1.0f) ||
+        (cfg->label_smoothing != 0.0f && cfg->loss != BRISK_LOSS_SOFTMAX_CE)) {
+        brisk_model_destroy(m);
+        return brisk_error_set(BRISK_EINVAL, "label smoothing %g: %s", (double)cfg->label_smoothing,
+                               cfg->loss != BRISK_LOSS_SOFTMAX_CE
+                                   ? "only the ce loss has labels to smooth"
+                                   : "it must be in [0, 1)");
+    }
     if (cfg->loss == BRISK_LOSS_SOFTMAX_CE && C < 2) {
         brisk_model_destroy(m);
         return brisk_error_set(BRISK_EINVAL, "model: softmax cross-entropy needs >= 2 outputs, "
@@ -969,6 +978,20 @@ static double sample_loss(const brisk_model *m, const float *zi, float *di, size
         for (int c = 0; c < C; c++)
             s += exp((double)(zi[c * ld] - zmax));
         *right = arg == y;
+        const double eps = m->cfg.label_smoothing;
+        if (eps != 0.0) {
+            /* Smoothed target q = (1 - eps) onehot(y) + eps / C: loss = logsumexp(z) -
+             * sum_c q_c z_c, dloss/dz = softmax(z) - q. */
+            const double off = eps / C, inv = 1.0 / s;
+            double zsum = 0.0;
+            for (int c = 0; c < C; c++)
+                zsum += (double)zi[c * ld];
+            if (want_grad)
+                for (int c = 0; c < C; c++)
+                    di[c * ld] = grad_scale * (float)(exp((double)(zi[c * ld] - zmax)) * inv -
+                                                      off - (c == y ? 1.0 - eps : 0.0));
+            return log(s) + (double)zmax - (1.0 - eps) * (double)zi[(size_t)y * ld] - off * zsum;
+        }
         if (want_grad) {
             const double inv = 1.0 / s;
             for (int c = 0; c < C; c++)
@@ -1066,7 +1089,8 @@ int brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const ui
 #define TOKEN_BLOCK 64
 static BRISK_MULTIVERSION void token_block(const float *z, float *dz, size_t ld, int C, int w,
                                            const int32_t *y, float grad_scale, int want_grad,
-                                           float *mx, float *sum, double *loss, uint8_t *right)
+                                           float eps, float *mx, float *sum, double *loss,
+                                           uint8_t *right)
 {
     int arg[TOKEN_BLOCK];
     for (int j = 0; j < w; j++) {
@@ -1099,6 +1123,34 @@ static BRISK_MULTIVERSION void token_block(const float *z, float *dz, size_t ld,
     for (int j = 0; j < w; j++) {
         loss[j] = log((double)sum[j]) + (double)mx[j] - (double)z[(size_t)y[j] * ld + j];
         right[j] = (uint8_t)(arg[j] == y[j]);
+    }
+    if (eps != 0.0f) { /* label smoothing: as sample_loss */
+        double zsum[TOKEN_BLOCK];
+        for (int j = 0; j < w; j++)
+            zsum[j] = 0.0;
+        for (int c = 0; c < C; c++) {
+            const float *row = z + (size_t)c * ld;
+            for (int j = 0; j < w; j++)
+                zsum[j] += (double)row[j];
+        }
+        const double off = (double)eps / C;
+        for (int j = 0; j < w; j++)
+            loss[j] = log((double)sum[j]) + (double)mx[j] -
+                      (1.0 - (double)eps) * (double)z[(size_t)y[j] * ld + j] - off * zsum[j];
+        if (!want_grad)
+            return;
+        float inv[TOKEN_BLOCK];
+        for (int j = 0; j < w; j++)
+            inv[j] = grad_scale / sum[j];
+        const float shift = grad_scale * (float)off;
+        for (int c = 0; c < C; c++) {
+            float *drow = dz + (size_t)c * ld;
+            for (int j = 0; j < w; j++)
+                drow[j] = drow[j] * inv[j] - shift;
+        }
+        for (int j = 0; j < w; j++)
+            dz[(size_t)y[j] * ld + j] -= grad_scale * (1.0f - eps);
+        return;
     }
     if (!want_grad)
         return;
@@ -1139,7 +1191,7 @@ int brisk_model_loss_tokens(const brisk_model *m, brisk_workspace *ws, const int
     for (long long j = j0; j < j1; j += TOKEN_BLOCK) {
         const int w = (int)(j1 - j < TOKEN_BLOCK ? j1 - j : TOKEN_BLOCK);
         token_block(zl + j, dz + j, ld, C, w, targets + j, grad_scale, grad_scale != 0.0f,
-                    ws->col_tmp + j, ws->col_tmp + ws->max_cols + j, ws->sample_loss + j,
+                    m->cfg.label_smoothing, ws->col_tmp + j, ws->col_tmp + ws->max_cols + j, ws->sample_loss + j,
                     ws->sample_right + j);
     }
     brisk_team_barrier(team);

@@ -495,6 +495,10 @@ static int model_config(const brisk_run_config *c, brisk_shape input, int vocab,
         return brisk_error_set(BRISK_EINVAL, "loss: the gpt preset's loss is ce, not %s",
                                c->loss);
     mc->loss = (brisk_loss)brisk_loss_parse(c->loss);
+    if (c->label_smoothing != 0 && mc->loss != BRISK_LOSS_SOFTMAX_CE)
+        return brisk_error_set(BRISK_EINVAL, "label-smoothing: only the ce loss has labels to "
+                               "smooth (the loss is %s)", c->loss);
+    mc->label_smoothing = (float)c->label_smoothing;
     if (!is_gpt(c->model) || strcmp(c->init, "auto")) /* the preset's own: gpt2 */
         mc->init = !strcmp(c->init, "he")       ? BRISK_INIT_HE
                    : !strcmp(c->init, "glorot") ? BRISK_INIT_GLOROT
@@ -712,6 +716,7 @@ static int restore(brisk_run *r)
     brisk_model_describe(m, want, sizeof want);
     brisk_model_describe(r->ck->layout, have, sizeof have);
     if (strcmp(want, have) || r->ck->model.loss != mc->loss ||
+        r->ck->model.label_smoothing != mc->label_smoothing ||
         brisk_shape_size(r->ck->model.input) != brisk_shape_size(mc->input))
         return brisk_error_set(BRISK_EMISMATCH, "%s holds another model (%s, loss %s) than the "
                                "settings give (%s, loss %s)", r->ck_path, have,

@@ -75,6 +75,7 @@ static const slot slots[] = {
     TEXT("model", model, 0),
     TEXT("act", act, 0),
     TEXT("loss", loss, 0),
+    REAL("label-smoothing", label_smoothing, 0, 0.99, 0),
     TEXT("init", init, 0),
     TEXT("init-from", init_from, 0),
     TEXT("optimizer", optimizer, 0),

@@ -73,6 +73,10 @@ typedef struct brisk_model_config {
     brisk_shape input;               /* per sample */
     brisk_loss loss;
     brisk_init init;
+    /* ce only: PyTorch's label_smoothing, in [0, 1): the target is (1 - e) on the label and e
+     * spread evenly over all C classes, so loss = (1 - e) (-log p_y) + e mean_c(-log p_c),
+     * in training and evaluation alike; 0 (the default) is the plain cross-entropy. */
+    float label_smoothing;
 } brisk_model_config;
 
 /* Sets cfg's layer list (a list as above or a preset name) and input shape; the loss and init

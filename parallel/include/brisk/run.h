@@ -62,6 +62,7 @@ typedef struct brisk_run_config {
                                        * ("784-256-128-10") */
     char act[16];      /* the shorthand's hidden activation: relu, gelu, tanh, sigmoid */
     char loss[8];      /* ce, bce, mse */
+    double label_smoothing; /* ce: PyTorch's label_smoothing, [0, 1) */
     char init[8];      /* auto, he, glorot, gpt2 */
     /* An llm.c model file (gpt2_*.bin) whose weights a gpt model starts from ("" for none). */
     char init_from[BRISK_RUN_PATH_MAX];
