@@ -39,7 +39,8 @@ typedef struct cli {
     const char *resume, *eval, *predict, *out, *input, *sample, *prompt;
     const char *gen_flag; /* a generation flag given (for the message without --sample) */
     brisk_generate_config gen;
-    int resume_set, json, quiet, summary;
+    int resume_set, json, quiet, summary, lr_find;
+    brisk_lr_find_config lrf;
     const char *settings[MAX_SETTINGS];
     int n_settings;
     char storage[MAX_SETTINGS][BRISK_RUN_PATH_MAX + 64];
@@ -56,7 +57,8 @@ static const char *setting_of(const cli *c, const char *name)
 }
 
 enum { OPT_RESUME = 1000, OPT_EVAL, OPT_PREDICT, OPT_OUT, OPT_INPUT, OPT_JSON, OPT_QUIET,
-       OPT_SUMMARY, OPT_SAMPLE, OPT_PROMPT, OPT_TOKENS, OPT_TEMPERATURE, OPT_TOP_K };
+       OPT_SUMMARY, OPT_SAMPLE, OPT_PROMPT, OPT_TOKENS, OPT_TEMPERATURE, OPT_TOP_K,
+       OPT_LR_FIND };
 
 /* A number for a generation flag, in [lo, hi], or a usage error. */
 static double gen_number(const char *flag, const char *v, double lo, double hi)
@@ -66,6 +68,34 @@ static double gen_number(const char *flag, const char *v, double lo, double hi)
     if (end == v || *end || !(x >= lo && x <= hi))
         usage_error(flag, "'%s' is not a number in %g..%g", v, lo, hi);
     return x;
+}
+
+/* --lr-find[=START:END[:STEPS]] */
+static void parse_lr_find(const char *v, brisk_lr_find_config *f)
+{
+    f->start_lr = 1e-7;
+    f->end_lr = 10;
+    f->steps = 200;
+    if (!v)
+        return;
+    char *end;
+    f->start_lr = strtod(v, &end);
+    if (end == v || *end != ':')
+        usage_error("--lr-find", "'%s' is not START:END[:STEPS] (1e-7:10:200)", v);
+    const char *e = end + 1;
+    f->end_lr = strtod(e, &end);
+    if (end == e || (*end && *end != ':'))
+        usage_error("--lr-find", "'%s' is not START:END[:STEPS] (1e-7:10:200)", v);
+    if (*end) {
+        const char *s = end + 1;
+        const long steps = strtol(s, &end, 10);
+        if (end == s || *end || steps < 5 || steps > 100000)
+            usage_error("--lr-find", "steps '%s': a whole number in 5..100000", s);
+        f->steps = (int)steps;
+    }
+    if (!(f->start_lr > 0 && f->end_lr > f->start_lr && f->end_lr <= 1e6))
+        usage_error("--lr-find", "rates %g to %g: 0 < START < END <= 1e6", f->start_lr,
+                    f->end_lr);
 }
 
 static void parse_args(int argc, char **argv, cli *c)
@@ -81,7 +111,8 @@ static void parse_args(int argc, char **argv, cli *c)
         {"sample", required_argument, 0, OPT_SAMPLE}, {"prompt", required_argument, 0, OPT_PROMPT},
         {"tokens", required_argument, 0, OPT_TOKENS},
         {"temperature", required_argument, 0, OPT_TEMPERATURE},
-        {"top-k", required_argument, 0, OPT_TOP_K}, {"help", no_argument, 0, 'h'}};
+        {"top-k", required_argument, 0, OPT_TOP_K},
+        {"lr-find", optional_argument, 0, OPT_LR_FIND}, {"help", no_argument, 0, 'h'}};
     int k = 0;
     for (int i = 0; i < n; i++)
         if (strcmp(s[i].name, "run")) /* the run's id: kept across resumes, never given */
@@ -111,6 +142,7 @@ static void parse_args(int argc, char **argv, cli *c)
             c->gen_flag = "--temperature"; break;
         case OPT_TOP_K: c->gen.top_k = (int)gen_number(flag, optarg, 0, 1 << 20);
             c->gen_flag = "--top-k"; break;
+        case OPT_LR_FIND: c->lr_find = 1; parse_lr_find(optarg, &c->lrf); break;
         case OPT_JSON: case OPT_QUIET: case OPT_SUMMARY:
             *(opt == OPT_JSON ? &c->json : opt == OPT_QUIET ? &c->quiet : &c->summary) = 1;
             break;
@@ -146,6 +178,25 @@ static void parse_args(int argc, char **argv, cli *c)
         usage_error("--out", "goes with --predict");
     if (c->input && !c->predict)
         usage_error("--input", "goes with --predict");
+    if (c->lr_find) {
+        if (c->sample || c->resume_set || c->eval || c->predict || c->summary)
+            usage_error("--lr-find", "starts a new run: not with --resume, --eval, --predict, "
+                        "--sample or --summary");
+        static const char *const swept[] = {"lr", "schedule", "warmup", "min-lr"};
+        for (int i = 0; i < 4; i++)
+            if (setting_of(c, swept[i]))
+                usage_error("--lr-find", "sweeps the rate itself: leave out --%s", swept[i]);
+        if (c->n_settings + 3 > MAX_SETTINGS)
+            usage_error("--lr-find", "too many settings");
+        /* A constant schedule at the last rate: each step scales it (brisk_run_lr_find). */
+        snprintf(c->storage[c->n_settings], sizeof c->storage[0], "lr=%.17g", c->lrf.end_lr);
+        c->settings[c->n_settings] = c->storage[c->n_settings];
+        c->n_settings++;
+        c->settings[c->n_settings++] = "schedule=constant";
+        if (!setting_of(c, "checkpoint-dir"))
+            c->settings[c->n_settings++] = "checkpoint-dir=none";
+        c->lrf.seed = c->given.seed;
+    }
     if (c->resume_set && !c->resume && !(c->resume = setting_of(c, "checkpoint-dir")))
         usage_error("--resume", "name a run directory or checkpoint (--resume=DIR|FILE), or "
                     "pass --checkpoint-dir DIR");
@@ -509,6 +560,63 @@ static int evaluate(const cli *c, brisk_comm *comm)
     return 0;
 }
 
+/* --lr-find: the range test instead of training; the curve on stdout and in the logs. */
+static int lr_find(const cli *c, brisk_comm *comm)
+{
+    brisk_run *r;
+    int err = brisk_run_open(&(brisk_run_options){.settings = c->settings,
+                                                  .n_settings = c->n_settings, .comm = comm,
+                                                  .message = warn},
+                             &r);
+    if (err < 0)
+        return failed(err, NULL);
+    brisk_comm_set_timeout(comm, brisk_run_get_config(r)->mpi_timeout);
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    brisk_lr_find_config f = c->lrf;
+    f.stop = &stop_signal;
+    brisk_lr_find_result res;
+    if ((err = brisk_run_lr_find(r, &f, &res)) < 0) {
+        brisk_run_close(r);
+        return failed(err, "--lr-find");
+    }
+    const brisk_run_config *cfg = brisk_run_get_config(r);
+    if (c->json) {
+        printf("{\"lr_find\": {\"steps\": %d, \"diverged\": %s, \"suggested_lr\": %.6g, "
+               "\"lowest_loss_lr\": %.6g, \"curve\": [", res.n, res.diverged ? "true" : "false",
+               res.suggested, res.lowest_lr);
+        for (int i = 0; i < res.n; i++)
+            printf("%s[%.6g, %.6g, %.6g]", i ? ", " : "", res.lr[i], res.loss[i],
+                   res.smoothed[i]);
+        printf("]}}\n");
+    } else {
+        const int every = res.n > 25 ? (res.n + 24) / 25 : 1;
+        if (!c->quiet) {
+            printf("%6s %11s %10s %10s\n", "step", "rate", "loss", "smoothed");
+            for (int i = 0; i < res.n; i++)
+                if (i % every == 0 || i == res.n - 1)
+                    printf("%6d %11.3g %10.4f %10.4f\n", i + 1, res.lr[i], res.loss[i],
+                           res.smoothed[i]);
+        }
+        printf("lr-find: %d steps of batch %d%s; lowest smoothed loss at rate %.3g; suggested "
+               "rate %s", res.n, cfg->batch,
+               res.diverged ? " (stopped: the loss diverged)"
+               : stop_signal ? " (interrupted)" : "",
+               res.lowest_lr, res.suggested > 0 ? "" : "none (too few steps)");
+        if (res.suggested > 0)
+            printf("%.3g (steepest descent)", res.suggested);
+        printf("\n");
+        if (strcmp(cfg->logdir, "none") && !c->quiet)
+            printf("the curve is in %s/train (lr_find/*), for TensorBoard or brisk-events "
+                   "plot %s --tag lr_find/smoothed_loss\n", cfg->logdir, cfg->logdir);
+    }
+    brisk_lr_find_result_free(&res);
+    brisk_run_close(r);
+    return stop_signal ? EXIT_INTERRUPTED : 0;
+}
+
 static int train(const cli *c, brisk_comm *comm)
 {
     const int rank = brisk_comm_rank(comm);
@@ -573,8 +681,10 @@ int main(int argc, char **argv)
     }
     static cli c;
     parse_args(argc, argv, &c);
-    const int status = c.sample ? sample(&c)
-                       : c.eval || c.predict ? evaluate(&c, comm) : train(&c, comm);
+    const int status = c.sample                ? sample(&c)
+                       : c.eval || c.predict   ? evaluate(&c, comm)
+                       : c.lr_find             ? lr_find(&c, comm)
+                                               : train(&c, comm);
     /* A rank that fails alone (a file error) would leave the others waiting in a collective:
      * end them all. Usage errors, divergence and interrupts happen on every rank alike. */
     if (status != 0 && status != EXIT_USAGE && status != EXIT_DIVERGED &&

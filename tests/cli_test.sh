@@ -141,6 +141,42 @@ threads)
     strip_times "$out" | diff "$out.t1" - >/dev/null && { rm -f "$out.t1"; fail "checksum blind to the micro-batch"; }
     rm -f "$out.t1"
     ;;
+lr-find)
+    # The range test: rates rising exponentially, a suggestion below the lowest loss's rate,
+    # the curve in the logs, no weights kept; the same at any thread count; refusals.
+    c="--data synthetic --model 32-64-4 --synthetic-n 4000 --synthetic-test-n 100 --batch 64"
+    run $c --lr-find=1e-5:1:60 --logdir "$tmp/lf" --json
+    expect_status 0
+    py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    "$py" - "$out" <<'PY' || fail "the lr-find JSON does not check out"
+import json, sys
+r = json.load(open(sys.argv[1]))["lr_find"]
+lrs = [p[0] for p in r["curve"]]
+assert 10 <= r["steps"] == len(lrs) <= 60, r["steps"]
+assert abs(lrs[0] - 1e-5) < 1e-9 and all(b > a for a, b in zip(lrs, lrs[1:]))
+assert 1e-5 <= r["suggested_lr"] <= r["lowest_loss_lr"] <= 1, r
+PY
+    [ ! -d "$tmp/lf/checkpoints" ] || fail "--lr-find wrote checkpoints"
+    "$events" "$tmp/lf" >"$tmp/events.txt" 2>&1 || fail "brisk-events on the lr-find logs"
+    grep -E -q "^train +lr_find/smoothed_loss +scalar +[0-9]+ +1\.\." "$tmp/events.txt" || fail "no lr_find/smoothed_loss in the logs"
+    grep -E -q "^train +lr_find +text" "$tmp/events.txt" || fail "no lr_find text in the logs"
+    strip_times "$out" >"$tmp/lf1.txt"
+    run $c --lr-find=1e-5:1:60 --logdir none --json --threads 2
+    strip_times "$out" | diff "$tmp/lf1.txt" - >/dev/null || fail "--threads 2 gives another curve"
+    run $c --lr-find --lr 0.1 --logdir none
+    expect_status 2
+    expect_in "$err" "--lr-find: sweeps the rate itself: leave out --lr"
+    run $c --lr-find=1:0.1 --logdir none
+    expect_status 2
+    expect_in "$err" "--lr-find"
+    run $c --lr-find=1e-5:1:3 --logdir none
+    expect_status 2
+    expect_in "$err" "5..100000"
+    run $c --lr-find --resume="$tmp/lf"
+    expect_status 2
+    expect_in "$err" "starts a new run"
+    ;;
 label-smoothing)
     # Bitwise the same at any thread count; not the plain loss; kept by checkpoints (an exact
     # resume, and --eval gives the training's test line); refused where it means nothing.

@@ -1,7 +1,8 @@
 foreach(case help cnn-recipe bad-values missing-data wrong-width json text threads diverge logs resume sigint
              sigint-twice bad-checkpoint safetensors test-labels edited-checkpoint
              runs too-big sigint-eval policies predict predict-input image-shape eval-other-data
-             special-files run-lock disk-full run-dirs data-kinds tokens label-smoothing)
+             special-files run-lock disk-full run-dirs data-kinds tokens label-smoothing
+             lr-find)
   add_test(NAME cli_${case}
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh $<TARGET_FILE:brisk-train> ${case}
                    ${PROJECT_SOURCE_DIR}/apps/brisk-train.c $<TARGET_FILE:brisk-events>

@@ -48,7 +48,15 @@ static int teardown(void **state)
     return 0;
 }
 
+static brisk_trainer *make_trainer_lr(int threads, float constant_lr);
+
 static brisk_trainer *make_trainer(int threads)
+{
+    return make_trainer_lr(threads, 0);
+}
+
+/* constant_lr > 0: a constant schedule at that rate (the range test's). */
+static brisk_trainer *make_trainer_lr(int threads, float constant_lr)
 {
     brisk_trainer_config c;
     memset(&c, 0, sizeof c);
@@ -58,6 +66,8 @@ static brisk_trainer *make_trainer(int threads)
     c.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
     c.schedule = (brisk_schedule){.kind = BRISK_SCHEDULE_COSINE, .lr = 3e-3f, .warmup = 5,
                                   .total = 4 * (N / 32)};
+    if (constant_lr > 0)
+        c.schedule = (brisk_schedule){.kind = BRISK_SCHEDULE_CONSTANT, .lr = constant_lr};
     c.batch = 32;
     c.micro_batch = 16;
     c.threads = threads;
@@ -307,6 +317,48 @@ static void test_plateau_lowers_the_rate_and_resumes(void **state)
     brisk_trainer_destroy(t2);
 }
 
+/* The range test: rates rising exponentially over the steps, stopped when the loss diverges,
+ * a suggestion before the lowest loss; bitwise the same curve on 1 and 3 threads; refusals. */
+static void test_lr_find(void **state)
+{
+    fixture *f = *state;
+    brisk_lr_find_result a, b;
+    const brisk_lr_find_config c = {.start_lr = 1e-5, .end_lr = 30, .steps = 80, .seed = 4};
+    brisk_trainer *t1 = make_trainer_lr(1, 30), *t3 = make_trainer_lr(3, 30);
+    assert_int_equal(brisk_lr_find(t1, &f->ds, f->idx, N, &c, &a), BRISK_OK);
+    assert_int_equal(brisk_lr_find(t3, &f->ds, f->idx, N, &c, &b), BRISK_OK);
+    assert_int_equal(a.n, b.n);
+    assert_memory_equal(a.loss, b.loss, (size_t)a.n * sizeof *a.loss);
+    assert_true(a.n >= 10 && a.n <= 80);
+    assert_true(a.diverged || a.n == 80);
+    assert_close(a.lr[0], 1e-5, 1e-12, 0);
+    for (int i = 1; i < a.n; i++)
+        assert_close(a.lr[i] / a.lr[i - 1], pow(30 / 1e-5, 1.0 / 79), 1e-9, 0);
+    assert_true(a.suggested >= 1e-5 && a.suggested < a.lowest_lr);
+    /* The lowest smoothed loss is below the first: the rates in between trained the model. */
+    double lowest = a.smoothed[0];
+    for (int i = 0; i < a.n; i++)
+        lowest = fmin(lowest, a.smoothed[i]);
+    assert_true(lowest < 0.9 * a.smoothed[0]);
+    brisk_lr_find_result_free(&a);
+    brisk_lr_find_result_free(&b);
+    /* The schedule must be constant at the last rate; ranges and steps are checked. */
+    brisk_trainer *cos = make_trainer(1);
+    assert_brisk_error(brisk_lr_find(cos, &f->ds, f->idx, N, &c, &a), BRISK_EINVAL,
+                       "constant");
+    brisk_lr_find_config bad = c;
+    bad.start_lr = 40;
+    assert_brisk_error(brisk_lr_find(t1, &f->ds, f->idx, N, &bad, &a), BRISK_EINVAL, "40");
+    bad = c;
+    bad.steps = 2;
+    assert_brisk_error(brisk_lr_find(t1, &f->ds, f->idx, N, &bad, &a), BRISK_EINVAL, "steps");
+    assert_brisk_error(brisk_lr_find(t1, &f->ds, f->idx, 0, &c, &a), BRISK_EINVAL, "samples");
+    assert_int_equal(a.n, 0);
+    brisk_trainer_destroy(t1);
+    brisk_trainer_destroy(t3);
+    brisk_trainer_destroy(cos);
+}
+
 static void test_bad_fit_configs(void **state)
 {
     fixture *f = *state;
@@ -353,6 +405,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plateau_lowers_the_rate_and_resumes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_fit_configs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lr_find, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

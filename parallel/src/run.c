@@ -1001,6 +1001,39 @@ int brisk_run_train(brisk_run *r, const brisk_fit_config *cb, brisk_run_result *
                  : BRISK_OK;
 }
 
+int brisk_run_lr_find(brisk_run *r, const brisk_lr_find_config *cfg, brisk_lr_find_result *res)
+{
+    if (!r || !cfg || !res)
+        return brisk_error_set(BRISK_EINVAL, "run_lr_find: NULL argument");
+    memset(res, 0, sizeof *res);
+    if (r->evaluate_only || r->ck)
+        return brisk_error_set(BRISK_ESTATE, "lr-find: a range test starts a new run (not a "
+                               "resume or a checkpoint opened to evaluate)");
+    int err = brisk_run_load(r, NULL, NULL);
+    if (err < 0)
+        return err;
+    brisk_tb tb;
+    memset(&tb, 0, sizeof tb);
+    if (r->log_enabled && r->rank == 0) {
+        if ((err = brisk_tb_open(&tb, r->cfg.logdir, 1, brisk_tb_ring_bytes(r->t))) < 0)
+            return brisk_error_set(err, "logdir: cannot open the TensorBoard logs: %s",
+                                   brisk_error_detail());
+        log_settings(r, &tb, 1);
+    }
+    brisk_lr_find_config c = *cfg;
+    c.tb = tb.lg ? &tb : NULL;
+    err = brisk_lr_find(r->t, r->train, r->order, r->n_train, &c, res);
+    char detail[1024];
+    snprintf(detail, sizeof detail, "%s", err < 0 ? brisk_error_detail() : "");
+    brisk_run_result logs;
+    memset(&logs, 0, sizeof logs);
+    const int e = close_logs(&tb, &logs);
+    if (err < 0)
+        return brisk_error_set(err, "%s", detail);
+    return e < 0 ? brisk_error_set(e, "the TensorBoard logs are incomplete: %s", logs.logs_error)
+                 : BRISK_OK;
+}
+
 /* ---- Evaluating a run's checkpoint ------------------------------------------------------ */
 
 int brisk_run_open_checkpoint(const char *checkpoint, const char *const *settings,

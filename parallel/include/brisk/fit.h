@@ -181,6 +181,40 @@ int brisk_fit(brisk_trainer *t, const brisk_dataset *ds, const int32_t *train_id
 const char *brisk_fit_metric_name(brisk_fit_metric m);
 int brisk_fit_metric_parse(const char *s); /* "val_loss", ...; -1 when unknown */
 
+/* A learning-rate range test (Leslie Smith's; fastai's lr_find): steps at rates growing
+ * exponentially from start_lr to end_lr, one batch each from a seeded shuffle of the
+ * samples, until the smoothed loss diverges; the curve and a suggested rate. */
+typedef struct brisk_lr_find_config {
+    double start_lr; /* the first rate (> 0); 0: 1e-7 */
+    double end_lr;   /* the last (> start_lr); 0: 10 */
+    int steps;       /* at most this many steps, 5..100000; 0: 200 */
+    double diverge;  /* stop once the smoothed loss passes this times its lowest (> 1); 0: 4 */
+    uint64_t seed;   /* the batches' shuffle, drawn again at every pass over the samples */
+    /* NULL, or logs: lr_find/loss, lr_find/smoothed_loss and lr_find/learning_rate at step
+     * k + 1 of the k-th rate in tb->train, and the curve and the suggestion as text. */
+    brisk_tb *tb;
+    const volatile sig_atomic_t *stop; /* raised: stop after the step in progress */
+} brisk_lr_find_config;
+
+typedef struct brisk_lr_find_result {
+    int n;                   /* the steps taken */
+    double *lr, *loss, *smoothed; /* per step: the rate, the batch's loss, the loss smoothed
+                                   * (TensorBoard's debiased moving average, weight 0.98) */
+    double suggested;        /* the rate where the smoothed loss falls fastest against log(lr),
+                              * before its lowest point; 0 when the curve is too short (< 10) */
+    double lowest_lr;        /* the rate of the lowest smoothed loss */
+    int diverged;            /* stopped early: the loss diverged or was not finite */
+} brisk_lr_find_result;
+
+/* Runs the test on t (its weights and optimizer state are changed: train with a fresh
+ * trainer afterwards). t's schedule must be constant at end_lr: each step sets the rate
+ * through brisk_trainer_set_lr_factor. The batch is t's. Returns BRISK_OK with *res
+ * (brisk_lr_find_result_free) or BRISK_EINVAL (a setting, named), BRISK_ENOMEM, or what a
+ * step returns (a non-finite loss is not an error: it ends the test). */
+int brisk_lr_find(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int64_t n,
+                  const brisk_lr_find_config *c, brisk_lr_find_result *res);
+void brisk_lr_find_result_free(brisk_lr_find_result *res);
+
 #ifdef __cplusplus
 }
 #endif

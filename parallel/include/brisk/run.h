@@ -251,6 +251,13 @@ typedef struct brisk_run_result {
  * written (after training: res->logs_error says which file). */
 int brisk_run_train(brisk_run *r, const brisk_fit_config *callbacks, brisk_run_result *res);
 
+/* A learning-rate range test on the run's training samples (brisk_lr_find), instead of
+ * training: the run must be new, its schedule constant at cfg->end_lr (brisk-train --lr-find
+ * sets schedule=constant and lr=END), the batches its settings'; the curve goes to its
+ * TensorBoard logs (cfg->tb is ignored). The weights are not kept: open a new run to train.
+ * Returns brisk_lr_find's results and errors. */
+int brisk_run_lr_find(brisk_run *r, const brisk_lr_find_config *cfg, brisk_lr_find_result *res);
+
 /* Opens a run's checkpoint (a file, or a run or checkpoint directory: its newest, as
  * brisk_run_checkpoint_path says) to evaluate it or predict with it, on the data of its
  * settings or on other data ("data=DIR", with "threads=..."; settings are given as to a
