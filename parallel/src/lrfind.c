@@ -19,7 +19,9 @@ void brisk_lr_find_result_free(brisk_lr_find_result *res)
     memset(res, 0, sizeof *res);
 }
 
-/* The steepest descent of the smoothed loss against log(lr), before its lowest point. */
+/* The steepest descent of the smoothed loss against log(lr), before its lowest point: slopes
+ * over a window of 2w + 1 steps (w = n / 40, at least 1), leaving out the first tenth of the
+ * steps, where the moving average rests on few batches and its noise would win. */
 static void suggest(brisk_lr_find_result *res)
 {
     int low = 0;
@@ -29,10 +31,11 @@ static void suggest(brisk_lr_find_result *res)
     res->lowest_lr = res->n ? res->lr[low] : 0;
     if (res->n < 10)
         return;
+    const int w = res->n / 40 > 1 ? res->n / 40 : 1, first = res->n / 10 > w ? res->n / 10 : w;
     double steepest = 0;
-    for (int i = 1; i < low && i + 1 < res->n; i++) {
-        const double g = (res->smoothed[i + 1] - res->smoothed[i - 1]) /
-                         (log(res->lr[i + 1]) - log(res->lr[i - 1]));
+    for (int i = first; i + w <= low && i + w < res->n; i++) {
+        const double g = (res->smoothed[i + w] - res->smoothed[i - w]) /
+                         (log(res->lr[i + w]) - log(res->lr[i - w]));
         if (g < steepest) {
             steepest = g;
             res->suggested = res->lr[i];

@@ -200,8 +200,10 @@ typedef struct brisk_lr_find_result {
     int n;                   /* the steps taken */
     double *lr, *loss, *smoothed; /* per step: the rate, the batch's loss, the loss smoothed
                                    * (TensorBoard's debiased moving average, weight 0.98) */
-    double suggested;        /* the rate where the smoothed loss falls fastest against log(lr),
-                              * before its lowest point; 0 when the curve is too short (< 10) */
+    double suggested;        /* the rate where the smoothed loss falls fastest against log(lr)
+                              * (a slope over n/40 steps either side, after the first tenth),
+                              * before its lowest point; 0 when the curve is too short (< 10)
+                              * or never falls */
     double lowest_lr;        /* the rate of the lowest smoothed loss */
     int diverged;            /* stopped early: the loss diverged or was not finite */
 } brisk_lr_find_result;
