@@ -17,7 +17,6 @@
 #include "brisk/tfrecord.h"
 #include "tb_event.pb-c.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -212,30 +211,15 @@ static void read_file(const char *path, const char *run)
     free(buf);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void walk(const char *dir, const char *root)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "brisk-events: cannot open directory %s: %s\n", dir, strerror(errno));
+    char **names;
+    size_t n;
+    if (brisk_dir_names(dir, &names, &n) < 0) {
+        fprintf(stderr, "brisk-events: %s\n", brisk_error_detail());
         bad = 1;
         return;
     }
-    char **names = NULL;
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            names = checked(realloc(names, (n + 1) * sizeof *names));
-            names[n++] = checked(strdup(e->d_name));
-        }
-    closedir(d);
-    if (n)
-        qsort(names, n, sizeof *names, cmp_str);
     const size_t root_len = strlen(root);
     const char *run = strlen(dir) > root_len ? dir + root_len + 1 : ".";
     for (size_t i = 0; i < n; i++) {
@@ -251,9 +235,8 @@ static void walk(const char *dir, const char *root)
             if (stat(path, &st) != 0 || first_visit(&st))
                 read_file(path, run);
         }
-        free(names[i]);
     }
-    free(names);
+    brisk_dir_names_free(names, n);
 }
 
 static const char usage[] =

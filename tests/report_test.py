@@ -18,6 +18,7 @@ Skipped (exit 77) where Chromium is missing, unless BRISK_REQUIRE_CHROMIUM=1 (CI
 then that is a failure. Runs with /usr/bin/python3's standard library only.
 """
 import html.parser
+import json
 import os
 import re
 import shutil
@@ -327,34 +328,41 @@ def check_pixels(report, tag, colours, what):
     return inside
 
 
+def run_in_page(report, js, suffix):
+    """Runs js (which sets the variable `result` to a string) in a copy of the report after
+    the page's own script, in Chromium, and returns that string (None if it did not run)."""
+    page = report + suffix
+    drive = ("<script>var result='';" + js + ";var r=document.createElement('pre');"
+             "r.id='result';r.textContent=result;document.body.appendChild(r)</script></body>")
+    text = open(report, encoding="utf-8").read()
+    open(page, "w", encoding="utf-8").write(text.replace("</body>", drive, 1))
+    m = re.search(r'<pre id="result">([^<]*)</pre>', chrome(["--dump-dom"], page))
+    return m.group(1).replace("&quot;", '"').replace("&amp;", "&") if m else None
+
+
 def check_script(report):
     """Smoothing and the log scale, driven as a user would: the overlay draws smoothed curves
     (TensorBoard's debiased moving average of the plotted points), the axis shows powers of
     ten, and turning both off restores the chart."""
-    page = report + ".script.html"
-    drive = ("<script>var sm=document.getElementById('smooth'),lg=document.getElementById('logy');"
-             "var c=document.querySelector(\"figure.chart[data-tag='epoch_loss'] svg.plot\");"
-             "var lin=[].map.call(c.querySelectorAll('g.axes text'),function(t){return t.textContent})"
-             ".join(' ');"
-             "sm.value='0.6';sm.dispatchEvent(new Event('input'));lg.checked=true;"
-             "lg.dispatchEvent(new Event('change'));var r=document.createElement('pre');"
-             "r.id='result';r.textContent=JSON.stringify({over:c.querySelectorAll('g.overlay "
-             "polyline').length,lin:lin,ticks:[].map.call(c.querySelectorAll('g.axes text'),function(t)"
-             "{return t.textContent}),op:c.querySelector('g.data').style.opacity});"
-             "lg.checked=false;lg.dispatchEvent(new Event('change'));r.textContent+='|'+"
-             "c.querySelector('g.overlay polyline').getAttribute('points');"
-             "sm.value='0';sm.dispatchEvent(new Event('input'));lg.checked=false;"
-             "lg.dispatchEvent(new Event('change'));r.textContent+='|'+c.querySelectorAll("
-             "'g.overlay polyline').length+'|'+c.querySelector('g.data').style.opacity;"
-             "document.body.appendChild(r)</script></body>")
-    text = open(report, encoding="utf-8").read()
-    open(page, "w", encoding="utf-8").write(text.replace("</body>", drive, 1))
-    out = chrome(["--dump-dom"], page)
-    m = re.search(r'<pre id="result">([^<]*)</pre>', out)
-    if not m:
+    js = ("var sm=document.getElementById('smooth'),lg=document.getElementById('logy');"
+          "var c=document.querySelector(\"figure.chart[data-tag='epoch_loss'] svg.plot\");"
+          "var lin=[].map.call(c.querySelectorAll('g.axes text'),function(t){return t.textContent})"
+          ".join(' ');"
+          "sm.value='0.6';sm.dispatchEvent(new Event('input'));lg.checked=true;"
+          "lg.dispatchEvent(new Event('change'));"
+          "result=JSON.stringify({over:c.querySelectorAll('g.overlay "
+          "polyline').length,lin:lin,ticks:[].map.call(c.querySelectorAll('g.axes text'),function(t)"
+          "{return t.textContent}),op:c.querySelector('g.data').style.opacity});"
+          "lg.checked=false;lg.dispatchEvent(new Event('change'));result+='|'+"
+          "c.querySelector('g.overlay polyline').getAttribute('points');"
+          "sm.value='0';sm.dispatchEvent(new Event('input'));lg.checked=false;"
+          "lg.dispatchEvent(new Event('change'));result+='|'+c.querySelectorAll("
+          "'g.overlay polyline').length+'|'+c.querySelector('g.data').style.opacity")
+    got = run_in_page(report, js, ".script.html")
+    if not got:
         fail("the smoothing and log-scale controls did not run")
-    import json
-    first, smoothed, after_over, after_op = m.group(1).replace("&quot;", '"').split("|")
+    text = open(report, encoding="utf-8").read()
+    first, smoothed, after_over, after_op = got.split("|")
     res = json.loads(first)
     # Two runs (train, validation), each a faint raw line and its smoothed line.
     # The log axis: its labels are values in the data's range, at 1, 2, 5 (...) x 10^k.
@@ -494,18 +502,13 @@ def main():
     ok("three runs: three colours, the table lists each run's lr")
     # Sorting the table by a column, as a click does: numbers by value, both directions.
     report = os.path.join(d, "report.html")
-    page = report + ".sort.html"
-    drive = ("<script>var th=[].filter.call(document.querySelectorAll('#runs th'),function(t){"
-             "return t.textContent==='lr'})[0],rows=function(){return [].map.call(document."
-             "querySelectorAll('#runs tbody tr'),function(r){return r.cells[0].textContent})"
-             ".join(',')};th.click();var a=rows();th.click();var b=rows();var r=document."
-             "createElement('pre');r.id='result';r.textContent=a+'|'+b;document.body."
-             "appendChild(r)</script></body>")
-    text = open(report, encoding="utf-8").read()
-    open(page, "w", encoding="utf-8").write(text.replace("</body>", drive, 1))
-    m = re.search(r'<pre id="result">([^<]*)</pre>', chrome(["--dump-dom"], page))
-    if not m or m.group(1) != "run0,run1,run2|run2,run1,run0":
-        fail("sorting the runs table by lr gave %s" % (m.group(1) if m else "nothing"))
+    got = run_in_page(report, "var th=[].filter.call(document.querySelectorAll('#runs th'),"
+                      "function(t){return t.textContent==='lr'})[0],rows=function(){return [].map"
+                      ".call(document.querySelectorAll('#runs tbody tr'),function(r){return r"
+                      ".cells[0].textContent}).join(',')};th.click();result=rows();th.click();"
+                      "result+='|'+rows()", ".sort.html")
+    if got != "run0,run1,run2|run2,run1,run0":
+        fail("sorting the runs table by lr gave %s" % got)
     ok("the runs table sorts by a column, up and down")
 
     # 4. A regression run: no accuracy chart.

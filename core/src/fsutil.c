@@ -4,6 +4,7 @@
 #include "brisk/ckptdir.h"
 #include "brisk/error.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,6 +16,48 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void brisk_dir_names_free(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+int brisk_dir_names(const char *dir, char ***names, size_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return brisk_error_set(BRISK_EIO, "%s: cannot open the directory: %s", dir,
+                               strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            char **p = realloc(*names, (*n + 1) * sizeof **names);
+            char *copy = p ? strdup(e->d_name) : NULL;
+            if (p)
+                *names = p;
+            if (!copy) {
+                closedir(d);
+                brisk_dir_names_free(*names, *n);
+                *names = NULL;
+                *n = 0;
+                return brisk_error_set(BRISK_ENOMEM, "%s: out of memory listing it", dir);
+            }
+            (*names)[(*n)++] = copy;
+        }
+    closedir(d);
+    if (*n)
+        qsort(*names, *n, sizeof **names, cmp_name);
+    return BRISK_OK;
+}
 
 int brisk_make_dirs(const char *path)
 {

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "brisk/logread.h"
 
+#include "brisk/crc32c.h"
 #include "brisk/error.h"
 #include "brisk/fsutil.h"
 #include "brisk/tfrecord.h"
@@ -866,42 +867,15 @@ __attribute__((target("sse4.2"))) static int next_record_sse42(const uint8_t *bu
         return 0; /* the general reader says why */
     const uint8_t *p = buf + at;
     uint64_t rec_len;
-    uint32_t len_crc;
+    uint32_t len_crc, data_crc;
     memcpy(&rec_len, p, 8);
     memcpy(&len_crc, p + 8, 4);
-    const uint32_t lc = ~(uint32_t)__builtin_ia32_crc32di(0xffffffffu, rec_len);
-    if (((lc >> 15) | (lc << 17)) + 0xA282EAD8u != len_crc || rec_len > len - at - 12 ||
-        len - at - 12 - rec_len < 4)
+    const uint32_t lc = brisk_crc32c_sse42(0, p, 8);
+    if (BRISK_CRC32C_MASK(lc) != len_crc || rec_len > len - at - 12 || len - at - 12 - rec_len < 4)
         return 0;
-    const uint8_t *d = p + 12;
-    size_t k = (size_t)rec_len;
-    uint64_t c = 0xffffffffu;
-    for (; k >= 8; k -= 8, d += 8) {
-        uint64_t w;
-        memcpy(&w, d, 8);
-        c = __builtin_ia32_crc32di(c, w);
-    }
-    uint32_t c32 = (uint32_t)c;
-    if (k >= 4) {
-        uint32_t w;
-        memcpy(&w, d, 4);
-        c32 = __builtin_ia32_crc32si(c32, w);
-        d += 4;
-        k -= 4;
-    }
-    if (k >= 2) {
-        uint16_t w;
-        memcpy(&w, d, 2);
-        c32 = __builtin_ia32_crc32hi(c32, w);
-        d += 2;
-        k -= 2;
-    }
-    if (k)
-        c32 = __builtin_ia32_crc32qi(c32, *d);
-    c32 = ~c32;
-    uint32_t data_crc;
+    const uint32_t dc = brisk_crc32c_sse42(0, p + 12, (size_t)rec_len);
     memcpy(&data_crc, p + 12 + rec_len, 4);
-    if (((c32 >> 15) | (c32 << 17)) + 0xA282EAD8u != data_crc)
+    if (BRISK_CRC32C_MASK(dc) != data_crc)
         return 0;
     *data = p + 12;
     *n = (size_t)rec_len;
@@ -1115,38 +1089,18 @@ static void add_file(walker *w, const char *run_name, const char *path)
     files[run->n_files++] = copy;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void walk(walker *w, const char *dir, size_t root_len)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
-        char line[PATH_MAX + 128];
-        snprintf(line, sizeof line, "%s: cannot open the directory: %s", dir, strerror(errno));
-        log_problem(w->log, line);
+    char **names;
+    size_t n;
+    const int err = brisk_dir_names(dir, &names, &n);
+    if (err < 0) {
+        if (err == BRISK_ENOMEM)
+            w->oom = 1;
+        else
+            log_problem(w->log, brisk_error_detail());
         return;
     }
-    char **names = NULL;
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            char **p = realloc(names, (n + 1) * sizeof *names);
-            char *copy = p ? strdup(e->d_name) : NULL;
-            if (p)
-                names = p;
-            if (!copy) {
-                w->oom = 1;
-                break;
-            }
-            names[n++] = copy;
-        }
-    closedir(d);
-    if (n)
-        qsort(names, n, sizeof *names, cmp_str);
     const char *run = strlen(dir) > root_len ? dir + root_len + 1 : ".";
     for (size_t i = 0; i < n; i++) {
         char path[PATH_MAX];

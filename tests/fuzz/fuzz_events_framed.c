@@ -5,6 +5,7 @@
  * reads it: the framing, every record decoded as a tensorboard.Event, and every summary
  * value's fields visited. (fuzz_events feeds raw bytes, which rarely pass the CRCs.) */
 #include "brisk/tfrecord.h"
+#include "fuzz_util.h"
 #include "tb_event.pb-c.h"
 
 #include <stdlib.h>
@@ -47,29 +48,10 @@ static size_t visit_value(const Tensorboard__Summary__Value *v)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
-        return 0;
-    const size_t tear = data[0] % 64;
-    size_t in = 1, cap = size * 2 + 64, len = 0;
-    uint8_t *file = malloc(cap);
+    size_t len;
+    uint8_t *file = fuzz_framed_records(data, size, &len);
     if (!file)
         return 0;
-    while (in < size) {
-        size_t n = size - in;
-        if (n >= 2) {
-            const size_t want = (size_t)data[in] | (size_t)data[in + 1] << 8;
-            in += 2;
-            n = want < size - in ? want : size - in;
-        } else {
-            in = size; /* one stray byte: an empty record */
-            n = 0;
-        }
-        if (len + n + BRISK_TFRECORD_OVERHEAD > cap)
-            break;
-        len += brisk_tfrecord_frame(data + in, n, file + len);
-        in += n;
-    }
-    len = tear < len ? len - tear : 0;
     size_t off = 0, n, sum = 0;
     const uint8_t *rec;
     int rc;

@@ -1,12 +1,11 @@
 /* The report's reader and writer (brisk/report.h) on any event file: the input is framed as
- * in fuzz_events_framed (records with valid CRCs, the last one torn by the first byte), read by
+ * in fuzz_events_framed (fuzz_framed_records: valid CRCs, the last record torn), read by
  * lr_log_read with its own protobuf scanner, and rendered as the HTML report and as the
  * terminal plot (Unicode and ASCII). Checks that the HTML is whole (ends with </html>) and
  * holds no raw control byte, whatever the tags and texts were. */
 #define _GNU_SOURCE
 #include "brisk/logread.h"
 #include "brisk/report.h"
-#include "brisk/tfrecord.h"
 #include "fuzz_util.h"
 
 #include <stdio.h>
@@ -24,29 +23,10 @@ static void quiet(void *user, const char *line)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
-        return 0;
-    const size_t tear = data[0] % 64;
-    size_t in = 1, cap = size * 2 + 64, len = 0;
-    uint8_t *file = malloc(cap);
+    size_t len;
+    uint8_t *file = fuzz_framed_records(data, size, &len);
     if (!file)
         return 0;
-    while (in < size) {
-        size_t n = size - in;
-        if (n >= 2) {
-            const size_t want = (size_t)data[in] | (size_t)data[in + 1] << 8;
-            in += 2;
-            n = want < size - in ? want : size - in;
-        } else {
-            in = size;
-            n = 0;
-        }
-        if (len + n + BRISK_TFRECORD_OVERHEAD > cap)
-            break;
-        len += brisk_tfrecord_frame(data + in, n, file + len);
-        in += n;
-    }
-    len = tear < len ? len - tear : 0;
     char path[64];
     const int fd = fuzz_memfile(file, len, path);
     free(file);

@@ -68,3 +68,32 @@ int fuzz_checkpoint_file(const uint8_t *data, size_t size, int fix_crcs, char *p
     free(b);
     return fd;
 }
+
+uint8_t *fuzz_framed_records(const uint8_t *data, size_t size, size_t *len)
+{
+    *len = 0;
+    if (size < 1)
+        return NULL;
+    const size_t tear = data[0] % 64;
+    size_t in = 1, cap = size * 2 + 64, n_out = 0;
+    uint8_t *file = malloc(cap);
+    if (!file)
+        return NULL;
+    while (in < size) {
+        size_t n = size - in;
+        if (n >= 2) {
+            const size_t want = (size_t)data[in] | (size_t)data[in + 1] << 8;
+            in += 2;
+            n = want < size - in ? want : size - in;
+        } else {
+            in = size; /* one stray byte: an empty record */
+            n = 0;
+        }
+        if (n_out + n + BRISK_TFRECORD_OVERHEAD > cap)
+            break;
+        n_out += brisk_tfrecord_frame(data + in, n, file + n_out);
+        in += n;
+    }
+    *len = tear < n_out ? n_out - tear : 0;
+    return file;
+}

@@ -6,6 +6,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The event-file harnesses' input format: a list of records, each a 2-byte little-endian
+ * length and that many bytes (the last one takes what is left), framed with valid CRCs
+ * (brisk_tfrecord_frame); the first input byte cuts that many bytes (mod 64) off the end, to
+ * tear the last record. Returns the file (malloc'd) and its size in *len, or NULL. */
+uint8_t *fuzz_framed_records(const uint8_t *data, size_t size, size_t *len);
+
 /* Writes data to a fresh memory file; path receives its name (64 bytes). Returns the fd
  * (close it when done), or -1. */
 int fuzz_memfile(const uint8_t *data, size_t size, char *path);

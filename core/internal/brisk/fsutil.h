@@ -24,6 +24,12 @@ extern "C" {
  * that could not be made and why ("it is a regular file, not a directory"). */
 int brisk_make_dirs(const char *path);
 
+/* The entries of a directory but "." and "..", sorted by strcmp: *names (each and the array
+ * the caller's to free; brisk_dir_names_free) and *n. Returns BRISK_OK, BRISK_EIO (the
+ * detail names the directory and why) or BRISK_ENOMEM. */
+int brisk_dir_names(const char *dir, char ***names, size_t *n);
+void brisk_dir_names_free(char **names, size_t n);
+
 /* What a stat mode is, for messages: "a directory", "a FIFO", "a character device", "a block
  * device", "a socket", "a symbolic link", "a regular file" or "a special file". */
 const char *brisk_file_kind(unsigned mode);
