@@ -464,8 +464,8 @@ int brisk_model_create(const brisk_model_config *cfg, brisk_model **out)
     if (!(cfg->label_smoothing >= 0.0f && cfg->label_smoothing < 1.0f) ||
         (cfg->label_smoothing != 0.0f && cfg->loss != BRISK_LOSS_SOFTMAX_CE)) {
         brisk_model_destroy(m);
-        return brisk_error_set(BRISK_EINVAL, "label smoothing %g: %s", (double)cfg->label_smoothing,
-                               cfg->loss != BRISK_LOSS_SOFTMAX_CE
+        return brisk_error_set(BRISK_EINVAL, "label smoothing %g: %s",
+                               (double)cfg->label_smoothing, cfg->loss != BRISK_LOSS_SOFTMAX_CE
                                    ? "only the ce loss has labels to smooth"
                                    : "it must be in [0, 1)");
     }
@@ -1191,8 +1191,8 @@ int brisk_model_loss_tokens(const brisk_model *m, brisk_workspace *ws, const int
     for (long long j = j0; j < j1; j += TOKEN_BLOCK) {
         const int w = (int)(j1 - j < TOKEN_BLOCK ? j1 - j : TOKEN_BLOCK);
         token_block(zl + j, dz + j, ld, C, w, targets + j, grad_scale, grad_scale != 0.0f,
-                    m->cfg.label_smoothing, ws->col_tmp + j, ws->col_tmp + ws->max_cols + j, ws->sample_loss + j,
-                    ws->sample_right + j);
+                    m->cfg.label_smoothing, ws->col_tmp + j, ws->col_tmp + ws->max_cols + j,
+                    ws->sample_loss + j, ws->sample_right + j);
     }
     brisk_team_barrier(team);
     if (team && team->ith != 0)

@@ -176,8 +176,8 @@ static void plot_tag(FILE *out, const lr_log *log, const int *group_of, const ch
     fprintf(out, "%*s %s", LABEL_W - 1, "", o->ascii ? "+" : "\xe2\x94\x94");
     for (int col = 0; col < c.cols; col++)
         fputs(o->ascii ? "-" : "\xe2\x94\x80", out);
-    fprintf(out, "\n%*s %s%*s step\n", LABEL_W, "", a,
-            (int)(c.cols - strlen(a) - 5 > 0 ? c.cols - strlen(a) - 5 : 1), b);
+    const int pad = c.cols - (int)strlen(a) - 5;
+    fprintf(out, "\n%*s %s%*s step\n", LABEL_W, "", a, pad > 1 ? pad : 1, b);
     /* The legend: a run's mark and colour. */
     fprintf(out, "%*s", LABEL_W, "");
     for (size_t r = 0; r < log->n_runs; r++) {

@@ -330,6 +330,8 @@ void fmt_tick(char *out, size_t size, double v, double step)
 #define POINT_BYTES 17 /* "12345,0.1234567 " */
 #define MAX_DIST_CHARTS 48
 #define MAX_CHARTS 400 /* scalar charts; the tags beyond are listed */
+#define MAX_LEGEND 40  /* entries in a chart's legend */
+#define MAX_SERIES 1024 /* runs drawn in one chart */
 #define MAX_IMAGE_BYTES ((size_t)1 << 20)
 #define MAX_TEXT_BYTES 4096
 
@@ -436,13 +438,17 @@ static void draw_axes(sbuf *b, double xmin, double xmax, double ymin, double yma
 static void scalar_chart(const report *rp, const char *tag, size_t *idx, sbuf *b, int id)
 {
     const lr_log *log = rp->log;
-    series ser[1024];
-    size_t n = 0;
+    series ser[MAX_SERIES];
+    size_t n = 0, left_out = 0;
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
-    for (size_t r = 0; r < log->n_runs && n < 1024; r++) {
+    for (size_t r = 0; r < log->n_runs; r++) {
         const lr_scalars *s = lr_run_scalars(&log->runs[r], tag);
         if (!s || !s->n)
             continue;
+        if (n == MAX_SERIES) {
+            left_out++;
+            continue;
+        }
         ser[n++] = (series){&log->runs[r], s, rp->group_of[r], run_role(log->runs[r].name)};
         xmin = fmin(xmin, (double)s->step[0]);
         xmax = fmax(xmax, (double)s->step[s->n - 1]);
@@ -519,9 +525,8 @@ static void scalar_chart(const report *rp, const char *tag, size_t *idx, sbuf *b
                   PY1 + ((double)ser[k].s->value[0] - ymin) * ay, col);
     }
     sb_puts(b, "</g><g class=\"overlay\"></g></svg><ul class=\"legend\">");
-    for (size_t k = 0; k < n; k++) {
-        char col[8];
-        group_color(ser[k].group, col);
+    /* Up to MAX_LEGEND entries (the runs table lists every run with its colour). */
+    for (size_t k = 0; k < n && k < MAX_LEGEND; k++) {
         sb_printf(b, "<li><svg width=\"22\" height=\"8\"><line x1=\"1\" x2=\"21\" y1=\"4\" "
                      "y2=\"4\" stroke-width=\"2\"");
         style_attrs(b, ser[k].group, ser[k].role);
@@ -529,6 +534,11 @@ static void scalar_chart(const report *rp, const char *tag, size_t *idx, sbuf *b
         sb_escs(b, ser[k].run->name);
         sb_puts(b, "</li>");
     }
+    if (n > MAX_LEGEND)
+        sb_printf(b, "<li>and %zu more</li>", n - MAX_LEGEND);
+    if (left_out)
+        sb_printf(b, "<li>%zu more runs have this tag: a chart draws %d</li>", left_out,
+                  MAX_SERIES);
     sb_puts(b, "</ul></figure>\n");
 }
 

@@ -427,6 +427,8 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
             res->batch = batch;
             res->train = train_m;
             err = save(r, epoch - 1, batch, &train_m);
+            if (err == BRISK_OK && r->tb && c->report)
+                brisk_log_report(r->tb->p, NULL);
             goto out;
         }
         /* (A stop at the epoch's last step ends the epoch first: validation, logs, and the

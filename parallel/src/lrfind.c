@@ -1,4 +1,5 @@
 /* The learning-rate range test (brisk/fit.h: brisk_lr_find). */
+#include "brisk/comm.h"
 #include "brisk/error.h"
 #include "brisk/fit.h"
 
@@ -106,7 +107,8 @@ int brisk_lr_find(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
     double avg = 0, best = INFINITY;
     int err = BRISK_OK;
     for (int i = 0; i < steps; i++) {
-        if (c->stop && *c->stop)
+        /* Every process stops at the same step, whichever was interrupted. */
+        if (brisk_comm_any(tc->comm, c->stop && *c->stop))
             break;
         if (pos + B > n) {
             brisk_shuffle(idx, order, n, c->seed, pass++);
