@@ -129,7 +129,13 @@ static void parse_args(int argc, char **argv, cli *c)
                  li >= 0 ? opts[li].name : argv[optind - 1]);
         switch (opt) {
         case 'h': brisk_train_usage(stdout); exit(0);
-        case OPT_RESUME: c->resume_set = 1; c->resume = optarg; break;
+        case OPT_RESUME:
+            c->resume_set = 1;
+            c->resume = optarg;
+            /* --resume DIR as well as --resume=DIR: the next word, when it is not a flag. */
+            if (!optarg && optind < argc && argv[optind][0] != '-')
+                c->resume = argv[optind++];
+            break;
         case OPT_EVAL: c->eval = optarg; break;
         case OPT_PREDICT: c->predict = optarg; break;
         case OPT_OUT: c->out = optarg; break;
@@ -198,7 +204,7 @@ static void parse_args(int argc, char **argv, cli *c)
         c->lrf.seed = c->given.seed;
     }
     if (c->resume_set && !c->resume && !(c->resume = setting_of(c, "checkpoint-dir")))
-        usage_error("--resume", "name a run directory or checkpoint (--resume=DIR|FILE), or "
+        usage_error("--resume", "name a run directory or checkpoint (--resume DIR|FILE), or "
                     "pass --checkpoint-dir DIR");
     const char *threads = setting_of(c, "threads");
     if (threads && atoi(threads) > brisk_cpu_count())

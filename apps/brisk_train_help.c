@@ -80,7 +80,7 @@ void brisk_train_usage(FILE *f)
 "  --checkpoint-dir DIR|none   where checkpoints go, after every epoch and on Ctrl-C\n"
 "                        (LOGDIR/checkpoints; none when --logdir is none)\n"
 "  --keep N              checkpoints kept, the newest (%d)\n"
-"  --resume[=RUN|DIR|FILE]   continue a run exactly: its log directory, a checkpoint\n"
+"  --resume [RUN|DIR|FILE]   continue a run exactly: its log directory, a checkpoint\n"
 "                        directory (its newest), a checkpoint, or --checkpoint-dir. Only\n"
 "                        --epochs, --threads, the data flags, --logdir, --checkpoint-dir,\n"
 "                        --keep, --log-every, --histogram-every, --report and --mpi-timeout\n"

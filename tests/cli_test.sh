@@ -286,7 +286,7 @@ resume)
     run $c --epochs 2 --logdir "$tmp/split" --keep 1
     expect_status 0
     [ "$(ls "$tmp/split/checkpoints" | wc -l)" -eq 1 ] || fail "--keep 1 kept more"
-    run --resume="$tmp/split/checkpoints" --epochs 4 --json
+    run --resume "$tmp/split/checkpoints" --epochs 4 --json
     expect_status 0
     strip_times "$out" >"$tmp/resumed.txt"
     tail -n 3 "$tmp/straight.txt" | diff - "$tmp/resumed.txt" || fail "resumed run differs from the straight one"
