@@ -369,8 +369,10 @@ static void print_start(brisk_run *r)
         printf("brisk-train: resuming %s at epoch %lld, step %lld\n", brisk_run_resumed_path(r),
                (long long)ck->pos.epoch + 1, (long long)ck->pos.steps_done);
     if (strcmp(g->logdir, "none"))
-        printf("brisk-train: TensorBoard logs in %s (tensorboard --logdir %s)\n", g->logdir,
-               g->logdir);
+        printf("brisk-train: TensorBoard logs in %s (tensorboard --logdir %s; without "
+               "TensorBoard: %s)\n", g->logdir, g->logdir,
+               g->report ? "open report.html there, refreshed every epoch"
+                         : "--report, or brisk-events report");
     if (strcmp(g->checkpoint_dir, "none"))
         printf("brisk-train: checkpoints in %s (resume with --resume=%s)\n", g->checkpoint_dir,
                strcmp(g->logdir, "none") ? g->logdir : g->checkpoint_dir);
