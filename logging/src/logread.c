@@ -156,8 +156,8 @@ static int tag_eq(const char *tag, const uint8_t *s, size_t n)
     return strncmp(tag, (const char *)s, n) == 0 && tag[n] == '\0';
 }
 
-/* Tags are compared a word at a time: a stored tag has 16 bytes of room past its end, and in
- * an event a tag is followed by at least 9 bytes (its value, the record's CRC). */
+/* Tags are compared a word at a time: in an event a tag is followed by at least 9 bytes (its
+ * value, the record's CRC), so 16 bytes may be read from where a tag of 9 or more starts. */
 static inline __attribute__((always_inline)) int scalars_eq(const lr_scalars *sc,
                                                              const uint8_t *s, size_t n)
 {
@@ -168,16 +168,15 @@ static inline __attribute__((always_inline)) int scalars_eq(const lr_scalars *sc
 #endif
     if (n > 16)
         return memcmp(sc->tag, s, n) == 0;
-    uint64_t a0, a1, b0, b1;
-    memcpy(&a0, sc->tag, 8);
+    /* Against the tag's first 16 bytes kept in the series itself (zero-padded): no load
+     * through the tag's pointer. */
+    uint64_t b0, b1 = 0;
     memcpy(&b0, s, 8);
-    if (n <= 8) {
-        const uint64_t mask = n == 8 ? ~0ull : (1ull << (8 * n)) - 1;
-        return ((a0 ^ b0) & mask) == 0;
-    }
-    memcpy(&a1, sc->tag + n - 8, 8);
-    memcpy(&b1, s + n - 8, 8);
-    return a0 == b0 && a1 == b1;
+    if (n > 8)
+        memcpy(&b1, s + 8, 8);
+    const uint64_t m0 = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1,
+                   m1 = n <= 8 ? 0 : n >= 16 ? ~0ull : (1ull << (8 * (n - 8))) - 1;
+    return ((b0 ^ sc->head[0]) & m0) == 0 && ((b1 ^ sc->head[1]) & m1) == 0;
 }
 
 /* Grows an array of elements of `size` bytes so that it holds n + 1. */
@@ -254,6 +253,7 @@ static lr_scalars *find_scalars(reader *r, const uint8_t *tag, size_t n, int pad
     if (!(s->tag = calloc(n + 17, 1)))
         return NULL;
     memcpy(s->tag, tag, n);
+    memcpy(s->head, s->tag, sizeof s->head); /* the first 16 bytes, zero-padded */
     s->tag_len = n;
     run->n_scalars++;
     if (2 * run->n_scalars > run->index_size) {
@@ -1273,45 +1273,75 @@ static void free_blobs(lr_blob *b, size_t n)
     free(b);
 }
 
-void lr_log_free(lr_log *log)
+static void free_run(lr_run *run)
 {
-    for (size_t i = 0; i < log->n_runs; i++) {
-        lr_run *run = &log->runs[i];
-        free(run->name);
-        for (size_t k = 0; k < run->n_files; k++)
-            free(run->files[k]);
-        free(run->files);
-        for (size_t k = 0; k < run->n_scalars; k++) {
-            free(run->scalars[k].tag);
-            free(run->scalars[k].step);
-            free(run->scalars[k].value);
-        }
-        free(run->scalars);
-        free(run->scalar_index);
-        for (size_t k = 0; k < run->n_hists; k++) {
-            free(run->hists[k].tag);
-            free(run->hists[k].p);
-        }
-        free(run->hists);
-        free_blobs(run->images, run->n_images);
-        free_blobs(run->texts, run->n_texts);
-        for (size_t k = 0; k < run->n_hparams; k++) {
-            free(run->hparams[k].name);
-            free(run->hparams[k].text);
-        }
-        free(run->hparams);
-        for (size_t k = 0; k < run->n_metrics; k++)
-            free(run->metrics[k]);
-        free(run->metrics);
-        for (size_t k = 0; k < run->n_problems; k++)
-            free(run->problems[k]);
-        free(run->problems);
+    free(run->name);
+    for (size_t k = 0; k < run->n_files; k++)
+        free(run->files[k]);
+    free(run->files);
+    for (size_t k = 0; k < run->n_scalars; k++) {
+        free(run->scalars[k].tag);
+        free(run->scalars[k].step);
+        free(run->scalars[k].value);
     }
+    free(run->scalars);
+    free(run->scalar_index);
+    for (size_t k = 0; k < run->n_hists; k++) {
+        free(run->hists[k].tag);
+        free(run->hists[k].p);
+    }
+    free(run->hists);
+    free_blobs(run->images, run->n_images);
+    free_blobs(run->texts, run->n_texts);
+    for (size_t k = 0; k < run->n_hparams; k++) {
+        free(run->hparams[k].name);
+        free(run->hparams[k].text);
+    }
+    free(run->hparams);
+    for (size_t k = 0; k < run->n_metrics; k++)
+        free(run->metrics[k]);
+    free(run->metrics);
+    for (size_t k = 0; k < run->n_problems; k++)
+        free(run->problems[k]);
+    free(run->problems);
+}
+
+static void *free_main(void *arg)
+{
+    pool_job *job = arg;
+    for (;;) {
+        const size_t i = atomic_fetch_add(&job->next, 1);
+        if (i >= job->log->n_runs)
+            return NULL;
+        free_run(&job->log->runs[i]);
+    }
+}
+
+void lr_log_free_threads(lr_log *log, int threads)
+{
+    /* Large logs give back a gigabyte of point arrays: unmapping it is worth two cores. */
+    threads = lr_threads(threads);
+    if ((size_t)threads > log->n_runs)
+        threads = (int)log->n_runs;
+    pool_job job = {.log = log};
+    pthread_t tid[8];
+    int started = 0;
+    for (int t = 1; t < threads && t < 8; t++)
+        if (pthread_create(&tid[started], NULL, free_main, &job) == 0)
+            started++;
+    free_main(&job);
+    for (int t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
     free(log->runs);
     for (size_t i = 0; i < log->n_problems; i++)
         free(log->problems[i]);
     free(log->problems);
     memset(log, 0, sizeof *log);
+}
+
+void lr_log_free(lr_log *log)
+{
+    lr_log_free_threads(log, 1);
 }
 
 const lr_scalars *lr_run_scalars(const lr_run *run, const char *tag)

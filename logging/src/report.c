@@ -372,27 +372,30 @@ static size_t pick_points(const lr_scalars *s, double xmin, double xmax, int col
                 idx[n++] = i;
         return n;
     }
-    const double scale = xmax > xmin ? columns / (xmax - xmin) : 0;
+    /* Column c holds the steps below edge(c) = the smallest whole step at or past
+     * xmin + (c + 1) (xmax - xmin) / columns; steps increase, so each column is a run of
+     * points found by comparing whole numbers (no arithmetic per point). */
+    const double width = (xmax - xmin) / columns;
     size_t i = 0;
-    while (i < s->n) {
-        long col = (long)((double)(s->step[i] - xmin) * scale);
-        if (col >= columns)
-            col = columns - 1;
+    for (int col = 0; col < columns && i < s->n; col++) {
+        const int64_t edge = col == columns - 1 ? INT64_MAX
+                                                : (int64_t)ceil(xmin + (col + 1) * width);
         size_t lo = SIZE_MAX, hi = SIZE_MAX;
-        for (; i < s->n; i++) {
-            long c = (long)((double)(s->step[i] - xmin) * scale);
-            if (c >= columns)
-                c = columns - 1;
-            if (c != col)
-                break;
-            if (!isfinite(s->value[i]))
+        float vlo = INFINITY, vhi = -INFINITY;
+        for (; i < s->n && s->step[i] < edge; i++) {
+            const float v = s->value[i];
+            if (!isfinite(v))
                 continue;
-            if (lo == SIZE_MAX || s->value[i] < s->value[lo])
+            if (v < vlo) {
+                vlo = v;
                 lo = i;
-            if (hi == SIZE_MAX || s->value[i] > s->value[hi])
+            }
+            if (v > vhi) {
+                vhi = v;
                 hi = i;
+            }
         }
-        if (lo == SIZE_MAX)
+        if (lo == SIZE_MAX) /* no finite point in this column */
             continue;
         if (lo == hi) {
             idx[n++] = lo;
@@ -1084,7 +1087,7 @@ int lr_report_html(const char *logdir, const brisk_report_options *opt, char **h
     write_report(&rp, opt->title ? opt->title : logdir);
     free(rp.group_of);
     free_names(rp.groups, rp.n_groups);
-    lr_log_free(&log);
+    lr_log_free_threads(&log, opt->threads);
     if (rp.out.oom) {
         free(rp.out.p);
         return brisk_error_set(BRISK_ENOMEM, "report of %s: out of memory", logdir);

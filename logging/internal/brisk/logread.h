@@ -23,6 +23,7 @@ extern "C" {
 typedef struct lr_scalars {
     char *tag;
     size_t tag_len;
+    uint64_t head[2]; /* the tag's first 16 bytes, zero-padded (a fast compare) */
     int64_t *step;
     float *value;
     size_t n, cap;
@@ -97,6 +98,8 @@ typedef struct lr_log {
  * cannot be read at all (the detail names it); BRISK_ENOMEM. */
 int lr_log_read(const char *dir, int threads, lr_log *log);
 void lr_log_free(lr_log *log);
+/* The same on up to `threads` threads (as lr_log_read's). */
+void lr_log_free_threads(lr_log *log, int threads);
 
 /* The threads to use for `threads` as in lr_log_read: 1..8. */
 int lr_threads(int threads);
