@@ -1203,6 +1203,20 @@ static void *pool_main(void *arg)
     }
 }
 
+void lr_parallel(int threads, size_t jobs, void *(*fn)(void *), void *arg)
+{
+    if ((size_t)threads > jobs)
+        threads = (int)jobs;
+    pthread_t tid[8];
+    int started = 0;
+    for (int t = 1; t < threads && t < 8; t++)
+        if (pthread_create(&tid[started], NULL, fn, arg) == 0)
+            started++;
+    fn(arg); /* this thread too; what a thread that failed to start would do is done here */
+    for (int t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
+}
+
 int lr_threads(int threads)
 {
     if (threads > 0)
@@ -1244,18 +1258,8 @@ int lr_log_read(const char *dir, int threads, lr_log *log)
         return brisk_error_set(BRISK_ENOMEM, "%s: out of memory listing the event files", root);
     }
     qsort(log->runs, log->n_runs, sizeof *log->runs, cmp_run);
-    threads = lr_threads(threads);
-    if ((size_t)threads > log->n_runs)
-        threads = (int)log->n_runs;
     pool_job job = {.log = log};
-    pthread_t tid[8];
-    int started = 0;
-    for (int t = 1; t < threads && t < 8; t++)
-        if (pthread_create(&tid[started], NULL, pool_main, &job) == 0)
-            started++;
-    pool_main(&job);
-    for (int t = 0; t < started; t++)
-        pthread_join(tid[t], NULL);
+    lr_parallel(lr_threads(threads), log->n_runs, pool_main, &job);
     for (size_t i = 0; i < log->n_runs; i++) {
         lr_run *run = &log->runs[i];
         for (size_t k = 0; k < run->n_problems; k++)
@@ -1320,18 +1324,8 @@ static void *free_main(void *arg)
 void lr_log_free_threads(lr_log *log, int threads)
 {
     /* Large logs give back a gigabyte of point arrays: unmapping it is worth two cores. */
-    threads = lr_threads(threads);
-    if ((size_t)threads > log->n_runs)
-        threads = (int)log->n_runs;
     pool_job job = {.log = log};
-    pthread_t tid[8];
-    int started = 0;
-    for (int t = 1; t < threads && t < 8; t++)
-        if (pthread_create(&tid[started], NULL, free_main, &job) == 0)
-            started++;
-    free_main(&job);
-    for (int t = 0; t < started; t++)
-        pthread_join(tid[t], NULL);
+    lr_parallel(lr_threads(threads), log->n_runs, free_main, &job);
     free(log->runs);
     for (size_t i = 0; i < log->n_problems; i++)
         free(log->problems[i]);

@@ -646,14 +646,7 @@ static void draw_charts(report *rp, char *const *tags, size_t n)
         rp->out.oom = 1;
         return;
     }
-    pthread_t tid[8];
-    int started = 0;
-    for (int t = 1; t < rp->threads && t < 8; t++)
-        if (pthread_create(&tid[started], NULL, chart_worker, &job) == 0)
-            started++;
-    chart_worker(&job);
-    for (int t = 0; t < started; t++)
-        pthread_join(tid[t], NULL);
+    lr_parallel(rp->threads, n, chart_worker, &job);
     if (atomic_load(&job.oom))
         rp->out.oom = 1;
     for (size_t t = 0; t < n; t++) {

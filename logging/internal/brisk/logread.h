@@ -104,6 +104,10 @@ void lr_log_free_threads(lr_log *log, int threads);
 /* The threads to use for `threads` as in lr_log_read: 1..8. */
 int lr_threads(int threads);
 
+/* Runs fn(arg) on min(threads, jobs, 8) threads, the calling one included, and waits for them:
+ * fn claims its jobs from a counter in arg until none is left. */
+void lr_parallel(int threads, size_t jobs, void *(*fn)(void *), void *arg);
+
 struct brisk_report_options;
 /* The HTML report of logdir (brisk_report_write without the file): *html (malloc'd, NUL
  * terminated) of *len bytes. */
