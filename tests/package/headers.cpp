@@ -34,6 +34,15 @@ int main()
     brisk_fit_config fc = brisk_fit_defaults();
     std::printf("fit defaults: %d epochs, policies watch %s; TensorBoard ring %zu bytes\n",
                 fc.epochs, brisk_fit_metric_name(BRISK_FIT_VAL_LOSS), brisk_tb_ring_bytes(t));
+    /* The range test and the report, linked from C++: bad arguments are errors, not aborts. */
+    brisk_lr_find_result lr = {};
+    const brisk_lr_find_config lc = {};
+    const int e1 = brisk_lr_find(t, nullptr, nullptr, 0, &lc, &lr);
+    const int e2 = brisk_report_plot("/nonexistent/brisk-logs", stdout, nullptr);
     brisk_trainer_destroy(t);
+    if (e1 != BRISK_EINVAL || e2 != BRISK_ENOENT) {
+        std::fprintf(stderr, "lr_find %d, report_plot %d: expected EINVAL, ENOENT\n", e1, e2);
+        return 1;
+    }
     return 0;
 }

@@ -31,6 +31,7 @@
 #include "brisk/logger.h"
 #include "brisk/model.h"
 #include "brisk/optim.h"
+#include "brisk/report.h"
 #include "brisk/rng.h"
 #include "brisk/run.h"
 #include "brisk/tblog.h"
