@@ -129,7 +129,7 @@ static void test_torn_and_damaged_files(void **state)
     assert_int_equal(lr_log_read(dir, 1, &log), 0);
     const lr_run *train = run_of(&log, "train");
     assert_non_null(train);
-    assert_string_equal(train->files[0], train->files[0]);
+    assert_non_null(strstr(train->files[0], "/train/events.out.tfevents."));
     char *file = strdup(train->files[0]);
     lr_log_free(&log);
     /* Torn: the last record cut short; everything before it is read, no problem. */

@@ -40,5 +40,5 @@ uint32_t brisk_crc32c(uint32_t crc, const void *data, size_t n)
 
 uint32_t brisk_crc32c_mask(uint32_t crc)
 {
-    return ((crc >> 15) | (crc << 17)) + 0xA282EAD8u;
+    return BRISK_CRC32C_MASK(crc);
 }

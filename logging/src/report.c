@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -235,15 +234,19 @@ int scalar_tags(const lr_log *log, char ***tags, size_t *n)
 /* 1 when a group's train and validation runs both have the tag (a chart that overlays them). */
 int overlaid_tag(const lr_log *log, const int *group_of, const char *tag)
 {
-    for (size_t a = 0; a < log->n_runs; a++) {
-        if (run_role(log->runs[a].name) != ROLE_TRAIN || !lr_run_scalars(&log->runs[a], tag))
+    /* One pass: per group, whether its train run (bit 1) and a validation run (bit 2) have
+     * the tag; group numbers are below the run count. */
+    unsigned char *has = calloc(log->n_runs ? log->n_runs : 1, 1);
+    int found = 0;
+    for (size_t r = 0; has && r < log->n_runs && !found; r++) {
+        const int role = run_role(log->runs[r].name);
+        if (role == ROLE_OTHER || !lr_run_scalars(&log->runs[r], tag))
             continue;
-        for (size_t b = 0; b < log->n_runs; b++)
-            if (group_of[b] == group_of[a] && run_role(log->runs[b].name) == ROLE_VALIDATION &&
-                lr_run_scalars(&log->runs[b], tag))
-                return 1;
+        has[group_of[r]] |= role == ROLE_TRAIN ? 1 : 2;
+        found = has[group_of[r]] == 3;
     }
-    return 0;
+    free(has);
+    return found;
 }
 
 /* The order of the charts: tags that overlay train and validation first, then other tags
