@@ -2,12 +2,15 @@
  * report is (docs/benchmarks.md, "Reports of large logs").
  *
  *   bench_report DIR [--runs N] [--steps N] [--tags N] [--repeats N] [--threads N]
+ *                    [--irregular]
  *
  * Writes N runs (DIR/run000/train, ...) of --steps steps of --tags scalar tags each through
  * Brisk's logger, unless DIR already holds a complete set (a file DIR/complete names its
  * shape: delete DIR to write it again), then writes DIR's report --repeats times and prints
  * each time, the median, and the report's size. Defaults: 100 runs x 50,000 steps x 20 tags
- * (100 million points; about 5 GB of event files).
+ * (100 million points; about 5 GB of event files). Steps are 1, 2, 3, ...; with --irregular
+ * they are 2s + 1 for every third s and 2s for the others (no one stride: the reader then
+ * stores every step).
  *
  * This VM is shared: each round also measures the CPU time the rest of the machine used
  * meanwhile (/proc/stat's busy time, the hypervisor's steal included, less this process's
@@ -71,7 +74,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* One run's curves: a decaying loss with noise, per tag a different scale. */
-static int write_run(const char *dir, int run, long steps, int tags)
+static int write_run(const char *dir, int run, long steps, int tags, int irregular)
 {
     char logdir[4096];
     snprintf(logdir, sizeof logdir, "%s/run%03d", dir, run);
@@ -99,7 +102,8 @@ static int write_run(const char *dir, int run, long steps, int tags)
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             const double noise = (double)(x >> 11) / 9007199254740992.0 - 0.5;
             const double v = (1.0 + t) * (0.2 + 2.0 / sqrt((double)s)) + 0.05 * noise;
-            while (brisk_log_scalar(p, train, names[t], s, v) == BRISK_EFULL)
+            const long step = irregular ? 2 * s + (s % 3 == 0) : s;
+            while (brisk_log_scalar(p, train, names[t], step, v) == BRISK_EFULL)
                 brisk_logger_flush(lg); /* a bench: wait rather than drop */
         }
     }
@@ -112,15 +116,38 @@ int main(int argc, char **argv)
 {
     if (argc < 2 || argv[1][0] == '-') {
         fprintf(stderr, "usage: bench_report DIR [--runs N] [--steps N] [--tags N] "
-                        "[--repeats N] [--threads N]\n");
+                        "[--repeats N] [--threads N] [--irregular]\n");
         return 2;
     }
     const char *dir = argv[1];
+    for (int i = 2; i < argc; i++) { /* every flag known, every value a number */
+        static const char *const valued[] = {"--runs", "--steps", "--tags", "--repeats",
+                                             "--threads"};
+        int known = !strcmp(argv[i], "--irregular");
+        for (size_t k = 0; k < sizeof valued / sizeof *valued && !known; k++)
+            if (!strcmp(argv[i], valued[k])) {
+                char *end;
+                if (i + 1 >= argc || (strtol(argv[i + 1], &end, 10), *end || end == argv[i + 1])) {
+                    fprintf(stderr, "bench_report: %s needs a whole number\n", argv[i]);
+                    return 2;
+                }
+                known = 1;
+                i++;
+            }
+        if (!known) {
+            fprintf(stderr, "bench_report: unknown argument %s (see the usage: no arguments)\n",
+                    argv[i]);
+            return 2;
+        }
+    }
     const int runs = (int)arg_long(argc, argv, "--runs", 100);
     const long steps = arg_long(argc, argv, "--steps", 50000);
     const int tags = (int)arg_long(argc, argv, "--tags", 20);
     const int repeats = (int)arg_long(argc, argv, "--repeats", 5);
     const int threads = (int)arg_long(argc, argv, "--threads", 0);
+    int irregular = 0;
+    for (int i = 2; i < argc; i++)
+        irregular |= !strcmp(argv[i], "--irregular");
     if (runs < 1 || steps < 1 || tags < 1 || tags > 64 || repeats < 1 || repeats > 100) {
         fprintf(stderr, "bench_report: --runs >= 1, --steps >= 1, --tags 1..64, --repeats "
                         "1..100\n");
@@ -128,7 +155,8 @@ int main(int argc, char **argv)
     }
     char marker[4096], want[128], have[128] = "";
     snprintf(marker, sizeof marker, "%s/complete", dir);
-    snprintf(want, sizeof want, "%d runs x %ld steps x %d tags\n", runs, steps, tags);
+    snprintf(want, sizeof want, "%d runs x %ld steps x %d tags%s\n", runs, steps, tags,
+             irregular ? ", irregular steps" : "");
     FILE *f = fopen(marker, "r");
     if (f) {
         if (!fgets(have, sizeof have, f))
@@ -143,7 +171,7 @@ int main(int argc, char **argv)
         }
         const double t0 = brisk_now_seconds();
         for (int r = 0; r < runs; r++)
-            if (write_run(dir, r, steps, tags) < 0) {
+            if (write_run(dir, r, steps, tags, irregular) < 0) {
                 fprintf(stderr, "bench_report: %s\n", brisk_error_detail());
                 return 1;
             }

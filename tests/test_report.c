@@ -89,7 +89,7 @@ static void test_read_back_with_purge(void **state)
     assert_non_null(s);
     assert_int_equal(s->n, 12);
     for (size_t i = 0; i < s->n; i++) {
-        assert_int_equal(s->step[i], (int64_t)i + 1);
+        assert_int_equal(lr_step(s, i), (int64_t)i + 1);
         assert_close(s->value[i], (i < 5 ? 100.0 : 200.0) + (double)(i + 1), 0, 0);
     }
     assert_null(lr_run_scalars(train, "los"));
@@ -115,6 +115,73 @@ static void test_read_back_with_purge(void **state)
         assert_true(h->q[k] >= h->q[k - 1]);
     assert_int_equal(train->n_texts, 1);
     assert_int_equal(train->texts[0].step, 12);
+    lr_log_free(&log);
+    test_rmdir(dir);
+}
+
+/* How a series keeps its steps: not at all while they keep one stride, as 32-bit offsets from
+ * the first once it breaks, whole once one lies more than 2^32 - 1 past the first; the purge
+ * rule and the values hold through each change. */
+typedef struct series_case {
+    const char *tag;
+    int n;
+    int64_t steps[8];
+    int want_n;
+    int64_t want_steps[8];
+    float want_values[8];
+    char form; /* 's' stride, 'd' offsets, 'w' whole */
+} series_case;
+
+static void test_series_step_forms(void **state)
+{
+    (void)state;
+    const int64_t far = (int64_t)1 << 40;
+    static const series_case cases[] = {
+        {"stride", 4, {100, 110, 120, 130}, 4, {100, 110, 120, 130}, {1, 2, 3, 4}, 's'},
+        {"one", 1, {-7}, 1, {-7}, {1}, 's'},
+        {"broken", 5, {10, 20, 30, 35, 36}, 5, {10, 20, 30, 35, 36}, {1, 2, 3, 4, 5}, 'd'},
+        /* a restart at 20 drops 20 and 30; the stride of what is left is 5, then 2 */
+        {"purged", 6, {10, 20, 30, 20, 25, 27}, 4, {10, 20, 25, 27}, {1, 4, 5, 6}, 'd'},
+        {"restart", 4, {5, 6, 7, 1}, 1, {1}, {4}, 's'},
+        {"far", 7, {-3, 5, 0, 1, 5, 6, 0}, 4, {-3, 5, 6, 0}, {1, 5, 6, 7}, 'w'},
+        {"far-stride", 3, {0, 0, 0}, 3, {0, 0, 0}, {1, 2, 3}, 's'},
+    };
+    series_case c[sizeof cases / sizeof *cases];
+    memcpy(c, cases, sizeof c);
+    /* far: -3, 5, far, far + 1, then a restart at 5 and 6, then 4 * far */
+    c[5].steps[2] = far, c[5].steps[3] = far + 1, c[5].steps[6] = 4 * far;
+    c[5].want_steps[3] = 4 * far;
+    /* far-stride: 0, far, 2 * far keep one stride however far apart */
+    c[6].steps[1] = far, c[6].steps[2] = 2 * far;
+    c[6].want_steps[1] = far, c[6].want_steps[2] = 2 * far;
+    const size_t nc = sizeof c / sizeof *c;
+    char *dir = test_mkdtemp();
+    brisk_logger *lg;
+    assert_int_equal(brisk_logger_create(&(brisk_logger_config){.logdir = dir}, &lg), 0);
+    int train;
+    assert_int_equal(brisk_logger_add_run(lg, "train", 0, &train), 0);
+    brisk_log_producer *p;
+    assert_int_equal(brisk_logger_producer(lg, &p), 0);
+    for (int i = 0; i < 8; i++) /* interleaved, as a trainer logs its tags */
+        for (size_t k = 0; k < nc; k++)
+            if (i < c[k].n)
+                assert_int_equal(brisk_log_scalar(p, train, c[k].tag, c[k].steps[i], i + 1), 0);
+    assert_int_equal(brisk_logger_close(lg), 0);
+    brisk_logger_destroy(lg);
+    lr_log log;
+    assert_int_equal(lr_log_read(dir, 1, &log), 0);
+    assert_int_equal(log.n_problems, 0);
+    for (size_t k = 0; k < nc; k++) {
+        const lr_scalars *s = lr_run_scalars(run_of(&log, "train"), c[k].tag);
+        assert_non_null(s);
+        assert_int_equal(s->n, c[k].want_n);
+        for (int i = 0; i < c[k].want_n; i++) {
+            assert_int_equal(lr_step(s, (size_t)i), c[k].want_steps[i]);
+            assert_true(s->value[i] == c[k].want_values[i]);
+        }
+        assert_int_equal(s->wide != NULL, c[k].form == 'w');
+        assert_int_equal(s->dstep != NULL, c[k].form == 'd');
+    }
     lr_log_free(&log);
     test_rmdir(dir);
 }
@@ -310,6 +377,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_back_with_purge),
+        cmocka_unit_test(test_series_step_forms),
         cmocka_unit_test(test_torn_and_damaged_files),
         cmocka_unit_test(test_report_refusals_and_determinism),
         cmocka_unit_test(test_plot),

@@ -292,18 +292,47 @@ static void prefault(void *p, size_t bytes)
 #endif
 }
 
-/* The index of the first of the n increasing steps that is >= step. */
-static size_t first_at_or_after(const int64_t *steps, size_t n, int64_t step)
+/* The index of the first of the series' n steps that is >= step. */
+static size_t first_at_or_after(const lr_scalars *s, int64_t step)
 {
-    size_t lo = 0, hi = n;
+    size_t lo = 0, hi = s->n;
     while (lo < hi) {
         const size_t mid = lo + (hi - lo) / 2;
-        if (steps[mid] < step)
+        if (lr_step(s, mid) < step)
             lo = mid + 1;
         else
             hi = mid;
     }
     return lo;
+}
+
+/* A series' steps stored from now on: as offsets from the first, or whole when `step` (the
+ * next) or a step kept lies more than 2^32 - 1 past it. */
+static int store_steps(lr_scalars *s, int64_t step)
+{
+    const size_t cap = s->cap ? s->cap : 1;
+    if (!s->wide && (uint64_t)step - (uint64_t)s->base <= UINT32_MAX) {
+        if (s->dstep)
+            return 0;
+        uint32_t *d = malloc(cap * sizeof *d);
+        if (!d)
+            return -1;
+        for (size_t i = 0; i < s->n; i++) /* from the stride: all below step, so they fit */
+            d[i] = (uint32_t)((uint64_t)i * (uint64_t)s->stride);
+        s->dstep = d;
+        return 0;
+    }
+    if (s->wide)
+        return 0;
+    int64_t *w = malloc(cap * sizeof *w);
+    if (!w)
+        return -1;
+    for (size_t i = 0; i < s->n; i++)
+        w[i] = lr_step(s, i);
+    free(s->dstep);
+    s->dstep = NULL;
+    s->wide = w;
+    return 0;
 }
 
 static void add_scalar(reader *r, const uint8_t *tag, size_t tag_len, int64_t step, float value,
@@ -314,25 +343,61 @@ static void add_scalar(reader *r, const uint8_t *tag, size_t tag_len, int64_t st
         r->oom = 1;
         return;
     }
-    if (s->n && step <= s->step[s->n - 1]) /* TensorBoard's purge: a restart at `step` */
-        s->n = first_at_or_after(s->step, s->n, step);
+    if (s->n && step <= s->last) /* TensorBoard's purge: a restart at `step` */
+        s->n = first_at_or_after(s, step);
+    if (!s->n && (s->dstep || s->wide)) { /* all purged: start over with the stride */
+        free(s->dstep);
+        free(s->wide);
+        s->dstep = NULL;
+        s->wide = NULL;
+    }
+    /* Now step > every step kept. While no step is stored, the first two set base and stride,
+     * and a step off the stride stores them from then on. */
+    if (s->wide || s->dstep) {
+        if (!s->wide && (uint64_t)step - (uint64_t)s->base > UINT32_MAX &&
+            store_steps(s, step) < 0) {
+            r->oom = 1;
+            return;
+        }
+    } else if (s->n == 0) {
+        s->base = step;
+    } else if (s->n == 1) {
+        s->stride = (int64_t)((uint64_t)step - (uint64_t)s->base);
+    } else if ((uint64_t)step - (uint64_t)s->last != (uint64_t)s->stride &&
+               store_steps(s, step) < 0) {
+        r->oom = 1;
+        return;
+    }
     if (s->n == s->cap) {
         const size_t c = s->cap ? 2 * s->cap : 64;
-        int64_t *st = realloc(s->step, c * sizeof *st);
-        if (st)
-            s->step = st;
-        float *v = st ? realloc(s->value, c * sizeof *v) : NULL;
+        float *v = realloc(s->value, c * sizeof *v);
         if (!v) {
             r->oom = 1;
             return;
         }
         s->value = v;
-        prefault(s->step + s->cap, (c - s->cap) * sizeof *st);
         prefault(s->value + s->cap, (c - s->cap) * sizeof *v);
+        void *st = s->wide ? (void *)s->wide : (void *)s->dstep;
+        if (st) {
+            const size_t each = s->wide ? sizeof *s->wide : sizeof *s->dstep;
+            if (!(st = realloc(st, c * each))) {
+                r->oom = 1;
+                return;
+            }
+            if (s->wide)
+                s->wide = st;
+            else
+                s->dstep = st;
+            prefault((char *)st + s->cap * each, (c - s->cap) * each);
+        }
         s->cap = c;
     }
-    s->step[s->n] = step;
+    if (s->wide)
+        s->wide[s->n] = step;
+    else if (s->dstep)
+        s->dstep[s->n] = (uint32_t)((uint64_t)step - (uint64_t)s->base);
     s->value[s->n++] = value;
+    s->last = step;
 }
 
 /* Percentiles of a HistogramProto by linear interpolation inside its buckets, whose outer
@@ -1285,7 +1350,8 @@ static void free_run(lr_run *run)
     free(run->files);
     for (size_t k = 0; k < run->n_scalars; k++) {
         free(run->scalars[k].tag);
-        free(run->scalars[k].step);
+        free(run->scalars[k].dstep);
+        free(run->scalars[k].wide);
         free(run->scalars[k].value);
     }
     free(run->scalars);

@@ -84,8 +84,8 @@ static void plot_tag(FILE *out, const lr_log *log, const int *group_of, const ch
         const lr_scalars *s = lr_run_scalars(&log->runs[r], tag);
         if (!s || !s->n)
             continue;
-        xmin = fmin(xmin, (double)s->step[0]);
-        xmax = fmax(xmax, (double)s->step[s->n - 1]);
+        xmin = fmin(xmin, (double)lr_step(s, 0));
+        xmax = fmax(xmax, (double)lr_step(s, s->n - 1));
         for (size_t i = 0; i < s->n; i++)
             if (isfinite(s->value[i])) {
                 ymin = fmin(ymin, s->value[i]);
@@ -125,7 +125,7 @@ static void plot_tag(FILE *out, const lr_log *log, const int *group_of, const ch
                 px = -1;
                 continue;
             }
-            const int x = (int)lround(((double)s->step[i] - xmin) / (xmax - xmin) * (W - 1));
+            const int x = (int)lround(((double)lr_step(s, i) - xmin) / (xmax - xmin) * (W - 1));
             const int y = (int)lround((ymax - s->value[i]) / (ymax - ymin) * (H - 1));
             if (px < 0)
                 dot(&c, x, y, (int)r, role == ROLE_VALIDATION);

@@ -385,7 +385,7 @@ static size_t pick_points(const lr_scalars *s, double xmin, double xmax, int col
                                                 : (int64_t)ceil(xmin + (col + 1) * width);
         size_t lo = SIZE_MAX, hi = SIZE_MAX;
         float vlo = INFINITY, vhi = -INFINITY;
-        for (; i < s->n && s->step[i] < edge; i++) {
+        for (; i < s->n && lr_step(s, i) < edge; i++) {
             const float v = s->value[i];
             if (!isfinite(v))
                 continue;
@@ -456,8 +456,8 @@ static void scalar_chart(const report *rp, const char *tag, size_t *idx, sbuf *b
             continue;
         }
         ser[n++] = (series){&log->runs[r], s, rp->group_of[r], run_role(log->runs[r].name)};
-        xmin = fmin(xmin, (double)s->step[0]);
-        xmax = fmax(xmax, (double)s->step[s->n - 1]);
+        xmin = fmin(xmin, (double)lr_step(s, 0));
+        xmax = fmax(xmax, (double)lr_step(s, s->n - 1));
         float lo = INFINITY, hi = -INFINITY;
         for (size_t i = 0; i < s->n; i++) {
             const float v = s->value[i];
@@ -515,7 +515,7 @@ static void scalar_chart(const report *rp, const char *tag, size_t *idx, sbuf *b
         for (size_t i = 0; i < m; i++) {
             char v[32];
             fmt_float(v, sizeof v, ser[k].s->value[idx[i]]);
-            sb_printf(b, "%s%lld,%s", i ? " " : "", (long long)ser[k].s->step[idx[i]], v);
+            sb_printf(b, "%s%lld,%s", i ? " " : "", (long long)lr_step(ser[k].s, idx[i]), v);
         }
         sb_puts(b, "\"/>");
     }
@@ -527,7 +527,7 @@ static void scalar_chart(const report *rp, const char *tag, size_t *idx, sbuf *b
         char col[8];
         group_color(ser[k].group, col);
         sb_printf(b, "<circle class=\"dot\" cx=\"%.2f\" cy=\"%.2f\" r=\"3\" fill=\"%s\"/>",
-                  PX0 + ((double)ser[k].s->step[0] - xmin) * ax,
+                  PX0 + ((double)lr_step(ser[k].s, 0) - xmin) * ax,
                   PY1 + ((double)ser[k].s->value[0] - ymin) * ay, col);
     }
     sb_puts(b, "</g><g class=\"overlay\"></g></svg><ul class=\"legend\">");
@@ -776,8 +776,8 @@ static void runs_table(report *rp)
             if (run->session_status)
                 status = run->session_status;
             for (size_t k = 0; k < run->n_scalars; k++)
-                if (run->scalars[k].n && run->scalars[k].step[run->scalars[k].n - 1] > last_step)
-                    last_step = run->scalars[k].step[run->scalars[k].n - 1];
+                if (run->scalars[k].n && lr_step(&run->scalars[k], run->scalars[k].n - 1) > last_step)
+                    last_step = lr_step(&run->scalars[k], run->scalars[k].n - 1);
         }
         for (size_t k = 0; k < n_hp; k++) {
             const lr_hparam *v = NULL;

@@ -19,15 +19,32 @@
 extern "C" {
 #endif
 
-/* A scalar tag: steps strictly increasing. */
+/* A scalar tag: steps strictly increasing. Most series step by a fixed stride, and theirs
+ * are not stored (base + i * stride); others keep them as 32-bit offsets from the first, or
+ * whole in wide when a step is more than 2^32 - 1 past the first (a large log's arrays are
+ * then a third to two thirds smaller). Read them with lr_step. */
 typedef struct lr_scalars {
     char *tag;
     size_t tag_len;
     uint64_t head[2]; /* the tag's first 16 bytes, zero-padded (a fast compare) */
-    int64_t *step;
+    int64_t base;     /* the first step */
+    int64_t stride;   /* step i = base + i * stride while dstep and wide are NULL */
+    int64_t last;     /* the last step, when n > 0 */
+    uint32_t *dstep;  /* step - base, once the stride broke */
+    int64_t *wide;    /* the steps, once an offset did not fit 32 bits */
     float *value;
     size_t n, cap;
 } lr_scalars;
+
+/* Step i of a series. */
+static inline int64_t lr_step(const lr_scalars *s, size_t i)
+{
+    if (s->wide)
+        return s->wide[i];
+    if (s->dstep)
+        return s->base + (int64_t)s->dstep[i];
+    return (int64_t)((uint64_t)s->base + (uint64_t)i * (uint64_t)s->stride);
+}
 
 /* TensorBoard's distribution bands: these percentiles of each histogram (in basis points:
  * 0, 668, 1587, 3085, 5000, 6915, 8413, 9332, 10000: the min, +-1.5, +-1 and +-0.5 standard
