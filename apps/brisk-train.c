@@ -334,10 +334,15 @@ static int print_summary(brisk_run *r)
         return failed(err, NULL);
     fputs(buf, stdout);
     const brisk_run_config *c = brisk_run_get_config(r);
-    if (mem)
-        printf("memory: about %.0f MiB with %d threads, batch %d, micro-batch %d\n",
+    if (mem) {
+        printf("memory: about %.0f MiB with %d threads, batch %d, micro-batch %d",
                (double)mem / (1 << 20), c->threads > 0 ? c->threads : brisk_cpu_count(),
                c->batch, c->micro_batch < c->batch ? c->micro_batch : c->batch);
+        if (c->accumulate > 1)
+            printf("; a step: %d passes of %d samples (accumulated), %d in all", c->accumulate,
+                   c->batch, c->accumulate * c->batch);
+        putchar('\n');
+    }
     return 0;
 }
 

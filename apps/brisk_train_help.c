@@ -51,6 +51,8 @@ void brisk_train_usage(FILE *f)
 "  --batch B             samples per optimizer step (%d)\n"
 "  --micro-batch M       samples per micro-shard (%d, or B if smaller): results depend on B\n"
 "                        and M, never on --threads\n"
+"  --accumulate K        K batches of B per optimizer step, one after another in memory for\n"
+"                        B: bitwise the same as --batch K*B with the same micro-batch (%d)\n"
 "  --threads T           worker threads; 0 = the CPUs this process may use, here %d,\n"
 "                        divided by the processes mpirun started on this machine (0)\n"
 "  --seed S              seed for init, split and shuffling (%llu)\n"
@@ -118,7 +120,7 @@ void brisk_train_usage(FILE *f)
 "(the message names the step and the layer), 130 interrupted.\n",
         d.model, d.act, d.loss, d.init, d.optimizer, d.lr, d.momentum, d.clip_norm, d.schedule,
         d.step_size, d.gamma, d.warmup, d.min_lr, d.epochs, d.batch, d.micro_batch,
-        brisk_cpu_count(), d.seed, d.data, d.val_split, d.synthetic_n, d.synthetic_test_n,
+        d.accumulate, brisk_cpu_count(), d.seed, d.data, d.val_split, d.synthetic_n, d.synthetic_test_n,
         d.noise, d.log_every, d.histogram_every, d.keep, d.monitor, d.min_delta, d.early_stop,
         d.plateau, d.plateau_factor, d.plateau_min_lr);
 }

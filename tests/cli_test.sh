@@ -212,6 +212,49 @@ label-smoothing)
     expect_status 2
     expect_in "$err" "--label-smoothing"
     ;;
+accumulate)
+    # --accumulate K: K batches of B per step are bitwise one batch of K x B with the same
+    # micro-batch (a CNN with batchnorm and dropout; the epoch's short last step included),
+    # at any thread count; kept by checkpoints; refused where the micro-shards would differ.
+    cnn="--data synthetic --model conv:4:3:pad1,batchnorm,relu,maxpool:2,flatten,dense:16,relu,dropout:0.3,dense:4 --synthetic-n 700 --val-split 0.1 --synthetic-test-n 100 --micro-batch 8 --schedule constant --json"
+    run $cnn --batch 64 --epochs 3 --threads 1 --logdir none
+    expect_status 0
+    strip_times "$out" >"$tmp/one.txt"
+    for kt in 4:16:1 4:16:2 2:32:3 8:8:2; do
+        k=${kt%%:*}
+        rest=${kt#*:}
+        b=${rest%%:*}
+        t=${rest#*:}
+        run $cnn --batch "$b" --accumulate "$k" --epochs 3 --threads "$t" --logdir none
+        expect_status 0
+        strip_times "$out" | diff "$tmp/one.txt" - >/dev/null || fail "--batch $b --accumulate $k --threads $t differs from --batch 64"
+    done
+    run $cnn --batch 16 --epochs 3 --threads 1 --logdir none
+    strip_times "$out" | diff "$tmp/one.txt" - >/dev/null && fail "--batch 16 alone trained the same as --batch 64"
+    # The plan is in --summary, a step of 64 in 4 passes.
+    run $cnn --batch 16 --accumulate 4 --summary --logdir none
+    expect_status 0
+    expect_in "$out" "4 passes of 16 samples"
+    # Resumed at another thread count, the same weights as the straight run.
+    run $cnn --batch 16 --accumulate 4 --epochs 2 --threads 2 --logdir "$tmp/acc"
+    expect_status 0
+    run --resume="$tmp/acc" --epochs 3 --threads 1 --json
+    expect_status 0
+    strip_times "$out" >"$tmp/resumed.txt"
+    tail -n 2 "$tmp/one.txt" | diff - "$tmp/resumed.txt" || fail "the resumed run differs from the straight one"
+    run --resume="$tmp/acc" --accumulate 2
+    expect_status 2
+    expect_in "$err" "--accumulate"
+    run $cnn --batch 100 --accumulate 3 --micro-batch 16 --logdir none
+    expect_status 2
+    expect_in "$err" "--accumulate: a batch of 100 is not a whole number of micro-batches of 16"
+    run $cnn --accumulate 0 --logdir none
+    expect_status 2
+    expect_in "$err" "--accumulate"
+    run $cnn --batch 65536 --accumulate 4096 --logdir none
+    expect_status 2
+    expect_in "$err" "--accumulate"
+    ;;
 diverge)
     # At once: no checkpoint yet.
     run $syn --epochs 3 --optimizer sgd --lr 1e6 --momentum 0.99

@@ -48,6 +48,28 @@ cnn)
     "$bin" --resume="$tmp/split/checkpoints" --epochs 3 --threads 1 --json >"$tmp/b.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "resume at 1x1 failed"; }
     [ "$(checksum "$tmp/b.txt")" = "$(checksum "$tmp/ref.txt")" ] || fail "resumed weights differ: $(checksum "$tmp/b.txt") vs $(checksum "$tmp/ref.txt")"
     ;;
+accumulate)
+    # --accumulate K: the passes' shards are dealt over the processes pass by pass and added in
+    # the one batch's order: 2 x 32 and 4 x 16 at P x T 2x1 and 2x2 give the weights and
+    # metrics of one batch of 64 at 1x1 bit for bit; a checkpoint of an accumulating 2x2 run
+    # resumes at 1x1 to the same weights.
+    cnn="--data synthetic --model conv:4:3:pad1,batchnorm,relu,maxpool:2,conv:6:3:s2,relu,flatten,dense:16,batchnorm,relu,dropout:0.3,dense:4 --synthetic-n 640 --val-split 0.1 --synthetic-test-n 100 --micro-batch 16 --schedule constant --json"
+    "$bin" $cnn --batch 64 --epochs 3 --threads 1 --logdir none >"$tmp/ref.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x1 failed"; }
+    strip_times "$tmp/ref.txt" >"$tmp/ref.s"
+    for run in 2x1:32:2 2x2:32:2 2x2:16:4; do
+        pt=${run%%:*}
+        rest=${run#*:}
+        b=${rest%%:*}
+        k=${rest#*:}
+        p=${pt%x*}
+        t=${pt#*x}
+        mpi "$p" $cnn --batch "$b" --accumulate "$k" --epochs 3 --threads "$t" --logdir none >"$tmp/$pt.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "$pt --accumulate $k failed"; }
+        strip_times "$tmp/$pt.txt" | diff "$tmp/ref.s" - || fail "$pt --batch $b --accumulate $k differs from one batch of 64 at 1x1"
+    done
+    mpi 2 $cnn --batch 32 --accumulate 2 --epochs 2 --threads 2 --logdir "$tmp/split" >"$tmp/a.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "2x2 run to epoch 2 failed"; }
+    "$bin" --resume="$tmp/split/checkpoints" --epochs 3 --threads 1 --json >"$tmp/b.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "resume at 1x1 failed"; }
+    [ "$(checksum "$tmp/b.txt")" = "$(checksum "$tmp/ref.txt")" ] || fail "resumed weights differ: $(checksum "$tmp/b.txt") vs $(checksum "$tmp/ref.txt")"
+    ;;
 gpt)
     # A GPT with dropout (embeddings, attention weights, residual branches) on byte-level
     # text: P x T in {1x1, 1x2, 2x1, 2x2} give the same weights and metrics bit for bit, and a

@@ -442,6 +442,134 @@ static void test_winograd_any_threads(void **state)
                             brisk_shape_img(1, 8, 8), batches, 2, 80, 2);
 }
 
+/* Gradient accumulation: a step of K passes of B / K samples is bitwise the step of one pass
+ * over the B samples with the same micro-batch, at any thread count: parameters, Adam's
+ * moments, running statistics, loss and norm; also for a short last batch (a short last pass
+ * and a short last shard). A CNN with batchnorm and dropout, and a GPT (token data). */
+static void check_accumulation(const char *widths, brisk_shape input, int pass, int micro)
+{
+    const int Ks[] = {2, 3, 4}, threads[] = {1, 2, 3, 8};
+    for (int ki = 0; ki < 3; ki++) {
+        const int K = Ks[ki], nb = K * pass;
+        brisk_trainer_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        assert_int_equal(brisk_model_config_set(&cfg.model, widths, input), BRISK_OK);
+        cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
+        cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
+        cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
+        cfg.micro_batch = micro;
+        cfg.seed = 5;
+        cfg.batch = nb;
+        brisk_model *probe;
+        assert_int_equal(brisk_model_create(&cfg.model, &probe), BRISK_OK);
+        const int d_in = (int)brisk_shape_size(input), classes = brisk_model_outputs(probe);
+        brisk_model_destroy(probe);
+        brisk_dataset ds;
+        int32_t *stream = NULL;
+        if (input.rank == 2) {
+            const int64_t n_tok = 2 * (int64_t)nb * d_in + 1;
+            stream = malloc(sizeof *stream * (size_t)n_tok);
+            assert_non_null(stream);
+            for (int64_t i = 0; i < n_tok; i++)
+                stream[i] = (int32_t)(brisk_rng_u64(9, 1, 2, (uint64_t)i) % (uint64_t)classes);
+            assert_int_equal(brisk_dataset_tokens(stream, n_tok, d_in, classes, &ds), BRISK_OK);
+        } else {
+            assert_int_equal(brisk_dataset_synthetic(2 * nb, d_in, classes, 50.0f, 8, 0, &ds),
+                             BRISK_OK);
+        }
+        int32_t *idx = malloc(sizeof(int32_t) * 2 * (size_t)nb);
+        assert_non_null(idx);
+        for (int i = 0; i < 2 * nb; i++)
+            idx[i] = (2 * nb - 1 - i) * 7 % (2 * nb);
+        enum { NT = 4 };
+        brisk_trainer *one, *acc[NT];
+        cfg.threads = 2;
+        assert_int_equal(brisk_trainer_create(&cfg, &one), BRISK_OK);
+        cfg.accumulate = K;
+        for (int k = 0; k < NT; k++) {
+            cfg.threads = threads[k];
+            assert_int_equal(brisk_trainer_create(&cfg, &acc[k]), BRISK_OK);
+        }
+        const int sizes[] = {nb, nb, nb - 5, nb}; /* nb - 5: a short last pass and shard */
+        for (int s = 0; s < 4; s++) {
+            brisk_step_stats st0, st;
+            const int32_t *bi = idx + s % 2 * nb;
+            assert_int_equal(brisk_trainer_step(one, &ds, bi, sizes[s], &st0), BRISK_OK);
+            for (int k = 0; k < NT; k++) {
+                assert_int_equal(brisk_trainer_step(acc[k], &ds, bi, sizes[s], &st), BRISK_OK);
+                assert_true(st.grad_norm == st0.grad_norm);
+                assert_true(st.metrics.loss_sum == st0.metrics.loss_sum);
+                assert_true(st.metrics.correct == st0.metrics.correct);
+            }
+        }
+        char plan[256];
+        brisk_trainer_describe_plan(acc[NT - 1], nb, plan, sizeof plan);
+        print_message("%s, K %d: %s\n", widths, K, plan);
+        assert_non_null(strstr(plan, "passes"));
+        const brisk_model *m = brisk_trainer_model(one);
+        const size_t bytes = brisk_model_slab_len(m) * sizeof(float);
+        const size_t bbytes = brisk_model_buffers_len(m) * sizeof(float);
+        for (int k = 0; k < NT; k++) {
+            assert_memory_equal(brisk_trainer_params(acc[k]), brisk_trainer_params(one), bytes);
+            assert_memory_equal(brisk_trainer_opt_m(acc[k]), brisk_trainer_opt_m(one), bytes);
+            assert_memory_equal(brisk_trainer_opt_v(acc[k]), brisk_trainer_opt_v(one), bytes);
+            if (bbytes)
+                assert_memory_equal(brisk_trainer_buffers(acc[k]), brisk_trainer_buffers(one),
+                                    bbytes);
+            brisk_trainer_destroy(acc[k]);
+        }
+        brisk_trainer_destroy(one);
+        free(idx);
+        brisk_dataset_free(&ds);
+        free(stream);
+    }
+}
+
+static void test_accumulation_bitwise(void **state)
+{
+    (void)state;
+    check_accumulation("conv:6:3:pad1,batchnorm,relu,maxpool:2,flatten,dense:16,relu,"
+                       "dropout:0.3,dense:5",
+                       brisk_shape_img(1, 8, 8), 16, 8);
+    check_accumulation("embed:13:16,posembed,dropout:0.1,layernorm,attention:2:drop0.2,res:3,"
+                       "layernorm,dense:13:nobias:tied",
+                       brisk_shape_seq(1, 12), 6, 3);
+}
+
+/* What accumulation refuses, by name. */
+static void test_accumulation_refusals(void **state)
+{
+    (void)state;
+    brisk_trainer_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    assert_int_equal(brisk_model_config_set(&cfg.model, "8-4", brisk_shape_vec(8)), BRISK_OK);
+    cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
+    cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
+    cfg.threads = 1;
+    brisk_trainer *t = NULL;
+    const struct {
+        int batch, micro, K;
+        const char *says;
+    } bad[] = {{30, 0, 4, "must divide batch 30"},
+               {8, 0, 9, "must divide batch 8"},
+               {64, 12, 4, "not a whole number of micro-batches of 12"},
+               {64, 0, -1, "accumulate -1"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cfg.batch = bad[i].batch;
+        cfg.micro_batch = bad[i].micro;
+        cfg.accumulate = bad[i].K;
+        assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_EINVAL);
+        assert_null(t);
+        assert_non_null(strstr(brisk_error_detail(), bad[i].says));
+    }
+    /* A micro-batch larger than a pass is cut to it; a step takes up to the whole batch. */
+    cfg.batch = 64, cfg.micro_batch = 256, cfg.accumulate = 4;
+    assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
+    assert_int_equal(brisk_trainer_micro_batch(t), 16);
+    assert_int_equal(brisk_trainer_get_config(t)->accumulate, 4);
+    brisk_trainer_destroy(t);
+}
+
 /* Every code path of the matrix kernel trains the same bits. */
 static void test_kernels_same_training(void **state)
 {
@@ -504,6 +632,8 @@ int main(void)
         cmocka_unit_test(test_winograd_any_threads),
         cmocka_unit_test(test_gpt_any_threads),
         cmocka_unit_test(test_kernels_same_training),
+        cmocka_unit_test(test_accumulation_bitwise),
+        cmocka_unit_test(test_accumulation_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

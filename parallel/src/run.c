@@ -598,6 +598,12 @@ static int load_own_data(brisk_run *r)
     return BRISK_OK;
 }
 
+/* The samples of an optimizer step: accumulate batches of batch. */
+static int step_batch(const brisk_run_config *c)
+{
+    return c->batch * (c->accumulate > 1 ? c->accumulate : 1);
+}
+
 /* The trainer's configuration from the settings and the data. */
 static int trainer_config(brisk_run *r)
 {
@@ -637,7 +643,8 @@ static int trainer_config(brisk_run *r)
     t->schedule.total = (int64_t)c->epochs * r->steps_per_epoch;
     t->schedule.min_lr = (float)c->min_lr;
     t->clip_norm = (float)c->clip_norm;
-    t->batch = c->batch;
+    t->batch = step_batch(c);
+    t->accumulate = c->accumulate;
     t->micro_batch = c->micro_batch;
     t->threads = c->threads;
     t->seed = c->seed;
@@ -694,7 +701,7 @@ static int check_position(const brisk_run *r)
         what = "its batch is past the end of an epoch";
     else if (p->steps_done != want)
         what = "its step is not the epochs and batches done";
-    else if (p->train.count != p->batch * r->cfg.batch)
+    else if (p->train.count != p->batch * step_batch(&r->cfg))
         what = "its partial metrics do not count the batches done";
     if (!what)
         return BRISK_OK;
@@ -704,7 +711,7 @@ static int check_position(const brisk_run *r)
                            "edited (or the data changed)", r->ck_path, (long long)p->epoch,
                            (long long)p->batch, (long long)p->steps_done,
                            (unsigned long long)p->seed, (long long)r->steps_per_epoch,
-                           r->cfg.batch, (unsigned long long)r->cfg.seed, what);
+                           step_batch(&r->cfg), (unsigned long long)r->cfg.seed, what);
 }
 
 /* Copies the checkpoint's state into the trainer; refuses one of another model. */
@@ -762,7 +769,17 @@ static int prepare(brisk_run *r, const brisk_dataset *train, const brisk_dataset
         return brisk_error_set(BRISK_EINVAL, "val-split: %g leaves no training samples of %lld",
                                r->cfg.val_split, (long long)r->train->n);
     r->n_val = r->train->n - r->n_train;
-    r->steps_per_epoch = (r->n_train + r->cfg.batch - 1) / r->cfg.batch;
+    if ((int64_t)r->cfg.batch * (r->cfg.accumulate > 1 ? r->cfg.accumulate : 1) > (1 << 24))
+        return brisk_error_set(BRISK_EINVAL, "accumulate: %d batches of %d is more than %d "
+                               "samples per step", r->cfg.accumulate, r->cfg.batch, 1 << 24);
+    if (r->cfg.accumulate > 1 && r->cfg.micro_batch < r->cfg.batch &&
+        r->cfg.batch % r->cfg.micro_batch)
+        return brisk_error_set(BRISK_EINVAL, "accumulate: a batch of %d is not a whole number of "
+                               "micro-batches of %d, so its %d batches per step would not split "
+                               "into the micro-shards of one batch of %d: give a micro-batch that "
+                               "divides %d", r->cfg.batch, r->cfg.micro_batch,
+                               r->cfg.accumulate, step_batch(&r->cfg), r->cfg.batch);
+    r->steps_per_epoch = (r->n_train + step_batch(&r->cfg) - 1) / step_batch(&r->cfg);
     if ((err = trainer_config(r)) < 0)
         return err;
     /* The test labels must fit the model's outputs too: said now, not after training. */
@@ -861,7 +878,7 @@ static void log_settings(brisk_run *r, brisk_tb *tb, int64_t step)
     if (!text)
         return;
     size_t at = 0;
-    brisk_trainer_describe_plan(r->t, r->cfg.batch, plan, sizeof plan);
+    brisk_trainer_describe_plan(r->t, step_batch(&r->cfg), plan, sizeof plan);
     at += (size_t)snprintf(text + at, 16384 - at,
                            "| setting | value |\n|---|---|\n| brisk | %s |\n| threads | %d |\n"
                            "| micro-batch | %d |\n| a batch | %s |\n| matrix kernel | %s |\n"

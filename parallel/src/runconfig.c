@@ -34,6 +34,7 @@ brisk_run_config brisk_run_config_defaults(void)
     c.epochs = 10;
     c.batch = 128;
     c.micro_batch = BRISK_DEFAULT_MICRO_BATCH;
+    c.accumulate = 1;
     c.seed = 42;
     snprintf(c.data, sizeof c.data, "%s", BRISK_RUN_DEFAULT_DATA);
     c.val_split = 0.1;
@@ -93,6 +94,7 @@ static const slot slots[] = {
     INT("epochs", epochs, 1, 1e6, 1),
     INT("batch", batch, 1, 1 << 20, 0),
     INT("micro-batch", micro_batch, 1, 1 << 20, 0),
+    INT("accumulate", accumulate, 1, 4096, 0),
     INT("threads", threads, 0, 4096, 1),
     {{"seed", BRISK_SETTING_INT, 0, 9223372036854775807.0, 0}, S_ULL,
      offsetof(brisk_run_config, seed), sizeof(unsigned long long)},

@@ -59,8 +59,11 @@ struct brisk_trainer {
     int n_shard_grads;
     const float **shard_src;  /* (max_shards) shard s's gradient of my slice, at i - my_lo */
     brisk_metrics *shard_metrics; /* (max_shards) every shard's metrics, shard order */
-    brisk_metrics *local_metrics; /* this rank's shards, local order (shard_metrics if P = 1) */
+    brisk_metrics *local_metrics; /* this rank's shards of a pass, local order (P > 1) */
     int max_shards;           /* S for a full batch */
+    int K;                    /* passes of a full batch (accumulate) */
+    int pass;                 /* samples in a full pass: batch / K */
+    int pass_shards;          /* S of a full pass: the shard gradients' buffers */
     size_t *no_decay;         /* decay_matrices_only: [start, end) pairs of the slab without
                                * weight decay, in order (n_no_decay pairs) */
     int n_no_decay;
@@ -95,11 +98,16 @@ typedef struct job {
     const brisk_dataset *ds;
     const int32_t *idx;
     int64_t n;                /* samples */
+    int64_t sample_base;      /* where sample 0 of the job is in the step (a pass's offset) */
     int chunks;               /* in the whole job */
     int first, stride, n_mine, full, n_teams;
     brisk_metrics *metrics;   /* (n_mine) per chunk of mine */
-    /* A step. */
-    float grad_scale;         /* 1 / n */
+    /* A step's pass. */
+    float *stats;             /* (n_mine, stats_len) the normalisation statistics of mine */
+    int first_pass, last_pass; /* the fold starts (copies shard 0); the fold ends (sums of
+                                * squares) */
+    int step_chunks;          /* the shards of the whole step (all passes) */
+    float grad_scale;         /* 1 / n for the step's n */
     int64_t step;             /* the optimizer step (dropout's key) */
     float lr, clip_scale;
     /* An inspection (not distributed, so chunk k is chunk k): may be NULL. */
@@ -209,6 +217,21 @@ static int check_config(const brisk_trainer_config *cfg)
                                1 << 24);
     if (cfg->micro_batch < 0)
         return brisk_error_set(BRISK_EINVAL, "trainer: micro_batch %d < 0", cfg->micro_batch);
+    if (!cfg->inference && cfg->accumulate > 1) {
+        if (cfg->accumulate > cfg->batch || cfg->batch % cfg->accumulate)
+            return brisk_error_set(BRISK_EINVAL, "trainer: accumulate %d passes must divide "
+                                   "batch %d (each pass takes batch / accumulate samples)",
+                                   cfg->accumulate, cfg->batch);
+        const int pass = cfg->batch / cfg->accumulate;
+        if (cfg->micro_batch > 0 && cfg->micro_batch < pass && pass % cfg->micro_batch)
+            return brisk_error_set(BRISK_EINVAL, "trainer: a pass of %d samples (batch %d / "
+                                   "accumulate %d) is not a whole number of micro-batches of "
+                                   "%d: give a micro-batch that divides %d", pass, cfg->batch,
+                                   cfg->accumulate, cfg->micro_batch, pass);
+    } else if (cfg->accumulate < 0) {
+        return brisk_error_set(BRISK_EINVAL, "trainer: accumulate %d < 0 (0 or 1: none)",
+                               cfg->accumulate);
+    }
     if (cfg->threads < 0 || cfg->threads > 4096)
         return brisk_error_set(BRISK_EINVAL, "trainer: threads %d out of 0..4096 (0: all CPUs)",
                                cfg->threads);
@@ -345,12 +368,15 @@ size_t brisk_available_memory(void)
 /* The bytes brisk_trainer_create allocates for a model whose slabs have `len` floats. */
 static double memory_bytes(const brisk_trainer_config *cfg, const brisk_model *m, size_t len)
 {
-    const int micro = cfg->micro_batch > 0 && cfg->micro_batch < cfg->batch ? cfg->micro_batch
-                      : cfg->micro_batch > 0 ? cfg->batch
-                      : cfg->batch < BRISK_DEFAULT_MICRO_BATCH ? cfg->batch
-                                                               : BRISK_DEFAULT_MICRO_BATCH;
+    const int K = cfg->accumulate > 1 && !cfg->inference ? cfg->accumulate : 1;
+    const int pass = cfg->batch / K; /* check_config: a multiple of K */
+    const int micro = cfg->micro_batch > 0 && cfg->micro_batch < pass ? cfg->micro_batch
+                      : cfg->micro_batch > 0 ? pass
+                      : pass < BRISK_DEFAULT_MICRO_BATCH ? pass
+                                                         : BRISK_DEFAULT_MICRO_BATCH;
     const double T = cfg->threads > 0 ? cfg->threads : brisk_cpu_count();
-    const double S = (double)((cfg->batch + micro - 1) / micro), P = brisk_comm_size(cfg->comm);
+    /* Shard gradients are kept for one pass. */
+    const double S = (double)((pass + micro - 1) / micro), P = brisk_comm_size(cfg->comm);
     const double slab = 4.0 * (double)len;
     double bytes = slab;                           /* parameters */
     if (cfg->inference)
@@ -390,10 +416,13 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     if (!t)
         return brisk_error_set(BRISK_ENOMEM, "trainer: out of memory");
     t->cfg = *cfg;
+    t->K = cfg->accumulate > 1 && !cfg->inference ? cfg->accumulate : 1;
+    t->cfg.accumulate = t->K;
+    t->pass = cfg->batch / t->K;
     if (t->cfg.micro_batch == 0)
         t->cfg.micro_batch = BRISK_DEFAULT_MICRO_BATCH;
-    if (t->cfg.micro_batch > cfg->batch)
-        t->cfg.micro_batch = cfg->batch;
+    if (t->cfg.micro_batch > t->pass)
+        t->cfg.micro_batch = t->pass;
     t->T = cfg->threads > 0 ? cfg->threads : brisk_cpu_count();
     t->cfg.threads = t->T;
     if ((err = brisk_model_create(&cfg->model, &t->model)) < 0 ||
@@ -413,8 +442,9 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
         goto fail;
     }
     if (cfg->inference) /* evaluation runs in chunks of a micro-batch, one shard each */
-        t->cfg.batch = t->cfg.micro_batch;
+        t->cfg.batch = t->pass = t->cfg.micro_batch;
     t->max_shards = brisk_trainer_num_shards(t, t->cfg.batch);
+    t->pass_shards = brisk_trainer_num_shards(t, t->pass);
     t->n_blocks = (len + BLOCK - 1) / BLOCK;
     if (cfg->decay_matrices_only) { /* the slab's parts without decay, in order */
         const int nt = brisk_model_num_tensors(t->model);
@@ -447,14 +477,14 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     t->my_lo = t->rank_lo[t->rank];
     t->my_hi = t->my_lo + t->rank_len[t->rank];
     const size_t my_len = t->my_hi - t->my_lo;
-    const size_t max_local = (size_t)n_local(t->max_shards, t->P, 0);
+    const size_t max_local = (size_t)n_local(t->pass_shards, t->P, 0);
     t->params = brisk_slab_alloc(t->model);
     t->buffers = brisk_buffers_alloc(t->model);
     const size_t stats_len = brisk_model_stats_len(t->model);
     t->shard_stats = calloc((size_t)t->max_shards * stats_len + 1, sizeof(float));
     t->stats_view = calloc((size_t)t->max_shards, sizeof *t->stats_view);
     t->shard_metrics = calloc((size_t)t->max_shards, sizeof *t->shard_metrics);
-    t->shard_src = calloc((size_t)t->max_shards, sizeof *t->shard_src);
+    t->shard_src = calloc((size_t)t->pass_shards, sizeof *t->shard_src);
     t->block_sq = calloc(t->n_blocks ? t->n_blocks : 1, sizeof *t->block_sq);
     t->ws = calloc((size_t)t->T, sizeof *t->ws);
     t->labels = calloc((size_t)t->T, sizeof *t->labels);
@@ -485,7 +515,7 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     if (t->P == 1) {
         t->local_metrics = t->shard_metrics;
         t->local_stats = t->shard_stats;
-        t->n_shard_grads = t->max_shards;
+        t->n_shard_grads = t->pass_shards;
     } else {
         t->n_shard_grads = t->T;
         t->local_metrics = calloc(max_local ? max_local : 1, sizeof *t->local_metrics);
@@ -493,7 +523,7 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
         if (!t->local_stats)
             goto fail_nomem;
         t->sendbuf = malloc((max_local ? max_local : 1) * len * sizeof(float));
-        t->recvbuf = malloc(((size_t)t->max_shards * my_len + 1) * sizeof(float));
+        t->recvbuf = malloc(((size_t)t->pass_shards * my_len + 1) * sizeof(float));
         if (!t->local_metrics || !t->sendbuf || !t->recvbuf)
             goto fail_nomem;
     }
@@ -502,12 +532,13 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
         goto fail_nomem;
     for (int s = 0; s < t->n_shard_grads; s++) {
         if (t->P == 1 && t->max_shards == 1)
-            t->shard_grads[s] = t->grads; /* one shard: its gradient is the batch's */
+            t->shard_grads[s] = t->grads; /* one shard: its gradient is the batch's (not
+                                           * with passes: each adds to the sum) */
         else if (!(t->shard_grads[s] = brisk_slab_alloc(t->model)))
             goto fail_nomem;
     }
     if (t->P == 1)
-        for (int s = 0; s < t->max_shards; s++)
+        for (int s = 0; s < t->pass_shards; s++)
             t->shard_src[s] = t->shard_grads[s];
 workspaces:
     for (int w = 0; w < t->T; w++) {
@@ -615,7 +646,8 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
     if (!team || team->ith == 0)
         memset(m, 0, sizeof *m);
     brisk_team_barrier(team);
-    const brisk_pass_keys keys = {.seed = tr->cfg.seed, .step = j->step, .sample0 = lo};
+    const brisk_pass_keys keys = {.seed = tr->cfg.seed, .step = j->step,
+                                  .sample0 = j->sample_base + lo};
     brisk_model_forward(tr->model, tr->params, tr->buffers, tr->ws[slot], rows, pass, &keys,
                         stats, team);
     const float scale = pass == BRISK_PASS_TRAIN ? j->grad_scale : 0.0f;
@@ -636,7 +668,7 @@ static void step_chunk(job *j, int k, const brisk_team *team, int slot)
     const int s = j->first + k * j->stride;
     const size_t sl = brisk_model_stats_len(tr->model);
     const int rows = chunk_forward(j, s, team, slot, BRISK_PASS_TRAIN, &j->metrics[k],
-                                   sl ? tr->local_stats + (size_t)k * sl : NULL);
+                                   sl ? j->stats + (size_t)k * sl : NULL);
     float *g = tr->shard_grads[tr->P == 1 ? s : slot];
     brisk_model_backward(tr->model, tr->params, tr->buffers, tr->ws[slot], rows, g, team);
     if (tr->P == 1)
@@ -668,7 +700,8 @@ static void my_blocks(const brisk_trainer *tr, int w, int T, size_t *b0, size_t 
 }
 
 /* Phase B: sum the S shard gradients of my blocks in shard order, one block at a time so that
- * its sum of squares reads it from L1. */
+ * its sum of squares reads it from L1. A pass after the first goes on adding to the sum, in
+ * the same order as one pass over all the step's shards would. */
 static void phase_b(void *arg, int w, int T)
 {
     job *j = arg;
@@ -683,14 +716,16 @@ static void phase_b(void *arg, int w, int T)
         const size_t blo = b * BLOCK, bhi = blo + BLOCK < len ? blo + BLOCK : len;
         const size_t off = blo - tr->my_lo, cnt = bhi - blo;
         if (reduce) {
-            memcpy(g + off, tr->shard_src[0] + off, cnt * sizeof *g);
-            for (int s = 1; s < S; s++) {
+            if (j->first_pass)
+                memcpy(g + off, tr->shard_src[0] + off, cnt * sizeof *g);
+            for (int s = j->first_pass ? 1 : 0; s < S; s++) {
                 const float *src = tr->shard_src[s] + off;
                 for (size_t i = 0; i < cnt; i++)
                     g[off + i] += src[i];
             }
         }
-        tr->block_sq[b] = brisk_sum_squares(g, off, off + cnt);
+        if (j->last_pass)
+            tr->block_sq[b] = brisk_sum_squares(g, off, off + cnt);
     }
 }
 
@@ -744,7 +779,7 @@ static int norm_and_check(const job *j, double *norm)
     double sq = 0.0, loss = 0.0;
     for (size_t b = 0; b < j->tr->n_blocks; b++)
         sq += j->tr->block_sq[b];
-    for (int s = 0; s < j->chunks; s++)
+    for (int s = 0; s < j->step_chunks; s++)
         loss += j->tr->shard_metrics[s].loss_sum;
     *norm = sqrt(sq);
     return isfinite(*norm) && isfinite(loss);
@@ -839,47 +874,61 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
     if (bad < 0)
         return bad;
     const int S = brisk_trainer_num_shards(t, n), P = t->P;
-    job j = {.tr = t, .ds = ds, .idx = idx, .n = n, .chunks = S,
-             .first = t->rank, .stride = P, .metrics = t->local_metrics,
-             .grad_scale = 1.0f / (float)n, .step = t->steps_done,
-             .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done) * t->lr_factor};
-    plan(&j, n_local(S, P, t->rank));
+    const size_t sl = brisk_model_stats_len(t->model);
     const double t0 = brisk_now_seconds();
-    brisk_pool_run(t->pool, phase_a, &j);
-    const double t1 = brisk_now_seconds();
-    t->shard_seconds += t1 - t0;
+    double shard_s = 0; /* in phase A */
     size_t v[4 * 64], *vp = P <= 64 ? v : malloc(4 * (size_t)P * sizeof *vp);
     if (!vp)
         return brisk_error_set(BRISK_ENOMEM, "step: out of memory for %d ranks", P);
-    if (P > 1)
-        mp_exchange(t, S, j.n_mine, vp);
-    const size_t sl = brisk_model_stats_len(t->model);
-    if (sl && P > 1) { /* every shard's statistics, in shard order, on every rank */
-        const int err =
-            mp_gather_chunks(t, S, sl * sizeof(float), t->local_stats, t->shard_stats);
+    job j = {0};
+    /* Passes of t->pass samples (one unless accumulating): pass p's shards are the step's
+     * shards s0.., with their samples' keys; each adds its shards to the sum in order. */
+    for (int64_t at = 0; at < n; at += t->pass) {
+        const int np = n - at < t->pass ? (int)(n - at) : t->pass;
+        const int Sp = brisk_trainer_num_shards(t, np), s0 = (int)(at / t->cfg.micro_batch);
+        const int last = at + np >= n;
+        j = (job){.tr = t, .ds = ds, .idx = idx + at, .n = np, .sample_base = at, .chunks = Sp,
+                  .first = t->rank, .stride = P,
+                  .metrics = P == 1 ? t->shard_metrics + s0 : t->local_metrics,
+                  .stats = P == 1 ? t->shard_stats + (size_t)s0 * sl : t->local_stats,
+                  .first_pass = at == 0, .last_pass = last, .step_chunks = S,
+                  .grad_scale = 1.0f / (float)n, .step = t->steps_done,
+                  .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done) * t->lr_factor};
+        plan(&j, n_local(Sp, P, t->rank));
+        const double a0 = brisk_now_seconds();
+        brisk_pool_run(t->pool, phase_a, &j);
+        shard_s += brisk_now_seconds() - a0;
+        int err = BRISK_OK;
+        if (P > 1) {
+            mp_exchange(t, Sp, j.n_mine, vp);
+            /* Every shard's statistics and metrics, in shard order, on every rank. */
+            if (sl)
+                err = mp_gather_chunks(t, Sp, sl * sizeof(float), t->local_stats,
+                                       t->shard_stats + (size_t)s0 * sl);
+            if (err == BRISK_OK)
+                err = mp_gather_chunks(t, Sp, sizeof(brisk_metrics), t->local_metrics,
+                                       t->shard_metrics + s0);
+        }
         if (err < 0) {
             if (vp != v)
                 free(vp);
             return err;
         }
+        if (last && sl) /* the running statistics, once per step, shards in order */
+            brisk_model_merge_stats(t->model, t->buffers, t->stats_view, S);
+        brisk_pool_run(t->pool, P == 1 && last ? phase_bc : phase_b, &j);
     }
-    if (sl) /* the running statistics, once per step, shards in order */
-        brisk_model_merge_stats(t->model, t->buffers, t->stats_view, S);
-    brisk_pool_run(t->pool, P == 1 ? phase_bc : phase_b, &j);
     if (P > 1) {
-        /* Everyone gets every block's sum of squares and every shard's metrics. */
+        /* Everyone gets every block's sum of squares. */
         for (int q = 0; q < P; q++) {
             vp[q] = t->rank_b[q + 1] - t->rank_b[q];
             vp[P + q] = t->rank_b[q];
         }
         brisk__comm_allgatherv(t->comm, t->block_sq, vp, vp + P, BRISK__COMM_DOUBLE);
-        const int err = mp_gather_chunks(t, S, sizeof(brisk_metrics), t->local_metrics,
-                                         t->shard_metrics);
-        if (vp != v)
-            free(vp);
-        if (err < 0)
-            return err;
     }
+    if (vp != v)
+        free(vp);
+    t->shard_seconds += shard_s;
     for (int s = 0; s < S; s++)
         brisk_metrics_add(&out->metrics, &t->shard_metrics[s]);
     double norm;
@@ -903,8 +952,9 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
         brisk_pool_run(t->pool, phase_c, &j);
         brisk__comm_allgatherv(t->comm, t->params, t->rank_len, t->rank_lo, BRISK__COMM_FLOAT);
     }
-    t->update_seconds += brisk_now_seconds() - t1;
-    brisk_comm_note_step(t->comm, brisk_now_seconds() - t0);
+    const double t2 = brisk_now_seconds();
+    t->update_seconds += t2 - t0 - shard_s;
+    brisk_comm_note_step(t->comm, t2 - t0);
     t->steps_done++;
     return BRISK_OK;
 }
@@ -1145,10 +1195,18 @@ void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps)
 
 int brisk_trainer_describe_plan(const brisk_trainer *t, int n, char *buf, size_t size)
 {
+    int at = 0;
+    if (n > t->pass) { /* accumulating: the plan of a full pass */
+        const int passes = (n + t->pass - 1) / t->pass;
+        at = snprintf(buf, size, "%d passes of %d samples (accumulated), each ", passes,
+                      t->pass);
+        n = t->pass;
+    }
     const int S = brisk_trainer_num_shards(t, n), mine = n_local(S, t->P, t->rank);
     const int T = t->T, R = mine % T, full = mine - R, mb = t->cfg.micro_batch;
-    int at = snprintf(buf, size, "%d shard%s of %d sample%s", S, S == 1 ? "" : "s", mb,
-                      mb == 1 ? "" : "s");
+    if (at >= 0 && (size_t)at < size)
+        at += snprintf(buf + at, size - (size_t)at, "%d shard%s of %d sample%s", S,
+                       S == 1 ? "" : "s", mb, mb == 1 ? "" : "s");
 #define ADD(...)                                                                           \
     do {                                                                                   \
         if (at >= 0 && (size_t)at < size)                                                  \

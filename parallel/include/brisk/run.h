@@ -78,6 +78,9 @@ typedef struct brisk_run_config {
     long long warmup;  /* cosine: warmup steps */
     /* Training. */
     int epochs, batch, micro_batch;
+    int accumulate;    /* K: an optimizer step takes K batches (K x batch samples), computed
+                        * one batch at a time: bitwise the step of one batch of K x batch with
+                        * the same micro-batch; 0 or 1: none */
     int threads;       /* 0: the CPUs this process may use (divided among local ranks) */
     unsigned long long seed;
     /* Data: an MNIST-format directory (its train- files; the t10k- files are the test set),

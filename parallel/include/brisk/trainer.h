@@ -45,7 +45,14 @@ typedef struct brisk_trainer_config {
      * token embedding, the shared table is an embedding). */
     int decay_matrices_only;
     int batch;        /* B, the largest batch a step takes */
-    int micro_batch;  /* micro-shard size; 0 means min(B, BRISK_DEFAULT_MICRO_BATCH) */
+    int micro_batch;  /* micro-shard size; 0 means min(B / K, BRISK_DEFAULT_MICRO_BATCH) */
+    /* K, gradient accumulation: a step's batch is computed in K passes of B / K samples, so
+     * that activations and shard gradients need memory for B / K only; 0 means 1. B must be
+     * a multiple of K and B / K of the micro-batch (a micro-batch larger than B / K is cut
+     * to it). The step is then bitwise the step of one pass over B samples with the same
+     * micro-batch: the micro-shards, their keys and the order they are added in are the
+     * same. */
+    int accumulate;
     int threads;      /* T worker threads; 0 means brisk_cpu_count() */
     uint64_t seed;    /* parameter init */
     brisk_comm *comm; /* the job's processes (not owned); NULL: this process alone */
