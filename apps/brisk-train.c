@@ -343,6 +343,12 @@ static int print_summary(brisk_run *r)
                    c->batch, c->accumulate * c->batch);
         putchar('\n');
     }
+    brisk_augment a;
+    if (brisk_augment_parse(c->augment, &a) == BRISK_OK && brisk_augment_enabled(&a)) {
+        char text[96];
+        brisk_augment_format(&a, text, sizeof text);
+        printf("augmentation: %s (training samples, as they are gathered)\n", text);
+    }
     return 0;
 }
 

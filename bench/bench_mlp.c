@@ -23,12 +23,15 @@ static int run(int argc, char **argv, brisk_comm *comm);
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: bench_mlp [--model WIDTHS] [--batch B] [--threads T] [--micro-batch M] "
-               "[--steps N] [--warmup N] [--kernel avx512|avx2|portable] [--json]\n"
+               "[--steps N] [--warmup N] [--kernel avx512|avx2|portable] [--augment LIST] "
+               "[--json]\n"
                "--model: layer widths (ReLU between them) or a layer list on 1x28x28 images, as\n"
                "brisk-train --model takes (e.g. cnn).\n"
                "Defaults: --model 784-256-128-10 --batch 128 --threads 1 --steps 300 --warmup 30,\n"
                "--micro-batch %d (brisk-train's default; B if smaller), --kernel: the best the "
                "CPU runs.\n"
+               "--augment: image augmentation as brisk-train takes it (crop:4,flip,erase:0.25);\n"
+               "every 16 steps count as an epoch (the draws' key).\n"
                "--json prints one object with samples/s, a checksum of the trained parameters (the same "
                "for every T) and, per thread, the seconds it was busy and waiting.\n",
             BRISK_DEFAULT_MICRO_BATCH);
@@ -50,7 +53,7 @@ int main(int argc, char **argv)
 static int run(int argc, char **argv, brisk_comm *comm)
 {
     const char *model = "784-256-128-10";
-    const char *kernel = NULL;
+    const char *kernel = NULL, *augment = "none";
     int batch = 128, micro = 0, threads = 1, steps = 300, warmup = 30, json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -74,6 +77,8 @@ static int run(int argc, char **argv, brisk_comm *comm)
             warmup = atoi(argv[++i]);
         else if (has_value && !strcmp(a, "--kernel"))
             kernel = argv[++i];
+        else if (has_value && !strcmp(a, "--augment"))
+            augment = argv[++i];
         else {
             fprintf(stderr, "bench_mlp: bad argument '%s'\n", a);
             usage(stderr);
@@ -106,6 +111,10 @@ static int run(int argc, char **argv, brisk_comm *comm)
     cfg.threads = threads;
     cfg.seed = 1;
     cfg.comm = comm;
+    if (brisk_augment_parse(augment, &cfg.augment) < 0) {
+        fprintf(stderr, "bench_mlp: %s\n", brisk_error_detail());
+        return 2;
+    }
     brisk_dataset ds;
     brisk_trainer *t = NULL;
     const int64_t n = 16 * (int64_t)batch;
@@ -133,6 +142,7 @@ static int run(int argc, char **argv, brisk_comm *comm)
             t0 = brisk_now_seconds();
         }
         brisk_step_stats st;
+        brisk_trainer_set_epoch(t, s / 16);
         if (brisk_trainer_step(t, &ds, idx + (s % 16) * batch, batch, &st) < 0) {
             fprintf(stderr, "bench_mlp: %s\n", brisk_error_detail());
             return 1;
@@ -159,9 +169,9 @@ static int run(int argc, char **argv, brisk_comm *comm)
     } else if (json) {
         printf("{\"impl\": \"brisk\", \"model\": \"%s\", \"batch\": %d, \"micro_batch\": %d, "
                "\"processes\": %d, \"threads\": %d, \"kernel\": \"%s\", \"plan\": \"%s\", "
-               "\"samples_per_second\": %.1f, \"seconds\": %.4f, \"params_fnv\": \"%016llx\", "
-               "\"thread_busy_seconds\": [",
-               model, batch, micro, P, threads, brisk_gemm_isa(), plan, sps, wall,
+               "\"augment\": \"%s\", \"samples_per_second\": %.1f, \"seconds\": %.4f, "
+               "\"params_fnv\": \"%016llx\", \"thread_busy_seconds\": [",
+               model, batch, micro, P, threads, brisk_gemm_isa(), plan, augment, sps, wall,
                (unsigned long long)fnv);
         for (int w = 0; w < threads; w++)
             printf("%s%.4f", w ? ", " : "", busy[w]);

@@ -212,6 +212,39 @@ label-smoothing)
     expect_status 2
     expect_in "$err" "--label-smoothing"
     ;;
+augment)
+    # --augment: the same bits at any thread count and across a resume; not the run without
+    # it; shown by --summary and kept by checkpoints; refused for vectors and bad grammar.
+    cnn="--data synthetic --model conv:4:3:pad1,batchnorm,relu,maxpool:2,flatten,dense:16,relu,dense:4 --synthetic-n 600 --val-split 0.1 --synthetic-test-n 100 --batch 32 --micro-batch 8 --schedule constant --json"
+    run $cnn --augment crop:3,flip,erase:0.5 --epochs 3 --threads 1 --logdir none
+    expect_status 0
+    strip_times "$out" >"$tmp/aug1.txt"
+    for t in 2 3; do
+        run $cnn --augment crop:3,flip,erase:0.5 --epochs 3 --threads $t --logdir none
+        expect_status 0
+        strip_times "$out" | diff "$tmp/aug1.txt" - >/dev/null || fail "--threads $t differs from --threads 1"
+    done
+    run $cnn --epochs 3 --threads 1 --logdir none
+    strip_times "$out" | diff "$tmp/aug1.txt" - >/dev/null && fail "--augment changed nothing"
+    run $cnn --augment crop:3,flip,erase:0.5 --epochs 2 --threads 2 --logdir "$tmp/aug"
+    expect_status 0
+    run --resume="$tmp/aug" --epochs 3 --threads 1 --json
+    expect_status 0
+    strip_times "$out" >"$tmp/resumed.txt"
+    tail -n 2 "$tmp/aug1.txt" | diff - "$tmp/resumed.txt" || fail "the resumed run differs from the straight one"
+    run --resume="$tmp/aug" --augment flip
+    expect_status 2
+    expect_in "$err" "--augment"
+    run $cnn --augment flip,crop:2 --summary --logdir none
+    expect_status 0
+    expect_in "$out" "augmentation: crop:2,flip"
+    run $cnn --augment crop:2,rotate:5 --logdir none
+    expect_status 2
+    expect_in "$err" "--augment: in 'crop:2,rotate:5', unknown 'rotate'"
+    run --data synthetic --model 32-16-4 --augment flip --logdir none
+    expect_status 2
+    expect_in "$err" "--augment: crop, flip and erase need images"
+    ;;
 accumulate)
     # --accumulate K: K batches of B per step are bitwise one batch of K x B with the same
     # micro-batch (a CNN with batchnorm and dropout; the epoch's short last step included),

@@ -70,6 +70,24 @@ accumulate)
     "$bin" --resume="$tmp/split/checkpoints" --epochs 3 --threads 1 --json >"$tmp/b.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "resume at 1x1 failed"; }
     [ "$(checksum "$tmp/b.txt")" = "$(checksum "$tmp/ref.txt")" ] || fail "resumed weights differ: $(checksum "$tmp/b.txt") vs $(checksum "$tmp/ref.txt")"
     ;;
+augment)
+    # --augment: every draw keyed by (seed, epoch, sample), so P x T in {1x1, 1x2, 2x1, 2x2}
+    # give the same bits, and a 2x2 checkpoint resumes at 1x1 to the straight run's weights.
+    cnn="--data synthetic --model conv:4:3:pad1,batchnorm,relu,maxpool:2,conv:6:3:s2,relu,flatten,dense:16,relu,dropout:0.3,dense:4 --synthetic-n 640 --val-split 0.1 --synthetic-test-n 100 --batch 64 --micro-batch 16 --schedule constant --augment crop:2,flip,erase:0.5 --json"
+    "$bin" $cnn --epochs 3 --threads 1 --logdir none >"$tmp/ref.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x1 failed"; }
+    strip_times "$tmp/ref.txt" >"$tmp/ref.s"
+    "$bin" $cnn --epochs 3 --threads 2 --logdir none >"$tmp/1x2.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x2 failed"; }
+    strip_times "$tmp/1x2.txt" | diff "$tmp/ref.s" - || fail "1x2 differs from 1x1"
+    for pt in 2x1 2x2; do
+        p=${pt%x*}
+        t=${pt#*x}
+        mpi "$p" $cnn --epochs 3 --threads "$t" --logdir none >"$tmp/$pt.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "$pt failed"; }
+        strip_times "$tmp/$pt.txt" | diff "$tmp/ref.s" - || fail "$pt differs from 1x1"
+    done
+    mpi 2 $cnn --epochs 2 --threads 2 --logdir "$tmp/split" >"$tmp/a.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "2x2 run to epoch 2 failed"; }
+    "$bin" --resume="$tmp/split/checkpoints" --epochs 3 --threads 1 --json >"$tmp/b.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "resume at 1x1 failed"; }
+    [ "$(checksum "$tmp/b.txt")" = "$(checksum "$tmp/ref.txt")" ] || fail "resumed weights differ: $(checksum "$tmp/b.txt") vs $(checksum "$tmp/ref.txt")"
+    ;;
 gpt)
     # A GPT with dropout (embeddings, attention weights, residual branches) on byte-level
     # text: P x T in {1x1, 1x2, 2x1, 2x2} give the same weights and metrics bit for bit, and a

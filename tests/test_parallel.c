@@ -284,8 +284,12 @@ enum { BIG_STEPS = 1 }; /* ThreadSanitizer runs these products some 20 times slo
 enum { BIG_STEPS = 2 };
 #endif
 
+/* The augmentation check_model_any_threads trains with (none unless a test sets it). */
+static brisk_augment check_augment;
+
 /* Trains `steps` steps at each batch size on a copy of the model per thread count and checks
- * that parameters, m and v and every step's loss and norm are bitwise the same for all. */
+ * that parameters, m and v and every step's loss and norm are bitwise the same for all. Step
+ * s is in epoch s (the augmentation's key). */
 static void check_model_any_threads(const char *widths, brisk_shape input, const int *batches,
                                     int n_batches, int micro, int steps)
 {
@@ -297,6 +301,7 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
     cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
     cfg.micro_batch = micro;
     cfg.seed = 3;
+    cfg.augment = check_augment;
     int max_batch = 0;
     for (int b = 0; b < n_batches; b++)
         max_batch = batches[b] > max_batch ? batches[b] : max_batch;
@@ -339,10 +344,12 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
         print_message("%s, batch %d, 16 threads: %s\n", widths, batches[b], plan);
         for (int s = 0; s < steps; s++) {
             brisk_step_stats st[NT];
-            for (int k = 0; k < NT; k++)
+            for (int k = 0; k < NT; k++) {
+                brisk_trainer_set_epoch(tr[k], (int64_t)s);
                 assert_int_equal(brisk_trainer_step(tr[k], &ds, idx + s % 2 * batches[b],
                                                     batches[b], &st[k]),
                                  BRISK_OK);
+            }
             for (int k = 1; k < NT; k++) {
                 assert_true(st[k].grad_norm == st[0].grad_norm);
                 assert_true(st[k].metrics.loss_sum == st[0].metrics.loss_sum);
@@ -412,6 +419,19 @@ static void test_cnn_any_threads(void **state)
     check_model_any_threads("conv:6:3:pad1,batchnorm,relu,conv:6:3:pad1,relu,res:2,maxpool:2,"
                             "conv:8:3:s2,relu,flatten,dense:16,relu,dropout:0.3,dense:5",
                             brisk_shape_img(1, 12, 12), batches, 3, 16, 2);
+}
+
+/* The same CNN with every augmentation on: draws keyed by (seed, epoch, sample), so the same
+ * for any thread count. */
+static void test_cnn_augmented_any_threads(void **state)
+{
+    (void)state;
+    const int batches[] = {48, 40};
+    check_augment = (brisk_augment){2, 1, 0.5f};
+    check_model_any_threads("conv:6:3:pad1,batchnorm,relu,conv:6:3:pad1,relu,res:2,maxpool:2,"
+                            "conv:8:3:s2,relu,flatten,dense:16,relu,dropout:0.3,dense:5",
+                            brisk_shape_img(1, 12, 12), batches, 2, 16, 2);
+    check_augment = (brisk_augment){0, 0, 0};
 }
 
 /* A GPT: token and position embeddings, attention with dropout on its weights (units of one
@@ -629,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_small_model_any_threads),
         cmocka_unit_test(test_large_model_any_threads),
         cmocka_unit_test(test_cnn_any_threads),
+        cmocka_unit_test(test_cnn_augmented_any_threads),
         cmocka_unit_test(test_winograd_any_threads),
         cmocka_unit_test(test_gpt_any_threads),
         cmocka_unit_test(test_kernels_same_training),

@@ -645,6 +645,14 @@ static int trainer_config(brisk_run *r)
     t->clip_norm = (float)c->clip_norm;
     t->batch = step_batch(c);
     t->accumulate = c->accumulate;
+    if ((err = brisk_augment_parse(c->augment, &t->augment)) < 0)
+        return err;
+    if (t->augment.crop || t->augment.flip || t->augment.erase > 0) {
+        const brisk_shape in = t->model.input;
+        if ((err = in.rank == 3 ? brisk_augment_check(&t->augment, in.c, in.h, in.w)
+                                : brisk_augment_check(&t->augment, 0, 0, 0)) < 0)
+            return err;
+    }
     t->micro_batch = c->micro_batch;
     t->threads = c->threads;
     t->seed = c->seed;

@@ -95,6 +95,7 @@ static const slot slots[] = {
     INT("batch", batch, 1, 1 << 20, 0),
     INT("micro-batch", micro_batch, 1, 1 << 20, 0),
     INT("accumulate", accumulate, 1, 4096, 0),
+    TEXT("augment", augment, 0),
     INT("threads", threads, 0, 4096, 1),
     {{"seed", BRISK_SETTING_INT, 0, 9223372036854775807.0, 0}, S_ULL,
      offsetof(brisk_run_config, seed), sizeof(unsigned long long)},
@@ -208,6 +209,14 @@ static int text_ok(const char *name, const char *v, char *why, size_t size)
         if (!v[0] || brisk_run_id_valid(v))
             return 1;
         snprintf(why, size, "'%s' is not a run id (letters, digits, '-' and '_')", v);
+        return 0;
+    }
+    if (!strcmp(name, "augment")) {
+        brisk_augment a;
+        if (brisk_augment_parse(v, &a) == BRISK_OK)
+            return 1;
+        const char *d = brisk_error_detail();
+        snprintf(why, size, "%s", strncmp(d, "augment: ", 9) ? d : d + 9);
         return 0;
     }
     if (!strcmp(name, "data") && !v[0]) {

@@ -77,6 +77,7 @@ struct brisk_trainer {
     int norm_count;               /* 0 (none), 1 (shared by every feature) or D */
     team_ctx *teams;          /* (T) */
     int64_t steps_done;
+    int64_t epoch;            /* keys the augmentation */
     float lr_factor;      /* on the schedule's rate (brisk_fit's plateau policy); 1 by default */
     double shard_seconds;     /* wall time in phase A, summed over steps */
     double update_seconds;    /* wall time in the reduction and update (and their MPI) */
@@ -238,6 +239,12 @@ static int check_config(const brisk_trainer_config *cfg)
     if (!isfinite(cfg->clip_norm))
         return brisk_error_set(BRISK_EINVAL, "trainer: clip_norm %g is not finite",
                                (double)cfg->clip_norm);
+    if (!cfg->inference) {
+        const brisk_shape in = cfg->model.input;
+        if ((err = in.rank == 3 ? brisk_augment_check(&cfg->augment, in.c, in.h, in.w)
+                                : brisk_augment_check(&cfg->augment, 0, 0, 0)) < 0)
+            return brisk_error_set(err, "trainer: %s", brisk_error_detail());
+    }
     return BRISK_OK;
 }
 
@@ -634,6 +641,12 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
     } else {
         brisk_dataset_gather(ds, idx + r0, (int)(r1 - r0), tr->norm_mean, tr->norm_std,
                              tr->norm_count, xin, NULL);
+        const brisk_shape in = tr->cfg.model.input;
+        if (pass == BRISK_PASS_TRAIN && brisk_augment_enabled(&tr->cfg.augment))
+            for (long long r = r0; r < r1; r++) /* as it is gathered, in place */
+                brisk_augment_apply(&tr->cfg.augment, in.c, in.h, in.w, tr->cfg.seed,
+                                    tr->epoch, idx[r], tr->norm_mean, tr->norm_std,
+                                    tr->norm_count, xin + (r - r0) * D);
         /* The labels or targets of the same rows (zeros when predicting without either). */
         for (long long r = r0; r < r1; r++) {
             if (K > 0)
@@ -1186,6 +1199,12 @@ int brisk_trainer_set_lr_factor(brisk_trainer *t, float factor)
 }
 
 float brisk_trainer_lr_factor(const brisk_trainer *t) { return t->lr_factor; }
+
+void brisk_trainer_set_epoch(brisk_trainer *t, int64_t epoch)
+{
+    BRISK_ASSERT(epoch >= 0);
+    t->epoch = epoch;
+}
 
 void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps)
 {

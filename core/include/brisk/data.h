@@ -6,6 +6,7 @@
 #ifndef BRISK_DATA_H
 #define BRISK_DATA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -168,6 +169,45 @@ int brisk_dataset_feature_stats(const brisk_dataset *ds, const int32_t *idx, int
  * the features as they are). */
 void brisk_dataset_gather(const brisk_dataset *ds, const int32_t *idx, int n, const float *mean,
                           const float *std, int count, float *x_out, uint8_t *y_out);
+
+/* Image augmentation for training, applied to a sample as it is gathered (no pass over the
+ * data set, no copy of it), in torchvision's order and with its semantics:
+ *   crop:P   RandomCrop(size, padding=P): the image padded by P pixels of black (a raw 0,
+ *            normalised as the data are) and cut back at a random offset, 0..2P each way;
+ *   flip     RandomHorizontalFlip(): mirrored left to right with probability 1/2;
+ *   erase:E  RandomErasing(p=E) after the normalisation: with probability E, a rectangle of
+ *            2% to 33% of the area, aspect ratio 0.3 to 3.3 (log-uniform; 10 tries to fit),
+ *            set to 0 in every channel.
+ * Every draw for a sample comes from the counter-based generator keyed by (seed, epoch, the
+ * sample's index in the data set), so it is the same whichever thread or process gathers it,
+ * and after a resume. */
+typedef struct brisk_augment {
+    int crop;    /* P, the padding; 0: off */
+    int flip;    /* nonzero: on */
+    float erase; /* E, the probability; 0: off */
+} brisk_augment;
+
+/* Reads "crop:4,flip,erase:0.25" (any of the three, in any order, each once; "" or "none":
+ * off) into *out. BRISK_EINVAL naming the part that is wrong. */
+int brisk_augment_parse(const char *text, brisk_augment *out);
+
+/* The canonical text of a (crop, flip, erase, in that order; "none" when off), as
+ * snprintf (returns what snprintf returns). */
+int brisk_augment_format(const brisk_augment *a, char *buf, size_t size);
+
+/* Nonzero when a changes anything. */
+int brisk_augment_enabled(const brisk_augment *a);
+
+/* BRISK_OK when a fits samples of (channels, rows, cols) (rows and cols 0: not images, which
+ * only an augmentation that is off fits); else BRISK_EINVAL naming the part and the shape. */
+int brisk_augment_check(const brisk_augment *a, int channels, int rows, int cols);
+
+/* Augments one gathered sample x (channels, rows, cols), in place, for sample `sample` of
+ * the data set in epoch `epoch`. The black the crop pads with is what raw 0 becomes under
+ * the gather's normalisation (mean, std, count as brisk_dataset_gather). */
+void brisk_augment_apply(const brisk_augment *a, int channels, int rows, int cols,
+                         uint64_t seed, int64_t epoch, int64_t sample, const float *mean,
+                         const float *std, int count, float *x);
 
 #ifdef __cplusplus
 }

@@ -78,6 +78,7 @@ typedef struct brisk_run_config {
     long long warmup;  /* cosine: warmup steps */
     /* Training. */
     int epochs, batch, micro_batch;
+    char augment[64];  /* image augmentation, brisk_augment_parse's text ("" or "none": off) */
     int accumulate;    /* K: an optimizer step takes K batches (K x batch samples), computed
                         * one batch at a time: bitwise the step of one batch of K x batch with
                         * the same micro-batch; 0 or 1: none */

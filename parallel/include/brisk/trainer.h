@@ -53,6 +53,10 @@ typedef struct brisk_trainer_config {
      * micro-batch: the micro-shards, their keys and the order they are added in are the
      * same. */
     int accumulate;
+    /* Image augmentation of the training samples as they are gathered (brisk/data.h): every
+     * draw keyed by (seed, the epoch set by brisk_trainer_set_epoch, the sample's index in
+     * the data set). Zero: none. Needs an image input when on; evaluation never augments. */
+    brisk_augment augment;
     int threads;      /* T worker threads; 0 means brisk_cpu_count() */
     uint64_t seed;    /* parameter init */
     brisk_comm *comm; /* the job's processes (not owned); NULL: this process alone */
@@ -134,6 +138,10 @@ int brisk_trainer_norm(const brisk_trainer *t, const float **mean, const float *
 
 /* Sets the optimizer step count (the schedule position and Adam's bias correction). */
 void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps);
+
+/* The epoch the next steps belong to (0 at creation): it keys the augmentation's draws
+ * (brisk_fit sets it before each epoch, and a resume to the epoch in progress). */
+void brisk_trainer_set_epoch(brisk_trainer *t, int64_t epoch);
 
 /* A factor in (0, 1] on the schedule's rate from now on (1 at creation): what brisk_fit's
  * plateau policy sets. BRISK_EINVAL outside that range. */
