@@ -297,6 +297,9 @@ static int on_epoch(void *user, const brisk_fit_progress *p)
                    brisk_metrics_accuracy(&p->val));
         else
             printf(", \"val_loss\": null, \"val_accuracy\": null");
+        if (p->val_ema.count)
+            printf(", \"ema_val_loss\": %.6f, \"ema_val_accuracy\": %.6f",
+                   brisk_metrics_loss(&p->val_ema), brisk_metrics_accuracy(&p->val_ema));
         if (g->cfg->plateau)
             printf(", \"lr_factor\": %.9g", (double)p->lr_factor);
         printf(", \"samples_per_second\": %.1f, \"elapsed_seconds\": %.3f}\n",
@@ -308,6 +311,9 @@ static int on_epoch(void *user, const brisk_fit_progress *p)
         if (g->has_val)
             printf("  val loss %.4f acc %6.2f%%", brisk_metrics_loss(&p->val),
                    100 * brisk_metrics_accuracy(&p->val));
+        if (p->val_ema.count)
+            printf("  ema loss %.4f acc %6.2f%%", brisk_metrics_loss(&p->val_ema),
+                   100 * brisk_metrics_accuracy(&p->val_ema));
         printf("  %.0f samples/s  %.1f s", p->samples_per_second, elapsed);
         if (g->cfg->plateau && p->lr_factor < 1)
             printf("  lr x%g", (double)p->lr_factor);
@@ -447,13 +453,26 @@ static int report(brisk_run *r, const cli *c, int err, const brisk_run_result *r
     }
     const double elapsed = brisk_now_seconds() - t0;
     const unsigned long long sum = (unsigned long long)res->checksum;
+    char ema[256] = "";
+    if (res->ema_checksum && c->json)
+        snprintf(ema, sizeof ema, "\"ema_test_loss\": %.6f, \"ema_test_accuracy\": %.6f, "
+                 "\"ema_checksum\": \"%016llx\", ", res->tested ? brisk_metrics_loss(&res->test_ema) : NAN,
+                 res->tested ? brisk_metrics_accuracy(&res->test_ema) : NAN,
+                 (unsigned long long)res->ema_checksum);
     if (c->json)
         printf("{\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"params_checksum\": \"%016llx\", "
-               "\"elapsed_seconds\": %.3f, \"gemm_kernel\": \"%s\", \"logging_cpu_seconds\": "
+               "%s\"elapsed_seconds\": %.3f, \"gemm_kernel\": \"%s\", \"logging_cpu_seconds\": "
                "%.3f%s}\n", res->tested ? brisk_metrics_loss(&res->test) : NAN,
-               res->tested ? brisk_metrics_accuracy(&res->test) : NAN, sum, elapsed,
+               res->tested ? brisk_metrics_accuracy(&res->test) : NAN, sum, ema, elapsed,
                brisk_gemm_isa(), res->logging_cpu_seconds,
                f->end == BRISK_FIT_EARLY_STOP ? ", \"early_stop\": true" : "");
+    else if (res->tested && res->ema_checksum)
+        printf("test  loss %.4f acc %6.2f%%  ema loss %.4f acc %6.2f%%  (%lld epoch%s, %.1f s; "
+               "weights checksum %016llx, ema %016llx)\n",
+               brisk_metrics_loss(&res->test), 100 * brisk_metrics_accuracy(&res->test),
+               brisk_metrics_loss(&res->test_ema), 100 * brisk_metrics_accuracy(&res->test_ema),
+               (long long)f->epochs_done, f->epochs_done == 1 ? "" : "s", elapsed, sum,
+               (unsigned long long)res->ema_checksum);
     else if (res->tested)
         printf("test  loss %.4f acc %6.2f%%  (%lld epoch%s, %.1f s; weights checksum %016llx)\n",
                brisk_metrics_loss(&res->test), 100 * brisk_metrics_accuracy(&res->test),
@@ -566,15 +585,18 @@ static int evaluate(const cli *c, brisk_comm *comm)
                "%.2f%%)\n", file, (long long)d.n_test, C, C == 1 ? "" : "s", c->out,
                100 * brisk_metrics_accuracy(&m));
     else if (c->eval && c->json)
-        printf("{\"checkpoint\": \"%s\", \"epoch\": %lld, \"step\": %lld, \"test_loss\": %.6f, "
-               "\"test_accuracy\": %.6f, \"params_checksum\": \"%016llx\"}\n", file,
-               (long long)ck->pos.epoch, (long long)ck->pos.steps_done, brisk_metrics_loss(&m),
+        printf("{\"checkpoint\": \"%s\", \"epoch\": %lld, \"step\": %lld, \"weights\": \"%s\", "
+               "\"test_loss\": %.6f, \"test_accuracy\": %.6f, \"params_checksum\": "
+               "\"%016llx\"}\n", file, (long long)ck->pos.epoch, (long long)ck->pos.steps_done,
+               ck->ema_params ? "ema" : "trained", brisk_metrics_loss(&m),
                brisk_metrics_accuracy(&m), sum);
     else if (c->eval)
-        printf("%s (epoch %lld, step %lld): test loss %.4f acc %6.2f%% on %lld samples (weights "
-               "checksum %016llx)\n", file, (long long)ck->pos.epoch,
-               (long long)ck->pos.steps_done, brisk_metrics_loss(&m),
-               100 * brisk_metrics_accuracy(&m), (long long)d.n_test, sum);
+        printf("%s (epoch %lld, step %lld%s): test loss %.4f acc %6.2f%% on %lld samples "
+               "(weights checksum %016llx)\n", file, (long long)ck->pos.epoch,
+               (long long)ck->pos.steps_done,
+               ck->ema_params ? ", the moving average of the weights" : "",
+               brisk_metrics_loss(&m), 100 * brisk_metrics_accuracy(&m), (long long)d.n_test,
+               sum);
     brisk_run_close(r);
     return 0;
 }

@@ -212,6 +212,51 @@ label-smoothing)
     expect_status 2
     expect_in "$err" "--label-smoothing"
     ;;
+ema)
+    # --ema D: the moving average never changes training (the same weights as without it),
+    # is the same at any thread count and across a resume, has its own validation run in the
+    # logs, and is what --eval and --predict use; kept by checkpoints, refused when changed.
+    cnn="--data synthetic --model conv:4:3:pad1,batchnorm,relu,maxpool:2,flatten,dense:16,relu,dense:4 --synthetic-n 600 --val-split 0.1 --synthetic-test-n 100 --batch 32 --micro-batch 8 --schedule constant --json"
+    run $cnn --ema 0.9 --epochs 3 --threads 1 --logdir "$tmp/e1"
+    expect_status 0
+    strip_times "$out" >"$tmp/ema1.txt"
+    expect_in "$tmp/ema1.txt" '"ema_val_loss"'
+    expect_in "$tmp/ema1.txt" '"ema_checksum"'
+    run $cnn --ema 0.9 --epochs 3 --threads 2 --logdir none
+    expect_status 0
+    strip_times "$out" | diff "$tmp/ema1.txt" - >/dev/null || fail "--threads 2 differs from --threads 1"
+    run $cnn --epochs 3 --threads 1 --logdir none
+    expect_status 0
+    plain=$(grep -o '"params_checksum": "[0-9a-f]*"' "$out")
+    [ "$plain" = "$(grep -o '"params_checksum": "[0-9a-f]*"' "$tmp/ema1.txt")" ] || fail "--ema changed the trained weights"
+    ema=$(grep -o '"ema_checksum": "[0-9a-f]*"' "$tmp/ema1.txt" | grep -o '[0-9a-f]\{16\}')
+    [ -n "$ema" ] && [ "\"params_checksum\": \"$ema\"" != "$plain" ] || fail "the average is the weights"
+    events_ok "$tmp/e1"
+    expect_tag validation_ema epoch_loss scalar
+    expect_tag validation_ema test_accuracy scalar
+    run --eval "$tmp/e1" --json
+    expect_status 0
+    expect_in "$out" '"weights": "ema"'
+    want=$(grep -o '"ema_test_loss": [0-9.]*, "ema_test_accuracy": [0-9.]*' "$tmp/ema1.txt" | sed 's/ema_//g')
+    grep -q -F "$want" "$out" || fail "--eval is not the average's test line ($want)"
+    expect_in "$out" "\"params_checksum\": \"$ema\""
+    run --predict "$tmp/e1" --out "$tmp/p.csv"
+    expect_status 0
+    run $cnn --ema 0.9 --epochs 2 --threads 2 --logdir "$tmp/e2"
+    expect_status 0
+    run --resume="$tmp/e2" --epochs 3 --threads 1 --json
+    expect_status 0
+    strip_times "$out" >"$tmp/resumed.txt"
+    tail -n 2 "$tmp/ema1.txt" | diff - "$tmp/resumed.txt" || fail "the resumed run differs from the straight one"
+    run --resume="$tmp/e2" --ema 0.5
+    expect_status 2
+    expect_in "$err" "--ema"
+    for bad in 1 -0.1 x; do
+        run $cnn --ema "$bad" --logdir none
+        expect_status 2
+        expect_in "$err" "--ema"
+    done
+    ;;
 augment)
     # --augment: the same bits at any thread count and across a resume; not the run without
     # it; shown by --summary and kept by checkpoints; refused for vectors and bad grammar.

@@ -150,6 +150,28 @@ def floats(name, values):
     return "static const float %s[] = {%s};\n" % (name, body)
 
 
+def ema_reference():
+    """timm's ModelEmaV2 step, ema_v.copy_(ema_v * decay + (1. - decay) * model_v), on a
+    batchnorm model's state (parameters and running statistics alike) as training changes it:
+    the state after each of EMA_STEPS steps and the average after each."""
+    g = torch.Generator().manual_seed(20261206)
+    decay, n = 0.9, 37
+    model = torch.randn(n, generator=g)  # the initial state: the average starts as a copy
+    ema = model.clone()
+    states, avgs = [model.clone()], []
+    for _ in range(3):
+        model = model + 0.1 * torch.randn(n, generator=g)  # what a step does to the state
+        ema.copy_(ema * decay + (1. - decay) * model)
+        states.append(model.clone())
+        avgs.append(ema.clone())
+    out = ["\n/* The moving average of the weights (timm's ModelEmaV2), decay %.17g. */\n" % decay,
+           "#define EMA_REF_DECAY %.17g\n#define EMA_REF_N %d\n#define EMA_REF_STEPS 3\n"
+           % (decay, n)]
+    out.append(floats("ema_ref_states", torch.cat(states)))  # (EMA_REF_STEPS + 1, N)
+    out.append(floats("ema_ref_averages", torch.cat(avgs)))  # (EMA_REF_STEPS, N)
+    return "".join(out)
+
+
 def main():
     torch.manual_seed(20261126)
     out = ["/* tests/layer_ref.h: PyTorch's values for every layer kind Brisk ships. */\n",
@@ -234,7 +256,9 @@ def main():
                           float(lv), p, len(grads), p, len(after), p, shape[0] if seq else 1,
                           p + "targets" if seq else "0"))
     out.append("\nstatic const ref_case ref_cases[] = {\n    %s};\n" % ",\n    ".join(entries))
-    out.append("#define N_REF_CASES %d\n#endif\n" % len(entries))
+    out.append("#define N_REF_CASES %d\n" % len(entries))
+    out.append(ema_reference())
+    out.append("#endif\n")
     sys.stdout.write("".join(out))
 
 

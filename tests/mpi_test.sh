@@ -72,8 +72,9 @@ accumulate)
     ;;
 augment)
     # --augment: every draw keyed by (seed, epoch, sample), so P x T in {1x1, 1x2, 2x1, 2x2}
-    # give the same bits, and a 2x2 checkpoint resumes at 1x1 to the straight run's weights.
-    cnn="--data synthetic --model conv:4:3:pad1,batchnorm,relu,maxpool:2,conv:6:3:s2,relu,flatten,dense:16,relu,dropout:0.3,dense:4 --synthetic-n 640 --val-split 0.1 --synthetic-test-n 100 --batch 64 --micro-batch 16 --schedule constant --augment crop:2,flip,erase:0.5 --json"
+    # give the same bits, and a 2x2 checkpoint resumes at 1x1 to the straight run's weights;
+    # with --ema, the moving average too (its metrics and checksum are in the lines compared).
+    cnn="--data synthetic --model conv:4:3:pad1,batchnorm,relu,maxpool:2,conv:6:3:s2,relu,flatten,dense:16,relu,dropout:0.3,dense:4 --synthetic-n 640 --val-split 0.1 --synthetic-test-n 100 --batch 64 --micro-batch 16 --schedule constant --augment crop:2,flip,erase:0.5 --ema 0.9 --json"
     "$bin" $cnn --epochs 3 --threads 1 --logdir none >"$tmp/ref.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x1 failed"; }
     strip_times "$tmp/ref.txt" >"$tmp/ref.s"
     "$bin" $cnn --epochs 3 --threads 2 --logdir none >"$tmp/1x2.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x2 failed"; }

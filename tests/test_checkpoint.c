@@ -277,10 +277,72 @@ static void test_long_model_line(void **state)
     test_rmdir(dir);
 }
 
+/* A moving average of the weights and buffers travels after everything else, as
+ * "ema.<name>", with its decay; a file without one loads with NULL; bad arguments are
+ * refused. A batchnorm model, so that buffers are averaged too. */
+static void test_moving_average(void **state)
+{
+    (void)state;
+    brisk_model_config mc;
+    memset(&mc, 0, sizeof mc);
+    assert_int_equal(brisk_model_config_set(&mc, "dense:5,batchnorm,relu,dense:3",
+                                            brisk_shape_vec(4)), BRISK_OK);
+    brisk_model *m;
+    assert_int_equal(brisk_model_create(&mc, &m), BRISK_OK);
+    const size_t len = brisk_model_slab_len(m), nb = brisk_model_buffers_len(m);
+    float *p = brisk_slab_alloc(m), *e = brisk_slab_alloc(m), *b = brisk_buffers_alloc(m),
+          *eb = brisk_buffers_alloc(m);
+    for (int k = 0; k < brisk_model_num_tensors(m); k++) { /* the slabs' padding stays 0 */
+        const brisk_tensor_view *tv = brisk_model_tensor(m, k);
+        for (size_t i = tv->offset; i < tv->offset + tv->count; i++) {
+            if (tv->buffer)
+                b[i] = 1.0f + (float)i, eb[i] = 2.0f + (float)i;
+            else
+                p[i] = (float)i * 0.5f, e[i] = (float)i * -0.25f;
+        }
+    }
+    char *dir = test_mkdtemp(), path[4096];
+    snprintf(path, sizeof path, "%s/ema.safetensors", dir);
+    const brisk_ckpt_position pos = {.seed = 1, .steps_done = 3};
+    assert_int_equal(brisk_checkpoint_save_ema(path, m, p, p, p, b, e, eb, 0.999, &pos, NULL),
+                     BRISK_OK);
+    size_t size;
+    uint8_t *bytes = test_read_file(path, &size);
+    assert_non_null(memmem(bytes, size, "\"ema.0.weight\"", 14));
+    assert_non_null(memmem(bytes, size, "\"ema.1.running_var\"", 19));
+    free(bytes);
+    brisk_checkpoint *c;
+    assert_int_equal(brisk_checkpoint_load(path, &c), BRISK_OK);
+    assert_true(c->ema_decay == 0.999);
+    assert_memory_equal(c->params, p, len * sizeof *p);
+    assert_memory_equal(c->buffers, b, nb * sizeof *b);
+    assert_memory_equal(c->ema_params, e, len * sizeof *e);
+    assert_memory_equal(c->ema_buffers, eb, nb * sizeof *eb);
+    brisk_checkpoint_free(c);
+    assert_int_equal(brisk_checkpoint_save(path, m, p, p, p, b, &pos, NULL), BRISK_OK);
+    assert_int_equal(brisk_checkpoint_load(path, &c), BRISK_OK);
+    assert_null(c->ema_params);
+    assert_null(c->ema_buffers);
+    assert_true(c->ema_decay == 0);
+    brisk_checkpoint_free(c);
+    assert_int_equal(brisk_checkpoint_save_ema(path, m, p, p, p, b, e, NULL, 0.9, &pos, NULL),
+                     BRISK_EINVAL);
+    assert_int_equal(brisk_checkpoint_save_ema(path, m, p, p, p, b, e, eb, 1.0, &pos, NULL),
+                     BRISK_EINVAL);
+    assert_non_null(strstr(brisk_error_detail(), "ema_decay"));
+    brisk_slab_free(p);
+    brisk_slab_free(e);
+    brisk_slab_free(b);
+    brisk_slab_free(eb);
+    brisk_model_destroy(m);
+    test_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_long_model_line),
+        cmocka_unit_test(test_moving_average),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damage_is_refused, setup, teardown),
     };

@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include "brisk/model.h"
+#include "brisk/optim.h"
 
 #include "layer_ref.h"
 
@@ -145,6 +146,24 @@ static void test_every_case(void **state)
 }
 
 /* The cases cover every shipped kind: a kind added without a PyTorch case fails here. */
+/* The moving average of the weights: brisk_ema_update (what the trainer runs after every
+ * step, on parameters and running statistics alike) gives PyTorch's ModelEmaV2 values bit for
+ * bit, step after step, split anywhere. */
+static void test_ema_matches_pytorch(void **state)
+{
+    (void)state;
+    for (size_t split = 0; split <= EMA_REF_N; split += 9) {
+        float ema[EMA_REF_N];
+        memcpy(ema, ema_ref_states, sizeof ema); /* a copy of the initial state */
+        for (int k = 0; k < EMA_REF_STEPS; k++) {
+            const float *w = ema_ref_states + (size_t)(k + 1) * EMA_REF_N;
+            brisk_ema_update(ema, w, 0, split, EMA_REF_DECAY);
+            brisk_ema_update(ema, w, split, EMA_REF_N, EMA_REF_DECAY);
+            assert_memory_equal(ema, ema_ref_averages + (size_t)k * EMA_REF_N, sizeof ema);
+        }
+    }
+}
+
 static void test_every_kind_covered(void **state)
 {
     (void)state;
@@ -173,6 +192,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_case),
         cmocka_unit_test(test_every_kind_covered),
+        cmocka_unit_test(test_ema_matches_pytorch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -284,8 +284,10 @@ enum { BIG_STEPS = 1 }; /* ThreadSanitizer runs these products some 20 times slo
 enum { BIG_STEPS = 2 };
 #endif
 
-/* The augmentation check_model_any_threads trains with (none unless a test sets it). */
+/* The augmentation and moving average check_model_any_threads trains with (none unless a
+ * test sets them). */
 static brisk_augment check_augment;
+static double check_ema;
 
 /* Trains `steps` steps at each batch size on a copy of the model per thread count and checks
  * that parameters, m and v and every step's loss and norm are bitwise the same for all. Step
@@ -302,6 +304,7 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
     cfg.micro_batch = micro;
     cfg.seed = 3;
     cfg.augment = check_augment;
+    cfg.ema_decay = check_ema;
     int max_batch = 0;
     for (int b = 0; b < n_batches; b++)
         max_batch = batches[b] > max_batch ? batches[b] : max_batch;
@@ -365,6 +368,13 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
         if (bbytes) /* running statistics */
             assert_memory_equal(brisk_trainer_buffers(tr[k]), brisk_trainer_buffers(tr[0]),
                                 bbytes);
+        if (check_ema) {
+            assert_memory_equal(brisk_trainer_ema_params(tr[k]), brisk_trainer_ema_params(tr[0]),
+                                bytes);
+            if (bbytes)
+                assert_memory_equal(brisk_trainer_ema_buffers(tr[k]),
+                                    brisk_trainer_ema_buffers(tr[0]), bbytes);
+        }
     }
     /* Monitoring (activation statistics, predictions) is T-independent too. */
     const int L = brisk_model_num_layers(brisk_trainer_model(tr[0]));
@@ -421,17 +431,103 @@ static void test_cnn_any_threads(void **state)
                             brisk_shape_img(1, 12, 12), batches, 3, 16, 2);
 }
 
-/* The same CNN with every augmentation on: draws keyed by (seed, epoch, sample), so the same
- * for any thread count. */
+/* The same CNN with every augmentation on (draws keyed by (seed, epoch, sample)) and a moving
+ * average of the weights and running statistics: the same for any thread count. */
 static void test_cnn_augmented_any_threads(void **state)
 {
     (void)state;
     const int batches[] = {48, 40};
     check_augment = (brisk_augment){2, 1, 0.5f};
+    check_ema = 0.9;
     check_model_any_threads("conv:6:3:pad1,batchnorm,relu,conv:6:3:pad1,relu,res:2,maxpool:2,"
                             "conv:8:3:s2,relu,flatten,dense:16,relu,dropout:0.3,dense:5",
                             brisk_shape_img(1, 12, 12), batches, 2, 16, 2);
     check_augment = (brisk_augment){0, 0, 0};
+    check_ema = 0;
+}
+
+/* The moving average: a copy of the initial model, then after every step brisk_ema_update
+ * (PyTorch's values: test_layer_ref) of the parameters and of the running statistics as the
+ * step left them; untouched by a step that fails; evaluated in place of the weights; reset by
+ * load_state and restored by load_ema; refused where it is not kept. */
+static void test_ema_follows_the_steps(void **state)
+{
+    (void)state;
+    brisk_trainer_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    assert_int_equal(brisk_model_config_set(&cfg.model, "conv:3:3:pad1,batchnorm,relu,flatten,"
+                                            "dense:4", brisk_shape_img(1, 6, 6)), BRISK_OK);
+    cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
+    cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
+    cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-2f, 0, 0, 0, 0, 0};
+    cfg.batch = 16;
+    cfg.micro_batch = 8;
+    cfg.threads = 2;
+    cfg.seed = 4;
+    cfg.ema_decay = 0.75;
+    brisk_trainer *t;
+    assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
+    const brisk_model *m = brisk_trainer_model(t);
+    const size_t len = brisk_model_slab_len(m), nb = brisk_model_buffers_len(m);
+    assert_true(nb > 0);
+    float *ema = malloc(len * sizeof *ema), *emb = malloc(nb * sizeof *emb);
+    assert_true(ema && emb);
+    memcpy(ema, brisk_trainer_params(t), len * sizeof *ema);
+    memcpy(emb, brisk_trainer_buffers(t), nb * sizeof *emb);
+    assert_memory_equal(brisk_trainer_ema_params(t), ema, len * sizeof *ema);
+    brisk_dataset ds;
+    assert_int_equal(brisk_dataset_synthetic(64, 36, 4, 50.0f, 3, 0, &ds), BRISK_OK);
+    int32_t idx[64];
+    for (int i = 0; i < 64; i++)
+        idx[i] = i;
+    for (int s = 0; s < 4; s++) {
+        brisk_step_stats st;
+        assert_int_equal(brisk_trainer_step(t, &ds, idx + 16 * s, 16, &st), BRISK_OK);
+        brisk_ema_update(ema, brisk_trainer_params(t), 0, len, 0.75);
+        brisk_ema_update(emb, brisk_trainer_buffers(t), 0, nb, 0.75);
+        assert_memory_equal(brisk_trainer_ema_params(t), ema, len * sizeof *ema);
+        assert_memory_equal(brisk_trainer_ema_buffers(t), emb, nb * sizeof *emb);
+    }
+    /* An average, not a copy: neither the weights nor the running statistics. */
+    assert_memory_not_equal(ema, brisk_trainer_params(t), len * sizeof *ema);
+    assert_memory_not_equal(emb, brisk_trainer_buffers(t), nb * sizeof *emb);
+    /* Evaluation with the average is evaluation of a trainer holding it. */
+    brisk_metrics me, mt;
+    assert_int_equal(brisk_trainer_evaluate_ema(t, &ds, idx, 64, &me), BRISK_OK);
+    brisk_trainer_config icfg = cfg;
+    icfg.inference = 1;
+    icfg.ema_decay = 0;
+    brisk_trainer *inf;
+    assert_int_equal(brisk_trainer_create(&icfg, &inf), BRISK_OK);
+    brisk_trainer_load_state(inf, ema, NULL, NULL, emb, 0);
+    assert_int_equal(brisk_trainer_evaluate(inf, &ds, idx, 64, &mt), BRISK_OK);
+    assert_true(me.loss_sum == mt.loss_sum && me.correct == mt.correct);
+    assert_int_equal(brisk_trainer_evaluate(t, &ds, idx, 64, &mt), BRISK_OK);
+    assert_true(me.loss_sum != mt.loss_sum); /* the trained weights are back in place */
+    assert_int_equal(brisk_trainer_evaluate_ema(inf, &ds, idx, 64, &mt), BRISK_ESTATE);
+    assert_int_equal(brisk_trainer_load_ema(inf, ema, emb), BRISK_ESTATE);
+    assert_null(brisk_trainer_ema_params(inf));
+    brisk_trainer_destroy(inf);
+    /* load_state starts the average over from the weights it loads; load_ema restores one. */
+    float *opt = calloc(len, sizeof *opt);
+    assert_non_null(opt);
+    brisk_trainer_load_state(t, ema, opt, opt, emb, 4);
+    assert_memory_equal(brisk_trainer_ema_params(t), ema, len * sizeof *ema);
+    assert_int_equal(brisk_trainer_load_ema(t, brisk_trainer_params(t), emb), BRISK_OK);
+    assert_int_equal(brisk_trainer_load_ema(t, NULL, emb), BRISK_EINVAL);
+    free(opt);
+    /* Out of range. */
+    brisk_trainer *bad = NULL;
+    const double decays[] = {-0.1, 1.0, NAN};
+    for (int i = 0; i < 3; i++) {
+        cfg.ema_decay = decays[i];
+        assert_int_equal(brisk_trainer_create(&cfg, &bad), BRISK_EINVAL);
+        assert_non_null(strstr(brisk_error_detail(), "ema_decay"));
+    }
+    free(ema);
+    free(emb);
+    brisk_dataset_free(&ds);
+    brisk_trainer_destroy(t);
 }
 
 /* A GPT: token and position embeddings, attention with dropout on its weights (units of one
@@ -650,6 +746,7 @@ int main(void)
         cmocka_unit_test(test_large_model_any_threads),
         cmocka_unit_test(test_cnn_any_threads),
         cmocka_unit_test(test_cnn_augmented_any_threads),
+        cmocka_unit_test(test_ema_follows_the_steps),
         cmocka_unit_test(test_winograd_any_threads),
         cmocka_unit_test(test_gpt_any_threads),
         cmocka_unit_test(test_kernels_same_training),

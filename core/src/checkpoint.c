@@ -28,25 +28,38 @@ typedef struct entry {
     char name[80];
     int i64;                       /* an int64 scalar (num_batches_tracked), else float32 */
     const brisk_tensor_view *view; /* float32: the tensor */
-    int slab;                      /* 0 params, 1 m, 2 v, 3 buffers */
+    int slab;                      /* 0 params, 1 m, 2 v, 3 buffers, 4 and 5 their averages */
     size_t bytes;
 } entry;
 
-enum { SLAB_PARAMS, SLAB_M, SLAB_V, SLAB_BUFFERS, N_SLABS };
-static const char *const slab_prefix[N_SLABS] = {"", "optim.m.", "optim.v.", ""};
+enum { SLAB_PARAMS, SLAB_M, SLAB_V, SLAB_BUFFERS, SLAB_EMA, SLAB_EMA_BUFFERS, N_SLABS };
+static const char *const slab_prefix[N_SLABS] = {"", "optim.m.", "optim.v.", "", "ema.",
+                                                 "ema."};
 
-/* The entries of m (malloc'd; *n of them), or NULL when out of memory. */
-static entry *list_entries(const brisk_model *m, size_t *n)
+/* The entries of m (malloc'd; *n of them), or NULL when out of memory. With ema, the moving
+ * average of the parameters and buffers follows everything else ("ema.<name>"). */
+static entry *list_entries(const brisk_model *m, int ema, size_t *n)
 {
     const int nt = brisk_model_num_tensors(m);
-    entry *e = calloc(4 * (size_t)nt + (size_t)brisk_model_num_layers(m) + 1, sizeof *e);
+    entry *e = calloc(6 * (size_t)nt + (size_t)brisk_model_num_layers(m) + 1, sizeof *e);
     if (!e)
         return NULL;
     size_t k = 0;
-    for (int s = SLAB_PARAMS; s <= SLAB_BUFFERS; s++)
+    for (int s = SLAB_PARAMS; s <= SLAB_EMA_BUFFERS; s++) {
+        if (s == SLAB_EMA) {
+            for (int l = 0; l < brisk_model_num_layers(m); l++)
+                if (brisk_model_layer(m, l)->ops->flags & BRISK_LAYER_COUNTS_BATCHES) {
+                    snprintf(e[k].name, sizeof e[k].name, "%d.num_batches_tracked", l);
+                    e[k].i64 = 1;
+                    e[k].bytes = 8;
+                    k++;
+                }
+            if (!ema)
+                break;
+        }
         for (int t = 0; t < nt; t++) {
             const brisk_tensor_view *v = brisk_model_tensor(m, t);
-            if (v->buffer != (s == SLAB_BUFFERS))
+            if (v->buffer != (s == SLAB_BUFFERS || s == SLAB_EMA_BUFFERS))
                 continue;
             snprintf(e[k].name, sizeof e[k].name, "%s%s", slab_prefix[s], v->name);
             e[k].view = v;
@@ -54,13 +67,7 @@ static entry *list_entries(const brisk_model *m, size_t *n)
             e[k].bytes = v->count * sizeof(float);
             k++;
         }
-    for (int l = 0; l < brisk_model_num_layers(m); l++)
-        if (brisk_model_layer(m, l)->ops->flags & BRISK_LAYER_COUNTS_BATCHES) {
-            snprintf(e[k].name, sizeof e[k].name, "%d.num_batches_tracked", l);
-            e[k].i64 = 1;
-            e[k].bytes = 8;
-            k++;
-        }
+    }
     *n = k;
     return e;
 }
@@ -159,7 +166,7 @@ static int add_policies(cJSON *meta, const brisk_ckpt_policies *p)
 /* The JSON header, padded with spaces so that the data starts at a multiple of 8. */
 static char *build_header(const brisk_model *m, const entry *e, size_t n_entries,
                           uint32_t data_crc, const brisk_ckpt_position *pos, const char *config,
-                          size_t *len)
+                          double ema_decay, size_t *len)
 {
     const brisk_model_config *mc = brisk_model_get_config(m);
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
@@ -191,7 +198,8 @@ static char *build_header(const brisk_model *m, const entry *e, size_t n_entries
           (add_floats(meta, "brisk.feature_mean", pos->norm_mean, (size_t)pos->norm_count) &&
            add_floats(meta, "brisk.feature_std", pos->norm_std, (size_t)pos->norm_count))) &&
          add_meta(meta, "brisk.data_crc32c", "%08x", (unsigned)data_crc) &&
-         (!config || cJSON_AddStringToObject(meta, "brisk.config", config));
+         (!config || cJSON_AddStringToObject(meta, "brisk.config", config)) &&
+         (ema_decay == 0 || add_meta(meta, "brisk.ema_decay", "%.17g", ema_decay));
     size_t off = 0;
     for (size_t k = 0; ok && k < n_entries; k++) {
         cJSON *t = cJSON_AddObjectToObject(root, e[k].name);
@@ -250,9 +258,23 @@ int brisk_checkpoint_save(const char *path, const brisk_model *m, const float *p
                           const float *opt_m, const float *opt_v, const float *buffers,
                           const brisk_ckpt_position *pos, const char *config_json)
 {
-    const float *const slabs[N_SLABS] = {params, opt_m, opt_v, buffers};
+    return brisk_checkpoint_save_ema(path, m, params, opt_m, opt_v, buffers, NULL, NULL, 0, pos,
+                                     config_json);
+}
+
+int brisk_checkpoint_save_ema(const char *path, const brisk_model *m, const float *params,
+                              const float *opt_m, const float *opt_v, const float *buffers,
+                              const float *ema_params, const float *ema_buffers,
+                              double ema_decay, const brisk_ckpt_position *pos,
+                              const char *config_json)
+{
+    const int ema = ema_params != NULL;
+    if (ema && (!ema_buffers || !(ema_decay > 0 && ema_decay < 1)))
+        return brisk_error_set(BRISK_EINVAL, "%s: an average of the weights needs its buffers "
+                               "and a decay in (0, 1) (ema_decay %g)", path, ema_decay);
+    const float *const slabs[N_SLABS] = {params, opt_m, opt_v, buffers, ema_params, ema_buffers};
     size_t n_entries;
-    entry *e = list_entries(m, &n_entries);
+    entry *e = list_entries(m, ema, &n_entries);
     if (!e)
         return brisk_error_set(BRISK_ENOMEM, "%s: out of memory for the header", path);
     const int64_t steps = pos->steps_done;
@@ -260,7 +282,8 @@ int brisk_checkpoint_save(const char *path, const brisk_model *m, const float *p
     for (size_t k = 0; k < n_entries; k++)
         crc = brisk_crc32c(crc, entry_data(&e[k], slabs, &steps), e[k].bytes);
     size_t hlen;
-    char *header = build_header(m, e, n_entries, crc, pos, config_json, &hlen);
+    char *header = build_header(m, e, n_entries, crc, pos, config_json, ema ? ema_decay : 0,
+                                &hlen);
     if (!header) {
         free(e);
         return brisk_error_set(BRISK_ENOMEM, "%s: out of memory for the header", path);
@@ -302,6 +325,8 @@ void brisk_checkpoint_free(brisk_checkpoint *c)
     brisk_slab_free(c->opt_m);
     brisk_slab_free(c->opt_v);
     brisk_slab_free(c->buffers);
+    brisk_slab_free(c->ema_params);
+    brisk_slab_free(c->ema_buffers);
     brisk_model_destroy(c->layout);
     free(c);
 }
@@ -635,9 +660,18 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
                               brisk_error_detail());
         goto out;
     }
+    const char *ema_s = meta_str(meta, "brisk.ema_decay");
+    if (ema_s) {
+        c->ema_decay = strtod(ema_s, &end);
+        if (end == ema_s || *end || !(c->ema_decay > 0 && c->ema_decay < 1)) {
+            err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.ema_decay '%s' is not in "
+                                  "(0, 1)", path, ema_s);
+            goto out;
+        }
+    }
     /* Every tensor checked before anything is read or allocated for data. */
     size_t n_entries;
-    entry *e = list_entries(c->layout, &n_entries);
+    entry *e = list_entries(c->layout, ema_s != NULL, &n_entries);
     uint64_t *begins = malloc((n_entries + 1) * sizeof *begins);
     if (!e || !begins) {
         free(e);
@@ -674,9 +708,12 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
     if (!err && (!(c->params = brisk_slab_alloc(c->layout)) ||
                  !(c->opt_m = brisk_slab_alloc(c->layout)) ||
                  !(c->opt_v = brisk_slab_alloc(c->layout)) ||
-                 !(c->buffers = brisk_buffers_alloc(c->layout))))
+                 !(c->buffers = brisk_buffers_alloc(c->layout)) ||
+                 (ema_s && (!(c->ema_params = brisk_slab_alloc(c->layout)) ||
+                            !(c->ema_buffers = brisk_buffers_alloc(c->layout))))))
         err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
-    float *const slabs[N_SLABS] = {c->params, c->opt_m, c->opt_v, c->buffers};
+    float *const slabs[N_SLABS] = {c->params,  c->opt_m,      c->opt_v,
+                                   c->buffers, c->ema_params, c->ema_buffers};
     for (size_t k = 0; k < n_entries && !err; k++)
         if (!e[k].i64)
             memcpy(slabs[e[k].slab] + e[k].view->offset, data + begins[k], e[k].bytes);

@@ -111,3 +111,13 @@ int brisk_schedule_parse(const char *s)
 {
     return brisk__name_index(schedule_names, 3, s);
 }
+
+void brisk_ema_update(float *ema, const float *w, size_t lo, size_t hi, double decay)
+{
+    /* decay and 1 - decay computed in double, then rounded to float: Python's decay and
+     * (1. - decay) handed to float32 ops. No fused multiply-add: ISO C (-std=c11) keeps the
+     * products and the sum apart. */
+    const float d = (float)decay, od = (float)(1.0 - decay);
+    for (size_t i = lo; i < hi; i++)
+        ema[i] = d * ema[i] + od * w[i];
+}

@@ -148,10 +148,11 @@ static int write_checkpoint(fit_run *r, const char *path, int64_t epochs_done, i
                                    .seed = r->c->seed, .train = *train_m, .policies = r->pol};
         pos.norm_count = brisk_trainer_norm(r->t, &pos.norm_mean, &pos.norm_std);
         if ((status = brisk_make_dirs(r->c->checkpoint_dir)) == BRISK_OK)
-            status = brisk_checkpoint_save(path, brisk_trainer_model(r->t),
-                                           brisk_trainer_params(r->t), m, v,
-                                           brisk_trainer_buffers(r->t), &pos,
-                                           r->c->config_json);
+            status = brisk_checkpoint_save_ema(
+                path, brisk_trainer_model(r->t), brisk_trainer_params(r->t), m, v,
+                brisk_trainer_buffers(r->t), brisk_trainer_ema_params(r->t),
+                brisk_trainer_ema_buffers(r->t), brisk_trainer_get_config(r->t)->ema_decay,
+                &pos, r->c->config_json);
     }
     if (brisk_comm_any(r->comm, status != BRISK_OK))
         return status != BRISK_OK ? status
@@ -216,12 +217,15 @@ static int watch(fit_run *r, int k, const brisk_fit_policy *p, int64_t epoch,
  * to stop early, 0 to go on; *improved: the best checkpoint's (or else the first policy's)
  * metric improved. */
 static int policies(fit_run *r, int64_t epoch, const brisk_metrics *train,
-                    const brisk_metrics *val, int *improved)
+                    const brisk_metrics *val, const brisk_metrics *val_ema, int *improved)
 {
     const brisk_fit_config *c = r->c;
     *improved = 0;
     const brisk_fit_policy best = {c->keep_best, c->best_min_delta, c->best_metric};
-    if (c->keep_best && watch(r, 1, &best, epoch, train, val)) {
+    /* The best checkpoint and early stopping judge the weights a user keeps: the moving
+     * average's, when there is one. */
+    const brisk_metrics *kept = val_ema->count ? val_ema : val;
+    if (c->keep_best && watch(r, 1, &best, epoch, train, kept)) {
         *improved = 1;
         char path[4096];
         int n = snprintf(path, sizeof path, "%s/ckpt-%s-" BEST_NAME ".safetensors",
@@ -252,7 +256,7 @@ static int policies(fit_run *r, int64_t epoch, const brisk_metrics *train,
         }
     }
     if (c->early_stop.patience) {
-        const int better = watch(r, 0, &c->early_stop, epoch, train, val);
+        const int better = watch(r, 0, &c->early_stop, epoch, train, kept);
         *improved |= better && !c->keep_best && !c->plateau.patience;
         if (r->pol.wait[0] >= c->early_stop.patience)
             return 1;
@@ -440,16 +444,23 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
                                      &val_m)) < 0)
             goto out;
         const int64_t step = brisk_trainer_steps_done(t);
+        brisk_metrics val_ema = {0};
+        if (brisk_trainer_ema_params(t) && n_val &&
+            (err = brisk_trainer_evaluate_ema(t, ds, val_idx, n_val, &val_ema)) < 0)
+            goto out;
         if (r->tb) {
             brisk_tb_epoch(r->tb, r->tb->train, step, epoch, &train_m);
             if (n_val)
                 brisk_tb_epoch(r->tb, r->tb->val, step, epoch, &val_m);
+            const int run = val_ema.count ? brisk_tb_ema_run(r->tb) : -1;
+            if (run >= 0) /* else recorded as the logs' failure, as a failed push */
+                brisk_tb_epoch(r->tb, run, step, epoch, &val_ema);
             if (ds->tokens && c->n_samples > 0 &&
                 (err = log_samples(r, ds, n_val ? val_idx[0] : train_idx[0], epoch, step)) < 0)
                 goto out;
         }
         int improved = 0;
-        const int early = policies(r, epoch, &train_m, &val_m, &improved);
+        const int early = policies(r, epoch, &train_m, &val_m, &val_ema, &improved);
         if (early < 0) {
             err = early;
             goto out;
@@ -458,6 +469,7 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
         res->batch = 0;
         res->train = train_m;
         res->last_val = val_m;
+        res->last_val_ema = val_ema;
         /* Training is over: the test set, logged before the last checkpoint. */
         if ((early || epoch == c->epochs) && c->test && c->n_test > 0) {
             if (c->on_test) {
@@ -471,9 +483,16 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
             if ((err = brisk_trainer_evaluate(t, c->test, c->test_idx, c->n_test,
                                               &res->test)) < 0)
                 goto out;
+            if (brisk_trainer_ema_params(t) &&
+                (err = brisk_trainer_evaluate_ema(t, c->test, c->test_idx, c->n_test,
+                                                  &res->test_ema)) < 0)
+                goto out;
             res->tested = 1;
             if (r->tb)
                 brisk_tb_test(r->tb, step, &res->test);
+            const int run = r->tb && res->test_ema.count ? brisk_tb_ema_run(r->tb) : -1;
+            if (run >= 0)
+                brisk_tb_test_run(r->tb, run, step, &res->test_ema);
         }
         /* The session ends with the last checkpoint (flushed with it). */
         if (r->tb && (early || epoch == c->epochs))
@@ -488,7 +507,7 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
         if (c->on_epoch) {
             const brisk_fit_progress p = {
                 .epoch = epoch, .batch = per_epoch, .batches = per_epoch, .step = step,
-                .train = train_m, .val = val_m, .epoch_seconds = train_s,
+                .train = train_m, .val = val_m, .val_ema = val_ema, .epoch_seconds = train_s,
                 .samples_per_second = train_s > 0 ? (double)((per_epoch - first_batch) * B) / train_s : 0,
                 .lr_factor = brisk_trainer_lr_factor(t),
                 .checkpoint = c->checkpoint_dir ? res->checkpoint : "", .improved = improved};

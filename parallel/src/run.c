@@ -645,6 +645,7 @@ static int trainer_config(brisk_run *r)
     t->clip_norm = (float)c->clip_norm;
     t->batch = step_batch(c);
     t->accumulate = c->accumulate;
+    t->ema_decay = c->ema;
     if ((err = brisk_augment_parse(c->augment, &t->augment)) < 0)
         return err;
     if (t->augment.crop || t->augment.flip || t->augment.erase > 0) {
@@ -737,8 +738,13 @@ static int restore(brisk_run *r)
                                "settings give (%s, loss %s)", r->ck_path, have,
                                brisk_loss_name(r->ck->model.loss), want,
                                brisk_loss_name(mc->loss));
-    brisk_trainer_load_state(r->t, r->ck->params, r->ck->opt_m, r->ck->opt_v, r->ck->buffers,
+    /* Evaluating or predicting: the moving average's weights, when the file has them. */
+    const int ema = r->evaluate_only && r->ck->ema_params;
+    brisk_trainer_load_state(r->t, ema ? r->ck->ema_params : r->ck->params, r->ck->opt_m,
+                             r->ck->opt_v, ema ? r->ck->ema_buffers : r->ck->buffers,
                              r->ck->pos.steps_done);
+    if (!r->evaluate_only && r->ck->ema_params && brisk_trainer_ema_params(r->t))
+        return brisk_trainer_load_ema(r->t, r->ck->ema_params, r->ck->ema_buffers);
     return BRISK_OK;
 }
 
@@ -1002,6 +1008,9 @@ int brisk_run_train(brisk_run *r, const brisk_fit_config *cb, brisk_run_result *
         return brisk_error_set(err, "%s", detail);
     }
     res->checksum = brisk_model_checksum(brisk_trainer_model(r->t), brisk_trainer_params(r->t));
+    if (brisk_trainer_ema_params(r->t))
+        res->ema_checksum = brisk_model_checksum(brisk_trainer_model(r->t),
+                                                 brisk_trainer_ema_params(r->t));
     if (res->fit.end == BRISK_FIT_STOPPED) { /* the session goes on after a resume */
         const int e = close_logs(&tb, res);
         return e < 0 ? brisk_error_set(e, "%s", res->logs_error) : BRISK_OK;
@@ -1009,10 +1018,14 @@ int brisk_run_train(brisk_run *r, const brisk_fit_config *cb, brisk_run_result *
     /* brisk_fit evaluated and logged the test set before its last checkpoint; a run resumed
      * after it had finished trains nothing: its test metrics (logged then) are evaluated. */
     res->test = res->fit.test;
+    res->test_ema = res->fit.test_ema;
     res->tested = res->fit.tested;
     if (!res->tested && r->test) {
         if ((err = brisk_trainer_evaluate(r->t, r->test, r->test_idx, r->test->n,
-                                          &res->test)) < 0) {
+                                          &res->test)) < 0 ||
+            (brisk_trainer_ema_params(r->t) &&
+             (err = brisk_trainer_evaluate_ema(r->t, r->test, r->test_idx, r->test->n,
+                                               &res->test_ema)) < 0)) {
             char detail[1024];
             snprintf(detail, sizeof detail, "%s", brisk_error_detail());
             close_logs(&tb, res);

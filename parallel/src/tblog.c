@@ -56,6 +56,7 @@ int brisk_tb_open(brisk_tb *tb, const char *logdir, int64_t first_step, size_t r
         err = brisk_logger_add_run(tb->lg, "validation", first_step, &tb->val);
     if (!err)
         err = brisk_logger_producer(tb->lg, &tb->p);
+    tb->first_step = first_step;
     if (err) {
         const char *detail = brisk_error_detail();
         char copy[1024];
@@ -157,16 +158,37 @@ void brisk_tb_text(brisk_tb *tb, int run, const char *tag, int64_t step, const c
 
 void brisk_tb_test(brisk_tb *tb, int64_t step, const brisk_metrics *m)
 {
-    pushed(tb, brisk_log_scalar(tb->p, tb->val, "test_loss", step, brisk_metrics_loss(m)),
+    brisk_tb_test_run(tb, tb->val, step, m);
+}
+
+void brisk_tb_test_run(brisk_tb *tb, int run, int64_t step, const brisk_metrics *m)
+{
+    pushed(tb, brisk_log_scalar(tb->p, run, "test_loss", step, brisk_metrics_loss(m)),
            "test_loss");
     if (!tb->no_accuracy)
-        pushed(tb, brisk_log_scalar(tb->p, tb->val, "test_accuracy", step,
+        pushed(tb, brisk_log_scalar(tb->p, run, "test_accuracy", step,
                                     brisk_metrics_accuracy(m)),
                "test_accuracy");
     if (tb->bytes_per_token > 0)
-        pushed(tb, brisk_log_scalar(tb->p, tb->val, "test_bits_per_byte", step,
+        pushed(tb, brisk_log_scalar(tb->p, run, "test_bits_per_byte", step,
                                     brisk_metrics_loss(m) / LN2 / tb->bytes_per_token),
                "test_bits_per_byte");
+}
+
+int brisk_tb_ema_run(brisk_tb *tb)
+{
+    if (!tb || !tb->lg)
+        return brisk_error_set(BRISK_EINVAL, "tb_ema_run: the logs are not open");
+    if (!tb->has_val_ema) {
+        const int err = brisk_logger_add_run(tb->lg, "validation_ema", tb->first_step,
+                                             &tb->val_ema);
+        if (err < 0) {
+            pushed(tb, err, "validation_ema");
+            return err;
+        }
+        tb->has_val_ema = 1;
+    }
+    return tb->val_ema;
 }
 
 /* The first layer's weights as a grid of ih x iw tiles, one per unit (up to 64; unit u's

@@ -48,6 +48,7 @@ struct brisk_trainer {
     int T;
     float *params;            /* (P) the one copy of the parameters */
     float *buffers;           /* running statistics (batchnorm), the same on every rank */
+    float *ema_params, *ema_buffers; /* their moving average (ema_decay), on every rank */
     float *shard_stats;       /* (max_shards, stats_len) every shard's statistics, shard order */
     float *local_stats;       /* this rank's shards' (== shard_stats when P = 1) */
     const float **stats_view; /* (max_shards) */
@@ -239,6 +240,9 @@ static int check_config(const brisk_trainer_config *cfg)
     if (!isfinite(cfg->clip_norm))
         return brisk_error_set(BRISK_EINVAL, "trainer: clip_norm %g is not finite",
                                (double)cfg->clip_norm);
+    if (!(cfg->ema_decay >= 0 && cfg->ema_decay < 1))
+        return brisk_error_set(BRISK_EINVAL, "trainer: ema_decay %g must be in (0, 1), or 0 "
+                               "for none", (double)cfg->ema_decay);
     if (!cfg->inference) {
         const brisk_shape in = cfg->model.input;
         if ((err = in.rank == 3 ? brisk_augment_check(&cfg->augment, in.c, in.h, in.w)
@@ -388,6 +392,8 @@ static double memory_bytes(const brisk_trainer_config *cfg, const brisk_model *m
     double bytes = slab;                           /* parameters */
     if (cfg->inference)
         return bytes + T * (double)brisk_workspace_bytes(m, micro);
+    if (cfg->ema_decay > 0)
+        bytes += slab; /* the moving average */
     if (P == 1)
         bytes += 3 * slab + (S > 1 ? S * slab : 0); /* gradient, m, v, shard gradients */
     else
@@ -562,6 +568,14 @@ workspaces:
     /* The initialisation on every thread (GPT-2's 124M normals take seconds on one); the
      * slabs were allocated zeroed. */
     brisk_pool_run(t->pool, init_part, t);
+    if (cfg->ema_decay > 0 && !cfg->inference) { /* the average starts as the initial model */
+        if (!(t->ema_params = brisk_slab_alloc(t->model)) ||
+            !(t->ema_buffers = brisk_buffers_alloc(t->model)))
+            goto fail_nomem;
+        memcpy(t->ema_params, t->params, len * sizeof *t->params);
+        memcpy(t->ema_buffers, t->buffers,
+               brisk_model_buffers_len(t->model) * sizeof *t->buffers);
+    }
     t->lr_factor = 1.0f;
     *out = t;
     return BRISK_OK;
@@ -588,6 +602,8 @@ void brisk_trainer_destroy(brisk_trainer *t)
     free(t->shard_metrics);
     brisk_slab_free(t->params);
     brisk_slab_free(t->buffers);
+    brisk_slab_free(t->ema_params);
+    brisk_slab_free(t->ema_buffers);
     if (t->local_stats != t->shard_stats)
         free(t->local_stats);
     free(t->shard_stats);
@@ -872,6 +888,18 @@ static const char *first_nonfinite(const brisk_trainer *t)
     return NULL;
 }
 
+/* The moving average after a step (brisk_ema_update), worker w's part of the slab and of the
+ * buffers: elementwise, so the split over T changes no bit. */
+static void ema_update(void *arg, int w, int T)
+{
+    brisk_trainer *t = arg;
+    const size_t len = brisk_model_slab_len(t->model), nb = brisk_model_buffers_len(t->model);
+    brisk_ema_update(t->ema_params, t->params, len * (size_t)w / (size_t)T,
+                     len * (size_t)(w + 1) / (size_t)T, t->cfg.ema_decay);
+    brisk_ema_update(t->ema_buffers, t->buffers, nb * (size_t)w / (size_t)T,
+                     nb * (size_t)(w + 1) / (size_t)T, t->cfg.ema_decay);
+}
+
 int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
                        brisk_step_stats *out)
 {
@@ -965,9 +993,10 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
         brisk_pool_run(t->pool, phase_c, &j);
         brisk__comm_allgatherv(t->comm, t->params, t->rank_len, t->rank_lo, BRISK__COMM_FLOAT);
     }
-    const double t2 = brisk_now_seconds();
-    t->update_seconds += t2 - t0 - shard_s;
-    brisk_comm_note_step(t->comm, t2 - t0);
+    if (t->ema_params)
+        brisk_pool_run(t->pool, ema_update, t);
+    t->update_seconds += brisk_now_seconds() - t0 - shard_s;
+    brisk_comm_note_step(t->comm, brisk_now_seconds() - t0);
     t->steps_done++;
     return BRISK_OK;
 }
@@ -1174,7 +1203,48 @@ void brisk_trainer_load_state(brisk_trainer *t, const float *params, const float
         memcpy(t->opt_m, opt_m + t->my_lo, my_len * sizeof *opt_m);
         memcpy(t->opt_v, opt_v + t->my_lo, my_len * sizeof *opt_v);
     }
+    if (t->ema_params) {
+        memcpy(t->ema_params, t->params, len * sizeof *params);
+        memcpy(t->ema_buffers, t->buffers,
+               brisk_model_buffers_len(t->model) * sizeof *t->buffers);
+    }
     t->steps_done = steps;
+}
+
+int brisk_trainer_load_ema(brisk_trainer *t, const float *ema_params, const float *ema_buffers)
+{
+    if (!t || !ema_params || !ema_buffers)
+        return brisk_error_set(BRISK_EINVAL, "load_ema: %s is NULL",
+                               !t ? "the trainer" : !ema_params ? "ema_params" : "ema_buffers");
+    if (!t->ema_params)
+        return brisk_error_set(BRISK_ESTATE, "load_ema: the trainer keeps no moving average "
+                               "(ema_decay 0)");
+    memcpy(t->ema_params, ema_params, brisk_model_slab_len(t->model) * sizeof *ema_params);
+    memcpy(t->ema_buffers, ema_buffers,
+           brisk_model_buffers_len(t->model) * sizeof *ema_buffers);
+    return BRISK_OK;
+}
+
+float *brisk_trainer_ema_params(brisk_trainer *t) { return t->ema_params; }
+float *brisk_trainer_ema_buffers(brisk_trainer *t) { return t->ema_buffers; }
+
+int brisk_trainer_evaluate_ema(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
+                               int64_t n, brisk_metrics *out)
+{
+    if (!t || !out)
+        return brisk_error_set(BRISK_EINVAL, "evaluate_ema: %s is NULL",
+                               t ? "out" : "the trainer");
+    if (!t->ema_params)
+        return brisk_error_set(BRISK_ESTATE, "evaluate_ema: the trainer keeps no moving "
+                               "average (ema_decay 0)");
+    /* Evaluation reads params and buffers only: the average stands in for them. */
+    float *p = t->params, *b = t->buffers;
+    t->params = t->ema_params;
+    t->buffers = t->ema_buffers;
+    const int err = brisk_trainer_evaluate(t, ds, idx, n, out);
+    t->params = p;
+    t->buffers = b;
+    return err;
 }
 
 void brisk_trainer_gather(brisk_trainer *t, int what, float *grads, float *opt_m, float *opt_v)

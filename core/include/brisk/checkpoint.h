@@ -71,6 +71,11 @@ typedef struct brisk_checkpoint {
     brisk_model *layout;           /* owned */
     float *params, *opt_m, *opt_v; /* slabs laid out by `layout` (owned) */
     float *buffers;                /* the buffer slab (owned) */
+    /* The exponential moving average of the weights and buffers (brisk/trainer.h's
+     * ema_decay), laid out as params and buffers, and its decay; NULL and 0 when the file
+     * holds none (owned). */
+    float *ema_params, *ema_buffers;
+    double ema_decay;
     float *norm;                   /* the normalisation's means then stds, or NULL (owned) */
 } brisk_checkpoint;
 
@@ -81,6 +86,16 @@ typedef struct brisk_checkpoint {
 int brisk_checkpoint_save(const char *path, const brisk_model *m, const float *params,
                           const float *opt_m, const float *opt_v, const float *buffers,
                           const brisk_ckpt_position *pos, const char *config_json);
+
+/* The same with a moving average of the weights (ema_params, ema_buffers: slabs laid out as
+ * params and buffers), stored after everything else as "ema.<name>" (timm's ModelEmaV2
+ * keeps its copy under a prefix the same way), and its decay (in (0, 1)) as
+ * "brisk.ema_decay". ema_params NULL: brisk_checkpoint_save. */
+int brisk_checkpoint_save_ema(const char *path, const brisk_model *m, const float *params,
+                              const float *opt_m, const float *opt_v, const float *buffers,
+                              const float *ema_params, const float *ema_buffers,
+                              double ema_decay, const brisk_ckpt_position *pos,
+                              const char *config_json);
 
 /* Reads and checks a checkpoint: sizes against the file before allocating, the header CRC,
  * the JSON header, every position value's range, every tensor's dtype, shape and offsets

@@ -21,6 +21,12 @@
  * without improvement, down to min_lr). Their state (best value, epochs waited, the rate factor)
  * travels in the checkpoint's position, so a resumed run continues them exactly.
  *
+ * A moving average of the weights (the trainer's ema_decay): every epoch it is evaluated on
+ * the validation samples beside the trained weights and logged in its own run,
+ * <logdir>/validation_ema; the best checkpoint and early stopping then watch its validation
+ * metrics (the plateau policy the trained weights', which the optimizer moves); the test set
+ * is evaluated with both; every checkpoint holds it (brisk_checkpoint_save_ema).
+ *
  * Logs: a run from scratch opens its hparams session (the trainer's settings, the metrics, a
  * chart with train and validation together: brisk_tb_session_start) and ends it with the
  * last checkpoint (success) or an error (failure); a stopped run's session goes on after its
@@ -74,6 +80,8 @@ typedef struct brisk_fit_progress {
     const brisk_step_stats *last; /* on_step: the step just taken; on_epoch: NULL */
     brisk_metrics train;          /* the epoch's training metrics so far (before each update) */
     brisk_metrics val;            /* on_epoch: validation metrics (count 0 without) */
+    brisk_metrics val_ema;        /* on_epoch: those of the weights' moving average (count 0
+                                   * without one, or without validation samples) */
     double epoch_seconds;         /* training time of this epoch so far */
     double samples_per_second;    /* over this epoch's batches so far */
     float lr_factor;              /* the plateau policy's factor on the schedule's rate */
@@ -157,8 +165,10 @@ typedef struct brisk_fit_result {
     int64_t batch;                /* batches done in the next one (after a stop) */
     brisk_metrics train;          /* training metrics of those batches */
     brisk_metrics last_val;       /* the last epoch's validation metrics */
+    brisk_metrics last_val_ema;   /* the moving average's (count 0 without one) */
     int tested;                   /* the test set was evaluated (training ended in this call) */
     brisk_metrics test;           /* its metrics */
+    brisk_metrics test_ema;       /* the moving average's on it (count 0 without one) */
     char checkpoint[4096];        /* the newest checkpoint written ("" for none) */
     char best_checkpoint[4096];   /* the best one ("" for none) */
     char warning[512];            /* something to tell the user that did not stop training */

@@ -79,6 +79,8 @@ typedef struct brisk_run_config {
     /* Training. */
     int epochs, batch, micro_batch;
     char augment[64];  /* image augmentation, brisk_augment_parse's text ("" or "none": off) */
+    double ema;        /* the decay of a moving average of the weights (brisk/trainer.h's
+                        * ema_decay); 0: none */
     int accumulate;    /* K: an optimizer step takes K batches (K x batch samples), computed
                         * one batch at a time: bitwise the step of one batch of K x batch with
                         * the same micro-batch; 0 or 1: none */
@@ -238,9 +240,11 @@ void brisk_run_get_data(const brisk_run *r, brisk_run_data *out);
 typedef struct brisk_run_result {
     brisk_fit_result fit;        /* how brisk_fit ended (checkpoints, epochs, warnings) */
     brisk_metrics test;          /* the test set's metrics */
+    brisk_metrics test_ema;      /* the moving average's on it (count 0 without one) */
     int tested;                  /* test holds them (training finished) */
     int already_finished;        /* the resumed checkpoint had finished every epoch */
     uint64_t checksum;           /* of the final weights (brisk_model_checksum) */
+    uint64_t ema_checksum;       /* of their moving average's (0 without one) */
     double logging_cpu_seconds;  /* the logging thread's CPU time */
     char logs_error[512];        /* the logs could not all be written ("" when fine) */
 } brisk_run_result;

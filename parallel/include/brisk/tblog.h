@@ -36,6 +36,9 @@ typedef struct brisk_tb {
     brisk_logger *lg;
     brisk_log_producer *p;  /* push your own records with it (brisk_log_scalar, ...) */
     int root, train, val;   /* the runs: <logdir>, <logdir>/train, <logdir>/validation */
+    int val_ema;            /* <logdir>/validation_ema once brisk_tb_ema_run opened it */
+    int has_val_ema;
+    int64_t first_step;     /* the START of this process's runs */
     int no_accuracy;        /* regression: leave out the accuracy scalars (brisk_fit sets it
                              * from the data) */
     double bytes_per_token; /* > 0 (token data of known bytes per token: 1 for text): log
@@ -77,6 +80,13 @@ void brisk_tb_text(brisk_tb *tb, int run, const char *tag, int64_t step, const c
 /* test_loss and test_accuracy (not for regression) in the validation run at the step that
  * ended training. */
 void brisk_tb_test(brisk_tb *tb, int64_t step, const brisk_metrics *m);
+/* The same in another run (brisk_tb_ema_run's). */
+void brisk_tb_test_run(brisk_tb *tb, int run, int64_t step, const brisk_metrics *m);
+/* The run of the moving average's validation metrics, <logdir>/validation_ema (opened at
+ * the first call, with the same START as the others): its epoch_loss and epoch_accuracy
+ * overlay the validation run's. Returns the run, or an error (detail set) that is also
+ * recorded as the logs' failure (failed, error), as a failed push is. */
+int brisk_tb_ema_run(brisk_tb *tb);
 
 /* Histograms of every tensor's weights and of the gradient slab `grads`, activation
  * statistics, the first layer's weights as tiles (when ds holds images) and, when pred is not

@@ -57,6 +57,11 @@ typedef struct brisk_trainer_config {
      * draw keyed by (seed, the epoch set by brisk_trainer_set_epoch, the sample's index in
      * the data set). Zero: none. Needs an image input when on; evaluation never augments. */
     brisk_augment augment;
+    /* D in (0, 1): an exponential moving average of the weights and the buffers (running
+     * statistics), timm's ModelEmaV2: a copy of the initial model, then after every step
+     * ema = D * ema + (1 - D) * w for each value, in float32 as PyTorch computes it. The same
+     * on every rank and for any T. 0: none. */
+    double ema_decay;
     int threads;      /* T worker threads; 0 means brisk_cpu_count() */
     uint64_t seed;    /* parameter init */
     brisk_comm *comm; /* the job's processes (not owned); NULL: this process alone */
@@ -150,9 +155,24 @@ float brisk_trainer_lr_factor(const brisk_trainer *t);
 
 /* Resumes from full slabs (every rank passes the same, e.g. read from one checkpoint): copies
  * the parameters and the buffers (running statistics; NULL keeps the current ones), keeps
- * this rank's slice of m and v, sets the step count. */
+ * this rank's slice of m and v, sets the step count. With ema_decay, the average starts over
+ * from these weights (brisk_trainer_load_ema then restores a saved one). */
 void brisk_trainer_load_state(brisk_trainer *t, const float *params, const float *opt_m,
                               const float *opt_v, const float *buffers, int64_t steps);
+
+/* The moving average of the weights (ema_decay), as a checkpoint saved it: slabs laid out as
+ * the parameters and buffers. BRISK_ESTATE when the trainer keeps none. */
+int brisk_trainer_load_ema(brisk_trainer *t, const float *ema_params, const float *ema_buffers);
+
+/* The moving average's parameter and buffer slabs (owned by the trainer), or NULL without
+ * ema_decay. */
+float *brisk_trainer_ema_params(brisk_trainer *t);
+float *brisk_trainer_ema_buffers(brisk_trainer *t);
+
+/* brisk_trainer_evaluate with the moving average's weights and buffers instead of the
+ * trained ones. BRISK_ESTATE without ema_decay. */
+int brisk_trainer_evaluate_ema(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx,
+                               int64_t n, brisk_metrics *out);
 
 /* What brisk_trainer_gather collects. */
 enum { BRISK_GATHER_GRADS = 1, BRISK_GATHER_MOMENTS = 2 };
