@@ -14,6 +14,28 @@ strip_times() { sed 's/"samples_per_second": [0-9.]*, "elapsed_seconds": [0-9.]*
 
 # 20 steps of 64 samples in 8 micro-shards; a model big enough that every rank owns blocks.
 syn="--data synthetic --model 64-300-200-4 --synthetic-n 1280 --val-split 0 --synthetic-test-n 300 --batch 64 --micro-batch 8 --json"
+# Trains "$@" for $1 epochs at P x T 1x1, 1x2, 2x1 and 2x2: the same weights and metrics bit
+# for bit; then to epoch $2 at 2x2, and that checkpoint resumed at 1x1 to epoch $1 reaches the
+# weights of the straight 1x1 run.
+same_bits_and_resume() {
+    epochs=$1
+    split=$2
+    shift 2
+    "$bin" "$@" --epochs "$epochs" --threads 1 --logdir none >"$tmp/ref.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x1 failed"; }
+    grep -q '"params_checksum"' "$tmp/ref.txt" || fail "no checksum"
+    strip_times "$tmp/ref.txt" >"$tmp/ref.s"
+    "$bin" "$@" --epochs "$epochs" --threads 2 --logdir none >"$tmp/1x2.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x2 failed"; }
+    strip_times "$tmp/1x2.txt" | diff "$tmp/ref.s" - || fail "1x2 differs from 1x1"
+    for pt in 2x1 2x2; do
+        mpi "${pt%x*}" "$@" --epochs "$epochs" --threads "${pt#*x}" --logdir none >"$tmp/$pt.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "$pt failed"; }
+        strip_times "$tmp/$pt.txt" | diff "$tmp/ref.s" - || fail "$pt differs from 1x1"
+    done
+    rm -rf "$tmp/split"
+    mpi 2 "$@" --epochs "$split" --threads 2 --logdir "$tmp/split" >"$tmp/a.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "2x2 run to epoch $split failed"; }
+    "$bin" --resume="$tmp/split" --epochs "$epochs" --threads 1 --json >"$tmp/b.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "resume at 1x1 failed"; }
+    [ "$(checksum "$tmp/b.txt")" = "$(checksum "$tmp/ref.txt")" ] || fail "resumed weights differ: $(checksum "$tmp/b.txt") vs $(checksum "$tmp/ref.txt")"
+}
+
 case $case_name in
 identical)
     # P x T in {1x1, 1x2, 2x1, 2x2, 4x1}: the same weights bit for bit, the same metrics.
@@ -33,20 +55,7 @@ cnn)
     # 2x1, 2x2} give the same weights and metrics bit for bit; a checkpoint written at 2x2
     # (running statistics included) resumes at 1x1 to the weights of a straight 1x1 run.
     cnn="--data synthetic --model conv:4:3:pad1,batchnorm,relu,maxpool:2,conv:6:3:s2,relu,flatten,dense:16,batchnorm,relu,dropout:0.3,dense:4 --synthetic-n 640 --val-split 0.1 --synthetic-test-n 100 --batch 64 --micro-batch 16 --schedule constant --json"
-    "$bin" $cnn --epochs 3 --threads 1 --logdir none >"$tmp/ref.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x1 failed"; }
-    grep -q '"params_checksum"' "$tmp/ref.txt" || fail "no checksum"
-    strip_times "$tmp/ref.txt" >"$tmp/ref.s"
-    "$bin" $cnn --epochs 3 --threads 2 --logdir none >"$tmp/1x2.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x2 failed"; }
-    strip_times "$tmp/1x2.txt" | diff "$tmp/ref.s" - || fail "1x2 differs from 1x1"
-    for pt in 2x1 2x2; do
-        p=${pt%x*}
-        t=${pt#*x}
-        mpi "$p" $cnn --epochs 3 --threads "$t" --logdir none >"$tmp/$pt.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "$pt failed"; }
-        strip_times "$tmp/$pt.txt" | diff "$tmp/ref.s" - || fail "$pt differs from 1x1"
-    done
-    mpi 2 $cnn --epochs 2 --threads 2 --logdir "$tmp/split" >"$tmp/a.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "2x2 run to epoch 2 failed"; }
-    "$bin" --resume="$tmp/split/checkpoints" --epochs 3 --threads 1 --json >"$tmp/b.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "resume at 1x1 failed"; }
-    [ "$(checksum "$tmp/b.txt")" = "$(checksum "$tmp/ref.txt")" ] || fail "resumed weights differ: $(checksum "$tmp/b.txt") vs $(checksum "$tmp/ref.txt")"
+    same_bits_and_resume 3 2 $cnn
     ;;
 accumulate)
     # --accumulate K: the passes' shards are dealt over the processes pass by pass and added in
@@ -75,19 +84,7 @@ augment)
     # give the same bits, and a 2x2 checkpoint resumes at 1x1 to the straight run's weights;
     # with --ema, the moving average too (its metrics and checksum are in the lines compared).
     cnn="--data synthetic --model conv:4:3:pad1,batchnorm,relu,maxpool:2,conv:6:3:s2,relu,flatten,dense:16,relu,dropout:0.3,dense:4 --synthetic-n 640 --val-split 0.1 --synthetic-test-n 100 --batch 64 --micro-batch 16 --schedule constant --augment crop:2,flip,erase:0.5 --ema 0.9 --json"
-    "$bin" $cnn --epochs 3 --threads 1 --logdir none >"$tmp/ref.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x1 failed"; }
-    strip_times "$tmp/ref.txt" >"$tmp/ref.s"
-    "$bin" $cnn --epochs 3 --threads 2 --logdir none >"$tmp/1x2.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x2 failed"; }
-    strip_times "$tmp/1x2.txt" | diff "$tmp/ref.s" - || fail "1x2 differs from 1x1"
-    for pt in 2x1 2x2; do
-        p=${pt%x*}
-        t=${pt#*x}
-        mpi "$p" $cnn --epochs 3 --threads "$t" --logdir none >"$tmp/$pt.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "$pt failed"; }
-        strip_times "$tmp/$pt.txt" | diff "$tmp/ref.s" - || fail "$pt differs from 1x1"
-    done
-    mpi 2 $cnn --epochs 2 --threads 2 --logdir "$tmp/split" >"$tmp/a.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "2x2 run to epoch 2 failed"; }
-    "$bin" --resume="$tmp/split/checkpoints" --epochs 3 --threads 1 --json >"$tmp/b.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "resume at 1x1 failed"; }
-    [ "$(checksum "$tmp/b.txt")" = "$(checksum "$tmp/ref.txt")" ] || fail "resumed weights differ: $(checksum "$tmp/b.txt") vs $(checksum "$tmp/ref.txt")"
+    same_bits_and_resume 3 2 $cnn
     ;;
 gpt)
     # A GPT with dropout (embeddings, attention weights, residual branches) on byte-level
@@ -95,20 +92,7 @@ gpt)
     # checkpoint written at 2x2 resumes at 1x1 to the weights of a straight 1x1 run.
     seq 1 3000 | awk '{ printf "line %d says %s\n", $1, ($1 * 7) % 13 }' >"$tmp/text.txt"
     gpt="--data $tmp/text.txt --seq-len 24 --model gpt:1:32:4:drop0.1 --batch 12 --micro-batch 4 --samples 0 --schedule constant --json"
-    "$bin" $gpt --epochs 2 --threads 1 --logdir none >"$tmp/ref.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x1 failed"; }
-    grep -q '"params_checksum"' "$tmp/ref.txt" || fail "no checksum"
-    strip_times "$tmp/ref.txt" >"$tmp/ref.s"
-    "$bin" $gpt --epochs 2 --threads 2 --logdir none >"$tmp/1x2.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x2 failed"; }
-    strip_times "$tmp/1x2.txt" | diff "$tmp/ref.s" - || fail "1x2 differs from 1x1"
-    for pt in 2x1 2x2; do
-        p=${pt%x*}
-        t=${pt#*x}
-        mpi "$p" $gpt --epochs 2 --threads "$t" --logdir none >"$tmp/$pt.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "$pt failed"; }
-        strip_times "$tmp/$pt.txt" | diff "$tmp/ref.s" - || fail "$pt differs from 1x1"
-    done
-    mpi 2 $gpt --epochs 1 --threads 2 --logdir "$tmp/split" >"$tmp/a.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "2x2 run to epoch 1 failed"; }
-    "$bin" --resume="$tmp/split" --epochs 2 --threads 1 --json >"$tmp/b.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "resume at 1x1 failed"; }
-    [ "$(checksum "$tmp/b.txt")" = "$(checksum "$tmp/ref.txt")" ] || fail "resumed weights differ: $(checksum "$tmp/b.txt") vs $(checksum "$tmp/ref.txt")"
+    same_bits_and_resume 2 1 $gpt
     ;;
 resume)
     # A checkpoint written at 2x1 resumes at 1x2 and matches a straight 1x2 run; rank 0 alone

@@ -284,6 +284,32 @@ enum { BIG_STEPS = 1 }; /* ThreadSanitizer runs these products some 20 times slo
 enum { BIG_STEPS = 2 };
 #endif
 
+/* Data for two batches of nb: token data (windows of a random stream drawn with `seed`; the
+ * stream in *stream, to free) for a sequence input, else a synthetic set (*stream NULL); and
+ * the indices of its 2 nb samples, not in storage order. */
+static void make_data(brisk_shape input, int d_in, int classes, int nb, uint64_t seed,
+                      brisk_dataset *ds, int32_t **stream, int32_t **idx)
+{
+    *stream = NULL;
+    if (input.rank == 2) {
+        const int64_t n_tok = 2 * (int64_t)nb * d_in + 1;
+        int32_t *st = malloc(sizeof *st * (size_t)n_tok);
+        assert_non_null(st);
+        for (int64_t i = 0; i < n_tok; i++)
+            st[i] = (int32_t)(brisk_rng_u64(seed, 1, 2, (uint64_t)i) % (uint64_t)classes);
+        assert_int_equal(brisk_dataset_tokens(st, n_tok, d_in, classes, ds), BRISK_OK);
+        *stream = st;
+    } else {
+        assert_int_equal(brisk_dataset_synthetic(2 * nb, d_in, classes, 50.0f, 8, 0, ds),
+                         BRISK_OK);
+    }
+    int32_t *ix = malloc(sizeof(int32_t) * 2 * (size_t)nb);
+    assert_non_null(ix);
+    for (int i = 0; i < 2 * nb; i++)
+        ix[i] = (2 * nb - 1 - i) * 7 % (2 * nb);
+    *idx = ix;
+}
+
 /* The augmentation and moving average check_model_any_threads trains with (none unless a
  * test sets them). */
 static brisk_augment check_augment;
@@ -314,23 +340,9 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
     assert_int_equal(brisk_model_create(&cfg.model, &probe), BRISK_OK);
     const int d_in = (int)brisk_shape_size(input), classes = brisk_model_outputs(probe);
     brisk_model_destroy(probe);
-    const int seq = input.rank == 2; /* token data: windows of a random stream */
-    int32_t *stream = NULL;
-    if (seq) {
-        const int64_t n_tok = 2 * (int64_t)max_batch * d_in + 1;
-        stream = malloc(sizeof *stream * (size_t)n_tok);
-        assert_non_null(stream);
-        for (int64_t i = 0; i < n_tok; i++)
-            stream[i] = (int32_t)(brisk_rng_u64(8, 1, 2, (uint64_t)i) % (uint64_t)classes);
-        assert_int_equal(brisk_dataset_tokens(stream, n_tok, d_in, classes, &ds), BRISK_OK);
-    } else {
-        assert_int_equal(brisk_dataset_synthetic(2 * max_batch, d_in, classes, 50.0f, 8, 0, &ds),
-                         BRISK_OK);
-    }
-    int32_t *idx = malloc(sizeof(int32_t) * 2 * (size_t)max_batch);
-    assert_non_null(idx);
-    for (int i = 0; i < 2 * max_batch; i++)
-        idx[i] = (2 * max_batch - 1 - i) * 7 % (2 * max_batch); /* not in storage order */
+    const int seq = input.rank == 2;
+    int32_t *stream, *idx;
+    make_data(input, d_in, classes, max_batch, 8, &ds, &stream, &idx);
     const int threads[] = {1, 2, 3, 4, 8, 16};
     enum { NT = 6 };
     brisk_trainer *tr[NT];
@@ -581,22 +593,8 @@ static void check_accumulation(const char *widths, brisk_shape input, int pass, 
         const int d_in = (int)brisk_shape_size(input), classes = brisk_model_outputs(probe);
         brisk_model_destroy(probe);
         brisk_dataset ds;
-        int32_t *stream = NULL;
-        if (input.rank == 2) {
-            const int64_t n_tok = 2 * (int64_t)nb * d_in + 1;
-            stream = malloc(sizeof *stream * (size_t)n_tok);
-            assert_non_null(stream);
-            for (int64_t i = 0; i < n_tok; i++)
-                stream[i] = (int32_t)(brisk_rng_u64(9, 1, 2, (uint64_t)i) % (uint64_t)classes);
-            assert_int_equal(brisk_dataset_tokens(stream, n_tok, d_in, classes, &ds), BRISK_OK);
-        } else {
-            assert_int_equal(brisk_dataset_synthetic(2 * nb, d_in, classes, 50.0f, 8, 0, &ds),
-                             BRISK_OK);
-        }
-        int32_t *idx = malloc(sizeof(int32_t) * 2 * (size_t)nb);
-        assert_non_null(idx);
-        for (int i = 0; i < 2 * nb; i++)
-            idx[i] = (2 * nb - 1 - i) * 7 % (2 * nb);
+        int32_t *stream, *idx;
+        make_data(input, d_in, classes, nb, 9, &ds, &stream, &idx);
         enum { NT = 4 };
         brisk_trainer *one, *acc[NT];
         cfg.threads = 2;
