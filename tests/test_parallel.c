@@ -284,6 +284,21 @@ enum { BIG_STEPS = 1 }; /* ThreadSanitizer runs these products some 20 times slo
 enum { BIG_STEPS = 2 };
 #endif
 
+/* A classifier of the layer list on input, trained by Adam at a constant 1e-3. */
+static brisk_trainer_config base_config(const char *widths, brisk_shape input, int micro,
+                                        uint64_t seed)
+{
+    brisk_trainer_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    assert_int_equal(brisk_model_config_set(&cfg.model, widths, input), BRISK_OK);
+    cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
+    cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
+    cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
+    cfg.micro_batch = micro;
+    cfg.seed = seed;
+    return cfg;
+}
+
 /* Data for two batches of nb: token data (windows of a random stream drawn with `seed`; the
  * stream in *stream, to free) for a sequence input, else a synthetic set (*stream NULL); and
  * the indices of its 2 nb samples, not in storage order. */
@@ -321,14 +336,7 @@ static double check_ema;
 static void check_model_any_threads(const char *widths, brisk_shape input, const int *batches,
                                     int n_batches, int micro, int steps)
 {
-    brisk_trainer_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    assert_int_equal(brisk_model_config_set(&cfg.model, widths, input), BRISK_OK);
-    cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
-    cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
-    cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
-    cfg.micro_batch = micro;
-    cfg.seed = 3;
+    brisk_trainer_config cfg = base_config(widths, input, micro, 3);
     cfg.augment = check_augment;
     cfg.ema_decay = check_ema;
     int max_batch = 0;
@@ -579,14 +587,7 @@ static void check_accumulation(const char *widths, brisk_shape input, int pass, 
     const int Ks[] = {2, 3, 4}, threads[] = {1, 2, 3, 8};
     for (int ki = 0; ki < 3; ki++) {
         const int K = Ks[ki], nb = K * pass;
-        brisk_trainer_config cfg;
-        memset(&cfg, 0, sizeof cfg);
-        assert_int_equal(brisk_model_config_set(&cfg.model, widths, input), BRISK_OK);
-        cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
-        cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
-        cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
-        cfg.micro_batch = micro;
-        cfg.seed = 5;
+        brisk_trainer_config cfg = base_config(widths, input, micro, 5);
         cfg.batch = nb;
         brisk_model *probe;
         assert_int_equal(brisk_model_create(&cfg.model, &probe), BRISK_OK);
