@@ -1,8 +1,9 @@
 /* fit_policies: the library's training loop, brisk_fit, with what Keras and Lightning users
  * reach for: TensorBoard logs (train and validation runs with the same tags), a checkpoint per
  * epoch, early stopping, the best epoch's checkpoint and a lower learning rate on a plateau,
- * Ctrl-C handled (a checkpoint of the exact position), and a callback that adds a scalar of
- * its own to the logs.
+ * Ctrl-C handled (a checkpoint of the exact position), a moving average of the weights
+ * (validated every epoch in its own run, validation_ema, and kept in the checkpoints), and a
+ * callback that adds a scalar of its own to the logs.
  *
  * Usage: fit_policies [LOGDIR]   (default: a new directory under /tmp)
  * Prints one line per epoch and where the logs and checkpoints are; exit status 0 when the
@@ -35,10 +36,10 @@ static int check(int rc)
 static int on_epoch(void *user, const brisk_fit_progress *p)
 {
     brisk_tb *tb = user;
-    printf("epoch %lld: train loss %.4f, validation accuracy %.2f%%, lr x%g%s\n",
-           (long long)p->epoch, brisk_metrics_loss(&p->train),
-           100 * brisk_metrics_accuracy(&p->val), (double)p->lr_factor,
-           p->improved ? " (best so far)" : "");
+    printf("epoch %lld: train loss %.4f, validation accuracy %.2f%% (moving average %.2f%%), "
+           "lr x%g%s\n", (long long)p->epoch, brisk_metrics_loss(&p->train),
+           100 * brisk_metrics_accuracy(&p->val), 100 * brisk_metrics_accuracy(&p->val_ema),
+           (double)p->lr_factor, p->improved ? " (best so far)" : "");
     brisk_log_scalar(tb->p, tb->train, "lr_factor", p->step, p->lr_factor);
     return 0;
 }
@@ -76,6 +77,7 @@ int main(int argc, char **argv)
     c.schedule.lr = 2e-3f;
     c.batch = 64;
     c.seed = 7;
+    c.ema_decay = 0.99; /* the best checkpoint and early stopping then watch the average */
     brisk_trainer *t;
     check(brisk_trainer_create(&c, &t));
     check(brisk_trainer_set_norm(t, &mean, &std, 1));
