@@ -355,6 +355,9 @@ static int print_summary(brisk_run *r)
         brisk_augment_format(&a, text, sizeof text);
         printf("augmentation: %s (training samples, as they are gathered)\n", text);
     }
+    if (c->mixup > 0)
+        printf("mixup: alpha %g (each training sample blended with its partner in the batch)\n",
+               c->mixup);
     return 0;
 }
 

@@ -212,6 +212,41 @@ label-smoothing)
     expect_status 2
     expect_in "$err" "--label-smoothing"
     ;;
+mixup)
+    # --mixup A: the same bits at any thread count, with --accumulate (partners come from the
+    # whole step's batch) and across a resume; not the run without it; refused without class
+    # labels and the ce loss.
+    cnn="--data synthetic --model conv:4:3:pad1,batchnorm,relu,maxpool:2,flatten,dense:4 --synthetic-n 600 --val-split 0.1 --synthetic-test-n 100 --micro-batch 8 --schedule constant --mixup 0.4 --json"
+    run $cnn --batch 64 --epochs 3 --threads 1 --logdir none
+    expect_status 0
+    strip_times "$out" >"$tmp/mix1.txt"
+    for kbt in 1:64:2 1:64:3 4:16:2; do
+        k=${kbt%%:*}
+        rest=${kbt#*:}
+        run $cnn --batch "${rest%%:*}" --accumulate "$k" --epochs 3 --threads "${rest#*:}" --logdir none
+        expect_status 0
+        strip_times "$out" | diff "$tmp/mix1.txt" - >/dev/null || fail "--accumulate $k --batch ${rest%%:*} --threads ${rest#*:} differs"
+    done
+    run $(echo "$cnn" | sed 's/--mixup 0.4//') --batch 64 --epochs 3 --threads 1 --logdir none
+    strip_times "$out" | diff "$tmp/mix1.txt" - >/dev/null && fail "--mixup changed nothing"
+    run $cnn --batch 64 --epochs 2 --threads 2 --logdir "$tmp/mx"
+    expect_status 0
+    run --resume="$tmp/mx" --epochs 3 --threads 1 --json
+    expect_status 0
+    strip_times "$out" >"$tmp/resumed.txt"
+    tail -n 2 "$tmp/mix1.txt" | diff - "$tmp/resumed.txt" || fail "the resumed run differs from the straight one"
+    run --resume="$tmp/mx" --mixup 0.2
+    expect_status 2
+    expect_in "$err" "--mixup"
+    run $cnn --summary --logdir none
+    expect_in "$out" "mixup: alpha 0.4"
+    run $cnn --loss mse --logdir none
+    expect_status 2
+    expect_in "$err" "--mixup: it mixes class labels"
+    run $cnn --mixup -1 --logdir none
+    expect_status 2
+    expect_in "$err" "--mixup"
+    ;;
 ema)
     # --ema D: the moving average never changes training (the same weights as without it),
     # is the same at any thread count and across a resume, has its own validation run in the

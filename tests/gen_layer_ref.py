@@ -61,6 +61,10 @@ CASES = [
     # position of a sequence (the token loss's own kernel)
     ("dense:7,relu,dense:5", (6,), "ce:0.1", 4),
     ("embed:9:8,posembed,attention:2,res:2,layernorm,dense:9", (6, 1), "ce:0.25", 2),
+    # mixup's loss ("ce:E:mixL"): L * CE(z, y) + (1 - L) * CE(z, y.flip(0)), the partner of
+    # sample i being sample n - 1 - i (timm's Mixup), with and without label smoothing
+    ("dense:7,relu,dense:4", (6,), "ce:0.1:mix0.7", 4),
+    ("conv:2:3:pad1,batchnorm,relu,flatten,dense:4", (1, 4, 4), "ce:0:mix0.35", 5),
 ]
 
 
@@ -133,9 +137,14 @@ class KeyedAttentionDropout:
 
 def loss_of(kind, logits, labels):
     if kind.startswith("ce"):  # sequences: over every position
-        eps = float(kind[3:]) if kind.startswith("ce:") else 0.0
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                               label_smoothing=eps)
+        parts = kind.split(":")
+        eps = float(parts[1]) if len(parts) > 1 else 0.0
+        z, y = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+        if len(parts) > 2:  # mixup
+            lam = float(parts[2][3:])
+            return (lam * F.cross_entropy(z, y, label_smoothing=eps) +
+                    (1. - lam) * F.cross_entropy(z, y.flip(0), label_smoothing=eps))
+        return F.cross_entropy(z, y, label_smoothing=eps)
     C = logits.shape[1]
     target = (labels.reshape(-1, 1).float() if C == 1
               else F.one_hot(labels, C).float())

@@ -61,8 +61,9 @@ accumulate)
     # --accumulate K: the passes' shards are dealt over the processes pass by pass and added in
     # the one batch's order: 2 x 32 and 4 x 16 at P x T 2x1 and 2x2 give the weights and
     # metrics of one batch of 64 at 1x1 bit for bit; a checkpoint of an accumulating 2x2 run
-    # resumes at 1x1 to the same weights.
-    cnn="--data synthetic --model conv:4:3:pad1,batchnorm,relu,maxpool:2,conv:6:3:s2,relu,flatten,dense:16,batchnorm,relu,dropout:0.3,dense:4 --synthetic-n 640 --val-split 0.1 --synthetic-test-n 100 --micro-batch 16 --schedule constant --json"
+    # resumes at 1x1 to the same weights. With mixup, whose partners come from the whole
+    # step's batch, across passes and processes.
+    cnn="--data synthetic --model conv:4:3:pad1,batchnorm,relu,maxpool:2,conv:6:3:s2,relu,flatten,dense:16,batchnorm,relu,dropout:0.3,dense:4 --synthetic-n 640 --val-split 0.1 --synthetic-test-n 100 --micro-batch 16 --schedule constant --mixup 0.4 --json"
     "$bin" $cnn --batch 64 --epochs 3 --threads 1 --logdir none >"$tmp/ref.txt" 2>"$tmp/err" || { cat "$tmp/err"; fail "1x1 failed"; }
     strip_times "$tmp/ref.txt" >"$tmp/ref.s"
     for run in 2x1:32:2 2x2:32:2 2x2:16:4; do

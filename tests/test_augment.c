@@ -178,6 +178,31 @@ static void test_erase_rectangle(void **state)
     assert_in_range(erased, 880, 1120); /* p 0.25 of 4000, a few of the ten tries failing */
 }
 
+/* Mixup's weight: Beta(alpha, alpha) by its mean and variance, 1/(4 (2 alpha + 1)), for
+ * alpha below, at and above 1; within [0, 1]; a function of (seed, step) only. */
+static void test_mixup_lambda(void **state)
+{
+    (void)state;
+    const double alphas[] = {0.2, 1.0, 2.0};
+    for (int a = 0; a < 3; a++) {
+        const int n = 20000;
+        double sum = 0, sq = 0;
+        for (int s = 0; s < n; s++) {
+            const double l = brisk_mixup_lambda(42, s, alphas[a]);
+            assert_true(l >= 0 && l <= 1);
+            sum += l;
+            sq += l * l;
+        }
+        const double mean = sum / n, var = sq / n - mean * mean,
+                     want = 1.0 / (4 * (2 * alphas[a] + 1));
+        assert_true(fabs(mean - 0.5) < 0.01);
+        assert_true(fabs(var - want) < 0.06 * want);
+        assert_true(brisk_mixup_lambda(42, 7, alphas[a]) == brisk_mixup_lambda(42, 7, alphas[a]));
+        assert_true(brisk_mixup_lambda(42, 7, alphas[a]) != brisk_mixup_lambda(43, 7, alphas[a]));
+    }
+    assert_true(brisk_mixup_lambda(1, 1, 0) == 1.0); /* off */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -185,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_crop_is_a_shift),
         cmocka_unit_test(test_flip_and_keys),
         cmocka_unit_test(test_erase_rectangle),
+        cmocka_unit_test(test_mixup_lambda),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

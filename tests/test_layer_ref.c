@@ -61,10 +61,16 @@ static void run_case(const ref_case *rc)
                            : rc->rank == 2 ? brisk_shape_seq(rc->shape[1], rc->shape[0])
                                            : brisk_shape_vec(rc->shape[0]);
     assert_int_equal(brisk_model_config_set(&cfg, rc->spec, in), BRISK_OK);
-    /* "ce:E": the cross-entropy with label smoothing E. */
-    char loss[16];
+    /* "ce:E": the cross-entropy with label smoothing E; "ce:E:mixL": mixup's loss with weight
+     * L on the labels and 1 - L on those of the partners, sample n - 1 - i for sample i. */
+    char loss[32];
     snprintf(loss, sizeof loss, "%s", rc->loss);
-    char *colon = strchr(loss, ':');
+    char *colon = strchr(loss, ':'), *mix = strstr(loss, ":mix");
+    double lam = -1;
+    if (mix) {
+        lam = strtod(mix + 4, NULL);
+        *mix = '\0';
+    }
     if (colon) {
         *colon = '\0';
         cfg.label_smoothing = strtof(colon + 1, NULL);
@@ -109,8 +115,16 @@ static void run_case(const ref_case *rc)
         assert_int_equal(brisk_model_loss_tokens(m, ws, rc->targets, rc->n,
                                                  1.0f / (float)(rc->n * rc->positions), &acc,
                                                  NULL), BRISK_OK);
-    else
+    else if (mix) {
+        uint8_t partner[64];
+        assert_true(rc->n <= 64);
+        for (int i = 0; i < rc->n; i++)
+            partner[i] = rc->labels[rc->n - 1 - i];
+        assert_int_equal(brisk_model_loss_mixed(m, ws, rc->labels, partner, lam, rc->n,
+                                                1.0f / (float)rc->n, &acc, NULL), BRISK_OK);
+    } else {
         brisk_model_loss(m, ws, rc->labels, rc->n, 1.0f / (float)rc->n, &acc, NULL);
+    }
     const int L = brisk_model_num_layers(m);
     compare_logits(rc, ws, L, rc->logits, "training");
     if (!close_enough(brisk_metrics_loss(&acc), rc->loss_value)) {

@@ -328,7 +328,7 @@ static void make_data(brisk_shape input, int d_in, int classes, int nb, uint64_t
 /* The augmentation and moving average check_model_any_threads trains with (none unless a
  * test sets them). */
 static brisk_augment check_augment;
-static double check_ema;
+static double check_ema, check_mixup;
 
 /* Trains `steps` steps at each batch size on a copy of the model per thread count and checks
  * that parameters, m and v and every step's loss and norm are bitwise the same for all. Step
@@ -339,6 +339,7 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
     brisk_trainer_config cfg = base_config(widths, input, micro, 3);
     cfg.augment = check_augment;
     cfg.ema_decay = check_ema;
+    cfg.mixup = check_mixup;
     int max_batch = 0;
     for (int b = 0; b < n_batches; b++)
         max_batch = batches[b] > max_batch ? batches[b] : max_batch;
@@ -459,11 +460,98 @@ static void test_cnn_augmented_any_threads(void **state)
     const int batches[] = {48, 40};
     check_augment = (brisk_augment){2, 1, 0.5f};
     check_ema = 0.9;
+    check_mixup = 0.4;
     check_model_any_threads("conv:6:3:pad1,batchnorm,relu,conv:6:3:pad1,relu,res:2,maxpool:2,"
                             "conv:8:3:s2,relu,flatten,dense:16,relu,dropout:0.3,dense:5",
                             brisk_shape_img(1, 12, 12), batches, 2, 16, 2);
     check_augment = (brisk_augment){0, 0, 0};
     check_ema = 0;
+    check_mixup = 0;
+}
+
+/* Mixup in a step is what its definition says: sample i mixed with sample n - 1 - i of the
+ * batch, lam x_i + (1 - lam) x_(n-1-i) with lam = brisk_mixup_lambda(seed, step, alpha), and
+ * the loss brisk_model_loss_mixed's: the trainer's loss and gradient equal those of the model
+ * run by hand on the mixed inputs, bit for bit (one shard, one thread). */
+static void test_mixup_is_its_definition(void **state)
+{
+    (void)state;
+    enum { NS = 12, DS = 36 };
+    brisk_trainer_config cfg = base_config("conv:3:3:pad1,relu,flatten,dense:4",
+                                           brisk_shape_img(1, 6, 6), NS, 6);
+    cfg.batch = NS;
+    cfg.threads = 1;
+    cfg.mixup = 0.4;
+    brisk_trainer *t;
+    assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
+    float x[NS * DS], mixed[NS * DS];
+    uint8_t y[NS], yb[NS];
+    for (int i = 0; i < NS * DS; i++)
+        x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    for (int i = 0; i < NS; i++)
+        y[i] = (uint8_t)((i * 3) % 4);
+    brisk_dataset ds;
+    const int shape[3] = {1, 6, 6};
+    assert_int_equal(brisk_dataset_wrap(NS, DS, shape, x, y, NULL, 0, &ds), BRISK_OK);
+    int32_t idx[NS];
+    for (int i = 0; i < NS; i++)
+        idx[i] = (i * 5) % NS; /* not in storage order */
+    brisk_trainer_set_steps_done(t, 3);
+    const float *p0 = brisk_trainer_params(t);
+    const size_t len = brisk_model_slab_len(brisk_trainer_model(t));
+    float *params = malloc(len * sizeof *params), *g = calloc(len, sizeof *g);
+    assert_true(params && g);
+    memcpy(params, p0, len * sizeof *params);
+    brisk_step_stats st;
+    assert_int_equal(brisk_trainer_step(t, &ds, idx, NS, &st), BRISK_OK);
+    /* By hand, from the definition. */
+    const double lam = brisk_mixup_lambda(6, 3, 0.4);
+    assert_true(lam > 0 && lam < 1);
+    const float l = (float)lam, ol = (float)(1.0 - lam);
+    for (int i = 0; i < NS; i++) {
+        const int a = idx[i], b = idx[NS - 1 - i];
+        for (int k = 0; k < DS; k++)
+            mixed[i * DS + k] = l * x[a * DS + k] + ol * x[b * DS + k];
+        yb[i] = y[b];
+    }
+    uint8_t ya[NS];
+    for (int i = 0; i < NS; i++)
+        ya[i] = y[idx[i]];
+    const brisk_model *m = brisk_trainer_model(t);
+    brisk_workspace *ws;
+    assert_int_equal(brisk_workspace_create(m, NS, &ws), BRISK_OK);
+    memcpy(brisk_workspace_input(ws), mixed, sizeof mixed);
+    const brisk_pass_keys keys = {.seed = 6, .step = 3, .sample0 = 0};
+    brisk_model_forward(m, params, NULL, ws, NS, BRISK_PASS_TRAIN, &keys, NULL, NULL);
+    brisk_metrics acc = {0};
+    assert_int_equal(brisk_model_loss_mixed(m, ws, ya, yb, lam, NS, 1.0f / NS, &acc, NULL),
+                     BRISK_OK);
+    brisk_model_backward(m, params, NULL, ws, NS, g, NULL);
+    assert_true(acc.loss_sum == st.metrics.loss_sum);
+    assert_memory_equal(g, brisk_trainer_grads(t), len * sizeof *g);
+    /* Without mixup the step is another one. */
+    cfg.mixup = 0;
+    brisk_trainer *plain;
+    assert_int_equal(brisk_trainer_create(&cfg, &plain), BRISK_OK);
+    brisk_trainer_set_steps_done(plain, 3);
+    brisk_step_stats st2;
+    assert_int_equal(brisk_trainer_step(plain, &ds, idx, NS, &st2), BRISK_OK);
+    assert_true(st2.metrics.loss_sum != st.metrics.loss_sum);
+    /* Refused where it means nothing. */
+    brisk_trainer *bad = NULL;
+    cfg.mixup = 0.4;
+    cfg.model.loss = BRISK_LOSS_MSE;
+    assert_int_equal(brisk_trainer_create(&cfg, &bad), BRISK_EINVAL);
+    assert_non_null(strstr(brisk_error_detail(), "mixup"));
+    cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
+    cfg.mixup = -1;
+    assert_int_equal(brisk_trainer_create(&cfg, &bad), BRISK_EINVAL);
+    brisk_workspace_destroy(ws);
+    brisk_trainer_destroy(plain);
+    brisk_trainer_destroy(t);
+    brisk_dataset_free(&ds);
+    free(params);
+    free(g);
 }
 
 /* The moving average: a copy of the initial model, then after every step brisk_ema_update
@@ -589,6 +677,7 @@ static void check_accumulation(const char *widths, brisk_shape input, int pass, 
         const int K = Ks[ki], nb = K * pass;
         brisk_trainer_config cfg = base_config(widths, input, micro, 5);
         cfg.batch = nb;
+        cfg.mixup = check_mixup; /* partners from the whole batch, across the passes */
         brisk_model *probe;
         assert_int_equal(brisk_model_create(&cfg.model, &probe), BRISK_OK);
         const int d_in = (int)brisk_shape_size(input), classes = brisk_model_outputs(probe);
@@ -646,6 +735,10 @@ static void test_accumulation_bitwise(void **state)
     check_accumulation("conv:6:3:pad1,batchnorm,relu,maxpool:2,flatten,dense:16,relu,"
                        "dropout:0.3,dense:5",
                        brisk_shape_img(1, 8, 8), 16, 8);
+    check_mixup = 0.4;
+    check_accumulation("conv:6:3:pad1,batchnorm,relu,maxpool:2,flatten,dense:5",
+                       brisk_shape_img(1, 8, 8), 16, 8);
+    check_mixup = 0;
     check_accumulation("embed:13:16,posembed,dropout:0.1,layernorm,attention:2:drop0.2,res:3,"
                        "layernorm,dense:13:nobias:tied",
                        brisk_shape_seq(1, 12), 6, 3);
@@ -746,6 +839,7 @@ int main(void)
         cmocka_unit_test(test_cnn_any_threads),
         cmocka_unit_test(test_cnn_augmented_any_threads),
         cmocka_unit_test(test_ema_follows_the_steps),
+        cmocka_unit_test(test_mixup_is_its_definition),
         cmocka_unit_test(test_winograd_any_threads),
         cmocka_unit_test(test_gpt_any_threads),
         cmocka_unit_test(test_kernels_same_training),

@@ -195,3 +195,45 @@ void brisk_augment_apply(const brisk_augment *a, int channels, int rows, int col
         }
     }
 }
+
+/* Gamma(shape, 1) by Marsaglia and Tsang's method (shape >= 1), from draws k, k + 1, ... of
+ * the step's counters; *k advances past those used. */
+static double gamma_draw(uint64_t seed, int64_t step, double shape, int *k)
+{
+    const double d = shape - 1.0 / 3.0, c = 1.0 / sqrt(9.0 * d);
+    for (int tries = 0; tries < 24; tries++) {
+        const uint64_t at = (uint64_t)step * 128 + (uint64_t)*k; /* k < 96 */
+        *k += 2;
+        const double z = brisk_rng_normal(seed, BRISK_RNG_STREAM_MIXUP, 0, at);
+        const double u = ((double)(brisk_rng_u64(seed, BRISK_RNG_STREAM_MIXUP, 1, at) >> 11) + 0.5) *
+                         (1.0 / 9007199254740992.0);
+        const double v1 = 1.0 + c * z;
+        if (v1 <= 0)
+            continue;
+        const double v = v1 * v1 * v1;
+        if (log(u) < 0.5 * z * z + d - d * v + d * log(v))
+            return d * v;
+    }
+    return d; /* after 24 rejections (probability far below 1e-20): the mode */
+}
+
+double brisk_mixup_lambda(uint64_t seed, int64_t step, double alpha)
+{
+    if (!(alpha > 0) || !isfinite(alpha))
+        return 1.0;
+    /* Gamma(alpha) = Gamma(alpha + 1) U^(1/alpha) for alpha < 1 (Marsaglia and Tsang). */
+    const int boost = alpha < 1;
+    int k = 0;
+    double g[2];
+    for (int i = 0; i < 2; i++) {
+        g[i] = gamma_draw(seed, step, boost ? alpha + 1 : alpha, &k);
+        if (boost) {
+            const uint64_t at = (uint64_t)step * 128 + 120 + (uint64_t)i;
+            const double u = ((double)(brisk_rng_u64(seed, BRISK_RNG_STREAM_MIXUP, 2, at) >> 11) +
+                              0.5) * (1.0 / 9007199254740992.0);
+            g[i] *= pow(u, 1.0 / alpha);
+        }
+    }
+    const double lam = g[0] + g[1] > 0 ? g[0] / (g[0] + g[1]) : 0.5;
+    return lam < 0 ? 0 : lam > 1 ? 1 : lam;
+}

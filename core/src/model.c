@@ -963,6 +963,39 @@ void brisk_model_forward(const brisk_model *m, const float *params, const float 
 /* Sample i's loss against label y, or against the C float targets tgt[0, C) when tgt is not
  * NULL (mse, bce; *right is then 0). */
 static double sample_loss(const brisk_model *m, const float *zi, float *di, size_t ld, int y,
+                          const float *tgt, float grad_scale, int want_grad, int *right);
+
+/* Mixup's sample loss (ce): lam * CE(z, a) + (1 - lam) * CE(z, b), each with the model's
+ * label smoothing, which is the cross-entropy against the mixed target q = (1 - eps) (lam
+ * onehot(a) + (1 - lam) onehot(b)) + eps / C: loss = logsumexp(z) - sum_c q_c z_c, dloss/dz =
+ * softmax(z) - q. Right: the prediction is the label of the larger weight. */
+static double sample_loss_mixed(const brisk_model *m, const float *zi, float *di, size_t ld,
+                                int a, int b, double lam, float grad_scale, int want_grad,
+                                int *right)
+{
+    const int C = brisk_model_outputs(m);
+    int arg = 0;
+    for (int c = 1; c < C; c++)
+        if (zi[c * ld] > zi[arg * ld])
+            arg = c;
+    const float zmax = zi[arg * ld];
+    double s = 0.0, zsum = 0.0;
+    for (int c = 0; c < C; c++) {
+        s += exp((double)(zi[c * ld] - zmax));
+        zsum += (double)zi[c * ld];
+    }
+    *right = arg == (lam >= 0.5 ? a : b);
+    const double eps = m->cfg.label_smoothing, off = eps / C, inv = 1.0 / s;
+    const double wa = (1.0 - eps) * lam, wb = (1.0 - eps) * (1.0 - lam);
+    if (want_grad)
+        for (int c = 0; c < C; c++)
+            di[c * ld] = grad_scale * (float)(exp((double)(zi[c * ld] - zmax)) * inv - off -
+                                              (c == a ? wa : 0.0) - (c == b ? wb : 0.0));
+    return log(s) + (double)zmax - wa * (double)zi[(size_t)a * ld] -
+           wb * (double)zi[(size_t)b * ld] - off * zsum;
+}
+
+static double sample_loss(const brisk_model *m, const float *zi, float *di, size_t ld, int y,
                           const float *tgt, float grad_scale, int want_grad, int *right)
 {
     const int C = brisk_model_outputs(m);
@@ -1035,9 +1068,33 @@ int brisk_model_loss(const brisk_model *m, brisk_workspace *ws, const uint8_t *l
     return brisk_model_loss_targets(m, ws, labels, NULL, n, grad_scale, acc, team);
 }
 
+static int loss_rows(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels,
+                     const uint8_t *labels_b, double lam, const float *targets, int n,
+                     float grad_scale, brisk_metrics *acc, const brisk_team *team);
+
+int brisk_model_loss_mixed(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels,
+                           const uint8_t *labels_b, double lam, int n, float grad_scale,
+                           brisk_metrics *acc, const brisk_team *team)
+{
+    if (!m || !labels_b || !(lam >= 0 && lam <= 1) || m->cfg.loss != BRISK_LOSS_SOFTMAX_CE)
+        return brisk_error_set(BRISK_EINVAL, "model_loss_mixed: %s",
+                               !m          ? "NULL model"
+                               : !labels_b ? "labels_b is NULL"
+                               : !(lam >= 0 && lam <= 1) ? "lam is not in [0, 1]"
+                                                         : "mixup needs the ce loss");
+    return loss_rows(m, ws, labels, labels_b, lam, NULL, n, grad_scale, acc, team);
+}
+
 int brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels,
                              const float *targets, int n, float grad_scale, brisk_metrics *acc,
                              const brisk_team *team)
+{
+    return loss_rows(m, ws, labels, NULL, 1.0, targets, n, grad_scale, acc, team);
+}
+
+static int loss_rows(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels,
+                     const uint8_t *labels_b, double lam, const float *targets, int n,
+                     float grad_scale, brisk_metrics *acc, const brisk_team *team)
 {
     /* Checked by every thread of a team alike, so that all return the same. */
     if (!m || !ws || !acc || n < 0 || n > ws->max_rows || (n > 0 && !labels && !targets))
@@ -1052,9 +1109,11 @@ int brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const ui
         return brisk_error_set(BRISK_EINVAL, "model_loss: the ce loss takes class labels, not "
                                "float targets");
     for (int i = 0; !targets && i < n; i++)
-        if (labels[i] > (C == 1 ? 1 : C - 1))
+        if (labels[i] > (C == 1 ? 1 : C - 1) || (labels_b && labels_b[i] > C - 1))
             return brisk_error_set(BRISK_EINVAL, "model_loss: label %d of row %d is out of range "
-                                   "for %d output%s", labels[i], i, C, C == 1 ? "" : "s");
+                                   "for %d output%s",
+                                   labels[i] > (C == 1 ? 1 : C - 1) ? labels[i] : labels_b[i], i,
+                                   C, C == 1 ? "" : "s");
     const size_t ld = (size_t)ws->ld;
     const float *zl = ws->cur[ws->pass][m->n_layers - 1]; /* (C, ld) */
     float *dz = ws->grad[0];                     /* (C, ld) */
@@ -1063,9 +1122,12 @@ int brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const ui
     brisk_team_range(team, n, &i0, &i1);
     for (long long i = i0; i < i1; i++) {
         int right;
-        ws->sample_loss[i] = sample_loss(m, zl + i, dz + i, ld, targets ? 0 : labels[i],
-                                         targets ? targets + (size_t)i * C : NULL, grad_scale,
-                                         grad_scale != 0.0f, &right);
+        ws->sample_loss[i] =
+            labels_b ? sample_loss_mixed(m, zl + i, dz + i, ld, labels[i], labels_b[i], lam,
+                                         grad_scale, grad_scale != 0.0f, &right)
+                     : sample_loss(m, zl + i, dz + i, ld, targets ? 0 : labels[i],
+                                   targets ? targets + (size_t)i * C : NULL, grad_scale,
+                                   grad_scale != 0.0f, &right);
         ws->sample_right[i] = (uint8_t)right;
     }
     brisk_team_barrier(team);

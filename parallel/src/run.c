@@ -646,6 +646,14 @@ static int trainer_config(brisk_run *r)
     t->batch = step_batch(c);
     t->accumulate = c->accumulate;
     t->ema_decay = c->ema;
+    t->mixup = c->mixup;
+    if (c->mixup > 0 && (t->model.loss != BRISK_LOSS_SOFTMAX_CE || r->train->tokens ||
+                         r->train->targets))
+        return brisk_error_set(BRISK_EINVAL, "mixup: it mixes class labels, so it needs the ce "
+                               "loss and class-labelled samples (not %s)",
+                               r->train->tokens    ? "token data"
+                               : r->train->targets ? "regression targets"
+                                                   : "another loss");
     if ((err = brisk_augment_parse(c->augment, &t->augment)) < 0)
         return err;
     if (t->augment.crop || t->augment.flip || t->augment.erase > 0) {

@@ -74,6 +74,8 @@ struct brisk_trainer {
     uint8_t **labels;         /* (T, micro_batch) its labels */
     float **targets;          /* (T, micro_batch * C) its regression targets */
     int32_t **tok_targets;    /* (T, micro_batch * positions) its next tokens (token data) */
+    float **mix_x;            /* mixup: (T, micro_batch * D) the partners' samples */
+    uint8_t **labels_b;       /* mixup: (T, micro_batch) the partners' labels */
     float *norm_mean, *norm_std; /* (norm_count) the input normalisation, or NULL */
     int norm_count;               /* 0 (none), 1 (shared by every feature) or D */
     team_ctx *teams;          /* (T) */
@@ -109,6 +111,9 @@ typedef struct job {
     int first_pass, last_pass; /* the fold starts (copies shard 0); the fold ends (sums of
                                 * squares) */
     int step_chunks;          /* the shards of the whole step (all passes) */
+    const int32_t *step_idx;  /* mixup: the whole step's samples, step_n of them */
+    int64_t step_n;
+    double lam;               /* mixup's weight in this step */
     float grad_scale;         /* 1 / n for the step's n */
     int64_t step;             /* the optimizer step (dropout's key) */
     float lr, clip_scale;
@@ -240,6 +245,13 @@ static int check_config(const brisk_trainer_config *cfg)
     if (!isfinite(cfg->clip_norm))
         return brisk_error_set(BRISK_EINVAL, "trainer: clip_norm %g is not finite",
                                (double)cfg->clip_norm);
+    if (!(cfg->mixup >= 0 && cfg->mixup <= 1000))
+        return brisk_error_set(BRISK_EINVAL, "trainer: mixup %g must be in (0, 1000], or 0 for "
+                               "none", cfg->mixup);
+    if (cfg->mixup > 0 && !cfg->inference &&
+        (cfg->model.loss != BRISK_LOSS_SOFTMAX_CE || cfg->model.input.rank == 2))
+        return brisk_error_set(BRISK_EINVAL, "trainer: mixup mixes class labels: it needs the "
+                               "ce loss and a classifier of whole samples (not token data)");
     if (!(cfg->ema_decay >= 0 && cfg->ema_decay < 1))
         return brisk_error_set(BRISK_EINVAL, "trainer: ema_decay %g must be in (0, 1), or 0 "
                                "for none", (double)cfg->ema_decay);
@@ -502,11 +514,13 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     t->ws = calloc((size_t)t->T, sizeof *t->ws);
     t->labels = calloc((size_t)t->T, sizeof *t->labels);
     t->tok_targets = calloc((size_t)t->T, sizeof *t->tok_targets);
+    t->mix_x = calloc((size_t)t->T, sizeof *t->mix_x);
+    t->labels_b = calloc((size_t)t->T, sizeof *t->labels_b);
     t->targets = calloc((size_t)t->T, sizeof *t->targets);
     t->teams = calloc((size_t)t->T, sizeof *t->teams);
     if (!t->params || !t->buffers || !t->shard_stats || !t->stats_view || !t->shard_metrics ||
         !t->shard_src || !t->block_sq || !t->ws || !t->labels || !t->targets ||
-        !t->tok_targets ||
+        !t->tok_targets || !t->mix_x || !t->labels_b ||
         !t->teams)
         goto fail_nomem;
     for (int s = 0; s < t->max_shards; s++)
@@ -563,6 +577,11 @@ workspaces:
             !(t->tok_targets[w] = malloc((size_t)t->cfg.micro_batch *
                                          (size_t)brisk_model_positions(t->model) *
                                          sizeof(int32_t))))
+            goto fail_nomem;
+        if (cfg->mixup > 0 && !cfg->inference &&
+            (!(t->labels_b[w] = malloc((size_t)t->cfg.micro_batch)) ||
+             !(t->mix_x[w] = malloc((size_t)t->cfg.micro_batch *
+                                    brisk_shape_size(cfg->model.input) * sizeof(float)))))
             goto fail_nomem;
     }
     /* The initialisation on every thread (GPT-2's 124M normals take seconds on one); the
@@ -627,6 +646,12 @@ void brisk_trainer_destroy(brisk_trainer *t)
     for (int w = 0; t->tok_targets && w < t->T; w++)
         free(t->tok_targets[w]);
     free(t->tok_targets);
+    for (int w = 0; t->mix_x && w < t->T; w++) {
+        free(t->mix_x[w]);
+        free(t->labels_b[w]);
+    }
+    free(t->mix_x);
+    free(t->labels_b);
     free(t->ws);
     free(t->labels);
     free(t->targets);
@@ -658,11 +683,31 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
         brisk_dataset_gather(ds, idx + r0, (int)(r1 - r0), tr->norm_mean, tr->norm_std,
                              tr->norm_count, xin, NULL);
         const brisk_shape in = tr->cfg.model.input;
-        if (pass == BRISK_PASS_TRAIN && brisk_augment_enabled(&tr->cfg.augment))
+        const int aug = pass == BRISK_PASS_TRAIN && brisk_augment_enabled(&tr->cfg.augment);
+        if (aug)
             for (long long r = r0; r < r1; r++) /* as it is gathered, in place */
                 brisk_augment_apply(&tr->cfg.augment, in.c, in.h, in.w, tr->cfg.seed,
                                     tr->epoch, idx[r], tr->norm_mean, tr->norm_std,
                                     tr->norm_count, xin + (r - r0) * D);
+        if (pass == BRISK_PASS_TRAIN && tr->cfg.mixup > 0) {
+            /* Each row with its partner in the whole step's batch, augmented as in its own
+             * row: lam x + (1 - lam) x', rounded as PyTorch's lam * x + (1 - lam) * x'. */
+            const float l = (float)j->lam, ol = (float)(1.0 - j->lam);
+            for (long long r = r0; r < r1; r++) {
+                const int64_t at = j->sample_base + lo + r;
+                const int32_t p = j->step_idx[j->step_n - 1 - at];
+                float *xp = tr->mix_x[slot] + (size_t)r * D, *x = xin + (r - r0) * D;
+                brisk_dataset_gather(ds, &p, 1, tr->norm_mean, tr->norm_std, tr->norm_count,
+                                     xp, NULL);
+                if (aug)
+                    brisk_augment_apply(&tr->cfg.augment, in.c, in.h, in.w, tr->cfg.seed,
+                                        tr->epoch, p, tr->norm_mean, tr->norm_std,
+                                        tr->norm_count, xp);
+                for (int k = 0; k < D; k++)
+                    x[k] = l * x[k] + ol * xp[k];
+                tr->labels_b[slot][r] = ds->y[p];
+            }
+        }
         /* The labels or targets of the same rows (zeros when predicting without either). */
         for (long long r = r0; r < r1; r++) {
             if (K > 0)
@@ -683,6 +728,9 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
     if (ds->tokens) /* the mean over the D positions of each window */
         brisk_model_loss_tokens(tr->model, tr->ws[slot], tr->tok_targets[slot], rows,
                                 scale / (float)D, m, team);
+    else if (pass == BRISK_PASS_TRAIN && tr->cfg.mixup > 0)
+        brisk_model_loss_mixed(tr->model, tr->ws[slot], tr->labels[slot], tr->labels_b[slot],
+                               j->lam, rows, scale, m, team);
     else
         brisk_model_loss_targets(tr->model, tr->ws[slot], tr->labels[slot],
                                  K > 0 ? tr->targets[slot] : NULL, rows, scale, m, team);
@@ -914,6 +962,9 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
     const int bad = check_data(t, "step", ds, idx, n, 1);
     if (bad < 0)
         return bad;
+    if (t->cfg.mixup > 0 && (!ds->y || ds->targets > 0))
+        return brisk_error_set(BRISK_EINVAL, "step: mixup mixes class labels, and these data "
+                               "have %s", ds->targets > 0 ? "regression targets" : "none");
     const int S = brisk_trainer_num_shards(t, n), P = t->P;
     const size_t sl = brisk_model_stats_len(t->model);
     const double t0 = brisk_now_seconds();
@@ -933,6 +984,10 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
                   .metrics = P == 1 ? t->shard_metrics + s0 : t->local_metrics,
                   .stats = P == 1 ? t->shard_stats + (size_t)s0 * sl : t->local_stats,
                   .first_pass = at == 0, .last_pass = last, .step_chunks = S,
+                  .step_idx = idx, .step_n = n,
+                  .lam = t->cfg.mixup > 0
+                             ? brisk_mixup_lambda(t->cfg.seed, t->steps_done, t->cfg.mixup)
+                             : 1.0,
                   .grad_scale = 1.0f / (float)n, .step = t->steps_done,
                   .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done) * t->lr_factor};
         plan(&j, n_local(Sp, P, t->rank));

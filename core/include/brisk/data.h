@@ -202,6 +202,13 @@ int brisk_augment_enabled(const brisk_augment *a);
  * only an augmentation that is off fits); else BRISK_EINVAL naming the part and the shape. */
 int brisk_augment_check(const brisk_augment *a, int channels, int rows, int cols);
 
+/* Mixup's weight for optimizer step `step` (0-based): a draw from Beta(alpha, alpha), alpha
+ * > 0 (Zhang et al.; timm's Mixup draws one per batch), keyed by (seed, step) only, in
+ * [0, 1]. The trainer mixes sample i of a step's batch of n with sample n - 1 - i (timm's
+ * flip of the batch): lam x_i + (1 - lam) x_(n-1-i), and the loss weighs their labels the
+ * same way (brisk_model_loss_mixed). */
+double brisk_mixup_lambda(uint64_t seed, int64_t step, double alpha);
+
 /* Augments one gathered sample x (channels, rows, cols), in place, for sample `sample` of
  * the data set in epoch `epoch`. The black the crop pads with is what raw 0 becomes under
  * the gather's normalisation (mean, std, count as brisk_dataset_gather). */

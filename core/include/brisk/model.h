@@ -268,6 +268,14 @@ int brisk_model_loss_targets(const brisk_model *m, brisk_workspace *ws, const ui
                              const float *targets, int n, float grad_scale, brisk_metrics *acc,
                              const brisk_team *team);
 
+/* Mixup's loss (the ce loss only): lam * CE(z, labels[i]) + (1 - lam) * CE(z, labels_b[i])
+ * per sample, each with the model's label smoothing (PyTorch's mixed loss; the cross-entropy
+ * against the mixed target), lam in [0, 1]; a sample counts as right when its prediction is
+ * the label of the larger weight. Otherwise as brisk_model_loss. */
+int brisk_model_loss_mixed(const brisk_model *m, brisk_workspace *ws, const uint8_t *labels,
+                           const uint8_t *labels_b, double lam, int n, float grad_scale,
+                           brisk_metrics *acc, const brisk_team *team);
+
 /* Sequence models (and classifiers with more than 256 classes): softmax cross-entropy of the
  * last forward against one target class per column, targets[i * T + t] for position t of
  * sample i (T = brisk_model_positions), over n samples. Adds to *acc (on the team's thread 0)

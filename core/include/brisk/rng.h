@@ -25,8 +25,9 @@ enum brisk_rng_stream {
     BRISK_RNG_STREAM_SYNTHETIC = 4, /* synthetic data set */
     BRISK_RNG_STREAM_DROPOUT = 5,   /* dropout masks; the layer selects the sub-stream */
     BRISK_RNG_STREAM_SAMPLE = 6,    /* text generation: counter = the token's position */
-    BRISK_RNG_STREAM_AUGMENT = 7    /* image augmentation: the epoch selects the sub-stream,
+    BRISK_RNG_STREAM_AUGMENT = 7,   /* image augmentation: the epoch selects the sub-stream,
                                      * counter = sample * 64 + the draw */
+    BRISK_RNG_STREAM_MIXUP = 8      /* mixup's weight: counter = step * 128 + the draw */
 };
 
 /* 64 random bits for (seed, stream, sub, counter). */

@@ -81,6 +81,7 @@ typedef struct brisk_run_config {
     char augment[64];  /* image augmentation, brisk_augment_parse's text ("" or "none": off) */
     double ema;        /* the decay of a moving average of the weights (brisk/trainer.h's
                         * ema_decay); 0: none */
+    double mixup;      /* mixup's alpha (brisk/trainer.h's mixup); 0: none */
     int accumulate;    /* K: an optimizer step takes K batches (K x batch samples), computed
                         * one batch at a time: bitwise the step of one batch of K x batch with
                         * the same micro-batch; 0 or 1: none */

@@ -62,6 +62,12 @@ typedef struct brisk_trainer_config {
      * ema = D * ema + (1 - D) * w for each value, in float32 as PyTorch computes it. The same
      * on every rank and for any T. 0: none. */
     double ema_decay;
+    /* Alpha > 0: mixup (Zhang et al., timm's Mixup) for classification with the ce loss: in
+     * step s, sample i of the batch of n is mixed with sample n - 1 - i, lam x_i + (1 - lam)
+     * x_(n-1-i) after its augmentation, lam = brisk_mixup_lambda(seed, s, alpha), and the loss
+     * is brisk_model_loss_mixed's. Keyed by the step and the positions in the whole batch, so
+     * the same for any T, P and accumulation. 0: none. */
+    double mixup;
     int threads;      /* T worker threads; 0 means brisk_cpu_count() */
     uint64_t seed;    /* parameter init */
     brisk_comm *comm; /* the job's processes (not owned); NULL: this process alone */
