@@ -358,6 +358,9 @@ static int print_summary(brisk_run *r)
     if (c->mixup > 0)
         printf("mixup: alpha %g (each training sample blended with its partner in the batch)\n",
                c->mixup);
+    if (c->cutmix > 0)
+        printf("cutmix: alpha %g (a box of each training sample's partner pasted into it)\n",
+               c->cutmix);
     return 0;
 }
 

@@ -60,6 +60,8 @@ void brisk_train_usage(FILE *f)
 "  --mixup ALPHA         mixup: each sample blended with its partner in the batch (the\n"
 "                        one as far from the end as it is from the start), weight from\n"
 "                        Beta(ALPHA, ALPHA) per step, both labels in the loss (0: none)\n"
+"  --cutmix ALPHA        cutmix: the same partners, a box of the partner's image pasted\n"
+"                        in, the labels weighed by area (images; not with --mixup) (0)\n"
 "  --ema DECAY           keep a moving average of the weights (timm's ModelEmaV2, e.g.\n"
 "                        0.999): validated every epoch, used by --eval, --predict and\n"
 "                        the best checkpoint (0: none)\n"

@@ -246,6 +246,23 @@ mixup)
     run $cnn --mixup -1 --logdir none
     expect_status 2
     expect_in "$err" "--mixup"
+    # --cutmix A: likewise the same bits at any thread count and with --accumulate.
+    cut=$(echo "$cnn" | sed 's/--mixup 0.4/--cutmix 1/')
+    run $cut --batch 64 --epochs 2 --threads 1 --logdir none
+    expect_status 0
+    strip_times "$out" >"$tmp/cut1.txt"
+    run $cut --batch 16 --accumulate 4 --epochs 2 --threads 2 --logdir none
+    expect_status 0
+    strip_times "$out" | diff "$tmp/cut1.txt" - >/dev/null || fail "cutmix: --accumulate 4 --threads 2 differs"
+    head -n 2 "$tmp/mix1.txt" | diff - "$tmp/cut1.txt" >/dev/null && fail "--cutmix trained as --mixup"
+    run $cut --summary --logdir none
+    expect_in "$out" "cutmix: alpha 1"
+    run $cnn --cutmix 1 --logdir none
+    expect_status 2
+    expect_in "$err" "choose one"
+    run --data synthetic --model 32-16-4 --cutmix 1 --logdir none
+    expect_status 2
+    expect_in "$err" "--cutmix: it pastes a box"
     ;;
 ema)
     # --ema D: the moving average never changes training (the same weights as without it),

@@ -203,6 +203,27 @@ static void test_mixup_lambda(void **state)
     assert_true(brisk_mixup_lambda(1, 1, 0) == 1.0); /* off */
 }
 
+/* Cutmix's box: sides int(H sqrt(1 - lam)) around a uniform centre, clipped; the returned
+ * weight is 1 - its share of the image; every box inside the image. */
+static void test_cutmix_box(void **state)
+{
+    (void)state;
+    int area_sum = 0, n = 4000;
+    for (int s = 0; s < n; s++) {
+        int y0, y1, x0, x1;
+        const double lam = brisk_cutmix_box(9, s, 1.0, 28, 20, &y0, &y1, &x0, &x1);
+        assert_true(y0 >= 0 && y0 <= y1 && y1 <= 28 && x0 >= 0 && x0 <= x1 && x1 <= 20);
+        const double l0 = brisk_mixup_lambda(9, s, 1.0), cut = sqrt(1 - l0);
+        assert_true(y1 - y0 <= (int)(28 * cut) && x1 - x0 <= (int)(20 * cut));
+        assert_true(lam == 1.0 - (double)((y1 - y0) * (x1 - x0)) / (28.0 * 20.0));
+        area_sum += (y1 - y0) * (x1 - x0);
+    }
+    /* Beta(1, 1): lam uniform, so the unclipped box averages half the image; clipping at the
+     * edges takes a good part of that away. */
+    const double mean_share = (double)area_sum / n / (28.0 * 20.0);
+    assert_true(mean_share > 0.2 && mean_share < 0.5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -211,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_flip_and_keys),
         cmocka_unit_test(test_erase_rectangle),
         cmocka_unit_test(test_mixup_lambda),
+        cmocka_unit_test(test_cutmix_box),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

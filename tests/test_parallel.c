@@ -472,7 +472,8 @@ static void test_cnn_augmented_any_threads(void **state)
 /* Mixup in a step is what its definition says: sample i mixed with sample n - 1 - i of the
  * batch, lam x_i + (1 - lam) x_(n-1-i) with lam = brisk_mixup_lambda(seed, step, alpha), and
  * the loss brisk_model_loss_mixed's: the trainer's loss and gradient equal those of the model
- * run by hand on the mixed inputs, bit for bit (one shard, one thread). */
+ * run by hand on the mixed inputs, bit for bit (one shard, one thread). Cutmix likewise, with
+ * brisk_cutmix_box's box pasted from the partner. */
 static void test_mixup_is_its_definition(void **state)
 {
     (void)state;
@@ -537,9 +538,43 @@ static void test_mixup_is_its_definition(void **state)
     brisk_step_stats st2;
     assert_int_equal(brisk_trainer_step(plain, &ds, idx, NS, &st2), BRISK_OK);
     assert_true(st2.metrics.loss_sum != st.metrics.loss_sum);
+    /* Cutmix: the partner's box pasted in, the labels weighed by the box's area. */
+    cfg.mixup = 0;
+    cfg.cutmix = 1.0;
+    brisk_trainer *cut;
+    assert_int_equal(brisk_trainer_create(&cfg, &cut), BRISK_OK);
+    memcpy(params, brisk_trainer_params(cut), len * sizeof *params);
+    brisk_trainer_set_steps_done(cut, 5);
+    assert_int_equal(brisk_trainer_step(cut, &ds, idx, NS, &st), BRISK_OK);
+    int y0, y1, x0, x1;
+    const double lc = brisk_cutmix_box(6, 5, 1.0, 6, 6, &y0, &y1, &x0, &x1);
+    assert_true(y1 > y0 && x1 > x0 && lc < 1); /* a box that changes something */
+    assert_true(lc == 1.0 - (double)((y1 - y0) * (x1 - x0)) / 36.0);
+    for (int i = 0; i < NS; i++) {
+        const int a = idx[i], b = idx[NS - 1 - i];
+        for (int yy = 0; yy < 6; yy++)
+            for (int xx = 0; xx < 6; xx++) {
+                const int in_box = yy >= y0 && yy < y1 && xx >= x0 && xx < x1;
+                mixed[i * DS + yy * 6 + xx] = x[(in_box ? b : a) * DS + yy * 6 + xx];
+            }
+    }
+    memcpy(brisk_workspace_input(ws), mixed, sizeof mixed);
+    const brisk_pass_keys keys5 = {.seed = 6, .step = 5, .sample0 = 0};
+    brisk_model_forward(m, params, NULL, ws, NS, BRISK_PASS_TRAIN, &keys5, NULL, NULL);
+    acc = (brisk_metrics){0};
+    assert_int_equal(brisk_model_loss_mixed(m, ws, ya, yb, lc, NS, 1.0f / NS, &acc, NULL),
+                     BRISK_OK);
+    memset(g, 0, len * sizeof *g);
+    brisk_model_backward(m, params, NULL, ws, NS, g, NULL);
+    assert_true(acc.loss_sum == st.metrics.loss_sum);
+    assert_memory_equal(g, brisk_trainer_grads(cut), len * sizeof *g);
+    brisk_trainer_destroy(cut);
     /* Refused where it means nothing. */
     brisk_trainer *bad = NULL;
     cfg.mixup = 0.4;
+    assert_int_equal(brisk_trainer_create(&cfg, &bad), BRISK_EINVAL); /* with cutmix */
+    assert_non_null(strstr(brisk_error_detail(), "choose one"));
+    cfg.cutmix = 0;
     cfg.model.loss = BRISK_LOSS_MSE;
     assert_int_equal(brisk_trainer_create(&cfg, &bad), BRISK_EINVAL);
     assert_non_null(strstr(brisk_error_detail(), "mixup"));

@@ -237,3 +237,19 @@ double brisk_mixup_lambda(uint64_t seed, int64_t step, double alpha)
     const double lam = g[0] + g[1] > 0 ? g[0] / (g[0] + g[1]) : 0.5;
     return lam < 0 ? 0 : lam > 1 ? 1 : lam;
 }
+
+double brisk_cutmix_box(uint64_t seed, int64_t step, double alpha, int rows, int cols, int *y0,
+                        int *y1, int *x0, int *x1)
+{
+    const double lam = brisk_mixup_lambda(seed, step, alpha), cut = sqrt(1.0 - lam);
+    const int ch = (int)(rows * cut), cw = (int)(cols * cut);
+    /* The centre: counters 124 and 125 of the step (the weight's draws stay below them). */
+    const uint64_t at = (uint64_t)step * 128 + 124;
+    const int cy = (int)(brisk_rng_u64(seed, BRISK_RNG_STREAM_MIXUP, 3, at) % (uint64_t)rows);
+    const int cx = (int)(brisk_rng_u64(seed, BRISK_RNG_STREAM_MIXUP, 3, at + 1) % (uint64_t)cols);
+    *y0 = cy - ch / 2 < 0 ? 0 : cy - ch / 2;
+    *y1 = cy + ch / 2 > rows ? rows : cy + ch / 2;
+    *x0 = cx - cw / 2 < 0 ? 0 : cx - cw / 2;
+    *x1 = cx + cw / 2 > cols ? cols : cx + cw / 2;
+    return 1.0 - (double)(*y1 - *y0) * (double)(*x1 - *x0) / ((double)rows * (double)cols);
+}

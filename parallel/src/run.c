@@ -647,6 +647,14 @@ static int trainer_config(brisk_run *r)
     t->accumulate = c->accumulate;
     t->ema_decay = c->ema;
     t->mixup = c->mixup;
+    t->cutmix = c->cutmix;
+    if (c->mixup > 0 && c->cutmix > 0)
+        return brisk_error_set(BRISK_EINVAL, "cutmix: and mixup together: choose one");
+    if (c->cutmix > 0 && (t->model.loss != BRISK_LOSS_SOFTMAX_CE || r->train->tokens ||
+                          r->train->targets || t->model.input.rank != 3))
+        return brisk_error_set(BRISK_EINVAL, "cutmix: it pastes a box of one image into another "
+                               "and mixes their class labels, so it needs images, the ce loss "
+                               "and class labels");
     if (c->mixup > 0 && (t->model.loss != BRISK_LOSS_SOFTMAX_CE || r->train->tokens ||
                          r->train->targets))
         return brisk_error_set(BRISK_EINVAL, "mixup: it mixes class labels, so it needs the ce "

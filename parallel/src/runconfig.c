@@ -98,6 +98,7 @@ static const slot slots[] = {
     TEXT("augment", augment, 0),
     REAL("ema", ema, 0, 0.999999999, 0),
     REAL("mixup", mixup, 0, 1000, 0),
+    REAL("cutmix", cutmix, 0, 1000, 0),
     INT("threads", threads, 0, 4096, 1),
     {{"seed", BRISK_SETTING_INT, 0, 9223372036854775807.0, 0}, S_ULL,
      offsetof(brisk_run_config, seed), sizeof(unsigned long long)},

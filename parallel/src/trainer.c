@@ -113,7 +113,8 @@ typedef struct job {
     int step_chunks;          /* the shards of the whole step (all passes) */
     const int32_t *step_idx;  /* mixup: the whole step's samples, step_n of them */
     int64_t step_n;
-    double lam;               /* mixup's weight in this step */
+    double lam;               /* mixup's (or cutmix's) weight in this step */
+    int box[4];               /* cutmix: rows [box[0], box[1]), columns [box[2], box[3]) */
     float grad_scale;         /* 1 / n for the step's n */
     int64_t step;             /* the optimizer step (dropout's key) */
     float lr, clip_scale;
@@ -248,10 +249,19 @@ static int check_config(const brisk_trainer_config *cfg)
     if (!(cfg->mixup >= 0 && cfg->mixup <= 1000))
         return brisk_error_set(BRISK_EINVAL, "trainer: mixup %g must be in (0, 1000], or 0 for "
                                "none", cfg->mixup);
-    if (cfg->mixup > 0 && !cfg->inference &&
+    if (!(cfg->cutmix >= 0 && cfg->cutmix <= 1000))
+        return brisk_error_set(BRISK_EINVAL, "trainer: cutmix %g must be in (0, 1000], or 0 "
+                               "for none", cfg->cutmix);
+    if (cfg->mixup > 0 && cfg->cutmix > 0)
+        return brisk_error_set(BRISK_EINVAL, "trainer: mixup and cutmix together: choose one");
+    if ((cfg->mixup > 0 || cfg->cutmix > 0) && !cfg->inference &&
         (cfg->model.loss != BRISK_LOSS_SOFTMAX_CE || cfg->model.input.rank == 2))
-        return brisk_error_set(BRISK_EINVAL, "trainer: mixup mixes class labels: it needs the "
-                               "ce loss and a classifier of whole samples (not token data)");
+        return brisk_error_set(BRISK_EINVAL, "trainer: %s mixes class labels: it needs the "
+                               "ce loss and a classifier of whole samples (not token data)",
+                               cfg->mixup > 0 ? "mixup" : "cutmix");
+    if (cfg->cutmix > 0 && !cfg->inference && cfg->model.input.rank != 3)
+        return brisk_error_set(BRISK_EINVAL, "trainer: cutmix cuts boxes out of images: the "
+                               "model's input is not an image");
     if (!(cfg->ema_decay >= 0 && cfg->ema_decay < 1))
         return brisk_error_set(BRISK_EINVAL, "trainer: ema_decay %g must be in (0, 1), or 0 "
                                "for none", (double)cfg->ema_decay);
@@ -578,7 +588,7 @@ workspaces:
                                          (size_t)brisk_model_positions(t->model) *
                                          sizeof(int32_t))))
             goto fail_nomem;
-        if (cfg->mixup > 0 && !cfg->inference &&
+        if ((cfg->mixup > 0 || cfg->cutmix > 0) && !cfg->inference &&
             (!(t->labels_b[w] = malloc((size_t)t->cfg.micro_batch)) ||
              !(t->mix_x[w] = malloc((size_t)t->cfg.micro_batch *
                                     brisk_shape_size(cfg->model.input) * sizeof(float)))))
@@ -689,9 +699,10 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
                 brisk_augment_apply(&tr->cfg.augment, in.c, in.h, in.w, tr->cfg.seed,
                                     tr->epoch, idx[r], tr->norm_mean, tr->norm_std,
                                     tr->norm_count, xin + (r - r0) * D);
-        if (pass == BRISK_PASS_TRAIN && tr->cfg.mixup > 0) {
+        if (pass == BRISK_PASS_TRAIN && (tr->cfg.mixup > 0 || tr->cfg.cutmix > 0)) {
             /* Each row with its partner in the whole step's batch, augmented as in its own
-             * row: lam x + (1 - lam) x', rounded as PyTorch's lam * x + (1 - lam) * x'. */
+             * row: mixup's lam x + (1 - lam) x', rounded as PyTorch's lam * x + (1 - lam) * x';
+             * cutmix's box of x' pasted into x. */
             const float l = (float)j->lam, ol = (float)(1.0 - j->lam);
             for (long long r = r0; r < r1; r++) {
                 const int64_t at = j->sample_base + lo + r;
@@ -703,8 +714,17 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
                     brisk_augment_apply(&tr->cfg.augment, in.c, in.h, in.w, tr->cfg.seed,
                                         tr->epoch, p, tr->norm_mean, tr->norm_std,
                                         tr->norm_count, xp);
-                for (int k = 0; k < D; k++)
-                    x[k] = l * x[k] + ol * xp[k];
+                if (tr->cfg.cutmix > 0) {
+                    const size_t plane = (size_t)in.h * (size_t)in.w;
+                    for (int ch = 0; ch < in.c; ch++)
+                        for (int y = j->box[0]; y < j->box[1]; y++) {
+                            const size_t o = (size_t)ch * plane + (size_t)y * in.w + j->box[2];
+                            memcpy(x + o, xp + o, (size_t)(j->box[3] - j->box[2]) * sizeof *x);
+                        }
+                } else {
+                    for (int k = 0; k < D; k++)
+                        x[k] = l * x[k] + ol * xp[k];
+                }
                 tr->labels_b[slot][r] = ds->y[p];
             }
         }
@@ -728,7 +748,7 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
     if (ds->tokens) /* the mean over the D positions of each window */
         brisk_model_loss_tokens(tr->model, tr->ws[slot], tr->tok_targets[slot], rows,
                                 scale / (float)D, m, team);
-    else if (pass == BRISK_PASS_TRAIN && tr->cfg.mixup > 0)
+    else if (pass == BRISK_PASS_TRAIN && (tr->cfg.mixup > 0 || tr->cfg.cutmix > 0))
         brisk_model_loss_mixed(tr->model, tr->ws[slot], tr->labels[slot], tr->labels_b[slot],
                                j->lam, rows, scale, m, team);
     else
@@ -962,9 +982,18 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
     const int bad = check_data(t, "step", ds, idx, n, 1);
     if (bad < 0)
         return bad;
-    if (t->cfg.mixup > 0 && (!ds->y || ds->targets > 0))
-        return brisk_error_set(BRISK_EINVAL, "step: mixup mixes class labels, and these data "
-                               "have %s", ds->targets > 0 ? "regression targets" : "none");
+    if ((t->cfg.mixup > 0 || t->cfg.cutmix > 0) && (!ds->y || ds->targets > 0))
+        return brisk_error_set(BRISK_EINVAL, "step: %s mixes class labels, and these data "
+                               "have %s", t->cfg.mixup > 0 ? "mixup" : "cutmix",
+                               ds->targets > 0 ? "regression targets" : "none");
+    int box[4] = {0, 0, 0, 0};
+    const brisk_shape in = t->cfg.model.input;
+    const double lam = t->cfg.mixup > 0
+                           ? brisk_mixup_lambda(t->cfg.seed, t->steps_done, t->cfg.mixup)
+                       : t->cfg.cutmix > 0
+                           ? brisk_cutmix_box(t->cfg.seed, t->steps_done, t->cfg.cutmix, in.h,
+                                              in.w, &box[0], &box[1], &box[2], &box[3])
+                           : 1.0;
     const int S = brisk_trainer_num_shards(t, n), P = t->P;
     const size_t sl = brisk_model_stats_len(t->model);
     const double t0 = brisk_now_seconds();
@@ -985,9 +1014,7 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
                   .stats = P == 1 ? t->shard_stats + (size_t)s0 * sl : t->local_stats,
                   .first_pass = at == 0, .last_pass = last, .step_chunks = S,
                   .step_idx = idx, .step_n = n,
-                  .lam = t->cfg.mixup > 0
-                             ? brisk_mixup_lambda(t->cfg.seed, t->steps_done, t->cfg.mixup)
-                             : 1.0,
+                  .lam = lam, .box = {box[0], box[1], box[2], box[3]},
                   .grad_scale = 1.0f / (float)n, .step = t->steps_done,
                   .lr = brisk_schedule_lr(&t->cfg.schedule, t->steps_done) * t->lr_factor};
         plan(&j, n_local(Sp, P, t->rank));

@@ -82,6 +82,7 @@ typedef struct brisk_run_config {
     double ema;        /* the decay of a moving average of the weights (brisk/trainer.h's
                         * ema_decay); 0: none */
     double mixup;      /* mixup's alpha (brisk/trainer.h's mixup); 0: none */
+    double cutmix;     /* cutmix's alpha (brisk/trainer.h's cutmix); 0: none */
     int accumulate;    /* K: an optimizer step takes K batches (K x batch samples), computed
                         * one batch at a time: bitwise the step of one batch of K x batch with
                         * the same micro-batch; 0 or 1: none */

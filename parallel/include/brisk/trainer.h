@@ -68,6 +68,10 @@ typedef struct brisk_trainer_config {
      * is brisk_model_loss_mixed's. Keyed by the step and the positions in the whole batch, so
      * the same for any T, P and accumulation. 0: none. */
     double mixup;
+    /* Alpha > 0: cutmix instead (Yun et al., timm's cutmix; images): the same partners, a box
+     * of the image taken from the partner (brisk_cutmix_box, one per step), and the loss's
+     * weights from the box's area. Not together with mixup. 0: none. */
+    double cutmix;
     int threads;      /* T worker threads; 0 means brisk_cpu_count() */
     uint64_t seed;    /* parameter init */
     brisk_comm *comm; /* the job's processes (not owned); NULL: this process alone */
