@@ -332,6 +332,54 @@ static void on_message(void *user, const char *line)
 }
 
 /* The logging thread refreshes the report when asked, with the records pushed before. */
+/* brisk_fit's validation of the weights' moving average, <run>/validation_ema, belongs to its
+ * run's group: the train run's colour, dotted in the report, '+' in the ASCII plot. */
+static void test_moving_average_run(void **state)
+{
+    (void)state;
+    char *dir = test_mkdtemp();
+    brisk_logger *lg;
+    assert_int_equal(brisk_logger_create(&(brisk_logger_config){.logdir = dir}, &lg), 0);
+    int runs[3];
+    const char *names[3] = {"train", "validation", "validation_ema"};
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(brisk_logger_add_run(lg, names[k], 1, &runs[k]), 0);
+    brisk_log_producer *p;
+    assert_int_equal(brisk_logger_producer(lg, &p), 0);
+    for (int s = 1; s <= 20; s++)
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(brisk_log_scalar(p, runs[k], "epoch_loss", s, 1.0 / (s + k)), 0);
+    assert_int_equal(brisk_logger_close(lg), 0);
+    brisk_logger_destroy(lg);
+    char *html = path_in(dir, "r.html");
+    assert_int_equal(brisk_report_write(dir, html, NULL), 0);
+    size_t len;
+    char *t = (char *)read_text(html, &len);
+    const char *train = strstr(t, "data-run=\"train\""), *ema = strstr(t, "data-run=\"validation_ema\"");
+    assert_non_null(train);
+    assert_non_null(ema);
+    const char *tc = strstr(train, "stroke=\"#"), *ec = strstr(ema, "stroke=\"#");
+    assert_true(tc && ec && !strncmp(tc, ec, 16)); /* the same colour */
+    const char *end = strchr(ema, '>');
+    assert_non_null(end);
+    const char *dash = strstr(ema, "stroke-dasharray=\"1.5 3\"");
+    assert_true(dash && dash < end); /* dotted */
+    free(t);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(brisk_report_plot(dir, f, &(brisk_plot_options){.width = 60, .height = 8,
+                                                                     .ascii = 1}),
+                     0);
+    rewind(f);
+    char buf[8192];
+    const size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "+ validation_ema"));
+    fclose(f);
+    free(html);
+    test_rmdir(dir);
+}
+
 static void test_live_report(void **state)
 {
     (void)state;
@@ -381,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_torn_and_damaged_files),
         cmocka_unit_test(test_report_refusals_and_determinism),
         cmocka_unit_test(test_plot),
+        cmocka_unit_test(test_moving_average_run),
         cmocka_unit_test(test_live_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

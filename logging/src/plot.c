@@ -1,5 +1,6 @@
 /* Curves in a terminal (brisk_report_plot): Unicode braille (2 x 4 dots a character) or plain
- * ASCII (one mark a character), a colour per run group, validation dashed. */
+ * ASCII (one mark a character), a colour per run group, validation and the moving average's
+ * validation dashed (ASCII: * train, o validation, + validation_ema). */
 #define _GNU_SOURCE
 #include "brisk/report.h"
 
@@ -127,11 +128,12 @@ static void plot_tag(FILE *out, const lr_log *log, const int *group_of, const ch
             }
             const int x = (int)lround(((double)lr_step(s, i) - xmin) / (xmax - xmin) * (W - 1));
             const int y = (int)lround((ymax - s->value[i]) / (ymax - ymin) * (H - 1));
+            /* ASCII marks: * train, o validation, + the average's validation */
+            const int mark = role == ROLE_VALIDATION ? 1 : role == ROLE_AVERAGE ? 2 : 0;
             if (px < 0)
-                dot(&c, x, y, (int)r, role == ROLE_VALIDATION);
+                dot(&c, x, y, (int)r, mark);
             else
-                line(&c, px, py, x, y, (int)r, role == ROLE_VALIDATION,
-                     role == ROLE_VALIDATION && !o->ascii, &phase);
+                line(&c, px, py, x, y, (int)r, mark, mark && !o->ascii, &phase);
             px = x;
             py = y;
         }
@@ -162,7 +164,7 @@ static void plot_tag(FILE *out, const lr_log *log, const int *group_of, const ch
                 }
             }
             if (o->ascii)
-                fputc(c.bits[cell] ? (c.bits[cell] == 1 ? '*' : 'o') : ' ', out);
+                fputc(c.bits[cell] ? "*o+"[c.bits[cell] - 1] : ' ', out);
             else
                 put_utf8(out, c.bits[cell] ? 0x2800u + c.bits[cell] : ' ');
         }
@@ -183,10 +185,12 @@ static void plot_tag(FILE *out, const lr_log *log, const int *group_of, const ch
     for (size_t r = 0; r < log->n_runs; r++) {
         if (!lr_run_scalars(&log->runs[r], tag))
             continue;
-        const int val = run_role(log->runs[r].name) == ROLE_VALIDATION;
+        const int role = run_role(log->runs[r].name);
+        const int val = role == ROLE_VALIDATION || role == ROLE_AVERAGE;
         if (o->color)
             fprintf(out, "\033[%dm", ansi_color(group_of[r]));
-        fputs(o->ascii ? (val ? "o " : "* ") : (val ? "\xe2\x95\x8c\xe2\x95\x8c " : "\xe2\x94\x80\xe2\x94\x80 "), out);
+        fputs(o->ascii ? (role == ROLE_AVERAGE ? "+ " : val ? "o " : "* ")
+                       : (val ? "\xe2\x95\x8c\xe2\x95\x8c " : "\xe2\x94\x80\xe2\x94\x80 "), out);
         if (o->color)
             fputs("\033[0m", out);
         fprintf(out, "%s  ", log->runs[r].name);

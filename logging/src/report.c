@@ -141,6 +141,8 @@ int run_role(const char *run)
     if (!strcmp(b, "validation") || !strcmp(b, "val") || !strcmp(b, "eval") ||
         !strcmp(b, "test"))
         return ROLE_VALIDATION;
+    if (!strcmp(b, "validation_ema"))
+        return ROLE_AVERAGE;
     return ROLE_OTHER;
 }
 
@@ -360,7 +362,9 @@ static void style_attrs(sbuf *b, int group, int role)
     char col[8];
     group_color(group, col);
     sb_printf(b, " stroke=\"%s\"%s", col,
-              role == ROLE_VALIDATION ? " stroke-dasharray=\"6 4\"" : "");
+              role == ROLE_VALIDATION  ? " stroke-dasharray=\"6 4\""
+              : role == ROLE_AVERAGE ? " stroke-dasharray=\"1.5 3\""
+                                     : "");
 }
 
 /* The indices of the points drawn: all of them, or per pixel column the smallest and the

@@ -21,10 +21,11 @@ void sb_esc(sbuf *b, const char *s, size_t n);
 void sb_escs(sbuf *b, const char *s);
 void fmt_float(char *out, size_t size, float v);
 
-/* A run directory named train is drawn solid, validation (val, eval, test) dashed; both belong
+/* A run directory named train is drawn solid, validation (val, eval, test) dashed and
+ * validation_ema (brisk_fit's validation of the weights' moving average) dotted; they belong
  * to the group of their parent directory, which gives them their colour. Any other run is its
  * own group. */
-enum { ROLE_TRAIN, ROLE_VALIDATION, ROLE_OTHER };
+enum { ROLE_TRAIN, ROLE_VALIDATION, ROLE_OTHER, ROLE_AVERAGE };
 int run_role(const char *run);
 void run_group(const char *run, char *out, size_t size);
 int make_groups(const lr_log *log, char ***names, size_t *n_names, int *group_of);
