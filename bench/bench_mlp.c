@@ -142,7 +142,7 @@ static int run(int argc, char **argv, brisk_comm *comm)
             t0 = brisk_now_seconds();
         }
         brisk_step_stats st;
-        brisk_trainer_set_epoch(t, s / 16);
+        (void)brisk_trainer_set_epoch(t, s / 16);
         if (brisk_trainer_step(t, &ds, idx + (s % 16) * batch, batch, &st) < 0) {
             fprintf(stderr, "bench_mlp: %s\n", brisk_error_detail());
             return 1;

@@ -201,6 +201,7 @@ static void test_mixup_lambda(void **state)
         assert_true(brisk_mixup_lambda(42, 7, alphas[a]) != brisk_mixup_lambda(43, 7, alphas[a]));
     }
     assert_true(brisk_mixup_lambda(1, 1, 0) == 1.0); /* off */
+    assert_true(brisk_mixup_lambda(1, 1, NAN) == 1.0);
 }
 
 /* Cutmix's box: sides int(H sqrt(1 - lam)) around a uniform centre, clipped; the returned
@@ -222,6 +223,19 @@ static void test_cutmix_box(void **state)
      * edges takes a good part of that away. */
     const double mean_share = (double)area_sum / n / (28.0 * 20.0);
     assert_true(mean_share > 0.2 && mean_share < 0.5);
+    /* No image, or nowhere to write the box: no box, the own label's weight 1 (no abort). */
+    int y0 = 5, y1 = 5, x0 = 5, x1 = 5;
+    assert_true(brisk_cutmix_box(9, 1, 1.0, 0, 20, &y0, &y1, &x0, &x1) == 1.0);
+    assert_true(y0 == 0 && y1 == 0 && x0 == 0 && x1 == 0);
+    assert_true(brisk_cutmix_box(9, 1, 1.0, 28, -3, &y0, &y1, &x0, &x1) == 1.0);
+    assert_true(brisk_cutmix_box(9, 1, 1.0, 28, 20, NULL, &y1, &x0, &x1) == 1.0);
+    /* apply with nothing to apply to, or a bad shape: nothing happens (no abort). */
+    float one = 3.0f;
+    const brisk_augment all = {2, 1, 1.0f};
+    brisk_augment_apply(NULL, 1, 1, 1, 1, 0, 0, NULL, NULL, 0, &one);
+    brisk_augment_apply(&all, 1, 1, 1, 1, 0, 0, NULL, NULL, 0, NULL);
+    brisk_augment_apply(&all, 1, 0, 5, 1, 0, 0, NULL, NULL, 0, &one);
+    assert_true(one == 3.0f);
 }
 
 int main(void)

@@ -166,6 +166,9 @@ static void test_every_case(void **state)
 static void test_ema_matches_pytorch(void **state)
 {
     (void)state;
+    float one = 2.0f;
+    brisk_ema_update(&one, NULL, 0, 1, 0.5); /* nothing to average with: unchanged */
+    assert_true(one == 2.0f);
     for (size_t split = 0; split <= EMA_REF_N; split += 9) {
         float ema[EMA_REF_N];
         memcpy(ema, ema_ref_states, sizeof ema); /* a copy of the initial state */

@@ -658,6 +658,11 @@ static void test_ema_follows_the_steps(void **state)
     assert_memory_equal(brisk_trainer_ema_params(t), ema, len * sizeof *ema);
     assert_int_equal(brisk_trainer_load_ema(t, brisk_trainer_params(t), emb), BRISK_OK);
     assert_int_equal(brisk_trainer_load_ema(t, NULL, emb), BRISK_EINVAL);
+    assert_int_equal(brisk_trainer_set_epoch(t, -1), BRISK_EINVAL);
+    assert_int_equal(brisk_trainer_set_epoch(NULL, 1), BRISK_EINVAL);
+    assert_int_equal(brisk_trainer_set_epoch(t, 2), BRISK_OK);
+    brisk_ema_update(NULL, ema, 0, 1, 0.5); /* nothing to update: no abort */
+    brisk_ema_update(ema, NULL, 0, 1, 0.5);
     free(opt);
     /* Out of range. */
     brisk_trainer *bad = NULL;

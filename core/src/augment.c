@@ -131,6 +131,9 @@ void brisk_augment_apply(const brisk_augment *a, int channels, int rows, int col
                          uint64_t seed, int64_t epoch, int64_t sample, const float *mean,
                          const float *std, int count, float *x)
 {
+    if (!x || brisk_augment_check(a, channels, rows, cols) != BRISK_OK ||
+        (count > 0 && (!mean || !std)))
+        return; /* nothing to augment, or not an image it fits */
     const size_t plane = (size_t)rows * (size_t)cols;
     if (a->crop > 0) { /* out[y][x] = in[y + dy][x + dx], black outside */
         const int p = a->crop;
@@ -241,6 +244,11 @@ double brisk_mixup_lambda(uint64_t seed, int64_t step, double alpha)
 double brisk_cutmix_box(uint64_t seed, int64_t step, double alpha, int rows, int cols, int *y0,
                         int *y1, int *x0, int *x1)
 {
+    if (!y0 || !y1 || !x0 || !x1)
+        return 1.0;
+    *y0 = *y1 = *x0 = *x1 = 0;
+    if (rows < 1 || cols < 1)
+        return 1.0; /* no image: no box */
     const double lam = brisk_mixup_lambda(seed, step, alpha), cut = sqrt(1.0 - lam);
     const int ch = (int)(rows * cut), cw = (int)(cols * cut);
     /* The centre: counters 124 and 125 of the step (the weight's draws stay below them). */

@@ -117,6 +117,8 @@ void brisk_ema_update(float *ema, const float *w, size_t lo, size_t hi, double d
     /* decay and 1 - decay computed in double, then rounded to float: Python's decay and
      * (1. - decay) handed to float32 ops. No fused multiply-add: ISO C (-std=c11) keeps the
      * products and the sum apart. */
+    if (!ema || !w)
+        return;
     const float d = (float)decay, od = (float)(1.0 - decay);
     for (size_t i = lo; i < hi; i++)
         ema[i] = d * ema[i] + od * w[i];

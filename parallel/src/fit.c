@@ -379,7 +379,7 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
             memcpy(order, train_idx, (size_t)n_train * sizeof *order);
         else
             brisk_shuffle(train_idx, order, n_train, c->seed, (uint32_t)epoch);
-        brisk_trainer_set_epoch(t, epoch); /* the augmentation's draws */
+        (void)brisk_trainer_set_epoch(t, epoch); /* the augmentation's draws (epoch >= 1) */
         brisk_metrics train_m = {0};
         int64_t batch = 0;
         if (epoch == c->start.epoch + 1) {

@@ -1352,10 +1352,13 @@ int brisk_trainer_set_lr_factor(brisk_trainer *t, float factor)
 
 float brisk_trainer_lr_factor(const brisk_trainer *t) { return t->lr_factor; }
 
-void brisk_trainer_set_epoch(brisk_trainer *t, int64_t epoch)
+int brisk_trainer_set_epoch(brisk_trainer *t, int64_t epoch)
 {
-    BRISK_ASSERT(epoch >= 0);
+    if (!t || epoch < 0)
+        return brisk_error_set(BRISK_EINVAL, "set_epoch: %s", t ? "a negative epoch"
+                                                                   : "NULL trainer");
     t->epoch = epoch;
+    return BRISK_OK;
 }
 
 void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps)

@@ -39,9 +39,17 @@ int main()
     const brisk_lr_find_config lc = {};
     const int e1 = brisk_lr_find(t, nullptr, nullptr, 0, &lc, &lr);
     const int e2 = brisk_report_plot("/nonexistent/brisk-logs", stdout, nullptr);
+    /* The staples too: augmentation's grammar, an epoch, mixup's weight. */
+    brisk_augment aug = {};
+    const int e3 = brisk_augment_parse("crop:4,spin", &aug);
+    const int e4 = brisk_trainer_set_epoch(t, -1);
+    const double lam = brisk_mixup_lambda(1, 0, 0.4);
     brisk_trainer_destroy(t);
-    if (e1 != BRISK_EINVAL || e2 != BRISK_ENOENT) {
-        std::fprintf(stderr, "lr_find %d, report_plot %d: expected EINVAL, ENOENT\n", e1, e2);
+    if (e1 != BRISK_EINVAL || e2 != BRISK_ENOENT || e3 != BRISK_EINVAL || e4 != BRISK_EINVAL ||
+        !(lam >= 0 && lam <= 1)) {
+        std::fprintf(stderr, "lr_find %d, report_plot %d, augment_parse %d, set_epoch %d: "
+                     "expected EINVAL, ENOENT, EINVAL, EINVAL; mixup weight %g\n", e1, e2, e3,
+                     e4, lam);
         return 1;
     }
     return 0;

@@ -213,13 +213,15 @@ double brisk_mixup_lambda(uint64_t seed, int64_t step, double alpha);
  * batch): lam from Beta(alpha, alpha) as brisk_mixup_lambda, a box of sides int(rows
  * sqrt(1 - lam)) and int(cols sqrt(1 - lam)) centred on a uniform pixel and clipped to the
  * image: rows [*y0, *y1) and columns [*x0, *x1) of sample i come from its partner (sample
- * n - 1 - i). Returns the weight of sample i's own label, 1 - the box's share of the image. */
+ * n - 1 - i). Returns the weight of sample i's own label, 1 - the box's share of the image;
+ * for an empty image (or a NULL output) no box and 1. */
 double brisk_cutmix_box(uint64_t seed, int64_t step, double alpha, int rows, int cols, int *y0,
                         int *y1, int *x0, int *x1);
 
 /* Augments one gathered sample x (channels, rows, cols), in place, for sample `sample` of
  * the data set in epoch `epoch`. The black the crop pads with is what raw 0 becomes under
- * the gather's normalisation (mean, std, count as brisk_dataset_gather). */
+ * the gather's normalisation (mean, std, count as brisk_dataset_gather). Does nothing for a
+ * NULL a or x, or a shape brisk_augment_check refuses. */
 void brisk_augment_apply(const brisk_augment *a, int channels, int rows, int cols,
                          uint64_t seed, int64_t epoch, int64_t sample, const float *mean,
                          const float *std, int count, float *x);

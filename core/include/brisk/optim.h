@@ -71,7 +71,8 @@ float brisk_schedule_lr(const brisk_schedule *sch, int64_t s);
 /* One step of an exponential moving average of weights (timm's ModelEmaV2, PyTorch's EMA
  * recipe for AveragedModel): ema[i] = decay * ema[i] + (1 - decay) * w[i] for i in [lo, hi),
  * with decay and 1 - decay computed in double and rounded to float, two float products and
- * their sum, as PyTorch's ema_v * decay + (1. - decay) * model_v computes it (bitwise). */
+ * their sum, as PyTorch's ema_v * decay + (1. - decay) * model_v computes it (bitwise).
+ * Nothing for a NULL ema or w. */
 void brisk_ema_update(float *ema, const float *w, size_t lo, size_t hi, double decay);
 
 const char *brisk_optim_name(brisk_optim_kind k);

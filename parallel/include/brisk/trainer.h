@@ -155,8 +155,9 @@ int brisk_trainer_norm(const brisk_trainer *t, const float **mean, const float *
 void brisk_trainer_set_steps_done(brisk_trainer *t, int64_t steps);
 
 /* The epoch the next steps belong to (0 at creation): it keys the augmentation's draws
- * (brisk_fit sets it before each epoch, and a resume to the epoch in progress). */
-void brisk_trainer_set_epoch(brisk_trainer *t, int64_t epoch);
+ * (brisk_fit sets it before each epoch, and a resume to the epoch in progress). BRISK_EINVAL
+ * for a NULL trainer or a negative epoch. */
+int brisk_trainer_set_epoch(brisk_trainer *t, int64_t epoch);
 
 /* A factor in (0, 1] on the schedule's rate from now on (1 at creation): what brisk_fit's
  * plateau policy sets. BRISK_EINVAL outside that range. */
