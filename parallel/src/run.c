@@ -662,14 +662,8 @@ static int trainer_config(brisk_run *r)
                                r->train->tokens    ? "token data"
                                : r->train->targets ? "regression targets"
                                                    : "another loss");
-    if ((err = brisk_augment_parse(c->augment, &t->augment)) < 0)
+    if ((err = brisk_augment_parse(c->augment, &t->augment)) < 0) /* its shape: the trainer */
         return err;
-    if (t->augment.crop || t->augment.flip || t->augment.erase > 0) {
-        const brisk_shape in = t->model.input;
-        if ((err = in.rank == 3 ? brisk_augment_check(&t->augment, in.c, in.h, in.w)
-                                : brisk_augment_check(&t->augment, 0, 0, 0)) < 0)
-            return err;
-    }
     t->micro_batch = c->micro_batch;
     t->threads = c->threads;
     t->seed = c->seed;

@@ -62,8 +62,7 @@ struct brisk_trainer {
     brisk_metrics *shard_metrics; /* (max_shards) every shard's metrics, shard order */
     brisk_metrics *local_metrics; /* this rank's shards of a pass, local order (P > 1) */
     int max_shards;           /* S for a full batch */
-    int K;                    /* passes of a full batch (accumulate) */
-    int pass;                 /* samples in a full pass: batch / K */
+    int pass;                 /* samples in a full pass: batch / cfg.accumulate */
     int pass_shards;          /* S of a full pass: the shard gradients' buffers */
     size_t *no_decay;         /* decay_matrices_only: [start, end) pairs of the slab without
                                * weight decay, in order (n_no_decay pairs) */
@@ -265,12 +264,12 @@ static int check_config(const brisk_trainer_config *cfg)
     if (!(cfg->ema_decay >= 0 && cfg->ema_decay < 1))
         return brisk_error_set(BRISK_EINVAL, "trainer: ema_decay %g must be in (0, 1), or 0 "
                                "for none", (double)cfg->ema_decay);
-    if (!cfg->inference) {
-        const brisk_shape in = cfg->model.input;
-        if ((err = in.rank == 3 ? brisk_augment_check(&cfg->augment, in.c, in.h, in.w)
-                                : brisk_augment_check(&cfg->augment, 0, 0, 0)) < 0)
-            return brisk_error_set(err, "trainer: %s", brisk_error_detail());
-    }
+    /* Its detail names the setting ("augment: ..."), as brisk-train's flag. */
+    const brisk_shape in = cfg->model.input;
+    if (!cfg->inference && (err = in.rank == 3 ? brisk_augment_check(&cfg->augment, in.c, in.h,
+                                                                      in.w)
+                                               : brisk_augment_check(&cfg->augment, 0, 0, 0)) < 0)
+        return err;
     return BRISK_OK;
 }
 
@@ -451,9 +450,8 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     if (!t)
         return brisk_error_set(BRISK_ENOMEM, "trainer: out of memory");
     t->cfg = *cfg;
-    t->K = cfg->accumulate > 1 && !cfg->inference ? cfg->accumulate : 1;
-    t->cfg.accumulate = t->K;
-    t->pass = cfg->batch / t->K;
+    t->cfg.accumulate = cfg->accumulate > 1 && !cfg->inference ? cfg->accumulate : 1;
+    t->pass = cfg->batch / t->cfg.accumulate;
     if (t->cfg.micro_batch == 0)
         t->cfg.micro_batch = BRISK_DEFAULT_MICRO_BATCH;
     if (t->cfg.micro_batch > t->pass)
