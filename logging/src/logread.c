@@ -1252,8 +1252,10 @@ static void walk(walker *w, const char *dir, size_t root_len)
     free(names);
 }
 
+/* fn on every run of the log, the runs taken in turn by whichever thread is free. */
 typedef struct pool_job {
     lr_log *log;
+    void (*fn)(lr_run *run);
     _Atomic size_t next;
 } pool_job;
 
@@ -1264,7 +1266,7 @@ static void *pool_main(void *arg)
         const size_t i = atomic_fetch_add(&job->next, 1);
         if (i >= job->log->n_runs)
             return NULL;
-        read_run(&job->log->runs[i]);
+        job->fn(&job->log->runs[i]);
     }
 }
 
@@ -1323,7 +1325,7 @@ int lr_log_read(const char *dir, int threads, lr_log *log)
         return brisk_error_set(BRISK_ENOMEM, "%s: out of memory listing the event files", root);
     }
     qsort(log->runs, log->n_runs, sizeof *log->runs, cmp_run);
-    pool_job job = {.log = log};
+    pool_job job = {.log = log, .fn = read_run};
     lr_parallel(lr_threads(threads), log->n_runs, pool_main, &job);
     for (size_t i = 0; i < log->n_runs; i++) {
         lr_run *run = &log->runs[i];
@@ -1376,22 +1378,11 @@ static void free_run(lr_run *run)
     free(run->problems);
 }
 
-static void *free_main(void *arg)
-{
-    pool_job *job = arg;
-    for (;;) {
-        const size_t i = atomic_fetch_add(&job->next, 1);
-        if (i >= job->log->n_runs)
-            return NULL;
-        free_run(&job->log->runs[i]);
-    }
-}
-
 void lr_log_free_threads(lr_log *log, int threads)
 {
     /* Large logs give back a gigabyte of point arrays: unmapping it is worth two cores. */
-    pool_job job = {.log = log};
-    lr_parallel(lr_threads(threads), log->n_runs, free_main, &job);
+    pool_job job = {.log = log, .fn = free_run};
+    lr_parallel(lr_threads(threads), log->n_runs, pool_main, &job);
     free(log->runs);
     for (size_t i = 0; i < log->n_problems; i++)
         free(log->problems[i]);
