@@ -24,7 +24,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "Usage: bench_mlp [--model WIDTHS] [--batch B] [--threads T] [--micro-batch M] "
                "[--steps N] [--warmup N] [--kernel avx512|avx2|portable] [--augment LIST] "
-               "[--json]\n"
+               "[--fixed-threads] [--json]\n"
                "--model: layer widths (ReLU between them) or a layer list on 1x28x28 images, as\n"
                "brisk-train --model takes (e.g. cnn).\n"
                "Defaults: --model 784-256-128-10 --batch 128 --threads 1 --steps 300 --warmup 30,\n"
@@ -32,6 +32,9 @@ static void usage(FILE *f)
                "CPU runs.\n"
                "--augment: image augmentation as brisk-train takes it (crop:4,flip,erase:0.25);\n"
                "every 16 steps count as an epoch (the draws' key).\n"
+               "--fixed-threads: all T threads take part in every step, even when another\n"
+               "program competes for the CPUs (by default the trainer then measures whether\n"
+               "fewer are faster; brisk_trainer_set_threads_in_use).\n"
                "--json prints one object with samples/s, a checksum of the trained parameters (the same "
                "for every T) and, per thread, the seconds it was busy and waiting.\n",
             BRISK_DEFAULT_MICRO_BATCH);
@@ -54,12 +57,14 @@ static int run(int argc, char **argv, brisk_comm *comm)
 {
     const char *model = "784-256-128-10";
     const char *kernel = NULL, *augment = "none";
-    int batch = 128, micro = 0, threads = 1, steps = 300, warmup = 30, json = 0;
+    int batch = 128, micro = 0, threads = 1, steps = 300, warmup = 30, json = 0, fixed = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_value = i + 1 < argc;
         if (!strcmp(a, "--json"))
             json = 1;
+        else if (!strcmp(a, "--fixed-threads"))
+            fixed = 1;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
@@ -129,7 +134,12 @@ static int run(int argc, char **argv, brisk_comm *comm)
         return 1;
     }
     int32_t *idx = malloc((size_t)n * sizeof *idx);
-    if (!idx) {
+    long long *in_use = calloc((size_t)threads + 1, sizeof *in_use); /* steps at each count */
+    if (fixed && brisk_trainer_set_threads_in_use(t, threads) < 0) {
+        fprintf(stderr, "bench_mlp: %s\n", brisk_error_detail());
+        return 1;
+    }
+    if (!idx || !in_use) {
         fprintf(stderr, "bench_mlp: out of memory\n");
         return 1;
     }
@@ -147,6 +157,8 @@ static int run(int argc, char **argv, brisk_comm *comm)
             fprintf(stderr, "bench_mlp: %s\n", brisk_error_detail());
             return 1;
         }
+        if (s >= warmup)
+            in_use[brisk_trainer_threads_in_use(t)]++;
     }
     const double wall = brisk_now_seconds() - t0, sps = (double)steps * batch / wall;
     const int P = brisk_comm_size(comm);
@@ -178,7 +190,11 @@ static int run(int argc, char **argv, brisk_comm *comm)
         printf("], \"thread_waiting_seconds\": [");
         for (int w = 0; w < threads; w++)
             printf("%s%.4f", w ? ", " : "", wait[w]);
-        printf("], \"shard_seconds\": %.4f, \"update_seconds\": %.4f}\n", shard_s, update_s);
+        printf("], \"shard_seconds\": %.4f, \"update_seconds\": %.4f, \"steps_by_threads_in_use\": [",
+               shard_s, update_s);
+        for (int k = 1; k <= threads; k++)
+            printf("%s%lld", k > 1 ? ", " : "", in_use[k]);
+        printf("]}\n");
     } else {
         printf("brisk %s batch %d micro-batch %d: %.0f samples/s (%d processes x %d threads, "
                "%s kernels; %s)\n", model, batch, micro, sps, P, threads, brisk_gemm_isa(), plan);
@@ -189,7 +205,15 @@ static int run(int argc, char **argv, brisk_comm *comm)
         for (int w = 0; w < threads; w++)
             printf("  thread %d: working %5.1f%% of the time, waiting for others %5.1f%%\n", w,
                    100 * (busy[w] - wait[w]) / wall, 100 * wait[w] / wall);
+        if (in_use[threads] < steps) {
+            printf("  threads in use (another program competed for the CPUs):");
+            for (int k = 1; k <= threads; k++)
+                if (in_use[k])
+                    printf(" %d for %.0f%% of the steps", k, 100.0 * (double)in_use[k] / steps);
+            printf("\n");
+        }
     }
+    free(in_use);
     free(busy);
     free(idx);
     brisk_trainer_destroy(t);

@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- the pool ---- */
 
@@ -63,6 +64,133 @@ static void test_pool_barrier_and_jobs(void **state)
     brisk_pool *p;
     assert_int_equal(brisk_pool_create(0, &p), BRISK_EINVAL);
     assert_true(brisk_cpu_count() >= 1);
+}
+
+/* Claimed loops: a job of loops of varying sizes (some empty, some long runs of loops with
+ * no barrier between them, more than the pool tracks at once), in which members sleep now
+ * and then, so that some lag loops behind; one member passes some loops. Every chunk must
+ * run exactly once, and after each settle every chunk of the loops before it must be done
+ * and its write visible. */
+#define CLAIM_LOOPS 200
+
+typedef struct claim_check {
+    brisk_pool *pool;
+    atomic_int runs[CLAIM_LOOPS][40];
+    int value[CLAIM_LOOPS][40];
+    int seen_wrong;
+} claim_check;
+
+static long long claim_fn(void *ctx, int op, long long n)
+{
+    return brisk_pool_team_claim(((claim_check *)ctx)->pool, 0, op, n);
+}
+
+static void settle_fn(void *ctx)
+{
+    brisk_pool_team_settle(((claim_check *)ctx)->pool, 0);
+}
+
+static int loop_size(int l)
+{
+    return l % 7 == 3 ? 0 : 1 + (l * 13) % 40;
+}
+
+static void claim_job(void *arg, int t, int T)
+{
+    claim_check *c = arg;
+    const brisk_team team = {.ith = t, .nth = T, .barrier = settle_fn, .ctx = c,
+                             .claim = claim_fn};
+    int settled_to = 0;
+    for (int l = 0; l < CLAIM_LOOPS; l++) {
+        const int n = loop_size(l);
+        brisk_share sh;
+        if (t == 1 && l % 5 == 1) {
+            brisk_share_pass(&team, n, 1);
+        } else {
+            brisk_share_begin(&sh, &team, n, 1);
+            for (long long a, b; brisk_share_next(&sh, &a, &b);) {
+                atomic_fetch_add(&c->runs[l][a], 1);
+                c->value[l][a] = l * 100 + (int)a;
+                if ((l + a + t) % 17 == 0)
+                    nanosleep(&(struct timespec){0, 50000}, NULL); /* this member lags */
+            }
+        }
+        /* Barriers after some loops only; loops 60..159 run with none at all. */
+        if (l % 4 == 3 && (l < 60 || l >= 160)) {
+            brisk_team_barrier(&team);
+            for (int k = settled_to; k <= l; k++)
+                for (int a = 0; a < loop_size(k); a++)
+                    if (c->value[k][a] != k * 100 + a)
+                        c->seen_wrong = 1;
+            settled_to = l + 1;
+        }
+    }
+}
+
+static void test_pool_claimed_loops(void **state)
+{
+    (void)state;
+    const int sizes[] = {2, 3, 8};
+    for (int k = 0; k < 3; k++) {
+        for (int rep = 0; rep < 3; rep++) {
+            claim_check *c = calloc(1, sizeof *c);
+            assert_non_null(c);
+            assert_int_equal(brisk_pool_create(sizes[k], &c->pool), BRISK_OK);
+            brisk_pool_set_teams(c->pool, 1);
+            brisk_pool_run(c->pool, claim_job, c);
+            assert_int_equal(c->seen_wrong, 0);
+            for (int l = 0; l < CLAIM_LOOPS; l++)
+                for (int a = 0; a < 40; a++)
+                    assert_int_equal(atomic_load(&c->runs[l][a]), a < loop_size(l));
+            brisk_pool_destroy(c->pool);
+            free(c);
+        }
+    }
+}
+
+/* brisk_pool_set_active: jobs see K threads and the others do not run; the barrier waits for
+ * K; a job's items (brisk_pool_next_item) each go to one thread. */
+typedef struct active_check {
+    brisk_pool *pool;
+    atomic_int calls[16];
+    atomic_int items[1000];
+    int seen_T[16];
+} active_check;
+
+static void active_job(void *arg, int t, int T)
+{
+    active_check *c = arg;
+    atomic_fetch_add(&c->calls[t], 1);
+    c->seen_T[t] = T;
+    brisk_pool_barrier(c->pool);
+    for (long long i; (i = brisk_pool_next_item(c->pool, 1000)) >= 0;)
+        atomic_fetch_add(&c->items[i], 1);
+}
+
+static void test_pool_threads_in_use(void **state)
+{
+    (void)state;
+    active_check c;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(brisk_pool_create(6, &c.pool), BRISK_OK);
+    const int ks[] = {6, 1, 3, 6, 2, 5, 1, 6};
+    for (int r = 0; r < 8; r++) {
+        brisk_pool_set_active(c.pool, ks[r]);
+        assert_int_equal(brisk_pool_active(c.pool), ks[r]);
+        for (int t = 0; t < 16; t++)
+            atomic_store(&c.calls[t], 0);
+        for (int i = 0; i < 1000; i++)
+            atomic_store(&c.items[i], 0);
+        brisk_pool_run(c.pool, active_job, &c);
+        for (int t = 0; t < 6; t++) {
+            assert_int_equal(atomic_load(&c.calls[t]), t < ks[r]);
+            if (t < ks[r])
+                assert_int_equal(c.seen_T[t], ks[r]);
+        }
+        for (int i = 0; i < 1000; i++)
+            assert_int_equal(atomic_load(&c.items[i]), 1);
+    }
+    brisk_pool_destroy(c.pool); /* parked workers stop too */
 }
 
 /* ---- the serial reference ---- */
@@ -439,6 +567,88 @@ static void test_large_model_any_threads(void **state)
     const int batches[] = {256, 200};
     check_model_any_threads("784-1024-1024-10", brisk_shape_vec(784), batches, 2, 64,
                             BIG_STEPS);
+}
+
+/* A CNN whose every layer claims its team's work (Winograd convolutions on 8 channels and
+ * more, pooling, dense): its teams' barriers settle instead of waiting for every member. */
+static void test_claimed_model_any_threads(void **state)
+{
+    (void)state;
+    const char *layers = "conv:8:3:pad1,relu,conv:12:3:pad1,relu,maxpool:2,conv:8:3:pad1,"
+                         "gap,flatten,dense:16,relu,dense:5";
+    brisk_trainer_config cfg = base_config(layers, brisk_shape_img(8, 8, 8), 40, 3);
+    brisk_model *m;
+    assert_int_equal(brisk_model_create(&cfg.model, &m), BRISK_OK);
+    assert_int_equal(brisk_model_claims(m), 1);
+    brisk_model_destroy(m);
+    cfg = base_config("conv:8:3:pad1,batchnorm,relu,gap,flatten,dense:5",
+                      brisk_shape_img(8, 8, 8), 40, 3);
+    assert_int_equal(brisk_model_create(&cfg.model, &m), BRISK_OK);
+    assert_int_equal(brisk_model_claims(m), 0); /* batchnorm does not claim */
+    brisk_model_destroy(m);
+    const int batches[] = {40, 100, 33};
+    check_model_any_threads(layers, brisk_shape_img(8, 8, 8), batches, 3, 40, 2);
+}
+
+/* Changing how many threads take part between steps (brisk_trainer_set_threads_in_use)
+ * changes no bit: a trainer of 4 threads run with 1, 4, 2, 3, ... of them against one of 1,
+ * on a model whose teams settle and on one whose teams meet at barriers. */
+static void test_threads_in_use_bitwise(void **state)
+{
+    (void)state;
+    const char *models[] = {"784-64-32-10", "conv:8:3:pad1,batchnorm,relu,maxpool:2,flatten,"
+                                            "dense:5"};
+    const brisk_shape inputs[] = {brisk_shape_vec(784), brisk_shape_img(8, 8, 8)};
+    for (int mi = 0; mi < 2; mi++) {
+        brisk_trainer_config cfg = base_config(models[mi], inputs[mi], 24, 4);
+        cfg.batch = 48;
+        brisk_dataset ds;
+        int32_t *stream, *idx;
+        brisk_model *probe;
+        assert_int_equal(brisk_model_create(&cfg.model, &probe), BRISK_OK);
+        const int d_in = (int)brisk_shape_size(inputs[mi]), classes = brisk_model_outputs(probe);
+        brisk_model_destroy(probe);
+        make_data(inputs[mi], d_in, classes, 48, 8, &ds, &stream, &idx);
+        brisk_trainer *one, *four;
+        const float mean = 120.0f, std = 70.0f;
+        cfg.threads = 1;
+        assert_int_equal(brisk_trainer_create(&cfg, &one), BRISK_OK);
+        cfg.threads = 4;
+        assert_int_equal(brisk_trainer_create(&cfg, &four), BRISK_OK);
+        assert_int_equal(brisk_trainer_set_norm(one, &mean, &std, 1), BRISK_OK);
+        assert_int_equal(brisk_trainer_set_norm(four, &mean, &std, 1), BRISK_OK);
+        assert_int_equal(brisk_trainer_threads_in_use(four), 4);
+        assert_int_equal(brisk_trainer_set_threads_in_use(four, 5), BRISK_EINVAL);
+        assert_int_equal(brisk_trainer_set_threads_in_use(four, -1), BRISK_EINVAL);
+        assert_int_equal(brisk_trainer_set_threads_in_use(NULL, 1), BRISK_EINVAL);
+        const int in_use[] = {1, 4, 2, 3, 0, 1, 3};
+        for (int s = 0; s < 7; s++) {
+            assert_int_equal(brisk_trainer_set_threads_in_use(four, in_use[s]), BRISK_OK);
+            assert_int_equal(brisk_trainer_threads_in_use(four), in_use[s] ? in_use[s] : 4);
+            brisk_step_stats a, b;
+            const int n = s == 6 ? 30 : 48; /* a short batch: whole and shared shards */
+            assert_int_equal(brisk_trainer_step(one, &ds, idx + s % 2 * 48, n, &a), BRISK_OK);
+            assert_int_equal(brisk_trainer_step(four, &ds, idx + s % 2 * 48, n, &b), BRISK_OK);
+            assert_true(a.metrics.loss_sum == b.metrics.loss_sum);
+            assert_true(a.grad_norm == b.grad_norm);
+        }
+        const brisk_model *m = brisk_trainer_model(one);
+        const size_t bytes = brisk_model_slab_len(m) * sizeof(float);
+        assert_memory_equal(brisk_trainer_params(one), brisk_trainer_params(four), bytes);
+        if (brisk_model_buffers_len(m))
+            assert_memory_equal(brisk_trainer_buffers(one), brisk_trainer_buffers(four),
+                                brisk_model_buffers_len(m) * sizeof(float));
+        brisk_metrics e1, e4;
+        assert_int_equal(brisk_trainer_set_threads_in_use(four, 2), BRISK_OK);
+        assert_int_equal(brisk_trainer_evaluate(one, &ds, idx, 96, &e1), BRISK_OK);
+        assert_int_equal(brisk_trainer_evaluate(four, &ds, idx, 96, &e4), BRISK_OK);
+        assert_true(e1.loss_sum == e4.loss_sum);
+        brisk_trainer_destroy(one);
+        brisk_trainer_destroy(four);
+        free(idx);
+        brisk_dataset_free(&ds);
+        free(stream);
+    }
 }
 
 /* A CNN with batch normalisation (statistics per shard, running statistics merged in shard
@@ -873,6 +1083,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_barrier_and_jobs),
+        cmocka_unit_test(test_pool_claimed_loops),
+        cmocka_unit_test(test_pool_threads_in_use),
         cmocka_unit_test(test_threads_bitwise_identical_and_match_reference),
         cmocka_unit_test(test_small_model_any_threads),
         cmocka_unit_test(test_large_model_any_threads),
@@ -881,6 +1093,8 @@ int main(void)
         cmocka_unit_test(test_ema_follows_the_steps),
         cmocka_unit_test(test_mixup_is_its_definition),
         cmocka_unit_test(test_winograd_any_threads),
+        cmocka_unit_test(test_claimed_model_any_threads),
+        cmocka_unit_test(test_threads_in_use_bitwise),
         cmocka_unit_test(test_gpt_any_threads),
         cmocka_unit_test(test_kernels_same_training),
         cmocka_unit_test(test_accumulation_bitwise),

@@ -36,6 +36,14 @@ static inline int brisk__name_index(const char *const *names, int n, const char 
     return -1;
 }
 
+/* How many tiles a product's output is cut into for a team to claim (brisk_share_next):
+ * several per member, so that a member whose core is shared with another program takes
+ * fewer; one for a thread alone. Any cut gives the same bits (brisk/gemm.h). */
+static inline int brisk__tiles(const brisk_team *t)
+{
+    return t && t->nth > 1 ? 4 * t->nth : 1;
+}
+
 /* dst[c * ldd + r] = src[r * lds + c] for r in [r0, r1), c in [c0, c1): a transposed copy of
  * a block (data movement only: every code path gives the same result). */
 void brisk__transpose(const float *src, size_t lds, float *dst, size_t ldd, int r0, int r1,

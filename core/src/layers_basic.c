@@ -20,6 +20,12 @@ static int same_shape(brisk_layer *l, char *err, size_t errlen)
 
 /* ---- Elementwise activations ---------------------------------------------------------- */
 
+static int act_setup(brisk_layer *l, char *err, size_t errlen)
+{
+    l->claims = 1; /* rows claimed by the team (below) */
+    return same_shape(l, err, errlen);
+}
+
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 
 /* a = f(z) over n values. */
@@ -111,24 +117,30 @@ static void act_grad_apply(const brisk_layer *l, const float *z, const float *a,
     brisk__act_backward((int)l->args[0], l->args[1], z, a, d, count);
 }
 
-/* Unfused: parallelize over rows of features (each row: ld contiguous values). */
+/* Unfused: rows of features (each row: ld contiguous values) claimed by the team. */
 static void act_layer_forward(const brisk_layer *l, const brisk_forward_args *a)
 {
-    long long f0, f1;
-    brisk_team_range(a->team, (long long)brisk_shape_features(l->in), &f0, &f1);
-    const size_t o = (size_t)f0 * (size_t)a->ld, count = (size_t)(f1 - f0) * (size_t)a->ld;
-    act_apply(l, a->x + o, a->y + o, count);
+    const long long F = (long long)brisk_shape_features(l->in);
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, F, brisk_share_grain(a->team, F, 4, 1));
+    for (long long f0, f1; brisk_share_next(&sh, &f0, &f1);) {
+        const size_t o = (size_t)f0 * (size_t)a->ld, count = (size_t)(f1 - f0) * (size_t)a->ld;
+        act_apply(l, a->x + o, a->y + o, count);
+    }
 }
 
 static void act_layer_backward(const brisk_layer *l, const brisk_backward_args *a)
 {
     if (!a->dx)
         return;
-    long long f0, f1;
-    brisk_team_range(a->team, (long long)brisk_shape_features(l->in), &f0, &f1);
-    const size_t o = (size_t)f0 * (size_t)a->ld, count = (size_t)(f1 - f0) * (size_t)a->ld;
-    memcpy(a->dx + o, a->dy + o, count * sizeof(float));
-    act_grad_apply(l, a->x + o, a->y + o, a->dx + o, count);
+    const long long F = (long long)brisk_shape_features(l->in);
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, F, brisk_share_grain(a->team, F, 4, 1));
+    for (long long f0, f1; brisk_share_next(&sh, &f0, &f1);) {
+        const size_t o = (size_t)f0 * (size_t)a->ld, count = (size_t)(f1 - f0) * (size_t)a->ld;
+        memcpy(a->dx + o, a->dy + o, count * sizeof(float));
+        act_grad_apply(l, a->x + o, a->y + o, a->dx + o, count);
+    }
 }
 
 static int act_describe(const brisk_layer *l, char *buf, size_t size)
@@ -190,7 +202,7 @@ static int leaky_parse(brisk_layer *l, int argc, const char *const *argv, char *
 
 #define ACT_OPS(name, kind_name, parse_fn, act_flags)                                      \
     const brisk_layer_ops brisk__##name##_ops = {                                          \
-        .kind = kind_name, .parse = parse_fn, .setup = same_shape,                         \
+        .kind = kind_name, .parse = parse_fn, .setup = act_setup,                          \
         .forward = act_layer_forward, .backward = act_layer_backward,                      \
         .describe = act_describe, .act = act_apply, .act_grad = act_grad_apply,            \
         .flags = act_flags};
@@ -265,6 +277,7 @@ static int dense_setup(brisk_layer *l, char *err, size_t errlen)
     if ((!l->tied && brisk_layer_add_tensor(l, "weight", 2, w, BRISK_TENSOR_FAN, D, N, 0) < 0) ||
         (l->args[1] && brisk_layer_add_tensor(l, "bias", 1, &N, BRISK_TENSOR_ZERO, 0, 0, 0) < 0))
         return -1;
+    l->claims = 1; /* every part of its passes is claimed by the team */
     return 0;
 }
 
@@ -299,49 +312,56 @@ static size_t dense_scratch(const brisk_layer *l, int max_rows, int ld)
 static void dense_forward(const brisk_layer *l, const brisk_forward_args *a)
 {
     const int D = l->in.c, N = l->out.c, n = a->n, ld = a->ld;
-    const int ith = a->team ? a->team->ith : 0, nth = a->team ? a->team->nth : 1;
+    brisk_share s;
     if (a->pass == BRISK_PASS_TRAIN && !a->x_rows) {
-        /* The input row-major, for backward: each thread its feature rows (no barrier: the
-         * product below reads x, not the copy). */
-        long long f0, f1;
-        brisk_team_range(a->team, D, &f0, &f1);
-        brisk__transpose(a->x, (size_t)ld, a->scratch, (size_t)brisk__row_stride(D), (int)f0,
-                         (int)f1, 0, n);
+        /* The input row-major, for backward: feature rows claimed by the team (no barrier:
+         * the product below reads x, not the copy). */
+        brisk_share_begin(&s, a->team, D, brisk_share_grain(a->team, D, 4, 16));
+        for (long long f0, f1; brisk_share_next(&s, &f0, &f1);)
+            brisk__transpose(a->x, (size_t)ld, a->scratch, (size_t)brisk__row_stride(D),
+                             (int)f0, (int)f1, 0, n);
     }
     const brisk_gemm_args g = {.M = N, .N = n, .K = D, .A = dense_weight(l, a->params),
                                .a_rs = D, .a_ks = 1, .B = a->x, .ldb = ld, .C = a->y, .ldc = ld,
                                .bias = dense_bias(l, a->params),
                                .init = l->args[1] ? BRISK_GEMM_ROWBIAS : BRISK_GEMM_ZERO};
-    int m0, m1, n0, n1;
-    brisk_gemm_split(N, n, ith, nth, &m0, &m1, &n0, &n1);
-    brisk_gemm_block(&g, m0, m1, n0, n1);
-    for (int j = m0; a->act && j < m1 && n0 < n1; j++) /* the fused activation, same block */
-        a->act->ops->act(a->act, a->y + (size_t)j * ld + n0, a->act_y + (size_t)j * ld + n0,
-                         (size_t)(n1 - n0));
+    const int tiles = brisk__tiles(a->team);
+    brisk_share_begin(&s, a->team, tiles, 1);
+    for (long long t, t1; brisk_share_next(&s, &t, &t1);) {
+        int m0, m1, n0, n1;
+        brisk_gemm_split(N, n, (int)t, tiles, &m0, &m1, &n0, &n1);
+        brisk_gemm_block(&g, m0, m1, n0, n1);
+        for (int j = m0; a->act && j < m1 && n0 < n1; j++) /* the fused activation, same tile */
+            a->act->ops->act(a->act, a->y + (size_t)j * ld + n0,
+                             a->act_y + (size_t)j * ld + n0, (size_t)(n1 - n0));
+    }
 }
 
 static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
 {
     const int D = l->in.c, N = l->out.c, n = a->n, ld = a->ld;
-    const int ith = a->team ? a->team->ith : 0, nth = a->team ? a->team->nth : 1;
+    const int tiles = brisk__tiles(a->team);
+    brisk_share s;
     /* dW (N, D) = dy x^T: A = dy (k = samples), B = x row-major (samples, D). */
     const brisk_gemm_args gw = {.M = N, .N = D, .K = n, .A = a->dy, .a_rs = ld, .a_ks = 1,
                                 .B = a->x_rows ? a->x_rows : a->scratch,
                                 .ldb = a->x_rows ? a->x_rows_ld : brisk__row_stride(D),
                                 .C = dense_weight(l, a->grads), .ldc = D,
                                 .init = BRISK_GEMM_ZERO};
-    brisk_gemm(&gw, ith, nth);
+    brisk_share_begin(&s, a->team, tiles, 1);
+    for (long long t, t1; brisk_share_next(&s, &t, &t1);)
+        brisk_gemm(&gw, (int)t, tiles);
     if (l->args[1]) { /* db = row sums of dy, in sample order */
         float *db = dense_bias(l, a->grads);
-        long long j0, j1;
-        brisk_team_range(a->team, N, &j0, &j1);
-        for (long long j = j0; j < j1; j++) {
-            const float *row = a->dy + (size_t)j * ld;
-            float s = row[0];
-            for (int i = 1; i < n; i++)
-                s += row[i];
-            db[j] = s;
-        }
+        brisk_share_begin(&s, a->team, N, brisk_share_grain(a->team, N, 2, 16));
+        for (long long j0, j1; brisk_share_next(&s, &j0, &j1);)
+            for (long long j = j0; j < j1; j++) {
+                const float *row = a->dy + (size_t)j * ld;
+                float sum = row[0];
+                for (int i = 1; i < n; i++)
+                    sum += row[i];
+                db[j] = sum;
+            }
     }
     if (!a->dx)
         return;
@@ -354,20 +374,24 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
                           .ldb = ld, .C = a->dx, .ldc = ld, .init = BRISK_GEMM_ZERO};
     if (dense_dx_copy(l, a->ld)) {
         float *wt = (float *)a->scratch + dense_rows_floats(l, a->ld);
-        long long o0, o1;
-        brisk_team_range(a->team, N, &o0, &o1); /* W's rows o0..o1 into columns of wt */
-        brisk__transpose(W, (size_t)D, wt, (size_t)N, (int)o0, (int)o1, 0, D);
+        brisk_share_begin(&s, a->team, N, brisk_share_grain(a->team, N, 4, 16));
+        for (long long o0, o1; brisk_share_next(&s, &o0, &o1);) /* W's rows into wt's columns */
+            brisk__transpose(W, (size_t)D, wt, (size_t)N, (int)o0, (int)o1, 0, D);
         brisk_team_barrier(a->team);
         gx.A = wt;
         gx.a_rs = N;
         gx.a_ks = 1;
     }
-    int m0, m1, n0, n1;
-    brisk_gemm_split(D, n, ith, nth, &m0, &m1, &n0, &n1);
-    brisk_gemm_block(&gx, m0, m1, n0, n1);
-    for (int f = m0; a->act && f < m1 && n0 < n1; f++) {
-        const size_t o = (size_t)f * ld + (size_t)n0;
-        a->act->ops->act_grad(a->act, a->act_x + o, a->act_y + o, a->dx + o, (size_t)(n1 - n0));
+    brisk_share_begin(&s, a->team, tiles, 1);
+    for (long long t, t1; brisk_share_next(&s, &t, &t1);) {
+        int m0, m1, n0, n1;
+        brisk_gemm_split(D, n, (int)t, tiles, &m0, &m1, &n0, &n1);
+        brisk_gemm_block(&gx, m0, m1, n0, n1);
+        for (int f = m0; a->act && f < m1 && n0 < n1; f++) { /* fused, on the same tile */
+            const size_t o = (size_t)f * ld + (size_t)n0;
+            a->act->ops->act_grad(a->act, a->act_x + o, a->act_y + o, a->dx + o,
+                                  (size_t)(n1 - n0));
+        }
     }
 }
 

@@ -194,6 +194,7 @@ static int conv_setup(brisk_layer *l, char *err, size_t errlen)
         (l->args[C_BIAS] && brisk_layer_add_tensor(l, "bias", 1, &co, BRISK_TENSOR_ZERO, 0, 0,
                                                    0) < 0))
         return -1;
+    l->claims = g.wino; /* the Winograd passes are claimed by the team; the direct ones not */
     return 0;
 }
 
@@ -432,25 +433,31 @@ static void wino_prefetch(const float *in, size_t plane, size_t rs, int ld, cons
     }
 }
 
-/* The first min(nth, WINO_SLOTS) members of the team take part; [*lo, *hi): member ith's
- * even share of n items (nothing for the others). */
-static void wino_share(const brisk_team *team, long long n, long long *lo, long long *hi)
+/* A claimed loop over n items in which the first WINO_SLOTS members of the team take part
+ * (each has a slot of scratch); 0 for the others, which have only marked the loop. */
+static int wino_share(brisk_share *s, const brisk_team *team, long long n, long long grain)
 {
-    const int ith = team ? team->ith : 0, nth = team ? team->nth : 1;
-    const int np = nth < WINO_SLOTS ? nth : WINO_SLOTS;
-    *lo = *hi = 0;
-    if (ith < np) {
-        *lo = n * ith / np;
-        *hi = n * (ith + 1) / np;
+    if (team && team->ith >= WINO_SLOTS) {
+        brisk_share_pass(team, n, grain);
+        return 0;
     }
+    brisk_share_begin(s, team, n, grain);
+    if (team && !team->claim && team->nth > WINO_SLOTS) { /* fixed shares of WINO_SLOTS */
+        s->next = s->chunks * team->ith / WINO_SLOTS;
+        s->end = s->chunks * (team->ith + 1) / WINO_SLOTS;
+    }
+    return 1;
 }
 
-/* This thread's units of a Winograd convolution (after U and the input are ready). */
+/* This thread's units of a Winograd convolution (after U and the input are ready), claimed
+ * a few at a time. */
 static void wino_conv(const conv_geom *g, const wino_job *w, float *slot, const brisk_team *team)
 {
-    long long u0, u1;
-    wino_share(team, g->units, &u0, &u1);
+    brisk_share sh;
+    if (!wino_share(&sh, team, g->units, brisk_share_grain(team, g->units, 4, 1)))
+        return;
     float *V = slot, *M = slot + g->slot;
+    for (long long u0, u1; brisk_share_next(&sh, &u0, &u1);)
     for (long long u = u0; u < u1; u++) {
         const wino_unit t = wino_unit_at(g, (int)u, w->ld);
         const wino_unit next = wino_unit_at(g, (int)(u + 1 < u1 ? u + 1 : u), w->ld);
@@ -483,9 +490,11 @@ static void conv_forward_wino(const brisk_layer *l, const brisk_forward_args *a,
                               const conv_geom *g)
 {
     float *sc = a->scratch;
-    long long p0, p1;
-    brisk_team_range(a->team, (long long)g->co * g->ci, &p0, &p1);
-    wino_kernels(brisk_layer_data(l, 0, a->params), g->ci, g->co, p0, p1, 0, sc + g->wu);
+    const long long pairs = (long long)g->co * g->ci;
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, pairs, brisk_share_grain(a->team, pairs, 4, 64));
+    for (long long p0, p1; brisk_share_next(&sh, &p0, &p1);)
+        wino_kernels(brisk_layer_data(l, 0, a->params), g->ci, g->co, p0, p1, 0, sc + g->wu);
     brisk_team_barrier(a->team);
     const wino_job w = {
         .in = sc + g->xpad, .plane = g->plane, .rs = g->rs, .cin = g->ci, .cout = g->co,
@@ -503,9 +512,10 @@ static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *d
 {
     const size_t cc = (size_t)g->ci * (size_t)g->co;
     float *V = slot, *Zt = slot + g->slot, *tmp = slot + 2 * g->slot;
-    long long g0, g1;
-    wino_share(team, WINO_GROUPS, &g0, &g1);
-    for (long long grp = g0; grp < g1; grp++) {
+    brisk_share sh;
+    if (!wino_share(&sh, team, WINO_GROUPS, 1))
+        return;
+    for (long long grp, g1; brisk_share_next(&sh, &grp, &g1);) {
         float *dUg = dU + (size_t)grp * 16 * cc;
         const int u0 = (int)((long long)g->units * grp / WINO_GROUPS),
                   u1 = (int)((long long)g->units * (grp + 1) / WINO_GROUPS);
@@ -572,14 +582,13 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
 {
     const int ld = a->ld, n = a->n;
     const conv_geom g = conv_geometry(l, ld);
-    const int ith = a->team ? a->team->ith : 0, nth = a->team ? a->team->nth : 1;
     float *sc = a->scratch;
     float *xpad = sc + g.xpad;
-    long long c0, c1;
-    brisk_team_range(a->team, g.ci, &c0, &c1);
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, g.ci, 1);
     /* The input into the zero-padded planes, padding columns zeroed (so that they add
      * nothing to the weight gradient). The border stays zero from allocation. */
-    for (long long c = c0; c < c1; c++)
+    for (long long c, c1; brisk_share_next(&sh, &c, &c1);)
         for (int h = 0; h < g.H; h++)
             for (int w = 0; w < g.W; w++) {
                 float *d = xpad + (size_t)c * g.plane + (size_t)(h + g.p) * g.rs +
@@ -611,7 +620,7 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
     float *col = sc + g.col;
     long long k0, k1;
     brisk_team_range(a->team, g.K, &k0, &k1);
-    int m0, m1, n0, n1;
+    const int tiles = brisk__tiles(a->team);
     for (int oh0 = 0; oh0 < g.OH; oh0 += rows) {
         const int R = g.OH - oh0 < rows ? g.OH - oh0 : rows;
         brisk_gemm_args gm = {
@@ -628,11 +637,15 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
             gm.B = col;
             gm.ldb = R * N;
         }
-        brisk_gemm_split(g.co, R * N, ith, nth, &m0, &m1, &n0, &n1);
-        brisk_gemm_block(&gm, m0, m1, n0, n1);
-        for (int co = m0; a->act && co < m1 && n0 < n1; co++) {
-            const size_t o = (size_t)co * ystride + (size_t)oh0 * N + (size_t)n0;
-            a->act->ops->act(a->act, a->y + o, a->act_y + o, (size_t)(n1 - n0));
+        brisk_share_begin(&sh, a->team, tiles, 1);
+        for (long long t, t1; brisk_share_next(&sh, &t, &t1);) {
+            int m0, m1, n0, n1;
+            brisk_gemm_split(g.co, R * N, (int)t, tiles, &m0, &m1, &n0, &n1);
+            brisk_gemm_block(&gm, m0, m1, n0, n1);
+            for (int co = m0; a->act && co < m1 && n0 < n1; co++) {
+                const size_t o = (size_t)co * ystride + (size_t)oh0 * N + (size_t)n0;
+                a->act->ops->act(a->act, a->y + o, a->act_y + o, (size_t)(n1 - n0));
+            }
         }
         if (g.s != 1)
             brisk_team_barrier(a->team);
@@ -752,9 +765,9 @@ static void conv_pad_dy(const conv_geom *g, const brisk_backward_args *a, float 
 {
     const size_t ld = (size_t)a->ld, pplane = (size_t)g->RP * (size_t)g->CP * ld;
     const size_t row = (size_t)g->OW * ld, ystride = (size_t)g->OH * row;
-    long long o0, o1;
-    brisk_team_range(a->team, g->co, &o0, &o1);
-    for (long long co = o0; co < o1; co++)
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, g->co, 1);
+    for (long long co, o1; brisk_share_next(&sh, &co, &o1);)
         for (int oh = 0; oh < g->OH; oh++)
             memcpy(dyp + (size_t)co * pplane + ((size_t)(oh + g->L) * g->CP + (size_t)g->L) * ld,
                    a->dy + (size_t)co * ystride + (size_t)oh * row, row * sizeof(float));
@@ -767,8 +780,9 @@ static void conv_db(const brisk_layer *l, const brisk_backward_args *a, const co
         return;
     float *db = brisk_layer_data(l, 1, a->grads);
     const size_t ystride = (size_t)g->OH * (size_t)g->OW * (size_t)a->ld;
-    long long o0, o1;
-    brisk_team_range(a->team, g->co, &o0, &o1);
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, g->co, brisk_share_grain(a->team, g->co, 2, 1));
+    for (long long o0, o1; brisk_share_next(&sh, &o0, &o1);)
     for (long long co = o0; co < o1; co++)
         db[co] = (float)sum_columns(a->dy + (size_t)co * ystride, (size_t)g->OH * g->OW,
                                     (size_t)a->ld, a->n);
@@ -784,11 +798,13 @@ static void conv_backward_wino(const brisk_layer *l, const brisk_backward_args *
     const size_t pplane = (size_t)g->RP * (size_t)g->CP * (size_t)ld;
     const float *W = brisk_layer_data(l, 0, a->params);
     const long long pairs = (long long)g->co * g->ci;
-    long long p0, p1;
-    brisk_team_range(a->team, pairs, &p0, &p1);
+    const long long pgrain = brisk_share_grain(a->team, pairs, 4, 64);
+    brisk_share sh;
     if (a->dx) {
         conv_pad_dy(g, a, dyp);
-        wino_kernels(W, g->ci, g->co, p0, p1, 1, sc + g->wut);
+        brisk_share_begin(&sh, a->team, pairs, pgrain);
+        for (long long p0, p1; brisk_share_next(&sh, &p0, &p1);)
+            wino_kernels(W, g->ci, g->co, p0, p1, 1, sc + g->wut);
     }
     brisk_team_barrier(a->team);
     float *slot = wino_slot(g, sc, a->team);
@@ -803,7 +819,9 @@ static void conv_backward_wino(const brisk_layer *l, const brisk_backward_args *
         wino_conv(g, &w, slot, a->team);
     }
     brisk_team_barrier(a->team);
-    wino_dw_finish(g, sc + g->wdu, p0, p1, brisk_layer_data(l, 0, a->grads));
+    brisk_share_begin(&sh, a->team, pairs, pgrain);
+    for (long long p0, p1; brisk_share_next(&sh, &p0, &p1);)
+        wino_dw_finish(g, sc + g->wdu, p0, p1, brisk_layer_data(l, 0, a->grads));
     conv_db(l, a, g);
 }
 
@@ -983,6 +1001,7 @@ static int pool_setup(brisk_layer *l, char *err, size_t errlen)
         return -1;
     }
     l->out = brisk_shape_img(l->in.c, (l->in.h - k) / s + 1, (l->in.w - k) / s + 1);
+    l->claims = 1; /* channels claimed by the team */
     return 0;
 }
 
@@ -1044,13 +1063,12 @@ static size_t pool_scratch(const brisk_layer *l, int max_rows, int ld)
 }
 
 /* Parallelize over channels; every sample row is a contiguous vector. */
-static void pool_forward(const brisk_layer *l, const brisk_forward_args *a)
+static void pool_forward_channels(const brisk_layer *l, const brisk_forward_args *a,
+                                  long long c0, long long c1)
 {
     const int k = (int)l->args[0], s = (int)l->args[1], ld = a->ld;
     const int H = l->in.h, W = l->in.w, OH = l->out.h, OW = l->out.w;
     const float inv = 1.0f / (float)(k * k);
-    long long c0, c1;
-    brisk_team_range(a->team, l->in.c, &c0, &c1);
     if (pool_by_index(l)) {
         for (long long c = c0; c < c1; c++)
             for (int oh = 0; oh < OH; oh++)
@@ -1086,6 +1104,15 @@ static void pool_forward(const brisk_layer *l, const brisk_forward_args *a)
             }
 }
 
+/* Channels claimed by the team, one at a time. */
+static void pool_forward(const brisk_layer *l, const brisk_forward_args *a)
+{
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, l->in.c, 1);
+    for (long long c0, c1; brisk_share_next(&sh, &c0, &c1);)
+        pool_forward_channels(l, a, c0, c1);
+}
+
 /* One window position of a max pool: where x equals the maximum y, the part of the gradient
  * not routed yet (rem) goes to dx and rem becomes 0. Bit masks, so that it vectorizes. */
 static BRISK_MULTIVERSION void maxpool_route(float *restrict dx, const float *restrict x,
@@ -1107,7 +1134,8 @@ static BRISK_MULTIVERSION void maxpool_route(float *restrict dx, const float *re
 /* Max: the gradient goes to the first position of the window that holds the maximum; average:
  * to every position, divided by K^2. Positions in (oh, ow, kh, kw) order, so overlapping
  * windows add up in a fixed order. */
-static void pool_backward(const brisk_layer *l, const brisk_backward_args *a)
+static void pool_backward_channels(const brisk_layer *l, const brisk_backward_args *a,
+                                   long long c0, long long c1)
 {
     if (!a->dx)
         return;
@@ -1117,8 +1145,6 @@ static void pool_backward(const brisk_layer *l, const brisk_backward_args *a)
     /* Each thread its own channels. Max: per output position, in slices of 256 samples, the
      * part of dy not yet routed back (all of it, until the first window position equal to
      * the maximum takes it; branch-free, so that it vectorizes). */
-    long long c0, c1;
-    brisk_team_range(a->team, l->in.c, &c0, &c1);
     if (pool_by_index(l)) {
         const int relu = a->act && (a->act->ops->flags & BRISK_LAYER_STEP_GRADIENT);
         for (long long c = c0; c < c1; c++) {
@@ -1171,6 +1197,17 @@ static void pool_backward(const brisk_layer *l, const brisk_backward_args *a)
     }
 }
 
+/* Channels claimed by the team, one at a time. */
+static void pool_backward(const brisk_layer *l, const brisk_backward_args *a)
+{
+    if (!a->dx)
+        return;
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, l->in.c, 1);
+    for (long long c0, c1; brisk_share_next(&sh, &c0, &c1);)
+        pool_backward_channels(l, a, c0, c1);
+}
+
 static int pool_describe(const brisk_layer *l, char *buf, size_t size)
 {
     const int k = (int)l->args[0], s = (int)l->args[1];
@@ -1196,15 +1233,15 @@ static int gap_setup(brisk_layer *l, char *err, size_t errlen)
     if (needs_image(l, err, errlen))
         return -1;
     l->out = brisk_shape_img(l->in.c, 1, 1);
+    l->claims = 1; /* channels claimed by the team */
     return 0;
 }
 
-static void gap_forward(const brisk_layer *l, const brisk_forward_args *a)
+static void gap_forward_channels(const brisk_layer *l, const brisk_forward_args *a,
+                                 long long c0, long long c1)
 {
     const int ld = a->ld, HW = l->in.h * l->in.w;
     const float inv = 1.0f / (float)HW;
-    long long c0, c1;
-    brisk_team_range(a->team, l->in.c, &c0, &c1);
     for (long long c = c0; c < c1; c++) {
         float *y = a->y + (size_t)c * ld;
         memcpy(y, a->x + (size_t)c * HW * ld, (size_t)ld * sizeof(float));
@@ -1218,14 +1255,22 @@ static void gap_forward(const brisk_layer *l, const brisk_forward_args *a)
     }
 }
 
-static void gap_backward(const brisk_layer *l, const brisk_backward_args *a)
+/* Channels claimed by the team, one at a time. */
+static void gap_forward(const brisk_layer *l, const brisk_forward_args *a)
+{
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, l->in.c, 1);
+    for (long long c0, c1; brisk_share_next(&sh, &c0, &c1);)
+        gap_forward_channels(l, a, c0, c1);
+}
+
+static void gap_backward_channels(const brisk_layer *l, const brisk_backward_args *a,
+                                  long long c0, long long c1)
 {
     if (!a->dx)
         return;
     const int ld = a->ld, HW = l->in.h * l->in.w;
     const float inv = 1.0f / (float)HW;
-    long long c0, c1;
-    brisk_team_range(a->team, l->in.c, &c0, &c1);
     for (long long c = c0; c < c1; c++) {
         const float *dy = a->dy + (size_t)c * ld;
         for (int p = 0; p < HW; p++) {
@@ -1238,6 +1283,17 @@ static void gap_backward(const brisk_layer *l, const brisk_backward_args *a)
             a->act->ops->act_grad(a->act, a->act_x + o, a->act_y + o, a->dx + o, cnt);
         }
     }
+}
+
+/* Channels claimed by the team, one at a time. */
+static void gap_backward(const brisk_layer *l, const brisk_backward_args *a)
+{
+    if (!a->dx)
+        return;
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, l->in.c, 1);
+    for (long long c0, c1; brisk_share_next(&sh, &c0, &c1);)
+        gap_backward_channels(l, a, c0, c1);
 }
 
 static int gap_describe(const brisk_layer *l, char *buf, size_t size)

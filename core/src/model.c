@@ -540,6 +540,14 @@ size_t brisk_model_buffers_len(const brisk_model *m) { return m->buffers_len; }
 size_t brisk_model_stats_len(const brisk_model *m) { return m->stats_len; }
 int brisk_model_num_tensors(const brisk_model *m) { return m->n_tensors; }
 
+int brisk_model_claims(const brisk_model *m)
+{
+    for (int l = 0; l < m->n_layers; l++)
+        if (!(m->layers[l].ops->flags & BRISK_LAYER_ALIAS) && !m->layers[l].claims)
+            return 0;
+    return 1;
+}
+
 int brisk_model_outputs(const brisk_model *m)
 {
     return (int)brisk_shape_features(m->layers[m->n_layers - 1].out);
@@ -917,10 +925,12 @@ void brisk_model_forward(const brisk_model *m, const float *params, const float 
     const int F = (int)brisk_shape_features(m->cfg.input), cols = n * P;
     /* The input, feature-major (a sequence's positions are columns: its rows of F features
      * are the input's rows); parallelize over columns. */
-    long long i0, i1;
-    brisk_team_range(team, cols, &i0, &i1);
-    brisk__transpose(ws->input, (size_t)F, ws->x0, (size_t)ld, (int)i0, (int)i1, 0, F);
-    if (!team || team->ith == 0) {
+    brisk_share sh;
+    brisk_share_begin(&sh, team, cols, brisk_share_grain(team, cols, 4, 16));
+    for (long long i0, i1; brisk_share_next(&sh, &i0, &i1);)
+        brisk__transpose(ws->input, (size_t)F, ws->x0, (size_t)ld, (int)i0, (int)i1, 0, F);
+    brisk_share_begin(&sh, team, 1, 1); /* one member records the pass, for the others */
+    for (long long i0, i1; brisk_share_next(&sh, &i0, &i1);) {
         ws->pass = pass;
         ws->keys = keys ? *keys : (brisk_pass_keys){0};
         ws->keys.sample0 *= P;
@@ -1118,8 +1128,9 @@ static int loss_rows(const brisk_model *m, brisk_workspace *ws, const uint8_t *l
     const float *zl = ws->cur[ws->pass][m->n_layers - 1]; /* (C, ld) */
     float *dz = ws->grad[0];                     /* (C, ld) */
     /* Parallelize over samples; each sample's loss is kept, then summed in sample order. */
-    long long i0, i1;
-    brisk_team_range(team, n, &i0, &i1);
+    brisk_share sh;
+    brisk_share_begin(&sh, team, n, brisk_share_grain(team, n, 4, 8));
+    for (long long i0, i1; brisk_share_next(&sh, &i0, &i1);)
     for (long long i = i0; i < i1; i++) {
         int right;
         ws->sample_loss[i] =
@@ -1248,8 +1259,12 @@ int brisk_model_loss_tokens(const brisk_model *m, brisk_workspace *ws, const int
     const size_t ld = (size_t)ws->ld;
     const float *zl = ws->cur[ws->pass][m->n_layers - 1]; /* (C, ld) */
     float *dz = ws->grad[0];
-    long long j0, j1;
-    brisk_team_range(team, cols, &j0, &j1);
+    /* Claimed in whole token blocks, so that the blocks are those of one thread alone. */
+    brisk_share sh;
+    brisk_share_begin(&sh, team, cols,
+                      (brisk_share_grain(team, cols, 4, TOKEN_BLOCK) + TOKEN_BLOCK - 1) /
+                          TOKEN_BLOCK * TOKEN_BLOCK);
+    for (long long j0, j1; brisk_share_next(&sh, &j0, &j1);)
     for (long long j = j0; j < j1; j += TOKEN_BLOCK) {
         const int w = (int)(j1 - j < TOKEN_BLOCK ? j1 - j : TOKEN_BLOCK);
         token_block(zl + j, dz + j, ld, C, w, targets + j, grad_scale, grad_scale != 0.0f,
@@ -1283,12 +1298,14 @@ void brisk_model_backward(const brisk_model *m, const float *params, const float
         for (int r = m->n_layers - 1; r > l; r--) {
             if (m->skip_from[r] != l)
                 continue;
-            long long i0, i1;
-            brisk_team_range(team, (long long)brisk_shape_features(ly->out) * ws->ld, &i0, &i1);
+            const long long len = (long long)brisk_shape_features(ly->out) * ws->ld;
             float *gr = ws->grad[g];
             const float *st = ws->stash[r];
-            for (long long i = i0; i < i1; i++)
-                gr[i] += st[i];
+            brisk_share sh;
+            brisk_share_begin(&sh, team, len, brisk_share_grain(team, len, 4, 1024));
+            for (long long i0, i1; brisk_share_next(&sh, &i0, &i1);)
+                for (long long i = i0; i < i1; i++)
+                    gr[i] += st[i];
             brisk_team_barrier(team);
         }
         if ((ly->ops->flags & BRISK_LAYER_ALIAS) || m->bwd_fused[l])
@@ -1311,9 +1328,11 @@ void brisk_model_backward(const brisk_model *m, const float *params, const float
             .act_y = fuse ? ws->cur[BRISK_PASS_TRAIN][l - 1] : NULL, .team = team,
             .seed = ws->keys.seed, .step = ws->keys.step, .sample0 = ws->keys.sample0};
         if (ws->stash[l]) { /* keep dy for the skip's source */
-            long long i0, i1;
-            brisk_team_range(team, (long long)brisk_shape_features(ly->out) * ws->ld, &i0, &i1);
-            memcpy(ws->stash[l] + i0, ws->grad[g] + i0, (size_t)(i1 - i0) * sizeof(float));
+            const long long len = (long long)brisk_shape_features(ly->out) * ws->ld;
+            brisk_share sh;
+            brisk_share_begin(&sh, team, len, brisk_share_grain(team, len, 4, 1024));
+            for (long long i0, i1; brisk_share_next(&sh, &i0, &i1);)
+                memcpy(ws->stash[l] + i0, ws->grad[g] + i0, (size_t)(i1 - i0) * sizeof(float));
         }
         ly->ops->backward(ly, &a);
         brisk_team_barrier(team);

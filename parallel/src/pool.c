@@ -12,14 +12,29 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 /* Spin this many rounds before sleeping in the kernel: long enough to cover the gap between
- * the phases of one training step on dedicated cores (tens of microseconds), short enough not
- * to starve other threads when there are more threads than cores. */
+ * the phases of one training step on dedicated cores (tens of microseconds). */
 #define SPIN_ROUNDS 4000
+/* ... unless the pool's threads are being preempted (another program wants their cores):
+ * then a thread that spins spends the share of its core that it will need for work, and
+ * the scheduler favours a thread that sleeps when it wakes. So it barely spins. */
+#define SPIN_ROUNDS_SHARED 16
+/* Once a window of this many nanoseconds (at the first job after it), each thread reads its
+ * count of preemptions (involuntary context switches) and its CPU; more than PREEMPT_LIMIT
+ * preemptions in the window mark its core as shared until the next window. */
+#define CHECK_NS 50000000
+#define PREEMPT_LIMIT 2
+/* Windows without preemption after which threads that were spread over the CPUs (below) are
+ * given back to the scheduler. */
+#define UNPIN_WINDOWS 64
+/* Claimed loops whose progress a team tracks at once: a thread settles (waits for every loop
+ * it has begun to finish) before it begins one more than this ahead of the last it settled. */
+#define LOOP_RING 64
 
 /* A sense-reversing barrier: the last thread to arrive resets the count and advances the
  * phase; the others spin on the phase, then sleep on it with a futex. */
@@ -30,17 +45,63 @@ typedef struct pool_barrier {
     unsigned n;
 } pool_barrier;
 
-/* Per-thread time accounting, each on its own cache line; written only by its thread. */
+/* Per-thread accounting, each on its own cache line; written only by its thread (the
+ * caller resets it between jobs). */
 typedef struct thread_times {
     _Alignas(64) int64_t job_ns;
     int64_t wait_ns;
+    long long jobs;           /* preemption checks made */
+    int64_t checked_at;       /* when the last one was */
+    long preempted_at;        /* ru_nivcsw at the window's start */
+    atomic_int shared;        /* the last window saw this thread preempted */
+    atomic_int cpu;           /* the CPU it ran on at its last check */
+    /* Claimed loops in this thread's team, this job (brisk_pool_team_claim). */
+    uint64_t gen;             /* loops begun */
+    uint64_t held;            /* the loop of the chunk this thread holds, or 0 */
+    uint64_t settled;         /* loops 1..settled are known to be finished */
+    long long n_of[LOOP_RING]; /* chunks of loop g, at g % LOOP_RING */
 } thread_times;
+
+/* A team's claimed loops. A loop is numbered by its generation, from 1 in every job. */
+typedef struct team_claims {
+    _Alignas(64) _Atomic uint64_t word;       /* the newest loop's generation (high 32 bits)
+                                               * and its next unclaimed chunk */
+    _Alignas(64) _Atomic uint64_t done[LOOP_RING]; /* loop g's generation and how many of
+                                               * its chunks are finished, at g % LOOP_RING */
+    _Alignas(64) atomic_uint finished;        /* bumped when a loop finishes and someone
+                                               * waits for it (a futex word) */
+    atomic_uint waiters;
+} team_claims;
+
+/* A worker's mailbox: the caller posts a job by writing its number here. */
+typedef struct worker_slot {
+    _Alignas(64) atomic_uint post; /* the last job posted to this worker (a futex word) */
+    atomic_uint sleeping;
+} worker_slot;
 
 struct brisk_pool {
     int T;
+    int active;              /* K: the threads that take part in jobs (0 .. K - 1) */
     pthread_t *threads;      /* T - 1 workers */
-    pool_barrier barrier;    /* the in-job barrier, also used to start and end jobs */
+    worker_slot *slots;      /* (T) slot t for worker t */
+    unsigned seq;            /* jobs posted (the caller's) */
+    _Alignas(64) atomic_uint done; /* workers done with the job in flight (a futex word) */
+    atomic_uint done_sleeping;
+    pool_barrier barrier;    /* the in-job barrier of the K threads */
     pool_barrier *teams;     /* (T) team barriers; the first R are in use */
+    team_claims *claims;     /* (T) each team's claimed loop */
+    atomic_int spin;         /* rounds of spinning before a barrier sleeps */
+    _Alignas(64) atomic_llong next_item; /* the job's items (brisk_pool_next_item) */
+    /* Spreading (the caller's, between jobs): when another program makes the scheduler put
+     * two of the pool's threads on one CPU, the workers are pinned, one CPU each. */
+    cpu_set_t allowed;       /* the CPUs the process could use when the pool was made */
+    int pinned;              /* workers are pinned */
+    int caller_pinned;       /* so is the caller, whose own affinity was caller_mask */
+    pthread_t caller;
+    cpu_set_t caller_mask;
+    int quiet_windows;       /* checks without preemption since */
+    int packed_checks;       /* checks running that found two threads on one CPU */
+    long long spreads;       /* times the workers were pinned (brisk_pool_spreads) */
     int n_teams;             /* R, written by the caller between jobs */
     thread_times *times;     /* (T) */
     brisk_pool_fn fn;        /* written by the caller before the start barrier */
@@ -77,7 +138,7 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void barrier_wait(pool_barrier *b)
+static void barrier_wait(pool_barrier *b, int spin)
 {
     const unsigned phase = atomic_load_explicit(&b->phase, memory_order_acquire);
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) + 1 == b->n) {
@@ -89,7 +150,7 @@ static void barrier_wait(pool_barrier *b)
             futex_wake_all(&b->phase);
         return;
     }
-    for (int i = 0; i < SPIN_ROUNDS; i++) {
+    for (int i = 0; i < spin; i++) {
         if (atomic_load_explicit(&b->phase, memory_order_acquire) != phase)
             return;
         cpu_relax();
@@ -100,6 +161,22 @@ static void barrier_wait(pool_barrier *b)
     atomic_fetch_sub(&b->sleepers, 1);
 }
 
+/* Waits until *w differs from seen: spins, then sleeps on the futex with *sleeping set (the
+ * writer stores *w, then wakes the word if it sees *sleeping: seq_cst on both sides, so
+ * either the writer sees the sleeper or the sleeper sees the new value). */
+static void wait_change(atomic_uint *w, unsigned seen, atomic_uint *sleeping, int spin)
+{
+    for (int i = 0; i < spin; i++) {
+        if (atomic_load_explicit(w, memory_order_acquire) != seen)
+            return;
+        cpu_relax();
+    }
+    atomic_store(sleeping, 1);
+    while (atomic_load(w) == seen)
+        futex_wait(w, seen);
+    atomic_store(sleeping, 0);
+}
+
 /* Thread index of the calling thread in its pool (0 for the caller of brisk_pool_run). */
 static _Thread_local int self_index;
 
@@ -107,14 +184,115 @@ static _Thread_local int self_index;
 static void timed_wait(brisk_pool *pool, pool_barrier *b)
 {
     const int64_t t0 = now_ns();
-    barrier_wait(b);
+    barrier_wait(b, atomic_load_explicit(&pool->spin, memory_order_relaxed));
     pool->times[self_index].wait_ns += now_ns() - t0;
+}
+
+/* Once a window: was this thread preempted more than PREEMPT_LIMIT times in it? Returns 1
+ * when it checked. */
+static int check_preemption(brisk_pool *pool, int t)
+{
+    thread_times *tt = &pool->times[t];
+    const int64_t now = now_ns();
+    if (tt->jobs && now - tt->checked_at < CHECK_NS)
+        return 0;
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) != 0)
+        return 0;
+    const int shared = tt->jobs++ && ru.ru_nivcsw - tt->preempted_at > PREEMPT_LIMIT;
+    tt->checked_at = now;
+    atomic_store_explicit(&tt->shared, shared, memory_order_relaxed);
+    atomic_store_explicit(&tt->cpu, sched_getcpu(), memory_order_relaxed);
+    tt->preempted_at = ru.ru_nivcsw;
+    return 1;
+}
+
+/* Gives the pinned threads back to the scheduler: the workers to every allowed CPU, the
+ * caller to the affinity it had (from its own thread only). */
+static void unpin(brisk_pool *pool)
+{
+    for (int t = 1; t < pool->T; t++)
+        pthread_setaffinity_np(pool->threads[t - 1], sizeof pool->allowed, &pool->allowed);
+    if (pool->caller_pinned && pthread_equal(pool->caller, pthread_self())) {
+        pthread_setaffinity_np(pool->caller, sizeof pool->caller_mask, &pool->caller_mask);
+        pool->caller_pinned = 0;
+    }
+    pool->pinned = 0;
+}
+
+/* Between jobs, on the caller: if two checks running find two threads on one CPU (the
+ * scheduler packs threads that wake each other, so a program busy on one core can leave the
+ * pool sharing the other), pins every thread to a CPU of its own: the caller to the one it is
+ * on, each worker to its own unless another thread is there, else to the first free one. A
+ * pinned caller would otherwise follow the worker that wakes it. Gives them back to the
+ * scheduler after UNPIN_WINDOWS quiet checks, and when the pool is destroyed. */
+static void spread(brisk_pool *pool, int shared)
+{
+    const int T = pool->T, ncpu = CPU_COUNT(&pool->allowed);
+    if (T < 2 || T > ncpu || T > CPU_SETSIZE)
+        return;
+    if (!shared && pool->pinned && ++pool->quiet_windows >= UNPIN_WINDOWS) {
+        unpin(pool);
+        pool->packed_checks = 0;
+        return;
+    }
+    if (shared)
+        pool->quiet_windows = 0;
+    cpu_set_t taken;
+    CPU_ZERO(&taken);
+    int packed = 0;
+    for (int t = 0; t < T; t++) {
+        const int c = atomic_load_explicit(&pool->times[t].cpu, memory_order_relaxed);
+        if (c >= 0 && c < CPU_SETSIZE) {
+            packed |= CPU_ISSET(c, &taken);
+            CPU_SET(c, &taken);
+        }
+    }
+    /* Packed twice running: with CPUs to spare the scheduler would have spread them, so
+     * another program holds the others (the pool's own threads then take turns on one CPU,
+     * which can show no preemption at all). */
+    pool->packed_checks = packed ? pool->packed_checks + 1 : 0;
+    if (pool->packed_checks < 2)
+        return;
+    pool->packed_checks = 0;
+    CPU_ZERO(&taken);
+    const int c0 = atomic_load_explicit(&pool->times[0].cpu, memory_order_relaxed);
+    if (c0 < 0 || c0 >= CPU_SETSIZE || !CPU_ISSET(c0, &pool->allowed))
+        return;
+    CPU_SET(c0, &taken);
+    if (!pool->caller_pinned) {
+        pool->caller = pthread_self();
+        if (pthread_getaffinity_np(pool->caller, sizeof pool->caller_mask,
+                                   &pool->caller_mask) != 0)
+            return;
+        pool->caller_pinned = 1;
+    }
+    pthread_setaffinity_np(pool->caller, sizeof taken, &taken);
+    for (int t = 1; t < T; t++) {
+        int c = atomic_load_explicit(&pool->times[t].cpu, memory_order_relaxed);
+        if (c < 0 || c >= CPU_SETSIZE || CPU_ISSET(c, &taken) || !CPU_ISSET(c, &pool->allowed))
+            for (c = 0; c < CPU_SETSIZE; c++)
+                if (CPU_ISSET(c, &pool->allowed) && !CPU_ISSET(c, &taken))
+                    break;
+        if (c >= CPU_SETSIZE)
+            return;
+        CPU_SET(c, &taken);
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(c, &one);
+        pthread_setaffinity_np(pool->threads[t - 1], sizeof one, &one);
+    }
+    pool->pinned = 1;
+    pool->spreads++;
 }
 
 static void run_fn(brisk_pool *pool, int t)
 {
+    if (t)
+        check_preemption(pool, t); /* the caller's own is in brisk_pool_run */
+    pool->times[t].gen = pool->times[t].held = pool->times[t].settled = 0;
     const int64_t t0 = now_ns();
-    pool->fn(pool->arg, t, pool->T);
+    pool->fn(pool->arg, t, pool->active);
     pool->times[t].job_ns += now_ns() - t0;
 }
 
@@ -124,12 +302,19 @@ static void *worker_main(void *p)
     free(p);
     brisk_pool *pool = wa.pool;
     self_index = wa.t;
+    worker_slot *slot = &pool->slots[wa.t];
+    unsigned seen = 0;
     for (;;) {
-        barrier_wait(&pool->barrier); /* job start: fn, arg and stop are published */
+        /* A job posted to this worker: fn, arg, active and stop are published before it. */
+        wait_change(&slot->post, seen, &slot->sleeping,
+                    atomic_load_explicit(&pool->spin, memory_order_relaxed));
+        seen = atomic_load_explicit(&slot->post, memory_order_acquire);
         if (pool->stop)
             return NULL;
         run_fn(pool, wa.t);
-        barrier_wait(&pool->barrier); /* job end */
+        atomic_fetch_add(&pool->done, 1); /* seq_cst: see wait_change */
+        if (atomic_load(&pool->done_sleeping))
+            futex_wake_all(&pool->done);
     }
 }
 
@@ -142,18 +327,38 @@ int brisk_pool_create(int T, brisk_pool **out)
     if (!pool)
         return brisk_error_set(BRISK_ENOMEM, "pool: out of memory");
     pool->T = T;
+    pool->active = T;
     pool->barrier.n = (unsigned)T;
     pool->threads = calloc((size_t)T, sizeof *pool->threads);
     pool->teams = calloc((size_t)T, sizeof *pool->teams);
     pool->times = aligned_alloc(64, (size_t)T * sizeof *pool->times);
-    if (!pool->threads || !pool->teams || !pool->times) {
+    pool->claims = aligned_alloc(64, (size_t)T * sizeof *pool->claims);
+    pool->slots = aligned_alloc(64, (size_t)T * sizeof *pool->slots);
+    atomic_init(&pool->spin, SPIN_ROUNDS);
+    atomic_init(&pool->next_item, 0);
+    if (sched_getaffinity(0, sizeof pool->allowed, &pool->allowed) != 0)
+        CPU_ZERO(&pool->allowed);
+    if (!pool->threads || !pool->teams || !pool->times || !pool->claims || !pool->slots) {
         free(pool->threads);
         free(pool->teams);
         free(pool->times);
+        free(pool->claims);
+        free(pool->slots);
         free(pool);
         return brisk_error_set(BRISK_ENOMEM, "pool: out of memory");
     }
     memset(pool->times, 0, (size_t)T * sizeof *pool->times);
+    for (int t = 0; t < T; t++) {
+        atomic_init(&pool->times[t].shared, 0);
+        atomic_init(&pool->times[t].cpu, -1);
+        atomic_init(&pool->slots[t].post, 0);
+        atomic_init(&pool->slots[t].sleeping, 0);
+        atomic_init(&pool->claims[t].word, 0);
+        for (int i = 0; i < LOOP_RING; i++)
+            atomic_init(&pool->claims[t].done[i], 0);
+        atomic_init(&pool->claims[t].finished, 0);
+        atomic_init(&pool->claims[t].waiters, 0);
+    }
     brisk_pool_set_teams(pool, 1);
     for (int t = 1; t < T; t++) {
         worker_arg *wa = malloc(sizeof *wa);
@@ -166,8 +371,7 @@ int brisk_pool_create(int T, brisk_pool **out)
         if (rc != 0) {
             free(wa);
             /* Stop the workers started so far: a pool of t threads, told to stop. */
-            pool->barrier.n = (unsigned)t;
-            pool->T = t;
+            pool->T = pool->active = t;
             brisk_pool_destroy(pool);
             return brisk_error_set(BRISK_ENOMEM, "pool: could not start thread %d of %d", t, T);
         }
@@ -180,14 +384,22 @@ void brisk_pool_destroy(brisk_pool *pool)
 {
     if (!pool)
         return;
+    if (pool->pinned)
+        unpin(pool);
     pool->stop = 1;
-    if (pool->T > 1)
-        barrier_wait(&pool->barrier);
+    pool->seq++;
+    for (int t = 1; t < pool->T; t++) { /* every worker, parked or not */
+        atomic_store(&pool->slots[t].post, pool->seq);
+        if (atomic_load(&pool->slots[t].sleeping))
+            futex_wake_all(&pool->slots[t].post);
+    }
     for (int t = 1; t < pool->T; t++)
         pthread_join(pool->threads[t - 1], NULL);
     free(pool->threads);
     free(pool->teams);
     free(pool->times);
+    free(pool->claims);
+    free(pool->slots);
     free(pool);
 }
 
@@ -196,43 +408,220 @@ int brisk_pool_size(const brisk_pool *pool)
     return pool->T;
 }
 
+/* The caller waits until n workers have finished the job. */
+static void wait_all_done(brisk_pool *pool, unsigned n, int spin)
+{
+    for (int i = 0; i < spin; i++) {
+        if (atomic_load_explicit(&pool->done, memory_order_acquire) == n)
+            return;
+        cpu_relax();
+    }
+    atomic_store(&pool->done_sleeping, 1);
+    for (unsigned d; (d = atomic_load(&pool->done)) != n;)
+        futex_wait(&pool->done, d);
+    atomic_store(&pool->done_sleeping, 0);
+}
+
 void brisk_pool_run(brisk_pool *pool, brisk_pool_fn fn, void *arg)
 {
     pool->fn = fn;
     pool->arg = arg;
     self_index = 0;
-    if (pool->T == 1) {
+    atomic_store_explicit(&pool->next_item, 0, memory_order_relaxed);
+    const int K = pool->active, checked = check_preemption(pool, 0);
+    if (K == 1) {
         run_fn(pool, 0);
         return;
     }
-    barrier_wait(&pool->barrier);
+    /* The spin for this job: short while any thread's last window saw it preempted. */
+    const int shared = brisk_pool_contended(pool);
+    if (checked)
+        spread(pool, shared);
+    atomic_store_explicit(&pool->spin, shared ? SPIN_ROUNDS_SHARED : SPIN_ROUNDS,
+                          memory_order_relaxed);
+    const int spin = shared ? SPIN_ROUNDS_SHARED : SPIN_ROUNDS;
+    atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+    pool->seq++;
+    for (int t = 1; t < K; t++) { /* seq_cst: see wait_change */
+        atomic_store(&pool->slots[t].post, pool->seq);
+        if (atomic_load(&pool->slots[t].sleeping))
+            futex_wake_all(&pool->slots[t].post);
+    }
     run_fn(pool, 0);
     /* Waiting for the last worker to finish is part of the caller's job time. */
     const int64_t t0 = now_ns();
-    barrier_wait(&pool->barrier);
+    wait_all_done(pool, (unsigned)K - 1, spin);
     const int64_t waited = now_ns() - t0;
     pool->times[0].job_ns += waited;
     pool->times[0].wait_ns += waited;
 }
 
+void brisk_pool_set_active(brisk_pool *pool, int K)
+{
+    BRISK_ASSERT(K >= 1 && K <= pool->T);
+    pool->active = K;
+    pool->barrier.n = (unsigned)K;
+    brisk_pool_set_teams(pool, 1);
+}
+
+int brisk_pool_active(const brisk_pool *pool)
+{
+    return pool->active;
+}
+
 void brisk_pool_barrier(brisk_pool *pool)
 {
-    if (pool->T > 1)
+    if (pool->active > 1)
         timed_wait(pool, &pool->barrier);
 }
 
 void brisk_pool_set_teams(brisk_pool *pool, int R)
 {
-    BRISK_ASSERT(R >= 1 && R <= pool->T);
+    BRISK_ASSERT(R >= 1 && R <= pool->active);
     pool->n_teams = R;
-    for (int r = 0; r < R; r++)
+    for (int r = 0; r < R; r++) {
         pool->teams[r].n = (unsigned)brisk_pool_team_size(pool, r);
+        atomic_store_explicit(&pool->claims[r].word, 0, memory_order_relaxed);
+        for (int i = 0; i < LOOP_RING; i++)
+            atomic_store_explicit(&pool->claims[r].done[i], 0, memory_order_relaxed);
+    }
+}
+
+/* Whether loop g of n chunks has finished: its slot counts g's finished chunks; a slot
+ * that has moved on to a later loop means g finished long ago (no thread begins loop
+ * g + LOOP_RING before it knows g finished). */
+static int loop_finished(team_claims *c, uint64_t g, long long n)
+{
+    const uint64_t v = atomic_load(&c->done[g % LOOP_RING]), vg = v >> 32;
+    if (vg != g)
+        return vg > g || n == 0;
+    return (long long)(v & 0xffffffffu) >= n;
+}
+
+/* One more chunk of loop g finished (by the calling thread, which began g). */
+static void chunk_done(team_claims *c, const thread_times *tt, uint64_t g)
+{
+    _Atomic uint64_t *slot = &c->done[g % LOOP_RING];
+    uint64_t v = atomic_load(slot), next;
+    do
+        next = (v >> 32) == g ? v + 1 : (g << 32 | 1);
+    while (!atomic_compare_exchange_weak(slot, &v, next));
+    if ((long long)(next & 0xffffffffu) == tt->n_of[g % LOOP_RING] && atomic_load(&c->waiters)) {
+        atomic_fetch_add(&c->finished, 1);
+        futex_wake_all(&c->finished);
+    }
+}
+
+/* Waits until every loop the calling thread has begun has finished. */
+static void settle(brisk_pool *pool, team_claims *c, thread_times *tt)
+{
+    const int spin = atomic_load_explicit(&pool->spin, memory_order_relaxed);
+    for (uint64_t g = tt->settled + 1; g <= tt->gen; g++) {
+        const long long n = tt->n_of[g % LOOP_RING];
+        for (int i = 0; i < spin && !loop_finished(c, g, n); i++)
+            cpu_relax();
+        while (!loop_finished(c, g, n)) {
+            /* seq_cst: either the finisher sees a waiter, or this sees the loop finished. */
+            atomic_fetch_add(&c->waiters, 1);
+            const unsigned f = atomic_load(&c->finished);
+            if (!loop_finished(c, g, n))
+                futex_wait(&c->finished, f);
+            atomic_fetch_sub(&c->waiters, 1);
+        }
+    }
+    tt->settled = tt->gen;
+}
+
+/* Whether the calling thread (at loop g) may set the team's word up for g, the word being at
+ * loop wg < g: only once loop wg has run out of chunks and no loop between them has any (a
+ * member that took no part in one, or has not begun it yet, must not let the others skip it).
+ * Loops up to the thread's last settle have finished, and so have run out. */
+static int may_begin(const thread_times *tt, uint64_t wg, uint64_t at, uint64_t g)
+{
+    if (wg > tt->settled && (long long)at < tt->n_of[wg % LOOP_RING])
+        return 0;
+    for (uint64_t h = (wg > tt->settled ? wg : tt->settled) + 1; h < g; h++)
+        if (tt->n_of[h % LOOP_RING] > 0)
+            return 0;
+    return 1;
+}
+
+/* Loops are numbered from 1 in every job (run_fn sets each thread's count to 0, and
+ * brisk_pool_set_teams each team's word). The word holds the newest loop that some member has
+ * set up and its next chunk; a member sets its loop up once the word's loop has run out (see
+ * may_begin). So a word ahead of the caller's loop means that the caller's loop has run out. */
+long long brisk_pool_team_claim(brisk_pool *pool, int team, int op, long long n)
+{
+    thread_times *tt = &pool->times[self_index];
+    team_claims *c = &pool->claims[team];
+    if (tt->held) { /* the chunk claimed last is finished */
+        chunk_done(c, tt, tt->held);
+        tt->held = 0;
+    }
+    if (op != BRISK_CLAIM_NEXT) {
+        if (tt->gen + 1 - tt->settled >= LOOP_RING)
+            settle(pool, c, tt);
+        tt->gen++;
+        tt->n_of[tt->gen % LOOP_RING] = n;
+        if (op == BRISK_CLAIM_PASS)
+            return -1;
+    }
+    const uint64_t g = tt->gen;
+    uint64_t cur = atomic_load_explicit(&c->word, memory_order_acquire);
+    for (int waited = 0;;) {
+        const uint64_t wg = cur >> 32, at = cur & 0xffffffffu;
+        if (wg > g || (wg == g && (long long)at >= n) || n == 0)
+            return -1;
+        if (wg < g && !may_begin(tt, wg, at, g)) { /* members behind this one still work */
+            if (++waited % 64 == 0)
+                sched_yield();
+            else
+                cpu_relax();
+            cur = atomic_load_explicit(&c->word, memory_order_acquire);
+            continue;
+        }
+        const uint64_t item = wg == g ? at : 0, next = g << 32 | (item + 1);
+        if (atomic_compare_exchange_weak_explicit(&c->word, &cur, next, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            tt->held = g;
+            return (long long)item;
+        }
+    }
+}
+
+long long brisk_pool_next_item(brisk_pool *pool, long long n)
+{
+    if (atomic_load_explicit(&pool->next_item, memory_order_relaxed) >= n)
+        return -1;
+    const long long k = atomic_fetch_add_explicit(&pool->next_item, 1, memory_order_relaxed);
+    return k < n ? k : -1;
+}
+
+void brisk_pool_team_settle(brisk_pool *pool, int team)
+{
+    const int64_t t0 = now_ns();
+    thread_times *tt = &pool->times[self_index];
+    settle(pool, &pool->claims[team], tt);
+    tt->wait_ns += now_ns() - t0;
+}
+
+long long brisk_pool_spreads(const brisk_pool *pool)
+{
+    return pool->spreads;
+}
+
+int brisk_pool_contended(const brisk_pool *pool)
+{
+    for (int t = 0; t < pool->active; t++)
+        if (atomic_load_explicit(&pool->times[t].shared, memory_order_relaxed))
+            return 1;
+    return 0;
 }
 
 int brisk_pool_team_size(const brisk_pool *pool, int team)
 {
     BRISK_ASSERT(team >= 0 && team < pool->n_teams);
-    return (pool->T - team + pool->n_teams - 1) / pool->n_teams;
+    return (pool->active - team + pool->n_teams - 1) / pool->n_teams;
 }
 
 void brisk_pool_team_barrier(brisk_pool *pool, int team)

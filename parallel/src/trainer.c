@@ -78,10 +78,24 @@ struct brisk_trainer {
     float *norm_mean, *norm_std; /* (norm_count) the input normalisation, or NULL */
     int norm_count;               /* 0 (none), 1 (shared by every feature) or D */
     team_ctx *teams;          /* (T) */
+    int settles;              /* the model claims all its work: teams' barriers settle */
     int64_t steps_done;
     int64_t epoch;            /* keys the augmentation */
     float lr_factor;      /* on the schedule's rate (brisk_fit's plateau policy); 1 by default */
     double shard_seconds;     /* wall time in phase A, summed over steps */
+    /* How many threads take part (brisk_pool_set_active), chosen by measuring when another
+     * program competes for the CPUs (adapt_threads). */
+    struct {
+        int fixed;            /* brisk_trainer_set_threads_in_use: no adapting */
+        int probing;          /* the window in progress measures base_k's neighbour */
+        int base_k;
+        double base_rate;     /* samples/s at base_k */
+        double w_seconds;     /* the window so far: steps' wall time and samples */
+        int64_t w_samples;
+        int w_steps;
+        double next_down, next_up, down_wait, up_wait;
+        long long reductions; /* times fewer threads were found faster */
+    } gov;
     double update_seconds;    /* wall time in the reduction and update (and their MPI) */
     /* Processes. */
     brisk_comm *comm;
@@ -137,10 +151,23 @@ static void team_barrier(void *ctx)
     brisk_pool_team_barrier(c->pool, c->team);
 }
 
+/* The barrier of a team whose model claims all its work: it waits for the claimed work. */
+static void team_settle(void *ctx)
+{
+    team_ctx *c = ctx;
+    brisk_pool_team_settle(c->pool, c->team);
+}
+
+static long long team_claim(void *ctx, int op, long long n)
+{
+    team_ctx *c = ctx;
+    return brisk_pool_team_claim(c->pool, c->team, op, n);
+}
+
 /* Deals n_mine chunks: whole chunks one per thread while every thread gets one, then teams. */
 static void plan(job *j, int n_mine)
 {
-    const int T = j->tr->T;
+    const int T = brisk_pool_active(j->tr->pool);
     j->n_mine = n_mine;
     j->n_teams = n_mine % T;
     j->full = n_mine - j->n_teams;
@@ -151,16 +178,19 @@ static void plan(job *j, int n_mine)
 /* Runs fn on every chunk of the job that thread w works on. */
 static void for_my_chunks(job *j, int w, int T, chunk_fn fn)
 {
-    /* Parallelize over whole chunks, dealt round-robin. */
-    for (int k = w; k < j->full; k += T)
-        fn(j, k, NULL, w);
+    (void)T;
+    /* Whole chunks to whichever thread asks first, each in the thread's own workspace. */
+    for (long long k; j->full && (k = brisk_pool_next_item(j->tr->pool, j->full)) >= 0;)
+        fn(j, (int)k, NULL, w);
     if (!j->n_teams)
         return;
     /* Then threads w, w + R, ... share chunk full + w % R. */
     const int R = j->n_teams, r = w % R;
     const brisk_team team = {.ith = w / R, .nth = brisk_pool_team_size(j->tr->pool, r),
-                             .barrier = team_barrier, .ctx = &j->tr->teams[r]};
-    brisk_team_barrier(&team); /* thread r is done with ws[r] */
+                             .barrier = j->tr->settles ? team_settle : team_barrier,
+                             .ctx = &j->tr->teams[r], .claim = team_claim};
+    if (j->full && team.nth > 1) /* thread r is done with ws[r] */
+        brisk_pool_team_barrier(j->tr->pool, r);
     fn(j, j->full + r, &team, r);
 }
 
@@ -535,6 +565,8 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
         t->stats_view[s] = t->shard_stats + (size_t)s * stats_len;
     for (int r = 0; r < t->T; r++)
         t->teams[r] = (team_ctx){t->pool, r};
+    t->settles = brisk_model_claims(t->model) && !getenv("BRISK_STRICT_BARRIERS");
+    t->gov.down_wait = t->gov.up_wait = 1;
     if (cfg->inference)
         goto workspaces;
     /* The reduced gradient, m and v: my slice, 64-byte aligned (the slab when P = 1). */
@@ -678,61 +710,64 @@ static int chunk_forward(job *j, int c, const brisk_team *team, int slot, brisk_
     const int mb = tr->cfg.micro_batch, D = j->ds->d;
     const int64_t lo = (int64_t)c * mb;
     const int rows = j->n - lo < mb ? (int)(j->n - lo) : mb;
-    long long r0, r1;
-    brisk_team_range(team, rows, &r0, &r1);
-    float *xin = brisk_workspace_input(tr->ws[slot]) + r0 * D;
+    /* Rows claimed by the team, a few at a time. */
+    brisk_share sh;
     const brisk_dataset *ds = j->ds;
     const int32_t *idx = j->idx + lo;
     const int K = ds->targets;
-    if (ds->tokens) { /* windows: inputs and a target per position */
-        brisk_dataset_gather_tokens(ds, idx + r0, (int)(r1 - r0), xin,
-                                    tr->tok_targets[slot] + r0 * D);
-    } else {
-        brisk_dataset_gather(ds, idx + r0, (int)(r1 - r0), tr->norm_mean, tr->norm_std,
-                             tr->norm_count, xin, NULL);
-        const brisk_shape in = tr->cfg.model.input;
-        const int aug = pass == BRISK_PASS_TRAIN && brisk_augment_enabled(&tr->cfg.augment);
-        if (aug)
-            for (long long r = r0; r < r1; r++) /* as it is gathered, in place */
-                brisk_augment_apply(&tr->cfg.augment, in.c, in.h, in.w, tr->cfg.seed,
-                                    tr->epoch, idx[r], tr->norm_mean, tr->norm_std,
-                                    tr->norm_count, xin + (r - r0) * D);
-        if (pass == BRISK_PASS_TRAIN && (tr->cfg.mixup > 0 || tr->cfg.cutmix > 0)) {
-            /* Each row with its partner in the whole step's batch, augmented as in its own
-             * row: mixup's lam x + (1 - lam) x', rounded as PyTorch's lam * x + (1 - lam) * x';
-             * cutmix's box of x' pasted into x. */
-            const float l = (float)j->lam, ol = (float)(1.0 - j->lam);
-            for (long long r = r0; r < r1; r++) {
-                const int64_t at = j->sample_base + lo + r;
-                const int32_t p = j->step_idx[j->step_n - 1 - at];
-                float *xp = tr->mix_x[slot] + (size_t)r * D, *x = xin + (r - r0) * D;
-                brisk_dataset_gather(ds, &p, 1, tr->norm_mean, tr->norm_std, tr->norm_count,
-                                     xp, NULL);
-                if (aug)
+    brisk_share_begin(&sh, team, rows, brisk_share_grain(team, rows, 4, 1));
+    for (long long r0, r1; brisk_share_next(&sh, &r0, &r1);) {
+        float *xin = brisk_workspace_input(tr->ws[slot]) + r0 * D;
+        if (ds->tokens) { /* windows: inputs and a target per position */
+            brisk_dataset_gather_tokens(ds, idx + r0, (int)(r1 - r0), xin,
+                                        tr->tok_targets[slot] + r0 * D);
+        } else {
+            brisk_dataset_gather(ds, idx + r0, (int)(r1 - r0), tr->norm_mean, tr->norm_std,
+                                 tr->norm_count, xin, NULL);
+            const brisk_shape in = tr->cfg.model.input;
+            const int aug = pass == BRISK_PASS_TRAIN && brisk_augment_enabled(&tr->cfg.augment);
+            if (aug)
+                for (long long r = r0; r < r1; r++) /* as it is gathered, in place */
                     brisk_augment_apply(&tr->cfg.augment, in.c, in.h, in.w, tr->cfg.seed,
-                                        tr->epoch, p, tr->norm_mean, tr->norm_std,
-                                        tr->norm_count, xp);
-                if (tr->cfg.cutmix > 0) {
-                    const size_t plane = (size_t)in.h * (size_t)in.w;
-                    for (int ch = 0; ch < in.c; ch++)
-                        for (int y = j->box[0]; y < j->box[1]; y++) {
-                            const size_t o = (size_t)ch * plane + (size_t)y * in.w + j->box[2];
-                            memcpy(x + o, xp + o, (size_t)(j->box[3] - j->box[2]) * sizeof *x);
-                        }
-                } else {
-                    for (int k = 0; k < D; k++)
-                        x[k] = l * x[k] + ol * xp[k];
+                                        tr->epoch, idx[r], tr->norm_mean, tr->norm_std,
+                                        tr->norm_count, xin + (r - r0) * D);
+            if (pass == BRISK_PASS_TRAIN && (tr->cfg.mixup > 0 || tr->cfg.cutmix > 0)) {
+                /* Each row with its partner in the whole step's batch, augmented as in its own
+                 * row: mixup's lam x + (1 - lam) x', rounded as PyTorch's lam * x + (1 - lam) * x';
+                 * cutmix's box of x' pasted into x. */
+                const float l = (float)j->lam, ol = (float)(1.0 - j->lam);
+                for (long long r = r0; r < r1; r++) {
+                    const int64_t at = j->sample_base + lo + r;
+                    const int32_t p = j->step_idx[j->step_n - 1 - at];
+                    float *xp = tr->mix_x[slot] + (size_t)r * D, *x = xin + (r - r0) * D;
+                    brisk_dataset_gather(ds, &p, 1, tr->norm_mean, tr->norm_std, tr->norm_count,
+                                         xp, NULL);
+                    if (aug)
+                        brisk_augment_apply(&tr->cfg.augment, in.c, in.h, in.w, tr->cfg.seed,
+                                            tr->epoch, p, tr->norm_mean, tr->norm_std,
+                                            tr->norm_count, xp);
+                    if (tr->cfg.cutmix > 0) {
+                        const size_t plane = (size_t)in.h * (size_t)in.w;
+                        for (int ch = 0; ch < in.c; ch++)
+                            for (int y = j->box[0]; y < j->box[1]; y++) {
+                                const size_t o = (size_t)ch * plane + (size_t)y * in.w + j->box[2];
+                                memcpy(x + o, xp + o, (size_t)(j->box[3] - j->box[2]) * sizeof *x);
+                            }
+                    } else {
+                        for (int k = 0; k < D; k++)
+                            x[k] = l * x[k] + ol * xp[k];
+                    }
+                    tr->labels_b[slot][r] = ds->y[p];
                 }
-                tr->labels_b[slot][r] = ds->y[p];
             }
-        }
-        /* The labels or targets of the same rows (zeros when predicting without either). */
-        for (long long r = r0; r < r1; r++) {
-            if (K > 0)
-                memcpy(tr->targets[slot] + r * K, ds->yf + (size_t)idx[r] * K,
-                       (size_t)K * sizeof(float));
-            else
-                tr->labels[slot][r] = ds->y ? ds->y[idx[r]] : 0;
+            /* The labels or targets of the same rows (zeros when predicting without either). */
+            for (long long r = r0; r < r1; r++) {
+                if (K > 0)
+                    memcpy(tr->targets[slot] + r * K, ds->yf + (size_t)idx[r] * K,
+                           (size_t)K * sizeof(float));
+                else
+                    tr->labels[slot][r] = ds->y ? ds->y[idx[r]] : 0;
+            }
         }
     }
     if (!team || team->ith == 0)
@@ -787,26 +822,43 @@ static void phase_a(void *arg, int w, int T)
 }
 
 /* This worker's blocks [*b0, *b1): an even split of this rank's blocks over T. */
-static void my_blocks(const brisk_trainer *tr, int w, int T, size_t *b0, size_t *b1)
+/* All T threads as one team, for the jobs that follow brisk_pool_set_teams(pool, 1). */
+static brisk_team whole_team(brisk_trainer *tr, int w, int T)
 {
-    const size_t rb0 = tr->rank_b[tr->rank], nb = tr->rank_b[tr->rank + 1] - rb0;
-    *b0 = rb0 + nb * (size_t)w / (size_t)T;
-    *b1 = rb0 + nb * (size_t)(w + 1) / (size_t)T;
+    return (brisk_team){.ith = w, .nth = T, .barrier = team_barrier, .ctx = &tr->teams[0],
+                        .claim = team_claim};
+}
+
+/* A claimed loop over this rank's blocks: chunk [lo, hi) is blocks rank_b + lo .. + hi. */
+static void begin_blocks(const brisk_trainer *tr, const brisk_team *team, brisk_share *s)
+{
+    const long long nb = (long long)(tr->rank_b[tr->rank + 1] - tr->rank_b[tr->rank]);
+    brisk_share_begin(s, team, nb, brisk_share_grain(team, nb, 8, 1));
+}
+
+static int next_blocks(const brisk_trainer *tr, brisk_share *s, size_t *b0, size_t *b1)
+{
+    long long lo, hi;
+    if (!brisk_share_next(s, &lo, &hi))
+        return 0;
+    *b0 = tr->rank_b[tr->rank] + (size_t)lo;
+    *b1 = tr->rank_b[tr->rank] + (size_t)hi;
+    return 1;
 }
 
 /* Phase B: sum the S shard gradients of my blocks in shard order, one block at a time so that
  * its sum of squares reads it from L1. A pass after the first goes on adding to the sum, in
  * the same order as one pass over all the step's shards would. */
-static void phase_b(void *arg, int w, int T)
+static void reduce_blocks(job *j, const brisk_team *team)
 {
-    job *j = arg;
     brisk_trainer *tr = j->tr;
     const int S = j->chunks;
     const size_t len = brisk_model_slab_len(tr->model);
-    size_t b0, b1;
-    my_blocks(tr, w, T, &b0, &b1);
     float *g = tr->grads;
     const int reduce = S > 1 || tr->shard_src[0] != g;
+    brisk_share sh;
+    begin_blocks(tr, team, &sh);
+    for (size_t b0, b1; next_blocks(tr, &sh, &b0, &b1);)
     for (size_t b = b0; b < b1; b++) {
         const size_t blo = b * BLOCK, bhi = blo + BLOCK < len ? blo + BLOCK : len;
         const size_t off = blo - tr->my_lo, cnt = bhi - blo;
@@ -824,13 +876,18 @@ static void phase_b(void *arg, int w, int T)
     }
 }
 
-/* Phase C: the update of my blocks of parameters, m and v. */
-static void update_blocks(job *j, int w, int T, float clip_scale)
+static void phase_b(void *arg, int w, int T)
+{
+    job *j = arg;
+    const brisk_team team = whole_team(j->tr, w, T);
+    reduce_blocks(j, &team);
+}
+
+/* Phase C: the update of blocks [b0, b1) of parameters, m and v. */
+static void update_range(job *j, size_t b0, size_t b1, float clip_scale)
 {
     brisk_trainer *tr = j->tr;
     const size_t len = brisk_model_slab_len(tr->model);
-    size_t b0, b1;
-    my_blocks(tr, w, T, &b0, &b1);
     const size_t lo = b0 * BLOCK, hi = b1 * BLOCK < len ? b1 * BLOCK : len;
     if (lo >= hi)
         return;
@@ -861,10 +918,20 @@ static void update_blocks(job *j, int w, int T, float clip_scale)
     }
 }
 
+/* The update of this rank's blocks, claimed by the team. */
+static void update_blocks(job *j, const brisk_team *team, float clip_scale)
+{
+    brisk_share sh;
+    begin_blocks(j->tr, team, &sh);
+    for (size_t b0, b1; next_blocks(j->tr, &sh, &b0, &b1);)
+        update_range(j, b0, b1, clip_scale);
+}
+
 static void phase_c(void *arg, int w, int T)
 {
     job *j = arg;
-    update_blocks(j, w, T, j->clip_scale);
+    const brisk_team team = whole_team(j->tr, w, T);
+    update_blocks(j, &team, j->clip_scale);
 }
 
 /* The global gradient norm (blocks in order) and whether it and the loss (shards in order)
@@ -885,11 +952,12 @@ static int norm_and_check(const job *j, double *norm)
 static void phase_bc(void *arg, int w, int T)
 {
     job *j = arg;
-    phase_b(j, w, T);
-    brisk_pool_barrier(j->tr->pool);
+    const brisk_team team = whole_team(j->tr, w, T);
+    reduce_blocks(j, &team);
+    brisk_pool_team_settle(j->tr->pool, 0); /* every block's sum of squares is in */
     double norm;
     if (norm_and_check(j, &norm))
-        update_blocks(j, w, T, brisk_clip_scale(norm, j->tr->cfg.clip_norm));
+        update_blocks(j, &team, brisk_clip_scale(norm, j->tr->cfg.clip_norm));
 }
 
 /* Gathers every rank's per-chunk items (rank r's n_local(chunks, P, r) items of `bytes`
@@ -959,11 +1027,85 @@ static const char *first_nonfinite(const brisk_trainer *t)
 static void ema_update(void *arg, int w, int T)
 {
     brisk_trainer *t = arg;
-    const size_t len = brisk_model_slab_len(t->model), nb = brisk_model_buffers_len(t->model);
-    brisk_ema_update(t->ema_params, t->params, len * (size_t)w / (size_t)T,
-                     len * (size_t)(w + 1) / (size_t)T, t->cfg.ema_decay);
-    brisk_ema_update(t->ema_buffers, t->buffers, nb * (size_t)w / (size_t)T,
-                     nb * (size_t)(w + 1) / (size_t)T, t->cfg.ema_decay);
+    const brisk_team team = whole_team(t, w, T);
+    const long long len = (long long)brisk_model_slab_len(t->model);
+    const long long nb = (long long)brisk_model_buffers_len(t->model);
+    brisk_share sh;
+    brisk_share_begin(&sh, &team, len, brisk_share_grain(&team, len, 8, 4096));
+    for (long long lo, hi; brisk_share_next(&sh, &lo, &hi);)
+        brisk_ema_update(t->ema_params, t->params, (size_t)lo, (size_t)hi, t->cfg.ema_decay);
+    brisk_share_begin(&sh, &team, nb, brisk_share_grain(&team, nb, 8, 4096));
+    for (long long lo, hi; brisk_share_next(&sh, &lo, &hi);)
+        brisk_ema_update(t->ema_buffers, t->buffers, (size_t)lo, (size_t)hi,
+                         t->cfg.ema_decay);
+}
+
+/* Windows of at least this long (and GOV_STEPS steps) measure a number of threads. */
+#define GOV_SECONDS 0.25
+#define GOV_STEPS 3
+
+/* After each step: while another program competes for the CPUs (the pool sees its threads
+ * preempted), measure whether one thread fewer trains faster, and keep the faster; every
+ * while, measure one more again (the other program may have gone). On a busy core a thread
+ * holds its team back at every barrier, so fewer threads can be faster. Which threads take
+ * part changes no result. */
+static void adapt_threads(brisk_trainer *t, int n, double seconds)
+{
+    if (t->T < 2 || t->gov.fixed)
+        return;
+    t->gov.w_seconds += seconds;
+    t->gov.w_samples += n;
+    if (++t->gov.w_steps < GOV_STEPS || t->gov.w_seconds < GOV_SECONDS)
+        return;
+    const double rate = (double)t->gov.w_samples / t->gov.w_seconds, now = brisk_now_seconds();
+    t->gov.w_seconds = 0;
+    t->gov.w_samples = 0;
+    t->gov.w_steps = 0;
+    const int K = brisk_pool_active(t->pool);
+    if (t->gov.probing) {
+        t->gov.probing = 0;
+        const int down = K < t->gov.base_k;
+        if (rate > t->gov.base_rate * (down ? 1.05 : 1.02)) { /* keep K */
+            t->gov.reductions += down;
+            t->gov.next_up = now + (t->gov.up_wait = 2);
+            t->gov.down_wait = 2;
+            return;
+        }
+        brisk_pool_set_active(t->pool, t->gov.base_k);
+        if (down)
+            t->gov.next_down = now + (t->gov.down_wait = fmin(2 * t->gov.down_wait, 64));
+        else
+            t->gov.next_up = now + (t->gov.up_wait = fmin(2 * t->gov.up_wait, 32));
+        return;
+    }
+    const int down = K > 1 && brisk_pool_contended(t->pool) && now >= t->gov.next_down;
+    if (!down && !(K < t->T && now >= t->gov.next_up))
+        return;
+    t->gov.probing = 1;
+    t->gov.base_k = K;
+    t->gov.base_rate = rate;
+    brisk_pool_set_active(t->pool, down ? K - 1 : K + 1);
+}
+
+int brisk_trainer_set_threads_in_use(brisk_trainer *t, int k)
+{
+    if (!t)
+        return brisk_error_set(BRISK_EINVAL, "trainer: NULL trainer");
+    if (k < 0 || k > t->T)
+        return brisk_error_set(BRISK_EINVAL, "trainer: %d threads in use (0 to adapt, or 1..%d "
+                               "allowed)", k, t->T);
+    t->gov.fixed = k > 0;
+    t->gov.probing = 0;
+    t->gov.w_seconds = 0;
+    t->gov.w_samples = 0;
+    t->gov.w_steps = 0;
+    brisk_pool_set_active(t->pool, k > 0 ? k : t->T);
+    return BRISK_OK;
+}
+
+int brisk_trainer_threads_in_use(const brisk_trainer *t)
+{
+    return brisk_pool_active(t->pool);
 }
 
 int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t *idx, int n,
@@ -1037,6 +1179,7 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
         }
         if (last && sl) /* the running statistics, once per step, shards in order */
             brisk_model_merge_stats(t->model, t->buffers, t->stats_view, S);
+        brisk_pool_set_teams(t->pool, 1);
         brisk_pool_run(t->pool, P == 1 && last ? phase_bc : phase_b, &j);
     }
     if (P > 1) {
@@ -1070,13 +1213,17 @@ int brisk_trainer_step(brisk_trainer *t, const brisk_dataset *ds, const int32_t 
     }
     if (P > 1) {
         j.clip_scale = brisk_clip_scale(norm, t->cfg.clip_norm);
+        brisk_pool_set_teams(t->pool, 1);
         brisk_pool_run(t->pool, phase_c, &j);
         brisk__comm_allgatherv(t->comm, t->params, t->rank_len, t->rank_lo, BRISK__COMM_FLOAT);
     }
-    if (t->ema_params)
+    if (t->ema_params) {
+        brisk_pool_set_teams(t->pool, 1);
         brisk_pool_run(t->pool, ema_update, t);
+    }
     t->update_seconds += brisk_now_seconds() - t0 - shard_s;
     brisk_comm_note_step(t->comm, brisk_now_seconds() - t0);
+    adapt_threads(t, n, brisk_now_seconds() - t0);
     t->steps_done++;
     return BRISK_OK;
 }

@@ -256,6 +256,12 @@ struct brisk_layer {
     int shared;
     size_t stats_len;                    /* floats of per-shard statistics (set in setup) */
     void *state;                         /* the layer's own (ops->destroy frees it) */
+    /* Set in setup to 1 when forward and backward write everything that another member of
+     * the team reads inside claimed loops (brisk_share_next), never in a fixed share: then
+     * a team's barriers need not wait for a member that has nothing left to do, which keeps
+     * a team going when another program takes one of its cores. 0 (the default) is always
+     * correct. */
+    int claims;
 };
 
 /* In setup: declares the layer's next tensor, "<index>.<suffix>", of the given shape (its

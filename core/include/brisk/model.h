@@ -164,6 +164,9 @@ size_t brisk_model_slab_len(const brisk_model *m);    /* floats in a slab, paddi
 size_t brisk_model_buffers_len(const brisk_model *m); /* floats in the buffer slab */
 size_t brisk_model_stats_len(const brisk_model *m);   /* floats of statistics per shard */
 int brisk_model_num_tensors(const brisk_model *m);    /* trained tensors and buffers */
+/* 1 when every layer claims its team's work (brisk_layer.claims): then the passes below may
+ * run in a team whose barriers settle (wait for the claimed work, not for every member). */
+int brisk_model_claims(const brisk_model *m);
 const brisk_tensor_view *brisk_model_tensor(const brisk_model *m, int i);
 /* The tensor called name, or NULL. */
 const brisk_tensor_view *brisk_model_find_tensor(const brisk_model *m, const char *name);

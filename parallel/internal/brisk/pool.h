@@ -12,6 +12,8 @@
 #ifndef BRISK_POOL_H
 #define BRISK_POOL_H
 
+#include "brisk/team.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -38,12 +40,43 @@ void brisk_pool_run(brisk_pool *pool, brisk_pool_fn fn, void *arg);
  * are visible after it on every thread. Every thread must call it the same number of times. */
 void brisk_pool_barrier(brisk_pool *pool);
 
+/* Between jobs: only threads 0 .. K - 1 take part in the jobs that follow (1 <= K <= T); the
+ * others sleep until K grows again. Jobs then see T = K, and brisk_pool_barrier waits for K
+ * threads. Resets the teams to one. Results that do not depend on the number of threads do
+ * not depend on K either. */
+void brisk_pool_set_active(brisk_pool *pool, int K);
+int brisk_pool_active(const brisk_pool *pool);
+
 /* Teams: between jobs, brisk_pool_set_teams(pool, R) groups the T threads into R teams
  * (1 <= R <= T): thread t belongs to team t % R, as its member t / R. Inside a job,
  * brisk_pool_team_barrier(pool, r) waits for the members of team r only. */
 void brisk_pool_set_teams(brisk_pool *pool, int R);
 int brisk_pool_team_size(const brisk_pool *pool, int team);
 void brisk_pool_team_barrier(brisk_pool *pool, int team);
+
+/* Inside a job: the claim function of brisk/team.h for team `team` (n < 2^32 chunks): the
+ * next unclaimed chunk of the team's current loop, or -1 when all are taken. Claiming (or
+ * any op) also marks the chunk the thread claimed before as finished. */
+long long brisk_pool_team_claim(brisk_pool *pool, int team, int op, long long n);
+
+/* Inside a job: the next of the job's n items (the same n on every call), or -1 when all are
+ * taken: each thread takes items until none is left, so a thread whose core is shared with
+ * another program takes fewer. One such loop per job. */
+long long brisk_pool_next_item(brisk_pool *pool, long long n);
+
+/* Inside a job: waits until every claimed loop the calling thread has begun in team `team`
+ * has finished, whoever ran its chunks. In a team whose members write nothing that the
+ * others read outside claimed chunks, this is a barrier that does not wait for a member
+ * that has nothing left to do (its core may be busy with another program). */
+void brisk_pool_team_settle(brisk_pool *pool, int team);
+
+/* Whether the last window of jobs saw any thread preempted (its core shared with another
+ * program): then barriers barely spin. Call between jobs. */
+int brisk_pool_contended(const brisk_pool *pool);
+
+/* How many times the workers were pinned one to a CPU because the scheduler had put two of the
+ * pool's threads on one CPU while another program used the others. Call between jobs. */
+long long brisk_pool_spreads(const brisk_pool *pool);
 
 /* Seconds thread t has spent inside jobs in all (busy) and, of that, waiting at barriers
  * (waiting), since the pool was created or brisk_pool_reset_times. Call between jobs. */
