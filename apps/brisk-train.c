@@ -263,6 +263,7 @@ typedef struct progress {
     const cli *c;
     const brisk_run_config *cfg;
     int live, has_val;
+    int threads;             /* the trainer's */
     double t_start, t_line;
 } progress;
 
@@ -302,8 +303,8 @@ static int on_epoch(void *user, const brisk_fit_progress *p)
                    brisk_metrics_loss(&p->val_ema), brisk_metrics_accuracy(&p->val_ema));
         if (g->cfg->plateau)
             printf(", \"lr_factor\": %.9g", (double)p->lr_factor);
-        printf(", \"samples_per_second\": %.1f, \"elapsed_seconds\": %.3f}\n",
-               p->samples_per_second, elapsed);
+        printf(", \"samples_per_second\": %.1f, \"threads_in_use\": %.2f, "
+               "\"elapsed_seconds\": %.3f}\n", p->samples_per_second, p->threads_in_use, elapsed);
     } else if (!g->c->quiet) {
         printf("epoch %*lld/%d  train loss %.4f acc %6.2f%%", (int)log10(g->cfg->epochs) + 1,
                (long long)p->epoch, g->cfg->epochs, brisk_metrics_loss(&p->train),
@@ -315,6 +316,8 @@ static int on_epoch(void *user, const brisk_fit_progress *p)
             printf("  ema loss %.4f acc %6.2f%%", brisk_metrics_loss(&p->val_ema),
                    100 * brisk_metrics_accuracy(&p->val_ema));
         printf("  %.0f samples/s  %.1f s", p->samples_per_second, elapsed);
+        if (p->threads_in_use < g->threads - 0.05) /* another program held some CPUs */
+            printf("  threads %.1f/%d", p->threads_in_use, g->threads);
         if (g->cfg->plateau && p->lr_factor < 1)
             printf("  lr x%g", (double)p->lr_factor);
         printf("%s\n", p->improved && (g->cfg->keep_best || g->cfg->early_stop) ? "  *" : "");
@@ -696,6 +699,7 @@ static int train(const cli *c, brisk_comm *comm)
     brisk_run_get_data(r, &d);
     /* Under mpirun stdout is a pseudo-terminal even when it goes to a file: no live line. */
     progress g = {.c = c, .cfg = brisk_run_get_config(r), .has_val = d.n_val > 0,
+                  .threads = brisk_trainer_threads(brisk_run_trainer(r)),
                   .live = isatty(STDOUT_FILENO) && !c->json && !c->quiet &&
                           !brisk_comm_launched(comm),
                   .t_start = brisk_now_seconds()};

@@ -20,7 +20,7 @@ expect_in() { grep -q -- "$2" "$1" || fail "'$2' not in $(basename "$1")"; }
 syn="--data synthetic --model 32-16-4 --synthetic-n 2000 --synthetic-test-n 500 --logdir none"
 # Slower: about 1 s per epoch here, so that a signal lands in the middle of an epoch.
 slow="--data synthetic --model 64-512-512-4 --synthetic-n 50000 --synthetic-test-n 500 --batch 64"
-strip_times() { sed 's/"samples_per_second": [0-9.]*, "elapsed_seconds": [0-9.]*//; s/, "elapsed_seconds": [0-9.]*//; s/, "logging_cpu_seconds": [0-9.]*//' "$1"; }
+strip_times() { sed 's/"threads_in_use": [0-9.]*, //; s/"samples_per_second": [0-9.]*, "elapsed_seconds": [0-9.]*//; s/, "elapsed_seconds": [0-9.]*//; s/, "logging_cpu_seconds": [0-9.]*//' "$1"; }
 # Starts brisk-train in the background; waits until its stdout has $1 lines.
 start_bg() {
     want=$1

@@ -10,7 +10,7 @@ trap 'rm -rf "$tmp"' EXIT
 mpi() { np=$1; shift; "$mpirun" --allow-run-as-root --oversubscribe -np "$np" "$bin" "$@"; }
 fail() { echo "FAIL [$case_name]: $*"; exit 1; }
 checksum() { grep -o '"params_checksum": "[0-9a-f]*"' "$1" | tail -n 1; }
-strip_times() { sed 's/"samples_per_second": [0-9.]*, "elapsed_seconds": [0-9.]*//; s/, "elapsed_seconds": [0-9.]*//; s/, "logging_cpu_seconds": [0-9.]*//' "$1"; }
+strip_times() { sed 's/"threads_in_use": [0-9.]*, //; s/"samples_per_second": [0-9.]*, "elapsed_seconds": [0-9.]*//; s/, "elapsed_seconds": [0-9.]*//; s/, "logging_cpu_seconds": [0-9.]*//' "$1"; }
 
 # 20 steps of 64 samples in 8 micro-shards; a model big enough that every rank owns blocks.
 syn="--data synthetic --model 64-300-200-4 --synthetic-n 1280 --val-split 0 --synthetic-test-n 300 --batch 64 --micro-batch 8 --json"

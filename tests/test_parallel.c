@@ -569,13 +569,15 @@ static void test_large_model_any_threads(void **state)
                             BIG_STEPS);
 }
 
-/* A CNN whose every layer claims its team's work (Winograd convolutions on 8 channels and
- * more, pooling, dense): its teams' barriers settle instead of waiting for every member. */
+/* A CNN whose every layer claims its team's work (direct convolutions, 5x5 and strided,
+ * Winograd ones, pooling, dense): its teams' barriers settle instead of waiting for every
+ * member. */
 static void test_claimed_model_any_threads(void **state)
 {
     (void)state;
-    const char *layers = "conv:8:3:pad1,relu,conv:12:3:pad1,relu,maxpool:2,conv:8:3:pad1,"
-                         "gap,flatten,dense:16,relu,dense:5";
+    const char *layers = "conv:4:5:pad2,relu,conv:8:3:pad1,relu,conv:12:3:pad1,relu,"
+                         "maxpool:2,conv:8:3:pad1,conv:6:3:s2,gap,flatten,dense:16,relu,"
+                         "dense:5";
     brisk_trainer_config cfg = base_config(layers, brisk_shape_img(8, 8, 8), 40, 3);
     brisk_model *m;
     assert_int_equal(brisk_model_create(&cfg.model, &m), BRISK_OK);

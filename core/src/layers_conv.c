@@ -194,7 +194,7 @@ static int conv_setup(brisk_layer *l, char *err, size_t errlen)
         (l->args[C_BIAS] && brisk_layer_add_tensor(l, "bias", 1, &co, BRISK_TENSOR_ZERO, 0, 0,
                                                    0) < 0))
         return -1;
-    l->claims = g.wino; /* the Winograd passes are claimed by the team; the direct ones not */
+    l->claims = 1; /* every part of its passes is claimed by the team */
     return 0;
 }
 
@@ -576,8 +576,8 @@ static void wino_dw_finish(const conv_geom *g, float *dU, long long q0, long lon
 
 /* y = b + W x_unrolled, every output element one sum over (Cin, kh, kw) in that order, the
  * same for any team. Stride 1: one product per output row, reading the input rows in place
- * through row pointers. Stride > 1: im2col per block of output rows. Each thread computes the
- * same block of every product (and applies a fused activation to it). */
+ * through row pointers. Stride > 1: im2col per block of output rows. The team claims tiles of
+ * every product (and applies a fused activation to the tile). */
 static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
 {
     const int ld = a->ld, n = a->n;
@@ -602,9 +602,8 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
     }
     const float **xrows = (const float **)(void *)(sc + g.xrows);
     if (g.s == 1) {
-        long long r0, r1;
-        brisk_team_range(a->team, g.OH, &r0, &r1);
-        for (long long oh = r0; oh < r1; oh++)
+        brisk_share_begin(&sh, a->team, g.OH, 1);
+        for (long long oh, r1; brisk_share_next(&sh, &oh, &r1);)
             for (int k = 0; k < g.K; k++) {
                 const int c = k / g.kk, kh = k % g.kk / g.k, kw = k % g.k;
                 xrows[(size_t)oh * g.K + k] =
@@ -618,8 +617,7 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
     const size_t ystride = (size_t)g.OH * (size_t)N;
     const int rows = g.s == 1 ? 1 : g.rows;
     float *col = sc + g.col;
-    long long k0, k1;
-    brisk_team_range(a->team, g.K, &k0, &k1);
+    const long long kgrain = brisk_share_grain(a->team, g.K, 4, 1);
     const int tiles = brisk__tiles(a->team);
     for (int oh0 = 0; oh0 < g.OH; oh0 += rows) {
         const int R = g.OH - oh0 < rows ? g.OH - oh0 : rows;
@@ -630,9 +628,11 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
         if (g.s == 1) {
             gm.b_rows = xrows + (size_t)oh0 * g.K;
         } else {
-            /* Each thread its rows of col; the team meets before the product and before
-             * the next block overwrites col. */
-            conv_unroll(&g, xpad, col, ld, oh0, R, (int)k0, (int)k1);
+            /* Rows of col claimed by the team; it meets before the product and before the
+             * next block overwrites col. */
+            brisk_share_begin(&sh, a->team, g.K, kgrain);
+            for (long long k0, k1; brisk_share_next(&sh, &k0, &k1);)
+                conv_unroll(&g, xpad, col, ld, oh0, R, (int)k0, (int)k1);
             brisk_team_barrier(a->team);
             gm.B = col;
             gm.ldb = R * N;
@@ -836,19 +836,19 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
         conv_backward_wino(l, a, &g);
         return;
     }
-    const int ith = a->team ? a->team->ith : 0, nth = a->team ? a->team->nth : 1;
     float *sc = a->scratch;
     float *xpad = sc + g.xpad, *dyt = sc + g.dyt, *dwt = sc + g.dwt;
     const int N = g.OW * ld;
     const size_t ystride = (size_t)g.OH * (size_t)N;
     const float *W = brisk_layer_data(l, 0, a->params);
-    /* Before the products: dy^T per output row ((OW ld, Cout): B of the weight gradient);
-     * stride 1 with dx: dy into its zero-padded planes, the rearranged weights, and the rows
-     * of the padded dy that each input row's gradient reads. */
+    const int tiles = brisk__tiles(a->team);
+    brisk_share sh;
+    /* Before the products, claimed by the team: dy^T per output row ((OW ld, Cout): B of the
+     * weight gradient); stride 1 with dx: dy into its zero-padded planes, the rearranged
+     * weights, and the rows of the padded dy that each input row's gradient reads. */
     const int dot_dw = g.s == 1 && g.K <= DOT_K;
-    long long r0, r1;
-    brisk_team_range(a->team, g.OH, &r0, &r1);
-    for (long long oh = r0; !dot_dw && oh < r1; oh++)
+    brisk_share_begin(&sh, a->team, dot_dw ? 0 : g.OH, 1);
+    for (long long oh, r1; brisk_share_next(&sh, &oh, &r1);)
         brisk__transpose(a->dy + (size_t)oh * N, ystride, dyt + (size_t)oh * N * g.co,
                          (size_t)g.co, 0, g.co, 0, N);
     const int direct_dx = a->dx && g.s == 1;
@@ -857,15 +857,13 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
     const size_t pplane = (size_t)g.RP * (size_t)g.CP * (size_t)ld;
     if (direct_dx) {
         conv_pad_dy(&g, a, dyp);
-        long long c0, c1;
-        brisk_team_range(a->team, g.ci, &c0, &c1);
-        for (long long c = c0; c < c1; c++)
+        brisk_share_begin(&sh, a->team, g.ci, 1);
+        for (long long c, c1; brisk_share_next(&sh, &c, &c1);)
             for (int kb = 0; kb < g.KB; kb++) /* kb = (co, kh, kw): W[co][c][kh][kw] */
                 wr[(size_t)c * g.KB + kb] =
                     W[((size_t)(kb / g.kk) * g.ci + (size_t)c) * g.kk + (size_t)(kb % g.kk)];
-        long long h0, h1;
-        brisk_team_range(a->team, g.H, &h0, &h1);
-        for (long long h = h0; h < h1; h++)
+        brisk_share_begin(&sh, a->team, g.H, 1);
+        for (long long h, h1; brisk_share_next(&sh, &h, &h1);)
             for (int kb = 0; kb < g.KB; kb++) {
                 const int co = kb / g.kk, kh = kb % g.kk / g.k, kw = kb % g.k;
                 drows[(size_t)h * g.KB + kb] =
@@ -874,65 +872,92 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
             }
     }
     brisk_team_barrier(a->team);
-    /* dW^T, each thread a fixed block of it for every product (or dot products). */
+    /* dW^T (K, Cout): tiles claimed by the team; each tile is one chain over the output rows'
+     * products in order, then copied into the gradient slab as (Cout, Cin K K). Stride 1: a
+     * tile runs all its products at once (they read dy and the input in place); stride > 1:
+     * product by product, the team meeting around each unrolled block. Or, for small
+     * kernels at stride 1, dot products per output channel. */
     float *dW = brisk_layer_data(l, 0, a->grads);
-    int p0, p1, q0, q1;
-    brisk_gemm_split(g.K, g.co, ith, nth, &p0, &p1, &q0, &q1);
-    if (dot_dw) {
-        long long o0, o1;
-        brisk_team_range(a->team, g.co, &o0, &o1);
-        conv_dw_dot(&g, a->dy, ld, (const float *const *)(void *)(sc + g.xrows), dW, o0, o1);
-        p1 = p0; /* nothing for the products below */
-    }
     const float *const *xrows = (const float *const *)(void *)(sc + g.xrows);
     const int rows = g.s == 1 ? 1 : g.rows;
     float *col = sc + g.col;
-    long long k0, k1;
-    brisk_team_range(a->team, g.K, &k0, &k1);
-    for (int oh0 = 0; !dot_dw && oh0 < g.OH; oh0 += rows) {
-        const int R = g.OH - oh0 < rows ? g.OH - oh0 : rows;
-        brisk_gemm_args gm = {
-            .M = g.K, .N = g.co, .K = R * N, .a_ks = 1, .B = dyt + (size_t)oh0 * N * g.co,
-            .ldb = g.co, .C = dwt, .ldc = g.co, .init = oh0 ? BRISK_GEMM_ACCUM : BRISK_GEMM_ZERO};
-        if (g.s == 1) {
-            gm.a_rows = xrows + (size_t)oh0 * g.K;
-        } else {
-            conv_unroll(&g, xpad, col, ld, oh0, R, (int)k0, (int)k1);
+    if (dot_dw) {
+        brisk_share_begin(&sh, a->team, g.co, 1);
+        for (long long o0, o1; brisk_share_next(&sh, &o0, &o1);)
+            conv_dw_dot(&g, a->dy, ld, xrows, dW, o0, o1);
+    } else {
+        for (int oh0 = 0; oh0 < g.OH; oh0 += rows) {
+            const int R = g.OH - oh0 < rows ? g.OH - oh0 : rows;
+            if (g.s != 1) {
+                brisk_share_begin(&sh, a->team, g.K, brisk_share_grain(a->team, g.K, 4, 1));
+                for (long long k0, k1; brisk_share_next(&sh, &k0, &k1);)
+                    conv_unroll(&g, xpad, col, ld, oh0, R, (int)k0, (int)k1);
+                brisk_team_barrier(a->team);
+            }
+            brisk_share_begin(&sh, a->team, tiles, 1);
+            for (long long t, t1; brisk_share_next(&sh, &t, &t1);) {
+                int p0, p1, q0, q1;
+                brisk_gemm_split(g.K, g.co, (int)t, tiles, &p0, &p1, &q0, &q1);
+                for (int r0 = oh0; r0 < (g.s == 1 ? g.OH : oh0 + 1); r0 += rows) {
+                    const int Rr = g.OH - r0 < rows ? g.OH - r0 : rows;
+                    brisk_gemm_args gm = {
+                        .M = g.K, .N = g.co, .K = Rr * N, .a_ks = 1,
+                        .B = dyt + (size_t)r0 * N * g.co, .ldb = g.co, .C = dwt, .ldc = g.co,
+                        .init = r0 ? BRISK_GEMM_ACCUM : BRISK_GEMM_ZERO};
+                    if (g.s == 1) {
+                        gm.a_rows = xrows + (size_t)r0 * g.K;
+                    } else {
+                        gm.A = col;
+                        gm.a_rs = Rr * N;
+                    }
+                    brisk_gemm_block(&gm, p0, p1, q0, q1);
+                }
+                for (int k = p0; g.s == 1 && k < p1; k++) /* the tile is complete */
+                    for (int co = q0; co < q1; co++)
+                        dW[(size_t)co * g.K + k] = dwt[(size_t)k * g.co + co];
+            }
+            if (g.s == 1)
+                break; /* every product done, tile by tile */
             brisk_team_barrier(a->team);
-            gm.A = col;
-            gm.a_rs = R * N;
         }
-        brisk_gemm_block(&gm, p0, p1, q0, q1);
-        if (g.s != 1)
-            brisk_team_barrier(a->team);
+        if (g.s != 1) { /* into the gradient slab, after the last product */
+            brisk_share_begin(&sh, a->team, tiles, 1);
+            for (long long t, t1; brisk_share_next(&sh, &t, &t1);) {
+                int p0, p1, q0, q1;
+                brisk_gemm_split(g.K, g.co, (int)t, tiles, &p0, &p1, &q0, &q1);
+                for (int k = p0; k < p1; k++)
+                    for (int co = q0; co < q1; co++)
+                        dW[(size_t)co * g.K + k] = dwt[(size_t)k * g.co + co];
+            }
+        }
     }
-    /* Into the gradient slab as (Cout, Cin K K), the same block. */
-    for (int k = p0; k < p1; k++)
-        for (int co = q0; co < q1; co++)
-            dW[(size_t)co * g.K + k] = dwt[(size_t)k * g.co + co];
     conv_db(l, a, &g);
     if (!a->dx)
         return;
     if (!direct_dx) {
-        long long cr0, cr1;
-        brisk_team_range(a->team, g.ci, &cr0, &cr1);
-        conv_dx_strided(&g, a, W, cr0, cr1);
+        brisk_share_begin(&sh, a->team, g.ci, 1);
+        for (long long cr0, cr1; brisk_share_next(&sh, &cr0, &cr1);)
+            conv_dx_strided(&g, a, W, cr0, cr1);
         return;
     }
+    /* dx: one product per input row, every row's product of a tile by the claiming thread. */
     const int NX = g.W * ld;
     const size_t xstride = (size_t)g.H * (size_t)NX;
-    int m0, m1, n0, n1;
-    brisk_gemm_split(g.ci, NX, ith, nth, &m0, &m1, &n0, &n1);
-    for (int h = 0; h < g.H; h++) {
-        const brisk_gemm_args gm = {
-            .M = g.ci, .N = NX, .K = g.KB, .A = wr, .a_rs = g.KB, .a_ks = 1,
-            .b_rows = drows + (size_t)h * g.KB, .C = a->dx + (size_t)h * NX,
-            .ldc = (ptrdiff_t)xstride, .init = BRISK_GEMM_ZERO};
-        brisk_gemm_block(&gm, m0, m1, n0, n1);
-        for (int c = m0; a->act && c < m1 && n0 < n1; c++) {
-            const size_t o = (size_t)c * xstride + (size_t)h * NX + (size_t)n0;
-            a->act->ops->act_grad(a->act, a->act_x + o, a->act_y + o, a->dx + o,
-                                  (size_t)(n1 - n0));
+    brisk_share_begin(&sh, a->team, tiles, 1);
+    for (long long t, t1; brisk_share_next(&sh, &t, &t1);) {
+        int m0, m1, n0, n1;
+        brisk_gemm_split(g.ci, NX, (int)t, tiles, &m0, &m1, &n0, &n1);
+        for (int h = 0; h < g.H; h++) {
+            const brisk_gemm_args gm = {
+                .M = g.ci, .N = NX, .K = g.KB, .A = wr, .a_rs = g.KB, .a_ks = 1,
+                .b_rows = drows + (size_t)h * g.KB, .C = a->dx + (size_t)h * NX,
+                .ldc = (ptrdiff_t)xstride, .init = BRISK_GEMM_ZERO};
+            brisk_gemm_block(&gm, m0, m1, n0, n1);
+            for (int c = m0; a->act && c < m1 && n0 < n1; c++) {
+                const size_t o = (size_t)c * xstride + (size_t)h * NX + (size_t)n0;
+                a->act->ops->act_grad(a->act, a->act_x + o, a->act_y + o, a->dx + o,
+                                      (size_t)(n1 - n0));
+            }
         }
     }
 }

@@ -389,10 +389,12 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
         const int64_t first_batch = batch;
         const double t0 = brisk_now_seconds();
         int stop = 0;
+        double in_use = 0; /* threads in use, summed over the epoch's steps */
         for (; batch < per_epoch; batch++) {
             const int64_t lo = batch * B;
             const int n = n_train - lo < B ? (int)(n_train - lo) : B;
             brisk_step_stats st;
+            in_use += brisk_trainer_threads_in_use(t); /* the step's, before it adapts */
             if ((err = brisk_trainer_step(t, ds, order + lo, n, &st)) < 0) {
                 res->epochs_done = epoch - 1;
                 res->batch = batch;
@@ -415,7 +417,8 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
                     .epoch = epoch, .batch = batch + 1, .batches = per_epoch, .step = step,
                     .last = &st, .train = train_m, .epoch_seconds = secs,
                     .samples_per_second = secs > 0 ? (double)((batch + 1 - first_batch) * B) / secs : 0,
-                    .lr_factor = brisk_trainer_lr_factor(t), .checkpoint = ""};
+                    .lr_factor = brisk_trainer_lr_factor(t), .checkpoint = "",
+                    .threads_in_use = in_use / (double)(batch + 1 - first_batch)};
                 want_stop |= c->on_step(c->user, &p) != 0;
             }
             want_stop |= c->stop && *c->stop; /* read after the callback: it may raise it */
@@ -510,7 +513,10 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
                 .train = train_m, .val = val_m, .val_ema = val_ema, .epoch_seconds = train_s,
                 .samples_per_second = train_s > 0 ? (double)((per_epoch - first_batch) * B) / train_s : 0,
                 .lr_factor = brisk_trainer_lr_factor(t),
-                .checkpoint = c->checkpoint_dir ? res->checkpoint : "", .improved = improved};
+                .checkpoint = c->checkpoint_dir ? res->checkpoint : "", .improved = improved,
+                .threads_in_use = per_epoch > first_batch
+                                      ? in_use / (double)(per_epoch - first_batch)
+                                      : brisk_trainer_threads_in_use(t)};
             cb_stop = c->on_epoch(c->user, &p) != 0;
         }
         if (r->P > 1)

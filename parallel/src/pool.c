@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -20,15 +22,20 @@
 /* Spin this many rounds before sleeping in the kernel: long enough to cover the gap between
  * the phases of one training step on dedicated cores (tens of microseconds). */
 #define SPIN_ROUNDS 4000
-/* ... unless the pool's threads are being preempted (another program wants their cores):
- * then a thread that spins spends the share of its core that it will need for work, and
- * the scheduler favours a thread that sleeps when it wakes. So it barely spins. */
+/* ... unless a thread of the pool shares its core with another program: then a thread that
+ * spins spends the share of its core that it will need for work, and the scheduler favours a
+ * thread that sleeps when it wakes. So it barely spins. */
 #define SPIN_ROUNDS_SHARED 16
-/* Once a window of this many nanoseconds (at the first job after it), each thread reads its
- * count of preemptions (involuntary context switches) and its CPU; more than PREEMPT_LIMIT
- * preemptions in the window mark its core as shared until the next window. */
+/* Once a window of this many nanoseconds (at the first job after it), each thread reads how
+ * long it has waited, runnable, for a CPU (the kernel's schedstat) and which CPU it is on; a
+ * wait of more than WAIT_SHARE of the window marks its core as shared until the next window.
+ * (Measured on a 2-core VM, 50 ms windows: 0-5% on a quiet machine and under busy loops at
+ * nice 19, 35-50% for the thread sharing a core with a busy loop at nice 0.) Without
+ * schedstat, more than PREEMPT_LIMIT preemptions (involuntary context switches) in the window
+ * do (a weaker sign: a quiet machine shows 1-2 in most windows). */
 #define CHECK_NS 50000000
-#define PREEMPT_LIMIT 2
+#define WAIT_SHARE 0.2
+#define PREEMPT_LIMIT 6
 /* Windows without preemption after which threads that were spread over the CPUs (below) are
  * given back to the scheduler. */
 #define UNPIN_WINDOWS 64
@@ -53,6 +60,8 @@ typedef struct thread_times {
     long long jobs;           /* preemption checks made */
     int64_t checked_at;       /* when the last one was */
     long preempted_at;        /* ru_nivcsw at the window's start */
+    int stat_fd;              /* its /proc/thread-self/schedstat, or -1 */
+    long long waited_at;      /* the run-queue wait it read there at the window's start */
     atomic_int shared;        /* the last window saw this thread preempted */
     atomic_int cpu;           /* the CPU it ran on at its last check */
     /* Claimed loops in this thread's team, this job (brisk_pool_team_claim). */
@@ -188,22 +197,44 @@ static void timed_wait(brisk_pool *pool, pool_barrier *b)
     pool->times[self_index].wait_ns += now_ns() - t0;
 }
 
-/* Once a window: was this thread preempted more than PREEMPT_LIMIT times in it? Returns 1
- * when it checked. */
+/* The calling thread's nanoseconds spent runnable but waiting for a CPU, or -1. */
+static long long run_queue_wait(int fd)
+{
+    char buf[96];
+    const ssize_t n = fd >= 0 ? pread(fd, buf, sizeof buf - 1, 0) : -1;
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    unsigned long long on_cpu, waited;
+    return sscanf(buf, "%llu %llu", &on_cpu, &waited) == 2 ? (long long)waited : -1;
+}
+
+/* Once a window: did this thread share its core with another program in it? Returns 1 when
+ * it checked. */
 static int check_preemption(brisk_pool *pool, int t)
 {
     thread_times *tt = &pool->times[t];
     const int64_t now = now_ns();
     if (tt->jobs && now - tt->checked_at < CHECK_NS)
         return 0;
+    if (!tt->jobs)
+        tt->stat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    const long long waited = run_queue_wait(tt->stat_fd);
     struct rusage ru;
-    if (getrusage(RUSAGE_THREAD, &ru) != 0)
+    if (waited < 0 && getrusage(RUSAGE_THREAD, &ru) != 0)
         return 0;
-    const int shared = tt->jobs++ && ru.ru_nivcsw - tt->preempted_at > PREEMPT_LIMIT;
+    const int shared =
+        tt->jobs && (waited >= 0 ? (double)(waited - tt->waited_at) >
+                                       WAIT_SHARE * (double)(now - tt->checked_at)
+                                 : ru.ru_nivcsw - tt->preempted_at > PREEMPT_LIMIT);
+    tt->jobs++;
     tt->checked_at = now;
     atomic_store_explicit(&tt->shared, shared, memory_order_relaxed);
     atomic_store_explicit(&tt->cpu, sched_getcpu(), memory_order_relaxed);
-    tt->preempted_at = ru.ru_nivcsw;
+    if (waited >= 0)
+        tt->waited_at = waited;
+    else
+        tt->preempted_at = ru.ru_nivcsw;
     return 1;
 }
 
@@ -309,8 +340,11 @@ static void *worker_main(void *p)
         wait_change(&slot->post, seen, &slot->sleeping,
                     atomic_load_explicit(&pool->spin, memory_order_relaxed));
         seen = atomic_load_explicit(&slot->post, memory_order_acquire);
-        if (pool->stop)
+        if (pool->stop) {
+            if (pool->times[wa.t].stat_fd >= 0)
+                close(pool->times[wa.t].stat_fd);
             return NULL;
+        }
         run_fn(pool, wa.t);
         atomic_fetch_add(&pool->done, 1); /* seq_cst: see wait_change */
         if (atomic_load(&pool->done_sleeping))
@@ -351,6 +385,7 @@ int brisk_pool_create(int T, brisk_pool **out)
     for (int t = 0; t < T; t++) {
         atomic_init(&pool->times[t].shared, 0);
         atomic_init(&pool->times[t].cpu, -1);
+        pool->times[t].stat_fd = -1;
         atomic_init(&pool->slots[t].post, 0);
         atomic_init(&pool->slots[t].sleeping, 0);
         atomic_init(&pool->claims[t].word, 0);
@@ -395,6 +430,8 @@ void brisk_pool_destroy(brisk_pool *pool)
     }
     for (int t = 1; t < pool->T; t++)
         pthread_join(pool->threads[t - 1], NULL);
+    if (pool->times[0].stat_fd >= 0)
+        close(pool->times[0].stat_fd);
     free(pool->threads);
     free(pool->teams);
     free(pool->times);
@@ -640,7 +677,8 @@ void brisk_pool_times(const brisk_pool *pool, int t, double *busy, double *waiti
 
 void brisk_pool_reset_times(brisk_pool *pool)
 {
-    memset(pool->times, 0, (size_t)pool->T * sizeof *pool->times);
+    for (int t = 0; t < pool->T; t++)
+        pool->times[t].job_ns = pool->times[t].wait_ns = 0;
 }
 
 int brisk_cpu_count(void)

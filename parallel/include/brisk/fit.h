@@ -87,6 +87,10 @@ typedef struct brisk_fit_progress {
     float lr_factor;              /* the plateau policy's factor on the schedule's rate */
     const char *checkpoint;       /* on_epoch: the file written after it ("" for none) */
     int improved;                 /* on_epoch: the monitored metric improved (policies on) */
+    /* This process's threads that took part in the epoch's steps so far, on average: fewer
+     * than brisk_trainer_threads while another program competed for the CPUs and fewer were
+     * measured faster (brisk_trainer_set_threads_in_use). */
+    double threads_in_use;
 } brisk_fit_progress;
 
 typedef struct brisk_fit_config {

@@ -1,0 +1,175 @@
+#!/usr/bin/python3
+"""Brisk's training speed when another program competes for the cores, side by side in one run.
+
+For each model, under each load, runs bench_mlp at 1 thread and at every core, alternating,
+--repeats rounds, and prints the medians and the ratio of the two:
+
+- quiet: nothing else runs (a round during which other processes used more than a tenth of a
+  core, from /proc/stat against the round's own CPU time, is run again, at most 3 times);
+- busy: one busy loop at normal priority, pinned to the last CPU this process may use;
+- nice19: --nice-loops busy loops at nice 19, not pinned.
+
+At every core it also runs with --fixed-threads (all threads take part in every step, as
+before the trainer adapted their number), and, given --baseline (a bench_mlp built from an
+older commit), that build too, so that a change shows against what it replaced in the same
+run. Every run of a model must train the same weights (the checksum), whatever the threads
+and the load.
+
+Usage: bench/compare_contention.py [--bench build/release/bench/bench_mlp]
+           [--baseline OLD_BENCH_MLP] [--config MODEL:BATCH:STEPS ...] [--repeats 3]
+           [--loads quiet,busy,nice19] [--nice-loops 2] [--json FILE]
+Defaults: the three models of the README's speed table (784-256-128-10:128:1500,
+784-1024-1024-10:256:120, cnn:128:60).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def cpu_busy():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+def timed(cmd):
+    """Runs cmd (bench_mlp --json); returns (its JSON, the cores others used meanwhile)."""
+    b0, hz = cpu_busy()
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit("compare_contention: %s failed:\n%s" % (" ".join(cmd), p.stderr))
+    wall = time.monotonic() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    b1, _ = cpu_busy()
+    own = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    return json.loads(p.stdout), max(0.0, (b1 - b0) / hz - own) / wall
+
+
+class Load:
+    """Starts the competing processes of a load, and stops them."""
+
+    def __init__(self, name, nice_loops):
+        self.name, self.procs = name, []
+        cpus = sorted(os.sched_getaffinity(0))
+        if name == "busy":
+            self.procs.append(subprocess.Popen(
+                ["taskset", "-c", str(cpus[-1]), "sh", "-c", "while :; do :; done"]))
+        elif name == "nice19":
+            for _ in range(nice_loops):
+                self.procs.append(subprocess.Popen(
+                    ["nice", "-n", "19", "sh", "-c", "while :; do :; done"]))
+        elif name != "quiet":
+            sys.exit("compare_contention: unknown load '%s' (quiet, busy, nice19)" % name)
+        time.sleep(0.3)
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bench", default="build/release/bench/bench_mlp")
+    ap.add_argument("--baseline", help="a bench_mlp built from an older commit")
+    ap.add_argument("--config", action="append",
+                    help="MODEL:BATCH:STEPS (repeatable)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--loads", default="quiet,busy,nice19")
+    ap.add_argument("--nice-loops", type=int, default=2)
+    ap.add_argument("--json", help="also write every round's figures to this file")
+    a = ap.parse_args()
+    for b in [a.bench] + ([a.baseline] if a.baseline else []):
+        if not os.access(b, os.X_OK):
+            sys.exit("compare_contention: %s is not built (cmake --build build/release)" % b)
+    configs = a.config or ["784-256-128-10:128:1500", "784-1024-1024-10:256:120",
+                           "cnn:128:60"]
+    T = len(os.sched_getaffinity(0))
+    if T < 2:
+        sys.exit("compare_contention: this process may use one CPU only")
+    rows, record = [], []
+    for conf in configs:
+        try:
+            model, batch, steps = conf.split(":")
+            int(batch), int(steps)
+        except ValueError:
+            sys.exit("compare_contention: --config %s is not MODEL:BATCH:STEPS" % conf)
+        base = ["--model", model, "--batch", batch, "--steps", steps,
+                "--warmup", str(max(5, int(steps) // 10)), "--json"]
+        sides = {"1 thread": [a.bench, "--threads", "1"] + base,
+                 "%d threads" % T: [a.bench, "--threads", str(T)] + base,
+                 "%d fixed" % T: [a.bench, "--threads", str(T), "--fixed-threads"] + base}
+        if a.baseline:
+            sides["%d baseline" % T] = [a.baseline, "--threads", str(T)] + base
+        fnv = set()
+        for load_name in a.loads.split(","):
+            sps = {k: [] for k in sides}
+            in_use = []
+            screened = 0
+            load = Load(load_name, a.nice_loops)
+            try:
+                for r in range(a.repeats):
+                    for name, cmd in sides.items():
+                        for _ in range(3):
+                            j, others = timed(cmd)
+                            if load_name != "quiet" or others < 0.1:
+                                break
+                            screened += 1
+                        sps[name].append(j["samples_per_second"])
+                        fnv.add(j["params_fnv"])
+                        if name == "%d threads" % T and "steps_by_threads_in_use" in j:
+                            in_use.append(j["steps_by_threads_in_use"])
+                        record.append({"model": model, "batch": int(batch), "load": load_name,
+                                       "side": name, "round": r + 1,
+                                       "samples_per_second": j["samples_per_second"],
+                                       "others_cores": others, "params_fnv": j["params_fnv"],
+                                       "steps_by_threads_in_use":
+                                           j.get("steps_by_threads_in_use")})
+                        print("%s, %s, round %d, %s: %.0f samples/s (others used %.2f cores)"
+                              % (model, load_name, r + 1, name, j["samples_per_second"],
+                                 others), flush=True)
+            finally:
+                load.stop()
+            med = {k: statistics.median(v) for k, v in sps.items()}
+            fewer = 0
+            for h in in_use:
+                fewer += sum(h[:-1]) / max(1, sum(h))
+            rows.append((model, batch, load_name, med, T, fewer / max(1, len(in_use)),
+                         screened))
+        if len(fnv) != 1:
+            sys.exit("compare_contention: %s trained different weights in different runs: %s"
+                     % (model, sorted(fnv)))
+    print("\nmedians of %d alternating rounds (samples/s); %d CPUs; busy: one loop at nice 0 "
+          "on CPU %d; nice19: %d loops at nice 19" % (a.repeats, T,
+                                                      sorted(os.sched_getaffinity(0))[-1],
+                                                      a.nice_loops))
+    head = "| model, batch | load | 1 thread | %d threads | ratio | %d, fixed | ratio |" % (T, T)
+    sep = "|---|---|---|---|---|---|---|"
+    if a.baseline:
+        head += " %d, baseline | ratio |" % T
+        sep += "---|---|"
+    print(head + " steps with fewer threads |")
+    print(sep + "---|")
+    for model, batch, load_name, med, T, fewer, screened in rows:
+        one = med["1 thread"]
+        line = "| %s, %s | %s | %.0f | %.0f | **%.2fx** | %.0f | %.2fx |" % (
+            model, batch, load_name, one, med["%d threads" % T], med["%d threads" % T] / one,
+            med["%d fixed" % T], med["%d fixed" % T] / one)
+        if a.baseline:
+            b = med["%d baseline" % T]
+            line += " %.0f | %.2fx |" % (b, b / one)
+        print(line + " %.0f%% |" % (100 * fewer))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(record, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
