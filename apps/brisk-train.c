@@ -206,11 +206,6 @@ static void parse_args(int argc, char **argv, cli *c)
     if (c->resume_set && !c->resume && !(c->resume = setting_of(c, "checkpoint-dir")))
         usage_error("--resume", "name a run directory or checkpoint (--resume DIR|FILE), or "
                     "pass --checkpoint-dir DIR");
-    const char *threads = setting_of(c, "threads");
-    if (threads && atoi(threads) > brisk_cpu_count())
-        fprintf(stderr, "brisk-train: warning: --threads %s is more than the %d CPUs this "
-                "process may use: threads will wait for each other (slower, same results)\n",
-                threads, brisk_cpu_count());
 }
 
 /* Reports a failed library call: a setting's error as a usage error naming the flag (exit 2),

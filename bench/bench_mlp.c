@@ -35,8 +35,9 @@ static void usage(FILE *f)
                "--fixed-threads: all T threads take part in every step, even when another\n"
                "program competes for the CPUs (by default the trainer then measures whether\n"
                "fewer are faster; brisk_trainer_set_threads_in_use).\n"
-               "--json prints one object with samples/s, a checksum of the trained parameters (the same "
-               "for every T) and, per thread, the seconds it was busy and waiting.\n",
+               "--json prints one object with samples/s, a checksum of the trained parameters\n"
+               "(the same for every T), per thread the seconds it was busy and waiting, and\n"
+               "how many steps ran with 1, 2, ... T threads in use.\n",
             BRISK_DEFAULT_MICRO_BATCH);
 }
 
@@ -190,8 +191,8 @@ static int run(int argc, char **argv, brisk_comm *comm)
         printf("], \"thread_waiting_seconds\": [");
         for (int w = 0; w < threads; w++)
             printf("%s%.4f", w ? ", " : "", wait[w]);
-        printf("], \"shard_seconds\": %.4f, \"update_seconds\": %.4f, \"steps_by_threads_in_use\": [",
-               shard_s, update_s);
+        printf("], \"shard_seconds\": %.4f, \"update_seconds\": %.4f, "
+               "\"steps_by_threads_in_use\": [", shard_s, update_s);
         for (int k = 1; k <= threads; k++)
             printf("%s%lld", k > 1 ? ", " : "", in_use[k]);
         printf("]}\n");

@@ -15,30 +15,16 @@ Usage: bench/compare_augment.py [--bench build/release/bench/bench_mlp] [--model
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import time
 
-
-def cpu_busy():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return sum(v) - v[3] - v[4], os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+from screening import run_screened
 
 
 def timed(cmd):
     """Runs cmd (bench_mlp --json); returns (its JSON, the cores others used meanwhile)."""
-    b0, hz = cpu_busy()
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    wall = time.monotonic() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    b1, _ = cpu_busy()
-    own = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-    return json.loads(out), max(0.0, (b1 - b0) / hz - own) / wall
+    out, others = run_screened(cmd)
+    return json.loads(out), others
 
 
 def main():

@@ -31,17 +31,16 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import torch_settings  # noqa: E402
+from screening import run_screened  # noqa: E402
 
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 SHAPES = {  # L, C, NH, V, Vp, maxT, B, T, steps
@@ -58,23 +57,9 @@ def gflop(shape):
     return (6 * B * T * (12 * L * C * C + Vp * C) + 12 * L * B * T * T * C) / 1e9
 
 
-def cpu_busy():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return sum(v) - v[3] - v[4], os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-
-
 def timed(cmd, env, steps):
     """Runs cmd; returns (mean ms per step after 2 warm-up steps, others' cores, stdout)."""
-    b0, hz = cpu_busy()
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    wall = time.monotonic() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    b1, _ = cpu_busy()
-    own = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-    others = max(0.0, (b1 - b0) / hz - own) / wall
+    out, others = run_screened(cmd, env)
     ms = [float(m) for m in re.findall(r"took ([0-9.]+) ms", out)]
     if len(ms) < steps:
         sys.exit("%s printed %d step times, expected %d:\n%s" % (cmd[0], len(ms), steps, out))

@@ -4,16 +4,16 @@
 
 #include "brisk/error.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -110,7 +110,6 @@ struct brisk_pool {
     cpu_set_t caller_mask;
     int quiet_windows;       /* checks without preemption since */
     int packed_checks;       /* checks running that found two threads on one CPU */
-    long long spreads;       /* times the workers were pinned (brisk_pool_spreads) */
     int n_teams;             /* R, written by the caller between jobs */
     thread_times *times;     /* (T) */
     brisk_pool_fn fn;        /* written by the caller before the start barrier */
@@ -272,7 +271,7 @@ static void spread(brisk_pool *pool, int shared)
     cpu_set_t taken;
     CPU_ZERO(&taken);
     int packed = 0;
-    for (int t = 0; t < T; t++) {
+    for (int t = 0; t < pool->active; t++) { /* the others sleep */
         const int c = atomic_load_explicit(&pool->times[t].cpu, memory_order_relaxed);
         if (c >= 0 && c < CPU_SETSIZE) {
             packed |= CPU_ISSET(c, &taken);
@@ -299,6 +298,7 @@ static void spread(brisk_pool *pool, int shared)
         pool->caller_pinned = 1;
     }
     pthread_setaffinity_np(pool->caller, sizeof taken, &taken);
+    pool->pinned = 1; /* (unpin undoes it all, whatever the loop below reaches) */
     for (int t = 1; t < T; t++) {
         int c = atomic_load_explicit(&pool->times[t].cpu, memory_order_relaxed);
         if (c < 0 || c >= CPU_SETSIZE || CPU_ISSET(c, &taken) || !CPU_ISSET(c, &pool->allowed))
@@ -313,8 +313,6 @@ static void spread(brisk_pool *pool, int shared)
         CPU_SET(c, &one);
         pthread_setaffinity_np(pool->threads[t - 1], sizeof one, &one);
     }
-    pool->pinned = 1;
-    pool->spreads++;
 }
 
 static void run_fn(brisk_pool *pool, int t)
@@ -640,11 +638,6 @@ void brisk_pool_team_settle(brisk_pool *pool, int team)
     thread_times *tt = &pool->times[self_index];
     settle(pool, &pool->claims[team], tt);
     tt->wait_ns += now_ns() - t0;
-}
-
-long long brisk_pool_spreads(const brisk_pool *pool)
-{
-    return pool->spreads;
 }
 
 int brisk_pool_contended(const brisk_pool *pool)

@@ -674,6 +674,9 @@ static int trainer_config(brisk_run *r)
         t->threads = brisk_cpu_count() / brisk_comm_local_size(r->comm);
         t->threads = t->threads > 0 ? t->threads : 1;
     }
+    if (t->threads > brisk_cpu_count())
+        say(r, "threads: %d is more than the %d CPUs this process may use: threads will wait "
+            "for each other (slower, same results)", t->threads, brisk_cpu_count());
     return BRISK_OK;
 }
 

@@ -94,7 +94,6 @@ struct brisk_trainer {
         int64_t w_samples;
         int w_steps;
         double next_down, next_up, down_wait, up_wait;
-        long long reductions; /* times fewer threads were found faster */
     } gov;
     double update_seconds;    /* wall time in the reduction and update (and their MPI) */
     /* Processes. */
@@ -821,7 +820,6 @@ static void phase_a(void *arg, int w, int T)
     for_my_chunks(arg, w, T, step_chunk);
 }
 
-/* This worker's blocks [*b0, *b1): an even split of this rank's blocks over T. */
 /* All T threads as one team, for the jobs that follow brisk_pool_set_teams(pool, 1). */
 static brisk_team whole_team(brisk_trainer *tr, int w, int T)
 {
@@ -1044,11 +1042,11 @@ static void ema_update(void *arg, int w, int T)
 #define GOV_SECONDS 0.25
 #define GOV_STEPS 3
 
-/* After each step: while another program competes for the CPUs (the pool sees its threads
- * preempted), measure whether one thread fewer trains faster, and keep the faster; every
- * while, measure one more again (the other program may have gone). On a busy core a thread
- * holds its team back at every barrier, so fewer threads can be faster. Which threads take
- * part changes no result. */
+/* After each step: while another program competes for the CPUs (the pool sees threads
+ * waiting for their cores), measure whether one thread fewer trains faster, and keep the
+ * faster; every while, measure one more again (the other program may have gone). On a busy
+ * core a thread holds its team back at every barrier, so fewer threads can be faster. Which
+ * threads take part changes no result. */
 static void adapt_threads(brisk_trainer *t, int n, double seconds)
 {
     if (t->T < 2 || t->gov.fixed)
@@ -1066,7 +1064,6 @@ static void adapt_threads(brisk_trainer *t, int n, double seconds)
         t->gov.probing = 0;
         const int down = K < t->gov.base_k;
         if (rate > t->gov.base_rate * (down ? 1.05 : 1.02)) { /* keep K */
-            t->gov.reductions += down;
             t->gov.next_up = now + (t->gov.up_wait = 2);
             t->gov.down_wait = 2;
             return;

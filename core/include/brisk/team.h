@@ -36,7 +36,9 @@ enum {
 };
 
 /* Waits for the whole team; writes made before it by any member are visible after it to all.
- * Returns at once for NULL or a team of one. */
+ * Returns at once for NULL or a team of one. (In a team whose layers all claim their work,
+ * brisk_layer.claims, it waits instead until every chunk of the claimed loops before it has
+ * finished, whoever ran it; what those chunks wrote is then visible to all.) */
 static inline void brisk_team_barrier(const brisk_team *t)
 {
     if (t && t->nth > 1)

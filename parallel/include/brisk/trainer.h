@@ -229,7 +229,7 @@ int brisk_trainer_micro_batch(const brisk_trainer *t);
 int brisk_trainer_threads(const brisk_trainer *t);            /* T */
 
 /* Threads in use. A trainer starts with all T; while another program competes for the CPUs
- * (its threads get preempted), it measures after its steps whether one thread fewer trains
+ * (a thread waits for its core), it measures after its steps whether one thread fewer trains
  * faster (a thread on a busy core holds its team back at every barrier), keeps the faster,
  * and every few seconds measures one more again. Results never depend on it. k = 1..T fixes
  * the number (no adapting) from the next step; k = 0 goes back to all T, adapting. Returns

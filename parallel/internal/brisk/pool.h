@@ -1,13 +1,21 @@
 /* brisk/pool.h: a persistent pool of worker threads and the barrier they share.
  *
- * brisk_pool_run(pool, fn, arg) runs fn(arg, t, T) once on each of the T threads (the caller
- * is thread 0) and returns when all have finished. Inside fn, brisk_pool_barrier separates
- * phases. Threads are created once, in brisk_pool_create; kernels never create threads.
+ * brisk_pool_run(pool, fn, arg) runs fn(arg, t, K) once on each of the K threads in use (all
+ * T unless brisk_pool_set_active says fewer; the caller is thread 0) and returns when all
+ * have finished. Inside fn, brisk_pool_barrier separates phases, teams have their own
+ * barriers, and claimed loops hand out chunks of work to whichever thread asks first.
+ * Threads are created once, in brisk_pool_create; kernels never create threads.
  *
- * Why pthreads and not OpenMP: the step needs barriers in the middle of one parallel job and
- * a spin-then-sleep policy that suits both dedicated cores and oversubscribed test machines;
- * and ThreadSanitizer understands C11 atomics and futexes, but not an uninstrumented libgomp,
- * so the tsan preset can check this pool.
+ * Another program on the cores: every 50 ms each thread reads how long it waited for a CPU
+ * (schedstat); while one shares its core, waits spin briefly before they sleep, and threads
+ * that the scheduler has packed onto one CPU are pinned one to a CPU (given back after a
+ * quiet while and when the pool is destroyed; the caller's own affinity is restored only
+ * from the caller's thread).
+ *
+ * Why pthreads and not OpenMP: the step needs barriers in the middle of one parallel job,
+ * claimed loops, a number of threads in use that changes between jobs, and a spin-then-sleep
+ * policy that adapts to a busy machine; and ThreadSanitizer understands C11 atomics and
+ * futexes, but not an uninstrumented libgomp, so the tsan preset can check this pool.
  */
 #ifndef BRISK_POOL_H
 #define BRISK_POOL_H
@@ -70,13 +78,9 @@ long long brisk_pool_next_item(brisk_pool *pool, long long n);
  * that has nothing left to do (its core may be busy with another program). */
 void brisk_pool_team_settle(brisk_pool *pool, int team);
 
-/* Whether the last window of jobs saw any thread preempted (its core shared with another
- * program): then barriers barely spin. Call between jobs. */
+/* Whether the last window saw a thread in use wait for its CPU (its core shared with
+ * another program): then barriers barely spin. Call between jobs. */
 int brisk_pool_contended(const brisk_pool *pool);
-
-/* How many times the workers were pinned one to a CPU because the scheduler had put two of the
- * pool's threads on one CPU while another program used the others. Call between jobs. */
-long long brisk_pool_spreads(const brisk_pool *pool);
 
 /* Seconds thread t has spent inside jobs in all (busy) and, of that, waiting at barriers
  * (waiting), since the pool was created or brisk_pool_reset_times. Call between jobs. */
