@@ -583,10 +583,9 @@ static void test_claimed_model_any_threads(void **state)
     assert_int_equal(brisk_model_create(&cfg.model, &m), BRISK_OK);
     assert_int_equal(brisk_model_claims(m), 1);
     brisk_model_destroy(m);
-    cfg = base_config("conv:8:3:pad1,batchnorm,relu,gap,flatten,dense:5",
-                      brisk_shape_img(8, 8, 8), 40, 3);
+    cfg = base_config("dense:8,layernorm,dense:5", brisk_shape_vec(16), 40, 3);
     assert_int_equal(brisk_model_create(&cfg.model, &m), BRISK_OK);
-    assert_int_equal(brisk_model_claims(m), 0); /* batchnorm does not claim */
+    assert_int_equal(brisk_model_claims(m), 0); /* layernorm does not claim */
     brisk_model_destroy(m);
     const int batches[] = {40, 100, 33};
     check_model_any_threads(layers, brisk_shape_img(8, 8, 8), batches, 3, 40, 2);
@@ -594,14 +593,16 @@ static void test_claimed_model_any_threads(void **state)
 
 /* Changing how many threads take part between steps (brisk_trainer_set_threads_in_use)
  * changes no bit: a trainer of 4 threads run with 1, 4, 2, 3, ... of them against one of 1,
- * on a model whose teams settle and on one whose teams meet at barriers. */
+ * on an MLP and on a CNN with batch normalisation (both settle), and on a model with
+ * layernorm, whose teams meet at barriers. */
 static void test_threads_in_use_bitwise(void **state)
 {
     (void)state;
     const char *models[] = {"784-64-32-10", "conv:8:3:pad1,batchnorm,relu,maxpool:2,flatten,"
-                                            "dense:5"};
-    const brisk_shape inputs[] = {brisk_shape_vec(784), brisk_shape_img(8, 8, 8)};
-    for (int mi = 0; mi < 2; mi++) {
+                                            "dense:5", "dense:32,layernorm,relu,dense:5"};
+    const brisk_shape inputs[] = {brisk_shape_vec(784), brisk_shape_img(8, 8, 8),
+                                  brisk_shape_vec(64)};
+    for (int mi = 0; mi < 3; mi++) {
         brisk_trainer_config cfg = base_config(models[mi], inputs[mi], 24, 4);
         cfg.batch = 48;
         brisk_dataset ds;

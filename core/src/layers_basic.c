@@ -480,6 +480,7 @@ static int res_setup(brisk_layer *l, char *err, size_t errlen)
         return -1;
     }
     l->out = l->in;
+    l->claims = 1; /* rows claimed by the team (below) */
     return 0;
 }
 
@@ -489,22 +490,29 @@ static BRISK_MULTIVERSION void add_rows(const float *x, const float *z, float *y
         y[i] = x[i] + z[i];
 }
 
+/* Rows of features claimed by the team. */
 static void res_forward(const brisk_layer *l, const brisk_forward_args *a)
 {
-    long long r0, r1;
-    brisk_team_range(a->team, (long long)brisk_shape_features(l->in), &r0, &r1);
-    const size_t o = (size_t)r0 * (size_t)a->ld;
-    add_rows(a->x + o, a->skip + o, a->y + o, (size_t)(r1 - r0) * (size_t)a->ld);
+    const long long F = (long long)brisk_shape_features(l->in);
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, F, brisk_share_grain(a->team, F, 4, 1));
+    for (long long r0, r1; brisk_share_next(&sh, &r0, &r1);) {
+        const size_t o = (size_t)r0 * (size_t)a->ld;
+        add_rows(a->x + o, a->skip + o, a->y + o, (size_t)(r1 - r0) * (size_t)a->ld);
+    }
 }
 
 static void res_backward(const brisk_layer *l, const brisk_backward_args *a)
 {
     if (!a->dx)
         return;
-    long long r0, r1;
-    brisk_team_range(a->team, (long long)brisk_shape_features(l->in), &r0, &r1);
-    const size_t o = (size_t)r0 * (size_t)a->ld;
-    memcpy(a->dx + o, a->dy + o, (size_t)(r1 - r0) * (size_t)a->ld * sizeof(float));
+    const long long F = (long long)brisk_shape_features(l->in);
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, F, brisk_share_grain(a->team, F, 4, 1));
+    for (long long r0, r1; brisk_share_next(&sh, &r0, &r1);) {
+        const size_t o = (size_t)r0 * (size_t)a->ld;
+        memcpy(a->dx + o, a->dy + o, (size_t)(r1 - r0) * (size_t)a->ld * sizeof(float));
+    }
 }
 
 static int res_describe(const brisk_layer *l, char *buf, size_t size)
@@ -547,8 +555,9 @@ static void dropout_forward(const brisk_layer *l, const brisk_forward_args *a)
     const uint64_t key = brisk_rng_u64(a->seed, BRISK_RNG_STREAM_DROPOUT, (uint32_t)l->index,
                                        (uint64_t)a->step);
     uint8_t *mask = a->scratch;
-    long long f0, f1;
-    brisk_team_range(a->team, (long long)F, &f0, &f1);
+    brisk_share sh; /* rows of features claimed by the team */
+    brisk_share_begin(&sh, a->team, (long long)F, brisk_share_grain(a->team, (long long)F, 4, 1));
+    for (long long f0, f1; brisk_share_next(&sh, &f0, &f1);)
     for (long long f = f0; f < f1; f++)
         for (size_t i = 0; i < ld; i++) {
             const size_t o = (size_t)f * ld + i;
@@ -567,10 +576,11 @@ static void dropout_backward(const brisk_layer *l, const brisk_backward_args *a)
     const size_t F = brisk_shape_features(l->in), ld = (size_t)a->ld;
     const float scale = 1.0f / (1.0f - (float)l->args[0]);
     const uint8_t *mask = a->scratch;
-    long long f0, f1;
-    brisk_team_range(a->team, (long long)F, &f0, &f1);
-    for (size_t o = (size_t)f0 * ld; o < (size_t)f1 * ld; o++)
-        a->dx[o] = mask[o] ? a->dy[o] * scale : 0.0f;
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, (long long)F, brisk_share_grain(a->team, (long long)F, 4, 1));
+    for (long long f0, f1; brisk_share_next(&sh, &f0, &f1);)
+        for (size_t o = (size_t)f0 * ld; o < (size_t)f1 * ld; o++)
+            a->dx[o] = mask[o] ? a->dy[o] * scale : 0.0f;
 }
 
 static int dropout_describe(const brisk_layer *l, char *buf, size_t size)
@@ -579,7 +589,7 @@ static int dropout_describe(const brisk_layer *l, char *buf, size_t size)
 }
 
 const brisk_layer_ops brisk__dropout_ops = {
-    .kind = "dropout", .parse = dropout_parse, .setup = same_shape,
+    .kind = "dropout", .parse = dropout_parse, .setup = act_setup, /* claims its rows */
     .scratch_bytes = dropout_scratch, .forward = dropout_forward,
     .backward = dropout_backward, .describe = dropout_describe,
     .flags = BRISK_LAYER_EVAL_IDENTITY};

@@ -34,6 +34,7 @@ static int bn_setup(brisk_layer *l, char *err, size_t errlen)
         brisk_layer_add_tensor(l, "running_mean", 1, &C, BRISK_TENSOR_ZERO, 0, 0, 1) < 0 ||
         brisk_layer_add_tensor(l, "running_var", 1, &C, BRISK_TENSOR_ONE, 0, 0, 1) < 0)
         return -1;
+    l->claims = 1; /* channels claimed by the team */
     return 0;
 }
 
@@ -50,9 +51,9 @@ static void bn_forward(const brisk_layer *l, const brisk_forward_args *a)
     const float *rm = brisk_layer_data(l, 2, a->buffers), *rv = brisk_layer_data(l, 3, a->buffers);
     float *mean_s = a->scratch, *inv_s = (float *)a->scratch + C;
     const double cnt = (double)HW * n;
-    long long c0, c1;
-    brisk_team_range(a->team, C, &c0, &c1);
-    for (long long c = c0; c < c1; c++) {
+    brisk_share sh; /* channels claimed by the team */
+    brisk_share_begin(&sh, a->team, C, 1);
+    for (long long c, c1; brisk_share_next(&sh, &c, &c1);) {
         const float *x = a->x + (size_t)c * HW * ld;
         float *y = a->y + (size_t)c * HW * ld;
         float mean, inv;
@@ -93,9 +94,9 @@ static void bn_backward(const brisk_layer *l, const brisk_backward_args *a)
     float *dg = brisk_layer_data(l, 0, a->grads), *db = brisk_layer_data(l, 1, a->grads);
     const float *mean_s = a->scratch, *inv_s = (const float *)a->scratch + C;
     const double cnt = (double)HW * n;
-    long long c0, c1;
-    brisk_team_range(a->team, C, &c0, &c1);
-    for (long long c = c0; c < c1; c++) {
+    brisk_share sh; /* channels claimed by the team */
+    brisk_share_begin(&sh, a->team, C, 1);
+    for (long long c, c1; brisk_share_next(&sh, &c, &c1);) {
         const float *x = a->x + (size_t)c * HW * ld, *dy = a->dy + (size_t)c * HW * ld;
         const float mean = mean_s[c], inv = inv_s[c];
         double sdy = 0, sdyx = 0;
