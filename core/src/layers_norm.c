@@ -160,6 +160,7 @@ static int ln_setup(brisk_layer *l, char *err, size_t errlen)
     if (brisk_layer_add_tensor(l, "weight", nd, shape, BRISK_TENSOR_ONE, 0, 0, 0) < 0 ||
         brisk_layer_add_tensor(l, "bias", nd, shape, BRISK_TENSOR_ZERO, 0, 0, 0) < 0)
         return -1;
+    l->claims = 1; /* columns and features claimed by the team */
     return 0;
 }
 
@@ -184,15 +185,13 @@ static ln_scratch_view ln_view(void *scratch, int ld)
     return v;
 }
 
-static void ln_forward(const brisk_layer *l, const brisk_forward_args *a)
+/* Columns [i0, i1) (samples, or positions of a sequence). */
+static void ln_forward_cols(const brisk_layer *l, const brisk_forward_args *a, long long i0,
+                            long long i1)
 {
     const size_t F = brisk_shape_features(l->in), ld = (size_t)a->ld;
     const float *w = brisk_layer_data(l, 0, a->params), *b = brisk_layer_data(l, 1, a->params);
     const ln_scratch_view sv = ln_view(a->scratch, a->ld);
-    long long i0, i1;
-    brisk_team_range(a->team, a->n, &i0, &i1);
-    if (i0 >= i1)
-        return;
     for (long long i = i0; i < i1; i++)
         sv.s1[i] = sv.s2[i] = 0;
     for (size_t f = 0; f < F; f++)
@@ -216,33 +215,23 @@ static void ln_forward(const brisk_layer *l, const brisk_forward_args *a)
         }
 }
 
-static void ln_backward(const brisk_layer *l, const brisk_backward_args *a)
+/* Columns claimed by the team, a block at a time. */
+static void ln_forward(const brisk_layer *l, const brisk_forward_args *a)
+{
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, a->n, brisk_share_grain(a->team, a->n, 4, 16));
+    for (long long i0, i1; brisk_share_next(&sh, &i0, &i1);)
+        ln_forward_cols(l, a, i0, i1);
+}
+
+/* dx = inv / F (F dxhat - sum dxhat - xhat sum(dxhat xhat)), dxhat = dy w, for columns
+ * [i0, i1): sums over features. */
+static void ln_dx_cols(const brisk_layer *l, const brisk_backward_args *a, long long i0,
+                       long long i1)
 {
     const size_t F = brisk_shape_features(l->in), ld = (size_t)a->ld;
     const float *w = brisk_layer_data(l, 0, a->params);
-    float *dw = brisk_layer_data(l, 0, a->grads), *db = brisk_layer_data(l, 1, a->grads);
     const ln_scratch_view sv = ln_view(a->scratch, a->ld);
-    /* dw, db: sums over samples, each thread its features. */
-    long long f0, f1;
-    brisk_team_range(a->team, (long long)F, &f0, &f1);
-    for (long long f = f0; f < f1; f++) {
-        double sw = 0, sb = 0;
-        for (int i = 0; i < a->n; i++) {
-            const size_t o = (size_t)f * ld + (size_t)i;
-            sw += (double)a->dy[o] * ((a->x[o] - sv.mean[i]) * sv.inv[i]);
-            sb += a->dy[o];
-        }
-        dw[f] = (float)sw;
-        db[f] = (float)sb;
-    }
-    if (!a->dx)
-        return;
-    /* dx = inv / F (F dxhat - sum dxhat - xhat sum(dxhat xhat)), dxhat = dy w: sums over
-     * features, each thread its samples. */
-    long long i0, i1;
-    brisk_team_range(a->team, a->n, &i0, &i1);
-    if (i0 >= i1)
-        return;
     for (long long i = i0; i < i1; i++)
         sv.s1[i] = sv.s2[i] = 0;
     for (size_t f = 0; f < F; f++)
@@ -259,6 +248,34 @@ static void ln_backward(const brisk_layer *l, const brisk_backward_args *a)
             a->dx[o] = sv.inv[i] / (float)F *
                        ((float)F * a->dy[o] * w[f] - (float)sv.s1[i] - xhat * (float)sv.s2[i]);
         }
+}
+
+static void ln_backward(const brisk_layer *l, const brisk_backward_args *a)
+{
+    const size_t F = brisk_shape_features(l->in), ld = (size_t)a->ld;
+    float *dw = brisk_layer_data(l, 0, a->grads), *db = brisk_layer_data(l, 1, a->grads);
+    const ln_scratch_view sv = ln_view(a->scratch, a->ld);
+    /* dw, db: sums over samples, features claimed by the team. */
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, (long long)F,
+                      brisk_share_grain(a->team, (long long)F, 4, 1));
+    for (long long f0, f1; brisk_share_next(&sh, &f0, &f1);)
+        for (long long f = f0; f < f1; f++) {
+            double sw = 0, sb = 0;
+            for (int i = 0; i < a->n; i++) {
+                const size_t o = (size_t)f * ld + (size_t)i;
+                sw += (double)a->dy[o] * ((a->x[o] - sv.mean[i]) * sv.inv[i]);
+                sb += a->dy[o];
+            }
+            dw[f] = (float)sw;
+            db[f] = (float)sb;
+        }
+    if (!a->dx)
+        return;
+    /* dx: columns claimed by the team. */
+    brisk_share_begin(&sh, a->team, a->n, brisk_share_grain(a->team, a->n, 4, 16));
+    for (long long i0, i1; brisk_share_next(&sh, &i0, &i1);)
+        ln_dx_cols(l, a, i0, i1);
 }
 
 static int ln_describe(const brisk_layer *l, char *buf, size_t size)
