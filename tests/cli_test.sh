@@ -21,6 +21,19 @@ syn="--data synthetic --model 32-16-4 --synthetic-n 2000 --synthetic-test-n 500 
 # Slower: about 1 s per epoch here, so that a signal lands in the middle of an epoch.
 slow="--data synthetic --model 64-512-512-4 --synthetic-n 50000 --synthetic-test-n 500 --batch 64"
 strip_times() { sed 's/"threads_in_use": [0-9.]*, //; s/"samples_per_second": [0-9.]*, "elapsed_seconds": [0-9.]*//; s/, "elapsed_seconds": [0-9.]*//; s/, "logging_cpu_seconds": [0-9.]*//' "$1"; }
+# Trains ARGS for 2 epochs at 2 threads into DIR, resumes it to 3 epochs at 1 thread, and
+# checks that the resumed epoch and test lines are the last two of STRAIGHT (the 3-epoch run's
+# --json output, times stripped).
+resume_matches() {
+    straight=$1 dir=$2
+    shift 2
+    run "$@" --epochs 2 --threads 2 --logdir "$dir"
+    expect_status 0
+    run --resume="$dir" --epochs 3 --threads 1 --json
+    expect_status 0
+    strip_times "$out" >"$tmp/resumed.txt"
+    tail -n 2 "$straight" | diff - "$tmp/resumed.txt" || fail "the resumed run differs from the straight one"
+}
 # Starts brisk-train in the background; waits until its stdout has $1 lines.
 start_bg() {
     want=$1
@@ -229,12 +242,7 @@ mixup)
     done
     run $(echo "$cnn" | sed 's/--mixup 0.4//') --batch 64 --epochs 3 --threads 1 --logdir none
     strip_times "$out" | diff "$tmp/mix1.txt" - >/dev/null && fail "--mixup changed nothing"
-    run $cnn --batch 64 --epochs 2 --threads 2 --logdir "$tmp/mx"
-    expect_status 0
-    run --resume="$tmp/mx" --epochs 3 --threads 1 --json
-    expect_status 0
-    strip_times "$out" >"$tmp/resumed.txt"
-    tail -n 2 "$tmp/mix1.txt" | diff - "$tmp/resumed.txt" || fail "the resumed run differs from the straight one"
+    resume_matches "$tmp/mix1.txt" "$tmp/mx" $cnn --batch 64
     run --resume="$tmp/mx" --mixup 0.2
     expect_status 2
     expect_in "$err" "--mixup"
@@ -294,12 +302,7 @@ ema)
     expect_in "$out" "\"params_checksum\": \"$ema\""
     run --predict "$tmp/e1" --out "$tmp/p.csv"
     expect_status 0
-    run $cnn --ema 0.9 --epochs 2 --threads 2 --logdir "$tmp/e2"
-    expect_status 0
-    run --resume="$tmp/e2" --epochs 3 --threads 1 --json
-    expect_status 0
-    strip_times "$out" >"$tmp/resumed.txt"
-    tail -n 2 "$tmp/ema1.txt" | diff - "$tmp/resumed.txt" || fail "the resumed run differs from the straight one"
+    resume_matches "$tmp/ema1.txt" "$tmp/e2" $cnn --ema 0.9
     run --resume="$tmp/e2" --ema 0.5
     expect_status 2
     expect_in "$err" "--ema"
@@ -323,12 +326,7 @@ augment)
     done
     run $cnn --epochs 3 --threads 1 --logdir none
     strip_times "$out" | diff "$tmp/aug1.txt" - >/dev/null && fail "--augment changed nothing"
-    run $cnn --augment crop:3,flip,erase:0.5 --epochs 2 --threads 2 --logdir "$tmp/aug"
-    expect_status 0
-    run --resume="$tmp/aug" --epochs 3 --threads 1 --json
-    expect_status 0
-    strip_times "$out" >"$tmp/resumed.txt"
-    tail -n 2 "$tmp/aug1.txt" | diff - "$tmp/resumed.txt" || fail "the resumed run differs from the straight one"
+    resume_matches "$tmp/aug1.txt" "$tmp/aug" $cnn --augment crop:3,flip,erase:0.5
     run --resume="$tmp/aug" --augment flip
     expect_status 2
     expect_in "$err" "--augment"
@@ -366,12 +364,7 @@ accumulate)
     expect_status 0
     expect_in "$out" "4 passes of 16 samples"
     # Resumed at another thread count, the same weights as the straight run.
-    run $cnn --batch 16 --accumulate 4 --epochs 2 --threads 2 --logdir "$tmp/acc"
-    expect_status 0
-    run --resume="$tmp/acc" --epochs 3 --threads 1 --json
-    expect_status 0
-    strip_times "$out" >"$tmp/resumed.txt"
-    tail -n 2 "$tmp/one.txt" | diff - "$tmp/resumed.txt" || fail "the resumed run differs from the straight one"
+    resume_matches "$tmp/one.txt" "$tmp/acc" $cnn --batch 16 --accumulate 4
     run --resume="$tmp/acc" --accumulate 2
     expect_status 2
     expect_in "$err" "--accumulate"

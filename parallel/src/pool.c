@@ -57,7 +57,7 @@ typedef struct pool_barrier {
 typedef struct thread_times {
     _Alignas(64) int64_t job_ns;
     int64_t wait_ns;
-    long long jobs;           /* preemption checks made */
+    long long checks;         /* checks of the run-queue wait made */
     int64_t checked_at;       /* when the last one was */
     long preempted_at;        /* ru_nivcsw at the window's start */
     int stat_fd;              /* its /proc/thread-self/schedstat, or -1 */
@@ -214,19 +214,19 @@ static int check_preemption(brisk_pool *pool, int t)
 {
     thread_times *tt = &pool->times[t];
     const int64_t now = now_ns();
-    if (tt->jobs && now - tt->checked_at < CHECK_NS)
+    if (tt->checks && now - tt->checked_at < CHECK_NS)
         return 0;
-    if (!tt->jobs)
+    if (!tt->checks)
         tt->stat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     const long long waited = run_queue_wait(tt->stat_fd);
     struct rusage ru;
     if (waited < 0 && getrusage(RUSAGE_THREAD, &ru) != 0)
         return 0;
     const int shared =
-        tt->jobs && (waited >= 0 ? (double)(waited - tt->waited_at) >
+        tt->checks && (waited >= 0 ? (double)(waited - tt->waited_at) >
                                        WAIT_SHARE * (double)(now - tt->checked_at)
                                  : ru.ru_nivcsw - tt->preempted_at > PREEMPT_LIMIT);
-    tt->jobs++;
+    tt->checks++;
     tt->checked_at = now;
     atomic_store_explicit(&tt->shared, shared, memory_order_relaxed);
     atomic_store_explicit(&tt->cpu, sched_getcpu(), memory_order_relaxed);

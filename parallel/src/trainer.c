@@ -175,9 +175,8 @@ static void plan(job *j, int n_mine)
 }
 
 /* Runs fn on every chunk of the job that thread w works on. */
-static void for_my_chunks(job *j, int w, int T, chunk_fn fn)
+static void for_my_chunks(job *j, int w, chunk_fn fn)
 {
-    (void)T;
     /* Whole chunks to whichever thread asks first, each in the thread's own workspace. */
     for (long long k; j->full && (k = brisk_pool_next_item(j->tr->pool, j->full)) >= 0;)
         fn(j, (int)k, NULL, w);
@@ -817,7 +816,8 @@ static void step_chunk(job *j, int k, const brisk_team *team, int slot)
 
 static void phase_a(void *arg, int w, int T)
 {
-    for_my_chunks(arg, w, T, step_chunk);
+    (void)T; /* chunks are claimed, not dealt by T */
+    for_my_chunks(arg, w, step_chunk);
 }
 
 /* All T threads as one team, for the jobs that follow brisk_pool_set_teams(pool, 1). */
@@ -1294,7 +1294,8 @@ static void eval_chunk(job *j, int k, const brisk_team *team, int slot)
 
 static void eval_job(void *arg, int w, int T)
 {
-    for_my_chunks(arg, w, T, eval_chunk);
+    (void)T; /* chunks are claimed, not dealt by T */
+    for_my_chunks(arg, w, eval_chunk);
 }
 
 /* Forward passes over idx[0, n) in chunks of micro_batch; with `distribute`, each rank takes
