@@ -34,6 +34,20 @@ resume_matches() {
     strip_times "$out" >"$tmp/resumed.txt"
     tail -n 2 "$straight" | diff - "$tmp/resumed.txt" || fail "the resumed run differs from the straight one"
 }
+# For each K:B:T in LIST, trains ARGS for 3 epochs with --accumulate K --batch B --threads T
+# and checks that the output (times stripped) is STRAIGHT's: K batches of B are one of K B.
+accumulations_match() {
+    straight=$1 list=$2
+    shift 2
+    for kbt in $list; do
+        k=${kbt%%:*} rest=${kbt#*:}
+        b=${rest%%:*} t=${rest#*:}
+        run "$@" --batch "$b" --accumulate "$k" --epochs 3 --threads "$t" --logdir none
+        expect_status 0
+        strip_times "$out" | diff "$straight" - >/dev/null ||
+            fail "--accumulate $k --batch $b --threads $t differs from $straight"
+    done
+}
 # Starts brisk-train in the background; waits until its stdout has $1 lines.
 start_bg() {
     want=$1
@@ -233,13 +247,7 @@ mixup)
     run $cnn --batch 64 --epochs 3 --threads 1 --logdir none
     expect_status 0
     strip_times "$out" >"$tmp/mix1.txt"
-    for kbt in 1:64:2 1:64:3 4:16:2; do
-        k=${kbt%%:*}
-        rest=${kbt#*:}
-        run $cnn --batch "${rest%%:*}" --accumulate "$k" --epochs 3 --threads "${rest#*:}" --logdir none
-        expect_status 0
-        strip_times "$out" | diff "$tmp/mix1.txt" - >/dev/null || fail "--accumulate $k --batch ${rest%%:*} --threads ${rest#*:} differs"
-    done
+    accumulations_match "$tmp/mix1.txt" "1:64:2 1:64:3 4:16:2" $cnn
     run $(echo "$cnn" | sed 's/--mixup 0.4//') --batch 64 --epochs 3 --threads 1 --logdir none
     strip_times "$out" | diff "$tmp/mix1.txt" - >/dev/null && fail "--mixup changed nothing"
     resume_matches "$tmp/mix1.txt" "$tmp/mx" $cnn --batch 64
@@ -348,15 +356,7 @@ accumulate)
     run $cnn --batch 64 --epochs 3 --threads 1 --logdir none
     expect_status 0
     strip_times "$out" >"$tmp/one.txt"
-    for kt in 4:16:1 4:16:2 2:32:3 8:8:2; do
-        k=${kt%%:*}
-        rest=${kt#*:}
-        b=${rest%%:*}
-        t=${rest#*:}
-        run $cnn --batch "$b" --accumulate "$k" --epochs 3 --threads "$t" --logdir none
-        expect_status 0
-        strip_times "$out" | diff "$tmp/one.txt" - >/dev/null || fail "--batch $b --accumulate $k --threads $t differs from --batch 64"
-    done
+    accumulations_match "$tmp/one.txt" "4:16:1 4:16:2 2:32:3 8:8:2" $cnn
     run $cnn --batch 16 --epochs 3 --threads 1 --logdir none
     strip_times "$out" | diff "$tmp/one.txt" - >/dev/null && fail "--batch 16 alone trained the same as --batch 64"
     # The plan is in --summary, a step of 64 in 4 passes.
