@@ -379,10 +379,11 @@ static void print_start(brisk_run *r)
                  brisk_comm_size(brisk_trainer_get_config(t)->comm));
     printf("brisk-train: model %s (%zu parameters)%s, %s lr %g%s, batch %d (micro-batch %d), "
            "%s%d threads; data %s: %lld train, %lld validation, %lld test samples; %s "
-           "kernels\n", g->model, brisk_model_num_params(brisk_trainer_model(t)), act,
+           "kernels%s\n", g->model, brisk_model_num_params(brisk_trainer_model(t)), act,
            g->optimizer, g->lr, wd, g->batch, brisk_trainer_micro_batch(t), procs,
            brisk_trainer_threads(t), d.source, (long long)d.n_train, (long long)d.n_val,
-           (long long)d.n_test, brisk_gemm_isa());
+           (long long)d.n_test, brisk_gemm_isa(),
+           strcmp(g->precision, "bf16") ? "" : ", bfloat16 operands (emulated: fp32 fmas)");
     brisk_trainer_describe_plan(t, g->batch, plan, sizeof plan);
     printf("brisk-train: each batch: %s\n", plan);
     const brisk_checkpoint *ck = brisk_run_resumed(r);

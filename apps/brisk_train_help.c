@@ -31,6 +31,10 @@ void brisk_train_usage(FILE *f)
 "  --label-smoothing E   ce: PyTorch's label smoothing, the target (1 - E) on the label and\n"
 "                        E spread over every class, in training and evaluation; in [0, 1)\n"
 "                        (0)\n"
+"  --precision P         the operands of every matrix product (dense, convolution,\n"
+"                        attention): fp32, or bf16 (bfloat16, rounded to nearest even,\n"
+"                        products summed in fp32; weights, optimizer, norms and losses stay\n"
+"                        fp32); the same bits on every CPU (%s)\n"
 "  --init NAME           auto (He; Glorot before tanh and sigmoid; gpt2 for gpt), he,\n"
 "                        glorot, gpt2 (N(0, 0.02), residual projections smaller) (%s)\n"
 "  --init-from FILE      start a gpt from llm.c's model file (gpt2_*.bin)\n"
@@ -132,7 +136,7 @@ void brisk_train_usage(FILE *f)
 "command to resume is printed; a second Ctrl-C quits at once.\n"
 "Exit status: 0 success, 1 error (data, memory, files), 2 usage error, 3 training diverged\n"
 "(the message names the step and the layer), 130 interrupted.\n",
-        d.model, d.act, d.loss, d.init, d.optimizer, d.lr, d.momentum, d.clip_norm, d.schedule,
+        d.model, d.act, d.loss, d.precision, d.init, d.optimizer, d.lr, d.momentum, d.clip_norm, d.schedule,
         d.step_size, d.gamma, d.warmup, d.min_lr, d.epochs, d.batch, d.micro_batch,
         d.accumulate, brisk_cpu_count(), d.seed, d.data, d.val_split, d.synthetic_n, d.synthetic_test_n,
         d.noise, d.log_every, d.histogram_every, d.keep, d.monitor, d.min_delta, d.early_stop,

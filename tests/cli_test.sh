@@ -239,6 +239,53 @@ label-smoothing)
     expect_status 2
     expect_in "$err" "--label-smoothing"
     ;;
+precision)
+    # --precision bf16: the same bits at any thread count, for an MLP and a CNN (Winograd,
+    # strided and first-layer convolutions); not the fp32 training; kept by checkpoints
+    # (brisk.precision: an exact resume, --eval gives the training's test line, --predict
+    # runs in bf16); no changing it on resume; a clear error for an unknown value.
+    mlp="--data synthetic --model 32-16-4 --synthetic-n 2000 --synthetic-test-n 500 --schedule constant --json --precision bf16"
+    cnn="--data synthetic --model conv:8:3:pad1,relu,conv:8:3:pad1,relu,conv:4:3:s2,flatten,dense:4 --synthetic-n 400 --synthetic-test-n 100 --micro-batch 16 --batch 48 --precision bf16 --json"
+    for net in mlp cnn; do
+        eval "args=\$$net"
+        run $args --epochs 3 --threads 1 --logdir "$tmp/p-$net"
+        expect_status 0
+        strip_times "$out" >"$tmp/p-$net.txt"
+        for t in 2 3; do
+            run $args --epochs 3 --threads $t --logdir none
+            expect_status 0
+            strip_times "$out" | diff "$tmp/p-$net.txt" - >/dev/null || fail "$net: --threads $t differs from --threads 1"
+        done
+        run $(echo "$args" | sed 's/--precision bf16//') --epochs 3 --threads 1 --logdir none
+        expect_status 0
+        strip_times "$out" | diff "$tmp/p-$net.txt" - >/dev/null && fail "$net: --precision bf16 changed nothing"
+    done
+    resume_matches "$tmp/p-mlp.txt" "$tmp/pr" $mlp
+    ck=$(ls "$tmp/p-mlp/checkpoints"/ckpt-*.safetensors | tail -n 1)
+    grep -a -q '"brisk.precision":"bf16"' "$ck" || fail "no brisk.precision in $ck"
+    run --eval "$ck" --json
+    expect_status 0
+    grep -o '"test_loss": [0-9.]*, "test_accuracy": [0-9.]*, "params_checksum": "[0-9a-f]*"' "$out" >"$tmp/eval.txt"
+    grep -q -F "$(cat "$tmp/eval.txt")" "$tmp/p-mlp.txt" || fail "--eval differs from the training's test line"
+    run --resume="$tmp/p-mlp" --precision fp32
+    expect_status 2
+    expect_in "$err" "--precision"
+    run --data synthetic --precision fp16 --logdir none
+    expect_status 2
+    expect_in "$err" "precision: unknown value 'fp16' (choose fp32 or bf16)"
+    # Edited checkpoints (header CRC fixed up): a precision that is no precision, and settings
+    # that disagree with the model's: the file and the field are named.
+    py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    "$py" "$tests_dir/edit_checkpoint.py" "$ck" "$tmp/edited.safetensors" meta:brisk.precision=bf17 || fail "edit_checkpoint.py failed"
+    run --eval "$tmp/edited.safetensors"
+    expect_status 1
+    expect_in "$err" "edited.safetensors: metadata brisk.precision 'bf17' is not fp32 or bf16"
+    "$py" "$tests_dir/edit_checkpoint.py" "$ck" "$tmp/edited.safetensors" 'config:precision="fp32"' || fail "edit_checkpoint.py failed"
+    run --resume="$tmp/edited.safetensors"
+    expect_status 1
+    expect_in "$err" "edited.safetensors holds another model (dense:16,relu,dense:4, loss ce, bf16) than the settings give (dense:16,relu,dense:4, loss ce, fp32)"
+    ;;
 mixup)
     # --mixup A: the same bits at any thread count, with --accumulate (partners come from the
     # whole step's batch) and across a resume; not the run without it; refused without class

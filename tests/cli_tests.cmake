@@ -2,7 +2,7 @@ foreach(case help cnn-recipe bad-values missing-data wrong-width json text threa
              sigint-twice bad-checkpoint safetensors test-labels edited-checkpoint
              runs too-big sigint-eval policies predict predict-input image-shape eval-other-data
              special-files run-lock disk-full run-dirs data-kinds tokens label-smoothing
-             lr-find accumulate augment ema mixup)
+             lr-find accumulate augment ema mixup precision)
   add_test(NAME cli_${case}
            COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh $<TARGET_FILE:brisk-train> ${case}
                    ${PROJECT_SOURCE_DIR}/apps/brisk-train.c $<TARGET_FILE:brisk-events>

@@ -1,13 +1,17 @@
 /* brisk_gemm: every code path (AVX-512, AVX2 + FMA, portable) and every split of the output
  * between 1..16 threads gives exactly the bits of a plain loop that computes each element as
  * one chain of fmaf in increasing k; and the result agrees with OpenBLAS's sgemm (an
- * independent implementation) to float rounding. */
+ * independent implementation) to float rounding. In bfloat16 (BRISK_GEMM_BF16), every path
+ * and split gives the bits of AVX512-BF16's vdpbf16ps as Intel's manual writes it, emulated
+ * here lane by lane on pairs of bfloat16, subnormal products and starting values included. */
 #include "test_util.h"
 
 #include "brisk/gemm.h"
 #include "brisk/rng.h"
 
 #include <cblas.h>
+#include <float.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +24,74 @@ static void fill(float *p, size_t n, uint32_t sub)
 }
 
 /* The definition, written out: one fmaf chain per element from its initial value. */
+static float chain_fp32(const brisk_gemm_args *g, float c, int m, int n)
+{
+    for (int k = 0; k < g->K; k++) {
+        const float a = g->a_rows ? g->a_rows[m][k * g->a_ks] : g->A[m * g->a_rs + k * g->a_ks];
+        const float b = g->b_rows ? g->b_rows[k][n] : g->B[k * g->ldb + n];
+        c = fmaf(a, b, c);
+    }
+    return c;
+}
+
+/* bfloat16 as 16 bits: round to nearest even, NaN kept quiet, subnormal inputs to zero (what
+ * vcvtne2ps2bf16 does), written independently of brisk_bf16. */
+static uint16_t to_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7F800000u) == 0)
+        return (uint16_t)((u & 0x80000000u) >> 16);
+    if (isnan(x))
+        return (uint16_t)((u >> 16) | 0x40u);
+    const uint32_t low = u & 0xFFFFu, half = 0x8000u;
+    uint32_t hi = u >> 16;
+    if (low > half || (low == half && (hi & 1u)))
+        hi++;
+    return (uint16_t)hi;
+}
+
+static float from_bf16(uint16_t h)
+{
+    const uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+static float daz_ftz(float x)
+{
+    return fpclassify(x) == FP_SUBNORMAL ? copysignf(0.0f, x) : x;
+}
+
+/* One lane of vdpbf16ps, as the manual's pseudocode: dst += a[1] b[1]; dst += a[0] b[0],
+ * each an fp32 fma reading subnormals as zero and flushing subnormal results. */
+static float dpbf16_lane(float dst, const uint16_t a[2], const uint16_t b[2])
+{
+    dst = daz_ftz(fmaf(from_bf16(a[1]), from_bf16(b[1]), daz_ftz(dst)));
+    return daz_ftz(fmaf(from_bf16(a[0]), from_bf16(b[0]), dst));
+}
+
+/* The product a kernel on that instruction computes: pairs (k, k + 1) stored swapped (k in
+ * the odd slot, which the instruction takes first), an odd K's last pair padded with -0 x +0
+ * (adding -0 changes nothing, not even a -0). */
+static float chain_bf16(const brisk_gemm_args *g, float c, int m, int n)
+{
+    if (g->K == 0)
+        return c;
+    for (int k = 0; k < g->K; k += 2) {
+        uint16_t a[2] = {0x8000u, 0x8000u}, b[2] = {0, 0};
+        for (int j = 0; j < 2 && k + j < g->K; j++) {
+            const int kk = k + j;
+            a[1 - j] = to_bf16(g->a_rows ? g->a_rows[m][kk * g->a_ks]
+                                         : g->A[m * g->a_rs + kk * g->a_ks]);
+            b[1 - j] = to_bf16(g->b_rows ? g->b_rows[kk][n] : g->B[kk * g->ldb + n]);
+        }
+        c = dpbf16_lane(c, a, b);
+    }
+    return c;
+}
+
 static void reference(const brisk_gemm_args *g, float *C)
 {
     for (int m = 0; m < g->M; m++)
@@ -27,13 +99,8 @@ static void reference(const brisk_gemm_args *g, float *C)
             float c = g->init == BRISK_GEMM_ACCUM     ? C[m * g->ldc + n]
                       : g->init == BRISK_GEMM_ROWBIAS ? g->bias[m]
                                                       : 0.0f;
-            for (int k = 0; k < g->K; k++) {
-                const float a = g->a_rows ? g->a_rows[m][k * g->a_ks]
-                                          : g->A[m * g->a_rs + k * g->a_ks];
-                const float b = g->b_rows ? g->b_rows[k][n] : g->B[k * g->ldb + n];
-                c = fmaf(a, b, c);
-            }
-            C[m * g->ldc + n] = c;
+            C[m * g->ldc + n] = g->precision == BRISK_GEMM_BF16 ? chain_bf16(g, c, m, n)
+                                                                : chain_fp32(g, c, m, n);
         }
 }
 
@@ -42,7 +109,7 @@ static void reference(const brisk_gemm_args *g, float *C)
  * A's rows through a_rows, ind 2: B's rows through b_rows, in reverse order (A or B NULL, so
  * that a path that ignored the pointers would crash). */
 static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, uint32_t seed,
-                       int ind)
+                       int ind, brisk_gemm_precision precision)
 {
     const int lda = (a_cols ? M : K) + 3, ldb = N + 5, ldc = N + 2;
     float *A = malloc(sizeof(float) * (size_t)(a_cols ? K : M) * (size_t)lda + 4);
@@ -56,9 +123,21 @@ static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, ui
     fill(B, (size_t)(K ? K : 1) * (size_t)ldb, seed + 1);
     fill(C0, (size_t)(M ? M : 1) * (size_t)ldc, seed + 2);
     fill(bias, (size_t)(M ? M : 1), seed + 3);
+    if (precision == BRISK_GEMM_BF16) {
+        /* Some operands so small that their products are subnormal (flushed), some starting
+         * values subnormal (read as zero), some sums that cancel to near FLT_MIN. */
+        for (size_t i = 0; i < (size_t)(a_cols ? K : M) * (size_t)lda; i += 7)
+            A[i] *= 0x1p-66f;
+        for (size_t i = 0; i < (size_t)(K ? K : 1) * (size_t)ldb; i += 5)
+            B[i] *= 0x1p-62f;
+        for (size_t i = 0; i < (size_t)(M ? M : 1) * (size_t)ldc; i += 3)
+            C0[i] *= i % 2 ? 0x1p-128f : 0x1p-124f;
+        for (size_t i = 0; i < (size_t)(M ? M : 1); i += 4)
+            bias[i] *= 0x1p-130f;
+    }
     brisk_gemm_args g = {.M = M, .N = N, .K = K, .A = A, .a_rs = a_cols ? 1 : lda,
                          .a_ks = a_cols ? lda : 1, .B = B, .ldb = ldb, .C = want, .ldc = ldc,
-                         .bias = bias, .init = init};
+                         .bias = bias, .init = init, .precision = precision};
     const float **rows = malloc(sizeof *rows * (size_t)(M > K ? M + 1 : K + 1));
     assert_non_null(rows);
     if (ind == 1) {
@@ -90,8 +169,9 @@ static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, ui
                 for (int n = 0; n < ldc; n++) {
                     const float w = n < N ? want[m * ldc + n] : C0[m * ldc + n];
                     if (memcmp(&got[m * ldc + n], &w, sizeof w)) {
-                        print_error("%s, %d threads, M %d N %d K %d %s init %d rows %d: "
-                                    "C[%d][%d] = %.9g, expected %.9g\n", isas[i], nth, M, N,
+                        print_error("%s%s, %d threads, M %d N %d K %d %s init %d rows %d: "
+                                    "C[%d][%d] = %.9g, expected %.9g\n", isas[i],
+                                    precision == BRISK_GEMM_BF16 ? " bf16" : "", nth, M, N,
                                     K, a_cols ? "A by columns" : "A by rows", init, ind, m, n,
                                     (double)got[m * ldc + n], (double)w);
                         fail();
@@ -124,10 +204,106 @@ static void test_every_path_and_split_is_the_fma_chain(void **state)
             for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++, seed += 4)
                 for (int ind = 0; ind < 3; ind++)
                     paths = check_shape(Ms[a], Ns[b], Ks[c], (int)(seed & 4) != 0,
-                                        (brisk_gemm_init)(seed % 3), seed, ind);
+                                        (brisk_gemm_init)(seed % 3), seed, ind,
+                                        BRISK_GEMM_FP32);
     print_message("checked %d code paths (this CPU: %s is the default)\n", paths,
                   brisk_gemm_isa());
     assert_true(paths >= 1);
+}
+
+static void test_bf16_every_path_and_split_is_vdpbf16ps(void **state)
+{
+    (void)state;
+    /* As above, plus odd K (a padded last pair), K past the 256 of a panel, and N past the
+     * 256 columns of a packed panel of B. */
+    const int Ms[] = {1, 6, 7, 40, 100};
+    const int Ns[] = {1, 16, 17, 70, 300};
+    const int Ks[] = {0, 1, 2, 3, 255, 300, 513};
+    uint32_t seed = 1000;
+    int paths = 0;
+    for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+        for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
+            for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++, seed += 4)
+                paths = check_shape(Ms[a], Ns[b], Ks[c], (int)(seed & 4) != 0,
+                                    (brisk_gemm_init)(seed % 3), seed, (int)(seed / 4 % 3),
+                                    BRISK_GEMM_BF16);
+    assert_true(paths >= 1);
+}
+
+/* A subnormal starting value counts as zero: 2^-127 + FLT_MIN would be 1.5 FLT_MIN, but is
+ * FLT_MIN; and a sum that lands below FLT_MIN is flushed, even from a normal start. */
+static void test_bf16_subnormal_start(void **state)
+{
+    (void)state;
+    const float a[1] = {1.0f}, b[1] = {FLT_MIN};
+    for (int i = 0; i < 3; i++) {
+        if (brisk_gemm_set_isa(isas[i]) < 0)
+            continue;
+        for (int init = BRISK_GEMM_ACCUM; init <= BRISK_GEMM_ROWBIAS; init++) {
+            float c = 0x1p-127f;
+            const float bias = 0x1p-127f;
+            brisk_gemm_args g = {.M = 1, .N = 1, .K = 1, .A = a, .a_rs = 1, .a_ks = 1,
+                                 .B = b, .ldb = 1, .C = &c, .ldc = 1, .bias = &bias,
+                                 .init = (brisk_gemm_init)init, .precision = BRISK_GEMM_BF16};
+            brisk_gemm(&g, 0, 1);
+            assert_true(c == FLT_MIN);
+            /* FLT_MIN + 2^-64 x -2^-64 = 0.75 FLT_MIN, flushed to +0. */
+            c = FLT_MIN;
+            g.init = BRISK_GEMM_ACCUM;
+            g.A = (const float[]){0x1p-64f};
+            g.B = (const float[]){-0x1p-64f};
+            brisk_gemm(&g, 0, 1);
+            assert_true(c == 0.0f && !signbit(c));
+        }
+    }
+    brisk_gemm_set_isa(NULL);
+}
+
+static uint32_t bits_of(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+static float float_of(uint32_t u)
+{
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+static void test_bf16_rounding(void **state)
+{
+    (void)state;
+    const uint32_t cases[][2] = {
+        {0x3F800000u, 0x3F800000u}, /* 1 */
+        {0x3F808000u, 0x3F800000u}, /* a tie, to the even 1 */
+        {0x3F818000u, 0x3F820000u}, /* a tie, to the even above */
+        {0x3F808001u, 0x3F810000u}, /* past the tie */
+        {0xBF807FFFu, 0xBF800000u}, /* below the tie, negative */
+        {0x00000001u, 0x00000000u}, /* subnormals to zero of their sign */
+        {0x807FFFFFu, 0x80000000u},
+        {0x00800000u, 0x00800000u}, /* FLT_MIN stays */
+        {0x7F7FFFFFu, 0x7F800000u}, /* FLT_MAX rounds to infinity */
+        {0x7F7F7FFFu, 0x7F7F0000u},
+        {0xFF800000u, 0xFF800000u}, /* -infinity */
+        {0x7F800001u, 0x7FC00000u}, /* a signalling NaN comes back quiet, not infinity */
+        {0x00000000u, 0x00000000u}, {0x80000000u, 0x80000000u}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const uint32_t got = bits_of(brisk_bf16(float_of(cases[i][0])));
+        if (got != cases[i][1]) {
+            print_error("brisk_bf16(0x%08X) = 0x%08X, expected 0x%08X\n", cases[i][0], got,
+                        cases[i][1]);
+            fail();
+        }
+        assert_int_equal(got, (uint32_t)to_bf16(float_of(cases[i][0])) << 16);
+    }
+    /* Every value one ulp either side of each bfloat16 boundary in [1, 2). */
+    for (uint32_t u = 0x3F800000u; u < 0x40000000u; u += 0x8000u)
+        for (int d = -1; d <= 1; d++)
+            assert_int_equal(bits_of(brisk_bf16(float_of(u + (uint32_t)d))),
+                             (uint32_t)to_bf16(float_of(u + (uint32_t)d)) << 16);
 }
 
 static void test_split_covers_once(void **state)
@@ -211,6 +387,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_path_and_split_is_the_fma_chain),
+        cmocka_unit_test(test_bf16_every_path_and_split_is_vdpbf16ps),
+        cmocka_unit_test(test_bf16_rounding),
+        cmocka_unit_test(test_bf16_subnormal_start),
         cmocka_unit_test(test_split_covers_once),
         cmocka_unit_test(test_agrees_with_openblas),
         cmocka_unit_test(test_isa_names),

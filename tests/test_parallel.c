@@ -457,6 +457,7 @@ static void make_data(brisk_shape input, int d_in, int classes, int nb, uint64_t
  * test sets them). */
 static brisk_augment check_augment;
 static double check_ema, check_mixup;
+static brisk_gemm_precision check_precision;
 
 /* Trains `steps` steps at each batch size on a copy of the model per thread count and checks
  * that parameters, m and v and every step's loss and norm are bitwise the same for all. Step
@@ -468,6 +469,7 @@ static void check_model_any_threads(const char *widths, brisk_shape input, const
     cfg.augment = check_augment;
     cfg.ema_decay = check_ema;
     cfg.mixup = check_mixup;
+    cfg.model.precision = check_precision;
     int max_batch = 0;
     for (int b = 0; b < n_batches; b++)
         max_batch = batches[b] > max_batch ? batches[b] : max_batch;
@@ -922,6 +924,84 @@ static void test_winograd_any_threads(void **state)
                             brisk_shape_img(1, 8, 8), batches, 2, 80, 2);
 }
 
+/* bfloat16 products (brisk_gemm's BRISK_GEMM_BF16 in every dense layer, convolution and
+ * attention): the same bits for any thread count, on an MLP, a CNN of every convolution path
+ * (5x5 and first-layer direct, strided, Winograd; batchnorm, a skip, dropout) and a GPT with
+ * dropout; and not the fp32 training (the precision reaches the layers). */
+static void test_bf16_any_threads(void **state)
+{
+    (void)state;
+    check_precision = BRISK_GEMM_BF16;
+    const int mlp[] = {128, 150};
+    check_model_any_threads("784-256-128-10", brisk_shape_vec(784), mlp, 2, 64, 2);
+    const int cnn[] = {48, 40, 16};
+    check_model_any_threads("conv:6:3:pad1,batchnorm,relu,conv:6:3:pad1,relu,res:2,maxpool:2,"
+                            "conv:8:3:s2,relu,flatten,dense:16,relu,dropout:0.3,dense:5",
+                            brisk_shape_img(1, 12, 12), cnn, 3, 16, 2);
+    const int claimed[] = {40, 33};
+    check_model_any_threads("conv:4:5:pad2,relu,conv:8:3:pad1,relu,conv:12:3:pad1,relu,"
+                            "maxpool:2,conv:8:3:pad1,conv:6:3:s2,gap,flatten,dense:16,relu,"
+                            "dense:5",
+                            brisk_shape_img(8, 8, 8), claimed, 2, 40, 2);
+    const int gpt[] = {12, 3};
+    check_model_any_threads("embed:13:16,posembed,dropout:0.1,layernorm,attention:4:drop0.2,"
+                            "dropout:0.1,res:3,layernorm,dense:32,gelu:tanh,dense:16,"
+                            "dropout:0.1,res:5,layernorm,dense:13:nobias:tied",
+                            brisk_shape_seq(1, 40), gpt, 2, 5, 2);
+    check_precision = BRISK_GEMM_FP32;
+
+    /* One step of each model in both precisions: different weights, near each other. */
+    static const char *const models[] = {
+        "784-64-10",
+        "conv:4:3:pad1,relu,conv:8:3:pad1,relu,conv:8:3:pad1,conv:4:3:s2,flatten,dense:5",
+        "embed:13:16,posembed,layernorm,attention:4,res:2,dense:13"};
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
+        const brisk_shape in = i == 0   ? brisk_shape_vec(784)
+                               : i == 1 ? brisk_shape_img(8, 8, 8)
+                                        : brisk_shape_seq(1, 40);
+        float *w[2];
+        size_t n = 0;
+        for (int p = 0; p < 2; p++) {
+            brisk_trainer_config cfg = base_config(models[i], in, 16, 3);
+            cfg.model.precision = p ? BRISK_GEMM_BF16 : BRISK_GEMM_FP32;
+            cfg.batch = 16;
+            cfg.threads = 2;
+            brisk_model *probe;
+            assert_int_equal(brisk_model_create(&cfg.model, &probe), BRISK_OK);
+            const int classes = brisk_model_outputs(probe);
+            brisk_model_destroy(probe);
+            brisk_dataset ds;
+            int32_t *stream, *idx;
+            make_data(in, (int)brisk_shape_size(in), classes, 16, 8, &ds, &stream, &idx);
+            brisk_trainer *t;
+            assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
+            const float mean = 120.0f, std = 70.0f;
+            if (in.rank != 2)
+                assert_int_equal(brisk_trainer_set_norm(t, &mean, &std, 1), BRISK_OK);
+            brisk_step_stats st;
+            assert_int_equal(brisk_trainer_step(t, &ds, idx, 16, &st), BRISK_OK);
+            n = brisk_model_slab_len(brisk_trainer_model(t));
+            w[p] = malloc(n * sizeof(float));
+            assert_non_null(w[p]);
+            memcpy(w[p], brisk_trainer_params(t), n * sizeof(float));
+            brisk_trainer_destroy(t);
+            brisk_dataset_free(&ds);
+            free(stream);
+            free(idx);
+        }
+        double diff = 0, norm = 0;
+        for (size_t j = 0; j < n; j++) {
+            diff += ((double)w[1][j] - w[0][j]) * ((double)w[1][j] - w[0][j]);
+            norm += (double)w[0][j] * w[0][j];
+        }
+        print_message("%s: bf16 against fp32 after a step: %.3g relative\n", models[i],
+                      sqrt(diff / norm));
+        assert_true(diff > 0 && sqrt(diff / norm) < 1e-2);
+        free(w[0]);
+        free(w[1]);
+    }
+}
+
 /* Gradient accumulation: a step of K passes of B / K samples is bitwise the step of one pass
  * over the B samples with the same micro-batch, at any thread count: parameters, Adam's
  * moments, running statistics, loss and norm; also for a short last batch (a short last pass
@@ -1035,10 +1115,44 @@ static void test_accumulation_refusals(void **state)
 }
 
 /* Every code path of the matrix kernel trains the same bits. */
+/* Six steps of cfg on every code path of brisk_gemm this CPU runs: the same weights. */
+static void train_on_every_kernel(const brisk_trainer_config *cfg, const brisk_dataset *ds,
+                                  const int32_t *idx, const char *what)
+{
+    static const char *const isas[] = {"avx512", "avx2", "portable"};
+    float *first = NULL;
+    size_t bytes = 0;
+    int paths = 0;
+    for (int p = 0; p < 3; p++) {
+        if (brisk_gemm_set_isa(isas[p]) < 0)
+            continue;
+        brisk_trainer *t;
+        assert_int_equal(brisk_trainer_create(cfg, &t), BRISK_OK);
+        const float mean = 128.0f, std = 64.0f;
+        assert_int_equal(brisk_trainer_set_norm(t, &mean, &std, 1), BRISK_OK);
+        for (int s = 0; s < 6; s++) {
+            brisk_step_stats st;
+            assert_int_equal(brisk_trainer_step(t, ds, idx + s % 2 * 50, 50, &st), BRISK_OK);
+        }
+        bytes = brisk_model_slab_len(brisk_trainer_model(t)) * sizeof(float);
+        if (!first) {
+            first = malloc(bytes);
+            assert_non_null(first);
+            memcpy(first, brisk_trainer_params(t), bytes);
+        } else {
+            assert_memory_equal(brisk_trainer_params(t), first, bytes);
+        }
+        paths++;
+        brisk_trainer_destroy(t);
+    }
+    brisk_gemm_set_isa(NULL);
+    print_message("%d code paths trained the same weights in %s\n", paths, what);
+    free(first);
+}
+
 static void test_kernels_same_training(void **state)
 {
     (void)state;
-    static const char *const isas[] = {"avx512", "avx2", "portable"};
     brisk_trainer_config cfg;
     memset(&cfg, 0, sizeof cfg);
     assert_int_equal(brisk_model_config_mlp(&cfg.model, "100-40-30-7", BRISK_ACT_GELU),
@@ -1054,34 +1168,10 @@ static void test_kernels_same_training(void **state)
     int32_t idx[100];
     for (int i = 0; i < 100; i++)
         idx[i] = i;
-    float *first = NULL;
-    size_t bytes = 0;
-    int paths = 0;
-    for (int p = 0; p < 3; p++) {
-        if (brisk_gemm_set_isa(isas[p]) < 0)
-            continue;
-        brisk_trainer *t;
-        assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
-        const float mean = 128.0f, std = 64.0f;
-        assert_int_equal(brisk_trainer_set_norm(t, &mean, &std, 1), BRISK_OK);
-        for (int s = 0; s < 6; s++) {
-            brisk_step_stats st;
-            assert_int_equal(brisk_trainer_step(t, &ds, idx + s % 2 * 50, 50, &st), BRISK_OK);
-        }
-        bytes = brisk_model_slab_len(brisk_trainer_model(t)) * sizeof(float);
-        if (!first) {
-            first = malloc(bytes);
-            assert_non_null(first);
-            memcpy(first, brisk_trainer_params(t), bytes);
-        } else {
-            assert_memory_equal(brisk_trainer_params(t), first, bytes);
-        }
-        paths++;
-        brisk_trainer_destroy(t);
+    for (int bf16 = 0; bf16 < 2; bf16++) { /* in each precision */
+        cfg.model.precision = bf16 ? BRISK_GEMM_BF16 : BRISK_GEMM_FP32;
+        train_on_every_kernel(&cfg, &ds, idx, bf16 ? "bf16" : "fp32");
     }
-    brisk_gemm_set_isa(NULL);
-    print_message("%d code paths trained the same weights\n", paths);
-    free(first);
     brisk_dataset_free(&ds);
 }
 
@@ -1096,6 +1186,7 @@ int main(void)
         cmocka_unit_test(test_large_model_any_threads),
         cmocka_unit_test(test_cnn_any_threads),
         cmocka_unit_test(test_cnn_augmented_any_threads),
+        cmocka_unit_test(test_bf16_any_threads),
         cmocka_unit_test(test_ema_follows_the_steps),
         cmocka_unit_test(test_mixup_is_its_definition),
         cmocka_unit_test(test_winograd_any_threads),

@@ -25,6 +25,14 @@ data=/usr/share/datasets/fashion-mnist
 "$logits" "$ck" "$data" 100 "$tmp/logits.bin"
 "$py" "$dir/torch_load_test.py" "$ck" "$tmp/logits.bin"
 
+# The same CNN trained with --precision bf16: the checkpoint loads as any other, and PyTorch,
+# rounding each Linear's and Conv2d's weights and inputs to bfloat16, gives Brisk's logits.
+"$train" --model "$model" --data synthetic --synthetic-n 600 --synthetic-test-n 100 \
+    --epochs 1 --batch 64 --micro-batch 32 --precision bf16 --logdir "$tmp/bf16" --quiet
+ck=$(ls "$tmp/bf16/checkpoints"/ckpt-*.safetensors | tail -n 1)
+"$logits" "$ck" "$data" 100 "$tmp/logits.bin"
+"$py" "$dir/torch_load_test.py" "$ck" "$tmp/logits.bin"
+
 # A GPT (gpt:2:32:4 with dropout, trained on bytes of this repository's docs for one epoch)
 # loads into brisk_torch's nanoGPT-style modules with the same logits at every position,
 # within 1e-5 of the largest logit.

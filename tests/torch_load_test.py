@@ -2,7 +2,10 @@
 """A Brisk checkpoint loads into PyTorch: torch.nn.Sequential built from the model named in
 its metadata (brisk_torch.build) takes its tensors with load_state_dict(strict=True) (the
 optimizer moments aside), and gives the logits Brisk gives (ckpt_logits) on the same inputs
-within 1e-4, in evaluation mode.
+within 1e-4, in evaluation mode. A checkpoint trained with --precision bf16 (metadata
+brisk.precision) is evaluated by Brisk in bf16; PyTorch then rounds the weights and inputs of
+every Linear and Conv2d to bfloat16 (what Brisk's products multiply), in fp32 arithmetic, and
+must agree as closely: only the order of the fp32 sums differs.
 
 Usage: torch_load_test.py CHECKPOINT LOGITS_FILE
 Exit 0 on agreement, 1 with the worst difference otherwise, 77 when torch is not installed.
@@ -40,6 +43,23 @@ def main():
         state[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype=dt).reshape(t["shape"]).copy())
     model.load_state_dict(state, strict=True)
     model.eval()
+    if meta.get("brisk.precision") == "bf16":
+        def bf16(t):
+            return t.to(torch.bfloat16).to(torch.float32)
+
+        def round_input(module, args):
+            return (bf16(args[0]),) + tuple(args[1:])
+
+        rounded = 0
+        for mod in model.modules():
+            if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
+                with torch.no_grad():
+                    mod.weight.copy_(bf16(mod.weight))
+                mod.register_forward_pre_hook(round_input)
+                rounded += 1
+        if len(shape) == 2 or rounded == 0:
+            print("bf16: only image and vector models are checked here")
+            return 1
 
     raw = open(sys.argv[2], "rb").read()
     n, d, c = struct.unpack("<3i", raw[:12])

@@ -183,6 +183,7 @@ static char *build_header(const brisk_model *m, const entry *e, size_t n_entries
          add_meta(meta, "brisk.loss", "%s", brisk_loss_name(mc->loss)) &&
          (mc->label_smoothing == 0.0f ||
           add_meta(meta, "brisk.label_smoothing", "%.9g", (double)mc->label_smoothing)) &&
+         (mc->precision == BRISK_GEMM_FP32 || add_meta(meta, "brisk.precision", "bf16")) &&
          add_meta(meta, "brisk.epoch", "%" PRId64, pos->epoch) &&
          add_meta(meta, "brisk.batch", "%" PRId64, pos->batch) &&
          add_meta(meta, "brisk.steps_done", "%" PRId64, pos->steps_done) &&
@@ -580,6 +581,14 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
         }
         c->model.label_smoothing = (float)e;
     }
+    const char *precision = meta_str(meta, "brisk.precision");
+    if (precision && strcmp(precision, "bf16") && strcmp(precision, "fp32")) {
+        err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.precision '%s' is not fp32 "
+                              "or bf16", path, precision);
+        goto out;
+    }
+    c->model.precision = precision && !strcmp(precision, "bf16") ? BRISK_GEMM_BF16
+                                                                 : BRISK_GEMM_FP32;
     /* Every value within what training can produce: epochs as --epochs allows, steps far
      * below overflow, metrics that are counts. */
     int64_t seed = 0;

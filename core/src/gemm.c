@@ -16,7 +16,10 @@
 
 #include "brisk/error.h"
 
+#include <float.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -44,7 +47,15 @@ static inline float init_value(const brisk_gemm_args *g, int k0, int m, int n)
 
 /* ---- portable ------------------------------------------------------------------------- */
 
-static void block_portable(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
+/* A subnormal to zero of its sign (BRISK_GEMM_BF16's fmas, written out for the portable path;
+ * the vector paths have the CPU do it, with MXCSR's flush-to-zero and denormals-are-zero). */
+static inline float flush(float x)
+{
+    return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x;
+}
+
+static inline void portable_chains(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
+                                   const int ftz)
 {
     for (int k0 = 0; k0 < g->K || k0 == 0; k0 += KC) {
         const int k1 = g->K - k0 < KC ? g->K : k0 + KC;
@@ -57,10 +68,20 @@ static void block_portable(const brisk_gemm_args *g, int m0, int m1, int n0, int
                                           : g->A[(ptrdiff_t)m * g->a_rs + (ptrdiff_t)k * g->a_ks];
                 const float *b = g->b_rows ? g->b_rows[k] : g->B + (ptrdiff_t)k * g->ldb;
                 for (int n = n0; n < n1; n++)
-                    c[n] = fmaf(a, b[n], c[n]);
+                    c[n] = ftz ? flush(fmaf(a, b[n], flush(c[n]))) : fmaf(a, b[n], c[n]);
             }
         }
     }
+}
+
+static void block_portable(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
+{
+    portable_chains(g, m0, m1, n0, n1, 0);
+}
+
+static void block_portable_ftz(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
+{
+    portable_chains(g, m0, m1, n0, n1, 1);
 }
 
 #if BRISK_GEMM_X86
@@ -334,11 +355,142 @@ const char *brisk_gemm_isa(void)
     return active_name;
 }
 
+/* ---- bfloat16 operands ------------------------------------------------------------------ */
+
+/* The bits of a float's bfloat16 rounding (brisk_bf16), without branches so that a loop of
+ * them vectorises. */
+static inline uint32_t bf16_bits(uint32_t u)
+{
+    const uint32_t nearest = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    const uint32_t quiet = (u | 0x00400000u) & 0xFFFF0000u;
+    const uint32_t r = (u & 0x7FFFFFFFu) > 0x7F800000u ? quiet : nearest;
+    return (u & 0x7F800000u) == 0 ? (u & 0x80000000u) : r;
+}
+
+float brisk_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u = bf16_bits(u);
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+static BRISK_MULTIVERSION void round_row(float *restrict dst, const float *restrict src,
+                                         ptrdiff_t stride, int n)
+{
+    const uint32_t *s = (const uint32_t *)(const void *)src;
+    uint32_t *d = (uint32_t *)(void *)dst;
+    if (stride == 1)
+        for (int i = 0; i < n; i++)
+            d[i] = bf16_bits(s[i]);
+    else
+        for (int i = 0; i < n; i++)
+            d[i] = bf16_bits(s[(ptrdiff_t)i * stride]);
+}
+
+/* Packing panels for the bf16 products: rows of A (up to mb of them) and of B (nb wide),
+ * kb of k at a time, rounded once and then multiplied by the fp32 kernels. */
+typedef struct bf16_panels {
+    float *buf;
+    int mb, nb, kb;
+} bf16_panels;
+
+#define PACK_MB 96
+#define PACK_NB 256
+#define PACK_LD(nb) ((nb) + 16) /* rows of the B panel not a power of two apart */
+
+static pthread_key_t pack_key;
+static int pack_key_ok;
+static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
+
+static void pack_make_key(void)
+{
+    pack_key_ok = pthread_key_create(&pack_key, free) == 0;
+}
+
+/* The calling thread's panels (freed when it exits), or NULL when memory is short. */
+static float *pack_buffer(void)
+{
+    pthread_once(&pack_once, pack_make_key);
+    if (!pack_key_ok)
+        return NULL;
+    float *p = pthread_getspecific(pack_key);
+    if (!p) {
+        p = malloc(sizeof(float) * KC * (PACK_MB + PACK_LD(PACK_NB)));
+        if (p && pthread_setspecific(pack_key, p) != 0) {
+            free(p);
+            p = NULL;
+        }
+    }
+    return p;
+}
+
+static void bf16_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
+                       block_fn inner, const bf16_panels *pp)
+{
+    float *pa = pp->buf, *pb = pp->buf + (size_t)pp->kb * pp->mb;
+    const int ldp = PACK_LD(pp->nb);
+    for (int k0 = 0; k0 < g->K || k0 == 0; k0 += pp->kb) {
+        const int kc = g->K - k0 < pp->kb ? g->K - k0 : pp->kb;
+        for (int m = m0; m < m1; m += pp->mb) {
+            const int rows = m1 - m < pp->mb ? m1 - m : pp->mb;
+            for (int r = 0; r < rows; r++) {
+                const float *src = g->a_rows ? g->a_rows[m + r] : g->A + (ptrdiff_t)(m + r) * g->a_rs;
+                round_row(pa + (size_t)r * kc, src + (ptrdiff_t)k0 * g->a_ks, g->a_ks, kc);
+            }
+            for (int n = n0; n < n1; n += pp->nb) {
+                const int cols = n1 - n < pp->nb ? n1 - n : pp->nb;
+                for (int k = 0; k < kc; k++) {
+                    const float *src = g->b_rows ? g->b_rows[k0 + k] : g->B + (ptrdiff_t)(k0 + k) * g->ldb;
+                    round_row(pb + (size_t)k * ldp, src + n, 1, cols);
+                }
+                const brisk_gemm_args t = {
+                    .M = rows, .N = cols, .K = kc, .A = pa, .a_rs = kc, .a_ks = 1, .B = pb,
+                    .ldb = ldp, .C = g->C + (ptrdiff_t)m * g->ldc + n, .ldc = g->ldc,
+                    .bias = g->bias ? g->bias + m : NULL,
+                    .init = k0 > 0 ? BRISK_GEMM_ACCUM : g->init};
+                inner(&t, 0, rows, 0, cols);
+            }
+        }
+    }
+}
+
+/* BRISK_GEMM_BF16: the operands rounded into panels, then the fp32 chain with subnormals
+ * flushed. Splitting k into blocks and C into panels changes nothing (partial sums go
+ * through C exactly), so the panel sizes are free: large ones from the thread's own buffer,
+ * small ones on the stack when that cannot be had. */
+static void block_bf16(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
+{
+    block_fn inner = current_block();
+    if (inner == block_portable)
+        inner = block_portable_ftz;
+#if BRISK_GEMM_X86
+    const unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040u); /* flush to zero (bit 15), denormals are zero (bit 6) */
+#endif
+    float *buf = pack_buffer();
+    if (buf) {
+        const bf16_panels pp = {buf, PACK_MB, PACK_NB, KC};
+        bf16_block(g, m0, m1, n0, n1, inner, &pp);
+    } else {
+        float small[64 * (MR + PACK_LD(16))];
+        const bf16_panels pp = {small, MR, 16, 64};
+        bf16_block(g, m0, m1, n0, n1, inner, &pp);
+    }
+#if BRISK_GEMM_X86
+    _mm_setcsr(csr);
+#endif
+}
+
 void brisk_gemm_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
 {
     if (m0 >= m1 || n0 >= n1)
         return;
-    current_block()(g, m0, m1, n0, n1);
+    if (g->precision == BRISK_GEMM_BF16)
+        block_bf16(g, m0, m1, n0, n1);
+    else
+        current_block()(g, m0, m1, n0, n1);
 }
 
 void brisk_gemm_split(int M, int N, int ith, int nth, int *m0, int *m1, int *n0, int *n1)
@@ -394,7 +546,8 @@ void brisk_gemm_split(int M, int N, int ith, int nth, int *m0, int *m1, int *n0,
 
 void brisk_gemm(const brisk_gemm_args *g, int ith, int nth)
 {
-    BRISK_ASSERT(g && ith >= 0 && ith < nth && g->M >= 0 && g->N >= 0 && g->K >= 0);
+    BRISK_ASSERT(g && ith >= 0 && ith < nth && g->M >= 0 && g->N >= 0 && g->K >= 0 &&
+                 (g->precision == BRISK_GEMM_FP32 || g->precision == BRISK_GEMM_BF16));
     int m0, m1, n0, n1;
     brisk_gemm_split(g->M, g->N, ith, nth, &m0, &m1, &n0, &n1);
     brisk_gemm_block(g, m0, m1, n0, n1);

@@ -380,6 +380,7 @@ typedef struct wino_job {
     const brisk_layer *act;
     float *act_y;                 /* mode 1 */
     const float *act_x, *act_a;   /* mode 2: the activation's input and output */
+    brisk_gemm_precision precision;
 } wino_job;
 
 static BRISK_MULTIVERSION void wino_out(const wino_job *w, const wino_unit *t, const float *M)
@@ -471,7 +472,7 @@ static void wino_conv(const conv_geom *g, const wino_job *w, float *slot, const 
                 .A = w->U + (size_t)xi * w->cout * w->cin, .a_rs = w->cin, .a_ks = 1,
                 .B = V + (size_t)xi * wino_xs(w->cin), .ldb = WINO_NB,
                 .C = M + (size_t)xi * wino_xs(w->cout), .ldc = WINO_NB,
-                .init = BRISK_GEMM_ZERO};
+                .init = BRISK_GEMM_ZERO, .precision = w->precision};
             brisk_gemm_block(&gm, 0, w->cout, 0, t.w);
         }
         wino_out(w, &t, M);
@@ -500,7 +501,7 @@ static void conv_forward_wino(const brisk_layer *l, const brisk_forward_args *a,
         .in = sc + g->xpad, .plane = g->plane, .rs = g->rs, .cin = g->ci, .cout = g->co,
         .OH = g->OH, .OW = g->OW, .ld = a->ld, .U = sc + g->wu,
         .bias = l->args[C_BIAS] ? brisk_layer_data(l, 1, a->params) : NULL, .out = a->y,
-        .mode = a->act ? 1 : 0, .act = a->act, .act_y = a->act_y};
+        .mode = a->act ? 1 : 0, .act = a->act, .act_y = a->act_y, .precision = a->precision};
     wino_conv(g, &w, wino_slot(g, sc, a->team), a->team);
 }
 
@@ -508,7 +509,8 @@ static void conv_forward_wino(const brisk_layer *l, const brisk_forward_args *a,
  * g's units, in order, of V[xi] Zt[xi] (V: the input transformed, (Cin, samples); Zt: dy
  * transformed, (samples, Cout); the sum over the unit's samples). */
 static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *dy, int ld,
-                           float *slot, float *dU, const brisk_team *team)
+                           float *slot, float *dU, const brisk_team *team,
+                           brisk_gemm_precision precision)
 {
     const size_t cc = (size_t)g->ci * (size_t)g->co;
     float *V = slot, *Zt = slot + g->slot, *tmp = slot + 2 * g->slot;
@@ -535,7 +537,7 @@ static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *d
                     .A = V + (size_t)xi * wino_xs(g->ci), .a_rs = WINO_NB, .a_ks = 1,
                     .B = Zt + (size_t)xi * WINO_NB * g->co, .ldb = g->co,
                     .C = dUg + (size_t)xi * cc, .ldc = g->co,
-                    .init = u == u0 ? BRISK_GEMM_ZERO : BRISK_GEMM_ACCUM};
+                    .init = u == u0 ? BRISK_GEMM_ZERO : BRISK_GEMM_ACCUM, .precision = precision};
                 brisk_gemm_block(&gm, 0, g->ci, 0, g->co);
             }
         }
@@ -624,7 +626,7 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
         brisk_gemm_args gm = {
             .M = g.co, .N = R * N, .K = g.K, .A = W, .a_rs = g.K, .a_ks = 1,
             .C = a->y + (size_t)oh0 * N, .ldc = (ptrdiff_t)ystride, .bias = bias,
-            .init = bias ? BRISK_GEMM_ROWBIAS : BRISK_GEMM_ZERO};
+            .init = bias ? BRISK_GEMM_ROWBIAS : BRISK_GEMM_ZERO, .precision = a->precision};
         if (g.s == 1) {
             gm.b_rows = xrows + (size_t)oh0 * g.K;
         } else {
@@ -734,7 +736,7 @@ static void conv_dx_strided(const conv_geom *g, const brisk_backward_args *a, co
                 const brisk_gemm_args gm = {
                     .M = g->ci, .N = N, .K = g->co, .A = W + kh * g->k + kw, .a_rs = g->kk,
                     .a_ks = (ptrdiff_t)g->ci * g->kk, .B = a->dy + (size_t)oh * N,
-                    .ldb = (ptrdiff_t)ystride, .C = tmp, .ldc = N, .init = BRISK_GEMM_ZERO};
+                    .ldb = (ptrdiff_t)ystride, .C = tmp, .ldc = N, .init = BRISK_GEMM_ZERO, .precision = a->precision};
                 brisk_gemm_block(&gm, (int)cr0, (int)cr1, 0, N);
                 for (long long c = cr0; c < cr1; c++)
                     for (int ow = 0; ow < g->OW; ow++) {
@@ -808,14 +810,15 @@ static void conv_backward_wino(const brisk_layer *l, const brisk_backward_args *
     }
     brisk_team_barrier(a->team);
     float *slot = wino_slot(g, sc, a->team);
-    wino_dw_groups(g, sc + g->xpad, a->dy, ld, slot, sc + g->wdu, a->team);
+    wino_dw_groups(g, sc + g->xpad, a->dy, ld, slot, sc + g->wdu, a->team, a->precision);
     if (a->dx) {
         /* dy padded by 1: the padded planes from one row and column in. */
         const wino_job w = {
             .in = dyp + ((size_t)(g->L - 1) * g->CP + (size_t)(g->L - 1)) * ld,
             .plane = pplane, .rs = (size_t)g->CP * ld, .cin = g->co, .cout = g->ci, .OH = g->H,
             .OW = g->W, .ld = ld, .U = sc + g->wut, .bias = NULL, .out = a->dx,
-            .mode = a->act ? 2 : 0, .act = a->act, .act_x = a->act_x, .act_a = a->act_y};
+            .mode = a->act ? 2 : 0, .act = a->act, .act_x = a->act_x, .act_a = a->act_y,
+            .precision = a->precision};
         wino_conv(g, &w, slot, a->team);
     }
     brisk_team_barrier(a->team);
@@ -846,7 +849,8 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
     /* Before the products, claimed by the team: dy^T per output row ((OW ld, Cout): B of the
      * weight gradient); stride 1 with dx: dy into its zero-padded planes, the rearranged
      * weights, and the rows of the padded dy that each input row's gradient reads. */
-    const int dot_dw = g.s == 1 && g.K <= DOT_K;
+    /* (bf16 products go through brisk_gemm, which rounds their operands.) */
+    const int dot_dw = g.s == 1 && g.K <= DOT_K && a->precision == BRISK_GEMM_FP32;
     brisk_share_begin(&sh, a->team, dot_dw ? 0 : g.OH, 1);
     for (long long oh, r1; brisk_share_next(&sh, &oh, &r1);)
         brisk__transpose(a->dy + (size_t)oh * N, ystride, dyt + (size_t)oh * N * g.co,
@@ -903,7 +907,7 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
                     brisk_gemm_args gm = {
                         .M = g.K, .N = g.co, .K = Rr * N, .a_ks = 1,
                         .B = dyt + (size_t)r0 * N * g.co, .ldb = g.co, .C = dwt, .ldc = g.co,
-                        .init = r0 ? BRISK_GEMM_ACCUM : BRISK_GEMM_ZERO};
+                        .init = r0 ? BRISK_GEMM_ACCUM : BRISK_GEMM_ZERO, .precision = a->precision};
                     if (g.s == 1) {
                         gm.a_rows = xrows + (size_t)r0 * g.K;
                     } else {
@@ -951,7 +955,7 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
             const brisk_gemm_args gm = {
                 .M = g.ci, .N = NX, .K = g.KB, .A = wr, .a_rs = g.KB, .a_ks = 1,
                 .b_rows = drows + (size_t)h * g.KB, .C = a->dx + (size_t)h * NX,
-                .ldc = (ptrdiff_t)xstride, .init = BRISK_GEMM_ZERO};
+                .ldc = (ptrdiff_t)xstride, .init = BRISK_GEMM_ZERO, .precision = a->precision};
             brisk_gemm_block(&gm, m0, m1, n0, n1);
             for (int c = m0; a->act && c < m1 && n0 < n1; c++) {
                 const size_t o = (size_t)c * xstride + (size_t)h * NX + (size_t)n0;

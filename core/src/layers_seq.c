@@ -267,6 +267,7 @@ static int attention_setup(brisk_layer *l, char *err, size_t errlen)
 typedef struct att_geom {
     int C, H, hd, T, rs;
     size_t xr, qkv, att, y, yr, wt, slots, slot, total;
+    brisk_gemm_precision precision; /* the pass's (not part of the layout) */
 } att_geom;
 
 static att_geom att_layout(const brisk_layer *l, int ld)
@@ -396,7 +397,7 @@ static void unit_forward(const brisk_layer *l, const att_geom *g, const float *q
         const int s1 = s0 + ATT_BLOCK < T ? s0 + ATT_BLOCK : T;
         const brisk_gemm_args ga = {.M = T, .N = T, .K = hd, .A = k, .a_rs = 1,
                                     .a_ks = (ptrdiff_t)ld, .B = q, .ldb = (ptrdiff_t)ld,
-                                    .C = at, .ldc = T, .init = BRISK_GEMM_ZERO};
+                                    .C = at, .ldc = T, .init = BRISK_GEMM_ZERO, .precision = g->precision};
         brisk_gemm_block(&ga, s0, s1, s0, T);
     }
     float *tmp = slot;
@@ -412,14 +413,15 @@ static void unit_forward(const brisk_layer *l, const att_geom *g, const float *q
         const int t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
         const brisk_gemm_args gy = {.M = hd, .N = T, .K = t1, .A = v, .a_rs = (ptrdiff_t)ld,
                                     .a_ks = 1, .B = w, .ldb = T, .C = yh, .ldc = (ptrdiff_t)ld,
-                                    .init = BRISK_GEMM_ZERO};
+                                    .init = BRISK_GEMM_ZERO, .precision = g->precision};
         brisk_gemm_block(&gy, 0, hd, t0, t1);
     }
 }
 
 static void attention_forward(const brisk_layer *l, const brisk_forward_args *a)
 {
-    const att_geom g = att_layout(l, a->ld);
+    att_geom g = att_layout(l, a->ld);
+    g.precision = a->precision;
     const int C = g.C, T = g.T, n = a->n, ld = a->ld, S = n / T, units = S * g.H;
     const int ith = a->team ? a->team->ith : 0, nth = a->team ? a->team->nth : 1;
     float *sc = a->scratch;
@@ -434,7 +436,7 @@ static void attention_forward(const brisk_layer *l, const brisk_forward_args *a)
                                 .A = brisk_layer_data(l, 0, a->params), .a_rs = C, .a_ks = 1,
                                 .B = a->x, .ldb = ld, .C = qkv, .ldc = ld,
                                 .bias = brisk_layer_data(l, 1, a->params),
-                                .init = BRISK_GEMM_ROWBIAS};
+                                .init = BRISK_GEMM_ROWBIAS, .precision = a->precision};
     brisk_gemm(&gq, ith, nth);
     brisk_team_barrier(a->team);
     const int dropout = train && l->args[A_DROP] > 0;
@@ -456,7 +458,7 @@ static void attention_forward(const brisk_layer *l, const brisk_forward_args *a)
     const brisk_gemm_args gp = {.M = C, .N = n, .K = C, .A = brisk_layer_data(l, 2, a->params),
                                 .a_rs = C, .a_ks = 1, .B = y, .ldb = ld, .C = a->y, .ldc = ld,
                                 .bias = brisk_layer_data(l, 3, a->params),
-                                .init = BRISK_GEMM_ROWBIAS};
+                                .init = BRISK_GEMM_ROWBIAS, .precision = a->precision};
     brisk_gemm(&gp, ith, nth);
 }
 
@@ -499,7 +501,7 @@ static void unit_backward(const brisk_layer *l, const att_geom *g, float *qkv, s
         const int s1 = s0 + ATT_BLOCK < T ? s0 + ATT_BLOCK : T;
         const brisk_gemm_args gd = {.M = T, .N = T, .K = hd, .A = v, .a_rs = 1,
                                     .a_ks = (ptrdiff_t)ld, .B = dy, .ldb = (ptrdiff_t)ld,
-                                    .C = dp, .ldc = T, .init = BRISK_GEMM_ZERO};
+                                    .C = dp, .ldc = T, .init = BRISK_GEMM_ZERO, .precision = g->precision};
         brisk_gemm_block(&gd, s0, s1, s0, T);
     }
     /* dv^T (s, d) = sum_{t >= s} w(s, t) dy[d, t]: rows by blocks, K from the block's start. */
@@ -507,7 +509,7 @@ static void unit_backward(const brisk_layer *l, const att_geom *g, float *qkv, s
         const int s1 = s0 + ATT_BLOCK < T ? s0 + ATT_BLOCK : T;
         const brisk_gemm_args gv = {.M = T, .N = hd, .K = T - s0, .A = w + s0, .a_rs = T,
                                     .a_ks = 1, .B = dyt + (size_t)s0 * hd, .ldb = hd,
-                                    .C = dvt, .ldc = hd, .init = BRISK_GEMM_ZERO};
+                                    .C = dvt, .ldc = hd, .init = BRISK_GEMM_ZERO, .precision = g->precision};
         brisk_gemm_block(&gv, s0, s1, 0, hd);
     }
     from_rows(dvt, v, ld, T, hd); /* v is read no more */
@@ -531,7 +533,7 @@ static void unit_backward(const brisk_layer *l, const att_geom *g, float *qkv, s
         const int t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
         const brisk_gemm_args gq = {.M = hd, .N = T, .K = t1, .A = k, .a_rs = (ptrdiff_t)ld,
                                     .a_ks = 1, .B = dp, .ldb = T, .C = q, .ldc = (ptrdiff_t)ld,
-                                    .init = BRISK_GEMM_ZERO};
+                                    .init = BRISK_GEMM_ZERO, .precision = g->precision};
         brisk_gemm_block(&gq, 0, hd, t0, t1);
     }
     /* dk^T (s, d) = sum_{t >= s} ds(s, t) q[d, t]. */
@@ -539,7 +541,7 @@ static void unit_backward(const brisk_layer *l, const att_geom *g, float *qkv, s
         const int s1 = s0 + ATT_BLOCK < T ? s0 + ATT_BLOCK : T;
         const brisk_gemm_args gk = {.M = T, .N = hd, .K = T - s0, .A = dp + s0, .a_rs = T,
                                     .a_ks = 1, .B = qt + (size_t)s0 * hd, .ldb = hd,
-                                    .C = dkt, .ldc = hd, .init = BRISK_GEMM_ZERO};
+                                    .C = dkt, .ldc = hd, .init = BRISK_GEMM_ZERO, .precision = g->precision};
         brisk_gemm_block(&gk, s0, s1, 0, hd);
     }
     from_rows(dkt, k, ld, T, hd);
@@ -547,7 +549,8 @@ static void unit_backward(const brisk_layer *l, const att_geom *g, float *qkv, s
 
 static void attention_backward(const brisk_layer *l, const brisk_backward_args *a)
 {
-    const att_geom g = att_layout(l, a->ld);
+    att_geom g = att_layout(l, a->ld);
+    g.precision = a->precision;
     const int C = g.C, T = g.T, n = a->n, ld = a->ld, S = n / T, units = S * g.H;
     const int ith = a->team ? a->team->ith : 0, nth = a->team ? a->team->nth : 1;
     float *sc = a->scratch;
@@ -557,7 +560,7 @@ static void attention_backward(const brisk_layer *l, const brisk_backward_args *
     float *wt = sc + g.wt;
     const brisk_gemm_args gw = {.M = C, .N = C, .K = n, .A = a->dy, .a_rs = ld, .a_ks = 1,
                                 .B = yr, .ldb = g.rs, .C = brisk_layer_data(l, 2, a->grads),
-                                .ldc = C, .init = BRISK_GEMM_ZERO};
+                                .ldc = C, .init = BRISK_GEMM_ZERO, .precision = a->precision};
     brisk_gemm(&gw, ith, nth);
     bias_grad(a->dy, C, n, (size_t)ld, brisk_layer_data(l, 3, a->grads), a->team);
     long long r0, r1;
@@ -570,7 +573,7 @@ static void attention_backward(const brisk_layer *l, const brisk_backward_args *
     brisk_team_barrier(a->team);
     const brisk_gemm_args gx = {.M = C, .N = n, .K = C, .A = wt, .a_rs = C, .a_ks = 1,
                                 .B = a->dy, .ldb = ld, .C = y, .ldc = ld,
-                                .init = BRISK_GEMM_ZERO};
+                                .init = BRISK_GEMM_ZERO, .precision = a->precision};
     brisk_gemm(&gx, ith, nth);
     brisk_team_barrier(a->team);
     const int dropout = l->args[A_DROP] > 0;
@@ -587,14 +590,14 @@ static void attention_backward(const brisk_layer *l, const brisk_backward_args *
     /* c_attn: dW = dqkv xr, db, dx = W^T dqkv. */
     const brisk_gemm_args gw2 = {.M = 3 * C, .N = C, .K = n, .A = qkv, .a_rs = ld, .a_ks = 1,
                                  .B = xr, .ldb = g.rs, .C = brisk_layer_data(l, 0, a->grads),
-                                 .ldc = C, .init = BRISK_GEMM_ZERO};
+                                 .ldc = C, .init = BRISK_GEMM_ZERO, .precision = a->precision};
     brisk_gemm(&gw2, ith, nth);
     bias_grad(qkv, 3 * C, n, (size_t)ld, brisk_layer_data(l, 1, a->grads), a->team);
     if (!a->dx)
         return;
     const brisk_gemm_args gx2 = {.M = C, .N = n, .K = 3 * C, .A = wt + (size_t)C * C,
                                  .a_rs = 3 * C, .a_ks = 1, .B = qkv, .ldb = ld, .C = a->dx,
-                                 .ldc = ld, .init = BRISK_GEMM_ZERO};
+                                 .ldc = ld, .init = BRISK_GEMM_ZERO, .precision = a->precision};
     brisk_gemm(&gx2, ith, nth);
 }
 

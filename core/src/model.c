@@ -461,6 +461,11 @@ int brisk_model_create(const brisk_model_config *cfg, brisk_model **out)
         return err;
     }
     const int C = brisk_model_outputs(m);
+    if (cfg->precision != BRISK_GEMM_FP32 && cfg->precision != BRISK_GEMM_BF16) {
+        brisk_model_destroy(m);
+        return brisk_error_set(BRISK_EINVAL, "precision %d: it must be BRISK_GEMM_FP32 (0) or "
+                               "BRISK_GEMM_BF16 (1)", (int)cfg->precision);
+    }
     if (!(cfg->label_smoothing >= 0.0f && cfg->label_smoothing < 1.0f) ||
         (cfg->label_smoothing != 0.0f && cfg->loss != BRISK_LOSS_SOFTMAX_CE)) {
         brisk_model_destroy(m);
@@ -682,9 +687,10 @@ static int summary(const brisk_model *m, int max_rows, char *buf, size_t size)
         human(flops, "FLOPs", fs, sizeof fs);
         human(3 * flops, "FLOPs", ts, sizeof ts);
         human(act, "B", as, sizeof as);
-        PUT("compute: %s per %s forward, about %s per %s a training step; activations: %s "
-            "for a micro-batch of %d sample%s\n", fs, per, ts, per, as, max_rows,
-            max_rows == 1 ? "" : "s");
+        PUT("compute: %s per %s forward, about %s per %s a training step%s; activations: %s "
+            "for a micro-batch of %d sample%s\n", fs, per, ts, per,
+            m->cfg.precision == BRISK_GEMM_BF16 ? " (products on bfloat16 operands)" : "", as,
+            max_rows, max_rows == 1 ? "" : "s");
     }
 #undef PUT
     return (int)at;
@@ -957,7 +963,8 @@ void brisk_model_forward(const brisk_model *m, const float *params, const float 
             .act = fuse ? &m->layers[l + 1] : NULL, .act_y = fuse ? ws->out[l + 1] : NULL,
             .team = team,
             .skip = m->skip_from[l] == -2 ? NULL
-                    : m->skip_from[l] < 0 ? ws->x0 : ws->cur[pass][m->skip_from[l]]};
+                    : m->skip_from[l] < 0 ? ws->x0 : ws->cur[pass][m->skip_from[l]],
+            .precision = m->cfg.precision};
         ly->ops->forward(ly, &a);
         brisk_team_barrier(team);
         x = ws->out[l];
@@ -1326,7 +1333,8 @@ void brisk_model_backward(const brisk_model *m, const float *params, const float
             .act = fuse ? &m->layers[l - 1] : NULL,
             .act_x = fuse ? (l >= 2 ? ws->cur[BRISK_PASS_TRAIN][l - 2] : ws->x0) : NULL,
             .act_y = fuse ? ws->cur[BRISK_PASS_TRAIN][l - 1] : NULL, .team = team,
-            .seed = ws->keys.seed, .step = ws->keys.step, .sample0 = ws->keys.sample0};
+            .seed = ws->keys.seed, .step = ws->keys.step, .sample0 = ws->keys.sample0,
+            .precision = m->cfg.precision};
         if (ws->stash[l]) { /* keep dy for the skip's source */
             const long long len = (long long)brisk_shape_features(ly->out) * ws->ld;
             brisk_share sh;

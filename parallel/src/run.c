@@ -499,6 +499,7 @@ static int model_config(const brisk_run_config *c, brisk_shape input, int vocab,
         return brisk_error_set(BRISK_EINVAL, "label-smoothing: only the ce loss has labels to "
                                "smooth (the loss is %s)", c->loss);
     mc->label_smoothing = (float)c->label_smoothing;
+    mc->precision = strcmp(c->precision, "bf16") ? BRISK_GEMM_FP32 : BRISK_GEMM_BF16;
     if (!is_gpt(c->model) || strcmp(c->init, "auto")) /* the preset's own: gpt2 */
         mc->init = !strcmp(c->init, "he")       ? BRISK_INIT_HE
                    : !strcmp(c->init, "glorot") ? BRISK_INIT_GLOROT
@@ -746,11 +747,13 @@ static int restore(brisk_run *r)
     brisk_model_describe(r->ck->layout, have, sizeof have);
     if (strcmp(want, have) || r->ck->model.loss != mc->loss ||
         r->ck->model.label_smoothing != mc->label_smoothing ||
+        r->ck->model.precision != mc->precision ||
         brisk_shape_size(r->ck->model.input) != brisk_shape_size(mc->input))
-        return brisk_error_set(BRISK_EMISMATCH, "%s holds another model (%s, loss %s) than the "
-                               "settings give (%s, loss %s)", r->ck_path, have,
-                               brisk_loss_name(r->ck->model.loss), want,
-                               brisk_loss_name(mc->loss));
+        return brisk_error_set(BRISK_EMISMATCH, "%s holds another model (%s, loss %s, %s) "
+                               "than the settings give (%s, loss %s, %s)", r->ck_path, have,
+                               brisk_loss_name(r->ck->model.loss),
+                               r->ck->model.precision ? "bf16" : "fp32", want,
+                               brisk_loss_name(mc->loss), mc->precision ? "bf16" : "fp32");
     /* Evaluating or predicting: the moving average's weights, when the file has them. */
     const int ema = r->evaluate_only && r->ck->ema_params;
     brisk_trainer_load_state(r->t, ema ? r->ck->ema_params : r->ck->params, r->ck->opt_m,

@@ -21,6 +21,7 @@ brisk_run_config brisk_run_config_defaults(void)
     snprintf(c.model, sizeof c.model, "784-256-128-10");
     snprintf(c.act, sizeof c.act, "relu");
     snprintf(c.loss, sizeof c.loss, "ce");
+    snprintf(c.precision, sizeof c.precision, "fp32");
     snprintf(c.init, sizeof c.init, "auto");
     snprintf(c.optimizer, sizeof c.optimizer, "adam");
     c.lr = 1e-3;
@@ -77,6 +78,7 @@ static const slot slots[] = {
     TEXT("act", act, 0),
     TEXT("loss", loss, 0),
     REAL("label-smoothing", label_smoothing, 0, 0.99, 0),
+    TEXT("precision", precision, 0),
     TEXT("init", init, 0),
     TEXT("init-from", init_from, 0),
     TEXT("optimizer", optimizer, 0),
@@ -164,6 +166,11 @@ static int init_parse(const char *s)
            : !strcmp(s, "glorot") ? BRISK_INIT_GLOROT : !strcmp(s, "gpt2") ? BRISK_INIT_GPT2 : -1;
 }
 
+static int precision_parse(const char *s)
+{
+    return !strcmp(s, "fp32") ? BRISK_GEMM_FP32 : !strcmp(s, "bf16") ? BRISK_GEMM_BF16 : -1;
+}
+
 static int decay_parse(const char *s)
 {
     return !strcmp(s, "all") ? 0 : !strcmp(s, "matrices") ? 1 : -1;
@@ -185,6 +192,7 @@ static int text_ok(const char *name, const char *v, char *why, size_t size)
         {"monitor", brisk_fit_metric_parse, "val_loss, val_accuracy, train_loss or "
                                             "train_accuracy"},
         {"decay", decay_parse, "all or matrices"},
+        {"precision", precision_parse, "fp32 or bf16"},
     };
     for (size_t i = 0; i < sizeof named / sizeof *named; i++)
         if (!strcmp(name, named[i].name)) {

@@ -27,6 +27,22 @@
 extern "C" {
 #endif
 
+/* How the operands are multiplied.
+ *
+ * BRISK_GEMM_BF16 multiplies bfloat16 values: each element of A and B is first rounded to
+ * bfloat16 (brisk_bf16), so that every product is exact in float, and the chain above then
+ * runs as in fp32, except that a subnormal initial value counts as zero and a subnormal
+ * result of any fma is flushed to zero (of its sign). That is the arithmetic of AVX512-BF16's
+ * vdpbf16ps as Intel's manual defines it: two fp32 fmas per lane, subnormal inputs read as
+ * zero, subnormal results flushed, nearest-even rounding, whatever MXCSR says. (The
+ * instruction adds a pair's odd element first; a kernel on it stores each pair swapped to
+ * keep k increasing.) Every code path computes exactly this, for any split of C, so bf16
+ * results are the same bits on every CPU. */
+typedef enum brisk_gemm_precision {
+    BRISK_GEMM_FP32,   /* float operands (the default) */
+    BRISK_GEMM_BF16    /* operands rounded to bfloat16, float accumulation, as above */
+} brisk_gemm_precision;
+
 typedef enum brisk_gemm_init {
     BRISK_GEMM_ZERO,    /* C = A B */
     BRISK_GEMM_ACCUM,   /* C += A B (the chain starts from C's value) */
@@ -48,6 +64,7 @@ typedef struct brisk_gemm_args {
      * B(k, n) = b_rows[k][n] (B and ldb unused). */
     const float *const *a_rows;
     const float *const *b_rows;
+    brisk_gemm_precision precision; /* BRISK_GEMM_FP32 (0) unless set */
 } brisk_gemm_args;
 
 /* Computes the block of C that thread ith of nth owns (0 <= ith < nth); the nth calls
@@ -62,6 +79,11 @@ void brisk_gemm_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1);
  * computes in brisk_gemm (an empty block when it has none). Exposed so that a layer can apply
  * its elementwise epilogue to exactly the block its thread computed. */
 void brisk_gemm_split(int M, int N, int ith, int nth, int *m0, int *m1, int *n0, int *n1);
+
+/* x rounded to bfloat16, returned as a float (its low 16 bits zero): to nearest, ties to even;
+ * a subnormal to zero of its sign; a NaN stays a (quiet) NaN; a value past the largest
+ * bfloat16 to infinity. The rounding BRISK_GEMM_BF16 applies to its operands. */
+float brisk_bf16(float x);
 
 /* The code path in use: "avx512", "avx2" or "portable". */
 const char *brisk_gemm_isa(void);

@@ -31,6 +31,7 @@
 #ifndef BRISK_LAYER_H
 #define BRISK_LAYER_H
 
+#include "brisk/gemm.h"
 #include "brisk/team.h"
 
 #include <stddef.h>
@@ -139,6 +140,9 @@ typedef struct brisk_forward_args {
     const brisk_team *team;
     /* BRISK_LAYER_SKIP layers: the earlier output they add, (in features, ld). */
     const float *skip;
+    /* The model's precision (brisk_model_config): what a layer's matrix products and other
+     * multiplications of weights by activations take as their brisk_gemm_args precision. */
+    brisk_gemm_precision precision;
 } brisk_forward_args;
 
 /* What a backward call gets (after a BRISK_PASS_TRAIN forward of the same shard). */
@@ -163,6 +167,7 @@ typedef struct brisk_backward_args {
     uint64_t seed;
     int64_t step;
     int64_t sample0;
+    brisk_gemm_precision precision; /* as in brisk_forward_args */
 } brisk_backward_args;
 
 typedef struct brisk_layer_ops {

@@ -77,6 +77,11 @@ typedef struct brisk_model_config {
      * spread evenly over all C classes, so loss = (1 - e) (-log p_y) + e mean_c(-log p_c),
      * in training and evaluation alike; 0 (the default) is the plain cross-entropy. */
     float label_smoothing;
+    /* The arithmetic of the layers' matrix products (dense, convolutions, attention):
+     * BRISK_GEMM_FP32 (0, the default), or BRISK_GEMM_BF16, bfloat16 operands with float
+     * accumulation (brisk/gemm.h), in training and evaluation alike. Parameters, gradients,
+     * optimizer state, losses, normalisation statistics and every reduction stay float. */
+    brisk_gemm_precision precision;
 } brisk_model_config;
 
 /* Sets cfg's layer list (a list as above or a preset name) and input shape; the loss and init

@@ -63,6 +63,7 @@ typedef struct brisk_run_config {
     char act[16];      /* the shorthand's hidden activation: relu, gelu, tanh, sigmoid */
     char loss[8];      /* ce, bce, mse */
     double label_smoothing; /* ce: PyTorch's label_smoothing, [0, 1) */
+    char precision[8]; /* the matrix products' operands: fp32, or bf16 (brisk_model_config) */
     char init[8];      /* auto, he, glorot, gpt2 */
     /* An llm.c model file (gpt2_*.bin) whose weights a gpt model starts from ("" for none). */
     char init_from[BRISK_RUN_PATH_MAX];
