@@ -24,12 +24,13 @@ static void usage(FILE *f)
 {
     fprintf(f, "Usage: bench_mlp [--model WIDTHS] [--batch B] [--threads T] [--micro-batch M] "
                "[--steps N] [--warmup N] [--kernel avx512|avx2|portable] [--augment LIST] "
-               "[--fixed-threads] [--json]\n"
+               "[--fixed-threads] [--precision fp32|bf16] [--json]\n"
                "--model: layer widths (ReLU between them) or a layer list on 1x28x28 images, as\n"
                "brisk-train --model takes (e.g. cnn).\n"
                "Defaults: --model 784-256-128-10 --batch 128 --threads 1 --steps 300 --warmup 30,\n"
                "--micro-batch %d (brisk-train's default; B if smaller), --kernel: the best the "
                "CPU runs.\n"
+               "--precision: the matrix products' operands, as brisk-train takes it (fp32).\n"
                "--augment: image augmentation as brisk-train takes it (crop:4,flip,erase:0.25);\n"
                "every 16 steps count as an epoch (the draws' key).\n"
                "--fixed-threads: all T threads take part in every step, even when another\n"
@@ -58,6 +59,7 @@ static int run(int argc, char **argv, brisk_comm *comm)
 {
     const char *model = "784-256-128-10";
     const char *kernel = NULL, *augment = "none";
+    const char *precision = "fp32";
     int batch = 128, micro = 0, threads = 1, steps = 300, warmup = 30, json = 0, fixed = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -85,6 +87,8 @@ static int run(int argc, char **argv, brisk_comm *comm)
             kernel = argv[++i];
         else if (has_value && !strcmp(a, "--augment"))
             augment = argv[++i];
+        else if (has_value && !strcmp(a, "--precision"))
+            precision = argv[++i];
         else {
             fprintf(stderr, "bench_mlp: bad argument '%s'\n", a);
             usage(stderr);
@@ -110,6 +114,11 @@ static int run(int argc, char **argv, brisk_comm *comm)
         return 2;
     }
     cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
+    if (strcmp(precision, "fp32") && strcmp(precision, "bf16")) {
+        fprintf(stderr, "bench_mlp: --precision %s: choose fp32 or bf16\n", precision);
+        return 2;
+    }
+    cfg.model.precision = strcmp(precision, "bf16") ? BRISK_GEMM_FP32 : BRISK_GEMM_BF16;
     cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAM);
     cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-3f, 0, 0, 0, 0, 0};
     cfg.batch = batch;

@@ -11,9 +11,14 @@ Brisk's trained parameters are compared across T by checksum (they must be bitwi
 best among the settings that use at most T threads in either pool, and the last column
 compares with PyTorch's best on the whole machine; the setting that won is printed.
 
+--precision fp32,bf16 runs each side in both precisions, alternating within every round:
+Brisk with bench_mlp --precision bf16 (bfloat16 operands, fp32 sums), PyTorch with its
+forward pass under torch.autocast("cpu", dtype=torch.bfloat16) (its best setting found
+again); a table per precision, then bf16 against fp32 on each side.
+
 Usage: bench/compare_mlp.py [--brisk build/release/bench/bench_mlp] [--threads 1,2]
                             [--repeats 3] [--config MODEL:BATCH:STEPS ...] [--micro-batch M]
-                            [--torch-openblas-threads 1]
+                            [--torch-openblas-threads 1] [--precision fp32,bf16]
 MODEL is what bench_mlp and brisk-train take: widths, a layer list or a preset; the CNN:
   bench/compare_mlp.py --config cnn:128:30
 """
@@ -55,7 +60,12 @@ def main():
                     help="Brisk's micro-batch (default: brisk-train's default)")
     ap.add_argument("--config", action="append", metavar="MODEL:BATCH:STEPS",
                     help="repeatable; default 784-256-128-10:128:300 and 784-1024-1024-10:256:40")
+    ap.add_argument("--precision", default="fp32",
+                    help="comma-separated: fp32, bf16 (default %(default)s)")
     a = ap.parse_args()
+    precisions = a.precision.split(",")
+    if any(p not in ("fp32", "bf16") for p in precisions):
+        ap.error("--precision: fp32, bf16 or both")
     configs = ([(c.split(":")[0], int(c.split(":")[1]), int(c.split(":")[2])) for c in a.config]
                if a.config else CONFIGS)
     threads = [int(t) for t in a.threads.split(",")]
@@ -66,72 +76,87 @@ def main():
         settings = [s for s in settings if s[1] in keep]
 
     for model, batch, steps in configs:
-        brisk = {T: [] for T in threads}
-        busy = {T: [] for T in threads}
-        torch = {s: [] for s in settings}
+        brisk = {(p, T): [] for p in precisions for T in threads}
+        busy = {(p, T): [] for p in precisions for T in threads}
+        torch = {(p, s): [] for p in precisions for s in settings}
         info = {}
-        fnv = set()
+        fnv = {p: set() for p in precisions}
         warm = str(max(3, steps // 10))
         for rep in range(a.repeats):
-            for T in threads:
-                cmd = [a.brisk, "--model", model, "--batch", str(batch), "--threads", str(T),
-                       "--steps", str(steps), "--warmup", warm, "--json"]
-                if a.micro_batch:
-                    cmd += ["--micro-batch", str(a.micro_batch)]
-                r = run_json(cmd, dict(os.environ))
-                brisk[T].append(r["samples_per_second"])
-                fnv.add(r["params_fnv"])
-                # Work share of the least busy thread: every thread had work if it is high.
-                work = [(b - w) / r["seconds"] for b, w in
-                        zip(r["thread_busy_seconds"], r["thread_waiting_seconds"])]
-                busy[T].append(min(work))
-                info["brisk_kernel"], info["micro"] = r["kernel"], r["micro_batch"]
-                info[T] = r["plan"]
-            # One PyTorch process per (OpenBLAS threads, wait policy), both read at load
-            # time; it runs every intra-op count in turn (torch.set_num_threads).
-            for o, w in sorted({(s[1], s[2]) for s in settings}, key=str):
-                counts = [s[0] for s in settings if s[1:] == (o, w)]
-                out = subprocess.run(
-                    [sys.executable, os.path.join(HERE, "torch_mlp.py"), "--model", model,
-                     "--batch", str(batch), "--threads", ",".join(map(str, counts)),
-                     "--steps", str(steps), "--warmup", warm],
-                    env=torch_settings.setting_env(base_env, o, w), check=True,
-                    capture_output=True, text=True).stdout
-                for line in out.strip().splitlines():
-                    r = json.loads(line)
-                    torch[(r["threads"], o, w)].append(r["samples_per_second"])
-                    info["torch_kernel"], info["torch"] = r["kernel"], r["torch"]
+            for prec in precisions:
+                for T in threads:
+                    cmd = [a.brisk, "--model", model, "--batch", str(batch), "--threads", str(T),
+                           "--steps", str(steps), "--warmup", warm, "--precision", prec,
+                           "--json"]
+                    if a.micro_batch:
+                        cmd += ["--micro-batch", str(a.micro_batch)]
+                    r = run_json(cmd, dict(os.environ))
+                    brisk[(prec, T)].append(r["samples_per_second"])
+                    fnv[prec].add(r["params_fnv"])
+                    # Work share of the least busy thread: every thread had work if it is high.
+                    work = [(b - w) / r["seconds"] for b, w in
+                            zip(r["thread_busy_seconds"], r["thread_waiting_seconds"])]
+                    busy[(prec, T)].append(min(work))
+                    info["brisk_kernel"], info["micro"] = r["kernel"], r["micro_batch"]
+                    info[T] = r["plan"]
+                # One PyTorch process per (OpenBLAS threads, wait policy), both read at load
+                # time; it runs every intra-op count in turn (torch.set_num_threads).
+                for o, w in sorted({(s[1], s[2]) for s in settings}, key=str):
+                    counts = [s[0] for s in settings if s[1:] == (o, w)]
+                    out = subprocess.run(
+                        [sys.executable, os.path.join(HERE, "torch_mlp.py"), "--model", model,
+                         "--batch", str(batch), "--threads", ",".join(map(str, counts)),
+                         "--steps", str(steps), "--warmup", warm, "--precision", prec],
+                        env=torch_settings.setting_env(base_env, o, w), check=True,
+                        capture_output=True, text=True).stdout
+                    for line in out.strip().splitlines():
+                        r = json.loads(line)
+                        torch[(prec, (r["threads"], o, w))].append(r["samples_per_second"])
+                        info["torch_kernel"], info["torch"] = r["kernel"], r["torch"]
             print("  %s: round %d of %d done" % (model, rep + 1, a.repeats), file=sys.stderr)
-        bmed = {T: statistics.median(v) for T, v in brisk.items()}
-        tmed = {s: statistics.median(v) for s, v in torch.items()}
-        best_all = max(tmed, key=tmed.get)
-        print("\n%s, batch %d: medians of %d alternating runs of %d steps. Brisk: micro-batch "
-              "%d, %s kernels. PyTorch %s: %s; its best on this machine: %s, "
-              "%s samples/s.\n" % (model, batch, a.repeats, steps, info["micro"],
-                                   info["brisk_kernel"], info["torch"], info["torch_kernel"],
-                                   torch_settings.describe(best_all),
-                                   format(round(tmed[best_all]), ",")))
-        print("Brisk's trained parameters at every T: %s.\n"
-              % ("bitwise identical (FNV-1a %s)" % next(iter(fnv)) if len(fnv) == 1
-                 else "DIFFERENT (%s)" % ", ".join(sorted(fnv))))
-        print("| threads | Brisk samples/s | vs its 1 thread | least busy thread working | "
-              "how a batch is spread | PyTorch best with <= T threads | its setting | "
-              "Brisk / that | Brisk / PyTorch's best |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        b1 = bmed[threads[0]]
-        for T in threads:
-            fit = [s for s in settings if max(s[0], s[1]) <= T]
-            bt = max(fit, key=tmed.get) if fit else None
-            tv = tmed[bt] if bt else None
-            print("| %d | %s | %.2fx | %.0f%% | %s | %s | %s | %s | %.2fx |"
-                  % (T, format(round(bmed[T]), ","), bmed[T] / b1,
-                     100 * statistics.median(busy[T]), info[T],
-                     format(round(tv), ",") if tv else "-",
-                     torch_settings.describe(bt) if bt else "-",
-                     "%.2fx" % (bmed[T] / tv) if tv else "-", bmed[T] / tmed[best_all]))
-        print("\nEvery PyTorch setting (median samples/s):")
-        for s in sorted(settings, key=tmed.get, reverse=True):
-            print("  %-50s %s" % (torch_settings.describe(s), format(round(tmed[s]), ",")))
+        bmed = {k: statistics.median(v) for k, v in brisk.items()}
+        tmed = {k: statistics.median(v) for k, v in torch.items()}
+        best = {}
+        for prec in precisions:
+            best_all = max(settings, key=lambda s: tmed[(prec, s)])
+            best[prec] = best_all
+            label = "" if precisions == ["fp32"] else " [%s%s]" % (
+                prec, ": PyTorch under autocast(bfloat16)" if prec == "bf16" else "")
+            print("\n%s, batch %d%s: medians of %d alternating runs of %d steps. Brisk: "
+                  "micro-batch %d, %s kernels. PyTorch %s: %s; its best on this machine: %s, "
+                  "%s samples/s.\n" % (model, batch, label, a.repeats, steps, info["micro"],
+                                       info["brisk_kernel"], info["torch"], info["torch_kernel"],
+                                       torch_settings.describe(best_all),
+                                       format(round(tmed[(prec, best_all)]), ",")))
+            print("Brisk's trained parameters at every T: %s.\n"
+                  % ("bitwise identical (FNV-1a %s)" % next(iter(fnv[prec]))
+                     if len(fnv[prec]) == 1 else "DIFFERENT (%s)" % ", ".join(sorted(fnv[prec]))))
+            print("| threads | Brisk samples/s | vs its 1 thread | least busy thread working | "
+                  "how a batch is spread | PyTorch best with <= T threads | its setting | "
+                  "Brisk / that | Brisk / PyTorch's best |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            b1 = bmed[(prec, threads[0])]
+            for T in threads:
+                fit = [s for s in settings if max(s[0], s[1]) <= T]
+                bt = max(fit, key=lambda s: tmed[(prec, s)]) if fit else None
+                tv = tmed[(prec, bt)] if bt else None
+                print("| %d | %s | %.2fx | %.0f%% | %s | %s | %s | %s | %.2fx |"
+                      % (T, format(round(bmed[(prec, T)]), ","), bmed[(prec, T)] / b1,
+                         100 * statistics.median(busy[(prec, T)]), info[T],
+                         format(round(tv), ",") if tv else "-",
+                         torch_settings.describe(bt) if bt else "-",
+                         "%.2fx" % (bmed[(prec, T)] / tv) if tv else "-",
+                         bmed[(prec, T)] / tmed[(prec, best_all)]))
+            print("\nEvery PyTorch setting (median samples/s):")
+            for s in sorted(settings, key=lambda s: tmed[(prec, s)], reverse=True):
+                print("  %-50s %s" % (torch_settings.describe(s), format(round(tmed[(prec, s)]), ",")))
+        if len(precisions) == 2:
+            T = threads[-1]
+            bb = bmed[("bf16", T)] / bmed[("fp32", T)]
+            tb = tmed[("bf16", best["bf16"])] / tmed[("fp32", best["fp32"])]
+            print("\nbf16 against fp32, %s, batch %d: Brisk at %d threads %.2fx; PyTorch's best "
+                  "%.2fx; Brisk bf16 / PyTorch's best bf16 %.2fx.\n"
+                  % (model, batch, T, bb, tb, bmed[("bf16", T)] / tmed[("bf16", best["bf16"])]))
     return 0
 
 

@@ -26,6 +26,9 @@ def main():
     ap.add_argument("--steps", type=int, default=200, help="timed steps (default %(default)s)")
     ap.add_argument("--warmup", type=int, default=20, help="untimed steps first (default %(default)s)")
     ap.add_argument("--seed", type=int, default=1, help="seed (default %(default)s)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: the forward pass and loss under torch.autocast('cpu', "
+                         "dtype=torch.bfloat16), PyTorch's mixed precision (default %(default)s)")
     a = ap.parse_args()
 
     import torch
@@ -59,7 +62,11 @@ def run(torch, nn, brisk_torch, torch_blas_kernel, a, threads):
         xb = x8[lo:lo + a.batch].float().mul_(1.0 / 255.0)
         yb = y[lo:lo + a.batch]
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xb), yb)
+        if a.precision == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = loss_fn(model(xb), yb)
+        else:
+            loss = loss_fn(model(xb), yb)
         loss.backward()
         opt.step()
         return loss
@@ -77,6 +84,7 @@ def run(torch, nn, brisk_torch, torch_blas_kernel, a, threads):
         "model": a.model,
         "batch": a.batch,
         "threads": threads,
+        "precision": a.precision,
         "openblas_threads_env": os.environ.get("OPENBLAS_NUM_THREADS"),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "kernel": torch_blas_kernel(torch),

@@ -12,7 +12,7 @@ endforeach()
 
 # Several processes on loopback (BRISK_MPI builds with mpirun available).
 if(BRISK_MPI AND MPIEXEC_EXECUTABLE)
-  foreach(case identical cnn accumulate augment gpt resume kill sigint hung stop-rank0 escapes)
+  foreach(case identical cnn accumulate augment gpt bf16 resume kill sigint hung stop-rank0 escapes)
     add_test(NAME mpi_${case}
              COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/mpi_test.sh ${MPIEXEC_EXECUTABLE}
                      $<TARGET_FILE:brisk-train> ${case})

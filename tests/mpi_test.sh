@@ -95,6 +95,16 @@ gpt)
     gpt="--data $tmp/text.txt --seq-len 24 --model gpt:1:32:4:drop0.1 --batch 12 --micro-batch 4 --samples 0 --schedule constant --json"
     same_bits_and_resume 2 1 $gpt
     ;;
+bf16)
+    # --precision bf16 on a CNN (first-layer, Winograd and strided convolutions, batchnorm,
+    # dropout) and a GPT with dropout: P x T in {1x1, 1x2, 2x1, 2x2} give the same bits, and a
+    # 2x2 checkpoint resumes at 1x1 to the straight run's weights.
+    cnn="--data synthetic --model conv:8:3:pad1,batchnorm,relu,conv:8:3:pad1,relu,maxpool:2,conv:6:3:s2,relu,flatten,dense:16,relu,dropout:0.3,dense:4 --synthetic-n 640 --val-split 0.1 --synthetic-test-n 100 --batch 64 --micro-batch 16 --schedule constant --precision bf16 --json"
+    same_bits_and_resume 3 2 $cnn
+    seq 1 3000 | awk '{ printf "line %d says %s\n", $1, ($1 * 7) % 13 }' >"$tmp/text.txt"
+    gpt="--data $tmp/text.txt --seq-len 24 --model gpt:1:32:4:drop0.1 --batch 12 --micro-batch 4 --samples 0 --schedule constant --precision bf16 --json"
+    same_bits_and_resume 2 1 $gpt
+    ;;
 resume)
     # A checkpoint written at 2x1 resumes at 1x2 and matches a straight 1x2 run; rank 0 alone
     # writes the logs, with the same tags as a single process.

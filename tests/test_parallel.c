@@ -924,6 +924,26 @@ static void test_winograd_any_threads(void **state)
                             brisk_shape_img(1, 8, 8), batches, 2, 80, 2);
 }
 
+/* The machine's CPU times (for brisk_fit_progress.steal): /proc/stat's first line, parsed;
+ * anything else refused. */
+static void test_cpu_times(void **state)
+{
+    (void)state;
+    unsigned long long steal = 0, total = 0;
+    assert_int_equal(brisk_cpu_times_parse("cpu  100 2 30 400 5 0 6 70 0 0\n", &steal, &total),
+                     0);
+    assert_true(steal == 70 && total == 613);
+    static const char *const bad[] = {"cpu  100 2 30 400 5 0 6\n", "cpu0 1 2 3 4 5 6 7 8\n",
+                                      "intr 1 2 3 4 5 6 7 8\n", "cpu  1 2 x 4 5 6 7 8\n", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(brisk_cpu_times_parse(bad[i], &steal, &total), -1);
+    assert_int_equal(brisk_cpu_times_parse(NULL, &steal, &total), -1);
+    if (brisk_cpu_times(&steal, &total) == 0)
+        assert_true(total > 0 && steal <= total);
+    else
+        print_message("no /proc/stat here: steal is reported as 0\n");
+}
+
 /* bfloat16 products (brisk_gemm's BRISK_GEMM_BF16 in every dense layer, convolution and
  * attention): the same bits for any thread count, on an MLP, a CNN of every convolution path
  * (5x5 and first-layer direct, strided, Winograd; batchnorm, a skip, dropout) and a GPT with
@@ -1187,6 +1207,7 @@ int main(void)
         cmocka_unit_test(test_cnn_any_threads),
         cmocka_unit_test(test_cnn_augmented_any_threads),
         cmocka_unit_test(test_bf16_any_threads),
+        cmocka_unit_test(test_cpu_times),
         cmocka_unit_test(test_ema_follows_the_steps),
         cmocka_unit_test(test_mixup_is_its_definition),
         cmocka_unit_test(test_winograd_any_threads),

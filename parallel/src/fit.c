@@ -7,6 +7,7 @@
 #include "brisk/comm.h"
 #include "brisk/error.h"
 #include "brisk/fsutil.h"
+#include "brisk/pool.h"
 
 #include <limits.h>
 #include <math.h>
@@ -387,6 +388,8 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
             batch = c->start.batch;
         }
         const int64_t first_batch = batch;
+        unsigned long long steal0 = 0, total0 = 0, steal1, total1;
+        const int times = brisk_cpu_times(&steal0, &total0) == 0;
         const double t0 = brisk_now_seconds();
         int stop = 0;
         double in_use = 0; /* threads in use, summed over the epoch's steps */
@@ -508,6 +511,10 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
             brisk_log_report(r->tb->p, NULL);
         int cb_stop = 0;
         if (c->on_epoch) {
+            const double steal = times && brisk_cpu_times(&steal1, &total1) == 0 &&
+                                         total1 > total0 && steal1 >= steal0
+                                     ? (double)(steal1 - steal0) / (double)(total1 - total0)
+                                     : 0;
             const brisk_fit_progress p = {
                 .epoch = epoch, .batch = per_epoch, .batches = per_epoch, .step = step,
                 .train = train_m, .val = val_m, .val_ema = val_ema, .epoch_seconds = train_s,
@@ -516,7 +523,8 @@ static int fit_loop(fit_run *r, const brisk_dataset *ds, const int32_t *train_id
                 .checkpoint = c->checkpoint_dir ? res->checkpoint : "", .improved = improved,
                 .threads_in_use = per_epoch > first_batch
                                       ? in_use / (double)(per_epoch - first_batch)
-                                      : brisk_trainer_threads_in_use(t)};
+                                      : brisk_trainer_threads_in_use(t),
+                .steal = steal};
             cb_stop = c->on_epoch(c->user, &p) != 0;
         }
         if (r->P > 1)

@@ -674,6 +674,32 @@ void brisk_pool_reset_times(brisk_pool *pool)
         pool->times[t].job_ns = pool->times[t].wait_ns = 0;
 }
 
+int brisk_cpu_times_parse(const char *line, unsigned long long *steal, unsigned long long *total)
+{
+    unsigned long long v[8];
+    if (!line || strncmp(line, "cpu ", 4) ||
+        sscanf(line + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+               &v[4], &v[5], &v[6], &v[7]) != 8)
+        return -1;
+    unsigned long long sum = 0;
+    for (int i = 0; i < 8; i++)
+        sum += v[i];
+    *steal = v[7];
+    *total = sum;
+    return 0;
+}
+
+int brisk_cpu_times(unsigned long long *steal, unsigned long long *total)
+{
+    char line[512];
+    FILE *f = fopen("/proc/stat", "re");
+    if (!f)
+        return -1;
+    const int ok = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    return ok ? brisk_cpu_times_parse(line, steal, total) : -1;
+}
+
 int brisk_cpu_count(void)
 {
     cpu_set_t set;

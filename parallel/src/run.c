@@ -943,6 +943,45 @@ static int close_logs(brisk_tb *tb, brisk_run_result *res)
     return err;
 }
 
+/* The caller's callbacks, passed on, with the run's own look at every epoch. */
+typedef struct run_hooks {
+    brisk_run *r;
+    const brisk_fit_config *cb; /* NULL: none */
+    int warned_steal;
+} run_hooks;
+
+/* An epoch of at least STEAL_MIN_SECONDS whose steal is over STEAL_WARN is worth a warning
+ * (once a run): a hypervisor that runs other guests on this machine's CPUs slows every step
+ * and makes step times noisy. */
+#define STEAL_WARN 0.10
+#define STEAL_MIN_SECONDS 2.0
+
+static int hook_step(void *user, const brisk_fit_progress *p)
+{
+    const run_hooks *h = user;
+    return h->cb && h->cb->on_step ? h->cb->on_step(h->cb->user, p) : 0;
+}
+
+static int hook_epoch(void *user, const brisk_fit_progress *p)
+{
+    run_hooks *h = user;
+    if (!h->warned_steal && p->steal > STEAL_WARN && p->epoch_seconds >= STEAL_MIN_SECONDS) {
+        h->warned_steal = 1;
+        brisk_message(h->r->message, h->r->user,
+                      "steal: the hypervisor gave %.0f%% of this machine's CPU time to other "
+                      "guests during epoch %lld: every step is slower and its time noisier "
+                      "(the results do not change)", 100 * p->steal, (long long)p->epoch);
+    }
+    return h->cb && h->cb->on_epoch ? h->cb->on_epoch(h->cb->user, p) : 0;
+}
+
+static void hook_test(void *user, const brisk_fit_progress *p)
+{
+    const run_hooks *h = user;
+    if (h->cb && h->cb->on_test)
+        h->cb->on_test(h->cb->user, p);
+}
+
 int brisk_run_train(brisk_run *r, const brisk_fit_config *cb, brisk_run_result *res)
 {
     if (!r || !res)
@@ -972,13 +1011,12 @@ int brisk_run_train(brisk_run *r, const brisk_fit_config *cb, brisk_run_result *
         log_settings(r, &tb, first);
     }
     brisk_fit_config fc = brisk_fit_defaults();
-    if (cb) {
-        fc.stop = cb->stop;
-        fc.user = cb->user;
-        fc.on_step = cb->on_step;
-        fc.on_epoch = cb->on_epoch;
-        fc.on_test = cb->on_test;
-    }
+    run_hooks hooks = {r, cb, 0};
+    fc.stop = cb ? cb->stop : NULL;
+    fc.user = &hooks;
+    fc.on_step = cb && cb->on_step ? hook_step : NULL;
+    fc.on_epoch = hook_epoch;
+    fc.on_test = cb && cb->on_test ? hook_test : NULL;
     fc.epochs = c->epochs;
     fc.in_order = c->in_order;
     fc.n_samples = c->samples;

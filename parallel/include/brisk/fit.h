@@ -91,6 +91,11 @@ typedef struct brisk_fit_progress {
      * than brisk_trainer_threads while another program competed for the CPUs and fewer were
      * measured faster (brisk_trainer_set_threads_in_use). */
     double threads_in_use;
+    /* on_epoch: the share of the machine's CPU time, during the epoch, that the hypervisor
+     * gave to other guests while this one had work ("steal" in /proc/stat); 0 on bare
+     * metal or where it cannot be read. Sustained steal slows every step, and brisk_run
+     * warns about it. */
+    double steal;
 } brisk_fit_progress;
 
 typedef struct brisk_fit_config {

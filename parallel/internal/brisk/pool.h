@@ -89,6 +89,14 @@ void brisk_pool_reset_times(brisk_pool *pool);
 
 /* brisk_cpu_count (the CPUs this process may run on) is declared in brisk/trainer.h. */
 
+/* The machine's CPU time so far from the first line of /proc/stat ("cpu  user nice system idle
+ * iowait irq softirq steal ..."): in *total the sum of the eight, in *steal the time the
+ * hypervisor ran other guests while this one had work (a virtual machine's "steal"). Returns 0,
+ * or -1 where it cannot be read (not Linux; a line without the steal field). The parser, for
+ * tests: brisk_cpu_times_parse on one such line. */
+int brisk_cpu_times(unsigned long long *steal, unsigned long long *total);
+int brisk_cpu_times_parse(const char *line, unsigned long long *steal, unsigned long long *total);
+
 #ifdef __cplusplus
 }
 #endif
