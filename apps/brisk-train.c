@@ -58,7 +58,7 @@ static const char *setting_of(const cli *c, const char *name)
 
 enum { OPT_RESUME = 1000, OPT_EVAL, OPT_PREDICT, OPT_OUT, OPT_INPUT, OPT_JSON, OPT_QUIET,
        OPT_SUMMARY, OPT_SAMPLE, OPT_PROMPT, OPT_TOKENS, OPT_TEMPERATURE, OPT_TOP_K,
-       OPT_LR_FIND };
+       OPT_LR_FIND, OPT_KERNEL };
 
 /* A number for a generation flag, in [lo, hi], or a usage error. */
 static double gen_number(const char *flag, const char *v, double lo, double hi)
@@ -112,7 +112,8 @@ static void parse_args(int argc, char **argv, cli *c)
         {"tokens", required_argument, 0, OPT_TOKENS},
         {"temperature", required_argument, 0, OPT_TEMPERATURE},
         {"top-k", required_argument, 0, OPT_TOP_K},
-        {"lr-find", optional_argument, 0, OPT_LR_FIND}, {"help", no_argument, 0, 'h'}};
+        {"lr-find", optional_argument, 0, OPT_LR_FIND},
+        {"kernel", required_argument, 0, OPT_KERNEL}, {"help", no_argument, 0, 'h'}};
     int k = 0;
     for (int i = 0; i < n; i++)
         if (strcmp(s[i].name, "run")) /* the run's id: kept across resumes, never given */
@@ -149,6 +150,13 @@ static void parse_args(int argc, char **argv, cli *c)
         case OPT_TOP_K: c->gen.top_k = (int)gen_number(flag, optarg, 0, 1 << 20);
             c->gen_flag = "--top-k"; break;
         case OPT_LR_FIND: c->lr_find = 1; parse_lr_find(optarg, &c->lrf); break;
+        case OPT_KERNEL: /* the matrix kernels' code path: results are the same on each */
+            if (strcmp(optarg, "avx512") && strcmp(optarg, "avx2") && strcmp(optarg, "portable"))
+                usage_error(flag, "'%s' is not a kernel (avx512, avx2 or portable)", optarg);
+            if (brisk_gemm_set_isa(optarg) < 0)
+                usage_error(flag, "this CPU cannot run %s (it runs %s)", optarg,
+                            brisk_gemm_isa());
+            break;
         case OPT_JSON: case OPT_QUIET: case OPT_SUMMARY:
             *(opt == OPT_JSON ? &c->json : opt == OPT_QUIET ? &c->quiet : &c->summary) = 1;
             break;

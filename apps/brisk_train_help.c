@@ -74,6 +74,8 @@ void brisk_train_usage(FILE *f)
 "                        fewer take part while another program holds a core and fewer\n"
 "                        are measured faster (the same results)\n"
 "  --seed S              seed for init, split and shuffling (%llu)\n"
+"  --kernel NAME         the matrix kernels' code path: avx512, avx2 or portable (the best\n"
+"                        this CPU runs); every one gives the same bits, in either precision\n"
 "Data:\n"
 "  --data SOURCE         a directory of MNIST-format files (train-/t10k-{images-idx3,\n"
 "                        labels-idx1}-ubyte[.gz]), X.npy with --labels Y.npy, FILE.csv\n"
@@ -136,8 +138,8 @@ void brisk_train_usage(FILE *f)
 "command to resume is printed; a second Ctrl-C quits at once.\n"
 "Exit status: 0 success, 1 error (data, memory, files), 2 usage error, 3 training diverged\n"
 "(the message names the step and the layer), 130 interrupted.\n",
-        d.model, d.act, d.loss, d.precision, d.init, d.optimizer, d.lr, d.momentum, d.clip_norm, d.schedule,
-        d.step_size, d.gamma, d.warmup, d.min_lr, d.epochs, d.batch, d.micro_batch,
+        d.model, d.act, d.loss, d.precision, d.init, d.optimizer, d.lr, d.momentum, d.clip_norm,
+        d.schedule, d.step_size, d.gamma, d.warmup, d.min_lr, d.epochs, d.batch, d.micro_batch,
         d.accumulate, brisk_cpu_count(), d.seed, d.data, d.val_split, d.synthetic_n, d.synthetic_test_n,
         d.noise, d.log_every, d.histogram_every, d.keep, d.monitor, d.min_delta, d.early_stop,
         d.plateau, d.plateau_factor, d.plateau_min_lr);

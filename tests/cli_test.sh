@@ -259,7 +259,16 @@ precision)
         run $(echo "$args" | sed 's/--precision bf16//') --epochs 3 --threads 1 --logdir none
         expect_status 0
         strip_times "$out" | diff "$tmp/p-$net.txt" - >/dev/null && fail "$net: --precision bf16 changed nothing"
+        # The portable C kernels (--kernel) give the vector kernels' bits in bf16 too.
+        run $args --epochs 3 --threads 2 --kernel portable --logdir none
+        expect_status 0
+        strip_times "$out" | sed 's/, "gemm_kernel": "[a-z0-9]*"//' >"$tmp/portable.txt"
+        strip_times "$tmp/p-$net.txt" | sed 's/, "gemm_kernel": "[a-z0-9]*"//' | diff - "$tmp/portable.txt" >/dev/null || fail "$net: --kernel portable differs"
+        grep -q '"gemm_kernel": "portable"' "$out" || fail "$net: --kernel portable did not run the portable kernels"
     done
+    run --data synthetic --kernel sse9 --logdir none
+    expect_status 2
+    expect_in "$err" "'sse9' is not a kernel (avx512, avx2 or portable)"
     resume_matches "$tmp/p-mlp.txt" "$tmp/pr" $mlp
     ck=$(ls "$tmp/p-mlp/checkpoints"/ckpt-*.safetensors | tail -n 1)
     grep -a -q '"brisk.precision":"bf16"' "$ck" || fail "no brisk.precision in $ck"

@@ -9,6 +9,10 @@
  *
  * K is cut into blocks of KC so that the rows of B a block reads stay in L1 while MR-row
  * blocks of A go past; between blocks the partial sums go through C, which is exact.
+ *
+ * bfloat16 operands (BRISK_GEMM_BF16) are rounded into per-thread packed panels and then
+ * multiplied by the same kernels, with subnormals flushed (MXCSR's FTZ and DAZ on x86; by
+ * hand in the portable path): the arithmetic of AVX512-BF16's vdpbf16ps, on every CPU.
  */
 #include "brisk/gemm.h"
 
@@ -18,9 +22,9 @@
 
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <pthread.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -436,13 +440,15 @@ static void bf16_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
         for (int m = m0; m < m1; m += pp->mb) {
             const int rows = m1 - m < pp->mb ? m1 - m : pp->mb;
             for (int r = 0; r < rows; r++) {
-                const float *src = g->a_rows ? g->a_rows[m + r] : g->A + (ptrdiff_t)(m + r) * g->a_rs;
+                const float *src =
+                    g->a_rows ? g->a_rows[m + r] : g->A + (ptrdiff_t)(m + r) * g->a_rs;
                 round_row(pa + (size_t)r * kc, src + (ptrdiff_t)k0 * g->a_ks, g->a_ks, kc);
             }
             for (int n = n0; n < n1; n += pp->nb) {
                 const int cols = n1 - n < pp->nb ? n1 - n : pp->nb;
                 for (int k = 0; k < kc; k++) {
-                    const float *src = g->b_rows ? g->b_rows[k0 + k] : g->B + (ptrdiff_t)(k0 + k) * g->ldb;
+                    const float *src =
+                        g->b_rows ? g->b_rows[k0 + k] : g->B + (ptrdiff_t)(k0 + k) * g->ldb;
                     round_row(pb + (size_t)k * ldp, src + n, 1, cols);
                 }
                 const brisk_gemm_args t = {

@@ -324,7 +324,8 @@ static void dense_forward(const brisk_layer *l, const brisk_forward_args *a)
     const brisk_gemm_args g = {.M = N, .N = n, .K = D, .A = dense_weight(l, a->params),
                                .a_rs = D, .a_ks = 1, .B = a->x, .ldb = ld, .C = a->y, .ldc = ld,
                                .bias = dense_bias(l, a->params),
-                               .init = l->args[1] ? BRISK_GEMM_ROWBIAS : BRISK_GEMM_ZERO, .precision = a->precision};
+                               .init = l->args[1] ? BRISK_GEMM_ROWBIAS : BRISK_GEMM_ZERO,
+                               .precision = a->precision};
     const int tiles = brisk__tiles(a->team);
     brisk_share_begin(&s, a->team, tiles, 1);
     for (long long t, t1; brisk_share_next(&s, &t, &t1);) {
@@ -371,7 +372,8 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
      * through the activation below, on the block this thread computed. */
     const float *W = dense_weight(l, a->params);
     brisk_gemm_args gx = {.M = D, .N = n, .K = N, .A = W, .a_rs = 1, .a_ks = D, .B = a->dy,
-                          .ldb = ld, .C = a->dx, .ldc = ld, .init = BRISK_GEMM_ZERO, .precision = a->precision};
+                          .ldb = ld, .C = a->dx, .ldc = ld, .init = BRISK_GEMM_ZERO,
+                          .precision = a->precision};
     if (dense_dx_copy(l, a->ld)) {
         float *wt = (float *)a->scratch + dense_rows_floats(l, a->ld);
         brisk_share_begin(&s, a->team, N, brisk_share_grain(a->team, N, 4, 16));

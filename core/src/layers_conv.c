@@ -736,7 +736,8 @@ static void conv_dx_strided(const conv_geom *g, const brisk_backward_args *a, co
                 const brisk_gemm_args gm = {
                     .M = g->ci, .N = N, .K = g->co, .A = W + kh * g->k + kw, .a_rs = g->kk,
                     .a_ks = (ptrdiff_t)g->ci * g->kk, .B = a->dy + (size_t)oh * N,
-                    .ldb = (ptrdiff_t)ystride, .C = tmp, .ldc = N, .init = BRISK_GEMM_ZERO, .precision = a->precision};
+                    .ldb = (ptrdiff_t)ystride, .C = tmp, .ldc = N, .init = BRISK_GEMM_ZERO,
+                    .precision = a->precision};
                 brisk_gemm_block(&gm, (int)cr0, (int)cr1, 0, N);
                 for (long long c = cr0; c < cr1; c++)
                     for (int ow = 0; ow < g->OW; ow++) {

@@ -397,7 +397,8 @@ static void unit_forward(const brisk_layer *l, const att_geom *g, const float *q
         const int s1 = s0 + ATT_BLOCK < T ? s0 + ATT_BLOCK : T;
         const brisk_gemm_args ga = {.M = T, .N = T, .K = hd, .A = k, .a_rs = 1,
                                     .a_ks = (ptrdiff_t)ld, .B = q, .ldb = (ptrdiff_t)ld,
-                                    .C = at, .ldc = T, .init = BRISK_GEMM_ZERO, .precision = g->precision};
+                                    .C = at, .ldc = T, .init = BRISK_GEMM_ZERO,
+                                    .precision = g->precision};
         brisk_gemm_block(&ga, s0, s1, s0, T);
     }
     float *tmp = slot;
@@ -501,7 +502,8 @@ static void unit_backward(const brisk_layer *l, const att_geom *g, float *qkv, s
         const int s1 = s0 + ATT_BLOCK < T ? s0 + ATT_BLOCK : T;
         const brisk_gemm_args gd = {.M = T, .N = T, .K = hd, .A = v, .a_rs = 1,
                                     .a_ks = (ptrdiff_t)ld, .B = dy, .ldb = (ptrdiff_t)ld,
-                                    .C = dp, .ldc = T, .init = BRISK_GEMM_ZERO, .precision = g->precision};
+                                    .C = dp, .ldc = T, .init = BRISK_GEMM_ZERO,
+                                    .precision = g->precision};
         brisk_gemm_block(&gd, s0, s1, s0, T);
     }
     /* dv^T (s, d) = sum_{t >= s} w(s, t) dy[d, t]: rows by blocks, K from the block's start. */
@@ -509,7 +511,8 @@ static void unit_backward(const brisk_layer *l, const att_geom *g, float *qkv, s
         const int s1 = s0 + ATT_BLOCK < T ? s0 + ATT_BLOCK : T;
         const brisk_gemm_args gv = {.M = T, .N = hd, .K = T - s0, .A = w + s0, .a_rs = T,
                                     .a_ks = 1, .B = dyt + (size_t)s0 * hd, .ldb = hd,
-                                    .C = dvt, .ldc = hd, .init = BRISK_GEMM_ZERO, .precision = g->precision};
+                                    .C = dvt, .ldc = hd, .init = BRISK_GEMM_ZERO,
+                                    .precision = g->precision};
         brisk_gemm_block(&gv, s0, s1, 0, hd);
     }
     from_rows(dvt, v, ld, T, hd); /* v is read no more */
@@ -541,7 +544,8 @@ static void unit_backward(const brisk_layer *l, const att_geom *g, float *qkv, s
         const int s1 = s0 + ATT_BLOCK < T ? s0 + ATT_BLOCK : T;
         const brisk_gemm_args gk = {.M = T, .N = hd, .K = T - s0, .A = dp + s0, .a_rs = T,
                                     .a_ks = 1, .B = qt + (size_t)s0 * hd, .ldb = hd,
-                                    .C = dkt, .ldc = hd, .init = BRISK_GEMM_ZERO, .precision = g->precision};
+                                    .C = dkt, .ldc = hd, .init = BRISK_GEMM_ZERO,
+                                    .precision = g->precision};
         brisk_gemm_block(&gk, s0, s1, 0, hd);
     }
     from_rows(dkt, k, ld, T, hd);
