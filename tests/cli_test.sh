@@ -34,6 +34,17 @@ resume_matches() {
     strip_times "$out" >"$tmp/resumed.txt"
     tail -n 2 "$straight" | diff - "$tmp/resumed.txt" || fail "the resumed run differs from the straight one"
 }
+# Runs ARGS at each thread count of LIST (--logdir none) and checks that the output (times
+# stripped) is REF's, which ran the same ARGS at 1 thread.
+threads_match() {
+    ref=$1 list=$2
+    shift 2
+    for t in $list; do
+        run "$@" --threads "$t" --logdir none
+        expect_status 0
+        strip_times "$out" | diff "$ref" - >/dev/null || fail "--threads $t differs from --threads 1 ($*)"
+    done
+}
 # For each K:B:T in LIST, trains ARGS for 3 epochs with --accumulate K --batch B --threads T
 # and checks that the output (times stripped) is STRAIGHT's: K batches of B are one of K B.
 accumulations_match() {
@@ -211,11 +222,7 @@ label-smoothing)
     run $c --epochs 4 --threads 1 --logdir "$tmp/ls1"
     expect_status 0
     strip_times "$out" >"$tmp/ls1.txt"
-    for t in 2 3; do
-        run $c --epochs 4 --threads $t --logdir none
-        expect_status 0
-        strip_times "$out" | diff "$tmp/ls1.txt" - >/dev/null || fail "--threads $t differs from --threads 1"
-    done
+    threads_match "$tmp/ls1.txt" "2 3" $c --epochs 4
     run --data synthetic --model 32-16-4 --synthetic-n 2000 --synthetic-test-n 500 --schedule constant --json --epochs 4 --logdir none
     strip_times "$out" | diff "$tmp/ls1.txt" - >/dev/null && fail "--label-smoothing 0.1 changed nothing"
     run $c --epochs 2 --logdir "$tmp/ls2"
@@ -251,11 +258,7 @@ precision)
         run $args --epochs 3 --threads 1 --logdir "$tmp/p-$net"
         expect_status 0
         strip_times "$out" >"$tmp/p-$net.txt"
-        for t in 2 3; do
-            run $args --epochs 3 --threads $t --logdir none
-            expect_status 0
-            strip_times "$out" | diff "$tmp/p-$net.txt" - >/dev/null || fail "$net: --threads $t differs from --threads 1"
-        done
+        threads_match "$tmp/p-$net.txt" "2 3" $args --epochs 3
         run $(echo "$args" | sed 's/--precision bf16//') --epochs 3 --threads 1 --logdir none
         expect_status 0
         strip_times "$out" | diff "$tmp/p-$net.txt" - >/dev/null && fail "$net: --precision bf16 changed nothing"
