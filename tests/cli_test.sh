@@ -250,7 +250,7 @@ precision)
     # --precision bf16: the same bits at any thread count, for an MLP and a CNN (Winograd,
     # strided and first-layer convolutions); not the fp32 training; kept by checkpoints
     # (brisk.precision: an exact resume, --eval gives the training's test line, --predict
-    # runs in bf16); no changing it on resume; a clear error for an unknown value.
+    # its accuracy); no changing it on resume; a clear error for an unknown value.
     mlp="--data synthetic --model 32-16-4 --synthetic-n 2000 --synthetic-test-n 500 --schedule constant --json --precision bf16"
     cnn="--data synthetic --model conv:8:3:pad1,relu,conv:8:3:pad1,relu,conv:4:3:s2,flatten,dense:4 --synthetic-n 400 --synthetic-test-n 100 --micro-batch 16 --batch 48 --precision bf16 --json"
     for net in mlp cnn; do
@@ -279,6 +279,10 @@ precision)
     expect_status 0
     grep -o '"test_loss": [0-9.]*, "test_accuracy": [0-9.]*, "params_checksum": "[0-9a-f]*"' "$out" >"$tmp/eval.txt"
     grep -q -F "$(cat "$tmp/eval.txt")" "$tmp/p-mlp.txt" || fail "--eval differs from the training's test line"
+    acc=$(sed -n 's/.*"test_accuracy": \([0-9.]*\).*/\1/p' "$out")
+    run --predict "$ck" --out "$tmp/p.npy"
+    expect_status 0
+    expect_in "$out" "accuracy against the labels $(awk -v a="$acc" 'BEGIN { printf "%.2f", 100 * a }')%"
     run --resume="$tmp/p-mlp" --precision fp32
     expect_status 2
     expect_in "$err" "--precision"
