@@ -632,20 +632,23 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
                *fstd = meta_str(meta, "brisk.feature_std");
     const size_t D = brisk_shape_size(c->model.input);
     if (fmean || fstd || norm) {
-        const size_t count = fmean || fstd ? D : 1;
+        /* Per feature whenever either per-feature field is there (a one-feature input has
+         * count 1 either way: brisk.normalize may then be missing). */
+        const int per_feature = fmean || fstd;
+        const size_t count = per_feature ? D : 1;
         if (!(c->norm = malloc(2 * count * sizeof(float)))) {
             err = brisk_error_set(BRISK_ENOMEM, "%s: out of memory", path);
             goto out;
         }
         double mu, sd;
         char tail;
-        if (count == 1 && (sscanf(norm, "%lf %lf %c", &mu, &sd, &tail) != 2 || !isfinite(mu) ||
+        if (!per_feature && (sscanf(norm, "%lf %lf %c", &mu, &sd, &tail) != 2 || !isfinite(mu) ||
                            !(sd > 0 && isfinite(sd)) || fabs(mu) > FLT_MAX || sd > FLT_MAX)) {
             err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.normalize '%s' is not valid "
                                   "(a mean and a standard deviation > 0)", path, norm);
             goto out;
         }
-        if (count == 1) {
+        if (!per_feature) {
             c->norm[0] = (float)mu;
             c->norm[1] = (float)sd;
         } else if (!fmean || !fstd || parse_floats(fmean, c->norm, D, 0) < 0 ||
