@@ -642,8 +642,9 @@ int brisk_checkpoint_load(const char *path, brisk_checkpoint **out)
         }
         double mu, sd;
         char tail;
-        if (!per_feature && (sscanf(norm, "%lf %lf %c", &mu, &sd, &tail) != 2 || !isfinite(mu) ||
-                           !(sd > 0 && isfinite(sd)) || fabs(mu) > FLT_MAX || sd > FLT_MAX)) {
+        if (!per_feature &&
+            (sscanf(norm, "%lf %lf %c", &mu, &sd, &tail) != 2 || !isfinite(mu) ||
+             !(sd > 0 && isfinite(sd)) || fabs(mu) > FLT_MAX || sd > FLT_MAX)) {
             err = brisk_error_set(BRISK_EFORMAT, "%s: metadata brisk.normalize '%s' is not valid "
                                   "(a mean and a standard deviation > 0)", path, norm);
             goto out;

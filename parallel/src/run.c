@@ -965,7 +965,8 @@ static int hook_step(void *user, const brisk_fit_progress *p)
 static int hook_epoch(void *user, const brisk_fit_progress *p)
 {
     run_hooks *h = user;
-    if (!h->warned_steal && p->steal > STEAL_WARN && p->epoch_seconds >= STEAL_MIN_SECONDS) {
+    if (h->r->rank == 0 && !h->warned_steal && p->steal > STEAL_WARN &&
+        p->epoch_seconds >= STEAL_MIN_SECONDS) {
         h->warned_steal = 1;
         brisk_message(h->r->message, h->r->user,
                       "steal: the hypervisor gave %.0f%% of this machine's CPU time to other "
