@@ -53,6 +53,8 @@ static void test_bad_trainer_configs(void **state)
     expect_error(brisk_trainer_create(NULL, &t), BRISK_EINVAL, "cfg", "NULL cfg");
     expect_error(brisk_trainer_create(&c, NULL), BRISK_EINVAL, "out", "NULL out");
 
+    c = good(), c.model.precision = (brisk_gemm_precision)-1;
+    refused(c, "precision -1", "precision -1");
     c = good(), c.batch = 0;
     refused(c, "batch 0", "batch 0");
     c = good(), c.batch = -5;
@@ -130,6 +132,13 @@ static void test_bad_model_lines(void **state)
                  "does not match", "shorthand against the data's width");
     expect_error(brisk_model_config_mlp(&mc, "16--4", BRISK_ACT_RELU), BRISK_EINVAL, "16--4",
                  "empty width");
+    /* A precision that is neither fp32 nor bf16, to the model and through a trainer. */
+    assert_int_equal(brisk_model_config_mlp(&mc, "16-8-4", BRISK_ACT_RELU), BRISK_OK);
+    mc.precision = (brisk_gemm_precision)7;
+    m = (brisk_model *)(uintptr_t)1;
+    expect_error(brisk_model_create(&mc, &m), BRISK_EINVAL, "precision 7", "precision 7");
+    assert_null(m);
+    mc.precision = BRISK_GEMM_FP32;
     /* A preset's training recipe: the cnn and gpt presets have one, nothing else does. */
     brisk_preset_recipe r = {.optimizer = BRISK_OPTIM_SGD};
     assert_int_equal(brisk_model_preset_recipe("cnn", &r), BRISK_OK);

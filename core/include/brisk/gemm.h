@@ -64,7 +64,8 @@ typedef struct brisk_gemm_args {
      * B(k, n) = b_rows[k][n] (B and ldb unused). */
     const float *const *a_rows;
     const float *const *b_rows;
-    brisk_gemm_precision precision; /* BRISK_GEMM_FP32 (0) unless set */
+    brisk_gemm_precision precision; /* BRISK_GEMM_FP32 (0) unless set; any value but
+                                     * BRISK_GEMM_BF16 multiplies in fp32 */
 } brisk_gemm_args;
 
 /* Computes the block of C that thread ith of nth owns (0 <= ith < nth); the nth calls
