@@ -101,6 +101,7 @@ def main():
     if T < 2:
         sys.exit("compare_contention: this process may use one CPU only")
     rows, record = [], []
+    kernels = {}  # what ran each side's products
     tsettings = torch_settings.settings(T) if a.torch else []
     tenv = torch_settings.coretype_env(os.environ)
     for conf in configs:
@@ -154,6 +155,7 @@ def main():
                                 break
                             screened += 1
                         sps[name].append(j["samples_per_second"])
+                        kernels["Brisk"] = j["kernel"]
                         fnv["bf16" if name.endswith("bf16") else "fp32"].add(j["params_fnv"])
                         if name == "%d threads" % T and "steps_by_threads_in_use" in j:
                             in_use.append(j["steps_by_threads_in_use"])
@@ -174,6 +176,7 @@ def main():
                             screened += 1
                         for line in out.strip().splitlines():
                             j = json.loads(line)
+                            kernels["PyTorch %s" % j["torch"]] = j["kernel"]
                             st = (j["threads"], key[1], key[2])
                             sps[("torch", st, key[3])].append(j["samples_per_second"])
                             record.append({"model": model, "batch": int(batch),
@@ -201,6 +204,9 @@ def main():
           "on CPU %d; nice19: %d loops at nice 19" % (a.repeats, T,
                                                       sorted(os.sched_getaffinity(0))[-1],
                                                       a.nice_loops))
+    print("kernels: %s; a quiet round during which other processes used a tenth of a core or "
+          "more was run again (at most 3 times)"
+          % "; ".join("%s: %s" % kv for kv in sorted(kernels.items())))
     head = "| model, batch | load | 1 thread | %d threads | ratio | %d, fixed | ratio |" % (T, T)
     sep = "|---|---|---|---|---|---|---|"
     if a.baseline:
