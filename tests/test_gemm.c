@@ -7,6 +7,7 @@
 #include "test_util.h"
 
 #include "brisk/gemm.h"
+#include "brisk/gemm_test.h"
 #include "brisk/rng.h"
 
 #include <cblas.h>
@@ -197,15 +198,21 @@ static void test_every_path_and_split_is_the_fma_chain(void **state)
     const int Ms[] = {1, 5, 6, 7, 13, 40};
     const int Ns[] = {1, 8, 15, 16, 17, 64, 70, 129};
     const int Ks[] = {0, 1, 3, 256, 300};
-    uint32_t seed = 1;
     int paths = 0;
-    for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
-        for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
-            for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++, seed += 4)
-                for (int ind = 0; ind < 3; ind++)
-                    paths = check_shape(Ms[a], Ns[b], Ks[c], (int)(seed & 4) != 0,
-                                        (brisk_gemm_init)(seed % 3), seed, ind,
-                                        BRISK_GEMM_FP32);
+    /* With B packed into panels (the default) and read where it is (a thread short of
+     * memory for its panel). */
+    for (int packing = 1; packing >= 0; packing--) {
+        brisk__gemm_set_packing(packing);
+        uint32_t seed = 1;
+        for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+            for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
+                for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++, seed += 4)
+                    for (int ind = 0; ind < 3; ind++)
+                        paths = check_shape(Ms[a], Ns[b], Ks[c], (int)(seed & 4) != 0,
+                                            (brisk_gemm_init)(seed % 3), seed, ind,
+                                            BRISK_GEMM_FP32);
+    }
+    brisk__gemm_set_packing(1);
     print_message("checked %d code paths (this CPU: %s is the default)\n", paths,
                   brisk_gemm_isa());
     assert_true(paths >= 1);

@@ -19,6 +19,7 @@
 #include "core_internal.h"
 
 #include "brisk/error.h"
+#include "brisk/gemm_test.h"
 
 #include <float.h>
 #include <math.h>
@@ -266,6 +267,81 @@ typedef void (*micro256_fn)(const brisk_gemm_args *, int, int, int, int, int, in
 static const micro256_fn micro256_table[3][MR][2] = {M256_TABLE(0), M256_TABLE(1),
                                                      M256_TABLE(2)};
 
+/* The same chains with B read from a packed panel: strip s of the panel holds the kc rows of
+ * columns [16 s, 16 s + 16) one after another (16 floats a row, zeros past N), so the kernel
+ * reads B contiguously whatever ldb is (rows of B 4 KiB apart share L1 sets and would leave
+ * L1 between uses). */
+INLINE256 void micro256p(const brisk_gemm_args *g, const int mr, const int nv, int tail_lanes,
+                         int m, int n, int k0, int k1, int init, const int ind,
+                         const float *restrict bp)
+{
+    const __m256i tail = mask256(tail_lanes);
+    const int whole = tail_lanes == 8; /* plain loads and stores of C: masked ones are slow */
+    __m256 acc[MR][2];
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {
+            float *c = g->C + (ptrdiff_t)(m + r) * g->ldc + n + 8 * v;
+            if (init == BRISK_GEMM_ACCUM)
+                acc[r][v] = v < nv - 1 || whole ? _mm256_loadu_ps(c)
+                                                : _mm256_maskload_ps(c, tail);
+            else if (init == BRISK_GEMM_ROWBIAS)
+                acc[r][v] = _mm256_set1_ps(g->bias[m + r]);
+            else
+                acc[r][v] = _mm256_setzero_ps();
+        }
+    }
+    const ptrdiff_t a_rs = g->a_rs, a_ks = g->a_ks;
+    const float *a = ind == IND_A ? NULL : g->A + (ptrdiff_t)m * a_rs + (ptrdiff_t)k0 * a_ks;
+    const float *ar[MR];
+    if (ind == IND_A)
+        _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
+            ar[r] = g->a_rows[m + r] + (ptrdiff_t)k0 * a_ks;
+    for (int k = k0; k < k1; k++) {
+        __m256 bv[2];
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+            bv[v] = _mm256_loadu_ps(bp + 8 * v);
+        _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
+            const __m256 av = _mm256_broadcast_ss(ind == IND_A ? ar[r] : a + r * a_rs);
+            _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+                acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+        }
+        if (ind == IND_A)
+            _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) ar[r] += a_ks;
+        else
+            a += a_ks;
+        bp += 16;
+    }
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {
+            float *c = g->C + (ptrdiff_t)(m + r) * g->ldc + n + 8 * v;
+            if (v < nv - 1 || whole)
+                _mm256_storeu_ps(c, acc[r][v]);
+            else
+                _mm256_maskstore_ps(c, tail, acc[r][v]);
+        }
+}
+
+#define M256P(R, V, I)                                                                     \
+    T256 static void micro256p_##R##_##V##_##I(const brisk_gemm_args *g, int tail, int m,  \
+                                               int n, int k0, int k1, int init,            \
+                                               const float *bp)                            \
+    {                                                                                      \
+        micro256p(g, R, V, tail, m, n, k0, k1, init, I, bp);                               \
+    }
+#define M256P_ROW(R, I) M256P(R, 1, I) M256P(R, 2, I)
+#define M256P_ALL(I)                                                                       \
+    M256P_ROW(1, I) M256P_ROW(2, I) M256P_ROW(3, I) M256P_ROW(4, I) M256P_ROW(5, I)         \
+    M256P_ROW(6, I)
+M256P_ALL(0) M256P_ALL(1)
+
+typedef void (*micro256p_fn)(const brisk_gemm_args *, int, int, int, int, int, int,
+                             const float *);
+#define M256P_REF(R, I) {micro256p_##R##_1_##I, micro256p_##R##_2_##I}
+#define M256P_TABLE(I)                                                                     \
+    {M256P_REF(1, I), M256P_REF(2, I), M256P_REF(3, I), M256P_REF(4, I), M256P_REF(5, I),   \
+     M256P_REF(6, I)}
+static const micro256p_fn micro256p_table[2][MR][2] = {M256P_TABLE(0), M256P_TABLE(1)};
+
 /* Columns per panel: the panel's rows of B (KC x NC2) stay in L2 while each MR-row block of
  * A (MR x KC) is reused from L1 across the panel's 16-column strips. Measured on this
  * project's 2-core Zen 4 (bench: 1024 x 1024 x 256 products, one core): 64 -> 84, 128 -> 86,
@@ -273,19 +349,52 @@ static const micro256_fn micro256_table[3][MR][2] = {M256_TABLE(0), M256_TABLE(1
 #ifndef NC2
 #define NC2 128
 #endif
+
+static float *b_panel(void);
+
+/* Copies rows [k0, k1) of B's columns [n, n1) into strips of 16 (see micro256p). */
+T256 static void pack_b(const brisk_gemm_args *g, int k0, int k1, int n, int n1, float *bp)
+{
+    const int kc = k1 - k0;
+    for (int s = n; s < n1; s += 16) {
+        const int w = n1 - s < 16 ? n1 - s : 16;
+        float *d = bp + (size_t)(s - n) * kc;
+        for (int k = k0; k < k1; k++, d += 16) {
+            const float *src = g->b_rows ? g->b_rows[k] + s : g->B + (ptrdiff_t)k * g->ldb + s;
+            if (w == 16) {
+                _mm256_storeu_ps(d, _mm256_loadu_ps(src));
+                _mm256_storeu_ps(d + 8, _mm256_loadu_ps(src + 8));
+            } else {
+                for (int j = 0; j < w; j++)
+                    d[j] = src[j];
+                for (int j = w; j < 16; j++)
+                    d[j] = 0.0f;
+            }
+        }
+    }
+}
+
 T256 static void block_avx2(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
 {
+    float *bp = b_panel();
     for (int np = n0; np < n1; np += NC2) {
         const int np1 = n1 - np < NC2 ? n1 : np + NC2;
         for (int k0 = 0; k0 < g->K || k0 == 0; k0 += KC) {
             const int k1 = g->K - k0 < KC ? g->K : k0 + KC;
             const int init = k0 > 0 ? BRISK_GEMM_ACCUM : (int)g->init;
+            if (bp)
+                pack_b(g, k0, k1, np, np1, bp);
             for (int m = m0; m < m1; m += MR) {
                 const int mr = m1 - m < MR ? m1 - m : MR;
                 for (int n = np; n < np1; n += 16) {
                     const int nw = np1 - n < 16 ? np1 - n : 16, nv = (nw + 7) / 8;
                     const int tail = nw - 8 * (nv - 1);
-                    micro256_table[indirection(g)][mr - 1][nv - 1](g, tail, m, n, k0, k1, init);
+                    if (bp)
+                        micro256p_table[g->a_rows ? 1 : 0][mr - 1][nv - 1](
+                            g, tail, m, n, k0, k1, init, bp + (size_t)(n - np) * (k1 - k0));
+                    else
+                        micro256_table[indirection(g)][mr - 1][nv - 1](g, tail, m, n, k0, k1,
+                                                                       init);
                 }
             }
         }
@@ -429,6 +538,42 @@ static float *pack_buffer(void)
     }
     return p;
 }
+
+static int packing_off;
+
+void brisk__gemm_set_packing(int on)
+{
+    packing_off = !on;
+}
+
+#if BRISK_GEMM_X86
+static pthread_key_t panel_key;
+static int panel_key_ok;
+static pthread_once_t panel_once = PTHREAD_ONCE_INIT;
+
+static void panel_make_key(void)
+{
+    panel_key_ok = pthread_key_create(&panel_key, free) == 0;
+}
+
+/* The calling thread's packed panel of B for block_avx2 (KC x NC2 floats, freed when the
+ * thread exits), or NULL when memory is short: the kernels then read B where it is. */
+static float *b_panel(void)
+{
+    pthread_once(&panel_once, panel_make_key);
+    if (!panel_key_ok || packing_off)
+        return NULL;
+    float *p = pthread_getspecific(panel_key);
+    if (!p) {
+        p = aligned_alloc(64, sizeof(float) * KC * NC2);
+        if (p && pthread_setspecific(panel_key, p) != 0) {
+            free(p);
+            p = NULL;
+        }
+    }
+    return p;
+}
+#endif
 
 static void bf16_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
                        block_fn inner, const bf16_panels *pp)
