@@ -44,6 +44,10 @@ static inline int brisk__tiles(const brisk_team *t)
     return t && t->nth > 1 ? 4 * t->nth : 1;
 }
 
+/* out[j] = x[j][0] + x[j][1] + ... + x[j][n - 1], added in that order (rows ld apart), for j in
+ * [j0, j1); n >= 1. Eight rows at a time, so that the chains overlap. */
+void brisk__row_sums(const float *x, size_t ld, int n, long long j0, long long j1, float *out);
+
 /* dst[c * ldd + r] = src[r * lds + c] for r in [r0, r1), c in [c0, c1): a transposed copy of
  * a block (data movement only: every code path gives the same result). */
 void brisk__transpose(const float *src, size_t lds, float *dst, size_t ldd, int r0, int r1,

@@ -8,7 +8,11 @@
  * increasing k, so they agree bit for bit with each other and with any split of C.
  *
  * K is cut into blocks of KC so that the rows of B a block reads stay in L1 while MR-row
- * blocks of A go past; between blocks the partial sums go through C, which is exact.
+ * blocks of A go past; between blocks the partial sums go through C, which is exact. The AVX2
+ * version first copies each KC x NC2 panel of B into a per-thread buffer, 16 columns at a
+ * time, so that its kernel reads B contiguously whatever B's row stride (rows 2 or 4 KiB
+ * apart share L1 sets; read in place they left L1 between register blocks). Copying moves
+ * data only: the chains, and so the bits, are the same.
  *
  * bfloat16 operands (BRISK_GEMM_BF16) are rounded into per-thread packed panels and then
  * multiplied by the same kernels, with subnormals flushed (MXCSR's FTZ and DAZ on x86; by
@@ -355,21 +359,21 @@ static float *b_panel(void);
 /* Copies rows [k0, k1) of B's columns [n, n1) into strips of 16 (see micro256p). */
 T256 static void pack_b(const brisk_gemm_args *g, int k0, int k1, int n, int n1, float *bp)
 {
-    const int kc = k1 - k0;
-    for (int s = n; s < n1; s += 16) {
-        const int w = n1 - s < 16 ? n1 - s : 16;
-        float *d = bp + (size_t)(s - n) * kc;
-        for (int k = k0; k < k1; k++, d += 16) {
-            const float *src = g->b_rows ? g->b_rows[k] + s : g->B + (ptrdiff_t)k * g->ldb + s;
-            if (w == 16) {
-                _mm256_storeu_ps(d, _mm256_loadu_ps(src));
-                _mm256_storeu_ps(d + 8, _mm256_loadu_ps(src + 8));
-            } else {
-                for (int j = 0; j < w; j++)
-                    d[j] = src[j];
-                for (int j = w; j < 16; j++)
-                    d[j] = 0.0f;
-            }
+    const int kc = k1 - k0, whole = (n1 - n) / 16 * 16; /* row by row: B is read in order */
+    for (int k = k0; k < k1; k++) {
+        const float *src = g->b_rows ? g->b_rows[k] + n : g->B + (ptrdiff_t)k * g->ldb + n;
+        float *d = bp + (size_t)(k - k0) * 16;
+        int j = 0;
+        for (; j < whole; j += 16, d += (size_t)16 * kc) {
+            _mm256_storeu_ps(d, _mm256_loadu_ps(src + j));
+            _mm256_storeu_ps(d + 8, _mm256_loadu_ps(src + j + 8));
+        }
+        if (j < n1 - n) {
+            int q = 0;
+            for (; j + q < n1 - n; q++)
+                d[q] = src[j + q];
+            for (; q < 16; q++)
+                d[q] = 0.0f;
         }
     }
 }

@@ -105,6 +105,30 @@ BRISK_MULTIVERSION void brisk__act_backward(int kind, double slope, const float 
     }
 }
 
+BRISK_MULTIVERSION void brisk__row_sums(const float *x, size_t ld, int n, long long j0,
+                                        long long j1, float *out)
+{
+    long long j = j0;
+    for (; j + 8 <= j1; j += 8) {
+        const float *r = x + (size_t)j * ld;
+        float s[8];
+        for (int q = 0; q < 8; q++)
+            s[q] = r[(size_t)q * ld];
+        for (int i = 1; i < n; i++)
+            for (int q = 0; q < 8; q++)
+                s[q] += r[(size_t)q * ld + (size_t)i];
+        for (int q = 0; q < 8; q++)
+            out[j + q] = s[q];
+    }
+    for (; j < j1; j++) {
+        const float *r = x + (size_t)j * ld;
+        float s = r[0];
+        for (int i = 1; i < n; i++)
+            s += r[i];
+        out[j] = s;
+    }
+}
+
 /* args[0]: which activation; args[1]: the leaky slope. */
 static void act_apply(const brisk_layer *l, const float *z, float *a, size_t count)
 {
@@ -356,13 +380,7 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
         float *db = dense_bias(l, a->grads);
         brisk_share_begin(&s, a->team, N, brisk_share_grain(a->team, N, 2, 16));
         for (long long j0, j1; brisk_share_next(&s, &j0, &j1);)
-            for (long long j = j0; j < j1; j++) {
-                const float *row = a->dy + (size_t)j * ld;
-                float sum = row[0];
-                for (int i = 1; i < n; i++)
-                    sum += row[i];
-                db[j] = sum;
-            }
+            brisk__row_sums(a->dy, (size_t)ld, n, j0, j1, db);
     }
     if (!a->dx)
         return;

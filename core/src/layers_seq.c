@@ -468,13 +468,7 @@ static void bias_grad(const float *dy, int M, int n, size_t ld, float *db, const
 {
     long long j0, j1;
     brisk_team_range(team, M, &j0, &j1);
-    for (long long j = j0; j < j1; j++) {
-        const float *row = dy + (size_t)j * ld;
-        float s = row[0];
-        for (int i = 1; i < n; i++)
-            s += row[i];
-        db[j] = s;
-    }
+    brisk__row_sums(dy, ld, n, j0, j1, db);
 }
 
 /* One unit's backward: from dy (the head's output gradient, in the y buffer), dq, dk, dv over
