@@ -346,10 +346,12 @@ typedef void (*micro256p_fn)(const brisk_gemm_args *, int, int, int, int, int, i
      M256P_REF(6, I)}
 static const micro256p_fn micro256p_table[2][MR][2] = {M256P_TABLE(0), M256P_TABLE(1)};
 
-/* Columns per panel: the panel's rows of B (KC x NC2) stay in L2 while each MR-row block of
- * A (MR x KC) is reused from L1 across the panel's 16-column strips. Measured on this
- * project's 2-core Zen 4 (bench: 1024 x 1024 x 256 products, one core): 64 -> 84, 128 -> 86,
- * 256 -> 86, 512 -> 58 GFLOPS, and strip by strip over all of M (the order before) 61. */
+/* Columns per panel: the panel's rows of B (KC x NC2, 128 KiB packed) stay in L2 while each
+ * MR-row block of A (MR x KC) is reused from L1 across the panel's 16-column strips. Measured
+ * on this project's 2-core Zen 4 (1024 x 1024 x 256 products, one core, B read in place):
+ * 64 -> 84, 128 -> 86, 256 -> 86, 512 -> 58 GFLOPS, and strip by strip over all of M (the
+ * order before) 61. With B packed, 128 and 256 were within this VM's noise of each other on
+ * the GPT shapes (bench_gpt, alternating runs). */
 #ifndef NC2
 #define NC2 128
 #endif
