@@ -206,78 +206,11 @@ INLINE256 __m256i mask256(int lanes)
     return _mm256_loadu_si256((const __m256i *)(const void *)(bits + 8 - lanes));
 }
 
+/* packed (a compile-time constant in every instance): B comes from bp, a strip of a packed
+ * panel (pack_b: 16 floats a row, zeros past N), instead of from g. */
 INLINE256 void micro256(const brisk_gemm_args *g, const int mr, const int nv, int tail_lanes,
-                        int m, int n, int k0, int k1, int init, const int ind)
-{
-    const __m256i full = mask256(8), tail = mask256(tail_lanes);
-    __m256 acc[MR][2];
-    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
-        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {
-            if (init == BRISK_GEMM_ACCUM)
-                acc[r][v] = _mm256_maskload_ps(g->C + (ptrdiff_t)(m + r) * g->ldc + n + 8 * v,
-                                               v == nv - 1 ? tail : full);
-            else if (init == BRISK_GEMM_ROWBIAS)
-                acc[r][v] = _mm256_set1_ps(g->bias[m + r]);
-            else
-                acc[r][v] = _mm256_setzero_ps();
-        }
-    }
-    const ptrdiff_t a_rs = g->a_rs, a_ks = g->a_ks, ldb = g->ldb;
-    const float *a = ind == IND_A ? NULL : g->A + (ptrdiff_t)m * a_rs + (ptrdiff_t)k0 * a_ks;
-    const float *ar[MR];
-    if (ind == IND_A)
-        _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
-            ar[r] = g->a_rows[m + r] + (ptrdiff_t)k0 * a_ks;
-    const float *b = ind == IND_B ? NULL : g->B + (ptrdiff_t)k0 * ldb + n;
-    for (int k = k0; k < k1; k++) {
-        const float *bk = ind == IND_B ? g->b_rows[k] + n : b;
-        __m256 bv[2];
-        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
-            bv[v] = v == nv - 1 ? _mm256_maskload_ps(bk + 8 * v, tail) : _mm256_loadu_ps(bk + 8 * v);
-        _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
-            const __m256 av = _mm256_broadcast_ss(ind == IND_A ? ar[r] : a + r * a_rs);
-            _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
-                acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
-        }
-        if (ind == IND_A)
-            _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) ar[r] += a_ks;
-        else
-            a += a_ks;
-        if (ind != IND_B)
-            b += ldb;
-    }
-    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
-        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
-            _mm256_maskstore_ps(g->C + (ptrdiff_t)(m + r) * g->ldc + n + 8 * v,
-                                v == nv - 1 ? tail : full, acc[r][v]);
-}
-
-#define M256(R, V, I)                                                                      \
-    T256 static void micro256_##R##_##V##_##I(const brisk_gemm_args *g, int tail, int m,   \
-                                              int n, int k0, int k1, int init)             \
-    {                                                                                      \
-        micro256(g, R, V, tail, m, n, k0, k1, init, I);                                    \
-    }
-#define M256_ROW(R, I) M256(R, 1, I) M256(R, 2, I)
-#define M256_ALL(I)                                                                        \
-    M256_ROW(1, I) M256_ROW(2, I) M256_ROW(3, I) M256_ROW(4, I) M256_ROW(5, I) M256_ROW(6, I)
-M256_ALL(0) M256_ALL(1) M256_ALL(2)
-
-typedef void (*micro256_fn)(const brisk_gemm_args *, int, int, int, int, int, int);
-#define M256_REF(R, I) {micro256_##R##_1_##I, micro256_##R##_2_##I}
-#define M256_TABLE(I)                                                                      \
-    {M256_REF(1, I), M256_REF(2, I), M256_REF(3, I), M256_REF(4, I), M256_REF(5, I),        \
-     M256_REF(6, I)}
-static const micro256_fn micro256_table[3][MR][2] = {M256_TABLE(0), M256_TABLE(1),
-                                                     M256_TABLE(2)};
-
-/* The same chains with B read from a packed panel: strip s of the panel holds the kc rows of
- * columns [16 s, 16 s + 16) one after another (16 floats a row, zeros past N), so the kernel
- * reads B contiguously whatever ldb is (rows of B 4 KiB apart share L1 sets and would leave
- * L1 between uses). */
-INLINE256 void micro256p(const brisk_gemm_args *g, const int mr, const int nv, int tail_lanes,
-                         int m, int n, int k0, int k1, int init, const int ind,
-                         const float *restrict bp)
+                        int m, int n, int k0, int k1, int init, const int ind, const int packed,
+                        const float *restrict bp)
 {
     const __m256i tail = mask256(tail_lanes);
     const int whole = tail_lanes == 8; /* plain loads and stores of C: masked ones are slow */
@@ -294,16 +227,19 @@ INLINE256 void micro256p(const brisk_gemm_args *g, const int mr, const int nv, i
                 acc[r][v] = _mm256_setzero_ps();
         }
     }
-    const ptrdiff_t a_rs = g->a_rs, a_ks = g->a_ks;
+    const ptrdiff_t a_rs = g->a_rs, a_ks = g->a_ks, ldb = packed ? 16 : g->ldb;
     const float *a = ind == IND_A ? NULL : g->A + (ptrdiff_t)m * a_rs + (ptrdiff_t)k0 * a_ks;
     const float *ar[MR];
     if (ind == IND_A)
         _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
             ar[r] = g->a_rows[m + r] + (ptrdiff_t)k0 * a_ks;
+    const float *b = packed ? bp : ind == IND_B ? NULL : g->B + (ptrdiff_t)k0 * ldb + n;
     for (int k = k0; k < k1; k++) {
+        const float *bk = !packed && ind == IND_B ? g->b_rows[k] + n : b;
         __m256 bv[2];
         _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
-            bv[v] = _mm256_loadu_ps(bp + 8 * v);
+            bv[v] = packed || v < nv - 1 || whole ? _mm256_loadu_ps(bk + 8 * v)
+                                                  : _mm256_maskload_ps(bk + 8 * v, tail);
         _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
             const __m256 av = _mm256_broadcast_ss(ind == IND_A ? ar[r] : a + r * a_rs);
             _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
@@ -313,7 +249,8 @@ INLINE256 void micro256p(const brisk_gemm_args *g, const int mr, const int nv, i
             _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) ar[r] += a_ks;
         else
             a += a_ks;
-        bp += 16;
+        if (packed || ind != IND_B)
+            b += ldb;
     }
     _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
         _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {
@@ -325,12 +262,31 @@ INLINE256 void micro256p(const brisk_gemm_args *g, const int mr, const int nv, i
         }
 }
 
+#define M256(R, V, I)                                                                      \
+    T256 static void micro256_##R##_##V##_##I(const brisk_gemm_args *g, int tail, int m,   \
+                                              int n, int k0, int k1, int init)             \
+    {                                                                                      \
+        micro256(g, R, V, tail, m, n, k0, k1, init, I, 0, NULL);                           \
+    }
+#define M256_ROW(R, I) M256(R, 1, I) M256(R, 2, I)
+#define M256_ALL(I)                                                                        \
+    M256_ROW(1, I) M256_ROW(2, I) M256_ROW(3, I) M256_ROW(4, I) M256_ROW(5, I) M256_ROW(6, I)
+M256_ALL(0) M256_ALL(1) M256_ALL(2)
+
+typedef void (*micro256_fn)(const brisk_gemm_args *, int, int, int, int, int, int);
+#define M256_REF(R, I) {micro256_##R##_1_##I, micro256_##R##_2_##I}
+#define M256_TABLE(I)                                                                      \
+    {M256_REF(1, I), M256_REF(2, I), M256_REF(3, I), M256_REF(4, I), M256_REF(5, I),        \
+     M256_REF(6, I)}
+static const micro256_fn micro256_table[3][MR][2] = {M256_TABLE(0), M256_TABLE(1),
+                                                     M256_TABLE(2)};
+
 #define M256P(R, V, I)                                                                     \
     T256 static void micro256p_##R##_##V##_##I(const brisk_gemm_args *g, int tail, int m,  \
                                                int n, int k0, int k1, int init,            \
                                                const float *bp)                            \
     {                                                                                      \
-        micro256p(g, R, V, tail, m, n, k0, k1, init, I, bp);                               \
+        micro256(g, R, V, tail, m, n, k0, k1, init, I, 1, bp);                             \
     }
 #define M256P_ROW(R, I) M256P(R, 1, I) M256P(R, 2, I)
 #define M256P_ALL(I)                                                                       \
@@ -358,7 +314,7 @@ static const micro256p_fn micro256p_table[2][MR][2] = {M256P_TABLE(0), M256P_TAB
 
 static float *b_panel(void);
 
-/* Copies rows [k0, k1) of B's columns [n, n1) into strips of 16 (see micro256p). */
+/* Copies rows [k0, k1) of B's columns [n, n1) into strips of 16 (see micro256). */
 T256 static void pack_b(const brisk_gemm_args *g, int k0, int k1, int n, int n1, float *bp)
 {
     const int kc = k1 - k0, whole = (n1 - n) / 16 * 16; /* row by row: B is read in order */
@@ -519,30 +475,47 @@ typedef struct bf16_panels {
 #define PACK_NB 256
 #define PACK_LD(nb) ((nb) + 16) /* rows of the B panel not a power of two apart */
 
-static pthread_key_t pack_key;
-static int pack_key_ok;
-static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
+/* A buffer of each thread's own, made on first use and freed when the thread exits: one
+ * pthread key per kind of buffer. */
+typedef struct thread_buffer {
+    pthread_key_t key;
+    int key_ok;
+    pthread_once_t once;
+    size_t bytes; /* a multiple of 64 */
+} thread_buffer;
 
-static void pack_make_key(void)
+/* The calling thread's buffer of kind b (make creates b's key), or NULL when memory is
+ * short. */
+static float *thread_buffer_get(thread_buffer *b, void (*make)(void))
 {
-    pack_key_ok = pthread_key_create(&pack_key, free) == 0;
-}
-
-/* The calling thread's panels (freed when it exits), or NULL when memory is short. */
-static float *pack_buffer(void)
-{
-    pthread_once(&pack_once, pack_make_key);
-    if (!pack_key_ok)
+    pthread_once(&b->once, make);
+    if (!b->key_ok)
         return NULL;
-    float *p = pthread_getspecific(pack_key);
+    float *p = pthread_getspecific(b->key);
     if (!p) {
-        p = malloc(sizeof(float) * KC * (PACK_MB + PACK_LD(PACK_NB)));
-        if (p && pthread_setspecific(pack_key, p) != 0) {
+        p = aligned_alloc(64, b->bytes);
+        if (p && pthread_setspecific(b->key, p) != 0) {
             free(p);
             p = NULL;
         }
     }
     return p;
+}
+
+#define THREAD_BYTES(floats) (((floats) * sizeof(float) + 63) / 64 * 64)
+
+static thread_buffer bf16_buf = {.once = PTHREAD_ONCE_INIT,
+                                 .bytes = THREAD_BYTES(KC * (PACK_MB + PACK_LD(PACK_NB)))};
+
+static void bf16_buf_key(void)
+{
+    bf16_buf.key_ok = pthread_key_create(&bf16_buf.key, free) == 0;
+}
+
+/* The calling thread's panels for the bf16 products. */
+static float *pack_buffer(void)
+{
+    return thread_buffer_get(&bf16_buf, bf16_buf_key);
 }
 
 static int packing_off;
@@ -553,31 +526,18 @@ void brisk__gemm_set_packing(int on)
 }
 
 #if BRISK_GEMM_X86
-static pthread_key_t panel_key;
-static int panel_key_ok;
-static pthread_once_t panel_once = PTHREAD_ONCE_INIT;
+static thread_buffer panel_buf = {.once = PTHREAD_ONCE_INIT, .bytes = THREAD_BYTES(KC * NC2)};
 
-static void panel_make_key(void)
+static void panel_buf_key(void)
 {
-    panel_key_ok = pthread_key_create(&panel_key, free) == 0;
+    panel_buf.key_ok = pthread_key_create(&panel_buf.key, free) == 0;
 }
 
-/* The calling thread's packed panel of B for block_avx2 (KC x NC2 floats, freed when the
- * thread exits), or NULL when memory is short: the kernels then read B where it is. */
+/* The calling thread's packed panel of B for block_avx2 (KC x NC2 floats), or NULL when memory
+ * is short or a test turned packing off: the kernels then read B where it is. */
 static float *b_panel(void)
 {
-    pthread_once(&panel_once, panel_make_key);
-    if (!panel_key_ok || packing_off)
-        return NULL;
-    float *p = pthread_getspecific(panel_key);
-    if (!p) {
-        p = aligned_alloc(64, sizeof(float) * KC * NC2);
-        if (p && pthread_setspecific(panel_key, p) != 0) {
-            free(p);
-            p = NULL;
-        }
-    }
-    return p;
+    return packing_off ? NULL : thread_buffer_get(&panel_buf, panel_buf_key);
 }
 #endif
 
