@@ -336,9 +336,10 @@ T256 static void pack_b(const brisk_gemm_args *g, int k0, int k1, int n, int n1,
     }
 }
 
-T256 static void block_avx2(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
+/* bp: the thread's panel to pack B into, or NULL to read B in place. */
+T256 static void avx2_blocks(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
+                             float *bp)
 {
-    float *bp = b_panel();
     for (int np = n0; np < n1; np += NC2) {
         const int np1 = n1 - np < NC2 ? n1 : np + NC2;
         for (int k0 = 0; k0 < g->K || k0 == 0; k0 += KC) {
@@ -361,6 +362,17 @@ T256 static void block_avx2(const brisk_gemm_args *g, int m0, int m1, int n0, in
             }
         }
     }
+}
+
+T256 static void block_avx2(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
+{
+    avx2_blocks(g, m0, m1, n0, n1, b_panel());
+}
+
+/* For operands already packed (the bf16 panels): B is read where it is, not copied again. */
+T256 static void block_avx2_in_place(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
+{
+    avx2_blocks(g, m0, m1, n0, n1, NULL);
 }
 
 #endif /* BRISK_GEMM_X86 */
@@ -583,6 +595,8 @@ static void block_bf16(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
     if (inner == block_portable)
         inner = block_portable_ftz;
 #if BRISK_GEMM_X86
+    if (inner == block_avx2)
+        inner = block_avx2_in_place;
     const unsigned csr = _mm_getcsr();
     _mm_setcsr(csr | 0x8040u); /* flush to zero (bit 15), denormals are zero (bit 6) */
 #endif
