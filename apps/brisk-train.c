@@ -151,8 +151,10 @@ static void parse_args(int argc, char **argv, cli *c)
             c->gen_flag = "--top-k"; break;
         case OPT_LR_FIND: c->lr_find = 1; parse_lr_find(optarg, &c->lrf); break;
         case OPT_KERNEL: /* the matrix kernels' code path: results are the same on each */
-            if (strcmp(optarg, "avx512") && strcmp(optarg, "avx2") && strcmp(optarg, "portable"))
-                usage_error(flag, "'%s' is not a kernel (avx512, avx2 or portable)", optarg);
+            if (strcmp(optarg, "avx512bf16") && strcmp(optarg, "avx512") &&
+                strcmp(optarg, "avx2") && strcmp(optarg, "portable"))
+                usage_error(flag, "'%s' is not a kernel (avx512bf16, avx512, avx2 or portable)",
+                            optarg);
             if (brisk_gemm_set_isa(optarg) < 0)
                 usage_error(flag, "this CPU cannot run %s (it runs %s)", optarg,
                             brisk_gemm_isa());

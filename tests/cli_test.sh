@@ -271,7 +271,7 @@ precision)
     done
     run --data synthetic --kernel sse9 --logdir none
     expect_status 2
-    expect_in "$err" "'sse9' is not a kernel (avx512, avx2 or portable)"
+    expect_in "$err" "'sse9' is not a kernel (avx512bf16, avx512, avx2 or portable)"
     resume_matches "$tmp/p-mlp.txt" "$tmp/pr" $mlp
     ck=$(ls "$tmp/p-mlp/checkpoints"/ckpt-*.safetensors | tail -n 1)
     grep -a -q '"brisk.precision":"bf16"' "$ck" || fail "no brisk.precision in $ck"

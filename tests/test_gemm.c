@@ -3,7 +3,8 @@
  * one chain of fmaf in increasing k; and the result agrees with OpenBLAS's sgemm (an
  * independent implementation) to float rounding. In bfloat16 (BRISK_GEMM_BF16), every path
  * and split gives the bits of AVX512-BF16's vdpbf16ps as Intel's manual writes it, emulated
- * here lane by lane on pairs of bfloat16, subnormal products and starting values included. */
+ * here lane by lane on pairs of bfloat16, subnormal products and starting values included;
+ * where the CPU has the instruction, the instruction itself is checked against that model. */
 #include "test_util.h"
 
 #include "brisk/gemm.h"
@@ -16,7 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const isas[] = {"avx512", "avx2", "portable"};
+/* avx512bf16 differs from avx512 in its bf16 products only: vdpbf16ps itself, against the
+ * emulation on the fp32 kernels. */
+static const char *const isas[] = {"avx512bf16", "avx512", "avx2", "portable"};
+#define NISA ((int)(sizeof isas / sizeof *isas))
 
 static void fill(float *p, size_t n, uint32_t sub)
 {
@@ -66,11 +70,12 @@ static float daz_ftz(float x)
 }
 
 /* One lane of vdpbf16ps, as the manual's pseudocode: dst += a[1] b[1]; dst += a[0] b[0],
- * each an fp32 fma reading subnormals as zero and flushing subnormal results. */
+ * each an fp32 fma reading subnormals (dst and the bfloat16 operands) as zero and flushing
+ * subnormal results. */
 static float dpbf16_lane(float dst, const uint16_t a[2], const uint16_t b[2])
 {
-    dst = daz_ftz(fmaf(from_bf16(a[1]), from_bf16(b[1]), daz_ftz(dst)));
-    return daz_ftz(fmaf(from_bf16(a[0]), from_bf16(b[0]), dst));
+    dst = daz_ftz(fmaf(daz_ftz(from_bf16(a[1])), daz_ftz(from_bf16(b[1])), daz_ftz(dst)));
+    return daz_ftz(fmaf(daz_ftz(from_bf16(a[0])), daz_ftz(from_bf16(b[0])), dst));
 }
 
 /* The product a kernel on that instruction computes: pairs (k, k + 1) stored swapped (k in
@@ -93,6 +98,76 @@ static float chain_bf16(const brisk_gemm_args *g, float c, int m, int n)
     return c;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* One lane of the real instruction (all 16 lanes given the same operands). */
+__attribute__((target("avx512f,avx512bf16"))) static float dpbf16_cpu(float dst, uint32_t a,
+                                                                    uint32_t b)
+{
+    const __m512 r = _mm512_dpbf16_ps(_mm512_set1_ps(dst), (__m512bh)_mm512_set1_epi32((int)a),
+                                      (__m512bh)_mm512_set1_epi32((int)b));
+    return _mm512_cvtss_f32(r);
+}
+#endif
+
+/* The CPU's vdpbf16ps is the model above: every bit pattern class (normal, subnormal, zero,
+ * infinite; NaN left out, whose payloads the manual does not pin down), products that cancel
+ * and products that underflow. Skipped where the CPU does not have the instruction. */
+static void test_vdpbf16ps_is_the_model(void **state)
+{
+    (void)state;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512bf16")) {
+        print_message("this CPU has no AVX512-BF16: the instruction is not checked here\n");
+        skip();
+    }
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    long checked = 0;
+    for (long i = 0; i < 2000000; i++) {
+        uint16_t h[4];
+        float dst;
+        for (int j = 0; j < 5; j++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* Half the draws near 1 (sums that cancel), half anywhere (underflow, inf). */
+            const uint16_t r = (uint16_t)(x >> 20);
+            const uint16_t near1 = (uint16_t)((r & 0x807Fu) | (0x3F00u + ((r >> 7) & 0x3u) * 0x80u));
+            if (j < 4)
+                h[j] = i % 2 ? near1 : r;
+            else {
+                uint32_t u = (uint32_t)(x >> 32);
+                if (i % 2)
+                    u = (u & 0x807FFFFFu) | ((120u + (u >> 23) % 12u) << 23);
+                memcpy(&dst, &u, sizeof dst);
+            }
+        }
+        if (isnan(dst) || isnan(from_bf16(h[0])) || isnan(from_bf16(h[1])) ||
+            isnan(from_bf16(h[2])) || isnan(from_bf16(h[3])))
+            continue;
+        const uint16_t a[2] = {h[0], h[1]}, b[2] = {h[2], h[3]};
+        const float want = dpbf16_lane(dst, a, b);
+        const float got = dpbf16_cpu(dst, (uint32_t)h[0] | (uint32_t)h[1] << 16,
+                                     (uint32_t)h[2] | (uint32_t)h[3] << 16);
+        if (isnan(want) && isnan(got))
+            continue; /* inf - inf: a NaN either way */
+        if (memcmp(&got, &want, sizeof got)) {
+            print_error("vdpbf16ps(%a; %a %a; %a %a) = %a, the model says %a\n", (double)dst,
+                        (double)from_bf16(a[0]), (double)from_bf16(a[1]),
+                        (double)from_bf16(b[0]), (double)from_bf16(b[1]), (double)got,
+                        (double)want);
+            fail();
+        }
+        checked++;
+    }
+    print_message("vdpbf16ps agreed with the model on %ld operand sets\n", checked);
+    assert_true(checked > 1000000);
+#else
+    print_message("not an x86-64 build: the instruction is not checked here\n");
+    skip();
+#endif
+}
+
 static void reference(const brisk_gemm_args *g, float *C)
 {
     for (int m = 0; m < g->M; m++)
@@ -109,6 +184,9 @@ static void reference(const brisk_gemm_args *g, float *C)
  * and padded leading dimensions, checked for every ISA the CPU runs and every split. ind 1:
  * A's rows through a_rows, ind 2: B's rows through b_rows, in reverse order (A or B NULL, so
  * that a path that ignored the pointers would crash). */
+/* Products checked with B packed once (b_packed), on the code paths that pack. */
+static int packed_paths;
+
 static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, uint32_t seed,
                        int ind, brisk_gemm_precision precision)
 {
@@ -156,7 +234,7 @@ static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, ui
     reference(&g, want);
     g.C = got;
     int paths = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < NISA; i++) {
         if (brisk_gemm_set_isa(isas[i]) < 0)
             continue;
         paths++;
@@ -178,6 +256,37 @@ static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, ui
                         fail();
                     }
                 }
+        }
+        /* B packed once, in three parts packed in reverse order, then shared by every call
+         * (b_packed): the same bits, and B itself not read (it is overwritten meanwhile). */
+        const size_t floats = brisk_gemm_pack_b_floats(&g);
+        if (floats) {
+            const int units = brisk_gemm_pack_b_units(&g);
+            float *packed = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+            float *saved = malloc(sizeof(float) * (size_t)(K ? K : 1) * (size_t)ldb);
+            assert_true(packed && saved && units == (K + 1) / 2);
+            for (int part = 2; part >= 0; part--)
+                brisk_gemm_pack_b(&g, packed, units * part / 3, units * (part + 1) / 3);
+            memcpy(saved, B, sizeof(float) * (size_t)(K ? K : 1) * (size_t)ldb);
+            for (size_t j = 0; j < (size_t)(K ? K : 1) * (size_t)ldb; j++)
+                B[j] = 1e30f;
+            g.b_packed = packed;
+            for (int nth = 1; nth <= 5; nth += 2) {
+                memcpy(got, C0, sizeof(float) * (size_t)(M ? M : 1) * (size_t)ldc);
+                for (int ith = 0; ith < nth; ith++)
+                    brisk_gemm(&g, ith, nth);
+                for (int m = 0; m < M; m++)
+                    if (memcmp(&got[m * ldc], &want[m * ldc], sizeof(float) * (size_t)N)) {
+                        print_error("%s, B packed once, %d threads, M %d N %d K %d: row %d "
+                                    "differs\n", isas[i], nth, M, N, K, m);
+                        fail();
+                    }
+            }
+            g.b_packed = NULL;
+            memcpy(B, saved, sizeof(float) * (size_t)(K ? K : 1) * (size_t)ldb);
+            free(saved);
+            free(packed);
+            packed_paths++;
         }
     }
     brisk_gemm_set_isa(NULL);
@@ -235,6 +344,9 @@ static void test_bf16_every_path_and_split_is_vdpbf16ps(void **state)
                                     (brisk_gemm_init)(seed % 3), seed, (int)(seed / 4 % 3),
                                     BRISK_GEMM_BF16);
     assert_true(paths >= 1);
+    print_message("%d bf16 products checked with B packed once\n", packed_paths);
+    if (!strcmp(brisk_gemm_isa(), "avx512bf16"))
+        assert_true(packed_paths > 0);
 }
 
 /* A subnormal starting value counts as zero: 2^-127 + FLT_MIN would be 1.5 FLT_MIN, but is
@@ -243,7 +355,7 @@ static void test_bf16_subnormal_start(void **state)
 {
     (void)state;
     const float a[1] = {1.0f}, b[1] = {FLT_MIN};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < NISA; i++) {
         if (brisk_gemm_set_isa(isas[i]) < 0)
             continue;
         for (int init = BRISK_GEMM_ACCUM; init <= BRISK_GEMM_ROWBIAS; init++) {
@@ -386,8 +498,9 @@ static void test_isa_names(void **state)
     assert_int_equal(brisk_gemm_set_isa("portable"), 0);
     assert_string_equal(brisk_gemm_isa(), "portable");
     assert_int_equal(brisk_gemm_set_isa(NULL), 0);
-    assert_true(!strcmp(brisk_gemm_isa(), "avx512") || !strcmp(brisk_gemm_isa(), "avx2") ||
-                !strcmp(brisk_gemm_isa(), "portable"));
+    const char *best = brisk_gemm_isa();
+    assert_true(!strcmp(best, "avx512bf16") || !strcmp(best, "avx512") ||
+                !strcmp(best, "avx2") || !strcmp(best, "portable"));
 }
 
 int main(void)
@@ -396,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_every_path_and_split_is_the_fma_chain),
         cmocka_unit_test(test_bf16_every_path_and_split_is_vdpbf16ps),
         cmocka_unit_test(test_bf16_rounding),
+        cmocka_unit_test(test_vdpbf16ps_is_the_model),
         cmocka_unit_test(test_bf16_subnormal_start),
         cmocka_unit_test(test_split_covers_once),
         cmocka_unit_test(test_agrees_with_openblas),

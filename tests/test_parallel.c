@@ -1139,11 +1139,11 @@ static void test_accumulation_refusals(void **state)
 static void train_on_every_kernel(const brisk_trainer_config *cfg, const brisk_dataset *ds,
                                   const int32_t *idx, const char *what)
 {
-    static const char *const isas[] = {"avx512", "avx2", "portable"};
+    static const char *const isas[] = {"avx512bf16", "avx512", "avx2", "portable"};
     float *first = NULL;
     size_t bytes = 0;
     int paths = 0;
-    for (int p = 0; p < 3; p++) {
+    for (int p = 0; p < (int)(sizeof isas / sizeof *isas); p++) {
         if (brisk_gemm_set_isa(isas[p]) < 0)
             continue;
         brisk_trainer *t;

@@ -5,7 +5,8 @@ optimizer moments aside), and gives the logits Brisk gives (ckpt_logits) on the 
 within 1e-4, in evaluation mode. A checkpoint trained with --precision bf16 (metadata
 brisk.precision) is evaluated by Brisk in bf16; PyTorch then rounds the weights and inputs of
 every Linear and Conv2d to bfloat16 (what Brisk's products multiply), in fp32 arithmetic, and
-must agree as closely: only the order of the fp32 sums differs.
+must agree as closely, but for the few samples where the order of the fp32 sums moved an
+activation across a bfloat16 rounding boundary (at most 5 in 100, within 1e-2).
 
 Usage: torch_load_test.py CHECKPOINT LOGITS_FILE
 Exit 0 on agreement, 1 with the worst difference otherwise, 77 when torch is not installed.
@@ -75,6 +76,16 @@ def main():
                                   n, worst, rel))
     if len(shape) == 2:  # a GPT: within 1e-5 relative
         return 0 if rel <= 1e-5 else 1
+    if meta.get("brisk.precision") == "bf16":
+        # A layer's input is the previous layer's output rounded to bfloat16. Where Brisk's
+        # and PyTorch's fp32 sums differ in their last bit next to a rounding boundary, that
+        # value rounds to neighbouring bfloat16 values (2^-8 apart), and the sample's logits
+        # then differ by about 1e-3. So: nearly every sample within 1e-4, the rest within
+        # 1e-2 of the largest logit. (Not rounding a layer's operands puts every sample out.)
+        per = np.max(np.abs(got - want), axis=1)
+        close = int(np.sum(per <= 1e-4))
+        print("bf16: %d of %d samples within 1e-4" % (close, n))
+        return 0 if close >= 0.95 * n and rel <= 1e-2 else 1
     return 0 if worst <= 1e-4 else 1
 
 

@@ -44,6 +44,27 @@ static inline int brisk__tiles(const brisk_team *t)
     return t && t->nth > 1 ? 4 * t->nth : 1;
 }
 
+/* A team computing the tiles of one product whose code path packs B (bf16 on avx512bf16):
+ * B packed once, together, into buf (room for `room` floats; too little, or a thread alone:
+ * nothing is done and each call packs its own), then shared through g->b_packed. Every
+ * member calls it with the same arguments; it ends with a barrier when it packs. */
+static inline void brisk__team_pack_b(brisk_gemm_args *g, const brisk_team *team, float *buf,
+                                      size_t room)
+{
+    if (!team || team->nth < 2 || !buf)
+        return;
+    const size_t floats = brisk_gemm_pack_b_floats(g);
+    if (!floats || floats > room)
+        return;
+    const int units = brisk_gemm_pack_b_units(g);
+    brisk_share s;
+    brisk_share_begin(&s, team, units, brisk_share_grain(team, units, 4, 8));
+    for (long long u0, u1; brisk_share_next(&s, &u0, &u1);)
+        brisk_gemm_pack_b(g, buf, (int)u0, (int)u1);
+    brisk_team_barrier(team);
+    g->b_packed = buf;
+}
+
 /* out[j] = x[j][0] + x[j][1] + ... + x[j][n - 1], added in that order (rows ld apart), for j in
  * [j0, j1); n >= 1. Eight rows at a time, so that the chains overlap. */
 void brisk__row_sums(const float *x, size_t ld, int n, long long j0, long long j1, float *out);

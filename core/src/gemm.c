@@ -16,7 +16,9 @@
  *
  * bfloat16 operands (BRISK_GEMM_BF16) are rounded into per-thread packed panels and then
  * multiplied by the same kernels, with subnormals flushed (MXCSR's FTZ and DAZ on x86; by
- * hand in the portable path): the arithmetic of AVX512-BF16's vdpbf16ps, on every CPU.
+ * hand in the portable path): the arithmetic of AVX512-BF16's vdpbf16ps, on every CPU. Where
+ * the CPU has that instruction ("avx512bf16", the default there), bf16 products run on it,
+ * on panels of pairs of bfloat16, twice the multiply-adds per instruction of fp32.
  */
 #include "brisk/gemm.h"
 
@@ -381,6 +383,7 @@ T256 static void block_avx2_in_place(const brisk_gemm_args *g, int m0, int m1, i
 
 static block_fn active_block;
 static const char *active_name;
+static int active_dpbf16; /* bf16 products on vdpbf16ps ("avx512bf16") */
 
 static int select_isa(const char *name)
 {
@@ -388,6 +391,18 @@ static int select_isa(const char *name)
     __builtin_cpu_init();
     const int has512 = __builtin_cpu_supports("avx512f");
     const int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const int hasbf16 = has512 && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl") &&
+                        __builtin_cpu_supports("avx512bf16");
+    active_dpbf16 = 0;
+    if ((!name && hasbf16) || (name && !strcmp(name, "avx512bf16"))) {
+        if (!hasbf16)
+            return -1;
+        active_block = block_avx512;
+        active_name = "avx512bf16";
+        active_dpbf16 = 1;
+        return 0;
+    }
     if ((!name && has512) || (name && !strcmp(name, "avx512"))) {
         if (!has512)
             return -1;
@@ -428,9 +443,11 @@ int brisk_gemm_set_isa(const char *name)
     pthread_once(&default_once, select_default);
     block_fn before = active_block;
     const char *before_name = active_name;
+    const int before_dpbf16 = active_dpbf16;
     if (select_isa(name) < 0) {
         active_block = before;
         active_name = before_name;
+        active_dpbf16 = before_dpbf16;
         return -1;
     }
     return 0;
@@ -585,6 +602,236 @@ static void bf16_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
     }
 }
 
+#if BRISK_GEMM_X86
+/* ---- AVX512-BF16: vdpbf16ps on pairs of k -------------------------------------------- */
+
+/* The instruction multiplies pairs of bfloat16 values: each 32-bit word of its operands holds
+ * two, and each fp32 lane of the result gets c += a[1] b[1]; c += a[0] b[0] (two fmas, with
+ * subnormals read as zero and flushed, nearest-even), the odd slot first. The words here hold
+ * (k, k + 1) with k in the high, odd slot, so each lane's chain runs in increasing k: the
+ * chain of BRISK_GEMM_BF16, bit for bit. An odd K's last pair gets -0 in A and +0 in B: adding
+ * -0 x +0 = -0 changes nothing, not even a -0.
+ *
+ * Panels, from the thread's bf16 buffer: up to PACK_MB rows of A, each KC / 2 words (kc2
+ * rounded up to 8, so that whole 8-word stores fit), and KC / 2 rows of PACK_NB columns of B,
+ * zeros past N. The kernel keeps a 64-column strip of the B panel in L1 (32 KiB) while it goes
+ * down the rows of the A panel. */
+#define TBF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define INLINEBF16 static inline __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), \
+                                                always_inline))
+#define NEG_ZERO 0x80000000u
+#define PREFETCH_ROWS 4  /* rows of A ahead */
+#define PREFETCH_PAIRS 2 /* pairs of rows of B ahead */
+
+/* bf16_bits for 16 floats at once: the rounded value in each word's high half, zeros below. */
+INLINEBF16 __m512i bf16_bits16(__m512i u)
+{
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
+    __m512i r = _mm512_and_si512(
+        _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), high);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(
+        _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
+    r = _mm512_mask_mov_epi32(
+        r, nan, _mm512_and_si512(_mm512_or_si512(u, _mm512_set1_epi32(0x00400000)), high));
+    const __mmask16 small = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7F800000));
+    return _mm512_mask_mov_epi32(r, small, _mm512_and_si512(u, _mm512_set1_epi32((int)NEG_ZERO)));
+}
+
+/* Row stride of B packed whole (brisk_gemm_pack_b): N rounded up to an odd number of 16-word
+ * lines, so that rows are not a power of two apart. */
+static inline int packed_ld(int N)
+{
+    const int ld = (N + 15) / 16 * 16;
+    return ld / 16 % 2 ? ld : ld + 16;
+}
+
+/* B's rows [k0, k0 + kc) and columns [n, n + cols) as kc2 rows of pair words, ldp apart. */
+TBF16 static void pack_b_pairs(const brisk_gemm_args *g, int k0, int kc, int n, int cols,
+                               uint32_t *bp, int ldp)
+{
+    for (int p = 0; 2 * p < kc; p++) {
+        const int k = k0 + 2 * p;
+        const float *r0 = g->b_rows ? g->b_rows[k] + n : g->B + (ptrdiff_t)k * g->ldb + n;
+        const float *r1 = 2 * p + 1 >= kc      ? NULL
+                          : g->b_rows          ? g->b_rows[k + 1] + n
+                                               : r0 + g->ldb;
+        uint32_t *d = bp + (size_t)p * ldp;
+        for (int q = 2 * p + 2 * PREFETCH_PAIRS; q < 2 * p + 2 * PREFETCH_PAIRS + 2 && q < kc;
+             q++) { /* rows of activations, from L2 or memory: the rows ahead are fetched */
+            const char *next = (const char *)(g->b_rows ? g->b_rows[k0 + q] + n
+                                                        : g->B + (ptrdiff_t)(k0 + q) * g->ldb + n);
+            for (int j = 0; j < cols; j += 16)
+                _mm_prefetch(next + 4 * j, _MM_HINT_T0);
+        }
+        for (int j = 0; j < cols; j += 16) {
+            const __mmask16 mask = cols - j >= 16 ? (__mmask16)0xFFFF
+                                                  : (__mmask16)((1u << (cols - j)) - 1);
+            const __m512i hi = bf16_bits16(_mm512_maskz_loadu_epi32(mask, r0 + j));
+            const __m512i lo = r1 ? bf16_bits16(_mm512_maskz_loadu_epi32(mask, r1 + j))
+                                  : _mm512_setzero_si512();
+            _mm512_store_si512(d + j, _mm512_or_si512(hi, _mm512_srli_epi32(lo, 16)));
+        }
+    }
+}
+
+/* One pair word from two floats (x1 = -0 pads an odd K). */
+static inline uint32_t pair_word(float x0, float x1)
+{
+    uint32_t u0, u1;
+    memcpy(&u0, &x0, sizeof u0);
+    memcpy(&u1, &x1, sizeof u1);
+    return bf16_bits(u0) | bf16_bits(u1) >> 16;
+}
+
+/* A's rows [m, m + rows), k in [k0, k0 + kc), as pair words: word (r, p) at ap[r * *ars +
+ * p * *aps]. Stored column by column (rows 16 at a time) where A's columns are contiguous,
+ * row by row otherwise. */
+TBF16 static void pack_a_pairs(const brisk_gemm_args *g, int m, int rows, int k0, int kc,
+                               uint32_t *ap, int *ars, int *aps)
+{
+    if (g->a_rs == 1 && !g->a_rows) {
+        const int ld = (rows + 15) / 16 * 16;
+        *ars = 1, *aps = ld;
+        for (int p = 0; 2 * p < kc; p++) {
+            const float *c0 = g->A + m + (ptrdiff_t)(k0 + 2 * p) * g->a_ks;
+            const float *c1 = 2 * p + 1 < kc ? c0 + g->a_ks : NULL;
+            for (int r = 0; r < rows; r += 16) {
+                const __mmask16 mask = rows - r >= 16 ? (__mmask16)0xFFFF
+                                                      : (__mmask16)((1u << (rows - r)) - 1);
+                const __m512i hi = bf16_bits16(_mm512_maskz_loadu_epi32(mask, c0 + r));
+                const __m512i lo = c1 ? bf16_bits16(_mm512_maskz_loadu_epi32(mask, c1 + r))
+                                      : _mm512_set1_epi32((int)NEG_ZERO);
+                _mm512_store_si512(ap + (size_t)p * ld + r,
+                                   _mm512_or_si512(hi, _mm512_srli_epi32(lo, 16)));
+            }
+        }
+        return;
+    }
+    const int lda = ((kc + 1) / 2 + 7) / 8 * 8;
+    *ars = lda, *aps = 1;
+    for (int r = 0; r < rows; r++) {
+        const float *src = g->a_rows ? g->a_rows[m + r] + (ptrdiff_t)k0 * g->a_ks
+                                     : g->A + (ptrdiff_t)(m + r) * g->a_rs +
+                                           (ptrdiff_t)k0 * g->a_ks;
+        uint32_t *d = ap + (size_t)r * lda;
+        if (g->a_ks == 1) {
+            /* Rows of weights come from memory, a KC-long piece of each: the rows ahead are
+             * fetched while this one is packed. */
+            if (r + PREFETCH_ROWS < rows) {
+                const char *next = (const char *)(g->a_rows ? g->a_rows[m + r + PREFETCH_ROWS] +
+                                                                  k0
+                                                            : src + PREFETCH_ROWS * g->a_rs);
+                for (int j = 0; j < kc; j += 16)
+                    _mm_prefetch(next + 4 * j, _MM_HINT_T0);
+            }
+            /* 16 floats, 8 pairs: each 64-bit lane's high word (k + 1) goes below the low
+             * one's (k), then the lanes narrow to 32 bits. */
+            for (int j = 0; j < kc; j += 16) {
+                const __mmask16 mask = kc - j >= 16 ? (__mmask16)0xFFFF
+                                                    : (__mmask16)((1u << (kc - j)) - 1);
+                const __m512i u = bf16_bits16(_mm512_mask_loadu_epi32(
+                    _mm512_set1_epi32((int)NEG_ZERO), mask, src + j));
+                const __m512i w = _mm512_or_si512(
+                    _mm512_and_si512(u, _mm512_set1_epi64(0xFFFF0000)), _mm512_srli_epi64(u, 48));
+                _mm256_store_si256((__m256i *)(void *)(d + j / 2), _mm512_cvtepi64_epi32(w));
+            }
+        } else {
+            const ptrdiff_t ks = g->a_ks;
+            for (int p = 0; 2 * p < kc; p++)
+                d[p] = pair_word(src[2 * p * ks], 2 * p + 1 < kc ? src[(2 * p + 1) * ks] : -0.0f);
+        }
+    }
+}
+
+INLINEBF16 void micro_bf16(const brisk_gemm_args *g, const int mr, const int nv,
+                           __mmask16 tail, int m, int n, int kc2, int init,
+                           const uint32_t *ap, int ars, int aps, const uint32_t *bp, int ldp)
+{
+    __m512 acc[MR][4];
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {
+            const __mmask16 mask = v == nv - 1 ? tail : (__mmask16)0xFFFF;
+            if (init == BRISK_GEMM_ACCUM)
+                acc[r][v] = _mm512_maskz_loadu_ps(mask, g->C + (ptrdiff_t)(m + r) * g->ldc +
+                                                            n + 16 * v);
+            else if (init == BRISK_GEMM_ROWBIAS)
+                acc[r][v] = _mm512_set1_ps(g->bias[m + r]);
+            else
+                acc[r][v] = _mm512_setzero_ps();
+        }
+    }
+    const uint32_t *a = ap;
+    for (int p = 0; p < kc2; p++, a += aps, bp += ldp) {
+        __m512bh bv[4];
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+            bv[v] = (__m512bh)_mm512_loadu_si512(bp + 16 * v);
+        _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
+            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * ars]);
+            _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+                acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
+        }
+    }
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+            _mm512_mask_storeu_ps(g->C + (ptrdiff_t)(m + r) * g->ldc + n + 16 * v,
+                                  v == nv - 1 ? tail : (__mmask16)0xFFFF, acc[r][v]);
+}
+
+#define MBF(R, V)                                                                          \
+    TBF16 static void micro_bf16_##R##_##V(const brisk_gemm_args *g, __mmask16 tail, int m,  \
+                                           int n, int kc2, int init, const uint32_t *ap,   \
+                                           int ars, int aps, const uint32_t *bp, int ldp)  \
+    {                                                                                      \
+        micro_bf16(g, R, V, tail, m, n, kc2, init, ap, ars, aps, bp, ldp);                 \
+    }
+#define MBF_ROW(R) MBF(R, 1) MBF(R, 2) MBF(R, 3) MBF(R, 4)
+MBF_ROW(1) MBF_ROW(2) MBF_ROW(3) MBF_ROW(4) MBF_ROW(5) MBF_ROW(6)
+
+typedef void (*micro_bf16_fn)(const brisk_gemm_args *, __mmask16, int, int, int, int,
+                              const uint32_t *, int, int, const uint32_t *, int);
+#define MBF_REF(R) {micro_bf16_##R##_1, micro_bf16_##R##_2, micro_bf16_##R##_3, micro_bf16_##R##_4}
+static const micro_bf16_fn micro_bf16_table[MR][4] = {MBF_REF(1), MBF_REF(2), MBF_REF(3),
+                                                      MBF_REF(4), MBF_REF(5), MBF_REF(6)};
+
+/* The block [m0, m1) x [n0, n1) of a BRISK_GEMM_BF16 product on vdpbf16ps, with panels from
+ * buf (the thread's bf16 buffer). */
+TBF16 static void block_dpbf16(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
+                               uint32_t *buf)
+{
+    uint32_t *ap = buf, *own = buf + (size_t)PACK_MB * (KC / 2);
+    const int ldp = g->b_packed ? packed_ld(g->N) : PACK_LD(PACK_NB);
+    for (int np = n0; np < n1; np += PACK_NB) {
+        const int cols = n1 - np < PACK_NB ? n1 - np : PACK_NB;
+        for (int k0 = 0; k0 < g->K || k0 == 0; k0 += KC) {
+            const int kc = g->K - k0 < KC ? g->K - k0 : KC, kc2 = (kc + 1) / 2;
+            const int init = k0 > 0 ? BRISK_GEMM_ACCUM : (int)g->init;
+            const uint32_t *bp = own;
+            if (g->b_packed) /* packed by the team: the panel's place in it */
+                bp = (const uint32_t *)(const void *)g->b_packed + (size_t)(k0 / 2) * ldp + np;
+            else
+                pack_b_pairs(g, k0, kc, np, cols, own, ldp);
+            for (int mc = m0; mc < m1; mc += PACK_MB) {
+                const int rows = m1 - mc < PACK_MB ? m1 - mc : PACK_MB;
+                int ars, aps;
+                pack_a_pairs(g, mc, rows, k0, kc, ap, &ars, &aps);
+                for (int n = np; n < np + cols; n += 64) {
+                    const int nw = np + cols - n < 64 ? np + cols - n : 64, nv = (nw + 15) / 16;
+                    const __mmask16 tail = (__mmask16)(0xFFFFu >> (16 * nv - nw));
+                    for (int m = mc; m < mc + rows; m += MR) {
+                        const int mr = mc + rows - m < MR ? mc + rows - m : MR;
+                        micro_bf16_table[mr - 1][nv - 1](g, tail, m, n, kc2, init,
+                                                         ap + (size_t)(m - mc) * ars, ars,
+                                                         aps, bp + (n - np), ldp);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#endif /* BRISK_GEMM_X86 */
+
 /* BRISK_GEMM_BF16: the operands rounded into panels, then the fp32 chain with subnormals
  * flushed. Splitting k into blocks and C into panels changes nothing (partial sums go
  * through C exactly), so the panel sizes are free: large ones from the thread's own buffer,
@@ -595,6 +842,13 @@ static void block_bf16(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
     if (inner == block_portable)
         inner = block_portable_ftz;
 #if BRISK_GEMM_X86
+    if (active_dpbf16) {
+        uint32_t *words = (uint32_t *)(void *)pack_buffer();
+        if (words) {
+            block_dpbf16(g, m0, m1, n0, n1, words);
+            return;
+        }
+    }
     if (inner == block_avx2)
         inner = block_avx2_in_place;
     const unsigned csr = _mm_getcsr();
@@ -611,6 +865,37 @@ static void block_bf16(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
     }
 #if BRISK_GEMM_X86
     _mm_setcsr(csr);
+#endif
+}
+
+size_t brisk_gemm_pack_b_floats(const brisk_gemm_args *g)
+{
+    current_block();
+#if BRISK_GEMM_X86
+    if (g && active_dpbf16 && g->precision == BRISK_GEMM_BF16 && g->K > 0 && g->N > 0)
+        return (size_t)((g->K + 1) / 2) * (size_t)packed_ld(g->N);
+#endif
+    return 0;
+}
+
+int brisk_gemm_pack_b_units(const brisk_gemm_args *g)
+{
+    return brisk_gemm_pack_b_floats(g) ? (g->K + 1) / 2 : 0;
+}
+
+void brisk_gemm_pack_b(const brisk_gemm_args *g, float *buf, int u0, int u1)
+{
+    const int units = brisk_gemm_pack_b_units(g);
+    if (!buf || units == 0)
+        return;
+    u0 = u0 < 0 ? 0 : u0;
+    u1 = u1 > units ? units : u1;
+#if BRISK_GEMM_X86
+    if (u0 < u1) {
+        const int ld = packed_ld(g->N), k0 = 2 * u0;
+        const int kc = 2 * u1 > g->K ? g->K - k0 : 2 * (u1 - u0);
+        pack_b_pairs(g, k0, kc, 0, g->N, (uint32_t *)(void *)buf + (size_t)u0 * ld, ld);
+    }
 #endif
 }
 

@@ -326,11 +326,40 @@ static size_t dense_rows_floats(const brisk_layer *l, int ld)
     return brisk__align_up((size_t)ld * (size_t)brisk__row_stride(l->in.c));
 }
 
+static size_t dense_wt_floats(const brisk_layer *l, int ld)
+{
+    return dense_dx_copy(l, ld) ? brisk__align_up((size_t)l->in.c * (size_t)l->args[0]) : 0;
+}
+
+/* Where bf16 products pack B (avx512bf16), a team packs each product's B once for all its
+ * tiles instead of once per tile: room for the forward's or the weight gradient's packed B
+ * (never needed at once), then for the input gradient's (packed while the weight gradient's
+ * tiles may still read theirs). A product over DX_COPY_MAX_FLOATS packs per tile. The room is
+ * kept whatever the precision (scratch_bytes does not see it). */
+static size_t dense_pack_floats(const brisk_layer *l, int ld, int which)
+{
+    const int D = l->in.c, N = (int)l->args[0];
+    const brisk_gemm_args fw = {.M = N, .N = ld, .K = D, .precision = BRISK_GEMM_BF16};
+    const brisk_gemm_args dw = {.M = N, .N = D, .K = ld, .precision = BRISK_GEMM_BF16};
+    const brisk_gemm_args dx = {.M = D, .N = ld, .K = N, .precision = BRISK_GEMM_BF16};
+    size_t f = which ? brisk_gemm_pack_b_floats(&dx) : brisk_gemm_pack_b_floats(&fw);
+    if (!which && brisk_gemm_pack_b_floats(&dw) > f)
+        f = brisk_gemm_pack_b_floats(&dw);
+    return f <= DX_COPY_MAX_FLOATS ? brisk__align_up(f) : 0;
+}
+
 static size_t dense_scratch(const brisk_layer *l, int max_rows, int ld)
 {
     (void)max_rows;
-    const size_t wt = dense_dx_copy(l, ld) ? (size_t)l->in.c * (size_t)l->args[0] : 0;
-    return (dense_rows_floats(l, ld) + wt) * sizeof(float);
+    return (dense_rows_floats(l, ld) + dense_wt_floats(l, ld) + dense_pack_floats(l, ld, 0) +
+            dense_pack_floats(l, ld, 1)) * sizeof(float);
+}
+
+/* Room `which` (0: forward and weight gradient, 1: input gradient) of the packed B. */
+static float *dense_pack_room(const brisk_layer *l, void *scratch, int ld, int which)
+{
+    return (float *)scratch + dense_rows_floats(l, ld) + dense_wt_floats(l, ld) +
+           (which ? dense_pack_floats(l, ld, 0) : 0);
 }
 
 static void dense_forward(const brisk_layer *l, const brisk_forward_args *a)
@@ -345,11 +374,13 @@ static void dense_forward(const brisk_layer *l, const brisk_forward_args *a)
             brisk__transpose(a->x, (size_t)ld, a->scratch, (size_t)brisk__row_stride(D),
                              (int)f0, (int)f1, 0, n);
     }
-    const brisk_gemm_args g = {.M = N, .N = n, .K = D, .A = dense_weight(l, a->params),
-                               .a_rs = D, .a_ks = 1, .B = a->x, .ldb = ld, .C = a->y, .ldc = ld,
-                               .bias = dense_bias(l, a->params),
-                               .init = l->args[1] ? BRISK_GEMM_ROWBIAS : BRISK_GEMM_ZERO,
-                               .precision = a->precision};
+    brisk_gemm_args g = {.M = N, .N = n, .K = D, .A = dense_weight(l, a->params),
+                         .a_rs = D, .a_ks = 1, .B = a->x, .ldb = ld, .C = a->y, .ldc = ld,
+                         .bias = dense_bias(l, a->params),
+                         .init = l->args[1] ? BRISK_GEMM_ROWBIAS : BRISK_GEMM_ZERO,
+                         .precision = a->precision};
+    brisk__team_pack_b(&g, a->team, dense_pack_room(l, a->scratch, ld, 0),
+                       dense_pack_floats(l, ld, 0));
     const int tiles = brisk__tiles(a->team);
     brisk_share_begin(&s, a->team, tiles, 1);
     for (long long t, t1; brisk_share_next(&s, &t, &t1);) {
@@ -368,11 +399,13 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
     const int tiles = brisk__tiles(a->team);
     brisk_share s;
     /* dW (N, D) = dy x^T: A = dy (k = samples), B = x row-major (samples, D). */
-    const brisk_gemm_args gw = {.M = N, .N = D, .K = n, .A = a->dy, .a_rs = ld, .a_ks = 1,
-                                .B = a->x_rows ? a->x_rows : a->scratch,
-                                .ldb = a->x_rows ? a->x_rows_ld : brisk__row_stride(D),
-                                .C = dense_weight(l, a->grads), .ldc = D,
-                                .init = BRISK_GEMM_ZERO, .precision = a->precision};
+    brisk_gemm_args gw = {.M = N, .N = D, .K = n, .A = a->dy, .a_rs = ld, .a_ks = 1,
+                          .B = a->x_rows ? a->x_rows : a->scratch,
+                          .ldb = a->x_rows ? a->x_rows_ld : brisk__row_stride(D),
+                          .C = dense_weight(l, a->grads), .ldc = D,
+                          .init = BRISK_GEMM_ZERO, .precision = a->precision};
+    brisk__team_pack_b(&gw, a->team, dense_pack_room(l, a->scratch, ld, 0),
+                       dense_pack_floats(l, ld, 0));
     brisk_share_begin(&s, a->team, tiles, 1);
     for (long long t, t1; brisk_share_next(&s, &t, &t1);)
         brisk_gemm(&gw, (int)t, tiles);
@@ -402,6 +435,8 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
         gx.a_rs = N;
         gx.a_ks = 1;
     }
+    brisk__team_pack_b(&gx, a->team, dense_pack_room(l, a->scratch, ld, 1),
+                       dense_pack_floats(l, ld, 1));
     brisk_share_begin(&s, a->team, tiles, 1);
     for (long long t, t1; brisk_share_next(&s, &t, &t1);) {
         int m0, m1, n0, n1;

@@ -66,6 +66,11 @@ typedef struct brisk_gemm_args {
     const float *const *b_rows;
     brisk_gemm_precision precision; /* BRISK_GEMM_FP32 (0) unless set; any value but
                                      * BRISK_GEMM_BF16 multiplies in fp32 */
+    /* Optional: B as brisk_gemm_pack_b packed it (all of it), for this same product on the
+     * code path in use. B or b_rows must still be valid: a thread that cannot have its
+     * packing buffer reads them instead. NULL: each call packs what it needs, where its code
+     * path packs B. */
+    const float *b_packed;
 } brisk_gemm_args;
 
 /* Computes the block of C that thread ith of nth owns (0 <= ith < nth); the nth calls
@@ -81,17 +86,34 @@ void brisk_gemm_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1);
  * its elementwise epilogue to exactly the block its thread computed. */
 void brisk_gemm_split(int M, int N, int ith, int nth, int *m0, int *m1, int *n0, int *n1);
 
+/* Packing B once for many calls. Where a code path packs B before multiplying (bf16 products
+ * on "avx512bf16": pairs of bfloat16), each call of brisk_gemm_block packs the part of B it
+ * reads, so calls that split a product's rows between them each pack all of B. A team of
+ * threads can instead pack B once, together, and then share it through b_packed:
+ *
+ *     size_t floats = brisk_gemm_pack_b_floats(&g);   (0: this product packs nothing)
+ *     each thread: brisk_gemm_pack_b(&g, buf, u0, u1) for its part of [0, units)
+ *     barrier; g.b_packed = buf; then the calls, as before.
+ *
+ * The packing is data movement and rounding only: results are the same bits either way.
+ * buf: floats floats, 64-byte aligned. units = brisk_gemm_pack_b_units(&g). */
+size_t brisk_gemm_pack_b_floats(const brisk_gemm_args *g);
+int brisk_gemm_pack_b_units(const brisk_gemm_args *g);
+void brisk_gemm_pack_b(const brisk_gemm_args *g, float *buf, int u0, int u1);
+
 /* x rounded to bfloat16, returned as a float (its low 16 bits zero): to nearest, ties to even;
  * a subnormal to zero of its sign; a NaN stays a (quiet) NaN; a value past the largest
  * bfloat16 to infinity. The rounding BRISK_GEMM_BF16 applies to its operands. */
 float brisk_bf16(float x);
 
-/* The code path in use: "avx512", "avx2" or "portable". */
+/* The code path in use: "avx512bf16" (AVX-512, and BRISK_GEMM_BF16 products on AVX512-BF16's
+ * vdpbf16ps), "avx512" (bf16 emulated on the fp32 kernels, as on the two others), "avx2" or
+ * "portable". */
 const char *brisk_gemm_isa(void);
 
-/* Chooses the code path (for tests and benchmarks): "avx512", "avx2", "portable", or NULL
- * for the best the CPU supports. Returns 0, or -1 when the CPU cannot run it (nothing
- * changes). Not thread-safe: call it while no product runs. */
+/* Chooses the code path (for tests and benchmarks): "avx512bf16", "avx512", "avx2",
+ * "portable", or NULL for the best the CPU supports. Returns 0, or -1 when the CPU cannot run
+ * it (nothing changes). Not thread-safe: call it while no product runs. */
 int brisk_gemm_set_isa(const char *name);
 
 #ifdef __cplusplus
