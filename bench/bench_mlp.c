@@ -23,8 +23,8 @@ static int run(int argc, char **argv, brisk_comm *comm);
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: bench_mlp [--model WIDTHS] [--batch B] [--threads T] [--micro-batch M] "
-               "[--steps N] [--warmup N] [--kernel avx512bf16|avx512|avx2|portable] [--augment LIST] "
-               "[--fixed-threads] [--precision fp32|bf16] [--json]\n"
+               "[--steps N] [--warmup N] [--kernel avx512bf16|avx512|avx2|portable] "
+               "[--augment LIST] [--fixed-threads] [--precision fp32|bf16] [--json]\n"
                "--model: layer widths (ReLU between them) or a layer list on 1x28x28 images, as\n"
                "brisk-train --model takes (e.g. cnn).\n"
                "Defaults: --model 784-256-128-10 --batch 128 --threads 1 --steps 300 --warmup 30,\n"

@@ -7,9 +7,11 @@ cores its best is often 1 intra-op thread with 2 OpenBLAS threads. So a fair com
 every sensible combination and reports the best with the setting that won.
 
 OpenBLAS's kernel: Debian 12's OpenBLAS 0.3.21 does not recognise some recent CPUs and falls
-back to slow SSE3 kernels; when the kernel it picks ranks below what the CPU's flags support,
-PyTorch's side is given OPENBLAS_CORETYPE set to the best one (a value the caller set is
-kept).
+back to slow SSE3 kernels; when the kernel it would run ranks below what the CPU's flags
+support, PyTorch's side is given OPENBLAS_CORETYPE set to the best one. That includes a value
+already in the environment: this project's VM sets OPENBLAS_CORETYPE=Haswell for every
+process, which on its AVX-512 hosts cost PyTorch a quarter of its speed. A caller who wants a
+kernel kept sets BRISK_KEEP_CORETYPE=1.
 """
 import ctypes
 import os
@@ -82,12 +84,15 @@ def torch_blas_kernel(torch):
 
 
 def coretype_env(env):
-    """env with OPENBLAS_CORETYPE set when OpenBLAS would otherwise run a slower kernel."""
+    """env with OPENBLAS_CORETYPE set when OpenBLAS would otherwise run a slower kernel (the
+    one it picks by itself, or the one env names), unless env has BRISK_KEEP_CORETYPE=1."""
     env = dict(env)
-    if "OPENBLAS_CORETYPE" not in env:
-        own, best = openblas_kernel(), best_kernel_for_cpu()
-        if own is not None and kernel_rank(own) < kernel_rank(best):
-            env["OPENBLAS_CORETYPE"] = best
+    if env.get("BRISK_KEEP_CORETYPE") == "1":
+        return env
+    own = env.get("OPENBLAS_CORETYPE") or openblas_kernel()
+    best = best_kernel_for_cpu()
+    if own is not None and kernel_rank(own) < kernel_rank(best):
+        env["OPENBLAS_CORETYPE"] = best
     return env
 
 

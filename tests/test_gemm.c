@@ -132,7 +132,8 @@ static void test_vdpbf16ps_is_the_model(void **state)
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             /* Half the draws near 1 (sums that cancel), half anywhere (underflow, inf). */
             const uint16_t r = (uint16_t)(x >> 20);
-            const uint16_t near1 = (uint16_t)((r & 0x807Fu) | (0x3F00u + ((r >> 7) & 0x3u) * 0x80u));
+            const uint16_t near1 =
+                (uint16_t)((r & 0x807Fu) | (0x3F00u + ((r >> 7) & 0x3u) * 0x80u));
             if (j < 4)
                 h[j] = i % 2 ? near1 : r;
             else {

@@ -612,10 +612,10 @@ static void bf16_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
  * chain of BRISK_GEMM_BF16, bit for bit. An odd K's last pair gets -0 in A and +0 in B: adding
  * -0 x +0 = -0 changes nothing, not even a -0.
  *
- * Panels, from the thread's bf16 buffer: up to PACK_MB rows of A, each KC / 2 words (kc2
- * rounded up to 8, so that whole 8-word stores fit), and KC / 2 rows of PACK_NB columns of B,
- * zeros past N. The kernel keeps a 64-column strip of the B panel in L1 (32 KiB) while it goes
- * down the rows of the A panel. */
+ * Panels, from the thread's bf16 buffer: up to PACK_MB rows of A by KC / 2 words (row by row,
+ * or column by column where A's columns are contiguous), and KC / 2 rows of PACK_NB columns
+ * of B, zeros past N (or B packed once for the whole product, b_packed). The kernel keeps a
+ * 64-column strip of the B panel in L1 (32 KiB) while it goes down the rows of the A panel. */
 #define TBF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #define INLINEBF16 static inline __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), \
                                                 always_inline))
