@@ -107,10 +107,11 @@ static void block_portable_ftz(const brisk_gemm_args *g, int m0, int m1, int n0,
 #define IND_A 1
 #define IND_B 2
 
-INLINE512 void micro512(const brisk_gemm_args *g, const int mr, const int nv, __mmask16 tail,
-                        int m, int n, int k0, int k1, int init, const int ind)
+/* The accumulators of an mr x (nv x 16) block of C: its starting values (init), and back
+ * into C (the last vector of each row masked by tail). */
+INLINE512 void acc512_init(const brisk_gemm_args *g, __m512 acc[MR][4], const int mr,
+                           const int nv, __mmask16 tail, int m, int n, int init)
 {
-    __m512 acc[MR][4];
     _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
         _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {
             const __mmask16 mask = v == nv - 1 ? tail : (__mmask16)0xFFFF;
@@ -123,6 +124,22 @@ INLINE512 void micro512(const brisk_gemm_args *g, const int mr, const int nv, __
                 acc[r][v] = _mm512_setzero_ps();
         }
     }
+}
+
+INLINE512 void acc512_store(const brisk_gemm_args *g, __m512 acc[MR][4], const int mr,
+                            const int nv, __mmask16 tail, int m, int n)
+{
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
+        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
+            _mm512_mask_storeu_ps(g->C + (ptrdiff_t)(m + r) * g->ldc + n + 16 * v,
+                                  v == nv - 1 ? tail : (__mmask16)0xFFFF, acc[r][v]);
+}
+
+INLINE512 void micro512(const brisk_gemm_args *g, const int mr, const int nv, __mmask16 tail,
+                        int m, int n, int k0, int k1, int init, const int ind)
+{
+    __m512 acc[MR][4];
+    acc512_init(g, acc, mr, nv, tail, m, n, init);
     const ptrdiff_t a_rs = g->a_rs, a_ks = g->a_ks, ldb = g->ldb;
     const float *a = ind == IND_A ? NULL : g->A + (ptrdiff_t)m * a_rs + (ptrdiff_t)k0 * a_ks;
     const float *ar[MR];
@@ -148,10 +165,7 @@ INLINE512 void micro512(const brisk_gemm_args *g, const int mr, const int nv, __
         if (ind != IND_B)
             b += ldb;
     }
-    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
-        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
-            _mm512_mask_storeu_ps(g->C + (ptrdiff_t)(m + r) * g->ldc + n + 16 * v,
-                                  v == nv - 1 ? tail : (__mmask16)0xFFFF, acc[r][v]);
+    acc512_store(g, acc, mr, nv, tail, m, n);
 }
 
 /* One instance per (rows, vectors), so that the accumulators live in registers. */
@@ -749,18 +763,7 @@ INLINEBF16 void micro_bf16(const brisk_gemm_args *g, const int mr, const int nv,
                            const uint32_t *ap, int ars, int aps, const uint32_t *bp, int ldp)
 {
     __m512 acc[MR][4];
-    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
-        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++) {
-            const __mmask16 mask = v == nv - 1 ? tail : (__mmask16)0xFFFF;
-            if (init == BRISK_GEMM_ACCUM)
-                acc[r][v] = _mm512_maskz_loadu_ps(mask, g->C + (ptrdiff_t)(m + r) * g->ldc +
-                                                            n + 16 * v);
-            else if (init == BRISK_GEMM_ROWBIAS)
-                acc[r][v] = _mm512_set1_ps(g->bias[m + r]);
-            else
-                acc[r][v] = _mm512_setzero_ps();
-        }
-    }
+    acc512_init(g, acc, mr, nv, tail, m, n, init);
     const uint32_t *a = ap;
     for (int p = 0; p < kc2; p++, a += aps, bp += ldp) {
         __m512bh bv[4];
@@ -772,10 +775,7 @@ INLINEBF16 void micro_bf16(const brisk_gemm_args *g, const int mr, const int nv,
                 acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
         }
     }
-    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
-        _Pragma("GCC unroll 4") for (int v = 0; v < nv; v++)
-            _mm512_mask_storeu_ps(g->C + (ptrdiff_t)(m + r) * g->ldc + n + 16 * v,
-                                  v == nv - 1 ? tail : (__mmask16)0xFFFF, acc[r][v]);
+    acc512_store(g, acc, mr, nv, tail, m, n);
 }
 
 #define MBF(R, V)                                                                          \
