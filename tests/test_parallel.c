@@ -1137,7 +1137,7 @@ static void test_accumulation_refusals(void **state)
 /* Every code path of the matrix kernel trains the same bits. */
 /* Six steps of cfg on every code path of brisk_gemm this CPU runs: the same weights. */
 static void train_on_every_kernel(const brisk_trainer_config *cfg, const brisk_dataset *ds,
-                                  const int32_t *idx, const char *what)
+                                  const int32_t *idx, int n, const char *what)
 {
     static const char *const isas[] = {"avx512bf16", "avx512", "avx2", "portable"};
     float *first = NULL;
@@ -1152,7 +1152,7 @@ static void train_on_every_kernel(const brisk_trainer_config *cfg, const brisk_d
         assert_int_equal(brisk_trainer_set_norm(t, &mean, &std, 1), BRISK_OK);
         for (int s = 0; s < 6; s++) {
             brisk_step_stats st;
-            assert_int_equal(brisk_trainer_step(t, ds, idx + s % 2 * 50, 50, &st), BRISK_OK);
+            assert_int_equal(brisk_trainer_step(t, ds, idx + s % 2 * n, n, &st), BRISK_OK);
         }
         bytes = brisk_model_slab_len(brisk_trainer_model(t)) * sizeof(float);
         if (!first) {
@@ -1180,17 +1180,23 @@ static void test_kernels_same_training(void **state)
     cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
     cfg.optim = brisk_optim_defaults(BRISK_OPTIM_ADAMW);
     cfg.schedule = (brisk_schedule){BRISK_SCHEDULE_CONSTANT, 1e-2f, 0, 0, 0, 0, 0};
-    cfg.batch = 50;
-    cfg.micro_batch = 16;
     cfg.threads = 2;
     brisk_dataset ds;
-    assert_int_equal(brisk_dataset_synthetic(100, 100, 7, 50.0f, 9, 0, &ds), BRISK_OK);
-    int32_t idx[100];
-    for (int i = 0; i < 100; i++)
+    assert_int_equal(brisk_dataset_synthetic(260, 100, 7, 50.0f, 9, 0, &ds), BRISK_OK);
+    int32_t idx[260];
+    for (int i = 0; i < 260; i++)
         idx[i] = i;
-    for (int bf16 = 0; bf16 < 2; bf16++) { /* in each precision */
-        cfg.model.precision = bf16 ? BRISK_GEMM_BF16 : BRISK_GEMM_FP32;
-        train_on_every_kernel(&cfg, &ds, idx, bf16 ? "bf16" : "fp32");
+    /* Narrow shards (16 samples), and one wide shard of 130 (the dense layers' input gradient
+     * then reads a transposed copy of W, or on avx512bf16 packs W's columns directly). */
+    for (int wide = 0; wide < 2; wide++) {
+        cfg.batch = wide ? 130 : 50;
+        cfg.micro_batch = wide ? 130 : 16;
+        for (int bf16 = 0; bf16 < 2; bf16++) { /* in each precision */
+            cfg.model.precision = bf16 ? BRISK_GEMM_BF16 : BRISK_GEMM_FP32;
+            train_on_every_kernel(&cfg, &ds, idx, cfg.batch,
+                                  bf16 ? (wide ? "bf16, wide" : "bf16")
+                                       : (wide ? "fp32, wide" : "fp32"));
+        }
     }
     brisk_dataset_free(&ds);
 }

@@ -425,7 +425,9 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
     brisk_gemm_args gx = {.M = D, .N = n, .K = N, .A = W, .a_rs = 1, .a_ks = D, .B = a->dy,
                           .ldb = ld, .C = a->dx, .ldc = ld, .init = BRISK_GEMM_ZERO,
                           .precision = a->precision};
-    if (dense_dx_copy(l, a->ld)) {
+    /* A path that packs B (bf16 on avx512bf16) packs A too, from W's columns as well as from
+     * rows: the copy would only be read once more. */
+    if (dense_dx_copy(l, a->ld) && !brisk_gemm_pack_b_floats(&gx)) {
         float *wt = (float *)a->scratch + dense_rows_floats(l, a->ld);
         brisk_share_begin(&s, a->team, N, brisk_share_grain(a->team, N, 4, 16));
         for (long long o0, o1; brisk_share_next(&s, &o0, &o1);) /* W's rows into wt's columns */
