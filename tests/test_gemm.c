@@ -492,6 +492,34 @@ static void test_agrees_with_openblas(void **state)
     free(zr);
 }
 
+/* The packing calls take absurd arguments without harm: NULL products and buffers, units out
+ * of range (clamped), fp32 and K = 0 products (nothing to pack). */
+static void test_pack_b_bad_arguments(void **state)
+{
+    (void)state;
+    assert_int_equal(brisk_gemm_pack_b_floats(NULL), 0);
+    assert_int_equal(brisk_gemm_pack_b_units(NULL), 0);
+    brisk_gemm_pack_b(NULL, NULL, 0, 1);
+    float B[4 * 5] = {0}, buf[64];
+    brisk_gemm_args g = {.M = 2, .N = 5, .K = 4, .B = B, .ldb = 5};
+    assert_int_equal(brisk_gemm_pack_b_floats(&g), 0); /* fp32 packs nothing */
+    brisk_gemm_pack_b(&g, buf, 0, 2);
+    g.precision = BRISK_GEMM_BF16;
+    g.K = 0;
+    assert_int_equal(brisk_gemm_pack_b_floats(&g), 0);
+    g.K = 4;
+    brisk_gemm_pack_b(&g, NULL, 0, 2);
+    const size_t floats = brisk_gemm_pack_b_floats(&g);
+    if (floats) { /* a path that packs: units beyond [0, units) are clamped */
+        float *packed = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+        assert_non_null(packed);
+        assert_int_equal(brisk_gemm_pack_b_units(&g), 2);
+        brisk_gemm_pack_b(&g, packed, -5, 100);
+        brisk_gemm_pack_b(&g, packed, 2, 1);
+        free(packed);
+    }
+}
+
 static void test_isa_names(void **state)
 {
     (void)state;
@@ -511,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_bf16_every_path_and_split_is_vdpbf16ps),
         cmocka_unit_test(test_bf16_rounding),
         cmocka_unit_test(test_vdpbf16ps_is_the_model),
+        cmocka_unit_test(test_pack_b_bad_arguments),
         cmocka_unit_test(test_bf16_subnormal_start),
         cmocka_unit_test(test_split_covers_once),
         cmocka_unit_test(test_agrees_with_openblas),
