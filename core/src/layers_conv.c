@@ -72,8 +72,8 @@ typedef struct conv_geom {
      * transposed), dwt (dW transposed). Stride 1: xrows (OH x K pointers to the input rows
      * each output row reads), drows (H x KB pointers to the padded dy rows each input row's
      * gradient reads), dyp (dy zero-padded), wr (the weights as (Cin, Cout K K)). Stride > 1:
-     * col (an unrolled block), dxpad, tmp. */
-    size_t xpad, dyt, dwt, xrows, drows, dyp, wr, col, dxpad, tmp;
+     * col (an unrolled block, or a block of dx's unrolled product), dxpad. */
+    size_t xpad, dyt, dwt, xrows, drows, dyp, wr, col, dxpad;
     /* Winograd (wino: 3x3, stride 1, padding 1, even H and W, Cin >= WINO_MIN_CI): the output
      * in 2x2 tiles, TH x TW of them, and units of one tile by up to WINO_NB samples (SB
      * sample blocks a tile). Offsets: wu, wut (the transformed weights as (16, Cout, Cin) and,
@@ -169,8 +169,6 @@ static conv_geom conv_geometry(const brisk_layer *l, int ld)
         at = brisk__align_up(at + (size_t)g.rows * per_row);
         g.dxpad = at;
         at = brisk__align_up(at + (size_t)g.ci * g.plane);
-        g.tmp = at;
-        at = brisk__align_up(at + (size_t)g.ci * row);
     }
     g.total = at;
     return g;
@@ -719,36 +717,51 @@ static BRISK_MULTIVERSION void conv_dw_dot(const conv_geom *g, const float *dy, 
     }
 }
 
-/* Stride > 1: dx_pad[:, oh s + kh, kw + s ow] += W[:, :, kh, kw]^T dy[:, oh, :] in (oh, kh, kw)
- * order, each thread its own input channels (rows of every product), so the overlapping
- * additions never race and keep their order; then the interior is dx. */
-static void conv_dx_strided(const conv_geom *g, const brisk_backward_args *a, const float *W,
-                            long long cr0, long long cr1)
+/* Stride > 1, by blocks of output rows: dcol (Cin K K, R OW ld) = W^T dy, one product whose
+ * tiles the team claims (into col); then dx_pad[c, oh s + kh, ow s + kw] += dcol[(c, kh, kw),
+ * (oh, ow)] in (oh, kh, kw) order, the team claiming input channels, so that the overlapping
+ * additions never race and keep one order for any team; then the interior is dx. */
+static void conv_dx_strided(const conv_geom *g, const brisk_backward_args *a, const float *W)
 {
     const int ld = a->ld, N = g->OW * ld;
     const size_t ystride = (size_t)g->OH * (size_t)N;
-    float *dxpad = (float *)a->scratch + g->dxpad, *tmp = (float *)a->scratch + g->tmp;
-    for (long long c = cr0; c < cr1; c++)
+    float *dxpad = (float *)a->scratch + g->dxpad, *col = (float *)a->scratch + g->col;
+    const int tiles = brisk__tiles(a->team);
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, g->ci, 1);
+    for (long long c, c1; brisk_share_next(&sh, &c, &c1);)
         memset(dxpad + (size_t)c * g->plane, 0, g->plane * sizeof(float));
-    for (int oh = 0; oh < g->OH; oh++)
-        for (int kh = 0; kh < g->k; kh++)
-            for (int kw = 0; kw < g->k; kw++) {
-                const brisk_gemm_args gm = {
-                    .M = g->ci, .N = N, .K = g->co, .A = W + kh * g->k + kw, .a_rs = g->kk,
-                    .a_ks = (ptrdiff_t)g->ci * g->kk, .B = a->dy + (size_t)oh * N,
-                    .ldb = (ptrdiff_t)ystride, .C = tmp, .ldc = N, .init = BRISK_GEMM_ZERO,
-                    .precision = a->precision};
-                brisk_gemm_block(&gm, (int)cr0, (int)cr1, 0, N);
-                for (long long c = cr0; c < cr1; c++)
-                    for (int ow = 0; ow < g->OW; ow++) {
+    for (int oh0 = 0; oh0 < g->OH; oh0 += g->rows) {
+        const int R = g->OH - oh0 < g->rows ? g->OH - oh0 : g->rows;
+        const brisk_gemm_args gm = {
+            .M = g->K, .N = R * N, .K = g->co, .A = W, .a_rs = 1, .a_ks = g->K,
+            .B = a->dy + (size_t)oh0 * N, .ldb = (ptrdiff_t)ystride, .C = col, .ldc = R * N,
+            .init = BRISK_GEMM_ZERO, .precision = a->precision};
+        brisk_team_barrier(a->team); /* dxpad zeroed, or the last block's col added */
+        brisk_share_begin(&sh, a->team, tiles, 1);
+        for (long long t, t1; brisk_share_next(&sh, &t, &t1);) {
+            int m0, m1, n0, n1;
+            brisk_gemm_split(g->K, R * N, (int)t, tiles, &m0, &m1, &n0, &n1);
+            brisk_gemm_block(&gm, m0, m1, n0, n1);
+        }
+        brisk_team_barrier(a->team);
+        brisk_share_begin(&sh, a->team, g->ci, 1);
+        for (long long c, c1; brisk_share_next(&sh, &c, &c1);)
+            for (int r = 0; r < R; r++)
+                for (int kh = 0; kh < g->k; kh++)
+                    for (int kw = 0; kw < g->k; kw++) {
+                        const float *t = col + ((size_t)c * g->kk + (size_t)(kh * g->k + kw)) *
+                                                   (size_t)R * N + (size_t)r * N;
                         float *d = dxpad + (size_t)c * g->plane +
-                                   (size_t)(oh * g->s + kh) * g->rs + (size_t)(ow * g->s + kw) * ld;
-                        const float *t = tmp + ((size_t)c * g->OW + ow) * ld;
-                        for (int i = 0; i < ld; i++)
-                            d[i] += t[i];
+                                   (size_t)((oh0 + r) * g->s + kh) * g->rs + (size_t)kw * ld;
+                        for (int ow = 0; ow < g->OW; ow++)
+                            for (int i = 0; i < ld; i++)
+                                d[(size_t)ow * g->s * ld + i] += t[(size_t)ow * ld + i];
                     }
-            }
-    for (long long c = cr0; c < cr1; c++) {
+    }
+    brisk_team_barrier(a->team);
+    brisk_share_begin(&sh, a->team, g->ci, 1);
+    for (long long c, c1; brisk_share_next(&sh, &c, &c1);) {
         for (int h = 0; h < g->H; h++)
             for (int w = 0; w < g->W; w++)
                 memcpy(a->dx + (((size_t)c * g->H + h) * g->W + w) * ld,
@@ -940,9 +953,7 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
     if (!a->dx)
         return;
     if (!direct_dx) {
-        brisk_share_begin(&sh, a->team, g.ci, 1);
-        for (long long cr0, cr1; brisk_share_next(&sh, &cr0, &cr1);)
-            conv_dx_strided(&g, a, W, cr0, cr1);
+        conv_dx_strided(&g, a, W);
         return;
     }
     /* dx: one product per input row, every row's product of a tile by the claiming thread. */
