@@ -349,9 +349,10 @@ static int print_summary(brisk_run *r)
     fputs(buf, stdout);
     const brisk_run_config *c = brisk_run_get_config(r);
     if (mem) {
-        printf("memory: about %.0f MiB with %d threads, batch %d, micro-batch %d",
-               (double)mem / (1 << 20), c->threads > 0 ? c->threads : brisk_cpu_count(),
-               c->batch, c->micro_batch < c->batch ? c->micro_batch : c->batch);
+        const int threads = c->threads > 0 ? c->threads : brisk_cpu_count();
+        printf("memory: about %.0f MiB with %d thread%s, batch %d, micro-batch %d",
+               (double)mem / (1 << 20), threads, threads == 1 ? "" : "s", c->batch,
+               c->micro_batch < c->batch ? c->micro_batch : c->batch);
         if (c->accumulate > 1)
             printf("; a step: %d passes of %d samples (accumulated), %d in all", c->accumulate,
                    c->batch, c->accumulate * c->batch);
@@ -369,6 +370,13 @@ static int print_summary(brisk_run *r)
     if (c->cutmix > 0)
         printf("cutmix: alpha %g (a box of each training sample's partner pasted into it)\n",
                c->cutmix);
+    if (c->label_smoothing > 0)
+        printf("label smoothing: %g (the cross-entropy's target: %g on the label, %g spread "
+               "over every class)\n", c->label_smoothing, 1 - c->label_smoothing,
+               c->label_smoothing);
+    if (c->ema > 0)
+        printf("moving average of the weights: decay %g (validated every epoch, used by "
+               "--eval, --predict and the best checkpoint)\n", c->ema);
     return 0;
 }
 
@@ -387,13 +395,17 @@ static void print_start(brisk_run *r)
     if (brisk_comm_size(brisk_trainer_get_config(t)->comm) > 1)
         snprintf(procs, sizeof procs, "%d processes x ",
                  brisk_comm_size(brisk_trainer_get_config(t)->comm));
+    const int threads = brisk_trainer_threads(t);
+    const char *bf16 = strcmp(g->precision, "bf16") ? ""
+                       : strcmp(brisk_gemm_isa(), "avx512bf16")
+                           ? ", bfloat16 operands (emulated: fp32 fmas)"
+                           : ", bfloat16 operands (products on vdpbf16ps)";
     printf("brisk-train: model %s (%zu parameters)%s, %s lr %g%s, batch %d (micro-batch %d), "
-           "%s%d threads; data %s: %lld train, %lld validation, %lld test samples; %s "
+           "%s%d thread%s; data %s: %lld train, %lld validation, %lld test samples; %s "
            "kernels%s\n", g->model, brisk_model_num_params(brisk_trainer_model(t)), act,
-           g->optimizer, g->lr, wd, g->batch, brisk_trainer_micro_batch(t), procs,
-           brisk_trainer_threads(t), d.source, (long long)d.n_train, (long long)d.n_val,
-           (long long)d.n_test, brisk_gemm_isa(),
-           strcmp(g->precision, "bf16") ? "" : ", bfloat16 operands (emulated: fp32 fmas)");
+           g->optimizer, g->lr, wd, g->batch, brisk_trainer_micro_batch(t), procs, threads,
+           threads == 1 ? "" : "s", d.source, (long long)d.n_train, (long long)d.n_val,
+           (long long)d.n_test, brisk_gemm_isa(), bf16);
     brisk_trainer_describe_plan(t, g->batch, plan, sizeof plan);
     printf("brisk-train: each batch: %s\n", plan);
     const brisk_checkpoint *ck = brisk_run_resumed(r);

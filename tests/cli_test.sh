@@ -109,6 +109,36 @@ cnn-recipe)
     run --data synthetic --model cnn --synthetic-n 64 --synthetic-test-n 16 --logdir none --checkpoint-dir none
     expect_status 0
     expect_in "$out" "epoch 15/15"
+    # The resnet preset's recipe: AdamW with weight decay 0.05 at 3e-3, batch 256 in
+    # micro-batches of 128, crop:2,flip,erase:0.25, a moving average, label smoothing 0.1;
+    # each part yields to its own flag; on a small data set its warmup takes a tenth of the
+    # steps (here 0: 1 step an epoch), the same run as --warmup 0 gives.
+    res="--data synthetic --model resnet --synthetic-n 40 --synthetic-test-n 8 --logdir none --checkpoint-dir none --threads 1"
+    run $res --epochs 1 --summary
+    expect_status 0
+    expect_in "$out" "with 1 thread, batch 256, micro-batch 128"
+    expect_in "$out" "augmentation: crop:2,flip,erase:0.25"
+    expect_in "$out" "label smoothing: 0.1"
+    expect_in "$out" "moving average of the weights: decay 0.995"
+    run $res --epochs 1 --json
+    expect_status 0
+    strip_times "$out" >"$tmp/resnet.txt"
+    grep -q '"ema_val_loss"' "$tmp/resnet.txt" || fail "resnet: no moving average"
+    run $res --epochs 1 --json --optimizer adamw --weight-decay 0.05 --lr 3e-3 --warmup 0 \
+        --batch 256 --micro-batch 128 --augment crop:2,flip,erase:0.25 --ema 0.995 \
+        --label-smoothing 0.1
+    expect_status 0
+    strip_times "$out" | diff "$tmp/resnet.txt" - >/dev/null || fail "resnet: the recipe is not its flags"
+    for flag in "--label-smoothing 0" "--augment none" "--lr 1e-3" "--micro-batch 64"; do
+        # shellcheck disable=SC2086
+        run $res --epochs 1 --json $flag
+        expect_status 0
+        strip_times "$out" | diff "$tmp/resnet.txt" - >/dev/null && fail "resnet: $flag changed nothing"
+    done
+    run $res --epochs 1 --ema 0 --batch 64
+    expect_status 0
+    expect_in "$out" "batch 64 (micro-batch 64)"
+    grep -q "ema loss" "$out" && fail "resnet: --ema 0 kept a moving average"
     # The shorthand MLP keeps plain Adam and 10 epochs.
     run $syn
     expect_status 0
@@ -269,6 +299,17 @@ precision)
         strip_times "$tmp/p-$net.txt" | sed 's/, "gemm_kernel": "[a-z0-9]*"//' | diff - "$tmp/portable.txt" >/dev/null || fail "$net: --kernel portable differs"
         grep -q '"gemm_kernel": "portable"' "$out" || fail "$net: --kernel portable did not run the portable kernels"
     done
+    # The first line says how the bf16 products run: emulated by fp32 fmas on a kernel
+    # without vdpbf16ps, on vdpbf16ps where the CPU has it.
+    quick="--data synthetic --model 32-16-4 --synthetic-n 200 --synthetic-test-n 50 --epochs 1 --precision bf16 --logdir none"
+    run $quick --kernel portable
+    expect_status 0
+    expect_in "$out" "portable kernels, bfloat16 operands (emulated: fp32 fmas)"
+    run $quick
+    expect_status 0
+    if grep -q "avx512bf16 kernels" "$out"; then
+        expect_in "$out" "avx512bf16 kernels, bfloat16 operands (products on vdpbf16ps)"
+    fi
     run --data synthetic --kernel sse9 --logdir none
     expect_status 2
     expect_in "$err" "'sse9' is not a kernel (avx512bf16, avx512, avx2 or portable)"

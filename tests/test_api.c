@@ -144,6 +144,18 @@ static void test_bad_model_lines(void **state)
     assert_int_equal(brisk_model_preset_recipe("cnn", &r), BRISK_OK);
     assert_int_equal(r.optimizer, BRISK_OPTIM_ADAMW);
     assert_true(r.weight_decay == 0.05 && r.epochs == 15 && r.lr == 0 && !r.decay_matrices_only);
+    assert_int_equal(brisk_model_preset_recipe("resnet", &r), BRISK_OK);
+    assert_true(r.optimizer == BRISK_OPTIM_ADAMW && r.weight_decay == 0.05 && r.epochs == 20 &&
+                r.lr == 3e-3 && r.warmup == 200 && r.batch == 256 && r.micro_batch == 128 &&
+                !strcmp(r.augment, "crop:2,flip,erase:0.25") && r.ema == 0.995 &&
+                r.label_smoothing == 0.1 && !r.decay_matrices_only);
+    brisk_model_config rc = {0};
+    assert_int_equal(brisk_model_config_set(&rc, "resnet", brisk_shape_img(1, 28, 28)), BRISK_OK);
+    assert_non_null(strstr(rc.spec, "conv:192:3:s2:pad1,batchnorm,relu"));
+    brisk_model *rm = NULL;
+    assert_int_equal(brisk_model_create(&rc, &rm), BRISK_OK);
+    assert_int_equal(brisk_model_num_params(rm), 1093882);
+    brisk_model_destroy(rm);
     assert_int_equal(brisk_model_preset_recipe("gpt:2:64:4", &r), BRISK_OK);
     assert_true(r.optimizer == BRISK_OPTIM_ADAMW && r.decay_matrices_only && r.warmup == 100 &&
                 r.clip_norm == 1.0 && r.beta2 == 0.99);

@@ -42,6 +42,17 @@ struct brisk_model {
 
 static const char cnn_preset[] = "conv:32:3:pad1,relu,maxpool:2,conv:64:3:pad1,relu,maxpool:2,"
                                  "flatten,dense:128,relu,dropout:0.3,dense:10";
+/* A stem, then three stages, each a stride-2 convolution that halves the image and doubles
+ * the channels and one residual block of two convolutions; batchnorm after every
+ * convolution, global average pooling before the classifier. */
+static const char resnet_preset[] =
+    "conv:24:3:pad1,batchnorm,relu,"
+    "conv:48:3:s2:pad1,batchnorm,relu,conv:48:3:pad1,batchnorm,relu,conv:48:3:pad1,batchnorm,"
+    "res:5,relu,"
+    "conv:96:3:s2:pad1,batchnorm,relu,conv:96:3:pad1,batchnorm,relu,conv:96:3:pad1,batchnorm,"
+    "res:5,relu,"
+    "conv:192:3:s2:pad1,batchnorm,relu,conv:192:3:pad1,batchnorm,relu,conv:192:3:pad1,"
+    "batchnorm,res:5,relu,gap,flatten,dense:10";
 
 int brisk_model_preset_recipe(const char *spec, brisk_preset_recipe *out)
 {
@@ -56,9 +67,17 @@ int brisk_model_preset_recipe(const char *spec, brisk_preset_recipe *out)
                                      .decay_matrices_only = 1};
         return BRISK_OK;
     }
+    if (!strcmp(spec, "resnet")) {
+        *out = (brisk_preset_recipe){.optimizer = BRISK_OPTIM_ADAMW, .weight_decay = 0.05,
+                                     .epochs = 20, .lr = 3e-3, .warmup = 200, .batch = 256,
+                                     .micro_batch = 128, .augment = "crop:2,flip,erase:0.25",
+                                     .ema = 0.995, .label_smoothing = 0.1};
+        return BRISK_OK;
+    }
     if (strcmp(spec, "cnn"))
         return brisk_error_set(BRISK_EINVAL, "preset recipe: '%s' is not a preset with a "
-                               "recipe (there are recipes for 'cnn' and 'gpt')", spec);
+                               "recipe (there are recipes for 'cnn', 'resnet' and 'gpt')",
+                               spec);
     *out = (brisk_preset_recipe){.optimizer = BRISK_OPTIM_ADAMW, .weight_decay = 0.05,
                                  .epochs = 15};
     return BRISK_OK;
@@ -218,6 +237,8 @@ int brisk_model_config_set(brisk_model_config *cfg, const char *spec, brisk_shap
     }
     if (!strcmp(spec, "cnn"))
         spec = cnn_preset;
+    else if (!strcmp(spec, "resnet"))
+        spec = resnet_preset;
     if (!strncmp(spec, "gpt", 3) && (!spec[3] || spec[3] == ':'))
         return brisk_error_set(BRISK_EINVAL, "model: the gpt preset is sized by its data (the "
                                "vocabulary, the sequence length): build it with "

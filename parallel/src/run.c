@@ -36,6 +36,7 @@ struct brisk_run {
     char *ck_path;
     brisk_lock *locks[2];
     int log_enabled;
+    int recipe_warmup;          /* a new run's warmup is its preset's */
     /* The data (brisk_run_load). */
     int data_ready;
     brisk_dataset own_train, own_test;
@@ -184,8 +185,20 @@ static int new_settings(brisk_run *r, const brisk_run_options *o)
             r->cfg.beta2 = recipe.beta2;
         if (recipe.clip_norm > 0 && !given(o, "clip-norm"))
             r->cfg.clip_norm = recipe.clip_norm;
-        if (recipe.warmup > 0 && !given(o, "warmup"))
+        if (recipe.warmup > 0 && !given(o, "warmup")) {
             r->cfg.warmup = recipe.warmup;
+            r->recipe_warmup = 1;
+        }
+        if (recipe.batch > 0 && !given(o, "batch"))
+            r->cfg.batch = recipe.batch;
+        if (recipe.micro_batch > 0 && !given(o, "micro-batch"))
+            r->cfg.micro_batch = recipe.micro_batch;
+        if (recipe.augment[0] && !given(o, "augment"))
+            snprintf(r->cfg.augment, sizeof r->cfg.augment, "%s", recipe.augment);
+        if (recipe.ema > 0 && !given(o, "ema"))
+            r->cfg.ema = recipe.ema;
+        if (recipe.label_smoothing > 0 && !given(o, "label-smoothing"))
+            r->cfg.label_smoothing = recipe.label_smoothing;
         if (recipe.decay_matrices_only && !given(o, "decay"))
             snprintf(r->cfg.decay, sizeof r->cfg.decay, "matrices");
         if (!given(o, "optimizer"))
@@ -810,6 +823,11 @@ static int prepare(brisk_run *r, const brisk_dataset *train, const brisk_dataset
                                "divides %d", r->cfg.batch, r->cfg.micro_batch,
                                r->cfg.accumulate, step_batch(&r->cfg), r->cfg.batch);
     r->steps_per_epoch = (r->n_train + step_batch(&r->cfg) - 1) / step_batch(&r->cfg);
+    /* A preset's warmup is sized for the data it was made for: on fewer steps it takes a
+     * tenth of them at most (and the settings saved say so). */
+    const long long steps = (long long)r->cfg.epochs * r->steps_per_epoch;
+    if (r->recipe_warmup && r->cfg.warmup > steps / 10)
+        r->cfg.warmup = steps / 10;
     if ((err = trainer_config(r)) < 0)
         return err;
     /* The test labels must fit the model's outputs too: said now, not after training. */
