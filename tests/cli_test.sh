@@ -139,6 +139,11 @@ cnn-recipe)
     expect_status 0
     expect_in "$out" "batch 64 (micro-batch 64)"
     grep -q "ema loss" "$out" && fail "resnet: --ema 0 kept a moving average"
+    # So does the gpt preset's (100 steps) on a text of a few windows (it failed before).
+    for i in 1 2 3 4 5 6 7 8; do echo "a short text for a short run, line $i"; done >"$tmp/short.txt"
+    run --model gpt:1:32:2 --seq-len 16 --data "$tmp/short.txt" --epochs 1 --samples 0 --logdir none
+    expect_status 0
+    expect_in "$out" "epoch 1/1"
     # The shorthand MLP keeps plain Adam and 10 epochs.
     run $syn
     expect_status 0
