@@ -283,6 +283,24 @@ static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, ui
                         fail();
                     }
             }
+            /* A thread short of memory for its panels (the emulation on small panels), and B
+             * only packed (as a dense layer's weight gradient packs it from x's transpose):
+             * the values come out of the packed words. */
+            const float *b_was = g.B, *const *rows_were = g.b_rows;
+            g.B = NULL;
+            g.b_rows = NULL;
+            brisk__gemm_set_packing(0);
+            memcpy(got, C0, sizeof(float) * (size_t)(M ? M : 1) * (size_t)ldc);
+            brisk_gemm(&g, 0, 1);
+            brisk__gemm_set_packing(1);
+            for (int m = 0; m < M; m++)
+                if (memcmp(&got[m * ldc], &want[m * ldc], sizeof(float) * (size_t)N)) {
+                    print_error("%s, B only packed, no panels, M %d N %d K %d: row %d "
+                                "differs\n", isas[i], M, N, K, m);
+                    fail();
+                }
+            g.B = b_was;
+            g.b_rows = rows_were;
             g.b_packed = NULL;
             memcpy(B, saved, sizeof(float) * (size_t)(K ? K : 1) * (size_t)ldb);
             free(saved);
@@ -520,6 +538,118 @@ static void test_pack_b_bad_arguments(void **state)
     }
 }
 
+/* Odd bit patterns among normal values: zeros of both signs, subnormals, infinities, a NaN,
+ * and values halfway between two bf16 values (ties to even either way). */
+static void sprinkle(float *p, size_t n)
+{
+    const uint32_t odd[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x807FFFFFu, 0x7F800000u,
+                            0xFF800000u, 0x7FC12345u, 0x3F808000u, 0x3F818000u, 0xBF7F8000u};
+    for (size_t i = 0; i < n; i += 7)
+        memcpy(&p[i], &odd[i / 7 % (sizeof odd / sizeof *odd)], sizeof *p);
+}
+
+/* brisk__gemm_pack_bt gives brisk_gemm_pack_b's words from B's transpose, for any split of
+ * the units: odd K (the +0 pad), N not a multiple of 16, ranges not multiples of 16. */
+static void test_pack_bt_is_pack_b(void **state)
+{
+    (void)state;
+    const int shapes[][2] = {{1, 1}, {2, 16}, {31, 17}, {32, 33}, {33, 64}, {64, 1}, {257, 50},
+                             {100, 130}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const int K = shapes[s][0], N = shapes[s][1], ldbt = K + 3;
+        float *B = malloc(sizeof(float) * (size_t)K * N);
+        float *bt = malloc(sizeof(float) * (size_t)N * ldbt);
+        assert_true(B && bt);
+        fill(B, (size_t)K * N, 40 + (uint32_t)s);
+        sprinkle(B, (size_t)K * N);
+        for (int k = 0; k < K; k++)
+            for (int c = 0; c < N; c++)
+                bt[(size_t)c * ldbt + k] = B[(size_t)k * N + c];
+        for (int c = 0; c < N; c++) /* padding past K in each row of bt: never read */
+            for (int k = K; k < ldbt; k++)
+                bt[(size_t)c * ldbt + k] = NAN;
+        const brisk_gemm_args g = {.M = 1, .N = N, .K = K, .B = B, .ldb = N,
+                                   .precision = BRISK_GEMM_BF16};
+        const size_t floats = brisk_gemm_pack_b_floats(&g);
+        if (!floats) {
+            print_message("skipped: this CPU's products do not pack B (no AVX512-BF16)\n");
+            free(B);
+            free(bt);
+            return;
+        }
+        const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+        float *want = aligned_alloc(64, bytes), *got = aligned_alloc(64, bytes);
+        assert_true(want && got);
+        memset(want, 0xAB, bytes);
+        brisk_gemm_pack_b(&g, want, 0, brisk_gemm_pack_b_units(&g));
+        const int units = brisk_gemm_pack_b_units(&g), steps[] = {1, 3, 16, 17, 1000};
+        for (size_t st = 0; st < sizeof steps / sizeof *steps; st++) {
+            memset(got, 0xAB, bytes);
+            brisk_gemm_args gt = g;
+            gt.B = NULL;
+            for (int u = 0; u < units; u += steps[st])
+                brisk__gemm_pack_bt(&gt, bt, (size_t)ldbt, got, u, u + steps[st]);
+            /* Every word of every packed row up to N rounded to 16 (zeros past N). */
+            const int ld = (int)(floats / (size_t)units), cols = (N + 15) / 16 * 16;
+            for (int u = 0; u < units; u++)
+                if (memcmp(want + (size_t)u * ld, got + (size_t)u * ld,
+                           (size_t)cols * sizeof(float))) {
+                    print_error("K %d, N %d, units %d at a time: packed row %d differs\n", K, N,
+                                steps[st], u);
+                    fail();
+                }
+        }
+        free(want);
+        free(got);
+        free(B);
+        free(bt);
+    }
+}
+
+/* brisk__row_sums adds each row in column order, as the scalar loop does: the same bits for
+ * any n and row range, -0 rows and NaNs included. */
+static void test_row_sums_order(void **state)
+{
+    (void)state;
+    const int ns[] = {1, 2, 15, 16, 17, 100, 256};
+    const int R = 53, ld = 260;
+    float *x = malloc(sizeof(float) * R * ld), *a = malloc(sizeof(float) * R);
+    float *b = malloc(sizeof(float) * R);
+    assert_true(x && a && b);
+    fill(x, (size_t)R * ld, 60);
+    for (int i = 0; i < R * ld; i++) /* large and small terms: the order shows in the bits */
+        x[i] *= i % 3 ? 1.0f : 1e6f;
+    sprinkle(x + 10 * ld, (size_t)ld);
+    for (int k = 0; k < ld; k++) {
+        x[3 * ld + k] = -0.0f;                 /* -0 + -0 + ... = -0 */
+        x[4 * ld + k] = k % 2 ? -0.0f : 0.0f;  /* +0 first: +0 */
+    }
+    for (size_t t = 0; t < sizeof ns / sizeof *ns; t++)
+        for (int j0 = 0; j0 < 3; j0++) {
+            memset(a, 0x5A, sizeof(float) * R);
+            memset(b, 0x5A, sizeof(float) * R);
+            brisk__row_sums(x, (size_t)ld, ns[t], j0, R, a);
+            brisk__row_sums_scalar(x, (size_t)ld, ns[t], j0, R, b);
+            for (int j = 0; j < R; j++) /* the same bits, or both NaN: which NaN an x86 add
+                                         * returns depends on its operands' order */
+                if (memcmp(&a[j], &b[j], sizeof *a) && !(isnan(a[j]) && isnan(b[j]))) {
+                    print_error("n %d, rows from %d: row %d sums to %a, not %a\n", ns[t], j0,
+                                j, (double)a[j], (double)b[j]);
+                    fail();
+                }
+        }
+    brisk__row_sums(x, (size_t)ld, 256, 0, R, a);
+    assert_true(signbit(a[3]) && a[3] == 0.0f);
+    assert_true(!signbit(a[4]) && a[4] == 0.0f);
+    float s = x[0];
+    for (int k = 1; k < 256; k++)
+        s += x[k];
+    assert_memory_equal(&s, &a[0], sizeof s);
+    free(x);
+    free(a);
+    free(b);
+}
+
 static void test_isa_names(void **state)
 {
     (void)state;
@@ -540,6 +670,8 @@ int main(void)
         cmocka_unit_test(test_bf16_rounding),
         cmocka_unit_test(test_vdpbf16ps_is_the_model),
         cmocka_unit_test(test_pack_b_bad_arguments),
+        cmocka_unit_test(test_pack_bt_is_pack_b),
+        cmocka_unit_test(test_row_sums_order),
         cmocka_unit_test(test_bf16_subnormal_start),
         cmocka_unit_test(test_split_covers_once),
         cmocka_unit_test(test_agrees_with_openblas),

@@ -65,9 +65,8 @@ static inline void brisk__team_pack_b(brisk_gemm_args *g, const brisk_team *team
     g->b_packed = buf;
 }
 
-/* out[j] = x[j][0] + x[j][1] + ... + x[j][n - 1], added in that order (rows ld apart), for j in
- * [j0, j1); n >= 1. Eight rows at a time, so that the chains overlap. */
-void brisk__row_sums(const float *x, size_t ld, int n, long long j0, long long j1, float *out);
+/* brisk__row_sums, brisk__gemm_pack_bt. */
+#include "brisk/gemm_test.h"
 
 /* dst[c * ldd + r] = src[r * lds + c] for r in [r0, r1), c in [c0, c1): a transposed copy of
  * a block (data movement only: every code path gives the same result). */

@@ -547,6 +547,8 @@ static float *thread_buffer_get(thread_buffer *b, void (*make)(void))
 
 #define THREAD_BYTES(floats) (((floats) * sizeof(float) + 63) / 64 * 64)
 
+static int packing_off; /* brisk__gemm_set_packing */
+
 static thread_buffer bf16_buf = {.once = PTHREAD_ONCE_INIT,
                                  .bytes = THREAD_BYTES(KC * (PACK_MB + PACK_LD(PACK_NB)))};
 
@@ -558,10 +560,8 @@ static void bf16_buf_key(void)
 /* The calling thread's panels for the bf16 products. */
 static float *pack_buffer(void)
 {
-    return thread_buffer_get(&bf16_buf, bf16_buf_key);
+    return packing_off ? NULL : thread_buffer_get(&bf16_buf, bf16_buf_key);
 }
-
-static int packing_off;
 
 void brisk__gemm_set_packing(int on)
 {
@@ -584,6 +584,24 @@ static float *b_panel(void)
 }
 #endif
 
+/* Row stride of B packed whole (brisk_gemm_pack_b): N rounded up to an odd number of 16-word
+ * lines, so that rows are not a power of two apart. */
+static inline int packed_ld(int N)
+{
+    const int ld = (N + 15) / 16 * 16;
+    return ld / 16 % 2 ? ld : ld + 16;
+}
+
+/* Row k, columns [n, n + cols) of a B that exists only packed (brisk__gemm_pack_bt): its
+ * values, rounded already, out of the pair words (k even in the high half). */
+static void unpack_row(float *dst, const float *packed, int N, int k, int n, int cols)
+{
+    const uint32_t *w = (const uint32_t *)(const void *)packed + (size_t)(k / 2) * packed_ld(N);
+    uint32_t *d = (uint32_t *)(void *)dst;
+    for (int j = 0; j < cols; j++)
+        d[j] = k % 2 ? w[n + j] << 16 : w[n + j] & 0xFFFF0000u;
+}
+
 static void bf16_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
                        block_fn inner, const bf16_panels *pp)
 {
@@ -601,6 +619,10 @@ static void bf16_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
             for (int n = n0; n < n1; n += pp->nb) {
                 const int cols = n1 - n < pp->nb ? n1 - n : pp->nb;
                 for (int k = 0; k < kc; k++) {
+                    if (!g->B && !g->b_rows) { /* a thread short of memory: B only packed */
+                        unpack_row(pb + (size_t)k * ldp, g->b_packed, g->N, k0 + k, n, cols);
+                        continue;
+                    }
                     const float *src =
                         g->b_rows ? g->b_rows[k0 + k] : g->B + (ptrdiff_t)(k0 + k) * g->ldb;
                     round_row(pb + (size_t)k * ldp, src + n, 1, cols);
@@ -636,6 +658,7 @@ static void bf16_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
 #define NEG_ZERO 0x80000000u
 #define PREFETCH_ROWS 4  /* rows of A ahead */
 #define PREFETCH_PAIRS 2 /* pairs of rows of B ahead */
+#define PREFETCH_COLS 8  /* pairs of columns of A ahead */
 
 /* bf16_bits for 16 floats at once: the rounded value in each word's high half, zeros below. */
 INLINEBF16 __m512i bf16_bits16(__m512i u)
@@ -650,14 +673,6 @@ INLINEBF16 __m512i bf16_bits16(__m512i u)
         r, nan, _mm512_and_si512(_mm512_or_si512(u, _mm512_set1_epi32(0x00400000)), high));
     const __mmask16 small = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7F800000));
     return _mm512_mask_mov_epi32(r, small, _mm512_and_si512(u, _mm512_set1_epi32((int)NEG_ZERO)));
-}
-
-/* Row stride of B packed whole (brisk_gemm_pack_b): N rounded up to an odd number of 16-word
- * lines, so that rows are not a power of two apart. */
-static inline int packed_ld(int N)
-{
-    const int ld = (N + 15) / 16 * 16;
-    return ld / 16 % 2 ? ld : ld + 16;
 }
 
 /* B's rows [k0, k0 + kc) and columns [n, n + cols) as kc2 rows of pair words, ldp apart. */
@@ -710,6 +725,13 @@ TBF16 static void pack_a_pairs(const brisk_gemm_args *g, int m, int rows, int k0
         for (int p = 0; 2 * p < kc; p++) {
             const float *c0 = g->A + m + (ptrdiff_t)(k0 + 2 * p) * g->a_ks;
             const float *c1 = 2 * p + 1 < kc ? c0 + g->a_ks : NULL;
+            /* Columns apart by a row of A: the pairs ahead are fetched (a panel that
+             * block_dpbf16 fetched ahead is in the cache already). */
+            for (int q = 2 * p + 2 * PREFETCH_COLS; q < 2 * p + 2 * PREFETCH_COLS + 2 && q < kc;
+                 q++)
+                for (int r = 0; r < rows; r += 16)
+                    _mm_prefetch((const char *)(g->A + m + (ptrdiff_t)(k0 + q) * g->a_ks + r),
+                                 _MM_HINT_T0);
             for (int r = 0; r < rows; r += 16) {
                 const __mmask16 mask = rows - r >= 16 ? (__mmask16)0xFFFF
                                                       : (__mmask16)((1u << (rows - r)) - 1);
@@ -794,6 +816,50 @@ typedef void (*micro_bf16_fn)(const brisk_gemm_args *, __mmask16, int, int, int,
 static const micro_bf16_fn micro_bf16_table[MR][4] = {MBF_REF(1), MBF_REF(2), MBF_REF(3),
                                                       MBF_REF(4), MBF_REF(5), MBF_REF(6)};
 
+/* The A panel that block_dpbf16 packs next: rows [m, m + rows), k in [k0, k0 + kc). */
+typedef struct a_panel {
+    int m, rows, k0, kc, lpr; /* lpr: cache lines of a source row (or column) */
+} a_panel;
+
+/* Sets *nx to the panel after (np, k0, mc) in block_dpbf16's order; 0 when there is none or
+ * A is read element by element (strided k), where nothing is fetched ahead. */
+static int next_a_panel(const brisk_gemm_args *g, int m0, int m1, int n1, int np, int k0,
+                        int mc, a_panel *nx)
+{
+    if (g->a_ks != 1 && !(g->a_rs == 1 && !g->a_rows))
+        return 0;
+    if (mc + PACK_MB < m1)
+        nx->m = mc + PACK_MB, nx->k0 = k0;
+    else if (k0 + KC < g->K)
+        nx->m = m0, nx->k0 = k0 + KC;
+    else if (np + PACK_NB < n1)
+        nx->m = m0, nx->k0 = 0;
+    else
+        return 0;
+    nx->rows = m1 - nx->m < PACK_MB ? m1 - nx->m : PACK_MB;
+    nx->kc = g->K - nx->k0 < KC ? g->K - nx->k0 : KC;
+    nx->lpr = g->a_ks == 1 ? (nx->kc + 15) / 16 : (nx->rows + 15) / 16;
+    return nx->kc > 0;
+}
+
+/* Fetches slice i of `slices` of the next panel's source lines into the cache while the
+ * kernel works on this one: read straight from memory by the packing, they would stall it
+ * (A's columns are 4 KiB apart or more, where the hardware fetches nothing ahead). */
+static inline void prefetch_a_slice(const brisk_gemm_args *g, const a_panel *nx, int i,
+                                    int slices)
+{
+    const int outer = g->a_ks == 1 ? nx->rows : nx->kc;
+    const long long lines = (long long)outer * nx->lpr;
+    for (long long l = lines * i / slices, e = lines * (i + 1) / slices; l < e; l++) {
+        const int o = (int)(l / nx->lpr), j = (int)(l % nx->lpr);
+        const float *p =
+            g->a_ks == 1 ? (g->a_rows ? g->a_rows[nx->m + o] : g->A + (ptrdiff_t)(nx->m + o) *
+                                                                   g->a_rs) + nx->k0 + 16 * j
+                         : g->A + nx->m + (ptrdiff_t)(nx->k0 + o) * g->a_ks + 16 * j;
+        _mm_prefetch((const char *)p, _MM_HINT_T1);
+    }
+}
+
 /* The block [m0, m1) x [n0, n1) of a BRISK_GEMM_BF16 product on vdpbf16ps, with panels from
  * buf (the thread's bf16 buffer). */
 TBF16 static void block_dpbf16(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
@@ -815,11 +881,17 @@ TBF16 static void block_dpbf16(const brisk_gemm_args *g, int m0, int m1, int n0,
                 const int rows = m1 - mc < PACK_MB ? m1 - mc : PACK_MB;
                 int ars, aps;
                 pack_a_pairs(g, mc, rows, k0, kc, ap, &ars, &aps);
+                a_panel nx;
+                const int ahead = next_a_panel(g, m0, m1, n1, np, k0, mc, &nx);
+                const int slices = (cols + 63) / 64 * ((rows + MR - 1) / MR);
+                int slice = 0;
                 for (int n = np; n < np + cols; n += 64) {
                     const int nw = np + cols - n < 64 ? np + cols - n : 64, nv = (nw + 15) / 16;
                     const __mmask16 tail = (__mmask16)(0xFFFFu >> (16 * nv - nw));
                     for (int m = mc; m < mc + rows; m += MR) {
                         const int mr = mc + rows - m < MR ? mc + rows - m : MR;
+                        if (ahead)
+                            prefetch_a_slice(g, &nx, slice++, slices);
                         micro_bf16_table[mr - 1][nv - 1](g, tail, m, n, kc2, init,
                                                          ap + (size_t)(m - mc) * ars, ars,
                                                          aps, bp + (n - np), ldp);
@@ -1019,12 +1091,12 @@ __attribute__((target("avx2"))) static void transpose_avx2(const float *src, siz
 /* 16 x 16 in registers: pairs, then quads within 128-bit lanes, then lanes. Every load and
  * store is a whole cache line when the rows are aligned, so even rows 4 KiB apart (which
  * share cache sets) need no reuse. */
-__attribute__((target("avx512f"))) static void transpose16x16(const float *src, size_t lds,
-                                                              float *dst, size_t ldd)
+#define INLINE512F static inline __attribute__((target("avx512f"), always_inline))
+
+/* r[i] lane j becomes r[j] lane i. */
+INLINE512F void transpose16_regs(__m512 r[16])
 {
-    __m512 r[16], t[16], u[16];
-    for (int i = 0; i < 16; i++)
-        r[i] = _mm512_loadu_ps(src + i * lds);
+    __m512 t[16], u[16];
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -1040,11 +1112,47 @@ __attribute__((target("avx512f"))) static void transpose16x16(const float *src, 
         const __m512 x1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
         const __m512 y0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
         const __m512 y1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
-        _mm512_storeu_ps(dst + (size_t)c * ldd, _mm512_shuffle_f32x4(x0, y0, 0x88));
-        _mm512_storeu_ps(dst + (size_t)(4 + c) * ldd, _mm512_shuffle_f32x4(x0, y0, 0xDD));
-        _mm512_storeu_ps(dst + (size_t)(8 + c) * ldd, _mm512_shuffle_f32x4(x1, y1, 0x88));
-        _mm512_storeu_ps(dst + (size_t)(12 + c) * ldd, _mm512_shuffle_f32x4(x1, y1, 0xDD));
+        r[c] = _mm512_shuffle_f32x4(x0, y0, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(x0, y0, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(x1, y1, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(x1, y1, 0xDD);
     }
+}
+
+__attribute__((target("avx512f"))) static void transpose16x16(const float *src, size_t lds,
+                                                              float *dst, size_t ldd)
+{
+    __m512 r[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_ps(src + i * lds);
+    transpose16_regs(r);
+    for (int i = 0; i < 16; i++)
+        _mm512_storeu_ps(dst + i * ldd, r[i]);
+}
+
+/* brisk__row_sums, 16 rows at a time: 16 x 16 blocks turned in registers, so that each lane
+ * adds its row's columns in order (from -0, which leaves the first term as it is). */
+__attribute__((target("avx512f"))) static long long row_sums_avx512(const float *x, size_t ld,
+                                                                    int n, long long j0,
+                                                                    long long j1, float *out)
+{
+    long long j = j0;
+    for (; j + 16 <= j1; j += 16) {
+        const float *r0 = x + (size_t)j * ld;
+        __m512 acc = _mm512_set1_ps(-0.0f);
+        for (int i = 0; i < n; i += 16) {
+            const int w = n - i < 16 ? n - i : 16;
+            const __mmask16 mask = (__mmask16)(0xFFFFu >> (16 - w));
+            __m512 r[16];
+            for (int q = 0; q < 16; q++)
+                r[q] = _mm512_maskz_loadu_ps(mask, r0 + (size_t)q * ld + i);
+            transpose16_regs(r);
+            for (int c = 0; c < w; c++)
+                acc = _mm512_add_ps(acc, r[c]);
+        }
+        _mm512_storeu_ps(out + j, acc);
+    }
+    return j;
 }
 
 __attribute__((target("avx512f"))) static void transpose_avx512(const float *src, size_t lds,
@@ -1065,6 +1173,69 @@ __attribute__((target("avx512f"))) static void transpose_avx512(const float *src
             dst[j * ldd + i] = src[i * lds + j];
 }
 #endif
+
+#if BRISK_GEMM_X86
+/* Pair words of B(k, c) = bt[c * ldbt + k] for pairs [u0, u1) and every column, 16 columns by
+ * 16 pairs at a time: each column's 32 floats rounded and paired along its row of bt, then
+ * the 16 x 16 words turned in registers. */
+TBF16 static void pack_bt_pairs(const brisk_gemm_args *g, const float *bt, size_t ldbt,
+                                uint32_t *bp, int ld, int u0, int u1)
+{
+    for (int p0 = u0; p0 < u1; p0 += 16) {
+        const int k0 = 2 * p0, pn = u1 - p0 < 16 ? u1 - p0 : 16;
+        const int kw = g->K - k0 < 2 * pn ? g->K - k0 : 2 * pn; /* k in [k0, k0 + kw) */
+        const __mmask16 m0 = (__mmask16)(kw >= 16 ? 0xFFFFu : (1u << kw) - 1);
+        const __mmask16 m1 = (__mmask16)(kw >= 32 ? 0xFFFFu : kw > 16 ? (1u << (kw - 16)) - 1
+                                                                       : 0u);
+        for (int c0 = 0; c0 < g->N; c0 += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) {
+                if (c0 + i >= g->N) {
+                    r[i] = _mm512_setzero_ps();
+                    continue;
+                }
+                const float *src = bt + (size_t)(c0 + i) * ldbt + k0;
+                __m512i w[2];
+                for (int h = 0; h < 2; h++) { /* +0 past K: the pad of an odd K */
+                    const __m512i u = bf16_bits16(
+                        _mm512_maskz_loadu_epi32(h ? m1 : m0, src + 16 * h));
+                    w[h] = _mm512_or_si512(_mm512_and_si512(u, _mm512_set1_epi64(0xFFFF0000)),
+                                           _mm512_srli_epi64(u, 48));
+                }
+                r[i] = _mm512_castsi512_ps(_mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm512_cvtepi64_epi32(w[0])),
+                    _mm512_cvtepi64_epi32(w[1]), 1));
+            }
+            transpose16_regs(r);
+            for (int q = 0; q < pn; q++)
+                _mm512_store_si512(bp + (size_t)(p0 + q) * ld + c0, _mm512_castps_si512(r[q]));
+        }
+    }
+}
+#endif
+
+void brisk__gemm_pack_bt(const brisk_gemm_args *g, const float *bt, size_t ldbt, float *buf,
+                         int u0, int u1)
+{
+    const int units = brisk_gemm_pack_b_units(g);
+    if (!buf || !bt || units == 0)
+        return;
+    u0 = u0 < 0 ? 0 : u0;
+    u1 = u1 > units ? units : u1;
+#if BRISK_GEMM_X86
+    if (u0 < u1)
+        pack_bt_pairs(g, bt, ldbt, (uint32_t *)(void *)buf, packed_ld(g->N), u0, u1);
+#endif
+}
+
+void brisk__row_sums(const float *x, size_t ld, int n, long long j0, long long j1, float *out)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512f"))
+        j0 = row_sums_avx512(x, ld, n, j0, j1, out);
+#endif
+    brisk__row_sums_scalar(x, ld, n, j0, j1, out);
+}
 
 void brisk__transpose(const float *src, size_t lds, float *dst, size_t ldd, int r0, int r1,
                       int c0, int c1)

@@ -105,8 +105,8 @@ BRISK_MULTIVERSION void brisk__act_backward(int kind, double slope, const float 
     }
 }
 
-BRISK_MULTIVERSION void brisk__row_sums(const float *x, size_t ld, int n, long long j0,
-                                        long long j1, float *out)
+BRISK_MULTIVERSION void brisk__row_sums_scalar(const float *x, size_t ld, int n, long long j0,
+                                               long long j1, float *out)
 {
     long long j = j0;
     for (; j + 8 <= j1; j += 8) {
@@ -362,11 +362,37 @@ static float *dense_pack_room(const brisk_layer *l, void *scratch, int ld, int w
            (which ? dense_pack_floats(l, ld, 0) : 0);
 }
 
+/* The weight gradient's product dW (N, D) = dy x^T, B read from `b` (x_rows, or the row-major
+ * copy of x that the forward made). */
+static brisk_gemm_args dense_dw_args(const brisk_layer *l, const float *dy, int n, int ld,
+                                     const float *b, int ldb, float *grads,
+                                     brisk_gemm_precision precision)
+{
+    return (brisk_gemm_args){.M = (int)l->args[0], .N = l->in.c, .K = n, .A = dy, .a_rs = ld,
+                             .a_ks = 1, .B = b, .ldb = ldb, .C = grads ? dense_weight(l, grads)
+                                                                       : NULL,
+                             .ldc = l->in.c, .init = BRISK_GEMM_ZERO, .precision = precision};
+}
+
+/* Whether the weight gradient's B is packed straight from x (feature-major, where it is
+ * transposed as it is packed): where bf16 products pack B and the layer's room holds it, and
+ * x is not the caller's rows. Then the forward makes no row-major copy. */
+static int dense_dw_from_x(const brisk_layer *l, int n, int ld, const float *x_rows,
+                           brisk_gemm_precision precision)
+{
+    if (x_rows)
+        return 0;
+    const brisk_gemm_args gw = dense_dw_args(l, NULL, n, ld, NULL, 0, NULL, precision);
+    const size_t f = brisk_gemm_pack_b_floats(&gw);
+    return f && f <= dense_pack_floats(l, ld, 0);
+}
+
 static void dense_forward(const brisk_layer *l, const brisk_forward_args *a)
 {
     const int D = l->in.c, N = l->out.c, n = a->n, ld = a->ld;
     brisk_share s;
-    if (a->pass == BRISK_PASS_TRAIN && !a->x_rows) {
+    if (a->pass == BRISK_PASS_TRAIN && !a->x_rows &&
+        !dense_dw_from_x(l, n, ld, a->x_rows, a->precision)) {
         /* The input row-major, for backward: feature rows claimed by the team (no barrier:
          * the product below reads x, not the copy). */
         brisk_share_begin(&s, a->team, D, brisk_share_grain(a->team, D, 4, 16));
@@ -399,13 +425,22 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
     const int tiles = brisk__tiles(a->team);
     brisk_share s;
     /* dW (N, D) = dy x^T: A = dy (k = samples), B = x row-major (samples, D). */
-    brisk_gemm_args gw = {.M = N, .N = D, .K = n, .A = a->dy, .a_rs = ld, .a_ks = 1,
-                          .B = a->x_rows ? a->x_rows : a->scratch,
-                          .ldb = a->x_rows ? a->x_rows_ld : brisk__row_stride(D),
-                          .C = dense_weight(l, a->grads), .ldc = D,
-                          .init = BRISK_GEMM_ZERO, .precision = a->precision};
-    brisk__team_pack_b(&gw, a->team, dense_pack_room(l, a->scratch, ld, 0),
-                       dense_pack_floats(l, ld, 0));
+    brisk_gemm_args gw = dense_dw_args(l, a->dy, n, ld, a->x_rows ? a->x_rows : a->scratch,
+                                       a->x_rows ? a->x_rows_ld : brisk__row_stride(D),
+                                       a->grads, a->precision);
+    if (dense_dw_from_x(l, n, ld, a->x_rows, a->precision)) {
+        float *room = dense_pack_room(l, a->scratch, ld, 0);
+        const int units = brisk_gemm_pack_b_units(&gw);
+        brisk_share_begin(&s, a->team, units, brisk_share_grain(a->team, units, 4, 16));
+        for (long long u0, u1; brisk_share_next(&s, &u0, &u1);)
+            brisk__gemm_pack_bt(&gw, a->x, (size_t)ld, room, (int)u0, (int)u1);
+        brisk_team_barrier(a->team);
+        gw.B = NULL; /* there is no row-major copy */
+        gw.b_packed = room;
+    } else {
+        brisk__team_pack_b(&gw, a->team, dense_pack_room(l, a->scratch, ld, 0),
+                           dense_pack_floats(l, ld, 0));
+    }
     brisk_share_begin(&s, a->team, tiles, 1);
     for (long long t, t1; brisk_share_next(&s, &t, &t1);)
         brisk_gemm(&gw, (int)t, tiles);

@@ -1,10 +1,28 @@
-/* brisk/gemm_test.h (internal): switches of brisk_gemm's code paths that only tests use. */
+/* brisk/gemm_test.h (internal): switches of brisk_gemm's code paths that only tests use, and
+ * internal kernels that the layers use and the tests check. */
 #ifndef BRISK_GEMM_TEST_H
 #define BRISK_GEMM_TEST_H
 
-/* on = 0: the AVX2 kernels read B where it is, as they do when a thread cannot have memory for
- * its packed panel; on = 1 (the default): they pack B. The bits are the same either way. Not
- * thread-safe: call it while no product runs. */
+/* on = 0: the products run as they do when a thread cannot have memory for its panels: the
+ * AVX2 kernels read B where it is, and bf16 products take the emulation on small panels of
+ * the stack; on = 1 (the default): they pack into the thread's panels. The bits are the same
+ * either way. Not thread-safe: call it while no product runs. */
 void brisk__gemm_set_packing(int on);
+
+#include "brisk/gemm.h"
+
+#include <stddef.h>
+
+/* brisk_gemm_pack_b's packing, for units [u0, u1), of a B given transposed: B(k, c) =
+ * bt[c * ldbt + k] (g->B is not read). The same words as brisk_gemm_pack_b of B itself. */
+void brisk__gemm_pack_bt(const brisk_gemm_args *g, const float *bt, size_t ldbt, float *buf,
+                         int u0, int u1);
+
+/* out[j] = x[j][0] + x[j][1] + ... + x[j][n - 1], added in that order (rows ld apart), for j in
+ * [j0, j1); n >= 1. Sixteen rows at a time in vector lanes (AVX-512), else eight, so that the
+ * chains overlap. brisk__row_sums_scalar: always eight (the same sums). */
+void brisk__row_sums(const float *x, size_t ld, int n, long long j0, long long j1, float *out);
+void brisk__row_sums_scalar(const float *x, size_t ld, int n, long long j0, long long j1,
+                            float *out);
 
 #endif
