@@ -568,6 +568,9 @@ static void test_pack_bt_is_pack_b(void **state)
         for (int c = 0; c < N; c++) /* padding past K in each row of bt: never read */
             for (int k = K; k < ldbt; k++)
                 bt[(size_t)c * ldbt + k] = NAN;
+        const float *colp[130];
+        for (int c = 0; c < N; c++)
+            colp[c] = bt + (size_t)c * ldbt;
         const brisk_gemm_args g = {.M = 1, .N = N, .K = K, .B = B, .ldb = N,
                                    .precision = BRISK_GEMM_BF16};
         const size_t floats = brisk_gemm_pack_b_floats(&g);
@@ -587,8 +590,9 @@ static void test_pack_bt_is_pack_b(void **state)
             memset(got, 0xAB, bytes);
             brisk_gemm_args gt = g;
             gt.B = NULL;
-            for (int u = 0; u < units; u += steps[st])
-                brisk__gemm_pack_bt(&gt, bt, (size_t)ldbt, got, u, u + steps[st]);
+            for (int u = 0; u < units; u += steps[st]) /* odd steps: through pointers */
+                brisk__gemm_pack_bt(&gt, steps[st] % 2 ? NULL : bt, (size_t)ldbt,
+                                    steps[st] % 2 ? colp : NULL, got, u, u + steps[st]);
             /* Every word of every packed row up to N rounded to 16 (zeros past N). */
             const int ld = (int)(floats / (size_t)units), cols = (N + 15) / 16 * 16;
             for (int u = 0; u < units; u++)

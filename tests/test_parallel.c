@@ -1199,6 +1199,28 @@ static void test_kernels_same_training(void **state)
         }
     }
     brisk_dataset_free(&ds);
+
+    /* A CNN whose first convolution (one channel, 3x3) takes, in bf16 on avx512bf16, dW row by
+     * row from dy in place; then Winograd; in a shared shard and in shards of their own. */
+    assert_int_equal(brisk_model_config_set(&cfg.model, "conv:4:3:pad1,relu,maxpool:2,"
+                                            "conv:8:3:pad1,relu,flatten,dense:5",
+                                            brisk_shape_img(1, 12, 12)),
+                     BRISK_OK);
+    cfg.model.loss = BRISK_LOSS_SOFTMAX_CE;
+    assert_int_equal(brisk_dataset_synthetic(64, 144, 5, 60.0f, 4, 0, &ds), BRISK_OK);
+    for (int shared = 0; shared < 2; shared++) {
+        cfg.batch = 32;
+        cfg.micro_batch = shared ? 32 : 8;
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            cfg.model.precision = bf16 ? BRISK_GEMM_BF16 : BRISK_GEMM_FP32;
+            train_on_every_kernel(&cfg, &ds, idx, cfg.batch,
+                                  bf16 ? (shared ? "a CNN, bf16, one shared shard"
+                                                 : "a CNN, bf16")
+                                       : (shared ? "a CNN, fp32, one shared shard"
+                                                 : "a CNN, fp32"));
+        }
+    }
+    brisk_dataset_free(&ds);
 }
 
 int main(void)

@@ -821,9 +821,10 @@ typedef struct a_panel {
     int m, rows, k0, kc, lpr; /* lpr: cache lines of a source row (or column) */
 } a_panel;
 
-/* Sets *nx to the panel after (np, k0, mc) in block_dpbf16's order; 0 when there is none or
- * A is read element by element (strided k), where nothing is fetched ahead. */
-static int next_a_panel(const brisk_gemm_args *g, int m0, int m1, int n1, int np, int k0,
+/* Sets *nx to the panel after (k0, mc) in block_dpbf16's order (np_next: where the next panel
+ * of B starts); 0 when there is none or A is read element by element (strided k), where
+ * nothing is fetched ahead. */
+static int next_a_panel(const brisk_gemm_args *g, int m0, int m1, int n1, int np_next, int k0,
                         int mc, a_panel *nx)
 {
     if (g->a_ks != 1 && !(g->a_rs == 1 && !g->a_rows))
@@ -832,7 +833,7 @@ static int next_a_panel(const brisk_gemm_args *g, int m0, int m1, int n1, int np
         nx->m = mc + PACK_MB, nx->k0 = k0;
     else if (k0 + KC < g->K)
         nx->m = m0, nx->k0 = k0 + KC;
-    else if (np + PACK_NB < n1)
+    else if (np_next < n1)
         nx->m = m0, nx->k0 = 0;
     else
         return 0;
@@ -867,8 +868,10 @@ TBF16 static void block_dpbf16(const brisk_gemm_args *g, int m0, int m1, int n0,
 {
     uint32_t *ap = buf, *own = buf + (size_t)PACK_MB * (KC / 2);
     const int ldp = g->b_packed ? packed_ld(g->N) : PACK_LD(PACK_NB);
-    for (int np = n0; np < n1; np += PACK_NB) {
-        const int cols = n1 - np < PACK_NB ? n1 - np : PACK_NB;
+    /* B packed whole: every column at once, so that each A panel is packed once. */
+    const int nb = g->b_packed ? n1 - n0 : PACK_NB;
+    for (int np = n0; np < n1; np += nb) {
+        const int cols = n1 - np < nb ? n1 - np : nb;
         for (int k0 = 0; k0 < g->K || k0 == 0; k0 += KC) {
             const int kc = g->K - k0 < KC ? g->K - k0 : KC, kc2 = (kc + 1) / 2;
             const int init = k0 > 0 ? BRISK_GEMM_ACCUM : (int)g->init;
@@ -882,7 +885,7 @@ TBF16 static void block_dpbf16(const brisk_gemm_args *g, int m0, int m1, int n0,
                 int ars, aps;
                 pack_a_pairs(g, mc, rows, k0, kc, ap, &ars, &aps);
                 a_panel nx;
-                const int ahead = next_a_panel(g, m0, m1, n1, np, k0, mc, &nx);
+                const int ahead = next_a_panel(g, m0, m1, n1, np + nb, k0, mc, &nx);
                 const int slices = (cols + 63) / 64 * ((rows + MR - 1) / MR);
                 int slice = 0;
                 for (int n = np; n < np + cols; n += 64) {
@@ -1179,7 +1182,7 @@ __attribute__((target("avx512f"))) static void transpose_avx512(const float *src
  * 16 pairs at a time: each column's 32 floats rounded and paired along its row of bt, then
  * the 16 x 16 words turned in registers. */
 TBF16 static void pack_bt_pairs(const brisk_gemm_args *g, const float *bt, size_t ldbt,
-                                uint32_t *bp, int ld, int u0, int u1)
+                                const float *const *cols, uint32_t *bp, int ld, int u0, int u1)
 {
     for (int p0 = u0; p0 < u1; p0 += 16) {
         const int k0 = 2 * p0, pn = u1 - p0 < 16 ? u1 - p0 : 16;
@@ -1194,7 +1197,7 @@ TBF16 static void pack_bt_pairs(const brisk_gemm_args *g, const float *bt, size_
                     r[i] = _mm512_setzero_ps();
                     continue;
                 }
-                const float *src = bt + (size_t)(c0 + i) * ldbt + k0;
+                const float *src = (cols ? cols[c0 + i] : bt + (size_t)(c0 + i) * ldbt) + k0;
                 __m512i w[2];
                 for (int h = 0; h < 2; h++) { /* +0 past K: the pad of an odd K */
                     const __m512i u = bf16_bits16(
@@ -1214,17 +1217,17 @@ TBF16 static void pack_bt_pairs(const brisk_gemm_args *g, const float *bt, size_
 }
 #endif
 
-void brisk__gemm_pack_bt(const brisk_gemm_args *g, const float *bt, size_t ldbt, float *buf,
-                         int u0, int u1)
+void brisk__gemm_pack_bt(const brisk_gemm_args *g, const float *bt, size_t ldbt,
+                         const float *const *cols, float *buf, int u0, int u1)
 {
     const int units = brisk_gemm_pack_b_units(g);
-    if (!buf || !bt || units == 0)
+    if (!buf || (!bt && !cols) || units == 0)
         return;
     u0 = u0 < 0 ? 0 : u0;
     u1 = u1 > units ? units : u1;
 #if BRISK_GEMM_X86
     if (u0 < u1)
-        pack_bt_pairs(g, bt, ldbt, (uint32_t *)(void *)buf, packed_ld(g->N), u0, u1);
+        pack_bt_pairs(g, bt, ldbt, cols, (uint32_t *)(void *)buf, packed_ld(g->N), u0, u1);
 #endif
 }
 

@@ -433,7 +433,7 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
         const int units = brisk_gemm_pack_b_units(&gw);
         brisk_share_begin(&s, a->team, units, brisk_share_grain(a->team, units, 4, 16));
         for (long long u0, u1; brisk_share_next(&s, &u0, &u1);)
-            brisk__gemm_pack_bt(&gw, a->x, (size_t)ld, room, (int)u0, (int)u1);
+            brisk__gemm_pack_bt(&gw, a->x, (size_t)ld, NULL, room, (int)u0, (int)u1);
         brisk_team_barrier(a->team);
         gw.B = NULL; /* there is no row-major copy */
         gw.b_packed = room;

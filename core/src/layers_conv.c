@@ -865,7 +865,19 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
      * weights, and the rows of the padded dy that each input row's gradient reads. */
     /* (bf16 products go through brisk_gemm, which rounds their operands.) */
     const int dot_dw = g.s == 1 && g.K <= DOT_K && a->precision == BRISK_GEMM_FP32;
-    brisk_share_begin(&sh, a->team, dot_dw ? 0 : g.OH, 1);
+    /* bf16 where the products pack B (avx512bf16), stride 1: dW (Cout, Cin K K) itself, one
+     * product per output row with dy's rows as A, read in place, and the input rows that the
+     * output row reads as B's columns, packed by the team (two rooms in dyt's place, taken in
+     * turn). Each element's chain is the one of dW^T's products (a b = b a), with no
+     * transpose of dy. */
+    float *dW = brisk_layer_data(l, 0, a->grads);
+    brisk_gemm_args gd = {.M = g.co, .N = g.K, .K = N, .a_rs = (ptrdiff_t)ystride, .a_ks = 1,
+                          .C = dW, .ldc = g.K, .precision = a->precision};
+    const size_t pf = g.s == 1 && a->precision == BRISK_GEMM_BF16
+                          ? brisk__align_up(brisk_gemm_pack_b_floats(&gd))
+                          : 0;
+    const int packed_dw = pf && 2 * pf <= ystride * (size_t)g.co;
+    brisk_share_begin(&sh, a->team, dot_dw || packed_dw ? 0 : g.OH, 1);
     for (long long oh, r1; brisk_share_next(&sh, &oh, &r1);)
         brisk__transpose(a->dy + (size_t)oh * N, ystride, dyt + (size_t)oh * N * g.co,
                          (size_t)g.co, 0, g.co, 0, N);
@@ -895,7 +907,6 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
      * tile runs all its products at once (they read dy and the input in place); stride > 1:
      * product by product, the team meeting around each unrolled block. Or, for small
      * kernels at stride 1, dot products per output channel. */
-    float *dW = brisk_layer_data(l, 0, a->grads);
     const float *const *xrows = (const float *const *)(void *)(sc + g.xrows);
     const int rows = g.s == 1 ? 1 : g.rows;
     float *col = sc + g.col;
@@ -903,6 +914,27 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
         brisk_share_begin(&sh, a->team, g.co, 1);
         for (long long o0, o1; brisk_share_next(&sh, &o0, &o1);)
             conv_dw_dot(&g, a->dy, ld, xrows, dW, o0, o1);
+    } else if (packed_dw) {
+        const int units = brisk_gemm_pack_b_units(&gd);
+        for (int oh = 0; oh < g.OH; oh++) {
+            /* Room oh % 2 was last read by row oh - 2's products: all done, as every member
+             * has passed the barrier of row oh - 1 since. */
+            float *room = dyt + (size_t)(oh % 2) * pf;
+            brisk_share_begin(&sh, a->team, units, brisk_share_grain(a->team, units, 4, 16));
+            for (long long u0, u1; brisk_share_next(&sh, &u0, &u1);)
+                brisk__gemm_pack_bt(&gd, NULL, 0, xrows + (size_t)oh * g.K, room, (int)u0,
+                                    (int)u1);
+            brisk_team_barrier(a->team);
+            gd.A = a->dy + (size_t)oh * N;
+            gd.b_packed = room;
+            gd.init = oh ? BRISK_GEMM_ACCUM : BRISK_GEMM_ZERO;
+            brisk_share_begin(&sh, a->team, tiles, 1);
+            for (long long t, t1; brisk_share_next(&sh, &t, &t1);) {
+                int m0, m1, n0, n1;
+                brisk_gemm_split(g.co, g.K, (int)t, tiles, &m0, &m1, &n0, &n1);
+                brisk_gemm_block(&gd, m0, m1, n0, n1);
+            }
+        }
     } else {
         for (int oh0 = 0; oh0 < g.OH; oh0 += rows) {
             const int R = g.OH - oh0 < rows ? g.OH - oh0 : rows;

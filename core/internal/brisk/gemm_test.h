@@ -14,9 +14,10 @@ void brisk__gemm_set_packing(int on);
 #include <stddef.h>
 
 /* brisk_gemm_pack_b's packing, for units [u0, u1), of a B given transposed: B(k, c) =
- * bt[c * ldbt + k] (g->B is not read). The same words as brisk_gemm_pack_b of B itself. */
-void brisk__gemm_pack_bt(const brisk_gemm_args *g, const float *bt, size_t ldbt, float *buf,
-                         int u0, int u1);
+ * bt[c * ldbt + k], or cols[c][k] where cols is not NULL (g->B is not read). The same words
+ * as brisk_gemm_pack_b of B itself. */
+void brisk__gemm_pack_bt(const brisk_gemm_args *g, const float *bt, size_t ldbt,
+                         const float *const *cols, float *buf, int u0, int u1);
 
 /* out[j] = x[j][0] + x[j][1] + ... + x[j][n - 1], added in that order (rows ld apart), for j in
  * [j0, j1); n >= 1. Sixteen rows at a time in vector lanes (AVX-512), else eight, so that the
