@@ -1,3 +1,4 @@
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 /* The model: parsing a layer list, laying out the tensors, the workspace, and running the
  * layers' passes in order (with an elementwise activation fused into the matrix product
  * before it, and into the one after it on the way back). It sits above the layers: they see
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #endif
@@ -805,6 +807,7 @@ struct brisk_workspace {
     int max_rows, ld;
     int positions, max_cols;          /* columns per sample; max_rows * positions */
     float *mem;                       /* the one allocation */
+    size_t mem_mapped;                /* its bytes where it is a mapping of its own, or 0 */
     float *input;                     /* (max_rows, D) row-major, filled by the caller */
     float *x0;                        /* (D, ld) feature-major */
     float *out[BRISK_MAX_LAYERS];     /* each layer's own output buffer */
@@ -819,6 +822,9 @@ struct brisk_workspace {
     uint8_t *sample_right;            /* (max_cols) whether its prediction was right */
     float *col_tmp;                   /* (2 max_cols) the token loss's maxima and sums */
 };
+
+/* Workspaces of at least this many bytes are mappings of their own (brisk_workspace_create). */
+#define WS_MAP_BYTES ((size_t)1 << 20)
 
 /* Columns of a workspace of max_rows samples (ld: their count rounded up to 16, and past a
  * multiple of 4 KiB: brisk__row_stride). */
@@ -876,8 +882,19 @@ int brisk_workspace_create(const brisk_model *m, int max_rows, brisk_workspace *
     ws->ld = brisk__row_stride(ws->max_cols); /* rows not 4 KiB apart (cache sets) */
     size_t sizes[3 * BRISK_MAX_LAYERS + 4];
     const size_t total = workspace_layout(m, max_rows, sizes);
-    /* Zeroed, so that every padding column starts finite. */
-    ws->mem = alloc_floats(total);
+    /* Zeroed, so that every padding column starts finite. A large one is a mapping of fresh
+     * pages, zero until written: memory a run never touches (scratch for team members it does
+     * not have, layers' room for paths it does not take) costs neither time nor RSS. */
+    const size_t bytes = (total ? total : 16) * sizeof(float);
+    if (bytes >= WS_MAP_BYTES) {
+        void *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (map != MAP_FAILED) {
+            ws->mem = map;
+            ws->mem_mapped = bytes;
+        }
+    }
+    if (!ws->mem_mapped)
+        ws->mem = alloc_floats(total);
     ws->sample_loss = malloc((size_t)ws->max_cols * sizeof *ws->sample_loss);
     ws->sample_right = malloc((size_t)ws->max_cols);
     ws->col_tmp = malloc(2 * (size_t)ws->max_cols * sizeof *ws->col_tmp);
@@ -925,7 +942,10 @@ void brisk_workspace_destroy(brisk_workspace *ws)
 {
     if (!ws)
         return;
-    free(ws->mem);
+    if (ws->mem_mapped)
+        munmap(ws->mem, ws->mem_mapped);
+    else
+        free(ws->mem);
     free(ws->sample_loss);
     free(ws->sample_right);
     free(ws->col_tmp);
