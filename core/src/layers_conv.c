@@ -917,8 +917,8 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
     } else if (packed_dw) {
         const int units = brisk_gemm_pack_b_units(&gd);
         for (int oh = 0; oh < g.OH; oh++) {
-            /* Room oh % 2 was last read by row oh - 2's products: all done, as every member
-             * has passed the barrier of row oh - 1 since. */
+            /* Room oh % 2 was last read by row oh - 2's products, which the barrier after
+             * row oh - 1's packing waited for. */
             float *room = dyt + (size_t)(oh % 2) * pf;
             brisk_share_begin(&sh, a->team, units, brisk_share_grain(a->team, units, 4, 16));
             for (long long u0, u1; brisk_share_next(&sh, &u0, &u1);)
