@@ -303,7 +303,18 @@ static void test_workspace_memory_on_use(void **state)
 #if defined(__SANITIZE_THREAD__)
     print_message("(TSan's shadow of what the pass writes counts too: the pass is not checked)\n");
 #else
-    assert_true(used < whole * 3 / 4);
+    /* With transparent huge pages always on, a write brings in 2 MiB at once. */
+    char thp[64] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f) {
+        if (!fgets(thp, sizeof thp, f))
+            thp[0] = 0;
+        fclose(f);
+    }
+    if (strstr(thp, "[always]"))
+        print_message("(transparent huge pages always on: the pass is not checked)\n");
+    else
+        assert_true(used < whole * 3 / 4);
 #endif
     free(p);
     free(g);
