@@ -68,6 +68,24 @@ static inline void brisk__team_pack_b(brisk_gemm_args *g, const brisk_team *team
 /* brisk__row_sums, brisk__gemm_pack_bt. */
 #include "brisk/gemm_test.h"
 
+/* brisk__team_pack_b's packing for a B given transposed (brisk__gemm_pack_bt: bt and ldbt, or
+ * column pointers cols), by a team or a thread alone, into buf; then g->b_packed is buf and
+ * g->B is NULL. For a product whose code path packs B (brisk_gemm_pack_b_floats > 0) and a
+ * buf that holds it. Every member calls it with the same arguments; it ends with a barrier. */
+static inline void brisk__team_pack_bt(brisk_gemm_args *g, const brisk_team *team,
+                                       const float *bt, size_t ldbt, const float *const *cols,
+                                       float *buf)
+{
+    const int units = brisk_gemm_pack_b_units(g);
+    brisk_share s;
+    brisk_share_begin(&s, team, units, brisk_share_grain(team, units, 4, 16));
+    for (long long u0, u1; brisk_share_next(&s, &u0, &u1);)
+        brisk__gemm_pack_bt(g, bt, ldbt, cols, buf, (int)u0, (int)u1);
+    brisk_team_barrier(team);
+    g->B = NULL;
+    g->b_packed = buf;
+}
+
 /* dst[c * ldd + r] = src[r * lds + c] for r in [r0, r1), c in [c0, c1): a transposed copy of
  * a block (data movement only: every code path gives the same result). */
 void brisk__transpose(const float *src, size_t lds, float *dst, size_t ldd, int r0, int r1,

@@ -675,6 +675,14 @@ INLINEBF16 __m512i bf16_bits16(__m512i u)
     return _mm512_mask_mov_epi32(r, small, _mm512_and_si512(u, _mm512_set1_epi32((int)NEG_ZERO)));
 }
 
+/* 16 rounded floats along k (bf16_bits16) as 8 pair words: each 64-bit lane's high word
+ * (k + 1) goes below the low one's (k), then the lanes narrow to 32 bits. */
+INLINEBF16 __m256i pairs8(__m512i u)
+{
+    return _mm512_cvtepi64_epi32(_mm512_or_si512(
+        _mm512_and_si512(u, _mm512_set1_epi64(0xFFFF0000)), _mm512_srli_epi64(u, 48)));
+}
+
 /* B's rows [k0, k0 + kc) and columns [n, n + cols) as kc2 rows of pair words, ldp apart. */
 TBF16 static void pack_b_pairs(const brisk_gemm_args *g, int k0, int kc, int n, int cols,
                                uint32_t *bp, int ldp)
@@ -761,16 +769,12 @@ TBF16 static void pack_a_pairs(const brisk_gemm_args *g, int m, int rows, int k0
                 for (int j = 0; j < kc; j += 16)
                     _mm_prefetch(next + 4 * j, _MM_HINT_T0);
             }
-            /* 16 floats, 8 pairs: each 64-bit lane's high word (k + 1) goes below the low
-             * one's (k), then the lanes narrow to 32 bits. */
-            for (int j = 0; j < kc; j += 16) {
+            for (int j = 0; j < kc; j += 16) { /* 16 floats, 8 pairs */
                 const __mmask16 mask = kc - j >= 16 ? (__mmask16)0xFFFF
                                                     : (__mmask16)((1u << (kc - j)) - 1);
-                const __m512i u = bf16_bits16(_mm512_mask_loadu_epi32(
-                    _mm512_set1_epi32((int)NEG_ZERO), mask, src + j));
-                const __m512i w = _mm512_or_si512(
-                    _mm512_and_si512(u, _mm512_set1_epi64(0xFFFF0000)), _mm512_srli_epi64(u, 48));
-                _mm256_store_si256((__m256i *)(void *)(d + j / 2), _mm512_cvtepi64_epi32(w));
+                _mm256_store_si256((__m256i *)(void *)(d + j / 2),
+                                   pairs8(bf16_bits16(_mm512_mask_loadu_epi32(
+                                       _mm512_set1_epi32((int)NEG_ZERO), mask, src + j))));
             }
         } else {
             const ptrdiff_t ks = g->a_ks;
@@ -1198,16 +1202,11 @@ TBF16 static void pack_bt_pairs(const brisk_gemm_args *g, const float *bt, size_
                     continue;
                 }
                 const float *src = (cols ? cols[c0 + i] : bt + (size_t)(c0 + i) * ldbt) + k0;
-                __m512i w[2];
-                for (int h = 0; h < 2; h++) { /* +0 past K: the pad of an odd K */
-                    const __m512i u = bf16_bits16(
-                        _mm512_maskz_loadu_epi32(h ? m1 : m0, src + 16 * h));
-                    w[h] = _mm512_or_si512(_mm512_and_si512(u, _mm512_set1_epi64(0xFFFF0000)),
-                                           _mm512_srli_epi64(u, 48));
-                }
-                r[i] = _mm512_castsi512_ps(_mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm512_cvtepi64_epi32(w[0])),
-                    _mm512_cvtepi64_epi32(w[1]), 1));
+                /* +0 past K: the pad of an odd K */
+                const __m256i lo = pairs8(bf16_bits16(_mm512_maskz_loadu_epi32(m0, src)));
+                const __m256i hi = pairs8(bf16_bits16(_mm512_maskz_loadu_epi32(m1, src + 16)));
+                r[i] = _mm512_castsi512_ps(
+                    _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
             }
             transpose16_regs(r);
             for (int q = 0; q < pn; q++)

@@ -428,19 +428,12 @@ static void dense_backward(const brisk_layer *l, const brisk_backward_args *a)
     brisk_gemm_args gw = dense_dw_args(l, a->dy, n, ld, a->x_rows ? a->x_rows : a->scratch,
                                        a->x_rows ? a->x_rows_ld : brisk__row_stride(D),
                                        a->grads, a->precision);
-    if (dense_dw_from_x(l, n, ld, a->x_rows, a->precision)) {
-        float *room = dense_pack_room(l, a->scratch, ld, 0);
-        const int units = brisk_gemm_pack_b_units(&gw);
-        brisk_share_begin(&s, a->team, units, brisk_share_grain(a->team, units, 4, 16));
-        for (long long u0, u1; brisk_share_next(&s, &u0, &u1);)
-            brisk__gemm_pack_bt(&gw, a->x, (size_t)ld, NULL, room, (int)u0, (int)u1);
-        brisk_team_barrier(a->team);
-        gw.B = NULL; /* there is no row-major copy */
-        gw.b_packed = room;
-    } else {
+    if (dense_dw_from_x(l, n, ld, a->x_rows, a->precision)) /* no row-major copy */
+        brisk__team_pack_bt(&gw, a->team, a->x, (size_t)ld, NULL,
+                            dense_pack_room(l, a->scratch, ld, 0));
+    else
         brisk__team_pack_b(&gw, a->team, dense_pack_room(l, a->scratch, ld, 0),
                            dense_pack_floats(l, ld, 0));
-    }
     brisk_share_begin(&s, a->team, tiles, 1);
     for (long long t, t1; brisk_share_next(&s, &t, &t1);)
         brisk_gemm(&gw, (int)t, tiles);

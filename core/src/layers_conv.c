@@ -915,18 +915,12 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
         for (long long o0, o1; brisk_share_next(&sh, &o0, &o1);)
             conv_dw_dot(&g, a->dy, ld, xrows, dW, o0, o1);
     } else if (packed_dw) {
-        const int units = brisk_gemm_pack_b_units(&gd);
         for (int oh = 0; oh < g.OH; oh++) {
             /* Room oh % 2 was last read by row oh - 2's products, which the barrier after
              * row oh - 1's packing waited for. */
-            float *room = dyt + (size_t)(oh % 2) * pf;
-            brisk_share_begin(&sh, a->team, units, brisk_share_grain(a->team, units, 4, 16));
-            for (long long u0, u1; brisk_share_next(&sh, &u0, &u1);)
-                brisk__gemm_pack_bt(&gd, NULL, 0, xrows + (size_t)oh * g.K, room, (int)u0,
-                                    (int)u1);
-            brisk_team_barrier(a->team);
+            brisk__team_pack_bt(&gd, a->team, NULL, 0, xrows + (size_t)oh * g.K,
+                                dyt + (size_t)(oh % 2) * pf);
             gd.A = a->dy + (size_t)oh * N;
-            gd.b_packed = room;
             gd.init = oh ? BRISK_GEMM_ACCUM : BRISK_GEMM_ZERO;
             brisk_share_begin(&sh, a->team, tiles, 1);
             for (long long t, t1; brisk_share_next(&sh, &t, &t1);) {
