@@ -11,6 +11,7 @@
 #include "brisk/rng.h"
 #include "brisk/trainer.h"
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,151 @@ static void test_pool_claimed_loops(void **state)
             free(c);
         }
     }
+}
+
+/* Which chunks a member claims: its own share of the loop first, in order, then the rest of
+ * the other's. Two members, a loop of 10 chunks (shares 0-4 and 5-9); one member claims while
+ * the other waits, by flags, so the order is fixed. Loop 1: member 0 takes 0..4, then 5 of
+ * member 1's share; member 1 then takes 6..9. Loop 2, the other way round: member 1 takes
+ * 5..9, then 0; member 0 takes 1..4. */
+typedef struct order_check {
+    brisk_pool *pool;
+    atomic_int stage;
+    long long got[2][2][12]; /* [loop][member][k] */
+    int n_got[2][2];
+} order_check;
+
+static long long order_claim(void *ctx, int op, long long n)
+{
+    return brisk_pool_team_claim(((order_check *)ctx)->pool, 0, op, n);
+}
+
+static void order_settle(void *ctx)
+{
+    brisk_pool_team_settle(((order_check *)ctx)->pool, 0);
+}
+
+static void order_wait(order_check *c, int stage)
+{
+    while (atomic_load(&c->stage) < stage)
+        sched_yield();
+}
+
+/* Member `m` of loop l: claims `first` chunks, lets the other go on (stage s + 1), and takes
+ * the rest once the other has run out (stage s + 2). */
+static void order_claims(order_check *c, const brisk_team *team, int l, int first, int s)
+{
+    brisk_share sh;
+    brisk_share_begin(&sh, team, 10, 1);
+    const int m = team->ith;
+    for (long long a, b; c->n_got[l][m] < first && brisk_share_next(&sh, &a, &b);)
+        c->got[l][m][c->n_got[l][m]++] = a;
+    atomic_store(&c->stage, s + 1);
+    order_wait(c, s + 2);
+    for (long long a, b; brisk_share_next(&sh, &a, &b);)
+        c->got[l][m][c->n_got[l][m]++] = a;
+}
+
+static void order_others(order_check *c, const brisk_team *team, int l, int s)
+{
+    order_wait(c, s + 1);
+    brisk_share sh;
+    brisk_share_begin(&sh, team, 10, 1);
+    const int m = team->ith;
+    for (long long a, b; brisk_share_next(&sh, &a, &b);)
+        c->got[l][m][c->n_got[l][m]++] = a;
+    atomic_store(&c->stage, s + 2);
+}
+
+static void order_job(void *arg, int t, int T)
+{
+    order_check *c = arg;
+    const brisk_team team = {.ith = t, .nth = T, .barrier = order_settle, .ctx = c,
+                             .claim = order_claim};
+    if (t == 0) /* loop 1: member 0 first, 6 chunks */
+        order_claims(c, &team, 0, 6, 0);
+    else
+        order_others(c, &team, 0, 0);
+    if (t == 1) /* loop 2: member 1 first */
+        order_claims(c, &team, 1, 6, 2);
+    else
+        order_others(c, &team, 1, 2);
+    brisk_team_barrier(&team);
+}
+
+static void test_pool_claims_own_share_first(void **state)
+{
+    (void)state;
+    order_check *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    assert_int_equal(brisk_pool_create(2, &c->pool), BRISK_OK);
+    brisk_pool_set_teams(c->pool, 1);
+    brisk_pool_run(c->pool, order_job, c);
+    const long long want[2][2][6] = {{{0, 1, 2, 3, 4, 5}, {6, 7, 8, 9}},
+                                     {{1, 2, 3, 4}, {5, 6, 7, 8, 9, 0}}};
+    const int n_want[2][2] = {{6, 4}, {4, 6}};
+    for (int l = 0; l < 2; l++)
+        for (int m = 0; m < 2; m++) {
+            assert_int_equal(c->n_got[l][m], n_want[l][m]);
+            for (int k = 0; k < n_want[l][m]; k++)
+                assert_int_equal(c->got[l][m][k], want[l][m][k]);
+        }
+    brisk_pool_destroy(c->pool);
+    free(c);
+}
+
+/* The governor (brisk_governor_step) on made-up windows of 3 steps of 0.1 s: it lets the
+ * first window and the one after each change pass unmeasured (they hold the change's own
+ * cost), and keeps the faster number of threads. */
+static int gov_window(brisk_governor *g, int K, int T, double rate, int contended, double *now)
+{
+    int k = K;
+    for (int s = 0; s < 3; s++) {
+        *now += 0.1;
+        k = brisk_governor_step(g, K, T, (int)(rate * 0.1), 0.1, contended, *now);
+        if (s < 2)
+            assert_int_equal(k, K); /* no decision inside a window */
+    }
+    return k;
+}
+
+static void test_governor(void **state)
+{
+    (void)state;
+    brisk_governor g;
+    double now = 100;
+    brisk_governor_init(&g);
+    /* The first window, slow and contended (threads still starting): not a reason to probe. */
+    assert_int_equal(gov_window(&g, 2, 2, 500, 1, &now), 2);
+    /* Contended: probe 1 thread; its first window (fast: one thread fewer to start) passes,
+     * the next, slower than 2 threads were, sends it back to 2. */
+    assert_int_equal(gov_window(&g, 2, 2, 1000, 1, &now), 1);
+    assert_int_equal(gov_window(&g, 1, 2, 5000, 0, &now), 1);
+    assert_int_equal(gov_window(&g, 1, 2, 900, 0, &now), 2);
+    /* Back at 2, the window after the change passes; then it waits (down_wait 2 s) before it
+     * probes again. */
+    assert_int_equal(gov_window(&g, 2, 2, 100, 1, &now), 2);
+    assert_int_equal(gov_window(&g, 2, 2, 1000, 1, &now), 2);
+    now += 2;
+    assert_int_equal(gov_window(&g, 2, 2, 1000, 1, &now), 1);
+    assert_int_equal(gov_window(&g, 1, 2, 1000, 0, &now), 1); /* passes */
+    /* 1 thread 10% faster: it stays at 1 (a probe down must win by 5%). */
+    assert_int_equal(gov_window(&g, 1, 2, 1100, 0, &now), 1);
+    /* Not contended: it probes up after up_wait (2 s), and keeps 2 if 2% faster. */
+    assert_int_equal(gov_window(&g, 1, 2, 1100, 0, &now), 1);
+    now += 2;
+    assert_int_equal(gov_window(&g, 1, 2, 1100, 0, &now), 2);
+    assert_int_equal(gov_window(&g, 2, 2, 100, 0, &now), 2); /* passes */
+    assert_int_equal(gov_window(&g, 2, 2, 1200, 0, &now), 2);
+    /* Fixed: no decision at all. */
+    brisk_governor_restart(&g, 1);
+    now += 100;
+    assert_int_equal(gov_window(&g, 2, 2, 10, 1, &now), 2);
+    assert_int_equal(gov_window(&g, 2, 2, 10, 1, &now), 2);
+    /* One thread in the pool: nothing to choose. */
+    brisk_governor_init(&g);
+    assert_int_equal(gov_window(&g, 1, 1, 10, 1, &now), 1);
+    assert_int_equal(gov_window(&g, 1, 1, 10, 1, &now), 1);
 }
 
 /* brisk_pool_set_active: jobs see K threads and the others do not run; the barrier waits for
@@ -1228,6 +1374,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_barrier_and_jobs),
         cmocka_unit_test(test_pool_claimed_loops),
+        cmocka_unit_test(test_pool_claims_own_share_first),
+        cmocka_unit_test(test_governor),
         cmocka_unit_test(test_pool_threads_in_use),
         cmocka_unit_test(test_threads_bitwise_identical_and_match_reference),
         cmocka_unit_test(test_small_model_any_threads),

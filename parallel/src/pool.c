@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
@@ -73,14 +74,21 @@ typedef struct thread_times {
 
 /* A team's claimed loops. A loop is numbered by its generation, from 1 in every job. */
 typedef struct team_claims {
-    _Alignas(64) _Atomic uint64_t word;       /* the newest loop's generation (high 32 bits)
-                                               * and its next unclaimed chunk */
     _Alignas(64) _Atomic uint64_t done[LOOP_RING]; /* loop g's generation and how many of
                                                * its chunks are finished, at g % LOOP_RING */
     _Alignas(64) atomic_uint finished;        /* bumped when a loop finishes and someone
                                                * waits for it (a futex word) */
     atomic_uint waiters;
 } team_claims;
+
+/* A member's share of its team's loops: of a loop of n chunks, member i of nth owns chunks
+ * n i / nth up to n (i + 1) / nth. The word holds the newest loop its share was set up for
+ * (high 32 bits) and how many of the share's chunks have been claimed since (by the member,
+ * or by another that ran out of its own). One per thread: thread t is member t / R of team
+ * t % R. */
+typedef struct member_share {
+    _Alignas(64) _Atomic uint64_t word;
+} member_share;
 
 /* A worker's mailbox: the caller posts a job by writing its number here. */
 typedef struct worker_slot {
@@ -98,7 +106,8 @@ struct brisk_pool {
     atomic_uint done_sleeping;
     pool_barrier barrier;    /* the in-job barrier of the K threads */
     pool_barrier *teams;     /* (T) team barriers; the first R are in use */
-    team_claims *claims;     /* (T) each team's claimed loop */
+    team_claims *claims;     /* (T) each team's claimed loops */
+    member_share *shares;    /* (T) each thread's share of its team's loops */
     atomic_int spin;         /* rounds of spinning before a barrier sleeps */
     _Alignas(64) atomic_llong next_item; /* the job's items (brisk_pool_next_item) */
     /* Spreading (the caller's, between jobs): when another program makes the scheduler put
@@ -315,6 +324,16 @@ static void spread(brisk_pool *pool, int shared)
     }
 }
 
+/* Between jobs: no loop of any team begun (loops are numbered from 1 in every job). */
+static void reset_claims(brisk_pool *pool)
+{
+    for (int t = 0; t < pool->T; t++)
+        atomic_store_explicit(&pool->shares[t].word, 0, memory_order_relaxed);
+    for (int r = 0; r < pool->n_teams; r++)
+        for (int i = 0; i < LOOP_RING; i++)
+            atomic_store_explicit(&pool->claims[r].done[i], 0, memory_order_relaxed);
+}
+
 static void run_fn(brisk_pool *pool, int t)
 {
     if (t)
@@ -365,16 +384,19 @@ int brisk_pool_create(int T, brisk_pool **out)
     pool->teams = calloc((size_t)T, sizeof *pool->teams);
     pool->times = aligned_alloc(64, (size_t)T * sizeof *pool->times);
     pool->claims = aligned_alloc(64, (size_t)T * sizeof *pool->claims);
+    pool->shares = aligned_alloc(64, (size_t)T * sizeof *pool->shares);
     pool->slots = aligned_alloc(64, (size_t)T * sizeof *pool->slots);
     atomic_init(&pool->spin, SPIN_ROUNDS);
     atomic_init(&pool->next_item, 0);
     if (sched_getaffinity(0, sizeof pool->allowed, &pool->allowed) != 0)
         CPU_ZERO(&pool->allowed);
-    if (!pool->threads || !pool->teams || !pool->times || !pool->claims || !pool->slots) {
+    if (!pool->threads || !pool->teams || !pool->times || !pool->claims || !pool->shares ||
+        !pool->slots) {
         free(pool->threads);
         free(pool->teams);
         free(pool->times);
         free(pool->claims);
+        free(pool->shares);
         free(pool->slots);
         free(pool);
         return brisk_error_set(BRISK_ENOMEM, "pool: out of memory");
@@ -386,7 +408,7 @@ int brisk_pool_create(int T, brisk_pool **out)
         pool->times[t].stat_fd = -1;
         atomic_init(&pool->slots[t].post, 0);
         atomic_init(&pool->slots[t].sleeping, 0);
-        atomic_init(&pool->claims[t].word, 0);
+        atomic_init(&pool->shares[t].word, 0);
         for (int i = 0; i < LOOP_RING; i++)
             atomic_init(&pool->claims[t].done[i], 0);
         atomic_init(&pool->claims[t].finished, 0);
@@ -434,6 +456,7 @@ void brisk_pool_destroy(brisk_pool *pool)
     free(pool->teams);
     free(pool->times);
     free(pool->claims);
+    free(pool->shares);
     free(pool->slots);
     free(pool);
 }
@@ -462,6 +485,7 @@ void brisk_pool_run(brisk_pool *pool, brisk_pool_fn fn, void *arg)
     pool->fn = fn;
     pool->arg = arg;
     self_index = 0;
+    reset_claims(pool);
     atomic_store_explicit(&pool->next_item, 0, memory_order_relaxed);
     const int K = pool->active, checked = check_preemption(pool, 0);
     if (K == 1) {
@@ -514,12 +538,9 @@ void brisk_pool_set_teams(brisk_pool *pool, int R)
 {
     BRISK_ASSERT(R >= 1 && R <= pool->active);
     pool->n_teams = R;
-    for (int r = 0; r < R; r++) {
+    for (int r = 0; r < R; r++)
         pool->teams[r].n = (unsigned)brisk_pool_team_size(pool, r);
-        atomic_store_explicit(&pool->claims[r].word, 0, memory_order_relaxed);
-        for (int i = 0; i < LOOP_RING; i++)
-            atomic_store_explicit(&pool->claims[r].done[i], 0, memory_order_relaxed);
-    }
+    reset_claims(pool);
 }
 
 /* Whether loop g of n chunks has finished: its slot counts g's finished chunks; a slot
@@ -567,27 +588,69 @@ static void settle(brisk_pool *pool, team_claims *c, thread_times *tt)
     tt->settled = tt->gen;
 }
 
-/* Whether the calling thread (at loop g) may set the team's word up for g, the word being at
- * loop wg < g: only once loop wg has run out of chunks and no loop between them has any (a
- * member that took no part in one, or has not begun it yet, must not let the others skip it).
- * Loops up to the thread's last settle have finished, and so have run out. */
-static int may_begin(const thread_times *tt, uint64_t wg, uint64_t at, uint64_t g)
+/* Chunks [*lo, *lo + return) of a loop of n: member i's share, of nth members. */
+static long long share_of(long long n, int i, int nth, long long *lo)
 {
-    if (wg > tt->settled && (long long)at < tt->n_of[wg % LOOP_RING])
+    *lo = n * i / nth;
+    return n * (i + 1) / nth - *lo;
+}
+
+/* Whether the calling thread (at loop g) may set a share's word up for g, the word being at
+ * loop wg < g with `at` of its chunks claimed: only once the share has run out in loop wg and
+ * has no chunk in any loop between (a member that took no part in one, or has not begun it
+ * yet, must not let the others skip it). Loops up to the thread's last settle have finished,
+ * and so have run out. */
+static int may_begin(const thread_times *tt, int i, int nth, uint64_t wg, uint64_t at,
+                     uint64_t g)
+{
+    long long lo;
+    if (wg > tt->settled && (long long)at < share_of(tt->n_of[wg % LOOP_RING], i, nth, &lo))
         return 0;
     for (uint64_t h = (wg > tt->settled ? wg : tt->settled) + 1; h < g; h++)
-        if (tt->n_of[h % LOOP_RING] > 0)
+        if (share_of(tt->n_of[h % LOOP_RING], i, nth, &lo) > 0)
             return 0;
     return 1;
 }
 
+/* The next unclaimed chunk of member i's share of loop g (n chunks), or -1 when it has none
+ * left. Waits while the share is still set up for an earlier loop that has chunks left. */
+static long long take(const thread_times *tt, member_share *m, int i, int nth, uint64_t g,
+                      long long n)
+{
+    long long lo;
+    const long long len = share_of(n, i, nth, &lo);
+    if (len <= 0)
+        return -1;
+    uint64_t cur = atomic_load_explicit(&m->word, memory_order_acquire);
+    for (int waited = 0;;) {
+        const uint64_t wg = cur >> 32, at = cur & 0xffffffffu;
+        if (wg > g || (wg == g && (long long)at >= len))
+            return -1; /* (a word set up for a later loop ran out in this one) */
+        if (wg < g && !may_begin(tt, i, nth, wg, at, g)) { /* members behind still work */
+            if (++waited % 64 == 0)
+                sched_yield();
+            else
+                cpu_relax();
+            cur = atomic_load_explicit(&m->word, memory_order_acquire);
+            continue;
+        }
+        const uint64_t item = wg == g ? at : 0, next = g << 32 | (item + 1);
+        if (atomic_compare_exchange_weak_explicit(&m->word, &cur, next, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return lo + (long long)item;
+    }
+}
+
 /* Loops are numbered from 1 in every job (run_fn sets each thread's count to 0, and
- * brisk_pool_set_teams each team's word). The word holds the newest loop that some member has
- * set up and its next chunk; a member sets its loop up once the word's loop has run out (see
- * may_begin). So a word ahead of the caller's loop means that the caller's loop has run out. */
+ * reset_claims every share's word). A member claims the chunks of its own share first, in
+ * order, then what is left of the others' shares, the next member's first: on a quiet machine
+ * each thread runs the same chunks step after step (the data they touch stays in its core's
+ * caches), and a thread whose core is shared runs fewer, the others taking the rest. A word
+ * set up for a later loop than the caller's means that the caller's loop ran out there. */
 long long brisk_pool_team_claim(brisk_pool *pool, int team, int op, long long n)
 {
-    thread_times *tt = &pool->times[self_index];
+    const int w = self_index, R = pool->n_teams;
+    thread_times *tt = &pool->times[w];
     team_claims *c = &pool->claims[team];
     if (tt->held) { /* the chunk claimed last is finished */
         chunk_done(c, tt, tt->held);
@@ -601,27 +664,16 @@ long long brisk_pool_team_claim(brisk_pool *pool, int team, int op, long long n)
         if (op == BRISK_CLAIM_PASS)
             return -1;
     }
-    const uint64_t g = tt->gen;
-    uint64_t cur = atomic_load_explicit(&c->word, memory_order_acquire);
-    for (int waited = 0;;) {
-        const uint64_t wg = cur >> 32, at = cur & 0xffffffffu;
-        if (wg > g || (wg == g && (long long)at >= n) || n == 0)
-            return -1;
-        if (wg < g && !may_begin(tt, wg, at, g)) { /* members behind this one still work */
-            if (++waited % 64 == 0)
-                sched_yield();
-            else
-                cpu_relax();
-            cur = atomic_load_explicit(&c->word, memory_order_acquire);
-            continue;
-        }
-        const uint64_t item = wg == g ? at : 0, next = g << 32 | (item + 1);
-        if (atomic_compare_exchange_weak_explicit(&c->word, &cur, next, memory_order_acq_rel,
-                                                  memory_order_acquire)) {
-            tt->held = g;
-            return (long long)item;
+    const int nth = brisk_pool_team_size(pool, team), me = w / R;
+    for (int k = 0; k < nth && n > 0; k++) {
+        const int i = (me + k) % nth;
+        const long long item = take(tt, &pool->shares[i * R + team], i, nth, tt->gen, n);
+        if (item >= 0) {
+            tt->held = tt->gen;
+            return item;
         }
     }
+    return -1;
 }
 
 long long brisk_pool_next_item(brisk_pool *pool, long long n)
@@ -672,6 +724,68 @@ void brisk_pool_reset_times(brisk_pool *pool)
 {
     for (int t = 0; t < pool->T; t++)
         pool->times[t].job_ns = pool->times[t].wait_ns = 0;
+}
+
+#define GOV_SECONDS 0.25
+#define GOV_STEPS 3
+
+void brisk_governor_init(brisk_governor *g)
+{
+    memset(g, 0, sizeof *g);
+    g->down_wait = g->up_wait = 1;
+    g->skip = 1; /* the first steps start the threads and fault the workspaces in */
+}
+
+void brisk_governor_restart(brisk_governor *g, int fixed)
+{
+    g->fixed = fixed;
+    g->probing = 0;
+    g->w_seconds = 0;
+    g->w_samples = 0;
+    g->w_steps = 0;
+    g->skip = 1;
+}
+
+int brisk_governor_step(brisk_governor *g, int K, int T, int n, double seconds, int contended,
+                        double now)
+{
+    if (T < 2 || g->fixed)
+        return K;
+    g->w_seconds += seconds;
+    g->w_samples += n;
+    if (++g->w_steps < GOV_STEPS || g->w_seconds < GOV_SECONDS)
+        return K;
+    const double rate = (double)g->w_samples / g->w_seconds;
+    g->w_seconds = 0;
+    g->w_samples = 0;
+    g->w_steps = 0;
+    if (g->skip) {
+        g->skip--;
+        return K;
+    }
+    if (g->probing) {
+        g->probing = 0;
+        const int down = K < g->base_k;
+        if (rate > g->base_rate * (down ? 1.05 : 1.02)) { /* keep K */
+            g->next_up = now + (g->up_wait = 2);
+            g->down_wait = 2;
+            return K;
+        }
+        g->skip = 1;
+        if (down)
+            g->next_down = now + (g->down_wait = fmin(2 * g->down_wait, 64));
+        else
+            g->next_up = now + (g->up_wait = fmin(2 * g->up_wait, 32));
+        return g->base_k;
+    }
+    const int down = K > 1 && contended && now >= g->next_down;
+    if (!down && !(K < T && now >= g->next_up))
+        return K;
+    g->probing = 1;
+    g->base_k = K;
+    g->base_rate = rate;
+    g->skip = 1;
+    return down ? K - 1 : K + 1;
 }
 
 int brisk_cpu_times_parse(const char *line, unsigned long long *steal, unsigned long long *total)

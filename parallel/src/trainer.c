@@ -85,16 +85,7 @@ struct brisk_trainer {
     double shard_seconds;     /* wall time in phase A, summed over steps */
     /* How many threads take part (brisk_pool_set_active), chosen by measuring when another
      * program competes for the CPUs (adapt_threads). */
-    struct {
-        int fixed;            /* brisk_trainer_set_threads_in_use: no adapting */
-        int probing;          /* the window in progress measures base_k's neighbour */
-        int base_k;
-        double base_rate;     /* samples/s at base_k */
-        double w_seconds;     /* the window so far: steps' wall time and samples */
-        int64_t w_samples;
-        int w_steps;
-        double next_down, next_up, down_wait, up_wait;
-    } gov;
+    brisk_governor gov;
     double update_seconds;    /* wall time in the reduction and update (and their MPI) */
     /* Processes. */
     brisk_comm *comm;
@@ -564,7 +555,7 @@ int brisk_trainer_create(const brisk_trainer_config *cfg, brisk_trainer **out)
     for (int r = 0; r < t->T; r++)
         t->teams[r] = (team_ctx){t->pool, r};
     t->settles = brisk_model_claims(t->model) && !getenv("BRISK_STRICT_BARRIERS");
-    t->gov.down_wait = t->gov.up_wait = 1;
+    brisk_governor_init(&t->gov);
     if (cfg->inference)
         goto workspaces;
     /* The reduced gradient, m and v: my slice, 64-byte aligned (the slab when P = 1). */
@@ -1038,50 +1029,16 @@ static void ema_update(void *arg, int w, int T)
                          t->cfg.ema_decay);
 }
 
-/* Windows of at least this long (and GOV_STEPS steps) measure a number of threads. */
-#define GOV_SECONDS 0.25
-#define GOV_STEPS 3
-
-/* After each step: while another program competes for the CPUs (the pool sees threads
- * waiting for their cores), measure whether one thread fewer trains faster, and keep the
- * faster; every while, measure one more again (the other program may have gone). On a busy
- * core a thread holds its team back at every barrier, so fewer threads can be faster. Which
- * threads take part changes no result. */
+/* After each step: how many threads take part from the next (brisk_governor_step). */
 static void adapt_threads(brisk_trainer *t, int n, double seconds)
 {
     if (t->T < 2 || t->gov.fixed)
         return;
-    t->gov.w_seconds += seconds;
-    t->gov.w_samples += n;
-    if (++t->gov.w_steps < GOV_STEPS || t->gov.w_seconds < GOV_SECONDS)
-        return;
-    const double rate = (double)t->gov.w_samples / t->gov.w_seconds, now = brisk_now_seconds();
-    t->gov.w_seconds = 0;
-    t->gov.w_samples = 0;
-    t->gov.w_steps = 0;
     const int K = brisk_pool_active(t->pool);
-    if (t->gov.probing) {
-        t->gov.probing = 0;
-        const int down = K < t->gov.base_k;
-        if (rate > t->gov.base_rate * (down ? 1.05 : 1.02)) { /* keep K */
-            t->gov.next_up = now + (t->gov.up_wait = 2);
-            t->gov.down_wait = 2;
-            return;
-        }
-        brisk_pool_set_active(t->pool, t->gov.base_k);
-        if (down)
-            t->gov.next_down = now + (t->gov.down_wait = fmin(2 * t->gov.down_wait, 64));
-        else
-            t->gov.next_up = now + (t->gov.up_wait = fmin(2 * t->gov.up_wait, 32));
-        return;
-    }
-    const int down = K > 1 && brisk_pool_contended(t->pool) && now >= t->gov.next_down;
-    if (!down && !(K < t->T && now >= t->gov.next_up))
-        return;
-    t->gov.probing = 1;
-    t->gov.base_k = K;
-    t->gov.base_rate = rate;
-    brisk_pool_set_active(t->pool, down ? K - 1 : K + 1);
+    const int k = brisk_governor_step(&t->gov, K, t->T, n, seconds,
+                                      brisk_pool_contended(t->pool), brisk_now_seconds());
+    if (k != K)
+        brisk_pool_set_active(t->pool, k);
 }
 
 int brisk_trainer_set_threads_in_use(brisk_trainer *t, int k)
@@ -1091,11 +1048,7 @@ int brisk_trainer_set_threads_in_use(brisk_trainer *t, int k)
     if (k < 0 || k > t->T)
         return brisk_error_set(BRISK_EINVAL, "trainer: %d threads in use (0 to adapt, or 1..%d "
                                "allowed)", k, t->T);
-    t->gov.fixed = k > 0;
-    t->gov.probing = 0;
-    t->gov.w_seconds = 0;
-    t->gov.w_samples = 0;
-    t->gov.w_steps = 0;
+    brisk_governor_restart(&t->gov, k > 0);
     brisk_pool_set_active(t->pool, k > 0 ? k : t->T);
     return BRISK_OK;
 }

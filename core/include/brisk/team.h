@@ -6,10 +6,11 @@
  * teams from its worker pool; a NULL team means one thread alone.
  *
  * A part can be fixed (brisk_team_range: thread ith always gets the same slice) or claimed
- * (brisk_share_next: the items of a loop go to whichever thread asks first, so a thread whose
- * core is shared with another program simply does fewer). Claimed loops give the same bits
- * as fixed ones as long as each item's result does not depend on which thread computes it,
- * which is the rule for every part of a layer anyway.
+ * (brisk_share_next: each thread first takes the chunks of its own even share, then what the
+ * others have not taken yet, so a thread whose core is shared with another program simply
+ * does fewer, and on a quiet machine each does the same ones every time). Claimed loops give
+ * the same bits as fixed ones as long as each item's result does not depend on which thread
+ * computes it, which is the rule for every part of a layer anyway.
  */
 #ifndef BRISK_TEAM_H
 #define BRISK_TEAM_H

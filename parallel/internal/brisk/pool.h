@@ -3,7 +3,7 @@
  * brisk_pool_run(pool, fn, arg) runs fn(arg, t, K) once on each of the K threads in use (all
  * T unless brisk_pool_set_active says fewer; the caller is thread 0) and returns when all
  * have finished. Inside fn, brisk_pool_barrier separates phases, teams have their own
- * barriers, and claimed loops hand out chunks of work to whichever thread asks first.
+ * barriers, and claimed loops hand out chunks of work (each thread its own share first).
  * Threads are created once, in brisk_pool_create; kernels never create threads.
  *
  * Another program on the cores: every 50 ms each thread reads how long it waited for a CPU
@@ -21,6 +21,8 @@
 #define BRISK_POOL_H
 
 #include "brisk/team.h"
+
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -63,9 +65,39 @@ int brisk_pool_team_size(const brisk_pool *pool, int team);
 void brisk_pool_team_barrier(brisk_pool *pool, int team);
 
 /* Inside a job: the claim function of brisk/team.h for team `team` (n < 2^32 chunks): the
- * next unclaimed chunk of the team's current loop, or -1 when all are taken. Claiming (or
- * any op) also marks the chunk the thread claimed before as finished. */
+ * next unclaimed chunk of the team's current loop, or -1 when all are taken. Member i of nth
+ * owns chunks n i / nth up to n (i + 1) / nth and gets them first, in order; then the rest of
+ * the next member's share, and so on. Claiming (or any op) also marks the chunk the thread
+ * claimed before as finished. */
 long long brisk_pool_team_claim(brisk_pool *pool, int team, int op, long long n);
+
+/* How many of a pool's T threads take part in a trainer's steps (brisk_pool_set_active), chosen
+ * by measuring: while another program competes for the CPUs (brisk_pool_contended), the
+ * governor measures whether one thread fewer trains faster and keeps the faster; every while
+ * it measures one more again (the other program may have gone). On a busy core a thread can
+ * hold its team back, so fewer threads can be faster. A window of at least 3 steps and 0.25 s
+ * measures a number of threads; the window just after a change is not measured (it holds the
+ * change's own cost: threads starting, workspaces faulted in, threads moved between CPUs). */
+typedef struct brisk_governor {
+    int fixed;                /* brisk_trainer_set_threads_in_use: no adapting */
+    int probing;              /* the window in progress measures base_k's neighbour */
+    int skip;                 /* windows still to let pass unmeasured */
+    int base_k;
+    double base_rate;         /* samples/s at base_k */
+    double w_seconds;         /* the window so far: steps' wall time and samples */
+    int64_t w_samples;
+    int w_steps;
+    double next_down, next_up, down_wait, up_wait; /* seconds */
+} brisk_governor;
+
+/* A governor that has measured nothing yet (its first window is let pass). */
+void brisk_governor_init(brisk_governor *g);
+/* Adapting again (fixed 0) or not (fixed 1) after the caller set the number in use itself. */
+void brisk_governor_restart(brisk_governor *g, int fixed);
+/* After a step of n samples that took `seconds`, with K of T threads in use, `contended`
+ * from brisk_pool_contended and `now` in seconds: the number to use from the next step. */
+int brisk_governor_step(brisk_governor *g, int K, int T, int n, double seconds, int contended,
+                        double now);
 
 /* Inside a job: the next of the job's n items (the same n on every call), or -1 when all are
  * taken: each thread takes items until none is left, so a thread whose core is shared with
