@@ -6,8 +6,8 @@
 
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <linux/futex.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
