@@ -185,8 +185,9 @@ static void reference(const brisk_gemm_args *g, float *C)
  * and padded leading dimensions, checked for every ISA the CPU runs and every split. ind 1:
  * A's rows through a_rows, ind 2: B's rows through b_rows, in reverse order (A or B NULL, so
  * that a path that ignored the pointers would crash). */
-/* Products checked with B packed once (b_packed), on the code paths that pack. */
-static int packed_paths;
+/* Products checked with B packed once (b_packed) and with A packed once (a_packed), on the
+ * code paths that pack. */
+static int packed_paths, packed_a_paths;
 
 static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, uint32_t seed,
                        int ind, brisk_gemm_precision precision)
@@ -307,6 +308,38 @@ static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, ui
             free(packed);
             packed_paths++;
         }
+        /* A packed once (a_packed), in three parts of rows packed in reverse order: the same
+         * bits, and A itself not read (overwritten meanwhile). */
+        const size_t a_floats = brisk_gemm_pack_a_floats(&g);
+        if (a_floats) {
+            const size_t a_len = (size_t)(a_cols ? K : M) * (size_t)lda;
+            float *packed = aligned_alloc(64, (a_floats * sizeof(float) + 63) / 64 * 64);
+            float *saved = malloc(sizeof(float) * a_len);
+            assert_true(packed && saved);
+            for (int part = 2; part >= 0; part--)
+                brisk_gemm_pack_a(&g, packed, M * part / 3, M * (part + 1) / 3);
+            memcpy(saved, A, sizeof(float) * a_len);
+            for (size_t j = 0; j < a_len; j++)
+                A[j] = 1e30f;
+            g.a_packed = packed;
+            for (int nth = 1; nth <= 5; nth += 2) {
+                memcpy(got, C0, sizeof(float) * (size_t)(M ? M : 1) * (size_t)ldc);
+                for (int ith = 0; ith < nth; ith++)
+                    brisk_gemm(&g, ith, nth);
+                for (int m = 0; m < M; m++)
+                    if (memcmp(&got[m * ldc], &want[m * ldc], sizeof(float) * (size_t)N)) {
+                        print_error("%s, A packed once, %d threads, M %d N %d K %d %s: row %d "
+                                    "differs\n", isas[i], nth, M, N, K,
+                                    a_cols ? "A by columns" : "A by rows", m);
+                        fail();
+                    }
+            }
+            g.a_packed = NULL;
+            memcpy(A, saved, sizeof(float) * a_len);
+            free(saved);
+            free(packed);
+            packed_a_paths++;
+        }
     }
     brisk_gemm_set_isa(NULL);
     free(rows);
@@ -363,9 +396,10 @@ static void test_bf16_every_path_and_split_is_vdpbf16ps(void **state)
                                     (brisk_gemm_init)(seed % 3), seed, (int)(seed / 4 % 3),
                                     BRISK_GEMM_BF16);
     assert_true(paths >= 1);
-    print_message("%d bf16 products checked with B packed once\n", packed_paths);
+    print_message("%d bf16 products checked with B packed once, %d with A\n", packed_paths,
+                  packed_a_paths);
     if (!strcmp(brisk_gemm_isa(), "avx512bf16"))
-        assert_true(packed_paths > 0);
+        assert_true(packed_paths > 0 && packed_a_paths > 0);
 }
 
 /* A subnormal starting value counts as zero: 2^-127 + FLT_MIN would be 1.5 FLT_MIN, but is

@@ -1347,8 +1347,10 @@ static void test_kernels_same_training(void **state)
     brisk_dataset_free(&ds);
 
     /* A CNN whose first convolution (one channel, 3x3) takes, in bf16 on avx512bf16, dW row by
-     * row from dy in place; then Winograd; in a shared shard and in shards of their own. */
-    assert_int_equal(brisk_model_config_set(&cfg.model, "conv:4:3:pad1,relu,maxpool:2,"
+     * row from dy in place; then Winograd (8 channels in: in bf16 on avx512bf16, its 16
+     * transformed weight matrices packed once a pass); in a shared shard and in shards of
+     * their own. */
+    assert_int_equal(brisk_model_config_set(&cfg.model, "conv:8:3:pad1,relu,maxpool:2,"
                                             "conv:8:3:pad1,relu,flatten,dense:5",
                                             brisk_shape_img(1, 12, 12)),
                      BRISK_OK);

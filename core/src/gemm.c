@@ -721,6 +721,15 @@ static inline uint32_t pair_word(float x0, float x1)
     return bf16_bits(u0) | bf16_bits(u1) >> 16;
 }
 
+/* Pair words in a packed row of A holding kc values of k: a whole number of 32-byte pieces. */
+static inline int a_lda(int kc)
+{
+    return ((kc + 1) / 2 + 7) / 8 * 8;
+}
+
+TBF16 static void pack_a_rows(const brisk_gemm_args *g, int m, int rows, int k0, int kc,
+                              uint32_t *ap, int lda);
+
 /* A's rows [m, m + rows), k in [k0, k0 + kc), as pair words: word (r, p) at ap[r * *ars +
  * p * *aps]. Stored column by column (rows 16 at a time) where A's columns are contiguous,
  * row by row otherwise. */
@@ -752,8 +761,16 @@ TBF16 static void pack_a_pairs(const brisk_gemm_args *g, int m, int rows, int k0
         }
         return;
     }
-    const int lda = ((kc + 1) / 2 + 7) / 8 * 8;
+    const int lda = a_lda(kc);
     *ars = lda, *aps = 1;
+    pack_a_rows(g, m, rows, k0, kc, ap, lda);
+}
+
+/* A's rows [m, m + rows), k in [k0, k0 + kc), as pair words, row by row: word (r, p) at
+ * ap[r * lda + p]. */
+TBF16 static void pack_a_rows(const brisk_gemm_args *g, int m, int rows, int k0, int kc,
+                              uint32_t *ap, int lda)
+{
     for (int r = 0; r < rows; r++) {
         const float *src = g->a_rows ? g->a_rows[m + r] + (ptrdiff_t)k0 * g->a_ks
                                      : g->A + (ptrdiff_t)(m + r) * g->a_rs +
@@ -887,9 +904,18 @@ TBF16 static void block_dpbf16(const brisk_gemm_args *g, int m0, int m1, int n0,
             for (int mc = m0; mc < m1; mc += PACK_MB) {
                 const int rows = m1 - mc < PACK_MB ? m1 - mc : PACK_MB;
                 int ars, aps;
-                pack_a_pairs(g, mc, rows, k0, kc, ap, &ars, &aps);
+                const uint32_t *pa = ap;
                 a_panel nx;
-                const int ahead = next_a_panel(g, m0, m1, n1, np + nb, k0, mc, &nx);
+                int ahead = 0;
+                if (g->a_packed) { /* packed before: the panel's place in it */
+                    ars = a_lda(kc), aps = 1;
+                    pa = (const uint32_t *)(const void *)g->a_packed +
+                         (size_t)(k0 / KC) * (size_t)g->M * (size_t)a_lda(KC) +
+                         (size_t)mc * (size_t)ars;
+                } else {
+                    pack_a_pairs(g, mc, rows, k0, kc, ap, &ars, &aps);
+                    ahead = next_a_panel(g, m0, m1, n1, np + nb, k0, mc, &nx);
+                }
                 const int slices = (cols + 63) / 64 * ((rows + MR - 1) / MR);
                 int slice = 0;
                 for (int n = np; n < np + cols; n += 64) {
@@ -900,7 +926,7 @@ TBF16 static void block_dpbf16(const brisk_gemm_args *g, int m0, int m1, int n0,
                         if (ahead)
                             prefetch_a_slice(g, &nx, slice++, slices);
                         micro_bf16_table[mr - 1][nv - 1](g, tail, m, n, kc2, init,
-                                                         ap + (size_t)(m - mc) * ars, ars,
+                                                         pa + (size_t)(m - mc) * ars, ars,
                                                          aps, bp + (n - np), ldp);
                     }
                 }
@@ -955,6 +981,36 @@ size_t brisk_gemm_pack_b_floats(const brisk_gemm_args *g)
         return (size_t)((g->K + 1) / 2) * (size_t)packed_ld(g->N);
 #endif
     return 0;
+}
+
+size_t brisk_gemm_pack_a_floats(const brisk_gemm_args *g)
+{
+    current_block();
+#if BRISK_GEMM_X86
+    if (g && active_dpbf16 && g->precision == BRISK_GEMM_BF16 && g->M > 0 && g->K > 0) {
+        size_t words = 0;
+        for (int k0 = 0; k0 < g->K; k0 += KC)
+            words += (size_t)g->M * (size_t)a_lda(g->K - k0 < KC ? g->K - k0 : KC);
+        return words;
+    }
+#endif
+    return 0;
+}
+
+void brisk_gemm_pack_a(const brisk_gemm_args *g, float *buf, int m0, int m1)
+{
+    if (!buf || !brisk_gemm_pack_a_floats(g))
+        return;
+    m0 = m0 < 0 ? 0 : m0;
+    m1 = m1 > g->M ? g->M : m1;
+#if BRISK_GEMM_X86
+    uint32_t *d = (uint32_t *)(void *)buf;
+    for (int k0 = 0; k0 < g->K && m0 < m1; k0 += KC) {
+        const int kc = g->K - k0 < KC ? g->K - k0 : KC, lda = a_lda(kc);
+        pack_a_rows(g, m0, m1 - m0, k0, kc, d + (size_t)m0 * lda, lda);
+        d += (size_t)g->M * lda;
+    }
+#endif
 }
 
 int brisk_gemm_pack_b_units(const brisk_gemm_args *g)

@@ -78,10 +78,12 @@ typedef struct conv_geom {
      * in 2x2 tiles, TH x TW of them, and units of one tile by up to WINO_NB samples (SB
      * sample blocks a tile). Offsets: wu, wut (the transformed weights as (16, Cout, Cin) and,
      * for dx, (16, Cin, Cout)), wdu (WINO_GROUPS partial weight gradients (16, Cin, Cout)),
-     * wslot (WINO_SLOTS slots of 3 regions of `slot` floats, one slot a thread). The direct
-     * method's dyt, dwt, xrows, drows and wr are not allocated; dyp is (dy padded for dx). */
+     * wslot (WINO_SLOTS slots of 3 regions of `slot` floats, one slot a thread), wpk (16
+     * matrices of U or of dx's U packed for bf16 products, pk_xs floats apart: untouched where
+     * products pack nothing). The direct method's dyt, dwt, xrows, drows and wr are not
+     * allocated; dyp is (dy padded for dx). */
     int wino, TH, TW, SB, units;
-    size_t wu, wut, wdu, wslot, slot;
+    size_t wu, wut, wdu, wslot, slot, wpk, pk_xs;
     size_t total;
 } conv_geom;
 
@@ -153,6 +155,14 @@ static conv_geom conv_geometry(const brisk_layer *l, int ld)
         at = brisk__align_up(at + WINO_GROUPS * 16 * cc);
         g.wslot = at;
         at = brisk__align_up(at + WINO_SLOTS * 3 * g.slot);
+        /* A packed (M, K) holds at most M (ceil(K / 2) + 8 per 256 of K) words
+         * (brisk_gemm_pack_a_floats; checked where it is used). */
+        const size_t ci = (size_t)g.ci, co = (size_t)g.co;
+        const size_t pk_co = co * ((ci + 1) / 2 + 8 * (ci / 256 + 1));
+        const size_t pk_ci = ci * ((co + 1) / 2 + 8 * (co / 256 + 1));
+        g.pk_xs = brisk__align_up(pk_co > pk_ci ? pk_co : pk_ci);
+        g.wpk = at;
+        at = brisk__align_up(at + 16 * g.pk_xs);
     } else if (g.s == 1) {
         g.xrows = at;
         at = brisk__align_up(at + (size_t)g.OH * (size_t)g.K * PTR_FLOATS);
@@ -379,6 +389,8 @@ typedef struct wino_job {
     float *act_y;                 /* mode 1 */
     const float *act_x, *act_a;   /* mode 2: the activation's input and output */
     brisk_gemm_precision precision;
+    const float *Upk;       /* U's 16 matrices packed (wino_pack_u), pk_xs apart, or NULL */
+    size_t pk_xs;
 } wino_job;
 
 static BRISK_MULTIVERSION void wino_out(const wino_job *w, const wino_unit *t, const float *M)
@@ -470,11 +482,36 @@ static void wino_conv(const conv_geom *g, const wino_job *w, float *slot, const 
                 .A = w->U + (size_t)xi * w->cout * w->cin, .a_rs = w->cin, .a_ks = 1,
                 .B = V + (size_t)xi * wino_xs(w->cin), .ldb = WINO_NB,
                 .C = M + (size_t)xi * wino_xs(w->cout), .ldc = WINO_NB,
-                .init = BRISK_GEMM_ZERO, .precision = w->precision};
+                .init = BRISK_GEMM_ZERO, .precision = w->precision,
+                .a_packed = w->Upk ? w->Upk + (size_t)xi * w->pk_xs : NULL};
             brisk_gemm_block(&gm, 0, w->cout, 0, t.w);
         }
         wino_out(w, &t, M);
     }
+}
+
+/* Where bf16 products pack A (vdpbf16ps): U's 16 matrices (cout, cin) packed once into dst
+ * by the team, for every unit's products (each would otherwise pack its own), then a barrier.
+ * NULL, and no barrier, where products pack nothing: every member decides alike. */
+static const float *wino_pack_u(const conv_geom *g, const float *U, int cout, int cin,
+                                brisk_gemm_precision precision, float *dst,
+                                const brisk_team *team)
+{
+    const brisk_gemm_args g0 = {.M = cout, .N = WINO_NB, .K = cin, .A = U, .a_rs = cin,
+                                .a_ks = 1, .precision = precision};
+    const size_t floats = brisk_gemm_pack_a_floats(&g0);
+    if (!floats || floats > g->pk_xs)
+        return NULL;
+    brisk_share sh;
+    brisk_share_begin(&sh, team, 16, 1);
+    for (long long x0, x1; brisk_share_next(&sh, &x0, &x1);)
+        for (long long xi = x0; xi < x1; xi++) {
+            brisk_gemm_args gx = g0;
+            gx.A = U + (size_t)xi * (size_t)cout * (size_t)cin;
+            brisk_gemm_pack_a(&gx, dst + (size_t)xi * g->pk_xs, 0, cout);
+        }
+    brisk_team_barrier(team);
+    return dst;
 }
 
 /* Thread ith's slot (members past WINO_SLOTS get no work, and slot 0's address). */
@@ -495,11 +532,14 @@ static void conv_forward_wino(const brisk_layer *l, const brisk_forward_args *a,
     for (long long p0, p1; brisk_share_next(&sh, &p0, &p1);)
         wino_kernels(brisk_layer_data(l, 0, a->params), g->ci, g->co, p0, p1, 0, sc + g->wu);
     brisk_team_barrier(a->team);
+    const float *Upk = wino_pack_u(g, sc + g->wu, g->co, g->ci, a->precision, sc + g->wpk,
+                                   a->team);
     const wino_job w = {
         .in = sc + g->xpad, .plane = g->plane, .rs = g->rs, .cin = g->ci, .cout = g->co,
         .OH = g->OH, .OW = g->OW, .ld = a->ld, .U = sc + g->wu,
         .bias = l->args[C_BIAS] ? brisk_layer_data(l, 1, a->params) : NULL, .out = a->y,
-        .mode = a->act ? 1 : 0, .act = a->act, .act_y = a->act_y, .precision = a->precision};
+        .mode = a->act ? 1 : 0, .act = a->act, .act_y = a->act_y, .precision = a->precision,
+        .Upk = Upk, .pk_xs = g->pk_xs};
     wino_conv(g, &w, wino_slot(g, sc, a->team), a->team);
 }
 
@@ -823,6 +863,9 @@ static void conv_backward_wino(const brisk_layer *l, const brisk_backward_args *
             wino_kernels(W, g->ci, g->co, p0, p1, 1, sc + g->wut);
     }
     brisk_team_barrier(a->team);
+    const float *Upk = a->dx ? wino_pack_u(g, sc + g->wut, g->ci, g->co, a->precision,
+                                           sc + g->wpk, a->team)
+                             : NULL;
     float *slot = wino_slot(g, sc, a->team);
     wino_dw_groups(g, sc + g->xpad, a->dy, ld, slot, sc + g->wdu, a->team, a->precision);
     if (a->dx) {
@@ -832,7 +875,7 @@ static void conv_backward_wino(const brisk_layer *l, const brisk_backward_args *
             .plane = pplane, .rs = (size_t)g->CP * ld, .cin = g->co, .cout = g->ci, .OH = g->H,
             .OW = g->W, .ld = ld, .U = sc + g->wut, .bias = NULL, .out = a->dx,
             .mode = a->act ? 2 : 0, .act = a->act, .act_x = a->act_x, .act_a = a->act_y,
-            .precision = a->precision};
+            .precision = a->precision, .Upk = Upk, .pk_xs = g->pk_xs};
         wino_conv(g, &w, slot, a->team);
     }
     brisk_team_barrier(a->team);

@@ -71,6 +71,10 @@ typedef struct brisk_gemm_args {
      * packing buffer reads them instead. NULL: each call packs what it needs, where its code
      * path packs B. */
     const float *b_packed;
+    /* Optional: A as brisk_gemm_pack_a packed it (all of it), for this same product on the
+     * code path in use; A or a_rows must still be valid. NULL: each call packs the panels of
+     * A it reads, where its code path packs A. */
+    const float *a_packed;
 } brisk_gemm_args;
 
 /* Computes the block of C that thread ith of nth owns (0 <= ith < nth); the nth calls
@@ -100,6 +104,15 @@ void brisk_gemm_split(int M, int N, int ith, int nth, int *m0, int *m1, int *n0,
 size_t brisk_gemm_pack_b_floats(const brisk_gemm_args *g);
 int brisk_gemm_pack_b_units(const brisk_gemm_args *g);
 void brisk_gemm_pack_b(const brisk_gemm_args *g, float *buf, int u0, int u1);
+
+/* The same for A, for an A that many products share (a convolution's transformed weights,
+ * multiplied with every block of its input): brisk_gemm_pack_a_floats(&g) floats (0: this
+ * product packs nothing), then brisk_gemm_pack_a(&g, buf, m0, m1) for rows [m0, m1) of A,
+ * by one thread or by several for disjoint rows, then g.a_packed = buf in every product
+ * with the same A, M, K, a_rs, a_ks and precision (N, B and C may differ). The same bits
+ * either way. */
+size_t brisk_gemm_pack_a_floats(const brisk_gemm_args *g);
+void brisk_gemm_pack_a(const brisk_gemm_args *g, float *buf, int m0, int m1);
 
 /* x rounded to bfloat16, returned as a float (its low 16 bits zero): to nearest, ties to even;
  * a subnormal to zero of its sign; a NaN stays a (quiet) NaN; a value past the largest
