@@ -185,6 +185,25 @@ static void reference(const brisk_gemm_args *g, float *C)
  * and padded leading dimensions, checked for every ISA the CPU runs and every split. ind 1:
  * A's rows through a_rows, ind 2: B's rows through b_rows, in reverse order (A or B NULL, so
  * that a path that ignored the pointers would crash). */
+/* g's C from 1, 3 and 5 calls of brisk_gemm, each starting from C0, equals want row by row
+ * (`what`: how the operands were given). */
+static void check_split_calls(const brisk_gemm_args *g, const float *C0, const float *want,
+                              const char *isa, const char *what)
+{
+    const size_t ldc = (size_t)g->ldc;
+    for (int nth = 1; nth <= 5; nth += 2) {
+        memcpy(g->C, C0, sizeof(float) * (size_t)(g->M ? g->M : 1) * ldc);
+        for (int ith = 0; ith < nth; ith++)
+            brisk_gemm(g, ith, nth);
+        for (int m = 0; m < g->M; m++)
+            if (memcmp(&g->C[m * ldc], &want[m * ldc], sizeof(float) * (size_t)g->N)) {
+                print_error("%s, %s, %d threads, M %d N %d K %d: row %d differs\n", isa, what,
+                            nth, g->M, g->N, g->K, m);
+                fail();
+            }
+    }
+}
+
 /* Products checked with B packed once (b_packed) and with A packed once (a_packed), on the
  * code paths that pack. */
 static int packed_paths, packed_a_paths;
@@ -273,17 +292,7 @@ static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, ui
             for (size_t j = 0; j < (size_t)(K ? K : 1) * (size_t)ldb; j++)
                 B[j] = 1e30f;
             g.b_packed = packed;
-            for (int nth = 1; nth <= 5; nth += 2) {
-                memcpy(got, C0, sizeof(float) * (size_t)(M ? M : 1) * (size_t)ldc);
-                for (int ith = 0; ith < nth; ith++)
-                    brisk_gemm(&g, ith, nth);
-                for (int m = 0; m < M; m++)
-                    if (memcmp(&got[m * ldc], &want[m * ldc], sizeof(float) * (size_t)N)) {
-                        print_error("%s, B packed once, %d threads, M %d N %d K %d: row %d "
-                                    "differs\n", isas[i], nth, M, N, K, m);
-                        fail();
-                    }
-            }
+            check_split_calls(&g, C0, want, isas[i], "B packed once");
             /* A thread short of memory for its panels (the emulation on small panels), and B
              * only packed (as a dense layer's weight gradient packs it from x's transpose):
              * the values come out of the packed words. */
@@ -322,18 +331,8 @@ static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, ui
             for (size_t j = 0; j < a_len; j++)
                 A[j] = 1e30f;
             g.a_packed = packed;
-            for (int nth = 1; nth <= 5; nth += 2) {
-                memcpy(got, C0, sizeof(float) * (size_t)(M ? M : 1) * (size_t)ldc);
-                for (int ith = 0; ith < nth; ith++)
-                    brisk_gemm(&g, ith, nth);
-                for (int m = 0; m < M; m++)
-                    if (memcmp(&got[m * ldc], &want[m * ldc], sizeof(float) * (size_t)N)) {
-                        print_error("%s, A packed once, %d threads, M %d N %d K %d %s: row %d "
-                                    "differs\n", isas[i], nth, M, N, K,
-                                    a_cols ? "A by columns" : "A by rows", m);
-                        fail();
-                    }
-            }
+            check_split_calls(&g, C0, want, isas[i],
+                              a_cols ? "A packed once, A by columns" : "A packed once, A by rows");
             g.a_packed = NULL;
             memcpy(A, saved, sizeof(float) * a_len);
             free(saved);
