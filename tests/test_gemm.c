@@ -569,6 +569,40 @@ static void test_pack_b_bad_arguments(void **state)
         brisk_gemm_pack_b(&g, packed, 2, 1);
         free(packed);
     }
+    /* The same for A: NULL, fp32, no rows or no k pack nothing; rows outside [0, M) are
+     * clamped (the words equal those of rows [0, M)); an empty range writes nothing. */
+    assert_int_equal(brisk_gemm_pack_a_floats(NULL), 0);
+    brisk_gemm_pack_a(NULL, NULL, 0, 1);
+    float A[3 * 5];
+    for (int i = 0; i < 15; i++)
+        A[i] = 0.25f * (float)i - 1.0f;
+    brisk_gemm_args ga = {.M = 3, .N = 2, .K = 5, .A = A, .a_rs = 5, .a_ks = 1};
+    assert_int_equal(brisk_gemm_pack_a_floats(&ga), 0); /* fp32 packs nothing */
+    brisk_gemm_pack_a(&ga, buf, 0, 3);
+    ga.precision = BRISK_GEMM_BF16;
+    ga.M = -1;
+    assert_int_equal(brisk_gemm_pack_a_floats(&ga), 0);
+    ga.M = 3;
+    ga.K = 0;
+    assert_int_equal(brisk_gemm_pack_a_floats(&ga), 0);
+    ga.K = 5;
+    brisk_gemm_pack_a(&ga, NULL, 0, 3);
+    const size_t a_floats = brisk_gemm_pack_a_floats(&ga);
+    if (a_floats) {
+        const size_t bytes = (a_floats * sizeof(float) + 63) / 64 * 64;
+        float *whole = aligned_alloc(64, bytes), *clamped = aligned_alloc(64, bytes);
+        assert_true(whole && clamped);
+        memset(whole, 0, bytes);
+        memset(clamped, 0, bytes);
+        brisk_gemm_pack_a(&ga, whole, 0, 3);
+        brisk_gemm_pack_a(&ga, clamped, -5, 100);
+        assert_memory_equal(whole, clamped, bytes);
+        brisk_gemm_pack_a(&ga, clamped, 2, 1); /* nothing */
+        brisk_gemm_pack_a(&ga, clamped, 3, 3);
+        assert_memory_equal(whole, clamped, bytes);
+        free(whole);
+        free(clamped);
+    }
 }
 
 /* Odd bit patterns among normal values: zeros of both signs, subnormals, infinities, a NaN,

@@ -727,6 +727,12 @@ static inline int a_lda(int kc)
     return ((kc + 1) / 2 + 7) / 8 * 8;
 }
 
+size_t brisk__gemm_packed_a_at(int M, int k0)
+{
+    const size_t full = (size_t)(k0 / KC) * (size_t)a_lda(KC), rest = (size_t)(k0 % KC);
+    return (size_t)(M > 0 ? M : 0) * (full + (rest ? (size_t)a_lda((int)rest) : 0));
+}
+
 TBF16 static void pack_a_rows(const brisk_gemm_args *g, int m, int rows, int k0, int kc,
                               uint32_t *ap, int lda);
 
@@ -910,8 +916,7 @@ TBF16 static void block_dpbf16(const brisk_gemm_args *g, int m0, int m1, int n0,
                 if (g->a_packed) { /* packed before: the panel's place in it */
                     ars = a_lda(kc), aps = 1;
                     pa = (const uint32_t *)(const void *)g->a_packed +
-                         (size_t)(k0 / KC) * (size_t)g->M * (size_t)a_lda(KC) +
-                         (size_t)mc * (size_t)ars;
+                         brisk__gemm_packed_a_at(g->M, k0) + (size_t)mc * (size_t)ars;
                 } else {
                     pack_a_pairs(g, mc, rows, k0, kc, ap, &ars, &aps);
                     ahead = next_a_panel(g, m0, m1, n1, np + nb, k0, mc, &nx);
@@ -987,12 +992,8 @@ size_t brisk_gemm_pack_a_floats(const brisk_gemm_args *g)
 {
     current_block();
 #if BRISK_GEMM_X86
-    if (g && active_dpbf16 && g->precision == BRISK_GEMM_BF16 && g->M > 0 && g->K > 0) {
-        size_t words = 0;
-        for (int k0 = 0; k0 < g->K; k0 += KC)
-            words += (size_t)g->M * (size_t)a_lda(g->K - k0 < KC ? g->K - k0 : KC);
-        return words;
-    }
+    if (g && active_dpbf16 && g->precision == BRISK_GEMM_BF16 && g->M > 0 && g->K > 0)
+        return brisk__gemm_packed_a_at(g->M, g->K);
 #endif
     return 0;
 }
@@ -1004,11 +1005,12 @@ void brisk_gemm_pack_a(const brisk_gemm_args *g, float *buf, int m0, int m1)
     m0 = m0 < 0 ? 0 : m0;
     m1 = m1 > g->M ? g->M : m1;
 #if BRISK_GEMM_X86
-    uint32_t *d = (uint32_t *)(void *)buf;
     for (int k0 = 0; k0 < g->K && m0 < m1; k0 += KC) {
         const int kc = g->K - k0 < KC ? g->K - k0 : KC, lda = a_lda(kc);
-        pack_a_rows(g, m0, m1 - m0, k0, kc, d + (size_t)m0 * lda, lda);
-        d += (size_t)g->M * lda;
+        pack_a_rows(g, m0, m1 - m0, k0, kc,
+                    (uint32_t *)(void *)buf + brisk__gemm_packed_a_at(g->M, k0) +
+                        (size_t)m0 * lda,
+                    lda);
     }
 #endif
 }

@@ -155,11 +155,8 @@ static conv_geom conv_geometry(const brisk_layer *l, int ld)
         at = brisk__align_up(at + WINO_GROUPS * 16 * cc);
         g.wslot = at;
         at = brisk__align_up(at + WINO_SLOTS * 3 * g.slot);
-        /* A packed (M, K) holds at most M (ceil(K / 2) + 8 per 256 of K) words
-         * (brisk_gemm_pack_a_floats; checked where it is used). */
-        const size_t ci = (size_t)g.ci, co = (size_t)g.co;
-        const size_t pk_co = co * ((ci + 1) / 2 + 8 * (ci / 256 + 1));
-        const size_t pk_ci = ci * ((co + 1) / 2 + 8 * (co / 256 + 1));
+        const size_t pk_co = brisk__gemm_packed_a_at(g.co, g.ci); /* U (Cout, Cin) */
+        const size_t pk_ci = brisk__gemm_packed_a_at(g.ci, g.co); /* dx's (Cin, Cout) */
         g.pk_xs = brisk__align_up(pk_co > pk_ci ? pk_co : pk_ci);
         g.wpk = at;
         at = brisk__align_up(at + 16 * g.pk_xs);

@@ -324,7 +324,8 @@ static void spread(brisk_pool *pool, int shared)
     }
 }
 
-/* Between jobs: no loop of any team begun (loops are numbered from 1 in every job). */
+/* Before each job (brisk_pool_run): no loop of any team begun (loops are numbered from 1 in
+ * every job). */
 static void reset_claims(brisk_pool *pool)
 {
     for (int t = 0; t < pool->T; t++)
@@ -540,7 +541,6 @@ void brisk_pool_set_teams(brisk_pool *pool, int R)
     pool->n_teams = R;
     for (int r = 0; r < R; r++)
         pool->teams[r].n = (unsigned)brisk_pool_team_size(pool, r);
-    reset_claims(pool);
 }
 
 /* Whether loop g of n chunks has finished: its slot counts g's finished chunks; a slot

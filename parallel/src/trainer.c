@@ -1032,8 +1032,6 @@ static void ema_update(void *arg, int w, int T)
 /* After each step: how many threads take part from the next (brisk_governor_step). */
 static void adapt_threads(brisk_trainer *t, int n, double seconds)
 {
-    if (t->T < 2 || t->gov.fixed)
-        return;
     const int K = brisk_pool_active(t->pool);
     const int k = brisk_governor_step(&t->gov, K, t->T, n, seconds,
                                       brisk_pool_contended(t->pool), brisk_now_seconds());

@@ -19,6 +19,12 @@ void brisk__gemm_set_packing(int on);
 void brisk__gemm_pack_bt(const brisk_gemm_args *g, const float *bt, size_t ldbt,
                          const float *const *cols, float *buf, int u0, int u1);
 
+/* Where the k-block starting at k0 (a multiple of 256, or K for the whole size) begins in an A
+ * of M rows packed by brisk_gemm_pack_a, in floats, on any code path: a scratch can be sized
+ * by it before the path is known (brisk_gemm_pack_a_floats is 0 where products pack
+ * nothing). */
+size_t brisk__gemm_packed_a_at(int M, int k0);
+
 /* out[j] = x[j][0] + x[j][1] + ... + x[j][n - 1], added in that order (rows ld apart), for j in
  * [j0, j1); n >= 1. Sixteen rows at a time in vector lanes (AVX-512), else eight, so that the
  * chains overlap. brisk__row_sums_scalar: always eight (the same sums). */
