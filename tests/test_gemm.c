@@ -677,6 +677,74 @@ static void test_pack_bt_is_pack_b(void **state)
     }
 }
 
+/* One pair word as the packs make it: k's value rounded (brisk_bf16) in the high half, k + 1's
+ * in the low. */
+static uint32_t want_word(float k0, float k1)
+{
+    return bits_of(brisk_bf16(k0)) | bits_of(brisk_bf16(k1)) >> 16;
+}
+
+/* The packs round every operand as brisk_bf16 does (test_bf16_rounding checks brisk_bf16
+ * itself): B packed by rows (brisk_gemm_pack_b) and A by rows (brisk_gemm_pack_a), over the
+ * odd values of sprinkle and some 16 million bit patterns spread over all 2^32; odd K, so
+ * that the pads (+0 in B, -0 in A) show too. */
+static void test_packs_round_as_bf16(void **state)
+{
+    (void)state;
+    enum { K = 63, N = 4096, ROUNDS = 64 };
+    float *x = malloc(sizeof(float) * K * N);
+    assert_non_null(x);
+    const brisk_gemm_args gb = {.M = 1, .N = N, .K = K, .B = x, .ldb = N,
+                                .precision = BRISK_GEMM_BF16};
+    const brisk_gemm_args ga = {.M = N, .N = 1, .K = K, .A = x, .a_rs = K, .a_ks = 1,
+                                .precision = BRISK_GEMM_BF16};
+    const size_t fb = brisk_gemm_pack_b_floats(&gb), fa = brisk_gemm_pack_a_floats(&ga);
+    if (!fb || !fa) {
+        print_message("skipped: this CPU's products do not pack (no AVX512-BF16)\n");
+        free(x);
+        return;
+    }
+    const int units = brisk_gemm_pack_b_units(&gb);
+    const size_t ldb = fb / (size_t)units, lda = fa / N;
+    uint32_t *pb = aligned_alloc(64, (fb * sizeof(float) + 63) / 64 * 64);
+    uint32_t *pa = aligned_alloc(64, (fa * sizeof(float) + 63) / 64 * 64);
+    assert_true(pb && pa);
+    for (uint32_t round = 0; round < ROUNDS; round++) {
+        for (uint32_t i = 0; i < K * N; i++) {
+            const uint32_t u = (round * K * N + i) * 2654435761u; /* a stride coprime to 2^32 */
+            memcpy(&x[i], &u, sizeof u);
+        }
+        if (round == 0)
+            sprinkle(x, (size_t)K * N);
+        brisk_gemm_pack_b(&gb, (float *)(void *)pb, 0, units);
+        brisk_gemm_pack_a(&ga, (float *)(void *)pa, 0, N);
+        for (int p = 0; p < units; p++)
+            for (int j = 0; j < N; j++) {
+                const float lo = 2 * p + 1 < K ? x[(2 * p + 1) * N + j] : 0.0f;
+                const uint32_t w = want_word(x[2 * p * N + j], lo);
+                if (pb[(size_t)p * ldb + j] != w) {
+                    print_error("B: pair %d, column %d: 0x%08X from 0x%08X, 0x%08X; expected "
+                                "0x%08X\n", p, j, pb[(size_t)p * ldb + j],
+                                bits_of(x[2 * p * N + j]), bits_of(lo), w);
+                    fail();
+                }
+            }
+        for (int r = 0; r < N; r++)
+            for (int p = 0; p < units; p++) {
+                const float hi = x[r * K + 2 * p];
+                const float lo = 2 * p + 1 < K ? x[r * K + 2 * p + 1] : -0.0f;
+                if (pa[(size_t)r * lda + p] != want_word(hi, lo)) {
+                    print_error("A: row %d, pair %d: 0x%08X from 0x%08X, 0x%08X\n", r, p,
+                                pa[(size_t)r * lda + p], bits_of(hi), bits_of(lo));
+                    fail();
+                }
+            }
+    }
+    free(pa);
+    free(pb);
+    free(x);
+}
+
 /* brisk__row_sums adds each row in column order, as the scalar loop does: the same bits for
  * any n and row range, -0 rows and NaNs included. */
 static void test_row_sums_order(void **state)
@@ -742,6 +810,7 @@ int main(void)
         cmocka_unit_test(test_vdpbf16ps_is_the_model),
         cmocka_unit_test(test_pack_b_bad_arguments),
         cmocka_unit_test(test_pack_bt_is_pack_b),
+        cmocka_unit_test(test_packs_round_as_bf16),
         cmocka_unit_test(test_row_sums_order),
         cmocka_unit_test(test_bf16_subnormal_start),
         cmocka_unit_test(test_split_covers_once),

@@ -655,32 +655,38 @@ static void bf16_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
 #define TBF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #define INLINEBF16 static inline __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), \
                                                 always_inline))
-#define NEG_ZERO 0x80000000u
 #define PREFETCH_ROWS 4  /* rows of A ahead */
 #define PREFETCH_PAIRS 2 /* pairs of rows of B ahead */
 #define PREFETCH_COLS 8  /* pairs of columns of A ahead */
 
-/* bf16_bits for 16 floats at once: the rounded value in each word's high half, zeros below. */
-INLINEBF16 __m512i bf16_bits16(__m512i u)
+/* Rounding to bfloat16 by the CPU's own conversions (vcvtneps2bf16, vcvtne2ps2bf16): nearest
+ * even, subnormal inputs to zero of their sign, NaNs kept and made quiet, whatever MXCSR
+ * says. That is bf16_bits, bit for bit: it is how Intel defines the instructions, it held
+ * for all 2^32 floats on this project's Zen 4 and Zen 5 machines, and test_gemm's
+ * test_packs_round_as_bf16 checks the packs against brisk_bf16. */
+
+/* 16 pair words from two rows of k: row k's values in the words' high halves, row k + 1's in
+ * the low. The conversion gives row k + 1's 16 values, then row k's; the permutation
+ * interleaves them. */
+INLINEBF16 __m512i pair_words16(__m512 k0, __m512 k1)
 {
-    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
-    __m512i r = _mm512_and_si512(
-        _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), high);
-    const __mmask16 nan = _mm512_cmpgt_epu32_mask(
-        _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
-    r = _mm512_mask_mov_epi32(
-        r, nan, _mm512_and_si512(_mm512_or_si512(u, _mm512_set1_epi32(0x00400000)), high));
-    const __mmask16 small = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7F800000));
-    return _mm512_mask_mov_epi32(r, small, _mm512_and_si512(u, _mm512_set1_epi32((int)NEG_ZERO)));
+    static const uint16_t at[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                    8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    return _mm512_permutexvar_epi16(_mm512_loadu_si512(at),
+                                    (__m512i)_mm512_cvtne2ps_pbh(k0, k1));
 }
 
-/* 16 rounded floats along k (bf16_bits16) as 8 pair words: each 64-bit lane's high word
- * (k + 1) goes below the low one's (k), then the lanes narrow to 32 bits. */
-INLINEBF16 __m256i pairs8(__m512i u)
+/* 16 floats along k as 8 pair words: the conversion puts k's value below k + 1's in each
+ * word; a rotation swaps them. */
+INLINEBF16 __m256i pairs8(__m512 x)
 {
-    return _mm512_cvtepi64_epi32(_mm512_or_si512(
-        _mm512_and_si512(u, _mm512_set1_epi64(0xFFFF0000)), _mm512_srli_epi64(u, 48)));
+    return _mm256_rol_epi32((__m256i)_mm512_cvtneps_pbh(x), 16);
+}
+
+/* 32 floats along k, x0's 16 then x1's, as 16 pair words. */
+INLINEBF16 __m512i pairs16(__m512 x0, __m512 x1)
+{
+    return _mm512_rol_epi32((__m512i)_mm512_cvtne2ps_pbh(x1, x0), 16);
 }
 
 /* B's rows [k0, k0 + kc) and columns [n, n + cols) as kc2 rows of pair words, ldp apart. */
@@ -704,10 +710,8 @@ TBF16 static void pack_b_pairs(const brisk_gemm_args *g, int k0, int kc, int n, 
         for (int j = 0; j < cols; j += 16) {
             const __mmask16 mask = cols - j >= 16 ? (__mmask16)0xFFFF
                                                   : (__mmask16)((1u << (cols - j)) - 1);
-            const __m512i hi = bf16_bits16(_mm512_maskz_loadu_epi32(mask, r0 + j));
-            const __m512i lo = r1 ? bf16_bits16(_mm512_maskz_loadu_epi32(mask, r1 + j))
-                                  : _mm512_setzero_si512();
-            _mm512_store_si512(d + j, _mm512_or_si512(hi, _mm512_srli_epi32(lo, 16)));
+            const __m512 lo = r1 ? _mm512_maskz_loadu_ps(mask, r1 + j) : _mm512_setzero_ps();
+            _mm512_store_si512(d + j, pair_words16(_mm512_maskz_loadu_ps(mask, r0 + j), lo));
         }
     }
 }
@@ -758,11 +762,10 @@ TBF16 static void pack_a_pairs(const brisk_gemm_args *g, int m, int rows, int k0
             for (int r = 0; r < rows; r += 16) {
                 const __mmask16 mask = rows - r >= 16 ? (__mmask16)0xFFFF
                                                       : (__mmask16)((1u << (rows - r)) - 1);
-                const __m512i hi = bf16_bits16(_mm512_maskz_loadu_epi32(mask, c0 + r));
-                const __m512i lo = c1 ? bf16_bits16(_mm512_maskz_loadu_epi32(mask, c1 + r))
-                                      : _mm512_set1_epi32((int)NEG_ZERO);
+                const __m512 lo = c1 ? _mm512_maskz_loadu_ps(mask, c1 + r)
+                                     : _mm512_set1_ps(-0.0f);
                 _mm512_store_si512(ap + (size_t)p * ld + r,
-                                   _mm512_or_si512(hi, _mm512_srli_epi32(lo, 16)));
+                                   pair_words16(_mm512_maskz_loadu_ps(mask, c0 + r), lo));
             }
         }
         return;
@@ -796,8 +799,8 @@ TBF16 static void pack_a_rows(const brisk_gemm_args *g, int m, int rows, int k0,
                 const __mmask16 mask = kc - j >= 16 ? (__mmask16)0xFFFF
                                                     : (__mmask16)((1u << (kc - j)) - 1);
                 _mm256_store_si256((__m256i *)(void *)(d + j / 2),
-                                   pairs8(bf16_bits16(_mm512_mask_loadu_epi32(
-                                       _mm512_set1_epi32((int)NEG_ZERO), mask, src + j))));
+                                   pairs8(_mm512_mask_loadu_ps(_mm512_set1_ps(-0.0f), mask,
+                                                               src + j)));
             }
         } else {
             const ptrdiff_t ks = g->a_ks;
@@ -1261,10 +1264,8 @@ TBF16 static void pack_bt_pairs(const brisk_gemm_args *g, const float *bt, size_
                 }
                 const float *src = (cols ? cols[c0 + i] : bt + (size_t)(c0 + i) * ldbt) + k0;
                 /* +0 past K: the pad of an odd K */
-                const __m256i lo = pairs8(bf16_bits16(_mm512_maskz_loadu_epi32(m0, src)));
-                const __m256i hi = pairs8(bf16_bits16(_mm512_maskz_loadu_epi32(m1, src + 16)));
-                r[i] = _mm512_castsi512_ps(
-                    _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+                r[i] = _mm512_castsi512_ps(pairs16(_mm512_maskz_loadu_ps(m0, src),
+                                                   _mm512_maskz_loadu_ps(m1, src + 16)));
             }
             transpose16_regs(r);
             for (int q = 0; q < pn; q++)
