@@ -333,6 +333,16 @@ static int check_shape(int M, int N, int K, int a_cols, brisk_gemm_init init, ui
             g.a_packed = packed;
             check_split_calls(&g, C0, want, isas[i],
                               a_cols ? "A packed once, A by columns" : "A packed once, A by rows");
+            /* A thread short of memory for its panels, and A only packed (as a Winograd
+             * weight gradient packs its transformed input): its values from the words. */
+            const float *a_was = g.A, *const *a_rows_were = g.a_rows;
+            g.A = NULL;
+            g.a_rows = NULL;
+            brisk__gemm_set_packing(0);
+            check_split_calls(&g, C0, want, isas[i], "A only packed, no panels");
+            brisk__gemm_set_packing(1);
+            g.A = a_was;
+            g.a_rows = a_rows_were;
             g.a_packed = NULL;
             memcpy(A, saved, sizeof(float) * a_len);
             free(saved);
@@ -687,7 +697,8 @@ static uint32_t want_word(float k0, float k1)
 /* The packs round every operand as brisk_bf16 does (test_bf16_rounding checks brisk_bf16
  * itself): B packed by rows (brisk_gemm_pack_b) and A by rows (brisk_gemm_pack_a), over the
  * odd values of sprinkle and some 16 million bit patterns spread over all 2^32; odd K, so
- * that the pads (+0 in B, -0 in A) show too. */
+ * that the pads (+0 in B, -0 in A) show too. The callers' own packing, a row at a time
+ * (brisk__gemm_pair_rows, brisk__gemm_pair_along), gives the same words. */
 static void test_packs_round_as_bf16(void **state)
 {
     (void)state;
@@ -708,7 +719,8 @@ static void test_packs_round_as_bf16(void **state)
     const size_t ldb = fb / (size_t)units, lda = fa / N;
     uint32_t *pb = aligned_alloc(64, (fb * sizeof(float) + 63) / 64 * 64);
     uint32_t *pa = aligned_alloc(64, (fa * sizeof(float) + 63) / 64 * 64);
-    assert_true(pb && pa);
+    uint32_t *row = malloc(sizeof(float) * N);
+    assert_true(pb && pa && row);
     for (uint32_t round = 0; round < ROUNDS; round++) {
         for (uint32_t i = 0; i < K * N; i++) {
             const uint32_t u = (round * K * N + i) * 2654435761u; /* a stride coprime to 2^32 */
@@ -718,6 +730,18 @@ static void test_packs_round_as_bf16(void **state)
             sprinkle(x, (size_t)K * N);
         brisk_gemm_pack_b(&gb, (float *)(void *)pb, 0, units);
         brisk_gemm_pack_a(&ga, (float *)(void *)pa, 0, N);
+        if (round < 2) { /* the callers' packing, row by row, gives the same words */
+            for (int p = 0; p < units; p++) {
+                memset(row, 0xAB, sizeof(float) * N);
+                brisk__gemm_pair_rows(x + 2 * p * N, 2 * p + 1 < K ? x + (2 * p + 1) * N : NULL,
+                                      N, (float *)(void *)row);
+                assert_memory_equal(row, pb + (size_t)p * ldb, sizeof(float) * N);
+            }
+            for (int r = 0; r < N; r++) {
+                brisk__gemm_pair_along(x + r * K, K, (float *)(void *)row);
+                assert_memory_equal(row, pa + (size_t)r * lda, sizeof(float) * (size_t)units);
+            }
+        }
         for (int p = 0; p < units; p++)
             for (int j = 0; j < N; j++) {
                 const float lo = 2 * p + 1 < K ? x[(2 * p + 1) * N + j] : 0.0f;
@@ -740,6 +764,21 @@ static void test_packs_round_as_bf16(void **state)
                 }
             }
     }
+    /* Short rows: zeros past n in B's row, up to 16 words; (-0, -0) past n in A's, up to 8
+     * words; nothing written beyond. */
+    const float five[5] = {1.0f, 2.0f, 3.0f, 4.0f, 5.0f};
+    memset(row, 0xAB, sizeof(float) * 32);
+    brisk__gemm_pair_rows(five, NULL, 5, (float *)(void *)row);
+    for (int j = 0; j < 32; j++)
+        assert_int_equal(row[j], j < 5 ? want_word(five[j], 0.0f) : j < 16 ? 0u : 0xABABABABu);
+    memset(row, 0xAB, sizeof(float) * 32);
+    brisk__gemm_pair_along(five, 5, (float *)(void *)row);
+    for (int p = 0; p < 32; p++)
+        assert_int_equal(row[p], p < 2   ? want_word(five[2 * p], five[2 * p + 1])
+                                 : p < 3 ? want_word(five[4], -0.0f)
+                                 : p < 8 ? 0x80008000u
+                                         : 0xABABABABu);
+    free(row);
     free(pa);
     free(pb);
     free(x);

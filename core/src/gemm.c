@@ -584,6 +584,18 @@ static float *b_panel(void)
 }
 #endif
 
+/* Pair words in a packed row of A holding kc values of k: a whole number of 32-byte pieces. */
+static inline int a_lda(int kc)
+{
+    return ((kc + 1) / 2 + 7) / 8 * 8;
+}
+
+size_t brisk__gemm_packed_a_at(int M, int k0)
+{
+    const size_t full = (size_t)(k0 / KC) * (size_t)a_lda(KC), rest = (size_t)(k0 % KC);
+    return (size_t)(M > 0 ? M : 0) * (full + (rest ? (size_t)a_lda((int)rest) : 0));
+}
+
 /* Row stride of B packed whole (brisk_gemm_pack_b): N rounded up to an odd number of 16-word
  * lines, so that rows are not a power of two apart. */
 static inline int packed_ld(int N)
@@ -602,6 +614,20 @@ static void unpack_row(float *dst, const float *packed, int N, int k, int n, int
         d[j] = k % 2 ? w[n + j] << 16 : w[n + j] & 0xFFFF0000u;
 }
 
+/* Row m of an A of M x K that exists only packed (brisk_gemm_pack_a's layout), its values at
+ * k in [k0, k0 + kc), rounded already, out of the pair words. */
+static void unpack_a_row(float *dst, const float *packed, int M, int K, int m, int k0, int kc)
+{
+    const uint32_t *w = (const uint32_t *)(const void *)packed;
+    uint32_t *d = (uint32_t *)(void *)dst;
+    for (int j = 0; j < kc; j++) {
+        const int k = k0 + j, kb = k / KC * KC, in = k - kb;
+        const int lda = a_lda(K - kb < KC ? K - kb : KC);
+        const uint32_t word = w[brisk__gemm_packed_a_at(M, kb) + (size_t)m * lda + in / 2];
+        d[j] = in % 2 ? word << 16 : word & 0xFFFF0000u;
+    }
+}
+
 static void bf16_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
                        block_fn inner, const bf16_panels *pp)
 {
@@ -612,6 +638,10 @@ static void bf16_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
         for (int m = m0; m < m1; m += pp->mb) {
             const int rows = m1 - m < pp->mb ? m1 - m : pp->mb;
             for (int r = 0; r < rows; r++) {
+                if (!g->A && !g->a_rows) { /* a thread short of memory: A only packed */
+                    unpack_a_row(pa + (size_t)r * kc, g->a_packed, g->M, g->K, m + r, k0, kc);
+                    continue;
+                }
                 const float *src =
                     g->a_rows ? g->a_rows[m + r] : g->A + (ptrdiff_t)(m + r) * g->a_rs;
                 round_row(pa + (size_t)r * kc, src + (ptrdiff_t)k0 * g->a_ks, g->a_ks, kc);
@@ -723,18 +753,6 @@ static inline uint32_t pair_word(float x0, float x1)
     memcpy(&u0, &x0, sizeof u0);
     memcpy(&u1, &x1, sizeof u1);
     return bf16_bits(u0) | bf16_bits(u1) >> 16;
-}
-
-/* Pair words in a packed row of A holding kc values of k: a whole number of 32-byte pieces. */
-static inline int a_lda(int kc)
-{
-    return ((kc + 1) / 2 + 7) / 8 * 8;
-}
-
-size_t brisk__gemm_packed_a_at(int M, int k0)
-{
-    const size_t full = (size_t)(k0 / KC) * (size_t)a_lda(KC), rest = (size_t)(k0 % KC);
-    return (size_t)(M > 0 ? M : 0) * (full + (rest ? (size_t)a_lda((int)rest) : 0));
 }
 
 TBF16 static void pack_a_rows(const brisk_gemm_args *g, int m, int rows, int k0, int kc,
@@ -943,7 +961,46 @@ TBF16 static void block_dpbf16(const brisk_gemm_args *g, int m0, int m1, int n0,
     }
 }
 
+/* brisk__gemm_pair_rows and brisk__gemm_pair_along (brisk/gemm_test.h). */
+TBF16 static void pair_rows(const float *k0, const float *k1, int n, uint32_t *dst)
+{
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 mask = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __m512 lo = k1 ? _mm512_maskz_loadu_ps(mask, k1 + j) : _mm512_setzero_ps();
+        _mm512_storeu_si512(dst + j, pair_words16(_mm512_maskz_loadu_ps(mask, k0 + j), lo));
+    }
+}
+
+TBF16 static void pair_along(const float *x, int n, uint32_t *dst)
+{
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 mask = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        _mm256_storeu_si256((__m256i *)(void *)(dst + j / 2),
+                            pairs8(_mm512_mask_loadu_ps(_mm512_set1_ps(-0.0f), mask, x + j)));
+    }
+}
+
 #endif /* BRISK_GEMM_X86 */
+
+void brisk__gemm_pair_rows(const float *k0, const float *k1, int n, float *dst)
+{
+#if BRISK_GEMM_X86
+    if (active_dpbf16 && k0 && dst)
+        pair_rows(k0, k1, n, (uint32_t *)(void *)dst);
+#else
+    (void)k0, (void)k1, (void)n, (void)dst;
+#endif
+}
+
+void brisk__gemm_pair_along(const float *x, int n, float *dst)
+{
+#if BRISK_GEMM_X86
+    if (active_dpbf16 && x && dst)
+        pair_along(x, n, (uint32_t *)(void *)dst);
+#else
+    (void)x, (void)n, (void)dst;
+#endif
+}
 
 /* BRISK_GEMM_BF16: the operands rounded into panels, then the fp32 chain with subnormals
  * flushed. Splitting k into blocks and C into panels changes nothing (partial sums go

@@ -335,6 +335,34 @@ static BRISK_MULTIVERSION void wino_in(const float *in, size_t plane, size_t rs,
     }
 }
 
+/* wino_in's V, already packed for bf16 products that pack their operands (vdpbf16ps), so
+ * that no product packs it again from memory: two channels at a time through tmp (16
+ * wino_xs(2) floats, in L1), then
+ * - as B of the products of wino_conv (rows of channel pairs): channels 2 p and 2 p + 1 of
+ *   matrix xi at Vp + xi pxs + p ldp (pxs and ldp in floats);
+ * - as A of the weight gradient's (a row of pairs of samples per channel): channel c of
+ *   matrix xi at Vp + xi pxs + c ldp. */
+static void wino_in_packed(const float *in, size_t plane, size_t rs, int ld, const wino_unit *t,
+                           int cin, float *tmp, int as_b, float *Vp, size_t pxs, size_t ldp)
+{
+    for (int c = 0; c < cin; c += 2) {
+        const int two = cin - c >= 2 ? 2 : 1;
+        const size_t xs = wino_xs(two);
+        wino_in(in + (size_t)c * plane, plane, rs, ld, t, two, tmp);
+        for (int xi = 0; xi < 16; xi++) {
+            const float *r0 = tmp + (size_t)xi * xs, *r1 = two == 2 ? r0 + WINO_NB : NULL;
+            float *d = Vp + (size_t)xi * pxs;
+            if (as_b) {
+                brisk__gemm_pair_rows(r0, r1, t->w, d + (size_t)(c / 2) * ldp);
+            } else {
+                brisk__gemm_pair_along(r0, t->w, d + (size_t)c * ldp);
+                if (r1)
+                    brisk__gemm_pair_along(r1, t->w, d + (size_t)(c + 1) * ldp);
+            }
+        }
+    }
+}
+
 /* Zt[(xi WINO_NB + j) cout + c] = (A y A^T)[xi] for the 2x2 tile (th, tw) of dy (c, OH, OW,
  * sample), sample i0 + j, A = [1 0; 1 1; 1 -1; 0 -1]: transposed, (samples, channels) per
  * xi, so that it is B of the weight gradient's products. 16 channels by 16 samples at a
@@ -464,12 +492,22 @@ static void wino_conv(const conv_geom *g, const wino_job *w, float *slot, const 
     brisk_share sh;
     if (!wino_share(&sh, team, g->units, brisk_share_grain(team, g->units, 4, 1)))
         return;
-    float *V = slot, *M = slot + g->slot;
+    float *V = slot, *M = slot + g->slot, *tmp = slot + 2 * g->slot;
     for (long long u0, u1; brisk_share_next(&sh, &u0, &u1);)
     for (long long u = u0; u < u1; u++) {
         const wino_unit t = wino_unit_at(g, (int)u, w->ld);
         const wino_unit next = wino_unit_at(g, (int)(u + 1 < u1 ? u + 1 : u), w->ld);
-        wino_in(w->in, w->plane, w->rs, w->ld, &t, w->cin, V);
+        /* V packed as the products' B where they would pack it (16 pxs floats fit in the
+         * slot's V: half-size words), else as it is. */
+        const brisk_gemm_args b = {.M = w->cout, .N = t.w, .K = w->cin, .B = V,
+                                   .precision = w->precision};
+        const size_t pf = brisk_gemm_pack_b_floats(&b), pxs = brisk__align_up(pf);
+        const int packed = pf && 16 * pxs <= g->slot;
+        if (packed)
+            wino_in_packed(w->in, w->plane, w->rs, w->ld, &t, w->cin, tmp, 1, V, pxs,
+                           pf / (size_t)brisk_gemm_pack_b_units(&b));
+        else
+            wino_in(w->in, w->plane, w->rs, w->ld, &t, w->cin, V);
         for (int xi = 0; xi < 16; xi++) {
             if (u + 1 < u1)
                 wino_prefetch(w->in, w->plane, w->rs, w->ld, &next, w->cin * xi / 16,
@@ -477,9 +515,10 @@ static void wino_conv(const conv_geom *g, const wino_job *w, float *slot, const 
             const brisk_gemm_args gm = {
                 .M = w->cout, .N = t.w, .K = w->cin,
                 .A = w->U + (size_t)xi * w->cout * w->cin, .a_rs = w->cin, .a_ks = 1,
-                .B = V + (size_t)xi * wino_xs(w->cin), .ldb = WINO_NB,
+                .B = packed ? NULL : V + (size_t)xi * wino_xs(w->cin), .ldb = WINO_NB,
                 .C = M + (size_t)xi * wino_xs(w->cout), .ldc = WINO_NB,
                 .init = BRISK_GEMM_ZERO, .precision = w->precision,
+                .b_packed = packed ? V + (size_t)xi * pxs : NULL,
                 .a_packed = w->Upk ? w->Upk + (size_t)xi * w->pk_xs : NULL};
             brisk_gemm_block(&gm, 0, w->cout, 0, t.w);
         }
@@ -561,7 +600,16 @@ static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *d
         for (int u = u0; u < u1; u++) {
             const wino_unit t = wino_unit_at(g, u, ld);
             const wino_unit next = wino_unit_at(g, u + 1 < u1 ? u + 1 : u, ld);
-            wino_in(xpad, g->plane, g->rs, ld, &t, g->ci, V);
+            /* V packed as the products' A where they would pack it, else as it is. */
+            const brisk_gemm_args a = {.M = g->ci, .N = g->co, .K = t.w, .A = V,
+                                       .a_rs = WINO_NB, .a_ks = 1, .precision = precision};
+            const size_t pf = brisk_gemm_pack_a_floats(&a), pxs = brisk__align_up(pf);
+            const int packed = pf && 16 * pxs <= g->slot;
+            if (packed)
+                wino_in_packed(xpad, g->plane, g->rs, ld, &t, g->ci, tmp, 0, V, pxs,
+                               pf / (size_t)g->ci);
+            else
+                wino_in(xpad, g->plane, g->rs, ld, &t, g->ci, V);
             wino_dy(dy, g->OH, g->OW, ld, &t, g->co, Zt, tmp);
             for (int xi = 0; xi < 16; xi++) {
                 if (u + 1 < u1)
@@ -569,7 +617,8 @@ static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *d
                                   g->ci * (xi + 1) / 16);
                 const brisk_gemm_args gm = {
                     .M = g->ci, .N = g->co, .K = t.w,
-                    .A = V + (size_t)xi * wino_xs(g->ci), .a_rs = WINO_NB, .a_ks = 1,
+                    .A = packed ? NULL : V + (size_t)xi * wino_xs(g->ci), .a_rs = WINO_NB,
+                    .a_ks = 1, .a_packed = packed ? V + (size_t)xi * pxs : NULL,
                     .B = Zt + (size_t)xi * WINO_NB * g->co, .ldb = g->co,
                     .C = dUg + (size_t)xi * cc, .ldc = g->co,
                     .init = u == u0 ? BRISK_GEMM_ZERO : BRISK_GEMM_ACCUM, .precision = precision};

@@ -19,6 +19,21 @@ void brisk__gemm_set_packing(int on);
 void brisk__gemm_pack_bt(const brisk_gemm_args *g, const float *bt, size_t ldbt,
                          const float *const *cols, float *buf, int u0, int u1);
 
+/* A bf16 operand packed by its caller, piece by piece, where products pack
+ * (brisk_gemm_pack_b_floats or brisk_gemm_pack_a_floats not 0; elsewhere these write nothing),
+ * rounded as brisk_bf16:
+ * - brisk__gemm_pair_rows: dst[j] for j < n rounded up to 16 = the pair word of k0[j] (high
+ *   half) and k1[j] (low; +0 where k1 is NULL), zeros past n: one packed row of B, rows k and
+ *   k + 1 (brisk_gemm_pack_b's words; its rows are brisk_gemm_pack_b_floats / units apart);
+ * - brisk__gemm_pair_along: dst[p] for p < 8 ceil(n / 16) = the pair word of x[2 p] and
+ *   x[2 p + 1] (-0 past n): n values of k of one row of A, packed (brisk_gemm_pack_a's words;
+ *   a row of a k-block of kc values spans brisk__gemm_packed_a_at(M, kc) / M words). */
+/* Inside the library a bf16 product may have an operand only packed (b_packed with B and
+ * b_rows NULL, or a_packed with A and a_rows NULL; gemm.h asks users for both): a thread that
+ * cannot have its packing buffer then takes the rounded values out of the words. */
+void brisk__gemm_pair_rows(const float *k0, const float *k1, int n, float *dst);
+void brisk__gemm_pair_along(const float *x, int n, float *dst);
+
 /* Where the k-block starting at k0 (a multiple of 256, or K for the whole size) begins in an A
  * of M rows packed by brisk_gemm_pack_a, in floats, on any code path: a scratch can be sized
  * by it before the path is known (brisk_gemm_pack_a_floats is 0 where products pack
