@@ -966,6 +966,9 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
                           ? brisk__align_up(brisk_gemm_pack_b_floats(&gd))
                           : 0;
     const int packed_dw = pf && 2 * pf <= ystride * (size_t)g.co;
+    /* Few taps (a first layer): the same chains without the products, in registers
+     * (brisk__gemm_dw_rows_bf16): no packing, no meeting per output row. */
+    const int chain_dw = packed_dw && g.K <= DOT_K;
     brisk_share_begin(&sh, a->team, dot_dw || packed_dw ? 0 : g.OH, 1);
     for (long long oh, r1; brisk_share_next(&sh, &oh, &r1);)
         brisk__transpose(a->dy + (size_t)oh * N, ystride, dyt + (size_t)oh * N * g.co,
@@ -1003,6 +1006,15 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
         brisk_share_begin(&sh, a->team, g.co, 1);
         for (long long o0, o1; brisk_share_next(&sh, &o0, &o1);)
             conv_dw_dot(&g, a->dy, ld, xrows, dW, o0, o1);
+    } else if (chain_dw) {
+        const int chunks = brisk__gemm_dw_rows_chunks(g.co, g.K, a->team ? a->team->nth : 1);
+        brisk_share_begin(&sh, a->team, chunks, 1);
+        for (long long c0, c1; brisk_share_next(&sh, &c0, &c1);)
+            for (long long c = c0; c < c1; c++) {
+                const int rc = brisk__gemm_dw_rows_bf16(a->dy, ystride, g.OH, N, xrows, g.K,
+                                                        dW, (int)c, chunks, g.co);
+                BRISK_ASSERT(rc == 0); /* packed_dw: the products pack */
+            }
     } else if (packed_dw) {
         for (int oh = 0; oh < g.OH; oh++) {
             /* Room oh % 2 was last read by row oh - 2's products, which the barrier after
