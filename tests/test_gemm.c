@@ -862,6 +862,50 @@ static void test_dw_rows_is_the_products(void **state)
     }
 }
 
+/* brisk__gemm_pair_turn gives brisk_gemm_pack_b's words of the B that its rows are the
+ * columns of: any number of rows and columns up to 16 (odd: the +0 pad), odd values among
+ * them; words past `rows` in each packed row left as they were. */
+static void test_pair_turn_is_pack_b(void **state)
+{
+    (void)state;
+    const int sizes[] = {1, 2, 5, 15, 16};
+    enum { LDS = 19, LDD = 40 };
+    float src[16 * LDS], B[16 * 16];
+    _Alignas(64) uint32_t want[8 * 48], got[8 * LDD];
+    for (size_t r = 0; r < sizeof sizes / sizeof *sizes; r++)
+        for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++) {
+            const int rows = sizes[r], cols = sizes[c];
+            fill(src, 16 * LDS, 90 + (uint32_t)(5 * r + c));
+            sprinkle(src, 16 * LDS);
+            for (int k = 0; k < cols; k++) /* B (cols, rows): B[k][i] = row i's value k */
+                for (int i = 0; i < rows; i++)
+                    B[k * rows + i] = src[i * LDS + k];
+            const brisk_gemm_args g = {.M = 1, .N = rows, .K = cols, .B = B, .ldb = rows,
+                                       .precision = BRISK_GEMM_BF16};
+            const size_t floats = brisk_gemm_pack_b_floats(&g);
+            if (!floats) {
+                print_message("skipped: this CPU's products do not pack (no AVX512-BF16)\n");
+                return;
+            }
+            const int units = brisk_gemm_pack_b_units(&g);
+            const size_t ld = floats / (size_t)units;
+            assert_true(floats <= sizeof want / sizeof *want);
+            brisk_gemm_pack_b(&g, (float *)(void *)want, 0, units);
+            memset(got, 0xAB, sizeof got);
+            brisk__gemm_pair_turn(src, LDS, rows, cols, (float *)(void *)got, LDD);
+            for (int p = 0; p < 8; p++)
+                for (int i = 0; i < LDD; i++) {
+                    const uint32_t w = p < units && i < rows ? want[(size_t)p * ld + i]
+                                                             : 0xABABABABu;
+                    if (got[p * LDD + i] != w) {
+                        print_error("rows %d, cols %d: packed row %d, word %d: 0x%08X, expected "
+                                    "0x%08X\n", rows, cols, p, i, got[p * LDD + i], w);
+                        fail();
+                    }
+                }
+        }
+}
+
 /* brisk__row_sums adds each row in column order, as the scalar loop does: the same bits for
  * any n and row range, -0 rows and NaNs included. */
 static void test_row_sums_order(void **state)
@@ -929,6 +973,7 @@ int main(void)
         cmocka_unit_test(test_pack_bt_is_pack_b),
         cmocka_unit_test(test_packs_round_as_bf16),
         cmocka_unit_test(test_dw_rows_is_the_products),
+        cmocka_unit_test(test_pair_turn_is_pack_b),
         cmocka_unit_test(test_row_sums_order),
         cmocka_unit_test(test_bf16_subnormal_start),
         cmocka_unit_test(test_split_covers_once),

@@ -1408,6 +1408,35 @@ TBF16 static void dw_rows_block(const float *dy, size_t ystride, int OH, int N,
 }
 #endif
 
+#if BRISK_GEMM_X86
+/* brisk__gemm_pair_turn (brisk/gemm_test.h): in registers, rows turned, then paired. */
+TBF16 static void pair_turn(const float *src, size_t lds, int rows, int cols, float *dst,
+                            size_t ldd)
+{
+    __m512 r[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = i < rows ? _mm512_loadu_ps(src + (size_t)i * lds) : _mm512_setzero_ps();
+    transpose16_regs(r); /* r[q]: column q of the rows */
+    for (int q = cols; q < 16; q++)
+        r[q] = _mm512_setzero_ps();
+    const __mmask16 mask = (__mmask16)(rows >= 16 ? 0xFFFFu : (1u << rows) - 1);
+    for (int p = 0; 2 * p < cols; p++)
+        _mm512_mask_storeu_epi32(dst + (size_t)p * ldd, mask,
+                                 pair_words16(r[2 * p], r[2 * p + 1]));
+}
+#endif
+
+void brisk__gemm_pair_turn(const float *src, size_t lds, int rows, int cols, float *dst,
+                           size_t ldd)
+{
+#if BRISK_GEMM_X86
+    if (active_dpbf16 && src && dst && rows > 0 && rows <= 16 && cols > 0 && cols <= 16)
+        pair_turn(src, lds, rows, cols, dst, ldd);
+#else
+    (void)src, (void)lds, (void)rows, (void)cols, (void)dst, (void)ldd;
+#endif
+}
+
 int brisk__gemm_dw_rows_bf16(const float *dy, size_t ystride, int OH, int N,
                              const float *const *xrows, int K, float *dW, int chunk, int chunks,
                              int co)

@@ -366,9 +366,12 @@ static void wino_in_packed(const float *in, size_t plane, size_t rs, int ld, con
 /* Zt[(xi WINO_NB + j) cout + c] = (A y A^T)[xi] for the 2x2 tile (th, tw) of dy (c, OH, OW,
  * sample), sample i0 + j, A = [1 0; 1 1; 1 -1; 0 -1]: transposed, (samples, channels) per
  * xi, so that it is B of the weight gradient's products. 16 channels by 16 samples at a
- * time go through tmp (16 x 16 x 16 floats, in L1) and are turned there. */
+ * time go through tmp (16 x 16 x 16 floats, in L1) and are turned there. pxs not 0: for
+ * products that pack B, Zt as they would pack it instead (brisk__gemm_pair_turn): pairs of
+ * samples, xi's matrix at Zt + xi pxs, ldp floats from one pair to the next. */
 static BRISK_MULTIVERSION void wino_dy(const float *dy, int OH, int OW, int ld,
-                                       const wino_unit *t, int cout, float *Zt, float *tmp)
+                                       const wino_unit *t, int cout, float *Zt, float *tmp,
+                                       size_t pxs, size_t ldp)
 {
     const size_t zs = (size_t)WINO_NB * (size_t)cout;
     for (int c0 = 0; c0 < cout; c0 += 16) {
@@ -391,9 +394,16 @@ static BRISK_MULTIVERSION void wino_dy(const float *dy, int OH, int OW, int ld,
                 }
             }
             for (int xi = 0; xi < 16; xi++)
-                brisk__transpose(tmp + (size_t)xi * 256, 16,
-                                 Zt + (size_t)xi * zs + (size_t)j * cout + (size_t)c0,
-                                 (size_t)cout, 0, nc, 0, 16);
+                if (pxs) /* pairs of samples: the products' B, packed */
+                    brisk__gemm_pair_turn(tmp + (size_t)xi * 256, 16, nc,
+                                          t->w - j < 16 ? t->w - j : 16,
+                                          Zt + (size_t)xi * pxs + (size_t)(j / 2) * ldp +
+                                              (size_t)c0,
+                                          ldp);
+                else
+                    brisk__transpose(tmp + (size_t)xi * 256, 16,
+                                     Zt + (size_t)xi * zs + (size_t)j * cout + (size_t)c0,
+                                     (size_t)cout, 0, nc, 0, 16);
         }
     }
 }
@@ -610,7 +620,12 @@ static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *d
                                pf / (size_t)g->ci);
             else
                 wino_in(xpad, g->plane, g->rs, ld, &t, g->ci, V);
-            wino_dy(dy, g->OH, g->OW, ld, &t, g->co, Zt, tmp);
+            const brisk_gemm_args b = {.M = g->ci, .N = g->co, .K = t.w, .B = Zt,
+                                       .precision = precision};
+            const size_t bf = brisk_gemm_pack_b_floats(&b), bxs = brisk__align_up(bf);
+            const int b_packed = bf && 16 * bxs <= g->slot;
+            wino_dy(dy, g->OH, g->OW, ld, &t, g->co, Zt, tmp, b_packed ? bxs : 0,
+                    b_packed ? bf / (size_t)brisk_gemm_pack_b_units(&b) : 0);
             for (int xi = 0; xi < 16; xi++) {
                 if (u + 1 < u1)
                     wino_prefetch(xpad, g->plane, g->rs, ld, &next, g->ci * xi / 16,
@@ -619,7 +634,8 @@ static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *d
                     .M = g->ci, .N = g->co, .K = t.w,
                     .A = packed ? NULL : V + (size_t)xi * wino_xs(g->ci), .a_rs = WINO_NB,
                     .a_ks = 1, .a_packed = packed ? V + (size_t)xi * pxs : NULL,
-                    .B = Zt + (size_t)xi * WINO_NB * g->co, .ldb = g->co,
+                    .B = b_packed ? NULL : Zt + (size_t)xi * WINO_NB * g->co, .ldb = g->co,
+                    .b_packed = b_packed ? Zt + (size_t)xi * bxs : NULL,
                     .C = dUg + (size_t)xi * cc, .ldc = g->co,
                     .init = u == u0 ? BRISK_GEMM_ZERO : BRISK_GEMM_ACCUM, .precision = precision};
                 brisk_gemm_block(&gm, 0, g->ci, 0, g->co);

@@ -33,6 +33,13 @@ void brisk__gemm_pack_bt(const brisk_gemm_args *g, const float *bt, size_t ldbt,
  * cannot have its packing buffer then takes the rounded values out of the words. */
 void brisk__gemm_pair_rows(const float *k0, const float *k1, int n, float *dst);
 void brisk__gemm_pair_along(const float *x, int n, float *dst);
+/* Packed rows of B from a block given transposed: src holds `rows` (<= 16) rows of 16 floats,
+ * lds apart, row i = column i of B, its 16 values = B's rows k0 .. k0 + 15. Writes the
+ * (cols + 1) / 2 packed rows of B's rows k0 .. k0 + cols - 1 (cols <= 16; +0 past cols, so
+ * that an odd K's pad is +0), ldd floats apart, `rows` words each: words (k, k + 1) of
+ * column i at dst + (k - k0) / 2 ldd + i. */
+void brisk__gemm_pair_turn(const float *src, size_t lds, int rows, int cols, float *dst,
+                           size_t ldd);
 
 /* The weight gradient of a stride-1 convolution with few taps, where bf16 products pack
  * (vdpbf16ps), as the bf16 product dW (co, K) = sum over output rows oh, in order, of dy_oh
