@@ -691,9 +691,9 @@ static void bf16_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
 
 /* Rounding to bfloat16 by the CPU's own conversions (vcvtneps2bf16, vcvtne2ps2bf16): nearest
  * even, subnormal inputs to zero of their sign, NaNs kept and made quiet, whatever MXCSR
- * says. That is bf16_bits, bit for bit: it is how Intel defines the instructions, it held
- * for all 2^32 floats on the Zen 5 machine this was written on, and test_gemm's
- * test_packs_round_as_bf16 checks the packs against brisk_bf16 wherever it runs. */
+ * says. That is bf16_bits, bit for bit: it is how Intel defines the instructions, and
+ * test_gemm's test_packs_round_as_bf16 checks the packs against brisk_bf16 wherever it runs
+ * (16 million bit patterns spread over all 2^32, and the odd values). */
 
 /* 16 pair words from two rows of k: row k's values in the words' high halves, row k + 1's in
  * the low. The conversion gives row k + 1's 16 values, then row k's; the permutation
