@@ -1444,11 +1444,12 @@ int brisk__gemm_dw_rows_bf16(const float *dy, size_t ystride, int OH, int N,
 #if BRISK_GEMM_X86
     if (!active_dpbf16 || K < 1 || K > 16 || co < 1 || OH < 1 || N < 1)
         return -1;
-    if (chunks < 1 || chunk < 0 || chunk >= chunks)
-        return 0;
-    /* Chunk = (block of 16 channels, group of taps), blocks first. */
+    /* Chunk = (block of 16 channels, group of taps), blocks first; chunks as
+     * brisk__gemm_dw_rows_chunks gives them, or -1 (some elements would go unwritten). */
     const int blocks = (co + 15) / 16, groups = chunks / blocks;
-    if (chunk >= blocks * groups)
+    if (chunks % blocks || groups < 1 || groups > K)
+        return -1;
+    if (chunk < 0 || chunk >= chunks)
         return 0;
     const int b = chunk % blocks, gi = chunk / blocks;
     const int t0 = K * gi / groups, t1 = K * (gi + 1) / groups;

@@ -47,10 +47,11 @@ void brisk__gemm_pair_turn(const float *src, size_t lds, int rows, int cols, flo
  * multiply-adds of bfloat16-rounded operands over the rows and, in each, the positions, in
  * order, from +0, subnormals flushed. dy: channel c's row oh at dy + c ystride + oh N;
  * xrows[oh K + t]: tap t's N inputs for row oh. Without the products' packing (another
- * kernel, another CPU) it returns -1 and writes nothing: the caller runs the products. Else
- * 0, after writing the elements of `chunk` of `chunks` (brisk__gemm_dw_rows_chunks(co, K,
- * want): blocks of 16 channels times groups of taps, at least `want` where there are that
- * many); every chunk once, in any order and on any thread, writes every element once.
+ * kernel, another CPU), or with `chunks` not from brisk__gemm_dw_rows_chunks, it returns -1
+ * and writes nothing: the caller runs the products. Else 0, after writing the elements of
+ * `chunk` of `chunks` (brisk__gemm_dw_rows_chunks(co, K, want): blocks of 16 channels times
+ * groups of taps, at least `want` where there are that many; nothing for a chunk out of
+ * range); every chunk once, in any order and on any thread, writes every element once.
  * 1 <= K <= 16. */
 int brisk__gemm_dw_rows_bf16(const float *dy, size_t ystride, int OH, int N,
                              const float *const *xrows, int K, float *dW, int chunk, int chunks,
