@@ -1409,20 +1409,48 @@ TBF16 static void dw_rows_block(const float *dy, size_t ystride, int OH, int N,
 #endif
 
 #if BRISK_GEMM_X86
-/* brisk__gemm_pair_turn (brisk/gemm_test.h): in registers, rows turned, then paired. */
+/* brisk__gemm_pair_turn (brisk/gemm_test.h). Each pair of rows (channels) is rounded and
+ * paired along its 16 values first (pairs16: 8 words a row), then the 16 x 8 words are
+ * turned by permutations: into vectors of 4 pairs by 4 rows, then 2 pairs by 8 rows, then
+ * 1 pair by 16 rows. */
 TBF16 static void pair_turn(const float *src, size_t lds, int rows, int cols, float *dst,
                             size_t ldd)
 {
-    __m512 r[16];
-    for (int i = 0; i < 16; i++)
-        r[i] = i < rows ? _mm512_loadu_ps(src + (size_t)i * lds) : _mm512_setzero_ps();
-    transpose16_regs(r); /* r[q]: column q of the rows */
-    for (int q = cols; q < 16; q++)
-        r[q] = _mm512_setzero_ps();
+    /* s: pairs 4h .. 4h + 3 of rows 4j .. 4j + 3, word 4 p + row (from rows 2i, 2i + 1:
+     * words 0-7 and 8-15 of r[i]); u: pairs 2q, 2q + 1 of rows 8k .. 8k + 7, word
+     * 8 (pair % 2) + row. */
+    static const int32_t s_at[2][16] = {
+        {0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27},
+        {4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31}};
+    static const int32_t u_at[2][16] = {
+        {0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23},
+        {8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31}};
+    const __mmask16 cm = (__mmask16)(cols >= 16 ? 0xFFFFu : (1u << cols) - 1);
+    __m512i r[8], s[8], u[2][2][2];
+    for (int i = 0; i < 8; i++) {
+        const __m512 a = 2 * i < rows ? _mm512_maskz_loadu_ps(cm, src + (size_t)(2 * i) * lds)
+                                      : _mm512_setzero_ps();
+        const __m512 b = 2 * i + 1 < rows
+                             ? _mm512_maskz_loadu_ps(cm, src + (size_t)(2 * i + 1) * lds)
+                             : _mm512_setzero_ps();
+        r[i] = pairs16(a, b); /* +0 past cols: an odd count's pad */
+    }
+    for (int j = 0; j < 4; j++)
+        for (int h = 0; h < 2; h++)
+            s[2 * j + h] = _mm512_permutex2var_epi32(r[2 * j], _mm512_loadu_si512(s_at[h]),
+                                                     r[2 * j + 1]);
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 2; k++)
+            for (int q = 0; q < 2; q++)
+                u[h][k][q] = _mm512_permutex2var_epi32(s[4 * k + h], _mm512_loadu_si512(u_at[q]),
+                                                       s[4 * k + 2 + h]);
     const __mmask16 mask = (__mmask16)(rows >= 16 ? 0xFFFFu : (1u << rows) - 1);
-    for (int p = 0; 2 * p < cols; p++)
-        _mm512_mask_storeu_epi32(dst + (size_t)p * ldd, mask,
-                                 pair_words16(r[2 * p], r[2 * p + 1]));
+    for (int p = 0; 2 * p < cols; p++) {
+        const int h = p / 4, q = p % 4 / 2;
+        const __m512i w = p % 2 ? _mm512_shuffle_i64x2(u[h][0][q], u[h][1][q], 0xEE)
+                                : _mm512_shuffle_i64x2(u[h][0][q], u[h][1][q], 0x44);
+        _mm512_mask_storeu_epi32(dst + (size_t)p * ldd, mask, w);
+    }
 }
 #endif
 
