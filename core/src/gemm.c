@@ -719,6 +719,28 @@ INLINEBF16 __m512i pairs16(__m512 x0, __m512 x1)
     return _mm512_rol_epi32((__m512i)_mm512_cvtne2ps_pbh(x1, x0), 16);
 }
 
+/* Rows k0 and k1 of n values as pair words, zeros past n; where k1 is NULL, `pad` in every
+ * low half (B's pad is +0, A's -0). A row of B packed (brisk__gemm_pair_rows), or of A packed
+ * column by column. */
+TBF16 static void pair_rows(const float *k0, const float *k1, int n, float pad, uint32_t *dst)
+{
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 mask = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __m512 lo = k1 ? _mm512_maskz_loadu_ps(mask, k1 + j) : _mm512_set1_ps(pad);
+        _mm512_storeu_si512(dst + j, pair_words16(_mm512_maskz_loadu_ps(mask, k0 + j), lo));
+    }
+}
+
+/* n values along k as pair words, -0 past n (a row of A packed; brisk__gemm_pair_along). */
+TBF16 static void pair_along(const float *x, int n, uint32_t *dst)
+{
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 mask = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        _mm256_storeu_si256((__m256i *)(void *)(dst + j / 2),
+                            pairs8(_mm512_mask_loadu_ps(_mm512_set1_ps(-0.0f), mask, x + j)));
+    }
+}
+
 /* B's rows [k0, k0 + kc) and columns [n, n + cols) as kc2 rows of pair words, ldp apart. */
 TBF16 static void pack_b_pairs(const brisk_gemm_args *g, int k0, int kc, int n, int cols,
                                uint32_t *bp, int ldp)
@@ -737,12 +759,7 @@ TBF16 static void pack_b_pairs(const brisk_gemm_args *g, int k0, int kc, int n, 
             for (int j = 0; j < cols; j += 16)
                 _mm_prefetch(next + 4 * j, _MM_HINT_T0);
         }
-        for (int j = 0; j < cols; j += 16) {
-            const __mmask16 mask = cols - j >= 16 ? (__mmask16)0xFFFF
-                                                  : (__mmask16)((1u << (cols - j)) - 1);
-            const __m512 lo = r1 ? _mm512_maskz_loadu_ps(mask, r1 + j) : _mm512_setzero_ps();
-            _mm512_store_si512(d + j, pair_words16(_mm512_maskz_loadu_ps(mask, r0 + j), lo));
-        }
+        pair_rows(r0, r1, cols, 0.0f, d);
     }
 }
 
@@ -777,14 +794,7 @@ TBF16 static void pack_a_pairs(const brisk_gemm_args *g, int m, int rows, int k0
                 for (int r = 0; r < rows; r += 16)
                     _mm_prefetch((const char *)(g->A + m + (ptrdiff_t)(k0 + q) * g->a_ks + r),
                                  _MM_HINT_T0);
-            for (int r = 0; r < rows; r += 16) {
-                const __mmask16 mask = rows - r >= 16 ? (__mmask16)0xFFFF
-                                                      : (__mmask16)((1u << (rows - r)) - 1);
-                const __m512 lo = c1 ? _mm512_maskz_loadu_ps(mask, c1 + r)
-                                     : _mm512_set1_ps(-0.0f);
-                _mm512_store_si512(ap + (size_t)p * ld + r,
-                                   pair_words16(_mm512_maskz_loadu_ps(mask, c0 + r), lo));
-            }
+            pair_rows(c0, c1, rows, -0.0f, ap + (size_t)p * ld);
         }
         return;
     }
@@ -813,13 +823,7 @@ TBF16 static void pack_a_rows(const brisk_gemm_args *g, int m, int rows, int k0,
                 for (int j = 0; j < kc; j += 16)
                     _mm_prefetch(next + 4 * j, _MM_HINT_T0);
             }
-            for (int j = 0; j < kc; j += 16) { /* 16 floats, 8 pairs */
-                const __mmask16 mask = kc - j >= 16 ? (__mmask16)0xFFFF
-                                                    : (__mmask16)((1u << (kc - j)) - 1);
-                _mm256_store_si256((__m256i *)(void *)(d + j / 2),
-                                   pairs8(_mm512_mask_loadu_ps(_mm512_set1_ps(-0.0f), mask,
-                                                               src + j)));
-            }
+            pair_along(src, kc, d);
         } else {
             const ptrdiff_t ks = g->a_ks;
             for (int p = 0; 2 * p < kc; p++)
@@ -961,32 +965,13 @@ TBF16 static void block_dpbf16(const brisk_gemm_args *g, int m0, int m1, int n0,
     }
 }
 
-/* brisk__gemm_pair_rows and brisk__gemm_pair_along (brisk/gemm_test.h). */
-TBF16 static void pair_rows(const float *k0, const float *k1, int n, uint32_t *dst)
-{
-    for (int j = 0; j < n; j += 16) {
-        const __mmask16 mask = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
-        const __m512 lo = k1 ? _mm512_maskz_loadu_ps(mask, k1 + j) : _mm512_setzero_ps();
-        _mm512_storeu_si512(dst + j, pair_words16(_mm512_maskz_loadu_ps(mask, k0 + j), lo));
-    }
-}
-
-TBF16 static void pair_along(const float *x, int n, uint32_t *dst)
-{
-    for (int j = 0; j < n; j += 16) {
-        const __mmask16 mask = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
-        _mm256_storeu_si256((__m256i *)(void *)(dst + j / 2),
-                            pairs8(_mm512_mask_loadu_ps(_mm512_set1_ps(-0.0f), mask, x + j)));
-    }
-}
-
 #endif /* BRISK_GEMM_X86 */
 
 void brisk__gemm_pair_rows(const float *k0, const float *k1, int n, float *dst)
 {
 #if BRISK_GEMM_X86
     if (active_dpbf16 && k0 && dst)
-        pair_rows(k0, k1, n, (uint32_t *)(void *)dst);
+        pair_rows(k0, k1, n, 0.0f, (uint32_t *)(void *)dst);
 #else
     (void)k0, (void)k1, (void)n, (void)dst;
 #endif
