@@ -495,6 +495,20 @@ static int wino_share(brisk_share *s, const brisk_team *team, long long n, long 
     return 1;
 }
 
+/* Where a unit's products would pack their B (b) or A (else) and a region of the slot holds
+ * the 16 packed matrices: how far apart they are (floats), and in *ld a packed row's length
+ * (for A, one row of A's; for B, one pair of B's rows). 0 (*ld 0) where they do not. */
+static size_t wino_packed_xs(const conv_geom *g, const brisk_gemm_args *p, int b, size_t *ld)
+{
+    const size_t f = b ? brisk_gemm_pack_b_floats(p) : brisk_gemm_pack_a_floats(p);
+    const size_t xs = brisk__align_up(f);
+    *ld = 0;
+    if (!f || 16 * xs > g->slot)
+        return 0;
+    *ld = f / (size_t)(b ? brisk_gemm_pack_b_units(p) : p->M);
+    return xs;
+}
+
 /* This thread's units of a Winograd convolution (after U and the input are ready), claimed
  * a few at a time. */
 static void wino_conv(const conv_geom *g, const wino_job *w, float *slot, const brisk_team *team)
@@ -511,11 +525,11 @@ static void wino_conv(const conv_geom *g, const wino_job *w, float *slot, const 
          * slot's V: half-size words), else as it is. */
         const brisk_gemm_args b = {.M = w->cout, .N = t.w, .K = w->cin, .B = V,
                                    .precision = w->precision};
-        const size_t pf = brisk_gemm_pack_b_floats(&b), pxs = brisk__align_up(pf);
-        const int packed = pf && 16 * pxs <= g->slot;
+        size_t ldp;
+        const size_t pxs = wino_packed_xs(g, &b, 1, &ldp);
+        const int packed = pxs != 0;
         if (packed)
-            wino_in_packed(w->in, w->plane, w->rs, w->ld, &t, w->cin, tmp, 1, V, pxs,
-                           pf / (size_t)brisk_gemm_pack_b_units(&b));
+            wino_in_packed(w->in, w->plane, w->rs, w->ld, &t, w->cin, tmp, 1, V, pxs, ldp);
         else
             wino_in(w->in, w->plane, w->rs, w->ld, &t, w->cin, V);
         for (int xi = 0; xi < 16; xi++) {
@@ -612,20 +626,17 @@ static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *d
             const wino_unit next = wino_unit_at(g, u + 1 < u1 ? u + 1 : u, ld);
             /* V packed as the products' A where they would pack it, else as it is. */
             const brisk_gemm_args a = {.M = g->ci, .N = g->co, .K = t.w, .A = V,
-                                       .a_rs = WINO_NB, .a_ks = 1, .precision = precision};
-            const size_t pf = brisk_gemm_pack_a_floats(&a), pxs = brisk__align_up(pf);
-            const int packed = pf && 16 * pxs <= g->slot;
+                                       .a_rs = WINO_NB, .a_ks = 1, .B = Zt,
+                                       .precision = precision};
+            size_t lda, ldb;
+            const size_t pxs = wino_packed_xs(g, &a, 0, &lda);
+            const size_t bxs = wino_packed_xs(g, &a, 1, &ldb);
+            const int packed = pxs != 0, b_packed = bxs != 0;
             if (packed)
-                wino_in_packed(xpad, g->plane, g->rs, ld, &t, g->ci, tmp, 0, V, pxs,
-                               pf / (size_t)g->ci);
+                wino_in_packed(xpad, g->plane, g->rs, ld, &t, g->ci, tmp, 0, V, pxs, lda);
             else
                 wino_in(xpad, g->plane, g->rs, ld, &t, g->ci, V);
-            const brisk_gemm_args b = {.M = g->ci, .N = g->co, .K = t.w, .B = Zt,
-                                       .precision = precision};
-            const size_t bf = brisk_gemm_pack_b_floats(&b), bxs = brisk__align_up(bf);
-            const int b_packed = bf && 16 * bxs <= g->slot;
-            wino_dy(dy, g->OH, g->OW, ld, &t, g->co, Zt, tmp, b_packed ? bxs : 0,
-                    b_packed ? bf / (size_t)brisk_gemm_pack_b_units(&b) : 0);
+            wino_dy(dy, g->OH, g->OW, ld, &t, g->co, Zt, tmp, bxs, ldb);
             for (int xi = 0; xi < 16; xi++) {
                 if (u + 1 < u1)
                     wino_prefetch(xpad, g->plane, g->rs, ld, &next, g->ci * xi / 16,
