@@ -780,7 +780,8 @@ static BRISK_MULTIVERSION double sum_columns(const float *x, size_t rows, size_t
         for (; i < n; i++)
             lane[i & 7] += (double)row[i];
     }
-    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+           ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
 /* Few input rows (K = Cin K K <= DOT_K, stride 1: a first layer on one or three channels):
