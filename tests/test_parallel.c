@@ -3,6 +3,7 @@
  * same math written independently here (no BLAS, no shards, no slabs); and so do both
  * benchmark models at batches that are and are not multiples of the micro-batch, where
  * threads take whole shards, share shards, or both, and every matrix-kernel code path. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "test_util.h"
 
 #include "brisk/data.h"
@@ -288,6 +289,24 @@ static void test_governor(void **state)
     now += 100;
     assert_int_equal(gov_window(&g, 2, 2, 10, 1, &now), 2);
     assert_int_equal(gov_window(&g, 2, 2, 10, 1, &now), 2);
+    /* Steps of 30 ms: the first window of a run lasts 0.25 s (9 steps), a measured one too,
+     * but the one let pass after a change only 3 steps (62.5 ms at least): a probe of 1
+     * thread that loses is over after 3 + 9 steps. */
+    brisk_governor_init(&g);
+    int k = 2, steps = 0;
+    while (k == 2 && steps < 100) {
+        now += 0.03;
+        k = brisk_governor_step(&g, 2, 2, 30, 0.03, 1, now);
+        steps++;
+    }
+    assert_int_equal(k, 1);
+    assert_int_equal(steps, 18);
+    for (steps = 0; k == 1 && steps < 100; steps++) {
+        now += 0.03;
+        k = brisk_governor_step(&g, 1, 2, 20, 0.03, 0, now);
+    }
+    assert_int_equal(k, 2);
+    assert_int_equal(steps, 12);
     /* One thread in the pool: nothing to choose. */
     brisk_governor_init(&g);
     assert_int_equal(gov_window(&g, 1, 1, 10, 1, &now), 1);
@@ -337,6 +356,125 @@ static void test_pool_threads_in_use(void **state)
             assert_int_equal(atomic_load(&c.items[i]), 1);
     }
     brisk_pool_destroy(c.pool); /* parked workers stop too */
+}
+
+/* Trading CPUs: while the pool's threads are pinned (as the pool pins them beside a busy
+ * program), a thread that waits for another that is ready to run but off its CPU trades CPUs
+ * with it. A thread asleep in nanosleep is off its CPU without waiting for the pool: thread
+ * 1 naps before a barrier, then inside the chunk it claimed while thread 0 settles the loop. */
+typedef struct trade_check {
+    brisk_pool *pool;
+    atomic_int claimed;     /* thread 1 holds its chunk */
+    long long trades[3];    /* brisk_pool_trades before, after the barrier, after the settle */
+    long long chunk[2];     /* the chunk each thread got */
+} trade_check;
+
+static void nap_ms(int ms)
+{
+    nanosleep(&(struct timespec){0, ms * 1000000L}, NULL);
+}
+
+static void active_job_one(void *arg, int t, int T)
+{
+    (void)arg;
+    assert_int_equal(t, 0);
+    assert_int_equal(T, 1);
+}
+
+static void trade_job(void *arg, int t, int T)
+{
+    trade_check *c = arg;
+    assert_int_equal(T, 2);
+    if (t == 0)
+        c->trades[0] = brisk_pool_trades(c->pool);
+    if (t == 1)
+        nap_ms(30);
+    brisk_pool_barrier(c->pool);
+    if (t == 0) {
+        c->trades[1] = brisk_pool_trades(c->pool);
+        while (!atomic_load(&c->claimed))
+            sched_yield();
+    }
+    c->chunk[t] = brisk_pool_team_claim(c->pool, 0, BRISK_CLAIM_BEGIN, 2);
+    if (t == 1) {
+        atomic_store(&c->claimed, 1);
+        nap_ms(30);
+    }
+    assert_int_equal(brisk_pool_team_claim(c->pool, 0, BRISK_CLAIM_NEXT, 2), -1);
+    brisk_pool_team_settle(c->pool, 0);
+    if (t == 0)
+        c->trades[2] = brisk_pool_trades(c->pool);
+}
+
+static int only_cpu(const cpu_set_t *set)
+{
+    if (CPU_COUNT(set) != 1)
+        return -1;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, set))
+            return c;
+    return -1;
+}
+
+static void test_pool_trades_cpus_with_a_thread_off_its_own(void **state)
+{
+    (void)state;
+    cpu_set_t mine;
+    assert_int_equal(sched_getaffinity(0, sizeof mine, &mine), 0);
+    if (CPU_COUNT(&mine) < 2) {
+        print_message("this process may use one CPU: two threads cannot be pinned apart\n");
+        skip();
+    }
+    trade_check c;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(brisk_pool_create(2, &c.pool), BRISK_OK);
+    brisk_pool_set_teams(c.pool, 1);
+    /* Not pinned (a quiet machine): the pool never trades, however long a thread naps. */
+    brisk_pool_run(c.pool, trade_job, &c);
+    assert_int_equal(c.trades[2], 0);
+    assert_int_equal(brisk_pool_pinned_cpu(c.pool, 0), -1);
+    assert_int_equal(c.chunk[0], 0);
+    assert_int_equal(c.chunk[1], 1);
+
+    assert_int_equal(brisk_pool_pin(c.pool), 0);
+    const int a = brisk_pool_pinned_cpu(c.pool, 0), b = brisk_pool_pinned_cpu(c.pool, 1);
+    assert_true(a >= 0 && b >= 0 && a != b);
+    cpu_set_t now;
+    assert_int_equal(sched_getaffinity(0, sizeof now, &now), 0);
+    assert_int_equal(only_cpu(&now), a);
+    atomic_store(&c.claimed, 0);
+    brisk_pool_run(c.pool, trade_job, &c);
+    /* One trade at the barrier, one more at the settle: the threads are back where they were. */
+    assert_true(c.trades[1] - c.trades[0] >= 1);
+    assert_true(c.trades[2] - c.trades[1] >= 1);
+    const int a2 = brisk_pool_pinned_cpu(c.pool, 0), b2 = brisk_pool_pinned_cpu(c.pool, 1);
+    assert_true((a2 == a && b2 == b) || (a2 == b && b2 == a));
+    /* The caller was moved (by the worker) where its pin says. */
+    assert_int_equal(sched_getaffinity(0, sizeof now, &now), 0);
+    assert_int_equal(only_cpu(&now), a2);
+    assert_int_equal(c.chunk[0], 0);
+    assert_int_equal(c.chunk[1], 1);
+
+    /* Alone, the caller is given back to the scheduler, with its own affinity (it may have
+     * been traded onto the CPU another program is busy on); with its worker again, it is
+     * pinned again, on a CPU of its own. */
+    brisk_pool_set_active(c.pool, 1);
+    brisk_pool_run(c.pool, active_job_one, NULL);
+    assert_int_equal(brisk_pool_pinned_cpu(c.pool, 0), -1);
+    assert_int_equal(sched_getaffinity(0, sizeof now, &now), 0);
+    assert_true(CPU_EQUAL(&now, &mine));
+    brisk_pool_set_active(c.pool, 2);
+    brisk_pool_set_teams(c.pool, 1);
+    atomic_store(&c.claimed, 0);
+    brisk_pool_run(c.pool, trade_job, &c);
+    const int a3 = brisk_pool_pinned_cpu(c.pool, 0), b3 = brisk_pool_pinned_cpu(c.pool, 1);
+    assert_true(a3 >= 0 && b3 >= 0 && a3 != b3);
+    assert_int_equal(sched_getaffinity(0, sizeof now, &now), 0);
+    assert_int_equal(only_cpu(&now), a3);
+    brisk_pool_destroy(c.pool);
+    /* Destroyed, the pool gives the caller its own affinity back. */
+    assert_int_equal(sched_getaffinity(0, sizeof now, &now), 0);
+    assert_true(CPU_EQUAL(&now, &mine));
 }
 
 /* ---- the serial reference ---- */
@@ -1379,6 +1517,7 @@ int main(void)
         cmocka_unit_test(test_pool_claims_own_share_first),
         cmocka_unit_test(test_governor),
         cmocka_unit_test(test_pool_threads_in_use),
+        cmocka_unit_test(test_pool_trades_cpus_with_a_thread_off_its_own),
         cmocka_unit_test(test_threads_bitwise_identical_and_match_reference),
         cmocka_unit_test(test_small_model_any_threads),
         cmocka_unit_test(test_large_model_any_threads),

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -40,6 +41,15 @@
 /* Windows without preemption after which threads that were spread over the CPUs (below) are
  * given back to the scheduler. */
 #define UNPIN_WINDOWS 64
+/* While the threads are pinned, a thread that waits for the others looks every PROBE_NS at the
+ * CPU time of the threads it waits for (up to PROBE_MAX in use): one that is neither running
+ * nor waiting itself (its CPU time grew by less than an eighth of the time between two looks)
+ * was taken off its CPU, and the waiting thread trades CPUs with it. */
+#define PROBE_NS 50000
+/* For this long after its job, a worker looks for a caller held off its CPU (between jobs
+ * the caller works alone, and the next job waits for it). */
+#define IDLE_PROBE_NS 10000000
+#define PROBE_MAX 64
 /* Claimed loops whose progress a team tracks at once: a thread settles (waits for every loop
  * it has begun to finish) before it begins one more than this ahead of the last it settled. */
 #define LOOP_RING 64
@@ -65,6 +75,13 @@ typedef struct thread_times {
     long long waited_at;      /* the run-queue wait it read there at the window's start */
     atomic_int shared;        /* the last window saw this thread preempted */
     atomic_int cpu;           /* the CPU it ran on at its last check */
+    atomic_int pin;           /* the one CPU it is pinned to, or -1 */
+    /* While it sleeps until a word changes, the word and the value it waits to change from
+     * (NULL: it does not wait). A thread whose word has changed is wanted. */
+    _Atomic(atomic_uint *) wait_on;
+    atomic_uint wait_val;
+    atomic_int tid;           /* its kernel thread id, 0 until known (the caller's is set
+                               * at every job that may trade) */
     /* Claimed loops in this thread's team, this job (brisk_pool_team_claim). */
     uint64_t gen;             /* loops begun */
     uint64_t held;            /* the loop of the chunk this thread holds, or 0 */
@@ -119,6 +136,11 @@ struct brisk_pool {
     cpu_set_t caller_mask;
     int quiet_windows;       /* checks without preemption since */
     int packed_checks;       /* checks running that found two threads on one CPU */
+    atomic_int may_trade;    /* waits may trade CPUs (trade_or_sleep) */
+    atomic_int probe_k;      /* ... with threads 0 .. probe_k - 1 */
+    atomic_int mover;        /* a thread to move to its pin (move_later), -1: none, -2: a
+                              * trade or a move in progress */
+    atomic_llong trades;     /* trades so far */
     int n_teams;             /* R, written by the caller between jobs */
     thread_times *times;     /* (T) */
     brisk_pool_fn fn;        /* written by the caller before the start barrier */
@@ -143,6 +165,13 @@ static void futex_wait(atomic_uint *addr, unsigned expected)
     syscall(SYS_futex, (void *)(uintptr_t)addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
 }
 
+/* As futex_wait, for at most ns nanoseconds. */
+static void futex_wait_for(atomic_uint *addr, unsigned expected, long ns)
+{
+    const struct timespec ts = {0, ns};
+    syscall(SYS_futex, (void *)(uintptr_t)addr, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
+}
+
 static void futex_wake_all(atomic_uint *addr)
 {
     syscall(SYS_futex, (void *)(uintptr_t)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
@@ -155,7 +184,167 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void barrier_wait(pool_barrier *b, int spin)
+/* Thread index of the calling thread in its pool (0 for the caller of brisk_pool_run). */
+static _Thread_local int self_index;
+
+/* The calling thread sleeps (or may) until *addr changes from v. */
+static void mark_waiting(thread_times *tt, atomic_uint *addr, unsigned v)
+{
+    atomic_store_explicit(&tt->wait_val, v, memory_order_relaxed);
+    atomic_store_explicit(&tt->wait_on, addr, memory_order_release);
+}
+
+static void mark_wanted(thread_times *tt)
+{
+    atomic_store_explicit(&tt->wait_on, NULL, memory_order_relaxed);
+}
+
+/* Whether thread tt waits for a word that has not changed (a guess: it may be changing). */
+static int is_waiting(thread_times *tt)
+{
+    atomic_uint *w = atomic_load_explicit(&tt->wait_on, memory_order_acquire);
+    return w && atomic_load_explicit(w, memory_order_relaxed) ==
+                    atomic_load_explicit(&tt->wait_val, memory_order_relaxed);
+}
+
+/* What a waiting thread saw at its last look at the others (trade_or_sleep). */
+typedef struct probe {
+    int64_t at;                  /* when; 0 before the first look */
+    long long cpu_ns[PROBE_MAX]; /* each thread's CPU time then, or -1 (it waited) */
+} probe;
+
+/* The CPU time of thread tid, or -1: Linux's clock of a thread is made from its id (this is
+ * what pthread_getcpuclockid returns, and it needs no pthread_t, which the caller's changes
+ * as whoever calls brisk_pool_run does). */
+static long long thread_cpu_ns(int tid)
+{
+    struct timespec ts;
+    const clockid_t clock = (clockid_t)((~(unsigned)tid << 3) | 6u);
+    if (tid <= 0 || clock_gettime(clock, &ts) != 0)
+        return -1;
+    return (long long)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void pin_to(pthread_t thread, int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pthread_setaffinity_np(thread, sizeof one, &one);
+}
+
+/* Pins pool thread t to its pin, by its kernel id (known once it has started). */
+static void pin_thread(brisk_pool *pool, int t)
+{
+    const int tid = atomic_load_explicit(&pool->times[t].tid, memory_order_relaxed);
+    const int cpu = atomic_load_explicit(&pool->times[t].pin, memory_order_relaxed);
+    if (tid <= 0 || cpu < 0 || cpu >= CPU_SETSIZE)
+        return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    sched_setaffinity(tid, sizeof one, &one);
+}
+
+/* The right to move threads: between jobs the caller takes it (after any trade in
+ * progress) and returns the thread that a trade left to be moved, or -1. */
+static int lock_moves(brisk_pool *pool)
+{
+    for (;;) {
+        int m = atomic_load(&pool->mover);
+        if (m != -2 && atomic_compare_exchange_weak(&pool->mover, &m, -2))
+            return m;
+        sched_yield();
+    }
+}
+
+static void unlock_moves(brisk_pool *pool)
+{
+    atomic_store(&pool->mover, -1);
+}
+
+/* The calling thread w, which waits, trades CPUs with thread h, which is off its own: h is
+ * moved to w's CPU now (it runs there as soon as w sleeps); w is moved to h's by the next
+ * other thread that enters the pool's code (move_later). A thread that moved itself would
+ * wait until the CPU it moves to ran it, and that CPU is busy with the other program; moved
+ * by another while it sleeps, it goes there when it wakes. One trade at a time, and none
+ * while a move waits. */
+static void trade(brisk_pool *pool, int w, int h)
+{
+    int none = -1;
+    if (!atomic_compare_exchange_strong(&pool->mover, &none, -2))
+        return;
+    const int cw = atomic_load_explicit(&pool->times[w].pin, memory_order_relaxed);
+    const int ch = atomic_load_explicit(&pool->times[h].pin, memory_order_relaxed);
+    if (cw < 0 || ch < 0 || cw == ch ||
+        atomic_load_explicit(&pool->times[h].tid, memory_order_relaxed) <= 0) {
+        atomic_store(&pool->mover, -1);
+        return;
+    }
+    atomic_store_explicit(&pool->times[h].pin, cw, memory_order_relaxed);
+    pin_thread(pool, h);
+    atomic_store_explicit(&pool->times[w].pin, ch, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->trades, 1, memory_order_relaxed);
+    atomic_store(&pool->mover, w);
+}
+
+/* Where a thread enters the pool's code in a job: moves the thread that a trade left to be
+ * moved, unless that is the calling thread. */
+static void move_later(brisk_pool *pool)
+{
+    if (!atomic_load_explicit(&pool->may_trade, memory_order_relaxed))
+        return;
+    int m = atomic_load_explicit(&pool->mover, memory_order_relaxed);
+    if (m < 0 || m == self_index || !atomic_compare_exchange_strong(&pool->mover, &m, -2))
+        return;
+    pin_thread(pool, m);
+    atomic_store(&pool->mover, -1);
+}
+
+/* A thread that waits for the others sleeps on *addr while it holds `expected`. While the
+ * pool's threads are pinned (another program shares a core), it sleeps PROBE_NS at a time
+ * and looks at the others between: a thread in use that waited at neither of two looks and
+ * ran for less than an eighth of the time between them is ready to run but off its CPU (the
+ * scheduler gave its core to the other program), and whatever this thread waits for may be
+ * in its hands. The two trade CPUs: the one taken off runs on this thread's CPU at once,
+ * instead of after the other program's time slice (milliseconds). */
+static void trade_or_sleep(brisk_pool *pool, atomic_uint *addr, unsigned expected, probe *pr)
+{
+    /* A thread that waits to be moved sleeps until it is wanted: woken by a timer on the CPU
+     * it is still pinned to, it would take turns there with the thread it traded with. */
+    if (!atomic_load_explicit(&pool->may_trade, memory_order_relaxed) ||
+        atomic_load_explicit(&pool->mover, memory_order_relaxed) == self_index) {
+        futex_wait(addr, expected);
+        return;
+    }
+    move_later(pool);
+    const int w = self_index, K = atomic_load_explicit(&pool->probe_k, memory_order_relaxed);
+    const int64_t now = now_ns();
+    if (!pr->at || now - pr->at >= PROBE_NS / 2) {
+        int off = -1;
+        for (int t = 0; t < K; t++) {
+            if (t == w)
+                continue;
+            const long long c =
+                is_waiting(&pool->times[t])
+                    ? -1
+                    : thread_cpu_ns(atomic_load_explicit(&pool->times[t].tid,
+                                                         memory_order_relaxed));
+            if (off < 0 && pr->at && c >= 0 && pr->cpu_ns[t] >= 0 &&
+                (c - pr->cpu_ns[t]) * 8 < now - pr->at)
+                off = t;
+            pr->cpu_ns[t] = c;
+        }
+        pr->at = now;
+        if (off >= 0) {
+            trade(pool, w, off);
+            pr->at = 0;
+        }
+    }
+    futex_wait_for(addr, expected, PROBE_NS);
+}
+
+static void barrier_wait(brisk_pool *pool, pool_barrier *b, int spin)
 {
     const unsigned phase = atomic_load_explicit(&b->phase, memory_order_acquire);
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) + 1 == b->n) {
@@ -173,15 +362,21 @@ static void barrier_wait(pool_barrier *b, int spin)
         cpu_relax();
     }
     atomic_fetch_add(&b->sleepers, 1);
+    thread_times *tt = &pool->times[self_index];
+    mark_waiting(tt, &b->phase, phase);
+    probe pr;
+    pr.at = 0;
     while (atomic_load(&b->phase) == phase)
-        futex_wait(&b->phase, phase);
+        trade_or_sleep(pool, &b->phase, phase, &pr);
+    mark_wanted(tt);
     atomic_fetch_sub(&b->sleepers, 1);
 }
 
 /* Waits until *w differs from seen: spins, then sleeps on the futex with *sleeping set (the
  * writer stores *w, then wakes the word if it sees *sleeping: seq_cst on both sides, so
  * either the writer sees the sleeper or the sleeper sees the new value). */
-static void wait_change(atomic_uint *w, unsigned seen, atomic_uint *sleeping, int spin)
+static void wait_change(brisk_pool *pool, atomic_uint *w, unsigned seen, atomic_uint *sleeping,
+                        int spin)
 {
     for (int i = 0; i < spin; i++) {
         if (atomic_load_explicit(w, memory_order_acquire) != seen)
@@ -189,19 +384,23 @@ static void wait_change(atomic_uint *w, unsigned seen, atomic_uint *sleeping, in
         cpu_relax();
     }
     atomic_store(sleeping, 1);
+    probe pr;
+    pr.at = 0;
+    const int64_t until = now_ns() + IDLE_PROBE_NS;
     while (atomic_load(w) == seen)
-        futex_wait(w, seen);
+        if (atomic_load_explicit(&pool->may_trade, memory_order_relaxed) && now_ns() < until)
+            trade_or_sleep(pool, w, seen, &pr);
+        else
+            futex_wait(w, seen);
     atomic_store(sleeping, 0);
 }
-
-/* Thread index of the calling thread in its pool (0 for the caller of brisk_pool_run). */
-static _Thread_local int self_index;
 
 /* A barrier inside a job, with the time spent waiting charged to the calling thread. */
 static void timed_wait(brisk_pool *pool, pool_barrier *b)
 {
+    move_later(pool);
     const int64_t t0 = now_ns();
-    barrier_wait(b, atomic_load_explicit(&pool->spin, memory_order_relaxed));
+    barrier_wait(pool, b, atomic_load_explicit(&pool->spin, memory_order_relaxed));
     pool->times[self_index].wait_ns += now_ns() - t0;
 }
 
@@ -250,6 +449,8 @@ static int check_preemption(brisk_pool *pool, int t)
  * caller to the affinity it had (from its own thread only). */
 static void unpin(brisk_pool *pool)
 {
+    for (int t = 0; t < pool->T; t++)
+        atomic_store_explicit(&pool->times[t].pin, -1, memory_order_relaxed);
     for (int t = 1; t < pool->T; t++)
         pthread_setaffinity_np(pool->threads[t - 1], sizeof pool->allowed, &pool->allowed);
     if (pool->caller_pinned && pthread_equal(pool->caller, pthread_self())) {
@@ -258,6 +459,8 @@ static void unpin(brisk_pool *pool)
     }
     pool->pinned = 0;
 }
+
+static int pin_all(brisk_pool *pool);
 
 /* Between jobs, on the caller: if two checks running find two threads on one CPU (the
  * scheduler packs threads that wake each other, so a program busy on one core can leave the
@@ -294,34 +497,73 @@ static void spread(brisk_pool *pool, int shared)
     if (pool->packed_checks < 2)
         return;
     pool->packed_checks = 0;
+    pin_all(pool);
+}
+
+/* Pins every thread to a CPU of its own: the caller to the one it was on at its last check,
+ * each worker to the one it is pinned to, or else the one it was on at its last check, unless
+ * another thread is there, else to the first free one. Returns 0, or -1 where that CPU is not
+ * known (not all may be pinned then; unpin undoes it all). With the right to move threads
+ * (lock_moves). */
+static int pin_all(brisk_pool *pool)
+{
+    const int T = pool->T;
+    cpu_set_t taken;
     CPU_ZERO(&taken);
     const int c0 = atomic_load_explicit(&pool->times[0].cpu, memory_order_relaxed);
     if (c0 < 0 || c0 >= CPU_SETSIZE || !CPU_ISSET(c0, &pool->allowed))
-        return;
+        return -1;
     CPU_SET(c0, &taken);
     if (!pool->caller_pinned) {
         pool->caller = pthread_self();
         if (pthread_getaffinity_np(pool->caller, sizeof pool->caller_mask,
                                    &pool->caller_mask) != 0)
-            return;
+            return -1;
         pool->caller_pinned = 1;
     }
     pthread_setaffinity_np(pool->caller, sizeof taken, &taken);
+    atomic_store_explicit(&pool->times[0].pin, c0, memory_order_relaxed);
     pool->pinned = 1; /* (unpin undoes it all, whatever the loop below reaches) */
     for (int t = 1; t < T; t++) {
-        int c = atomic_load_explicit(&pool->times[t].cpu, memory_order_relaxed);
+        int c = atomic_load_explicit(&pool->times[t].pin, memory_order_relaxed);
+        if (c < 0 || c >= CPU_SETSIZE || CPU_ISSET(c, &taken))
+            c = atomic_load_explicit(&pool->times[t].cpu, memory_order_relaxed);
         if (c < 0 || c >= CPU_SETSIZE || CPU_ISSET(c, &taken) || !CPU_ISSET(c, &pool->allowed))
             for (c = 0; c < CPU_SETSIZE; c++)
                 if (CPU_ISSET(c, &pool->allowed) && !CPU_ISSET(c, &taken))
                     break;
         if (c >= CPU_SETSIZE)
-            return;
+            return -1;
         CPU_SET(c, &taken);
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(c, &one);
-        pthread_setaffinity_np(pool->threads[t - 1], sizeof one, &one);
+        pin_to(pool->threads[t - 1], c);
+        atomic_store_explicit(&pool->times[t].pin, c, memory_order_relaxed);
     }
+    return 0;
+}
+
+int brisk_pool_pin(brisk_pool *pool)
+{
+    const int T = pool->T;
+    if (T < 2 || T > CPU_COUNT(&pool->allowed) || T > CPU_SETSIZE)
+        return -1;
+    lock_moves(pool);
+    atomic_store_explicit(&pool->times[0].cpu, sched_getcpu(), memory_order_relaxed);
+    const int rc = pin_all(pool);
+    if (rc != 0)
+        unpin(pool);
+    unlock_moves(pool);
+    return rc;
+}
+
+int brisk_pool_pinned_cpu(const brisk_pool *pool, int t)
+{
+    BRISK_ASSERT(t >= 0 && t < pool->T);
+    return atomic_load_explicit(&pool->times[t].pin, memory_order_relaxed);
+}
+
+long long brisk_pool_trades(const brisk_pool *pool)
+{
+    return atomic_load_explicit(&pool->trades, memory_order_relaxed);
 }
 
 /* Before each job (brisk_pool_run): no loop of any team begun (loops are numbered from 1 in
@@ -340,6 +582,7 @@ static void run_fn(brisk_pool *pool, int t)
     if (t)
         check_preemption(pool, t); /* the caller's own is in brisk_pool_run */
     pool->times[t].gen = pool->times[t].held = pool->times[t].settled = 0;
+    move_later(pool);
     const int64_t t0 = now_ns();
     pool->fn(pool->arg, t, pool->active);
     pool->times[t].job_ns += now_ns() - t0;
@@ -351,11 +594,14 @@ static void *worker_main(void *p)
     free(p);
     brisk_pool *pool = wa.pool;
     self_index = wa.t;
+    prctl(PR_SET_TIMERSLACK, 1000UL); /* its sleeps of PROBE_NS end on time */
+    atomic_store_explicit(&pool->times[wa.t].tid, (int)syscall(SYS_gettid), memory_order_relaxed);
     worker_slot *slot = &pool->slots[wa.t];
     unsigned seen = 0;
+    mark_waiting(&pool->times[wa.t], &slot->post, seen); /* wanted when a job is posted */
     for (;;) {
         /* A job posted to this worker: fn, arg, active and stop are published before it. */
-        wait_change(&slot->post, seen, &slot->sleeping,
+        wait_change(pool, &slot->post, seen, &slot->sleeping,
                     atomic_load_explicit(&pool->spin, memory_order_relaxed));
         seen = atomic_load_explicit(&slot->post, memory_order_acquire);
         if (pool->stop) {
@@ -363,7 +609,10 @@ static void *worker_main(void *p)
                 close(pool->times[wa.t].stat_fd);
             return NULL;
         }
+        mark_wanted(&pool->times[wa.t]);
         run_fn(pool, wa.t);
+        mark_waiting(&pool->times[wa.t], &slot->post, seen);
+        move_later(pool); /* (the caller, before it wakes) */
         atomic_fetch_add(&pool->done, 1); /* seq_cst: see wait_change */
         if (atomic_load(&pool->done_sleeping))
             futex_wake_all(&pool->done);
@@ -389,6 +638,10 @@ int brisk_pool_create(int T, brisk_pool **out)
     pool->slots = aligned_alloc(64, (size_t)T * sizeof *pool->slots);
     atomic_init(&pool->spin, SPIN_ROUNDS);
     atomic_init(&pool->next_item, 0);
+    atomic_init(&pool->mover, -1);
+    atomic_init(&pool->may_trade, 0);
+    atomic_init(&pool->probe_k, 0);
+    atomic_init(&pool->trades, 0);
     if (sched_getaffinity(0, sizeof pool->allowed, &pool->allowed) != 0)
         CPU_ZERO(&pool->allowed);
     if (!pool->threads || !pool->teams || !pool->times || !pool->claims || !pool->shares ||
@@ -406,6 +659,10 @@ int brisk_pool_create(int T, brisk_pool **out)
     for (int t = 0; t < T; t++) {
         atomic_init(&pool->times[t].shared, 0);
         atomic_init(&pool->times[t].cpu, -1);
+        atomic_init(&pool->times[t].pin, -1);
+        atomic_init(&pool->times[t].wait_on, NULL);
+        atomic_init(&pool->times[t].wait_val, 0);
+        atomic_init(&pool->times[t].tid, 0);
         pool->times[t].stat_fd = -1;
         atomic_init(&pool->slots[t].post, 0);
         atomic_init(&pool->slots[t].sleeping, 0);
@@ -424,6 +681,7 @@ int brisk_pool_create(int T, brisk_pool **out)
             wa->t = t;
             rc = pthread_create(&pool->threads[t - 1], NULL, worker_main, wa);
         }
+
         if (rc != 0) {
             free(wa);
             /* Stop the workers started so far: a pool of t threads, told to stop. */
@@ -440,6 +698,8 @@ void brisk_pool_destroy(brisk_pool *pool)
 {
     if (!pool)
         return;
+    atomic_store(&pool->may_trade, 0);
+    lock_moves(pool); /* (kept: no trade once the workers are told to stop) */
     if (pool->pinned)
         unpin(pool);
     pool->stop = 1;
@@ -476,8 +736,13 @@ static void wait_all_done(brisk_pool *pool, unsigned n, int spin)
         cpu_relax();
     }
     atomic_store(&pool->done_sleeping, 1);
-    for (unsigned d; (d = atomic_load(&pool->done)) != n;)
-        futex_wait(&pool->done, d);
+    probe pr;
+    pr.at = 0;
+    for (unsigned d; (d = atomic_load(&pool->done)) != n;) {
+        mark_waiting(&pool->times[0], &pool->done, d);
+        trade_or_sleep(pool, &pool->done, d, &pr);
+    }
+    mark_wanted(&pool->times[0]);
     atomic_store(&pool->done_sleeping, 0);
 }
 
@@ -489,7 +754,18 @@ void brisk_pool_run(brisk_pool *pool, brisk_pool_fn fn, void *arg)
     reset_claims(pool);
     atomic_store_explicit(&pool->next_item, 0, memory_order_relaxed);
     const int K = pool->active, checked = check_preemption(pool, 0);
+    /* No trade while the threads are placed (idle workers may trade with the caller). */
+    atomic_store(&pool->may_trade, 0);
+    const int moving = lock_moves(pool);
     if (K == 1) {
+        /* Alone, the caller goes wherever the scheduler finds room: pinned, it could be held
+         * to the CPU that another program is busy on (a trade may have moved it there). */
+        if (pool->caller_pinned && pthread_equal(pool->caller, pthread_self())) {
+            pthread_setaffinity_np(pool->caller, sizeof pool->caller_mask, &pool->caller_mask);
+            pool->caller_pinned = 0;
+            atomic_store_explicit(&pool->times[0].pin, -1, memory_order_relaxed);
+        }
+        unlock_moves(pool);
         run_fn(pool, 0);
         return;
     }
@@ -497,9 +773,28 @@ void brisk_pool_run(brisk_pool *pool, brisk_pool_fn fn, void *arg)
     const int shared = brisk_pool_contended(pool);
     if (checked)
         spread(pool, shared);
+    if (pool->pinned && (!pool->caller_pinned || moving == 0)) {
+        /* Back from a job alone, or a trade left the caller to be moved: it stays where it
+         * runs, and the workers are pinned around it. */
+        atomic_store_explicit(&pool->times[0].cpu, sched_getcpu(), memory_order_relaxed);
+        if (pin_all(pool) != 0)
+            unpin(pool);
+    } else if (pool->pinned && moving > 0) {
+        pin_thread(pool, moving); /* the worker a trade left to be moved (it sleeps) */
+    }
     atomic_store_explicit(&pool->spin, shared ? SPIN_ROUNDS_SHARED : SPIN_ROUNDS,
                           memory_order_relaxed);
     const int spin = shared ? SPIN_ROUNDS_SHARED : SPIN_ROUNDS;
+    /* Trading CPUs (trade_or_sleep) moves the caller too: only the thread that was pinned. */
+    const int may_trade = pool->pinned && pool->caller_pinned && K <= PROBE_MAX &&
+                          pthread_equal(pool->caller, pthread_self());
+    if (may_trade) {
+        atomic_store_explicit(&pool->times[0].tid, (int)syscall(SYS_gettid),
+                              memory_order_relaxed);
+        atomic_store_explicit(&pool->probe_k, K, memory_order_relaxed);
+    }
+    unlock_moves(pool);
+    atomic_store(&pool->may_trade, may_trade);
     atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
     pool->seq++;
     for (int t = 1; t < K; t++) { /* seq_cst: see wait_change */
@@ -572,6 +867,8 @@ static void chunk_done(team_claims *c, const thread_times *tt, uint64_t g)
 static void settle(brisk_pool *pool, team_claims *c, thread_times *tt)
 {
     const int spin = atomic_load_explicit(&pool->spin, memory_order_relaxed);
+    probe pr;
+    pr.at = 0;
     for (uint64_t g = tt->settled + 1; g <= tt->gen; g++) {
         const long long n = tt->n_of[g % LOOP_RING];
         for (int i = 0; i < spin && !loop_finished(c, g, n); i++)
@@ -580,8 +877,11 @@ static void settle(brisk_pool *pool, team_claims *c, thread_times *tt)
             /* seq_cst: either the finisher sees a waiter, or this sees the loop finished. */
             atomic_fetch_add(&c->waiters, 1);
             const unsigned f = atomic_load(&c->finished);
-            if (!loop_finished(c, g, n))
-                futex_wait(&c->finished, f);
+            if (!loop_finished(c, g, n)) {
+                mark_waiting(tt, &c->finished, f);
+                trade_or_sleep(pool, &c->finished, f, &pr);
+                mark_wanted(tt);
+            }
             atomic_fetch_sub(&c->waiters, 1);
         }
     }
@@ -652,6 +952,7 @@ long long brisk_pool_team_claim(brisk_pool *pool, int team, int op, long long n)
     const int w = self_index, R = pool->n_teams;
     thread_times *tt = &pool->times[w];
     team_claims *c = &pool->claims[team];
+    move_later(pool);
     if (tt->held) { /* the chunk claimed last is finished */
         chunk_done(c, tt, tt->held);
         tt->held = 0;
@@ -686,6 +987,7 @@ long long brisk_pool_next_item(brisk_pool *pool, long long n)
 
 void brisk_pool_team_settle(brisk_pool *pool, int team)
 {
+    move_later(pool);
     const int64_t t0 = now_ns();
     thread_times *tt = &pool->times[self_index];
     settle(pool, &pool->claims[team], tt);
@@ -728,6 +1030,10 @@ void brisk_pool_reset_times(brisk_pool *pool)
 
 #define GOV_SECONDS 0.25
 #define GOV_STEPS 3
+/* The window let pass after a change of the number of threads is shorter than the first of a
+ * run: moving threads costs milliseconds, starting them and faulting the workspaces in more,
+ * and every second spent probing a worse number is lost. */
+#define GOV_CHANGE_SECONDS 0.0625
 
 void brisk_governor_init(brisk_governor *g)
 {
@@ -744,6 +1050,7 @@ void brisk_governor_restart(brisk_governor *g, int fixed)
     g->w_samples = 0;
     g->w_steps = 0;
     g->skip = 1;
+    g->changed = 0;
 }
 
 int brisk_governor_step(brisk_governor *g, int K, int T, int n, double seconds, int contended,
@@ -753,12 +1060,14 @@ int brisk_governor_step(brisk_governor *g, int K, int T, int n, double seconds, 
         return K;
     g->w_seconds += seconds;
     g->w_samples += n;
-    if (++g->w_steps < GOV_STEPS || g->w_seconds < GOV_SECONDS)
+    if (++g->w_steps < GOV_STEPS ||
+        g->w_seconds < (g->skip && g->changed ? GOV_CHANGE_SECONDS : GOV_SECONDS))
         return K;
     const double rate = (double)g->w_samples / g->w_seconds;
     g->w_seconds = 0;
     g->w_samples = 0;
     g->w_steps = 0;
+    g->changed = 0;
     if (g->skip) {
         g->skip--;
         return K;
@@ -771,7 +1080,7 @@ int brisk_governor_step(brisk_governor *g, int K, int T, int n, double seconds, 
             g->down_wait = 2;
             return K;
         }
-        g->skip = 1;
+        g->skip = g->changed = 1;
         if (down)
             g->next_down = now + (g->down_wait = fmin(2 * g->down_wait, 64));
         else
@@ -784,7 +1093,7 @@ int brisk_governor_step(brisk_governor *g, int K, int T, int n, double seconds, 
     g->probing = 1;
     g->base_k = K;
     g->base_rate = rate;
-    g->skip = 1;
+    g->skip = g->changed = 1;
     return down ? K - 1 : K + 1;
 }
 

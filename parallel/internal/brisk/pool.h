@@ -82,6 +82,7 @@ typedef struct brisk_governor {
     int fixed;                /* brisk_trainer_set_threads_in_use: no adapting */
     int probing;              /* the window in progress measures base_k's neighbour */
     int skip;                 /* windows still to let pass unmeasured */
+    int changed;              /* the window to let pass follows a change (a short one) */
     int base_k;
     double base_rate;         /* samples/s at base_k */
     double w_seconds;         /* the window so far: steps' wall time and samples */
@@ -113,6 +114,16 @@ void brisk_pool_team_settle(brisk_pool *pool, int team);
 /* Whether the last window saw a thread in use wait for its CPU (its core shared with
  * another program): then barriers barely spin. Call between jobs. */
 int brisk_pool_contended(const brisk_pool *pool);
+
+/* Between jobs: pins the threads one to a CPU now, as the pool does by itself when the
+ * scheduler packs them beside another program (for tests). Returns 0, or -1 where the process
+ * may use fewer CPUs than the pool has threads. While they are pinned, a thread that waits for
+ * the others trades CPUs with one that is ready to run but off its CPU (the other program has
+ * its core); brisk_pool_pinned_cpu says where thread t is pinned (-1: it is not), and
+ * brisk_pool_trades how many trades there have been. */
+int brisk_pool_pin(brisk_pool *pool);
+int brisk_pool_pinned_cpu(const brisk_pool *pool, int t);
+long long brisk_pool_trades(const brisk_pool *pool);
 
 /* Seconds thread t has spent inside jobs in all (busy) and, of that, waiting at barriers
  * (waiting), since the pool was created or brisk_pool_reset_times. Call between jobs. */
