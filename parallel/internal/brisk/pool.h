@@ -10,7 +10,8 @@
  * (schedstat); while one shares its core, waits spin briefly before they sleep, and threads
  * that the scheduler has packed onto one CPU are pinned one to a CPU (given back after a
  * quiet while and when the pool is destroyed; the caller's own affinity is restored only
- * from the caller's thread).
+ * from the caller's thread). While they are pinned, a thread that waits trades CPUs with one
+ * that is ready to run but held off its CPU (brisk_pool_pin, below).
  *
  * Why pthreads and not OpenMP: the step needs barriers in the middle of one parallel job,
  * claimed loops, a number of threads in use that changes between jobs, and a spin-then-sleep
