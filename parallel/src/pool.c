@@ -681,7 +681,6 @@ int brisk_pool_create(int T, brisk_pool **out)
             wa->t = t;
             rc = pthread_create(&pool->threads[t - 1], NULL, worker_main, wa);
         }
-
         if (rc != 0) {
             free(wa);
             /* Stop the workers started so far: a pool of t threads, told to stop. */
