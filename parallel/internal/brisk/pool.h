@@ -78,7 +78,9 @@ long long brisk_pool_team_claim(brisk_pool *pool, int team, int op, long long n)
  * it measures one more again (the other program may have gone). On a busy core a thread can
  * hold its team back, so fewer threads can be faster. A window of at least 3 steps and 0.25 s
  * measures a number of threads; the window just after a change is not measured (it holds the
- * change's own cost: threads starting, workspaces faulted in, threads moved between CPUs). */
+ * change's own cost: threads starting, workspaces faulted in, threads moved between CPUs). A
+ * run's first such window lasts 3 steps and 0.25 s too, the one after a change 3 steps and
+ * 62.5 ms. */
 typedef struct brisk_governor {
     int fixed;                /* brisk_trainer_set_threads_in_use: no adapting */
     int probing;              /* the window in progress measures base_k's neighbour */
