@@ -141,6 +141,7 @@ struct brisk_pool {
     atomic_int mover;        /* a thread to move to its pin (move_later), -1: none, -2: a
                               * trade or a move in progress */
     atomic_llong trades;     /* trades so far */
+    atomic_int trade_sleepers; /* (tests) a thread asleep in the kernel counts as held too */
     int n_teams;             /* R, written by the caller between jobs */
     thread_times *times;     /* (T) */
     brisk_pool_fn fn;        /* written by the caller before the start barrier */
@@ -225,6 +226,24 @@ static long long thread_cpu_ns(int tid)
     return (long long)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Whether thread tid is ready to run (or running): state R in its /proc stat, not asleep in
+ * the kernel (a read, a sleep, a page coming from disk), where trading would not help. */
+int brisk_thread_runnable(int tid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    const ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *end = strrchr(buf, ')'); /* "tid (name) S ...": the name may hold anything */
+    return end && end[1] == ' ' && end[2] == 'R';
+}
+
 static void pin_to(pthread_t thread, int cpu)
 {
     cpu_set_t one;
@@ -303,10 +322,10 @@ static void move_later(brisk_pool *pool)
 
 /* A thread that waits for the others sleeps on *addr while it holds `expected`. While the
  * pool's threads are pinned (another program shares a core), it sleeps PROBE_NS at a time
- * and looks at the others between: a thread in use that waited at neither of two looks and
- * ran for less than an eighth of the time between them is ready to run but off its CPU (the
- * scheduler gave its core to the other program), and whatever this thread waits for may be
- * in its hands. The two trade CPUs: the one taken off runs on this thread's CPU at once,
+ * and looks at the others between: a thread in use that waited at neither of two looks, ran
+ * for less than an eighth of the time between them and is in state R is ready to run but off
+ * its CPU (the scheduler gave its core to the other program), and whatever this thread waits
+ * for may be in its hands. The two trade CPUs: the one taken off runs on this thread's CPU at once,
  * instead of after the other program's time slice (milliseconds). */
 static void trade_or_sleep(brisk_pool *pool, atomic_uint *addr, unsigned expected, probe *pr)
 {
@@ -331,7 +350,10 @@ static void trade_or_sleep(brisk_pool *pool, atomic_uint *addr, unsigned expecte
                     : thread_cpu_ns(atomic_load_explicit(&pool->times[t].tid,
                                                          memory_order_relaxed));
             if (off < 0 && pr->at && c >= 0 && pr->cpu_ns[t] >= 0 &&
-                (c - pr->cpu_ns[t]) * 8 < now - pr->at)
+                (c - pr->cpu_ns[t]) * 8 < now - pr->at &&
+                (atomic_load_explicit(&pool->trade_sleepers, memory_order_relaxed) ||
+                 brisk_thread_runnable(
+                     atomic_load_explicit(&pool->times[t].tid, memory_order_relaxed))))
                 off = t;
             pr->cpu_ns[t] = c;
         }
@@ -566,6 +588,11 @@ long long brisk_pool_trades(const brisk_pool *pool)
     return atomic_load_explicit(&pool->trades, memory_order_relaxed);
 }
 
+void brisk_pool_trade_sleepers(brisk_pool *pool, int on)
+{
+    atomic_store_explicit(&pool->trade_sleepers, on != 0, memory_order_relaxed);
+}
+
 /* Before each job (brisk_pool_run): no loop of any team begun (loops are numbered from 1 in
  * every job). */
 static void reset_claims(brisk_pool *pool)
@@ -642,6 +669,7 @@ int brisk_pool_create(int T, brisk_pool **out)
     atomic_init(&pool->may_trade, 0);
     atomic_init(&pool->probe_k, 0);
     atomic_init(&pool->trades, 0);
+    atomic_init(&pool->trade_sleepers, 0);
     if (sched_getaffinity(0, sizeof pool->allowed, &pool->allowed) != 0)
         CPU_ZERO(&pool->allowed);
     if (!pool->threads || !pool->teams || !pool->times || !pool->claims || !pool->shares ||

@@ -127,6 +127,13 @@ int brisk_pool_contended(const brisk_pool *pool);
 int brisk_pool_pin(brisk_pool *pool);
 int brisk_pool_pinned_cpu(const brisk_pool *pool, int t);
 long long brisk_pool_trades(const brisk_pool *pool);
+/* For tests: on, a thread asleep in the kernel (in nanosleep, say) counts as held off its CPU
+ * too, as a thread that another program's time slice holds does (off: only one that is ready
+ * to run, the default). */
+void brisk_pool_trade_sleepers(brisk_pool *pool, int on);
+/* Whether thread tid of this process is ready to run or running (state R), not asleep in the
+ * kernel: 1, else 0 (also where it cannot be read). */
+int brisk_thread_runnable(int tid);
 
 /* Seconds thread t has spent inside jobs in all (busy) and, of that, waiting at barriers
  * (waiting), since the pool was created or brisk_pool_reset_times. Call between jobs. */
