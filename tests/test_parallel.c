@@ -364,8 +364,8 @@ static void test_pool_threads_in_use(void **state)
 /* Trading CPUs: while the pool's threads are pinned (as the pool pins them beside a busy
  * program), a thread that waits for another that is ready to run but off its CPU trades CPUs
  * with it. Thread 1 keeps off its CPU without waiting for the pool, before a barrier and then
- * inside the chunk it claimed while thread 0 settles the loop: it yields its CPU to a third
- * thread that spins there (pinned to it) until thread 1 is moved off. */
+ * inside the chunk it claimed while thread 0 settles the loop: it naps, which the pool counts
+ * as held only when a test says so (brisk_pool_trade_sleepers). */
 typedef struct trade_check {
     brisk_pool *pool;
     atomic_int claimed;     /* thread 1 holds its chunk */
