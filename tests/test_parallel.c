@@ -365,7 +365,7 @@ static void test_pool_threads_in_use(void **state)
  * program), a thread that waits for another that is ready to run but off its CPU trades CPUs
  * with it. Thread 1 keeps off its CPU without waiting for the pool, before a barrier and then
  * inside the chunk it claimed while thread 0 settles the loop: it naps, which the pool counts
- * as held only when a test says so (brisk_pool_trade_sleepers). */
+ * as held only when a test says so (brisk_pool_test_trades). */
 typedef struct trade_check {
     brisk_pool *pool;
     atomic_int claimed;     /* thread 1 holds its chunk */
@@ -490,15 +490,15 @@ static void test_pool_trades_cpus_with_a_thread_off_its_own(void **state)
     cpu_set_t now;
     assert_int_equal(sched_getaffinity(0, sizeof now, &now), 0);
     assert_int_equal(only_cpu(&now), a);
-    /* Pinned: asleep in the kernel is not held off a CPU (state S, not R; below), but the
-     * moment after the nap, before the thread runs again, is (a VM's idle CPU may take
-     * a while to wake). With sleepers counted as held (a stand-in for another program's time slice, which a test
-     * cannot summon): one trade at the barrier, one more at the settle, and the threads are
-     * back where they were. */
-    brisk_pool_trade_sleepers(c.pool, 1);
+    /* The pool trades only while a core is shared, and only with a thread in state R (not
+     * asleep in the kernel: test_thread_runnable). With brisk_pool_test_trades on, it trades
+     * anyway and counts a nap as held (a stand-in for another program's time slice, which a
+     * test cannot summon): one trade at the barrier, one more at the settle, and the threads
+     * are back where they were. */
+    brisk_pool_test_trades(c.pool, 1);
     atomic_store(&c.claimed, 0);
     brisk_pool_run(c.pool, trade_job, &c);
-    brisk_pool_trade_sleepers(c.pool, 0);
+    brisk_pool_test_trades(c.pool, 0);
     assert_true(c.trades[1] - c.trades[0] >= 1);
     assert_true(c.trades[2] - c.trades[1] >= 1);
     /* A worker still looks for a held caller for 10 ms after its job; let it finish (on a busy

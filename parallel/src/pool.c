@@ -141,7 +141,8 @@ struct brisk_pool {
     atomic_int mover;        /* a thread to move to its pin (move_later), -1: none, -2: a
                               * trade or a move in progress */
     atomic_llong trades;     /* trades so far */
-    atomic_int trade_sleepers; /* (tests) a thread asleep in the kernel counts as held too */
+    atomic_int test_trades;  /* (tests) trade whether or not a core is shared, and count a
+                              * thread asleep in the kernel as held too */
     int n_teams;             /* R, written by the caller between jobs */
     thread_times *times;     /* (T) */
     brisk_pool_fn fn;        /* written by the caller before the start barrier */
@@ -351,7 +352,7 @@ static void trade_or_sleep(brisk_pool *pool, atomic_uint *addr, unsigned expecte
                                                          memory_order_relaxed));
             if (off < 0 && pr->at && c >= 0 && pr->cpu_ns[t] >= 0 &&
                 (c - pr->cpu_ns[t]) * 8 < now - pr->at &&
-                (atomic_load_explicit(&pool->trade_sleepers, memory_order_relaxed) ||
+                (atomic_load_explicit(&pool->test_trades, memory_order_relaxed) ||
                  brisk_thread_runnable(
                      atomic_load_explicit(&pool->times[t].tid, memory_order_relaxed))))
                 off = t;
@@ -588,9 +589,9 @@ long long brisk_pool_trades(const brisk_pool *pool)
     return atomic_load_explicit(&pool->trades, memory_order_relaxed);
 }
 
-void brisk_pool_trade_sleepers(brisk_pool *pool, int on)
+void brisk_pool_test_trades(brisk_pool *pool, int on)
 {
-    atomic_store_explicit(&pool->trade_sleepers, on != 0, memory_order_relaxed);
+    atomic_store_explicit(&pool->test_trades, on != 0, memory_order_relaxed);
 }
 
 /* Before each job (brisk_pool_run): no loop of any team begun (loops are numbered from 1 in
@@ -669,7 +670,7 @@ int brisk_pool_create(int T, brisk_pool **out)
     atomic_init(&pool->may_trade, 0);
     atomic_init(&pool->probe_k, 0);
     atomic_init(&pool->trades, 0);
-    atomic_init(&pool->trade_sleepers, 0);
+    atomic_init(&pool->test_trades, 0);
     if (sched_getaffinity(0, sizeof pool->allowed, &pool->allowed) != 0)
         CPU_ZERO(&pool->allowed);
     if (!pool->threads || !pool->teams || !pool->times || !pool->claims || !pool->shares ||
@@ -812,8 +813,10 @@ void brisk_pool_run(brisk_pool *pool, brisk_pool_fn fn, void *arg)
     atomic_store_explicit(&pool->spin, shared ? SPIN_ROUNDS_SHARED : SPIN_ROUNDS,
                           memory_order_relaxed);
     const int spin = shared ? SPIN_ROUNDS_SHARED : SPIN_ROUNDS;
-    /* Trading CPUs (trade_or_sleep) moves the caller too: only the thread that was pinned. */
-    const int may_trade = pool->pinned && pool->caller_pinned && K <= PROBE_MAX &&
+    /* Trading CPUs (trade_or_sleep): while a thread's last window saw its core shared (a
+     * program at normal priority takes time slices from it; one at nice 19 hardly does), and
+     * only with the thread that was pinned as the caller (trades move the caller too). */
+    const int may_trade = (shared || atomic_load(&pool->test_trades)) && pool->pinned && pool->caller_pinned && K <= PROBE_MAX &&
                           pthread_equal(pool->caller, pthread_self());
     if (may_trade) {
         atomic_store_explicit(&pool->times[0].tid, (int)syscall(SYS_gettid),

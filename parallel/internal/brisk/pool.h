@@ -122,15 +122,16 @@ int brisk_pool_contended(const brisk_pool *pool);
  * scheduler packs them beside another program (for tests). Returns 0, or -1 where the process
  * may use fewer CPUs than the pool has threads. While they are pinned, a thread that waits for
  * the others trades CPUs with one that is ready to run but off its CPU (the other program has
- * its core); brisk_pool_pinned_cpu says where thread t is pinned (-1: it is not), and
+ * its core), while the last window saw a core shared; brisk_pool_pinned_cpu says where thread t is pinned (-1: it is not), and
  * brisk_pool_trades how many trades there have been. */
 int brisk_pool_pin(brisk_pool *pool);
 int brisk_pool_pinned_cpu(const brisk_pool *pool, int t);
 long long brisk_pool_trades(const brisk_pool *pool);
-/* For tests: on, a thread asleep in the kernel (in nanosleep, say) counts as held off its CPU
- * too, as a thread that another program's time slice holds does (off: only one that is ready
- * to run, the default). */
-void brisk_pool_trade_sleepers(brisk_pool *pool, int on);
+/* For tests: on, the pool trades whether or not its last window saw a core shared, and a
+ * thread asleep in the kernel (in nanosleep, say) counts as held off its CPU too, as one
+ * that another program's time slice holds does (off, the default: trades only while a core
+ * is shared, and only with a thread that is ready to run). */
+void brisk_pool_test_trades(brisk_pool *pool, int on);
 /* Whether thread tid of this process is ready to run or running (state R), not asleep in the
  * kernel: 1, else 0 (also where it cannot be read). */
 int brisk_thread_runnable(int tid);
