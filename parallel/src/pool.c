@@ -41,10 +41,11 @@
 /* Windows without preemption after which threads that were spread over the CPUs (below) are
  * given back to the scheduler. */
 #define UNPIN_WINDOWS 64
-/* While the threads are pinned, a thread that waits for the others looks every PROBE_NS at the
- * CPU time of the threads it waits for (up to PROBE_MAX in use): one that is neither running
- * nor waiting itself (its CPU time grew by less than an eighth of the time between two looks)
- * was taken off its CPU, and the waiting thread trades CPUs with it. */
+/* While the threads are pinned and a core is shared, a thread that waits for the others looks
+ * every PROBE_NS at the CPU time of the threads it waits for (up to PROBE_MAX in use): one
+ * that is ready to run (state R) but neither running nor waiting itself (its CPU time grew by
+ * less than an eighth of the time between two looks) was taken off its CPU, and the waiting
+ * thread trades CPUs with it (trade_or_sleep). */
 #define PROBE_NS 50000
 /* For this long after its job, a worker looks for a caller held off its CPU (between jobs
  * the caller works alone, and the next job waits for it). */
