@@ -246,11 +246,17 @@ int brisk_thread_runnable(int tid)
     return end && end[1] == ' ' && end[2] == 'R';
 }
 
-static void pin_to(pthread_t thread, int cpu)
+static cpu_set_t only_cpu(int cpu)
 {
     cpu_set_t one;
     CPU_ZERO(&one);
     CPU_SET(cpu, &one);
+    return one;
+}
+
+static void pin_to(pthread_t thread, int cpu)
+{
+    const cpu_set_t one = only_cpu(cpu);
     pthread_setaffinity_np(thread, sizeof one, &one);
 }
 
@@ -261,9 +267,7 @@ static void pin_thread(brisk_pool *pool, int t)
     const int cpu = atomic_load_explicit(&pool->times[t].pin, memory_order_relaxed);
     if (tid <= 0 || cpu < 0 || cpu >= CPU_SETSIZE)
         return;
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
+    const cpu_set_t one = only_cpu(cpu);
     sched_setaffinity(tid, sizeof one, &one);
 }
 
@@ -469,18 +473,25 @@ static int check_preemption(brisk_pool *pool, int t)
     return 1;
 }
 
+/* Gives the caller the affinity it had, from its own thread only. */
+static void unpin_caller(brisk_pool *pool)
+{
+    if (pool->caller_pinned && pthread_equal(pool->caller, pthread_self())) {
+        pthread_setaffinity_np(pool->caller, sizeof pool->caller_mask, &pool->caller_mask);
+        pool->caller_pinned = 0;
+        atomic_store_explicit(&pool->times[0].pin, -1, memory_order_relaxed);
+    }
+}
+
 /* Gives the pinned threads back to the scheduler: the workers to every allowed CPU, the
- * caller to the affinity it had (from its own thread only). */
+ * caller to the affinity it had (unpin_caller). */
 static void unpin(brisk_pool *pool)
 {
     for (int t = 0; t < pool->T; t++)
         atomic_store_explicit(&pool->times[t].pin, -1, memory_order_relaxed);
     for (int t = 1; t < pool->T; t++)
         pthread_setaffinity_np(pool->threads[t - 1], sizeof pool->allowed, &pool->allowed);
-    if (pool->caller_pinned && pthread_equal(pool->caller, pthread_self())) {
-        pthread_setaffinity_np(pool->caller, sizeof pool->caller_mask, &pool->caller_mask);
-        pool->caller_pinned = 0;
-    }
+    unpin_caller(pool);
     pool->pinned = 0;
 }
 
@@ -789,11 +800,7 @@ void brisk_pool_run(brisk_pool *pool, brisk_pool_fn fn, void *arg)
     if (K == 1) {
         /* Alone, the caller goes wherever the scheduler finds room: pinned, it could be held
          * to the CPU that another program is busy on (a trade may have moved it there). */
-        if (pool->caller_pinned && pthread_equal(pool->caller, pthread_self())) {
-            pthread_setaffinity_np(pool->caller, sizeof pool->caller_mask, &pool->caller_mask);
-            pool->caller_pinned = 0;
-            atomic_store_explicit(&pool->times[0].pin, -1, memory_order_relaxed);
-        }
+        unpin_caller(pool);
         unlock_moves(pool);
         run_fn(pool, 0);
         return;
