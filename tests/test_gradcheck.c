@@ -383,6 +383,75 @@ static void test_descriptions(void **state)
     brisk_model_destroy(m);
 }
 
+/* A training pass applies relu, tanh and sigmoid in place over the output of the dense or
+ * conv layer before them (one pass over memory, not two), with the same values as an
+ * evaluation pass, which keeps both outputs. An activation whose gradient needs its input
+ * (gelu, leaky_relu), or a layer output that a skip adds, keeps its own buffer. The
+ * gradient checks above cover the backward passes that read the shared buffer. */
+static void test_activation_in_place(void **state)
+{
+    (void)state;
+    const struct {
+        const char *spec;
+        brisk_shape input;
+        int in_place;
+    } cases[] = {
+        {"dense:6,relu,dense:3", brisk_shape_vec(5), 1},
+        {"dense:6,tanh,dense:3", brisk_shape_vec(5), 1},
+        {"conv:3:3:pad1,sigmoid,flatten,dense:3", brisk_shape_img(2, 4, 4), 1},
+        {"conv:9:3:pad1,relu,flatten,dense:3", brisk_shape_img(8, 4, 4), 1}, /* Winograd */
+        {"dense:6,gelu,dense:3", brisk_shape_vec(5), 0},
+        {"dense:6,leaky_relu:0.1,dense:3", brisk_shape_vec(5), 0},
+        {"dense:5,relu,dense:5,res:2,dense:3", brisk_shape_vec(5), 0}, /* res adds layer 0 */
+    };
+    const int rows = 6;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        brisk_model_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        assert_int_equal(brisk_model_config_set(&cfg, cases[k].spec, cases[k].input), BRISK_OK);
+        brisk_model *m;
+        brisk_workspace *ws;
+        assert_int_equal(brisk_model_create(&cfg, &m), BRISK_OK);
+        assert_int_equal(brisk_workspace_create(m, rows, &ws), BRISK_OK);
+        float *p = brisk_slab_alloc(m), *buf = brisk_buffers_alloc(m);
+        assert_true(p && buf);
+        brisk_model_init_params(m, 5, p, buf);
+        const size_t D = brisk_shape_size(cases[k].input);
+        for (size_t i = 0; i < rows * D; i++)
+            brisk_workspace_input(ws)[i] = brisk_rng_normal(4, 1, 2, (uint64_t)i);
+        const size_t len = brisk_shape_features(brisk_model_layer(m, 0)->out) *
+                           (size_t)brisk_workspace_ld(ws);
+        float *pre = malloc(len * sizeof *pre), *act = malloc(len * sizeof *act);
+        assert_true(pre && act);
+        float stats[64];
+        brisk_model_forward(m, p, buf, ws, rows, BRISK_PASS_EVAL, NULL, NULL, NULL);
+        assert_ptr_not_equal(brisk_workspace_output(ws, 0), brisk_workspace_output(ws, 1));
+        memcpy(pre, brisk_workspace_output(ws, 0), len * sizeof *pre);
+        memcpy(act, brisk_workspace_output(ws, 1), len * sizeof *act);
+        int negative = 0;
+        for (size_t i = 0; i < len; i++)
+            negative |= pre[i] < 0.0f;
+        assert_true(negative); /* the activation changes something */
+        const brisk_pass_keys keys = {.seed = 1, .step = 1};
+        brisk_model_forward(m, p, buf, ws, rows, BRISK_PASS_TRAIN, &keys, stats, NULL);
+        const float *a0 = brisk_workspace_output(ws, 0), *a1 = brisk_workspace_output(ws, 1);
+        if ((a0 == a1) != cases[k].in_place) {
+            print_error("%s: layer 0's output %s the activation's in a training pass\n",
+                        cases[k].spec, a0 == a1 ? "is" : "is not");
+            fail();
+        }
+        assert_memory_equal(a1, act, len * sizeof *act);
+        if (!cases[k].in_place)
+            assert_memory_equal(a0, pre, len * sizeof *pre);
+        free(pre);
+        free(act);
+        brisk_slab_free(p);
+        brisk_slab_free(buf);
+        brisk_workspace_destroy(ws);
+        brisk_model_destroy(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_sequences),
         cmocka_unit_test(test_loss_values),
         cmocka_unit_test(test_descriptions),
+        cmocka_unit_test(test_activation_in_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -230,11 +230,12 @@ static int leaky_parse(brisk_layer *l, int argc, const char *const *argv, char *
         .forward = act_layer_forward, .backward = act_layer_backward,                      \
         .describe = act_describe, .act = act_apply, .act_grad = act_grad_apply,            \
         .flags = act_flags};
-ACT_OPS(relu, "relu", relu_parse, BRISK_LAYER_STEP_GRADIENT)
+ACT_OPS(relu, "relu", relu_parse, BRISK_LAYER_STEP_GRADIENT | BRISK_LAYER_GRAD_FROM_OUTPUT)
 ACT_OPS(leaky_relu, "leaky_relu", leaky_parse, 0)
 ACT_OPS(gelu, "gelu", gelu_parse, 0)
-ACT_OPS(tanh, "tanh", tanh_parse, BRISK_LAYER_GLOROT_INIT)
-ACT_OPS(sigmoid, "sigmoid", sigmoid_parse, BRISK_LAYER_GLOROT_INIT)
+ACT_OPS(tanh, "tanh", tanh_parse, BRISK_LAYER_GLOROT_INIT | BRISK_LAYER_GRAD_FROM_OUTPUT)
+ACT_OPS(sigmoid, "sigmoid", sigmoid_parse,
+        BRISK_LAYER_GLOROT_INIT | BRISK_LAYER_GRAD_FROM_OUTPUT)
 
 /* ---- Dense ---------------------------------------------------------------------------- */
 
@@ -495,7 +496,8 @@ const brisk_layer_ops brisk__dense_ops = {
     .kind = "dense", .parse = dense_parse, .setup = dense_setup,
     .scratch_bytes = dense_scratch, .forward = dense_forward, .backward = dense_backward,
     .describe = dense_describe,
-    .flags = BRISK_LAYER_FUSES_ACT | BRISK_LAYER_UNIT_IMAGES | BRISK_LAYER_TIES,
+    .flags = BRISK_LAYER_FUSES_ACT | BRISK_LAYER_ACT_IN_PLACE | BRISK_LAYER_UNIT_IMAGES |
+             BRISK_LAYER_TIES,
     .flops = dense_flops};
 
 /* ---- Flatten -------------------------------------------------------------------------- */

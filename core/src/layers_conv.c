@@ -1153,7 +1153,8 @@ static double conv_flops(const brisk_layer *l)
 const brisk_layer_ops brisk__conv_ops = {
     .kind = "conv", .parse = conv_parse, .setup = conv_setup, .scratch_bytes = conv_scratch,
     .forward = conv_forward, .backward = conv_backward, .describe = conv_describe,
-    .flags = BRISK_LAYER_FUSES_ACT | BRISK_LAYER_FILTER_IMAGES, .flops = conv_flops};
+    .flags = BRISK_LAYER_FUSES_ACT | BRISK_LAYER_ACT_IN_PLACE | BRISK_LAYER_FILTER_IMAGES,
+    .flops = conv_flops};
 
 /* ---- Max and average pooling ---------------------------------------------------------- */
 

@@ -35,6 +35,9 @@ struct brisk_model {
     size_t stats_off[BRISK_MAX_LAYERS];
     /* Fusion: layer l's forward is done by l - 1 (fwd_fused), its backward by l + 1. */
     unsigned char fwd_fused[BRISK_MAX_LAYERS], bwd_fused[BRISK_MAX_LAYERS];
+    /* Layer l applies the activation after it in place in a training pass: its output there
+     * is the activation's (BRISK_LAYER_ACT_IN_PLACE, BRISK_LAYER_GRAD_FROM_OUTPUT). */
+    unsigned char act_in_place[BRISK_MAX_LAYERS];
     /* Skip connections: for a BRISK_LAYER_SKIP layer, the layer whose output it adds (-1:
      * the model's input); -2 for the others. */
     int skip_from[BRISK_MAX_LAYERS];
@@ -546,6 +549,16 @@ int brisk_model_create(const brisk_model_config *cfg, brisk_model **out)
                 m->bwd_fused[from] = 0;
         }
     }
+    /* In place: where nothing reads the pre-activation output (no skip adds it, the
+     * activation's gradient needs only its own output, the layer's backward not its y). */
+    for (int l = 0; l + 1 < m->n_layers; l++) {
+        int read = 0;
+        for (int k = 0; k < m->n_layers; k++)
+            read |= m->skip_from[k] == l;
+        m->act_in_place[l] = m->fwd_fused[l + 1] && !read &&
+                             (m->layers[l].ops->flags & BRISK_LAYER_ACT_IN_PLACE) &&
+                             (m->layers[l + 1].ops->flags & BRISK_LAYER_GRAD_FROM_OUTPUT);
+    }
     *out = m;
     return BRISK_OK;
 }
@@ -926,6 +939,8 @@ int brisk_workspace_create(const brisk_model *m, int max_rows, brisk_workspace *
             if ((flags & BRISK_LAYER_ALIAS) ||
                 (pass == BRISK_PASS_EVAL && (flags & BRISK_LAYER_EVAL_IDENTITY)))
                 ws->cur[pass][l] = x;
+            else if (pass == BRISK_PASS_TRAIN && m->act_in_place[l])
+                x = ws->cur[pass][l] = ws->out[l + 1]; /* overwritten by the activation */
             else
                 x = ws->cur[pass][l] = ws->out[l];
         }
@@ -995,7 +1010,7 @@ void brisk_model_forward(const brisk_model *m, const float *params, const float 
         }
         const int fuse = l + 1 < m->n_layers && m->fwd_fused[l + 1];
         const brisk_forward_args a = {
-            .x = x, .y = ws->out[l], .n = cols, .ld = ld, .positions = P,
+            .x = x, .y = (float *)(uintptr_t)ws->cur[pass][l], .n = cols, .ld = ld, .positions = P,
             .x_rows = l == 0 ? ws->input : NULL, .x_rows_ld = D,
             .params = params, .buffers = buffers,
             .scratch = ws->scratch[l], .pass = pass, .seed = keys ? keys->seed : 0,

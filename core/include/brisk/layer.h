@@ -134,7 +134,8 @@ typedef struct brisk_forward_args {
                             * (its first sample's position in the batch, times positions) */
     float *stats;          /* train pass: stats_len floats of this shard's statistics */
     /* Elementwise activation to fuse into the output (NULL: none): when set, the layer
-     * computes y as usual and also act_y = act(y) on the block each thread computed. */
+     * computes y as usual and also act_y = act(y) on the block each thread computed. For a
+     * layer with BRISK_LAYER_ACT_IN_PLACE, act_y may be y: act is then applied in place. */
     const brisk_layer *act;
     float *act_y;
     const brisk_team *team;
@@ -240,6 +241,16 @@ typedef struct brisk_layer_ops {
  * the language-model head with weights tied to the embedding): the model points `tied` at
  * that table before setup. */
 #define BRISK_LAYER_TIES 4096
+/* An elementwise activation that computes its derivative from its output alone, never its
+ * input (relu, tanh, sigmoid), and whose forward may write over its input (a[i] from z[i]
+ * only): after a layer with BRISK_LAYER_ACT_IN_PLACE, a training pass keeps no
+ * pre-activation output. */
+#define BRISK_LAYER_GRAD_FROM_OUTPUT 8192
+/* A layer that fuses an activation (BRISK_LAYER_FUSES_ACT) and takes y == act_y: it writes
+ * its output and applies act to it in place, and its backward does not read its own y (dense,
+ * conv). With a BRISK_LAYER_GRAD_FROM_OUTPUT activation after it, a training pass gives it
+ * y == act_y, saving a pass over memory as large as the output. */
+#define BRISK_LAYER_ACT_IN_PLACE 16384
 
 struct brisk_layer {
     const brisk_layer_ops *ops;

@@ -221,7 +221,10 @@ typedef struct brisk_workspace brisk_workspace;
 int brisk_workspace_create(const brisk_model *m, int max_rows, brisk_workspace **out);
 void brisk_workspace_destroy(brisk_workspace *ws); /* accepts NULL */
 float *brisk_workspace_input(brisk_workspace *ws);
-/* Layer l's output after the last forward, (out size, ld) feature-major. */
+/* Layer l's output after the last forward, (out size, ld) feature-major. After a training
+ * pass, a dense or conv layer followed by relu, tanh or sigmoid gives the activation's
+ * output: the activation was applied in place (BRISK_LAYER_ACT_IN_PLACE in brisk/layer.h);
+ * an evaluation pass keeps both. */
 const float *brisk_workspace_output(const brisk_workspace *ws, int layer);
 int brisk_workspace_ld(const brisk_workspace *ws);
 /* Bytes of activation memory a workspace of max_rows samples takes. */
