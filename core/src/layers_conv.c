@@ -432,6 +432,11 @@ static BRISK_MULTIVERSION void wino_out(const wino_job *w, const wino_unit *t, c
 {
     const size_t xs = wino_xs(w->cout), ld = (size_t)w->ld;
     const size_t ostride = (size_t)w->OH * (size_t)w->OW * ld;
+    /* ReLU is applied as the values are stored (z > 0 ? z : +0, as brisk__act_forward), and
+     * the pre-activation is not stored when the activation is in place. */
+    const int relu = w->mode == 1 && w->act->ops == &brisk__relu_ops;
+    const int keep_out = !relu || w->act_y != w->out;
+    const wv16 zero = {0};
     for (int c = 0; c < w->cout; c++) {
         const float b0 = w->bias ? w->bias[c] : 0.0f;
         const size_t o00 = (size_t)c * ostride +
@@ -449,11 +454,19 @@ static BRISK_MULTIVERSION void wino_out(const wino_job *w, const wino_unit *t, c
                 u[1][q] = s[1][q] - s[2][q] - s[3][q];
             }
             _Pragma("GCC unroll 2") for (int a = 0; a < 2; a++) {
-                WSTORE(w->out + off[2 * a] + j, b0 + (u[a][0] + u[a][1] + u[a][2]));
-                WSTORE(w->out + off[2 * a + 1] + j, b0 + (u[a][1] - u[a][2] - u[a][3]));
+                const wv16 v0 = b0 + (u[a][0] + u[a][1] + u[a][2]);
+                const wv16 v1 = b0 + (u[a][1] - u[a][2] - u[a][3]);
+                if (keep_out) {
+                    WSTORE(w->out + off[2 * a] + j, v0);
+                    WSTORE(w->out + off[2 * a + 1] + j, v1);
+                }
+                if (relu) {
+                    WSTORE(w->act_y + off[2 * a] + j, (wv16)((wi16)v0 & (v0 > zero)));
+                    WSTORE(w->act_y + off[2 * a + 1] + j, (wv16)((wi16)v1 & (v1 > zero)));
+                }
             }
         }
-        for (int k = 0; w->mode && k < 4; k++) {
+        for (int k = 0; w->mode && !relu && k < 4; k++) {
             const size_t o = off[k];
             if (w->mode == 1)
                 w->act->ops->act(w->act, w->out + o, w->act_y + o, (size_t)t->w);
