@@ -103,6 +103,7 @@ def main():
     rows, record = [], []
     kernels = {}  # what ran each side's products
     tsettings = torch_settings.settings(T) if a.torch else []
+    py = torch_settings.python_with_torch("compare_contention") if a.torch else None
     tenv = torch_settings.coretype_env(os.environ)
     for conf in configs:
         try:
@@ -132,7 +133,7 @@ def main():
             for o, w in sorted({(st[1], st[2]) for st in tsettings}, key=str):
                 counts = [st[0] for st in tsettings if st[1:] == (o, w)]
                 tprocs[("torch", o, w, prec)] = (
-                    [sys.executable, os.path.join(HERE, "torch_mlp.py"), "--model", model,
+                    [py, os.path.join(HERE, "torch_mlp.py"), "--model", model,
                      "--batch", batch, "--threads", ",".join(map(str, counts)),
                      "--steps", str(tsteps[prec]), "--warmup", str(max(2, tsteps[prec] // 10)),
                      "--precision", prec], torch_settings.setting_env(tenv, o, w))

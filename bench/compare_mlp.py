@@ -82,6 +82,7 @@ def main():
     precisions = a.precision.split(",")
     if any(p not in ("fp32", "bf16") for p in precisions):
         ap.error("--precision: fp32, bf16 or both")
+    py = torch_settings.python_with_torch("compare_mlp")
     configs = ([(c.split(":")[0], int(c.split(":")[1]), int(c.split(":")[2])) for c in a.config]
                if a.config else CONFIGS)
     threads = [int(t) for t in a.threads.split(",")]
@@ -120,7 +121,7 @@ def main():
                 for o, w in sorted({(s[1], s[2]) for s in settings}, key=str):
                     counts = [s[0] for s in settings if s[1:] == (o, w)]
                     out = run_quiet(
-                        [sys.executable, os.path.join(HERE, "torch_mlp.py"), "--model", model,
+                        [py, os.path.join(HERE, "torch_mlp.py"), "--model", model,
                          "--batch", str(batch), "--threads", ",".join(map(str, counts)),
                          "--steps", str(steps), "--warmup", warm, "--precision", prec],
                         torch_settings.setting_env(base_env, o, w))

@@ -59,6 +59,7 @@ def main():
                          "the largest P, so that every process has a shard)")
     ap.add_argument("--no-torch", action="store_true")
     a = ap.parse_args()
+    py = None if a.no_torch else torch_settings.python_with_torch("compare_mpi")
     env = torch_settings.coretype_env(os.environ)
     configs = [tuple(int(x) for x in c.split("x")) for c in a.configs.split(",")]
     micro = a.micro_batch or max(1, a.batch // max(p for p, _ in configs))
@@ -76,7 +77,7 @@ def main():
             brisk.append(b["samples_per_second"])
             bk, micro, plan = b["kernel"], b["micro_batch"], b["plan"]
             for s in settings:
-                r = run_json([sys.executable, os.path.join(HERE, "torch_ddp.py"), "--procs",
+                r = run_json([py, os.path.join(HERE, "torch_ddp.py"), "--procs",
                               str(s[0]), "--threads", str(s[1]), "--openblas-threads", str(s[2]),
                               "--model", a.model, "--batch", str(a.batch), "--steps",
                               str(a.steps)], torch_settings.setting_env(env, s[2], s[3]))

@@ -15,10 +15,29 @@ kernel kept sets BRISK_KEEP_CORETYPE=1.
 """
 import ctypes
 import os
+import subprocess
+import sys
 
 # OpenBLAS kernel names by the instruction set they use, slowest first.
 KERNEL_ORDER = ["Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Sandybridge",
                 "Haswell", "SkylakeX", "Cooperlake", "SapphireRapids"]
+
+
+def python_with_torch(prog):
+    """The Python that runs PyTorch's side: this one if it can import torch, else Debian's
+    /usr/bin/python3 if that can (a virtual environment or pyenv often has no torch); exits
+    with a message naming both when neither can."""
+    tried = []
+    for py in [sys.executable, "/usr/bin/python3"]:
+        if not py or py in tried or not os.access(py, os.X_OK):
+            continue
+        tried.append(py)
+        if subprocess.run([py, "-c", "import torch"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0:
+            return py
+    sys.exit("%s: PyTorch's side needs a Python that can import torch, and none here can "
+             "(tried: %s; on Debian: apt-get install python3-torch)"
+             % (prog, ", ".join(tried) or "no Python found"))
 
 
 def kernel_rank(name):
