@@ -432,8 +432,9 @@ static BRISK_MULTIVERSION void wino_out(const wino_job *w, const wino_unit *t, c
 {
     const size_t xs = wino_xs(w->cout), ld = (size_t)w->ld;
     const size_t ostride = (size_t)w->OH * (size_t)w->OW * ld;
-    /* ReLU is applied as the values are stored (z > 0 ? z : +0, as brisk__act_forward), and
-     * the pre-activation is not stored when the activation is in place. */
+    /* The built-in ReLU is applied as the values are stored (z > 0 ? z : +0, as
+     * brisk__act_forward: the same values as calling it), and the pre-activation is not
+     * stored when the activation is in place. Any other activation is called on each row. */
     const int relu = w->mode == 1 && w->act->ops == &brisk__relu_ops;
     const int keep_out = !relu || w->act_y != w->out;
     const wv16 zero = {0};
