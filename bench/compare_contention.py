@@ -15,7 +15,8 @@ older commit), that build too, so that a change shows against what it replaced i
 run. Every run of a model must train the same weights (the checksum), whatever the threads
 and the load.
 
---precision fp32,bf16 also runs Brisk with bfloat16 products (1 thread and every core), and
+--precision fp32,bf16 also runs Brisk with bfloat16 products (1 thread and every core; the
+baseline too, at every core, in a table of its own next to this build in each precision), and
 --torch adds PyTorch under the same loads, in the same rounds: torch_mlp.py at every setting
 of compare_mlp.py (intra-op x OpenBLAS threads, with and without OMP_WAIT_POLICY=PASSIVE),
 in fp32 (a quarter of the steps) and, with bf16 in --precision, under
@@ -122,6 +123,9 @@ def main():
             sides["1 thread bf16"] = [a.bench, "--threads", "1", "--precision", "bf16"] + base
             sides["%d threads bf16" % T] = [a.bench, "--threads", str(T), "--precision",
                                             "bf16"] + base
+            if a.baseline:
+                sides["%d baseline bf16" % T] = [a.baseline, "--threads", str(T),
+                                                 "--precision", "bf16"] + base
         # PyTorch: one process per (OpenBLAS threads, wait policy) and precision, each running
         # every intra-op count in turn; its results are keyed "torch <setting> <precision>".
         tprocs = {}
@@ -224,6 +228,17 @@ def main():
             b = med["%d baseline" % T]
             line += " %.0f | %.2fx |" % (b, b / one)
         print(line + " %.0f%% |" % (100 * fewer))
+    if a.baseline and "bf16" in precisions:
+        print("\nthe baseline in each precision (medians, samples/s, %d threads)" % T)
+        print("| model, batch | load | fp32 | baseline fp32 | ratio | bf16 | baseline bf16 | "
+              "ratio | bf16 / fp32 | baseline bf16 / fp32 |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for model, batch, load_name, med, T, fewer, screened in rows:
+            f, fb = med["%d threads" % T], med["%d baseline" % T]
+            h, hb = med["%d threads bf16" % T], med["%d baseline bf16" % T]
+            print("| %s, %s | %s | %.0f | %.0f | **%.2fx** | %.0f | %.0f | **%.2fx** | %.2fx | "
+                  "%.2fx |" % (model, batch, load_name, f, fb, f / fb, h, hb, h / hb, h / f,
+                               hb / fb))
     for prec in precisions if (a.torch or "bf16" in precisions) else []:
         tag = " bf16" if prec == "bf16" else ""
         print("\n%s: Brisk against PyTorch under the same loads (medians, samples/s)%s"
