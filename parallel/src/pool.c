@@ -350,16 +350,12 @@ static void trade_or_sleep(brisk_pool *pool, atomic_uint *addr, unsigned expecte
         for (int t = 0; t < K; t++) {
             if (t == w)
                 continue;
-            const long long c =
-                is_waiting(&pool->times[t])
-                    ? -1
-                    : thread_cpu_ns(atomic_load_explicit(&pool->times[t].tid,
-                                                         memory_order_relaxed));
+            const int tid = atomic_load_explicit(&pool->times[t].tid, memory_order_relaxed);
+            const long long c = is_waiting(&pool->times[t]) ? -1 : thread_cpu_ns(tid);
             if (off < 0 && pr->at && c >= 0 && pr->cpu_ns[t] >= 0 &&
                 (c - pr->cpu_ns[t]) * 8 < now - pr->at &&
                 (atomic_load_explicit(&pool->test_trades, memory_order_relaxed) ||
-                 brisk_thread_runnable(
-                     atomic_load_explicit(&pool->times[t].tid, memory_order_relaxed))))
+                 brisk_thread_runnable(tid)))
                 off = t;
             pr->cpu_ns[t] = c;
         }
@@ -824,7 +820,8 @@ void brisk_pool_run(brisk_pool *pool, brisk_pool_fn fn, void *arg)
     /* Trading CPUs (trade_or_sleep): while a thread's last window saw its core shared (a
      * program at normal priority takes time slices from it; one at nice 19 hardly does), and
      * only with the thread that was pinned as the caller (trades move the caller too). */
-    const int may_trade = (shared || atomic_load(&pool->test_trades)) && pool->pinned && pool->caller_pinned && K <= PROBE_MAX &&
+    const int may_trade = (shared || atomic_load(&pool->test_trades)) && pool->pinned &&
+                          pool->caller_pinned && K <= PROBE_MAX &&
                           pthread_equal(pool->caller, pthread_self());
     if (may_trade) {
         atomic_store_explicit(&pool->times[0].tid, (int)syscall(SYS_gettid),
