@@ -782,20 +782,41 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
 /* The sum of x[r ld + i] over rows r < rows and samples i < n, in double: eight partial sums
  * (sample i goes to lane i mod 8, rows in order), then added in a fixed tree. The order
  * depends only on the arguments; eight lanes so that it vectorizes. */
-static BRISK_MULTIVERSION double sum_columns(const float *x, size_t rows, size_t ld, int n)
+/* out[c] = the sum of nc blocks' columns, block c at x + c stride: for each block, 8 double
+ * lanes (column i to lane i mod 8, rows in order), added in a fixed tree. The blocks' chains
+ * are independent and run side by side (one block alone would wait on each add's latency);
+ * each lane still meets its values in the same order, so the sums do not depend on nc. */
+#define SUM_BLOCKS 4
+static inline __attribute__((always_inline)) void sum_blocks(const float *x, size_t stride,
+                                                             size_t rows, size_t ld, int n,
+                                                             double *out, const int nc)
 {
-    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    double lane[SUM_BLOCKS][8];
+    memset(lane, 0, sizeof lane);
     for (size_t r = 0; r < rows; r++) {
-        const float *row = x + r * ld;
         int i = 0;
         for (; i + 8 <= n; i += 8)
-            for (int j = 0; j < 8; j++)
-                lane[j] += (double)row[i + j];
-        for (; i < n; i++)
-            lane[i & 7] += (double)row[i];
+            _Pragma("GCC unroll 4") for (int c = 0; c < nc; c++)
+                for (int j = 0; j < 8; j++)
+                    lane[c][j] += (double)x[(size_t)c * stride + r * ld + (size_t)(i + j)];
+        for (int c = 0; c < nc; c++)
+            for (int k = i; k < n; k++)
+                lane[c][k & 7] += (double)x[(size_t)c * stride + r * ld + (size_t)k];
     }
-    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
-           ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    for (int c = 0; c < nc; c++)
+        out[c] = ((lane[c][0] + lane[c][1]) + (lane[c][2] + lane[c][3])) +
+                 ((lane[c][4] + lane[c][5]) + (lane[c][6] + lane[c][7]));
+}
+
+static BRISK_MULTIVERSION void sum_columns(const float *x, size_t stride, int nc, size_t rows,
+                                           size_t ld, int n, double *out)
+{
+    switch (nc) {
+    case 4: sum_blocks(x, stride, rows, ld, n, out, 4); break;
+    case 3: sum_blocks(x, stride, rows, ld, n, out, 3); break;
+    case 2: sum_blocks(x, stride, rows, ld, n, out, 2); break;
+    default: sum_blocks(x, stride, rows, ld, n, out, 1); break;
+    }
 }
 
 /* Few input rows (K = Cin K K <= DOT_K, stride 1: a first layer on one or three channels):
@@ -927,9 +948,14 @@ static void conv_db(const brisk_layer *l, const brisk_backward_args *a, const co
     brisk_share sh;
     brisk_share_begin(&sh, a->team, g->co, brisk_share_grain(a->team, g->co, 2, 1));
     for (long long o0, o1; brisk_share_next(&sh, &o0, &o1);)
-    for (long long co = o0; co < o1; co++)
-        db[co] = (float)sum_columns(a->dy + (size_t)co * ystride, (size_t)g->OH * g->OW,
-                                    (size_t)a->ld, a->n);
+        for (long long co = o0; co < o1; co += SUM_BLOCKS) {
+            const int nc = o1 - co < SUM_BLOCKS ? (int)(o1 - co) : SUM_BLOCKS;
+            double s[SUM_BLOCKS];
+            sum_columns(a->dy + (size_t)co * ystride, ystride, nc, (size_t)g->OH * g->OW,
+                        (size_t)a->ld, a->n, s);
+            for (int c = 0; c < nc; c++)
+                db[co + c] = (float)s[c];
+        }
 }
 
 /* The backward pass by Winograd: dy into its padded planes and the turned kernels; then
