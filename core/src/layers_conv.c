@@ -779,13 +779,12 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
     }
 }
 
-/* The sum of x[r ld + i] over rows r < rows and samples i < n, in double: eight partial sums
- * (sample i goes to lane i mod 8, rows in order), then added in a fixed tree. The order
- * depends only on the arguments; eight lanes so that it vectorizes. */
-/* out[c] = the sum of nc blocks' columns, block c at x + c stride: for each block, 8 double
- * lanes (column i to lane i mod 8, rows in order), added in a fixed tree. The blocks' chains
- * are independent and run side by side (one block alone would wait on each add's latency);
- * each lane still meets its values in the same order, so the sums do not depend on nc. */
+/* out[c] = the sum of x[c stride + r ld + i] over rows r < rows and samples i < n, for nc
+ * blocks c, in double: eight partial sums per block (sample i goes to lane i mod 8, rows in
+ * order), then added in a fixed tree; the order depends only on the arguments, eight lanes so
+ * that it vectorizes. The blocks' chains are independent and run side by side (one block
+ * alone would wait on each add's latency); each lane meets its values in the same order
+ * whatever nc is. */
 #define SUM_BLOCKS 4
 static inline __attribute__((always_inline)) void sum_blocks(const float *x, size_t stride,
                                                              size_t rows, size_t ld, int n,
