@@ -16,7 +16,10 @@ compares with PyTorch's best on the whole machine; the setting that won is print
 --precision fp32,bf16 runs each side in both precisions, alternating within every round:
 Brisk with bench_mlp --precision bf16 (bfloat16 operands, fp32 sums), PyTorch with its
 forward pass under torch.autocast("cpu", dtype=torch.bfloat16) (its best setting found
-again); a table per precision, then bf16 against fp32 on each side.
+again); a table per precision, then bf16 against fp32 on each side. Brisk's runs of the two
+precisions come one after the other in each round (which first alternates), and the last
+line also gives each round's own bf16 / fp32 ratio: a host whose speed drifts between rounds
+moves both runs of a round alike.
 
 Usage: bench/compare_mlp.py [--brisk build/release/bench/bench_mlp] [--threads 1,2]
                             [--repeats 3] [--config MODEL:BATCH:STEPS ...] [--micro-batch M]
@@ -100,7 +103,10 @@ def main():
         fnv = {p: set() for p in precisions}
         warm = str(max(3, steps // 10))
         for rep in range(a.repeats):
-            for prec in precisions:
+            # Brisk's runs of both precisions next to each other (their order alternating
+            # from round to round), so that each round's bf16 / fp32 compares runs a few
+            # seconds apart; then PyTorch's.
+            for prec in (precisions if rep % 2 == 0 else precisions[::-1]):
                 for T in threads:
                     cmd = [a.brisk, "--model", model, "--batch", str(batch), "--threads", str(T),
                            "--steps", str(steps), "--warmup", warm, "--precision", prec,
@@ -116,6 +122,7 @@ def main():
                     busy[(prec, T)].append(min(work))
                     info["brisk_kernel"], info["micro"] = r["kernel"], r["micro_batch"]
                     info[T] = r["plan"]
+            for prec in precisions:
                 # One PyTorch process per (OpenBLAS threads, wait policy), both read at load
                 # time; it runs every intra-op count in turn (torch.set_num_threads).
                 for o, w in sorted({(s[1], s[2]) for s in settings}, key=str):
@@ -172,9 +179,15 @@ def main():
             T = threads[-1]
             bb = bmed[("bf16", T)] / bmed[("fp32", T)]
             tb = tmed[("bf16", best["bf16"])] / tmed[("fp32", best["fp32"])]
-            print("\nbf16 against fp32, %s, batch %d: Brisk at %d threads %.2fx; PyTorch's best "
-                  "%.2fx; Brisk bf16 / PyTorch's best bf16 %.2fx.\n"
-                  % (model, batch, T, bb, tb, bmed[("bf16", T)] / tmed[("bf16", best["bf16"])]))
+            # Each round's own ratio (its two runs seconds apart): steadier than the ratio of
+            # the medians when the machine's speed drifts between rounds.
+            paired = sorted(b / f for b, f in zip(brisk[("bf16", T)], brisk[("fp32", T)]))
+            print("\nbf16 against fp32, %s, batch %d: Brisk at %d threads %.2fx (each round's "
+                  "own ratio: median %.2fx, %s); PyTorch's best %.2fx; Brisk bf16 / PyTorch's "
+                  "best bf16 %.2fx.\n"
+                  % (model, batch, T, bb, statistics.median(paired),
+                     ", ".join("%.2fx" % x for x in paired), tb,
+                     bmed[("bf16", T)] / tmed[("bf16", best["bf16"])]))
     return 0
 
 
