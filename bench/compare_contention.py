@@ -2,7 +2,8 @@
 """Brisk's training speed when another program competes for the cores, side by side in one run.
 
 For each model, under each load, runs bench_mlp at 1 thread and at every core, alternating,
---repeats rounds, and prints the medians and the ratio of the two:
+--repeats rounds, and prints the medians, their ratio, and the median of each round's own
+ratio (a round's runs are seconds apart, so the host's drift between rounds moves both):
 
 - quiet: nothing else runs (a round during which other processes used more than a tenth of a
   core, from /proc/stat against the round's own CPU time, is run again, at most 3 times);
@@ -199,8 +200,13 @@ def main():
             fewer = 0
             for h in in_use:
                 fewer += sum(h[:-1]) / max(1, sum(h))
+            # Each round's own ratio of every core to 1 thread (the two runs of a round are
+            # seconds apart, the rounds minutes): its median, steadier than the ratio of the
+            # medians when the machine's speed drifts between rounds.
+            own = statistics.median(t / o for t, o in zip(sps["%d threads" % T],
+                                                           sps["1 thread"]))
             rows.append((model, batch, load_name, med, T, fewer / max(1, len(in_use)),
-                         screened))
+                         screened, own))
         for prec, sums in fnv.items():
             if len(sums) != 1:
                 sys.exit("compare_contention: %s (%s) trained different weights in different "
@@ -212,18 +218,19 @@ def main():
     print("kernels: %s; a quiet round during which other processes used a tenth of a core or "
           "more was run again (at most 3 times)"
           % "; ".join("%s: %s" % kv for kv in sorted(kernels.items())))
-    head = "| model, batch | load | 1 thread | %d threads | ratio | %d, fixed | ratio |" % (T, T)
-    sep = "|---|---|---|---|---|---|---|"
+    head = ("| model, batch | load | 1 thread | %d threads | ratio | rounds' own | %d, fixed | "
+            "ratio |" % (T, T))
+    sep = "|---|---|---|---|---|---|---|---|"
     if a.baseline:
         head += " %d, baseline | ratio |" % T
         sep += "---|---|"
     print(head + " steps with fewer threads |")
     print(sep + "---|")
-    for model, batch, load_name, med, T, fewer, screened in rows:
+    for model, batch, load_name, med, T, fewer, screened, own in rows:
         one = med["1 thread"]
-        line = "| %s, %s | %s | %.0f | %.0f | **%.2fx** | %.0f | %.2fx |" % (
+        line = "| %s, %s | %s | %.0f | %.0f | **%.2fx** | %.2fx | %.0f | %.2fx |" % (
             model, batch, load_name, one, med["%d threads" % T], med["%d threads" % T] / one,
-            med["%d fixed" % T], med["%d fixed" % T] / one)
+            own, med["%d fixed" % T], med["%d fixed" % T] / one)
         if a.baseline:
             b = med["%d baseline" % T]
             line += " %.0f | %.2fx |" % (b, b / one)
@@ -233,7 +240,7 @@ def main():
         print("| model, batch | load | fp32 | baseline fp32 | ratio | bf16 | baseline bf16 | "
               "ratio | bf16 / fp32 | baseline bf16 / fp32 |")
         print("|---|---|---|---|---|---|---|---|---|---|")
-        for model, batch, load_name, med, T, fewer, screened in rows:
+        for model, batch, load_name, med, T, fewer, screened, own in rows:
             f, fb = med["%d threads" % T], med["%d baseline" % T]
             h, hb = med["%d threads bf16" % T], med["%d baseline bf16" % T]
             print("| %s, %s | %s | %.0f | %.0f | **%.2fx** | %.0f | %.0f | **%.2fx** | %.2fx | "
@@ -247,7 +254,7 @@ def main():
         print("| model, batch | load | Brisk 1 thread | Brisk %d threads | ratio | PyTorch 1 "
               "thread | PyTorch's best | its setting | ratio | Brisk / PyTorch's best |" % T)
         print("|---|---|---|---|---|---|---|---|---|---|")
-        for model, batch, load_name, med, T, fewer, screened in rows:
+        for model, batch, load_name, med, T, fewer, screened, own in rows:
             b1, bt = med["1 thread" + tag], med["%d threads%s" % (T, tag)]
             line = "| %s, %s | %s | %.0f | %.0f | %.2fx |" % (model, batch, load_name, b1, bt,
                                                               bt / b1)
