@@ -784,89 +784,6 @@ static void test_packs_round_as_bf16(void **state)
     free(x);
 }
 
-/* brisk__gemm_dw_rows_bf16 gives the bits of the bf16 products it stands for (the sum over
- * output rows of dy_oh x_oh^T, one ACCUM product a row), on vdpbf16ps and on the emulation,
- * for every split into chunks taken in any order: channels not a multiple of 16, 1 to 16
- * taps, rows of positions not a multiple of 16, odd values among the operands. */
-static void test_dw_rows_is_the_products(void **state)
-{
-    (void)state;
-    const int shapes[][4] = {{32, 9, 3, 48}, {20, 9, 2, 37}, {37, 1, 4, 16}, {16, 16, 2, 21},
-                             {5, 3, 1, 130}};
-    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
-        const int co = shapes[s][0], K = shapes[s][1], OH = shapes[s][2], N = shapes[s][3];
-        const size_t ystride = (size_t)OH * N + 7;
-        float *dy = malloc(sizeof(float) * (size_t)co * ystride);
-        float *x = malloc(sizeof(float) * (size_t)OH * K * N);
-        float *bt = malloc(sizeof(float) * (size_t)N * K);
-        float *want = malloc(sizeof(float) * (size_t)co * K);
-        float *got = malloc(sizeof(float) * (size_t)co * K);
-        const float **xrows = malloc(sizeof *xrows * (size_t)OH * K);
-        assert_true(dy && x && bt && want && got && xrows);
-        fill(dy, (size_t)co * ystride, 70 + (uint32_t)s);
-        fill(x, (size_t)OH * K * N, 80 + (uint32_t)s);
-        /* Channel 1 with tap 0: every product subnormal, flushed; some sums cancel. */
-        for (size_t i = 0; i < ystride; i++)
-            dy[ystride + i] *= 0x1p-66f;
-        for (int oh = 0; oh < OH; oh++)
-            for (int k = 0; k < N; k++)
-                x[(size_t)oh * K * N + k] *= 0x1p-62f;
-        if (K > 1)
-            sprinkle(x + N, (size_t)N);
-        for (int r = 0; r < OH * K; r++)
-            xrows[r] = x + (size_t)r * N;
-        if (brisk__gemm_dw_rows_bf16(dy, ystride, OH, N, xrows, K, got, -1,
-                                     brisk__gemm_dw_rows_chunks(co, K, 1), co) < 0) {
-            print_message("skipped: this CPU's products do not pack (no AVX512-BF16)\n");
-        } else {
-            const char *kernels[] = {"avx512bf16", "avx512"};
-            for (int kk = 0; kk < 2; kk++) {
-                assert_int_equal(brisk_gemm_set_isa(kernels[kk]), 0);
-                for (int oh = 0; oh < OH; oh++) { /* B(k, n) = tap n's input at position k */
-                    for (int k = 0; k < N; k++)
-                        for (int n = 0; n < K; n++)
-                            bt[(size_t)k * K + n] = xrows[(size_t)oh * K + n][k];
-                    const brisk_gemm_args g = {
-                        .M = co, .N = K, .K = N, .A = dy + (size_t)oh * N,
-                        .a_rs = (ptrdiff_t)ystride, .a_ks = 1, .B = bt, .ldb = K, .C = want,
-                        .ldc = K, .init = oh ? BRISK_GEMM_ACCUM : BRISK_GEMM_ZERO,
-                        .precision = BRISK_GEMM_BF16};
-                    brisk_gemm(&g, 0, 1);
-                }
-                brisk_gemm_set_isa(NULL);
-                for (int wanted = 1; wanted <= 40; wanted += 13) {
-                    const int chunks = brisk__gemm_dw_rows_chunks(co, K, wanted);
-                    assert_true(chunks >= (wanted < (co + 15) / 16 * K ? wanted : 1));
-                    memset(got, 0xAB, sizeof(float) * (size_t)co * K);
-                    for (int c = chunks - 1; c >= 0; c--) /* any order */
-                        assert_int_equal(brisk__gemm_dw_rows_bf16(dy, ystride, OH, N, xrows, K,
-                                                                  got, c, chunks, co), 0);
-                    for (int i = 0; i < co * K; i++)
-                        if (memcmp(&got[i], &want[i], sizeof *got)) {
-                            print_error("%s: co %d K %d OH %d N %d, %d chunks: dW[%d][%d] = "
-                                        "%a, the products %a\n", kernels[kk], co, K, OH, N,
-                                        chunks, i / K, i % K, (double)got[i], (double)want[i]);
-                            fail();
-                        }
-                }
-            }
-            /* More than 16 taps: not this kernel's; nor a count of chunks it does not
-             * make (some elements would go unwritten). */
-            assert_int_equal(brisk__gemm_dw_rows_bf16(dy, ystride, OH, N, xrows, 17, got, 0, 1,
-                                                      co), -1);
-            if (co > 16)
-                assert_int_equal(brisk__gemm_dw_rows_bf16(dy, ystride, OH, N, xrows, K, got, 0,
-                                                          1, co), -1);
-        }
-        free(xrows);
-        free(got);
-        free(want);
-        free(bt);
-        free(x);
-        free(dy);
-    }
-}
-
 /* brisk__gemm_pair_turn gives brisk_gemm_pack_b's words of the B that its rows are the
  * columns of: any number of rows and columns up to 16 (odd: the +0 pad), odd values among
  * them; words past `rows` in each packed row left as they were. */
@@ -977,7 +894,6 @@ int main(void)
         cmocka_unit_test(test_pack_b_bad_arguments),
         cmocka_unit_test(test_pack_bt_is_pack_b),
         cmocka_unit_test(test_packs_round_as_bf16),
-        cmocka_unit_test(test_dw_rows_is_the_products),
         cmocka_unit_test(test_pair_turn_is_pack_b),
         cmocka_unit_test(test_row_sums_order),
         cmocka_unit_test(test_bf16_subnormal_start),

@@ -190,6 +190,10 @@ static void test_conv_and_pooling(void **state)
               brisk_shape_img(2, 6, 6), BRISK_LOSS_SOFTMAX_CE, 3e-3);
     gradcheck("conv:3:3:pad1,relu,maxpool:2,conv:4:3:pad1,relu,maxpool:2,flatten,dense:3",
               brisk_shape_img(2, 8, 8), BRISK_LOSS_SOFTMAX_CE, 3e-3);
+    /* On one channel the first convolution takes its gradients straight from the pool's
+     * (brisk__conv_backward_routed). */
+    gradcheck("conv:3:3:pad1,relu,maxpool:2,conv:4:3:pad1,relu,maxpool:2,flatten,dense:3",
+              brisk_shape_img(1, 8, 8), BRISK_LOSS_SOFTMAX_CE, 3e-3);
     gradcheck("conv:3:3:s2:pad1:nobias,sigmoid,avgpool:2:s1,flatten,dense:3", img,
               BRISK_LOSS_SOFTMAX_CE, 3e-3);
     gradcheck("conv:4:3,leaky_relu:0.2,maxpool:3:s2,tanh,gap,flatten,dense:3", img,

@@ -8,6 +8,7 @@
 
 #include "brisk/data.h"
 #include "brisk/gemm.h"
+#include "brisk/model_test.h"
 #include "brisk/pool.h"
 #include "brisk/rng.h"
 #include "brisk/trainer.h"
@@ -1300,6 +1301,8 @@ static void test_bf16_any_threads(void **state)
     check_model_any_threads("conv:6:3:pad1,batchnorm,relu,conv:6:3:pad1,relu,res:2,maxpool:2,"
                             "conv:8:3:s2,relu,flatten,dense:16,relu,dropout:0.3,dense:5",
                             brisk_shape_img(1, 12, 12), cnn, 3, 16, 2);
+    check_model_any_threads("conv:5:3:pad1,relu,maxpool:2,conv:6:3:pad1,relu,flatten,"
+                            "dense:5", brisk_shape_img(1, 10, 10), cnn, 3, 16, 2);
     const int claimed[] = {40, 33};
     check_model_any_threads("conv:4:5:pad2,relu,conv:8:3:pad1,relu,conv:12:3:pad1,relu,"
                             "maxpool:2,conv:8:3:pad1,conv:6:3:s2,gap,flatten,dense:16,relu,"
@@ -1316,11 +1319,13 @@ static void test_bf16_any_threads(void **state)
     static const char *const models[] = {
         "784-64-10",
         "conv:4:3:pad1,relu,conv:8:3:pad1,relu,conv:8:3:pad1,conv:4:3:s2,flatten,dense:5",
-        "embed:13:16,posembed,layernorm,attention:4,res:2,dense:13"};
+        "embed:13:16,posembed,layernorm,attention:4,res:2,dense:13",
+        "conv:4:3:pad1,relu,maxpool:2,flatten,dense:5"};
     for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
         const brisk_shape in = i == 0   ? brisk_shape_vec(784)
                                : i == 1 ? brisk_shape_img(8, 8, 8)
-                                        : brisk_shape_seq(1, 40);
+                               : i == 2 ? brisk_shape_seq(1, 40)
+                                        : brisk_shape_img(1, 8, 8);
         float *w[2];
         size_t n = 0;
         for (int p = 0; p < 2; p++) {
@@ -1362,6 +1367,76 @@ static void test_bf16_any_threads(void **state)
         free(w[0]);
         free(w[1]);
     }
+}
+
+/* A first convolution under a ReLU and a 2x2 max pool takes its weight and bias gradients
+ * straight from the pool's gradient (brisk__conv_backward_routed): the same bits as the three
+ * layers' own backward passes (brisk__model_set_routing(0)), in both precisions, at 1 and 3
+ * threads, with bias and without, an odd channel count, shards that are not a multiple of 16
+ * samples (the bias sums' tail) and an image whose pool rows are odd. A first layer on two
+ * channels (18 taps) does not route; it trains alike either way too. */
+static void test_routed_first_layer(void **state)
+{
+    (void)state;
+    static const char *const models[] = {
+        "conv:5:3:pad1,relu,maxpool:2,conv:6:3:pad1,relu,flatten,dense:4",
+        "conv:3:3:pad1:nobias,relu,maxpool:2,flatten,dense:16,relu,dense:4",
+        "conv:4:3:pad1,relu,maxpool:2,flatten,dense:4"};
+    const brisk_shape inputs[] = {brisk_shape_img(1, 10, 10), brisk_shape_img(1, 12, 12),
+                                  brisk_shape_img(2, 8, 8)};
+    const int batches[] = {40, 21}; /* shards of 16, 16, 8 and 16, 5 */
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++)
+        for (int p = 0; p < 2; p++) {
+            brisk_trainer_config cfg = base_config(models[i], inputs[i], 16, 7);
+            cfg.model.precision = p ? BRISK_GEMM_BF16 : BRISK_GEMM_FP32;
+            cfg.batch = 40;
+            brisk_model *probe;
+            assert_int_equal(brisk_model_create(&cfg.model, &probe), BRISK_OK);
+            const int classes = brisk_model_outputs(probe);
+            const size_t bytes = brisk_model_slab_len(probe) * sizeof(float);
+            brisk_model_destroy(probe);
+            brisk_dataset ds;
+            int32_t *stream, *idx;
+            make_data(inputs[i], (int)brisk_shape_size(inputs[i]), classes, 40, 11, &ds,
+                      &stream, &idx);
+            float *want = NULL;
+            for (int route = 1; route >= 0; route--)
+                for (int threads = 1; threads <= 3; threads += 2) {
+                    cfg.threads = threads;
+                    brisk_trainer *t;
+                    assert_int_equal(brisk_trainer_create(&cfg, &t), BRISK_OK);
+                    const float mean = 120.0f, std = 70.0f;
+                    assert_int_equal(brisk_trainer_set_norm(t, &mean, &std, 1), BRISK_OK);
+                    brisk__model_set_routing(route);
+                    for (int s = 0; s < 3; s++) {
+                        brisk_step_stats st;
+                        assert_int_equal(brisk_trainer_step(t, &ds, idx + s % 2 * 40,
+                                                            batches[s % 2], &st),
+                                         BRISK_OK);
+                    }
+                    brisk__model_set_routing(1);
+                    const float *w = brisk_trainer_params(t);
+                    if (!want) {
+                        want = malloc(bytes);
+                        assert_non_null(want);
+                        memcpy(want, w, bytes);
+                    } else if (memcmp(w, want, bytes)) {
+                        size_t j = 0;
+                        while (!memcmp(&w[j], &want[j], sizeof *w))
+                            j++;
+                        print_error("%s, %s, %d threads, routing %s: parameter %zu is %a, "
+                                    "%a with routing at 1 thread\n", models[i],
+                                    p ? "bf16" : "fp32", threads, route ? "on" : "off", j,
+                                    (double)w[j], (double)want[j]);
+                        fail();
+                    }
+                    brisk_trainer_destroy(t);
+                }
+            free(want);
+            brisk_dataset_free(&ds);
+            free(stream);
+            free(idx);
+        }
 }
 
 /* Gradient accumulation: a step of K passes of B / K samples is bitwise the step of one pass
@@ -1583,6 +1658,7 @@ int main(void)
         cmocka_unit_test(test_cnn_any_threads),
         cmocka_unit_test(test_cnn_augmented_any_threads),
         cmocka_unit_test(test_bf16_any_threads),
+        cmocka_unit_test(test_routed_first_layer),
         cmocka_unit_test(test_cpu_times),
         cmocka_unit_test(test_ema_follows_the_steps),
         cmocka_unit_test(test_mixup_is_its_definition),

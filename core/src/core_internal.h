@@ -22,6 +22,16 @@
 
 #define BRISK_ALIGN_FLOATS 16 /* 64 bytes */
 
+/* The bits of a float's bfloat16 rounding (brisk_bf16), without branches so that a loop of
+ * them vectorises. */
+static inline uint32_t brisk__bf16_bits(uint32_t u)
+{
+    const uint32_t nearest = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    const uint32_t quiet = (u | 0x00400000u) & 0xFFFF0000u;
+    const uint32_t r = (u & 0x7FFFFFFFu) > 0x7F800000u ? quiet : nearest;
+    return (u & 0x7F800000u) == 0 ? (u & 0x80000000u) : r;
+}
+
 static inline size_t brisk__align_up(size_t n)
 {
     return (n + BRISK_ALIGN_FLOATS - 1) / BRISK_ALIGN_FLOATS * BRISK_ALIGN_FLOATS;
@@ -143,6 +153,22 @@ extern const brisk_layer_ops brisk__dense_ops, brisk__conv_ops, brisk__maxpool_o
     brisk__leaky_relu_ops, brisk__gelu_ops, brisk__tanh_ops, brisk__sigmoid_ops,
     brisk__dropout_ops, brisk__batchnorm_ops, brisk__layernorm_ops, brisk__res_ops,
     brisk__embed_ops, brisk__posembed_ops, brisk__attention_ops;
+
+/* dst[i] = brisk_bf16(src[i]) for i < n. */
+void brisk__bf16_round_row(float *dst, const float *src, int n);
+
+/* A first convolution under a ReLU and a 2x2 max pool (layers l, l + 1, l + 2 of a model)
+ * whose weight and bias gradients brisk__conv_backward_routed can take straight from the
+ * pool's gradient: stride 1, few taps (conv_dot_dw), the ReLU's gradient a step, the pool
+ * by index. The model decides that no gradient below the convolution is wanted. */
+int brisk__conv_routable(const brisk_layer *conv, const brisk_layer *act,
+                         const brisk_layer *pool);
+/* The backward of such a convolution (a: its arguments, a->dy not read, a->dx NULL) from the
+ * pool's (its dy, output y and scratch): the same bits as the pool's backward (with the
+ * ReLU folded) and then the convolution's, without the convolution's dy ever written. */
+void brisk__conv_backward_routed(const brisk_layer *conv, const brisk_backward_args *a,
+                                 const float *pool_dy, const float *pool_y,
+                                 const void *pool_scratch);
 
 /* Parses a positive integer argument "12" (or, with a prefix, "pad1" for prefix "pad").
  * Returns 0 and *v, or -1. */

@@ -475,21 +475,11 @@ const char *brisk_gemm_isa(void)
 
 /* ---- bfloat16 operands ------------------------------------------------------------------ */
 
-/* The bits of a float's bfloat16 rounding (brisk_bf16), without branches so that a loop of
- * them vectorises. */
-static inline uint32_t bf16_bits(uint32_t u)
-{
-    const uint32_t nearest = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-    const uint32_t quiet = (u | 0x00400000u) & 0xFFFF0000u;
-    const uint32_t r = (u & 0x7FFFFFFFu) > 0x7F800000u ? quiet : nearest;
-    return (u & 0x7F800000u) == 0 ? (u & 0x80000000u) : r;
-}
-
 float brisk_bf16(float x)
 {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
-    u = bf16_bits(u);
+    u = brisk__bf16_bits(u);
     memcpy(&x, &u, sizeof x);
     return x;
 }
@@ -501,10 +491,15 @@ static BRISK_MULTIVERSION void round_row(float *restrict dst, const float *restr
     uint32_t *d = (uint32_t *)(void *)dst;
     if (stride == 1)
         for (int i = 0; i < n; i++)
-            d[i] = bf16_bits(s[i]);
+            d[i] = brisk__bf16_bits(s[i]);
     else
         for (int i = 0; i < n; i++)
-            d[i] = bf16_bits(s[(ptrdiff_t)i * stride]);
+            d[i] = brisk__bf16_bits(s[(ptrdiff_t)i * stride]);
+}
+
+void brisk__bf16_round_row(float *dst, const float *src, int n)
+{
+    round_row(dst, src, 1, n);
 }
 
 /* Packing panels for the bf16 products: rows of A (up to mb of them) and of B (nb wide),
@@ -691,7 +686,7 @@ static void bf16_block(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
 
 /* Rounding to bfloat16 by the CPU's own conversions (vcvtneps2bf16, vcvtne2ps2bf16): nearest
  * even, subnormal inputs to zero of their sign, NaNs kept and made quiet, whatever MXCSR
- * says. That is bf16_bits, bit for bit: it is how Intel defines the instructions, and
+ * says. That is brisk__bf16_bits, bit for bit: it is how Intel defines the instructions, and
  * test_gemm's test_packs_round_as_bf16 checks the packs against brisk_bf16 wherever it runs
  * (16 million bit patterns spread over all 2^32, and the odd values). */
 
@@ -769,7 +764,7 @@ static inline uint32_t pair_word(float x0, float x1)
     uint32_t u0, u1;
     memcpy(&u0, &x0, sizeof u0);
     memcpy(&u1, &x1, sizeof u1);
-    return bf16_bits(u0) | bf16_bits(u1) >> 16;
+    return brisk__bf16_bits(u0) | brisk__bf16_bits(u1) >> 16;
 }
 
 TBF16 static void pack_a_rows(const brisk_gemm_args *g, int m, int rows, int k0, int kc,
@@ -1318,82 +1313,6 @@ TBF16 static void pack_bt_pairs(const brisk_gemm_args *g, const float *bt, size_
 #endif
 
 #if BRISK_GEMM_X86
-/* 16 floats rounded to bfloat16 (pair_words16's conversion), as floats. */
-INLINEBF16 __m512 round16(__m512 x)
-{
-    return _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x)), 16));
-}
-
-/* brisk__gemm_dw_rows_bf16 for output channels [c0, c0 + nc), nc <= 16, one per lane, and
- * NT kernel taps from t0, one accumulator each (NT a constant, so that they stay in
- * registers). dy's rows of 16 channels are turned in registers 16 positions at a time, so
- * that each lane's chain meets the positions in order. */
-#define DW_AHEAD 256
-INLINEBF16 void dw_rows_nt(const float *dy, size_t ystride, int OH, int N,
-                           const float *const *xrows, int K, int t0, float *dW, int c0, int nc,
-                           const int NT)
-{
-    __m512 acc[16];
-    _Alignas(64) float xv[16][16], dq[16][16];
-    _Pragma("GCC unroll 16") for (int t = 0; t < NT; t++)
-        acc[t] = _mm512_setzero_ps();
-    for (int oh = 0; oh < OH; oh++) {
-        const float *const *xr = xrows + (size_t)oh * K + t0;
-        const float *dr = dy + (size_t)c0 * ystride + (size_t)oh * N;
-        for (int j = 0; j < N; j += 16) {
-            const int w = N - j < 16 ? N - j : 16;
-            const __mmask16 pm = (__mmask16)(w == 16 ? 0xFFFFu : (1u << w) - 1);
-            __m512 d[16];
-            for (int c = 0; c < 16; c++) {
-                if (c >= nc) {
-                    d[c] = _mm512_setzero_ps();
-                    continue;
-                }
-                const float *row = dr + (size_t)c * ystride + j;
-                /* 16 rows far apart, from memory: each fetched DW_AHEAD floats ahead */
-                _mm_prefetch((const char *)(row + DW_AHEAD), _MM_HINT_T0);
-                d[c] = round16(_mm512_maskz_loadu_ps(pm, row));
-            }
-            transpose16_regs(d); /* d[q]: position j + q, a channel a lane */
-            for (int q = 0; q < 16; q++)
-                _mm512_store_ps(dq[q], d[q]);
-            _Pragma("GCC unroll 16") for (int t = 0; t < NT; t++)
-                _mm512_store_ps(xv[t], round16(_mm512_maskz_loadu_ps(pm, xr[t] + j)));
-            for (int q = 0; q < w; q++) {
-                const __m512 v = _mm512_load_ps(dq[q]);
-                _Pragma("GCC unroll 16") for (int t = 0; t < NT; t++)
-                    acc[t] = _mm512_fmadd_ps(v, _mm512_set1_ps(xv[t][q]), acc[t]);
-            }
-        }
-    }
-    _Pragma("GCC unroll 16") for (int t = 0; t < NT; t++) {
-        _Alignas(64) float v[16];
-        _mm512_store_ps(v, acc[t]);
-        for (int c = 0; c < nc; c++)
-            dW[(size_t)(c0 + c) * (size_t)K + (size_t)(t0 + t)] = v[c];
-    }
-}
-
-#define DW_NT(n)                                                                           \
-    case n:                                                                                \
-        dw_rows_nt(dy, ystride, OH, N, xrows, K, t0, dW, c0, nc, n);                        \
-        break;
-
-TBF16 static void dw_rows_block(const float *dy, size_t ystride, int OH, int N,
-                                const float *const *xrows, int K, int t0, int t1, float *dW,
-                                int c0, int nc)
-{
-    switch (t1 - t0) {
-        DW_NT(1) DW_NT(2) DW_NT(3) DW_NT(4) DW_NT(5) DW_NT(6) DW_NT(7) DW_NT(8)
-        DW_NT(9) DW_NT(10) DW_NT(11) DW_NT(12) DW_NT(13) DW_NT(14) DW_NT(15) DW_NT(16)
-    default:
-        break;
-    }
-}
-#endif
-
-#if BRISK_GEMM_X86
 /* brisk__gemm_pair_turn (brisk/gemm_test.h). Each pair of rows (channels) is rounded and
  * paired along its 16 values first (pairs16: 8 words a row), then the 16 x 8 words are
  * turned by permutations: into vectors of 4 pairs by 4 rows, then 2 pairs by 8 rows, then
@@ -1448,45 +1367,6 @@ void brisk__gemm_pair_turn(const float *src, size_t lds, int rows, int cols, flo
 #else
     (void)src, (void)lds, (void)rows, (void)cols, (void)dst, (void)ldd;
 #endif
-}
-
-int brisk__gemm_dw_rows_bf16(const float *dy, size_t ystride, int OH, int N,
-                             const float *const *xrows, int K, float *dW, int chunk, int chunks,
-                             int co)
-{
-#if BRISK_GEMM_X86
-    if (!active_dpbf16 || K < 1 || K > 16 || co < 1 || OH < 1 || N < 1)
-        return -1;
-    /* Chunk = (block of 16 channels, group of taps), blocks first; chunks as
-     * brisk__gemm_dw_rows_chunks gives them, or -1 (some elements would go unwritten). */
-    const int blocks = (co + 15) / 16, groups = chunks / blocks;
-    if (chunks % blocks || groups < 1 || groups > K)
-        return -1;
-    if (chunk < 0 || chunk >= chunks)
-        return 0;
-    const int b = chunk % blocks, gi = chunk / blocks;
-    const int t0 = K * gi / groups, t1 = K * (gi + 1) / groups;
-    if (t0 == t1)
-        return 0;
-    const unsigned csr = _mm_getcsr();
-    _mm_setcsr(csr | 0x8040u); /* flush to zero (bit 15), denormals are zero (bit 6) */
-    dw_rows_block(dy, ystride, OH, N, xrows, K, t0, t1, dW, 16 * b,
-                  co - 16 * b < 16 ? co - 16 * b : 16);
-    _mm_setcsr(csr);
-    return 0;
-#else
-    (void)dy, (void)ystride, (void)OH, (void)N, (void)xrows, (void)K, (void)dW, (void)chunk;
-    (void)chunks, (void)co;
-    return -1;
-#endif
-}
-
-int brisk__gemm_dw_rows_chunks(int co, int K, int want)
-{
-    const int blocks = (co + 15) / 16;
-    int groups = (want + blocks - 1) / blocks;
-    groups = groups < 1 ? 1 : groups > K ? K : groups;
-    return blocks * groups;
 }
 
 void brisk__gemm_pack_bt(const brisk_gemm_args *g, const float *bt, size_t ldbt,

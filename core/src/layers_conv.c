@@ -6,10 +6,15 @@
 #include "brisk/layer.h"
 #include "core_internal.h"
 
+#include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <xmmintrin.h> /* _mm_getcsr, _mm_setcsr */
+#endif
 
 static int needs_image(const brisk_layer *l, char *err, size_t errlen)
 {
@@ -181,6 +186,14 @@ static conv_geom conv_geometry(const brisk_layer *l, int ld)
     return g;
 }
 
+/* Few input rows (K = Cin K K <= DOT_K, stride 1: a first layer on one or three channels):
+ * the weight gradient is dot products (conv_dw_dot), not matrix products. */
+#define DOT_K 16
+static int conv_dot_dw(const conv_geom *g)
+{
+    return g->s == 1 && g->K <= DOT_K && !g->wino;
+}
+
 static int conv_setup(brisk_layer *l, char *err, size_t errlen)
 {
     if (needs_image(l, err, errlen))
@@ -254,6 +267,17 @@ typedef int wi16 __attribute__((vector_size(64)));
 typedef unsigned char wb16 __attribute__((vector_size(16), aligned(1), may_alias));
 #define WLOAD(p) (*(const wv16 *)(const void *)(p))
 #define WSTORE(p, v) (*(wv16 *)(void *)(p) = (v))
+
+/* 16 bytes widened to 16 ints. Written as a loop, which the vectoriser turns into two
+ * widening moves; __builtin_convertvector of a byte vector became 16 byte loads and inserts
+ * (GCC 12). */
+static inline __attribute__((always_inline)) void widen16(const uint8_t *p, wi16 *w)
+{
+    int v[16];
+    for (int l = 0; l < 16; l++)
+        v[l] = p[l];
+    memcpy(w, v, sizeof *w);
+}
 
 /* U = G g G^T for a 3x3 g (row-major), G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]; element xi
  * = 4 row + column goes to u[xi * stride]. flip: g turned by 180 degrees. */
@@ -714,13 +738,19 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
     brisk_share sh;
     brisk_share_begin(&sh, a->team, g.ci, 1);
     /* The input into the zero-padded planes, padding columns zeroed (so that they add
-     * nothing to the weight gradient). The border stays zero from allocation. */
+     * nothing to the weight gradient). The border stays zero from allocation. bf16 products
+     * whose weight gradient is dot products (conv_dot_dw): rounded to bfloat16 here. */
+    const int round_x = conv_dot_dw(&g) && a->precision == BRISK_GEMM_BF16;
     for (long long c, c1; brisk_share_next(&sh, &c, &c1);)
         for (int h = 0; h < g.H; h++)
             for (int w = 0; w < g.W; w++) {
                 float *d = xpad + (size_t)c * g.plane + (size_t)(h + g.p) * g.rs +
                            (size_t)(w + g.p) * ld;
-                memcpy(d, a->x + (((size_t)c * g.H + h) * g.W + w) * ld, (size_t)n * sizeof(float));
+                const float *x = a->x + (((size_t)c * g.H + h) * g.W + w) * ld;
+                if (round_x) /* what the products would read: the same bits */
+                    brisk__bf16_round_row(d, x, n);
+                else
+                    memcpy(d, x, (size_t)n * sizeof(float));
                 memset(d + n, 0, (size_t)(ld - n) * sizeof(float));
             }
     if (g.wino) {
@@ -786,12 +816,12 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
  * alone would wait on each add's latency); each lane meets its values in the same order
  * whatever nc is. */
 #define SUM_BLOCKS 4
-static inline __attribute__((always_inline)) void sum_blocks(const float *x, size_t stride,
-                                                             size_t rows, size_t ld, int n,
-                                                             double *out, const int nc)
+/* sum_blocks's lanes, carried on over `rows` more rows (lane[c] for block c). */
+static inline __attribute__((always_inline)) void sum_blocks_add(const float *x, size_t stride,
+                                                                 size_t rows, size_t ld, int n,
+                                                                 double (*lane)[8],
+                                                                 const int nc)
 {
-    double lane[SUM_BLOCKS][8];
-    memset(lane, 0, sizeof lane);
     for (size_t r = 0; r < rows; r++) {
         int i = 0;
         for (; i + 8 <= n; i += 8)
@@ -802,9 +832,23 @@ static inline __attribute__((always_inline)) void sum_blocks(const float *x, siz
             for (int k = i; k < n; k++)
                 lane[c][k & 7] += (double)x[(size_t)c * stride + r * ld + (size_t)k];
     }
+}
+
+static inline double sum_lanes(const double *lane)
+{
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+           ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+static inline __attribute__((always_inline)) void sum_blocks(const float *x, size_t stride,
+                                                             size_t rows, size_t ld, int n,
+                                                             double *out, const int nc)
+{
+    double lane[SUM_BLOCKS][8];
+    memset(lane, 0, sizeof lane);
+    sum_blocks_add(x, stride, rows, ld, n, lane, nc);
     for (int c = 0; c < nc; c++)
-        out[c] = ((lane[c][0] + lane[c][1]) + (lane[c][2] + lane[c][3])) +
-                 ((lane[c][4] + lane[c][5]) + (lane[c][6] + lane[c][7]));
+        out[c] = sum_lanes(lane[c]);
 }
 
 static BRISK_MULTIVERSION void sum_columns(const float *x, size_t stride, int nc, size_t rows,
@@ -818,26 +862,95 @@ static BRISK_MULTIVERSION void sum_columns(const float *x, size_t stride, int nc
     }
 }
 
-/* Few input rows (K = Cin K K <= DOT_K, stride 1: a first layer on one or three channels):
- * dW[co][k] as dot products of dy's rows with the input rows in place, with no transpose of
- * dy. Each output is 16 fmaf chains (sample column j goes to lane j mod 16, output rows in
- * order) added in a fixed tree; each thread takes whole output channels. */
-#define DOT_K 16
+/* The weight gradient of few input rows (conv_dot_dw): dW[co][k] as dot products of dy's
+ * rows with the input rows in place, with no transpose of dy. Each output is 16 fmaf chains
+ * (sample column j goes to lane j mod 16, output rows in order) added in a fixed tree; each
+ * thread takes whole output channels. bf16 products:
+ * the same chains on operands rounded to bfloat16 (the forward leaves the input rounded in
+ * its planes, dy is rounded as it is read), so every product is exact, with subnormals
+ * flushed as brisk/gemm.h says (MXCSR on x86, set by the caller; by hand elsewhere). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define DOT_FLUSH_BY_HAND 0
+#else
+#define DOT_FLUSH_BY_HAND 1
+#endif
 
-static inline __attribute__((always_inline)) void dw_dot_channel(const conv_geom *g,
-                                                                  const float *dy, int N,
-                                                                  const float *const *xrows,
-                                                                  float *dW, const int K)
+/* Where a first convolution's dy comes from when it is never stored (brisk__conv_backward_
+ * routed): a ReLU and a 2x2 max pool by index above it. For one channel: the pool's dy and
+ * output and the recorded positions, (PH, PW, ld) each, and room for one row of dy. */
+typedef struct conv_route {
+    const float *dy, *y;
+    const uint8_t *at;
+    float *row;
+} conv_route;
+
+/* Row oh of the convolution's dy (OW ld floats) into rt->row as the pool's backward writes it
+ * (max4_back with the ReLU folded): the pool's dy where the window's maximum was and the
+ * pool's output is positive, 0 elsewhere, plus 0. */
+static inline __attribute__((always_inline)) void routed_row(const conv_route *rt, int oh,
+                                                             int OW, int ld)
+{
+    const wv16 zero = {0};
+    const int PW = OW / 2, c0 = 2 * (oh & 1);
+    const size_t p0 = (size_t)(oh / 2) * (size_t)PW * (size_t)ld;
+    for (int pw = 0; pw < PW; pw++)
+        for (int i = 0; i < ld; i += 16) {
+            const size_t po = p0 + (size_t)pw * ld + (size_t)i;
+            wi16 w;
+            widen16(rt->at + po, &w);
+            const wi16 g = (wi16)WLOAD(rt->dy + po) & (WLOAD(rt->y + po) > zero);
+            float *d = rt->row + (size_t)(2 * pw) * ld + i;
+            WSTORE(d, zero + (wv16)(g & (w == c0)));
+            WSTORE(d + ld, zero + (wv16)(g & (w == c0 + 1)));
+        }
+}
+
+static inline float flush_subnormal(float x)
+{
+    return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x;
+}
+
+/* One channel: dW[k] for its K taps; dy read from dy (rows N = OW ld apart) or made row by
+ * row from rt (then db, not NULL, gets the sum of dy over the positions and the first n
+ * samples with sum_columns's bits). */
+static inline __attribute__((always_inline)) void dw_dot_channel(
+    const conv_geom *g, int ld, int n, const float *dy, const conv_route *rt,
+    const float *const *xrows, float *dW, float *db, const int K, const int bf16)
 {
     float acc[DOT_K][16];
+    double lane[1][8];
+    _Alignas(64) float rounded[16];
     memset(acc, 0, sizeof acc);
+    memset(lane, 0, sizeof lane);
+    const int N = g->OW * ld;
     for (int oh = 0; oh < g->OH; oh++) {
-        const float *d = dy + (size_t)oh * N;
+        const float *d;
+        if (rt) {
+            routed_row(rt, oh, g->OW, ld);
+            if (db)
+                sum_blocks_add(rt->row, 0, (size_t)g->OW, (size_t)ld, n, lane, 1);
+            d = rt->row;
+        } else {
+            d = dy + (size_t)oh * N;
+        }
         const float *const *xr = xrows + (size_t)oh * g->K;
-        for (int j = 0; j < N; j += 16)
-            _Pragma("GCC unroll 16") for (int k = 0; k < K; k++)
+        for (int j = 0; j < N; j += 16) {
+            const float *v = d + j;
+            if (bf16) {
+                uint32_t u[16];
+                memcpy(u, v, sizeof u);
                 for (int l = 0; l < 16; l++)
-                    acc[k][l] = fmaf(xr[k][j + l], d[j + l], acc[k][l]);
+                    u[l] = brisk__bf16_bits(u[l]);
+                memcpy(rounded, u, sizeof u);
+                v = rounded;
+            }
+            _Pragma("GCC unroll 16") for (int k = 0; k < K; k++)
+                for (int l = 0; l < 16; l++) {
+                    acc[k][l] = fmaf(xr[k][j + l], v[l], acc[k][l]);
+                    if (bf16 && DOT_FLUSH_BY_HAND)
+                        acc[k][l] = flush_subnormal(acc[k][l]);
+                }
+        }
     }
     for (int k = 0; k < K; k++) {
         float t[8];
@@ -845,24 +958,67 @@ static inline __attribute__((always_inline)) void dw_dot_channel(const conv_geom
             t[l] = acc[k][l] + acc[k][l + 8];
         dW[k] = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
     }
+    if (db)
+        *db = (float)sum_lanes(lane[0]);
 }
 
-/* (K = 9, a 3x3 kernel on one channel, has its own instance, with the accumulators in
- * registers.) */
-static BRISK_MULTIVERSION void conv_dw_dot(const conv_geom *g, const float *dy, int ld,
-                                           const float *const *xrows, float *dW, long long co0,
-                                           long long co1)
+#define DOT_CHANNEL(K, bf16)                                                               \
+    dw_dot_channel(g, ld, n, d, route ? &rt : NULL, xrows, w, db ? db + co : NULL, K, bf16)
+
+/* Channels [co0, co1): dy (OH OW ld floats a channel) or, where route is not NULL, the pool
+ * above (route's pointers at channel 0, its row room OH OW ld floats a channel; then db gets
+ * the bias gradient too). (K = 9, a 3x3 kernel on one channel, has its own instances, with
+ * the accumulators in registers.) */
+static BRISK_MULTIVERSION void conv_dw_dot(const conv_geom *g, int ld, int n, const float *dy,
+                                           const conv_route *route, const float *const *xrows,
+                                           float *dW, float *db, long long co0, long long co1,
+                                           int bf16)
 {
-    const int N = g->OW * ld; /* a multiple of 16 */
-    const size_t ystride = (size_t)g->OH * (size_t)N;
+    const size_t ystride = (size_t)g->OH * (size_t)g->OW * (size_t)ld;
+    const size_t pstride = ystride / 4; /* the pool's (PH, PW, ld) */
     for (long long co = co0; co < co1; co++) {
-        const float *d = dy + (size_t)co * ystride;
+        const float *d = dy ? dy + (size_t)co * ystride : NULL;
+        conv_route rt = {NULL, NULL, NULL, NULL};
+        if (route) /* the row in the channel's own room: one thread's alone */
+            rt = (conv_route){route->dy + (size_t)co * pstride,
+                              route->y + (size_t)co * pstride,
+                              route->at + (size_t)co * pstride,
+                              route->row + (size_t)co * ystride};
         float *w = dW + (size_t)co * g->K;
-        if (g->K == 9)
-            dw_dot_channel(g, d, N, xrows, w, 9);
+        if (g->K == 9 && bf16)
+            DOT_CHANNEL(9, 1);
+        else if (g->K == 9)
+            DOT_CHANNEL(9, 0);
+        else if (bf16)
+            DOT_CHANNEL(g->K, 1);
         else
-            dw_dot_channel(g, d, N, xrows, w, g->K);
+            DOT_CHANNEL(g->K, 0);
     }
+}
+
+/* MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6) for bf16's chains on x86
+ * (elsewhere the chains flush by hand); returns what to restore with dot_flush_end. */
+static unsigned dot_flush_begin(int bf16)
+{
+#if !DOT_FLUSH_BY_HAND
+    const unsigned csr = _mm_getcsr();
+    if (bf16)
+        _mm_setcsr(csr | 0x8040u);
+    return csr;
+#else
+    (void)bf16;
+    return 0;
+#endif
+}
+
+static void dot_flush_end(int bf16, unsigned csr)
+{
+#if !DOT_FLUSH_BY_HAND
+    if (bf16)
+        _mm_setcsr(csr);
+#else
+    (void)bf16, (void)csr;
+#endif
 }
 
 /* Stride > 1, by blocks of output rows: dcol (Cin K K, R OW ld) = W^T dy, one product whose
@@ -1019,8 +1175,7 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
     /* Before the products, claimed by the team: dy^T per output row ((OW ld, Cout): B of the
      * weight gradient); stride 1 with dx: dy into its zero-padded planes, the rearranged
      * weights, and the rows of the padded dy that each input row's gradient reads. */
-    /* (bf16 products go through brisk_gemm, which rounds their operands.) */
-    const int dot_dw = g.s == 1 && g.K <= DOT_K && a->precision == BRISK_GEMM_FP32;
+    const int dot_dw = conv_dot_dw(&g), bf16 = a->precision == BRISK_GEMM_BF16;
     /* bf16 where the products pack B (avx512bf16), stride 1: dW (Cout, Cin K K) itself, one
      * product per output row with dy's rows as A, read in place, and the input rows that the
      * output row reads as B's columns, packed by the team (two rooms in dyt's place, taken in
@@ -1029,13 +1184,9 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
     float *dW = brisk_layer_data(l, 0, a->grads);
     brisk_gemm_args gd = {.M = g.co, .N = g.K, .K = N, .a_rs = (ptrdiff_t)ystride, .a_ks = 1,
                           .C = dW, .ldc = g.K, .precision = a->precision};
-    const size_t pf = g.s == 1 && a->precision == BRISK_GEMM_BF16
-                          ? brisk__align_up(brisk_gemm_pack_b_floats(&gd))
-                          : 0;
+    const size_t pf =
+        g.s == 1 && bf16 && !dot_dw ? brisk__align_up(brisk_gemm_pack_b_floats(&gd)) : 0;
     const int packed_dw = pf && 2 * pf <= ystride * (size_t)g.co;
-    /* Few taps (a first layer): the same chains without the products, in registers
-     * (brisk__gemm_dw_rows_bf16): no packing, no meeting per output row. */
-    const int chain_dw = packed_dw && g.K <= DOT_K;
     brisk_share_begin(&sh, a->team, dot_dw || packed_dw ? 0 : g.OH, 1);
     for (long long oh, r1; brisk_share_next(&sh, &oh, &r1);)
         brisk__transpose(a->dy + (size_t)oh * N, ystride, dyt + (size_t)oh * N * g.co,
@@ -1070,18 +1221,11 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
     const int rows = g.s == 1 ? 1 : g.rows;
     float *col = sc + g.col;
     if (dot_dw) {
+        const unsigned csr = dot_flush_begin(bf16);
         brisk_share_begin(&sh, a->team, g.co, 1);
         for (long long o0, o1; brisk_share_next(&sh, &o0, &o1);)
-            conv_dw_dot(&g, a->dy, ld, xrows, dW, o0, o1);
-    } else if (chain_dw) {
-        const int chunks = brisk__gemm_dw_rows_chunks(g.co, g.K, a->team ? a->team->nth : 1);
-        brisk_share_begin(&sh, a->team, chunks, 1);
-        for (long long c0, c1; brisk_share_next(&sh, &c0, &c1);)
-            for (long long c = c0; c < c1; c++) {
-                const int rc = brisk__gemm_dw_rows_bf16(a->dy, ystride, g.OH, N, xrows, g.K,
-                                                        dW, (int)c, chunks, g.co);
-                BRISK_ASSERT(rc == 0); /* packed_dw: the products pack */
-            }
+            conv_dw_dot(&g, ld, a->n, a->dy, NULL, xrows, dW, NULL, o0, o1, bf16);
+        dot_flush_end(bf16, csr);
     } else if (packed_dw) {
         for (int oh = 0; oh < g.OH; oh++) {
             /* Room oh % 2 was last read by row oh - 2's products, which the barrier after
@@ -1273,7 +1417,8 @@ static BRISK_MULTIVERSION void max4_back(float *restrict d0, float *restrict d1,
 {
     const wv16 zero = {0};
     for (int i = 0; i < n; i += 16) {
-        const wi16 w = __builtin_convertvector(*(const wb16 *)(const void *)(at + i), wi16);
+        wi16 w;
+        widen16(at + i, &w);
         wi16 g = (wi16)WLOAD(dy + i);
         if (relu)
             g &= WLOAD(y + i) > zero;
@@ -1442,6 +1587,37 @@ static void pool_backward(const brisk_layer *l, const brisk_backward_args *a)
     brisk_share_begin(&sh, a->team, l->in.c, 1);
     for (long long c0, c1; brisk_share_next(&sh, &c0, &c1);)
         pool_backward_channels(l, a, c0, c1);
+}
+
+int brisk__conv_routable(const brisk_layer *conv, const brisk_layer *act,
+                         const brisk_layer *pool)
+{
+    if (conv->ops != &brisk__conv_ops || pool->ops != &brisk__maxpool_ops ||
+        !act->ops->act_grad || !(act->ops->flags & BRISK_LAYER_STEP_GRADIENT) ||
+        !pool_by_index(pool))
+        return 0;
+    const conv_geom g = conv_geometry(conv, 16);
+    return conv_dot_dw(&g) && g.OH == pool->in.h && g.OW == pool->in.w && g.co == pool->in.c;
+}
+
+void brisk__conv_backward_routed(const brisk_layer *conv, const brisk_backward_args *a,
+                                 const float *pool_dy, const float *pool_y,
+                                 const void *pool_scratch)
+{
+    const conv_geom g = conv_geometry(conv, a->ld);
+    const int bf16 = a->precision == BRISK_GEMM_BF16;
+    const float *const *xrows = (const float *const *)(void *)((float *)a->scratch + g.xrows);
+    float *dW = brisk_layer_data(conv, 0, a->grads);
+    float *db = conv->args[C_BIAS] ? brisk_layer_data(conv, 1, a->grads) : NULL;
+    /* Room for a row of dy: dyt's, which this path does not use otherwise. */
+    const conv_route route = {pool_dy, pool_y, (const uint8_t *)pool_scratch,
+                              (float *)a->scratch + g.dyt};
+    const unsigned csr = dot_flush_begin(bf16);
+    brisk_share sh;
+    brisk_share_begin(&sh, a->team, g.co, 1);
+    for (long long o0, o1; brisk_share_next(&sh, &o0, &o1);)
+        conv_dw_dot(&g, a->ld, a->n, NULL, &route, xrows, dW, db, o0, o1, bf16);
+    dot_flush_end(bf16, csr);
 }
 
 static int pool_describe(const brisk_layer *l, char *buf, size_t size)

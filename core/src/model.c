@@ -6,6 +6,7 @@
 #include "brisk/model.h"
 
 #include "brisk/error.h"
+#include "brisk/model_test.h"
 #include "brisk/rng.h"
 #include "core_internal.h"
 
@@ -38,6 +39,10 @@ struct brisk_model {
     /* Layer l applies the activation after it in place in a training pass: its output there
      * is the activation's (BRISK_LAYER_ACT_IN_PLACE, BRISK_LAYER_GRAD_FROM_OUTPUT). */
     unsigned char act_in_place[BRISK_MAX_LAYERS];
+    /* Layer l is a max pool whose backward, with that of the ReLU and the first convolution
+     * below it, is the convolution's alone, from the pool's gradient
+     * (brisk__conv_backward_routed). */
+    unsigned char bwd_routed[BRISK_MAX_LAYERS];
     /* Skip connections: for a BRISK_LAYER_SKIP layer, the layer whose output it adds (-1:
      * the model's input); -2 for the others. */
     int skip_from[BRISK_MAX_LAYERS];
@@ -558,6 +563,18 @@ int brisk_model_create(const brisk_model_config *cfg, brisk_model **out)
         m->act_in_place[l] = m->fwd_fused[l + 1] && !read &&
                              (m->layers[l].ops->flags & BRISK_LAYER_ACT_IN_PLACE) &&
                              (m->layers[l + 1].ops->flags & BRISK_LAYER_GRAD_FROM_OUTPUT);
+    }
+    /* Routed: a convolution, its ReLU and a max pool, where nothing below the convolution
+     * has tensors (so no gradient is wanted below it) and no skip reads the gradient of
+     * the convolution's or the ReLU's output. */
+    for (int l = 2; l < m->n_layers; l++) {
+        int ok = m->bwd_fused[l - 1] && brisk__conv_routable(&m->layers[l - 2],
+                                                             &m->layers[l - 1], &m->layers[l]);
+        for (int k = 0; k < l - 2 && ok; k++)
+            ok = m->layers[k].n_tensors == 0;
+        for (int k = 0; k < m->n_layers && ok; k++)
+            ok = m->skip_from[k] != l - 2 && m->skip_from[k] != l - 1;
+        m->bwd_routed[l] = (unsigned char)ok;
     }
     *out = m;
     return BRISK_OK;
@@ -1349,6 +1366,10 @@ int brisk_model_loss_tokens(const brisk_model *m, brisk_workspace *ws, const int
     return BRISK_OK;
 }
 
+static int routing = 1;
+
+void brisk__model_set_routing(int on) { routing = on != 0; }
+
 void brisk_model_backward(const brisk_model *m, const float *params, const float *buffers,
                           brisk_workspace *ws, int n, float *grads, const brisk_team *team)
 {
@@ -1373,6 +1394,22 @@ void brisk_model_backward(const brisk_model *m, const float *params, const float
         }
         if ((ly->ops->flags & BRISK_LAYER_ALIAS) || m->bwd_fused[l])
             continue; /* the same gradient, or done by the layer above */
+        if (m->bwd_routed[l] && routing) {
+            /* The first convolution's gradients from this pool's dy; nothing below wants
+             * one. */
+            const brisk_layer *conv = &m->layers[l - 2];
+            const brisk_backward_args a = {
+                .x = l > 2 ? ws->cur[BRISK_PASS_TRAIN][l - 3] : ws->x0,
+                .y = ws->cur[BRISK_PASS_TRAIN][l - 2], .n = cols, .ld = ws->ld,
+                .positions = P, .params = params, .buffers = buffers, .grads = grads,
+                .scratch = ws->scratch[l - 2], .team = team, .seed = ws->keys.seed,
+                .step = ws->keys.step, .sample0 = ws->keys.sample0,
+                .precision = m->cfg.precision};
+            brisk__conv_backward_routed(conv, &a, ws->grad[g], ws->cur[BRISK_PASS_TRAIN][l],
+                                        ws->scratch[l]);
+            brisk_team_barrier(team);
+            break;
+        }
         /* Below the first layer with tensors there is nothing to compute. */
         int below = 0;
         for (int k = 0; k < l && !below; k++)

@@ -41,23 +41,6 @@ void brisk__gemm_pair_along(const float *x, int n, float *dst);
 void brisk__gemm_pair_turn(const float *src, size_t lds, int rows, int cols, float *dst,
                            size_t ldd);
 
-/* The weight gradient of a stride-1 convolution with few taps, where bf16 products pack
- * (vdpbf16ps), as the bf16 product dW (co, K) = sum over output rows oh, in order, of dy_oh
- * (co, N) times x_oh^T (N, K) computes it, bit for bit: each element one chain of fp32
- * multiply-adds of bfloat16-rounded operands over the rows and, in each, the positions, in
- * order, from +0, subnormals flushed. dy: channel c's row oh at dy + c ystride + oh N;
- * xrows[oh K + t]: tap t's N inputs for row oh. Without the products' packing (another
- * kernel, another CPU), or with `chunks` not from brisk__gemm_dw_rows_chunks, it returns -1
- * and writes nothing: the caller runs the products. Else 0, after writing the elements of
- * `chunk` of `chunks` (brisk__gemm_dw_rows_chunks(co, K, want): blocks of 16 channels times
- * groups of taps, at least `want` where there are that many; nothing for a chunk out of
- * range); every chunk once, in any order and on any thread, writes every element once.
- * 1 <= K <= 16. */
-int brisk__gemm_dw_rows_bf16(const float *dy, size_t ystride, int OH, int N,
-                             const float *const *xrows, int K, float *dW, int chunk, int chunks,
-                             int co);
-int brisk__gemm_dw_rows_chunks(int co, int K, int want);
-
 /* Where the k-block starting at k0 (a multiple of 256, or K for the whole size) begins in an A
  * of M rows packed by brisk_gemm_pack_a, in floats, on any code path: a scratch can be sized
  * by it before the path is known (brisk_gemm_pack_a_floats is 0 where products pack
