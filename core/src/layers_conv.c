@@ -143,8 +143,10 @@ static conv_geom conv_geometry(const brisk_layer *l, int ld)
         g.L = g.k - 1;
         g.RP = g.L + (g.H + g.p > g.OH ? g.H + g.p : g.OH);
         g.CP = g.L + (g.W + g.p > g.OW ? g.W + g.p : g.OW);
-        g.dyp = at;
-        at = brisk__align_up(at + (size_t)g.co * (size_t)g.RP * (size_t)g.CP * (size_t)ld);
+        if (!g.wino) { /* Winograd reads dy in place */
+            g.dyp = at;
+            at = brisk__align_up(at + (size_t)g.co * (size_t)g.RP * (size_t)g.CP * (size_t)ld);
+        }
     }
     if (g.wino) {
         const size_t cc = (size_t)g.ci * (size_t)g.co;
@@ -330,23 +332,54 @@ static wino_unit wino_unit_at(const conv_geom *g, int u, int ld)
     return t;
 }
 
-/* V[xi wino_xs(cin) + c WINO_NB + j] = (B^T d B)[xi] for the 4x4 patch at (2 th, 2 tw) of
- * the padded planes `in` (c, row, column, sample; rows rs floats apart), B^T = [1 0 -1 0;
- * 0 1 1 0; 0 -1 1 0; 0 1 0 -1], sample i0 + j, 16 samples a vector. */
-static BRISK_MULTIVERSION void wino_in(const float *in, size_t plane, size_t rs, int ld,
-                                       const wino_unit *t, int cin, float *V)
+/* The input a Winograd convolution transforms: value (c, r, q) of sample i at in + c plane +
+ * r rs + q ld + i for rows r in [0, h) and columns q in [0, w), 0 outside them; tile (th, tw)
+ * reads rows 2 th + o to 2 th + o + 3 and the same columns. The forward and the weight
+ * gradient read the padded planes (o = 0, never outside); the input gradient reads dy itself
+ * (o = -1: dy padded by one, without copying it into padded planes). */
+typedef struct wino_src {
+    const float *in;
+    size_t plane, rs;
+    int h, w, o;
+} wino_src;
+
+/* V[xi wino_xs(cin) + (c - c0) WINO_NB + j] = (B^T d B)[xi] for the 4x4 patch of tile t of
+ * channels [c0, c0 + cin) of s, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], sample i0 + j,
+ * 16 samples a vector. A patch that reaches outside s is first copied with its zeros into
+ * a 4 KiB patch of its own (the same values, so the same bits as padded planes). */
+static BRISK_MULTIVERSION void wino_in(const wino_src *s, int ld, const wino_unit *t, int c0,
+                                       int cin, float *V)
 {
     const size_t xs = wino_xs(cin);
-    for (int c = 0; c < cin; c++) {
-        const float *base =
-            in + (size_t)c * plane + (size_t)(2 * t->th) * rs + (size_t)(2 * t->tw) * ld + t->i0;
-        float *v = V + (size_t)c * WINO_NB;
+    const int r0 = 2 * t->th + s->o, q0 = 2 * t->tw + s->o;
+    const int inside = r0 >= 0 && q0 >= 0 && r0 + 4 <= s->h && q0 + 4 <= s->w;
+    _Alignas(64) float patch[16 * WINO_NB];
+    for (int c = c0; c < c0 + cin; c++) {
+        const float *base;
+        size_t ars, aq; /* from one row of the patch to the next, one column */
+        if (inside) {
+            base = s->in + (size_t)c * s->plane + (size_t)r0 * s->rs + (size_t)q0 * ld + t->i0;
+            ars = s->rs, aq = (size_t)ld;
+        } else {
+            for (int k = 0; k < 16; k++) {
+                const int r = r0 + k / 4, q = q0 + k % 4;
+                float *d = patch + (size_t)k * WINO_NB;
+                if (r >= 0 && r < s->h && q >= 0 && q < s->w)
+                    memcpy(d, s->in + (size_t)c * s->plane + (size_t)r * s->rs +
+                                  (size_t)q * ld + t->i0,
+                           (size_t)t->w * sizeof(float));
+                else
+                    memset(d, 0, (size_t)t->w * sizeof(float));
+            }
+            base = patch, ars = 4 * WINO_NB, aq = WINO_NB;
+        }
+        float *v = V + (size_t)(c - c0) * WINO_NB;
         for (int j = 0; j < t->w; j += 16) {
             wv16 r[4][4];
             _Pragma("GCC unroll 4") for (int a = 0; a < 4; a++) {
-                const float *p = base + (size_t)a * rs + j;
-                const wv16 d0 = WLOAD(p), d1 = WLOAD(p + ld), d2 = WLOAD(p + 2 * ld),
-                           d3 = WLOAD(p + 3 * ld);
+                const float *p = base + (size_t)a * ars + j;
+                const wv16 d0 = WLOAD(p), d1 = WLOAD(p + aq), d2 = WLOAD(p + 2 * aq),
+                           d3 = WLOAD(p + 3 * aq);
                 r[a][0] = d0 - d2, r[a][1] = d1 + d2, r[a][2] = d2 - d1, r[a][3] = d1 - d3;
             }
             _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
@@ -366,13 +399,13 @@ static BRISK_MULTIVERSION void wino_in(const float *in, size_t plane, size_t rs,
  *   matrix xi at Vp + xi pxs + p ldp (pxs and ldp in floats);
  * - as A of the weight gradient's (a row of pairs of samples per channel): channel c of
  *   matrix xi at Vp + xi pxs + c ldp. */
-static void wino_in_packed(const float *in, size_t plane, size_t rs, int ld, const wino_unit *t,
-                           int cin, float *tmp, int as_b, float *Vp, size_t pxs, size_t ldp)
+static void wino_in_packed(const wino_src *s, int ld, const wino_unit *t, int cin, float *tmp,
+                           int as_b, float *Vp, size_t pxs, size_t ldp)
 {
     for (int c = 0; c < cin; c += 2) {
         const int two = cin - c >= 2 ? 2 : 1;
         const size_t xs = wino_xs(two);
-        wino_in(in + (size_t)c * plane, plane, rs, ld, t, two, tmp);
+        wino_in(s, ld, t, c, two, tmp);
         for (int xi = 0; xi < 16; xi++) {
             const float *r0 = tmp + (size_t)xi * xs, *r1 = two == 2 ? r0 + WINO_NB : NULL;
             float *d = Vp + (size_t)xi * pxs;
@@ -437,9 +470,7 @@ static BRISK_MULTIVERSION void wino_dy(const float *dy, int OH, int OW, int ld,
  * then, on those outputs, the fused activation (mode 1: act_y = act(out)) or activation
  * gradient (mode 2: out *= act'(act_x, act_a)). */
 typedef struct wino_job {
-    const float *in;        /* the padded input planes */
-    size_t plane;
-    size_t rs;              /* its row stride */
+    wino_src src;           /* the input */
     int cin, cout, OH, OW, ld;
     const float *U, *bias;  /* U (16, cout, cin) */
     float *out;             /* (cout, OH, OW, ld) */
@@ -504,17 +535,19 @@ static BRISK_MULTIVERSION void wino_out(const wino_job *w, const wino_unit *t, c
 
 /* Into the cache ahead of use: channels [c0, c1) of unit t's 4x4 input patch (as wino_in
  * reads it), a slice at a time between the products of the unit before it. */
-static void wino_prefetch(const float *in, size_t plane, size_t rs, int ld, const wino_unit *t,
-                          int c0, int c1)
+static void wino_prefetch(const wino_src *s, int ld, const wino_unit *t, int c0, int c1)
 {
-    for (int c = c0; c < c1; c++) {
-        const float *base = in + (size_t)c * plane + (size_t)(2 * t->th) * rs +
-                            (size_t)(2 * t->tw) * ld + t->i0;
-        for (int a = 0; a < 4; a++)
-            for (int q = 0; q < 4; q++)
+    const int r0 = 2 * t->th + s->o, q0 = 2 * t->tw + s->o;
+    for (int c = c0; c < c1; c++)
+        for (int r = r0; r < r0 + 4; r++)
+            for (int q = q0; q < q0 + 4; q++) {
+                if (r < 0 || r >= s->h || q < 0 || q >= s->w)
+                    continue;
+                const float *p = s->in + (size_t)c * s->plane + (size_t)r * s->rs +
+                                 (size_t)q * ld + t->i0;
                 for (int j = 0; j < t->w; j += 16)
-                    __builtin_prefetch(base + (size_t)a * rs + (size_t)q * ld + j);
-    }
+                    __builtin_prefetch(p + j);
+            }
 }
 
 /* A claimed loop over n items in which the first WINO_SLOTS members of the team take part
@@ -567,12 +600,12 @@ static void wino_conv(const conv_geom *g, const wino_job *w, float *slot, const 
         const size_t pxs = wino_packed_xs(g, &b, 1, &ldp);
         const int packed = pxs != 0;
         if (packed)
-            wino_in_packed(w->in, w->plane, w->rs, w->ld, &t, w->cin, tmp, 1, V, pxs, ldp);
+            wino_in_packed(&w->src, w->ld, &t, w->cin, tmp, 1, V, pxs, ldp);
         else
-            wino_in(w->in, w->plane, w->rs, w->ld, &t, w->cin, V);
+            wino_in(&w->src, w->ld, &t, 0, w->cin, V);
         for (int xi = 0; xi < 16; xi++) {
             if (u + 1 < u1)
-                wino_prefetch(w->in, w->plane, w->rs, w->ld, &next, w->cin * xi / 16,
+                wino_prefetch(&w->src, w->ld, &next, w->cin * xi / 16,
                               w->cin * (xi + 1) / 16);
             const brisk_gemm_args gm = {
                 .M = w->cout, .N = t.w, .K = w->cin,
@@ -633,7 +666,7 @@ static void conv_forward_wino(const brisk_layer *l, const brisk_forward_args *a,
     const float *Upk = wino_pack_u(g, sc + g->wu, g->co, g->ci, a->precision, sc + g->wpk,
                                    a->team);
     const wino_job w = {
-        .in = sc + g->xpad, .plane = g->plane, .rs = g->rs, .cin = g->ci, .cout = g->co,
+        .src = {sc + g->xpad, g->plane, g->rs, g->Hp, g->Wp, 0}, .cin = g->ci, .cout = g->co,
         .OH = g->OH, .OW = g->OW, .ld = a->ld, .U = sc + g->wu,
         .bias = l->args[C_BIAS] ? brisk_layer_data(l, 1, a->params) : NULL, .out = a->y,
         .mode = a->act ? 1 : 0, .act = a->act, .act_y = a->act_y, .precision = a->precision,
@@ -650,6 +683,7 @@ static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *d
 {
     const size_t cc = (size_t)g->ci * (size_t)g->co;
     float *V = slot, *Zt = slot + g->slot, *tmp = slot + 2 * g->slot;
+    const wino_src src = {xpad, g->plane, g->rs, g->Hp, g->Wp, 0};
     brisk_share sh;
     if (!wino_share(&sh, team, WINO_GROUPS, 1))
         return;
@@ -671,13 +705,13 @@ static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *d
             const size_t bxs = wino_packed_xs(g, &a, 1, &ldb);
             const int packed = pxs != 0, b_packed = bxs != 0;
             if (packed)
-                wino_in_packed(xpad, g->plane, g->rs, ld, &t, g->ci, tmp, 0, V, pxs, lda);
+                wino_in_packed(&src, ld, &t, g->ci, tmp, 0, V, pxs, lda);
             else
-                wino_in(xpad, g->plane, g->rs, ld, &t, g->ci, V);
+                wino_in(&src, ld, &t, 0, g->ci, V);
             wino_dy(dy, g->OH, g->OW, ld, &t, g->co, Zt, tmp, bxs, ldb);
             for (int xi = 0; xi < 16; xi++) {
                 if (u + 1 < u1)
-                    wino_prefetch(xpad, g->plane, g->rs, ld, &next, g->ci * xi / 16,
+                    wino_prefetch(&src, ld, &next, g->ci * xi / 16,
                                   g->ci * (xi + 1) / 16);
                 const brisk_gemm_args gm = {
                     .M = g->ci, .N = g->co, .K = t.w,
@@ -1119,14 +1153,12 @@ static void conv_backward_wino(const brisk_layer *l, const brisk_backward_args *
                                const conv_geom *g)
 {
     const int ld = a->ld;
-    float *sc = a->scratch, *dyp = sc + g->dyp;
-    const size_t pplane = (size_t)g->RP * (size_t)g->CP * (size_t)ld;
+    float *sc = a->scratch;
     const float *W = brisk_layer_data(l, 0, a->params);
     const long long pairs = (long long)g->co * g->ci;
     const long long pgrain = brisk_share_grain(a->team, pairs, 4, 64);
     brisk_share sh;
     if (a->dx) {
-        conv_pad_dy(g, a, dyp);
         brisk_share_begin(&sh, a->team, pairs, pgrain);
         for (long long p0, p1; brisk_share_next(&sh, &p0, &p1);)
             wino_kernels(W, g->ci, g->co, p0, p1, 1, sc + g->wut);
@@ -1138,10 +1170,11 @@ static void conv_backward_wino(const brisk_layer *l, const brisk_backward_args *
     float *slot = wino_slot(g, sc, a->team);
     wino_dw_groups(g, sc + g->xpad, a->dy, ld, slot, sc + g->wdu, a->team, a->precision);
     if (a->dx) {
-        /* dy padded by 1: the padded planes from one row and column in. */
+        /* dy padded by 1, read in place. */
+        const size_t row = (size_t)g->OW * (size_t)ld;
         const wino_job w = {
-            .in = dyp + ((size_t)(g->L - 1) * g->CP + (size_t)(g->L - 1)) * ld,
-            .plane = pplane, .rs = (size_t)g->CP * ld, .cin = g->co, .cout = g->ci, .OH = g->H,
+            .src = {a->dy, (size_t)g->OH * row, row, g->OH, g->OW, -1},
+            .cin = g->co, .cout = g->ci, .OH = g->H,
             .OW = g->W, .ld = ld, .U = sc + g->wut, .bias = NULL, .out = a->dx,
             .mode = a->act ? 2 : 0, .act = a->act, .act_x = a->act_x, .act_a = a->act_y,
             .precision = a->precision, .Upk = Upk, .pk_xs = g->pk_xs};
