@@ -127,12 +127,14 @@ static conv_geom conv_geometry(const brisk_layer *l, int ld)
     g.KB = g.co * g.kk;
     g.wino = g.s == 1 && g.k == 3 && g.p == 1 && g.H % 2 == 0 && g.W % 2 == 0 &&
              g.ci >= WINO_MIN_CI;
-    g.rs = (size_t)g.Wp * (size_t)ld + (g.wino ? 16 : 0);
+    g.rs = (size_t)g.Wp * (size_t)ld;
     g.plane = (size_t)g.Hp * g.rs;
     const size_t row = (size_t)g.OW * (size_t)ld;
     size_t at = 0;
-    g.xpad = at;
-    at = brisk__align_up(at + (size_t)g.ci * g.plane);
+    if (!g.wino) { /* Winograd reads its input in place */
+        g.xpad = at;
+        at = brisk__align_up(at + (size_t)g.ci * g.plane);
+    }
     if (!g.wino) {
         g.dyt = at;
         at = brisk__align_up(at + (size_t)g.OH * row * (size_t)g.co);
@@ -334,14 +336,21 @@ static wino_unit wino_unit_at(const conv_geom *g, int u, int ld)
 
 /* The input a Winograd convolution transforms: value (c, r, q) of sample i at in + c plane +
  * r rs + q ld + i for rows r in [0, h) and columns q in [0, w), 0 outside them; tile (th, tw)
- * reads rows 2 th + o to 2 th + o + 3 and the same columns. The forward and the weight
- * gradient read the padded planes (o = 0, never outside); the input gradient reads dy itself
- * (o = -1: dy padded by one, without copying it into padded planes). */
+ * reads rows 2 th + o to 2 th + o + 3 and the same columns. Every pass reads its input in
+ * place (o = -1: padded by one), with no padded copy of it. */
 typedef struct wino_src {
     const float *in;
     size_t plane, rs;
     int h, w, o;
+    int n; /* samples past the first n read as 0 (padding columns: may hold anything) */
 } wino_src;
+
+/* A Winograd layer's input x (Cin, H, W, ld), padded by one, its first n samples. */
+static wino_src wino_input(const conv_geom *g, const float *x, int ld, int n)
+{
+    const size_t row = (size_t)g->W * (size_t)ld;
+    return (wino_src){x, (size_t)g->H * row, row, g->H, g->W, -1, n};
+}
 
 /* V[xi wino_xs(cin) + (c - c0) WINO_NB + j] = (B^T d B)[xi] for the 4x4 patch of tile t of
  * channels [c0, c0 + cin) of s, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], sample i0 + j,
@@ -354,6 +363,7 @@ static BRISK_MULTIVERSION void wino_in(const wino_src *s, int ld, const wino_uni
     const int r0 = 2 * t->th + s->o, q0 = 2 * t->tw + s->o;
     const int inside = r0 >= 0 && q0 >= 0 && r0 + 4 <= s->h && q0 + 4 <= s->w;
     _Alignas(64) float patch[16 * WINO_NB];
+    const int valid = s->n - t->i0; /* samples of the unit to read */
     for (int c = c0; c < c0 + cin; c++) {
         const float *base;
         size_t ars, aq; /* from one row of the patch to the next, one column */
@@ -376,10 +386,17 @@ static BRISK_MULTIVERSION void wino_in(const wino_src *s, int ld, const wino_uni
         float *v = V + (size_t)(c - c0) * WINO_NB;
         for (int j = 0; j < t->w; j += 16) {
             wv16 r[4][4];
+            wi16 keep = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+            if (j + 16 > valid) { /* +0 past n, as in zeroed padding */
+                const wi16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+                keep = lane < valid - j;
+            }
             _Pragma("GCC unroll 4") for (int a = 0; a < 4; a++) {
                 const float *p = base + (size_t)a * ars + j;
-                const wv16 d0 = WLOAD(p), d1 = WLOAD(p + aq), d2 = WLOAD(p + 2 * aq),
-                           d3 = WLOAD(p + 3 * aq);
+                const wv16 d0 = (wv16)((wi16)WLOAD(p) & keep),
+                           d1 = (wv16)((wi16)WLOAD(p + aq) & keep),
+                           d2 = (wv16)((wi16)WLOAD(p + 2 * aq) & keep),
+                           d3 = (wv16)((wi16)WLOAD(p + 3 * aq) & keep);
                 r[a][0] = d0 - d2, r[a][1] = d1 + d2, r[a][2] = d2 - d1, r[a][3] = d1 - d3;
             }
             _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
@@ -652,7 +669,7 @@ static float *wino_slot(const conv_geom *g, float *sc, const brisk_team *team)
     return sc + g->wslot + (size_t)(ith < WINO_SLOTS ? ith : 0) * 3 * g->slot;
 }
 
-/* The forward pass by Winograd, once xpad is filled (before the team has met). */
+/* The forward pass by Winograd: the input read in place. */
 static void conv_forward_wino(const brisk_layer *l, const brisk_forward_args *a,
                               const conv_geom *g)
 {
@@ -666,7 +683,7 @@ static void conv_forward_wino(const brisk_layer *l, const brisk_forward_args *a,
     const float *Upk = wino_pack_u(g, sc + g->wu, g->co, g->ci, a->precision, sc + g->wpk,
                                    a->team);
     const wino_job w = {
-        .src = {sc + g->xpad, g->plane, g->rs, g->Hp, g->Wp, 0}, .cin = g->ci, .cout = g->co,
+        .src = wino_input(g, a->x, a->ld, a->n), .cin = g->ci, .cout = g->co,
         .OH = g->OH, .OW = g->OW, .ld = a->ld, .U = sc + g->wu,
         .bias = l->args[C_BIAS] ? brisk_layer_data(l, 1, a->params) : NULL, .out = a->y,
         .mode = a->act ? 1 : 0, .act = a->act, .act_y = a->act_y, .precision = a->precision,
@@ -677,13 +694,13 @@ static void conv_forward_wino(const brisk_layer *l, const brisk_forward_args *a,
 /* This thread's groups of the weight gradient: dU_g[xi] (Cin, Cout) = the sum over group
  * g's units, in order, of V[xi] Zt[xi] (V: the input transformed, (Cin, samples); Zt: dy
  * transformed, (samples, Cout); the sum over the unit's samples). */
-static void wino_dw_groups(const conv_geom *g, const float *xpad, const float *dy, int ld,
+static void wino_dw_groups(const conv_geom *g, const float *x, int n, const float *dy, int ld,
                            float *slot, float *dU, const brisk_team *team,
                            brisk_gemm_precision precision)
 {
     const size_t cc = (size_t)g->ci * (size_t)g->co;
     float *V = slot, *Zt = slot + g->slot, *tmp = slot + 2 * g->slot;
-    const wino_src src = {xpad, g->plane, g->rs, g->Hp, g->Wp, 0};
+    const wino_src src = wino_input(g, x, ld, n);
     brisk_share sh;
     if (!wino_share(&sh, team, WINO_GROUPS, 1))
         return;
@@ -767,6 +784,10 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
 {
     const int ld = a->ld, n = a->n;
     const conv_geom g = conv_geometry(l, ld);
+    if (g.wino) {
+        conv_forward_wino(l, a, &g);
+        return;
+    }
     float *sc = a->scratch;
     float *xpad = sc + g.xpad;
     brisk_share sh;
@@ -787,10 +808,6 @@ static void conv_forward(const brisk_layer *l, const brisk_forward_args *a)
                     memcpy(d, x, (size_t)n * sizeof(float));
                 memset(d + n, 0, (size_t)(ld - n) * sizeof(float));
             }
-    if (g.wino) {
-        conv_forward_wino(l, a, &g);
-        return;
-    }
     const float **xrows = (const float **)(void *)(sc + g.xrows);
     if (g.s == 1) {
         brisk_share_begin(&sh, a->team, g.OH, 1);
@@ -1168,12 +1185,12 @@ static void conv_backward_wino(const brisk_layer *l, const brisk_backward_args *
                                            sc + g->wpk, a->team)
                              : NULL;
     float *slot = wino_slot(g, sc, a->team);
-    wino_dw_groups(g, sc + g->xpad, a->dy, ld, slot, sc + g->wdu, a->team, a->precision);
+    wino_dw_groups(g, a->x, a->n, a->dy, ld, slot, sc + g->wdu, a->team, a->precision);
     if (a->dx) {
         /* dy padded by 1, read in place. */
         const size_t row = (size_t)g->OW * (size_t)ld;
         const wino_job w = {
-            .src = {a->dy, (size_t)g->OH * row, row, g->OH, g->OW, -1},
+            .src = {a->dy, (size_t)g->OH * row, row, g->OH, g->OW, -1, ld},
             .cin = g->co, .cout = g->ci, .OH = g->H,
             .OW = g->W, .ld = ld, .U = sc + g->wut, .bias = NULL, .out = a->dx,
             .mode = a->act ? 2 : 0, .act = a->act, .act_x = a->act_x, .act_a = a->act_y,
