@@ -1164,8 +1164,8 @@ static void conv_db(const brisk_layer *l, const brisk_backward_args *a, const co
         }
 }
 
-/* The backward pass by Winograd: dy into its padded planes and the turned kernels; then
- * each thread its groups of dW and its units of dx; then dW from the groups, and db. */
+/* The backward pass by Winograd: the turned kernels; then each thread its groups of dW and
+ * its units of dx (dy read in place); then dW from the groups, and db. */
 static void conv_backward_wino(const brisk_layer *l, const brisk_backward_args *a,
                                const conv_geom *g)
 {
