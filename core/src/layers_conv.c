@@ -70,11 +70,10 @@ typedef struct conv_geom {
     int KB;                                /* Cout K K: the reduction of the input gradient's */
     int rows;                              /* stride > 1: output rows per unrolled block */
     int L, RP, CP;                         /* stride 1: dy padded by L before, RP x CP */
-    size_t rs, plane;                      /* one padded row (Wp ld, and for Winograd 16
-                                            * floats more, against cache set conflicts),
-                                            * one padded channel (Hp rs) */
-    /* Offsets into the scratch, in floats. Both: xpad (the zero-padded input), dyt (dy
-     * transposed), dwt (dW transposed). Stride 1: xrows (OH x K pointers to the input rows
+    size_t rs, plane;                      /* one padded row (Wp ld), one padded channel
+                                            * (Hp rs) */
+    /* Offsets into the scratch, in floats. Both strides: xpad (the zero-padded input), dyt
+     * (dy transposed), dwt (dW transposed). Stride 1: xrows (OH x K pointers to the input rows
      * each output row reads), drows (H x KB pointers to the padded dy rows each input row's
      * gradient reads), dyp (dy zero-padded), wr (the weights as (Cin, Cout K K)). Stride > 1:
      * col (an unrolled block, or a block of dx's unrolled product), dxpad. */
@@ -85,8 +84,8 @@ typedef struct conv_geom {
      * for dx, (16, Cin, Cout)), wdu (WINO_GROUPS partial weight gradients (16, Cin, Cout)),
      * wslot (WINO_SLOTS slots of 3 regions of `slot` floats, one slot a thread), wpk (16
      * matrices of U or of dx's U packed for bf16 products, pk_xs floats apart: untouched where
-     * products pack nothing). The direct method's dyt, dwt, xrows, drows and wr are not
-     * allocated; dyp is (dy padded for dx). */
+     * products pack nothing). None of the direct method's regions is allocated: the
+     * transforms read the input and dy in place. */
     int wino, TH, TW, SB, units;
     size_t wu, wut, wdu, wslot, slot, wpk, pk_xs;
     size_t total;
@@ -134,8 +133,6 @@ static conv_geom conv_geometry(const brisk_layer *l, int ld)
     if (!g.wino) { /* Winograd reads its input in place */
         g.xpad = at;
         at = brisk__align_up(at + (size_t)g.ci * g.plane);
-    }
-    if (!g.wino) {
         g.dyt = at;
         at = brisk__align_up(at + (size_t)g.OH * row * (size_t)g.co);
         g.dwt = at;
@@ -354,34 +351,23 @@ static wino_src wino_input(const conv_geom *g, const float *x, int ld, int n)
 
 /* V[xi wino_xs(cin) + (c - c0) WINO_NB + j] = (B^T d B)[xi] for the 4x4 patch of tile t of
  * channels [c0, c0 + cin) of s, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], sample i0 + j,
- * 16 samples a vector. A patch that reaches outside s is first copied with its zeros into
- * a 4 KiB patch of its own (the same values, so the same bits as padded planes). */
+ * 16 samples a vector. Positions outside s read a row of zeros (the values of padded
+ * planes, so their bits). */
 static BRISK_MULTIVERSION void wino_in(const wino_src *s, int ld, const wino_unit *t, int c0,
                                        int cin, float *V)
 {
+    static const float zeros[WINO_NB] __attribute__((aligned(64)));
     const size_t xs = wino_xs(cin);
     const int r0 = 2 * t->th + s->o, q0 = 2 * t->tw + s->o;
-    const int inside = r0 >= 0 && q0 >= 0 && r0 + 4 <= s->h && q0 + 4 <= s->w;
-    _Alignas(64) float patch[16 * WINO_NB];
     const int valid = s->n - t->i0; /* samples of the unit to read */
     for (int c = c0; c < c0 + cin; c++) {
-        const float *base;
-        size_t ars, aq; /* from one row of the patch to the next, one column */
-        if (inside) {
-            base = s->in + (size_t)c * s->plane + (size_t)r0 * s->rs + (size_t)q0 * ld + t->i0;
-            ars = s->rs, aq = (size_t)ld;
-        } else {
-            for (int k = 0; k < 16; k++) {
-                const int r = r0 + k / 4, q = q0 + k % 4;
-                float *d = patch + (size_t)k * WINO_NB;
-                if (r >= 0 && r < s->h && q >= 0 && q < s->w)
-                    memcpy(d, s->in + (size_t)c * s->plane + (size_t)r * s->rs +
-                                  (size_t)q * ld + t->i0,
-                           (size_t)t->w * sizeof(float));
-                else
-                    memset(d, 0, (size_t)t->w * sizeof(float));
-            }
-            base = patch, ars = 4 * WINO_NB, aq = WINO_NB;
+        const float *p[16]; /* the patch's 16 positions; zeros outside s */
+        for (int k = 0; k < 16; k++) {
+            const int r = r0 + k / 4, q = q0 + k % 4;
+            p[k] = r >= 0 && r < s->h && q >= 0 && q < s->w
+                       ? s->in + (size_t)c * s->plane + (size_t)r * s->rs + (size_t)q * ld +
+                             t->i0
+                       : zeros;
         }
         float *v = V + (size_t)(c - c0) * WINO_NB;
         for (int j = 0; j < t->w; j += 16) {
@@ -392,11 +378,10 @@ static BRISK_MULTIVERSION void wino_in(const wino_src *s, int ld, const wino_uni
                 keep = lane < valid - j;
             }
             _Pragma("GCC unroll 4") for (int a = 0; a < 4; a++) {
-                const float *p = base + (size_t)a * ars + j;
-                const wv16 d0 = (wv16)((wi16)WLOAD(p) & keep),
-                           d1 = (wv16)((wi16)WLOAD(p + aq) & keep),
-                           d2 = (wv16)((wi16)WLOAD(p + 2 * aq) & keep),
-                           d3 = (wv16)((wi16)WLOAD(p + 3 * aq) & keep);
+                const wv16 d0 = (wv16)((wi16)WLOAD(p[4 * a] + j) & keep),
+                           d1 = (wv16)((wi16)WLOAD(p[4 * a + 1] + j) & keep),
+                           d2 = (wv16)((wi16)WLOAD(p[4 * a + 2] + j) & keep),
+                           d3 = (wv16)((wi16)WLOAD(p[4 * a + 3] + j) & keep);
                 r[a][0] = d0 - d2, r[a][1] = d1 + d2, r[a][2] = d2 - d1, r[a][3] = d1 - d3;
             }
             _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
