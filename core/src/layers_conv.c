@@ -269,15 +269,17 @@ typedef unsigned char wb16 __attribute__((vector_size(16), aligned(1), may_alias
 #define WLOAD(p) (*(const wv16 *)(const void *)(p))
 #define WSTORE(p, v) (*(wv16 *)(void *)(p) = (v))
 
-/* 16 bytes widened to 16 ints. Written as a loop, which the vectoriser turns into two
- * widening moves; __builtin_convertvector of a byte vector became 16 byte loads and inserts
- * (GCC 12). */
+/* 16 bytes widened to 16 ints, in two steps (to 16 bits, then to 32), which GCC 12 keeps in
+ * registers as widening moves: one __builtin_convertvector from bytes to ints became 16 byte
+ * loads and inserts, and a loop over an int array went through the stack. */
+typedef unsigned char wu8x16 __attribute__((vector_size(16)));
+typedef unsigned short wu16x16 __attribute__((vector_size(32)));
+typedef unsigned int wu32x16 __attribute__((vector_size(64)));
 static inline __attribute__((always_inline)) void widen16(const uint8_t *p, wi16 *w)
 {
-    int v[16];
-    for (int l = 0; l < 16; l++)
-        v[l] = p[l];
-    memcpy(w, v, sizeof *w);
+    wu8x16 b;
+    memcpy(&b, p, sizeof b);
+    *w = (wi16)__builtin_convertvector(__builtin_convertvector(b, wu16x16), wu32x16);
 }
 
 /* U = G g G^T for a 3x3 g (row-major), G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]; element xi
