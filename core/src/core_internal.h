@@ -4,9 +4,17 @@
 
 #include "brisk/layer.h"
 
+#include <float.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <xmmintrin.h> /* _mm_getcsr, _mm_setcsr */
+#define BRISK_MXCSR 1
+#else
+#define BRISK_MXCSR 0
+#endif
 
 /* Hot elementwise loops are compiled for AVX-512, AVX2 and baseline x86-64, and the loader
  * picks the best the CPU has (GCC function multi-versioning), so one binary is both portable
@@ -30,6 +38,39 @@ static inline uint32_t brisk__bf16_bits(uint32_t u)
     const uint32_t quiet = (u | 0x00400000u) & 0xFFFF0000u;
     const uint32_t r = (u & 0x7FFFFFFFu) > 0x7F800000u ? quiet : nearest;
     return (u & 0x7F800000u) == 0 ? (u & 0x80000000u) : r;
+}
+
+/* A subnormal to zero of its sign: BRISK_GEMM_BF16's fma rule, by hand where MXCSR does not
+ * do it (brisk__ftz_begin). */
+static inline float brisk__flush_subnormal(float x)
+{
+    return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x;
+}
+
+/* On x86 (BRISK_MXCSR), with on: MXCSR's flush-to-zero (bit 15) and denormals-are-zero
+ * (bit 6) for this thread, BRISK_GEMM_BF16's fma rule; returns what brisk__ftz_end(on, csr)
+ * restores. Elsewhere nothing (the code flushes by hand). */
+static inline unsigned brisk__ftz_begin(int on)
+{
+#if BRISK_MXCSR
+    const unsigned csr = _mm_getcsr();
+    if (on)
+        _mm_setcsr(csr | 0x8040u);
+    return csr;
+#else
+    (void)on;
+    return 0;
+#endif
+}
+
+static inline void brisk__ftz_end(int on, unsigned csr)
+{
+#if BRISK_MXCSR
+    if (on)
+        _mm_setcsr(csr);
+#else
+    (void)on, (void)csr;
+#endif
 }
 
 static inline size_t brisk__align_up(size_t n)

@@ -58,13 +58,6 @@ static inline float init_value(const brisk_gemm_args *g, int k0, int m, int n)
 
 /* ---- portable ------------------------------------------------------------------------- */
 
-/* A subnormal to zero of its sign (BRISK_GEMM_BF16's fmas, written out for the portable path;
- * the vector paths have the CPU do it, with MXCSR's flush-to-zero and denormals-are-zero). */
-static inline float flush(float x)
-{
-    return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x;
-}
-
 static inline void portable_chains(const brisk_gemm_args *g, int m0, int m1, int n0, int n1,
                                    const int ftz)
 {
@@ -79,7 +72,9 @@ static inline void portable_chains(const brisk_gemm_args *g, int m0, int m1, int
                                           : g->A[(ptrdiff_t)m * g->a_rs + (ptrdiff_t)k * g->a_ks];
                 const float *b = g->b_rows ? g->b_rows[k] : g->B + (ptrdiff_t)k * g->ldb;
                 for (int n = n0; n < n1; n++)
-                    c[n] = ftz ? flush(fmaf(a, b[n], flush(c[n]))) : fmaf(a, b[n], c[n]);
+                    c[n] = ftz ? brisk__flush_subnormal(
+                                     fmaf(a, b[n], brisk__flush_subnormal(c[n])))
+                               : fmaf(a, b[n], c[n]);
             }
         }
     }
@@ -1001,8 +996,7 @@ static void block_bf16(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
     }
     if (inner == block_avx2)
         inner = block_avx2_in_place;
-    const unsigned csr = _mm_getcsr();
-    _mm_setcsr(csr | 0x8040u); /* flush to zero (bit 15), denormals are zero (bit 6) */
+    const unsigned csr = brisk__ftz_begin(1);
 #endif
     float *buf = pack_buffer();
     if (buf) {
@@ -1014,7 +1008,7 @@ static void block_bf16(const brisk_gemm_args *g, int m0, int m1, int n0, int n1)
         bf16_block(g, m0, m1, n0, n1, inner, &pp);
     }
 #if BRISK_GEMM_X86
-    _mm_setcsr(csr);
+    brisk__ftz_end(1, csr);
 #endif
 }
 

@@ -12,9 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <xmmintrin.h> /* _mm_getcsr, _mm_setcsr */
-#endif
 
 static int needs_image(const brisk_layer *l, char *err, size_t errlen)
 {
@@ -906,12 +903,8 @@ static BRISK_MULTIVERSION void sum_columns(const float *x, size_t stride, int nc
  * thread takes whole output channels. bf16 products:
  * the same chains on operands rounded to bfloat16 (the forward leaves the input rounded in
  * its planes, dy is rounded as it is read), so every product is exact, with subnormals
- * flushed as brisk/gemm.h says (MXCSR on x86, set by the caller; by hand elsewhere). */
-#if defined(__x86_64__) && defined(__GNUC__)
-#define DOT_FLUSH_BY_HAND 0
-#else
-#define DOT_FLUSH_BY_HAND 1
-#endif
+ * flushed as brisk/gemm.h says (brisk__ftz_begin by the caller; by hand elsewhere). */
+#define DOT_FLUSH_BY_HAND (!BRISK_MXCSR)
 
 /* Where a first convolution's dy comes from when it is never stored (brisk__conv_backward_
  * routed): a ReLU and a 2x2 max pool by index above it. For one channel: the pool's dy and
@@ -941,11 +934,6 @@ static inline __attribute__((always_inline)) void routed_row(const conv_route *r
             WSTORE(d, zero + (wv16)(g & (w == c0)));
             WSTORE(d + ld, zero + (wv16)(g & (w == c0 + 1)));
         }
-}
-
-static inline float flush_subnormal(float x)
-{
-    return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x;
 }
 
 /* One channel: dW[k] for its K taps; dy read from dy (rows N = OW ld apart) or made row by
@@ -986,7 +974,7 @@ static inline __attribute__((always_inline)) void dw_dot_channel(
                 for (int l = 0; l < 16; l++) {
                     acc[k][l] = fmaf(xr[k][j + l], v[l], acc[k][l]);
                     if (bf16 && DOT_FLUSH_BY_HAND)
-                        acc[k][l] = flush_subnormal(acc[k][l]);
+                        acc[k][l] = brisk__flush_subnormal(acc[k][l]);
                 }
         }
     }
@@ -1032,31 +1020,6 @@ static BRISK_MULTIVERSION void conv_dw_dot(const conv_geom *g, int ld, int n, co
         else
             DOT_CHANNEL(g->K, 0);
     }
-}
-
-/* MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6) for bf16's chains on x86
- * (elsewhere the chains flush by hand); returns what to restore with dot_flush_end. */
-static unsigned dot_flush_begin(int bf16)
-{
-#if !DOT_FLUSH_BY_HAND
-    const unsigned csr = _mm_getcsr();
-    if (bf16)
-        _mm_setcsr(csr | 0x8040u);
-    return csr;
-#else
-    (void)bf16;
-    return 0;
-#endif
-}
-
-static void dot_flush_end(int bf16, unsigned csr)
-{
-#if !DOT_FLUSH_BY_HAND
-    if (bf16)
-        _mm_setcsr(csr);
-#else
-    (void)bf16, (void)csr;
-#endif
 }
 
 /* Stride > 1, by blocks of output rows: dcol (Cin K K, R OW ld) = W^T dy, one product whose
@@ -1258,11 +1221,11 @@ static void conv_backward(const brisk_layer *l, const brisk_backward_args *a)
     const int rows = g.s == 1 ? 1 : g.rows;
     float *col = sc + g.col;
     if (dot_dw) {
-        const unsigned csr = dot_flush_begin(bf16);
+        const unsigned csr = brisk__ftz_begin(bf16);
         brisk_share_begin(&sh, a->team, g.co, 1);
         for (long long o0, o1; brisk_share_next(&sh, &o0, &o1);)
             conv_dw_dot(&g, ld, a->n, a->dy, NULL, xrows, dW, NULL, o0, o1, bf16);
-        dot_flush_end(bf16, csr);
+        brisk__ftz_end(bf16, csr);
     } else if (packed_dw) {
         for (int oh = 0; oh < g.OH; oh++) {
             /* Room oh % 2 was last read by row oh - 2's products, which the barrier after
@@ -1649,12 +1612,12 @@ void brisk__conv_backward_routed(const brisk_layer *conv, const brisk_backward_a
     /* Room for a row of dy: dyt's, which this path does not use otherwise. */
     const conv_route route = {pool_dy, pool_y, (const uint8_t *)pool_scratch,
                               (float *)a->scratch + g.dyt};
-    const unsigned csr = dot_flush_begin(bf16);
+    const unsigned csr = brisk__ftz_begin(bf16);
     brisk_share sh;
     brisk_share_begin(&sh, a->team, g.co, 1);
     for (long long o0, o1; brisk_share_next(&sh, &o0, &o1);)
         conv_dw_dot(&g, a->ld, a->n, NULL, &route, xrows, dW, db, o0, o1, bf16);
-    dot_flush_end(bf16, csr);
+    brisk__ftz_end(bf16, csr);
 }
 
 static int pool_describe(const brisk_layer *l, char *buf, size_t size)
