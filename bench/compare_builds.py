@@ -5,8 +5,9 @@ round), so that the host's drift between rounds cancels out of each round's own 
 
 Prints, per build, the median samples/s in each precision and bf16 / fp32 (the ratio of the
 medians and the median of the rounds' own ratios), and per precision the median of the
-rounds' new / old. Runs where other processes used the CPU are not screened here (use few,
-short runs on a quiet machine, or compare_mlp.py / compare_contention.py, which screen).
+rounds' new / old. A run during which other processes used a tenth of a core or more (from
+/proc/stat less the run's own CPU time, screening.py) is run again, at most 3 times; the
+counts of reruns and of runs that still had company are printed.
 
 Example (the CNN, the README's figures of 2026-12-08):
   bench/compare_builds.py --old /tmp/old/build/release/bench/bench_mlp --rounds 24 \\
@@ -16,18 +17,25 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from screening import run_screened  # noqa: E402
+
+RERUN = [0, 0]  # runs run again; runs that still had company after 3 tries
 
 
 def run(binary, args, precision):
-    out = subprocess.run([binary] + args + ["--precision", precision, "--json"],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit("compare_builds: %s failed (exit %d): %s" %
-                 (binary, out.returncode, out.stderr.strip()[-500:]))
+    for tries in range(3):
+        out, others = run_screened([binary] + args + ["--precision", precision, "--json"])
+        if others < 0.1:
+            break
+        if tries < 2:
+            RERUN[0] += 1
+        else:
+            RERUN[1] += 1
     try:
-        return json.loads(out.stdout)["samples_per_second"]
+        return json.loads(out)["samples_per_second"]
     except (ValueError, KeyError) as e:
         sys.exit("compare_builds: %s printed no samples_per_second (%s)" % (binary, e))
 
@@ -61,6 +69,8 @@ def main():
         print("round %d of %d done" % (r + 1, a.rounds), file=sys.stderr)
     med = {k: statistics.median(v) for k, v in res.items()}
     print("medians of %d alternating rounds (samples/s): %s" % (a.rounds, " ".join(a.bench_args)))
+    print("runs repeated because other processes used the CPU: %d; still shared after 3 tries: "
+          "%d" % (RERUN[0], RERUN[1]))
     for b in builds:
         line = "%-4s %s" % (b, "  ".join("%s %.0f" % (p, med[(b, p)]) for p in precisions))
         if len(precisions) == 2:
