@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from screening import run_screened  # noqa: E402
 
 RERUN = [0, 0]  # runs run again; runs that still had company after 3 tries
+SEEN = {}  # (binary, precision) -> the kernel and checksum it printed
 
 
 def run(binary, args, precision):
@@ -35,7 +36,9 @@ def run(binary, args, precision):
         else:
             RERUN[1] += 1
     try:
-        return json.loads(out)["samples_per_second"]
+        d = json.loads(out)
+        SEEN[(binary, precision)] = "%s kernels, checksum %s" % (d["kernel"], d["params_fnv"])
+        return d["samples_per_second"]
     except (ValueError, KeyError) as e:
         sys.exit("compare_builds: %s printed no samples_per_second (%s)" % (binary, e))
 
@@ -71,6 +74,9 @@ def main():
     print("medians of %d alternating rounds (samples/s): %s" % (a.rounds, " ".join(a.bench_args)))
     print("runs repeated because other processes used the CPU: %d; still shared after 3 tries: "
           "%d" % (RERUN[0], RERUN[1]))
+    for b in builds:
+        for p in precisions:
+            print("%s %s: %s" % (b, p, SEEN[(builds[b], p)]))
     for b in builds:
         line = "%-4s %s" % (b, "  ".join("%s %.0f" % (p, med[(b, p)]) for p in precisions))
         if len(precisions) == 2:
