@@ -908,36 +908,32 @@ static BRISK_MULTIVERSION void sum_columns(const float *x, size_t stride, int nc
 
 /* Where a first convolution's dy comes from when it is never stored (brisk__conv_backward_
  * routed): a ReLU and a 2x2 max pool by index above it. For one channel: the pool's dy and
- * output and the recorded positions, (PH, PW, ld) each, and room for one row of dy. */
+ * output and the recorded positions, (PH, PW, ld) each, and room for two rows of dy. */
 typedef struct conv_route {
     const float *dy, *y;
     const uint8_t *at;
     float *row;
 } conv_route;
 
-/* Row oh of the convolution's dy (OW ld floats) into rt->row as the pool's backward writes it
- * (max4_back with the ReLU folded): the pool's dy where the window's maximum was and the
- * pool's output is positive, 0 elsewhere, plus 0. */
-static inline __attribute__((always_inline)) void routed_row(const conv_route *rt, int oh,
-                                                             int OW, int ld)
+static BRISK_MULTIVERSION void max4_back(float *restrict d0, float *restrict d1,
+                                         float *restrict d2, float *restrict d3,
+                                         const uint8_t *restrict at, const float *restrict dy,
+                                         const float *restrict y, int relu, int n);
+
+/* Rows 2 ph and 2 ph + 1 of the convolution's dy (OW ld floats each, N apart) into rt->row:
+ * the pool's backward (max4_back, the ReLU folded) on pool row ph, into scratch. */
+static void routed_rows(const conv_route *rt, int ph, int OW, int ld)
 {
-    const wv16 zero = {0};
-    const int PW = OW / 2, c0 = 2 * (oh & 1);
-    const size_t p0 = (size_t)(oh / 2) * (size_t)PW * (size_t)ld;
-    for (int pw = 0; pw < PW; pw++)
-        for (int i = 0; i < ld; i += 16) {
-            const size_t po = p0 + (size_t)pw * ld + (size_t)i;
-            wi16 w;
-            widen16(rt->at + po, &w);
-            const wi16 g = (wi16)WLOAD(rt->dy + po) & (WLOAD(rt->y + po) > zero);
-            float *d = rt->row + (size_t)(2 * pw) * ld + i;
-            WSTORE(d, zero + (wv16)(g & (w == c0)));
-            WSTORE(d + ld, zero + (wv16)(g & (w == c0 + 1)));
-        }
+    const size_t N = (size_t)OW * (size_t)ld;
+    for (int pw = 0; pw < OW / 2; pw++) {
+        const size_t po = ((size_t)ph * (size_t)(OW / 2) + (size_t)pw) * (size_t)ld;
+        float *d = rt->row + (size_t)(2 * pw) * ld;
+        max4_back(d, d + ld, d + N, d + N + ld, rt->at + po, rt->dy + po, rt->y + po, 1, ld);
+    }
 }
 
-/* One channel: dW[k] for its K taps; dy read from dy (rows N = OW ld apart) or made row by
- * row from rt (then db, not NULL, gets the sum of dy over the positions and the first n
+/* One channel: dW[k] for its K taps; dy read from dy (rows N = OW ld apart) or made two rows
+ * at a time from rt (then db, not NULL, gets the sum of dy over the positions and the first n
  * samples with sum_columns's bits). */
 static inline __attribute__((always_inline)) void dw_dot_channel(
     const conv_geom *g, int ld, int n, const float *dy, const conv_route *rt,
@@ -952,10 +948,11 @@ static inline __attribute__((always_inline)) void dw_dot_channel(
     for (int oh = 0; oh < g->OH; oh++) {
         const float *d;
         if (rt) {
-            routed_row(rt, oh, g->OW, ld);
+            if (oh % 2 == 0)
+                routed_rows(rt, oh / 2, g->OW, ld);
+            d = rt->row + (size_t)(oh % 2) * N;
             if (db)
-                sum_blocks_add(rt->row, 0, (size_t)g->OW, (size_t)ld, n, lane, 1);
-            d = rt->row;
+                sum_blocks_add(d, 0, (size_t)g->OW, (size_t)ld, n, lane, 1);
         } else {
             d = dy + (size_t)oh * N;
         }
